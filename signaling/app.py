@@ -1,0 +1,120 @@
+"""Build the aiohttp application for one signaling node and run it with a graceful shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from pathlib import Path
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from endpoints.directory import load_directory
+from signaling import api_auth, api_directory, api_meetings, metrics
+from signaling.auth import Authenticator
+from signaling.context import Context
+from signaling.http import CTX, ctx_of, error_middleware, json_response
+from signaling.meetings.scheduler import Scheduler
+from signaling.meetings.service import MeetingService
+from signaling.openapi import openapi_document
+from signaling.rooms import RoomHub
+from signaling.session import Session
+from signaling.sessions import MEETING_EVENTS, SessionRegistry
+from signaling.settings import Settings
+from signaling.store import open_store
+from signaling.tokens import TokenSigner
+
+log = logging.getLogger("giaoban.app")
+routes = web.RouteTableDef()
+
+
+@routes.get("/healthz")
+async def healthz(request: web.Request) -> web.Response:
+    ctx = ctx_of(request)
+    try:
+        await ctx.store.get("secrets", "health-probe")
+        store_ok = True
+    except Exception:
+        store_ok = False
+    body = {"status": "ok" if store_ok else "degraded", "node": ctx.settings.node_id, "store": store_ok,
+            "sessions": len(ctx.sessions), "uptime_s": round(time.time() - ctx.started, 1),
+            "endpoints": len(ctx.directory)}
+    return json_response(body, 200 if store_ok else 503)
+
+
+@routes.get("/metrics")
+async def metrics_view(request: web.Request) -> web.Response:
+    return web.Response(body=generate_latest(metrics.REGISTRY), headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+@routes.get("/api/openapi.json")
+async def openapi(request: web.Request) -> web.Response:
+    return json_response(openapi_document(ctx_of(request).settings.public_url))
+
+
+@routes.get("/ws")
+async def websocket(request: web.Request) -> web.WebSocketResponse:
+    ctx = ctx_of(request)
+    # aiohttp drops frames far above the limit itself (close 1009); the session answers ones
+    # just above it with an error message so a client learns what was wrong.
+    ws = web.WebSocketResponse(heartbeat=20.0, max_msg_size=4 * ctx.settings.limits.ws_max_message_bytes)
+    await ws.prepare(request)
+    await Session(ctx, ws, request.remote).run()
+    return ws
+
+
+async def build_context(settings: Settings) -> Context:
+    Path(settings.data_dir).mkdir(parents=True, exist_ok=True)
+    directory = load_directory(settings.directory)
+    store = open_store(settings.store)
+    await store.start()
+    signer = await TokenSigner.from_store(store)
+    auth = Authenticator(store, directory, signer, settings.tokens)
+    meetings = MeetingService(store, directory, early_join_minutes=settings.early_join_minutes)
+    scheduler = Scheduler(store, meetings, node_id=settings.node_id, publish_channel=MEETING_EVENTS)
+    media = None
+    if settings.media == "local":
+        from mcu.node import LocalMediaNode  # imported lazily: signaling-only nodes skip aiortc
+
+        media = LocalMediaNode(ice_hosts=settings.ice_hosts)
+    return Context(settings, store, directory, auth, meetings, scheduler, RoomHub(store, settings.node_id),
+                   SessionRegistry(store, settings.node_id), media)
+
+
+async def _watch_loop_lag() -> None:
+    while True:
+        t0 = time.perf_counter()
+        await asyncio.sleep(1.0)
+        metrics.LOOP_LAG.set(max(0.0, time.perf_counter() - t0 - 1.0))
+
+
+def make_app(ctx: Context) -> web.Application:
+    app = web.Application(middlewares=[error_middleware], client_max_size=ctx.settings.limits.http_max_body_bytes)
+    app[CTX] = ctx
+    for table in (routes, api_auth.routes, api_directory.routes, api_meetings.routes):
+        app.add_routes(table)
+
+    async def lifecycle(app: web.Application):
+        password = await ctx.auth.ensure_admin(ctx.settings.admin_password, Path(ctx.settings.data_dir))
+        if password:
+            log.warning("created operator 'admin'; its password is in %s/admin-password.txt", ctx.settings.data_dir)
+        if ctx.media is not None:
+            await ctx.media.start()
+        await ctx.sessions.start()
+        await ctx.scheduler.start()
+        lag = asyncio.create_task(_watch_loop_lag(), name="loop-lag")
+        log.info("signaling node ready", extra={"node": ctx.settings.node_id, "endpoints": len(ctx.directory),
+                                                "store": ctx.settings.store.split("://")[0].split(":")[0]})
+        yield
+        lag.cancel()
+        await ctx.scheduler.stop()
+        await ctx.sessions.stop()
+        await ctx.rooms.stop()
+        if ctx.media is not None:
+            await ctx.media.stop()
+        await ctx.store.stop()
+        log.info("signaling node stopped", extra={"node": ctx.settings.node_id})
+
+    app.cleanup_ctx.append(lifecycle)
+    return app

@@ -1,0 +1,124 @@
+"""Who is calling: operator logins, endpoint credentials, join links -> one ``Identity``.
+
+Operators (province IT staff) log in with a username and password kept as scrypt hashes in the
+store (collection ``operators``). Room terminals authenticate with their endpoint id and a secret
+issued per endpoint (collection ``credentials``, keyed by the directory's credential reference, so
+rotating a secret never touches the directory file). Leaders' laptops use signed join links.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import time
+from dataclasses import dataclass
+
+from aiohttp import web
+
+from endpoints.directory import Directory, Endpoint, UnknownEndpointError
+from signaling.errors import unauthorized
+from signaling.store.base import Store
+from signaling.tokens import Claims, TokenSigner, check_secret, hash_secret, new_secret
+
+log = logging.getLogger("giaoban.auth")
+
+
+@dataclass(frozen=True)
+class Identity:
+    kind: str  # operator | endpoint | link
+    id: str  # username, endpoint id, or "guest:<name>"
+    name: str
+    endpoint: Endpoint | None = None  # the directory entry this identity speaks for
+    meeting: str | None = None  # links: the only meeting they may join
+    role: str | None = None  # links: the role granted by the link
+
+    @property
+    def endpoint_id(self) -> str:
+        return self.endpoint.id if self.endpoint else self.id
+
+    def to_dict(self) -> dict:
+        out = {"kind": self.kind, "id": self.id, "name": self.name}
+        if self.endpoint:
+            out["endpoint"] = {"id": self.endpoint.id, "tier": str(self.endpoint.tier)}
+        if self.meeting:
+            out["meeting_id"], out["role"] = self.meeting, self.role
+        return out
+
+
+class Authenticator:
+    def __init__(self, store: Store, directory: Directory, signer: TokenSigner, ttl) -> None:
+        self.store, self.directory, self.signer, self.ttl = store, directory, signer, ttl
+
+    # --- bootstrap ---------------------------------------------------------------------------
+    async def ensure_admin(self, password: str, data_dir) -> str | None:
+        """Create operator 'admin' on first start; returns the generated password, if any."""
+        if await self.store.list("operators"):
+            return None
+        generated = not password
+        password = password or secrets.token_urlsafe(12)
+        doc = {"name": "Quản trị viên", "hash": hash_secret(password), "created": time.time()}
+        if not await self.store.put_if_absent("operators", "admin", doc):
+            return None
+        if generated:
+            path = data_dir / "admin-password.txt"
+            path.write_text(password + "\n", encoding="utf-8")
+            path.chmod(0o600)
+            return password
+        return None
+
+    async def set_operator(self, username: str, password: str, name: str = "") -> None:
+        await self.store.put("operators", username, {"name": name or username, "hash": hash_secret(password), "created": time.time()})
+
+    # --- logins -------------------------------------------------------------------------------
+    async def login_operator(self, username: str, password: str) -> tuple[str, Claims]:
+        doc = await self.store.get("operators", username)
+        if doc is None or not check_secret(password, doc["hash"]):
+            raise unauthorized("wrong operator username or password")
+        return self.signer.issue("operator", username, self.ttl.operator_s, name=doc.get("name", username))
+
+    async def login_endpoint(self, endpoint_id: str, secret: str) -> tuple[str, Claims]:
+        try:
+            ep = self.directory.get(endpoint_id)
+        except UnknownEndpointError:
+            raise unauthorized(f"unknown endpoint id {endpoint_id!r} or wrong secret") from None
+        doc = await self.store.get("credentials", ep.credential)
+        if doc is None:
+            raise unauthorized(f"endpoint {endpoint_id!r} has no credentials yet; the operator must issue them")
+        if not check_secret(secret, doc["hash"]):
+            raise unauthorized(f"unknown endpoint id {endpoint_id!r} or wrong secret")
+        return self.signer.issue("endpoint", ep.id, self.ttl.endpoint_s, name=ep.name)
+
+    async def issue_credentials(self, endpoint_id: str) -> str:
+        """New secret for an endpoint (replaces the previous one); returns it once, stores the hash."""
+        ep = self.directory.get(endpoint_id)
+        secret = new_secret()
+        await self.store.put("credentials", ep.credential, {"endpoint": ep.id, "hash": hash_secret(secret), "issued": time.time()})
+        return secret
+
+    def join_link(self, meeting_id: str, name: str, role: str, endpoint_id: str | None, ttl_s: int) -> tuple[str, Claims]:
+        if endpoint_id is not None:
+            self.directory.get(endpoint_id)  # unknown ids are refused before anything is signed
+        sub = endpoint_id or f"guest:{name}"
+        return self.signer.issue("link", sub, ttl_s, name=name, meeting=meeting_id, role=role, endpoint=endpoint_id)
+
+    # --- verification ---------------------------------------------------------------------------
+    def identify(self, token: str) -> Identity:
+        claims = self.signer.verify(token)
+        endpoint = None
+        ep_id = claims.sub if claims.kind == "endpoint" else claims.endpoint
+        if ep_id:
+            try:
+                endpoint = self.directory.get(ep_id)
+            except UnknownEndpointError:
+                raise unauthorized(f"endpoint {ep_id!r} of this token is no longer in the directory") from None
+        return Identity(claims.kind, claims.sub, claims.name or claims.sub, endpoint, claims.meeting, claims.role)
+
+    def from_request(self, request: web.Request) -> Identity:
+        header = request.headers.get("Authorization", "")
+        if not header:
+            raise unauthorized("missing Authorization header (expected 'Bearer <token>')")
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() != "bearer" or not token:
+            raise unauthorized("Authorization header must be 'Bearer <token>'")
+        return self.identify(token.strip())
+

@@ -1,0 +1,135 @@
+"""``giaoban`` command line: serve, check-config, credentials, operator."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import csv
+import getpass
+import sys
+
+from aiohttp import web
+
+from endpoints.directory import DirectoryError, load_directory
+from signaling.logs import setup_logging
+from signaling.settings import SettingsError, load_settings
+
+
+def _settings(args):
+    overrides = {k: getattr(args, k, None) for k in ("host", "port", "data_dir", "store", "directory", "media", "public_url")}
+    if getattr(args, "log_format", None):
+        overrides["log_format"] = args.log_format
+    return load_settings(args.config, overrides)
+
+
+def cmd_serve(args) -> int:
+    from signaling.app import build_context, make_app
+
+    settings = _settings(args)
+    setup_logging(settings.log_format, settings.log_level)
+    try:
+        import uvloop
+
+        uvloop.install()
+    except ImportError:
+        pass
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    ctx = loop.run_until_complete(build_context(settings))
+    print(f"giaoban: serving {ctx.directory.name} ({len(ctx.directory)} endpoints) on {settings.public_url} "
+          f"store={settings.store}", file=sys.stderr, flush=True)
+    web.run_app(make_app(ctx), host=settings.host, port=settings.port, loop=loop, print=None,
+                shutdown_timeout=10.0, handle_signals=True, access_log=None)
+    return 0
+
+
+def cmd_check(args) -> int:
+    settings = _settings(args)
+    d = load_directory(settings.directory)
+    tiers: dict[str, int] = {}
+    for ep in d:
+        tiers[str(ep.tier)] = tiers.get(str(ep.tier), 0) + 1
+    print(f"{settings.directory}: {d.name}: {len(d)} endpoints " + ", ".join(f"{k} {v}" for k, v in tiers.items()))
+    return 0
+
+
+async def _with_auth(settings, action):
+    from signaling.app import build_context
+
+    settings.media = "none"
+    ctx = await build_context(settings)
+    try:
+        return await action(ctx)
+    finally:
+        await ctx.store.stop()
+
+
+def cmd_credentials(args) -> int:
+    settings = _settings(args)
+
+    async def issue(ctx):
+        endpoints = ctx.directory.select(args.selectors)
+        rows = [(ep.id, ep.name, await ctx.auth.issue_credentials(ep.id)) for ep in endpoints]
+        out = open(args.out, "w", newline="", encoding="utf-8") if args.out else sys.stdout
+        writer = csv.writer(out)
+        writer.writerow(["endpoint_id", "name", "secret"])
+        writer.writerows(rows)
+        if args.out:
+            out.close()
+            print(f"issued {len(rows)} secrets into {args.out}; hand them to the rooms and delete the file", file=sys.stderr)
+        return 0
+
+    return asyncio.run(_with_auth(settings, issue))
+
+
+def cmd_operator(args) -> int:
+    settings = _settings(args)
+    password = args.password or getpass.getpass(f"password for {args.username}: ")
+
+    async def add(ctx):
+        await ctx.auth.set_operator(args.username, password, args.name or args.username)
+        print(f"operator {args.username} saved", file=sys.stderr)
+        return 0
+
+    return asyncio.run(_with_auth(settings, add))
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="giaoban", description="4-tier online briefing backend")
+    p.add_argument("--config", help="server settings YAML (defaults apply when omitted)")
+    p.add_argument("--directory", help="endpoint directory YAML (default config/hagiang.yaml)")
+    p.add_argument("--data-dir", dest="data_dir", help="folder for the embedded store and generated secrets")
+    p.add_argument("--store", help="sqlite:<path> (default) or redis://host:port/db")
+    sub = p.add_subparsers(dest="command", required=True)
+    s = sub.add_parser("serve", help="run a signaling node (embedded store unless --store redis://)")
+    s.add_argument("--host")
+    s.add_argument("--port", type=int)
+    s.add_argument("--public-url", dest="public_url")
+    s.add_argument("--media", choices=["local", "none"])
+    s.add_argument("--log-format", dest="log_format", choices=["json", "text"])
+    s.set_defaults(func=cmd_serve)
+    c = sub.add_parser("check-config", help="validate the settings and the directory, print a summary")
+    c.set_defaults(func=cmd_check)
+    cr = sub.add_parser("credentials", help="issue (or rotate) endpoint secrets; prints CSV")
+    cr.add_argument("selectors", nargs="+", help="e.g. tier:commune@hg-meo-vac ep:hg-dv-lung-cu")
+    cr.add_argument("--out", help="write the CSV here instead of stdout")
+    cr.set_defaults(func=cmd_credentials)
+    op = sub.add_parser("operator", help="add an operator or change its password")
+    op.add_argument("username")
+    op.add_argument("--name")
+    op.add_argument("--password", help="prompted for when omitted")
+    op.set_defaults(func=cmd_operator)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except (SettingsError, DirectoryError) as exc:
+        print(f"giaoban: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,33 @@
+"""Everything a request handler or a WebSocket session needs, built once per server node."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from endpoints.directory import Directory
+from signaling.auth import Authenticator
+from signaling.media import MediaNode
+from signaling.meetings.scheduler import Scheduler
+from signaling.meetings.service import MeetingService
+from signaling.rooms import RoomHub
+from signaling.settings import Settings
+from signaling.store.base import Store
+
+if TYPE_CHECKING:
+    from signaling.sessions import SessionRegistry
+
+
+@dataclass
+class Context:
+    settings: Settings
+    store: Store
+    directory: Directory
+    auth: Authenticator
+    meetings: MeetingService
+    scheduler: Scheduler
+    rooms: RoomHub
+    sessions: "SessionRegistry"
+    media: MediaNode | None = None
+    started: float = field(default_factory=time.time)

@@ -1,0 +1,95 @@
+"""The few error types a user can cause, mapped to HTTP status and WebSocket close codes here only.
+
+Domain modules raise their own exceptions (DirectoryError, SelectorError, MeetingError, ...);
+``classify`` turns any of them into one ``ApiError`` so REST and WebSocket answer alike.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import msgspec
+
+from endpoints.directory import DirectoryError, UnknownEndpointError
+from endpoints.selectors import SelectorError
+from signaling.meetings.errors import ConflictError, MeetingError, NotFoundError
+
+
+@dataclass
+class ApiError(Exception):
+    code: str  # stable machine-readable code, e.g. "bad_request", "forbidden"
+    message: str  # one sentence for a person, naming what was wrong
+    status: int = 400
+    field: str | None = None
+
+    def __str__(self) -> str:
+        return self.message
+
+    def to_dict(self) -> dict:
+        body = {"code": self.code, "message": self.message}
+        if self.field:
+            body["field"] = self.field
+        return body
+
+
+def bad_request(message: str, field: str | None = None) -> ApiError:
+    return ApiError("bad_request", message, 400, field)
+
+
+def unauthorized(message: str) -> ApiError:
+    return ApiError("unauthorized", message, 401)
+
+
+def forbidden(message: str) -> ApiError:
+    return ApiError("forbidden", message, 403)
+
+
+def not_found(message: str) -> ApiError:
+    return ApiError("not_found", message, 404)
+
+
+def conflict(message: str) -> ApiError:
+    return ApiError("conflict", message, 409)
+
+
+def too_large(message: str) -> ApiError:
+    return ApiError("too_large", message, 413)
+
+
+def rate_limited(message: str) -> ApiError:
+    return ApiError("rate_limited", message, 429)
+
+
+def unavailable(message: str) -> ApiError:
+    return ApiError("unavailable", message, 503)
+
+
+def classify(exc: BaseException) -> ApiError | None:
+    """The ApiError for an exception a user can cause; None for a server fault."""
+    if isinstance(exc, ApiError):
+        return exc
+    if isinstance(exc, msgspec.ValidationError):
+        return bad_request(f"invalid request: {exc}")
+    if isinstance(exc, msgspec.DecodeError):
+        return bad_request(f"malformed JSON: {exc}")
+    if isinstance(exc, MeetingError):
+        return bad_request(str(exc), getattr(exc, "field", None))
+    if isinstance(exc, (SelectorError, DirectoryError)):
+        return bad_request(str(exc))
+    if isinstance(exc, (UnknownEndpointError, NotFoundError)):
+        return not_found(str(exc).strip("'\""))
+    if isinstance(exc, ConflictError):
+        return conflict(str(exc))
+    return None
+
+
+# WebSocket close codes (4000-4999 are for applications, RFC 6455 section 7.4.2).
+WS_CLOSE = {
+    "unauthorized": 4401,
+    "forbidden": 4403,
+    "rate_limited": 4429,
+    "too_large": 1009,
+    "protocol": 4400,
+    "replaced": 4409,
+    "shutdown": 1001,
+}

@@ -1,0 +1,86 @@
+"""HTTP plumbing shared by the REST routes: error middleware, JSON bodies, auth helpers."""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any, TypeVar
+
+import msgspec
+from aiohttp import web
+
+from signaling import metrics
+from signaling.auth import Identity
+from signaling.context import Context
+from signaling.errors import ApiError, bad_request, classify, too_large
+
+log = logging.getLogger("giaoban.http")
+T = TypeVar("T")
+CTX = web.AppKey("ctx", Context)
+
+
+def ctx_of(request: web.Request) -> Context:
+    return request.app[CTX]
+
+
+def json_response(data: Any, status: int = 200) -> web.Response:
+    return web.Response(body=msgspec.json.encode(data), status=status, content_type="application/json")
+
+
+def error_response(err: ApiError) -> web.Response:
+    resp = json_response({"error": err.to_dict()}, err.status)
+    if err.status == 401:
+        resp.headers["WWW-Authenticate"] = 'Bearer realm="giaoban"'
+    return resp
+
+
+@web.middleware
+async def error_middleware(request: web.Request, handler) -> web.StreamResponse:
+    route = request.match_info.route.resource.canonical if request.match_info.route.resource else "unmatched"
+    started = time.perf_counter()
+    try:
+        resp = await handler(request)
+    except web.HTTPException as exc:
+        if exc.status >= 400 and exc.content_type != "application/json":
+            code = {404: "not_found", 405: "method_not_allowed", 413: "too_large"}.get(exc.status, "http_error")
+            resp = error_response(ApiError(code, f"{exc.reason}: {request.method} {request.path}", exc.status))
+        else:
+            raise
+    except Exception as exc:
+        err = classify(exc)
+        if err is None:
+            log.exception("request failed", extra={"route": route, "method": request.method})
+            err = ApiError("internal", "internal error; see the server log", 500)
+        if err.status == 401:
+            metrics.AUTH_FAILURES.labels("http").inc()
+        resp = error_response(err)
+    metrics.HTTP_REQUESTS.labels(route, str(resp.status)).inc()
+    metrics.HTTP_LATENCY.labels(route).observe(time.perf_counter() - started)
+    return resp
+
+
+async def read_body(request: web.Request, model: type[T]) -> T:
+    """Decode a JSON body strictly into ``model``; errors name the field that was wrong."""
+    limit = ctx_of(request).settings.limits.http_max_body_bytes
+    if request.content_length is not None and request.content_length > limit:
+        raise too_large(f"request body of {request.content_length} bytes exceeds {limit} bytes")
+    raw = await request.content.read(limit + 1)
+    if len(raw) > limit:
+        raise too_large(f"request body exceeds {limit} bytes")
+    if not raw:
+        raise bad_request("request body is empty; expected a JSON object")
+    ctype = request.headers.get("Content-Type", "application/json")
+    if "json" not in ctype:
+        raise ApiError("unsupported_media_type", f"expected Content-Type application/json, got {ctype}", 415)
+    return msgspec.json.decode(raw, type=model)
+
+
+def identity(request: web.Request) -> Identity:
+    return ctx_of(request).auth.from_request(request)
+
+
+def require_operator(request: web.Request) -> Identity:
+    ident = identity(request)
+    if ident.kind != "operator":
+        raise ApiError("forbidden", f"this needs an operator login; {ident.name} is a {ident.kind}", 403)
+    return ident

@@ -1,0 +1,235 @@
+"""What a connected client can do in a meeting: join/leave, SDP and ICE to the media node, hands,
+floor and mutes. Mixed into ``Session``; every method runs on the session's owner task."""
+
+from __future__ import annotations
+
+import logging
+import time
+from datetime import datetime, timezone
+from typing import Any
+
+from signaling import metrics
+from signaling.errors import bad_request, forbidden, not_found, unavailable
+from signaling.media import PeerSpec
+from signaling.protocol import (
+    CHAIR_ACTIONS, Answer, GrantFloor, Ice, Join, Leave, LowerHand, Mute, MuteAll, Offer, RaiseHand,
+    RevokeFloor, server_msg,
+)
+
+log = logging.getLogger("giaoban.meeting")
+CHAIR_ROLES = ("chair", "operator")
+
+
+class MeetingActions:
+    # provided by Session
+    ctx: Any
+    identity: Any
+    session_id: str
+    meeting_id: str | None
+    occurrence_id: str | None
+    role: str | None
+    peer: Any
+
+    def now(self) -> datetime:
+        return datetime.now(timezone.utc)
+
+    async def handle(self, msg) -> None:
+        if isinstance(msg, Join):
+            return await self.join(msg)
+        if self.occurrence_id is None:
+            raise bad_request(f"join a meeting before sending {msg.__struct_config__.tag}")
+        if isinstance(msg, CHAIR_ACTIONS) and self.role not in CHAIR_ROLES:
+            raise forbidden(f"{msg.__struct_config__.tag} is a chair action; {self.identity.name} "
+                            f"is in this meeting as {self.role}")
+        handler = {
+            Leave: self._on_leave, Offer: self._on_offer, Answer: self._on_answer, Ice: self._on_ice,
+            RaiseHand: self._on_hand, LowerHand: self._on_hand, GrantFloor: self._on_grant,
+            RevokeFloor: self._on_revoke, Mute: self._on_mute, MuteAll: self._on_mute_all,
+        }[type(msg)]
+        await handler(msg)
+
+    # --- join / leave ----------------------------------------------------------------------------
+    def role_in(self, meeting) -> str:
+        ident = self.identity
+        if ident.kind == "operator":
+            return "operator"
+        if ident.kind == "link":
+            if ident.meeting != meeting.id:
+                raise forbidden(f"this join link is for another meeting, not {meeting.id}")
+            return ident.role
+        if ident.endpoint_id == meeting.chair:
+            return "chair"
+        if self.ctx.meetings.is_invited(meeting, ident.endpoint_id):
+            return "participant"
+        raise forbidden(f"endpoint {ident.endpoint_id} ({ident.name}) is not invited to meeting {meeting.id}")
+
+    async def join(self, msg: Join) -> None:
+        meeting = await self.ctx.meetings.get(msg.meeting_id)
+        role = self.role_in(meeting)
+        occurrence = await self.ctx.meetings.current_occurrence(meeting.id, self.now())
+        if occurrence is None:
+            raise not_found(f"meeting {meeting.id} is not open now; see its schedule")
+        state = await self.ctx.rooms.state(occurrence.occurrence_id)
+        if state["locked"] and role not in CHAIR_ROLES:
+            raise forbidden("the chair has locked this meeting")
+        if self.occurrence_id:
+            await self.leave_meeting(reason="joined another meeting")
+        self.meeting_id, self.occurrence_id, self.role = meeting.id, occurrence.occurrence_id, role
+        await self.ctx.rooms.enter(self.occurrence_id, self, self.member_info())
+        if self.identity.kind != "operator":
+            await self.ctx.meetings.record_join(self.occurrence_id, self.identity.endpoint_id, self.now(), via=self.identity.kind)
+        await self.ctx.sessions.refresh_presence(self)
+        metrics.PARTICIPANTS.inc()
+        log.info("joined", extra=self.log_extra() | {"role": role})
+        participants = await self.ctx.rooms.participants(self.occurrence_id)
+        await self.deliver(server_msg(
+            "joined", msg.id, meeting_id=meeting.id, occurrence_id=self.occurrence_id, title=meeting.title,
+            role=role, participants=participants, floor=state["floor"], hands=state["hands"],
+            muted=state["muted"].get(self.identity.endpoint_id, {}), media=self.ctx.media is not None,
+        ))
+        await self._publish_participants()
+
+    def member_info(self) -> dict[str, Any]:
+        ident = self.identity
+        info = {"endpoint_id": ident.endpoint_id, "name": ident.name, "role": self.role, "kind": ident.kind}
+        if ident.endpoint is not None:
+            info["tier"] = str(ident.endpoint.tier)
+        return info
+
+    async def leave_meeting(self, reason: str) -> None:
+        occ, self.occurrence_id = self.occurrence_id, None
+        if occ is None:
+            return
+        peer, self.peer = self.peer, None
+        if peer is not None:
+            await peer.close()
+        await self.ctx.rooms.exit(occ, self.session_id)
+        if self.identity.kind != "operator":
+            await self.ctx.meetings.record_leave(occ, self.identity.endpoint_id, self.now())
+        metrics.PARTICIPANTS.dec()
+        log.info("left", extra=self.log_extra() | {"reason": reason})
+        await self.deliver(server_msg("left", meeting_id=self.meeting_id, reason=reason))
+        self.meeting_id = self.role = None
+        await self.ctx.rooms.publish(occ, server_msg("participants", participants=await self.ctx.rooms.participants(occ)))
+
+    async def _on_leave(self, msg: Leave) -> None:
+        await self.leave_meeting(reason="left")
+
+    async def _publish_participants(self) -> None:
+        occ = self.occurrence_id
+        await self.ctx.rooms.publish(occ, server_msg("participants", participants=await self.ctx.rooms.participants(occ)))
+
+    async def open_meetings_for_me(self) -> list[dict[str, Any]]:
+        """meeting_opened for every meeting open now that this client may join (after a reconnect)."""
+        events = []
+        for meeting in await self.ctx.meetings.list(active_only=True):
+            try:
+                self.role_in(meeting)
+            except Exception:
+                continue
+            occ = await self.ctx.meetings.current_occurrence(meeting.id, self.now())
+            if occ is not None:
+                events.append(server_msg("meeting_opened", meeting_id=meeting.id, occurrence_id=occ.occurrence_id,
+                                         title=meeting.title, starts_at=occ.starts_at.isoformat(),
+                                         ends_at=occ.ends_at.isoformat()))
+        return events
+
+    # --- media ---------------------------------------------------------------------------------
+    async def _ensure_peer(self):
+        if self.ctx.media is None:
+            raise unavailable("this server runs without a media node (media: none)")
+        if self.peer is None:
+            ep = self.identity.endpoint
+            spec = PeerSpec(self.meeting_id, self.identity.endpoint_id, self.identity.name, self.role,
+                            str(ep.link) if ep else "fibre", publish=self.role != "viewer")
+            self.peer = await self.ctx.media.open_peer(spec, self._media_event)
+        return self.peer
+
+    async def _media_event(self, event: dict[str, Any]) -> None:
+        kind = event.pop("type")
+        await self.deliver(server_msg(kind, **event))
+
+    async def _on_offer(self, msg: Offer) -> None:
+        peer = await self._ensure_peer()
+        answer = await peer.handle_offer(msg.sdp)
+        await self.deliver(server_msg("answer", msg.id, sdp=answer))
+
+    async def _on_answer(self, msg: Answer) -> None:
+        if self.peer is None:
+            raise bad_request("no server offer is waiting for an answer")
+        await self.peer.handle_answer(msg.sdp)
+
+    async def _on_ice(self, msg: Ice) -> None:
+        if self.peer is None:
+            raise bad_request("send an offer before ICE candidates")
+        cand = None if msg.candidate == "" else {"candidate": msg.candidate, "sdpMid": msg.sdp_mid,
+                                                   "sdpMLineIndex": msg.sdp_mline_index}
+        await self.peer.add_ice_candidate(cand)
+
+    # --- hands, floor, mutes -----------------------------------------------------------------
+    async def _on_hand(self, msg) -> None:
+        me, raised = self.identity.endpoint_id, isinstance(msg, RaiseHand)
+        if raised and self.role == "viewer":
+            raise forbidden("viewers cannot ask for the floor")
+
+        def change(room):
+            if raised and me not in room["hands"]:
+                room["hands"].append(me)
+            if not raised and me in room["hands"]:
+                room["hands"].remove(me)
+
+        room = await self.ctx.rooms.update(self.occurrence_id, change)
+        await self.ctx.rooms.publish(self.occurrence_id, server_msg(
+            "hand", endpoint_id=me, name=self.identity.name, raised=raised, hands=room["hands"], at=time.time()))
+
+    async def _member(self, endpoint_id: str) -> dict[str, Any]:
+        for p in await self.ctx.rooms.participants(self.occurrence_id):
+            if p["endpoint_id"] == endpoint_id:
+                return p
+        raise not_found(f"endpoint {endpoint_id} is not in this meeting")
+
+    async def _on_grant(self, msg: GrantFloor) -> None:
+        member = await self._member(msg.endpoint_id)
+
+        def change(room):
+            room["floor"] = msg.endpoint_id
+            if msg.endpoint_id in room["hands"]:
+                room["hands"].remove(msg.endpoint_id)
+            room["muted"].pop(msg.endpoint_id, None)
+
+        room = await self.ctx.rooms.update(self.occurrence_id, change)
+        if self.ctx.media is not None:
+            await self.ctx.media.set_floor(self.meeting_id, msg.endpoint_id)
+        await self.ctx.rooms.publish(self.occurrence_id, server_msg(
+            "floor", msg.id, endpoint_id=msg.endpoint_id, name=member["name"], by=self.identity.name, hands=room["hands"]))
+
+    async def _on_revoke(self, msg: RevokeFloor) -> None:
+        await self.ctx.rooms.update(self.occurrence_id, lambda room: room.update(floor=None))
+        if self.ctx.media is not None:
+            await self.ctx.media.set_floor(self.meeting_id, None)
+        await self.ctx.rooms.publish(self.occurrence_id, server_msg("floor", msg.id, endpoint_id=None, by=self.identity.name))
+
+    async def _on_mute(self, msg: Mute) -> None:
+        await self._member(msg.endpoint_id)
+        await self._set_muted([msg.endpoint_id], msg.kind, msg.muted, msg.id)
+
+    async def _on_mute_all(self, msg: MuteAll) -> None:
+        room = await self.ctx.rooms.state(self.occurrence_id)
+        targets = {p["endpoint_id"] for p in await self.ctx.rooms.participants(self.occurrence_id)
+                   if p["role"] not in CHAIR_ROLES and p["endpoint_id"] != room["floor"]}
+        await self._set_muted(sorted(targets), "audio", msg.muted, msg.id)
+
+    async def _set_muted(self, endpoint_ids: list[str], kind: str, muted: bool, ref: str | None) -> None:
+        def change(room):
+            for ep in endpoint_ids:
+                room["muted"].setdefault(ep, {})[kind] = muted
+
+        await self.ctx.rooms.update(self.occurrence_id, change)
+        for ep in endpoint_ids:
+            await self.ctx.rooms.publish(self.occurrence_id, server_msg(
+                "mute_request", ref, to=ep, endpoint_id=ep, kind=kind, muted=muted, by=self.identity.name))
+
+    async def apply_mute(self, msg: dict[str, Any]) -> None:
+        """A mute_request addressed to this endpoint: the media node stops forwarding too."""
+        if self.peer is not None:
+            await self.peer.set_muted(msg["kind"], msg["muted"])

@@ -1,0 +1,16 @@
+"""Prometheus metrics for what operators watch; served at /metrics."""
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+REGISTRY = CollectorRegistry(auto_describe=True)
+
+HTTP_REQUESTS = Counter("giaoban_http_requests_total", "HTTP requests", ["route", "status"], registry=REGISTRY)
+HTTP_LATENCY = Histogram("giaoban_http_request_seconds", "HTTP request latency", ["route"], registry=REGISTRY)
+WS_SESSIONS = Gauge("giaoban_ws_sessions", "Authenticated WebSocket sessions on this node", registry=REGISTRY)
+WS_IN = Counter("giaoban_ws_messages_in_total", "Client messages accepted", ["type"], registry=REGISTRY)
+WS_OUT = Counter("giaoban_ws_messages_out_total", "Server messages sent", ["type"], registry=REGISTRY)
+WS_ERRORS = Counter("giaoban_ws_errors_total", "Error messages sent to clients", ["code"], registry=REGISTRY)
+AUTH_FAILURES = Counter("giaoban_auth_failures_total", "Rejected logins and tokens", ["via"], registry=REGISTRY)
+PARTICIPANTS = Gauge("giaoban_meeting_participants", "Sessions inside a meeting on this node", registry=REGISTRY)
+MEETINGS_OPENED = Counter("giaoban_meetings_opened_total", "Meeting occurrences opened by the scheduler", registry=REGISTRY)
+LOOP_LAG = Gauge("giaoban_event_loop_lag_seconds", "Event-loop lag measured every second", registry=REGISTRY)

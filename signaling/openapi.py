@@ -1,0 +1,108 @@
+"""The OpenAPI 3.1 document of the REST API; request schemas come from the msgspec models the
+handlers decode with, so the document and the validation cannot drift apart."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Any
+
+import msgspec
+
+from signaling.api_auth import EndpointLogin, LinkRequest, OperatorLogin
+from signaling.api_directory import SelectRequest
+from signaling.api_meetings import MeetingPatch
+from signaling.meetings.model import MeetingSpec
+from signaling.protocol import CLIENT_TYPES
+
+REF = "#/components/schemas/"
+BODIES = [OperatorLogin, EndpointLogin, LinkRequest, SelectRequest, MeetingSpec, MeetingPatch]
+
+
+def _body(model: type) -> dict:
+    return {"required": True, "content": {"application/json": {"schema": {"$ref": REF + model.__name__}}}}
+
+
+def _ok(description: str, status: str = "200") -> dict:
+    return {status: {"description": description, "content": {"application/json": {"schema": {"type": "object"}}}}}
+
+
+ERRORS = {s: {"$ref": f"#/components/responses/{n}"} for s, n in
+          (("400", "BadRequest"), ("401", "Unauthorized"), ("403", "Forbidden"), ("404", "NotFound"))}
+
+
+def _op(summary: str, tag: str, ok: dict, body: type | None = None, auth: bool = True,
+        params: list[str] = (), query: list[str] = ()) -> dict:
+    op: dict[str, Any] = {"summary": summary, "tags": [tag], "responses": {**ok, **ERRORS}}
+    if body is not None:
+        op["requestBody"] = _body(body)
+    if not auth:
+        op["security"] = []
+    parameters = [{"name": p, "in": "path", "required": True, "schema": {"type": "string"}} for p in params]
+    parameters += [{"name": q, "in": "query", "required": False, "schema": {"type": "string"}} for q in query]
+    if parameters:
+        op["parameters"] = parameters
+    return op
+
+
+def _paths() -> dict:
+    m, occ = ["meeting_id"], ["meeting_id", "occurrence_id"]
+    return {
+        "/healthz": {"get": _op("Liveness and store health", "ops", _ok("healthy"), auth=False)},
+        "/metrics": {"get": {"summary": "Prometheus metrics (text format)", "tags": ["ops"], "security": [],
+                             "responses": {"200": {"description": "metrics", "content": {"text/plain": {"schema": {"type": "string"}}}}}}},
+        "/api/openapi.json": {"get": _op("This document", "ops", _ok("OpenAPI document"), auth=False)},
+        "/ws": {"get": {"summary": "WebSocket signaling, protocol v1; first message hello{token}. Client types: "
+                        + ", ".join(CLIENT_TYPES), "tags": ["signaling"], "security": [],
+                        "responses": {"101": {"description": "switching protocols"}}}},
+        "/api/v1/auth/login": {"post": _op("Operator login", "auth", _ok("token"), OperatorLogin, auth=False)},
+        "/api/v1/auth/endpoint": {"post": _op("Room terminal login with its endpoint secret", "auth", _ok("token"), EndpointLogin, auth=False)},
+        "/api/v1/endpoints/{endpoint_id}/credentials": {"post": _op("Issue or rotate an endpoint secret (operator)", "auth", _ok("secret", "201"), params=["endpoint_id"])},
+        "/api/v1/me": {"get": _op("The caller's identity", "auth", _ok("identity"))},
+        "/api/v1/presence": {"get": _op("Endpoints online now (operator)", "auth", _ok("presence"))},
+        "/api/v1/directory": {"get": _op("The whole endpoint directory", "directory", _ok("directory"))},
+        "/api/v1/directory/endpoints/{endpoint_id}": {"get": _op("One endpoint", "directory", _ok("endpoint"), params=["endpoint_id"])},
+        "/api/v1/directory/select": {"post": _op("Resolve selectors to endpoint ids", "directory", _ok("ids"), SelectRequest)},
+        "/api/v1/meetings": {
+            "get": _op("List meetings", "meetings", _ok("meetings"), query=["active"]),
+            "post": _op("Schedule a meeting (operator)", "meetings", _ok("created", "201"), MeetingSpec),
+        },
+        "/api/v1/meetings/{meeting_id}": {
+            "get": _op("One meeting", "meetings", _ok("meeting"), params=m),
+            "patch": _op("Change a meeting (operator)", "meetings", _ok("updated"), MeetingPatch, params=m),
+            "delete": _op("Cancel a meeting series (operator)", "meetings", _ok("cancelled"), params=m),
+        },
+        "/api/v1/meetings/{meeting_id}/occurrences": {"get": _op("Occurrences in a window", "meetings", _ok("occurrences"), params=m, query=["from", "to"])},
+        "/api/v1/meetings/{meeting_id}/occurrences/{occurrence_id}": {"delete": _op("Cancel one occurrence (operator)", "meetings", _ok("cancelled"), params=occ)},
+        "/api/v1/meetings/{meeting_id}/occurrences/{occurrence_id}/attendance": {"get": _op("Attendance record (operator)", "meetings", _ok("attendance"), params=occ)},
+        "/api/v1/meetings/{meeting_id}/live": {"get": _op("Who is in the open occurrence, floor, hands (operator)", "meetings", _ok("live"), params=m)},
+        "/api/v1/meetings/{meeting_id}/links": {"post": _op("Signed join link for a laptop (operator)", "meetings", _ok("link", "201"), LinkRequest, params=m)},
+        "/api/v1/me/meetings": {"get": _op("Meetings the calling endpoint is invited to, next 7 days", "meetings", _ok("meetings"))},
+    }
+
+
+def _error_response(description: str) -> dict:
+    return {"description": description, "content": {"application/json": {"schema": {"$ref": REF + "Error"}}}}
+
+
+@lru_cache(maxsize=4)
+def openapi_document(server_url: str) -> dict:
+    _, components = msgspec.json.schema_components(BODIES, ref_template=REF + "{name}")
+    components["Error"] = {"type": "object", "required": ["error"], "properties": {"error": {
+        "type": "object", "required": ["code", "message"],
+        "properties": {"code": {"type": "string"}, "message": {"type": "string"}, "field": {"type": "string"}}}}}
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "giaoban API", "version": "1.0.0",
+                 "description": "4-tier online briefings: directory, meetings, auth. Errors are {error:{code,message}}."},
+        "servers": [{"url": server_url}],
+        "security": [{"bearer": []}],
+        "paths": _paths(),
+        "components": {
+            "schemas": components,
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "gb1 token"}},
+            "responses": {"BadRequest": _error_response("invalid input; nothing was changed"),
+                          "Unauthorized": _error_response("missing, wrong or expired token"),
+                          "Forbidden": _error_response("not allowed for this role or meeting"),
+                          "NotFound": _error_response("no such object")},
+        },
+    }

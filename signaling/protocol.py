@@ -1,0 +1,145 @@
+"""WebSocket signaling protocol, version 1: typed, validated JSON messages.
+
+Every message is a JSON object ``{"v": 1, "type": "...", "id": "optional request id", ...}``.
+Client messages are decoded strictly (unknown fields and wrong types are errors); the server
+answers a bad message with ``{"type": "error", "code", "message", "ref": <id>}`` and changes
+nothing. Server messages are plain dicts built by ``server_msg``.
+
+Client -> server
+  hello{token}                      first message: authenticates the connection
+  join{meeting_id}                  enter the open occurrence of a meeting
+  leave{}                           leave it
+  offer{sdp} / answer{sdp}          SDP to the media node (answer: to a server-made offer)
+  ice{candidate, sdp_mid, sdp_mline_index}   trickled candidate (candidate "" = end)
+  raise_hand{} / lower_hand{}       ask for / withdraw a floor request
+  grant_floor{endpoint_id}          chair/operator: give the floor (revokes the previous holder)
+  revoke_floor{}                    chair/operator: take the floor back
+  mute{endpoint_id, kind, muted}    chair/operator: mute or unmute an endpoint's audio/video
+  mute_all{muted}                   chair/operator: mute everyone's audio but the floor holder
+  ping{}
+
+Server -> client
+  welcome, meeting_opened, meeting_closed, joined, left, participants, offer, answer, ice, hand,
+  floor, mute_request, speaker, error, pong
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Annotated, Any, Literal, Union
+
+import msgspec
+
+VERSION = 1
+Id = Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
+Sdp = Annotated[str, msgspec.Meta(min_length=1, max_length=60_000)]
+
+
+class _Msg(msgspec.Struct, tag_field="type", forbid_unknown_fields=True, kw_only=True):
+    v: Literal[1] = 1
+    id: Annotated[str, msgspec.Meta(max_length=64)] | None = None
+
+
+class Hello(_Msg, tag="hello"):
+    token: Annotated[str, msgspec.Meta(min_length=1, max_length=4096)]
+
+
+class Join(_Msg, tag="join"):
+    meeting_id: Id
+
+
+class Leave(_Msg, tag="leave"):
+    pass
+
+
+class Offer(_Msg, tag="offer"):
+    sdp: Sdp
+
+
+class Answer(_Msg, tag="answer"):
+    sdp: Sdp
+
+
+class Ice(_Msg, tag="ice"):
+    candidate: Annotated[str, msgspec.Meta(max_length=1024)]
+    sdp_mid: Annotated[str, msgspec.Meta(max_length=64)] | None = None
+    sdp_mline_index: Annotated[int, msgspec.Meta(ge=0, le=64)] | None = None
+
+
+class RaiseHand(_Msg, tag="raise_hand"):
+    pass
+
+
+class LowerHand(_Msg, tag="lower_hand"):
+    pass
+
+
+class GrantFloor(_Msg, tag="grant_floor"):
+    endpoint_id: Id
+
+
+class RevokeFloor(_Msg, tag="revoke_floor"):
+    pass
+
+
+class Mute(_Msg, tag="mute"):
+    endpoint_id: Id
+    kind: Literal["audio", "video"] = "audio"
+    muted: bool = True
+
+
+class MuteAll(_Msg, tag="mute_all"):
+    muted: bool = True
+
+
+class Ping(_Msg, tag="ping"):
+    pass
+
+
+ClientMessage = Union[
+    Hello, Join, Leave, Offer, Answer, Ice, RaiseHand, LowerHand, GrantFloor, RevokeFloor, Mute, MuteAll, Ping
+]
+CHAIR_ACTIONS = (GrantFloor, RevokeFloor, Mute, MuteAll)
+CLIENT_TYPES = sorted(t.__struct_config__.tag for t in ClientMessage.__args__)
+
+_decoder = msgspec.json.Decoder(ClientMessage)
+
+
+class ProtocolError(ValueError):
+    def __init__(self, message: str, ref: str | None = None) -> None:
+        super().__init__(message)
+        self.ref = ref
+
+
+def decode(raw: str | bytes) -> ClientMessage:
+    """Decode one client message or raise ProtocolError with a message naming the problem."""
+    try:
+        return _decoder.decode(raw)
+    except msgspec.ValidationError as exc:
+        text = str(exc)
+        if "Invalid value" in text and "$.type" in text or "Missing required field `type`" in text:
+            text = f"{text}; known types: {', '.join(CLIENT_TYPES)}"
+        raise ProtocolError(f"invalid message: {text}", _request_id(raw)) from None
+    except msgspec.DecodeError as exc:
+        raise ProtocolError(f"malformed JSON: {exc}") from None
+
+
+def _request_id(raw: str | bytes) -> str | None:
+    try:
+        obj = msgspec.json.decode(raw)
+    except msgspec.DecodeError:
+        return None
+    ref = obj.get("id") if isinstance(obj, dict) else None
+    return ref if isinstance(ref, str) and len(ref) <= 64 else None
+
+
+def server_msg(type_: str, ref: str | None = None, **fields: Any) -> dict[str, Any]:
+    msg: dict[str, Any] = {"v": VERSION, "type": type_, "ts": round(time.time(), 3)}
+    if ref is not None:
+        msg["ref"] = ref
+    msg.update(fields)
+    return msg
+
+
+def error_msg(code: str, message: str, ref: str | None = None, **extra: Any) -> dict[str, Any]:
+    return server_msg("error", ref, code=code, message=message, **extra)

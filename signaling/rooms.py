@@ -1,0 +1,116 @@
+"""Live state of open meeting occurrences, shared through the store so any node can serve a client.
+
+* who is in the room: ephemeral documents ``live:<occurrence>`` / <session id>, refreshed by the
+  session's heartbeat, so a crashed node's participants fade out by themselves;
+* floor, raised hands, mutes, lock: one document ``rooms`` / <occurrence>, changed with
+  compare-and-put (two nodes acting at once never lose an update);
+* events: published on channel ``room:<occurrence>``; each node relays them to its own sessions.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Any, Awaitable, Callable, Protocol
+
+from signaling.store.base import Store, Subscription
+
+log = logging.getLogger("giaoban.rooms")
+PRESENCE_TTL_S = 30.0
+
+
+class LocalMember(Protocol):
+    session_id: str
+    endpoint_id: str
+
+    async def on_room_event(self, msg: dict[str, Any]) -> None: ...
+
+
+def empty_room() -> dict[str, Any]:
+    return {"floor": None, "hands": [], "muted": {}, "locked": False}
+
+
+class _Relay:
+    """One subscription per occurrence on this node, fanning events out to local members."""
+
+    def __init__(self, sub: Subscription) -> None:
+        self.sub = sub
+        self.members: dict[str, LocalMember] = {}
+        self.task: asyncio.Task | None = None
+
+    async def run(self) -> None:
+        async for msg in self.sub:
+            target = msg.get("to")
+            for member in list(self.members.values()):  # copy: members may leave meanwhile
+                if target is None or member.endpoint_id == target:
+                    await member.on_room_event(msg)
+
+
+class RoomHub:
+    def __init__(self, store: Store, node_id: str) -> None:
+        self.store, self.node_id = store, node_id
+        self._relays: dict[str, _Relay] = {}
+        self._lock = asyncio.Lock()
+
+    # membership ----------------------------------------------------------------------------
+    async def enter(self, occurrence_id: str, member: LocalMember, info: dict[str, Any]) -> None:
+        async with self._lock:
+            relay = self._relays.get(occurrence_id)
+            if relay is None:
+                relay = _Relay(await self.store.subscribe(f"room:{occurrence_id}"))
+                relay.task = asyncio.create_task(relay.run(), name=f"relay:{occurrence_id}")
+                self._relays[occurrence_id] = relay
+            relay.members[member.session_id] = member
+        await self.heartbeat(occurrence_id, member.session_id, info)
+
+    async def heartbeat(self, occurrence_id: str, session_id: str, info: dict[str, Any]) -> None:
+        doc = dict(info, node=self.node_id, seen=time.time())
+        await self.store.put_ephemeral(f"live:{occurrence_id}", session_id, doc, PRESENCE_TTL_S)
+
+    async def exit(self, occurrence_id: str, session_id: str) -> None:
+        await self.store.delete_ephemeral(f"live:{occurrence_id}", session_id)
+        async with self._lock:
+            relay = self._relays.get(occurrence_id)
+            if relay is None:
+                return
+            relay.members.pop(session_id, None)
+            if not relay.members:
+                del self._relays[occurrence_id]
+                await relay.sub.stop()
+                if relay.task:
+                    relay.task.cancel()
+
+    async def participants(self, occurrence_id: str) -> list[dict[str, Any]]:
+        rows = await self.store.list_ephemeral(f"live:{occurrence_id}")
+        return [dict(doc, session_id=key) for key, doc in rows]
+
+    # shared state ----------------------------------------------------------------------------
+    async def state(self, occurrence_id: str) -> dict[str, Any]:
+        return await self.store.get("rooms", occurrence_id) or empty_room()
+
+    async def update(self, occurrence_id: str, change: Callable[[dict[str, Any]], Any]) -> dict[str, Any]:
+        """Apply ``change`` to the room document atomically (retrying on a concurrent write)."""
+        for _ in range(50):
+            current = await self.store.get("rooms", occurrence_id)
+            new = dict(current or empty_room())
+            new["hands"], new["muted"] = list(new["hands"]), dict(new["muted"])
+            change(new)
+            if await self.store.compare_and_put("rooms", occurrence_id, current, new):
+                return new
+            await asyncio.sleep(0.005)
+        raise RuntimeError(f"room {occurrence_id} is too contended")
+
+    async def publish(self, occurrence_id: str, msg: dict[str, Any]) -> None:
+        await self.store.publish(f"room:{occurrence_id}", msg)
+
+    async def publish_participants(self, occurrence_id: str, build: Callable[[list], Awaitable[dict]]) -> None:
+        await self.publish(occurrence_id, await build(await self.participants(occurrence_id)))
+
+    async def stop(self) -> None:
+        async with self._lock:
+            relays, self._relays = list(self._relays.values()), {}
+        for relay in relays:
+            await relay.sub.stop()
+            if relay.task:
+                relay.task.cancel()

@@ -1,0 +1,237 @@
+"""One WebSocket client: an actor with a reader, one owner task that handles messages in order
+(so SDP, ICE and floor actions for this client never interleave) and a writer fed by a bounded
+queue (a client that stops reading is disconnected rather than growing memory)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+import time
+from typing import Any
+
+from aiohttp import WSMsgType, web
+
+from signaling import metrics
+from signaling.auth import Identity
+from signaling.context import Context
+from signaling.errors import WS_CLOSE, ApiError, classify, too_large
+from signaling.meeting_actions import MeetingActions
+from signaling.protocol import Hello, Ping, ProtocolError, decode, error_msg, server_msg
+
+log = logging.getLogger("giaoban.session")
+OUTBOX_SIZE = 256
+INBOX_SIZE = 64
+HEARTBEAT_S = 10.0
+MAX_VIOLATIONS = 50  # rate/size/protocol errors before the connection is closed
+
+
+class TokenBucket:
+    def __init__(self, rate: float, burst: int) -> None:
+        self.rate, self.burst, self.tokens, self.t = rate, burst, float(burst), time.monotonic()
+
+    def take(self) -> bool:
+        now = time.monotonic()
+        self.tokens = min(self.burst, self.tokens + (now - self.t) * self.rate)
+        self.t = now
+        if self.tokens >= 1:
+            self.tokens -= 1
+            return True
+        return False
+
+
+class Session(MeetingActions):
+    def __init__(self, ctx: Context, ws: web.WebSocketResponse, remote: str | None) -> None:
+        self.ctx, self.ws, self.remote = ctx, ws, remote
+        self.session_id = secrets.token_hex(8)
+        self.identity: Identity | None = None
+        self.connected_at = time.time()
+        self.meeting_id: str | None = None
+        self.occurrence_id: str | None = None
+        self.role: str | None = None
+        self.peer = None
+        self._out: asyncio.Queue = asyncio.Queue(OUTBOX_SIZE)
+        self._inbox: asyncio.Queue = asyncio.Queue(INBOX_SIZE)
+        limits = ctx.settings.limits
+        self._bucket = TokenBucket(limits.ws_rate_per_s, limits.ws_burst)
+        self._violations = 0
+        self._tasks: list[asyncio.Task] = []
+        self._closed = False
+
+    @property
+    def endpoint_id(self) -> str:
+        return self.identity.endpoint_id if self.identity else "?"
+
+    def log_extra(self) -> dict[str, Any]:
+        return {"session": self.session_id, "endpoint": self.endpoint_id, "meeting": self.meeting_id}
+
+    # --- outgoing ------------------------------------------------------------------------------
+    async def deliver(self, msg: dict[str, Any]) -> None:
+        if self._closed:
+            return
+        try:
+            self._out.put_nowait(msg)
+        except asyncio.QueueFull:
+            log.warning("client is not reading; disconnecting", extra=self.log_extra())
+            self._closed = True
+            asyncio.create_task(self.ws.close(code=1008, message=b"not reading"))
+
+    async def _writer(self) -> None:
+        while True:
+            msg = await self._out.get()
+            if self.ws.closed:
+                return
+            await self.ws.send_json(msg)
+            metrics.WS_OUT.labels(msg["type"]).inc()
+
+    async def on_room_event(self, msg: dict[str, Any]) -> None:
+        if "to" in msg:
+            msg = {k: v for k, v in msg.items() if k != "to"}
+            if msg["type"] == "mute_request":
+                self.enqueue(lambda: self.apply_mute(msg))
+        await self.deliver(msg)
+
+    def enqueue(self, action) -> None:
+        """Run ``action`` (an async callable) on the owner task, in order with client messages."""
+        try:
+            self._inbox.put_nowait(action)
+        except asyncio.QueueFull:
+            log.warning("inbox full; internal action dropped", extra=self.log_extra())
+
+    async def error(self, exc: ApiError | ProtocolError, ref: str | None = None) -> None:
+        if isinstance(exc, ProtocolError):
+            code, message, ref = "bad_message", str(exc), exc.ref
+        else:
+            code, message = exc.code, exc.message
+        metrics.WS_ERRORS.labels(code).inc()
+        extra = {"field": exc.field} if isinstance(exc, ApiError) and exc.field else {}
+        await self.deliver(error_msg(code, message, ref, **extra))
+
+    # --- lifecycle -----------------------------------------------------------------------------
+    async def run(self) -> None:
+        self._tasks.append(asyncio.create_task(self._writer(), name=f"ws-writer:{self.session_id}"))
+        try:
+            if not await self._hello():
+                return
+            self._tasks.append(asyncio.create_task(self._owner(), name=f"ws-owner:{self.session_id}"))
+            self._tasks.append(asyncio.create_task(self._heartbeat(), name=f"ws-heartbeat:{self.session_id}"))
+            await self._read_loop()
+        finally:
+            await self.stop()
+
+    async def _hello(self) -> bool:
+        timeout = self.ctx.settings.limits.hello_timeout_s
+        try:
+            raw = await self.ws.receive(timeout=timeout)
+        except asyncio.TimeoutError:
+            await self.close(WS_CLOSE["unauthorized"], f"no hello within {timeout:g} s")
+            return False
+        if raw.type != WSMsgType.TEXT:
+            await self.close(WS_CLOSE["protocol"], "expected a text hello message")
+            return False
+        try:
+            msg = decode(raw.data)
+            if not isinstance(msg, Hello):
+                raise ProtocolError(f"the first message must be hello, got {msg.__struct_config__.tag}", msg.id)
+            self.identity = self.ctx.auth.identify(msg.token)
+        except (ProtocolError, ApiError) as exc:
+            await self.error(exc)
+            await self._drain_outbox()
+            metrics.AUTH_FAILURES.labels("ws").inc()
+            await self.close(WS_CLOSE["unauthorized"], str(exc)[:120])
+            return False
+        for old in await self.ctx.sessions.add(self):
+            await old.close(WS_CLOSE["replaced"], "replaced by a newer connection of this endpoint")
+        metrics.WS_SESSIONS.inc()
+        log.info("session opened", extra=self.log_extra() | {"kind": self.identity.kind, "remote": self.remote})
+        await self.deliver(server_msg("welcome", msg.id, session_id=self.session_id, protocol=1,
+                                      identity=self.identity.to_dict(), node=self.ctx.settings.node_id))
+        for event in await self.open_meetings_for_me():
+            await self.deliver(event)
+        return True
+
+    async def _read_loop(self) -> None:
+        limit = self.ctx.settings.limits.ws_max_message_bytes
+        async for raw in self.ws:
+            if raw.type != WSMsgType.TEXT:
+                if raw.type == WSMsgType.BINARY:
+                    await self._violation(ProtocolError("binary frames are not part of the protocol; send JSON text"))
+                continue
+            if len(raw.data.encode()) > limit:
+                await self._violation(too_large(f"message of {len(raw.data.encode())} bytes exceeds the limit of {limit} bytes"))
+                continue
+            if not self._bucket.take():
+                await self._violation(ApiError("rate_limited", "too many messages; slow down", 429))
+                continue
+            try:
+                msg = decode(raw.data)
+            except ProtocolError as exc:
+                await self._violation(exc)
+                continue
+            metrics.WS_IN.labels(msg.__struct_config__.tag).inc()
+            try:
+                self._inbox.put_nowait(msg)
+            except asyncio.QueueFull:
+                await self._violation(ApiError("rate_limited", "too many requests in flight", 429), msg.id)
+
+    async def _violation(self, exc, ref: str | None = None) -> None:
+        self._violations += 1
+        await self.error(exc, ref)
+        if self._violations >= MAX_VIOLATIONS:
+            await self.close(WS_CLOSE["rate_limited"], "too many bad messages")
+
+    async def _owner(self) -> None:
+        while True:
+            msg = await self._inbox.get()
+            try:
+                if callable(msg):
+                    await msg()
+                elif isinstance(msg, Ping):
+                    await self.deliver(server_msg("pong", msg.id))
+                else:
+                    await self.handle(msg)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                api = classify(exc)
+                if api is None:
+                    log.exception("handler failed", extra=self.log_extra())
+                    api = ApiError("internal", "internal error; the operator has been told", 500)
+                await self.error(api, getattr(msg, "id", None))
+
+    async def _heartbeat(self) -> None:
+        while True:
+            await asyncio.sleep(HEARTBEAT_S)
+            await self.ctx.sessions.refresh_presence(self)
+            if self.occurrence_id:
+                await self.ctx.rooms.heartbeat(self.occurrence_id, self.session_id, self.member_info())
+
+    async def _drain_outbox(self) -> None:
+        for _ in range(50):
+            if self._out.empty():
+                return
+            await asyncio.sleep(0.01)
+
+    async def close(self, code: int, reason: str) -> None:
+        if not self.ws.closed:
+            await self._drain_outbox()
+            await self.ws.close(code=code, message=reason.encode()[:120])
+
+    async def stop(self) -> None:
+        """Leave the meeting, release media, deregister; idempotent."""
+        if self._closed and not self._tasks:
+            return
+        self._closed = True
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks = []
+        try:
+            await self.leave_meeting(reason="disconnected")
+        finally:
+            if self.identity is not None and self in self.ctx.sessions.all():
+                metrics.WS_SESSIONS.dec()
+                log.info("session closed", extra=self.log_extra())
+            await self.ctx.sessions.remove(self)
+            if not self.ws.closed:
+                await self.ws.close()

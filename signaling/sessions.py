@@ -1,0 +1,105 @@
+"""Sessions connected to this node, by endpoint; presence; meeting-opened notifications."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import TYPE_CHECKING, Any
+
+from signaling.protocol import server_msg
+from signaling.store.base import Store, Subscription
+
+if TYPE_CHECKING:
+    from signaling.session import Session
+
+log = logging.getLogger("giaoban.sessions")
+PRESENCE_TTL_S = 30.0
+MEETING_EVENTS = "meeting-events"
+
+
+class SessionRegistry:
+    def __init__(self, store: Store, node_id: str) -> None:
+        self.store, self.node_id = store, node_id
+        self._sessions: dict[str, "Session"] = {}
+        self._sub: Subscription | None = None
+        self._task: asyncio.Task | None = None
+
+    def __len__(self) -> int:
+        return len(self._sessions)
+
+    def all(self) -> list["Session"]:
+        return list(self._sessions.values())
+
+    def for_endpoint(self, endpoint_id: str) -> list["Session"]:
+        return [s for s in self._sessions.values() if s.identity and s.identity.endpoint_id == endpoint_id]
+
+    async def add(self, session: "Session") -> list["Session"]:
+        """Register; returns older sessions of the same endpoint (a terminal that reconnected)."""
+        older = []
+        if session.identity.endpoint is not None and session.identity.kind == "endpoint":
+            older = self.for_endpoint(session.identity.endpoint_id)
+        self._sessions[session.session_id] = session
+        await self.refresh_presence(session)
+        return older
+
+    async def remove(self, session: "Session") -> None:
+        if self._sessions.pop(session.session_id, None) is None or session.identity is None:
+            return
+        if session.identity.endpoint is None:
+            return
+        key = session.identity.endpoint_id
+        current = await self.store.get_ephemeral("presence", key)
+        if current and current.get("session") == session.session_id:
+            await self.store.delete_ephemeral("presence", key)
+
+    async def refresh_presence(self, session: "Session") -> None:
+        ident = session.identity
+        if ident is None or ident.endpoint is None:
+            return
+        doc = {
+            "node": self.node_id,
+            "session": session.session_id,
+            "name": ident.endpoint.name,
+            "via": ident.kind,
+            "since": session.connected_at,
+            "meeting_id": session.meeting_id,
+            "seen": time.time(),
+        }
+        await self.store.put_ephemeral("presence", ident.endpoint_id, doc, PRESENCE_TTL_S)
+
+    # scheduler notifications -------------------------------------------------------------
+    async def start(self) -> None:
+        self._sub = await self.store.subscribe(MEETING_EVENTS)
+        self._task = asyncio.create_task(self._relay(), name="meeting-events")
+
+    async def _relay(self) -> None:
+        async for event in self._sub:
+            try:
+                await self._notify(event)
+            except Exception:  # one bad event must not stop notifications
+                log.exception("meeting event relay failed", extra={"event": event.get("type")})
+
+    async def _notify(self, event: dict[str, Any]) -> None:
+        kind = event.get("type")
+        if kind not in ("meeting_opened", "meeting_closed"):
+            return
+        invited = set(event.get("invited") or [])
+        fields = {k: v for k, v in event.items() if k not in ("type", "invited")}
+        for session in self.all():
+            ident = session.identity
+            if ident is None:
+                continue
+            in_meeting = session.meeting_id == event.get("meeting_id")
+            if ident.kind == "operator" or ident.endpoint_id in invited or in_meeting:
+                await session.deliver(server_msg(kind, **fields))
+            if kind == "meeting_closed" and in_meeting:
+                session.enqueue(lambda s=session: s.leave_meeting(reason="meeting closed"))
+
+    async def stop(self) -> None:
+        if self._sub is not None:
+            await self._sub.stop()
+        if self._task is not None:
+            self._task.cancel()
+        for session in self.all():
+            await session.close(1001, "server shutting down")

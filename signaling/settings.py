@@ -1,0 +1,126 @@
+"""Server settings: defaults -> YAML file (unknown keys rejected, with file:line) -> CLI -> validate."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import socket
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+
+class SettingsError(ValueError):
+    def __init__(self, file: str, line: int, message: str) -> None:
+        super().__init__(f"{file}:{line}: {message}")
+        self.file, self.line, self.message = file, line, message
+
+
+@dataclass
+class Limits:
+    ws_max_message_bytes: int = 64 * 1024  # an SDP offer with many candidates stays well below
+    ws_rate_per_s: float = 20.0  # sustained messages per second per connection
+    ws_burst: int = 60  # ICE trickle comes in bursts at join
+    http_max_body_bytes: int = 256 * 1024
+    hello_timeout_s: float = 10.0
+
+
+@dataclass
+class TokenTtl:
+    operator_s: int = 12 * 3600
+    endpoint_s: int = 24 * 3600
+    link_max_s: int = 7 * 24 * 3600
+
+
+@dataclass
+class Settings:
+    host: str = "127.0.0.1"
+    port: int = 8080
+    public_url: str = ""  # base of join links; default http://host:port
+    data_dir: str = "var"
+    store: str = ""  # default sqlite:<data_dir>/giaoban.db; redis://host:port/db for several nodes
+    directory: str = "config/hagiang.yaml"
+    node_id: str = ""  # default <hostname>-<port>
+    media: str = "local"  # local: an in-process aiortc media node; none: signaling only
+    ice_hosts: list[str] = field(default_factory=lambda: ["127.0.0.1"])
+    early_join_minutes: int = 10
+    log_format: str = "json"  # json | text
+    log_level: str = "info"
+    admin_password: str = ""  # first start only: the operator 'admin' password (else generated)
+    limits: Limits = field(default_factory=Limits)
+    tokens: TokenTtl = field(default_factory=TokenTtl)
+
+    def resolved(self) -> "Settings":
+        s = dataclasses.replace(self)
+        s.public_url = (s.public_url or f"http://{s.host}:{s.port}").rstrip("/")
+        s.store = s.store or f"sqlite:{Path(s.data_dir) / 'giaoban.db'}"
+        s.node_id = s.node_id or f"{socket.gethostname()}-{s.port}"
+        return s
+
+    def validate(self, where: str = "settings") -> None:
+        def bad(msg: str) -> SettingsError:
+            return SettingsError(where, 0, msg)
+
+        if not 0 < self.port < 65536:
+            raise bad(f"port must be 1..65535, got {self.port}")
+        if self.media not in ("local", "none"):
+            raise bad(f"media must be 'local' or 'none', got {self.media!r}")
+        if self.log_format not in ("json", "text"):
+            raise bad(f"log_format must be 'json' or 'text', got {self.log_format!r}")
+        if self.log_level.lower() not in ("debug", "info", "warning", "error"):
+            raise bad(f"log_level must be debug, info, warning or error, got {self.log_level!r}")
+        if not 0 <= self.early_join_minutes <= 120:
+            raise bad("early_join_minutes must be 0..120")
+        if self.limits.ws_max_message_bytes < 1024 or self.limits.ws_rate_per_s <= 0:
+            raise bad("limits.ws_max_message_bytes must be >= 1024 and limits.ws_rate_per_s > 0")
+
+
+def _section_types() -> dict[str, type]:
+    return {"limits": Limits, "tokens": TokenTtl}
+
+
+def _apply(target: Any, node: yaml.MappingNode, file: str, prefix: str) -> None:
+    known = {f.name: f for f in fields(target)}
+    for key_node, value_node in node.value:
+        key, line = key_node.value, key_node.start_mark.line + 1
+        if key not in known:
+            raise SettingsError(file, line, f"unknown key {prefix}{key!r}; allowed: {', '.join(sorted(known))}")
+        section = _section_types().get(key) if not prefix else None
+        if section is not None:
+            if not isinstance(value_node, yaml.MappingNode):
+                raise SettingsError(file, line, f"{key} must be a mapping")
+            _apply(getattr(target, key), value_node, file, f"{key}.")
+            continue
+        value = yaml.safe_load(yaml.serialize(value_node))
+        current = getattr(target, key)
+        want = type(current)
+        if want is float and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+        if not isinstance(value, want) or (want is int and isinstance(value, bool)):
+            raise SettingsError(file, line, f"{prefix}{key} must be {want.__name__}, got {type(value).__name__}")
+        setattr(target, key, value)
+
+
+def load_settings(path: str | os.PathLike | None, overrides: dict[str, Any] | None = None) -> Settings:
+    settings = Settings()
+    if path is not None:
+        file = str(path)
+        try:
+            text = Path(path).read_text(encoding="utf-8")
+            root = yaml.compose(text)
+        except OSError as exc:
+            raise SettingsError(file, 0, f"cannot read settings: {exc.strerror}") from None
+        except yaml.YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None)
+            raise SettingsError(file, (mark.line + 1) if mark else 0, f"malformed YAML: {exc}") from None
+        if root is not None:
+            if not isinstance(root, yaml.MappingNode):
+                raise SettingsError(file, root.start_mark.line + 1, "settings must be a mapping")
+            _apply(settings, root, file, "")
+    for key, value in (overrides or {}).items():
+        if value is not None:
+            setattr(settings, key, value)
+    settings.validate(str(path or "settings"))
+    return settings.resolved()

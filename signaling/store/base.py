@@ -1,0 +1,118 @@
+"""The one state-store interface every part of giaoban talks to.
+
+Two implementations keep the same contract (tests/store/test_contract.py runs against both):
+
+* ``SqliteStore``  - the embedded single-node default: a file under the data folder, durable across
+  ``kill -9`` (every write is committed before the call returns), pub/sub inside the process.
+* ``RedisStore``   - for several nodes: an external Redis; pub/sub and TTL keys are Redis's own.
+
+The model is deliberately small so that both backends stay thin and obviously equivalent:
+
+* documents: JSON-able dicts in named collections, addressed by (collection, key);
+  ``put_if_absent`` and ``compare_and_put`` give the atomic steps that two nodes could race on;
+* logs: append-only lists of JSON-able dicts (attendance events);
+* ephemeral documents: documents with a time-to-live (presence heartbeats);
+* locks: named, owned, expiring (a meeting opened by exactly one scheduler);
+* pub/sub: JSON-able messages on named channels, delivered to every live subscriber.
+"""
+
+from __future__ import annotations
+
+import abc
+from typing import Any, AsyncIterator
+
+Doc = dict[str, Any]
+
+
+class StoreError(Exception):
+    """The store could not do what was asked (backend down, corrupt value)."""
+
+
+class Subscription(abc.ABC):
+    """Messages published on one channel after ``subscribe`` returned."""
+
+    @abc.abstractmethod
+    def __aiter__(self) -> AsyncIterator[Doc]: ...
+
+    @abc.abstractmethod
+    async def get(self, timeout: float | None = None) -> Doc | None:
+        """Next message, or None when ``timeout`` seconds pass first."""
+
+    @abc.abstractmethod
+    async def stop(self) -> None:
+        """Unsubscribe; idempotent."""
+
+
+class Store(abc.ABC):
+    """Abstract state store. Keys and collection names are non-empty strings without NUL."""
+
+    # lifecycle ---------------------------------------------------------------------------
+    @abc.abstractmethod
+    async def start(self) -> None: ...
+
+    @abc.abstractmethod
+    async def stop(self) -> None:
+        """Close connections and background tasks; idempotent."""
+
+    # documents ---------------------------------------------------------------------------
+    @abc.abstractmethod
+    async def get(self, coll: str, key: str) -> Doc | None: ...
+
+    @abc.abstractmethod
+    async def put(self, coll: str, key: str, doc: Doc) -> None: ...
+
+    @abc.abstractmethod
+    async def put_if_absent(self, coll: str, key: str, doc: Doc) -> bool:
+        """Store ``doc`` only if the key is free; True when stored."""
+
+    @abc.abstractmethod
+    async def compare_and_put(self, coll: str, key: str, expected: Doc | None, doc: Doc) -> bool:
+        """Replace the value only if it still equals ``expected`` (None: key absent)."""
+
+    @abc.abstractmethod
+    async def delete(self, coll: str, key: str) -> bool:
+        """True when something was deleted."""
+
+    @abc.abstractmethod
+    async def list(self, coll: str) -> list[tuple[str, Doc]]:
+        """All documents of a collection, sorted by key."""
+
+    # append-only logs ----------------------------------------------------------------------
+    @abc.abstractmethod
+    async def append(self, log: str, entry: Doc) -> int:
+        """Append; returns the new length of the log."""
+
+    @abc.abstractmethod
+    async def read_log(self, log: str, start: int = 0) -> list[Doc]:
+        """Entries from index ``start`` on, in append order."""
+
+    # ephemeral documents (presence) ------------------------------------------------------
+    @abc.abstractmethod
+    async def put_ephemeral(self, coll: str, key: str, doc: Doc, ttl_s: float) -> None:
+        """Store ``doc`` for ``ttl_s`` seconds; calling again refreshes it."""
+
+    @abc.abstractmethod
+    async def get_ephemeral(self, coll: str, key: str) -> Doc | None: ...
+
+    @abc.abstractmethod
+    async def delete_ephemeral(self, coll: str, key: str) -> bool: ...
+
+    @abc.abstractmethod
+    async def list_ephemeral(self, coll: str) -> list[tuple[str, Doc]]:
+        """Live (unexpired) documents, sorted by key."""
+
+    # locks -------------------------------------------------------------------------------
+    @abc.abstractmethod
+    async def acquire_lock(self, name: str, owner: str, ttl_s: float) -> bool:
+        """Take the lock, or refresh it when ``owner`` already holds it."""
+
+    @abc.abstractmethod
+    async def release_lock(self, name: str, owner: str) -> bool:
+        """Release only when held by ``owner``; True when released."""
+
+    # pub/sub -----------------------------------------------------------------------------
+    @abc.abstractmethod
+    async def publish(self, channel: str, message: Doc) -> None: ...
+
+    @abc.abstractmethod
+    async def subscribe(self, channel: str) -> Subscription: ...
