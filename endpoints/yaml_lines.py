@@ -70,15 +70,23 @@ def compose(text: str, problems: Problems) -> Node:
     try:
         root = yaml.compose(text, Loader=yaml.SafeLoader)
     except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        line = mark.line + 1 if mark else 1
-        what = " ".join(p for p in (exc.context, exc.problem) if p)
-        raise problems.stop(line, f"malformed YAML: {what}") from None
+        raise problems.stop(*_yaml_mistake(exc)) from None
     except yaml.YAMLError as exc:
         raise problems.stop(1, f"malformed YAML: {exc}") from None
     if root is None:
         raise problems.stop(1, "the file is empty: expected a mapping with 'version', 'name' and 'endpoints'")
     return root
+
+
+def _yaml_mistake(exc: yaml.MarkedYAMLError) -> tuple[int, str]:
+    """The line PyYAML blames, and where the construct it was reading began if that differs."""
+    mark = exc.problem_mark or exc.context_mark
+    line = mark.line + 1 if mark else 1
+    what = ": ".join(p for p in (exc.context, exc.problem) if p)
+    ctx = exc.context_mark
+    if ctx is not None and ctx.line + 1 != line and exc.context:
+        what += f" (the construct began at line {ctx.line + 1})"
+    return line, f"malformed YAML: {what}"
 
 
 def entries(

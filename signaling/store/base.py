@@ -29,7 +29,12 @@ class StoreError(Exception):
 
 
 class Subscription(abc.ABC):
-    """Messages published on one channel after ``subscribe`` returned."""
+    """Messages published on one channel after ``subscribe`` returned, in publish order.
+
+    Each subscription buffers in a bounded queue; a subscriber that falls behind loses the
+    oldest buffered messages (counted in ``dropped``), so publishers never wait. Iteration ends
+    and ``get`` returns None once the subscription (or its store) is stopped.
+    """
 
     @abc.abstractmethod
     def __aiter__(self) -> AsyncIterator[Doc]: ...
@@ -44,7 +49,12 @@ class Subscription(abc.ABC):
 
 
 class Store(abc.ABC):
-    """Abstract state store. Keys and collection names are non-empty strings without NUL."""
+    """Abstract state store. Keys and collection names are non-empty strings without NUL.
+
+    Documents are compared and stored as canonical JSON (sorted keys, UTF-8). Backend failures
+    and calls before ``start`` or after ``stop`` raise ``StoreError``; bad names or a ttl <= 0
+    raise ValueError, a document that is not a JSON-able dict TypeError/ValueError.
+    """
 
     # lifecycle ---------------------------------------------------------------------------
     @abc.abstractmethod

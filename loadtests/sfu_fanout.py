@@ -1,0 +1,353 @@
+"""Fan-out benchmark: one 720p VP8 publisher (~1.5 Mbit/s, pre-encoded) to N subscribers.
+
+    .venv/bin/python -m loadtests.sfu_fanout --levels 10,50,100,200 --seconds 5
+
+The media node runs in its own process (loadtests/sfu_server.py); the publisher and the
+subscribers run here. Subscribers are light: aiortc negotiates ICE and DTLS, then a hook on the
+ICE socket counts SRTP packets without decrypting or decoding. One extra subscriber stops
+reading its socket after joining (its queue overflows; the others must be unaffected).
+
+Reported per level: server CPU time per forwarded packet (server process CPU time / packets x
+subscribers sent), delivered ratio (packets counted by the N reading subscribers / packets the
+publisher sent x N), join-to-first-packet time (median, p95; the first packet a subscriber gets
+is always the start of a key frame), server memory per subscriber. Prints a table and writes
+JSON to loadtests/results/.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import fractions
+import json
+import os
+import pickle
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from typing import Any
+
+import aiohttp
+import av
+import numpy as np
+from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
+from aiortc.mediastreams import MediaStreamTrack
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+RESULTS = os.path.join(ROOT, "loadtests", "results")
+FPS = 30
+GOP = 60
+FRAMES = 120
+BITRATE = 1_500_000
+
+
+# -- pre-encoded 720p VP8 ------------------------------------------------------------------
+
+def encoded_frames() -> list[tuple[bytes, bool]]:
+    """120 frames of 1280x720 VP8 at ~1.5 Mbit/s (key frame every 2 s), cached on disk."""
+    os.makedirs(RESULTS, exist_ok=True)
+    cache = os.path.join(RESULTS, "vp8_720p_frames.pkl")
+    if os.path.exists(cache):
+        with open(cache, "rb") as f:
+            return pickle.load(f)
+    codec = av.CodecContext.create("libvpx", "w")
+    codec.width, codec.height = 1280, 720
+    codec.pix_fmt = "yuv420p"
+    codec.time_base = fractions.Fraction(1, FPS)
+    codec.framerate = fractions.Fraction(FPS, 1)
+    codec.bit_rate = BITRATE
+    codec.gop_size = GOP
+    codec.options = {"deadline": "realtime", "cpu-used": "8", "lag-in-frames": "0",
+                     "kf-max-dist": str(GOP), "kf-min-dist": str(GOP)}
+    codec.thread_count = 2
+    # smooth gradient, a fine static texture scrolling sideways and moving blocks: a key frame
+    # of ~110 KB and ~1.5 Mbit/s, like a camera picture of a meeting room (pure noise would
+    # give 600 KB key frames)
+    rng = np.random.default_rng(1)
+    yy, xx = np.mgrid[0:720, 0:1280]
+    bg = np.stack([xx * 255 // 1280, yy * 255 // 720, (xx + yy) * 255 // 2000], axis=-1).astype(np.int16)
+    tex = rng.integers(-12, 13, size=(720, 1280, 3), dtype=np.int16)
+    out: list[tuple[bytes, bool]] = []
+    for i in range(FRAMES):
+        img = bg + np.roll(tex, i * 3, axis=1)
+        for k in range(6):
+            x = (i * (5 + k) * 3 + k * 200) % 1100
+            y = (k * 110 + i * 2) % 600
+            img[y : y + 120, x : x + 180] = (k * 40, 255 - k * 40, 128)
+        frame = av.VideoFrame.from_ndarray(np.clip(img, 0, 255).astype(np.uint8), format="rgb24")
+        frame = frame.reformat(format="yuv420p")
+        frame.pts = i
+        for packet in codec.encode(frame):
+            out.append((bytes(packet), bool(packet.is_keyframe)))
+    for packet in codec.encode(None):
+        out.append((bytes(packet), bool(packet.is_keyframe)))
+    with open(cache, "wb") as f:
+        pickle.dump(out, f)
+    return out
+
+
+class PreencodedTrack(MediaStreamTrack):
+    """Yields pre-encoded VP8 packets at 30 fps; a PLI makes it jump to a key frame."""
+
+    kind = "video"
+
+    def __init__(self, frames: list[tuple[bytes, bool]]) -> None:
+        super().__init__()
+        self.frames = frames
+        self.keys = [i for i, (_, k) in enumerate(frames) if k] or [0]
+        self.sender: Any = None
+        self.running = asyncio.Event()
+        self.running.set()
+        self._i = 0
+        self._n = 0
+        self._t0: float | None = None
+        self.keyframes_forced = 0
+
+    async def recv(self) -> av.Packet:
+        await self.running.wait()
+        if self._t0 is None:
+            self._t0 = time.monotonic()
+        delay = self._t0 + self._n / FPS - time.monotonic()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        else:
+            self._t0 -= delay  # do not burst after a pause
+        if self.sender is not None and getattr(self.sender, "_RTCRtpSender__force_keyframe", False):
+            self.sender._RTCRtpSender__force_keyframe = False
+            self._i = self.keys[0]
+            self.keyframes_forced += 1
+        data, _ = self.frames[self._i % len(self.frames)]
+        self._i = (self._i + 1) % len(self.frames)
+        packet = av.Packet(data)
+        packet.pts = self._n * (90000 // FPS)
+        packet.time_base = fractions.Fraction(1, 90000)
+        self._n += 1
+        return packet
+
+
+# -- clients --------------------------------------------------------------------------------
+
+def hook_count(pc: RTCPeerConnection, sub: "Sub") -> None:
+    """Count SRTP packets at the ICE socket, before DTLS/SRTP; pass everything else on."""
+    conn = pc.getTransceivers()[0].receiver.transport.transport._connection
+    for proto in conn._protocols:
+        original = proto.datagram_received
+
+        def counting(data: bytes, addr: Any, original: Any = original) -> None:
+            b0 = data[0]
+            if 127 < b0 < 192 and not (191 < data[1] < 209):
+                sub.count += 1
+                if sub.first is None:
+                    sub.first = time.monotonic()
+                return
+            original(data, addr)
+
+        proto.datagram_received = counting
+        sock = proto.transport.get_extra_info("socket")
+        if sock is not None:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
+        sub.protocols.append(proto)
+
+
+class Sub:
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+        self.count = 0
+        self.first: float | None = None
+        self.t_join = 0.0
+        self.protocols: list[Any] = []
+
+    async def join(self, http: aiohttp.ClientSession, url: str) -> None:
+        self.t_join = time.monotonic()
+        self.pc.addTransceiver("video", direction="recvonly")
+        await self.pc.setLocalDescription(await self.pc.createOffer())
+        hook_count(self.pc, self)
+        async with http.post(f"{url}/join", json={"endpoint": self.name, "publish": False,
+                                                  "sdp": self.pc.localDescription.sdp}) as r:
+            answer = (await r.json())["sdp"]
+        await self.pc.setRemoteDescription(RTCSessionDescription(sdp=answer, type="answer"))
+
+    def stall(self) -> None:
+        for proto in self.protocols:
+            proto.transport.pause_reading()
+
+
+async def start_publisher(http: aiohttp.ClientSession, url: str, frames: list) -> tuple:
+    pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+    track = PreencodedTrack(frames)
+    transceiver = pc.addTransceiver(track, direction="sendonly")
+    caps = [c for c in __import__("aiortc").RTCRtpSender.getCapabilities("video").codecs
+            if c.mimeType in ("video/VP8", "video/rtx")]
+    transceiver.setCodecPreferences(caps)
+    track.sender = transceiver.sender
+    await pc.setLocalDescription(await pc.createOffer())
+    async with http.post(f"{url}/join", json={"endpoint": "publisher", "publish": True,
+                                              "sdp": pc.localDescription.sdp}) as r:
+        answer = (await r.json())["sdp"]
+    await pc.setRemoteDescription(RTCSessionDescription(sdp=answer, type="answer"))
+    dtls = transceiver.sender.transport
+    sent = {"rtp": 0}
+    original = dtls._send_rtp
+
+    async def counting_send(data: bytes) -> None:
+        if not (191 < data[1] < 209):
+            sent["rtp"] += 1
+        await original(data)
+
+    dtls._send_rtp = counting_send
+    return pc, track, sent
+
+
+def pct(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    values = sorted(values)
+    return values[min(len(values) - 1, int(round(q * (len(values) - 1))))]
+
+
+async def run(args: argparse.Namespace) -> dict:
+    frames = encoded_frames()
+    kbps = sum(len(d) for d, _ in frames) * 8 / (len(frames) / FPS) / 1000
+    server = subprocess.Popen(
+        [sys.executable, os.path.join(ROOT, "loadtests", "sfu_server.py"),
+         "--max-seconds", str(args.max_seconds)],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, cwd=ROOT,
+    )
+    try:
+        line = server.stdout.readline().decode()  # type: ignore[union-attr]
+        url = f"http://127.0.0.1:{int(line.split()[1])}"
+        async with aiohttp.ClientSession() as http:
+            return await measure(args, http, url, frames, kbps)
+    finally:
+        server.stdin.close()  # type: ignore[union-attr]
+        try:
+            server.wait(20)
+        except subprocess.TimeoutExpired:
+            server.kill()
+
+
+async def stats(http: aiohttp.ClientSession, url: str) -> dict:
+    async with http.get(f"{url}/stats") as r:
+        return await r.json()
+
+
+async def measure(args: argparse.Namespace, http: aiohttp.ClientSession, url: str,
+                  frames: list, kbps: float) -> dict:
+    base = await stats(http, url)
+    pub_pc, track, sent = await start_publisher(http, url, frames)
+    subs: list[Sub] = []
+    stalled = Sub("stalled")
+    await stalled.join(http, url)
+    rows = []
+    t_end = time.monotonic() + args.max_seconds
+    for level in args.levels:
+        before_join = await stats(http, url)
+        new = [Sub(f"sub{i}") for i in range(len(subs), level)]
+        for i in range(0, len(new), args.batch):
+            await asyncio.gather(*(s.join(http, url) for s in new[i : i + args.batch]))
+        subs.extend(new)
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and any(s.first is None for s in subs + [stalled]):
+            await asyncio.sleep(0.1)
+        if stalled.protocols and stalled.protocols[0].transport.is_reading():
+            stalled.stall()
+        await asyncio.sleep(1.0)
+        after_join = await stats(http, url)
+        joins = [s.first - s.t_join for s in new if s.first is not None]
+        if args.profile and level == args.levels[-1]:
+            async with http.post(f"{url}/profile", json={"start": True}):
+                pass
+        # quiet point: pause the publisher and let every queue drain, so that each packet
+        # sent in the window is also received (or lost) in it
+        track.running.clear()
+        await asyncio.sleep(0.7)
+        s0 = await stats(http, url)
+        c0 = [s.count for s in subs]
+        p0 = sent["rtp"]
+        track.running.set()
+        await asyncio.sleep(args.seconds)
+        track.running.clear()  # pause the publisher, let packets drain
+        await asyncio.sleep(0.7)
+        s1 = await stats(http, url)
+        c1 = [s.count for s in subs]
+        p1 = sent["rtp"]
+        track.running.set()
+        if args.profile and level == args.levels[-1]:
+            async with http.post(f"{url}/profile", json={}) as r:
+                print((await r.json())["text"])
+        n_sent = p1 - p0
+        received = sum(b - a for a, b in zip(c0, c1))
+        forwarded = s1["forwarded"] - s0["forwarded"]
+        cpu = s1["cpu"] - s0["cpu"]
+        rows.append({
+            "subscribers": level,
+            "publisher_packets": n_sent,
+            "forwarded": forwarded,
+            "server_received": s1["received"] - s0["received"],
+            "us_per_forwarded_packet": cpu / forwarded * 1e6 if forwarded else None,
+            "server_cpu_s": cpu,
+            "server_cpu_share": cpu / (args.seconds + 0.7),
+            "window_seconds": args.seconds + 0.7,
+            "delivered_ratio": received / (n_sent * level) if n_sent else None,
+            "join_first_packet_median_ms": statistics.median(joins) * 1000 if joins else None,
+            "join_first_packet_p95_ms": pct(joins, 0.95) * 1000 if joins else None,
+            "joined_without_packet": len(new) - len(joins),
+            "rss_per_subscriber_kib": (after_join["rss"] - before_join["rss"]) / max(1, len(new)) / 1024,
+            "server_rss_mib": after_join["rss"] / 2**20,
+            "stalled_subscriber_drops_at_server": s1["dropped"],
+            "server_tasks": s1["tasks"],
+        })
+        print_row(rows[-1])
+        if time.monotonic() > t_end:
+            break
+    for s in subs + [stalled]:
+        await s.pc.close()
+    await pub_pc.close()
+    return {
+        "benchmark": "sfu_fanout", "codec": "VP8", "resolution": "1280x720", "fps": FPS,
+        "stream_kbps": round(kbps), "seconds_per_level": args.seconds,
+        "server_baseline_rss_mib": base["rss"] / 2**20, "keyframes_forced": track.keyframes_forced,
+        "cores": os.cpu_count(), "rows": rows,
+    }
+
+
+HEADER = (f"{'subs':>5} {'us/pkt':>8} {'deliv%':>8} {'pub pkts':>9} {'fwd pkts':>9} "
+          f"{'cpu%':>6} {'join med':>9} {'join p95':>9} {'KiB/sub':>8}")
+
+
+def print_row(r: dict) -> None:
+    if r is None:
+        print(HEADER)
+        return
+    us = r["us_per_forwarded_packet"]
+    ratio = r["delivered_ratio"]
+    print(f"{r['subscribers']:>5} {us if us is not None else float('nan'):>8.1f} "
+          f"{(ratio or 0) * 100:>8.2f} {r['publisher_packets']:>9} {r['forwarded']:>9} "
+          f"{r['server_cpu_share'] * 100:>6.1f} {r['join_first_packet_median_ms'] or 0:>8.0f}ms "
+          f"{r['join_first_packet_p95_ms'] or 0:>7.0f}ms {r['rss_per_subscriber_kib']:>8.0f}",
+          flush=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--levels", default="10,50,100,200")
+    parser.add_argument("--seconds", type=float, default=5.0)
+    parser.add_argument("--batch", type=int, default=10)
+    parser.add_argument("--max-seconds", type=float, default=240.0)
+    parser.add_argument("--profile", action="store_true")
+    args = parser.parse_args()
+    args.levels = sorted(int(x) for x in args.levels.split(","))
+    print(HEADER)
+    result = asyncio.run(run(args))
+    os.makedirs(RESULTS, exist_ok=True)
+    path = os.path.join(RESULTS, f"sfu_fanout_{time.strftime('%Y%m%dT%H%M%S')}.json")
+    with open(path, "w") as f:
+        json.dump(result, f, indent=2)
+    print(f"stream: {result['stream_kbps']} kbit/s; results: {path}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,123 @@
+"""Media-node process for the fan-out benchmark (loadtests/sfu_fanout.py starts it).
+
+Serves a tiny HTTP control API on 127.0.0.1 so that the load clients live in another process:
+POST /join {endpoint, publish, sdp} -> {sdp}; POST /leave {endpoint}; GET /stats -> CPU time of
+this process, packets received and forwarded, RSS. Prints ``PORT <n>`` once listening.
+Exits when stdin closes (the benchmark died) or after --max-seconds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import resource
+import sys
+import time
+
+from aiohttp import web
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from mcu.node import LocalMediaNode  # noqa: E402
+from signaling.media import PeerSpec  # noqa: E402
+
+
+def rss_bytes() -> int:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+async def main(args: argparse.Namespace) -> None:
+    node = LocalMediaNode(ice_host="127.0.0.1", video_codec=args.codec)
+    await node.start()
+    peers: dict[str, object] = {}
+    profiler = None
+
+    async def events(msg: dict) -> None:  # the benchmark needs no renegotiation
+        return None
+
+    async def join(request: web.Request) -> web.Response:
+        body = await request.json()
+        spec = PeerSpec(
+            meeting_id="bench", endpoint_id=body["endpoint"], display_name=body["endpoint"],
+            role="participant", link="fibre", publish=bool(body.get("publish")),
+        )
+        peer = await node.open_peer(spec, events)
+        peers[spec.endpoint_id] = peer
+        answer = await peer.handle_offer(body["sdp"])
+        return web.json_response({"sdp": answer})
+
+    async def leave(request: web.Request) -> web.Response:
+        body = await request.json()
+        peer = peers.pop(body["endpoint"], None)
+        if peer is not None:
+            await peer.close()
+        return web.json_response({"ok": True})
+
+    async def stats(request: web.Request) -> web.Response:
+        ru = resource.getrusage(resource.RUSAGE_SELF)
+        received = forwarded = dropped = 0
+        for meeting in node.meetings.values():
+            for stream in meeting.router.streams.values():
+                received += stream.packets
+                forwarded += stream.forwarded
+                dropped += sum(o.dropped for o in stream.outputs())
+        return web.json_response({
+            "cpu": time.process_time(), "utime": ru.ru_utime, "stime": ru.ru_stime,
+            "received": received, "forwarded": forwarded, "dropped": dropped,
+            "rss": rss_bytes(), "peers": len(node.peers), "tasks": len(asyncio.all_tasks()),
+        })
+
+    async def profile(request: web.Request) -> web.Response:
+        nonlocal profiler
+        import cProfile
+        import io
+        import pstats
+        body = await request.json()
+        if body.get("start"):
+            profiler = cProfile.Profile()
+            profiler.enable()
+            return web.json_response({"ok": True})
+        if profiler is None:
+            return web.json_response({"text": ""})
+        profiler.disable()
+        out = io.StringIO()
+        pstats.Stats(profiler, stream=out).sort_stats("tottime").print_stats(18)
+        profiler = None
+        return web.json_response({"text": out.getvalue()})
+
+    app = web.Application(client_max_size=1 << 20)
+    app.router.add_post("/join", join)
+    app.router.add_post("/leave", leave)
+    app.router.add_get("/stats", stats)
+    app.router.add_post("/profile", profile)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    print(f"PORT {port}", flush=True)
+
+    loop = asyncio.get_running_loop()
+    stdin_closed = loop.create_future()
+
+    def on_stdin() -> None:
+        if not sys.stdin.buffer.read1(1024) and not stdin_closed.done():
+            stdin_closed.set_result(None)
+
+    loop.add_reader(sys.stdin.fileno(), on_stdin)
+    try:
+        await asyncio.wait_for(stdin_closed, args.max_seconds)
+    except asyncio.TimeoutError:
+        pass
+    loop.remove_reader(sys.stdin.fileno())
+    await node.stop()
+    await runner.cleanup()
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--codec", default="VP8")
+    parser.add_argument("--max-seconds", type=float, default=900)
+    asyncio.run(main(parser.parse_args()))

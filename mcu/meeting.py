@@ -1,0 +1,193 @@
+"""Routing policy of one meeting: what each subscriber's outputs carry.
+
+Each subscriber has a few fixed *slots* rather than one m-line per other publisher, so that a
+province-wide briefing (about 210 endpoints) does not send 209 streams to every room terminal:
+
+* ``main`` (video): the floor holder's camera; without a floor, the active speaker's; without a
+  speaker, the latest other camera. A subscriber never gets its own camera.
+* ``slides`` (video, priority): a screen share; the floor holder's if it shares, else the
+  latest one. Screen shares are routed first: a subscriber always gets a slides slot when a
+  share exists, and the meeting offers it before anything else.
+* ``audio`` x ``audio_slots``: the microphones of the floor holder, the active speaker and the
+  most recently loud others, keeping a stream in the slot it already has (no needless switches).
+
+A client's own offer provides the first audio and video slots (its m-lines are answered
+``sendrecv``); further slots are added by server offers when needed.
+"""
+
+from __future__ import annotations
+
+import itertools
+from typing import TYPE_CHECKING, Any
+
+from .router import Router
+from .speaker import SpeakerDetector
+from .stream import Stream
+
+if TYPE_CHECKING:
+    from .node import LocalMediaNode
+    from .peer import LocalPeer
+    from .subscriber import Output
+
+_order = itertools.count()
+
+
+class Meeting:
+    def __init__(self, node: "LocalMediaNode", meeting_id: str, audio_slots: int = 3) -> None:
+        self.node = node
+        self.meeting_id = meeting_id
+        self.audio_slots = audio_slots
+        self.router = Router()
+        self.peers: dict[str, "LocalPeer"] = {}
+        self.floor: str | None = None
+        self.detector = SpeakerDetector()
+        self._seen: dict[str, int] = {}  # stream id -> order of appearance
+        self._loud: dict[str, float] = {}  # endpoint -> last time it was loud
+
+    @property
+    def speaker(self) -> str | None:
+        return self.detector.speaker
+
+    # -- membership ------------------------------------------------------------------------
+
+    def add_peer(self, peer: "LocalPeer") -> None:
+        old = self.peers.get(peer.endpoint_id)
+        self.peers[peer.endpoint_id] = peer
+        if old is not None and old is not peer:
+            old._schedule_close()
+
+    def remove_peer(self, peer: "LocalPeer") -> None:
+        if self.peers.get(peer.endpoint_id) is peer:
+            del self.peers[peer.endpoint_id]
+            self.detector.forget(peer.endpoint_id)
+            self._loud.pop(peer.endpoint_id, None)
+        for stream in peer.streams.values():
+            self._seen.pop(stream.stream_id, None)
+            self.router.remove_stream(stream.stream_id)
+        self.assign()
+
+    def peer_changed(self, peer: "LocalPeer") -> None:
+        for stream in peer.streams.values():
+            self._seen.setdefault(stream.stream_id, next(_order))
+        self.assign()
+
+    def set_floor(self, endpoint_id: str | None) -> None:
+        self.floor = endpoint_id
+        self.assign()
+
+    # -- policy ----------------------------------------------------------------------------
+
+    def _streams(self, source: str) -> list[Stream]:
+        streams = [
+            s
+            for p in self.peers.values()
+            for s in p.streams.values()
+            if s.source == source and not s.closed
+        ]
+        streams.sort(key=lambda s: self._seen.get(s.stream_id, 0))
+        return streams
+
+    def _pick_video(self, streams: list[Stream], me: str, current: Stream | None) -> Stream | None:
+        others = [s for s in streams if s.endpoint_id != me]
+        if not others:
+            return None
+        for wanted in (self.floor, self.speaker):
+            if wanted is not None and wanted != me:
+                for s in others:
+                    if s.endpoint_id == wanted:
+                        return s
+        if current is not None and current in others:
+            return current
+        return others[-1]
+
+    def _audio_ranking(self, me: str) -> list[Stream]:
+        mics = [s for s in self._streams("mic") if s.endpoint_id != me]
+
+        def rank(s: Stream) -> tuple:
+            return (
+                s.endpoint_id != self.floor,
+                s.endpoint_id != self.speaker,
+                -self._loud.get(s.endpoint_id, 0.0),
+                -self._seen.get(s.stream_id, 0),
+            )
+
+        return sorted(mics, key=rank)
+
+    def wanted_roles(self, peer: "LocalPeer") -> list[str]:
+        me = peer.endpoint_id
+        roles = []
+        if any(s.endpoint_id != me for s in self._streams("screen")):
+            roles.append("slides")
+        if any(s.endpoint_id != me for s in self._streams("camera")):
+            roles.append("main")
+        n_audio = min(self.audio_slots, len(self._audio_ranking(me)))
+        roles += ["audio"] * n_audio
+        return roles
+
+    def missing_roles(self, peer: "LocalPeer") -> list[str]:
+        have = [o.role for o in peer.outputs.values()] + list(peer.pending_roles)
+        missing = []
+        for role in self.wanted_roles(peer):
+            if role in have:
+                have.remove(role)
+            else:
+                missing.append(role)
+        return missing
+
+    def assign(self) -> None:
+        """Recompute every subscriber's sources; ask for new m-lines where missing."""
+        cameras = self._streams("camera")
+        screens = self._streams("screen")
+        for peer in list(self.peers.values()):
+            if peer.closed:
+                continue
+            me = peer.endpoint_id
+            outs = list(peer.outputs.values())
+            mains = [o for o in outs if o.role == "main"]
+            slides = [o for o in outs if o.role == "slides"]
+            audios = [o for o in outs if o.role == "audio"]
+            for out in mains:
+                self.router.route(out, self._pick_video(cameras, me, out.source))
+            for out in slides:
+                self.router.route(out, self._pick_video(screens, me, out.source))
+            self._assign_audio(audios, self._audio_ranking(me)[: self.audio_slots])
+            if self.missing_roles(peer):
+                peer.request_slots(self.missing_roles(peer))
+
+    def _assign_audio(self, outs: list["Output"], wanted: list[Stream]) -> None:
+        keep = [o for o in outs if o.source in wanted]
+        taken = {o.source for o in keep}
+        free = [o for o in outs if o not in keep]
+        todo = [s for s in wanted if s not in taken]
+        for out in free:
+            self.router.route(out, todo.pop(0) if todo else None)
+
+    # -- active speaker --------------------------------------------------------------------
+
+    def tick(self, now: float) -> str | None:
+        """Run speaker detection on the levels gathered since the last tick."""
+        levels: dict[str, float | None] = {}
+        for peer in self.peers.values():
+            for stream in peer.streams.values():
+                if stream.source == "mic" and not stream.muted:
+                    level = stream.take_level()
+                    levels[peer.endpoint_id] = level
+                    if level is not None and level < self.detector.speech_level:
+                        self._loud[peer.endpoint_id] = now
+        changed = self.detector.tick(levels, now)
+        if changed is not None:
+            self.assign()
+        return changed
+
+    def notify_all(self, message: dict[str, Any]) -> None:
+        for peer in list(self.peers.values()):
+            peer.post(lambda p=peer: p.events(message))
+
+    def stats(self) -> dict[str, Any]:
+        return {
+            "meeting": self.meeting_id,
+            "floor": self.floor,
+            "speaker": self.speaker,
+            "peers": [p.stats() for p in self.peers.values()],
+            "router": self.router.stats(),
+        }

@@ -1,0 +1,140 @@
+"""The in-process media node (implements signaling.media.MediaNode).
+
+Usage::
+
+    node = LocalMediaNode(ice_host="127.0.0.1")       # video_codec="VP8" or "H264"
+    await node.start()
+    peer = await node.open_peer(spec, events)          # spec: signaling.media.PeerSpec
+    answer = await peer.handle_offer(offer_sdp)        # client's camera+mic offer
+    # later: events({"type": "offer", "sdp": ...}) -> client answers -> peer.handle_answer(sdp)
+    #        events({"type": "speaker", "endpoint": ...}) on active-speaker changes
+    await node.set_floor(meeting_id, endpoint_id)      # floor holder's video goes to "main"
+    await peer.set_muted("audio", True)                # chair mute: stop forwarding
+    await peer.close(); await node.stop()
+
+WHIP ingest / WHEP egress (RFC 9725 and the WHEP draft) are plain offer/answer exchanges with
+no renegotiation: a WHIP client is ``open_peer(PeerSpec(publish=True, ...))`` +
+``handle_offer`` with sendonly m-lines, a WHEP client is ``publish=False`` with recvonly
+m-lines; the HTTP resources (POST -> 201 + Location, DELETE -> ``close``) belong to signaling.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Any
+
+from .ice import HostPin, pin_host_addresses
+from .meeting import Meeting
+from .negotiation import SUPPORTED_VIDEO
+from .peer import LocalPeer
+
+log = logging.getLogger("mcu.node")
+
+SPEAKER_TICK = 0.25  # s between active-speaker evaluations
+
+
+class LocalMediaNode:
+    def __init__(
+        self,
+        node_id: str = "local",
+        *,
+        ice_host: str | None = "127.0.0.1",
+        video_codec: str = "VP8",
+        audio_slots: int = 3,
+        keyframe_interval: float = 0.5,
+    ) -> None:
+        if video_codec.upper() not in SUPPORTED_VIDEO:
+            raise ValueError(f"video_codec must be one of {SUPPORTED_VIDEO}, not {video_codec!r}")
+        self.node_id = node_id
+        self.ice_host = ice_host
+        self.video_codec = video_codec.upper()
+        self.audio_slots = audio_slots
+        self.keyframe_interval = keyframe_interval
+        self.meetings: dict[str, Meeting] = {}
+        self.peers: set[LocalPeer] = set()
+        self._pin: HostPin | None = None
+        self._tick_task: asyncio.Task | None = None
+        self._started = False
+        self._stopping = False
+
+    async def start(self) -> None:
+        if self._started:
+            return
+        self._started = True
+        self._stopping = False
+        if self.ice_host:
+            self._pin = pin_host_addresses([self.ice_host])
+        self._tick_task = asyncio.get_running_loop().create_task(self._ticker())
+
+    async def stop(self) -> None:
+        if not self._started or self._stopping:
+            return
+        self._stopping = True
+        if self._tick_task is not None:
+            self._tick_task.cancel()
+            try:
+                await self._tick_task
+            except asyncio.CancelledError:
+                pass
+            self._tick_task = None
+        peers = list(self.peers)
+        if peers:
+            await asyncio.wait_for(
+                asyncio.gather(*(p.close() for p in peers), return_exceptions=True), 10
+            )
+        self.meetings.clear()
+        if self._pin is not None:
+            self._pin.release()
+            self._pin = None
+        self._started = False
+
+    async def open_peer(self, spec: Any, events: Any) -> LocalPeer:
+        if not self._started or self._stopping:
+            raise RuntimeError("media node is not running")
+        meeting = self.meetings.get(spec.meeting_id)
+        if meeting is None:
+            meeting = Meeting(self, spec.meeting_id, self.audio_slots)
+            self.meetings[spec.meeting_id] = meeting
+        peer = LocalPeer(
+            meeting,
+            spec,
+            events,
+            video_codec=self.video_codec,
+            keyframe_interval=self.keyframe_interval,
+        )
+        self.peers.add(peer)
+        meeting.add_peer(peer)
+        return peer
+
+    async def set_floor(self, meeting_id: str, endpoint_id: str | None) -> None:
+        meeting = self.meetings.get(meeting_id)
+        if meeting is not None:
+            meeting.set_floor(endpoint_id)
+
+    def _forget_peer(self, peer: LocalPeer) -> None:
+        self.peers.discard(peer)
+        meeting = peer.meeting
+        if not meeting.peers and self.meetings.get(meeting.meeting_id) is meeting:
+            del self.meetings[meeting.meeting_id]
+
+    async def _ticker(self) -> None:
+        while True:
+            await asyncio.sleep(SPEAKER_TICK)
+            now = time.monotonic()
+            for meeting in list(self.meetings.values()):
+                try:
+                    speaker = meeting.tick(now)
+                except Exception:  # never let one meeting stop the others
+                    log.exception("speaker tick failed in %s", meeting.meeting_id)
+                    continue
+                if speaker is not None:
+                    meeting.notify_all({"type": "speaker", "endpoint": speaker})
+
+    def stats(self) -> dict[str, Any]:
+        return {
+            "node": self.node_id,
+            "peers": len(self.peers),
+            "meetings": [m.stats() for m in self.meetings.values()],
+        }

@@ -1,0 +1,111 @@
+"""Meeting value types: what a client sends (``MeetingSpec``), what is stored (``Meeting``) and one
+dated instance of a meeting (``Occurrence``).
+
+All stored times are aware datetimes in Asia/Ho_Chi_Minh: operators think in local wall-clock time
+and occurrence ids carry the local start. JSON uses ISO-8601 with the +07:00 offset.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo
+
+import msgspec
+
+VN = ZoneInfo("Asia/Ho_Chi_Minh")
+MeetingStatus = Literal["scheduled", "cancelled"]
+OccurrenceState = Literal["scheduled", "open", "closed", "cancelled"]
+
+
+def _doc(text: str) -> msgspec.Meta:
+    return msgspec.Meta(description=text)
+
+
+class MeetingSpec(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    """A meeting as a client schedules it. Checked by ``validation.check_spec`` (MeetingError)."""
+
+    title: Annotated[str, _doc("1-200 characters")]
+    chair: Annotated[str, _doc("endpoint id of the chairing endpoint (central, province or district)")]
+    invited: Annotated[list[str], _doc("endpoint selectors, e.g. 'tier:commune@hg-meo-vac'")]
+    start: Annotated[str, _doc("ISO-8601 date-time; without an offset it is Asia/Ho_Chi_Minh time")]
+    end: Annotated[str | None, _doc("ISO-8601 date-time of the first occurrence's end")] = None
+    duration_minutes: Annotated[int | None, _doc("1-720; give this or end")] = None
+    recurrence: Annotated[str | None, _doc("RRULE subset: FREQ=DAILY|WEEKLY, INTERVAL, BYDAY, COUNT, UNTIL")] = None
+    description: str | None = None
+
+
+class Meeting(msgspec.Struct, kw_only=True):
+    """A stored meeting (one-off or a series). ``start``/``end`` bound the first occurrence."""
+
+    id: str
+    title: str
+    chair: str
+    invited: list[str]
+    start: datetime
+    end: datetime
+    recurrence: str | None = None
+    description: str | None = None
+    status: MeetingStatus = "scheduled"
+    exdates: list[datetime] = msgspec.field(default_factory=list)  # starts of cancelled occurrences
+    created_at: datetime
+    updated_at: datetime
+    version: int = 1
+
+    def __post_init__(self) -> None:
+        # JSON gives fixed-offset datetimes; keep everything in the named zone for wall-clock maths
+        self.start, self.end = self.start.astimezone(VN), self.end.astimezone(VN)
+        self.exdates = [d.astimezone(VN) for d in self.exdates]
+
+    @property
+    def duration(self) -> timedelta:
+        return self.end - self.start
+
+    def to_dict(self) -> dict[str, Any]:
+        body = msgspec.to_builtins(self)
+        body["duration_minutes"] = int(self.duration.total_seconds() // 60)
+        return body
+
+    @classmethod
+    def from_dict(cls, doc: dict[str, Any]) -> "Meeting":
+        doc = {k: v for k, v in doc.items() if k != "duration_minutes"}
+        return msgspec.convert(doc, cls)
+
+
+class Occurrence(msgspec.Struct, kw_only=True):
+    """One dated instance of a meeting; ``occurrence_id`` = '<meeting_id>@<YYYYMMDDTHHMM local>'."""
+
+    meeting_id: str
+    occurrence_id: str
+    starts_at: datetime
+    ends_at: datetime
+    state: OccurrenceState = "scheduled"
+
+    def to_dict(self) -> dict[str, Any]:
+        return msgspec.to_builtins(self)
+
+    @classmethod
+    def from_dict(cls, doc: dict[str, Any]) -> "Occurrence":
+        occ = msgspec.convert(doc, cls)
+        occ.starts_at, occ.ends_at = occ.starts_at.astimezone(VN), occ.ends_at.astimezone(VN)
+        return occ
+
+
+def occurrence_id(meeting_id: str, starts_at: datetime) -> str:
+    return f"{meeting_id}@{starts_at.astimezone(VN):%Y%m%dT%H%M}"
+
+
+def split_occurrence_id(occ_id: str) -> tuple[str, datetime] | None:
+    """(meeting_id, local start minute) of a well-formed occurrence id, else None."""
+    meeting_id, sep, stamp = occ_id.rpartition("@")
+    if not sep or not meeting_id:
+        return None
+    try:
+        return meeting_id, datetime.strptime(stamp, "%Y%m%dT%H%M").replace(tzinfo=VN)
+    except ValueError:
+        return None
+
+
+def iso(dt: datetime) -> str:
+    """Local ISO-8601 with offset, e.g. '2030-01-07T08:00:00+07:00'."""
+    return dt.astimezone(VN).isoformat()

@@ -1,0 +1,313 @@
+"""The multi-node store on an external Redis (redis.asyncio).
+
+Key layout (``p`` is the prefix, ``gb:`` by default):
+
+* ``p doc:<coll>``            hash  key -> canonical JSON
+* ``p log:<log>``             list of canonical JSON entries
+* ``p eph:<len>:<coll>:<key>`` string with PX expiry; the length prefix keeps ("a:b","c") and
+  ("a","b:c") apart
+* ``p ephidx:<coll>``         sorted set key -> expiry (ms, Redis server clock), so listing a
+  collection needs no SCAN; the string keys' own expiry stays the truth
+* ``p lock:<name>``           string holding the owner, PX expiry
+* ``p ch:<channel>``          pub/sub channel
+
+Atomic steps run as Lua scripts, which use the Redis server's clock so nodes with skewed clocks
+agree. Every Redis failure surfaces as ``StoreError`` naming the server (password removed).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any, Awaitable, TypeVar
+from urllib.parse import urlsplit
+
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError
+
+from signaling.store import codec
+from signaling.store.base import Doc, Store, StoreError, Subscription
+from signaling.store.pubsub_local import DEFAULT_QUEUE_SIZE, QueueSubscription
+
+log = logging.getLogger("giaoban.store.redis")
+T = TypeVar("T")
+
+# KEYS[1]=hash; ARGV: field, has_expected ("0"/"1"), expected text, new text
+_CAS = """
+local cur = redis.call('HGET', KEYS[1], ARGV[1])
+if ARGV[2] == '0' then
+  if cur then return 0 end
+elseif cur ~= ARGV[3] then
+  return 0
+end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[4])
+return 1
+"""
+# KEYS[1]=doc key, KEYS[2]=index; ARGV: value, ttl ms, member
+_PUT_EPH = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+redis.call('ZADD', KEYS[2], now + tonumber(ARGV[2]), ARGV[3])
+redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now)
+return 1
+"""
+# KEYS[1]=index: prune expired members, return the live ones
+_LIVE_EPH = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+return redis.call('ZRANGEBYSCORE', KEYS[1], '(' .. now, '+inf')
+"""
+# KEYS[1]=lock; ARGV: owner, ttl ms. Take a free lock or refresh our own, in one step.
+_ACQUIRE = """
+if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return 1 end
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+  return 1
+end
+return 0
+"""
+_RELEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+_SUBSCRIBE_CONFIRM_S = 10.0
+
+
+def redact(url: str) -> str:
+    """The URL without a password, for error messages and logs."""
+    try:
+        parts = urlsplit(url)
+        if parts.password is None:
+            return url
+        netloc = parts.netloc.rsplit("@", 1)[1]
+        user = f"{parts.username}:***@" if parts.username else ":***@"
+        return parts._replace(netloc=user + netloc).geturl()
+    except ValueError:
+        return "<unparseable redis URL>"
+
+
+class RedisStore(Store):
+    def __init__(self, url: str, *, prefix: str = "gb:", queue_size: int = DEFAULT_QUEUE_SIZE,
+                 connect_timeout_s: float = 5.0) -> None:
+        self.url, self.prefix = url, prefix
+        self._where = redact(url)
+        self._queue_size, self._connect_timeout_s = queue_size, connect_timeout_s
+        self._client: aioredis.Redis | None = None
+        self._subs: set[_RedisSubscription] = set()
+        self._state = "new"  # new -> started -> stopped
+
+    def __repr__(self) -> str:
+        return f"RedisStore({self._where!r})"
+
+    # lifecycle ---------------------------------------------------------------------------
+    async def start(self) -> None:
+        if self._state == "started":
+            return
+        if self._state == "stopped":
+            raise StoreError(f"{self!r} was stopped; open a new store instead")
+        try:
+            client = aioredis.from_url(self.url, decode_responses=True,
+                                       socket_connect_timeout=self._connect_timeout_s)
+        except (ValueError, TypeError, RedisError) as exc:
+            raise StoreError(f"bad Redis URL {self._where!r}: {exc}") from exc
+        try:
+            await client.ping()
+        except (RedisError, OSError) as exc:
+            await client.aclose()
+            raise StoreError(f"cannot reach Redis at {self._where}: {exc}") from exc
+        self._client = client
+        self._cas, self._put_eph = client.register_script(_CAS), client.register_script(_PUT_EPH)
+        self._live_eph, self._acquire = client.register_script(_LIVE_EPH), client.register_script(_ACQUIRE)
+        self._release = client.register_script(_RELEASE)
+        self._state = "started"
+
+    async def stop(self) -> None:
+        if self._state == "stopped":
+            return
+        self._state = "stopped"
+        for sub in list(self._subs):
+            await sub.stop()
+        if self._client is not None:
+            await self._client.aclose()
+            self._client = None
+
+    def _redis(self) -> aioredis.Redis:
+        if self._state == "new":
+            raise StoreError(f"{self!r} is not started; await start() first")
+        if self._state == "stopped" or self._client is None:
+            raise StoreError(f"{self!r} is stopped; no further calls are possible")
+        return self._client
+
+    async def _call(self, awaitable: Awaitable[T]) -> T:
+        try:
+            return await awaitable
+        except (RedisError, OSError) as exc:
+            raise StoreError(f"Redis at {self._where} failed: {exc}") from exc
+
+    def _k(self, kind: str, name: str) -> str:
+        return f"{self.prefix}{kind}:{name}"
+
+    def _eph_key(self, coll: str, key: str) -> str:
+        return f"{self.prefix}eph:{len(coll)}:{coll}:{key}"
+
+    # documents ---------------------------------------------------------------------------
+    async def get(self, coll: str, key: str) -> Doc | None:
+        _names(coll, key)
+        text = await self._call(self._redis().hget(self._k("doc", coll), key))
+        return None if text is None else codec.loads(text)
+
+    async def put(self, coll: str, key: str, doc: Doc) -> None:
+        _names(coll, key)
+        text = codec.encode_doc(doc)
+        await self._call(self._redis().hset(self._k("doc", coll), key, text))
+
+    async def put_if_absent(self, coll: str, key: str, doc: Doc) -> bool:
+        _names(coll, key)
+        text = codec.encode_doc(doc)
+        return bool(await self._call(self._redis().hsetnx(self._k("doc", coll), key, text)))
+
+    async def compare_and_put(self, coll: str, key: str, expected: Doc | None, doc: Doc) -> bool:
+        _names(coll, key)
+        want = "" if expected is None else codec.encode_doc(expected)
+        args = [key, "0" if expected is None else "1", want, codec.encode_doc(doc)]
+        self._redis()
+        return bool(await self._call(self._cas(keys=[self._k("doc", coll)], args=args)))
+
+    async def delete(self, coll: str, key: str) -> bool:
+        _names(coll, key)
+        return bool(await self._call(self._redis().hdel(self._k("doc", coll), key)))
+
+    async def list(self, coll: str) -> list[tuple[str, Doc]]:
+        codec.check_name("collection", coll)
+        mapping: dict[str, str] = await self._call(self._redis().hgetall(self._k("doc", coll)))
+        return sorted((k, codec.loads(v)) for k, v in mapping.items())
+
+    # append-only logs ----------------------------------------------------------------------
+    async def append(self, log: str, entry: Doc) -> int:
+        codec.check_name("log", log)
+        text = codec.encode_doc(entry)
+        return int(await self._call(self._redis().rpush(self._k("log", log), text)))
+
+    async def read_log(self, log: str, start: int = 0) -> list[Doc]:
+        codec.check_name("log", log)
+        if start < 0:
+            raise ValueError(f"start must be >= 0, got {start}")
+        entries = await self._call(self._redis().lrange(self._k("log", log), start, -1))
+        return [codec.loads(e) for e in entries]
+
+    # ephemeral documents -----------------------------------------------------------------
+    async def put_ephemeral(self, coll: str, key: str, doc: Doc, ttl_s: float) -> None:
+        _names(coll, key)
+        ttl_ms = max(1, round(codec.check_ttl(ttl_s) * 1000))
+        keys = [self._eph_key(coll, key), self._k("ephidx", coll)]
+        self._redis()
+        await self._call(self._put_eph(keys=keys, args=[codec.encode_doc(doc), ttl_ms, key]))
+
+    async def get_ephemeral(self, coll: str, key: str) -> Doc | None:
+        _names(coll, key)
+        text = await self._call(self._redis().get(self._eph_key(coll, key)))
+        return None if text is None else codec.loads(text)
+
+    async def delete_ephemeral(self, coll: str, key: str) -> bool:
+        _names(coll, key)
+        pipe = self._redis().pipeline(transaction=True)
+        pipe.delete(self._eph_key(coll, key)).zrem(self._k("ephidx", coll), key)
+        deleted, _ = await self._call(pipe.execute())
+        return bool(deleted)
+
+    async def list_ephemeral(self, coll: str) -> list[tuple[str, Doc]]:
+        codec.check_name("collection", coll)
+        self._redis()
+        members: list[str] = await self._call(self._live_eph(keys=[self._k("ephidx", coll)]))
+        if not members:
+            return []
+        texts = await self._call(self._redis().mget([self._eph_key(coll, m) for m in members]))
+        # A key can expire between the two calls: its string is gone, so it is skipped.
+        return sorted((m, codec.loads(t)) for m, t in zip(members, texts) if t is not None)
+
+    # locks -------------------------------------------------------------------------------
+    async def acquire_lock(self, name: str, owner: str, ttl_s: float) -> bool:
+        codec.check_name("lock name", name)
+        codec.check_name("lock owner", owner)
+        ttl_ms = max(1, round(codec.check_ttl(ttl_s) * 1000))
+        self._redis()
+        return bool(await self._call(self._acquire(keys=[self._k("lock", name)], args=[owner, ttl_ms])))
+
+    async def release_lock(self, name: str, owner: str) -> bool:
+        codec.check_name("lock name", name)
+        self._redis()
+        return bool(await self._call(self._release(keys=[self._k("lock", name)], args=[owner])))
+
+    # pub/sub -----------------------------------------------------------------------------
+    async def publish(self, channel: str, message: Doc) -> None:
+        codec.check_name("channel", channel)
+        text = codec.encode_doc(message)
+        await self._call(self._redis().publish(self._k("ch", channel), text))
+
+    async def subscribe(self, channel: str) -> Subscription:
+        codec.check_name("channel", channel)
+        pubsub = self._redis().pubsub()
+        sub = _RedisSubscription(channel, pubsub, self._forget, self._queue_size)
+        try:
+            await self._call(sub.open(self._k("ch", channel)))
+        except BaseException:
+            await pubsub.aclose()
+            raise
+        self._subs.add(sub)
+        return sub
+
+    async def _forget(self, sub: QueueSubscription) -> None:
+        self._subs.discard(sub)  # type: ignore[arg-type]
+
+
+class _RedisSubscription(QueueSubscription):
+    """One Redis PubSub connection and one reader task feeding the bounded queue."""
+
+    def __init__(self, channel: str, pubsub: Any, forget: Any, queue_size: int) -> None:
+        super().__init__(channel, self._shutdown, queue_size)
+        self._pubsub, self._forget = pubsub, forget
+        self._reader: asyncio.Task[None] | None = None
+
+    async def open(self, redis_channel: str) -> None:
+        await self._pubsub.subscribe(redis_channel)
+        # Wait for Redis to confirm, so that anything published after subscribe() returns
+        # (from any connection) is delivered.
+        async with asyncio.timeout(_SUBSCRIBE_CONFIRM_S):
+            while True:
+                msg = await self._pubsub.get_message(timeout=_SUBSCRIBE_CONFIRM_S)
+                if msg is not None and msg["type"] == "subscribe":
+                    break
+        self._reader = asyncio.create_task(self._read(), name=f"redis-sub:{self.channel}")
+
+    async def _read(self) -> None:
+        try:
+            async for msg in self._pubsub.listen():
+                if msg["type"] != "message":
+                    continue
+                try:
+                    self.deliver(codec.loads(msg["data"]))
+                except StoreError as exc:  # a foreign publisher sent non-JSON: skip it
+                    log.warning("ignoring message on %r: %s", self.channel, exc)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # connection lost: end the subscription so its reader notices
+            log.error("subscription on %r lost its Redis connection: %s", self.channel, exc)
+            self.close()
+            await self._shutdown(self)
+
+    async def _shutdown(self, _sub: QueueSubscription) -> None:
+        if self._reader is not None and self._reader is not asyncio.current_task():
+            self._reader.cancel()
+            await asyncio.gather(self._reader, return_exceptions=True)
+        try:
+            await self._pubsub.aclose()
+        except (RedisError, OSError, RuntimeError):
+            pass  # the connection is going away either way
+        await self._forget(self)
+
+
+def _names(coll: str, key: str) -> None:
+    codec.check_name("collection", coll)
+    codec.check_name("key", key)
