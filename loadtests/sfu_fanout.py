@@ -234,6 +234,22 @@ async def stats(http: aiohttp.ClientSession, url: str) -> dict:
         return await r.json()
 
 
+async def quiet(http: aiohttp.ClientSession, url: str, subs: list, limit: float = 8.0) -> dict:
+    """Wait (publisher paused) until the server and every subscriber have drained."""
+    await asyncio.sleep(0.3)
+    last = await stats(http, url)
+    counts = sum(s.count for s in subs)
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline:
+        await asyncio.sleep(0.3)
+        now = await stats(http, url)
+        now_counts = sum(s.count for s in subs)
+        if now["received"] == last["received"] and now_counts == counts:
+            return now
+        last, counts = now, now_counts
+    return last
+
+
 async def measure(args: argparse.Namespace, http: aiohttp.ClientSession, url: str,
                   frames: list, kbps: float) -> dict:
     base = await stats(http, url)
@@ -263,15 +279,14 @@ async def measure(args: argparse.Namespace, http: aiohttp.ClientSession, url: st
         # quiet point: pause the publisher and let every queue drain, so that each packet
         # sent in the window is also received (or lost) in it
         track.running.clear()
-        await asyncio.sleep(0.7)
-        s0 = await stats(http, url)
+        s0 = await quiet(http, url, subs)
         c0 = [s.count for s in subs]
         p0 = sent["rtp"]
         track.running.set()
+        t_window = time.monotonic()
         await asyncio.sleep(args.seconds)
         track.running.clear()  # pause the publisher, let packets drain
-        await asyncio.sleep(0.7)
-        s1 = await stats(http, url)
+        s1 = await quiet(http, url, subs)
         c1 = [s.count for s in subs]
         p1 = sent["rtp"]
         track.running.set()
@@ -279,6 +294,7 @@ async def measure(args: argparse.Namespace, http: aiohttp.ClientSession, url: st
             async with http.post(f"{url}/profile", json={}) as r:
                 print((await r.json())["text"])
         n_sent = p1 - p0
+        window = time.monotonic() - t_window
         received = sum(b - a for a, b in zip(c0, c1))
         forwarded = s1["forwarded"] - s0["forwarded"]
         cpu = s1["cpu"] - s0["cpu"]
@@ -289,8 +305,8 @@ async def measure(args: argparse.Namespace, http: aiohttp.ClientSession, url: st
             "server_received": s1["received"] - s0["received"],
             "us_per_forwarded_packet": cpu / forwarded * 1e6 if forwarded else None,
             "server_cpu_s": cpu,
-            "server_cpu_share": cpu / (args.seconds + 0.7),
-            "window_seconds": args.seconds + 0.7,
+            "server_cpu_share": cpu / window,
+            "window_seconds": window,
             "delivered_ratio": received / (n_sent * level) if n_sent else None,
             "join_first_packet_median_ms": statistics.median(joins) * 1000 if joins else None,
             "join_first_packet_p95_ms": pct(joins, 0.95) * 1000 if joins else None,

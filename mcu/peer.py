@@ -372,10 +372,12 @@ class LocalPeer:
         self._link = (session, sock, pair.remote_addr)
         for out in self.outputs.values():
             out.bind_link(*self._link)
-        self.meeting.peer_changed(self)
         for out in self.outputs.values():
-            if out.source is not None and not out.live:
-                out.source.request_keyframe()
+            src = out.source
+            if src is not None and not out.live and out in src.waiting:
+                src.waiting.remove(out)
+                out.source = None  # re-added below: replay of the cached key frame or a PLI
+        self.meeting.peer_changed(self)
 
     async def _on_rtp_data(self, data: bytes, arrival_time_ms: int = 0) -> None:
         if len(data) < 12:

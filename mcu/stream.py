@@ -193,7 +193,7 @@ class Stream:
         out.live = False
         if not self._try_replay(out):
             self.waiting.append(out)
-            if self.kind == "video":
+            if self.kind == "video" and out.ready:  # else: asked for when its link is bound
                 self.request_keyframe()
 
     def remove_output(self, out: Output) -> None:

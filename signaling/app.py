@@ -116,5 +116,9 @@ def make_app(ctx: Context) -> web.Application:
         await ctx.store.stop()
         log.info("signaling node stopped", extra={"node": ctx.settings.node_id})
 
+    async def close_sessions(app: web.Application) -> None:
+        await ctx.sessions.stop()  # before the server cancels handlers: clients get close 1001
+
     app.cleanup_ctx.append(lifecycle)
+    app.on_shutdown.append(close_sessions)
     return app

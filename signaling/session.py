@@ -17,6 +17,7 @@ from signaling.auth import Identity
 from signaling.context import Context
 from signaling.errors import WS_CLOSE, ApiError, classify, too_large
 from signaling.meeting_actions import MeetingActions
+from signaling.store.base import StoreError
 from signaling.protocol import Hello, Ping, ProtocolError, decode, error_msg, server_msg
 
 log = logging.getLogger("giaoban.session")
@@ -226,12 +227,13 @@ class Session(MeetingActions):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks = []
+        if self.identity is not None and self in self.ctx.sessions.all():
+            metrics.WS_SESSIONS.dec()
+            log.info("session closed", extra=self.log_extra())
         try:
             await self.leave_meeting(reason="disconnected")
-        finally:
-            if self.identity is not None and self in self.ctx.sessions.all():
-                metrics.WS_SESSIONS.dec()
-                log.info("session closed", extra=self.log_extra())
             await self.ctx.sessions.remove(self)
-            if not self.ws.closed:
-                await self.ws.close()
+        except StoreError as exc:  # shutting down, or the store is gone: presence expires by TTL
+            log.warning("session cleanup incomplete: %s", exc, extra=self.log_extra())
+        if not self.ws.closed:
+            await self.ws.close()

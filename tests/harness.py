@@ -141,8 +141,10 @@ class WsClient:
     async def closed(self, timeout: float = 5.0) -> tuple[int, str]:
         while True:
             raw = await self.ws.receive(timeout=timeout)
-            if raw.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED, aiohttp.WSMsgType.CLOSING):
-                return self.ws.close_code, str(raw.extra or "")
+            if raw.type == aiohttp.WSMsgType.CLOSE:
+                return raw.data, str(raw.extra or "")
+            if raw.type in (aiohttp.WSMsgType.CLOSED, aiohttp.WSMsgType.CLOSING, aiohttp.WSMsgType.ERROR):
+                return self.ws.close_code, str(raw.extra or raw.data or "")
             if raw.type == aiohttp.WSMsgType.TEXT:
                 self.received.append(json.loads(raw.data))
 
