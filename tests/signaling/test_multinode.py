@@ -1,0 +1,71 @@
+"""Scheduler notifications and two signaling nodes sharing one real Redis."""
+
+from __future__ import annotations
+
+import pytest
+import redis.asyncio
+
+from tests.harness import WsClient, start_node
+
+
+async def test_scheduler_notifies_online_invited_endpoints(node):
+    district = "hg-meo-vac"
+    invited = node.ctx.directory.select(["tier:commune@hg-meo-vac"])[0].id
+    outsider = node.ctx.directory.select(["tier:commune@hg-dong-van"])[0].id
+    inside = await WsClient.connect(node, await node.endpoint_token(invited))
+    outside = await WsClient.connect(node, await node.endpoint_token(outsider))
+    try:
+        await inside.expect("welcome")
+        await outside.expect("welcome")
+        meeting = await node.schedule(chair=district, invited=["tier:commune@hg-meo-vac"], minutes_from_now=2)
+        opened = await inside.expect("meeting_opened", timeout=5)  # the scheduler ticks every second
+        assert opened["meeting_id"] == meeting["id"] and opened["title"] == meeting["title"]
+        assert "invited" not in opened  # the invitation list stays on the server
+        await outside.send("ping")
+        await outside.expect("pong")
+        assert not [m for m in outside.received if m["type"] == "meeting_opened"]
+    finally:
+        await inside.close()
+        await outside.close()
+
+
+@pytest.fixture
+async def two_nodes(tmp_path, redis_url):
+    client = redis.asyncio.Redis.from_url(redis_url)
+    await client.flushdb()  # the Redis server is shared by the test session
+    await client.aclose()
+    a = await start_node(tmp_path / "a", store=redis_url, node_id="node-a")
+    b = await start_node(tmp_path / "b", store=redis_url, node_id="node-b")
+    yield a, b
+    await a.stop()
+    await b.stop()
+
+
+async def test_clients_on_two_nodes_share_one_meeting(two_nodes):
+    a, b = two_nodes
+    chair_id, commune_id = "hg-dong-van", a.ctx.directory.select(["tier:commune@hg-dong-van"])[0].id
+    meeting = await a.schedule(chair=chair_id, invited=["tree:hg-dong-van"])
+    # b sees the meeting a scheduled, and accepts a's secrets and tokens
+    status, got = await b.call("GET", f"/api/v1/meetings/{meeting['id']}", token=a.operator_token)
+    assert status == 200 and got["title"] == meeting["title"]
+    chair = await WsClient.connect(a, await a.endpoint_token(chair_id))
+    b.secrets = a.secrets
+    commune = await WsClient.connect(b, await a.endpoint_token(commune_id))
+    try:
+        await chair.send("join", meeting_id=meeting["id"])
+        await chair.expect("joined")
+        await commune.send("join", meeting_id=meeting["id"])
+        joined = await commune.expect("joined")
+        assert {p["endpoint_id"] for p in joined["participants"]} == {chair_id, commune_id}
+        await commune.send("raise_hand")
+        hand = await chair.expect("hand", endpoint_id=commune_id)  # crossed nodes through Redis pub/sub
+        assert hand["raised"] is True
+        await chair.send("grant_floor", endpoint_id=commune_id)
+        floor = await commune.expect("floor")
+        assert floor["endpoint_id"] == commune_id
+        status, presence = await a.call("GET", "/api/v1/presence")
+        nodes = {p["endpoint_id"]: p["node"] for p in presence["online"]}
+        assert nodes[chair_id] == a.ctx.settings.node_id and nodes[commune_id] == b.ctx.settings.node_id
+    finally:
+        await chair.close()
+        await commune.close()
