@@ -29,6 +29,18 @@ from tests.mcu.clients import Client, PatternTrack, ToneTrack, wait_for  # noqa:
 RESULTS = os.path.join(ROOT, "loadtests", "results")
 
 
+def alive() -> dict[str, int]:
+    """Live objects of the types a leak would keep."""
+    names = ("LocalPeer", "Output", "Stream", "RTCPeerConnection", "RTCDtlsTransport",
+             "Connection", "IdleTrack", "Session")
+    counts = dict.fromkeys(names, 0)
+    for obj in gc.get_objects():
+        name = type(obj).__name__
+        if name in counts:
+            counts[name] += 1
+    return counts
+
+
 def fds() -> int:
     return len(os.listdir("/proc/self/fd"))
 
@@ -68,7 +80,8 @@ async def main(args: argparse.Namespace) -> dict:
     await cycle(node, 10**6, [], [])
     await asyncio.sleep(0.5)
     gc.collect()
-    base = {"tasks": len(asyncio.all_tasks()), "fds": fds(), "rss_mib": rss_mib()}
+    base = {"tasks": len(asyncio.all_tasks()), "fds": fds(), "rss_mib": rss_mib(),
+            "objects": alive()}
     times: list[float] = []
     failures: list[str] = []
     t_start = time.monotonic()
@@ -81,7 +94,8 @@ async def main(args: argparse.Namespace) -> dict:
     await asyncio.sleep(1.0)
     gc.collect()
     stream = next(s for s in node.meetings["churn"].router.streams.values() if s.kind == "video")
-    end = {"tasks": len(asyncio.all_tasks()), "fds": fds(), "rss_mib": rss_mib()}
+    end = {"tasks": len(asyncio.all_tasks()), "fds": fds(), "rss_mib": rss_mib(),
+           "objects": alive()}
     result = {
         "benchmark": "sfu_churn",
         "cycles": done,

@@ -77,7 +77,7 @@ async def build_context(settings: Settings) -> Context:
     if settings.media == "local":
         from mcu.node import LocalMediaNode  # imported lazily: signaling-only nodes skip aiortc
 
-        media = LocalMediaNode(ice_hosts=settings.ice_hosts)
+        media = LocalMediaNode(settings.node_id, ice_host=settings.ice_host or None)
     return Context(settings, store, directory, auth, meetings, scheduler, RoomHub(store, settings.node_id),
                    SessionRegistry(store, settings.node_id), media)
 

@@ -44,7 +44,7 @@ class Settings:
     directory: str = "config/hagiang.yaml"
     node_id: str = ""  # default <hostname>-<port>
     media: str = "local"  # local: an in-process aiortc media node; none: signaling only
-    ice_hosts: list[str] = field(default_factory=lambda: ["127.0.0.1"])
+    ice_host: str = "127.0.0.1"  # address for the media node's ICE host candidates; "" = every interface
     early_join_minutes: int = 10
     log_format: str = "json"  # json | text
     log_level: str = "info"
