@@ -8,6 +8,8 @@ province-wide briefing (about 210 endpoints) does not send 209 streams to every 
 * ``slides`` (video, priority): a screen share; the floor holder's if it shares, else the
   latest one. Screen shares are routed first: a subscriber always gets a slides slot when a
   share exists, and the meeting offers it before anything else.
+  When a subscriber reports heavy loss (RTCP RR) while it receives slides, its ``main`` video
+  is paused until the loss recovers: slides and audio keep the bandwidth.
 * ``audio`` x ``audio_slots``: the microphones of the floor holder, the active speaker and the
   most recently loud others, keeping a stream in the slot it already has (no needless switches).
 
@@ -30,6 +32,8 @@ if TYPE_CHECKING:
     from .subscriber import Output
 
 _order = itertools.count()
+CONGESTED_LOSS = 26  # RR fraction lost (x/256) above which a subscriber counts as congested
+RECOVERED_LOSS = 5
 
 
 class Meeting:
@@ -146,8 +150,12 @@ class Meeting:
             mains = [o for o in outs if o.role == "main"]
             slides = [o for o in outs if o.role == "slides"]
             audios = [o for o in outs if o.role == "audio"]
+            sharing = any(self._pick_video(screens, me, None) is not None for _ in slides)
             for out in mains:
-                self.router.route(out, self._pick_video(cameras, me, out.source))
+                if peer.congested and sharing:
+                    self.router.route(out, None)  # the slides keep the bandwidth
+                else:
+                    self.router.route(out, self._pick_video(cameras, me, out.source))
             for out in slides:
                 self.router.route(out, self._pick_video(screens, me, out.source))
             self._assign_audio(audios, self._audio_ranking(me)[: self.audio_slots])
@@ -175,8 +183,21 @@ class Meeting:
                     if level is not None and level < self.detector.speech_level:
                         self._loud[peer.endpoint_id] = now
         changed = self.detector.tick(levels, now)
-        if changed is not None:
+        congestion_changed = self._update_congestion()
+        if changed is not None or congestion_changed:
             self.assign()
+        return changed
+
+    def _update_congestion(self) -> bool:
+        """Hysteresis on the loss that subscribers report (RTCP RR fraction lost)."""
+        changed = False
+        for peer in self.peers.values():
+            loss = max((o.fraction_lost for o in peer.outputs.values() if o.live), default=0)
+            if not peer.congested and loss > CONGESTED_LOSS:
+                peer.congested = changed = True
+            elif peer.congested and loss < RECOVERED_LOSS:
+                peer.congested = False
+                changed = True
         return changed
 
     def notify_all(self, message: dict[str, Any]) -> None:

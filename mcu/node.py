@@ -123,6 +123,11 @@ class LocalMediaNode:
         while True:
             await asyncio.sleep(SPEAKER_TICK)
             now = time.monotonic()
+            for peer in list(self.peers):
+                try:
+                    peer.update_sender_reports()
+                except Exception:  # a report is best effort; keep the ticker alive
+                    log.exception("sender report update failed for %s", peer.endpoint_id)
             for meeting in list(self.meetings.values()):
                 try:
                     speaker = meeting.tick(now)

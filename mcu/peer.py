@@ -22,9 +22,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
+import time
 from typing import TYPE_CHECKING, Any, Awaitable, Callable
 
-from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
+from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription, clock
 from aiortc.rtcconfiguration import RTCBundlePolicy
 from aiortc.sdp import candidate_from_sdp
 
@@ -80,6 +81,9 @@ class LocalPeer:
         self.spec = spec
         self.endpoint_id = spec.endpoint_id
         self.events = events
+        # WHIP/WHEP clients cannot take server offers: spec.extra["renegotiate"] = False keeps
+        # the peer to the m-lines of its own offer
+        self.renegotiate = bool(spec.extra.get("renegotiate", True))
         self.video_codec = video_codec
         self.audio_codec = audio_codec
         self.keyframe_interval = keyframe_interval
@@ -104,6 +108,7 @@ class LocalPeer:
         self._ops: asyncio.Queue = asyncio.Queue(OPS_QUEUE_SIZE)
         self._task = asyncio.get_running_loop().create_task(self._run())
         self.closed = False
+        self.congested = False  # set by the meeting from RTCP receiver reports
         self._close_task: asyncio.Task | None = None
         self.unknown_packets = 0
 
@@ -239,7 +244,7 @@ class LocalPeer:
 
     def request_slots(self, roles: list[str]) -> None:
         """The meeting wants more send m-lines for this peer: offer them (in the owner task)."""
-        if self.closed or not roles:
+        if self.closed or not roles or not self.renegotiate:
             return
         self.post(lambda: self._offer_slots(roles))
 
@@ -463,6 +468,25 @@ class LocalPeer:
             self._dtls.remove_all_listeners()
         self.pc.remove_all_listeners()
         self.meeting.node._forget_peer(self)
+
+    def update_sender_reports(self) -> None:
+        """Give aiortc's senders the NTP/RTP pair and counts of what the router sent, so that
+        their RTCP sender reports (A/V sync, RTT) describe the forwarded streams."""
+        if self._link is None:
+            return
+        now = time.monotonic()
+        ntp = clock.current_ntp_time()
+        for t in self.pc.getTransceivers():
+            out = self.outputs.get(t.mid) if t.mid is not None else None
+            state = out.report_state(now) if out is not None else None
+            if state is None:
+                continue
+            sender = t.sender
+            rtp_now, packets = state
+            sender._RTCRtpSender__ntp_timestamp = ntp
+            sender._RTCRtpSender__rtp_timestamp = rtp_now
+            sender._RTCRtpSender__packet_count = packets
+            sender._RTCRtpSender__octet_count = packets * out.source.mean_payload()
 
     def stats(self) -> dict[str, Any]:
         return {

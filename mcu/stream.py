@@ -89,6 +89,7 @@ class Stream:
         self.last_level: int | None = None
         # counters
         self.packets = 0
+        self.octets = 0
         self.forwarded = 0  # packets x outputs sent by the fast path
         self.keyframes = 0
         self.keyframe_requests = 0
@@ -107,6 +108,7 @@ class Stream:
             return
         seq, ts = SEQ_TS.unpack_from(data, 2)
         self.packets += 1
+        self.octets += end - off
         self._cache[seq & _MASK] = data
         key = False
         level = None
@@ -273,6 +275,9 @@ class Stream:
         self._kf_last = time.monotonic()
         self.keyframe_requests += 1
         self._send_kf(self)
+
+    def mean_payload(self) -> int:
+        return self.octets // self.packets if self.packets else 0
 
     def take_level(self) -> float | None:
         """Mean audio level (-dBov) since the last call, or None without packets."""

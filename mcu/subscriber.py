@@ -90,6 +90,7 @@ class Output:
         self.errors = 0
         self.retransmitted = 0
         self.switches = 0
+        self.packets_before = 0  # packets sent in earlier epochs (for sender reports)
         self.fraction_lost = 0  # last RTCP receiver report, 0..255
         self.closed = False
 
@@ -143,6 +144,7 @@ class Output:
         """Remember where the output stands so the next source continues seamlessly."""
         src = self.source
         if self.live and src is not None and src.fwd_time is not None:
+            self.packets_before += ((src.last_seq - self.epoch_seq) & 0xFFFF) + 1
             self.next_seq = (src.last_seq + self.seq_off + 1) & 0xFFFF
             self.next_ts = (src.last_ts + self.ts_off + 1) & 0xFFFFFFFF
             self.next_time = src.fwd_time
@@ -203,6 +205,16 @@ class Output:
                 sent += 1
         self.retransmitted += sent
         return sent
+
+    def report_state(self, now: float) -> tuple[int, int] | None:
+        """(RTP timestamp for wall-clock ``now``, packets sent) for an RTCP sender report."""
+        src = self.source
+        if not self.live or src is None or src.fwd_time is None:
+            return None
+        last_ts = (src.last_ts + self.ts_off) & 0xFFFFFFFF
+        rtp_now = (last_ts + int((now - src.fwd_time) * self.clock_rate)) & 0xFFFFFFFF
+        sent = self.packets_before + ((src.last_seq - self.epoch_seq) & 0xFFFF) + 1
+        return rtp_now, sent
 
     def stats(self) -> dict[str, Any]:
         return {

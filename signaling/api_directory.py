@@ -7,10 +7,10 @@ from typing import Annotated
 import msgspec
 from aiohttp import web
 
+from signaling.meetings.model import Selector
 from signaling.http import ctx_of, identity, json_response, read_body
 
 routes = web.RouteTableDef()
-Selector = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
 
 
 class SelectRequest(msgspec.Struct, forbid_unknown_fields=True):

@@ -30,6 +30,10 @@ ERRORS = {s: {"$ref": f"#/components/responses/{n}"} for s, n in
           (("400", "BadRequest"), ("401", "Unauthorized"), ("403", "Forbidden"), ("404", "NotFound"))}
 
 
+QUERY_SCHEMAS = {"from": {"type": "string", "format": "date-time"}, "to": {"type": "string", "format": "date-time"},
+                 "active": {"type": "boolean"}}
+
+
 def _op(summary: str, tag: str, ok: dict, body: type | None = None, auth: bool = True,
         params: list[str] = (), query: list[str] = ()) -> dict:
     op: dict[str, Any] = {"summary": summary, "tags": [tag], "responses": {**ok, **ERRORS}}
@@ -38,7 +42,8 @@ def _op(summary: str, tag: str, ok: dict, body: type | None = None, auth: bool =
     if not auth:
         op["security"] = []
     parameters = [{"name": p, "in": "path", "required": True, "schema": {"type": "string"}} for p in params]
-    parameters += [{"name": q, "in": "query", "required": False, "schema": {"type": "string"}} for q in query]
+    parameters += [{"name": q, "in": "query", "required": False, "schema": QUERY_SCHEMAS.get(q, {"type": "string"})}
+                   for q in query]
     if parameters:
         op["parameters"] = parameters
     return op
@@ -53,7 +58,8 @@ def _paths() -> dict:
         "/api/openapi.json": {"get": _op("This document", "ops", _ok("OpenAPI document"), auth=False)},
         "/ws": {"get": {"summary": "WebSocket signaling, protocol v1; first message hello{token}. Client types: "
                         + ", ".join(CLIENT_TYPES), "tags": ["signaling"], "security": [],
-                        "responses": {"101": {"description": "switching protocols"}}}},
+                        "responses": {"101": {"description": "switching protocols"},
+                                      "400": {"description": "not a WebSocket upgrade request"}}}},
         "/api/v1/auth/login": {"post": _op("Operator login", "auth", _ok("token"), OperatorLogin, auth=False)},
         "/api/v1/auth/endpoint": {"post": _op("Room terminal login with its endpoint secret", "auth", _ok("token"), EndpointLogin, auth=False)},
         "/api/v1/endpoints/{endpoint_id}/credentials": {"post": _op("Issue or rotate an endpoint secret (operator)", "auth", _ok("secret", "201"), params=["endpoint_id"])},
@@ -87,6 +93,7 @@ def _error_response(description: str) -> dict:
 @lru_cache(maxsize=4)
 def openapi_document(server_url: str) -> dict:
     _, components = msgspec.json.schema_components(BODIES, ref_template=REF + "{name}")
+    components["MeetingPatch"]["minProperties"] = 1
     components["Error"] = {"type": "object", "required": ["error"], "properties": {"error": {
         "type": "object", "required": ["code", "message"],
         "properties": {"code": {"type": "string"}, "message": {"type": "string"}, "field": {"type": "string"}}}}}

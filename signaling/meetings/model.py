@@ -18,21 +18,29 @@ MeetingStatus = Literal["scheduled", "cancelled"]
 OccurrenceState = Literal["scheduled", "open", "closed", "cancelled"]
 
 
-def _doc(text: str) -> msgspec.Meta:
-    return msgspec.Meta(description=text)
+_ID = r"[a-z0-9][a-z0-9-]{0,62}[a-z0-9]"
+ENDPOINT_ID = f"^{_ID}$"
+# The selector grammar of endpoints/selectors.py, for the API schema (the parser gives the messages).
+SELECTOR = rf"^-?(all|(ep:|tree:)?{_ID}|tier:(central|province|district|commune)(@{_ID})?)$"
+LOCAL_DATETIME = r"^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:?\d{2})?$"
+# Patterns are published in the schema but checked by the parsers, whose messages name the value.
+Selector = Annotated[str, msgspec.Meta(max_length=200, extra_json_schema={"pattern": SELECTOR})]
 
 
 class MeetingSpec(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     """A meeting as a client schedules it. Checked by ``validation.check_spec`` (MeetingError)."""
 
-    title: Annotated[str, _doc("1-200 characters")]
-    chair: Annotated[str, _doc("endpoint id of the chairing endpoint (central, province or district)")]
-    invited: Annotated[list[str], _doc("endpoint selectors, e.g. 'tier:commune@hg-meo-vac'")]
-    start: Annotated[str, _doc("ISO-8601 date-time; without an offset it is Asia/Ho_Chi_Minh time")]
-    end: Annotated[str | None, _doc("ISO-8601 date-time of the first occurrence's end")] = None
-    duration_minutes: Annotated[int | None, _doc("1-720; give this or end")] = None
-    recurrence: Annotated[str | None, _doc("RRULE subset: FREQ=DAILY|WEEKLY, INTERVAL, BYDAY, COUNT, UNTIL")] = None
-    description: str | None = None
+    title: Annotated[str, msgspec.Meta(min_length=1, max_length=200, description="1-200 characters")]
+    chair: Annotated[str, msgspec.Meta(max_length=64, extra_json_schema={"pattern": ENDPOINT_ID},
+                                       description="endpoint id of the chairing endpoint (central, province or district)")]
+    invited: Annotated[list[Selector], msgspec.Meta(min_length=1, max_length=500,
+                                                    description="endpoint selectors, e.g. 'tier:commune@hg-meo-vac'")]
+    start: Annotated[str, msgspec.Meta(max_length=40, extra_json_schema={"pattern": LOCAL_DATETIME},
+                                       description="ISO-8601 date-time; without an offset it is Asia/Ho_Chi_Minh time")]
+    end: Annotated[str, msgspec.Meta(max_length=40, extra_json_schema={"pattern": LOCAL_DATETIME}, description="ISO-8601 end of the first occurrence")] | None = None
+    duration_minutes: Annotated[int, msgspec.Meta(ge=1, le=720, description="1-720; give this or end")] | None = None
+    recurrence: Annotated[str, msgspec.Meta(max_length=200, description="RRULE subset: FREQ=DAILY|WEEKLY, INTERVAL, BYDAY, COUNT, UNTIL")] | None = None
+    description: Annotated[str, msgspec.Meta(max_length=4000)] | None = None
 
 
 class Meeting(msgspec.Struct, kw_only=True):

@@ -15,6 +15,31 @@ async def test_video_and_audio_arrive_and_decode(node):
         assert audio and await wait_for(lambda: len(sub.frames[audio[0].id]) >= 20)
         stream = next(s for s in node.meetings["m1"].router.streams.values() if s.kind == "video")
         assert stream.forwarded > 0
+        # aiortc's RTCP sender reports describe the forwarded stream
+        await asyncio.sleep(0.3)
+        t = next(t for t in node.meetings["m1"].peers["sub"].pc.getTransceivers()
+                 if t.kind == "video")
+        assert t.sender._RTCRtpSender__packet_count > 0
+        assert t.sender._RTCRtpSender__ntp_timestamp > 0
     finally:
         await sub.close()
+        await pub.close()
+
+
+async def test_whip_publisher_and_whep_viewer(node):
+    """WHIP/WHEP shape: one offer each (sendonly / recvonly), no server offers."""
+    pub = Client(node, "w", "whip", video=PatternTrack(70), audio=ToneTrack(),
+                 recv_video=False, recv_audio=False)
+    view = Client(node, "w", "whep", publish=False)
+    object.__setattr__(pub.spec, "extra", {"renegotiate": False})
+    object.__setattr__(view.spec, "extra", {"renegotiate": False})
+    await pub.join()
+    await view.join()
+    try:
+        assert "a=sendonly" in pub.pc.localDescription.sdp
+        assert await wait_for(lambda: len(view.video_frames()) >= 5, timeout=10)
+        assert all(abs(x - 70) < 30 for _, x in view.video_frames()[-3:])
+        assert all(e["type"] != "offer" for e in view.events)
+    finally:
+        await view.close()
         await pub.close()

@@ -117,6 +117,17 @@ async def test_screen_share_gets_its_own_slot(node):
         assert abs(got[0] - 40) < 30 and abs(got[1] - 220) < 30
         roles = sorted(o.role for o in node.meetings["m"].peers["s"].outputs.values())
         assert roles == ["main", "slides"]
+        # heavy loss reported by s: the camera pauses, the slides keep flowing
+        meeting = node.meetings["m"]
+        outs = {o.role: o for o in meeting.peers["s"].outputs.values()}
+        for o in outs.values():
+            o.fraction_lost = 100
+        meeting.tick(asyncio.get_running_loop().time())
+        assert outs["main"].source is None and outs["slides"].source is not None
+        for o in outs.values():
+            o.fraction_lost = 0
+        meeting.tick(asyncio.get_running_loop().time())
+        assert outs["main"].source is not None
     finally:
         await s.close()
         await a.close()
