@@ -12,8 +12,8 @@ from signaling import metrics
 from signaling.errors import bad_request, forbidden, not_found, unavailable
 from signaling.media import PeerSpec
 from signaling.protocol import (
-    CHAIR_ACTIONS, Answer, GrantFloor, Ice, Join, Leave, LowerHand, Mute, MuteAll, Offer, RaiseHand,
-    RevokeFloor, server_msg,
+    CHAIR_ACTIONS, Answer, GrantFloor, Ice, Join, Leave, Lock, LowerHand, Mute, MuteAll, Offer, RaiseHand,
+    Remove, RevokeFloor, server_msg,
 )
 
 log = logging.getLogger("giaoban.meeting")
@@ -44,7 +44,8 @@ class MeetingActions:
         handler = {
             Leave: self._on_leave, Offer: self._on_offer, Answer: self._on_answer, Ice: self._on_ice,
             RaiseHand: self._on_hand, LowerHand: self._on_hand, GrantFloor: self._on_grant,
-            RevokeFloor: self._on_revoke, Mute: self._on_mute, MuteAll: self._on_mute_all,
+            RevokeFloor: self._on_revoke, Mute: self._on_mute, MuteAll: self._on_mute_all, Lock: self._on_lock,
+            Remove: self._on_remove,
         }[type(msg)]
         await handler(msg)
 
@@ -72,6 +73,8 @@ class MeetingActions:
         state = await self.ctx.rooms.state(occurrence.occurrence_id)
         if state["locked"] and role not in CHAIR_ROLES:
             raise forbidden("the chair has locked this meeting")
+        if self.identity.endpoint_id in state["removed"] and role not in CHAIR_ROLES:
+            raise forbidden("the chair removed this endpoint from the meeting")
         if self.occurrence_id:
             await self.leave_meeting(reason="joined another meeting")
         self.meeting_id, self.occurrence_id, self.role = meeting.id, occurrence.occurrence_id, role
@@ -228,6 +231,27 @@ class MeetingActions:
         for ep in endpoint_ids:
             await self.ctx.rooms.publish(self.occurrence_id, server_msg(
                 "mute_request", ref, to=ep, endpoint_id=ep, kind=kind, muted=muted, by=self.identity.name))
+
+    async def _on_lock(self, msg: Lock) -> None:
+        await self.ctx.rooms.update(self.occurrence_id, lambda room: room.update(locked=msg.locked))
+        await self.ctx.rooms.publish(self.occurrence_id, server_msg("locked", msg.id, locked=msg.locked, by=self.identity.name))
+
+    async def _on_remove(self, msg: Remove) -> None:
+        member = await self._member(msg.endpoint_id)
+        if member["role"] in CHAIR_ROLES:
+            raise forbidden("the chair and operators cannot be removed")
+
+        def change(room):
+            if msg.endpoint_id not in room["removed"]:
+                room["removed"].append(msg.endpoint_id)
+            if msg.endpoint_id in room["hands"]:
+                room["hands"].remove(msg.endpoint_id)
+            if room["floor"] == msg.endpoint_id:
+                room["floor"] = None
+
+        await self.ctx.rooms.update(self.occurrence_id, change)
+        await self.ctx.rooms.publish(self.occurrence_id, server_msg(
+            "removed", msg.id, to=msg.endpoint_id, endpoint_id=msg.endpoint_id, by=self.identity.name))
 
     async def apply_mute(self, msg: dict[str, Any]) -> None:
         """A mute_request addressed to this endpoint: the media node stops forwarding too."""

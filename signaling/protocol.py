@@ -16,11 +16,13 @@ Client -> server
   revoke_floor{}                    chair/operator: take the floor back
   mute{endpoint_id, kind, muted}    chair/operator: mute or unmute an endpoint's audio/video
   mute_all{muted}                   chair/operator: mute everyone's audio but the floor holder
+  lock{locked}                      chair/operator: only chair and operators may (re)join
+  remove{endpoint_id}               chair/operator: send an endpoint out; it cannot rejoin this occurrence
   ping{}
 
 Server -> client
   welcome, meeting_opened, meeting_closed, joined, left, participants, offer, answer, ice, hand,
-  floor, mute_request, speaker, error, pong
+  floor, mute_request, locked, removed, speaker, error, pong
 """
 
 from __future__ import annotations
@@ -92,14 +94,23 @@ class MuteAll(_Msg, tag="mute_all"):
     muted: bool = True
 
 
+class Lock(_Msg, tag="lock"):
+    locked: bool = True
+
+
+class Remove(_Msg, tag="remove"):
+    endpoint_id: Id
+
+
 class Ping(_Msg, tag="ping"):
     pass
 
 
 ClientMessage = Union[
-    Hello, Join, Leave, Offer, Answer, Ice, RaiseHand, LowerHand, GrantFloor, RevokeFloor, Mute, MuteAll, Ping
+    Hello, Join, Leave, Offer, Answer, Ice, RaiseHand, LowerHand, GrantFloor, RevokeFloor, Mute, MuteAll, Lock,
+    Remove, Ping,
 ]
-CHAIR_ACTIONS = (GrantFloor, RevokeFloor, Mute, MuteAll)
+CHAIR_ACTIONS = (GrantFloor, RevokeFloor, Mute, MuteAll, Lock, Remove)
 CLIENT_TYPES = sorted(t.__struct_config__.tag for t in ClientMessage.__args__)
 
 _decoder = msgspec.json.Decoder(ClientMessage)

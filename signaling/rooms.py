@@ -28,7 +28,7 @@ class LocalMember(Protocol):
 
 
 def empty_room() -> dict[str, Any]:
-    return {"floor": None, "hands": [], "muted": {}, "locked": False}
+    return {"floor": None, "hands": [], "muted": {}, "locked": False, "removed": []}
 
 
 class _Relay:
@@ -87,14 +87,14 @@ class RoomHub:
 
     # shared state ----------------------------------------------------------------------------
     async def state(self, occurrence_id: str) -> dict[str, Any]:
-        return await self.store.get("rooms", occurrence_id) or empty_room()
+        return empty_room() | (await self.store.get("rooms", occurrence_id) or {})
 
     async def update(self, occurrence_id: str, change: Callable[[dict[str, Any]], Any]) -> dict[str, Any]:
         """Apply ``change`` to the room document atomically (retrying on a concurrent write)."""
         for _ in range(50):
             current = await self.store.get("rooms", occurrence_id)
-            new = dict(current or empty_room())
-            new["hands"], new["muted"] = list(new["hands"]), dict(new["muted"])
+            new = empty_room() | (current or {})
+            new["hands"], new["muted"], new["removed"] = list(new["hands"]), dict(new["muted"]), list(new["removed"])
             change(new)
             if await self.store.compare_and_put("rooms", occurrence_id, current, new):
                 return new

@@ -90,6 +90,8 @@ class Session(MeetingActions):
             msg = {k: v for k, v in msg.items() if k != "to"}
             if msg["type"] == "mute_request":
                 self.enqueue(lambda: self.apply_mute(msg))
+            elif msg["type"] == "removed":
+                self.enqueue(lambda: self.leave_meeting(reason=f"removed by {msg['by']}"))
         await self.deliver(msg)
 
     def enqueue(self, action) -> None:

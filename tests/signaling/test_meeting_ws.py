@@ -107,3 +107,37 @@ async def test_reconnect_replaces_old_session(node):
     assert communes[2] in online
     await second.close()
     await first.close()
+
+
+async def test_lock_and_remove(node):
+    district, communes = pick(node)
+    meeting = await node.schedule(chair=district, invited=["tier:commune@hg-meo-vac"])
+    chair = await WsClient.connect(node, await node.endpoint_token(district))
+    a = await WsClient.connect(node, await node.endpoint_token(communes[0]))
+    late = await WsClient.connect(node, await node.endpoint_token(communes[1]))
+    try:
+        for c in (chair, a):
+            await c.send("join", meeting_id=meeting["id"])
+            await c.expect("joined")
+        ref = await a.send("remove", endpoint_id=district)
+        assert (await a.expect("error", ref=ref))["code"] == "forbidden"
+
+        await chair.send("remove", endpoint_id=communes[0])
+        removed = await a.expect("removed")
+        assert removed["endpoint_id"] == communes[0]
+        left = await a.expect("left")
+        assert "removed" in left["reason"]
+        ref = await a.send("join", meeting_id=meeting["id"])  # an auto-joining terminal cannot come back
+        assert "removed" in (await a.expect("error", ref=ref))["message"]
+
+        await chair.send("lock", locked=True)
+        assert (await chair.expect("locked"))["locked"] is True
+        ref = await late.send("join", meeting_id=meeting["id"])
+        assert "locked" in (await late.expect("error", ref=ref))["message"]
+        await chair.send("lock", locked=False)
+        await chair.expect("locked", locked=False)
+        await late.send("join", meeting_id=meeting["id"])
+        await late.expect("joined")
+    finally:
+        for c in (chair, a, late):
+            await c.close()
