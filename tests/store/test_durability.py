@@ -1,4 +1,4 @@
-"""SqliteStore keeps every awaited write across kill -9 of its process."""
+"""Every awaited write survives kill -9 of the writing process, on both backends."""
 
 from __future__ import annotations
 
@@ -8,16 +8,20 @@ import sys
 import textwrap
 from pathlib import Path
 
-from signaling.store import SqliteStore
+import uuid
+
+import pytest
+
+from signaling.store import RedisStore, SqliteStore
 
 ROOT = Path(__file__).resolve().parents[2]
 
 CHILD = textwrap.dedent("""
     import asyncio, os, signal, sys
-    from signaling.store import SqliteStore
+    from signaling.store import RedisStore, SqliteStore
 
-    async def main(path):
-        store = SqliteStore(path)
+    async def main(kind, target, prefix):
+        store = SqliteStore(target) if kind == "sqlite" else RedisStore(target, prefix=prefix)
         await store.start()
         for i in range(20):
             await store.put("meetings", f"m{i:02d}", {"i": i, "title": "Giao ban Mèo Vạc"})
@@ -27,16 +31,18 @@ CHILD = textwrap.dedent("""
         await store.put("meetings", "last", {"written": "right before the kill"})
         os.kill(os.getpid(), signal.SIGKILL)  # no stop(), no close, no checkpoint
 
-    asyncio.run(main(sys.argv[1]))
+    asyncio.run(main(*sys.argv[1:4]))
 """)
 
 
-async def test_writes_survive_kill_9(tmp_path: Path) -> None:
-    db = tmp_path / "giaoban.db"
-    proc = subprocess.run([sys.executable, "-c", CHILD, str(db)], cwd=ROOT, capture_output=True,
+@pytest.mark.parametrize("kind", ["sqlite", "redis"])
+async def test_writes_survive_kill_9(kind: str, tmp_path: Path, request) -> None:
+    prefix = f"gbkill-{uuid.uuid4().hex[:8]}:"
+    target = str(tmp_path / "giaoban.db") if kind == "sqlite" else request.getfixturevalue("store_redis_url")
+    proc = subprocess.run([sys.executable, "-c", CHILD, kind, target, prefix], cwd=ROOT, capture_output=True,
                           text=True, timeout=60)
     assert proc.returncode == -signal.SIGKILL, proc.stderr
-    store = SqliteStore(db)
+    store = SqliteStore(target) if kind == "sqlite" else RedisStore(target, prefix=prefix)
     await store.start()
     try:
         docs = dict(await store.list("meetings"))
