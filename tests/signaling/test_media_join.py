@@ -1,0 +1,88 @@
+"""Media through the whole server: endpoints join over WebSocket signaling, publish camera and
+microphone to the in-process media node, and receive and decode each other's video."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import pytest
+
+from tests.harness import WsClient, start_node
+from tests.mcu.clients import Client, PatternTrack, ToneTrack, wait_for
+
+
+class WsPeerBridge:
+    """Lets the media test client speak to the media node through /ws instead of in-process."""
+
+    def __init__(self, ws: WsClient, meeting_id: str) -> None:
+        self.ws, self.meeting_id = ws, meeting_id
+        self.other: list[dict] = []
+        self._answer: asyncio.Future | None = None
+        self._reader: asyncio.Task | None = None
+        self._on_event = None
+
+    async def open_peer(self, spec, on_event):
+        self._on_event = on_event
+        await self.ws.send("join", meeting_id=self.meeting_id)
+        joined = await self.ws.expect("joined")
+        assert joined["media"] is True
+        self._reader = asyncio.create_task(self._read())
+        return self
+
+    async def _read(self) -> None:
+        async for raw in self.ws.ws:
+            msg = json.loads(raw.data)
+            if msg["type"] == "answer" and self._answer and not self._answer.done():
+                self._answer.set_result(msg["sdp"])
+            elif msg["type"] == "offer":
+                await self._on_event({"type": "offer", "sdp": msg["sdp"]})
+            else:
+                self.other.append(msg)
+
+    async def handle_offer(self, sdp: str) -> str:
+        self._answer = asyncio.get_running_loop().create_future()
+        await self.ws.send("offer", sdp=sdp)
+        return await asyncio.wait_for(self._answer, 10)
+
+    async def handle_answer(self, sdp: str) -> None:
+        await self.ws.send("answer", sdp=sdp)
+
+    async def close(self) -> None:
+        if self._reader:
+            self._reader.cancel()
+        await self.ws.close()
+
+
+@pytest.fixture
+async def media_node(tmp_path):
+    n = await start_node(tmp_path / "data", media="local")
+    yield n
+    await n.stop()
+
+
+async def test_two_endpoints_exchange_video_through_signaling(media_node):
+    node = media_node
+    district, commune = "hg-meo-vac", node.ctx.directory.select(["tier:commune@hg-meo-vac"])[0].id
+    meeting = await node.schedule(chair=district, invited=["tier:commune@hg-meo-vac"])
+    clients = []
+    for endpoint, shade in ((district, 220), (commune, 30)):
+        ws = await WsClient.connect(node, await node.endpoint_token(endpoint))
+        await ws.expect("welcome")
+        client = Client(WsPeerBridge(ws, meeting["id"]), meeting["id"], endpoint,
+                        video=PatternTrack(shade), audio=ToneTrack())
+        await client.join()
+        clients.append(client)
+    chair, room = clients
+    try:
+        # each receives and decodes the other's picture (bright from the district, dark from the commune)
+        assert await wait_for(lambda: len(room.video_frames()) >= 10, timeout=15), "commune got no video"
+        assert await wait_for(lambda: len(chair.video_frames()) >= 10, timeout=15), "district got no video"
+        assert sum(v for _, v in room.video_frames()[-5:]) / 5 > 150
+        assert sum(v for _, v in chair.video_frames()[-5:]) / 5 < 100
+        # the chair gives the commune the floor; the media node is told
+        await chair.peer.ws.send("grant_floor", endpoint_id=commune)
+        assert await wait_for(lambda: any(m["type"] == "floor" for m in room.peer.other), timeout=5)
+    finally:
+        for c in clients:
+            await c.close()
