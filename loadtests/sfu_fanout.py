@@ -279,7 +279,10 @@ async def measure(args: argparse.Namespace, http: aiohttp.ClientSession, url: st
         # quiet point: pause the publisher and let every queue drain, so that each packet
         # sent in the window is also received (or lost) in it
         track.running.clear()
-        s0 = await quiet(http, url, subs)
+        s_idle = await quiet(http, url, subs)
+        await asyncio.sleep(2.0)  # idle cost of N connected peers (no media)
+        s0 = await stats(http, url)
+        idle_share = (s0["cpu"] - s_idle["cpu"]) / 2.0
         c0 = [s.count for s in subs]
         p0 = sent["rtp"]
         track.running.set()
@@ -305,8 +308,13 @@ async def measure(args: argparse.Namespace, http: aiohttp.ClientSession, url: st
             "server_received": s1["received"] - s0["received"],
             "us_per_forwarded_packet": cpu / forwarded * 1e6 if forwarded else None,
             "server_cpu_s": cpu,
+            "server_user_s": s1["utime"] - s0["utime"],
+            "server_system_s": s1["stime"] - s0["stime"],
             "server_cpu_share": cpu / window,
             "window_seconds": window,
+            "server_idle_cpu_share": idle_share,
+            "us_per_forwarded_packet_minus_idle": (cpu - idle_share * window) / forwarded * 1e6
+            if forwarded else None,
             "delivered_ratio": received / (n_sent * level) if n_sent else None,
             "join_first_packet_median_ms": statistics.median(joins) * 1000 if joins else None,
             "join_first_packet_p95_ms": pct(joins, 0.95) * 1000 if joins else None,

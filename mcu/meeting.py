@@ -202,7 +202,7 @@ class Meeting:
 
     def notify_all(self, message: dict[str, Any]) -> None:
         for peer in list(self.peers.values()):
-            peer.post(lambda p=peer: p.events(message))
+            peer.post(lambda p=peer: p.events(message), droppable=True)
 
     def stats(self) -> dict[str, Any]:
         return {

@@ -33,6 +33,7 @@ from .peer import LocalPeer
 log = logging.getLogger("mcu.node")
 
 SPEAKER_TICK = 0.25  # s between active-speaker evaluations
+SENDER_REPORT_EVERY = 4  # ticks between RTCP duties (sender-report data, RR+REMB): about 1 s
 
 
 class LocalMediaNode:
@@ -120,12 +121,15 @@ class LocalMediaNode:
             del self.meetings[meeting.meeting_id]
 
     async def _ticker(self) -> None:
+        ticks = 0
         while True:
             await asyncio.sleep(SPEAKER_TICK)
             now = time.monotonic()
-            for peer in list(self.peers):
+            ticks += 1
+            for peer in list(self.peers) if ticks % SENDER_REPORT_EVERY == 0 else ():
                 try:
                     peer.update_sender_reports()
+                    peer.send_publisher_feedback(SPEAKER_TICK * SENDER_REPORT_EVERY)
                 except Exception:  # a report is best effort; keep the ticker alive
                     log.exception("sender report update failed for %s", peer.endpoint_id)
             for meeting in list(self.meetings.values()):

@@ -1,14 +1,9 @@
 """One endpoint's peer connection on the media node (implements signaling.media.MediaPeer).
 
 aiortc negotiates (ICE, DTLS, SDP with standard codecs and SSRCs); the media itself bypasses
-aiortc's RTP objects:
-
-* incoming: the peer replaces ``_handle_rtp_data`` / ``_handle_rtcp_data`` on its
-  ``RTCDtlsTransport`` (aiortc awaits these per decrypted packet). RTP goes straight to the
-  publisher ``Stream`` found by SSRC; RTCP feedback (PLI, FIR, NACK, RR) for the peer's outputs
-  goes to the router.
-* outgoing: every send m-line is an ``Output`` bound to the transport's SRTP session and ICE
-  socket; aiortc's sender only sends RTCP sender reports for it (its track is idle).
+aiortc's RTP objects (see ``mcu.link``): incoming RTP goes straight to the publisher's
+``Stream``, and every send m-line is an ``Output`` written by the router; aiortc's sender only
+sends RTCP sender reports for it (its track is idle).
 
 Every SDP operation runs in the peer's single owner task, fed by a bounded queue (overflow
 policy: reject the new operation with ``PeerBusy``), so negotiations never interleave. The
@@ -21,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import socket
 import time
 from typing import TYPE_CHECKING, Any, Awaitable, Callable
 
@@ -29,8 +23,9 @@ from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription, c
 from aiortc.rtcconfiguration import RTCBundlePolicy
 from aiortc.sdp import candidate_from_sdp
 
+from .link import PeerLink
 from .negotiation import MLine, NegotiationError, describe, receives, sends, set_codec
-from .rtp_header import U32, find_extension, parse_feedback, pli, payload_bounds
+from .rtp_header import remb, receiver_report
 from .stream import Stream
 from .subscriber import Output
 from .tracks import IdleTrack
@@ -43,12 +38,9 @@ if TYPE_CHECKING:
 log = logging.getLogger("mcu.peer")
 
 OPS_QUEUE_SIZE = 32
-# Kernel buffers of a peer's UDP socket. Receive: a 720p key frame arrives as a burst of ~100
-# packets; the default 208 KiB (about 90 packets of real memory) overflows. Send: this is the
-# per-subscriber queue; when full, packets are dropped (see subscriber.Output).
-SOCKET_RCVBUF = 1 << 20
-SOCKET_SNDBUF = 512 << 10
-
+# REMB sent to publishers: the most a camera / a screen share may use (bit/s); under loss the
+# node asks for 85 % of what arrives instead.
+REMB_MAX = {"camera": 2_500_000, "screen": 3_000_000}
 
 class PeerError(RuntimeError):
     """A request on a media peer that cannot be served (maps to a client error)."""
@@ -95,13 +87,9 @@ class LocalPeer:
         self.outputs: dict[str, Output] = {}  # by mid
         self.pending_roles: list[str] = []  # roles of offered, not yet answered m-lines
         self._roles: dict[str, str] = {}  # mid -> output role
-        self._by_ssrc: dict[int, Stream | None] = {}
-        self._mid_ext: dict[int, int] = {}
-        self._by_mid_value: dict[bytes, Stream] = {}
-        self._out_by_ssrc: dict[int, Output] = {}
-        self._dtls: Any = None
-        self._link: tuple[Any, Any, Any] | None = None
-        self._rtcp_ssrc = 0
+        self.link = PeerLink(
+            spec.endpoint_id, self._on_link_up, self._schedule_close, meeting.router.on_feedback
+        )
         self._offer_outstanding = False
         self._want_offer = False
         self._answered_once = False
@@ -109,8 +97,8 @@ class LocalPeer:
         self._task = asyncio.get_running_loop().create_task(self._run())
         self.closed = False
         self.congested = False  # set by the meeting from RTCP receiver reports
+        self.dropped_notifications = 0
         self._close_task: asyncio.Task | None = None
-        self.unknown_packets = 0
 
     # -- MediaPeer API ---------------------------------------------------------------------
 
@@ -145,9 +133,16 @@ class LocalPeer:
             raise PeerBusy(f"peer {self.endpoint_id}: too many pending operations") from None
         return await fut
 
-    def post(self, op: Callable[[], Awaitable[Any]]) -> None:
-        """Queue an operation nobody waits for (renegotiation, notifications)."""
+    def post(self, op: Callable[[], Awaitable[Any]], droppable: bool = False) -> None:
+        """Queue an operation nobody waits for (renegotiation, notifications).
+
+        Droppable ones (speaker notifications) are dropped once the queue is half full, so
+        that a slow client never makes its own SDP operations fail with ``PeerBusy``.
+        """
         if self.closed:
+            return
+        if droppable and self._ops.qsize() >= OPS_QUEUE_SIZE // 2:
+            self.dropped_notifications += 1
             return
         fut = asyncio.get_running_loop().create_future()
         fut.add_done_callback(_consume)
@@ -198,6 +193,9 @@ class LocalPeer:
         await self.pc.setLocalDescription(answer)
         local = describe(self.pc.localDescription.sdp)
         self._install_hooks()
+        for mid in [m for m in self.streams if m not in remote or not sends(remote[m].direction)]:
+            stream = self.streams.pop(mid)  # the client stopped sending this track
+            self.meeting.router.remove_stream(stream.stream_id)
         for mid, line in local.items():
             rline = remote.get(mid)
             if rline is None:
@@ -299,18 +297,11 @@ class LocalPeer:
             codec=local.codec,
             clock_rate=local.clock_rate,
             audio_level_id=local.audio_level_id,
-            send_keyframe_request=self._send_keyframe_request,
+            send_keyframe_request=self.link.send_keyframe_request,
             keyframe_interval=self.keyframe_interval,
             priority=1 if source == "screen" else 0,
         )
-        for ssrc in remote.ssrcs:
-            stream.ssrc = ssrc
-            self._by_ssrc[ssrc] = stream
-        for ssrc in remote.rtx_ssrcs:
-            self._by_ssrc[ssrc] = None  # publisher RTX: not forwarded
-        if local.mid_ext_id:
-            self._mid_ext[local.mid_ext_id] = 1
-            self._by_mid_value[mid.encode()] = stream
+        self.link.add_stream(stream, mid, remote.ssrcs, remote.rtx_ssrcs, local.mid_ext_id)
         self.streams[mid] = stream
         self.meeting.router.add_stream(stream)
 
@@ -331,107 +322,22 @@ class LocalPeer:
         )
         self._roles[mid] = role
         self.outputs[mid] = out
-        self._out_by_ssrc[out.ssrc] = out
-        if out.rtx_ssrc:
-            self._out_by_ssrc[out.rtx_ssrc] = out
-        if self._link is not None:
-            out.bind_link(*self._link)
+        self.link.add_output(out)
 
-    # -- transport hooks -------------------------------------------------------------------
+    # -- transport -------------------------------------------------------------------------
 
     def _install_hooks(self) -> None:
         transceivers = self.pc.getTransceivers()
-        if not transceivers:
-            return
-        dtls = transceivers[0].receiver.transport
-        self._rtcp_ssrc = transceivers[0].sender._ssrc
-        if dtls is self._dtls:
-            return
-        self._dtls = dtls
-        dtls._handle_rtp_data = self._on_rtp_data
-        dtls._handle_rtcp_data = self._on_rtcp_data
-        dtls.on("statechange", self._on_dtls_state)
-        if dtls.state == "connected":
-            self._bind()
+        if transceivers:
+            self.link.attach(transceivers[0].receiver.transport, transceivers[0].sender._ssrc)
 
-    def _on_dtls_state(self) -> None:
-        if self._dtls is None:
-            return
-        if self._dtls.state == "connected":
-            self._bind()
-        elif self._dtls.state in ("closed", "failed"):
-            self._schedule_close()
-
-    def _bind(self) -> None:
-        dtls = self._dtls
-        session = dtls._tx_srtp
-        pair = dtls.transport._connection._nominated.get(1)
-        if session is None or pair is None:
-            return
-        transport = pair.protocol.transport
-        sock = getattr(transport, "_sock", None)
-        if sock is None:  # pragma: no cover - other event loop implementations
-            sock = _TransportSender(transport)
-        else:
-            _size_buffers(sock)
-        self._link = (session, sock, pair.remote_addr)
-        for out in self.outputs.values():
-            out.bind_link(*self._link)
+    def _on_link_up(self) -> None:
         for out in self.outputs.values():
             src = out.source
             if src is not None and not out.live and out in src.waiting:
                 src.waiting.remove(out)
                 out.source = None  # re-added below: replay of the cached key frame or a PLI
         self.meeting.peer_changed(self)
-
-    async def _on_rtp_data(self, data: bytes, arrival_time_ms: int = 0) -> None:
-        if len(data) < 12:
-            return
-        stream = self._by_ssrc.get(U32.unpack_from(data, 8)[0], False)
-        if stream:
-            stream.on_rtp(data)
-        elif stream is False:
-            self._learn_ssrc(data)
-
-    def _learn_ssrc(self, data: bytes) -> None:
-        """Map an SSRC that the SDP did not announce, by its MID header extension."""
-        self.unknown_packets += 1
-        try:
-            ext_start, ext_end, _, _ = payload_bounds(data)
-        except ValueError:
-            return
-        for ext_id in self._mid_ext:
-            value = find_extension(data, ext_start, ext_end, ext_id)
-            stream = self._by_mid_value.get(bytes(value)) if value else None
-            if stream is not None and stream.ssrc is None:
-                ssrc = U32.unpack_from(data, 8)[0]
-                stream.ssrc = ssrc
-                self._by_ssrc[ssrc] = stream
-                stream.on_rtp(data)
-                return
-
-    async def _on_rtcp_data(self, data: bytes) -> None:
-        try:
-            items = parse_feedback(data)
-        except Exception:  # malformed RTCP from the network
-            return
-        router = self.meeting.router
-        for item in items:
-            out = self._out_by_ssrc.get(item[1])
-            if out is not None:
-                router.on_feedback(out, [item])
-
-    def _send_keyframe_request(self, stream: Stream) -> None:
-        self.send_rtcp(pli(self._rtcp_ssrc, stream.ssrc or 0) if stream.ssrc else b"")
-
-    def send_rtcp(self, packet: bytes) -> None:
-        if not packet or self._link is None or self.closed:
-            return
-        session, sock, addr = self._link
-        try:
-            sock.sendto(session.protect_rtcp(packet), addr)
-        except Exception as exc:  # pylibsrtp.Error or OSError: drop, like a lost packet
-            log.debug("RTCP to %s dropped: %s", self.endpoint_id, exc)
 
     # -- shutdown --------------------------------------------------------------------------
 
@@ -450,7 +356,7 @@ class LocalPeer:
             self.meeting.router.release(out)
         for mid in list(self.streams):
             self.meeting.router.remove_stream(self.streams[mid].stream_id)
-        self._link = None
+        self.link.close()
         self._task.cancel()
         try:
             await self._task
@@ -464,15 +370,13 @@ class LocalPeer:
             await self.pc.close()
         except Exception as exc:  # pragma: no cover - aiortc teardown quirks
             log.debug("pc.close(%s): %s", self.endpoint_id, exc)
-        if self._dtls is not None:
-            self._dtls.remove_all_listeners()
         self.pc.remove_all_listeners()
         self.meeting.node._forget_peer(self)
 
     def update_sender_reports(self) -> None:
         """Give aiortc's senders the NTP/RTP pair and counts of what the router sent, so that
         their RTCP sender reports (A/V sync, RTT) describe the forwarded streams."""
-        if self._link is None:
+        if self.link.binding is None:
             return
         now = time.monotonic()
         ntp = clock.current_ntp_time()
@@ -488,28 +392,37 @@ class LocalPeer:
             sender._RTCRtpSender__packet_count = packets
             sender._RTCRtpSender__octet_count = packets * out.source.mean_payload()
 
+    def send_publisher_feedback(self, interval: float) -> None:
+        """RTCP receiver reports for the peer's published streams, plus REMB for video: a
+        browser's congestion control needs them to raise its bitrate (aiortc's own receiver
+        never sees the packets, so it cannot report them)."""
+        if self.link.binding is None:
+            return
+        blocks = []
+        video: list[tuple[Stream, int]] = []
+        for stream in self.streams.values():
+            report = stream.reception_report(interval)
+            if report is None or stream.ssrc is None:
+                continue
+            fraction, lost, high, rate = report
+            blocks.append((stream.ssrc, fraction, lost, high))
+            if stream.kind == "video":
+                cap = REMB_MAX.get(stream.source, REMB_MAX["camera"])
+                video.append((stream, cap if fraction < 26 or not rate else int(rate * 0.85)))
+        if not blocks:
+            return
+        packet = receiver_report(self.link.rtcp_ssrc, blocks)
+        for stream, bitrate in video:
+            packet += remb(self.link.rtcp_ssrc, bitrate, [stream.ssrc or 0])
+        self.link.send_rtcp(packet)
+
     def stats(self) -> dict[str, Any]:
         return {
             "endpoint": self.endpoint_id,
             "streams": [s.stats() for s in self.streams.values()],
             "outputs": [o.stats() for o in self.outputs.values()],
-            "unknown_packets": self.unknown_packets,
+            "unknown_packets": self.link.unknown_packets,
         }
-
-
-class _TransportSender:
-    """Fallback when the datagram transport exposes no socket: asyncio's sendto."""
-
-    def __init__(self, transport: Any) -> None:
-        self.sendto = transport.sendto
-
-
-def _size_buffers(sock: Any) -> None:
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, SOCKET_RCVBUF)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SOCKET_SNDBUF)
-    except OSError as exc:  # pragma: no cover - restricted environments
-        log.debug("cannot size socket buffers: %s", exc)
 
 
 def _consume(fut: asyncio.Future) -> None:

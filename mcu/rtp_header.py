@@ -171,6 +171,30 @@ def nack(sender_ssrc: int, media_ssrc: int, lost: list[int]) -> bytes:
     return header + bytes(fci)
 
 
+def receiver_report(sender_ssrc: int, blocks: list[tuple[int, int, int, int]]) -> bytes:
+    """RTCP RR (RFC 3550 6.4.2); blocks: (ssrc, fraction_lost, cumulative_lost, ext_high_seq).
+    Jitter, LSR and DLSR are reported as 0."""
+    body = b"".join(
+        struct.pack("!IIIIII", ssrc, (fraction & 0xFF) << 24 | (lost & 0xFFFFFF), high, 0, 0, 0)
+        for ssrc, fraction, lost, high in blocks[:31]
+    )
+    return struct.pack("!BBHI", 0x80 | len(blocks[:31]), RTCP_RR, 1 + len(body) // 4,
+                       sender_ssrc) + body
+
+
+def remb(sender_ssrc: int, bitrate: int, ssrcs: list[int]) -> bytes:
+    """Receiver Estimated Maximum Bitrate (draft-alvestrand-rmcat-remb)."""
+    exp = 0
+    mantissa = max(0, int(bitrate))
+    while mantissa >= 1 << 18:
+        mantissa >>= 1
+        exp += 1
+    fci = b"REMB" + struct.pack("!BBH", len(ssrcs), (exp << 2) | (mantissa >> 16),
+                                mantissa & 0xFFFF)
+    fci += b"".join(struct.pack("!I", s) for s in ssrcs)
+    return struct.pack("!BBHII", 0x8F, RTCP_PSFB, 2 + len(fci) // 4, sender_ssrc, 0) + fci
+
+
 # Feedback items returned by parse_feedback():
 #   ("pli", media_ssrc) ("fir", media_ssrc) ("nack", media_ssrc, [seq, ...])
 #   ("rr", ssrc, fraction_lost_0_255) one per report block of SR/RR

@@ -90,6 +90,10 @@ class Stream:
         # counters
         self.packets = 0
         self.octets = 0
+        self.hi_seq = 0  # highest sequence number seen, and 2^16 wrap count (RTCP RR)
+        self.seq_cycles = 0
+        self._rr_prev: tuple[int, int, int] | None = None  # (ext high seq, packets, octets)
+        self.cumulative_lost = 0
         self.forwarded = 0  # packets x outputs sent by the fast path
         self.keyframes = 0
         self.keyframe_requests = 0
@@ -109,6 +113,10 @@ class Stream:
         seq, ts = SEQ_TS.unpack_from(data, 2)
         self.packets += 1
         self.octets += end - off
+        if (seq - self.hi_seq) & 0xFFFF < 0x8000 or self.packets == 1:  # newest so far
+            if seq < self.hi_seq:
+                self.seq_cycles += 0x10000
+            self.hi_seq = seq
         self._cache[seq & _MASK] = data
         key = False
         level = None
@@ -275,6 +283,24 @@ class Stream:
         self._kf_last = time.monotonic()
         self.keyframe_requests += 1
         self._send_kf(self)
+
+    def reception_report(self, interval: float) -> tuple[int, int, int, int] | None:
+        """(fraction lost 0..255, cumulative lost, extended highest seq, received bit/s) since
+        the previous call; None before any packet."""
+        if not self.packets or self.ssrc is None:
+            return None
+        ext_high = self.seq_cycles + self.hi_seq
+        prev = self._rr_prev
+        self._rr_prev = (ext_high, self.packets, self.octets)
+        if prev is None:
+            return 0, self.cumulative_lost, ext_high, 0
+        expected = ext_high - prev[0]
+        received = self.packets - prev[1]
+        lost = max(0, expected - received)
+        self.cumulative_lost = min(0x7FFFFF, self.cumulative_lost + lost)
+        fraction = min(255, lost * 256 // expected) if expected > 0 else 0
+        rate = int((self.octets - prev[2]) * 8 / interval) if interval > 0 else 0
+        return fraction, self.cumulative_lost, ext_high, rate
 
     def mean_payload(self) -> int:
         return self.octets // self.packets if self.packets else 0

@@ -1,15 +1,19 @@
 #!/usr/bin/env bash
 # Install what giaoban needs on a fresh Debian/Ubuntu machine (run as root or with sudo for apt):
 # a Python virtual environment in .venv with the project and its test tools, and redis-server
-# (used by the tests and by multi-node deployments; the embedded single-node store needs none).
+# (used by the tests and by multi-node deployments; the embedded single-node store needs none),
+# and Debian's chromium for the browser tests (driven by PyPI's playwright; never `playwright install`).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SUDO=""
 if [ "$(id -u)" != 0 ] && command -v sudo >/dev/null; then SUDO=sudo; fi
-if ! command -v redis-server >/dev/null; then
+APT=()
+command -v redis-server >/dev/null || APT+=(redis-server)
+[ -x /usr/bin/chromium ] || APT+=(chromium)
+if [ ${#APT[@]} -gt 0 ]; then
   export DEBIAN_FRONTEND=noninteractive
   $SUDO apt-get update -qq
-  $SUDO apt-get install -y -qq redis-server >/dev/null
+  $SUDO apt-get install -y -qq "${APT[@]}" >/dev/null
 fi
 PY=${PYTHON:-python3}
 if [ ! -x .venv/bin/python ]; then "$PY" -m venv .venv; fi

@@ -11,7 +11,7 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from endpoints.directory import load_directory
-from signaling import api_auth, api_directory, api_meetings, metrics
+from signaling import api_auth, api_directory, api_meetings, metrics, whip, web as web_pages
 from signaling.auth import Authenticator
 from signaling.context import Context
 from signaling.http import CTX, ctx_of, error_middleware, json_response
@@ -92,7 +92,8 @@ async def _watch_loop_lag() -> None:
 def make_app(ctx: Context) -> web.Application:
     app = web.Application(middlewares=[error_middleware], client_max_size=ctx.settings.limits.http_max_body_bytes)
     app[CTX] = ctx
-    for table in (routes, api_auth.routes, api_directory.routes, api_meetings.routes):
+    app[whip.RESOURCES] = {}
+    for table in (routes, api_auth.routes, api_directory.routes, api_meetings.routes, whip.routes, web_pages.routes):
         app.add_routes(table)
 
     async def lifecycle(app: web.Application):
@@ -118,6 +119,7 @@ def make_app(ctx: Context) -> web.Application:
 
     async def close_sessions(app: web.Application) -> None:
         await ctx.sessions.stop()  # before the server cancels handlers: clients get close 1001
+        await whip.stop_all(app)
 
     app.cleanup_ctx.append(lifecycle)
     app.on_shutdown.append(close_sessions)

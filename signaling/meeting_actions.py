@@ -9,15 +9,15 @@ from datetime import datetime, timezone
 from typing import Any
 
 from signaling import metrics
-from signaling.errors import bad_request, forbidden, not_found, unavailable
+from signaling.errors import ApiError, bad_request, forbidden, not_found, unavailable
 from signaling.media import PeerSpec
+from signaling.policy import CHAIR_ROLES, admit, role_in
 from signaling.protocol import (
     CHAIR_ACTIONS, Answer, GrantFloor, Ice, Join, Leave, Lock, LowerHand, Mute, MuteAll, Offer, RaiseHand,
     Remove, RevokeFloor, server_msg,
 )
 
 log = logging.getLogger("giaoban.meeting")
-CHAIR_ROLES = ("chair", "operator")
 
 
 class MeetingActions:
@@ -50,31 +50,8 @@ class MeetingActions:
         await handler(msg)
 
     # --- join / leave ----------------------------------------------------------------------------
-    def role_in(self, meeting) -> str:
-        ident = self.identity
-        if ident.kind == "operator":
-            return "operator"
-        if ident.kind == "link":
-            if ident.meeting != meeting.id:
-                raise forbidden(f"this join link is for another meeting, not {meeting.id}")
-            return ident.role
-        if ident.endpoint_id == meeting.chair:
-            return "chair"
-        if self.ctx.meetings.is_invited(meeting, ident.endpoint_id):
-            return "participant"
-        raise forbidden(f"endpoint {ident.endpoint_id} ({ident.name}) is not invited to meeting {meeting.id}")
-
     async def join(self, msg: Join) -> None:
-        meeting = await self.ctx.meetings.get(msg.meeting_id)
-        role = self.role_in(meeting)
-        occurrence = await self.ctx.meetings.current_occurrence(meeting.id, self.now())
-        if occurrence is None:
-            raise not_found(f"meeting {meeting.id} is not open now; see its schedule")
-        state = await self.ctx.rooms.state(occurrence.occurrence_id)
-        if state["locked"] and role not in CHAIR_ROLES:
-            raise forbidden("the chair has locked this meeting")
-        if self.identity.endpoint_id in state["removed"] and role not in CHAIR_ROLES:
-            raise forbidden("the chair removed this endpoint from the meeting")
+        meeting, occurrence, role, state = await admit(self.ctx, self.identity, msg.meeting_id)
         if self.occurrence_id:
             await self.leave_meeting(reason="joined another meeting")
         self.meeting_id, self.occurrence_id, self.role = meeting.id, occurrence.occurrence_id, role
@@ -127,8 +104,8 @@ class MeetingActions:
         events = []
         for meeting in await self.ctx.meetings.list(active_only=True):
             try:
-                self.role_in(meeting)
-            except Exception:
+                role_in(self.ctx.meetings, self.identity, meeting)
+            except ApiError:
                 continue
             occ = await self.ctx.meetings.current_occurrence(meeting.id, self.now())
             if occ is not None:

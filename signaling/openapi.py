@@ -49,6 +49,35 @@ def _op(summary: str, tag: str, ok: dict, body: type | None = None, auth: bool =
     return op
 
 
+def _html(summary: str, params: list[str] = (), query: list[str] = (), media=("text/html",)) -> dict:
+    """A public page or asset of the browser UI (not JSON)."""
+    op = {"summary": summary, "tags": ["web"], "security": [],
+          "responses": {"200": {"description": summary, "content": {t: {"schema": {"type": "string"}} for t in media}},
+                        "404": {"$ref": "#/components/responses/NotFound"}}}
+    parameters = [{"name": p, "in": "path", "required": True, "schema": {"type": "string"}} for p in params]
+    parameters += [{"name": q, "in": "query", "required": False, "schema": {"type": "string"}} for q in query]
+    if parameters:
+        op["parameters"] = parameters
+    return {"get": op}
+
+
+def _sdp_exchange(summary: str) -> dict:
+    sdp = {"application/sdp": {"schema": {"type": "string"}}}
+    return {"post": {"summary": summary, "tags": ["media"], "parameters": [
+        {"name": "meeting_id", "in": "path", "required": True, "schema": {"type": "string"}}],
+        "requestBody": {"required": True, "content": sdp},
+        "responses": {"201": {"description": "SDP answer; Location names the session resource",
+                              "headers": {"Location": {"schema": {"type": "string"}}}, "content": sdp},
+                      "415": {"$ref": "#/components/responses/BadRequest"},
+                      "503": {"$ref": "#/components/responses/BadRequest"}, **ERRORS}}}
+
+
+def _sdp_resource(summary: str) -> dict:
+    return {"delete": {"summary": summary, "tags": ["media"], "parameters": [
+        {"name": n, "in": "path", "required": True, "schema": {"type": "string"}} for n in ("meeting_id", "resource_id")],
+        "responses": {"200": {"description": "session ended"}, **ERRORS}}}
+
+
 def _paths() -> dict:
     m, occ = ["meeting_id"], ["meeting_id", "occurrence_id"]
     return {
@@ -83,6 +112,14 @@ def _paths() -> dict:
         "/api/v1/meetings/{meeting_id}/live": {"get": _op("Who is in the open occurrence, floor, hands (operator)", "meetings", _ok("live"), params=m)},
         "/api/v1/meetings/{meeting_id}/links": {"post": _op("Signed join link for a laptop (operator)", "meetings", _ok("link", "201"), LinkRequest, params=m)},
         "/api/v1/me/meetings": {"get": _op("Meetings the calling endpoint is invited to, next 7 days", "meetings", _ok("meetings"))},
+        "/whip/{meeting_id}": _sdp_exchange("WHIP ingest (RFC 9725): publish into an open meeting"),
+        "/whip/{meeting_id}/{resource_id}": _sdp_resource("End a WHIP session"),
+        "/whep/{meeting_id}": _sdp_exchange("WHEP egress: watch an open meeting (floor holder / active speaker)"),
+        "/whep/{meeting_id}/{resource_id}": _sdp_resource("End a WHEP session"),
+        "/join": _html("Laptop join page for a signed join link", query=["token"]),
+        "/console": _html("Operator console: meetings, schedule, live map, chair controls"),
+        "/web/{name}": _html("Static asset of the web pages (ES module, stylesheet, icon)", ["name"],
+                            media=("text/javascript", "text/css", "image/svg+xml")),
     }
 
 

@@ -94,9 +94,14 @@ class Client:
         self._tasks: set[asyncio.Task] = set()
         self.peer: Any = None
         self.offers_answered = 0
+        self._negotiating = asyncio.Lock()
         self.pc.on("track", self._on_track)
 
     async def join(self) -> None:
+        async with self._negotiating:  # a server offer waits until our answer is applied
+            await self._join()
+
+    async def _join(self) -> None:
         self.peer = await self.node.open_peer(self.spec, self._on_event)
         for track, recv, kind in ((self.audio, self.recv_audio, "audio"),
                                   (self.video, self.recv_video, "video")):
@@ -114,6 +119,10 @@ class Client:
             self._spawn(self._answer(msg["sdp"]))
 
     async def _answer(self, sdp: str) -> None:
+        async with self._negotiating:
+            await self._apply_server_offer(sdp)
+
+    async def _apply_server_offer(self, sdp: str) -> None:
         await self.pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="offer"))
         await self.pc.setLocalDescription(await self.pc.createAnswer())
         await self.peer.handle_answer(self.pc.localDescription.sdp)

@@ -68,7 +68,6 @@ async def test_leave_and_crash_release_everything(node):
     a = Client(node, "m", "a", video=PatternTrack(90), recv_video=False, recv_audio=False)
     await a.join()
     await asyncio.sleep(1.0)  # a's own tasks (ICE, DTLS, RTCP) are all up
-    base_tasks = {_name(t) for t in asyncio.all_tasks()}
     n_tasks = len(asyncio.all_tasks())
     base_fds = open_fds()
     for i in range(12):

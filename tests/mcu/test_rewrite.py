@@ -140,3 +140,36 @@ def test_nack_answered_from_cache_with_rtx():
     b0, b1, seq, ts, ssrc = struct.unpack_from("!BBHII", rtx)
     assert ssrc == 8 and b1 & 0x7F == 101
     assert struct.unpack_from("!H", rtx, 12)[0] == lost and rtx[14:] == VP8_CONT + b"abc"
+
+
+def test_new_subscriber_gets_cached_keyframe_at_once():
+    key = os.urandom(30)
+    s = Stream(stream_id="a", endpoint_id="a", kind="video", source="camera", codec="VP8",
+               clock_rate=90000)
+    first = make_output(FakeSock(), key, ssrc=1)
+    s.add_output(first)
+    s.on_rtp(rtp(500, 9000, payload=VP8_KEY))
+    s.on_rtp(rtp(501, 9000, payload=VP8_CONT, marker=1))
+    s.on_rtp(rtp(502, 12000, payload=VP8_DELTA))
+    sock = FakeSock()
+    late = make_output(sock, key, ssrc=2)
+    s.add_output(late)  # joins between key frames: replay from the cache, no waiting
+    assert late.live and len(sock.sent) == 3
+    plain = decrypt(key, sock.sent)
+    assert plain[0][12:] == VP8_KEY
+    s.on_rtp(rtp(503, 15000, payload=VP8_DELTA))
+    seqs = [struct.unpack_from("!H", p, 2)[0] for p in decrypt(key, sock.sent)]
+    assert [(x - seqs[0]) & 0xFFFF for x in seqs] == [0, 1, 2, 3]
+
+
+def test_speaker_detector_hysteresis():
+    from mcu.speaker import SpeakerDetector
+
+    d = SpeakerDetector()
+    assert d.tick({"a": 20.0, "b": 127.0}, 0.0) == "a"
+    assert d.tick({"a": 20.0, "b": 15.0}, 0.25) is None  # b must stay louder for a while
+    changed = [d.tick({"a": 60.0, "b": 15.0}, 0.25 * i) for i in range(2, 8)]
+    assert "b" in changed and d.speaker == "b"
+    assert d.tick({"b": 15.0}, 3.0) is None and d.speaker == "b"
+    d.forget("b")
+    assert d.speaker is None
