@@ -12,5 +12,4 @@ WS_OUT = Counter("giaoban_ws_messages_out_total", "Server messages sent", ["type
 WS_ERRORS = Counter("giaoban_ws_errors_total", "Error messages sent to clients", ["code"], registry=REGISTRY)
 AUTH_FAILURES = Counter("giaoban_auth_failures_total", "Rejected logins and tokens", ["via"], registry=REGISTRY)
 PARTICIPANTS = Gauge("giaoban_meeting_participants", "Sessions inside a meeting on this node", registry=REGISTRY)
-MEETINGS_OPENED = Counter("giaoban_meetings_opened_total", "Meeting occurrences opened by the scheduler", registry=REGISTRY)
 LOOP_LAG = Gauge("giaoban_event_loop_lag_seconds", "Event-loop lag measured every second", registry=REGISTRY)
