@@ -45,6 +45,7 @@ async def healthz(request: web.Request) -> web.Response:
 
 @routes.get("/metrics")
 async def metrics_view(request: web.Request) -> web.Response:
+    metrics.ONLINE.set(len(await ctx_of(request).store.list_ephemeral("presence")))
     return web.Response(body=generate_latest(metrics.REGISTRY), headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 

@@ -13,3 +13,4 @@ WS_ERRORS = Counter("giaoban_ws_errors_total", "Error messages sent to clients",
 AUTH_FAILURES = Counter("giaoban_auth_failures_total", "Rejected logins and tokens", ["via"], registry=REGISTRY)
 PARTICIPANTS = Gauge("giaoban_meeting_participants", "Sessions inside a meeting on this node", registry=REGISTRY)
 LOOP_LAG = Gauge("giaoban_event_loop_lag_seconds", "Event-loop lag measured every second", registry=REGISTRY)
+ONLINE = Gauge("giaoban_endpoints_online", "Endpoints with a live connection on any node (from the store)", registry=REGISTRY)

@@ -105,6 +105,8 @@ async def test_reconnect_replaces_old_session(node):
     status, presence = await node.call("GET", "/api/v1/presence")
     online = {p["endpoint_id"]: p for p in presence["online"]}
     assert communes[2] in online
+    async with node.http.get(node.url + "/metrics") as resp:
+        assert "giaoban_endpoints_online 1.0" in await resp.text()
     await second.close()
     await first.close()
 

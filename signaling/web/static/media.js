@@ -1,0 +1,173 @@
+// Camera, microphone, screen sharing and the RTCPeerConnection to the meeting's media node.
+// SDP and ICE travel over the signaling WebSocket: our offer -> answer; server-made offers
+// (renegotiation when other publishers appear) -> our answer. Work is serialised on one chain.
+
+export class MediaError extends Error {
+  constructor(kind, message) { super(message); this.kind = kind; }
+}
+
+function explain(err) {
+  const name = err && err.name;
+  if (name === "NotAllowedError" || name === "SecurityError") {
+    return new MediaError("denied", "Trình duyệt không cho phép dùng camera/micro. Hãy bấm biểu tượng ổ khóa trên thanh địa chỉ, cho phép camera và micro, rồi bấm Thử lại. (Camera/microphone access was denied: allow it in the address bar, then Retry.)");
+  }
+  if (name === "NotFoundError" || name === "OverconstrainedError") {
+    return new MediaError("missing", "Không tìm thấy camera hoặc micro. Bạn vẫn có thể xem và nghe. (No camera or microphone found; you can still watch and listen.)");
+  }
+  if (name === "NotReadableError") {
+    return new MediaError("busy", "Camera hoặc micro đang được ứng dụng khác dùng. (The camera or microphone is in use by another application.)");
+  }
+  return new MediaError("other", "Không mở được camera/micro (Cannot open camera/microphone): " + (err && err.message || err));
+}
+
+export class Media {
+  constructor({ send, onTrack, onState }) {
+    this.send = send;          // (type, fields) => request id
+    this.onTrack = onTrack;    // (stream) => void, for every new remote stream
+    this.onState = onState;    // (state) => void: connecting | connected | failed | closed
+    this.local = null;         // MediaStream from the camera + microphone
+    this.screen = null;        // MediaStreamTrack while sharing the screen
+    this.pc = null;
+    this.chain = Promise.resolve();
+    this.chairMuted = { audio: false, video: false };
+    this.userOff = { audio: false, video: false };
+  }
+
+  async preview() {
+    if (!navigator.mediaDevices || !navigator.mediaDevices.getUserMedia) {
+      throw new MediaError("insecure", "Trang này cần HTTPS để dùng camera. (This page needs HTTPS to use the camera.)");
+    }
+    this.stopLocal();
+    try {
+      this.local = await navigator.mediaDevices.getUserMedia({
+        audio: { echoCancellation: true, noiseSuppression: true },
+        video: { width: { ideal: 1280 }, height: { ideal: 720 }, frameRate: { ideal: 25 } },
+      });
+    } catch (err) {
+      throw explain(err);
+    }
+    this._applyEnabled();
+    return this.local;
+  }
+
+  stopLocal() {
+    if (this.local) this.local.getTracks().forEach((t) => t.stop());
+    this.local = null;
+  }
+
+  track(kind) {
+    return this.local ? this.local.getTracks().find((t) => t.kind === kind) || null : null;
+  }
+
+  _queue(fn) {
+    this.chain = this.chain.then(fn).catch((err) => console.warn("media:", err));
+    return this.chain;
+  }
+
+  start() {
+    return this._queue(async () => {
+      this._closePc();
+      const pc = new RTCPeerConnection({ iceServers: [] });
+      this.pc = pc;
+      for (const kind of ["audio", "video"]) {
+        const t = kind === "video" && this.screen ? this.screen : this.track(kind);
+        if (t) pc.addTransceiver(t, { direction: "sendrecv", streams: [this.local] });
+        else pc.addTransceiver(kind, { direction: "sendrecv" });  // a slot for a later camera or screen
+      }
+      pc.onicecandidate = (ev) => {
+        if (pc !== this.pc) return;
+        const c = ev.candidate;
+        this.send("ice", c && c.candidate
+          ? { candidate: c.candidate, sdp_mid: c.sdpMid, sdp_mline_index: c.sdpMLineIndex }
+          : { candidate: "" });
+      };
+      pc.ontrack = (ev) => {
+        const stream = ev.streams[0] || new MediaStream([ev.track]);
+        this.onTrack(stream, ev.track);
+      };
+      pc.onconnectionstatechange = () => this.onState(pc.connectionState);
+      const offer = await pc.createOffer();
+      await pc.setLocalDescription(offer);
+      this.send("offer", { sdp: pc.localDescription.sdp });
+      this.onState("connecting");
+    });
+  }
+
+  onAnswer(sdp) {
+    return this._queue(async () => {
+      if (this.pc && this.pc.signalingState === "have-local-offer") {
+        await this.pc.setRemoteDescription({ type: "answer", sdp });
+      }
+    });
+  }
+
+  onOffer(sdp) {
+    return this._queue(async () => {
+      if (!this.pc) return;
+      if (this.pc.signalingState === "have-local-offer") await this.pc.setLocalDescription({ type: "rollback" });
+      await this.pc.setRemoteDescription({ type: "offer", sdp });
+      const answer = await this.pc.createAnswer();
+      await this.pc.setLocalDescription(answer);
+      this.send("answer", { sdp: this.pc.localDescription.sdp });
+    });
+  }
+
+  onIce(msg) {
+    return this._queue(async () => {
+      if (!this.pc || !msg.candidate) return;
+      await this.pc.addIceCandidate({ candidate: msg.candidate, sdpMid: msg.sdp_mid, sdpMLineIndex: msg.sdp_mline_index });
+    });
+  }
+
+  async shareScreen(onEnded) {
+    if (!navigator.mediaDevices.getDisplayMedia) throw new MediaError("other", "Trình duyệt này không chia sẻ được màn hình. (This browser cannot share the screen.)");
+    let stream;
+    try {
+      stream = await navigator.mediaDevices.getDisplayMedia({ video: { frameRate: { ideal: 10 } }, audio: false });
+    } catch (err) {
+      if (err && err.name === "NotAllowedError") return null;  // the user closed the picker
+      throw explain(err);
+    }
+    this.screen = stream.getVideoTracks()[0];
+    this.screen.contentHint = "detail";
+    this.screen.onended = () => { this.stopShare(); onEnded(); };
+    await this._replaceVideo(this.screen);
+    return this.screen;
+  }
+
+  async stopShare() {
+    const t = this.screen;
+    this.screen = null;
+    if (t) t.stop();
+    await this._replaceVideo(this.track("video"));
+  }
+
+  async _replaceVideo(track) {
+    if (!this.pc) return;
+    const tr = this.pc.getTransceivers().find((x) => x.receiver.track && x.receiver.track.kind === "video" && x.sender);
+    if (tr) await tr.sender.replaceTrack(track);
+  }
+
+  // user toggles (mic / camera buttons) and chair mutes both switch the local track off
+  setUserOff(kind, off) { this.userOff[kind] = off; this._applyEnabled(); }
+  setChairMuted(kind, muted) { this.chairMuted[kind] = muted; this._applyEnabled(); }
+
+  _applyEnabled() {
+    for (const kind of ["audio", "video"]) {
+      const t = this.track(kind);
+      if (t) t.enabled = !this.userOff[kind] && !this.chairMuted[kind];
+    }
+  }
+
+  _closePc() {
+    if (this.pc) {
+      this.pc.onicecandidate = this.pc.ontrack = this.pc.onconnectionstatechange = null;
+      this.pc.close();
+    }
+    this.pc = null;
+  }
+
+  hangup() {
+    return this._queue(async () => { this._closePc(); this.onState("closed"); });
+  }
+}
