@@ -8,6 +8,7 @@ rotating a secret never touches the directory file). Leaders' laptops use signed
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import secrets
 import time
@@ -46,6 +47,9 @@ class Identity:
 
 
 class Authenticator:
+    """scrypt runs in threads (hashlib releases the GIL): 200 terminals logging in at 07:50 must
+    not stall the event loop for seconds."""
+
     def __init__(self, store: Store, directory: Directory, signer: TokenSigner, ttl) -> None:
         self.store, self.directory, self.signer, self.ttl = store, directory, signer, ttl
 
@@ -56,7 +60,7 @@ class Authenticator:
             return None
         generated = not password
         password = password or secrets.token_urlsafe(12)
-        doc = {"name": "Quản trị viên", "hash": hash_secret(password), "created": time.time()}
+        doc = {"name": "Quản trị viên", "hash": await asyncio.to_thread(hash_secret, password), "created": time.time()}
         if not await self.store.put_if_absent("operators", "admin", doc):
             return None
         if generated:
@@ -67,12 +71,12 @@ class Authenticator:
         return None
 
     async def set_operator(self, username: str, password: str, name: str = "") -> None:
-        await self.store.put("operators", username, {"name": name or username, "hash": hash_secret(password), "created": time.time()})
+        await self.store.put("operators", username, {"name": name or username, "hash": await asyncio.to_thread(hash_secret, password), "created": time.time()})
 
     # --- logins -------------------------------------------------------------------------------
     async def login_operator(self, username: str, password: str) -> tuple[str, Claims]:
         doc = await self.store.get("operators", username)
-        if doc is None or not check_secret(password, doc["hash"]):
+        if doc is None or not await asyncio.to_thread(check_secret, password, doc["hash"]):
             raise unauthorized("wrong operator username or password")
         return self.signer.issue("operator", username, self.ttl.operator_s, name=doc.get("name", username))
 
@@ -84,7 +88,7 @@ class Authenticator:
         doc = await self.store.get("credentials", ep.credential)
         if doc is None:
             raise unauthorized(f"endpoint {endpoint_id!r} has no credentials yet; the operator must issue them")
-        if not check_secret(secret, doc["hash"]):
+        if not await asyncio.to_thread(check_secret, secret, doc["hash"]):
             raise unauthorized(f"unknown endpoint id {endpoint_id!r} or wrong secret")
         return self.signer.issue("endpoint", ep.id, self.ttl.endpoint_s, name=ep.name)
 
@@ -92,7 +96,7 @@ class Authenticator:
         """New secret for an endpoint (replaces the previous one); returns it once, stores the hash."""
         ep = self.directory.get(endpoint_id)
         secret = new_secret()
-        await self.store.put("credentials", ep.credential, {"endpoint": ep.id, "hash": hash_secret(secret), "issued": time.time()})
+        await self.store.put("credentials", ep.credential, {"endpoint": ep.id, "hash": await asyncio.to_thread(hash_secret, secret), "issued": time.time()})
         return secret
 
     def join_link(self, meeting_id: str, name: str, role: str, endpoint_id: str | None, ttl_s: int) -> tuple[str, Claims]:

@@ -67,7 +67,7 @@ class MeetingActions:
             role=role, participants=participants, floor=state["floor"], hands=state["hands"],
             muted=state["muted"].get(self.identity.endpoint_id, {}), media=self.ctx.media is not None,
         ))
-        await self._publish_participants()
+        self.ctx.rooms.participants_changed(self.occurrence_id)
 
     def member_info(self) -> dict[str, Any]:
         ident = self.identity
@@ -90,14 +90,10 @@ class MeetingActions:
         log.info("left", extra=self.log_extra() | {"reason": reason})
         await self.deliver(server_msg("left", meeting_id=self.meeting_id, reason=reason))
         self.meeting_id = self.role = None
-        await self.ctx.rooms.publish(occ, server_msg("participants", participants=await self.ctx.rooms.participants(occ)))
+        self.ctx.rooms.participants_changed(occ)
 
     async def _on_leave(self, msg: Leave) -> None:
         await self.leave_meeting(reason="left")
-
-    async def _publish_participants(self) -> None:
-        occ = self.occurrence_id
-        await self.ctx.rooms.publish(occ, server_msg("participants", participants=await self.ctx.rooms.participants(occ)))
 
     async def open_meetings_for_me(self) -> list[dict[str, Any]]:
         """meeting_opened for every meeting open now that this client may join (after a reconnect)."""

@@ -5,6 +5,7 @@ queue (a client that stops reading is disconnected rather than growing memory)."
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import secrets
 import time
@@ -67,11 +68,12 @@ class Session(MeetingActions):
         return {"session": self.session_id, "endpoint": self.endpoint_id, "meeting": self.meeting_id}
 
     # --- outgoing ------------------------------------------------------------------------------
-    async def deliver(self, msg: dict[str, Any]) -> None:
+    async def deliver(self, msg: dict[str, Any], text: str | None = None) -> None:
+        """Queue ``msg`` for the client; ``text`` is its JSON when already encoded (room events)."""
         if self._closed:
             return
         try:
-            self._out.put_nowait(msg)
+            self._out.put_nowait((msg["type"], text or json.dumps(msg, ensure_ascii=False, separators=(",", ":"))))
         except asyncio.QueueFull:
             log.warning("client is not reading; disconnecting", extra=self.log_extra())
             self._closed = True
@@ -79,19 +81,20 @@ class Session(MeetingActions):
 
     async def _writer(self) -> None:
         while True:
-            msg = await self._out.get()
+            kind, text = await self._out.get()
             if self.ws.closed:
                 return
-            await self.ws.send_json(msg)
-            metrics.WS_OUT.labels(msg["type"]).inc()
+            await self.ws.send_str(text)
+            metrics.WS_OUT.labels(kind).inc()
 
-    async def on_room_event(self, msg: dict[str, Any]) -> None:
-        if "to" in msg:
-            msg = {k: v for k, v in msg.items() if k != "to"}
-            if msg["type"] == "mute_request":
-                self.enqueue(lambda: self.apply_mute(msg))
-            elif msg["type"] == "removed":
-                self.enqueue(lambda: self.leave_meeting(reason=f"removed by {msg['by']}"))
+    async def on_room_event(self, msg: dict[str, Any], text: str) -> None:
+        if "to" not in msg:
+            return await self.deliver(msg, text)
+        msg = {k: v for k, v in msg.items() if k != "to"}
+        if msg["type"] == "mute_request":
+            self.enqueue(lambda: self.apply_mute(msg))
+        elif msg["type"] == "removed":
+            self.enqueue(lambda: self.leave_meeting(reason=f"removed by {msg['by']}"))
         await self.deliver(msg)
 
     def enqueue(self, action) -> None:

@@ -52,7 +52,7 @@ class HttpMediaMember:
     def info(self) -> dict[str, Any]:
         return {"endpoint_id": self.endpoint_id, "name": self.identity.name, "role": self.role, "kind": self.kind}
 
-    async def on_room_event(self, msg: dict[str, Any]) -> None:
+    async def on_room_event(self, msg: dict[str, Any], text: str) -> None:
         if msg.get("type") == "mute_request" and self.peer is not None:
             await self.peer.set_muted(msg["kind"], msg["muted"])
 
@@ -101,6 +101,7 @@ async def _open(request: web.Request, kind: str) -> web.Response:
         await member.peer.close()
         raise bad_request(f"the SDP offer was not accepted: {exc}") from None
     await ctx.rooms.enter(member.occurrence_id, member, member.info())
+    ctx.rooms.participants_changed(member.occurrence_id)
     if ident.kind != "operator":
         await ctx.meetings.record_join(member.occurrence_id, ident.endpoint_id, datetime.now(timezone.utc), via=kind)
     _resources(request)[member.session_id] = member
@@ -129,6 +130,7 @@ async def _keep_alive(app: web.Application, member: HttpMediaMember) -> None:
 async def _release(ctx, member: HttpMediaMember) -> None:
     await member.peer.close()
     await ctx.rooms.exit(member.occurrence_id, member.session_id)
+    ctx.rooms.participants_changed(member.occurrence_id)
     if member.identity.kind != "operator":
         await ctx.meetings.record_leave(member.occurrence_id, member.endpoint_id, datetime.now(timezone.utc))
     log.info("%s session closed", member.kind, extra={"meeting": member.meeting_id, "endpoint": member.endpoint_id})

@@ -148,6 +148,7 @@ const handlers = {
   },
   error(msg) {
     if (msg.ref && msg.ref === state.joinRef) return joinFailed(msg);
+    if (media.onError(msg)) return;  // our offer crossed a server offer: offered again
     if (msg.code === "unavailable") {
       say($("media-notice"), "Không có dịch vụ hình/tiếng (No media service): " + msg.message, "warn");
       return;
@@ -252,7 +253,8 @@ async function openCamera() {
   try {
     const stream = await media.preview();
     $("preview").srcObject = stream;
-    $("self").srcObject = stream;
+    if (!media.screen) $("self").srcObject = stream;
+    media.attachLocal();  // joined before the camera was ready, or retried after a denial
     say($("camera"), `Camera và micro sẵn sàng (${stream.getTracks().length} nguồn). (Camera and microphone ready.)`, "info");
   } catch (err) {
     say($("camera"), err.message + " Bạn vẫn có thể tham gia để xem và nghe. (You can still join to watch and listen.)", "error");
@@ -293,6 +295,7 @@ $("leave").addEventListener("click", () => {
   leaveRoom("Bạn đã rời cuộc họp. (You left the meeting.)");
 });
 window.addEventListener("beforeunload", () => signal.stop());
+window.giaobanJoin = { state, media, signal };  // for diagnostics from the browser console and tests
 
 if (!token) {
   fatal("Liên kết không đầy đủ: thiếu mã tham gia. Hãy mở đúng liên kết được gửi cho bạn. (The link is incomplete: it has no join token.)");

@@ -20,6 +20,12 @@ function explain(err) {
   return new MediaError("other", "Không mở được camera/micro (Cannot open camera/microphone): " + (err && err.message || err));
 }
 
+function markSlides(sdp, mid) {
+  const sections = sdp.split(/\r\n(?=m=)/);
+  return sections.map((sec) => (sec.includes(`\r\na=mid:${mid}\r\n`) && !sec.includes("a=content:")
+    ? sec.replace(`\r\na=mid:${mid}\r\n`, `\r\na=mid:${mid}\r\na=content:slides\r\n`) : sec)).join("\r\n");
+}
+
 export class Media {
   constructor({ send, onTrack, onState }) {
     this.send = send;          // (type, fields) => request id
@@ -70,7 +76,7 @@ export class Media {
       const pc = new RTCPeerConnection({ iceServers: [] });
       this.pc = pc;
       for (const kind of ["audio", "video"]) {
-        const t = kind === "video" && this.screen ? this.screen : this.track(kind);
+        const t = this.track(kind);
         if (t) pc.addTransceiver(t, { direction: "sendrecv", streams: [this.local] });
         else pc.addTransceiver(kind, { direction: "sendrecv" });  // a slot for a later camera or screen
       }
@@ -86,17 +92,49 @@ export class Media {
         this.onTrack(stream, ev.track);
       };
       pc.onconnectionstatechange = () => this.onState(pc.connectionState);
-      const offer = await pc.createOffer();
-      await pc.setLocalDescription(offer);
-      this.send("offer", { sdp: pc.localDescription.sdp });
+      if (this.screen) this.screenTx = pc.addTransceiver(this.screen, { direction: "sendonly" });
+      await this._offer();
       this.onState("connecting");
     });
+  }
+
+  // Our offer (first one, or a renegotiation after adding/removing the screen share). The copy
+  // sent to the server marks the screen m-line with a=content:slides (RFC 4796).
+  async _offer() {
+    const pc = this.pc;
+    this.needOffer = false;
+    const offer = await pc.createOffer();
+    await pc.setLocalDescription(offer);
+    let sdp = pc.localDescription.sdp;
+    if (this.screenTx && this.screenTx.mid !== null) sdp = markSlides(sdp, this.screenTx.mid);
+    this.offerRef = this.send("offer", { sdp });
+  }
+
+  renegotiate() {
+    return this._queue(async () => {
+      if (!this.pc) return;
+      if (this.pc.signalingState === "stable") await this._offer();
+      else this.needOffer = true;  // after the exchange in progress
+    });
+  }
+
+  // The server refused our offer (it had an offer of its own in flight): its offer comes next;
+  // we answer it and then offer again. A timer covers a lost server offer.
+  onError(msg) {
+    if (!msg.ref || msg.ref !== this.offerRef) return false;
+    this._queue(async () => {
+      if (this.pc && this.pc.signalingState === "have-local-offer") await this.pc.setLocalDescription({ type: "rollback" });
+      this.needOffer = true;
+    });
+    setTimeout(() => { if (this.needOffer) this.renegotiate(); }, 1500);
+    return true;
   }
 
   onAnswer(sdp) {
     return this._queue(async () => {
       if (this.pc && this.pc.signalingState === "have-local-offer") {
         await this.pc.setRemoteDescription({ type: "answer", sdp });
+        if (this.needOffer) await this._offer();
       }
     });
   }
@@ -109,6 +147,7 @@ export class Media {
       const answer = await this.pc.createAnswer();
       await this.pc.setLocalDescription(answer);
       this.send("answer", { sdp: this.pc.localDescription.sdp });
+      if (this.needOffer) await this._offer();
     });
   }
 
@@ -131,21 +170,47 @@ export class Media {
     this.screen = stream.getVideoTracks()[0];
     this.screen.contentHint = "detail";
     this.screen.onended = () => { this.stopShare(); onEnded(); };
-    await this._replaceVideo(this.screen);
+    // the screen is a second video m-line (the "slides" the media node routes first); the camera stays on
+    await this._queue(async () => {
+      if (!this.pc) return;
+      if (this.screenTx) {
+        this.screenTx.direction = "sendonly";
+        await this.screenTx.sender.replaceTrack(this.screen);
+      } else {
+        this.screenTx = this.pc.addTransceiver(this.screen, { direction: "sendonly" });
+      }
+    });
+    await this.renegotiate();
     return this.screen;
   }
 
   async stopShare() {
     const t = this.screen;
     this.screen = null;
-    if (t) t.stop();
-    await this._replaceVideo(this.track("video"));
+    if (t) { t.onended = null; t.stop(); }
+    await this._queue(async () => {
+      if (!this.pc || !this.screenTx) return;
+      await this.screenTx.sender.replaceTrack(null);
+      this.screenTx.direction = "inactive";
+    });
+    await this.renegotiate();
   }
 
-  async _replaceVideo(track) {
+  // The camera opened (or reopened) after the call started: put its tracks into the existing slots.
+  attachLocal() {
+    return this._queue(async () => {
+      if (!this.pc || !this.local) return;
+      await this._replace("audio", this.track("audio"));
+      await this._replace("video", this.track("video"));
+    });
+  }
+
+  async _replace(kind, track) {
     if (!this.pc) return;
-    const tr = this.pc.getTransceivers().find((x) => x.receiver.track && x.receiver.track.kind === "video" && x.sender);
-    if (tr) await tr.sender.replaceTrack(track);
+    const tr = this.pc.getTransceivers().find((x) => x !== this.screenTx && x.receiver.track && x.receiver.track.kind === kind);
+    if (!tr) return;
+    await tr.sender.replaceTrack(track);
+    if (track && this.local && tr.sender.setStreams) tr.sender.setStreams(this.local);
   }
 
   // user toggles (mic / camera buttons) and chair mutes both switch the local track off
@@ -160,6 +225,8 @@ export class Media {
   }
 
   _closePc() {
+    this.screenTx = null;
+    this.needOffer = false;
     if (this.pc) {
       this.pc.onicecandidate = this.pc.ontrack = this.pc.onconnectionstatechange = null;
       this.pc.close();
