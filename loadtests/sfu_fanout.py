@@ -284,6 +284,7 @@ async def measure(args: argparse.Namespace, http: aiohttp.ClientSession, url: st
         s0 = await stats(http, url)
         idle_share = (s0["cpu"] - s_idle["cpu"]) / 2.0
         c0 = [s.count for s in subs]
+        stalled0 = stalled.count
         p0 = sent["rtp"]
         track.running.set()
         t_window = time.monotonic()
@@ -322,6 +323,7 @@ async def measure(args: argparse.Namespace, http: aiohttp.ClientSession, url: st
             "rss_per_subscriber_kib": (after_join["rss"] - before_join["rss"]) / max(1, len(new)) / 1024,
             "server_rss_mib": after_join["rss"] / 2**20,
             "stalled_subscriber_drops_at_server": s1["dropped"],
+            "stalled_subscriber_packets_read_in_window": stalled.count - stalled0,
             "server_tasks": s1["tasks"],
         })
         print_row(rows[-1])

@@ -20,7 +20,7 @@ import logging
 import socket
 from typing import Any, Callable
 
-from .rtp_header import U32, find_extension, parse_feedback, payload_bounds, pli
+from .rtp_header import U32, find_extension, nack, parse_feedback, payload_bounds, pli
 from .stream import Stream
 from .subscriber import Output
 
@@ -45,7 +45,7 @@ class PeerLink:
         self._on_up = on_up
         self._on_down = on_down
         self._on_feedback = on_feedback
-        self.by_ssrc: dict[int, Stream | None] = {}
+        self.by_ssrc: dict[int, Any] = {}  # Stream, or _Rtx for a stream's RTX SSRC
         self.out_by_ssrc: dict[int, Output] = {}
         self._mid_ext_ids: set[int] = set()
         self._by_mid_value: dict[bytes, Stream] = {}
@@ -54,6 +54,7 @@ class PeerLink:
         self.binding: tuple[Any, Any, Any] | None = None
         self.rtcp_ssrc = 0
         self.unknown_packets = 0
+        self.errors = 0
         self.closed = False
 
     # -- registries ------------------------------------------------------------------------
@@ -64,7 +65,7 @@ class PeerLink:
             stream.ssrc = ssrc
             self.by_ssrc[ssrc] = stream
         for ssrc in rtx_ssrcs:
-            self.by_ssrc[ssrc] = None  # publisher RTX: not forwarded
+            self.by_ssrc[ssrc] = _Rtx(stream)  # publisher retransmissions: restored
         if mid_ext_id:
             self._mid_ext_ids.add(mid_ext_id)
             self._by_mid_value[mid.encode()] = stream
@@ -119,10 +120,15 @@ class PeerLink:
         if len(data) < 12:
             return
         stream = self.by_ssrc.get(U32.unpack_from(data, 8)[0], False)
-        if stream:
-            stream.on_rtp(data)
-        elif stream is False:
-            self._learn_ssrc(data)
+        try:
+            if stream:
+                stream.on_rtp(data)
+            elif stream is False:
+                self._learn_ssrc(data)
+        except Exception:  # one bad packet must not end aiortc's receive loop
+            self.errors += 1
+            if self.errors == 1:
+                log.exception("RTP from %s not routed", self.name)
 
     def _learn_ssrc(self, data: bytes) -> None:
         """Map an SSRC that the SDP did not announce, by its MID header extension."""
@@ -148,12 +154,22 @@ class PeerLink:
             return
         for item in items:
             out = self.out_by_ssrc.get(item[1])
-            if out is not None:
+            if out is None:
+                continue
+            try:
                 self._on_feedback(out, [item])
+            except Exception:
+                self.errors += 1
+                if self.errors == 1:
+                    log.exception("RTCP from %s not handled", self.name)
 
     def send_keyframe_request(self, stream: Stream) -> None:
         if stream.ssrc:
             self.send_rtcp(pli(self.rtcp_ssrc, stream.ssrc))
+
+    def send_nack(self, stream: Stream, seqs: list[int]) -> None:
+        if stream.ssrc:
+            self.send_rtcp(nack(self.rtcp_ssrc, stream.ssrc, seqs))
 
     def send_rtcp(self, packet: bytes) -> None:
         if not packet or self.binding is None or self.closed:
@@ -173,6 +189,15 @@ class PeerLink:
         self.outputs = []
         self.out_by_ssrc.clear()
         self.by_ssrc.clear()
+
+
+class _Rtx:
+    """Routes a publisher's RTX SSRC to ``Stream.on_rtx``."""
+
+    __slots__ = ("on_rtp",)
+
+    def __init__(self, stream: Stream) -> None:
+        self.on_rtp = stream.on_rtx
 
 
 class _TransportSender:

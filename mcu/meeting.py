@@ -32,6 +32,15 @@ if TYPE_CHECKING:
     from .subscriber import Output
 
 _order = itertools.count()
+
+
+class _Sources:
+    __slots__ = ("cameras", "screens", "mics")
+
+    def __init__(self, cameras: list[Stream], screens: list[Stream], mics: list[Stream]) -> None:
+        self.cameras = cameras
+        self.screens = screens
+        self.mics = mics  # ranked: floor, speaker, recently loud, newest
 CONGESTED_LOSS = 26  # RR fraction lost (x/256) above which a subscriber counts as congested
 RECOVERED_LOSS = 5
 
@@ -91,47 +100,59 @@ class Meeting:
         streams.sort(key=lambda s: self._seen.get(s.stream_id, 0))
         return streams
 
-    def _pick_video(self, streams: list[Stream], me: str, current: Stream | None) -> Stream | None:
-        others = [s for s in streams if s.endpoint_id != me]
-        if not others:
-            return None
-        for wanted in (self.floor, self.speaker):
-            if wanted is not None and wanted != me:
-                for s in others:
-                    if s.endpoint_id == wanted:
-                        return s
-        if current is not None and current in others:
-            return current
-        return others[-1]
-
-    def _audio_ranking(self, me: str) -> list[Stream]:
-        mics = [s for s in self._streams("mic") if s.endpoint_id != me]
-
-        def rank(s: Stream) -> tuple:
-            return (
+    def _snapshot(self) -> "_Sources":
+        """The meeting's sources, ordered once per assignment (not once per subscriber)."""
+        mics = self._streams("mic")
+        mics.sort(
+            key=lambda s: (
                 s.endpoint_id != self.floor,
                 s.endpoint_id != self.speaker,
                 -self._loud.get(s.endpoint_id, 0.0),
                 -self._seen.get(s.stream_id, 0),
             )
+        )
+        return _Sources(self._streams("camera"), self._streams("screen"), mics)
 
-        return sorted(mics, key=rank)
+    def _pick_video(self, streams: list[Stream], me: str, current: Stream | None) -> Stream | None:
+        for wanted in (self.floor, self.speaker):
+            if wanted is not None and wanted != me:
+                for s in streams:
+                    if s.endpoint_id == wanted:
+                        return s
+        if current is not None and current.endpoint_id != me and not current.closed:
+            if current in streams:
+                return current
+        for s in reversed(streams):  # the latest other one
+            if s.endpoint_id != me:
+                return s
+        return None
 
-    def wanted_roles(self, peer: "LocalPeer") -> list[str]:
-        me = peer.endpoint_id
+    @staticmethod
+    def _others(streams: list[Stream], me: str, limit: int) -> list[Stream]:
+        out = []
+        for s in streams:
+            if s.endpoint_id != me:
+                out.append(s)
+                if len(out) >= limit:
+                    break
+        return out
+
+    def _wanted(self, src: "_Sources", me: str) -> list[str]:
         roles = []
-        if any(s.endpoint_id != me for s in self._streams("screen")):
+        if self._others(src.screens, me, 1):
             roles.append("slides")
-        if any(s.endpoint_id != me for s in self._streams("camera")):
+        if self._others(src.cameras, me, 1):
             roles.append("main")
-        n_audio = min(self.audio_slots, len(self._audio_ranking(me)))
-        roles += ["audio"] * n_audio
+        roles += ["audio"] * len(self._others(src.mics, me, self.audio_slots))
         return roles
 
-    def missing_roles(self, peer: "LocalPeer") -> list[str]:
-        have = [o.role for o in peer.outputs.values()] + list(peer.pending_roles)
+    def wanted_roles(self, peer: "LocalPeer") -> list[str]:
+        return self._wanted(self._snapshot(), peer.endpoint_id)
+
+    def missing_roles(self, peer: "LocalPeer", src: "_Sources | None" = None) -> list[str]:
+        have = [o.role for o in peer.outputs.values()] + peer.pending_roles + peer.refused_roles
         missing = []
-        for role in self.wanted_roles(peer):
+        for role in self._wanted(src or self._snapshot(), peer.endpoint_id):
             if role in have:
                 have.remove(role)
             else:
@@ -140,8 +161,7 @@ class Meeting:
 
     def assign(self) -> None:
         """Recompute every subscriber's sources; ask for new m-lines where missing."""
-        cameras = self._streams("camera")
-        screens = self._streams("screen")
+        src = self._snapshot()
         for peer in list(self.peers.values()):
             if peer.closed:
                 continue
@@ -150,17 +170,18 @@ class Meeting:
             mains = [o for o in outs if o.role == "main"]
             slides = [o for o in outs if o.role == "slides"]
             audios = [o for o in outs if o.role == "audio"]
-            sharing = any(self._pick_video(screens, me, None) is not None for _ in slides)
+            sharing = bool(slides) and bool(self._others(src.screens, me, 1))
             for out in mains:
                 if peer.congested and sharing:
                     self.router.route(out, None)  # the slides keep the bandwidth
                 else:
-                    self.router.route(out, self._pick_video(cameras, me, out.source))
+                    self.router.route(out, self._pick_video(src.cameras, me, out.source))
             for out in slides:
-                self.router.route(out, self._pick_video(screens, me, out.source))
-            self._assign_audio(audios, self._audio_ranking(me)[: self.audio_slots])
-            if self.missing_roles(peer):
-                peer.request_slots(self.missing_roles(peer))
+                self.router.route(out, self._pick_video(src.screens, me, out.source))
+            self._assign_audio(audios, self._others(src.mics, me, self.audio_slots))
+            missing = self.missing_roles(peer, src)
+            if missing:
+                peer.request_slots(missing)
 
     def _assign_audio(self, outs: list["Output"], wanted: list[Stream]) -> None:
         keep = [o for o in outs if o.source in wanted]

@@ -86,6 +86,8 @@ class LocalPeer:
         self.streams: dict[str, Stream] = {}  # by mid
         self.outputs: dict[str, Output] = {}  # by mid
         self.pending_roles: list[str] = []  # roles of offered, not yet answered m-lines
+        self.refused_roles: list[str] = []  # roles whose m-line the client refused
+        self._slots_queued = False
         self._roles: dict[str, str] = {}  # mid -> output role
         self.link = PeerLink(
             spec.endpoint_id, self._on_link_up, self._schedule_close, meeting.router.on_feedback
@@ -218,9 +220,14 @@ class LocalPeer:
         self._offer_outstanding = False
         remote = describe(sdp)
         for mid, role in list(self._roles.items()):
+            if mid in self.outputs:
+                continue
             line = remote.get(mid)
-            if mid not in self.outputs and line is not None and receives(line.direction):
+            if line is not None and receives(line.direction):
                 self._add_output(mid, line, role)
+            else:  # the client refused this m-line: never offer that slot again
+                self.refused_roles.append(role)
+                del self._roles[mid]
         self.pending_roles = []
         self._install_hooks()
         self.meeting.peer_changed(self)
@@ -242,11 +249,16 @@ class LocalPeer:
 
     def request_slots(self, roles: list[str]) -> None:
         """The meeting wants more send m-lines for this peer: offer them (in the owner task)."""
-        if self.closed or not roles or not self.renegotiate:
+        if self.closed or not roles or not self.renegotiate or self._slots_queued:
             return
+        if self._ops.full():
+            log.warning("peer %s busy; slots %s not offered now", self.endpoint_id, roles)
+            return
+        self._slots_queued = True  # one queued request at a time; it re-reads what is missing
         self.post(lambda: self._offer_slots(roles))
 
     async def _offer_slots(self, roles: list[str]) -> None:
+        self._slots_queued = False
         missing = self.meeting.missing_roles(self)
         if not missing:
             return
@@ -270,7 +282,14 @@ class LocalPeer:
             self._roles[mid] = role
         self.pending_roles = list(missing)
         self._offer_outstanding = True
-        await self.events({"type": "offer", "sdp": self.pc.localDescription.sdp})
+        try:
+            await self.events({"type": "offer", "sdp": self.pc.localDescription.sdp})
+        except Exception:
+            # the offer is applied locally but never reached the client, and aiortc cannot
+            # roll back: the session cannot be negotiated any more, so release it
+            log.warning("offer to %s not delivered; closing the peer", self.endpoint_id)
+            self._schedule_close()
+            raise
 
     def _role_for_client_mline(self, line: MLine) -> str:
         if line.kind == "audio":
@@ -298,6 +317,7 @@ class LocalPeer:
             clock_rate=local.clock_rate,
             audio_level_id=local.audio_level_id,
             send_keyframe_request=self.link.send_keyframe_request,
+            send_nack=self.link.send_nack,
             keyframe_interval=self.keyframe_interval,
             priority=1 if source == "screen" else 0,
         )

@@ -119,6 +119,15 @@ def vp8_keyframe_start(data: bytes, off: int, end: int) -> bool:
     return not (data[pos] & 0x01)  # P bit 0: key frame
 
 
+def vp8_picture_id(data: bytes, off: int) -> int:
+    """The 15-bit VP8 picture id (RFC 7741 4.2, M bit set), or -1 (absent or 7-bit form)."""
+    if len(data) - off < 4 or not (data[off] & 0x80):
+        return -1
+    if (data[off + 1] & 0x80) and (data[off + 2] & 0x80):
+        return (data[off + 2] & 0x7F) << 8 | data[off + 3]
+    return -1
+
+
 def h264_keyframe_parts(data: bytes, off: int, end: int) -> bool:
     """True if the packet carries an SPS or the start of an IDR slice (RFC 6184)."""
     if end - off < 1:

@@ -20,12 +20,14 @@ from typing import Callable
 
 from .rtp_header import (
     SEQ_TS,
+    U32,
     audio_level,
     h264_keyframe_parts,
     payload_bounds,
     vp8_keyframe_start,
+    vp8_picture_id,
 )
-from .subscriber import Output, _pack, _protect
+from .subscriber import Output, _pack, _pack_pid, _protect
 
 CACHE_SIZE = 1024  # packets; power of two (about 6 s of 720p video at 1.5 Mbit/s)
 _MASK = CACHE_SIZE - 1
@@ -33,6 +35,8 @@ _ZERO10 = bytes(10)
 # Largest rewritten packet: libsrtp's buffer is 1500 bytes and protect may append up to 144
 # (pylibsrtp.SRTP_MAX_TRAILER_LEN); longer packets are dropped, never written past the buffer.
 MAX_PACKET = 1500 - 144
+MAX_NACK_GAP = 64  # a bigger jump is a restart, not a loss
+NACK_REPEAT = 0.1  # s before the same sequence number may be NACKed again
 REPLAY_MAX_AGE = 0.6  # s: a new subscriber gets the cached key frame if it is this recent
 REPLAY_MAX_PACKETS = 256
 
@@ -51,6 +55,7 @@ class Stream:
         clock_rate: int,
         audio_level_id: int = 0,
         send_keyframe_request: Callable[["Stream"], None] | None = None,
+        send_nack: Callable[["Stream", list[int]], None] | None = None,
         keyframe_interval: float = 0.5,
         priority: int = 0,
     ) -> None:
@@ -64,6 +69,9 @@ class Stream:
         self.priority = priority
         self.ssrc: int | None = None
         self._send_kf = send_keyframe_request
+        self._send_nack = send_nack
+        self._nacked: dict[int, float] = {}
+        self.pt: int | None = None  # the publisher's payload type (to restore RTX packets)
         self.keyframe_interval = keyframe_interval
         self._kf_last = -1e9
         self._kf_timer: asyncio.TimerHandle | None = None
@@ -71,6 +79,7 @@ class Stream:
         self.closed = False
         self._cache: list[bytes | None] = [None] * CACHE_SIZE
         self._keyfn = None
+        self.vp8 = kind == "video" and self.codec == "VP8"
         if kind == "video":
             self._keyfn = h264_keyframe_parts if self.codec == "H264" else vp8_keyframe_start
         # outputs: live ones grouped by profile, waiting ones in a list
@@ -82,6 +91,8 @@ class Stream:
         self.last_ts = 0
         self.fwd_time: float | None = None
         self.key_seq: int | None = None
+        self.key_pid = -1
+        self.last_pid = -1  # VP8 picture id of the last forwarded packet (-1: none)
         self.key_ts: int | None = None
         self.key_time = 0.0
         self.level_sum = 0
@@ -98,6 +109,9 @@ class Stream:
         self.keyframes = 0
         self.keyframe_requests = 0
         self.malformed = 0
+        self.late = 0
+        self.rtx_received = 0
+        self.nacks_sent = 0
 
     # -- hot path --------------------------------------------------------------------------
 
@@ -113,16 +127,25 @@ class Stream:
         seq, ts = SEQ_TS.unpack_from(data, 2)
         self.packets += 1
         self.octets += end - off
-        if (seq - self.hi_seq) & 0xFFFF < 0x8000 or self.packets == 1:  # newest so far
-            if seq < self.hi_seq:
-                self.seq_cycles += 0x10000
-            self.hi_seq = seq
+        gap = (seq - self.hi_seq) & 0xFFFF
+        if self.packets == 1:
+            self.pt = data[1] & 0x7F
+        elif gap >= 0x8000:  # older than the newest: a retransmission or reordering
+            self._late(data, seq)
+            return
+        elif gap > 1:
+            self._lost(self.hi_seq, gap)
+        if seq < self.hi_seq:
+            self.seq_cycles += 0x10000
+        self.hi_seq = seq
         self._cache[seq & _MASK] = data
         key = False
         level = None
+        pid = vp8_picture_id(data, off) if self.vp8 else -1
         if self._keyfn is not None:
             if self._keyfn(data, off, end) and ts != self.key_ts:
                 key = True
+                self.key_pid = pid
                 self.key_seq = seq
                 self.key_ts = ts
                 self.key_time = time.monotonic()
@@ -136,12 +159,13 @@ class Stream:
         if self.muted:
             return
         if self.waiting and (key or self._keyfn is None):
-            self._admit_waiting(seq, ts)
+            self._admit_waiting(seq, ts, pid)
         glist = self._glist
         if not glist:
             return
         self.last_seq = seq
         self.last_ts = ts
+        self.last_pid = pid
         self.fwd_time = time.monotonic()
         b1 = data[1] & 0x80
         payload = data[off:end]
@@ -160,6 +184,8 @@ class Stream:
                 mv = o.mv
                 mv[0:n] = tmpl
                 _pack(mv, 2, (seq + o.seq_off) & 0xFFFF, (ts + o.ts_off) & 0xFFFFFFFF, o.ssrc)
+                if pid >= 0:  # VP8: picture ids continuous per subscriber too
+                    _pack_pid(mv, 14, 0x8000 | ((pid + o.pid_off) & 0x7FFF))
                 lp = o.lenp
                 lp[0] = n
                 if _protect(o.ctx, o.cdata, lp):
@@ -170,6 +196,61 @@ class Stream:
                 except OSError:
                     o.dropped += 1
             self.forwarded += len(outs)
+
+    # -- losses between the publisher and the node ----------------------------------------
+
+    def _lost(self, hi_seq: int, gap: int) -> None:
+        """Packets hi_seq+1 .. hi_seq+gap-1 are missing: ask the publisher for them (NACK)."""
+        if gap <= MAX_NACK_GAP:
+            self.request_retransmission([(hi_seq + i) & 0xFFFF for i in range(1, gap)])
+
+    def request_retransmission(self, seqs: list[int]) -> None:
+        """NACK ``seqs`` to the publisher, each at most once per NACK_REPEAT seconds."""
+        if self._send_nack is None or self.closed or not seqs:
+            return
+        now = time.monotonic()
+        nacked = self._nacked
+        fresh = [q for q in seqs if now - nacked.get(q, -1e9) >= NACK_REPEAT]
+        if not fresh:
+            return
+        if len(nacked) > 512:
+            for q in [q for q, t in nacked.items() if now - t >= NACK_REPEAT]:
+                del nacked[q]
+        for q in fresh:
+            nacked[q] = now
+        self.nacks_sent += 1
+        self._send_nack(self, fresh)
+
+    def on_rtx(self, data: bytes) -> None:
+        """An RFC 4588 retransmission from the publisher: restore the original packet."""
+        try:
+            _, _, off, end = payload_bounds(data)
+        except ValueError:
+            self.malformed += 1
+            return
+        if end - off < 3 or self.pt is None or self.ssrc is None:
+            return  # padding-only probe, or nothing to restore it into
+        head = bytearray(data[:off])
+        head[0] &= 0xDF  # padding removed below
+        head[1] = (data[1] & 0x80) | self.pt
+        head[2] = data[off]
+        head[3] = data[off + 1]
+        U32.pack_into(head, 8, self.ssrc)
+        self.rtx_received += 1
+        self.on_rtp(bytes(head) + data[off + 2 : end])
+
+    def _late(self, data: bytes, seq: int) -> None:
+        """Forward a late packet (slow path) to the outputs that were live when it was sent."""
+        self.late += 1
+        if (self.hi_seq - seq) & 0xFFFF >= CACHE_SIZE:
+            return
+        self._cache[seq & _MASK] = data
+        if self.muted:
+            return
+        for _, _, outs in self._glist:
+            for out in outs:
+                if (seq - out.epoch_seq) & 0xFFFF < 0x8000:
+                    out.send_plain(out.render(data))
 
     def cached(self, seq: int) -> bytes | None:
         data = self._cache[seq & _MASK]
@@ -186,14 +267,14 @@ class Stream:
         self._groups.setdefault(out.profile, []).append(out)
         self._rebuild()
 
-    def _admit_waiting(self, seq: int, ts: int) -> None:
+    def _admit_waiting(self, seq: int, ts: int, pid: int = -1) -> None:
         now = time.monotonic()
         ready = [o for o in self.waiting if o.ready]
         if not ready:
             return
         self.waiting = [o for o in self.waiting if not o.ready]
         for out in ready:
-            out.admit(seq, ts, now)
+            out.admit(seq, ts, now, pid)
             self._groups.setdefault(out.profile, []).append(out)
         self._rebuild()
 
@@ -242,7 +323,7 @@ class Stream:
             if data is None:
                 return False
             packets.append(data)
-        out.admit(self.key_seq, self.key_ts or 0, self.key_time)
+        out.admit(self.key_seq, self.key_ts or 0, self.key_time, self.key_pid)
         for data in packets:
             out.send_plain(out.render(data))
         self._go_live(out)
@@ -327,6 +408,7 @@ class Stream:
             self.remove_output(out)
         self._cache = [None] * CACHE_SIZE
         self._send_kf = None
+        self._send_nack = None
         return outs
 
     def stats(self) -> dict:
@@ -339,6 +421,9 @@ class Stream:
             "forwarded": self.forwarded,
             "keyframes": self.keyframes,
             "keyframe_requests": self.keyframe_requests,
+            "late": self.late,
+            "rtx_received": self.rtx_received,
+            "nacks_sent": self.nacks_sent,
             "muted": self.muted,
             "outputs": len(self.outputs()),
         }

@@ -29,13 +29,14 @@ from typing import TYPE_CHECKING, Any
 from pylibsrtp import Session
 from pylibsrtp._binding import ffi, lib
 
-from .rtp_header import SEQ_TS_SSRC, U16, payload_bounds
+from .rtp_header import SEQ_TS_SSRC, U16, payload_bounds, vp8_picture_id
 
 if TYPE_CHECKING:
     from .stream import Stream
 
 _protect = lib.srtp_protect
 _pack = SEQ_TS_SSRC.pack_into
+_pack_pid = U16.pack_into
 
 
 class Output:
@@ -85,6 +86,8 @@ class Output:
         self.next_seq = random.randrange(1 << 16)
         self.next_ts = random.randrange(1 << 32)
         self.next_time = time.monotonic()
+        self.pid_off = 0  # VP8 picture id offset (15-bit), same scheme as seq/ts
+        self.next_pid = random.randrange(1 << 15)
         # counters
         self.dropped = 0
         self.errors = 0
@@ -148,10 +151,15 @@ class Output:
             self.next_seq = (src.last_seq + self.seq_off + 1) & 0xFFFF
             self.next_ts = (src.last_ts + self.ts_off + 1) & 0xFFFFFFFF
             self.next_time = src.fwd_time
+            if src.last_pid >= 0:
+                self.next_pid = (src.last_pid + self.pid_off + 1) & 0x7FFF
         self.live = False
 
-    def admit(self, seq: int, ts: int, now: float) -> None:
-        """Compute offsets so that source packet (seq, ts) continues the output."""
+    def admit(self, seq: int, ts: int, now: float, pid: int = -1) -> None:
+        """Compute offsets so that source packet (seq, ts[, VP8 picture id]) continues the
+        output."""
+        if pid >= 0:
+            self.pid_off = (self.next_pid - pid) & 0x7FFF
         elapsed = max(0.0, now - self.next_time)
         out_ts = (self.next_ts + int(elapsed * self.clock_rate)) & 0xFFFFFFFF
         self.seq_off = (self.next_seq - seq) & 0xFFFF
@@ -173,7 +181,14 @@ class Output:
             head[0] = 0x90
             ext = bytes((0xBE, 0xDE, 0, 1, self.level_id << 4, level & 0x7F, 0, 0))
         _pack(head, 2, (seq + self.seq_off) & 0xFFFF, (ts + self.ts_off) & 0xFFFFFFFF, self.ssrc)
-        return bytes(head) + ext + data[off:end]
+        payload = data[off:end]
+        if self.source is not None and self.source.vp8:
+            pid = vp8_picture_id(data, off)
+            if pid >= 0:
+                payload = bytearray(payload)
+                _pack_pid(payload, 2, 0x8000 | ((pid + self.pid_off) & 0x7FFF))
+                payload = bytes(payload)
+        return bytes(head) + ext + payload
 
     def render_rtx(self, data: bytes) -> bytes:
         """RFC 4588 retransmission packet for source packet ``data``."""
@@ -193,17 +208,21 @@ class Output:
         if src is None or not self.live or not self.ready:
             return 0
         sent = 0
+        missing = []
         for out_seq in lost[:64]:
             src_seq = (out_seq - self.seq_off) & 0xFFFF
             if (src_seq - self.epoch_seq) & 0xFFFF >= 0x8000:
                 continue  # before this output started on the source
             data = src.cached(src_seq)
             if data is None:
+                missing.append(src_seq)  # lost on the way in: ask the publisher
                 continue
             packet = self.render_rtx(data) if self.rtx_pt and self.rtx_ssrc else self.render(data)
             if self.send_plain(packet):
                 sent += 1
         self.retransmitted += sent
+        if missing:
+            src.request_retransmission(missing)
         return sent
 
     def report_state(self, now: float) -> tuple[int, int] | None:

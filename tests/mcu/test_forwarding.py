@@ -43,3 +43,25 @@ async def test_whip_publisher_and_whep_viewer(node):
     finally:
         await view.close()
         await pub.close()
+
+
+async def test_subscriber_that_stops_reading_does_not_hurt_the_others(node):
+    pub = Client(node, "m2", "pub", video=PatternTrack(150), recv_video=False, recv_audio=False)
+    slow = Client(node, "m2", "slow", publish=False, recv_audio=False)
+    fast = Client(node, "m2", "fast", publish=False, recv_audio=False)
+    try:
+        for c in (pub, slow, fast):
+            await c.join()
+        assert await wait_for(lambda: slow.video_frames() and len(fast.video_frames()) >= 3)
+        conn = slow.pc.getTransceivers()[0].receiver.transport.transport._connection
+        for proto in conn._protocols:
+            proto.transport.pause_reading()  # its socket fills up; the node must not care
+        n_fast, n_slow = len(fast.video_frames()), len(slow.video_frames())
+        await asyncio.sleep(1.5)
+        assert len(fast.video_frames()) >= n_fast + 15  # ~15 fps keeps flowing
+        assert len(slow.video_frames()) <= n_slow + 2
+        stream = next(iter(node.meetings["m2"].peers["pub"].streams.values()))
+        assert len(stream.outputs()) == 2 and "slow" in node.meetings["m2"].peers
+    finally:
+        for c in (fast, slow, pub):
+            await c.close()

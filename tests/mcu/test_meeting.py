@@ -130,3 +130,26 @@ async def test_screen_share_gets_its_own_slot(node):
     finally:
         await s.close()
         await a.close()
+
+
+async def test_vanished_client_is_released_after_consent_fails(node, monkeypatch):
+    """A client that dies without a word (no DTLS close): ICE consent freshness notices."""
+    import aioice.ice
+
+    monkeypatch.setattr(aioice.ice, "CONSENT_INTERVAL", 0.2)
+    monkeypatch.setattr(aioice.ice, "CONSENT_FAILURES", 3)
+    a = Client(node, "m", "a", video=PatternTrack(90), recv_video=False, recv_audio=False)
+    s = Client(node, "m", "s", publish=False, recv_audio=False)
+    try:
+        await a.join()
+        await s.join()
+        assert await wait_for(lambda: s.video_frames() != [])
+        conn = s.pc.getTransceivers()[0].receiver.transport.transport._connection
+        for proto in list(conn._protocols):
+            proto.transport.close()  # the process is gone: nothing answers any more
+        assert await wait_for(lambda: "s" not in node.meetings["m"].peers, timeout=8)
+        stream = next(iter(node.meetings["m"].peers["a"].streams.values()))
+        assert stream.outputs() == []
+    finally:
+        await s.close()
+        await a.close()

@@ -35,8 +35,9 @@ class FakeSock:
 def make_output(sock, key, ssrc=0xABCD, pt=100, kind="video"):
     out = Output(endpoint_id="s", kind=kind, role="main", ssrc=ssrc, payload_type=pt,
                  clock_rate=90000)
-    session = Session(Policy(key=key, ssrc_type=Policy.SSRC_ANY_OUTBOUND))
-    out.bind_link(session, sock, ("127.0.0.1", 9))
+    policy = Policy(key=key, ssrc_type=Policy.SSRC_ANY_OUTBOUND)
+    policy.allow_repeat_tx = True  # as aiortc sets it: NACK answers without RTX reuse seqs
+    out.bind_link(Session(policy), sock, ("127.0.0.1", 9))
     return out
 
 
@@ -173,3 +174,58 @@ def test_speaker_detector_hysteresis():
     assert d.tick({"b": 15.0}, 3.0) is None and d.speaker == "b"
     d.forget("b")
     assert d.speaker is None
+
+
+def test_loss_on_the_way_in_is_nacked_and_rtx_restored():
+    key = os.urandom(30)
+    nacks = []
+    s = Stream(stream_id="a", endpoint_id="a", kind="video", source="camera", codec="VP8",
+               clock_rate=90000, send_nack=lambda st, seqs: nacks.append(list(seqs)))
+    s.ssrc = 0x1111
+    sock = FakeSock()
+    out = make_output(sock, key, ssrc=9)
+    s.add_output(out)
+    s.on_rtp(rtp(10, 0, payload=VP8_KEY))
+    s.on_rtp(rtp(13, 3000, payload=VP8_DELTA))  # 11 and 12 lost upstream
+    assert nacks == [[11, 12]]
+    # a subscriber NACKs 11 too: not in the cache, and already asked for: no second NACK
+    out.retransmit([(11 + out.seq_off) & 0xFFFF])
+    assert nacks == [[11, 12]]
+    # the publisher's RTX for 11 (OSN + payload, its own SSRC and payload type)
+    rtx_packet = struct.pack("!BBHII", 0x80, 97, 500, 0, 0x2222) + struct.pack("!H", 11) + b"late"
+    s.on_rtx(rtx_packet)
+    assert s.rtx_received == 1 and s.late == 1
+    plain = decrypt(key, sock.sent)
+    restored = plain[-1]
+    seq = struct.unpack_from("!H", restored, 2)[0]
+    assert seq == (11 + out.seq_off) & 0xFFFF and restored[12:] == b"late"
+    assert restored[1] & 0x7F == out.pt
+    assert s.cached(11) is not None
+
+
+def vp8(pid, key):
+    return bytes((0x90, 0x80, 0x80 | (pid >> 8), pid & 0xFF, 0x00 if key else 0x01, 0, 0))
+
+
+def test_vp8_picture_ids_continuous_across_switch():
+    key = os.urandom(30)
+    sock = FakeSock()
+    out = make_output(sock, key)
+    a = Stream(stream_id="a", endpoint_id="a", kind="video", source="camera", codec="VP8",
+               clock_rate=90000)
+    b = Stream(stream_id="b", endpoint_id="b", kind="video", source="camera", codec="VP8",
+               clock_rate=90000)
+    a.add_output(out)
+    a.on_rtp(rtp(1, 0, payload=vp8(32760, True)))
+    a.on_rtp(rtp(2, 3000, payload=vp8(32761, False)))
+    a.on_rtp(rtp(3, 6000, payload=vp8(32762, False)))  # wraps at 2^15 downstream too
+    a.remove_output(out)
+    b.add_output(out)
+    b.on_rtp(rtp(900, 0, payload=vp8(5, True)))
+    b.on_rtp(rtp(901, 3000, payload=vp8(6, False)))
+    pids = [struct.unpack_from("!H", p, 14)[0] & 0x7FFF for p in decrypt(key, sock.sent)]
+    assert [(x - pids[0]) & 0x7FFF for x in pids] == [0, 1, 2, 3, 4]
+    # a NACK answer carries the same rewritten picture id as the original
+    assert out.retransmit([(901 + out.seq_off) & 0xFFFF]) == 1
+    resent = decrypt(key, sock.sent[-1:])[0]
+    assert struct.unpack_from("!H", resent, 14)[0] & 0x7FFF == pids[-1]

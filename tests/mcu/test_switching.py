@@ -114,3 +114,31 @@ async def test_publisher_gets_receiver_reports_and_remb(node):
     finally:
         await s.close()
         await a.close()
+
+
+async def test_packet_lost_before_the_node_is_recovered_from_publisher_rtx(node):
+    a = Client(node, "m", "a", video=PatternTrack(120), recv_video=False, recv_audio=False)
+    s = Client(node, "m", "s", publish=False, recv_audio=False)
+    try:
+        await a.join()
+        await s.join()
+        assert await wait_for(lambda: len(s.video_frames()) >= 3)
+        link = node.meetings["m"].peers["a"].link
+        stream = next(iter(node.meetings["m"].peers["a"].streams.values()))
+        dropped = []
+
+        class Lossy:  # drops one packet on the way into the node
+            def on_rtp(self, data):
+                if not dropped and stream.packets > 20:
+                    dropped.append(data[2] << 8 | data[3])
+                    return
+                stream.on_rtp(data)
+
+        link.by_ssrc[stream.ssrc] = Lossy()
+        assert await wait_for(lambda: stream.rtx_received >= 1, timeout=5)
+        assert stream.nacks_sent >= 1 and stream.cached(dropped[0]) is not None
+        n = len(s.video_frames())
+        assert await wait_for(lambda: len(s.video_frames()) >= n + 5)
+    finally:
+        await s.close()
+        await a.close()
