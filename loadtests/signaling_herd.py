@@ -54,14 +54,14 @@ def start_server(port: int, data: Path, store: str | None) -> subprocess.Popen:
     if store:
         cmd += ["--store", store]
     cmd += ["serve", "--host", "127.0.0.1", "--port", str(port), "--media", "none"]
-    return subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    return subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=open(data / "server.log", "wb"))
 
 
 async def wait_healthy(http: aiohttp.ClientSession, url: str, proc: subprocess.Popen) -> None:
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise SystemExit(f"server exited: {proc.stderr.read().decode()[-2000:]}")
+            raise SystemExit(f"server exited with {proc.returncode}")
         try:
             async with http.get(url + "/healthz") as r:
                 if r.status == 200:
@@ -113,6 +113,9 @@ async def herd(url: str, tokens: dict[str, str], meeting_id: str, chair: str, ti
         await ws.send_json({"v": 1, "type": "hello", "token": token})
         await ws.send_json({"v": 1, "type": "join", "meeting_id": meeting_id})
         async for raw in ws:
+            if raw.type != aiohttp.WSMsgType.TEXT:
+                print(f"  {ep}: connection ended: {raw.type.name} {raw.data}", flush=True)
+                return
             msg = json.loads(raw.data)
             if msg["type"] == "joined":
                 joined_at[ep] = time.monotonic() - t0
@@ -174,7 +177,12 @@ async def main(args) -> dict:
                     await asyncio.sleep(1)
         finally:
             proc.terminate()
-            proc.wait(15)
+            try:
+                proc.wait(15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+            if args.keep_log:
+                Path(args.keep_log).write_bytes((Path(tmp) / "server.log").read_bytes())
     return {"benchmark": "signaling_herd", "store": args.store or "sqlite (embedded)", "cores": os.cpu_count(),
             "server_cpu_ms_per_login": cpu_login * 1000, "rounds": rounds}
 
@@ -192,6 +200,7 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--store", help="redis://... to run the server on an external Redis")
     parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--keep-log", dest="keep_log", help="copy the server's log here")
     parser.add_argument("--timeout", type=float, default=60.0, help="seconds allowed for all joins")
     args = parser.parse_args()
     result = asyncio.run(main(args))

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from signaling.media import MediaError
+
 from aiortc import RTCRtpSender, RTCRtpTransceiver
 from aiortc import sdp as aiosdp
 
@@ -19,7 +21,7 @@ SUPPORTED_VIDEO = ("VP8", "H264")
 SUPPORTED_AUDIO = ("OPUS",)
 
 
-class NegotiationError(ValueError):
+class NegotiationError(MediaError, ValueError):
     """The remote description cannot be served by this media node."""
 
 

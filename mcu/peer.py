@@ -23,6 +23,8 @@ from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription, c
 from aiortc.rtcconfiguration import RTCBundlePolicy
 from aiortc.sdp import candidate_from_sdp
 
+from signaling.media import MediaError, MediaRetry
+
 from .link import PeerLink
 from .negotiation import MLine, NegotiationError, describe, receives, sends, set_codec
 from .rtp_header import remb, receiver_report
@@ -42,15 +44,15 @@ OPS_QUEUE_SIZE = 32
 # node asks for 85 % of what arrives instead.
 REMB_MAX = {"camera": 2_500_000, "screen": 3_000_000}
 
-class PeerError(RuntimeError):
+class PeerError(MediaError):
     """A request on a media peer that cannot be served (maps to a client error)."""
 
 
-class PeerBusy(PeerError):
+class PeerBusy(PeerError, MediaRetry):
     pass
 
 
-class Glare(PeerError):
+class Glare(PeerError, MediaRetry):
     pass
 
 

@@ -12,6 +12,7 @@ import msgspec
 
 from endpoints.directory import DirectoryError, UnknownEndpointError
 from endpoints.selectors import SelectorError
+from signaling.media import MediaError, MediaRetry
 from signaling.meetings.errors import ConflictError, MeetingError, NotFoundError
 
 
@@ -68,6 +69,10 @@ def classify(exc: BaseException) -> ApiError | None:
     """The ApiError for an exception a user can cause; None for a server fault."""
     if isinstance(exc, ApiError):
         return exc
+    if isinstance(exc, MediaRetry):
+        return ApiError("retry", f"media busy: {exc}; answer the server's offer first, then retry", 409)
+    if isinstance(exc, MediaError):
+        return bad_request(f"media: {exc}")
     if isinstance(exc, msgspec.ValidationError):
         return bad_request(f"invalid request: {exc}")
     if isinstance(exc, msgspec.DecodeError):

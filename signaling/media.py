@@ -12,9 +12,19 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Awaitable, Callable, Protocol
 
+class MediaError(Exception):
+    """A media request the client can fix (bad SDP, peer closed); answered as a client error."""
+
+
+class MediaRetry(MediaError):
+    """The peer is busy with another negotiation (or glare): retry after answering the server's offer."""
+
+
 # A media node pushes messages to its client through signaling with this callback: server-made
 # offers for renegotiation ({"type": "offer", "sdp": ...}), trickled ICE candidates
 # ({"type": "ice", ...}), active-speaker changes ({"type": "speaker", "endpoint": ...}).
+# The sink runs on the peer's own task: it must not await that peer's methods (deadlock); it
+# may send to the client. Event dicts may be shared between peers: copy before changing them.
 EventSink = Callable[[dict[str, Any]], Awaitable[None]]
 
 

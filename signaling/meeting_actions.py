@@ -3,6 +3,7 @@ floor and mutes. Mixed into ``Session``; every method runs on the session's owne
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from datetime import datetime, timezone
@@ -77,9 +78,15 @@ class MeetingActions:
         return info
 
     async def leave_meeting(self, reason: str) -> None:
+        """Leave the current meeting. The release runs shielded, so a disconnect that cancels the
+        owner task mid-leave cannot leave a stale participant entry or an open attendance record."""
         occ, self.occurrence_id = self.occurrence_id, None
         if occ is None:
             return
+        self._leaving = asyncio.ensure_future(self._release(occ, reason))
+        await asyncio.shield(self._leaving)
+
+    async def _release(self, occ: str, reason: str) -> None:
         peer, self.peer = self.peer, None
         if peer is not None:
             await peer.close()
@@ -91,6 +98,11 @@ class MeetingActions:
         await self.deliver(server_msg("left", meeting_id=self.meeting_id, reason=reason))
         self.meeting_id = self.role = None
         self.ctx.rooms.participants_changed(occ)
+
+    async def finish_leaving(self) -> None:
+        """Wait for a release that a cancelled leave started (called by Session.stop)."""
+        if getattr(self, "_leaving", None) is not None:
+            await asyncio.gather(self._leaving, return_exceptions=True)
 
     async def _on_leave(self, msg: Leave) -> None:
         await self.leave_meeting(reason="left")
@@ -122,8 +134,8 @@ class MeetingActions:
         return self.peer
 
     async def _media_event(self, event: dict[str, Any]) -> None:
-        kind = event.pop("type")
-        await self.deliver(server_msg(kind, **event))
+        fields = {k: v for k, v in event.items() if k != "type"}  # the dict is shared between peers
+        await self.deliver(server_msg(event["type"], **fields))
 
     async def _on_offer(self, msg: Offer) -> None:
         peer = await self._ensure_peer()

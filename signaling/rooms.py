@@ -15,6 +15,7 @@ joining at 07:50 = 44,000 messages of 211 entries each).
 from __future__ import annotations
 
 import asyncio
+import copy
 import json
 import logging
 import time
@@ -102,8 +103,7 @@ class RoomHub:
         """Apply ``change`` to the room document atomically (retrying on a concurrent write)."""
         for _ in range(50):
             current = await self.store.get("rooms", occurrence_id)
-            new = empty_room() | (current or {})
-            new["hands"], new["muted"], new["removed"] = list(new["hands"]), dict(new["muted"]), list(new["removed"])
+            new = copy.deepcopy(empty_room() | (current or {}))  # ``change`` may edit nested values
             change(new)
             if await self.store.compare_and_put("rooms", occurrence_id, current, new):
                 return new

@@ -236,6 +236,7 @@ class Session(MeetingActions):
             metrics.WS_SESSIONS.dec()
             log.info("session closed", extra=self.log_extra())
         try:
+            await self.finish_leaving()
             await self.leave_meeting(reason="disconnected")
             await self.ctx.sessions.remove(self)
         except StoreError as exc:  # shutting down, or the store is gone: presence expires by TTL

@@ -3,7 +3,7 @@
 Example ``/etc/giaoban-agent.yaml``::
 
     server: https://giaoban.hagiang.gov.vn
-    endpoint: hg-mv-xa-1
+    endpoint: hg-mv-son-vi
     secret_file: /etc/giaoban-agent.secret
     video: v4l2:/dev/video0          # test | file:<path> | v4l2:<device> | none
     audio: alsa:default              # test | file:<path> | alsa:<device> | pulse:<device> | none
@@ -33,7 +33,7 @@ class ConfigError(ValueError):
 @dataclass
 class AgentConfig:
     server: str = ""  # http(s)://host:port of the giaoban server
-    endpoint: str = ""  # endpoint id from the directory, e.g. hg-mv-xa-1
+    endpoint: str = ""  # endpoint id from the directory, e.g. hg-mv-son-vi
     secret: str = ""  # the endpoint secret (prefer secret_file)
     secret_file: str = ""  # a file holding the secret (first line)
     video: str = "test"  # camera source
@@ -83,7 +83,7 @@ class AgentConfig:
         if u.scheme not in ("http", "https") or not u.netloc:
             raise bad(f"server must be an http:// or https:// URL, got {self.server!r}")
         if not self.endpoint:
-            raise bad("endpoint (the endpoint id, e.g. hg-mv-xa-1) is required")
+            raise bad("endpoint (the endpoint id, e.g. hg-mv-son-vi) is required")
         if not self.secret and not self.secret_file:
             raise bad(f"endpoint {self.endpoint}: give its secret with secret_file (or secret)")
         _check_source("video", self.video, VIDEO_KINDS, bad)

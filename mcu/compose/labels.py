@@ -24,7 +24,7 @@ FONT_CANDIDATES = (
     "/usr/share/fonts/truetype/noto/NotoSans-Regular.ttf",
 )
 _DARK_Y = 96      # band luma keeps 96/256 of the picture
-_DARK_UV = 128    # band chroma keeps half of its saturation
+_DARK_UV = 80     # band chroma keeps 5/16 of its saturation
 _TEXT_Y = 235     # white in limited-range luma
 
 

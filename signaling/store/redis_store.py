@@ -88,6 +88,10 @@ def redact(url: str) -> str:
         return "<unparseable redis URL>"
 
 
+MAX_CONNECTIONS = 64  # per store; each live subscription holds one of them
+POOL_WAIT_S = 10.0
+
+
 class RedisStore(Store):
     def __init__(self, url: str, *, prefix: str = "gb:", queue_size: int = DEFAULT_QUEUE_SIZE,
                  connect_timeout_s: float = 5.0) -> None:
@@ -108,14 +112,19 @@ class RedisStore(Store):
         if self._state == "stopped":
             raise StoreError(f"{self!r} was stopped; open a new store instead")
         try:
-            client = aioredis.from_url(self.url, decode_responses=True,
-                                       socket_connect_timeout=self._connect_timeout_s)
+            # A blocking pool: a burst (200 terminals joining at 07:50) waits for a free
+            # connection instead of failing with "Too many connections".
+            pool = aioredis.BlockingConnectionPool.from_url(
+                self.url, decode_responses=True, socket_connect_timeout=self._connect_timeout_s,
+                max_connections=MAX_CONNECTIONS, timeout=POOL_WAIT_S)
+            client = aioredis.Redis(connection_pool=pool)
         except (ValueError, TypeError, RedisError) as exc:
             raise StoreError(f"bad Redis URL {self._where!r}: {exc}") from exc
         try:
             await client.ping()
         except (RedisError, OSError) as exc:
             await client.aclose()
+            await pool.disconnect()
             raise StoreError(f"cannot reach Redis at {self._where}: {exc}") from exc
         self._client = client
         self._cas, self._put_eph = client.register_script(_CAS), client.register_script(_PUT_EPH)
@@ -131,6 +140,7 @@ class RedisStore(Store):
             await sub.stop()
         if self._client is not None:
             await self._client.aclose()
+            await self._client.connection_pool.disconnect()
             self._client = None
 
     def _redis(self) -> aioredis.Redis:

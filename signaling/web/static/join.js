@@ -8,7 +8,7 @@ const RETRY_JOIN_MS = 15000;
 
 const state = {
   me: null, name: "", meetingId: null, wantJoin: false, joinRef: null, inRoom: false, media: false,
-  participants: [], hands: [], floor: null, handUp: false, retryTimer: null,
+  participants: [], hands: [], floor: null, speaker: null, handUp: false, retryTimer: null,
 };
 
 function show(el, on = true) { el.classList.toggle("hidden", !on); }
@@ -28,8 +28,20 @@ function fatal(text) {
   media.stopLocal();
 }
 
+// The link's own expiry (claims are signed, not secret: gb1.<base64url JSON>.<mac>); only used
+// to word the message after the server refused the link.
+function linkExpired() {
+  try {
+    const b64 = token.split(".")[1].replace(/-/g, "+").replace(/_/g, "/");
+    const json = new TextDecoder().decode(Uint8Array.from(atob(b64), (c) => c.charCodeAt(0)));
+    return JSON.parse(json).exp * 1000 < Date.now();
+  } catch (e) {
+    return false;
+  }
+}
+
 function explainAuth(message) {
-  if (/expired/i.test(message || "")) {
+  if (/expired/i.test(message || "") || linkExpired()) {
     return "Liên kết tham gia đã hết hạn. Hãy liên hệ cán bộ điều hành để nhận liên kết mới. (This join link has expired. Ask the operator for a new link.)";
   }
   return "Liên kết tham gia không hợp lệ (This join link is not valid): " + (message || "");
@@ -43,7 +55,8 @@ const media = new Media({
   onTrack: addRemote,
   onState: (s) => {
     if (s === "failed") say($("media-notice"), "Kết nối hình/tiếng bị lỗi; đang thử lại… (Media connection failed; retrying…)", "warn");
-    if (s === "failed" && state.inRoom) setTimeout(() => state.inRoom && media.start(), 2000);
+    // a fresh join gives a fresh peer on the media node (the old one is closed by the server)
+    if (s === "failed" && state.inRoom) setTimeout(() => state.inRoom && sendJoin(), 2000);
     if (s === "connected") show($("media-notice"), false);
   },
 });
@@ -91,13 +104,16 @@ const handlers = {
     state.hands = msg.hands || [];
     state.participants = msg.participants || [];
     state.handUp = state.hands.includes(state.me);
+    state.role = msg.role;
+    for (const id of ["hand", "mic", "cam", "share"]) show($(id), msg.role !== "viewer");
     show($("lobby"), false);
     show($("room"), true);
     show($("info"), false);
     $("title").textContent = msg.title;
     for (const kind of ["audio", "video"]) media.setChairMuted(kind, !!(msg.muted || {})[kind]);
     if (state.media) {
-      media.start();
+      clearRemote();  // a rejoin after a reconnect starts a new peer connection
+      media.start(msg.role !== "viewer");
     } else {
       say($("media-notice"), "Máy chủ này chưa có dịch vụ hình/tiếng: bạn vẫn thấy danh sách người tham gia và giơ tay được. (This server has no media node: audio and video are not available, but the participant list and raise hand work.)", "warn");
     }
@@ -141,11 +157,7 @@ const handlers = {
   offer(msg) { media.onOffer(msg.sdp); },
   answer(msg) { media.onAnswer(msg.sdp); },
   ice(msg) { media.onIce(msg); },
-  speaker(msg) {
-    document.querySelectorAll(".video.speaking").forEach((el) => el.classList.remove("speaking"));
-    const el = document.querySelector(`.video[data-endpoint="${CSS.escape(msg.endpoint || "")}"]`);
-    if (el) el.classList.add("speaking");
-  },
+  speaker(msg) { state.speaker = msg.endpoint; labelVideos(); },
   error(msg) {
     if (msg.ref && msg.ref === state.joinRef) return joinFailed(msg);
     if (media.onError(msg)) return;  // our offer crossed a server offer: offered again
@@ -180,7 +192,7 @@ function joinFailed(msg) {
 function leaveRoom(text) {
   state.inRoom = false;
   media.hangup();
-  document.querySelectorAll(".video.remote").forEach((el) => el.remove());
+  clearRemote();
   show($("room"), false);
   show($("lobby"), true);
   $("join").disabled = false;
@@ -199,13 +211,20 @@ function render() {
     li.append(name);
     const tags = [];
     if (ROLE[p.role]) tags.push([ROLE[p.role], ""]);
-    if (state.hands.includes(p.endpoint_id)) tags.push(["✋ giơ tay (hand)", "hand"]);
-    if (state.floor === p.endpoint_id) tags.push(["🎤 phát biểu (floor)", "floor"]);
+    if (state.hands.includes(p.endpoint_id)) tags.push(["giơ tay (hand)", "hand"]);
+    if (state.floor === p.endpoint_id) tags.push(["phát biểu (floor)", "floor"]);
     for (const [text, cls] of tags) {
       const t = document.createElement("span");
       t.className = "tag " + cls;
       t.textContent = text;
       li.append(t);
+    }
+    if (state.role === "chair" && p.endpoint_id !== state.me && state.floor !== p.endpoint_id) {
+      const b = document.createElement("button");
+      b.className = "grant";
+      b.dataset.endpoint = p.endpoint_id;
+      b.textContent = "Mời phát biểu (Give floor)";
+      li.append(b);
     }
     return li;
   }));
@@ -213,6 +232,7 @@ function render() {
   const holder = state.participants.find((p) => p.endpoint_id === state.floor);
   $("floor").textContent = holder ? `Đang phát biểu (Floor): ${holder.name}` : "";
   show($("floor"), !!holder);
+  labelVideos();
   const hand = $("hand");
   hand.setAttribute("aria-pressed", String(state.handUp));
   hand.classList.toggle("on", state.handUp);
@@ -224,27 +244,50 @@ function render() {
   $("cam").innerHTML = camOff ? 'Bật camera <span class="en">(Camera on)</span>' : 'Tắt camera <span class="en">(Camera off)</span>';
 }
 
+// One element per remote track: video tiles (muted) and hidden audio elements. The node's
+// video slots carry changing publishers ("main": floor holder, else the active speaker).
 function addRemote(stream, track) {
-  const id = "remote-" + stream.id;
-  let tile = document.getElementById(id);
-  if (!tile) {
-    tile = document.createElement("div");
-    tile.className = "video remote";
-    tile.id = id;
+  const id = "remote-" + track.id;
+  if (document.getElementById(id)) return;
+  let el;
+  if (track.kind === "audio") {
+    el = document.createElement("audio");
+    el.autoplay = true;
+    el.id = id;
+    el.srcObject = new MediaStream([track]);
+    document.body.append(el);
+  } else {
+    el = document.createElement("div");
+    el.className = "video remote";
+    el.id = id;
     const video = document.createElement("video");
     video.autoplay = true;
     video.playsInline = true;
-    const who = state.participants.find((p) => p.endpoint_id === stream.id);
+    video.muted = true;
+    video.srcObject = new MediaStream([track]);
     const label = document.createElement("span");
     label.className = "name";
-    label.textContent = who ? who.name : "Điểm cầu (Endpoint)";
-    if (who) tile.dataset.endpoint = who.endpoint_id;
-    tile.append(video, label);
-    $("videos").append(tile);
-    video.srcObject = stream;
-    stream.onremovetrack = () => { if (!stream.getTracks().length) tile.remove(); };
+    el.append(video, label);
+    $("videos").append(el);
+    labelVideos();
   }
-  track.onended = () => { if (!stream.getTracks().some((t) => t.readyState === "live")) tile.remove(); };
+  track.addEventListener("ended", () => { el.remove(); labelVideos(); });
+}
+
+function clearRemote() {
+  document.querySelectorAll(".video.remote, audio[id^=remote-]").forEach((el) => el.remove());
+}
+
+function nameOf(id) {
+  const p = state.participants.find((x) => x.endpoint_id === id);
+  return p ? p.name : "";
+}
+
+function labelVideos() {
+  const main = nameOf(state.floor) || nameOf(state.speaker);
+  document.querySelectorAll(".video.remote .name").forEach((label, i) => {
+    label.textContent = i === 0 ? "Hình chính (Main)" + (main ? ": " + main : "") : "Trình chiếu (Slides)";
+  });
 }
 
 // --- camera preview and buttons --------------------------------------------------------------
@@ -268,6 +311,10 @@ $("join").addEventListener("click", () => {
   sendJoin();
 });
 $("retry-camera").addEventListener("click", openCamera);
+$("people").addEventListener("click", (ev) => {  // chair links only
+  const b = ev.target.closest("button.grant");
+  if (b) signal.send("grant_floor", { endpoint_id: b.dataset.endpoint });
+});
 $("hand").addEventListener("click", () => signal.send(state.handUp ? "lower_hand" : "raise_hand"));
 $("mic").addEventListener("click", () => {
   if (media.chairMuted.audio && !state.handUp) { signal.send("raise_hand"); return; }  // ask the chair instead

@@ -70,14 +70,16 @@ export class Media {
     return this.chain;
   }
 
-  start() {
+  // publish = false for viewers: receive only
+  start(publish = true) {
     return this._queue(async () => {
       this._closePc();
       const pc = new RTCPeerConnection({ iceServers: [] });
       this.pc = pc;
       for (const kind of ["audio", "video"]) {
         const t = this.track(kind);
-        if (t) pc.addTransceiver(t, { direction: "sendrecv", streams: [this.local] });
+        if (!publish) pc.addTransceiver(kind, { direction: "recvonly" });
+        else if (t) pc.addTransceiver(t, { direction: "sendrecv", streams: [this.local] });
         else pc.addTransceiver(kind, { direction: "sendrecv" });  // a slot for a later camera or screen
       }
       pc.onicecandidate = (ev) => {

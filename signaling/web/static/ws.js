@@ -23,14 +23,21 @@ export class Signal extends EventTarget {
     this.lastSeen = 0;
     this.timer = null;
     this.retry = null;
-    window.addEventListener("offline", () => this._lost("offline"));
-    window.addEventListener("online", () => { if (!this.ws && !this.stopped) this._connect(); });
+    this._offline = () => this._lost("offline");
+    this._online = () => { if (!this.ws && !this.stopped) this._connect(); };
   }
 
-  start() { this.stopped = false; this._connect(); }
+  start() {
+    this.stopped = false;
+    window.addEventListener("offline", this._offline);
+    window.addEventListener("online", this._online);
+    this._connect();
+  }
 
   stop() {
     this.stopped = true;
+    window.removeEventListener("offline", this._offline);
+    window.removeEventListener("online", this._online);
     clearTimeout(this.retry);
     this._drop();
     this._status("closed");
@@ -89,6 +96,8 @@ export class Signal extends EventTarget {
       const detail = this.fatal || { code: String(ev.code), message: ev.reason || "connection refused" };
       detail.close = ev.code;
       this.stopped = true;
+      window.removeEventListener("offline", this._offline);
+      window.removeEventListener("online", this._online);
       this.dispatchEvent(new CustomEvent("fatal", { detail }));
       this._status("closed");
       return;

@@ -1,0 +1,185 @@
+"""Compositor benchmark: 9 VP8 sources -> one 3x3 720p30 composite, encoded for 3 tiers.
+
+    .venv/bin/python loadtests/compose_bench.py --seconds 10
+
+Nine 640x360 30 fps VP8 clips (moving test patterns, distinct colours) are generated at start
+and fed in real time, as the SFU would hand over depacketized frames; each tier has a few
+subscribers (callbacks) receiving the same encoded bytes.
+
+How the CPU split is measured: every libav call of the compositor (decode, swscale, encode)
+runs single-threaded and is wrapped by the calling thread's CPU clock
+(CLOCK_THREAD_CPUTIME_ID), so libav's work is counted exactly where it happens. The process
+CPU clock (all threads) over the same window is the total. "outside libav" = total - libav:
+numpy composition and labels, Python glue in the workers, the asyncio clock and delivery, and
+the feeder standing in for the SFU (reported separately, so the share is given with and
+without it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import sys
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+from mcu.compose import Compositor, Layout, Tier  # noqa: E402
+from mcu.compose.testsrc import encode_clip  # noqa: E402
+
+RESULTS = os.path.join(ROOT, "loadtests", "results")
+NAMES = ["Xã Lũng Cú", "Phường Quang Trung", "Thị trấn Đồng Văn", "Xã Mèo Vạc", "Xã Sủng Là",
+         "Thị trấn Yên Minh", "Xã Thanh Thủy", "Phường Nguyễn Trãi", "Xã Hồ Thầu"]
+COLOURS = [(200, 40, 40), (40, 180, 60), (50, 60, 200), (210, 200, 40), (190, 60, 190),
+           (40, 190, 190), (230, 130, 30), (120, 120, 120), (150, 90, 40)]
+TIERS = [Tier("720p", 720, 1_200_000), Tier("360p", 360, 400_000), Tier("180p", 180, 150_000),
+         Tier("audio", 0)]
+
+
+def parse() -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--seconds", type=float, default=10.0, help="measured seconds (max 60)")
+    p.add_argument("--warmup", type=float, default=2.0)
+    p.add_argument("--sources", type=int, default=9)
+    p.add_argument("--src-size", default="640x360")
+    p.add_argument("--clip-frames", type=int, default=60)
+    p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--fps", type=int, default=30)
+    p.add_argument("--subscribers", type=int, default=5, help="subscribers per tier")
+    p.add_argument("--tier-codec", default="vp8", choices=["vp8", "h264"])
+    a = p.parse_args()
+    a.seconds = min(a.seconds, 60.0)
+    return a
+
+
+async def feeder(comp: Compositor, clips: list[list[tuple[bytes, bool]]], fps: int,
+                 cpu: list[float]) -> None:
+    loop = asyncio.get_running_loop()
+    t = loop.time()
+    i = 0
+    while True:
+        c0 = time.thread_time()
+        for s, clip in enumerate(clips):
+            payload, key = clip[i % len(clip)]
+            comp.push(f"s{s}", "vp8", payload, key, i)
+        cpu[0] += time.thread_time() - c0
+        i += 1
+        t += 1 / fps
+        await asyncio.sleep(max(0.0, t - loop.time()))
+
+
+def snapshot(comp: Compositor) -> dict:
+    st = comp.stats
+    return {"wall": time.perf_counter(), "cpu": time.process_time(),
+            "meter": comp.meter.snapshot()["cpu_s"],
+            "detail": comp.meter.snapshot()["detail_s"], "composites": st.composites,
+            "dropped": st.ticks_dropped, "keyframes": dict(st.keyframes_out), "frames": dict(st.frames_out), "bytes": dict(st.bytes_out),
+            "lag_sum": st.lag_sum, "lag_count": st.lag_count}
+
+
+async def run(a: argparse.Namespace) -> dict:
+    w, h = (int(v) for v in a.src_size.split("x"))
+    t0 = time.perf_counter()
+    clips = [encode_clip(COLOURS[i % 9], w, h, a.clip_frames) for i in range(a.sources)]
+    gen_s = time.perf_counter() - t0
+    tiers = [Tier(t.name, t.height, t.bitrate, a.tier_codec) for t in TIERS]
+    comp = Compositor(Layout.GRID_3X3, 1280, 720, a.fps, tiers, workers=a.workers)
+    comp.set_sources([f"s{i}" for i in range(a.sources)],
+                     {f"s{i}": NAMES[i % 9] for i in range(a.sources)})
+    received = {t.name: 0 for t in tiers if t.height}
+    for tier in received:
+        for _ in range(a.subscribers):
+            comp.subscribe(tier, callback=lambda f, t=tier: received.__setitem__(t, received[t] + 1))
+    feed_cpu = [0.0]
+    feed = asyncio.create_task(feeder(comp, clips, a.fps, feed_cpu))
+    await comp.start()
+    await asyncio.sleep(a.warmup)
+    s0, f0 = snapshot(comp), feed_cpu[0]
+    comp.stats.lag_max = 0.0
+    await asyncio.sleep(a.seconds)
+    s1, f1 = snapshot(comp), feed_cpu[0]
+    lag_max = comp.stats.lag_max
+    feed.cancel()
+    await asyncio.gather(feed, return_exceptions=True)
+    await comp.stop()
+
+    wall, cpu = s1["wall"] - s0["wall"], s1["cpu"] - s0["cpu"]
+    meter = {k: s1["meter"][k] - s0["meter"][k] for k in s1["meter"]}
+    libav = meter["decode"] + meter["scale"] + meter["encode"]
+    composites = s1["composites"] - s0["composites"]
+    feed_s = f1 - f0
+    tier_rows = {}
+    for t in received:
+        enc = s1["detail"].get(f"encode.{t}", 0) - s0["detail"].get(f"encode.{t}", 0)
+        scl = s1["detail"].get(f"scale.{t}", 0) - s0["detail"].get(f"scale.{t}", 0)
+        n = s1["frames"].get(t, 0) - s0["frames"].get(t, 0)
+        kf = s1["keyframes"].get(t, 0) - s0["keyframes"].get(t, 0)
+        b = s1["bytes"].get(t, 0) - s0["bytes"].get(t, 0)
+        tier_rows[t] = {"fps": n / wall, "kbit_s": b * 8 / wall / 1000,
+                        "keyframes": kf, "encode_ms": enc / max(n, 1) * 1e3, "scale_ms": scl / max(n, 1) * 1e3,
+                        "subscribers": a.subscribers, "frames_received": received[t]}
+    per = max(composites, 1)
+    return {
+        "bench": "compose_bench", "time": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        "config": {**vars(a), "layout": "grid_3x3", "canvas": "1280x720",
+                   "tiers": [(t.name, t.height, t.bitrate, t.codec) for t in tiers],
+                   "clip_generation_s": round(gen_s, 2), "cores_on_machine": os.cpu_count(),
+                   "load_avg_1m": os.getloadavg()[0]},
+        "wall_s": wall, "composites": composites, "composite_fps": composites / wall,
+        "ticks_dropped": s1["dropped"] - s0["dropped"],
+        "tiers": tier_rows,
+        "process_cpu_s": cpu, "cores_used": cpu / wall,
+        "cpu_ms_per_composite": {"total": cpu / per * 1e3, "libav": libav / per * 1e3,
+                                 **{k: v / per * 1e3 for k, v in meter.items()},
+                                 "feeder": feed_s / per * 1e3,
+                                 "other": (cpu - libav - meter["compose"] - feed_s) / per * 1e3},
+        "outside_libav_share": (cpu - libav) / cpu if cpu else 0.0,
+        "outside_libav_share_excl_feeder": (cpu - libav - feed_s) / (cpu - feed_s) if cpu else 0.0,
+        "python_share_excl_numpy_and_feeder":
+            (cpu - libav - feed_s - meter["compose"]) / (cpu - feed_s) if cpu else 0.0,
+        "loop_lag_ms": {"mean": (s1["lag_sum"] - s0["lag_sum"])
+                        / max(1, s1["lag_count"] - s0["lag_count"]) * 1e3, "max": lag_max * 1e3},
+        "method": __doc__.split("How the CPU split is measured: ")[1].strip(),
+    }
+
+
+def table(r: dict) -> str:
+    c = r["cpu_ms_per_composite"]
+    lines = [f"3x3 composite 1280x720@{r['config']['fps']} from {r['config']['sources']} VP8 "
+             f"{r['config']['src_size']} sources, {r['config']['workers']} workers, "
+             f"{r['wall_s']:.1f} s measured (1-min load avg {r['config']['load_avg_1m']:.1f} "
+             f"on {r['config']['cores_on_machine']} cores)",
+             f"{'tier':<6} {'fps':>6} {'kbit/s':>8} {'keyfr':>5} {'scale ms':>9} {'encode ms':>10}"]
+    for t, row in r["tiers"].items():
+        lines.append(f"{t:<6} {row['fps']:>6.1f} {row['kbit_s']:>8.0f} {row['keyframes']:>5} {row['scale_ms']:>9.2f}"
+                     f" {row['encode_ms']:>10.2f}")
+    lines += [
+        f"composites/s {r['composite_fps']:.1f}  ticks dropped {r['ticks_dropped']}",
+        f"CPU per composite {c['total']:.1f} ms = decode {c['decode']:.1f} + scale {c['scale']:.1f}"
+        f" + encode {c['encode']:.1f} (libav {c['libav']:.1f}) + numpy compose/labels "
+        f"{c['compose']:.1f} + feeder {c['feeder']:.2f} + other {c['other']:.1f}",
+        f"cores used {r['cores_used']:.2f}",
+        f"outside libav: {r['outside_libav_share']:.1%} of process CPU "
+        f"({r['outside_libav_share_excl_feeder']:.1%} without the feeder; pure Python glue "
+        f"{r['python_share_excl_numpy_and_feeder']:.1%})",
+        f"event-loop lag mean {r['loop_lag_ms']['mean']:.2f} ms, max {r['loop_lag_ms']['max']:.1f} ms",
+    ]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    a = parse()
+    r = asyncio.run(run(a))
+    print(table(r))
+    os.makedirs(RESULTS, exist_ok=True)
+    path = os.path.join(RESULTS, f"compose_bench_{time.strftime('%Y%m%dT%H%M%S')}.json")
+    with open(path, "w") as f:
+        json.dump(r, f, indent=2, ensure_ascii=False)
+    print(f"written {os.path.relpath(path, ROOT)}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,8 @@
+"""Video compositor: layouts, tile labels, decode of on-screen sources, encode once per tier."""
+
+from .compositor import Compositor, Slot, Stats
+from .layouts import Layout, Rect, fit, layout_rects
+from .tiers import DEFAULT_TIERS, EncodedFrame, KeyframeGate, Subscription, Tier
+
+__all__ = ["Compositor", "DEFAULT_TIERS", "EncodedFrame", "KeyframeGate", "Layout", "Rect",
+           "Slot", "Stats", "Subscription", "Tier", "fit", "layout_rects"]
