@@ -22,6 +22,7 @@ import asyncio
 import json
 import os
 import sys
+import threading
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -71,9 +72,26 @@ async def feeder(comp: Compositor, clips: list[list[tuple[bytes, bool]]], fps: i
         await asyncio.sleep(max(0.0, t - loop.time()))
 
 
+def thread_cpu() -> dict[str, float]:
+    """CPU seconds per thread from /proc (utime + stime), keyed by Python thread name."""
+    names = {t.native_id: t.name for t in threading.enumerate()}
+    hz = os.sysconf("SC_CLK_TCK")
+    out: dict[str, float] = {}
+    for tid in os.listdir("/proc/self/task"):
+        try:
+            with open(f"/proc/self/task/{tid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        name = names.get(int(tid), "other")
+        name = "workers" if name.startswith("compose") else name
+        out[name] = out.get(name, 0.0) + (int(fields[11]) + int(fields[12])) / hz
+    return out
+
+
 def snapshot(comp: Compositor) -> dict:
     st = comp.stats
-    return {"wall": time.perf_counter(), "cpu": time.process_time(),
+    return {"wall": time.perf_counter(), "cpu": time.process_time(), "threads": thread_cpu(),
             "meter": comp.meter.snapshot()["cpu_s"],
             "detail": comp.meter.snapshot()["detail_s"], "composites": st.composites,
             "dropped": st.ticks_dropped, "keyframes": dict(st.keyframes_out), "frames": dict(st.frames_out), "bytes": dict(st.bytes_out),
@@ -136,6 +154,8 @@ async def run(a: argparse.Namespace) -> dict:
                                  **{k: v / per * 1e3 for k, v in meter.items()},
                                  "feeder": feed_s / per * 1e3,
                                  "other": (cpu - libav - meter["compose"] - feed_s) / per * 1e3},
+        "thread_cpu_ms_per_composite": {k: (v - s0["threads"].get(k, 0.0)) / per * 1e3
+                                        for k, v in s1["threads"].items()},
         "outside_libav_share": (cpu - libav) / cpu if cpu else 0.0,
         "outside_libav_share_excl_feeder": (cpu - libav - feed_s) / (cpu - feed_s) if cpu else 0.0,
         "python_share_excl_numpy_and_feeder":
@@ -161,7 +181,8 @@ def table(r: dict) -> str:
         f"CPU per composite {c['total']:.1f} ms = decode {c['decode']:.1f} + scale {c['scale']:.1f}"
         f" + encode {c['encode']:.1f} (libav {c['libav']:.1f}) + numpy compose/labels "
         f"{c['compose']:.1f} + feeder {c['feeder']:.2f} + other {c['other']:.1f}",
-        f"cores used {r['cores_used']:.2f}",
+        f"cores used {r['cores_used']:.2f}; by thread (ms/composite): " + ", ".join(
+            f"{k} {v:.1f}" for k, v in r["thread_cpu_ms_per_composite"].items()),
         f"outside libav: {r['outside_libav_share']:.1%} of process CPU "
         f"({r['outside_libav_share_excl_feeder']:.1%} without the feeder; pure Python glue "
         f"{r['python_share_excl_numpy_and_feeder']:.1%})",

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import aiohttp
-import pytest
 
 from tests.agent.helpers import make_agent, until
 from tests.agent.test_agent_join import DISTRICT, communes
