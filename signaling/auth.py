@@ -17,11 +17,13 @@ from dataclasses import dataclass
 from aiohttp import web
 
 from endpoints.directory import Directory, Endpoint, UnknownEndpointError
-from signaling.errors import unauthorized
+from signaling.errors import rate_limited, unauthorized
 from signaling.store.base import Store
 from signaling.tokens import Claims, TokenSigner, check_secret, hash_secret, new_secret
 
 log = logging.getLogger("giaoban.auth")
+MAX_FAILURES = 10  # failed logins per operator or endpoint ...
+FAILURE_WINDOW_S = 300  # ... within this window (from the last failure) before logins are refused
 
 
 @dataclass(frozen=True)
@@ -74,9 +76,22 @@ class Authenticator:
         await self.store.put("operators", username, {"name": name or username, "hash": await asyncio.to_thread(hash_secret, password), "created": time.time()})
 
     # --- logins -------------------------------------------------------------------------------
+    async def _check_throttle(self, key: str) -> None:
+        doc = await self.store.get_ephemeral("login-failures", key)
+        if doc and doc["count"] >= MAX_FAILURES:
+            raise rate_limited(f"too many failed logins for {key.split(':', 1)[1]!r}; "
+                               f"wait {FAILURE_WINDOW_S // 60} minutes or ask the operator")
+
+    async def _failed(self, key: str) -> None:
+        """Count a failure (shared by all nodes through the store); the window restarts each time."""
+        doc = await self.store.get_ephemeral("login-failures", key) or {"count": 0}
+        await self.store.put_ephemeral("login-failures", key, {"count": doc["count"] + 1}, FAILURE_WINDOW_S)
+
     async def login_operator(self, username: str, password: str) -> tuple[str, Claims]:
+        await self._check_throttle(f"operator:{username}")
         doc = await self.store.get("operators", username)
         if doc is None or not await asyncio.to_thread(check_secret, password, doc["hash"]):
+            await self._failed(f"operator:{username}")
             raise unauthorized("wrong operator username or password")
         return self.signer.issue("operator", username, self.ttl.operator_s, name=doc.get("name", username))
 
@@ -85,10 +100,12 @@ class Authenticator:
             ep = self.directory.get(endpoint_id)
         except UnknownEndpointError:
             raise unauthorized(f"unknown endpoint id {endpoint_id!r} or wrong secret") from None
+        await self._check_throttle(f"endpoint:{ep.id}")
         doc = await self.store.get("credentials", ep.credential)
         if doc is None:
             raise unauthorized(f"endpoint {endpoint_id!r} has no credentials yet; the operator must issue them")
         if not await asyncio.to_thread(check_secret, secret, doc["hash"]):
+            await self._failed(f"endpoint:{ep.id}")
             raise unauthorized(f"unknown endpoint id {endpoint_id!r} or wrong secret")
         return self.signer.issue("endpoint", ep.id, self.ttl.endpoint_s, name=ep.name)
 

@@ -27,7 +27,8 @@ def _ok(description: str, status: str = "200") -> dict:
 
 
 ERRORS = {s: {"$ref": f"#/components/responses/{n}"} for s, n in
-          (("400", "BadRequest"), ("401", "Unauthorized"), ("403", "Forbidden"), ("404", "NotFound"))}
+          (("400", "BadRequest"), ("401", "Unauthorized"), ("403", "Forbidden"), ("404", "NotFound"),
+           ("429", "TooMany"))}
 
 
 QUERY_SCHEMAS = {"from": {"type": "string", "format": "date-time"}, "to": {"type": "string", "format": "date-time"},
@@ -147,6 +148,7 @@ def openapi_document(server_url: str) -> dict:
             "responses": {"BadRequest": _error_response("invalid input; nothing was changed"),
                           "Unauthorized": _error_response("missing, wrong or expired token"),
                           "Forbidden": _error_response("not allowed for this role or meeting"),
-                          "NotFound": _error_response("no such object")},
+                          "NotFound": _error_response("no such object"),
+                          "TooMany": _error_response("too many requests or failed logins; wait")},
         },
     }

@@ -174,3 +174,15 @@ async def test_unknown_route_and_method(node):
     assert status == 404 and resp["error"]["code"] == "not_found"
     status, resp = await node.call("PUT", "/api/v1/meetings")
     assert status == 405
+
+
+async def test_password_guessing_is_throttled(node):
+    for _ in range(10):
+        status, resp = await node.call("POST", "/api/v1/auth/login", token=None, json={"username": "admin", "password": "doan"})
+        assert status == 401
+    status, resp = await node.call("POST", "/api/v1/auth/login", token=None,
+                                   json={"username": "admin", "password": "test-admin-password"})
+    assert status == 429 and "too many failed logins" in resp["error"]["message"]
+    # other accounts are unaffected
+    token = await node.endpoint_token("hg-meo-vac")
+    assert token.startswith("gb1.")
