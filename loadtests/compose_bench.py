@@ -45,6 +45,7 @@ def parse() -> argparse.Namespace:
     p.add_argument("--seconds", type=float, default=10.0, help="measured seconds (max 60)")
     p.add_argument("--warmup", type=float, default=2.0)
     p.add_argument("--sources", type=int, default=9)
+    p.add_argument("--layout", default="grid_3x3", choices=[la.value for la in Layout])
     p.add_argument("--src-size", default="640x360")
     p.add_argument("--clip-frames", type=int, default=60)
     p.add_argument("--workers", type=int, default=2)
@@ -104,7 +105,7 @@ async def run(a: argparse.Namespace) -> dict:
     clips = [encode_clip(COLOURS[i % 9], w, h, a.clip_frames) for i in range(a.sources)]
     gen_s = time.perf_counter() - t0
     tiers = [Tier(t.name, t.height, t.bitrate, a.tier_codec) for t in TIERS]
-    comp = Compositor(Layout.GRID_3X3, 1280, 720, a.fps, tiers, workers=a.workers)
+    comp = Compositor(Layout(a.layout), 1280, 720, a.fps, tiers, workers=a.workers)
     comp.set_sources([f"s{i}" for i in range(a.sources)],
                      {f"s{i}": NAMES[i % 9] for i in range(a.sources)})
     received = {t.name: 0 for t in tiers if t.height}
@@ -142,7 +143,7 @@ async def run(a: argparse.Namespace) -> dict:
     per = max(composites, 1)
     return {
         "bench": "compose_bench", "time": time.strftime("%Y-%m-%dT%H:%M:%S"),
-        "config": {**vars(a), "layout": "grid_3x3", "canvas": "1280x720",
+        "config": {**vars(a), "canvas": "1280x720",
                    "tiers": [(t.name, t.height, t.bitrate, t.codec) for t in tiers],
                    "clip_generation_s": round(gen_s, 2), "cores_on_machine": os.cpu_count(),
                    "load_avg_1m": os.getloadavg()[0]},
@@ -168,8 +169,9 @@ async def run(a: argparse.Namespace) -> dict:
 
 def table(r: dict) -> str:
     c = r["cpu_ms_per_composite"]
-    lines = [f"3x3 composite 1280x720@{r['config']['fps']} from {r['config']['sources']} VP8 "
-             f"{r['config']['src_size']} sources, {r['config']['workers']} workers, "
+    cfg = r["config"]
+    lines = [f"{cfg['layout']} composite 1280x720@{cfg['fps']} from {cfg['sources']} VP8 "
+             f"{cfg['src_size']} sources, {r['config']['workers']} workers, "
              f"{r['wall_s']:.1f} s measured (1-min load avg {r['config']['load_avg_1m']:.1f} "
              f"on {r['config']['cores_on_machine']} cores)",
              f"{'tier':<6} {'fps':>6} {'kbit/s':>8} {'keyfr':>5} {'scale ms':>9} {'encode ms':>10}"]

@@ -107,7 +107,7 @@ def _open_encoder(tier: Tier, width: int, height: int, fps: int, threads: int) -
         ctx = av.CodecContext.create("libvpx", "w")
         ctx.options = {"deadline": "realtime", "cpu-used": str(tier.speed), "lag-in-frames": "0",
                        "auto-alt-ref": "0", "max-intra-rate": "300", "static-thresh": "0",
-                       "qmin": "2", "qmax": "56",
+                       "qmin": "2", "qmax": "63",
                        "minrate": str(tier.bitrate), "maxrate": str(tier.bitrate),
                        "bufsize": str(tier.bitrate)}
     elif tier.codec == "h264":
