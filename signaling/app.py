@@ -11,7 +11,7 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from endpoints.directory import load_directory
-from signaling import api_auth, api_directory, api_meetings, metrics, whip, web as web_pages
+from signaling import api_auth, api_directory, api_meetings, api_operators, metrics, whip, web as web_pages
 from signaling.auth import Authenticator
 from signaling.context import Context
 from signaling.http import CTX, ctx_of, error_middleware, json_response
@@ -94,7 +94,7 @@ def make_app(ctx: Context) -> web.Application:
     app = web.Application(middlewares=[error_middleware], client_max_size=ctx.settings.limits.http_max_body_bytes)
     app[CTX] = ctx
     app[whip.RESOURCES] = {}
-    for table in (routes, api_auth.routes, api_directory.routes, api_meetings.routes, whip.routes, web_pages.routes):
+    for table in (routes, api_auth.routes, api_directory.routes, api_meetings.routes, api_operators.routes, whip.routes, web_pages.routes):
         app.add_routes(table)
 
     async def lifecycle(app: web.Application):

@@ -11,11 +11,12 @@ import msgspec
 from signaling.api_auth import EndpointLogin, LinkRequest, OperatorLogin
 from signaling.api_directory import SelectRequest
 from signaling.api_meetings import MeetingPatch
+from signaling.api_operators import OperatorRequest
 from signaling.meetings.model import MeetingSpec
 from signaling.protocol import CLIENT_TYPES
 
 REF = "#/components/schemas/"
-BODIES = [OperatorLogin, EndpointLogin, LinkRequest, SelectRequest, MeetingSpec, MeetingPatch]
+BODIES = [OperatorLogin, EndpointLogin, LinkRequest, SelectRequest, MeetingSpec, MeetingPatch, OperatorRequest]
 
 
 def _body(model: type) -> dict:
@@ -93,6 +94,9 @@ def _paths() -> dict:
         "/api/v1/auth/login": {"post": _op("Operator login", "auth", _ok("token"), OperatorLogin, auth=False)},
         "/api/v1/auth/endpoint": {"post": _op("Room terminal login with its endpoint secret", "auth", _ok("token"), EndpointLogin, auth=False)},
         "/api/v1/endpoints/{endpoint_id}/credentials": {"post": _op("Issue or rotate an endpoint secret (operator)", "auth", _ok("secret", "201"), params=["endpoint_id"])},
+        "/api/v1/operators": {"get": _op("Operator accounts (operator)", "auth", _ok("operators")),
+                              "post": _op("Add an operator (operator)", "auth", _ok("created", "201"), OperatorRequest)},
+        "/api/v1/operators/{username}": {"delete": _op("Delete an operator (operator)", "auth", _ok("deleted"), params=["username"])},
         "/api/v1/me": {"get": _op("The caller's identity", "auth", _ok("identity"))},
         "/api/v1/presence": {"get": _op("Endpoints online now (operator)", "auth", _ok("presence"))},
         "/api/v1/directory": {"get": _op("The whole endpoint directory", "directory", _ok("directory"))},

@@ -1,0 +1,53 @@
+"""REST: operator accounts (province IT staff). Operators manage operators; 'admin' cannot be deleted."""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated
+
+import msgspec
+from aiohttp import web
+
+from signaling.errors import bad_request, conflict, not_found
+from signaling.http import ctx_of, json_response, read_body, require_operator
+
+routes = web.RouteTableDef()
+USERNAME = re.compile(r"^[a-z0-9][a-z0-9._-]{1,31}$")
+
+
+class OperatorRequest(msgspec.Struct, forbid_unknown_fields=True):
+    username: Annotated[str, msgspec.Meta(min_length=2, max_length=32, extra_json_schema={"pattern": USERNAME.pattern})]
+    password: Annotated[str, msgspec.Meta(min_length=10, max_length=200)]
+    name: Annotated[str, msgspec.Meta(min_length=1, max_length=120)] | None = None
+
+
+@routes.get("/api/v1/operators")
+async def list_operators(request: web.Request) -> web.Response:
+    require_operator(request)
+    rows = await ctx_of(request).store.list("operators")
+    return json_response({"operators": [{"username": key, "name": doc.get("name", key)} for key, doc in rows]})
+
+
+@routes.post("/api/v1/operators")
+async def add_operator(request: web.Request) -> web.Response:
+    require_operator(request)
+    body = await read_body(request, OperatorRequest)
+    if not USERNAME.match(body.username):
+        raise bad_request("username: 2-32 characters from a-z, 0-9, '.', '_' and '-', starting with a letter or digit",
+                          "username")
+    ctx = ctx_of(request)
+    if await ctx.store.get("operators", body.username) is not None:
+        raise conflict(f"operator {body.username!r} exists; delete it first to reset its password")
+    await ctx.auth.set_operator(body.username, body.password, body.name or body.username)
+    return json_response({"username": body.username, "name": body.name or body.username}, 201)
+
+
+@routes.delete("/api/v1/operators/{username}")
+async def delete_operator(request: web.Request) -> web.Response:
+    me = require_operator(request)
+    username = request.match_info["username"]
+    if username in ("admin", me.id):
+        raise bad_request(f"operator {username!r} cannot be deleted ({'the first operator' if username == 'admin' else 'yourself'})")
+    if not await ctx_of(request).store.delete("operators", username):
+        raise not_found(f"no operator {username!r}")
+    return json_response({"deleted": username})

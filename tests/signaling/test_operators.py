@@ -1,0 +1,30 @@
+"""Operator accounts over REST."""
+
+from __future__ import annotations
+
+
+async def test_add_login_list_delete_operator(node):
+    status, body = await node.call("POST", "/api/v1/operators",
+                                   json={"username": "ninh.nv", "password": "mat-khau-dai-1", "name": "Nguyễn Văn Ninh"})
+    assert status == 201 and body["name"] == "Nguyễn Văn Ninh"
+    status, login = await node.call("POST", "/api/v1/auth/login", token=None,
+                                    json={"username": "ninh.nv", "password": "mat-khau-dai-1"})
+    assert status == 200
+    status, listed = await node.call("GET", "/api/v1/operators", token=login["token"])
+    assert {o["username"] for o in listed["operators"]} == {"admin", "ninh.nv"}
+    status, again = await node.call("POST", "/api/v1/operators", json={"username": "ninh.nv", "password": "x" * 12})
+    assert status == 409 and "exists" in again["error"]["message"]
+    status, bad = await node.call("POST", "/api/v1/operators", json={"username": "Bad Name", "password": "x" * 12})
+    assert status == 400 and "username" in bad["error"]["message"]
+    status, short = await node.call("POST", "/api/v1/operators", json={"username": "ok-name", "password": "ngan"})
+    assert status == 400 and "password" in short["error"]["message"]
+    status, resp = await node.call("DELETE", "/api/v1/operators/admin", token=login["token"])
+    assert status == 400 and "cannot be deleted" in resp["error"]["message"]
+    status, resp = await node.call("DELETE", "/api/v1/operators/ninh.nv")
+    assert status == 200
+    status, resp = await node.call("POST", "/api/v1/auth/login", token=None,
+                                   json={"username": "ninh.nv", "password": "mat-khau-dai-1"})
+    assert status == 401
+    token = await node.endpoint_token("hg-meo-vac")
+    status, resp = await node.call("GET", "/api/v1/operators", token=token)
+    assert status == 403
