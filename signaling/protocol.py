@@ -22,7 +22,8 @@ Client -> server
 
 Server -> client
   welcome, meeting_opened, meeting_closed, joined, left, participants, offer, answer, ice, hand,
-  floor, mute_request, locked, removed, speaker, error, pong
+  floor, mute_request, locked, removed, speaker, presence (operators: an endpoint came or went),
+  error, pong
 """
 
 from __future__ import annotations

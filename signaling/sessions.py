@@ -41,6 +41,7 @@ class SessionRegistry:
             older = self.for_endpoint(session.identity.endpoint_id)
         self._sessions[session.session_id] = session
         await self.refresh_presence(session)
+        await self._announce(session, online=True)
         return older
 
     async def remove(self, session: "Session") -> None:
@@ -52,6 +53,14 @@ class SessionRegistry:
         current = await self.store.get_ephemeral("presence", key)
         if current and current.get("session") == session.session_id:
             await self.store.delete_ephemeral("presence", key)
+            await self._announce(session, online=False)
+
+    async def _announce(self, session: "Session", online: bool) -> None:
+        """Tell every node's operator consoles that an endpoint came or went (no polling needed)."""
+        ident = session.identity
+        if ident.endpoint is not None:
+            await self.store.publish(MEETING_EVENTS, {"type": "presence", "endpoint_id": ident.endpoint_id,
+                                                      "online": online, "node": self.node_id, "via": ident.kind})
 
     async def refresh_presence(self, session: "Session") -> None:
         ident = session.identity
@@ -82,6 +91,12 @@ class SessionRegistry:
 
     async def _notify(self, event: dict[str, Any]) -> None:
         kind = event.get("type")
+        if kind == "presence":
+            fields = {k: v for k, v in event.items() if k != "type"}
+            for session in self.all():
+                if session.identity is not None and session.identity.kind == "operator":
+                    await session.deliver(server_msg("presence", **fields))
+            return
         if kind not in ("meeting_opened", "meeting_closed"):
             return
         invited = set(event.get("invited") or [])

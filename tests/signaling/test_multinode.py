@@ -64,8 +64,26 @@ async def test_clients_on_two_nodes_share_one_meeting(two_nodes):
         floor = await commune.expect("floor")
         assert floor["endpoint_id"] == commune_id
         status, presence = await a.call("GET", "/api/v1/presence")
+        assert status == 200
         nodes = {p["endpoint_id"]: p["node"] for p in presence["online"]}
         assert nodes[chair_id] == a.ctx.settings.node_id and nodes[commune_id] == b.ctx.settings.node_id
     finally:
         await chair.close()
         await commune.close()
+
+
+async def test_operators_on_any_node_see_endpoints_come_and_go(two_nodes):
+    a, b = two_nodes
+    console = await WsClient.connect(a, a.operator_token)
+    await console.expect("welcome")
+    b.secrets = a.secrets
+    room = await WsClient.connect(b, await a.endpoint_token("hg-bq-viet-quang"))
+    try:
+        came = await console.expect("presence", online=True)
+        assert came["node"] == "node-b"
+        endpoint = came["endpoint_id"]
+        await room.close()
+        went = await console.expect("presence", online=False)
+        assert went["endpoint_id"] == endpoint
+    finally:
+        await console.close()
