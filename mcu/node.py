@@ -26,6 +26,7 @@ import time
 from typing import Any
 
 from .ice import HostPin, pin_host_addresses
+from .linkstats import LinkSampler
 from .meeting import Meeting
 from .negotiation import SUPPORTED_VIDEO
 from .peer import LocalPeer
@@ -45,6 +46,7 @@ class LocalMediaNode:
         video_codec: str = "VP8",
         audio_slots: int = 3,
         keyframe_interval: float = 0.5,
+        media_policy: dict[str, str] | None = None,
     ) -> None:
         if video_codec.upper() not in SUPPORTED_VIDEO:
             raise ValueError(f"video_codec must be one of {SUPPORTED_VIDEO}, not {video_codec!r}")
@@ -53,10 +55,13 @@ class LocalMediaNode:
         self.video_codec = video_codec.upper()
         self.audio_slots = audio_slots
         self.keyframe_interval = keyframe_interval
+        # link class -> "sfu" | "mcu" | "both" (mcu.tiers_policy; None: DEFAULT_POLICY)
+        self.media_policy = media_policy
         self.meetings: dict[str, Meeting] = {}
         self.peers: set[LocalPeer] = set()
         self._pin: HostPin | None = None
         self._tick_task: asyncio.Task | None = None
+        self.links = LinkSampler()  # per-endpoint link quality, sampled by the ticker
         self._started = False
         self._stopping = False
 
@@ -81,10 +86,12 @@ class LocalMediaNode:
                 pass
             self._tick_task = None
         peers = list(self.peers)
+        meetings = list(self.meetings.values())
         if peers:
             await asyncio.wait_for(
                 asyncio.gather(*(p.close() for p in peers), return_exceptions=True), 10
             )
+        await asyncio.gather(*(m.stop_mcu() for m in meetings), return_exceptions=True)
         self.meetings.clear()
         if self._pin is not None:
             self._pin.release()
@@ -112,6 +119,9 @@ class LocalMediaNode:
     async def set_floor(self, meeting_id: str, endpoint_id: str | None) -> None:
         meeting = self.meetings.get(meeting_id)
         if meeting is not None:
+            peer = meeting.peers.get(endpoint_id) if endpoint_id else None
+            if peer is not None:  # signaling clears a chair mute of the floor holder (the room state, and
+                await peer.set_muted("audio", False)  # the terminal unmutes itself): forward its mic again
             meeting.set_floor(endpoint_id)
 
     def _forget_peer(self, peer: LocalPeer) -> None:
@@ -132,6 +142,11 @@ class LocalMediaNode:
                     peer.send_publisher_feedback(SPEAKER_TICK * SENDER_REPORT_EVERY)
                 except Exception:  # a report is best effort; keep the ticker alive
                     log.exception("sender report update failed for %s", peer.endpoint_id)
+            if ticks % SENDER_REPORT_EVERY == 0:
+                try:
+                    self.links.sample(list(self.peers), now)
+                except Exception:  # statistics are best effort too
+                    log.exception("link statistics sample failed")
             for meeting in list(self.meetings.values()):
                 try:
                     speaker = meeting.tick(now)
@@ -140,6 +155,11 @@ class LocalMediaNode:
                     continue
                 if speaker is not None:
                     meeting.notify_all({"type": "speaker", "endpoint": speaker})
+
+    def link_stats(self, meeting_id: str) -> dict[str, dict[str, Any]]:
+        """Per endpoint of an open meeting: sending, inbound kbit/s, loss both ways, quality
+        (see ``mcu.linkstats``); {} when the meeting has no peers on this node."""
+        return self.links.report(self.meetings.get(meeting_id), time.monotonic())
 
     def stats(self) -> dict[str, Any]:
         return {

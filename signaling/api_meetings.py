@@ -128,8 +128,11 @@ async def live(request: web.Request) -> web.Response:
         return json_response({"meeting_id": meeting.id, "open": False})
     state = await ctx.rooms.state(occ.occurrence_id)
     people = await ctx.rooms.participants(occ.occurrence_id)
-    return json_response({"meeting_id": meeting.id, "open": True, "occurrence_id": occ.occurrence_id,
-                          "participants": people, **state})
+    body = {"meeting_id": meeting.id, "open": True, "occurrence_id": occ.occurrence_id, "participants": people, **state}
+    link_stats = getattr(ctx.media, "link_stats", None)
+    if link_stats is not None:  # per endpoint on the media node: sending, kbit/s, loss, quality (mcu.linkstats)
+        body["media"] = link_stats(meeting.id)
+    return json_response(body)
 
 
 @routes.get("/api/v1/me/meetings")

@@ -3,10 +3,12 @@ import { api, clearSession, login, saveSession, session } from "./api.js";
 import { ScheduleForm } from "./schedule.js";
 import { LiveView } from "./live.js";
 import { loadDirectory } from "./directory.js";
+import { TestRooms } from "./testmode.js";
 
 const $ = (id) => document.getElementById(id);
 let live = null;
 let form = null;
+let tests = null;
 let meetings = [];
 
 function notify(text, kind = "info") {
@@ -19,8 +21,10 @@ function notify(text, kind = "info") {
 
 function showTab(name) {
   document.querySelectorAll("nav.tabs button").forEach((b) => b.setAttribute("aria-selected", String(b.dataset.tab === name)));
-  for (const t of ["meetings", "schedule", "live"]) $("tab-" + t).classList.toggle("hidden", t !== name);
+  for (const t of ["meetings", "schedule", "live", "test"]) $("tab-" + t).classList.toggle("hidden", t !== name);
   if (name === "schedule") form.load().catch((e) => notify(e.message, "error"));
+  if (name === "test") tests.show().catch((e) => notify(e.message, "error"));
+  else if (tests) tests.hide();
   if (name === "meetings") loadMeetings();
   if (name !== "live" && live) live.close();
 }
@@ -28,6 +32,7 @@ function showTab(name) {
 function loggedOut(reason) {
   clearSession();
   if (live) live.close();
+  if (tests) tests.hide();
   $("app-view").classList.add("hidden");
   $("login-view").classList.remove("hidden");
   $("logout").classList.add("hidden");
@@ -46,6 +51,7 @@ function loggedIn(s) {
   live = live || new LiveView({ notify, onAuthLost: (m) => loggedOut(m) });  // once: they bind the page's buttons
   live.token = s.token;
   form = form || new ScheduleForm({ notify, onCreated: () => showTab("meetings") });
+  tests = tests || new TestRooms({ notify });
   showTab("meetings");
 }
 

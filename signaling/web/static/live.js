@@ -22,7 +22,7 @@ export class LiveView {
     this.inRoom = false;
     this.occurrence = null;
     this.people = [];
-    this.room = { online: new Set(), joined: new Set(), hands: [], floor: null, muted: {}, invited: null, locked: false };
+    this.room = { online: new Set(), joined: new Set(), hands: [], floor: null, muted: {}, invited: null, locked: false, media: {} };
     document.querySelectorAll("#chair button[data-act]").forEach((b) => b.addEventListener("click", () => this.act(b.dataset.act)));
     $("roll").addEventListener("click", () => this.rollCall());
     $("hands").addEventListener("click", (ev) => {
@@ -38,7 +38,7 @@ export class LiveView {
     const dir = await loadDirectory();
     this.dir = dir;
     this.map = new LiveMap($("map"), dir, (id) => this.pick(id));
-    this.room = { online: new Set(), joined: new Set(), hands: [], floor: null, muted: {}, invited: null, locked: false };
+    this.room = { online: new Set(), joined: new Set(), hands: [], floor: null, muted: {}, invited: null, locked: false, media: {} };
     api("GET", `/api/v1/meetings/${encodeURIComponent(meeting.id)}`)
       .then((m) => { this.room.invited = new Set(m.invited_endpoints); this.paint(); })
       .catch(() => {});
@@ -78,11 +78,13 @@ export class LiveView {
       if (live.open) {
         this.occurrence = live.occurrence_id;
         this.setPeople(live.participants);
-        Object.assign(this.room, { hands: live.hands, floor: live.floor, muted: live.muted, locked: live.locked });
+        Object.assign(this.room, { hands: live.hands, floor: live.floor, muted: live.muted, locked: live.locked,
+          media: live.media || {} });
         state.classList.add("hidden");
         if (!this.inRoom && this.signal && this.signal.online) this.join();
       } else {
         this.setPeople([]);
+        this.room.media = {};
         state.textContent = "Cuộc họp không diễn ra lúc này; bản đồ chỉ hiện điểm cầu trực tuyến. (The meeting is not open now; the map shows who is online.)";
         state.classList.remove("hidden");
       }
@@ -135,9 +137,11 @@ export class LiveView {
     if (!this.map) return;
     const totals = this.map.paint(this.room);
     const guests = this.people.filter((p) => p.role !== "operator" && !this.dir.byId.has(p.endpoint_id)).length;
+    const measured = totals.good + totals.fair + totals.poor;
     $("live-stats").textContent = `Vào họp (joined): ${totals.joined + totals.hand + totals.floor} · ` +
       `trực tuyến (online): ${totals.online} · ngoại tuyến (offline): ${totals.offline}` +
-      (guests ? ` · khách (guests): ${guests}` : "");
+      (guests ? ` · khách (guests): ${guests}` : "") +
+      (measured ? ` · đường truyền tốt/khá/kém (link good/fair/poor): ${totals.good}/${totals.fair}/${totals.poor}` : "");
     const lock = $("lock");
     lock.innerHTML = this.room.locked ? 'Mở khóa <span class="en">(Unlock)</span>' : 'Khóa phòng <span class="en">(Lock)</span>';
     const hands = $("hands");
@@ -160,6 +164,7 @@ export class LiveView {
     const guest = this.people.find((p) => p.endpoint_id === id);
     $("sel-name").textContent = d.name;
     $("sel-state").textContent = d.state + (guest && guest.kind === "link" ? " · qua liên kết (via link)" : "");
+    $("sel-media").textContent = d.media;
     $("sel").classList.remove("hidden");
     $("sel-none").classList.add("hidden");
   }
