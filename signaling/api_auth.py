@@ -53,7 +53,10 @@ async def endpoint_login(request: web.Request) -> web.Response:
 async def issue_credentials(request: web.Request) -> web.Response:
     require_operator(request)
     endpoint_id = request.match_info["endpoint_id"]
-    secret = await ctx_of(request).auth.issue_credentials(endpoint_id)
+    ctx = ctx_of(request)
+    secret = await ctx.auth.issue_credentials(endpoint_id)
+    # a rotated secret (a stolen or replaced terminal): its tokens and sessions end everywhere
+    await ctx.sessions.publish_revocation(await ctx.auth.revoke("endpoint", endpoint_id))
     return json_response({"endpoint_id": endpoint_id, "secret": secret}, 201)
 
 

@@ -48,6 +48,8 @@ async def delete_operator(request: web.Request) -> web.Response:
     username = request.match_info["username"]
     if username in ("admin", me.id):
         raise bad_request(f"operator {username!r} cannot be deleted ({'the first operator' if username == 'admin' else 'yourself'})")
-    if not await ctx_of(request).store.delete("operators", username):
+    ctx = ctx_of(request)
+    if not await ctx.store.delete("operators", username):
         raise not_found(f"no operator {username!r}")
+    await ctx.sessions.publish_revocation(await ctx.auth.revoke("operator", username))
     return json_response({"deleted": username})

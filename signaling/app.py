@@ -80,14 +80,22 @@ async def build_context(settings: Settings) -> Context:
 
         media = LocalMediaNode(settings.node_id, ice_host=settings.ice_host or None)
     return Context(settings, store, directory, auth, meetings, scheduler, RoomHub(store, settings.node_id),
-                   SessionRegistry(store, settings.node_id), media)
+                   SessionRegistry(store, settings.node_id, auth), media)
 
 
-async def _watch_loop_lag() -> None:
+async def _housekeeping(ctx: Context) -> None:
+    """Every second: event-loop lag; every 15 s: revocations written by other processes (CLI)."""
+    ticks = 0
     while True:
         t0 = time.perf_counter()
         await asyncio.sleep(1.0)
         metrics.LOOP_LAG.set(max(0.0, time.perf_counter() - t0 - 1.0))
+        ticks += 1
+        if ticks % 15 == 0:
+            try:
+                await ctx.auth.load_revocations()
+            except Exception:
+                log.exception("reloading revocations failed")
 
 
 def make_app(ctx: Context) -> web.Application:
@@ -98,6 +106,7 @@ def make_app(ctx: Context) -> web.Application:
         app.add_routes(table)
 
     async def lifecycle(app: web.Application):
+        await ctx.auth.load_revocations()
         password = await ctx.auth.ensure_admin(ctx.settings.admin_password, Path(ctx.settings.data_dir))
         if password:
             log.warning("created operator 'admin'; its password is in %s/admin-password.txt", ctx.settings.data_dir)
@@ -105,7 +114,7 @@ def make_app(ctx: Context) -> web.Application:
             await ctx.media.start()
         await ctx.sessions.start()
         await ctx.scheduler.start()
-        lag = asyncio.create_task(_watch_loop_lag(), name="loop-lag")
+        lag = asyncio.create_task(_housekeeping(ctx), name="housekeeping")
         log.info("signaling node ready", extra={"node": ctx.settings.node_id, "endpoints": len(ctx.directory),
                                                 "store": ctx.settings.store.split("://")[0].split(":")[0]})
         yield

@@ -54,6 +54,7 @@ class Authenticator:
 
     def __init__(self, store: Store, directory: Directory, signer: TokenSigner, ttl) -> None:
         self.store, self.directory, self.signer, self.ttl = store, directory, signer, ttl
+        self._revoked: dict[str, float] = {}  # "kind:sub" -> revoked at (unix seconds)
 
     # --- bootstrap ---------------------------------------------------------------------------
     async def ensure_admin(self, password: str, data_dir) -> str | None:
@@ -123,8 +124,27 @@ class Authenticator:
         return self.signer.issue("link", sub, ttl_s, name=name, meeting=meeting_id, role=role, endpoint=endpoint_id)
 
     # --- verification ---------------------------------------------------------------------------
+    # --- revocation: deleting an operator or rotating an endpoint secret ends its sessions ----
+    async def load_revocations(self) -> None:
+        for key, doc in await self.store.list("revoked"):
+            self._revoked[key] = doc["at"]
+
+    def note_revoked(self, key: str, at: float) -> None:
+        """Called on every node (through the events channel) when a subject is revoked."""
+        self._revoked[key] = max(at, self._revoked.get(key, 0.0))
+
+    async def revoke(self, kind: str, sub: str) -> dict:
+        """Tokens of ``kind:sub`` issued before now stop working on every node."""
+        event = {"type": "revoked", "key": f"{kind}:{sub}", "at": time.time()}
+        await self.store.put("revoked", event["key"], {"at": event["at"]})
+        self.note_revoked(event["key"], event["at"])
+        return event
+
     def identify(self, token: str) -> Identity:
         claims = self.signer.verify(token)
+        revoked_at = self._revoked.get(f"{claims.kind}:{claims.sub}")
+        if revoked_at is not None and (claims.iat or 0) <= revoked_at:
+            raise unauthorized("this token was revoked (account deleted or secret rotated); log in again")
         endpoint = None
         ep_id = claims.sub if claims.kind == "endpoint" else claims.endpoint
         if ep_id:

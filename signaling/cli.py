@@ -69,7 +69,10 @@ def cmd_credentials(args) -> int:
 
     async def issue(ctx):
         endpoints = ctx.directory.select(args.selectors)
-        rows = [(ep.id, ep.name, await ctx.auth.issue_credentials(ep.id)) for ep in endpoints]
+        rows = []
+        for ep in endpoints:
+            rows.append((ep.id, ep.name, await ctx.auth.issue_credentials(ep.id)))
+            await ctx.auth.revoke("endpoint", ep.id)  # running nodes reload revocations within 15 s
         out = open(args.out, "w", newline="", encoding="utf-8") if args.out else sys.stdout
         writer = csv.writer(out)
         writer.writerow(["endpoint_id", "name", "secret"])

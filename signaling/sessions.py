@@ -19,8 +19,8 @@ MEETING_EVENTS = "meeting-events"
 
 
 class SessionRegistry:
-    def __init__(self, store: Store, node_id: str) -> None:
-        self.store, self.node_id = store, node_id
+    def __init__(self, store: Store, node_id: str, auth) -> None:
+        self.store, self.node_id, self.auth = store, node_id, auth
         self._sessions: dict[str, "Session"] = {}
         self._sub: Subscription | None = None
         self._task: asyncio.Task | None = None
@@ -77,6 +77,9 @@ class SessionRegistry:
         }
         await self.store.put_ephemeral("presence", ident.endpoint_id, doc, PRESENCE_TTL_S)
 
+    async def publish_revocation(self, event: dict[str, Any]) -> None:
+        await self.store.publish(MEETING_EVENTS, event)
+
     # scheduler notifications -------------------------------------------------------------
     async def start(self) -> None:
         self._sub = await self.store.subscribe(MEETING_EVENTS)
@@ -91,6 +94,8 @@ class SessionRegistry:
 
     async def _notify(self, event: dict[str, Any]) -> None:
         kind = event.get("type")
+        if kind == "revoked":
+            return await self._revoked(event)
         if kind == "presence":
             fields = {k: v for k, v in event.items() if k != "type"}
             for session in self.all():
@@ -110,6 +115,13 @@ class SessionRegistry:
                 await session.deliver(server_msg(kind, **fields))
             if kind == "meeting_closed" and in_meeting:
                 session.enqueue(lambda s=session: s.leave_meeting(reason="meeting closed"))
+
+    async def _revoked(self, event: dict[str, Any]) -> None:
+        self.auth.note_revoked(event["key"], event["at"])
+        for session in self.all():
+            ident = session.identity
+            if ident is not None and f"{ident.kind}:{ident.id}" == event["key"]:
+                await session.close(4401, "revoked: account deleted or secret rotated")
 
     async def stop(self) -> None:
         if self._sub is not None:

@@ -39,6 +39,7 @@ class Claims:
     meeting: str | None = None  # links only: the one meeting they open
     role: str | None = None  # links only: chair | participant | viewer
     endpoint: str | None = None  # links only: the endpoint a leader's laptop speaks for
+    iat: float | None = None  # issued at (unix seconds): tokens issued before a revocation fail
 
     def to_dict(self) -> dict:
         return {k: v for k, v in self.__dict__.items() if v is not None}
@@ -64,7 +65,8 @@ class TokenSigner:
         return f"{PREFIX}.{body}.{_b64(mac)}"
 
     def issue(self, kind: str, sub: str, ttl_s: float, **extra) -> tuple[str, Claims]:
-        claims = Claims(kind=kind, sub=sub, exp=self._clock() + ttl_s, **extra)
+        now = self._clock()
+        claims = Claims(kind=kind, sub=sub, exp=now + ttl_s, iat=now, **extra)
         return self.sign(claims), claims
 
     def verify(self, token: str) -> Claims:

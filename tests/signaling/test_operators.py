@@ -28,3 +28,29 @@ async def test_add_login_list_delete_operator(node):
     token = await node.endpoint_token("hg-meo-vac")
     status, resp = await node.call("GET", "/api/v1/operators", token=token)
     assert status == 403
+
+
+async def test_rotating_a_secret_ends_the_terminals_sessions_and_tokens(node):
+    from tests.harness import WsClient
+
+    old_token = await node.endpoint_token("hg-mv-pai-lung")
+    client = await WsClient.connect(node, old_token)
+    await client.expect("welcome")
+    status, _ = await node.call("POST", "/api/v1/endpoints/hg-mv-pai-lung/credentials")  # stolen terminal
+    assert status == 201
+    code, _ = await client.closed()
+    assert code == 4401
+    await client.close()
+    status, resp = await node.call("GET", "/api/v1/me", token=old_token)
+    assert status == 401 and "revoked" in resp["error"]["message"]
+    node.secrets.pop("hg-mv-pai-lung")
+
+
+async def test_deleted_operator_token_stops_working(node):
+    await node.call("POST", "/api/v1/operators", json={"username": "tam", "password": "mat-khau-dai-2"})
+    status, login = await node.call("POST", "/api/v1/auth/login", token=None, json={"username": "tam", "password": "mat-khau-dai-2"})
+    status, _ = await node.call("GET", "/api/v1/meetings", token=login["token"])
+    assert status == 200
+    await node.call("DELETE", "/api/v1/operators/tam")
+    status, resp = await node.call("GET", "/api/v1/meetings", token=login["token"])
+    assert status == 401 and "revoked" in resp["error"]["message"]
