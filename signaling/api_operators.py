@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import re
+from datetime import datetime
 from typing import Annotated
 
 import msgspec
 from aiohttp import web
 
+from signaling.audit import VN
 from signaling.errors import bad_request, conflict, not_found
 from signaling.http import ctx_of, json_response, read_body, require_operator
 
@@ -53,3 +55,16 @@ async def delete_operator(request: web.Request) -> web.Response:
         raise not_found(f"no operator {username!r}")
     await ctx.sessions.publish_revocation(await ctx.auth.revoke("operator", username))
     return json_response({"deleted": username})
+
+
+@routes.get("/api/v1/audit")
+async def audit_log(request: web.Request) -> web.Response:
+    """One day of the audit trail (Vietnam date, default today)."""
+    require_operator(request)
+    day = request.query.get("date") or datetime.now(VN).strftime("%Y-%m-%d")
+    try:
+        datetime.strptime(day, "%Y-%m-%d")
+    except ValueError:
+        raise bad_request(f"date must be YYYY-MM-DD, got {day!r}", "date") from None
+    entries = await ctx_of(request).store.read_log(f"audit:{day}")
+    return json_response({"date": day, "entries": entries})

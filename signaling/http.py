@@ -9,7 +9,7 @@ from typing import Any, TypeVar
 import msgspec
 from aiohttp import web
 
-from signaling import metrics
+from signaling import audit, metrics
 from signaling.auth import Identity
 from signaling.context import Context
 from signaling.errors import ApiError, bad_request, classify, too_large
@@ -56,9 +56,22 @@ async def error_middleware(request: web.Request, handler) -> web.StreamResponse:
         if err.status == 401:
             metrics.AUTH_FAILURES.labels("http").inc()
         resp = error_response(err)
+    if request.method in ("POST", "PATCH", "DELETE") and resp.status < 300 and route not in UNAUDITED:
+        await _audit(request, route)
     metrics.HTTP_REQUESTS.labels(route, str(resp.status)).inc()
     metrics.HTTP_LATENCY.labels(route).observe(time.perf_counter() - started)
     return resp
+
+
+UNAUDITED = {"/api/v1/auth/login", "/api/v1/auth/endpoint"}  # logins are not changes
+
+
+async def _audit(request: web.Request, route: str) -> None:
+    try:
+        who = identity(request)
+    except ApiError:
+        return
+    await audit.record(ctx_of(request).store, who, f"{request.method} {route}", request.path)
 
 
 async def read_body(request: web.Request, model: type[T]) -> T:

@@ -9,7 +9,9 @@ import time
 from datetime import datetime, timezone
 from typing import Any
 
-from signaling import metrics
+import msgspec
+
+from signaling import audit, metrics
 from signaling.errors import ApiError, bad_request, forbidden, not_found, unavailable
 from signaling.media import PeerSpec
 from signaling.policy import CHAIR_ROLES, admit, role_in
@@ -39,9 +41,12 @@ class MeetingActions:
             return await self.join(msg)
         if self.occurrence_id is None:
             raise bad_request(f"join a meeting before sending {msg.__struct_config__.tag}")
-        if isinstance(msg, CHAIR_ACTIONS) and self.role not in CHAIR_ROLES:
-            raise forbidden(f"{msg.__struct_config__.tag} is a chair action; {self.identity.name} "
-                            f"is in this meeting as {self.role}")
+        if isinstance(msg, CHAIR_ACTIONS):
+            if self.role not in CHAIR_ROLES:
+                raise forbidden(f"{msg.__struct_config__.tag} is a chair action; {self.identity.name} "
+                                f"is in this meeting as {self.role}")
+            fields = {k: v for k, v in msgspec.structs.asdict(msg).items() if k not in ("v", "id")}
+            await audit.record(self.ctx.store, self.identity, msg.__struct_config__.tag, self.meeting_id, **fields)
         handler = {
             Leave: self._on_leave, Offer: self._on_offer, Answer: self._on_answer, Ice: self._on_ice,
             RaiseHand: self._on_hand, LowerHand: self._on_hand, GrantFloor: self._on_grant,

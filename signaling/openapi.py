@@ -33,7 +33,7 @@ ERRORS = {s: {"$ref": f"#/components/responses/{n}"} for s, n in
 
 
 QUERY_SCHEMAS = {"from": {"type": "string", "format": "date-time"}, "to": {"type": "string", "format": "date-time"},
-                 "active": {"type": "boolean"}}
+                 "active": {"type": "boolean"}, "date": {"type": "string", "format": "date"}}
 
 
 def _op(summary: str, tag: str, ok: dict, body: type | None = None, auth: bool = True,
@@ -97,6 +97,7 @@ def _paths() -> dict:
         "/api/v1/operators": {"get": _op("Operator accounts (operator)", "auth", _ok("operators")),
                               "post": _op("Add an operator (operator)", "auth", _ok("created", "201"), OperatorRequest)},
         "/api/v1/operators/{username}": {"delete": _op("Delete an operator (operator)", "auth", _ok("deleted"), params=["username"])},
+        "/api/v1/audit": {"get": _op("Audit trail of one day (operator)", "auth", _ok("entries"), query=["date"])},
         "/api/v1/me": {"get": _op("The caller's identity", "auth", _ok("identity"))},
         "/api/v1/presence": {"get": _op("Endpoints online now (operator)", "auth", _ok("presence"))},
         "/api/v1/directory": {"get": _op("The whole endpoint directory", "directory", _ok("directory"))},

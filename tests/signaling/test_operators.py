@@ -54,3 +54,26 @@ async def test_deleted_operator_token_stops_working(node):
     await node.call("DELETE", "/api/v1/operators/tam")
     status, resp = await node.call("GET", "/api/v1/meetings", token=login["token"])
     assert status == 401 and "revoked" in resp["error"]["message"]
+
+
+async def test_audit_trail_records_rest_and_chair_actions(node):
+    from tests.harness import WsClient
+
+    meeting = await node.schedule(chair="hg-meo-vac", invited=["tier:commune@hg-meo-vac"])
+    chair = await WsClient.connect(node, await node.endpoint_token("hg-meo-vac"))
+    try:
+        await chair.send("join", meeting_id=meeting["id"])
+        await chair.expect("joined")
+        await chair.send("lock", locked=True)
+        await chair.expect("locked")
+    finally:
+        await chair.close()
+    status, body = await node.call("GET", "/api/v1/audit")
+    assert status == 200
+    actions = [(e["who"], e["action"], e["target"]) for e in body["entries"]]
+    assert ("operator:admin", "POST /api/v1/meetings", "/api/v1/meetings") in actions
+    assert ("endpoint:hg-meo-vac", "lock", meeting["id"]) in actions
+    lock = next(e for e in body["entries"] if e["action"] == "lock")
+    assert lock["locked"] is True and lock["name"] == "Huyện Mèo Vạc"
+    status, bad = await node.call("GET", "/api/v1/audit?date=hom-nay")
+    assert status == 400 and "YYYY-MM-DD" in bad["error"]["message"]
