@@ -45,7 +45,11 @@ async def healthz(request: web.Request) -> web.Response:
 
 @routes.get("/metrics")
 async def metrics_view(request: web.Request) -> web.Response:
-    metrics.ONLINE.set(len(await ctx_of(request).store.list_ephemeral("presence")))
+    ctx = ctx_of(request)
+    metrics.ONLINE.set(len(await ctx.store.list_ephemeral("presence")))
+    if ctx.media is not None:
+        metrics.MEDIA_PEERS.set(len(ctx.media.peers))
+        metrics.MEDIA_MEETINGS.set(len(ctx.media.meetings))
     return web.Response(body=generate_latest(metrics.REGISTRY), headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 

@@ -14,3 +14,5 @@ AUTH_FAILURES = Counter("giaoban_auth_failures_total", "Rejected logins and toke
 PARTICIPANTS = Gauge("giaoban_meeting_participants", "Sessions inside a meeting on this node", registry=REGISTRY)
 LOOP_LAG = Gauge("giaoban_event_loop_lag_seconds", "Event-loop lag measured every second", registry=REGISTRY)
 ONLINE = Gauge("giaoban_endpoints_online", "Endpoints with a live connection on any node (from the store)", registry=REGISTRY)
+MEDIA_PEERS = Gauge("giaoban_media_peers", "Media peers on this node's media node", registry=REGISTRY)
+MEDIA_MEETINGS = Gauge("giaoban_media_meetings", "Meetings with media on this node", registry=REGISTRY)

@@ -80,6 +80,9 @@ async def test_two_endpoints_exchange_video_through_signaling(media_node):
         assert await wait_for(lambda: len(chair.video_frames()) >= 10, timeout=15), "district got no video"
         assert sum(v for _, v in room.video_frames()[-5:]) / 5 > 150
         assert sum(v for _, v in chair.video_frames()[-5:]) / 5 < 100
+        async with node.http.get(node.url + "/metrics") as resp:
+            text = await resp.text()
+        assert "giaoban_media_peers 2.0" in text and "giaoban_media_meetings 1.0" in text
         # the chair gives the commune the floor; the media node is told
         await chair.peer.ws.send("grant_floor", endpoint_id=commune)
         assert await wait_for(lambda: any(m["type"] == "floor" for m in room.peer.other), timeout=5)
