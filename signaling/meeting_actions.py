@@ -32,6 +32,7 @@ class MeetingActions:
     occurrence_id: str | None
     role: str | None
     peer: Any
+    _leaving: asyncio.Future | None
 
     def now(self) -> datetime:
         return datetime.now(timezone.utc)
@@ -106,7 +107,7 @@ class MeetingActions:
 
     async def finish_leaving(self) -> None:
         """Wait for a release that a cancelled leave started (called by Session.stop)."""
-        if getattr(self, "_leaving", None) is not None:
+        if self._leaving is not None:
             await asyncio.gather(self._leaving, return_exceptions=True)
 
     async def _on_leave(self, msg: Leave) -> None:

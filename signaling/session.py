@@ -18,8 +18,8 @@ from signaling.auth import Identity
 from signaling.context import Context
 from signaling.errors import WS_CLOSE, ApiError, classify, too_large
 from signaling.meeting_actions import MeetingActions
-from signaling.store.base import StoreError
 from signaling.protocol import Hello, Ping, ProtocolError, decode, error_msg, server_msg
+from signaling.store.base import StoreError
 
 log = logging.getLogger("giaoban.session")
 OUTBOX_SIZE = 256
@@ -58,6 +58,8 @@ class Session(MeetingActions):
         self._bucket = TokenBucket(limits.ws_rate_per_s, limits.ws_burst)
         self._violations = 0
         self._tasks: list[asyncio.Task] = []
+        self._leaving: asyncio.Future | None = None  # a meeting release in progress
+        self._closer: asyncio.Task | None = None
         self._closed = False
 
     @property
@@ -77,7 +79,7 @@ class Session(MeetingActions):
         except asyncio.QueueFull:
             log.warning("client is not reading; disconnecting", extra=self.log_extra())
             self._closed = True
-            asyncio.create_task(self.ws.close(code=1008, message=b"not reading"))
+            self._closer = asyncio.create_task(self.ws.close(code=1008, message=b"not reading"))
 
     async def _writer(self) -> None:
         while True:
