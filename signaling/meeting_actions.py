@@ -17,7 +17,7 @@ from signaling.media import PeerSpec
 from signaling.policy import CHAIR_ROLES, admit, role_in
 from signaling.protocol import (
     CHAIR_ACTIONS, Answer, GrantFloor, Ice, Join, Leave, Lock, LowerHand, Mute, MuteAll, Offer, RaiseHand,
-    Remove, RevokeFloor, server_msg,
+    Remove, RevokeFloor, SetLayout, server_msg,
 )
 
 log = logging.getLogger("giaoban.meeting")
@@ -52,7 +52,7 @@ class MeetingActions:
             Leave: self._on_leave, Offer: self._on_offer, Answer: self._on_answer, Ice: self._on_ice,
             RaiseHand: self._on_hand, LowerHand: self._on_hand, GrantFloor: self._on_grant,
             RevokeFloor: self._on_revoke, Mute: self._on_mute, MuteAll: self._on_mute_all, Lock: self._on_lock,
-            Remove: self._on_remove,
+            Remove: self._on_remove, SetLayout: self._on_layout,
         }[type(msg)]
         await handler(msg)
 
@@ -73,6 +73,7 @@ class MeetingActions:
             "joined", msg.id, meeting_id=meeting.id, occurrence_id=self.occurrence_id, title=meeting.title,
             role=role, participants=participants, floor=state["floor"], hands=state["hands"],
             muted=state["muted"].get(self.identity.endpoint_id, {}), media=self.ctx.media is not None,
+            layout=state["layout"],
         ))
         self.ctx.rooms.participants_changed(self.occurrence_id)
 
@@ -226,6 +227,14 @@ class MeetingActions:
     async def _on_lock(self, msg: Lock) -> None:
         await self.ctx.rooms.update(self.occurrence_id, lambda room: room.update(locked=msg.locked))
         await self.ctx.rooms.publish(self.occurrence_id, server_msg("locked", msg.id, locked=msg.locked, by=self.identity.name))
+
+    async def _on_layout(self, msg: SetLayout) -> None:
+        """The composite's layout; kept in the room so a media node (re)starting applies it too."""
+        await self.ctx.rooms.update(self.occurrence_id, lambda room: room.update(layout=msg.layout))
+        set_layout = getattr(self.ctx.media, "set_layout", None)
+        if set_layout is not None:
+            await set_layout(self.meeting_id, msg.layout)
+        await self.ctx.rooms.publish(self.occurrence_id, server_msg("layout", msg.id, layout=msg.layout, by=self.identity.name))
 
     async def _on_remove(self, msg: Remove) -> None:
         member = await self._member(msg.endpoint_id)

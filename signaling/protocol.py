@@ -18,11 +18,13 @@ Client -> server
   mute_all{muted}                   chair/operator: mute everyone's audio but the floor holder
   lock{locked}                      chair/operator: only chair and operators may (re)join
   remove{endpoint_id}               chair/operator: send an endpoint out; it cannot rejoin this occurrence
+  layout{layout}                    chair/operator: the composite's layout (speaker, speaker_strip,
+                                    grid_2x2, grid_3x3, grid_4x4, presentation)
   ping{}
 
 Server -> client
   welcome, meeting_opened, meeting_closed, joined, left, participants, offer, answer, ice, hand,
-  floor, mute_request, locked, removed, speaker, presence (operators: an endpoint came or went),
+  floor, mute_request, locked, removed, layout, speaker, presence (operators: an endpoint came or went),
   error, pong
 """
 
@@ -103,15 +105,22 @@ class Remove(_Msg, tag="remove"):
     endpoint_id: Id
 
 
+LAYOUTS = ("speaker", "speaker_strip", "grid_2x2", "grid_3x3", "grid_4x4", "presentation")
+
+
+class SetLayout(_Msg, tag="layout"):
+    layout: Literal["speaker", "speaker_strip", "grid_2x2", "grid_3x3", "grid_4x4", "presentation"]
+
+
 class Ping(_Msg, tag="ping"):
     pass
 
 
 ClientMessage = Union[
     Hello, Join, Leave, Offer, Answer, Ice, RaiseHand, LowerHand, GrantFloor, RevokeFloor, Mute, MuteAll, Lock,
-    Remove, Ping,
+    Remove, SetLayout, Ping,
 ]
-CHAIR_ACTIONS = (GrantFloor, RevokeFloor, Mute, MuteAll, Lock, Remove)
+CHAIR_ACTIONS = (GrantFloor, RevokeFloor, Mute, MuteAll, Lock, Remove, SetLayout)
 CLIENT_TYPES = sorted(t.__struct_config__.tag for t in ClientMessage.__args__)
 
 _decoder = msgspec.json.Decoder(ClientMessage)

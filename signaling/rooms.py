@@ -36,7 +36,7 @@ class LocalMember(Protocol):
 
 
 def empty_room() -> dict[str, Any]:
-    return {"floor": None, "hands": [], "muted": {}, "locked": False, "removed": []}
+    return {"floor": None, "hands": [], "muted": {}, "locked": False, "removed": [], "layout": "speaker_strip"}
 
 
 class _Relay:

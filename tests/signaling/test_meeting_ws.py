@@ -143,3 +143,26 @@ async def test_lock_and_remove(node):
     finally:
         for c in (chair, a, late):
             await c.close()
+
+
+async def test_chair_sets_layout_participant_cannot(node):
+    district, communes = pick(node)
+    meeting = await node.schedule(chair=district, invited=["tier:commune@hg-meo-vac"])
+    chair = await WsClient.connect(node, await node.endpoint_token(district))
+    a = await WsClient.connect(node, await node.endpoint_token(communes[0]))
+    try:
+        for c in (chair, a):
+            await c.send("join", meeting_id=meeting["id"])
+            assert (await c.expect("joined"))["layout"] == "speaker_strip"
+        await chair.send("layout", layout="grid_3x3")
+        assert (await a.expect("layout"))["layout"] == "grid_3x3"
+        ref = await a.send("layout", layout="speaker")
+        assert (await a.expect("error", ref=ref))["code"] == "forbidden"
+        ref = await chair.send("layout", layout="grid_5x5")
+        err = await chair.expect("error", ref=ref)
+        assert "grid_5x5" in err["message"] or "layout" in err["message"]
+        status, live = await node.call("GET", f"/api/v1/meetings/{meeting['id']}/live")
+        assert live["layout"] == "grid_3x3"
+    finally:
+        await chair.close()
+        await a.close()
