@@ -72,6 +72,8 @@ async def test_console_schedules_and_watches_the_live_map(node, page, tmp_path):
         await page.click('#sel button[data-act="mute"]')
         muted = await ws.expect("mute_request")
         assert muted["muted"] is True and muted["kind"] == "audio"
+        await page.select_option("#layout", "grid_3x3")
+        assert (await ws.expect("layout"))["layout"] == "grid_3x3"
 
         await page.click("#roll")
         await expect(page.locator(f'#roll-rows tr[data-endpoint="{commune.id}"]')).to_contain_text("có mặt")

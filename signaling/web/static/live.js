@@ -25,6 +25,7 @@ export class LiveView {
     this.room = { online: new Set(), joined: new Set(), hands: [], floor: null, muted: {}, invited: null, locked: false, media: {} };
     document.querySelectorAll("#chair button[data-act]").forEach((b) => b.addEventListener("click", () => this.act(b.dataset.act)));
     $("roll").addEventListener("click", () => this.rollCall());
+    $("layout").addEventListener("change", (ev) => this.send("layout", { layout: ev.target.value }));
     $("hands").addEventListener("click", (ev) => {
       const b = ev.target.closest("button[data-endpoint]");
       if (b) this.send("grant_floor", { endpoint_id: b.dataset.endpoint });
@@ -79,7 +80,7 @@ export class LiveView {
         this.occurrence = live.occurrence_id;
         this.setPeople(live.participants);
         Object.assign(this.room, { hands: live.hands, floor: live.floor, muted: live.muted, locked: live.locked,
-          media: live.media || {} });
+          media: live.media || {}, layout: live.layout });
         state.classList.add("hidden");
         if (!this.inRoom && this.signal && this.signal.online) this.join();
       } else {
@@ -122,6 +123,7 @@ export class LiveView {
       case "floor": r.floor = msg.endpoint_id; if (msg.hands) r.hands = msg.hands; break;
       case "mute_request": r.muted[msg.endpoint_id] = { ...(r.muted[msg.endpoint_id] || {}), [msg.kind]: msg.muted }; break;
       case "locked": r.locked = msg.locked; break;
+      case "layout": r.layout = msg.layout; break;
       case "left": this.inRoom = false; break;
       case "meeting_closed": if (this.meeting && msg.meeting_id === this.meeting.id) this.notify("Cuộc họp đã kết thúc. (The meeting has ended.)", "info"); break;
       case "error":
@@ -142,6 +144,7 @@ export class LiveView {
       `trực tuyến (online): ${totals.online} · ngoại tuyến (offline): ${totals.offline}` +
       (guests ? ` · khách (guests): ${guests}` : "") +
       (measured ? ` · đường truyền tốt/khá/kém (link good/fair/poor): ${totals.good}/${totals.fair}/${totals.poor}` : "");
+    if (this.room.layout) $("layout").value = this.room.layout;
     const lock = $("lock");
     lock.innerHTML = this.room.locked ? 'Mở khóa <span class="en">(Unlock)</span>' : 'Khóa phòng <span class="en">(Lock)</span>';
     const hands = $("hands");
