@@ -29,7 +29,7 @@ def _ok(description: str, status: str = "200") -> dict:
 
 ERRORS = {s: {"$ref": f"#/components/responses/{n}"} for s, n in
           (("400", "BadRequest"), ("401", "Unauthorized"), ("403", "Forbidden"), ("404", "NotFound"),
-           ("429", "TooMany"))}
+           ("409", "Conflict"), ("429", "TooMany"))}
 
 
 QUERY_SCHEMAS = {"from": {"type": "string", "format": "date-time"}, "to": {"type": "string", "format": "date-time"},
@@ -154,6 +154,7 @@ def openapi_document(server_url: str) -> dict:
                           "Unauthorized": _error_response("missing, wrong or expired token"),
                           "Forbidden": _error_response("not allowed for this role or meeting"),
                           "NotFound": _error_response("no such object"),
+                          "Conflict": _error_response("changed meanwhile, already exists, or not possible in this state"),
                           "TooMany": _error_response("too many requests or failed logins; wait")},
         },
     }
