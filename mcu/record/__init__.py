@@ -1,0 +1,18 @@
+"""Recording and public live streaming of meetings, fed with already encoded media.
+
+* ``Recorder``: composite VP8 (remuxed) + mixed Opus into crash-safe WebM segments, one final
+  WebM with the meeting's metadata on stop (``recover()`` after a crash).
+* ``HlsWriter``: live HLS, MPEG-TS segments of the H.264 tier + AAC, rolling playlist.
+* ``RecordingStore``: list, delete, recover, retention sweep.
+* ``RecordingService``: per-meeting recorders/streams, connected to the media core with
+  ``connect_media``; used by ``signaling.api_recordings``.
+"""
+
+from .feeds import AudioFeed, Timeline, opus_head
+from .hls import HlsWriter
+from .recorder import Recorder, finalise, recover
+from .service import AlreadyRunning, MediaUnavailable, NotRunning, RecordingService
+from .store import RecordingStore
+
+__all__ = ["AlreadyRunning", "AudioFeed", "HlsWriter", "MediaUnavailable", "NotRunning", "Recorder",
+           "RecordingService", "RecordingStore", "Timeline", "finalise", "opus_head", "recover"]
