@@ -11,7 +11,7 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from endpoints.directory import load_directory
-from signaling import api_auth, api_directory, api_meetings, api_operators, metrics, whip, web as web_pages
+from signaling import api_auth, api_directory, api_meetings, api_operators, api_recordings, metrics, whip, web as web_pages
 from signaling.auth import Authenticator
 from signaling.context import Context
 from signaling.http import CTX, ctx_of, error_middleware, json_response
@@ -78,13 +78,17 @@ async def build_context(settings: Settings) -> Context:
     auth = Authenticator(store, directory, signer, settings.tokens)
     meetings = MeetingService(store, directory, early_join_minutes=settings.early_join_minutes)
     scheduler = Scheduler(store, meetings, node_id=settings.node_id, publish_channel=MEETING_EVENTS)
-    media = None
+    media = recordings = None
     if settings.media == "local":
         from mcu.node import LocalMediaNode  # imported lazily: signaling-only nodes skip aiortc
+        from mcu.record import RecordingService
 
         media = LocalMediaNode(settings.node_id, ice_host=settings.ice_host or None)
+        data = Path(settings.data_dir)
+        recordings = RecordingService(data / "recordings", retention_days=settings.recording_retention_days,
+                                      hls_root=data / "live")
     return Context(settings, store, directory, auth, meetings, scheduler, RoomHub(store, settings.node_id),
-                   SessionRegistry(store, settings.node_id, auth), media)
+                   SessionRegistry(store, settings.node_id, auth), media, recordings=recordings)
 
 
 async def _housekeeping(ctx: Context) -> None:
@@ -106,7 +110,8 @@ def make_app(ctx: Context) -> web.Application:
     app = web.Application(middlewares=[error_middleware], client_max_size=ctx.settings.limits.http_max_body_bytes)
     app[CTX] = ctx
     app[whip.RESOURCES] = {}
-    for table in (routes, api_auth.routes, api_directory.routes, api_meetings.routes, api_operators.routes, whip.routes, web_pages.routes):
+    for table in (routes, api_auth.routes, api_directory.routes, api_meetings.routes, api_operators.routes,
+                  api_recordings.routes, whip.routes, web_pages.routes):
         app.add_routes(table)
 
     async def lifecycle(app: web.Application):
@@ -116,6 +121,8 @@ def make_app(ctx: Context) -> web.Application:
             log.warning("created operator 'admin'; its password is in %s/admin-password.txt", ctx.settings.data_dir)
         if ctx.media is not None:
             await ctx.media.start()
+        if ctx.recordings is not None:
+            await ctx.recordings.start()
         await ctx.sessions.start()
         await ctx.scheduler.start()
         lag = asyncio.create_task(_housekeeping(ctx), name="housekeeping")
@@ -126,6 +133,8 @@ def make_app(ctx: Context) -> web.Application:
         await ctx.scheduler.stop()
         await ctx.sessions.stop()
         await ctx.rooms.stop()
+        if ctx.recordings is not None:
+            await ctx.recordings.stop()
         if ctx.media is not None:
             await ctx.media.stop()
         await ctx.store.stop()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from endpoints.directory import Directory
 from signaling.auth import Authenticator
@@ -30,4 +30,5 @@ class Context:
     rooms: RoomHub
     sessions: "SessionRegistry"
     media: MediaNode | None = None
+    recordings: Any = None  # mcu.record.RecordingService when this node has a media node
     started: float = field(default_factory=time.time)

@@ -12,11 +12,13 @@ from signaling.api_auth import EndpointLogin, LinkRequest, OperatorLogin
 from signaling.api_directory import SelectRequest
 from signaling.api_meetings import MeetingPatch
 from signaling.api_operators import OperatorRequest
+from signaling.api_recordings import RecordingAction, StreamingAction, openapi_paths as recording_paths
 from signaling.meetings.model import MeetingSpec
 from signaling.protocol import CLIENT_TYPES
 
 REF = "#/components/schemas/"
-BODIES = [OperatorLogin, EndpointLogin, LinkRequest, SelectRequest, MeetingSpec, MeetingPatch, OperatorRequest]
+BODIES = [OperatorLogin, EndpointLogin, LinkRequest, SelectRequest, MeetingSpec, MeetingPatch, OperatorRequest,
+          RecordingAction, StreamingAction]
 
 
 def _body(model: type) -> dict:
@@ -81,6 +83,10 @@ def _sdp_resource(summary: str) -> dict:
 
 
 def _paths() -> dict:
+    return _core_paths() | recording_paths(_op, _ok)
+
+
+def _core_paths() -> dict:
     m, occ = ["meeting_id"], ["meeting_id", "occurrence_id"]
     return {
         "/healthz": {"get": _op("Liveness and store health", "ops", _ok("healthy"), auth=False)},

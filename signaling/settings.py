@@ -46,6 +46,7 @@ class Settings:
     media: str = "local"  # local: an in-process aiortc media node; none: signaling only
     ice_host: str = "127.0.0.1"  # address for the media node's ICE host candidates; "" = every interface
     early_join_minutes: int = 10
+    recording_retention_days: int = 30  # recordings older than this are deleted (hourly sweep)
     log_format: str = "json"  # json | text
     log_level: str = "info"
     admin_password: str = ""  # first start only: the operator 'admin' password (else generated)
