@@ -15,16 +15,26 @@ province-wide briefing (about 210 endpoints) does not send 209 streams to every 
 
 A client's own offer provides the first audio and video slots (its m-lines are answered
 ``sendrecv``); further slots are added by server offers when needed.
+
+Subscribers in MCU mode (``mcu.tiers_policy``: by link class, or ``spec.extra["media_mode"]``)
+have two other slots instead, ``composite`` (video) and ``mix`` (audio), fed by the meeting's
+``mcu.mcu_output.McuPipeline``, created when the first such subscriber joins and stopped when
+the last one leaves; ``both`` gives a subscriber the SFU slots and the MCU slots.
 """
 
 from __future__ import annotations
 
+import asyncio
 import itertools
+import logging
 from typing import TYPE_CHECKING, Any
 
 from .router import Router
 from .speaker import SpeakerDetector
 from .stream import Stream
+from .tiers_policy import DEFAULT_POLICY
+
+log = logging.getLogger("mcu.meeting")
 
 if TYPE_CHECKING:
     from .node import LocalMediaNode
@@ -56,6 +66,12 @@ class Meeting:
         self.detector = SpeakerDetector()
         self._seen: dict[str, int] = {}  # stream id -> order of appearance
         self._loud: dict[str, float] = {}  # endpoint -> last time it was loud
+        # link class -> media mode; the node may set another (tiers_policy.SFU_ONLY: no MCU)
+        policy = getattr(node, "media_policy", None)
+        self.media_policy = DEFAULT_POLICY if policy is None else policy
+        self.mcu: Any = None  # McuPipeline while a composite/mix subscriber is present
+        self.composite_layout: str | None = None  # the chair's choice; None: by source count
+        self._mcu_tasks: set[asyncio.Task] = set()
 
     @property
     def speaker(self) -> str | None:
@@ -74,6 +90,8 @@ class Meeting:
             del self.peers[peer.endpoint_id]
             self.detector.forget(peer.endpoint_id)
             self._loud.pop(peer.endpoint_id, None)
+            if self.mcu is not None:
+                self.mcu.forget(peer.endpoint_id)
         for stream in peer.streams.values():
             self._seen.pop(stream.stream_id, None)
             self.router.remove_stream(stream.stream_id)
@@ -137,8 +155,10 @@ class Meeting:
                     break
         return out
 
-    def _wanted(self, src: "_Sources", me: str) -> list[str]:
-        roles = []
+    def _wanted(self, src: "_Sources", me: str, mode: str = "sfu") -> list[str]:
+        if mode == "mcu":
+            return ["composite", "mix"]
+        roles = ["composite", "mix"] if mode == "both" else []
         if self._others(src.screens, me, 1):
             roles.append("slides")
         if self._others(src.cameras, me, 1):
@@ -147,12 +167,12 @@ class Meeting:
         return roles
 
     def wanted_roles(self, peer: "LocalPeer") -> list[str]:
-        return self._wanted(self._snapshot(), peer.endpoint_id)
+        return self._wanted(self._snapshot(), peer.endpoint_id, peer.media_mode)
 
     def missing_roles(self, peer: "LocalPeer", src: "_Sources | None" = None) -> list[str]:
         have = [o.role for o in peer.outputs.values()] + peer.pending_roles + peer.refused_roles
         missing = []
-        for role in self._wanted(src or self._snapshot(), peer.endpoint_id):
+        for role in self._wanted(src or self._snapshot(), peer.endpoint_id, peer.media_mode):
             if role in have:
                 have.remove(role)
             else:
@@ -162,9 +182,14 @@ class Meeting:
     def assign(self) -> None:
         """Recompute every subscriber's sources; ask for new m-lines where missing."""
         src = self._snapshot()
+        mcu = self._mcu_for(src)
         for peer in list(self.peers.values()):
             if peer.closed:
                 continue
+            if mcu is not None:
+                for out in peer.outputs.values():
+                    if out.role in ("composite", "mix"):
+                        mcu.attach(peer, out)
             me = peer.endpoint_id
             outs = list(peer.outputs.values())
             mains = [o for o in outs if o.role == "main"]
@@ -182,6 +207,53 @@ class Meeting:
             missing = self.missing_roles(peer, src)
             if missing:
                 peer.request_slots(missing)
+
+    # -- MCU -------------------------------------------------------------------------------
+
+    def _mcu_for(self, src: "_Sources") -> Any:
+        """The pipeline (started on first need, stopped when idle), with fresh sources."""
+        wanted = any(p.media_mode != "sfu" and not p.closed for p in self.peers.values())
+        if wanted and self.mcu is None:
+            from .mcu_output import McuPipeline  # PyAV codecs load only for MCU meetings
+
+            self.mcu = McuPipeline(self.router, layout=self.composite_layout)
+            self._track(self.mcu.start())
+        elif not wanted and self.mcu is not None:
+            pipe, self.mcu = self.mcu, None
+            self._track(pipe.stop())
+            return None
+        if self.mcu is not None:
+            order = [e for e in (self.floor, self.speaker) if e is not None]
+            names = {p.endpoint_id: p.spec.display_name for p in self.peers.values()}
+            self.mcu.refresh(src.cameras, src.screens, src.mics, order, names)
+        return self.mcu
+
+    def set_layout(self, layout: str | None) -> None:
+        """The chair's composite layout (``mcu.compose.Layout`` value; None: automatic)."""
+        from .compose import Layout
+
+        self.composite_layout = Layout(layout).value if layout is not None else None
+        if self.mcu is not None:
+            self.mcu.set_layout(self.composite_layout)
+            self.assign()
+
+    def _track(self, coro: Any) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._mcu_tasks.add(task)
+        task.add_done_callback(self._mcu_done)
+
+    def _mcu_done(self, task: asyncio.Task) -> None:
+        self._mcu_tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("MCU pipeline of %s: %s", self.meeting_id, task.exception())
+
+    async def stop_mcu(self) -> None:
+        """Stop the MCU pipeline and wait for its start/stop tasks; idempotent."""
+        pipe, self.mcu = self.mcu, None
+        if pipe is not None:
+            self._track(pipe.stop())
+        while self._mcu_tasks:
+            await asyncio.gather(*list(self._mcu_tasks), return_exceptions=True)
 
     def _assign_audio(self, outs: list["Output"], wanted: list[Stream]) -> None:
         keep = [o for o in outs if o.source in wanted]
@@ -204,6 +276,8 @@ class Meeting:
                     if level is not None and level < self.detector.speech_level:
                         self._loud[peer.endpoint_id] = now
         changed = self.detector.tick(levels, now)
+        if self.mcu is not None:
+            self.mcu.tick(now)
         congestion_changed = self._update_congestion()
         if changed is not None or congestion_changed:
             self.assign()
@@ -232,4 +306,5 @@ class Meeting:
             "speaker": self.speaker,
             "peers": [p.stats() for p in self.peers.values()],
             "router": self.router.stats(),
+            **({"mcu": self.mcu.stats()} if self.mcu is not None else {}),
         }

@@ -124,6 +124,12 @@ class LocalMediaNode:
                 await peer.set_muted("audio", False)  # the terminal unmutes itself): forward its mic again
             meeting.set_floor(endpoint_id)
 
+    async def set_layout(self, meeting_id: str, layout: str | None) -> None:
+        """The chair's layout of the meeting's composite (None: automatic)."""
+        meeting = self.meetings.get(meeting_id)
+        if meeting is not None:
+            meeting.set_layout(layout)
+
     def _forget_peer(self, peer: LocalPeer) -> None:
         self.peers.discard(peer)
         meeting = peer.meeting

@@ -30,6 +30,7 @@ from .negotiation import MLine, NegotiationError, describe, receives, sends, set
 from .rtp_header import remb, receiver_report
 from .stream import Stream
 from .subscriber import Output
+from .tiers_policy import media_mode
 from .tracks import IdleTrack
 
 if TYPE_CHECKING:
@@ -80,6 +81,12 @@ class LocalPeer:
         self.renegotiate = bool(spec.extra.get("renegotiate", True))
         self.video_codec = video_codec
         self.audio_codec = audio_codec
+        # "sfu" | "mcu" | "both" (mcu.tiers_policy); the composite is VP8 only for now
+        try:
+            mode = media_mode(spec, meeting.media_policy)
+        except ValueError as exc:
+            raise PeerError(str(exc)) from None
+        self.media_mode = mode if video_codec == "VP8" else "sfu"
         self.keyframe_interval = keyframe_interval
         self.pc = RTCPeerConnection(
             RTCConfiguration(iceServers=[], bundlePolicy=RTCBundlePolicy.MAX_BUNDLE)
@@ -274,7 +281,7 @@ class LocalPeer:
         if not missing or self.closed:
             return
         for role in missing:
-            kind = "audio" if role == "audio" else "video"
+            kind = "audio" if role in ("audio", "mix") else "video"
             t = self.pc.addTransceiver(IdleTrack(kind), direction="sendonly")
             set_codec(t, kind, self.audio_codec if kind == "audio" else self.video_codec)
         offer = await self.pc.createOffer()
@@ -294,11 +301,14 @@ class LocalPeer:
             raise
 
     def _role_for_client_mline(self, line: MLine) -> str:
+        roles = list(self._roles.values())
+        if self.media_mode == "mcu":
+            role = "mix" if line.kind == "audio" else "composite"
+            return role if role not in roles else "extra"
         if line.kind == "audio":
             return "audio"
         if line.content == "slides":
             return "slides"
-        roles = list(self._roles.values())
         if "main" not in roles:
             return "main"
         return "slides" if "slides" not in roles else "extra"

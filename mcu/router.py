@@ -9,7 +9,7 @@ publisher of the output's current source, NACKs are answered from the source's p
 
 from __future__ import annotations
 
-from .rtp_header import FEEDBACK_FIR, FEEDBACK_NACK, FEEDBACK_PLI, FEEDBACK_RR
+from .rtp_header import FEEDBACK_FIR, FEEDBACK_NACK, FEEDBACK_PLI, FEEDBACK_REMB, FEEDBACK_RR
 from .stream import Stream
 from .subscriber import Output
 
@@ -62,7 +62,10 @@ class Router:
                 self.feedback_nack += 1
                 out.retransmit(item[2])
             elif what == FEEDBACK_RR:
-                out.fraction_lost = item[2]
+                if item[1] == out.ssrc:  # not the RTX stream's block (it sees no loss)
+                    out.fraction_lost = item[2]
+            elif what == FEEDBACK_REMB:
+                out.remb = item[2]
 
     def stats(self) -> dict:
         return {

@@ -211,6 +211,7 @@ FEEDBACK_PLI = "pli"
 FEEDBACK_FIR = "fir"
 FEEDBACK_NACK = "nack"
 FEEDBACK_RR = "rr"
+FEEDBACK_REMB = "remb"  # ("remb", media_ssrc, bitrate) one per SSRC listed in a REMB
 
 
 def parse_feedback(data: bytes) -> list[tuple]:
@@ -235,6 +236,15 @@ def parse_feedback(data: bytes) -> list[tuple]:
                 while p + 8 <= end:
                     out.append((FEEDBACK_FIR, U32.unpack_from(data, p)[0]))
                     p += 8
+            elif fmt == 15 and end - pos >= 20 and data[pos + 12 : pos + 16] == b"REMB":
+                count, b1 = data[pos + 16], data[pos + 17]
+                bitrate = ((b1 & 0x03) << 16 | data[pos + 18] << 8 | data[pos + 19]) << (b1 >> 2)
+                p = pos + 20
+                for _ in range(count):
+                    if p + 4 > end:
+                        break
+                    out.append((FEEDBACK_REMB, U32.unpack_from(data, p)[0], bitrate))
+                    p += 4
         elif pt == RTCP_RTPFB and fmt == 1 and end - pos >= 12:
             media = U32.unpack_from(data, pos + 8)[0]
             lost = []

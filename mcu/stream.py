@@ -77,6 +77,7 @@ class Stream:
         self._kf_timer: asyncio.TimerHandle | None = None
         self.muted = False
         self.closed = False
+        self.tap: Callable[[bytes], None] | None = None  # MCU input (depacketizer), if any
         self._cache: list[bytes | None] = [None] * CACHE_SIZE
         self._keyfn = None
         self.vp8 = kind == "video" and self.codec == "VP8"
@@ -158,6 +159,8 @@ class Stream:
                 self.last_level = level
         if self.muted:
             return
+        if self.tap is not None:  # the meeting's MCU pipeline (mcu.mcu_output) wants it too
+            self.tap(data)
         if self.waiting and (key or self._keyfn is None):
             self._admit_waiting(seq, ts, pid)
         glist = self._glist

@@ -34,6 +34,8 @@ from .rtp_header import SEQ_TS_SSRC, U16, payload_bounds, vp8_picture_id
 if TYPE_CHECKING:
     from .stream import Stream
 
+RESEND_INTERVAL = 0.3  # s before the same packet is resent again (receivers repeat NACK lists)
+
 _protect = lib.srtp_protect
 _pack = SEQ_TS_SSRC.pack_into
 _pack_pid = U16.pack_into
@@ -88,13 +90,19 @@ class Output:
         self.next_time = time.monotonic()
         self.pid_off = 0  # VP8 picture id offset (15-bit), same scheme as seq/ts
         self.next_pid = random.randrange(1 << 15)
+        # the previous epoch (source, seq_off, ts_off, pid_off, first seq, last seq): NACKs
+        # for packets sent before a switch are still answered from that source's cache
+        self._prev: tuple | None = None
+        self._resent: dict[int, float] = {}  # out seq -> when it was last retransmitted
         # counters
         self.dropped = 0
         self.errors = 0
         self.retransmitted = 0
+        self.nacked = 0  # distinct packets the subscriber reported lost (NACK)
         self.switches = 0
         self.packets_before = 0  # packets sent in earlier epochs (for sender reports)
         self.fraction_lost = 0  # last RTCP receiver report, 0..255
+        self.remb: int | None = None  # last REMB estimate for this SSRC (bit/s), if any
         self.closed = False
 
     # -- link ------------------------------------------------------------------------------
@@ -147,6 +155,8 @@ class Output:
         """Remember where the output stands so the next source continues seamlessly."""
         src = self.source
         if self.live and src is not None and src.fwd_time is not None:
+            self._prev = (src, self.seq_off, self.ts_off, self.pid_off, self.epoch_seq,
+                          src.last_seq)
             self.packets_before += ((src.last_seq - self.epoch_seq) & 0xFFFF) + 1
             self.next_seq = (src.last_seq + self.seq_off + 1) & 0xFFFF
             self.next_ts = (src.last_ts + self.ts_off + 1) & 0xFFFFFFFF
@@ -168,8 +178,11 @@ class Output:
         self.live = True
         self.switches += 1
 
-    def render(self, data: bytes, level: int | None = None) -> bytes:
-        """Rewrite one source packet for this output (slow path; the router inlines this)."""
+    def render(self, data: bytes, level: int | None = None, offs: tuple | None = None) -> bytes:
+        """Rewrite one source packet for this output (slow path; the router inlines this).
+        ``offs``: (seq, timestamp, picture id offsets, VP8?) of an earlier epoch."""
+        seq_off, ts_off, pid_off, vp8 = offs or (
+            self.seq_off, self.ts_off, self.pid_off, self.source is not None and self.source.vp8)
         ext_start, ext_end, off, end = payload_bounds(data)
         seq = U16.unpack_from(data, 2)[0]
         ts = SEQ_TS_SSRC.unpack_from(data, 2)[1]
@@ -180,19 +193,19 @@ class Output:
         if self.level_id and level is not None:
             head[0] = 0x90
             ext = bytes((0xBE, 0xDE, 0, 1, self.level_id << 4, level & 0x7F, 0, 0))
-        _pack(head, 2, (seq + self.seq_off) & 0xFFFF, (ts + self.ts_off) & 0xFFFFFFFF, self.ssrc)
+        _pack(head, 2, (seq + seq_off) & 0xFFFF, (ts + ts_off) & 0xFFFFFFFF, self.ssrc)
         payload = data[off:end]
-        if self.source is not None and self.source.vp8:
+        if vp8:
             pid = vp8_picture_id(data, off)
             if pid >= 0:
                 payload = bytearray(payload)
-                _pack_pid(payload, 2, 0x8000 | ((pid + self.pid_off) & 0x7FFF))
+                _pack_pid(payload, 2, 0x8000 | ((pid + pid_off) & 0x7FFF))
                 payload = bytes(payload)
         return bytes(head) + ext + payload
 
-    def render_rtx(self, data: bytes) -> bytes:
+    def render_rtx(self, data: bytes, offs: tuple | None = None) -> bytes:
         """RFC 4588 retransmission packet for source packet ``data``."""
-        plain = self.render(data)
+        plain = self.render(data, offs=offs)
         head = bytearray(plain[:12])
         head[0] = 0x80
         head[1] = (plain[1] & 0x80) | (self.rtx_pt or 0)
@@ -204,26 +217,58 @@ class Output:
 
     def retransmit(self, lost: list[int]) -> int:
         """Answer a NACK from the source's packet cache; returns packets resent."""
-        src = self.source
-        if src is None or not self.live or not self.ready:
+        if not self.ready:
             return 0
+        src = self.source if self.live else None
         sent = 0
         missing = []
+        now = time.monotonic()
+        resent = self._resent
+        if len(resent) > 512:
+            for q in [q for q, t in resent.items() if now - t >= RESEND_INTERVAL]:
+                del resent[q]
         for out_seq in lost[:64]:
+            last = resent.get(out_seq)
+            if last is None:
+                self.nacked += 1
+            elif now - last < RESEND_INTERVAL:
+                continue  # resent a moment ago: the copy may still be on its way
+            # asked again: the first copy was lost too; send two, unless the link is congested
+            copies = 2 if last is not None and self.fraction_lost < 26 else 1
+            resent[out_seq] = now
+            offs = None
             src_seq = (out_seq - self.seq_off) & 0xFFFF
-            if (src_seq - self.epoch_seq) & 0xFFFF >= 0x8000:
-                continue  # before this output started on the source
-            data = src.cached(src_seq)
-            if data is None:
-                missing.append(src_seq)  # lost on the way in: ask the publisher
-                continue
-            packet = self.render_rtx(data) if self.rtx_pt and self.rtx_ssrc else self.render(data)
-            if self.send_plain(packet):
-                sent += 1
+            if src is not None and (src_seq - self.epoch_seq) & 0xFFFF < 0x8000:
+                data = src.cached(src_seq)
+                if data is None:
+                    missing.append(src_seq)  # lost on the way in: ask the publisher
+                    continue
+            else:  # sent before this epoch started (a switch), or while waiting
+                data, offs = self._previous(out_seq)
+                if data is None:
+                    continue
+            if self.rtx_pt and self.rtx_ssrc:
+                packet = self.render_rtx(data, offs)
+            else:
+                packet = self.render(data, offs=offs)
+            for _ in range(copies):
+                if self.send_plain(packet):
+                    sent += 1
         self.retransmitted += sent
-        if missing:
+        if missing and src is not None:
             src.request_retransmission(missing)
         return sent
+
+    def _previous(self, out_seq: int) -> tuple[bytes | None, tuple | None]:
+        """The cached packet of the previous epoch that went out as ``out_seq``."""
+        prev = self._prev
+        if prev is None or prev[0].closed:
+            return None, None
+        src, seq_off, ts_off, pid_off, first, last = prev
+        src_seq = (out_seq - seq_off) & 0xFFFF
+        if (src_seq - first) & 0xFFFF > (last - first) & 0xFFFF:
+            return None, None
+        return src.cached(src_seq), (seq_off, ts_off, pid_off, src.vp8)
 
     def report_state(self, now: float) -> tuple[int, int] | None:
         """(RTP timestamp for wall-clock ``now``, packets sent) for an RTCP sender report."""

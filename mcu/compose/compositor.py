@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
@@ -79,6 +79,7 @@ class Compositor:
         self._workers = workers
         self._encode_groups = self._group_encoders(list(self._encoders.values()), workers)
         self._gates = {n: KeyframeGate(keyframe_interval, clock) for n in self._encoders}
+        self._active: frozenset[str] | None = None  # tiers to encode (None: all)
         self._subs: dict[str, list[Subscription]] = {n: [] for n in self.tiers}
         self._sources: dict[str, Source] = {}
         self._names: dict[str, str] = {}
@@ -201,6 +202,25 @@ class Compositor:
         gate = self._gates.get(tier)
         return gate.request() if gate is not None else False
 
+    def want_keyframe(self, tier: str) -> None:
+        """A subscriber of `tier` waits for a keyframe (it started after the last one): the
+        next frame allowed by keyframe_interval is one; requests meanwhile are merged."""
+        gate = self._gates.get(tier)
+        if gate is not None:
+            gate.want()
+
+    def set_active_tiers(self, tiers: Iterable[str] | None) -> None:
+        """Encode only these tiers (None: all), e.g. those with subscribers: an idle tier
+        costs no CPU. A tier that becomes active again starts with a keyframe."""
+        new = None if tiers is None else frozenset(tiers)
+        if new == self._active:
+            return
+        for name, gate in self._gates.items():
+            if new is not None and name in new and self._active is not None \
+                    and name not in self._active:
+                gate.want()
+        self._active = new
+
     def keyframe_stats(self, tier: str) -> dict[str, int]:
         g = self._gates[tier]
         return {"requests": g.requests, "merged": g.merged, "forced": g.forced}
@@ -229,9 +249,12 @@ class Compositor:
                 src.need_keyframe = True
                 self._ask_keyframe(src.id)
         canvas = await loop.run_in_executor(self._pool, self._compose, scene, version)
-        forced = {name: gate.take() for name, gate in self._gates.items()}
+        active = self._active
+        forced = {name: gate.take() if active is None or name in active else False
+                  for name, gate in self._gates.items()}
         results = await asyncio.gather(*[
-            loop.run_in_executor(self._pool, self._encode_group, group, canvas, pts, forced)
+            loop.run_in_executor(self._pool, self._encode_group, group, canvas, pts, forced,
+                                 active)
             for group in self._encode_groups])
         encoders = [e for group in self._encode_groups for e in group]
         results = [frames for group in results for frames in group]
@@ -246,8 +269,10 @@ class Compositor:
 
     @staticmethod
     def _encode_group(group: list[TierEncoder], canvas: av.VideoFrame, pts: int,
-                      forced: dict[str, bool]) -> list[list[EncodedFrame]]:
-        return [e.encode(canvas, pts, forced[e.tier.name]) for e in group]
+                      forced: dict[str, bool],
+                      active: frozenset[str] | None = None) -> list[list[EncodedFrame]]:
+        return [e.encode(canvas, pts, forced[e.tier.name])
+                if active is None or e.tier.name in active else [] for e in group]
 
     @staticmethod
     def _decode(src: Source, items: list[EncodedInput], rect: Rect) -> bool:

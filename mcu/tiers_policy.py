@@ -1,0 +1,110 @@
+"""Who gets forwarded streams, who gets the composite, and on which quality tier.
+
+Media mode of a subscriber (``media_mode``):
+
+* ``"sfu"``: today's selective forwarding (slots ``main``/``slides``/``audio``);
+* ``"mcu"``: one composite picture (slot ``composite``) and one N-1 audio mix (slot ``mix``);
+* ``"both"``: the SFU slots and the two MCU slots (province/district rooms on fibre).
+
+``spec.extra["media_mode"]`` wins; otherwise the meeting's policy maps the link class of the
+directory (``PeerSpec.link``) to a mode. The node's default policy (``DEFAULT_POLICY``) keeps
+fibre on the SFU and sends thin and mobile links the composite; ``SFU_ONLY`` turns the MCU off.
+
+Tier choice (``TierController``): the starting tier comes from the link class; then every
+controller tick looks at what the subscriber reports for its composite output: RTCP RR loss
+(``Output.fraction_lost``) and the REMB estimate (``Output.remb``, when the client sends one).
+Down one tier after ``DOWN_AFTER`` s (``AUDIO_AFTER`` to drop video) of loss above ``DOWN_LOSS``, or of an estimate below the
+tier's bitrate x ``REMB_MARGIN`` with some loss; up one tier after ``UP_AFTER`` s of loss under
+``UP_LOSS`` (and an estimate, if any, with ``UP_HEADROOM`` over the next tier's bitrate).
+After a switch the controller holds for ``HOLD`` s (the reports still describe the old tier).
+Below the last video tier is ``audio`` (the composite paused, the mix goes on); from there a
+clean period moves the subscriber back up to the smallest video tier (a probe).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+MODES = ("sfu", "mcu", "both")
+DEFAULT_POLICY: Mapping[str, str] = {"fibre": "sfu", "thin": "mcu", "mobile": "mcu"}
+SFU_ONLY: Mapping[str, str] = {}
+START_TIER = {"fibre": "720p", "thin": "360p", "mobile": "180p"}
+VIDEO_TIERS = ("720p", "360p", "180p")  # best first; must match the compositor's tiers
+AUDIO_ONLY = "audio"  # below the last video tier: the composite output is paused
+LADDER = VIDEO_TIERS + (AUDIO_ONLY,)
+TIER_BITRATE = {"720p": 1_200_000, "360p": 400_000, "180p": 150_000, AUDIO_ONLY: 0}
+
+DOWN_LOSS = 26  # RR fraction lost (x/256): about 10 %
+UP_LOSS = 5  # about 2 %
+DOWN_AFTER = 1.0  # s (the loss estimate itself spans a second: NACKs and RR)
+UP_AFTER = 10.0  # s
+HOLD = 3.0  # s after a switch (a bottleneck queue drains, NACKed holes are repaired)
+AUDIO_AFTER = 3.0  # s of trouble on the smallest video tier before dropping video
+REMB_MARGIN = 1.1
+UP_HEADROOM = 1.3
+REMB_LOSSY = 5  # the REMB rule needs at least this loss too (a delay-based estimate alone
+# ramps up slowly after start and would pull a clean fibre link down)
+
+
+def media_mode(spec: Any, policy: Mapping[str, str] | None = None) -> str:
+    """The mode of a joining endpoint (see the module docstring)."""
+    asked = (getattr(spec, "extra", None) or {}).get("media_mode")
+    if asked is not None:
+        if asked not in MODES:
+            raise ValueError(f"media_mode must be one of {MODES}, not {asked!r}")
+        return asked
+    table = DEFAULT_POLICY if policy is None else policy
+    return table.get(getattr(spec, "link", "fibre"), "sfu")
+
+
+def start_tier(spec: Any) -> str:
+    asked = (getattr(spec, "extra", None) or {}).get("start_tier")
+    if asked in VIDEO_TIERS:
+        return asked
+    return START_TIER.get(getattr(spec, "link", "fibre"), "360p")
+
+
+def audio_profile(spec: Any) -> str:
+    return "fibre" if getattr(spec, "link", "fibre") == "fibre" else "thin"
+
+
+@dataclass
+class TierController:
+    """Hysteresis on one subscriber's reports; ``update`` returns the tier to use."""
+
+    tier: str
+    since: float = 0.0  # time of the last switch
+    bad_since: float | None = None
+    clean_since: float | None = None
+    switches: int = 0
+
+    def update(self, now: float, loss: int, remb: int | None) -> str:
+        if now - self.since < HOLD:
+            return self.tier
+        rate = TIER_BITRATE.get(self.tier, 0)
+        starved = remb is not None and remb < rate * REMB_MARGIN and loss >= REMB_LOSSY
+        bad = loss > DOWN_LOSS or starved
+        clean = loss < UP_LOSS
+        self.bad_since = (self.bad_since if self.bad_since is not None else now) if bad else None
+        self.clean_since = (
+            (self.clean_since if self.clean_since is not None else now) if clean else None
+        )
+        i = LADDER.index(self.tier) if self.tier in LADDER else len(LADDER) - 1
+        wait = AUDIO_AFTER if i + 1 == len(LADDER) - 1 else DOWN_AFTER
+        if self.bad_since is not None and now - self.bad_since >= wait:
+            if i + 1 < len(LADDER):
+                return self._switch(LADDER[i + 1], now)
+        elif self.clean_since is not None and now - self.clean_since >= UP_AFTER and i > 0:
+            up = LADDER[i - 1]
+            if remb is None or remb >= TIER_BITRATE[up] * UP_HEADROOM:
+                return self._switch(up, now)
+        return self.tier
+
+    def _switch(self, tier: str, now: float) -> str:
+        self.tier = tier
+        self.since = now
+        self.bad_since = self.clean_since = None
+        self.switches += 1
+        return tier
