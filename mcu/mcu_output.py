@@ -120,6 +120,7 @@ class McuPipeline:
         self._scene: tuple[list[str], Layout] | None = None
         self.started = False
         self.stopped = False
+        self.held_tiers: dict[str, str] = {}  # holder (e.g. "record") -> tier it consumes directly
         self.compositor.set_active_tiers(())  # nothing to encode before a subscriber
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -249,15 +250,24 @@ class McuPipeline:
             self.router.route(out, entry[0])
 
     def _update_active(self) -> None:
-        """Only tiers that feed an output are encoded (a new one starts with a keyframe)."""
+        """Only tiers that feed an output or a holder are encoded (a new one starts with a keyframe)."""
         self.compositor.set_active_tiers(
-            [name for name, s in self.tier_streams.items() if s.outputs()])
+            [name for name, s in self.tier_streams.items() if s.outputs()] + list(self.held_tiers.values()))
+
+    def hold(self, holder: str, tier: str) -> None:
+        """Keep ``tier`` encoded for a consumer outside the RTP path (the recorder)."""
+        self.held_tiers[holder] = tier
+        self._update_active()
+
+    def release(self, holder: str) -> None:
+        self.held_tiers.pop(holder, None)
+        self._update_active()
 
     def forget(self, endpoint_id: str) -> None:
         """The endpoint left: drop its listener, mix stream and tier state."""
         if self.subs.pop(endpoint_id, None) is not None:
             self.compositor.set_active_tiers(
-                [s.ctl.tier for s in self.subs.values() if not s.out.closed])
+                [s.ctl.tier for s in self.subs.values() if not s.out.closed] + list(self.held_tiers.values()))
         self.mixer.remove_listener(endpoint_id)
         entry = self.mixes.pop(endpoint_id, None)
         if entry is not None:
@@ -265,7 +275,7 @@ class McuPipeline:
 
     @property
     def idle(self) -> bool:
-        return not self.subs and not self.mixes
+        return not self.subs and not self.mixes and not self.held_tiers
 
     # -- tiers -----------------------------------------------------------------------------
 

@@ -71,6 +71,7 @@ class Meeting:
         self.media_policy = DEFAULT_POLICY if policy is None else policy
         self.mcu: Any = None  # McuPipeline while a composite/mix subscriber is present
         self.composite_layout: str | None = None  # the chair's choice; None: by source count
+        self.mcu_holders: set[str] = set()  # consumers outside the RTP path (recording) keep the pipeline
         self._mcu_tasks: set[asyncio.Task] = set()
 
     @property
@@ -212,7 +213,7 @@ class Meeting:
 
     def _mcu_for(self, src: "_Sources") -> Any:
         """The pipeline (started on first need, stopped when idle), with fresh sources."""
-        wanted = any(p.media_mode != "sfu" and not p.closed for p in self.peers.values())
+        wanted = bool(self.mcu_holders) or any(p.media_mode != "sfu" and not p.closed for p in self.peers.values())
         if wanted and self.mcu is None:
             from .mcu_output import McuPipeline  # PyAV codecs load only for MCU meetings
 
@@ -227,6 +228,20 @@ class Meeting:
             names = {p.endpoint_id: p.spec.display_name for p in self.peers.values()}
             self.mcu.refresh(src.cameras, src.screens, src.mics, order, names)
         return self.mcu
+
+    def hold_mcu(self, holder: str, tier: str) -> Any:
+        """Start (or keep) the pipeline for a non-RTP consumer such as the recorder."""
+        self.mcu_holders.add(holder)
+        pipe = self._mcu_for(self._snapshot())
+        if pipe is not None:
+            pipe.hold(holder, tier)
+        return pipe
+
+    def release_mcu(self, holder: str) -> None:
+        self.mcu_holders.discard(holder)
+        if self.mcu is not None:
+            self.mcu.release(holder)
+        self._mcu_for(self._snapshot())
 
     def set_layout(self, layout: str | None) -> None:
         """The chair's composite layout (``mcu.compose.Layout`` value; None: automatic)."""

@@ -61,6 +61,7 @@ class LocalMediaNode:
         self.peers: set[LocalPeer] = set()
         self._pin: HostPin | None = None
         self._tick_task: asyncio.Task | None = None
+        self._stopping_mcu: set[asyncio.Task] = set()
         self.links = LinkSampler()  # per-endpoint link quality, sampled by the ticker
         self._started = False
         self._stopping = False
@@ -130,11 +131,26 @@ class LocalMediaNode:
         if meeting is not None:
             meeting.set_layout(layout)
 
+    def recording_pipeline(self, meeting_id: str) -> Any:
+        """For mcu.record: the meeting's composite + mix (started if needed), or None when no
+        one is in the meeting on this node. Pair every non-None result with recording_release."""
+        meeting = self.meetings.get(meeting_id)
+        return meeting.hold_mcu("record", "720p") if meeting is not None else None
+
+    def recording_release(self, meeting_id: str) -> None:
+        meeting = self.meetings.get(meeting_id)
+        if meeting is not None:
+            meeting.release_mcu("record")
+
     def _forget_peer(self, peer: LocalPeer) -> None:
         self.peers.discard(peer)
         meeting = peer.meeting
         if not meeting.peers and self.meetings.get(meeting.meeting_id) is meeting:
             del self.meetings[meeting.meeting_id]
+            if meeting.mcu is not None:  # a recording that still holds it ends with no picture
+                task = asyncio.get_running_loop().create_task(meeting.stop_mcu())
+                self._stopping_mcu.add(task)
+                task.add_done_callback(self._stopping_mcu.discard)
 
     async def _ticker(self) -> None:
         ticks = 0

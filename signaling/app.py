@@ -87,6 +87,7 @@ async def build_context(settings: Settings) -> Context:
         data = Path(settings.data_dir)
         recordings = RecordingService(data / "recordings", retention_days=settings.recording_retention_days,
                                       hls_root=data / "live")
+        recordings.connect_media(media.recording_pipeline, media.recording_release)
     return Context(settings, store, directory, auth, meetings, scheduler, RoomHub(store, settings.node_id),
                    SessionRegistry(store, settings.node_id, auth), media, recordings=recordings)
 
