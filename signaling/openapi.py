@@ -35,7 +35,7 @@ ERRORS = {s: {"$ref": f"#/components/responses/{n}"} for s, n in
 
 
 QUERY_SCHEMAS = {"from": {"type": "string", "format": "date-time"}, "to": {"type": "string", "format": "date-time"},
-                 "active": {"type": "boolean"}, "date": {"type": "string", "format": "date"}}
+                 "active": {"type": "boolean"}, "view": {"type": "string", "enum": ["speaker", "composite"]}, "date": {"type": "string", "format": "date"}}
 
 
 def _op(summary: str, tag: str, ok: dict, body: type | None = None, auth: bool = True,
@@ -65,10 +65,11 @@ def _html(summary: str, params: list[str] = (), query: list[str] = (), media=("t
     return {"get": op}
 
 
-def _sdp_exchange(summary: str) -> dict:
+def _sdp_exchange(summary: str, query: list[str] = ()) -> dict:
     sdp = {"application/sdp": {"schema": {"type": "string"}}}
     return {"post": {"summary": summary, "tags": ["media"], "parameters": [
-        {"name": "meeting_id", "in": "path", "required": True, "schema": {"type": "string"}}],
+        {"name": "meeting_id", "in": "path", "required": True, "schema": {"type": "string"}}] + [
+        {"name": q, "in": "query", "required": False, "schema": QUERY_SCHEMAS[q]} for q in query],
         "requestBody": {"required": True, "content": sdp},
         "responses": {"201": {"description": "SDP answer; Location names the session resource",
                               "headers": {"Location": {"schema": {"type": "string"}}}, "content": sdp},
@@ -126,7 +127,8 @@ def _core_paths() -> dict:
         "/api/v1/me/meetings": {"get": _op("Meetings the calling endpoint is invited to, next 7 days", "meetings", _ok("meetings"))},
         "/whip/{meeting_id}": _sdp_exchange("WHIP ingest (RFC 9725): publish into an open meeting"),
         "/whip/{meeting_id}/{resource_id}": _sdp_resource("End a WHIP session"),
-        "/whep/{meeting_id}": _sdp_exchange("WHEP egress: watch an open meeting (floor holder / active speaker)"),
+        "/whep/{meeting_id}": _sdp_exchange("WHEP egress: watch an open meeting (floor holder / active speaker; "
+                                            "?view=composite: the composite picture and mixed sound)", query=["view"]),
         "/whep/{meeting_id}/{resource_id}": _sdp_resource("End a WHEP session"),
         "/join": _html("Laptop join page for a signed join link", query=["token"]),
         "/console": _html("Operator console: meetings, schedule, live map, chair controls"),

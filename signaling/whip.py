@@ -2,7 +2,8 @@
 GStreamer or any WHIP/WHEP player can publish into or watch a meeting.
 
 POST /whip/{meeting_id}   Content-Type application/sdp, Bearer token -> 201, answer SDP, Location
-POST /whep/{meeting_id}   the same for a receive-only peer (the floor holder / active speaker)
+POST /whep/{meeting_id}   the same for a receive-only peer: the floor holder / active speaker, or
+                          with ?view=composite the meeting's composite picture and mixed sound
 DELETE <Location>         ends the session
 
 A resource joins the meeting like a WebSocket client does (same authorisation, attendance and
@@ -92,8 +93,14 @@ async def _open(request: web.Request, kind: str) -> web.Response:
     member = HttpMediaMember(f"{kind}-{secrets.token_hex(8)}", ident.endpoint_id, ident, meeting.id,
                              occurrence.occurrence_id, role, kind)
     ep = ident.endpoint
+    extra = {"via": kind, "renegotiate": False}
+    view = request.query.get("view", "")
+    if kind == "whep" and view not in ("", "speaker", "composite"):
+        raise bad_request(f"view must be 'speaker' (the floor holder / active speaker) or 'composite', got {view!r}", "view")
+    if view == "composite":
+        extra["media_mode"] = "mcu"  # the meeting's composite picture and mixed sound (live streaming)
     spec = PeerSpec(meeting.id, ident.endpoint_id, ident.name, role, str(ep.link) if ep else "fibre",
-                    publish=kind == "whip", extra={"via": kind, "renegotiate": False})
+                    publish=kind == "whip", extra=extra)
     member.peer = await ctx.media.open_peer(spec, _drop_events)
     try:
         answer = await member.peer.handle_offer(sdp)

@@ -94,3 +94,48 @@ async def test_whip_bad_requests(media_node):
     assert status == 401
     status, live = await node.call("GET", f"/api/v1/meetings/{meeting['id']}/live")
     assert live["participants"] == []
+
+
+async def test_whep_composite_view_for_live_streaming(media_node):
+    import asyncio
+
+    node = media_node
+    meeting = await node.schedule(chair="hg-ubnd", invited=["tier:district"])
+    status, link = await node.call("POST", f"/api/v1/meetings/{meeting['id']}/links", json={"name": "OBS", "role": "chair"})
+    pub = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+    pub.addTransceiver(ToneTrack(), direction="sendonly")
+    pub.addTransceiver(PatternTrack(200), direction="sendonly")
+    await pub.setLocalDescription(await pub.createOffer())
+    status, _, answer = await post_sdp(node, f"/whip/{meeting['id']}", link["token"], pub.localDescription.sdp)
+    await pub.setRemoteDescription(RTCSessionDescription(answer, "answer"))
+
+    status, view = await node.call("POST", f"/api/v1/meetings/{meeting['id']}/links", json={"name": "Công chúng", "role": "viewer"})
+    status, _, body = await post_sdp(node, f"/whep/{meeting['id']}?view=mosaic", view["token"], "v=0\r\n")
+    assert status == 400 and "composite" in body
+    sub = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+    sub.addTransceiver("audio", direction="recvonly")
+    sub.addTransceiver("video", direction="recvonly")
+    sizes, levels = [], []
+
+    @sub.on("track")
+    def on_track(track):
+        async def pull():
+            while True:
+                frame = await track.recv()
+                if track.kind == "video":
+                    sizes.append((frame.width, frame.height))
+                else:
+                    levels.append(abs(frame.to_ndarray()).max())
+        asyncio.ensure_future(pull())
+
+    await sub.setLocalDescription(await sub.createOffer())
+    status, _, answer2 = await post_sdp(node, f"/whep/{meeting['id']}?view=composite", view["token"], sub.localDescription.sdp)
+    assert status == 201, answer2
+    await sub.setRemoteDescription(RTCSessionDescription(answer2, "answer"))
+    try:
+        assert await wait_for(lambda: len(sizes) >= 10, timeout=20), "no composite frames"
+        assert sizes[-1] == (1280, 720)  # the composite, not the publisher's own 160x120 picture
+        assert await wait_for(lambda: len(levels) >= 50 and max(levels[-25:]) > 500, timeout=10), "no mixed sound"
+    finally:
+        await pub.close()
+        await sub.close()
