@@ -31,6 +31,9 @@ from typing import TYPE_CHECKING, Any
 
 from .audio import AudioMixer
 from .compose import DEFAULT_TIERS, Compositor, EncodedFrame, Layout, Tier
+
+# An H.264 rendition for public HLS/RTMP (mcu.record); encoded only while a stream reads it.
+HLS_TIER = Tier("hls", 540, 1_200_000, codec="h264")
 from .depacketize import Vp8Assembler, opus_payload
 from .packetize import Packetizer
 from .stream import Stream
@@ -96,7 +99,7 @@ class _Tap:
 
 class McuPipeline:
     def __init__(self, router: Router, *, fps: int = COMPOSITE_FPS,
-                 tiers: Sequence[Tier] = DEFAULT_TIERS, workers: int = 2,
+                 tiers: Sequence[Tier] = (*DEFAULT_TIERS, HLS_TIER), workers: int = 2,
                  layout: Layout | str | None = None) -> None:
         self.router = router
         self.fps = fps
@@ -104,7 +107,7 @@ class McuPipeline:
         self.compositor = Compositor(self.fixed_layout or Layout.GRID_2X2, fps=fps, tiers=tiers,
                                      workers=workers, on_keyframe_needed=self._source_keyframe)
         self.mixer = AudioMixer()
-        self.tiers = [t.name for t in tiers if not t.audio_only]
+        self.tiers = [t.name for t in tiers if not t.audio_only and t.codec == "vp8"]  # sent over RTP
         self.tier_streams: dict[str, Stream] = {}
         self._packetizers: dict[str, Packetizer] = {}
         for name in self.tiers:
@@ -120,7 +123,7 @@ class McuPipeline:
         self._scene: tuple[list[str], Layout] | None = None
         self.started = False
         self.stopped = False
-        self.held_tiers: dict[str, str] = {}  # holder (e.g. "record") -> tier it consumes directly
+        self.holders: set[str] = set()  # consumers outside the RTP path (the recorder) keep it running
         self.compositor.set_active_tiers(())  # nothing to encode before a subscriber
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -250,24 +253,16 @@ class McuPipeline:
             self.router.route(out, entry[0])
 
     def _update_active(self) -> None:
-        """Only tiers that feed an output or a holder are encoded (a new one starts with a keyframe)."""
+        """Only tiers that feed an output are encoded (a new one starts with a keyframe); the
+        compositor adds the tiers its queue readers (recorder, HLS) consume."""
         self.compositor.set_active_tiers(
-            [name for name, s in self.tier_streams.items() if s.outputs()] + list(self.held_tiers.values()))
-
-    def hold(self, holder: str, tier: str) -> None:
-        """Keep ``tier`` encoded for a consumer outside the RTP path (the recorder)."""
-        self.held_tiers[holder] = tier
-        self._update_active()
-
-    def release(self, holder: str) -> None:
-        self.held_tiers.pop(holder, None)
-        self._update_active()
+            [name for name, s in self.tier_streams.items() if s.outputs()])
 
     def forget(self, endpoint_id: str) -> None:
         """The endpoint left: drop its listener, mix stream and tier state."""
         if self.subs.pop(endpoint_id, None) is not None:
             self.compositor.set_active_tiers(
-                [s.ctl.tier for s in self.subs.values() if not s.out.closed] + list(self.held_tiers.values()))
+                [s.ctl.tier for s in self.subs.values() if not s.out.closed])
         self.mixer.remove_listener(endpoint_id)
         entry = self.mixes.pop(endpoint_id, None)
         if entry is not None:
@@ -275,7 +270,7 @@ class McuPipeline:
 
     @property
     def idle(self) -> bool:
-        return not self.subs and not self.mixes and not self.held_tiers
+        return not self.subs and not self.mixes and not self.holders
 
     # -- tiers -----------------------------------------------------------------------------
 

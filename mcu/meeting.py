@@ -229,18 +229,18 @@ class Meeting:
             self.mcu.refresh(src.cameras, src.screens, src.mics, order, names)
         return self.mcu
 
-    def hold_mcu(self, holder: str, tier: str) -> Any:
-        """Start (or keep) the pipeline for a non-RTP consumer such as the recorder."""
+    def hold_mcu(self, holder: str) -> Any:
+        """Start (or keep) the pipeline for a consumer outside the RTP path (recording, HLS)."""
         self.mcu_holders.add(holder)
         pipe = self._mcu_for(self._snapshot())
         if pipe is not None:
-            pipe.hold(holder, tier)
+            pipe.holders.add(holder)
         return pipe
 
     def release_mcu(self, holder: str) -> None:
         self.mcu_holders.discard(holder)
         if self.mcu is not None:
-            self.mcu.release(holder)
+            self.mcu.holders.discard(holder)
         self._mcu_for(self._snapshot())
 
     def set_layout(self, layout: str | None) -> None:

@@ -62,6 +62,7 @@ class LocalMediaNode:
         self._pin: HostPin | None = None
         self._tick_task: asyncio.Task | None = None
         self._stopping_mcu: set[asyncio.Task] = set()
+        self._holds: dict[str, int] = {}  # meeting id -> recordings/streams holding its pipeline
         self.links = LinkSampler()  # per-endpoint link quality, sampled by the ticker
         self._started = False
         self._stopping = False
@@ -132,12 +133,21 @@ class LocalMediaNode:
             meeting.set_layout(layout)
 
     def recording_pipeline(self, meeting_id: str) -> Any:
-        """For mcu.record: the meeting's composite + mix (started if needed), or None when no
-        one is in the meeting on this node. Pair every non-None result with recording_release."""
+        """For mcu.record (recording, HLS, RTMP): the meeting's composite + mix (started if
+        needed), or None when no one is in the meeting on this node. Pair every non-None result
+        with recording_release (a reference count keeps the pipeline alive meanwhile)."""
         meeting = self.meetings.get(meeting_id)
-        return meeting.hold_mcu("record", "720p") if meeting is not None else None
+        if meeting is None:
+            return None
+        self._holds[meeting_id] = self._holds.get(meeting_id, 0) + 1
+        return meeting.hold_mcu("record")
 
     def recording_release(self, meeting_id: str) -> None:
+        left = self._holds.get(meeting_id, 1) - 1
+        if left > 0:
+            self._holds[meeting_id] = left
+            return
+        self._holds.pop(meeting_id, None)
         meeting = self.meetings.get(meeting_id)
         if meeting is not None:
             meeting.release_mcu("record")

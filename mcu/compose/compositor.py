@@ -221,6 +221,13 @@ class Compositor:
                 gate.want()
         self._active = new
 
+    def _effective_active(self) -> frozenset[str] | None:
+        """The requested tiers plus every tier a queue subscriber reads (a recorder, HLS)."""
+        if self._active is None:
+            return None
+        queued = {tier for tier, subs in self._subs.items() if any(s.queued and not s.closed for s in subs)}
+        return self._active | queued
+
     def keyframe_stats(self, tier: str) -> dict[str, int]:
         g = self._gates[tier]
         return {"requests": g.requests, "merged": g.merged, "forced": g.forced}
@@ -249,7 +256,7 @@ class Compositor:
                 src.need_keyframe = True
                 self._ask_keyframe(src.id)
         canvas = await loop.run_in_executor(self._pool, self._compose, scene, version)
-        active = self._active
+        active = self._effective_active()
         forced = {name: gate.take() if active is None or name in active else False
                   for name, gate in self._gates.items()}
         results = await asyncio.gather(*[

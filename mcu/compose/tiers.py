@@ -180,6 +180,7 @@ class Subscription:
         self.tier = tier
         self._queue: asyncio.Queue[EncodedFrame | None] = asyncio.Queue(maxsize)
         self._callback = callback
+        self.queued = callback is None  # a queue reader (recorder, HLS) keeps its tier encoded
         self._on_close = on_close
         self.waiting_keyframe = True
         self.closed = False

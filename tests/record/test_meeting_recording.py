@@ -21,8 +21,8 @@ async def media_node(tmp_path):
     await n.stop()
 
 
-async def test_operator_records_a_live_meeting(media_node, tmp_path):
-    node = media_node
+async def live_meeting(node) -> tuple[dict, list[Client]]:
+    """A district and a commune publishing camera + tone through WS signaling."""
     district, commune = "hg-meo-vac", node.ctx.directory.select(["tier:commune@hg-meo-vac"])[0].id
     meeting = await node.schedule(chair=district, invited=["tier:commune@hg-meo-vac"])
     clients = []
@@ -33,6 +33,12 @@ async def test_operator_records_a_live_meeting(media_node, tmp_path):
                         audio=ToneTrack())
         await client.join()
         clients.append(client)
+    return meeting, clients
+
+
+async def test_operator_records_a_live_meeting(media_node, tmp_path):
+    node = media_node
+    meeting, clients = await live_meeting(node)
     try:
         assert await wait_for(lambda: len(clients[1].video_frames()) >= 5, timeout=15)
         status, started = await node.call("POST", f"/api/v1/meetings/{meeting['id']}/recording", json={"action": "start"})
@@ -60,3 +66,33 @@ async def test_operator_records_a_live_meeting(media_node, tmp_path):
     assert video[-1].shape == (720, 1280)
     assert video[-1].mean() > 20  # the two publishers' tiles, not a black frame
     assert np.abs(audio).max() > 0.01  # the mixed tones
+
+
+async def test_public_hls_of_a_live_meeting(media_node, tmp_path):
+    node = media_node
+    meeting, clients = await live_meeting(node)
+    try:
+        assert await wait_for(lambda: len(clients[1].video_frames()) >= 5, timeout=15)
+        status, started = await node.call("POST", f"/api/v1/meetings/{meeting['id']}/streaming", json={"action": "start"})
+        assert status in (200, 201), started
+        playlist = ""
+        for _ in range(40):  # bounded: up to 10 s for two segments
+            await asyncio.sleep(0.25)
+            async with node.http.get(node.url + started["hls"]) as resp:  # public: no token
+                if resp.status == 200:
+                    playlist = await resp.text()
+                    if playlist.count("#EXTINF") >= 2:
+                        break
+        assert playlist.startswith("#EXTM3U") and playlist.count("#EXTINF") >= 2, playlist
+        segment = [line for line in playlist.splitlines() if line and not line.startswith("#")][0]
+        async with node.http.get(node.url + started["hls"].rsplit("/", 1)[0] + "/" + segment) as resp:
+            assert resp.status == 200
+            (tmp_path / "seg.ts").write_bytes(await resp.read())
+        with av.open(str(tmp_path / "seg.ts")) as container:
+            kinds = {s.type for s in container.streams}
+            frames = [f for f in container.decode(video=0)]
+        assert kinds == {"video", "audio"} and frames and frames[0].height == 540
+    finally:
+        await node.call("POST", f"/api/v1/meetings/{meeting['id']}/streaming", json={"action": "stop"})
+        for c in clients:
+            await c.close()
