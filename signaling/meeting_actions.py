@@ -14,7 +14,7 @@ import msgspec
 from signaling import audit, metrics
 from signaling.errors import ApiError, bad_request, forbidden, not_found, unavailable
 from signaling.media import PeerSpec
-from signaling.policy import CHAIR_ROLES, admit, role_in
+from signaling.policy import CHAIR_ROLES, admit, media_extra, role_in
 from signaling.protocol import (
     CHAIR_ACTIONS, Answer, GrantFloor, Ice, Join, Leave, Lock, LowerHand, Mute, MuteAll, Offer, RaiseHand,
     Remove, RevokeFloor, SetLayout, server_msg,
@@ -33,6 +33,8 @@ class MeetingActions:
     role: str | None
     peer: Any
     _leaving: asyncio.Future | None
+    link: str  # the endpoint's link class, set on join
+    media_extra: dict[str, Any]  # the meeting's media mode for that link class
 
     def now(self) -> datetime:
         return datetime.now(timezone.utc)
@@ -62,6 +64,8 @@ class MeetingActions:
         if self.occurrence_id:
             await self.leave_meeting(reason="joined another meeting")
         self.meeting_id, self.occurrence_id, self.role = meeting.id, occurrence.occurrence_id, role
+        self.link = str(self.identity.endpoint.link) if self.identity.endpoint else "fibre"
+        self.media_extra = media_extra(meeting, self.link)
         await self.ctx.rooms.enter(self.occurrence_id, self, self.member_info())
         if self.identity.kind != "operator":
             await self.ctx.meetings.record_join(self.occurrence_id, self.identity.endpoint_id, self.now(), via=self.identity.kind)
@@ -134,9 +138,8 @@ class MeetingActions:
         if self.ctx.media is None:
             raise unavailable("this server runs without a media node (media: none)")
         if self.peer is None:
-            ep = self.identity.endpoint
             spec = PeerSpec(self.meeting_id, self.identity.endpoint_id, self.identity.name, self.role,
-                            str(ep.link) if ep else "fibre", publish=self.role != "viewer")
+                            self.link, publish=self.role != "viewer", extra=dict(self.media_extra))
             self.peer = await self.ctx.media.open_peer(spec, self._media_event)
         return self.peer
 

@@ -39,3 +39,9 @@ async def admit(ctx, ident: Identity, meeting_id: str):
         if ident.endpoint_id in state["removed"]:
             raise forbidden("the chair removed this endpoint from the meeting")
     return meeting, occurrence, role, state
+
+
+def media_extra(meeting, link: str) -> dict:
+    """PeerSpec.extra for this meeting: its chosen media mode for the endpoint's link class."""
+    mode = (meeting.media_modes or {}).get(link)
+    return {"media_mode": mode} if mode else {}

@@ -51,6 +51,8 @@ class Session(MeetingActions):
         self.meeting_id: str | None = None
         self.occurrence_id: str | None = None
         self.role: str | None = None
+        self.link = "fibre"
+        self.media_extra: dict[str, Any] = {}
         self.peer = None
         self._out: asyncio.Queue = asyncio.Queue(OUTBOX_SIZE)
         self._inbox: asyncio.Queue = asyncio.Queue(INBOX_SIZE)

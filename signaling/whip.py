@@ -26,7 +26,7 @@ from aiohttp import web
 from signaling.auth import Identity
 from signaling.errors import ApiError, bad_request, forbidden, not_found, unavailable
 from signaling.http import CTX, ctx_of, identity
-from signaling.policy import admit
+from signaling.policy import admit, media_extra
 from signaling.media import PeerSpec
 from signaling.rooms import PRESENCE_TTL_S
 
@@ -92,15 +92,14 @@ async def _open(request: web.Request, kind: str) -> web.Response:
         raise forbidden("a viewer link cannot publish; use WHEP to watch")
     member = HttpMediaMember(f"{kind}-{secrets.token_hex(8)}", ident.endpoint_id, ident, meeting.id,
                              occurrence.occurrence_id, role, kind)
-    ep = ident.endpoint
-    extra = {"via": kind, "renegotiate": False}
+    link = str(ident.endpoint.link) if ident.endpoint else "fibre"
+    extra = {"via": kind, "renegotiate": False, **media_extra(meeting, link)}
     view = request.query.get("view", "")
     if kind == "whep" and view not in ("", "speaker", "composite"):
         raise bad_request(f"view must be 'speaker' (the floor holder / active speaker) or 'composite', got {view!r}", "view")
     if view == "composite":
         extra["media_mode"] = "mcu"  # the meeting's composite picture and mixed sound (live streaming)
-    spec = PeerSpec(meeting.id, ident.endpoint_id, ident.name, role, str(ep.link) if ep else "fibre",
-                    publish=kind == "whip", extra=extra)
+    spec = PeerSpec(meeting.id, ident.endpoint_id, ident.name, role, link, publish=kind == "whip", extra=extra)
     member.peer = await ctx.media.open_peer(spec, _drop_events)
     try:
         answer = await member.peer.handle_offer(sdp)

@@ -27,6 +27,10 @@ LOCAL_DATETIME = r"^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2
 Selector = Annotated[str, msgspec.Meta(max_length=200, extra_json_schema={"pattern": SELECTOR})]
 
 
+LinkClass = Literal["fibre", "thin", "mobile"]
+MediaMode = Literal["sfu", "mcu", "both"]
+
+
 class MeetingSpec(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     """A meeting as a client schedules it. Checked by ``validation.check_spec`` (MeetingError)."""
 
@@ -41,6 +45,9 @@ class MeetingSpec(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     duration_minutes: Annotated[int, msgspec.Meta(ge=1, le=720, description="1-720; give this or end")] | None = None
     recurrence: Annotated[str, msgspec.Meta(max_length=200, description="RRULE subset: FREQ=DAILY|WEEKLY, INTERVAL, BYDAY, COUNT, UNTIL")] | None = None
     description: Annotated[str, msgspec.Meta(max_length=4000)] | None = None
+    media_modes: Annotated[dict[LinkClass, MediaMode], msgspec.Meta(
+        description="per link class: sfu (forwarded streams), mcu (composite + mix) or both; "
+                    "default fibre=sfu, thin=mcu, mobile=mcu")] | None = None
 
 
 class Meeting(msgspec.Struct, kw_only=True):
@@ -56,6 +63,7 @@ class Meeting(msgspec.Struct, kw_only=True):
     description: str | None = None
     status: MeetingStatus = "scheduled"
     exdates: list[datetime] = msgspec.field(default_factory=list)  # starts of cancelled occurrences
+    media_modes: dict[str, str] | None = None  # link class -> sfu | mcu | both (None: the node's policy)
     created_at: datetime
     updated_at: datetime
     version: int = 1

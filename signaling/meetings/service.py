@@ -97,7 +97,7 @@ class MeetingService:
         for _ in range(5):  # a random id collision is unlikely; never overwrite one
             meeting = Meeting(id="m-" + secrets.token_hex(4), title=c.title, chair=c.chair, invited=c.invited,
                               start=c.start, end=c.end, recurrence=c.recurrence, description=c.description,
-                              created_at=now, updated_at=now)
+                              media_modes=spec.media_modes, created_at=now, updated_at=now)
             if await self.store.put_if_absent(MEETINGS, meeting.id, meeting.to_dict()):
                 log.info("meeting created", extra={"meeting_id": meeting.id, "chair": meeting.chair})
                 return meeting

@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import asyncio
 import json
+from datetime import datetime, timedelta
 
 import pytest
 
-from tests.harness import WsClient, start_node
+from tests.harness import VN, WsClient, start_node
 from tests.mcu.clients import Client, PatternTrack, ToneTrack, wait_for
 
 
@@ -89,3 +90,27 @@ async def test_two_endpoints_exchange_video_through_signaling(media_node):
     finally:
         for c in clients:
             await c.close()
+
+
+async def test_meeting_media_modes_give_a_fibre_room_the_composite_too(media_node):
+    node = media_node
+    status, meeting = await node.call("POST", "/api/v1/meetings", json={
+        "title": "Giao ban có hình ghép", "chair": "hg-meo-vac", "invited": ["tier:commune@hg-meo-vac"],
+        "start": (datetime.now(VN) + timedelta(minutes=1)).replace(microsecond=0).isoformat(),
+        "duration_minutes": 60, "media_modes": {"fibre": "both"}})
+    assert status == 201 and meeting["media_modes"] == {"fibre": "both"}
+    status, bad = await node.call("POST", "/api/v1/meetings", json={
+        "title": "x", "chair": "hg-meo-vac", "invited": ["all"], "start": "2030-01-07T08:00",
+        "duration_minutes": 60, "media_modes": {"fibre": "hologram"}})
+    assert status == 400 and "media_modes" in bad["error"]["message"]
+    ws = await WsClient.connect(node, await node.endpoint_token("hg-meo-vac"))  # a district room on fibre
+    await ws.expect("welcome")
+    client = Client(WsPeerBridge(ws, meeting["id"]), meeting["id"], "hg-meo-vac", video=PatternTrack(200), audio=ToneTrack())
+    try:
+        await client.join()
+        assert await wait_for(lambda: "hg-meo-vac" in node.ctx.media.meetings.get(meeting["id"], {}).peers
+                              if meeting["id"] in node.ctx.media.meetings else False, timeout=5)
+        peer = node.ctx.media.meetings[meeting["id"]].peers["hg-meo-vac"]
+        assert peer.media_mode == "both"
+    finally:
+        await client.close()
