@@ -25,6 +25,7 @@ from aiortc.contrib.media import MediaRecorder, MediaRelay
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from aiortc.sdp import candidate_from_sdp
 
+from .nack_repeat import repeat_nacks
 from .oplog import OpLog
 from .sources import Sources
 
@@ -63,6 +64,7 @@ class MeetingPeer:
     # --- negotiation -----------------------------------------------------------------------------
     async def start(self) -> None:
         """Offer camera + microphone and apply the server's answer."""
+        self._spawn(repeat_nacks(self.pc))
         for kind, gate in (("audio", self.sources.audio), ("video", self.sources.video)):
             if gate is not None:
                 self.pc.addTransceiver(gate, direction="sendrecv")
