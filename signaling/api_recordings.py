@@ -59,9 +59,8 @@ def _translate(exc: Exception) -> ApiError:
     return unavailable(str(exc)) if type(exc).__name__ == "MediaUnavailable" else conflict(str(exc))
 
 
-async def _meta(request: web.Request, meeting_id: str) -> dict:
+async def _meta(ctx, meeting_id: str) -> dict:
     """Meeting id, title, open occurrence and who is in it, for the recording's tags."""
-    ctx = ctx_of(request)
     meeting = await ctx.meetings.get(meeting_id)            # 404 for an unknown meeting
     meta = {"meeting_id": meeting.id, "title": meeting.title, "participants": []}
     occ = await ctx.meetings.current_occurrence(meeting.id, datetime.now(UTC))
@@ -134,14 +133,22 @@ async def recording_state(request: web.Request) -> web.Response:
 @routes.post("/api/v1/meetings/{meeting_id}/recording")
 async def recording_action(request: web.Request) -> web.Response:
     require_operator(request)
-    service = _service(request)
+    _service(request)
     body = await read_body(request, RecordingAction)
-    mid = request.match_info["meeting_id"]
-    meta = await _meta(request, mid)
+    result = await set_recording(ctx_of(request), request.match_info["meeting_id"], body.action == "start")
+    return json_response(result, 201 if body.action == "start" else 200)
+
+
+async def set_recording(ctx, meeting_id: str, on: bool) -> dict:
+    """Start or stop recording a meeting: the operator's REST call and the chair's WS action."""
+    service = getattr(ctx, "recordings", None)
+    if service is None:
+        raise unavailable("recording is not enabled on this node")
+    meta = await _meta(ctx, meeting_id)
     try:
-        if body.action == "start":
-            return json_response(await service.start_recording(mid, meta), 201)
-        return json_response(await service.stop_recording(mid))
+        if on:
+            return await service.start_recording(meeting_id, meta)
+        return await service.stop_recording(meeting_id)
     except _service_errors() as exc:
         raise _translate(exc) from None
 

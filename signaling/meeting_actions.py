@@ -12,12 +12,13 @@ from typing import Any
 import msgspec
 
 from signaling import audit, metrics
+from signaling.api_recordings import set_recording
 from signaling.errors import ApiError, bad_request, forbidden, not_found, unavailable
 from signaling.media import PeerSpec
 from signaling.policy import CHAIR_ROLES, admit, media_extra, role_in
 from signaling.protocol import (
     CHAIR_ACTIONS, Answer, GrantFloor, Ice, Join, Leave, Lock, LowerHand, Mute, MuteAll, Offer, RaiseHand,
-    Remove, RevokeFloor, SetLayout, server_msg,
+    Record, Remove, RevokeFloor, SetLayout, server_msg,
 )
 
 log = logging.getLogger("giaoban.meeting")
@@ -54,7 +55,7 @@ class MeetingActions:
             Leave: self._on_leave, Offer: self._on_offer, Answer: self._on_answer, Ice: self._on_ice,
             RaiseHand: self._on_hand, LowerHand: self._on_hand, GrantFloor: self._on_grant,
             RevokeFloor: self._on_revoke, Mute: self._on_mute, MuteAll: self._on_mute_all, Lock: self._on_lock,
-            Remove: self._on_remove, SetLayout: self._on_layout,
+            Remove: self._on_remove, SetLayout: self._on_layout, Record: self._on_record,
         }[type(msg)]
         await handler(msg)
 
@@ -238,6 +239,11 @@ class MeetingActions:
         if set_layout is not None:
             await set_layout(self.meeting_id, msg.layout)
         await self.ctx.rooms.publish(self.occurrence_id, server_msg("layout", msg.id, layout=msg.layout, by=self.identity.name))
+
+    async def _on_record(self, msg: Record) -> None:
+        result = await set_recording(self.ctx, self.meeting_id, msg.on)
+        await self.ctx.rooms.publish(self.occurrence_id, server_msg(
+            "recording", msg.id, on=msg.on, by=self.identity.name, recording_id=result.get("id")))
 
     async def _on_remove(self, msg: Remove) -> None:
         member = await self._member(msg.endpoint_id)

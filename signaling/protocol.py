@@ -20,11 +20,12 @@ Client -> server
   remove{endpoint_id}               chair/operator: send an endpoint out; it cannot rejoin this occurrence
   layout{layout}                    chair/operator: the composite's layout (speaker, speaker_strip,
                                     grid_2x2, grid_3x3, grid_4x4, presentation)
+  record{on}                        chair/operator: start or stop recording the meeting
   ping{}
 
 Server -> client
   welcome, meeting_opened, meeting_closed, joined, left, participants, offer, answer, ice, hand,
-  floor, mute_request, locked, removed, layout, speaker, presence (operators: an endpoint came or went),
+  floor, mute_request, locked, removed, layout, recording, speaker, presence (operators: an endpoint came or went),
   error, pong
 """
 
@@ -112,15 +113,19 @@ class SetLayout(_Msg, tag="layout"):
     layout: Literal["speaker", "speaker_strip", "grid_2x2", "grid_3x3", "grid_4x4", "presentation"]
 
 
+class Record(_Msg, tag="record"):
+    on: bool = True
+
+
 class Ping(_Msg, tag="ping"):
     pass
 
 
 ClientMessage = Union[
     Hello, Join, Leave, Offer, Answer, Ice, RaiseHand, LowerHand, GrantFloor, RevokeFloor, Mute, MuteAll, Lock,
-    Remove, SetLayout, Ping,
+    Remove, SetLayout, Record, Ping,
 ]
-CHAIR_ACTIONS = (GrantFloor, RevokeFloor, Mute, MuteAll, Lock, Remove, SetLayout)
+CHAIR_ACTIONS = (GrantFloor, RevokeFloor, Mute, MuteAll, Lock, Remove, SetLayout, Record)
 CLIENT_TYPES = sorted(t.__struct_config__.tag for t in ClientMessage.__args__)
 
 _decoder = msgspec.json.Decoder(ClientMessage)

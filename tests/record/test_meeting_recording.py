@@ -96,3 +96,25 @@ async def test_public_hls_of_a_live_meeting(media_node, tmp_path):
         await node.call("POST", f"/api/v1/meetings/{meeting['id']}/streaming", json={"action": "stop"})
         for c in clients:
             await c.close()
+
+
+async def test_chair_starts_and_stops_recording_over_websocket(media_node):
+    node = media_node
+    meeting, clients = await live_meeting(node)
+    chair_ws = clients[0].node.ws  # the district chairs this meeting
+    try:
+        assert await wait_for(lambda: len(clients[1].video_frames()) >= 5, timeout=15)
+        await chair_ws.send("record", on=True)
+        assert await wait_for(lambda: any(m["type"] == "recording" and m["on"] for m in clients[1].node.other), timeout=5)
+        await asyncio.sleep(3)
+        await chair_ws.send("record", on=False)
+        assert await wait_for(lambda: any(m["type"] == "recording" and not m["on"] for m in clients[1].node.other),
+                              timeout=10)
+        ref = await clients[1].node.ws.send("record", on=True)  # a commune cannot
+        assert await wait_for(lambda: any(m.get("ref") == ref and m.get("code") == "forbidden"
+                                          for m in clients[1].node.other), timeout=5)
+        status, listed = await node.call("GET", f"/api/v1/recordings?meeting_id={meeting['id']}")
+        assert len(listed["recordings"]) == 1 and listed["recordings"][0]["duration_s"] >= 2, listed
+    finally:
+        for c in clients:
+            await c.close()
