@@ -40,20 +40,14 @@ from aiortc import RTCSessionDescription
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from loadtests.janus_server import (  # noqa: E402
-    JanusApi, JanusError, JanusProcess, machine_cpu, proc_cpu, proc_cpu_ns, proc_rss, udp_errors,
-)
+from loadtests.janus_server import JanusApi, JanusError, JanusProcess  # noqa: E402
+from loadtests.procstat import cpu_seconds, machine_cpu, proc_cpu_ns, proc_rss, udp_errors  # noqa: E402
 from loadtests.sfu_fanout import (  # noqa: E402
     FPS, RESULTS, ROOT, Sub, encoded_frames, hook_count, pct, start_publisher,
 )
 from mcu.ice import pin_host_addresses  # noqa: E402
 
 ROOM = 4242
-
-
-def cpu_seconds(pid: int) -> float:
-    user, system = proc_cpu(pid)
-    return user + system
 
 
 # -- our SFU ---------------------------------------------------------------------------------

@@ -24,22 +24,12 @@ from pathlib import Path
 
 import aiohttp
 
+from loadtests.procstat import cpu_seconds, proc_rss
+
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "loadtests" / "results"
 VN = timezone(timedelta(hours=7))
 PASSWORD = "herd-admin-password"
-
-
-def proc_cpu_s(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def proc_rss_mib(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
 
 
 def pct(values: list[float], p: float) -> float:
@@ -160,19 +150,19 @@ async def main(args) -> dict:
                 async with http.get(url + "/api/v1/directory", headers={"Authorization": f"Bearer {op}"}) as r:
                     ids = [ep["id"] for ep in (await r.json())["endpoints"]]
                 print(f"provisioning {len(ids)} endpoints (scrypt secrets + logins)...", flush=True)
-                cpu0 = proc_cpu_s(proc.pid)
+                cpu0 = cpu_seconds(proc.pid)
                 tokens = await provision(http, url, op, ids)
-                cpu_login = (proc_cpu_s(proc.pid) - cpu0) / len(ids)
+                cpu_login = (cpu_seconds(proc.pid) - cpu0) / len(ids)
                 rounds = []
                 for i in range(args.rounds):
                     start = (datetime.now(VN) + timedelta(minutes=1)).replace(microsecond=0)
                     meeting = await post(http, url, "/api/v1/meetings", op, title=f"Giao ban toàn tỉnh {i + 1}",
                                          chair="hg-ubnd", invited=["all"], start=start.isoformat(), duration_minutes=60)
                     print(f"round {i + 1}: {len(ids)} endpoints join {meeting['id']} at once", flush=True)
-                    cpu0 = proc_cpu_s(proc.pid)
+                    cpu0 = cpu_seconds(proc.pid)
                     result = await herd(url, tokens, meeting["id"], "hg-ubnd", args.timeout)
-                    result["server_cpu_ms_per_join"] = (proc_cpu_s(proc.pid) - cpu0) * 1000 / max(1, result["joined"])
-                    result["server_rss_mib"] = proc_rss_mib(proc.pid)
+                    result["server_cpu_ms_per_join"] = (cpu_seconds(proc.pid) - cpu0) * 1000 / max(1, result["joined"])
+                    result["server_rss_mib"] = proc_rss(proc.pid) / 2**20
                     rounds.append(result)
                     await asyncio.sleep(1)
         finally:
