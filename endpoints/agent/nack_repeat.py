@@ -4,8 +4,8 @@ aiortc's receiver sends a NACK for a gap only once, when the gap appears. On a c
 uplink that single RTCP packet is itself lost now and then; the hole is then never repaired and
 the jitter buffer stalls until 512 packets later (about 20 s of frozen picture at 180p).
 libwebrtc repeats a request every round trip; this loop does the same for an aiortc peer.
-It reads two private attributes of aiortc's RTCRtpReceiver (the NACK generator and the active
-SSRCs): aiortc has no public API for this, and tests/agent pin the behaviour.
+It reads private attributes of aiortc's RTCRtpReceiver (the NACK generator, the active and
+the RTX SSRCs): aiortc has no public API for this, and tests/agent pin the behaviour.
 """
 
 from __future__ import annotations
@@ -24,8 +24,10 @@ async def repeat_nacks(pc: RTCPeerConnection, interval_s: float = INTERVAL_S) ->
         for transceiver in pc.getTransceivers():
             receiver = transceiver.receiver
             gen = getattr(receiver, "_RTCRtpReceiver__nack_generator", None)
-            active = getattr(receiver, "_RTCRtpReceiver__active_ssrc", None)
+            rtx = getattr(receiver, "_RTCRtpReceiver__rtx_ssrc", {})
+            active = {ssrc: at for ssrc, at in getattr(receiver, "_RTCRtpReceiver__active_ssrc", {}).items()
+                      if ssrc not in rtx}  # NACKs name the media SSRC, never the retransmission one
             if transceiver.kind != "video" or gen is None or not gen.missing or not active:
                 continue
-            ssrc = max(active, key=active.get)  # the stream that spoke last
+            ssrc = max(active, key=active.get)  # the media stream that spoke last
             await receiver._send_rtcp_nack(ssrc, sorted(gen.missing))

@@ -14,6 +14,7 @@ from aiortc import RTCSessionDescription
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from av import AudioFrame, VideoFrame
 
+from endpoints.agent.nack_repeat import repeat_nacks
 from mcu.audio import opus_has_lbrr
 from signaling.media import PeerSpec
 from tests.mcu.clients import VIDEO_RATE, Client, PatternTrack
@@ -92,7 +93,7 @@ class MixClient(Client):
         self.pcm: dict[str, list[tuple[float, np.ndarray]]] = {}
         self.rtp: dict[str, list[tuple[float, int, bytes]]] = {}  # mid -> (t, seq, payload)
         self.on_gathered: list[Any] = []  # called with the pc once its sockets exist
-        self._video_ssrc: dict[str, int] = {}  # mid -> media SSRC (for repeat_nacks)
+        self._video_ssrc: dict[str, int] = {}  # mid -> media SSRC of the video that arrived
 
     async def _join(self) -> None:
         self.peer = await self.node.open_peer(self.spec, self._on_event)
@@ -164,20 +165,9 @@ class MixClient(Client):
             receiver._handle_rtp_packet = spy
 
     def repeat_nacks(self, interval: float = 0.2) -> None:
-        """Re-send NACKs for still-missing video packets every ``interval`` s, as browsers do
-        (libwebrtc's NACK module repeats a request every round trip). aiortc's receiver NACKs
-        a gap only when it appears: if that one RTCP packet is lost upstream, the hole is never
-        repaired and its jitter buffer stalls until 512 packets later (~20 s at 180p)."""
-        self._spawn(self._repeat_nacks(interval))
-
-    async def _repeat_nacks(self, interval: float) -> None:
-        while True:
-            await asyncio.sleep(interval)
-            for t in self.pc.getTransceivers():
-                gen = getattr(t.receiver, "_RTCRtpReceiver__nack_generator", None)
-                ssrc = self._video_ssrc.get(t.mid)
-                if t.kind == "video" and gen is not None and gen.missing and ssrc is not None:
-                    await t.receiver._send_rtcp_nack(ssrc, sorted(gen.missing))
+        """Re-send NACKs for still-missing video packets, as browsers and the room-terminal agent
+        do (endpoints.agent.nack_repeat): aiortc alone stalls on one lost NACK."""
+        self._spawn(repeat_nacks(self.pc, interval))
 
     def fps(self, track: MediaStreamTrack | None, t0: float, t1: float) -> float:
         if track is None:
