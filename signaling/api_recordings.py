@@ -133,7 +133,6 @@ async def recording_state(request: web.Request) -> web.Response:
 @routes.post("/api/v1/meetings/{meeting_id}/recording")
 async def recording_action(request: web.Request) -> web.Response:
     require_operator(request)
-    _service(request)
     body = await read_body(request, RecordingAction)
     result = await set_recording(ctx_of(request), request.match_info["meeting_id"], body.action == "start")
     return json_response(result, 201 if body.action == "start" else 200)

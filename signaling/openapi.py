@@ -4,7 +4,7 @@ handlers decode with, so the document and the validation cannot drift apart."""
 from __future__ import annotations
 
 from functools import lru_cache
-from typing import Any
+from typing import Any, Sequence
 
 import msgspec
 
@@ -38,6 +38,13 @@ QUERY_SCHEMAS = {"from": {"type": "string", "format": "date-time"}, "to": {"type
                  "active": {"type": "boolean"}, "view": {"type": "string", "enum": ["speaker", "composite"]}, "date": {"type": "string", "format": "date"}}
 
 
+def _parameters(params: Sequence[str] = (), query: Sequence[str] = ()) -> list[dict]:
+    """Path parameters (required strings) and optional query parameters."""
+    return ([{"name": p, "in": "path", "required": True, "schema": {"type": "string"}} for p in params]
+            + [{"name": q, "in": "query", "required": False, "schema": QUERY_SCHEMAS.get(q, {"type": "string"})}
+               for q in query])
+
+
 def _op(summary: str, tag: str, ok: dict, body: type | None = None, auth: bool = True,
         params: list[str] = (), query: list[str] = ()) -> dict:
     op: dict[str, Any] = {"summary": summary, "tags": [tag], "responses": {**ok, **ERRORS}}
@@ -45,9 +52,7 @@ def _op(summary: str, tag: str, ok: dict, body: type | None = None, auth: bool =
         op["requestBody"] = _body(body)
     if not auth:
         op["security"] = []
-    parameters = [{"name": p, "in": "path", "required": True, "schema": {"type": "string"}} for p in params]
-    parameters += [{"name": q, "in": "query", "required": False, "schema": QUERY_SCHEMAS.get(q, {"type": "string"})}
-                   for q in query]
+    parameters = _parameters(params, query)
     if parameters:
         op["parameters"] = parameters
     return op
@@ -58,8 +63,7 @@ def _html(summary: str, params: list[str] = (), query: list[str] = (), media=("t
     op = {"summary": summary, "tags": ["web"], "security": [],
           "responses": {"200": {"description": summary, "content": {t: {"schema": {"type": "string"}} for t in media}},
                         "404": {"$ref": "#/components/responses/NotFound"}}}
-    parameters = [{"name": p, "in": "path", "required": True, "schema": {"type": "string"}} for p in params]
-    parameters += [{"name": q, "in": "query", "required": False, "schema": {"type": "string"}} for q in query]
+    parameters = _parameters(params, query)
     if parameters:
         op["parameters"] = parameters
     return {"get": op}
@@ -67,9 +71,7 @@ def _html(summary: str, params: list[str] = (), query: list[str] = (), media=("t
 
 def _sdp_exchange(summary: str, query: list[str] = ()) -> dict:
     sdp = {"application/sdp": {"schema": {"type": "string"}}}
-    return {"post": {"summary": summary, "tags": ["media"], "parameters": [
-        {"name": "meeting_id", "in": "path", "required": True, "schema": {"type": "string"}}] + [
-        {"name": q, "in": "query", "required": False, "schema": QUERY_SCHEMAS[q]} for q in query],
+    return {"post": {"summary": summary, "tags": ["media"], "parameters": _parameters(["meeting_id"], query),
         "requestBody": {"required": True, "content": sdp},
         "responses": {"201": {"description": "SDP answer; Location names the session resource",
                               "headers": {"Location": {"schema": {"type": "string"}}}, "content": sdp},
@@ -78,8 +80,7 @@ def _sdp_exchange(summary: str, query: list[str] = ()) -> dict:
 
 
 def _sdp_resource(summary: str) -> dict:
-    return {"delete": {"summary": summary, "tags": ["media"], "parameters": [
-        {"name": n, "in": "path", "required": True, "schema": {"type": "string"}} for n in ("meeting_id", "resource_id")],
+    return {"delete": {"summary": summary, "tags": ["media"], "parameters": _parameters(["meeting_id", "resource_id"]),
         "responses": {"200": {"description": "session ended"}, **ERRORS}}}
 
 

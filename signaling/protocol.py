@@ -31,6 +31,7 @@ Server -> client
 
 from __future__ import annotations
 
+import json
 import time
 from typing import Annotated, Any, Literal, Union
 
@@ -165,6 +166,11 @@ def server_msg(type_: str, ref: str | None = None, **fields: Any) -> dict[str, A
         msg["ref"] = ref
     msg.update(fields)
     return msg
+
+
+def encode(msg: dict[str, Any]) -> str:
+    """Server messages on the wire: compact JSON, Vietnamese text kept as UTF-8."""
+    return json.dumps(msg, ensure_ascii=False, separators=(",", ":"))
 
 
 def error_msg(code: str, message: str, ref: str | None = None, **extra: Any) -> dict[str, Any]:

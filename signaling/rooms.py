@@ -16,11 +16,11 @@ from __future__ import annotations
 
 import asyncio
 import copy
-import json
 import logging
 import time
 from typing import Any, Callable, Protocol
 
+from signaling.protocol import encode, server_msg
 from signaling.store.base import Store, Subscription
 
 log = logging.getLogger("giaoban.rooms")
@@ -50,7 +50,7 @@ class _Relay:
     async def run(self) -> None:
         async for msg in self.sub:
             target = msg.get("to")
-            text = json.dumps(msg, ensure_ascii=False, separators=(",", ":"))
+            text = encode(msg)
             for member in list(self.members.values()):  # copy: members may leave meanwhile
                 if target is None or member.endpoint_id == target:
                     await member.on_room_event(msg, text)
@@ -124,8 +124,7 @@ class RoomHub:
             await asyncio.sleep(LIST_DELAY_S)
             del self._list_pending[occurrence_id]  # changes from here on need another broadcast
             people = await self.participants(occurrence_id)
-            await self.publish(occurrence_id, {"v": 1, "type": "participants", "ts": round(time.time(), 3),
-                                               "participants": people})
+            await self.publish(occurrence_id, server_msg("participants", participants=people))
         except Exception:
             self._list_pending.pop(occurrence_id, None)
             log.exception("participant list broadcast failed", extra={"occurrence": occurrence_id})

@@ -5,7 +5,6 @@ queue (a client that stops reading is disconnected rather than growing memory)."
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import secrets
 import time
@@ -18,7 +17,7 @@ from signaling.auth import Identity
 from signaling.context import Context
 from signaling.errors import WS_CLOSE, ApiError, classify, too_large
 from signaling.meeting_actions import MeetingActions
-from signaling.protocol import Hello, Ping, ProtocolError, decode, error_msg, server_msg
+from signaling.protocol import Hello, Ping, ProtocolError, decode, encode, error_msg, server_msg
 from signaling.store.base import StoreError
 
 log = logging.getLogger("giaoban.session")
@@ -77,7 +76,7 @@ class Session(MeetingActions):
         if self._closed:
             return
         try:
-            self._out.put_nowait((msg["type"], text or json.dumps(msg, ensure_ascii=False, separators=(",", ":"))))
+            self._out.put_nowait((msg["type"], text or encode(msg)))
         except asyncio.QueueFull:
             log.warning("client is not reading; disconnecting", extra=self.log_extra())
             self._closed = True

@@ -8,13 +8,13 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from signaling.protocol import server_msg
+from signaling.rooms import PRESENCE_TTL_S
 from signaling.store.base import Store, Subscription
 
 if TYPE_CHECKING:
     from signaling.session import Session
 
 log = logging.getLogger("giaoban.sessions")
-PRESENCE_TTL_S = 30.0
 MEETING_EVENTS = "meeting-events"
 
 
