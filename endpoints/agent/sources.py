@@ -31,11 +31,14 @@ AUDIO_SAMPLES = 960  # 20 ms
 _BARS = [(191, 191, 191), (191, 191, 0), (0, 191, 191), (0, 191, 0), (191, 0, 191), (191, 0, 0), (0, 0, 191)]
 
 
-class _Paced:
-    """Real-time pacing for generated frames."""
+class Paced:
+    """Real-time pacing for generated frames: ``await next()`` returns the frame number when it
+    is due. After a stall longer than ``resync_after`` seconds the clock restarts instead of
+    bursting the backlog (tests that want the backlog pass ``math.inf``)."""
 
-    def __init__(self, period: float) -> None:
+    def __init__(self, period: float, resync_after: float = 1.0) -> None:
         self.period = period
+        self.resync_after = resync_after
         self.n = 0
         self._start: float | None = None
 
@@ -45,7 +48,7 @@ class _Paced:
         delay = self._start + self.n * self.period - time.monotonic()
         if delay > 0:
             await asyncio.sleep(delay)
-        elif delay < -1.0:  # fell far behind (a stalled loop): restart the clock, do not burst
+        elif delay < -self.resync_after:  # fell far behind (a stalled loop): restart, do not burst
             self._start = time.monotonic() - self.n * self.period
         n, self.n = self.n, self.n + 1
         return n
@@ -59,7 +62,7 @@ class TestPatternTrack(MediaStreamTrack):
     def __init__(self, width: int = 640, height: int = 360, fps: int = 15) -> None:
         super().__init__()
         self.width, self.height, self.fps = width, height, fps
-        self._pace = _Paced(1 / fps)
+        self._pace = Paced(1 / fps)
         rgb = np.zeros((height, width, 3), dtype=np.uint8)
         for i, colour in enumerate(_BARS):
             rgb[:, i * width // len(_BARS):(i + 1) * width // len(_BARS)] = colour
@@ -93,7 +96,7 @@ class ToneTrack(MediaStreamTrack):
     def __init__(self, freq: float = 440.0) -> None:
         super().__init__()
         self.freq = freq
-        self._pace = _Paced(AUDIO_SAMPLES / AUDIO_RATE)
+        self._pace = Paced(AUDIO_SAMPLES / AUDIO_RATE)
 
     async def recv(self) -> av.AudioFrame:
         if self.readyState != "live":

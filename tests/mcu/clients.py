@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import fractions
+import math
 import time
 from typing import Any
 
@@ -12,6 +13,7 @@ from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from av import AudioFrame, VideoFrame
 
+from endpoints.agent.sources import Paced
 from signaling.media import PeerSpec
 
 VIDEO_RATE = 90000
@@ -26,22 +28,15 @@ class PatternTrack(MediaStreamTrack):
         super().__init__()
         self.shade = shade
         self.width, self.height, self.fps = width, height, fps
-        self._n = 0
-        self._start: float | None = None
+        self.pace = Paced(1 / fps, resync_after=math.inf)
 
     async def recv(self) -> VideoFrame:
-        if self._start is None:
-            self._start = time.monotonic()
-        target = self._start + self._n / self.fps
-        delay = target - time.monotonic()
-        if delay > 0:
-            await asyncio.sleep(delay)
+        n = await self.pace.next()
         img = np.full((self.height, self.width, 3), self.shade, dtype=np.uint8)
-        img[: 8, (self._n * 4) % self.width :][:, :8] = 255 - self.shade  # small moving mark
+        img[: 8, (n * 4) % self.width :][:, :8] = 255 - self.shade  # small moving mark
         frame = VideoFrame.from_ndarray(img, format="rgb24")
-        frame.pts = self._n * (VIDEO_RATE // self.fps)
+        frame.pts = n * (VIDEO_RATE // self.fps)
         frame.time_base = fractions.Fraction(1, VIDEO_RATE)
-        self._n += 1
         return frame
 
 
@@ -53,26 +48,20 @@ class ToneTrack(MediaStreamTrack):
     def __init__(self, loud: bool = True) -> None:
         super().__init__()
         self.loud = loud
-        self._n = 0
-        self._start: float | None = None
+        self.pace = Paced(0.02, resync_after=math.inf)
 
     async def recv(self) -> AudioFrame:
-        if self._start is None:
-            self._start = time.monotonic()
-        delay = self._start + self._n * 0.02 - time.monotonic()
-        if delay > 0:
-            await asyncio.sleep(delay)
+        n = await self.pace.next()
         samples = 960
         if self.loud:
-            t = (np.arange(samples) + self._n * samples) / 48000
+            t = (np.arange(samples) + n * samples) / 48000
             data = (np.sin(2 * np.pi * 440 * t) * 12000).astype(np.int16)
         else:
             data = np.zeros(samples, dtype=np.int16)
         frame = AudioFrame.from_ndarray(data.reshape(1, -1), format="s16", layout="mono")
         frame.sample_rate = 48000
-        frame.pts = self._n * samples
+        frame.pts = n * samples
         frame.time_base = fractions.Fraction(1, 48000)
-        self._n += 1
         return frame
 
 

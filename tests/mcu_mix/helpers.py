@@ -3,8 +3,8 @@ subscriber's composite/mix tracks received (pictures, fps, audio, RTP sequence n
 
 from __future__ import annotations
 
-import asyncio
 import fractions
+import math
 import socket
 import time
 from typing import Any
@@ -15,6 +15,7 @@ from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from av import AudioFrame, VideoFrame
 
 from endpoints.agent.nack_repeat import repeat_nacks
+from endpoints.agent.sources import Paced
 from mcu.audio import opus_has_lbrr
 from signaling.media import PeerSpec
 from tests.mcu.clients import VIDEO_RATE, Client, PatternTrack
@@ -31,17 +32,12 @@ class NoisyTrack(PatternTrack):
         self._rng = np.random.default_rng(seed)
 
     async def recv(self) -> VideoFrame:
-        if self._start is None:
-            self._start = time.monotonic()
-        delay = self._start + self._n / self.fps - time.monotonic()
-        if delay > 0:
-            await asyncio.sleep(delay)
+        n = await self.pace.next()
         noise = self._rng.integers(-self.noise, self.noise + 1, (self.height, self.width, 1))
         img = np.clip(self.shade + noise, 0, 255).astype(np.uint8).repeat(3, axis=2)
         frame = VideoFrame.from_ndarray(img, format="rgb24")
-        frame.pts = self._n * (VIDEO_RATE // self.fps)
+        frame.pts = n * (VIDEO_RATE // self.fps)
         frame.time_base = fractions.Fraction(1, VIDEO_RATE)
-        self._n += 1
         return frame
 
 
@@ -55,16 +51,11 @@ class PitchTrack(MediaStreamTrack):
     def __init__(self, hz: float, amplitude: int = 9000, syllabic: bool = False) -> None:
         super().__init__()
         self.hz, self.amplitude, self.syllabic = hz, amplitude, syllabic
-        self._n = 0
-        self._start: float | None = None
+        self.pace = Paced(0.02, resync_after=math.inf)
 
     async def recv(self) -> AudioFrame:
-        if self._start is None:
-            self._start = time.monotonic()
-        delay = self._start + self._n * 0.02 - time.monotonic()
-        if delay > 0:
-            await asyncio.sleep(delay)
-        t = (np.arange(960) + self._n * 960) / 48000
+        n = await self.pace.next()
+        t = (np.arange(960) + n * 960) / 48000
         wave = np.sin(2 * np.pi * self.hz * t) * self.amplitude
         if self.syllabic:
             wave = wave * (0.55 + 0.45 * np.sin(2 * np.pi * 4 * t))
@@ -72,9 +63,8 @@ class PitchTrack(MediaStreamTrack):
         data = wave.astype(np.int16)
         frame = AudioFrame.from_ndarray(data.reshape(1, -1), format="s16", layout="mono")
         frame.sample_rate = 48000
-        frame.pts = self._n * 960
+        frame.pts = n * 960
         frame.time_base = fractions.Fraction(1, 48000)
-        self._n += 1
         return frame
 
 
