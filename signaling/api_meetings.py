@@ -144,7 +144,7 @@ async def my_meetings(request: web.Request) -> web.Response:
     now = datetime.now(timezone.utc)
     out = []
     for meeting in await ctx.meetings.list(active_only=True):
-        if meeting.chair != ident.endpoint_id and not ctx.meetings.is_invited(meeting, ident.endpoint_id):
+        if not ctx.meetings.is_invited(meeting, ident.endpoint_id):  # the chair counts as invited
             continue
         for occ in await ctx.meetings.occurrences(meeting.id, now - timedelta(hours=12), now + timedelta(days=7)):
             if occ.ends_at > now:

@@ -17,6 +17,7 @@ from signaling.errors import ApiError, bad_request, classify, too_large
 log = logging.getLogger("giaoban.http")
 T = TypeVar("T")
 CTX = web.AppKey("ctx", Context)
+IDENTITY = web.RequestKey("identity", Identity)
 
 
 def ctx_of(request: web.Request) -> Context:
@@ -91,7 +92,10 @@ async def read_body(request: web.Request, model: type[T]) -> T:
 
 
 def identity(request: web.Request) -> Identity:
-    return ctx_of(request).auth.from_request(request)
+    """The caller, verified once per request (the handler and the audit trail both ask)."""
+    if IDENTITY not in request:
+        request[IDENTITY] = ctx_of(request).auth.from_request(request)
+    return request[IDENTITY]
 
 
 def require_operator(request: web.Request) -> Identity:
