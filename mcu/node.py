@@ -12,6 +12,11 @@ Usage::
     await peer.set_muted("audio", True)                # chair mute: stop forwarding
     await peer.close(); await node.stop()
 
+Cascade (edge nodes): a peer whose ``spec.extra["cascade_origin"]`` is ``{"node_id", "url"}``
+of another node makes this node an edge for its meeting: the meeting opens one
+``mcu.cascade.CascadeLink`` to the origin through ``origin_factory`` (closed when the last
+local peer leaves or the node stops).
+
 WHIP ingest / WHEP egress (RFC 9725 and the WHEP draft) are plain offer/answer exchanges with
 no renegotiation: a WHIP client is ``open_peer(PeerSpec(publish=True, ...))`` +
 ``handle_offer`` with sendonly m-lines, a WHEP client is ``publish=False`` with recvonly
@@ -23,7 +28,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import Any
+from typing import Any, Callable
 
 from .ice import HostPin, pin_host_addresses
 from .linkstats import LinkSampler
@@ -64,6 +69,9 @@ class LocalMediaNode:
         self._stopping_mcu: set[asyncio.Task] = set()
         self._holds: dict[str, int] = {}  # meeting id -> recordings/streams holding its pipeline
         self.links = LinkSampler()  # per-endpoint link quality, sampled by the ticker
+        # Edge nodes: cascade_origin dict -> an object with the MediaNode protocol for the
+        # meeting's origin (see mcu.cascade); injected by whoever runs the node
+        self.origin_factory: Callable[[dict[str, Any]], Any] | None = None
         self._started = False
         self._stopping = False
 
@@ -107,6 +115,11 @@ class LocalMediaNode:
         if meeting is None:
             meeting = Meeting(self, spec.meeting_id, self.audio_slots)
             self.meetings[spec.meeting_id] = meeting
+            # signaling passes the room's state: a node that takes over a meeting starts from it
+            if spec.extra.get("floor"):
+                meeting.set_floor(spec.extra["floor"])
+            if spec.extra.get("layout"):
+                meeting.set_layout(spec.extra["layout"])
         peer = LocalPeer(
             meeting,
             spec,

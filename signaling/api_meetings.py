@@ -129,9 +129,8 @@ async def live(request: web.Request) -> web.Response:
     state = await ctx.rooms.state(occ.occurrence_id)
     people = await ctx.rooms.participants(occ.occurrence_id)
     body = {"meeting_id": meeting.id, "open": True, "occurrence_id": occ.occurrence_id, "participants": people, **state}
-    link_stats = getattr(ctx.media, "link_stats", None)
-    if link_stats is not None:  # per endpoint on the media node: sending, kbit/s, loss, quality (mcu.linkstats)
-        body["media"] = link_stats(meeting.id)
+    if ctx.router is not None:  # per endpoint on its media node(s): sending, kbit/s, loss, quality (mcu.linkstats)
+        body["media"] = await ctx.router.link_stats(meeting.id)
     return json_response(body)
 
 

@@ -13,6 +13,8 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from endpoints.directory import load_directory
 from signaling import api_auth, api_directory, api_meetings, api_operators, api_recordings, metrics, whip, web as web_pages
 from signaling.auth import Authenticator
+from signaling.cluster import api as cluster_api, media_api
+from signaling.cluster.media_router import MediaRouter
 from signaling.context import Context
 from signaling.http import CTX, ctx_of, error_middleware, json_response
 from signaling.meetings.scheduler import Scheduler
@@ -88,8 +90,12 @@ async def build_context(settings: Settings) -> Context:
         recordings = RecordingService(data / "recordings", retention_days=settings.recording_retention_days,
                                       hls_root=data / "live")
         recordings.connect_media(media.recording_pipeline, media.recording_release)
-    return Context(settings, store, directory, auth, meetings, scheduler, RoomHub(store, settings.node_id),
-                   SessionRegistry(store, settings.node_id, auth), media, recordings=recordings)
+    router = None
+    if media is not None or store.shared:  # a signaling-only node of a cluster uses the others' media
+        router = MediaRouter(settings, store, directory, signer, media)
+    rooms = RoomHub(store, settings.node_id, router.registry if router else None)
+    return Context(settings, store, directory, auth, meetings, scheduler, rooms,
+                   SessionRegistry(store, settings.node_id, auth), media, recordings=recordings, router=router)
 
 
 async def _housekeeping(ctx: Context) -> None:
@@ -112,7 +118,7 @@ def make_app(ctx: Context) -> web.Application:
     app[CTX] = ctx
     app[whip.RESOURCES] = {}
     for table in (routes, api_auth.routes, api_directory.routes, api_meetings.routes, api_operators.routes,
-                  api_recordings.routes, whip.routes, web_pages.routes):
+                  api_recordings.routes, whip.routes, web_pages.routes, cluster_api.routes, media_api.routes):
         app.add_routes(table)
 
     async def lifecycle(app: web.Application):
@@ -122,6 +128,8 @@ def make_app(ctx: Context) -> web.Application:
             log.warning("created operator 'admin'; its password is in %s/admin-password.txt", ctx.settings.data_dir)
         if ctx.media is not None:
             await ctx.media.start()
+        if ctx.router is not None:
+            await ctx.router.start()
         if ctx.recordings is not None:
             await ctx.recordings.start()
         await ctx.sessions.start()
@@ -136,6 +144,8 @@ def make_app(ctx: Context) -> web.Application:
         await ctx.rooms.stop()
         if ctx.recordings is not None:
             await ctx.recordings.stop()
+        if ctx.router is not None:
+            await ctx.router.stop()
         if ctx.media is not None:
             await ctx.media.stop()
         await ctx.store.stop()

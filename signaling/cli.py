@@ -16,7 +16,7 @@ from signaling.settings import SettingsError, load_settings
 
 
 def _settings(args):
-    overrides = {k: getattr(args, k, None) for k in ("host", "port", "data_dir", "store", "directory", "media", "public_url")}
+    overrides = {k: getattr(args, k, None) for k in ("host", "port", "data_dir", "store", "directory", "media", "public_url", "node_id")}
     if getattr(args, "log_format", None):
         overrides["log_format"] = args.log_format
     return load_settings(args.config, overrides)
@@ -109,6 +109,7 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--port", type=int)
     s.add_argument("--public-url", dest="public_url")
     s.add_argument("--media", choices=["local", "none"])
+    s.add_argument("--node-id", dest="node_id", help="this node's name in the cluster (default <hostname>-<port>)")
     s.add_argument("--log-format", dest="log_format", choices=["json", "text"])
     s.set_defaults(func=cmd_serve)
     c = sub.add_parser("check-config", help="validate the settings and the directory, print a summary")

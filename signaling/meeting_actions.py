@@ -33,6 +33,7 @@ class MeetingActions:
     occurrence_id: str | None
     role: str | None
     peer: Any
+    _peer_gen: int
     _leaving: asyncio.Future | None
     link: str  # the endpoint's link class, set on join
     media_extra: dict[str, Any]  # the meeting's media mode for that link class
@@ -77,7 +78,7 @@ class MeetingActions:
         await self.deliver(server_msg(
             "joined", msg.id, meeting_id=meeting.id, occurrence_id=self.occurrence_id, title=meeting.title,
             role=role, participants=participants, floor=state["floor"], hands=state["hands"],
-            muted=state["muted"].get(self.identity.endpoint_id, {}), media=self.ctx.media is not None,
+            muted=state["muted"].get(self.identity.endpoint_id, {}), media=self.ctx.router is not None,
             layout=state["layout"],
         ))
         self.ctx.rooms.participants_changed(self.occurrence_id)
@@ -136,17 +137,36 @@ class MeetingActions:
 
     # --- media ---------------------------------------------------------------------------------
     async def _ensure_peer(self):
-        if self.ctx.media is None:
+        if self.ctx.router is None:
             raise unavailable("this server runs without a media node (media: none)")
         if self.peer is None:
+            room = await self.ctx.rooms.state(self.occurrence_id)  # a node that (re)opens the meeting applies it
+            extra = dict(self.media_extra, floor=room["floor"], layout=room["layout"])
             spec = PeerSpec(self.meeting_id, self.identity.endpoint_id, self.identity.name, self.role,
-                            self.link, publish=self.role != "viewer", extra=dict(self.media_extra))
-            self.peer = await self.ctx.media.open_peer(spec, self._media_event)
+                            self.link, publish=self.role != "viewer", extra=extra)
+            self._peer_gen += 1
+            gen = self._peer_gen
+            self.peer = await self.ctx.router.open_peer(spec, lambda event: self._media_event(event, gen))
         return self.peer
 
-    async def _media_event(self, event: dict[str, Any]) -> None:
+    async def _media_event(self, event: dict[str, Any], gen: int) -> None:
+        if event["type"] == "media_reset":  # the peer's media node (or its cascade origin) is gone
+            self.enqueue(lambda: self._media_reset(event, gen))
+            return
         fields = {k: v for k, v in event.items() if k != "type"}  # the dict is shared between peers
         await self.deliver(server_msg(event["type"], **fields))
+
+    async def _media_reset(self, event: dict[str, Any], gen: int) -> None:
+        """Drop the lost peer and tell the client to offer again: the next offer opens a peer on a
+        live node (the meeting is re-pinned if its node died)."""
+        if gen != self._peer_gen or self.peer is None:
+            return  # an older peer's news; the client already moved on
+        if event.get("lost_node"):
+            self.ctx.router.node_lost(event["lost_node"])
+        peer, self.peer = self.peer, None
+        await peer.close()
+        log.warning("media reset", extra=self.log_extra() | {"reason": event.get("reason")})
+        await self.deliver(server_msg("media_reset", meeting_id=self.meeting_id, reason=event.get("reason", "")))
 
     async def _on_offer(self, msg: Offer) -> None:
         peer = await self._ensure_peer()
@@ -197,15 +217,15 @@ class MeetingActions:
             room["muted"].pop(msg.endpoint_id, None)
 
         room = await self.ctx.rooms.update(self.occurrence_id, change)
-        if self.ctx.media is not None:
-            await self.ctx.media.set_floor(self.meeting_id, msg.endpoint_id)
+        if self.ctx.router is not None:
+            await self.ctx.router.set_floor(self.meeting_id, msg.endpoint_id)
         await self.ctx.rooms.publish(self.occurrence_id, server_msg(
             "floor", msg.id, endpoint_id=msg.endpoint_id, name=member["name"], by=self.identity.name, hands=room["hands"]))
 
     async def _on_revoke(self, msg: RevokeFloor) -> None:
         await self.ctx.rooms.update(self.occurrence_id, lambda room: room.update(floor=None))
-        if self.ctx.media is not None:
-            await self.ctx.media.set_floor(self.meeting_id, None)
+        if self.ctx.router is not None:
+            await self.ctx.router.set_floor(self.meeting_id, None)
         await self.ctx.rooms.publish(self.occurrence_id, server_msg("floor", msg.id, endpoint_id=None, by=self.identity.name))
 
     async def _on_mute(self, msg: Mute) -> None:
@@ -235,9 +255,8 @@ class MeetingActions:
     async def _on_layout(self, msg: SetLayout) -> None:
         """The composite's layout; kept in the room so a media node (re)starting applies it too."""
         await self.ctx.rooms.update(self.occurrence_id, lambda room: room.update(layout=msg.layout))
-        set_layout = getattr(self.ctx.media, "set_layout", None)
-        if set_layout is not None:
-            await set_layout(self.meeting_id, msg.layout)
+        if self.ctx.router is not None:
+            await self.ctx.router.set_layout(self.meeting_id, msg.layout)
         await self.ctx.rooms.publish(self.occurrence_id, server_msg("layout", msg.id, layout=msg.layout, by=self.identity.name))
 
     async def _on_record(self, msg: Record) -> None:

@@ -13,6 +13,7 @@ from signaling.api_directory import SelectRequest
 from signaling.api_meetings import MeetingPatch
 from signaling.api_operators import OperatorRequest
 from signaling.api_recordings import RecordingAction, StreamingAction, openapi_paths as recording_paths
+from signaling.cluster.api import openapi_paths as cluster_paths
 from signaling.meetings.model import MeetingSpec
 from signaling.protocol import CLIENT_TYPES
 
@@ -85,7 +86,7 @@ def _sdp_resource(summary: str) -> dict:
 
 
 def _paths() -> dict:
-    return _core_paths() | recording_paths(_op, _ok)
+    return _core_paths() | recording_paths(_op, _ok) | cluster_paths(_op, _ok)
 
 
 def _core_paths() -> dict:

@@ -57,8 +57,9 @@ class _Relay:
 
 
 class RoomHub:
-    def __init__(self, store: Store, node_id: str) -> None:
+    def __init__(self, store: Store, node_id: str, registry=None) -> None:
         self.store, self.node_id = store, node_id
+        self.registry = registry  # cluster: entries of a signaling node that died are left out at once
         self._relays: dict[str, _Relay] = {}
         self._lock = asyncio.Lock()
         self._list_pending: dict[str, asyncio.Task] = {}
@@ -93,6 +94,9 @@ class RoomHub:
 
     async def participants(self, occurrence_id: str) -> list[dict[str, Any]]:
         rows = await self.store.list_ephemeral(f"live:{occurrence_id}")
+        if self.registry is not None:  # not after PRESENCE_TTL_S: its terminals are back within seconds
+            alive = await self.registry.signaling_nodes()
+            rows = [(key, doc) for key, doc in rows if doc.get("node") in alive]
         return [dict(doc, session_id=key) for key, doc in rows]
 
     # shared state ----------------------------------------------------------------------------

@@ -45,6 +45,12 @@ class Settings:
     node_id: str = ""  # default <hostname>-<port>
     media: str = "local"  # local: an in-process aiortc media node; none: signaling only
     ice_host: str = "127.0.0.1"  # address for the media node's ICE host candidates; "" = every interface
+    # several nodes (Redis store): how other nodes reach this node's media API (default public_url),
+    # how many peers it takes before it counts as full, and the directory subtrees it serves as a
+    # cascade edge (e.g. a district's server: [hg-meo-vac]); [] = origin-only
+    media_url: str = ""
+    media_capacity: int = 300
+    media_serves: list = field(default_factory=list)
     early_join_minutes: int = 10
     recording_retention_days: int = 30  # recordings older than this are deleted (hourly sweep)
     log_format: str = "json"  # json | text
@@ -58,6 +64,7 @@ class Settings:
         s.public_url = (s.public_url or f"http://{s.host}:{s.port}").rstrip("/")
         s.store = s.store or f"sqlite:{Path(s.data_dir) / 'giaoban.db'}"
         s.node_id = s.node_id or f"{socket.gethostname()}-{s.port}"
+        s.media_url = (s.media_url or s.public_url).rstrip("/")
         return s
 
     def validate(self, where: str = "settings") -> None:
@@ -68,6 +75,10 @@ class Settings:
             raise bad(f"port must be 1..65535, got {self.port}")
         if self.media not in ("local", "none"):
             raise bad(f"media must be 'local' or 'none', got {self.media!r}")
+        if self.media_capacity < 1:
+            raise bad(f"media_capacity must be >= 1, got {self.media_capacity}")
+        if not all(isinstance(x, str) and x for x in self.media_serves):
+            raise bad("media_serves must be a list of endpoint ids")
         if self.log_format not in ("json", "text"):
             raise bad(f"log_format must be 'json' or 'text', got {self.log_format!r}")
         if self.log_level.lower() not in ("debug", "info", "warning", "error"):

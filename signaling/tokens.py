@@ -46,11 +46,18 @@ class Claims:
 
 
 class TokenSigner:
-    def __init__(self, key: bytes, clock=time.time) -> None:
+    def __init__(self, key: bytes, clock=time.time, kinds: tuple[str, ...] = KINDS) -> None:
         if len(key) < 32:
             raise ValueError("token key must be at least 32 bytes")
         self._key = key
         self._clock = clock
+        self._kinds = kinds
+
+    def derived(self, purpose: str, kinds: tuple[str, ...]) -> "TokenSigner":
+        """A signer for another audience (node-to-node calls): its key is derived from this one, so
+        its tokens and the users' tokens never verify for each other."""
+        key = hmac.new(self._key, f"giaoban/{purpose}".encode(), hashlib.sha256).digest()
+        return TokenSigner(key, self._clock, kinds)
 
     @classmethod
     async def from_store(cls, store: Store) -> "TokenSigner":
@@ -88,7 +95,7 @@ class TokenSigner:
             claims = Claims(**json.loads(raw))
         except (ValueError, TypeError):
             raise unauthorized("malformed token claims") from None
-        if claims.kind not in KINDS:
+        if claims.kind not in self._kinds:
             raise unauthorized(f"unknown token kind {claims.kind!r}")
         if claims.exp < self._clock():
             raise unauthorized("token expired; ask the operator for a new link or log in again")

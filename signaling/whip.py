@@ -83,7 +83,7 @@ async def _read_sdp(request: web.Request) -> str:
 
 async def _open(request: web.Request, kind: str) -> web.Response:
     ctx = ctx_of(request)
-    if ctx.media is None:
+    if ctx.router is None:
         raise unavailable("this server runs without a media node (media: none)")
     ident = identity(request)
     sdp = await _read_sdp(request)
@@ -100,7 +100,7 @@ async def _open(request: web.Request, kind: str) -> web.Response:
     if view == "composite":
         extra["media_mode"] = "mcu"  # the meeting's composite picture and mixed sound (live streaming)
     spec = PeerSpec(meeting.id, ident.endpoint_id, ident.name, role, link, publish=kind == "whip", extra=extra)
-    member.peer = await ctx.media.open_peer(spec, _drop_events)
+    member.peer = await ctx.router.open_peer(spec, _drop_events)
     try:
         answer = await member.peer.handle_offer(sdp)
     except Exception as exc:

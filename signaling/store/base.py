@@ -56,6 +56,8 @@ class Store(abc.ABC):
     raise ValueError, a document that is not a JSON-able dict TypeError/ValueError.
     """
 
+    shared = False  # True when several processes (nodes) can use this store together
+
     # lifecycle ---------------------------------------------------------------------------
     @abc.abstractmethod
     async def start(self) -> None: ...

@@ -93,6 +93,7 @@ POOL_WAIT_S = 10.0
 
 
 class RedisStore(Store):
+    shared = True
     def __init__(self, url: str, *, prefix: str = "gb:", queue_size: int = DEFAULT_QUEUE_SIZE,
                  connect_timeout_s: float = 5.0) -> None:
         self.url, self.prefix = url, prefix

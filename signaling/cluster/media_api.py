@@ -1,0 +1,137 @@
+"""The internal API of a media node, used by the other nodes of a cluster (never by clients).
+
+* ``GET /internal/media/peer`` (WebSocket): one peer; the first request is ``open`` with the
+  PeerSpec, then ``offer``/``answer``/``ice``/``mute``; events are pushed as ``{"event": ...}``;
+  closing the socket closes the peer.
+* ``POST /internal/media/meetings/{id}/floor|layout|links``: floor holder, layout, link quality.
+
+Callers present a node token (``Bearer``) signed with the cluster's node key: a user's token is
+refused here, and a node token is refused by the user API.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from typing import Any
+
+from aiohttp import WSMsgType, web
+
+from signaling.errors import ApiError, bad_request, classify, not_found, unavailable
+from signaling.http import ctx_of, json_response
+from signaling.media import MediaRetry, PeerSpec
+
+log = logging.getLogger("giaoban.cluster")
+routes = web.RouteTableDef()
+MAX_MESSAGE = 1 << 20  # an SDP offer with many m-lines stays far below
+
+
+def _local_media(request: web.Request):
+    ctx = ctx_of(request)
+    if ctx.router is None or not ctx.router.clustered:
+        raise unavailable("this node is not part of a cluster (embedded store)")
+    header = request.headers.get("Authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer":
+        raise ApiError("unauthorized", "node API: Authorization 'Bearer <node token>' required", 401)
+    ctx.router.verify_node_token(token.strip())
+    if ctx.media is None:
+        raise unavailable(f"node {ctx.settings.node_id} runs without media (media: none)")
+    return ctx.media
+
+
+def _spec(raw: Any) -> PeerSpec:
+    if not isinstance(raw, dict):
+        raise bad_request("open: spec must be an object")
+    try:
+        spec = PeerSpec(**raw)
+    except TypeError as exc:
+        raise bad_request(f"open: bad spec: {exc}") from None
+    if not all(isinstance(getattr(spec, f), str) for f in ("meeting_id", "endpoint_id", "role", "link")):
+        raise bad_request("open: meeting_id, endpoint_id, role and link must be strings")
+    return spec
+
+
+@routes.get("/internal/media/peer")
+async def peer_socket(request: web.Request) -> web.WebSocketResponse:
+    media = _local_media(request)
+    ws = web.WebSocketResponse(heartbeat=5.0, max_msg_size=MAX_MESSAGE)
+    await ws.prepare(request)
+    send_lock = asyncio.Lock()
+
+    async def send(data: dict[str, Any]) -> None:
+        async with send_lock:
+            if not ws.closed:
+                await ws.send_str(json.dumps(data))
+
+    async def events(event: dict[str, Any]) -> None:
+        await send({"event": event})
+
+    peer = None
+    try:
+        async for msg in ws:
+            if msg.type != WSMsgType.TEXT:
+                continue
+            req: dict[str, Any] = {}
+            try:
+                req = json.loads(msg.data)
+                reply = await _serve(media, peer, req, events)
+                if req.get("op") == "open":
+                    peer = reply.pop("peer")
+            except Exception as exc:
+                api = classify(exc)
+                if api is None:
+                    log.exception("media request failed", extra={"op": req.get("op")})
+                reply = {"error": api.message if api else f"internal error: {exc}",
+                         "retry": isinstance(exc, MediaRetry)}
+            await send({"re": req.get("id") if isinstance(req, dict) else None, **reply})
+    finally:
+        if peer is not None:
+            await peer.close()
+    return ws
+
+
+async def _serve(media, peer, req: dict[str, Any], events) -> dict[str, Any]:
+    op = req.get("op")
+    if op == "open":
+        if peer is not None:
+            raise bad_request("open: this link already has a peer")
+        return {"peer": await media.open_peer(_spec(req.get("spec")), events)}
+    if peer is None:
+        raise bad_request(f"{op}: send open first")
+    if op in ("offer", "answer"):
+        sdp = req.get("sdp")
+        if not isinstance(sdp, str) or not sdp.startswith("v=0"):
+            raise bad_request(f"{op}: sdp must be an SDP text starting with 'v=0'")
+        if op == "offer":
+            return {"sdp": await peer.handle_offer(sdp)}
+        await peer.handle_answer(sdp)
+    elif op == "ice":
+        await peer.add_ice_candidate(req.get("candidate"))
+    elif op == "mute":
+        await peer.set_muted(str(req.get("kind")), bool(req.get("muted")))
+    else:
+        raise bad_request(f"unknown op {op!r}; expected open, offer, answer, ice or mute")
+    return {}
+
+
+@routes.post("/internal/media/meetings/{meeting_id}/{what}")
+async def meeting_call(request: web.Request) -> web.Response:
+    media = _local_media(request)
+    meeting_id, what = request.match_info["meeting_id"], request.match_info["what"]
+    try:
+        body = await request.json()
+    except ValueError:
+        raise bad_request("body must be a JSON object") from None
+    if not isinstance(body, dict):
+        raise bad_request("body must be a JSON object")
+    if what == "floor":
+        await media.set_floor(meeting_id, body.get("endpoint_id"))
+    elif what == "layout":
+        await media.set_layout(meeting_id, body.get("layout"))
+    elif what == "links":
+        return json_response({"links": media.link_stats(meeting_id)})
+    else:
+        raise not_found(f"unknown meeting call {what!r}; expected floor, layout or links")
+    return json_response({"ok": True})
