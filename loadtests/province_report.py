@@ -1,0 +1,154 @@
+"""Measures of the province load test from the synthetic endpoints' counters, and the printed table.
+
+Delivered ratio (per output kind / composite tier), over a window without failures:
+
+* ``received`` = RTP packets a terminal counted on that output's SSRC (RTX not counted);
+* ``expected`` = the span of the server's own sequence numbers for that output in the window
+  (the server numbers each output's packets itself, so a gap is a packet it sent and the
+  terminal never got, or one it skipped because its upstream was lost);
+* ``sfu main e2e`` = packets counted on the ``main`` outputs of the SFU receivers / (video
+  packets the floor holder sent x those receivers), per floor turn after a settle time.
+"""
+
+from __future__ import annotations
+
+import statistics
+from typing import Any
+
+from loadtests.signaling_herd import pct
+
+Snapshot = dict[str, dict[tuple[int, int], tuple[int, int, int, int]]]  # ep -> (gen, ssrc) -> (count, hi, base, bytes)
+
+
+def snapshot(endpoints: list) -> Snapshot:
+    snap: Snapshot = {}
+    for ep in endpoints:
+        p = ep.peer
+        if p is None:
+            continue
+        snap[ep.id] = {(p.gen, ssrc): (r.count, r.hi, r.base, r.bytes) for ssrc, r in list(p.rx.items())}
+    return snap
+
+
+def row_key(ep, role: str) -> str | None:
+    if role == "composite":
+        return f"composite {ep.tier}"
+    if role in ("main", "audio", "mix"):
+        return {"main": "sfu main", "audio": "sfu audio", "mix": "mix"}[role]
+    return None
+
+
+ROW_ORDER = ["sfu main", "sfu audio", "composite 720p", "composite 360p", "composite 180p", "mix"]
+
+
+def delivered(endpoints: list, a: Snapshot, b: Snapshot, seconds: float) -> list[dict[str, Any]]:
+    """Per row: receivers, received, expected, ratio, kbit/s per receiver; an endpoint whose peer
+    connection changed inside the window is left out (counted in ``skipped``)."""
+    rows: dict[str, dict[str, Any]] = {}
+    for ep in endpoints:
+        after = b.get(ep.id)
+        before = a.get(ep.id, {})
+        if not after:
+            continue
+        gens = {g for g, _ in after}
+        if before and {g for g, _ in before} != gens:
+            for key in {row_key(ep, r.role) for r in ep.peer.rx.values()} - {None}:
+                rows.setdefault(key, _empty())["skipped"] += 1
+            continue
+        seen: set[str] = set()
+        for (gen, ssrc), (count, hi, base, nbytes) in after.items():
+            r = ep.peer.rx.get(ssrc) if ep.peer is not None and ep.peer.gen == gen else None
+            key = row_key(ep, r.role) if r is not None else None
+            if key is None or hi < 0:
+                continue
+            c0, h0, _, b0 = before.get((gen, ssrc), (0, -1, base, 0))
+            if h0 < 0:  # no packet yet when the window opened: the span starts at the first one
+                h0 = base - 1
+            row = rows.setdefault(key, _empty())
+            row["received"] += count - c0
+            row["expected"] += hi - h0
+            row["bytes"] += nbytes - b0
+            if key not in seen:
+                seen.add(key)
+                row["receivers"] += 1
+    out = []
+    for key in ROW_ORDER + sorted(set(rows) - set(ROW_ORDER)):
+        if key in rows:
+            r = rows[key]
+            out.append({"output": key, "receivers": r["receivers"], "received": r["received"], "expected": r["expected"],
+                        "ratio": r["received"] / r["expected"] if r["expected"] else None,
+                        "kbps_per_receiver": r["bytes"] * 8 / 1000 / seconds / max(1, r["receivers"]),
+                        "skipped": r["skipped"]})
+    return out
+
+
+def _empty() -> dict[str, Any]:
+    return {"receivers": 0, "received": 0, "expected": 0, "bytes": 0, "skipped": 0}
+
+
+def main_counts(endpoints: list) -> dict[str, tuple[int, int]]:
+    """Per endpoint: (peer generation, packets on its main outputs)."""
+    out = {}
+    for ep in endpoints:
+        p = ep.peer
+        if p is not None:
+            out[ep.id] = (p.gen, sum(r.count for r in list(p.rx.values()) if r.role == "main"))
+    return out
+
+
+def main_e2e(turns: list[dict[str, Any]]) -> dict[str, Any]:
+    """turns: {holder, sent, received, receivers} per floor turn -> one ratio."""
+    sent = sum(t["sent"] * t["receivers"] for t in turns)
+    got = sum(t["received"] for t in turns)
+    return {"turns": turns, "expected": sent, "received": got, "ratio": got / sent if sent else None}
+
+
+def summary(values: list[float]) -> dict[str, float | None]:
+    if not values:
+        return {"median_s": None, "p95_s": None, "max_s": None}
+    return {"median_s": statistics.median(values), "p95_s": pct(values, 95), "max_s": max(values)}
+
+
+def _f(v: float | None, spec: str) -> str:
+    return "-" if v is None else format(v, spec)
+
+
+def print_report(out: dict[str, Any]) -> None:
+    topo = out["topology"]
+    print(f"\n== Hà Giang province meeting: {out['endpoints']['total']} endpoints, layout {topo['layout']} "
+          f"({', '.join(p['name'] + ':' + p['role'] for p in topo['processes'])}), "
+          f"fibre mode {out['meeting']['fibre_mode']}, run {out['runtime_s']:.0f} s")
+    j = out["join"]
+    print(f"join: {j['joined']}/{j['endpoints']} joined, {j['media']}/{j['endpoints']} with media; "
+          f"join median {_f(j['join']['median_s'], '.2f')} s, p95 {_f(j['join']['p95_s'], '.2f')} s, "
+          f"max {_f(j['join']['max_s'], '.2f')} s; first video median {_f(j['media_time']['median_s'], '.2f')} s, "
+          f"p95 {_f(j['media_time']['p95_s'], '.2f')} s, max {_f(j['media_time']['max_s'], '.2f')} s")
+    for name, d in out["delivered"].items():
+        print(f"\ndelivered ({name}, {d['seconds']:.1f} s window; ratio = received / server sequence span)")
+        head = f"{'output':<16} {'recv':>5} {'received':>10} {'expected':>10} {'deliv%':>8} {'kbit/s':>8} {'skipped':>8}"
+        print(head + "\n" + "-" * len(head))
+        for r in d["rows"]:
+            print(f"{r['output']:<16} {r['receivers']:>5} {r['received']:>10} {r['expected']:>10} "
+                  f"{_f(r['ratio'] and r['ratio'] * 100, '.2f'):>8} {r['kbps_per_receiver']:>8.0f} {r['skipped']:>8}")
+        e2e = d.get("sfu_main_e2e")
+        if e2e:
+            print(f"{'sfu main e2e':<16} {'':>5} {e2e['received']:>10} {e2e['expected']:>10} "
+                  f"{_f(e2e['ratio'] and e2e['ratio'] * 100, '.2f'):>8}   (floor holder's sent packets x SFU receivers)")
+    print(f"\nserver CPU (window: {out['cpu']['window']}; ms = CPU ms per endpoint per second)")
+    head = f"{'process':<10} {'role':<10} {'herd ms/join':>12} {'cpu%':>6} {'ms/ep/s':>8} {'RSS MiB':>8} {'max RSS':>8}"
+    print(head + "\n" + "-" * len(head))
+    for p in out["cpu"]["processes"]:
+        print(f"{p['name']:<10} {p['role']:<10} {_f(p['herd_ms_per_join'], '.1f'):>12} {_f(p['cpu_pct'], '.1f'):>6} "
+              f"{_f(p['ms_per_endpoint_s'], '.2f'):>8} {_f(p['rss_mib'], '.0f'):>8} {_f(p['rss_max_mib'], '.0f'):>8}")
+    k = out.get("kill")
+    if k:
+        print(f"\nkill phase: kill -9 {', '.join(k['killed'])} at t={k['t_kill']:.1f} s")
+        for line in k["lost"]:
+            print(f"  lost: {line}")
+        r = k["recovery"]
+        print(f"  endpoints affected {k['affected']}, back {k['back']}, back within {k['target_s']:.0f} s: "
+              f"{k['back_within_target']}; not back: {len(k['not_back'])} {k['not_back'][:8]}")
+        print(f"  time back in the meeting with media: median {_f(r['median_s'], '.2f')} s, p95 {_f(r['p95_s'], '.2f')} s, "
+              f"max {_f(r['max_s'], '.2f')} s; WebSocket losses {k['ws_lost']}, media_reset {k['media_reset']}")
+        if k.get("pin_after"):
+            print(f"  meeting pinned before: {k.get('pin_before')}, after: {k['pin_after']}")
