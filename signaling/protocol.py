@@ -26,7 +26,8 @@ Client -> server
 Server -> client
   welcome, meeting_opened, meeting_closed, joined, left, participants, offer, answer, ice, hand,
   floor, mute_request, locked, removed, layout, recording, speaker, presence (operators: an endpoint came or went),
-  error, pong
+  media_reset{meeting_id, reason} (the media node serving this client was lost: still in the meeting,
+  open a new peer connection and send a new offer; the server places it on a live node), error, pong
 """
 
 from __future__ import annotations

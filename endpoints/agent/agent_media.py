@@ -92,6 +92,16 @@ class MediaActions:
         if peer is not None:
             await peer.close()
 
+    async def _on_media_reset(self, msg: dict[str, Any]) -> None:
+        """The server lost our media node (or its cascade link): still in the meeting, so a new
+        peer connection and offer at once; the server places it on a live node."""
+        if self.want is None or msg.get("meeting_id") != self.want or self._stopped:
+            return
+        self.log.warning(f"Máy chủ hình/tiếng thay đổi ({msg.get('reason', '')}); kết nối lại hình/tiếng",
+                         "media reset by the server", meeting=self.want)
+        await self._close_peer()
+        await self._open_peer(self.want)
+
     async def _on_offer(self, msg: dict[str, Any]) -> None:
         if self.peer is not None:
             await self.peer.on_offer(msg["sdp"])

@@ -32,7 +32,7 @@ class ConfigError(ValueError):
 
 @dataclass
 class AgentConfig:
-    server: str = ""  # http(s)://host:port of the giaoban server
+    server: str = ""  # http(s)://host:port of the giaoban server; several nodes: comma-separated, tried in turn
     endpoint: str = ""  # endpoint id from the directory, e.g. hg-mv-son-vi
     secret: str = ""  # the endpoint secret (prefer secret_file)
     secret_file: str = ""  # a file holding the secret (first line)
@@ -53,8 +53,12 @@ class AgentConfig:
 
     # --- derived ---------------------------------------------------------------------------------
     @property
-    def ws_url(self) -> str:
-        u = urlparse(self.server)
+    def servers(self) -> list[str]:
+        return [s.strip().rstrip("/") for s in self.server.split(",") if s.strip()]
+
+    @staticmethod
+    def ws_url(server: str) -> str:
+        u = urlparse(server)
         scheme = "wss" if u.scheme == "https" else "ws"
         return f"{scheme}://{u.netloc}{u.path.rstrip('/')}/ws"
 
@@ -79,9 +83,12 @@ class AgentConfig:
         def bad(msg: str) -> ConfigError:
             return ConfigError(f"{where}: {msg}")
 
-        u = urlparse(self.server)
-        if u.scheme not in ("http", "https") or not u.netloc:
-            raise bad(f"server must be an http:// or https:// URL, got {self.server!r}")
+        if not self.servers:
+            raise bad("server (the giaoban server's http:// or https:// URL) is required")
+        for server in self.servers:
+            u = urlparse(server)
+            if u.scheme not in ("http", "https") or not u.netloc:
+                raise bad(f"server must be http:// or https:// URLs (comma-separated for several nodes), got {server!r}")
         if not self.endpoint:
             raise bad("endpoint (the endpoint id, e.g. hg-mv-son-vi) is required")
         if not self.secret and not self.secret_file:

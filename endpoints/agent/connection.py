@@ -57,6 +57,11 @@ class Connection:
         self._task: asyncio.Task | None = None
         self._seq = 0
         self._backoff = cfg.backoff_min_s
+        self._server_at = 0  # several signaling nodes: the one in use; the next after a failure
+
+    @property
+    def server(self) -> str:
+        return self.cfg.servers[self._server_at % len(self.cfg.servers)]
 
     # --- login -----------------------------------------------------------------------------------
     def _session(self) -> aiohttp.ClientSession:
@@ -68,7 +73,7 @@ class Connection:
     async def login(self) -> str:
         """A fresh token; AuthError when the credentials are refused, OSError/aiohttp errors when the
         server cannot be reached."""
-        url = self.cfg.server.rstrip("/") + "/api/v1/auth/endpoint"
+        url = self.server + "/api/v1/auth/endpoint"
         body = {"endpoint_id": self.cfg.endpoint, "secret": self.secret}
         async with self._session().post(url, json=body, timeout=aiohttp.ClientTimeout(total=10)) as resp:
             text = await resp.text()
@@ -77,7 +82,7 @@ class Connection:
             except ValueError:
                 data = {"message": text[:200]}
             if resp.status in (400, 401, 403, 404):
-                raise AuthError(f"endpoint {self.cfg.endpoint}: the server at {self.cfg.server} refused the "
+                raise AuthError(f"endpoint {self.cfg.endpoint}: the server at {self.server} refused the "
                                 f"login ({resp.status}): {data.get('message', text[:200])}")
             if resp.status != 200:
                 raise aiohttp.ClientResponseError(resp.request_info, (), status=resp.status,
@@ -118,6 +123,10 @@ class Connection:
     async def _run(self) -> None:
         while True:
             reason = await self._once()
+            if len(self.cfg.servers) > 1:
+                self._server_at += 1  # that node failed us: try the next one (no load balancer needed)
+                if self._server_at % len(self.cfg.servers):
+                    self._backoff = self.cfg.backoff_min_s  # a fresh node gets a quick try; a full round backs off
             delay = self._next_delay()
             self.log.info(f"Kết nối lại sau {delay:.1f} giây", "reconnecting", reason=reason)
             await asyncio.sleep(delay)
@@ -140,7 +149,7 @@ class Connection:
         except (aiohttp.ClientError, OSError, asyncio.TimeoutError) as exc:
             return f"login failed: {_describe(exc)}"
         try:
-            self._ws = await self._session().ws_connect(self.cfg.ws_url, timeout=aiohttp.ClientWSTimeout(ws_close=2),
+            self._ws = await self._session().ws_connect(self.cfg.ws_url(self.server), timeout=aiohttp.ClientWSTimeout(ws_close=2),
                                                          autoping=True, max_msg_size=1 << 20)
         except (aiohttp.ClientError, OSError, asyncio.TimeoutError) as exc:
             return f"connect failed: {_describe(exc)}"

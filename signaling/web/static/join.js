@@ -154,6 +154,13 @@ const handlers = {
     state.wantJoin = false;
     leaveRoom("Cuộc họp đã kết thúc. Cảm ơn bạn đã tham gia. (The meeting has ended. Thank you.)");
   },
+  media_reset(msg) {
+    // the server moved our media to another node: a new peer connection, same meeting
+    if (!state.inRoom || !state.media || msg.meeting_id !== state.meetingId) return;
+    say($("media-notice"), "Đang chuyển sang máy chủ hình/tiếng khác… (Moving to another media server…)", "warn");
+    clearRemote();
+    media.start(state.role !== "viewer");
+  },
   offer(msg) { media.onOffer(msg.sdp); },
   answer(msg) { media.onAnswer(msg.sdp); },
   ice(msg) { media.onIce(msg); },

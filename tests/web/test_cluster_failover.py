@@ -1,0 +1,58 @@
+"""A laptop in Chromium whose meeting's media node is killed (-9): the page gets media_reset,
+opens a new peer connection on the surviving media node and decodes video again."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import time
+
+from tests.cluster.test_media_cluster import cluster_view, flush, start_process
+from tests.harness import start_node
+from tests.web.browser import expect
+from tests.web.test_media import PC_STATE
+
+DECODED = """() => { const pc = window.giaobanJoin.media.pc; if (!pc) return 0;
+  return pc.getStats().then((s) => { let n = 0; s.forEach((r) => { if (r.type === "inbound-rtp" && r.kind === "video") n += r.framesDecoded || 0; }); return n; }); }"""
+
+
+async def test_laptop_moves_to_the_surviving_media_node(tmp_path, redis_url, browser):
+    await flush(redis_url)
+    sig = await start_node(tmp_path / "sig", store=redis_url, node_id="sig-1")
+    procs = {n: start_process(tmp_path / n, redis_url, n) for n in ("media-1", "media-2")}
+    try:
+        t0 = time.monotonic()
+        while len((await cluster_view(sig))["media_nodes"]) < 2:
+            assert time.monotonic() - t0 < 30, "media nodes did not register"
+            await asyncio.sleep(0.2)
+        meeting = await sig.schedule(chair="hg-meo-vac", invited=["tree:hg-meo-vac"])
+        pages = []
+        for name in ("Chủ tịch UBND huyện", "Phó Bí thư"):
+            status, link = await sig.call("POST", f"/api/v1/meetings/{meeting['id']}/links", json={"name": name})
+            assert status == 201, link
+            page = await (await browser.new_context()).new_page()
+            page.js_errors = []
+            page.on("pageerror", lambda exc, errors=page.js_errors: errors.append(str(exc)))
+            await page.goto(link["url"])
+            await expect(page.locator("#camera")).to_contain_text("sẵn sàng", timeout=5000)
+            await page.locator("#join").click()
+            pages.append(page)
+        for page in pages:
+            await page.wait_for_function(PC_STATE + " === 'connected'", timeout=15000)
+            await page.wait_for_function(DECODED + ".then((n) => n > 10)", timeout=15000)
+        pinned = (await cluster_view(sig))["pins"][meeting["id"]]["node"]
+        old_pcs = [await page.evaluate_handle("() => window.giaobanJoin.media.pc") for page in pages]
+        killed = time.monotonic()
+        procs[pinned][0].send_signal(signal.SIGKILL)
+        for page, old in zip(pages, old_pcs):  # a new peer connection (its framesDecoded start at 0) that decodes
+            await page.wait_for_function("(old) => window.giaobanJoin.media.pc && window.giaobanJoin.media.pc !== old",
+                                         arg=old, timeout=10000)
+            await page.wait_for_function(DECODED + ".then((n) => n > 10)", timeout=10000)
+        print(f"laptops decode video again {time.monotonic() - killed:.2f} s after kill -9 of {pinned}")
+        assert (await cluster_view(sig))["pins"][meeting["id"]]["node"] != pinned
+        assert all(not p.js_errors for p in pages), [p.js_errors for p in pages]
+    finally:
+        for proc, _ in procs.values():
+            proc.kill()
+            proc.wait()
+        await sig.stop()
