@@ -169,7 +169,10 @@ class McuPipeline:
             current[s.stream_id] = (s, s.endpoint_id)
         for s in mics:
             current[s.stream_id] = (s, s.endpoint_id)
-        for sid in [sid for sid in self.taps if sid not in current]:
+        # gone streams, and relabelled ones (a cascade's upstream line now carries another
+        # endpoint): untapped, then tapped again under their new source id
+        for sid in [sid for sid in self.taps
+                    if sid not in current or current[sid][1] != self.taps[sid].source_id]:
             tap = self.taps.pop(sid)
             if tap.stream.tap is tap:
                 tap.stream.tap = None

@@ -20,6 +20,11 @@ Subscribers in MCU mode (``mcu.tiers_policy``: by link class, or ``spec.extra["m
 have two other slots instead, ``composite`` (video) and ``mix`` (audio), fed by the meeting's
 ``mcu.mcu_output.McuPipeline``, created when the first such subscriber joins and stopped when
 the last one leaves; ``both`` gives a subscriber the SFU slots and the MCU slots.
+
+On an edge node (a peer's ``spec.extra["cascade_origin"]``) the meeting also has a
+``mcu.cascade.CascadeLink``: the origin's streams it receives count as sources here (labelled
+with the origin, so the floor, when held at the origin, maps to them), composite and mix come
+from the origin instead of a local pipeline, and the link routes what goes up itself.
 """
 
 from __future__ import annotations
@@ -73,6 +78,7 @@ class Meeting:
         self.composite_layout: str | None = None  # the chair's choice; None: by source count
         self.mcu_holders: set[str] = set()  # consumers outside the RTP path (recording) keep the pipeline
         self._mcu_tasks: set[asyncio.Task] = set()
+        self.cascade: Any = None  # mcu.cascade.CascadeLink on an edge node
 
     @property
     def speaker(self) -> str | None:
@@ -85,6 +91,11 @@ class Meeting:
         self.peers[peer.endpoint_id] = peer
         if old is not None and old is not peer:
             old._schedule_close()
+        origin = peer.spec.extra.get("cascade_origin")
+        if self.cascade is None and origin and origin.get("node_id") != self.node.node_id:
+            from .cascade import CascadeLink
+
+            self.cascade = CascadeLink(self, origin)
 
     def remove_peer(self, peer: "LocalPeer") -> None:
         if self.peers.get(peer.endpoint_id) is peer:
@@ -96,6 +107,9 @@ class Meeting:
         for stream in peer.streams.values():
             self._seen.pop(stream.stream_id, None)
             self.router.remove_stream(stream.stream_id)
+        if not self.peers and self.cascade is not None:
+            cascade, self.cascade = self.cascade, None  # the last local peer left
+            self._track(cascade.stop())  # awaited by stop_mcu on node shutdown
         self.assign()
 
     def peer_changed(self, peer: "LocalPeer") -> None:
@@ -105,16 +119,23 @@ class Meeting:
 
     def set_floor(self, endpoint_id: str | None) -> None:
         self.floor = endpoint_id
+        if self.cascade is not None:
+            self.cascade.floor = endpoint_id  # routing maps it in assign()
         self.assign()
 
     # -- policy ----------------------------------------------------------------------------
 
+    def _all_streams(self) -> list[Stream]:
+        streams = [s for p in self.peers.values() for s in p.streams.values()]
+        if self.cascade is not None:
+            streams += self.cascade.streams.values()
+        return streams
+
     def _streams(self, source: str) -> list[Stream]:
         streams = [
             s
-            for p in self.peers.values()
-            for s in p.streams.values()
-            if s.source == source and not s.closed
+            for s in self._all_streams()
+            if s.source == source and not s.closed and s.endpoint_id  # "": a cascade's idle line
         ]
         streams.sort(key=lambda s: self._seen.get(s.stream_id, 0))
         return streams
@@ -136,13 +157,13 @@ class Meeting:
         for wanted in (self.floor, self.speaker):
             if wanted is not None and wanted != me:
                 for s in streams:
-                    if s.endpoint_id == wanted:
+                    if s.endpoint_id == wanted and s.via != me:
                         return s
-        if current is not None and current.endpoint_id != me and not current.closed:
+        if current is not None and _foreign(current, me) and not current.closed:
             if current in streams:
                 return current
         for s in reversed(streams):  # the latest other one
-            if s.endpoint_id != me:
+            if _foreign(s, me):
                 return s
         return None
 
@@ -150,7 +171,7 @@ class Meeting:
     def _others(streams: list[Stream], me: str, limit: int) -> list[Stream]:
         out = []
         for s in streams:
-            if s.endpoint_id != me:
+            if _foreign(s, me):
                 out.append(s)
                 if len(out) >= limit:
                     break
@@ -182,12 +203,17 @@ class Meeting:
 
     def assign(self) -> None:
         """Recompute every subscriber's sources; ask for new m-lines where missing."""
+        cascade = self.cascade
+        if cascade is not None:
+            self.floor = cascade.routing_floor()
         src = self._snapshot()
         mcu = self._mcu_for(src)
         for peer in list(self.peers.values()):
             if peer.closed:
                 continue
-            if mcu is not None:
+            if cascade is not None:
+                cascade.serve_mcu(peer)
+            elif mcu is not None:
                 for out in peer.outputs.values():
                     if out.role in ("composite", "mix"):
                         mcu.attach(peer, out)
@@ -208,12 +234,17 @@ class Meeting:
             missing = self.missing_roles(peer, src)
             if missing:
                 peer.request_slots(missing)
+        if cascade is not None:
+            cascade.route_up(src)
 
     # -- MCU -------------------------------------------------------------------------------
 
     def _mcu_for(self, src: "_Sources") -> Any:
         """The pipeline (started on first need, stopped when idle), with fresh sources."""
         wanted = bool(self.mcu_holders) or any(p.media_mode != "sfu" and not p.closed for p in self.peers.values())
+        if self.cascade is not None:  # an edge: the origin composes and mixes
+            self.cascade.want_mcu(wanted)
+            wanted = False
         if wanted and self.mcu is None:
             from .mcu_output import McuPipeline  # PyAV codecs load only for MCU meetings
 
@@ -263,10 +294,13 @@ class Meeting:
             log.error("MCU pipeline of %s: %s", self.meeting_id, task.exception())
 
     async def stop_mcu(self) -> None:
-        """Stop the MCU pipeline and wait for its start/stop tasks; idempotent."""
+        """Stop the MCU pipeline (and a cascade link) and wait for their tasks; idempotent."""
         pipe, self.mcu = self.mcu, None
         if pipe is not None:
             self._track(pipe.stop())
+        if self.cascade is not None:
+            cascade, self.cascade = self.cascade, None
+            self._track(cascade.stop())
         while self._mcu_tasks:
             await asyncio.gather(*list(self._mcu_tasks), return_exceptions=True)
 
@@ -283,20 +317,25 @@ class Meeting:
     def tick(self, now: float) -> str | None:
         """Run speaker detection on the levels gathered since the last tick."""
         levels: dict[str, float | None] = {}
-        for peer in self.peers.values():
-            for stream in peer.streams.values():
-                if stream.source == "mic" and not stream.muted:
-                    level = stream.take_level()
-                    levels[peer.endpoint_id] = level
-                    if level is not None and level < self.detector.speech_level:
-                        self._loud[peer.endpoint_id] = now
+        for stream in self._all_streams():
+            ep = stream.endpoint_id  # a relabelled cascade stream counts as its endpoint
+            if stream.source == "mic" and not stream.muted and ep:
+                level = stream.take_level()
+                if level is not None:  # -dBov: the loudest of an endpoint's mics counts
+                    old = levels.get(ep)
+                    levels[ep] = level if old is None else min(old, level)
+                    if level < self.detector.speech_level:
+                        self._loud[ep] = now
+                else:
+                    levels.setdefault(ep, None)
         changed = self.detector.tick(levels, now)
         if self.mcu is not None:
             self.mcu.tick(now)
         congestion_changed = self._update_congestion()
         if changed is not None or congestion_changed:
             self.assign()
-        return changed
+        # an edge relays the origin's speaker notifications (the origin hears every tier)
+        return changed if self.cascade is None else None
 
     def _update_congestion(self) -> bool:
         """Hysteresis on the loss that subscribers report (RTCP RR fraction lost)."""
@@ -323,3 +362,8 @@ class Meeting:
             "router": self.router.stats(),
             **({"mcu": self.mcu.stats()} if self.mcu is not None else {}),
         }
+
+
+def _foreign(stream: Stream, me: str) -> bool:
+    """Neither ``me``'s own stream nor one that came up through ``me`` (a cascade link)."""
+    return stream.endpoint_id != me and stream.via != me

@@ -25,6 +25,7 @@ from aiortc.sdp import candidate_from_sdp
 
 from signaling.media import MediaError, MediaRetry
 
+from .cascade_sdp import CASCADE_CONTENT, CASCADE_ROLE, relabel
 from .link import PeerLink
 from .negotiation import MLine, NegotiationError, describe, receives, sends, set_codec
 from .rtp_header import remb, receiver_report
@@ -216,6 +217,8 @@ class LocalPeer:
             if receives(rline.direction) and mid not in self.outputs:
                 self._add_output(mid, line, self._role_for_client_mline(line))
         self._answered_once = True
+        if self.spec.role == CASCADE_ROLE:  # an edge node: who each upstream line carries
+            relabel(self, sdp)
         self.meeting.peer_changed(self)
         return self.pc.localDescription.sdp
 
@@ -302,6 +305,11 @@ class LocalPeer:
 
     def _role_for_client_mline(self, line: MLine) -> str:
         roles = list(self._roles.values())
+        if self.spec.role == CASCADE_ROLE and line.content in CASCADE_CONTENT:
+            if self.video_codec != "VP8":  # no composite to give (see media_mode above)
+                return "extra"
+            self.media_mode = "both"  # an edge with MCU-mode subscribers: compose for it too
+            return line.content
         if self.media_mode == "mcu":
             role = "mix" if line.kind == "audio" else "composite"
             return role if role not in roles else "extra"
@@ -428,25 +436,7 @@ class LocalPeer:
         """RTCP receiver reports for the peer's published streams, plus REMB for video: a
         browser's congestion control needs them to raise its bitrate (aiortc's own receiver
         never sees the packets, so it cannot report them)."""
-        if self.link.binding is None:
-            return
-        blocks = []
-        video: list[tuple[Stream, int]] = []
-        for stream in self.streams.values():
-            report = stream.reception_report(interval)
-            if report is None or stream.ssrc is None:
-                continue
-            fraction, lost, high, rate = report
-            blocks.append((stream.ssrc, fraction, lost, high))
-            if stream.kind == "video":
-                cap = REMB_MAX.get(stream.source, REMB_MAX["camera"])
-                video.append((stream, cap if fraction < 26 or not rate else int(rate * 0.85)))
-        if not blocks:
-            return
-        packet = receiver_report(self.link.rtcp_ssrc, blocks)
-        for stream, bitrate in video:
-            packet += remb(self.link.rtcp_ssrc, bitrate, [stream.ssrc or 0])
-        self.link.send_rtcp(packet)
+        publisher_feedback(self.link, self.streams.values(), interval)
 
     def stats(self) -> dict[str, Any]:
         return {
@@ -455,6 +445,30 @@ class LocalPeer:
             "outputs": [o.stats() for o in self.outputs.values()],
             "unknown_packets": self.link.unknown_packets,
         }
+
+
+def publisher_feedback(link: PeerLink, streams: Any, interval: float) -> None:
+    """RTCP RR (+ REMB for video) for ``streams`` received on ``link`` (also used by a
+    cascade link for what it receives from the origin)."""
+    if link.binding is None:
+        return
+    blocks = []
+    video: list[tuple[Stream, int]] = []
+    for stream in streams:
+        report = stream.reception_report(interval)
+        if report is None or stream.ssrc is None:
+            continue
+        fraction, lost, high, rate = report
+        blocks.append((stream.ssrc, fraction, lost, high))
+        if stream.kind == "video":
+            cap = REMB_MAX.get(stream.source, REMB_MAX["camera"])
+            video.append((stream, cap if fraction < 26 or not rate else int(rate * 0.85)))
+    if not blocks:
+        return
+    packet = receiver_report(link.rtcp_ssrc, blocks)
+    for stream, bitrate in video:
+        packet += remb(link.rtcp_ssrc, bitrate, [stream.ssrc or 0])
+    link.send_rtcp(packet)
 
 
 def _consume(fut: asyncio.Future) -> None:

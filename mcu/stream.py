@@ -60,7 +60,8 @@ class Stream:
         priority: int = 0,
     ) -> None:
         self.stream_id = stream_id
-        self.endpoint_id = endpoint_id
+        self.endpoint_id = endpoint_id  # whose media it is ("": nobody's now, never routed)
+        self.via = endpoint_id  # the peer it arrives through (a cascade link relabels endpoint_id)
         self.kind = kind
         self.source = source  # "mic" | "camera" | "screen"
         self.codec = codec.upper()
