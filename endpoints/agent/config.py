@@ -88,7 +88,7 @@ class AgentConfig:
         for server in self.servers:
             u = urlparse(server)
             if u.scheme not in ("http", "https") or not u.netloc:
-                raise bad(f"server must be http:// or https:// URLs (comma-separated for several nodes), got {server!r}")
+                raise bad(f"server must be an http:// or https:// URL (comma-separated for several nodes), got {server!r}")
         if not self.endpoint:
             raise bad("endpoint (the endpoint id, e.g. hg-mv-son-vi) is required")
         if not self.secret and not self.secret_file:

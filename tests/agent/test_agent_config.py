@@ -59,8 +59,10 @@ def test_bad_settings_name_the_problem(tmp_path, capsys):
         load_config(None, {"server": "http://h", "endpoint": "x", "secret": "s", "video": "webcam"})
     with pytest.raises(ConfigError, match="needs a path or device"):
         load_config(None, {"server": "http://h", "endpoint": "x", "secret": "s", "audio": "alsa:"})
-    cfg = load_config(None, {"server": "https://gb.example.vn/base/", "endpoint": "x", "secret": "s"})
-    assert cfg.ws_url == "wss://gb.example.vn/base/ws"
+    cfg = load_config(None, {"server": "https://gb.example.vn/base/, http://10.0.0.2:8080", "endpoint": "x", "secret": "s"})
+    assert [cfg.ws_url(s) for s in cfg.servers] == ["wss://gb.example.vn/base/ws", "ws://10.0.0.2:8080/ws"]
+    with pytest.raises(ConfigError, match="'ftp://b'"):
+        load_config(None, {"server": "http://a, ftp://b", "endpoint": "x", "secret": "s"})
 
 
 async def test_cli_runs_as_a_service_joins_and_stops_on_sigterm(node, tmp_path):

@@ -12,8 +12,20 @@ from tests.harness import start_node
 from tests.web.browser import expect
 from tests.web.test_media import PC_STATE
 
-DECODED = """() => { const pc = window.giaobanJoin.media.pc; if (!pc) return 0;
-  return pc.getStats().then((s) => { let n = 0; s.forEach((r) => { if (r.type === "inbound-rtp" && r.kind === "video") n += r.framesDecoded || 0; }); return n; }); }"""
+# a peer connection other than ``old`` (null: any) that is connected and has decoded more than 10 frames
+DECODING = """async (old) => { const pc = window.giaobanJoin.media.pc;
+  if (!pc || pc === old || pc.connectionState !== "connected") return false;
+  let n = 0; (await pc.getStats()).forEach((r) => { if (r.type === "inbound-rtp" && r.kind === "video") n += r.framesDecoded || 0; });
+  return pc === window.giaobanJoin.media.pc && n > 10; }"""
+
+
+
+async def poll(page, old, timeout: float) -> None:
+    """DECODING is async (getStats), so poll it with evaluate (which awaits the promise)."""
+    deadline = time.monotonic() + timeout
+    while not await page.evaluate(DECODING, old):
+        assert time.monotonic() < deadline, f"no new, decoding peer connection within {timeout} s"
+        await asyncio.sleep(0.05)
 
 
 async def test_laptop_moves_to_the_surviving_media_node(tmp_path, redis_url, browser):
@@ -39,15 +51,13 @@ async def test_laptop_moves_to_the_surviving_media_node(tmp_path, redis_url, bro
             pages.append(page)
         for page in pages:
             await page.wait_for_function(PC_STATE + " === 'connected'", timeout=15000)
-            await page.wait_for_function(DECODED + ".then((n) => n > 10)", timeout=15000)
+            await poll(page, None, 15)
         pinned = (await cluster_view(sig))["pins"][meeting["id"]]["node"]
         old_pcs = [await page.evaluate_handle("() => window.giaobanJoin.media.pc") for page in pages]
         killed = time.monotonic()
         procs[pinned][0].send_signal(signal.SIGKILL)
-        for page, old in zip(pages, old_pcs):  # a new peer connection (its framesDecoded start at 0) that decodes
-            await page.wait_for_function("(old) => window.giaobanJoin.media.pc && window.giaobanJoin.media.pc !== old",
-                                         arg=old, timeout=10000)
-            await page.wait_for_function(DECODED + ".then((n) => n > 10)", timeout=10000)
+        for page, old in zip(pages, old_pcs):
+            await poll(page, old, 10)
         print(f"laptops decode video again {time.monotonic() - killed:.2f} s after kill -9 of {pinned}")
         assert (await cluster_view(sig))["pins"][meeting["id"]]["node"] != pinned
         assert all(not p.js_errors for p in pages), [p.js_errors for p in pages]
