@@ -165,6 +165,7 @@ class MeetingActions:
             self.ctx.router.node_lost(event["lost_node"])
         peer, self.peer = self.peer, None
         await peer.close()
+        metrics.MEDIA_RESETS.inc()
         log.warning("media reset", extra=self.log_extra() | {"reason": event.get("reason")})
         await self.deliver(server_msg("media_reset", meeting_id=self.meeting_id, reason=event.get("reason", "")))
 

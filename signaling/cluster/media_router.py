@@ -23,6 +23,7 @@ from typing import Any
 import aiohttp
 
 from endpoints.directory import Directory
+from signaling import metrics
 from signaling.cluster.registry import NodeRegistry
 from signaling.cluster.remote_media import MediaNodeLost, RemoteMediaNode
 from signaling.errors import unavailable
@@ -58,7 +59,8 @@ class MediaRouter:
     # --- lifecycle -------------------------------------------------------------------------------
     async def start(self) -> None:
         if self.clustered:
-            self._http = aiohttp.ClientSession()
+            # one WebSocket per remote peer: no pool limit (aiohttp's default 100 would stall joiner 101)
+            self._http = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0))
             await self.registry.start()
 
     async def stop(self) -> None:
@@ -109,6 +111,8 @@ class MediaRouter:
             won = (await self.store.put_if_absent(PINS, meeting_id, new) if pin is None
                    else await self.store.compare_and_put(PINS, meeting_id, pin, new))
             if won:
+                if pin is not None:
+                    metrics.MEDIA_FAILOVERS.inc()
                 log.info("meeting pinned to media node", extra={"meeting": meeting_id, "media_node": choice,
                                                                  "replaces": new["replaces"]})
                 return choice

@@ -162,6 +162,10 @@ async def test_meeting_is_pinned_to_one_media_node_and_survives_its_kill(media_c
         view = await cluster_view(sig)
         assert view["pins"][meeting["id"]]["node"] == survivor
         assert view["pins"][meeting["id"]]["replaces"] == pinned
+        async with sig.http.get(sig.url + "/metrics") as resp:  # operators see it happen (process-wide counters)
+            counters = {line.split()[0]: float(line.split()[1]) for line in (await resp.text()).splitlines()
+                        if line.startswith("giaoban_media_")}
+        assert counters["giaoban_media_failovers_total"] >= 1 and counters["giaoban_media_resets_total"] >= 2
         print(f"media back {back_after:.2f} s after kill -9 of {pinned}")
     finally:
         for end in ends:
