@@ -74,6 +74,7 @@ async def websocket(request: web.Request) -> web.WebSocketResponse:
 async def build_context(settings: Settings) -> Context:
     Path(settings.data_dir).mkdir(parents=True, exist_ok=True)
     directory = load_directory(settings.directory)
+    settings.check_against(directory)
     store = open_store(settings.store)
     await store.start()
     signer = await TokenSigner.from_store(store)

@@ -16,7 +16,9 @@ from signaling.settings import SettingsError, load_settings
 
 
 def _settings(args):
-    overrides = {k: getattr(args, k, None) for k in ("host", "port", "data_dir", "store", "directory", "media", "public_url", "node_id")}
+    overrides = {k: getattr(args, k, None) for k in ("host", "port", "data_dir", "store", "directory", "media", "public_url", "node_id", "media_url")}
+    if getattr(args, "media_serves", None) is not None:
+        overrides["media_serves"] = [x.strip() for x in args.media_serves.split(",") if x.strip()]
     if getattr(args, "log_format", None):
         overrides["log_format"] = args.log_format
     return load_settings(args.config, overrides)
@@ -46,6 +48,7 @@ def cmd_serve(args) -> int:
 def cmd_check(args) -> int:
     settings = _settings(args)
     d = load_directory(settings.directory)
+    settings.check_against(d)
     tiers: dict[str, int] = {}
     for ep in d:
         tiers[str(ep.tier)] = tiers.get(str(ep.tier), 0) + 1
@@ -110,6 +113,9 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--public-url", dest="public_url")
     s.add_argument("--media", choices=["local", "none"])
     s.add_argument("--node-id", dest="node_id", help="this node's name in the cluster (default <hostname>-<port>)")
+    s.add_argument("--media-url", dest="media_url", help="how other nodes reach this media node (default: public URL)")
+    s.add_argument("--media-serves", dest="media_serves", metavar="IDS",
+                   help="comma-separated endpoint ids whose subtrees this media node serves as a cascade edge")
     s.add_argument("--log-format", dest="log_format", choices=["json", "text"])
     s.set_defaults(func=cmd_serve)
     c = sub.add_parser("check-config", help="validate the settings and the directory, print a summary")

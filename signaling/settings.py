@@ -89,6 +89,13 @@ class Settings:
             raise bad("limits.ws_max_message_bytes must be >= 1024 and limits.ws_rate_per_s > 0")
 
 
+    def check_against(self, directory) -> None:
+        """Settings that name endpoints must name ones in the directory."""
+        unknown = [ep for ep in self.media_serves if ep not in directory]
+        if unknown:
+            raise SettingsError("settings", 0, f"media_serves names endpoints not in {self.directory}: {', '.join(unknown)}")
+
+
 def _section_types() -> dict[str, type]:
     return {"limits": Limits, "tokens": TokenTtl}
 

@@ -251,3 +251,13 @@ async def test_participants_of_a_killed_signaling_node_drop_out_within_seconds(t
         proc.kill()
         proc.wait()
         await sig.stop()
+
+
+def test_media_serves_must_name_directory_endpoints(tmp_path):
+    cmd = [sys.executable, "-m", "signaling.cli", "--directory", HAGIANG, "--data-dir", str(tmp_path),
+           "serve", "--port", str(free_port()), "--media-serves", "hg-meo-vac,hg-atlantis"]
+    done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2
+    assert "media_serves names endpoints not in" in done.stderr and "hg-atlantis" in done.stderr
+    assert "hg-meo-vac," not in done.stderr  # only the unknown one is named
+    assert not (tmp_path / "giaoban.db").exists()  # refused before anything was stored
