@@ -46,6 +46,13 @@ TIER_BY_LINK = {"fibre": "720p", "thin": "360p", "mobile": "180p"}  # composite 
 RECONNECT_DELAY_S = (0.1, 0.6)  # first retry after a loss: jittered, then doubling up to 2 s
 
 
+def _where(exc: BaseException) -> str:
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    return f"{tb.tb_frame.f_code.co_filename.rsplit('/', 1)[-1]}:{tb.tb_lineno}" if tb else "?"
+
+
 class Gated(MediaStreamTrack):
     """Passes a source's frames only while ``running`` is set (the floor)."""
 
@@ -85,6 +92,7 @@ class Peer:
     video_ssrc: int | None = None  # what this terminal sends
     sent_video: int = 0
     composite_ssrc: int | None = None
+    early_offer: str | None = None  # a server offer that arrived before the answer to ours
 
 
 class Endpoint:
@@ -109,6 +117,7 @@ class Endpoint:
         self.resets: list[float] = []
         self.rejoins: list[float] = []
         self.errors: list[str] = []
+        self.early_offers = 0  # server offers that overtook the server's answer (see _session)
         self.floor: str | None = None
         self.stopped = False
         self.sent_video_total = 0  # over every generation
@@ -121,6 +130,15 @@ class Endpoint:
         if not self.joined or p is None:
             return False
         return any(r.kind == "video" and now - r.last <= window for r in list(p.rx.values()))
+
+    def diag(self) -> dict[str, Any]:
+        """Where this terminal stands (for endpoints that did not get media back)."""
+        p, now = self.peer, time.monotonic()
+        return {"joined": self.joined, "url": self.url(), "gens": self.gens, "ws_losses": len(self.ws_losses),
+                "resets": len(self.resets), "errors": self.errors[-3:], "early_offers": self.early_offers,
+                "pc": None if p is None else {
+                    "state": p.pc.connectionState, "signaling": p.pc.signalingState, "age_s": round(now - p.created, 2),
+                    "outputs": {f"{r.role}/{ssrc}": r.count for ssrc, r in list(p.rx.items())}}}
 
     def url(self) -> str:
         return self.urls[self.url_index % len(self.urls)]
@@ -268,6 +286,9 @@ class Endpoint:
                 reason = f"closed ({self.ws.close_code})"
             except (aiohttp.ClientError, OSError, asyncio.TimeoutError, ConnectionError) as exc:
                 reason = f"{type(exc).__name__}: {exc}"
+            except Exception as exc:  # a failed negotiation: counted, then the same path as a loss
+                reason = f"{type(exc).__name__}: {exc}"
+                self.errors.append(f"{reason[:160]} at {_where(exc)}")
             finally:
                 was_in = self.joined
                 self.joined = False
@@ -309,12 +330,16 @@ class Endpoint:
             elif kind == "answer" and self.peer is not None:
                 await self.peer.pc.setRemoteDescription(RTCSessionDescription(msg["sdp"], "answer"))
                 self._learn_outputs(self.peer, msg["sdp"])
+                early, self.peer.early_offer = self.peer.early_offer, None
+                if early is not None:
+                    await self._answer(early)
             elif kind == "offer" and self.peer is not None:
-                pc = self.peer.pc
-                await pc.setRemoteDescription(RTCSessionDescription(msg["sdp"], "offer"))
-                await pc.setLocalDescription(await pc.createAnswer())
-                self._learn_outputs(self.peer, msg["sdp"])
-                await self._send("answer", sdp=pc.localDescription.sdp)
+                if self.peer.pc.signalingState == "have-local-offer":
+                    # the server's offer overtook its answer to ours: answer it right after
+                    self.early_offers += 1
+                    self.peer.early_offer = msg["sdp"]
+                else:
+                    await self._answer(msg["sdp"])
             elif kind == "media_reset" and self.joined:
                 self.resets.append(time.monotonic())
                 await self._new_peer()
@@ -325,6 +350,13 @@ class Endpoint:
                 self.errors.append(f"{msg.get('code')}: {msg.get('message', '')[:100]}")
             elif kind in ("left", "removed", "meeting_closed"):
                 self.joined = False
+
+    async def _answer(self, sdp: str) -> None:
+        pc = self.peer.pc
+        await pc.setRemoteDescription(RTCSessionDescription(sdp, "offer"))
+        await pc.setLocalDescription(await pc.createAnswer())
+        self._learn_outputs(self.peer, sdp)
+        await self._send("answer", sdp=pc.localDescription.sdp)
 
     def _apply_floor(self) -> None:
         if self.chair or self.frames is None:

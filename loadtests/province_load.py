@@ -160,6 +160,7 @@ async def drive(run: Run, cluster: Cluster, http: aiohttp.ClientSession, op: str
         all_in = await run.wait_until(lambda: all(ep.media_ok(time.monotonic()) for ep in eps), args.join_timeout)
         t_joined = time.monotonic()
         out["herd_window"] = (run.rel(t_herd), run.rel(t_joined))
+        out["herd_no_media"] = {ep.id: ep.diag() for ep in eps if not ep.media_ok(t_joined)}
         print(f"\nherd: {'all' if all_in else 'NOT all'} endpoints in with media after {t_joined - t_herd:.1f} s", flush=True)
         run.set_phase("settle")
         await asyncio.sleep(args.settle)
@@ -251,6 +252,7 @@ async def kill_phase(run: Run, cluster: Cluster, http, op: str, meeting_id: str,
         "affected": len(affected), "back": len(recovered),
         "back_within_target": sum(1 for t in recovered if t <= 10.0),
         "not_back": [e for e in affected if times[e] is None],
+        "not_back_detail": {ep.id: ep.diag() for ep in eps if ep.id in affected and times[ep.id] is None},
         "ws_lost": sum(1 for ep in eps if len(ep.ws_losses) > marks[ep.id][1]),
         "media_reset": sum(1 for ep in eps if len(ep.resets) > marks[ep.id][2]),
         "recovery": rep.summary(recovered),
@@ -357,6 +359,8 @@ async def scenario(run: Run, cluster: Cluster, http: aiohttp.ClientSession, op: 
                    "media": sum(ep.first_media_at is not None for ep in eps),
                    "join": rep.summary([ep.joined_at for ep in eps if ep.joined_at is not None]),
                    "media_time": rep.summary([ep.first_media_at for ep in eps if ep.first_media_at is not None]),
+                   "no_media_after_herd": out.pop("herd_no_media", {}),
+                   "server_offer_before_answer": sum(ep.early_offers for ep in eps),
                    "errors": {ep.id: ep.errors[:5] for ep in eps if ep.errors}}
 
 
