@@ -215,7 +215,7 @@ class LocalPeer:
             if self.spec.publish and sends(rline.direction) and mid not in self.streams:
                 self._add_stream(mid, line, rline)
             if receives(rline.direction) and mid not in self.outputs:
-                self._add_output(mid, line, self._role_for_client_mline(line))
+                self._add_output(mid, line, self._role_for_client_mline(rline))  # its a=content
         self._answered_once = True
         if self.spec.role == CASCADE_ROLE:  # an edge node: who each upstream line carries
             relabel(self, sdp)

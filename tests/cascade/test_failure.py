@@ -1,5 +1,7 @@
 """The origin goes away: edge peers are told to reconnect and closed; nothing leaks."""
 
+import asyncio
+
 from signaling.media import MediaError
 from tests.cascade.helpers import edge_client
 from tests.mcu.clients import Client, PatternTrack, ToneTrack, wait_for
@@ -31,6 +33,8 @@ async def test_origin_loss_resets_edge_peers(nodes):
         assert not link.link.outputs and not link.link.by_ssrc
         assert all(s.closed for s in link.streams.values())
         assert all(o.closed for o in link.outputs.values())
+        assert not [t for t in asyncio.all_tasks()
+                    if getattr(t.get_coro(), "__qualname__", "").startswith("CascadeLink")]
         # a client that got media_reset opens a new peer: a fresh link is tried (and fails
         # again while no origin is there), no stale link is reused
         again = edge_client(edge, "m", "commune-0", publish=False)

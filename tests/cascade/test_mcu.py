@@ -1,0 +1,68 @@
+"""MCU-mode edge subscribers get the origin's composite and mix over the link: the edge
+composes nothing itself."""
+
+import time
+
+from aiortc.mediastreams import MediaStreamError
+
+from tests.cascade.helpers import cascade_peers, edge_client
+from tests.mcu.clients import Client, PatternTrack, ToneTrack, wait_for
+
+CHAIR_SHADE = 200
+
+
+class PictureClient(Client):
+    """Keeps each decoded picture's size and the mean of its centre."""
+
+    async def _consume(self, track) -> None:
+        frames = self.frames[track.id]
+        try:
+            while True:
+                frame = await track.recv()
+                if track.kind == "video":
+                    arr = frame.to_ndarray(format="rgb24")
+                    h, w = arr.shape[:2]
+                    centre = int(arr[h // 3: 2 * h // 3, w // 3: 2 * w // 3].mean())
+                    frames.append((time.monotonic(), centre, w, h))
+                else:
+                    frames.append((time.monotonic(), 0))
+        except MediaStreamError:
+            pass
+
+
+async def test_mcu_subscriber_on_edge_gets_origin_composite(nodes):
+    origin, edge = nodes
+    chair = Client(origin, "m", "chair", video=PatternTrack(CHAIR_SHADE, 320, 240),
+                   audio=ToneTrack(), recv_video=False, recv_audio=False)
+    sfu = edge_client(edge, "m", "xa-sfu", publish=False, recv_audio=False)
+    thin = edge_client(edge, "m", "xa-thin", publish=False, extra={"media_mode": "mcu"})
+    thin.__class__ = PictureClient
+    try:
+        await chair.join()
+        await sfu.join()
+        assert await wait_for(lambda: len(sfu.video_frames()) >= 5, 15)
+        (cascade,) = cascade_peers(origin, "m")
+        assert cascade.media_mode == "sfu" and origin.meetings["m"].mcu is None
+
+        await thin.join()
+        pictures = lambda: [f for f in thin.video_frames() if abs(f[1] - CHAIR_SHADE) < 40]
+        assert await wait_for(lambda: len(pictures()) >= 10, 30)
+        assert all((w, h) == (640, 360) for _, _, w, h in pictures())  # the 360p composite tier
+        audio = [t for t in thin.tracks if t.kind == "audio"]
+        assert await wait_for(lambda: sum(len(thin.frames[t.id]) for t in audio) >= 50, 10)
+
+        em, om = edge.meetings["m"], origin.meetings["m"]
+        assert em.mcu is None  # no compositor, no mixer on the edge
+        assert om.mcu is not None and cascade.media_mode == "both"
+        assert om.mcu.tier_of(cascade.endpoint_id) == "360p"
+        link = em.cascade
+        outs = {o.role: o for o in em.peers["xa-thin"].outputs.values()}
+        assert outs["composite"].source is link._down("composite") and outs["composite"].live
+        assert outs["mix"].source is link._down("mix")
+        assert len(cascade_peers(origin, "m")) == 1  # the same link, one more pair of lines
+        # the SFU subscriber on the same edge still gets the forwarded camera
+        n = len(sfu.video_frames())
+        assert await wait_for(lambda: len(sfu.video_frames()) >= n + 10, 10)
+    finally:
+        for c in (thin, sfu, chair):
+            await c.close()
