@@ -91,12 +91,13 @@ async def build_context(settings: Settings) -> Context:
         recordings = RecordingService(data / "recordings", retention_days=settings.recording_retention_days,
                                       hls_root=data / "live")
         recordings.connect_media(media.recording_pipeline, media.recording_release)
+    sessions = SessionRegistry(store, settings.node_id, auth)
     router = None
     if media is not None or store.shared:  # a signaling-only node of a cluster uses the others' media
-        router = MediaRouter(settings, store, directory, signer, media)
+        router = MediaRouter(settings, store, directory, signer, media, node_info=lambda: {"sessions": len(sessions)})
     rooms = RoomHub(store, settings.node_id, router.registry if router else None)
-    return Context(settings, store, directory, auth, meetings, scheduler, rooms,
-                   SessionRegistry(store, settings.node_id, auth), media, recordings=recordings, router=router)
+    return Context(settings, store, directory, auth, meetings, scheduler, rooms, sessions, media,
+                   recordings=recordings, router=router)
 
 
 async def _housekeeping(ctx: Context) -> None:

@@ -44,12 +44,13 @@ def _load(doc: dict[str, Any]) -> tuple:
 
 class MediaRouter:
     def __init__(self, settings: Settings, store: Store, directory: Directory, signer: TokenSigner,
-                 local: Any | None) -> None:
+                 local: Any | None, node_info=None) -> None:
         self.settings, self.store, self.directory, self.local = settings, store, directory, local
         self.node_id = settings.node_id
         self.clustered = store.shared
         self.node_signer = signer.derived("media-nodes", ("node",))
-        self.registry = NodeRegistry(store, self.node_id, self._media_info if local else None) if self.clustered else None
+        self.registry = (NodeRegistry(store, self.node_id, self._media_info if local else None, node_info)
+                         if self.clustered else None)
         self._http: aiohttp.ClientSession | None = None
         self._remotes: dict[tuple[str, str], RemoteMediaNode] = {}
         self._token: tuple[float, str] = (0.0, "")

@@ -25,8 +25,9 @@ CACHE_S = 0.5  # reads within this reuse the last list (211 joins at once read i
 
 
 class NodeRegistry:
-    def __init__(self, store: Store, node_id: str, media_info: Callable[[], dict[str, Any]] | None = None) -> None:
-        self.store, self.node_id, self.media_info = store, node_id, media_info
+    def __init__(self, store: Store, node_id: str, media_info: Callable[[], dict[str, Any]] | None = None,
+                 node_info: Callable[[], dict[str, Any]] | None = None) -> None:
+        self.store, self.node_id, self.media_info, self.node_info = store, node_id, media_info, node_info
         self.started_at = time.time()
         self._task: asyncio.Task | None = None
         self._suspects: dict[str, float] = {}  # node id -> until (monotonic)
@@ -68,6 +69,8 @@ class NodeRegistry:
 
     async def _beat(self) -> None:
         doc = {"pid": os.getpid(), "started": self.started_at, "seen": time.time(), "cpu": self._cpu_share()}
+        if self.node_info is not None:
+            doc |= self.node_info()
         await self.store.put_ephemeral(NODES, self.node_id, doc, NODE_TTL_S)
         if self.media_info is not None:
             await self.store.put_ephemeral(MEDIA_NODES, self.node_id, doc | self.media_info(), NODE_TTL_S)

@@ -8,7 +8,7 @@ import signal
 import time
 
 from tests.cluster.test_media_cluster import cluster_view, flush, start_process
-from tests.harness import start_node
+from tests.harness import ADMIN_PASSWORD, start_node
 from tests.web.browser import expect
 from tests.web.test_media import PC_STATE
 
@@ -61,6 +61,20 @@ async def test_laptop_moves_to_the_surviving_media_node(tmp_path, redis_url, bro
         print(f"laptops decode video again {time.monotonic() - killed:.2f} s after kill -9 of {pinned}")
         assert (await cluster_view(sig))["pins"][meeting["id"]]["node"] != pinned
         assert all(not p.js_errors for p in pages), [p.js_errors for p in pages]
+
+        # the operator's Servers tab: one media node left, carrying the meeting in place of the dead one
+        survivor = ({"media-1", "media-2"} - {pinned}).pop()
+        console = await (await browser.new_context()).new_page()
+        await console.goto(f"{sig.url}/console")
+        await console.fill("#password", ADMIN_PASSWORD)
+        await console.click("#login button[type=submit]")
+        await console.click("nav.tabs button[data-tab=servers]")
+        await expect(console.locator("#c-media tr")).to_have_count(1, timeout=5000)
+        await expect(console.locator("#c-media tr td").first).to_have_text(survivor)
+        await expect(console.locator("#c-media tr")).to_contain_text("2 / 300")  # both laptops' peers
+        await expect(console.locator("#c-signaling tr")).to_have_count(2)  # sig-1 and the survivor (it serves /ws too)
+        await expect(console.locator("#c-signaling")).to_contain_text("sig-1")
+        await expect(console.locator("#c-pins tr")).to_contain_text(f"{survivor}{pinned}")
     finally:
         for proc, _ in procs.values():
             proc.kill()

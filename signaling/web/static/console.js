@@ -4,11 +4,13 @@ import { ScheduleForm } from "./schedule.js";
 import { LiveView } from "./live.js";
 import { loadDirectory } from "./directory.js";
 import { TestRooms } from "./testmode.js";
+import { ClusterView } from "./cluster.js";
 
 const $ = (id) => document.getElementById(id);
 let live = null;
 let form = null;
 let tests = null;
+let servers = null;
 let meetings = [];
 
 function notify(text, kind = "info") {
@@ -21,10 +23,12 @@ function notify(text, kind = "info") {
 
 function showTab(name) {
   document.querySelectorAll("nav.tabs button").forEach((b) => b.setAttribute("aria-selected", String(b.dataset.tab === name)));
-  for (const t of ["meetings", "schedule", "live", "test"]) $("tab-" + t).classList.toggle("hidden", t !== name);
+  for (const t of ["meetings", "schedule", "live", "test", "servers"]) $("tab-" + t).classList.toggle("hidden", t !== name);
   if (name === "schedule") form.load().catch((e) => notify(e.message, "error"));
   if (name === "test") tests.show().catch((e) => notify(e.message, "error"));
   else if (tests) tests.hide();
+  if (name === "servers") servers.show().catch((e) => notify(e.message, "error"));
+  else if (servers) servers.hide();
   if (name === "meetings") loadMeetings();
   if (name !== "live" && live) live.close();
 }
@@ -33,6 +37,7 @@ function loggedOut(reason) {
   clearSession();
   if (live) live.close();
   if (tests) tests.hide();
+  if (servers) servers.hide();
   $("app-view").classList.add("hidden");
   $("login-view").classList.remove("hidden");
   $("logout").classList.add("hidden");
@@ -52,6 +57,7 @@ function loggedIn(s) {
   live.token = s.token;
   form = form || new ScheduleForm({ notify, onCreated: () => showTab("meetings") });
   tests = tests || new TestRooms({ notify });
+  servers = servers || new ClusterView({ notify });
   showTab("meetings");
 }
 
