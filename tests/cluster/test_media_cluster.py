@@ -25,11 +25,12 @@ async def flush(redis_url: str) -> None:
     await client.aclose()
 
 
-def start_process(data, redis_url: str, node_id: str, media: str = "local") -> tuple[subprocess.Popen, int]:
+def start_process(data, redis_url: str, node_id: str, media: str = "local",
+                  extra: list[str] = ()) -> tuple[subprocess.Popen, int]:
     port = free_port()
     cmd = [sys.executable, "-m", "signaling.cli", "--directory", HAGIANG, "--data-dir", str(data),
            "--store", redis_url, "serve", "--host", "127.0.0.1", "--port", str(port), "--media", media,
-           "--node-id", node_id, "--log-format", "text"]
+           "--node-id", node_id, "--log-format", "text", *extra]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=ROOT,
                             env=dict(os.environ, PYTHONUNBUFFERED="1"))
     return proc, port

@@ -1,0 +1,66 @@
+"""A cascade across processes: the meeting's origin media node and a district edge node
+(``--media-serves hg-meo-vac``) as `giaoban serve` processes on one real Redis. The district's
+communes get their peers on the edge, which pulls the meeting once from the origin."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+
+from tests.cluster.test_media_cluster import ResettingEndpoint, cluster_view, flush, start_process
+from tests.harness import WsClient, start_node
+from tests.mcu.clients import wait_for
+
+
+async def media_peers(sig, port: int) -> int:
+    async with sig.http.get(f"http://127.0.0.1:{port}/metrics") as resp:
+        return int(float(re.search(r"^giaoban_media_peers (\S+)$", await resp.text(), re.M).group(1)))
+
+
+async def test_district_edge_serves_its_communes_through_one_cascade_link(tmp_path, redis_url):
+    await flush(redis_url)
+    sig = await start_node(tmp_path / "sig", store=redis_url, node_id="sig-1")
+    procs = {"origin": start_process(tmp_path / "origin", redis_url, "media-origin"),
+             "edge": start_process(tmp_path / "edge", redis_url, "media-edge", extra=["--media-serves", "hg-meo-vac"])}
+    ends = []
+    try:
+        t0 = time.monotonic()
+        while len((await cluster_view(sig))["media_nodes"]) < 2:
+            assert time.monotonic() - t0 < 30 and all(p.poll() is None for p, _ in procs.values()), "cluster did not start"
+            await asyncio.sleep(0.2)
+        assert (await cluster_view(sig))["media_nodes"]["media-edge"]["serves"] == ["hg-meo-vac"]
+        communes = [e.id for e in sig.ctx.directory.select(["tier:commune@hg-meo-vac"])[:3]]
+        meeting = await sig.schedule(chair="hg-ubnd", invited=["tier:commune@hg-meo-vac"])
+        for endpoint, shade in [("hg-ubnd", 220)] + [(c, 30 + 20 * i) for i, c in enumerate(communes)]:
+            ws = await WsClient.connect(sig, await sig.endpoint_token(endpoint))
+            await ws.expect("welcome")
+            end = ResettingEndpoint(ws, meeting["id"], endpoint, shade)
+            await end.start()
+            ends.append(end)
+        chair, rooms = ends[0], ends[1:]
+        await chair.ws.send("grant_floor", endpoint_id="hg-ubnd")  # the chair opens the briefing
+        # a fibre commune forwards the chair's camera (bright); thin communes get the origin's composite
+        sfu = [r for r in rooms if str(sig.ctx.directory.get(r.endpoint).link) == "fibre"]
+        assert sfu and len(sfu) < len(rooms), "the test needs one fibre and one thin commune"
+        bright = lambda end: end.frames_since(0) >= 10 and sum(v for _, v in end.client.video_frames()[-5:]) / 5 > 150
+        assert await wait_for(lambda: all(bright(r) if r in sfu else r.frames_since(0) >= 10 for r in rooms), timeout=20), \
+            f"communes on the edge do not see the chair: {[r.client.video_frames()[-3:] for r in rooms]}"
+        assert (await cluster_view(sig))["pins"][meeting["id"]]["node"] == "media-origin"  # edges are not origins
+        # the origin holds the chair and ONE cascade peer, not one per commune; the edge holds the communes
+        assert await media_peers(sig, procs["origin"][1]) == 2
+        assert await media_peers(sig, procs["edge"][1]) == len(communes)
+
+        # the floor goes to a commune on the edge: its camera goes up the link to the chair
+        await chair.ws.send("grant_floor", endpoint_id=communes[0])
+        granted = time.monotonic()
+        assert await wait_for(lambda: chair.frames_since(granted) >= 10 and
+                              sum(v for _, v in chair.client.video_frames()[-5:]) / 5 < 100, timeout=15), \
+            "the chair does not see the commune that has the floor"
+    finally:
+        for end in ends:
+            await end.stop()
+        for proc, _ in procs.values():
+            proc.kill()
+            proc.wait()
+        await sig.stop()
