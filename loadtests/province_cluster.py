@@ -13,6 +13,7 @@ Layouts:
 from __future__ import annotations
 
 import asyncio
+import atexit
 import os
 import signal
 import subprocess
@@ -83,6 +84,7 @@ class Cluster:
         return [(f"node-{i + 1}", "both") for i in range(max(1, self.n_sig))]
 
     def start(self) -> None:
+        atexit.register(self.close)  # even when the run dies before its finally
         self.redis.start()
         self.procs.append(Proc("redis", "redis", self.redis._proc.pid))
         for name, role in self.layout():

@@ -21,6 +21,7 @@ import asyncio
 import json
 import os
 import random
+import signal
 import sys
 import tempfile
 import time
@@ -62,12 +63,22 @@ class Run:
         return (time.monotonic() if t is None else t) - self.t0
 
     async def ticker(self) -> None:
-        """Once a second: sample CPU/RSS, the progress line, REMB of thin/mobile terminals."""
+        """Four times a second the timeline (in meeting, media flowing); once a second CPU/RSS
+        samples, the progress line and the REMB of thin/mobile terminals."""
         tty = sys.stdout.isatty()
         last: dict[str, tuple[float, float]] = {}
         end = self.t0 + self.args.max_seconds
+        tick = 0
         while not self.stop_ticker and time.monotonic() < end:
             now = time.monotonic()
+            tick += 1
+            joined = sum(ep.joined for ep in self.endpoints)
+            media = sum(ep.media_ok(now) for ep in self.endpoints)
+            if self.phase != "stop":
+                self.timeline.append({"t": round(self.rel(now), 2), "phase": self.phase, "joined": joined, "media": media})
+            if tick % 4 != 1:
+                await asyncio.sleep(max(0.0, 0.25 - (time.monotonic() - now)))
+                continue
             cpu = []
             for p in self.procs:
                 p.sample(now)
@@ -78,13 +89,10 @@ class Run:
                     last[p.name] = (now, p.samples[-1][1])
                 elif not p.alive:
                     cpu.append(f"{p.name} dead")
-            joined = sum(ep.joined for ep in self.endpoints)
-            media = sum(ep.media_ok(now) for ep in self.endpoints)
-            self.timeline.append({"t": round(self.rel(now), 2), "phase": self.phase, "joined": joined, "media": media})
             print(f"t={self.rel(now):5.1f}s {self.phase:<18} joined {joined:>3}/{len(self.endpoints)} "
                   f"media-ok {media:>3}  cpu: {', '.join(cpu)}", end="\r" if tty else "\n", flush=True)
             await asyncio.gather(*(ep.send_remb() for ep in self.endpoints), return_exceptions=True)
-            await asyncio.sleep(max(0.0, 1.0 - (time.monotonic() - now)))
+            await asyncio.sleep(max(0.0, 0.25 - (time.monotonic() - now)))
 
     def set_phase(self, phase: str) -> None:
         if sys.stdout.isatty():
@@ -202,20 +210,17 @@ async def kill_phase(run: Run, cluster: Cluster, http, op: str, meeting_id: str,
     sig = [p for p in cluster.servers() if p.role in ("signaling", "both")]
     victims = [sig[0]]
     lost = []
-    pin_before = None
-    if cluster.clustered:
-        view = await cluster_view(http, sig[-1].url, op)
-        pin_before = pinned_node(view, meeting_id)
-        media = cluster.by_name(pin_before) if pin_before else None
-        if media is not None and media not in victims:
-            victims.append(media)
-            peers = ((view or {}).get("media_nodes") or {}).get(pin_before, {}).get("peers")
-            lost.append(f"media node {media.name}: the meeting's pinned node, {peers} media peers")
-        else:
-            lost.append(f"no pinned media node found in GET /api/v1/cluster (pin: {pin_before})")
+    view = await cluster_view(http, sig[-1].url, op)
+    pin_before = pinned_node(view, meeting_id)  # None before the cluster features: media is on sig[0]
+    media = cluster.by_name(pin_before) if pin_before else None
+    peers = ((view or {}).get("media_nodes") or {}).get(pin_before or "", {}).get("peers")
+    if media is not None and media is not sig[0]:
+        victims.append(media)
+        lost.append(f"media node {media.name}: the meeting's pinned node, {peers} media peers")
     on_sig = [ep for ep in eps if ep.url() == sig[0].url and ep.joined]
     lost.insert(0, f"signaling node {sig[0].name}: WebSocket sessions of {len(on_sig)} endpoints"
-                   + ("" if cluster.clustered else " and its in-process media node with the whole meeting's media"))
+                   + (f" and its media node, the meeting's pinned one ({peers} peers)" if media is sig[0] else "")
+                   + (" and its in-process media node with the meeting's media" if pin_before is None else ""))
     run.set_phase("kill")
     t_kill = time.monotonic()
     marks = {ep.id: (ep.gens, len(ep.ws_losses), len(ep.resets)) for ep in eps}
@@ -244,9 +249,9 @@ async def kill_phase(run: Run, cluster: Cluster, http, op: str, meeting_id: str,
     snap_b, t_b = rep.snapshot(eps), time.monotonic()
     out["delivered"]["after kill"] = {"seconds": t_b - t_a, "rows": rep.delivered(eps, snap_a, snap_b, t_b - t_a)}
     pin_after = None
-    if cluster.clustered:
-        alive = next((p for p in sig if p.alive), None)
-        pin_after = pinned_node(await cluster_view(http, alive.url, op), meeting_id) if alive else None
+    alive = next((p for p in sig if p.alive), None)
+    if alive is not None and pin_before is not None:
+        pin_after = pinned_node(await cluster_view(http, alive.url, op), meeting_id)
     out["kill"] = {
         "t_kill": run.rel(t_kill), "killed": [p.name for p in victims], "lost": lost, "target_s": 10.0,
         "affected": len(affected), "back": len(recovered),
@@ -256,6 +261,12 @@ async def kill_phase(run: Run, cluster: Cluster, http, op: str, meeting_id: str,
         "ws_lost": sum(1 for ep in eps if len(ep.ws_losses) > marks[ep.id][1]),
         "media_reset": sum(1 for ep in eps if len(ep.resets) > marks[ep.id][2]),
         "recovery": rep.summary(recovered),
+        # when the terminals were told: seconds after the kill -> count, per event
+        "events_after_kill": {
+            "ws_lost": rep.histogram([t - t_kill for ep in eps for t in ep.ws_losses[marks[ep.id][1]:]]),
+            "media_reset": rep.histogram([t - t_kill for ep in eps for t in ep.resets[marks[ep.id][2]:]]),
+            "rejoined": rep.histogram([t - t_kill for ep in eps for t in ep.rejoins if t > t_kill]),
+            "endpoints_with_2_or_more_resets": sum(1 for ep in eps if len(ep.resets) - marks[ep.id][2] >= 2)},
         "per_endpoint_s": {e: (round(t, 3) if t is not None else None) for e, t in times.items()},
         "pin_before": pin_before, "pin_after": pin_after,
     }
@@ -266,19 +277,24 @@ def cpu_table(run: Run, out: dict[str, Any]) -> dict[str, Any]:
     h0, h1 = out["herd_window"]
     n = len(run.endpoints)
     rows = []
+    k = out.get("kill")
+    rec = (k["t_kill"], k["t_kill"] + (k["recovery"]["max_s"] or 0)) if k else None
     for p in run.procs:
         cpu = p.cpu_between(run.t0 + a, run.t0 + b)
+        rcpu = p.cpu_between(run.t0 + rec[0], run.t0 + rec[1]) if rec and rec[1] - rec[0] >= 1 else None
         herd = p.cpu_between(run.t0 + h0, run.t0 + h1)
         last = p.samples[-1][2] if p.samples else 0
         rows.append({"name": p.name, "role": p.role, "cpu_pct": cpu / (b - a) * 100 if cpu is not None else None,
                      "ms_per_endpoint_s": cpu / (b - a) / n * 1000 if cpu is not None else None,
                      "herd_ms_per_join": herd / n * 1000 if herd is not None else None,
+                     "recovery_cpu_pct": rcpu / (rec[1] - rec[0]) * 100 if rcpu is not None else None,
                      "rss_mib": last / 2**20, "rss_max_mib": p.rss_max() / 2**20})
     return {"window": f"floor rotation, {b - a:.1f} s, {n} endpoints", "processes": rows}
 
 
 def write_svg(run: Run, out: dict[str, Any], path: Path) -> None:
-    bands = [(*out["floor_window"], "floor rotation")] if "floor_window" in out else []
+    bands = [(*out[key], label) for key, label in (("herd_window", "herd"), ("floor_window", "floor rotation"))
+             if key in out]
     svg = line_chart(
         f"Hà Giang briefing: {len(run.endpoints)} endpoints, {out['topology']['layout']} layout",
         x_label="seconds since start", y_label="endpoints",
@@ -388,6 +404,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 if __name__ == "__main__":
     arguments = parse_args()
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # unwinds through the finally blocks
     result = asyncio.run(main(arguments))
     rep.print_report(result)
     path = RESULTS / f"province_load_{time.strftime('%Y%m%dT%H%M%S')}.json"

@@ -103,6 +103,14 @@ def main_e2e(turns: list[dict[str, Any]]) -> dict[str, Any]:
     return {"turns": turns, "expected": sent, "received": got, "ratio": got / sent if sent else None}
 
 
+def histogram(values: list[float]) -> dict[int, int]:
+    """Whole seconds -> count."""
+    out: dict[int, int] = {}
+    for v in values:
+        out[int(v)] = out.get(int(v), 0) + 1
+    return dict(sorted(out.items()))
+
+
 def summary(values: list[float]) -> dict[str, float | None]:
     if not values:
         return {"median_s": None, "p95_s": None, "max_s": None}
@@ -123,6 +131,9 @@ def print_report(out: dict[str, Any]) -> None:
           f"join median {_f(j['join']['median_s'], '.2f')} s, p95 {_f(j['join']['p95_s'], '.2f')} s, "
           f"max {_f(j['join']['max_s'], '.2f')} s; first video median {_f(j['media_time']['median_s'], '.2f')} s, "
           f"p95 {_f(j['media_time']['p95_s'], '.2f')} s, max {_f(j['media_time']['max_s'], '.2f')} s")
+    if j.get("server_offer_before_answer"):
+        print(f"note: {j['server_offer_before_answer']} server offers arrived before the server's answer to the "
+              f"terminal's own offer (answered after it)")
     for name, d in out["delivered"].items():
         print(f"\ndelivered ({name}, {d['seconds']:.1f} s window; ratio = received / server sequence span)")
         head = f"{'output':<16} {'recv':>5} {'received':>10} {'expected':>10} {'deliv%':>8} {'kbit/s':>8} {'skipped':>8}"
@@ -135,11 +146,14 @@ def print_report(out: dict[str, Any]) -> None:
             print(f"{'sfu main e2e':<16} {'':>5} {e2e['received']:>10} {e2e['expected']:>10} "
                   f"{_f(e2e['ratio'] and e2e['ratio'] * 100, '.2f'):>8}   (floor holder's sent packets x SFU receivers)")
     print(f"\nserver CPU (window: {out['cpu']['window']}; ms = CPU ms per endpoint per second)")
-    head = f"{'process':<10} {'role':<10} {'herd ms/join':>12} {'cpu%':>6} {'ms/ep/s':>8} {'RSS MiB':>8} {'max RSS':>8}"
+    print("herd ms/join = CPU in the herd / endpoints; recover% = CPU share from the kill until the last endpoint was back")
+    head = (f"{'process':<10} {'role':<10} {'herd ms/join':>12} {'cpu%':>6} {'ms/ep/s':>8} {'recover%':>9} "
+            f"{'RSS MiB':>8} {'max RSS':>8}")
     print(head + "\n" + "-" * len(head))
     for p in out["cpu"]["processes"]:
         print(f"{p['name']:<10} {p['role']:<10} {_f(p['herd_ms_per_join'], '.1f'):>12} {_f(p['cpu_pct'], '.1f'):>6} "
-              f"{_f(p['ms_per_endpoint_s'], '.2f'):>8} {_f(p['rss_mib'], '.0f'):>8} {_f(p['rss_max_mib'], '.0f'):>8}")
+              f"{_f(p['ms_per_endpoint_s'], '.2f'):>8} {_f(p.get('recovery_cpu_pct'), '.0f'):>9} "
+              f"{_f(p['rss_mib'], '.0f'):>8} {_f(p['rss_max_mib'], '.0f'):>8}")
     k = out.get("kill")
     if k:
         print(f"\nkill phase: kill -9 {', '.join(k['killed'])} at t={k['t_kill']:.1f} s")
@@ -150,5 +164,11 @@ def print_report(out: dict[str, Any]) -> None:
               f"{k['back_within_target']}; not back: {len(k['not_back'])} {k['not_back'][:8]}")
         print(f"  time back in the meeting with media: median {_f(r['median_s'], '.2f')} s, p95 {_f(r['p95_s'], '.2f')} s, "
               f"max {_f(r['max_s'], '.2f')} s; WebSocket losses {k['ws_lost']}, media_reset {k['media_reset']}")
+        ev = k.get("events_after_kill", {})
+        for name in ("ws_lost", "media_reset", "rejoined"):
+            if ev.get(name):
+                print(f"  {name:<12} per second after the kill: " + ", ".join(f"{s}s:{n}" for s, n in ev[name].items()))
+        if ev.get("endpoints_with_2_or_more_resets"):
+            print(f"  endpoints that got media_reset twice or more: {ev['endpoints_with_2_or_more_resets']}")
         if k.get("pin_after"):
             print(f"  meeting pinned before: {k.get('pin_before')}, after: {k['pin_after']}")
