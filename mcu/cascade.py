@@ -41,9 +41,10 @@ from signaling.media import MediaRetry, PeerSpec
 from .cascade_sdp import CASCADE_ROLE, add_content, encode_label
 from .link import PeerLink
 from .negotiation import describe, set_codec, sends
-from .peer import publisher_feedback
+from .peer import REMB_MAX, publisher_feedback
 from .stream import Stream
 from .subscriber import Output
+from .tiers_policy import TIER_BITRATE
 from .tracks import IdleTrack
 
 if TYPE_CHECKING:
@@ -55,6 +56,10 @@ LOST_REASON = "cascade link to origin lost"
 # The composite tier asked for over the link: MCU mode is for thin/mobile communes (their
 # start tiers are 360p/180p); the origin's tier controller still moves it on the link's loss.
 COMPOSITE_TIER = "360p"
+# What the edge's REMB allows per received slot: the composite just over its tier's bitrate,
+# so the origin's tier controller may move it down on loss but never up (the edge cannot
+# scale a bigger tier down for its thin subscribers)
+REMB_CAPS = {**REMB_MAX, "composite": TIER_BITRATE[COMPOSITE_TIER] * 6 // 5}
 TICK = 0.25  # s between checks of which origin slots carry media
 FEEDBACK_EVERY = 4  # ticks between RTCP RR/REMB for what the edge receives
 IDLE_AFTER = 2.0  # s without packets before an origin slot stops counting as a source
@@ -174,7 +179,8 @@ class CascadeLink:
                     ticks += 1
                     self._watch()
                     if ticks % FEEDBACK_EVERY == 0:
-                        publisher_feedback(self.link, self.streams.values(), TICK * FEEDBACK_EVERY)
+                        publisher_feedback(self.link, self.streams.values(),
+                                           TICK * FEEDBACK_EVERY, REMB_CAPS)
                     continue
                 self._dirty.clear()
                 if self.lost is not None:

@@ -361,6 +361,7 @@ class Meeting:
             "peers": [p.stats() for p in self.peers.values()],
             "router": self.router.stats(),
             **({"mcu": self.mcu.stats()} if self.mcu is not None else {}),
+            **({"cascade": self.cascade.stats()} if self.cascade is not None else {}),
         }
 
 

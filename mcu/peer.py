@@ -447,9 +447,10 @@ class LocalPeer:
         }
 
 
-def publisher_feedback(link: PeerLink, streams: Any, interval: float) -> None:
-    """RTCP RR (+ REMB for video) for ``streams`` received on ``link`` (also used by a
-    cascade link for what it receives from the origin)."""
+def publisher_feedback(link: PeerLink, streams: Any, interval: float,
+                       caps: dict[str, int] = REMB_MAX) -> None:
+    """RTCP RR (+ REMB for video, at most ``caps[source]``) for ``streams`` received on
+    ``link`` (also used by a cascade link for what it receives from the origin)."""
     if link.binding is None:
         return
     blocks = []
@@ -461,7 +462,7 @@ def publisher_feedback(link: PeerLink, streams: Any, interval: float) -> None:
         fraction, lost, high, rate = report
         blocks.append((stream.ssrc, fraction, lost, high))
         if stream.kind == "video":
-            cap = REMB_MAX.get(stream.source, REMB_MAX["camera"])
+            cap = caps.get(stream.source, REMB_MAX["camera"])
             video.append((stream, cap if fraction < 26 or not rate else int(rate * 0.85)))
     if not blocks:
         return

@@ -1,10 +1,12 @@
 """MCU-mode edge subscribers get the origin's composite and mix over the link: the edge
 composes nothing itself."""
 
+import asyncio
 import time
 
 from aiortc.mediastreams import MediaStreamError
 
+from mcu.cascade import REMB_CAPS
 from tests.cascade.helpers import cascade_peers, edge_client
 from tests.mcu.clients import Client, PatternTrack, ToneTrack, wait_for
 
@@ -30,7 +32,10 @@ class PictureClient(Client):
             pass
 
 
-async def test_mcu_subscriber_on_edge_gets_origin_composite(nodes):
+async def test_mcu_subscriber_on_edge_gets_origin_composite(nodes, monkeypatch):
+    # a clean link would move a composite subscriber up a tier after UP_AFTER: not this one
+    monkeypatch.setattr("mcu.tiers_policy.UP_AFTER", 1.0)
+    monkeypatch.setattr("mcu.tiers_policy.HOLD", 0.5)
     origin, edge = nodes
     chair = Client(origin, "m", "chair", video=PatternTrack(CHAIR_SHADE, 320, 240),
                    audio=ToneTrack(), recv_video=False, recv_audio=False)
@@ -54,7 +59,10 @@ async def test_mcu_subscriber_on_edge_gets_origin_composite(nodes):
         em, om = edge.meetings["m"], origin.meetings["m"]
         assert em.mcu is None  # no compositor, no mixer on the edge
         assert om.mcu is not None and cascade.media_mode == "both"
-        assert om.mcu.tier_of(cascade.endpoint_id) == "360p"
+        composite = next(o for o in cascade.outputs.values() if o.role == "composite")
+        assert await wait_for(lambda: composite.remb == REMB_CAPS["composite"], 5)
+        await asyncio.sleep(2.0)
+        assert om.mcu.tier_of(cascade.endpoint_id) == "360p"  # the edge's REMB holds it
         link = em.cascade
         outs = {o.role: o for o in em.peers["xa-thin"].outputs.values()}
         assert outs["composite"].source is link._down("composite") and outs["composite"].live
