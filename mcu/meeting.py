@@ -92,7 +92,8 @@ class Meeting:
         if old is not None and old is not peer:
             old._schedule_close()
         origin = peer.spec.extra.get("cascade_origin")
-        if self.cascade is None and origin and origin.get("node_id") != self.node.node_id:
+        if (self.cascade is None and isinstance(origin, dict)
+                and origin.get("node_id") not in (None, self.node.node_id)):
             from .cascade import CascadeLink
 
             self.cascade = CascadeLink(self, origin)
