@@ -57,6 +57,16 @@ async def test_district_edge_serves_its_communes_through_one_cascade_link(tmp_pa
         assert await wait_for(lambda: chair.frames_since(granted) >= 10 and
                               sum(v for _, v in chair.client.video_frames()[-5:]) / 5 < 100, timeout=15), \
             "the chair does not see the commune that has the floor"
+
+        # the origin dies: the edge loses its cascade link (media_reset to its communes), the chair's
+        # link breaks too; the only live media node, the edge, becomes the meeting's node
+        procs["origin"][0].kill()
+        killed = time.monotonic()
+        assert await wait_for(lambda: all(e.resets and e.frames_since(killed + 0.1) >= 10 for e in ends), timeout=10), \
+            f"not everyone has video again 10 s after the origin died: {[len(e.resets) for e in ends]}"
+        print(f"everyone has video again {time.monotonic() - killed:.2f} s after kill -9 of the origin")
+        assert (await cluster_view(sig))["pins"][meeting["id"]]["node"] == "media-edge"
+        assert await media_peers(sig, procs["edge"][1]) == len(ends)  # all directly on the edge now, no cascade
     finally:
         for end in ends:
             await end.stop()
