@@ -53,6 +53,13 @@ def _where(exc: BaseException) -> str:
     return f"{tb.tb_frame.f_code.co_filename.rsplit('/', 1)[-1]}:{tb.tb_lineno}" if tb else "?"
 
 
+async def _close_quietly(pc: RTCPeerConnection) -> None:
+    try:
+        await asyncio.wait_for(pc.close(), 5)
+    except Exception:  # a peer whose node died: aiortc teardown may complain
+        pass
+
+
 class Gated(MediaStreamTrack):
     """Passes a source's frames only while ``running`` is set (the floor)."""
 
@@ -118,10 +125,12 @@ class Endpoint:
         self.rejoins: list[float] = []
         self.errors: list[str] = []
         self.early_offers = 0  # server offers that overtook the server's answer (see _session)
+        self.events: list[tuple[float, str]] = []  # (time, ws_lost|ws_open|welcome|joined|reset|offer|answer|video)
         self.floor: str | None = None
         self.stopped = False
         self.sent_video_total = 0  # over every generation
         self._tracks: list[MediaStreamTrack] = []
+        self._closing: set[asyncio.Task] = set()
 
     # --- state for the report -------------------------------------------------------------------
     def media_ok(self, now: float, window: float = 1.0) -> bool:
@@ -175,6 +184,7 @@ class Endpoint:
         r.last = now
         if r.kind == "video" and peer.first_video is None:
             peer.first_video = now
+            self.events.append((now, "video"))
             if self.first_media_at is None:
                 self.first_media_at = now - self.t_start
 
@@ -230,6 +240,7 @@ class Endpoint:
             self._count_sent(peer)
         self._install_hook(peer)
         await self._send("offer", sdp=pc.localDescription.sdp)
+        self.events.append((time.monotonic(), "offer"))
 
     def _count_sent(self, peer: Peer) -> None:
         sender = peer.pc.getTransceivers()[0].sender
@@ -245,13 +256,16 @@ class Endpoint:
 
         dtls._send_rtp = counting
 
-    async def _close_peer(self) -> None:
+    async def _close_peer(self, wait: bool = False) -> None:
+        """Drop the current peer connection; its teardown runs in the background (tracked) so a
+        new offer does not wait for it, unless ``wait`` (at the end of the run)."""
         peer, self.peer = self.peer, None
         if peer is not None:
-            try:
-                await asyncio.wait_for(peer.pc.close(), 5)
-            except Exception:  # a peer whose node died: aiortc teardown may complain
-                pass
+            task = asyncio.ensure_future(_close_quietly(peer.pc))
+            self._closing.add(task)
+            task.add_done_callback(self._closing.discard)
+        if wait and self._closing:
+            await asyncio.gather(*list(self._closing), return_exceptions=True)
 
     async def send_remb(self) -> None:
         """Once a second (called by the scenario's ticker): the thin/mobile uplink's estimate."""
@@ -282,6 +296,7 @@ class Endpoint:
             url = self.url().replace("http", "ws", 1) + "/ws"
             try:
                 self.ws = await session.ws_connect(url, heartbeat=5, timeout=aiohttp.ClientWSTimeout(ws_close=2))
+                self.events.append((time.monotonic(), "ws_open"))
                 await self._session()
                 reason = f"closed ({self.ws.close_code})"
             except (aiohttp.ClientError, OSError, asyncio.TimeoutError, ConnectionError) as exc:
@@ -299,6 +314,7 @@ class Endpoint:
                 break
             if was_in:
                 self.ws_losses.append(time.monotonic())
+                self.events.append((self.ws_losses[-1], "ws_lost"))
                 delay = RECONNECT_DELAY_S[0] + random.uniform(0, RECONNECT_DELAY_S[1] - RECONNECT_DELAY_S[0])
             else:
                 self.errors.append(reason[:120])
@@ -306,7 +322,7 @@ class Endpoint:
             self.url_index += 1  # the next signaling node
             await asyncio.sleep(delay)
             delay = min(2.0, delay * 2)
-        await self._close_peer()
+        await self._close_peer(wait=True)
 
     async def _session(self) -> None:
         await self._send("hello", token=self.token)
@@ -315,6 +331,8 @@ class Endpoint:
                 return
             msg = json.loads(raw.data)
             kind = msg.get("type")
+            if kind in ("welcome", "joined", "answer", "media_reset"):
+                self.events.append((time.monotonic(), "reset" if kind == "media_reset" else kind))
             if kind == "welcome":
                 await self._send("join", meeting_id=self.meeting_id)
             elif kind == "joined":
@@ -374,4 +392,4 @@ class Endpoint:
         ws = self.ws
         if ws is not None and not ws.closed:
             await ws.close()
-        await self._close_peer()
+        await self._close_peer(wait=True)

@@ -37,6 +37,7 @@ from loadtests.province_endpoint import TIER_BY_LINK, Endpoint
 from loadtests.sfu_fanout import encoded_frames
 from loadtests.signaling_herd import VN, post, provision
 from loadtests.svgplot import line_chart
+from loadtests.procstat import machine_cpu
 from mcu.ice import pin_host_addresses
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -57,6 +58,7 @@ class Run:
         self.marks: dict[str, float] = {}
         self.kills: list[tuple[float, str]] = []
         self.stop_ticker = False
+        self.machine: list[tuple[float, float, float]] = []  # (t, busy s, total s) of the whole machine
         self.frames = encoded_frames()  # pre-encoded 720p VP8 for the chair and the speakers
 
     def rel(self, t: float | None = None) -> float:
@@ -80,6 +82,7 @@ class Run:
                 await asyncio.sleep(max(0.0, 0.25 - (time.monotonic() - now)))
                 continue
             cpu = []
+            self.machine.append((now, *machine_cpu()))
             for p in self.procs:
                 p.sample(now)
                 if p.samples and p.samples[-1][0] == now:
@@ -267,6 +270,7 @@ async def kill_phase(run: Run, cluster: Cluster, http, op: str, meeting_id: str,
             "media_reset": rep.histogram([t - t_kill for ep in eps for t in ep.resets[marks[ep.id][2]:]]),
             "rejoined": rep.histogram([t - t_kill for ep in eps for t in ep.rejoins if t > t_kill]),
             "endpoints_with_2_or_more_resets": sum(1 for ep in eps if len(ep.resets) - marks[ep.id][2] >= 2)},
+        "stages": rep.stages([ep for ep in eps if ep.id in affected], t_kill),
         "per_endpoint_s": {e: (round(t, 3) if t is not None else None) for e, t in times.items()},
         "pin_before": pin_before, "pin_after": pin_after,
     }
@@ -289,7 +293,12 @@ def cpu_table(run: Run, out: dict[str, Any]) -> dict[str, Any]:
                      "herd_ms_per_join": herd / n * 1000 if herd is not None else None,
                      "recovery_cpu_pct": rcpu / (rec[1] - rec[0]) * 100 if rcpu is not None else None,
                      "rss_mib": last / 2**20, "rss_max_mib": p.rss_max() / 2**20})
-    return {"window": f"floor rotation, {b - a:.1f} s, {n} endpoints", "processes": rows}
+    inside = [m for m in run.machine if run.t0 + a - 0.01 <= m[0] <= run.t0 + b + 0.01]
+    busy = (inside[-1][1] - inside[0][1]) / (inside[-1][2] - inside[0][2]) * (os.cpu_count() or 1) * 100 \
+        if len(inside) > 1 and inside[-1][2] > inside[0][2] else None
+    ours = sum(r["cpu_pct"] or 0 for r in rows)
+    return {"window": f"floor rotation, {b - a:.1f} s, {n} endpoints", "processes": rows,
+            "machine_busy_pct": busy, "other_processes_pct": busy - ours if busy is not None else None}
 
 
 def write_svg(run: Run, out: dict[str, Any], path: Path) -> None:

@@ -103,6 +103,26 @@ def main_e2e(turns: list[dict[str, Any]]) -> dict[str, Any]:
     return {"turns": turns, "expected": sent, "received": got, "ratio": got / sent if sent else None}
 
 
+STAGES = ("ws_lost", "reset", "ws_open", "welcome", "joined", "offer", "answer", "video")
+
+
+def stages(endpoints: list, t_kill: float) -> dict[str, dict[str, Any]]:
+    """Per path (WebSocket lost / media_reset only): for each stage, the median and max of the
+    first time it happened after the kill (s), and how many endpoints got there."""
+    paths: dict[str, dict[str, list[float]]] = {}
+    for ep in endpoints:
+        first: dict[str, float] = {}
+        for t, what in ep.events:
+            if t >= t_kill and what not in first:
+                first[what] = t - t_kill
+        path = "ws_lost" if "ws_lost" in first else "media_reset" if "reset" in first else "other"
+        for what, dt in first.items():
+            paths.setdefault(path, {}).setdefault(what, []).append(dt)
+    return {path: {what: {"n": len(v), "median_s": round(statistics.median(v), 3), "max_s": round(max(v), 3)}
+                   for what in STAGES if (v := got.get(what))}
+            for path, got in paths.items()}
+
+
 def histogram(values: list[float]) -> dict[int, int]:
     """Whole seconds -> count."""
     out: dict[int, int] = {}
@@ -146,6 +166,10 @@ def print_report(out: dict[str, Any]) -> None:
             print(f"{'sfu main e2e':<16} {'':>5} {e2e['received']:>10} {e2e['expected']:>10} "
                   f"{_f(e2e['ratio'] and e2e['ratio'] * 100, '.2f'):>8}   (floor holder's sent packets x SFU receivers)")
     print(f"\nserver CPU (window: {out['cpu']['window']}; ms = CPU ms per endpoint per second)")
+    c = out["cpu"]
+    if c.get("machine_busy_pct") is not None:
+        print(f"machine busy {c['machine_busy_pct']:.0f}% of {out['cores'] * 100}% in the window; processes outside "
+              f"this test: {c['other_processes_pct']:.0f}% (other jobs on the machine distort the run when high)")
     print("herd ms/join = CPU in the herd / endpoints; recover% = CPU share from the kill until the last endpoint was back")
     head = (f"{'process':<10} {'role':<10} {'herd ms/join':>12} {'cpu%':>6} {'ms/ep/s':>8} {'recover%':>9} "
             f"{'RSS MiB':>8} {'max RSS':>8}")
@@ -168,6 +192,9 @@ def print_report(out: dict[str, Any]) -> None:
         for name in ("ws_lost", "media_reset", "rejoined"):
             if ev.get(name):
                 print(f"  {name:<12} per second after the kill: " + ", ".join(f"{s}s:{n}" for s, n in ev[name].items()))
+        for path, got in k.get("stages", {}).items():
+            print(f"  path {path:<11} (median/max s after the kill): "
+                  + ", ".join(f"{w} {g['median_s']:.2f}/{g['max_s']:.2f} (n={g['n']})" for w, g in got.items()))
         if ev.get("endpoints_with_2_or_more_resets"):
             print(f"  endpoints that got media_reset twice or more: {ev['endpoints_with_2_or_more_resets']}")
         if k.get("pin_after"):
