@@ -130,7 +130,9 @@ async def live(request: web.Request) -> web.Response:
     people = await ctx.rooms.participants(occ.occurrence_id)
     body = {"meeting_id": meeting.id, "open": True, "occurrence_id": occ.occurrence_id, "participants": people, **state}
     if ctx.router is not None:  # per endpoint on its media node(s): sending, kbit/s, loss, quality (mcu.linkstats)
-        body["media"] = await ctx.router.link_stats(meeting.id)
+        links = await ctx.router.link_stats(meeting.id)
+        body["media"] = {k: v for k, v in links.items() if not k.startswith("cascade:")}
+        body["cascade_links"] = {k: v for k, v in links.items() if k.startswith("cascade:")}  # edge nodes' links
     return json_response(body)
 
 

@@ -15,6 +15,7 @@ from urllib.parse import quote
 import msgspec
 from aiohttp import web
 
+from signaling.cluster import forward
 from signaling.errors import ApiError, bad_request, conflict, not_found, unavailable
 from signaling.http import ctx_of, json_response, read_body, require_operator
 
@@ -38,11 +39,22 @@ class StreamingAction(msgspec.Struct, forbid_unknown_fields=True):
     rtmp_url: str | None = None
 
 
-def _service(request: web.Request):
-    service = getattr(ctx_of(request), "recordings", None)
-    if service is None:
+def _service(request: web.Request, rec_id: str | None = None):
+    ctx = ctx_of(request)
+    if ctx.recordings is None:
+        if rec_id is not None and ctx.router is not None and ctx.router.clustered:
+            raise not_found(f"no recording with id {rec_id!r} on any media node")  # none of them has it
         raise unavailable("recording is not enabled on this node")
-    return service
+    return ctx.recordings
+
+
+def _holds(request: web.Request) -> bool:
+    """This node holds the recording in the path."""
+    service = getattr(ctx_of(request), "recordings", None)
+    try:
+        return service is not None and bool(service.store.get(request.match_info["recording_id"]))
+    except KeyError:
+        return False
 
 
 def _service_errors() -> tuple[type[Exception], ...]:
@@ -77,17 +89,29 @@ async def _meta(ctx, meeting_id: str) -> dict:
 @routes.get("/api/v1/recordings")
 async def list_recordings(request: web.Request) -> web.Response:
     require_operator(request)
-    service = _service(request)
-    recs = service.store.list(request.query.get("meeting_id") or None)
-    return json_response({"recordings": recs, "retention_days": service.store.retention_days})
+    ctx = ctx_of(request)
+    others = await forward.gather_json(request)  # a cluster: every media node lists its own
+    if ctx.recordings is None and not others:
+        _service(request)
+    recs, retention = [], None
+    if ctx.recordings is not None:
+        retention = ctx.recordings.store.retention_days
+        recs = [dict(r, node=ctx.settings.node_id) for r in ctx.recordings.store.list(request.query.get("meeting_id") or None)]
+    for status, body in others:
+        if status == 200:
+            recs += body["recordings"]
+            retention = retention if retention is not None else body["retention_days"]
+    return json_response({"recordings": recs, "retention_days": retention})
 
 
 @routes.get("/api/v1/recordings/{recording_id}")
 async def download_recording(request: web.Request) -> web.StreamResponse:
     """The final file; HTTP Range requests are answered with 206 (aiohttp FileResponse)."""
     require_operator(request)
-    service = _service(request)
+    if not _holds(request) and (elsewhere := await forward.to_owner(request)) is not None:
+        return elsewhere
     rec_id = request.match_info["recording_id"]
+    service = _service(request, rec_id)
     try:
         info = service.store.get(rec_id)
         path = service.store.file_of(rec_id)
@@ -107,8 +131,10 @@ async def download_recording(request: web.Request) -> web.StreamResponse:
 @routes.delete("/api/v1/recordings/{recording_id}")
 async def delete_recording(request: web.Request) -> web.Response:
     require_operator(request)
-    service = _service(request)
+    if not _holds(request) and (elsewhere := await forward.to_owner(request)) is not None:
+        return elsewhere
     rec_id = request.match_info["recording_id"]
+    service = _service(request, rec_id)
     try:
         info = service.store.get(rec_id)
         if info["state"] == "recording" and rec_id in service.active_ids():
@@ -122,8 +148,10 @@ async def delete_recording(request: web.Request) -> web.Response:
 @routes.get("/api/v1/meetings/{meeting_id}/recording")
 async def recording_state(request: web.Request) -> web.Response:
     require_operator(request)
-    service = _service(request)
     mid = request.match_info["meeting_id"]
+    if (elsewhere := await forward.to_meeting_node(request, mid)) is not None:
+        return elsewhere
+    service = _service(request)
     await ctx_of(request).meetings.get(mid)
     current = service.recording(mid)
     return json_response({"meeting_id": mid, "recording": current is not None, "current": current,
@@ -133,13 +161,19 @@ async def recording_state(request: web.Request) -> web.Response:
 @routes.post("/api/v1/meetings/{meeting_id}/recording")
 async def recording_action(request: web.Request) -> web.Response:
     require_operator(request)
+    if (elsewhere := await forward.to_meeting_node(request, request.match_info["meeting_id"])) is not None:
+        return elsewhere  # the body is checked there
     body = await read_body(request, RecordingAction)
     result = await set_recording(ctx_of(request), request.match_info["meeting_id"], body.action == "start")
     return json_response(result, 201 if body.action == "start" else 200)
 
 
 async def set_recording(ctx, meeting_id: str, on: bool) -> dict:
-    """Start or stop recording a meeting: the operator's REST call and the chair's WS action."""
+    """Start or stop recording a meeting: the operator's REST call and the chair's WS action (which
+    the meeting's media node runs when that is another node of the cluster)."""
+    url = await forward.meeting_node_url(ctx.router, meeting_id) if ctx.router and ctx.router.clustered else None
+    if url is not None:
+        return await ctx.router.node_at(url).record(meeting_id, on)
     service = getattr(ctx, "recordings", None)
     if service is None:
         raise unavailable("recording is not enabled on this node")
@@ -156,9 +190,11 @@ async def set_recording(ctx, meeting_id: str, on: bool) -> dict:
 async def streaming_action(request: web.Request) -> web.Response:
     """Public live HLS on or off; when on it is served at /live/{meeting_id}/index.m3u8."""
     require_operator(request)
-    service = _service(request)
-    body = await read_body(request, StreamingAction)
     mid = request.match_info["meeting_id"]
+    if (elsewhere := await forward.to_meeting_node(request, mid)) is not None:
+        return elsewhere  # the body is checked there
+    body = await read_body(request, StreamingAction)
+    service = _service(request)
     await ctx_of(request).meetings.get(mid)
     if body.rtmp_url is not None and not re.match(r"^rtmps?://[^\s/]+/\S+$", body.rtmp_url):
         raise bad_request("rtmp_url must look like rtmp://host/app/stream-key", "rtmp_url")
@@ -174,8 +210,10 @@ async def streaming_action(request: web.Request) -> web.Response:
 @routes.get("/live/{meeting_id}/{name}")
 async def live_file(request: web.Request) -> web.StreamResponse:
     """Public (no login): the playlist and segments of a meeting whose streaming is on."""
-    service = getattr(ctx_of(request), "recordings", None)
     mid, name = request.match_info["meeting_id"], request.match_info["name"]
+    if (elsewhere := await forward.to_meeting_node(request, mid)) is not None:
+        return elsewhere
+    service = getattr(ctx_of(request), "recordings", None)
     folder = service.hls_dir(mid) if service is not None else None
     if folder is None:
         raise not_found(f"meeting {mid} is not streaming")

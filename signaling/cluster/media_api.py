@@ -18,6 +18,7 @@ from typing import Any
 
 from aiohttp import WSMsgType, web
 
+from signaling.api_recordings import set_recording
 from signaling.errors import ApiError, bad_request, classify, not_found, unavailable
 from signaling.http import ctx_of, json_response
 from signaling.media import MediaRetry, PeerSpec
@@ -132,6 +133,8 @@ async def meeting_call(request: web.Request) -> web.Response:
         await media.set_layout(meeting_id, body.get("layout"))
     elif what == "links":
         return json_response({"links": media.link_stats(meeting_id)})
+    elif what == "record":  # the chair's record action, sent by the node that holds the chair's session
+        return json_response(await set_recording(ctx_of(request), meeting_id, bool(body.get("on"))))
     else:
-        raise not_found(f"unknown meeting call {what!r}; expected floor, layout or links")
+        raise not_found(f"unknown meeting call {what!r}; expected floor, layout, links or record")
     return json_response({"ok": True})

@@ -51,7 +51,7 @@ class MediaRouter:
         self.node_signer = signer.derived("media-nodes", ("node",))
         self.registry = (NodeRegistry(store, self.node_id, self._media_info if local else None, node_info)
                          if self.clustered else None)
-        self._http: aiohttp.ClientSession | None = None
+        self.http: aiohttp.ClientSession | None = None
         self._remotes: dict[tuple[str, str], RemoteMediaNode] = {}
         self._token: tuple[float, str] = (0.0, "")
         if local is not None:
@@ -61,15 +61,15 @@ class MediaRouter:
     async def start(self) -> None:
         if self.clustered:
             # one WebSocket per remote peer: no pool limit (aiohttp's default 100 would stall joiner 101)
-            self._http = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0))
+            self.http = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0))
             await self.registry.start()
 
     async def stop(self) -> None:
         if self.registry is not None:
             await self.registry.stop()
-        if self._http is not None:
-            await self._http.close()
-            self._http = None
+        if self.http is not None:
+            await self.http.close()
+            self.http = None
 
     def _media_info(self) -> dict[str, Any]:
         return {"url": self.settings.media_url, "peers": len(self.local.peers), "meetings": len(self.local.meetings),
@@ -92,8 +92,12 @@ class MediaRouter:
             return self.local
         key = (node_id, url)
         if key not in self._remotes:
-            self._remotes[key] = RemoteMediaNode(node_id, url, self._http, self.node_token)
+            self._remotes[key] = RemoteMediaNode(node_id, url, self.http, self.node_token)
         return self._remotes[key]
+
+    def node_at(self, url: str) -> RemoteMediaNode:
+        """A media node known by its internal URL (the node a meeting is pinned to)."""
+        return self._node(url, url)
 
     def _cascade_origin(self, info: dict[str, Any]) -> Any:
         return self._node(str(info["node_id"]), str(info["url"]))

@@ -18,6 +18,7 @@ from typing import Any, Callable
 
 import aiohttp
 
+from signaling.errors import ApiError
 from signaling.media import EventSink, MediaError, MediaRetry, PeerSpec
 
 log = logging.getLogger("giaoban.cluster")
@@ -56,8 +57,10 @@ class RemoteMediaNode:
             async with self.http.post(f"{self.url}/internal/media/{path}", json=body, headers=self._headers(),
                                       timeout=aiohttp.ClientTimeout(total=CONNECT_TIMEOUT_S)) as resp:
                 data = await resp.json()
-                if resp.status >= 400:
-                    raise MediaError(f"media node {self.node_id}: {data.get('error', {}).get('message', resp.status)}")
+                if resp.status >= 400:  # the media node's own answer (409 already recording, 503 ...) stands
+                    err = data.get("error", {})
+                    raise ApiError(err.get("code", "media"), f"media node {self.node_id}: {err.get('message', resp.status)}",
+                                   resp.status)
                 return data
         except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
             raise MediaNodeLost(f"media node {self.node_id} unreachable: {exc}") from None
@@ -67,6 +70,9 @@ class RemoteMediaNode:
 
     async def set_layout(self, meeting_id: str, layout: str | None) -> None:
         await self._post(f"meetings/{meeting_id}/layout", {"layout": layout})
+
+    async def record(self, meeting_id: str, on: bool) -> dict[str, Any]:
+        return await self._post(f"meetings/{meeting_id}/record", {"on": on})
 
     async def link_stats(self, meeting_id: str) -> dict[str, dict[str, Any]]:
         return (await self._post(f"meetings/{meeting_id}/links", {}))["links"]

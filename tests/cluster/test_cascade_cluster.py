@@ -50,6 +50,9 @@ async def test_district_edge_serves_its_communes_through_one_cascade_link(tmp_pa
         # the origin holds the chair and ONE cascade peer, not one per commune; the edge holds the communes
         assert await media_peers(sig, procs["origin"][1]) == 2
         assert await media_peers(sig, procs["edge"][1]) == len(communes)
+        _, live = await sig.call("GET", f"/api/v1/meetings/{meeting['id']}/live")  # link quality from both nodes
+        assert list(live["cascade_links"]) == ["cascade:media-edge"]
+        assert set(communes) <= set(live["media"]) and "hg-ubnd" in live["media"]
 
         # the floor goes to a commune on the edge: its camera goes up the link to the chair
         await chair.ws.send("grant_floor", endpoint_id=communes[0])
