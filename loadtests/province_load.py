@@ -211,19 +211,22 @@ async def drive(run: Run, cluster: Cluster, http: aiohttp.ClientSession, op: str
 async def kill_phase(run: Run, cluster: Cluster, http, op: str, meeting_id: str, out: dict[str, Any]) -> None:
     args, eps = run.args, run.endpoints
     sig = [p for p in cluster.servers() if p.role in ("signaling", "both")]
-    victims = [sig[0]]
-    lost = []
     view = await cluster_view(http, sig[-1].url, op)
     pin_before = pinned_node(view, meeting_id)  # None before the cluster features: media is on sig[0]
     media = cluster.by_name(pin_before) if pin_before else None
     peers = ((view or {}).get("media_nodes") or {}).get(pin_before or "", {}).get("peers")
-    if media is not None and media is not sig[0]:
-        victims.append(media)
+    # one signaling node and the meeting's media node; a node that is both counts for both
+    target = media if media is not None and media.role == "both" else sig[0]
+    victims = [target] + ([media] if media is not None and media is not target else [])
+    lost = []
+    on_sig = [ep for ep in eps if ep.url() == target.url and ep.joined]
+    lost.append(f"signaling node {target.name}: WebSocket sessions of {len(on_sig)} endpoints"
+                + (f" and its media node, the meeting's pinned one ({peers} media peers)" if media is target else "")
+                + (" and its in-process media node with the meeting's media" if pin_before is None else ""))
+    if media is not None and media is not target:
         lost.append(f"media node {media.name}: the meeting's pinned node, {peers} media peers")
-    on_sig = [ep for ep in eps if ep.url() == sig[0].url and ep.joined]
-    lost.insert(0, f"signaling node {sig[0].name}: WebSocket sessions of {len(on_sig)} endpoints"
-                   + (f" and its media node, the meeting's pinned one ({peers} peers)" if media is sig[0] else "")
-                   + (" and its in-process media node with the meeting's media" if pin_before is None else ""))
+    if len(sig) < 2 and target in sig:
+        raise SystemExit("the kill phase needs at least two signaling nodes (--signaling 2) or --no-kill")
     run.set_phase("kill")
     t_kill = time.monotonic()
     marks = {ep.id: (ep.gens, len(ep.ws_losses), len(ep.resets)) for ep in eps}
