@@ -129,7 +129,6 @@ class Endpoint:
         self.floor: str | None = None
         self.stopped = False
         self.sent_video_total = 0  # over every generation
-        self._tracks: list[MediaStreamTrack] = []
         self._closing: set[asyncio.Task] = set()
 
     # --- state for the report -------------------------------------------------------------------
@@ -229,7 +228,6 @@ class Endpoint:
                                     if c.mimeType in ("video/VP8", "video/rtx")])
             video.sender = vt.sender  # a PLI makes the track jump to a key frame
             pc.addTransceiver(Gated(ToneTrack(), self.sending), direction="sendrecv")
-            self._tracks = [video]
         else:
             pc.addTransceiver("video", direction="recvonly")
             pc.addTransceiver("audio", direction="recvonly")

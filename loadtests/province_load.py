@@ -36,7 +36,6 @@ from loadtests.province_cluster import PASSWORD, Cluster, Proc, cluster_view, pi
 from loadtests.province_endpoint import TIER_BY_LINK, Endpoint
 from loadtests.sfu_fanout import encoded_frames
 from loadtests.signaling_herd import VN, post, provision
-from loadtests.svgplot import line_chart
 from loadtests.procstat import machine_cpu
 from mcu.ice import pin_host_addresses
 
@@ -279,43 +278,6 @@ async def kill_phase(run: Run, cluster: Cluster, http, op: str, meeting_id: str,
     }
 
 
-def cpu_table(run: Run, out: dict[str, Any]) -> dict[str, Any]:
-    a, b = out["floor_window"]
-    h0, h1 = out["herd_window"]
-    n = len(run.endpoints)
-    rows = []
-    k = out.get("kill")
-    rec = (k["t_kill"], k["t_kill"] + (k["recovery"]["max_s"] or 0)) if k else None
-    for p in run.procs:
-        cpu = p.cpu_between(run.t0 + a, run.t0 + b)
-        rcpu = p.cpu_between(run.t0 + rec[0], run.t0 + rec[1]) if rec and rec[1] - rec[0] >= 1 else None
-        herd = p.cpu_between(run.t0 + h0, run.t0 + h1)
-        last = p.samples[-1][2] if p.samples else 0
-        rows.append({"name": p.name, "role": p.role, "cpu_pct": cpu / (b - a) * 100 if cpu is not None else None,
-                     "ms_per_endpoint_s": cpu / (b - a) / n * 1000 if cpu is not None else None,
-                     "herd_ms_per_join": herd / n * 1000 if herd is not None else None,
-                     "recovery_cpu_pct": rcpu / (rec[1] - rec[0]) * 100 if rcpu is not None else None,
-                     "rss_mib": last / 2**20, "rss_max_mib": p.rss_max() / 2**20})
-    inside = [m for m in run.machine if run.t0 + a - 0.01 <= m[0] <= run.t0 + b + 0.01]
-    busy = (inside[-1][1] - inside[0][1]) / (inside[-1][2] - inside[0][2]) * (os.cpu_count() or 1) * 100 \
-        if len(inside) > 1 and inside[-1][2] > inside[0][2] else None
-    ours = sum(r["cpu_pct"] or 0 for r in rows)
-    return {"window": f"floor rotation, {b - a:.1f} s, {n} endpoints", "processes": rows,
-            "machine_busy_pct": busy, "other_processes_pct": busy - ours if busy is not None else None}
-
-
-def write_svg(run: Run, out: dict[str, Any], path: Path) -> None:
-    bands = [(*out[key], label) for key, label in (("herd_window", "herd"), ("floor_window", "floor rotation"))
-             if key in out]
-    svg = line_chart(
-        f"Hà Giang briefing: {len(run.endpoints)} endpoints, {out['topology']['layout']} layout",
-        x_label="seconds since start", y_label="endpoints",
-        series={"in meeting": [(r["t"], r["joined"]) for r in run.timeline],
-                "media flowing": [(r["t"], r["media"]) for r in run.timeline]},
-        marks=run.kills, bands=bands, y_max=len(run.endpoints))
-    path.write_text(svg, encoding="utf-8")
-
-
 async def main(args: argparse.Namespace) -> dict[str, Any]:
     run = Run(args)
     pin = pin_host_addresses(["127.0.0.1"])  # our aiortc peers gather on 127.0.0.1 only
@@ -345,13 +307,13 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
     finally:
         pin.release()
     out["runtime_s"] = run.rel()
-    out["cpu"] = cpu_table(run, out)
+    out["cpu"] = rep.cpu_table(run.procs, run.machine, run.t0, len(run.endpoints), out)
     out["timeline"] = run.timeline
     out["kills"] = run.kills
     RESULTS.mkdir(parents=True, exist_ok=True)
     stamp = time.strftime("%Y%m%dT%H%M%S")
     svg = RESULTS / f"province_load_{stamp}.svg"
-    write_svg(run, out, svg)
+    rep.write_svg(run.timeline, run.kills, len(run.endpoints), out, svg)
     out["svg"] = str(svg)
     return out
 

@@ -12,10 +12,13 @@ Delivered ratio (per output kind / composite tier), over a window without failur
 
 from __future__ import annotations
 
+import os
 import statistics
+from pathlib import Path
 from typing import Any
 
 from loadtests.signaling_herd import pct
+from loadtests.svgplot import line_chart
 
 Snapshot = dict[str, dict[tuple[int, int], tuple[int, int, int, int]]]  # ep -> (gen, ssrc) -> (count, hi, base, bytes)
 
@@ -135,6 +138,43 @@ def summary(values: list[float]) -> dict[str, float | None]:
     if not values:
         return {"median_s": None, "p95_s": None, "max_s": None}
     return {"median_s": statistics.median(values), "p95_s": pct(values, 95), "max_s": max(values)}
+
+
+def cpu_table(procs: list, machine: list, t0: float, n: int, out: dict[str, Any]) -> dict[str, Any]:
+    """CPU share, ms per endpoint per second (floor window), ms per join (herd), share in the recovery, RSS."""
+    a, b = out["floor_window"]
+    h0, h1 = out["herd_window"]
+    rows = []
+    k = out.get("kill")
+    rec = (k["t_kill"], k["t_kill"] + (k["recovery"]["max_s"] or 0)) if k else None
+    for p in procs:
+        cpu = p.cpu_between(t0 + a, t0 + b)
+        rcpu = p.cpu_between(t0 + rec[0], t0 + rec[1]) if rec and rec[1] - rec[0] >= 1 else None
+        herd = p.cpu_between(t0 + h0, t0 + h1)
+        last = p.samples[-1][2] if p.samples else 0
+        rows.append({"name": p.name, "role": p.role, "cpu_pct": cpu / (b - a) * 100 if cpu is not None else None,
+                     "ms_per_endpoint_s": cpu / (b - a) / n * 1000 if cpu is not None else None,
+                     "herd_ms_per_join": herd / n * 1000 if herd is not None else None,
+                     "recovery_cpu_pct": rcpu / (rec[1] - rec[0]) * 100 if rcpu is not None else None,
+                     "rss_mib": last / 2**20, "rss_max_mib": p.rss_max() / 2**20})
+    inside = [m for m in machine if t0 + a - 0.01 <= m[0] <= t0 + b + 0.01]
+    busy = (inside[-1][1] - inside[0][1]) / (inside[-1][2] - inside[0][2]) * (os.cpu_count() or 1) * 100 \
+        if len(inside) > 1 and inside[-1][2] > inside[0][2] else None
+    ours = sum(r["cpu_pct"] or 0 for r in rows)
+    return {"window": f"floor rotation, {b - a:.1f} s, {n} endpoints", "processes": rows,
+            "machine_busy_pct": busy, "other_processes_pct": busy - ours if busy is not None else None}
+
+
+def write_svg(timeline: list[dict], kills: list, n: int, out: dict[str, Any], path: Path) -> None:
+    bands = [(*out[key], label) for key, label in (("herd_window", "herd"), ("floor_window", "floor rotation"))
+             if key in out]
+    svg = line_chart(
+        f"Hà Giang briefing: {n} endpoints, {out['topology']['layout']} layout",
+        x_label="seconds since start", y_label="endpoints",
+        series={"in meeting": [(r["t"], r["joined"]) for r in timeline],
+                "media flowing": [(r["t"], r["media"]) for r in timeline]},
+        marks=kills, bands=bands, y_max=n)
+    path.write_text(svg, encoding="utf-8")
 
 
 def _f(v: float | None, spec: str) -> str:
