@@ -28,6 +28,6 @@ def openapi_paths(op, ok) -> dict:
         "/internal/media/peer": {"get": op("Node-to-node: one media peer over a WebSocket (node token)", tag,
                                            {"101": {"description": "WebSocket: open, offer, answer, ice, mute"}})},
         "/internal/media/meetings/{meeting_id}/{what}": {
-            "post": op("Node-to-node: a meeting's floor, layout or link statistics (node token)", tag, ok("done"),
+            "post": op("Node-to-node: a meeting's floor, layout, link statistics or the chair's record action (node token)", tag, ok("done"),
                        params=["meeting_id", "what"])},
     }

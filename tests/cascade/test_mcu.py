@@ -4,8 +4,6 @@ composes nothing itself."""
 import asyncio
 import time
 
-from aiortc.mediastreams import MediaStreamError
-
 from mcu.cascade import REMB_CAPS
 from tests.cascade.helpers import cascade_peers, edge_client
 from tests.mcu.clients import Client, PatternTrack, ToneTrack, wait_for
@@ -16,20 +14,10 @@ CHAIR_SHADE = 200
 class PictureClient(Client):
     """Keeps each decoded picture's size and the mean of its centre."""
 
-    async def _consume(self, track) -> None:
-        frames = self.frames[track.id]
-        try:
-            while True:
-                frame = await track.recv()
-                if track.kind == "video":
-                    arr = frame.to_ndarray(format="rgb24")
-                    h, w = arr.shape[:2]
-                    centre = int(arr[h // 3: 2 * h // 3, w // 3: 2 * w // 3].mean())
-                    frames.append((time.monotonic(), centre, w, h))
-                else:
-                    frames.append((time.monotonic(), 0))
-        except MediaStreamError:
-            pass
+    def summary(self, frame) -> tuple:
+        arr = frame.to_ndarray(format="rgb24")
+        h, w = arr.shape[:2]
+        return time.monotonic(), int(arr[h // 3: 2 * h // 3, w // 3: 2 * w // 3].mean()), w, h
 
 
 async def test_mcu_subscriber_on_edge_gets_origin_composite(nodes, monkeypatch):

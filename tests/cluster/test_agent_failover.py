@@ -3,26 +3,22 @@ server in their list) and of the meeting's media node (media_reset, new peer on 
 
 from __future__ import annotations
 
-import asyncio
 import signal
 import time
 
 from tests.agent.helpers import make_agent, until
-from tests.cluster.test_media_cluster import cluster_view, flush, start_process
-from tests.harness import start_node
+from tests.cluster.helpers import cluster_view, running_cluster
 
 
 async def test_agents_come_back_after_their_signaling_node_and_media_node_die(tmp_path, redis_url):
-    await flush(redis_url)
-    sig = await start_node(tmp_path / "sig", store=redis_url, node_id="sig-1")
-    procs = {name: start_process(tmp_path / name, redis_url, name, media)
-             for name, media in (("sig-2", "none"), ("media-1", "local"), ("media-2", "local"))}
+    nodes = {"sig-2": ("none", []), "media-1": ("local", []), "media-2": ("local", [])}
+    async with running_cluster(tmp_path, redis_url, nodes) as (sig, procs):
+        await kill_under_agents(sig, procs, tmp_path)
+
+
+async def kill_under_agents(sig, procs, tmp_path) -> None:
     agents = []
     try:
-        t0 = time.monotonic()
-        while len((await cluster_view(sig))["media_nodes"]) < 2 or "sig-2" not in (await cluster_view(sig))["signaling_nodes"]:
-            assert time.monotonic() - t0 < 30 and all(p.poll() is None for p, _ in procs.values()), "cluster did not start"
-            await asyncio.sleep(0.2)
         commune = sig.ctx.directory.select(["tier:commune@hg-meo-vac"])[0].id
         meeting = await sig.schedule(chair="hg-meo-vac", invited=["tier:commune@hg-meo-vac"], minutes_from_now=2)
         servers = f"http://127.0.0.1:{procs['sig-2'][1]}, {sig.url}"  # sig-2 first: both start there
@@ -53,7 +49,3 @@ async def test_agents_come_back_after_their_signaling_node_and_media_node_die(tm
     finally:
         for agent in agents:
             await agent.stop()
-        for proc, _ in procs.values():
-            proc.kill()
-            proc.wait()
-        await sig.stop()

@@ -4,12 +4,10 @@ communes get their peers on the edge, which pulls the meeting once from the orig
 
 from __future__ import annotations
 
-import asyncio
 import re
 import time
 
-from tests.cluster.test_media_cluster import ResettingEndpoint, cluster_view, flush, start_process
-from tests.harness import WsClient, start_node
+from tests.cluster.helpers import cluster_view, join_all, running_cluster
 from tests.mcu.clients import wait_for
 
 
@@ -19,25 +17,18 @@ async def media_peers(sig, port: int) -> int:
 
 
 async def test_district_edge_serves_its_communes_through_one_cascade_link(tmp_path, redis_url):
-    await flush(redis_url)
-    sig = await start_node(tmp_path / "sig", store=redis_url, node_id="sig-1")
-    procs = {"origin": start_process(tmp_path / "origin", redis_url, "media-origin"),
-             "edge": start_process(tmp_path / "edge", redis_url, "media-edge", extra=["--media-serves", "hg-meo-vac"])}
+    nodes = {"media-origin": ("local", []), "media-edge": ("local", ["--media-serves", "hg-meo-vac"])}
+    async with running_cluster(tmp_path, redis_url, nodes) as (sig, procs):
+        await chair_on_origin_communes_on_edge(sig, procs)
+
+
+async def chair_on_origin_communes_on_edge(sig, procs) -> None:
     ends = []
     try:
-        t0 = time.monotonic()
-        while len((await cluster_view(sig))["media_nodes"]) < 2:
-            assert time.monotonic() - t0 < 30 and all(p.poll() is None for p, _ in procs.values()), "cluster did not start"
-            await asyncio.sleep(0.2)
         assert (await cluster_view(sig))["media_nodes"]["media-edge"]["serves"] == ["hg-meo-vac"]
         communes = [e.id for e in sig.ctx.directory.select(["tier:commune@hg-meo-vac"])[:3]]
         meeting = await sig.schedule(chair="hg-ubnd", invited=["tier:commune@hg-meo-vac"])
-        for endpoint, shade in [("hg-ubnd", 220)] + [(c, 30 + 20 * i) for i, c in enumerate(communes)]:
-            ws = await WsClient.connect(sig, await sig.endpoint_token(endpoint))
-            await ws.expect("welcome")
-            end = ResettingEndpoint(ws, meeting["id"], endpoint, shade)
-            await end.start()
-            ends.append(end)
+        ends = await join_all(sig, meeting["id"], [("hg-ubnd", 220)] + [(c, 30 + 20 * i) for i, c in enumerate(communes)])
         chair, rooms = ends[0], ends[1:]
         await chair.ws.send("grant_floor", endpoint_id="hg-ubnd")  # the chair opens the briefing
         # a fibre commune forwards the chair's camera (bright); thin communes get the origin's composite
@@ -48,8 +39,8 @@ async def test_district_edge_serves_its_communes_through_one_cascade_link(tmp_pa
             f"communes on the edge do not see the chair: {[r.client.video_frames()[-3:] for r in rooms]}"
         assert (await cluster_view(sig))["pins"][meeting["id"]]["node"] == "media-origin"  # edges are not origins
         # the origin holds the chair and ONE cascade peer, not one per commune; the edge holds the communes
-        assert await media_peers(sig, procs["origin"][1]) == 2
-        assert await media_peers(sig, procs["edge"][1]) == len(communes)
+        assert await media_peers(sig, procs["media-origin"][1]) == 2
+        assert await media_peers(sig, procs["media-edge"][1]) == len(communes)
         _, live = await sig.call("GET", f"/api/v1/meetings/{meeting['id']}/live")  # link quality from both nodes
         assert list(live["cascade_links"]) == ["cascade:media-edge"]
         assert set(communes) <= set(live["media"]) and "hg-ubnd" in live["media"]
@@ -63,17 +54,13 @@ async def test_district_edge_serves_its_communes_through_one_cascade_link(tmp_pa
 
         # the origin dies: the edge loses its cascade link (media_reset to its communes), the chair's
         # link breaks too; the only live media node, the edge, becomes the meeting's node
-        procs["origin"][0].kill()
+        procs["media-origin"][0].kill()
         killed = time.monotonic()
         assert await wait_for(lambda: all(e.resets and e.frames_since(killed + 0.1) >= 10 for e in ends), timeout=10), \
             f"not everyone has video again 10 s after the origin died: {[len(e.resets) for e in ends]}"
         print(f"everyone has video again {time.monotonic() - killed:.2f} s after kill -9 of the origin")
         assert (await cluster_view(sig))["pins"][meeting["id"]]["node"] == "media-edge"
-        assert await media_peers(sig, procs["edge"][1]) == len(ends)  # all directly on the edge now, no cascade
+        assert await media_peers(sig, procs["media-edge"][1]) == len(ends)  # all directly on the edge now, no cascade
     finally:
         for end in ends:
             await end.stop()
-        for proc, _ in procs.values():
-            proc.kill()
-            proc.wait()
-        await sig.stop()

@@ -5,36 +5,28 @@ the public HLS stream are answered from any node."""
 from __future__ import annotations
 
 import asyncio
-import time
 
 import av
 
-from tests.cluster.test_media_cluster import ResettingEndpoint, cluster_view, flush, start_process
-from tests.harness import WsClient, start_node
+from tests.cluster.helpers import cluster_view, join_all, running_cluster
+from tests.cluster.test_media_cluster import MEDIA_PAIR
 from tests.mcu.clients import wait_for
 
 
 async def test_recording_and_hls_through_a_signaling_node_without_media(tmp_path, redis_url):
-    await flush(redis_url)
-    sig = await start_node(tmp_path / "sig", store=redis_url, node_id="sig-1")
-    procs = {n: start_process(tmp_path / n, redis_url, n) for n in ("media-1", "media-2")}
+    async with running_cluster(tmp_path, redis_url, MEDIA_PAIR) as (sig, _):
+        await record_through(sig, tmp_path)
+
+
+async def record_through(sig, tmp_path) -> None:
     ends = []
     try:
-        t0 = time.monotonic()
-        while len((await cluster_view(sig))["media_nodes"]) < 2:
-            assert time.monotonic() - t0 < 30, "media nodes did not register"
-            await asyncio.sleep(0.2)
         commune = sig.ctx.directory.select(["tier:commune@hg-meo-vac"])[0].id
         meeting = await sig.schedule(chair="hg-meo-vac", invited=["tier:commune@hg-meo-vac"])
         mid = meeting["id"]
         status, body = await sig.call("POST", f"/api/v1/meetings/{mid}/recording", json={"action": "start"})
         assert status == 503, body  # no media yet anywhere: the local answer stands
-        for endpoint, shade in (("hg-meo-vac", 220), (commune, 30)):
-            ws = await WsClient.connect(sig, await sig.endpoint_token(endpoint))
-            await ws.expect("welcome")
-            end = ResettingEndpoint(ws, mid, endpoint, shade)
-            await end.start()
-            ends.append(end)
+        ends = await join_all(sig, mid, [("hg-meo-vac", 220), (commune, 30)])
         assert await wait_for(lambda: ends[1].frames_since(0) >= 5, timeout=20)
         pinned = (await cluster_view(sig))["pins"][mid]["node"]
 
@@ -59,8 +51,8 @@ async def test_recording_and_hls_through_a_signaling_node_without_media(tmp_path
         await asyncio.sleep(2)
         # the chair stops it over its WebSocket on sig-1 (the media node runs the action)
         await ends[0].ws.send("record", on=False)
-        stopped = lambda: [m for m in ends[0].ws.received if m["type"] == "recording" and m["on"] is False]
-        assert await wait_for(stopped, timeout=10), [m for m in ends[0].ws.received if m["type"] == "error"]
+        stopped = lambda: [m for m in ends[0].other if m["type"] == "recording" and m["on"] is False]
+        assert await wait_for(stopped, timeout=10), [m for m in ends[0].other if m["type"] == "error"]
         status, listed = await sig.call("GET", f"/api/v1/recordings?meeting_id={mid}")
         assert status == 200 and [r["node"] for r in listed["recordings"]] == [pinned]
         rec = listed["recordings"][0]
@@ -81,7 +73,3 @@ async def test_recording_and_hls_through_a_signaling_node_without_media(tmp_path
     finally:
         for end in ends:
             await end.stop()
-        for proc, _ in procs.values():
-            proc.kill()
-            proc.wait()
-        await sig.stop()

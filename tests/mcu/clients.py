@@ -127,13 +127,14 @@ class Client:
         try:
             while True:
                 frame = await track.recv()
-                if track.kind == "video":
-                    arr = frame.to_ndarray(format="rgb24")
-                    frames.append((time.monotonic(), int(arr[60:, :, :].mean())))
-                else:
-                    frames.append((time.monotonic(), 0))
+                frames.append(self.summary(frame) if track.kind == "video" else (time.monotonic(), 0))
         except MediaStreamError:
             pass
+
+    def summary(self, frame) -> tuple:
+        """What is kept of a decoded picture: (arrival time, mean brightness below the top rows)."""
+        arr = frame.to_ndarray(format="rgb24")
+        return time.monotonic(), int(arr[60:, :, :].mean())
 
     def video_frames(self) -> list:
         return [f for t in self.tracks if t.kind == "video" for f in self.frames[t.id]]

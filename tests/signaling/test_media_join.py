@@ -25,10 +25,11 @@ class WsPeerBridge:
 
     async def open_peer(self, spec, on_event):
         self._on_event = on_event
-        await self.ws.send("join", meeting_id=self.meeting_id)
-        joined = await self.ws.expect("joined")
-        assert joined["media"] is True
-        self._reader = asyncio.create_task(self._read())
+        if self._reader is None:  # the first peer joins the meeting; a later one (after media_reset) only offers
+            await self.ws.send("join", meeting_id=self.meeting_id)
+            joined = await self.ws.expect("joined")
+            assert joined["media"] is True
+            self._reader = asyncio.create_task(self._read())
         return self
 
     async def _read(self) -> None:
@@ -39,7 +40,10 @@ class WsPeerBridge:
             elif msg["type"] == "offer":
                 await self._on_event({"type": "offer", "sdp": msg["sdp"]})
             else:
-                self.other.append(msg)
+                self.on_other(msg)
+
+    def on_other(self, msg: dict) -> None:
+        self.other.append(msg)
 
     async def handle_offer(self, sdp: str) -> str:
         self._answer = asyncio.get_running_loop().create_future()

@@ -7,10 +7,11 @@ import asyncio
 import signal
 import time
 
-from tests.cluster.test_media_cluster import cluster_view, flush, start_process
-from tests.harness import ADMIN_PASSWORD, start_node
+from tests.cluster.helpers import cluster_view, running_cluster
+from tests.cluster.test_media_cluster import MEDIA_PAIR
+from tests.harness import ADMIN_PASSWORD
 from tests.web.browser import expect
-from tests.web.test_media import PC_STATE
+from tests.web.test_media import PC_STATE, join_in_browser
 
 # a peer connection other than ``old`` (null: any) that is connected and has decoded more than 10 frames
 DECODING = """async (old) => { const pc = window.giaobanJoin.media.pc;
@@ -29,54 +30,36 @@ async def poll(page, old, timeout: float) -> None:
 
 
 async def test_laptop_moves_to_the_surviving_media_node(tmp_path, redis_url, browser):
-    await flush(redis_url)
-    sig = await start_node(tmp_path / "sig", store=redis_url, node_id="sig-1")
-    procs = {n: start_process(tmp_path / n, redis_url, n) for n in ("media-1", "media-2")}
-    try:
-        t0 = time.monotonic()
-        while len((await cluster_view(sig))["media_nodes"]) < 2:
-            assert time.monotonic() - t0 < 30, "media nodes did not register"
-            await asyncio.sleep(0.2)
-        meeting = await sig.schedule(chair="hg-meo-vac", invited=["tree:hg-meo-vac"])
-        pages = []
-        for name in ("Chủ tịch UBND huyện", "Phó Bí thư"):
-            status, link = await sig.call("POST", f"/api/v1/meetings/{meeting['id']}/links", json={"name": name})
-            assert status == 201, link
-            page = await (await browser.new_context()).new_page()
-            page.js_errors = []
-            page.on("pageerror", lambda exc, errors=page.js_errors: errors.append(str(exc)))
-            await page.goto(link["url"])
-            await expect(page.locator("#camera")).to_contain_text("sẵn sàng", timeout=5000)
-            await page.locator("#join").click()
-            pages.append(page)
-        for page in pages:
-            await page.wait_for_function(PC_STATE + " === 'connected'", timeout=15000)
-            await poll(page, None, 15)
-        pinned = (await cluster_view(sig))["pins"][meeting["id"]]["node"]
-        old_pcs = [await page.evaluate_handle("() => window.giaobanJoin.media.pc") for page in pages]
-        killed = time.monotonic()
-        procs[pinned][0].send_signal(signal.SIGKILL)
-        for page, old in zip(pages, old_pcs):
-            await poll(page, old, 10)
-        print(f"laptops decode video again {time.monotonic() - killed:.2f} s after kill -9 of {pinned}")
-        assert (await cluster_view(sig))["pins"][meeting["id"]]["node"] != pinned
-        assert all(not p.js_errors for p in pages), [p.js_errors for p in pages]
+    async with running_cluster(tmp_path, redis_url, MEDIA_PAIR) as (sig, procs):
+        await laptops_follow_the_kill(sig, procs, browser)
 
-        # the operator's Servers tab: one media node left, carrying the meeting in place of the dead one
-        survivor = ({"media-1", "media-2"} - {pinned}).pop()
-        console = await (await browser.new_context()).new_page()
-        await console.goto(f"{sig.url}/console")
-        await console.fill("#password", ADMIN_PASSWORD)
-        await console.click("#login button[type=submit]")
-        await console.click("nav.tabs button[data-tab=servers]")
-        await expect(console.locator("#c-media tr")).to_have_count(1, timeout=5000)
-        await expect(console.locator("#c-media tr td").first).to_have_text(survivor)
-        await expect(console.locator("#c-media tr")).to_contain_text("2 / 300")  # both laptops' peers
-        await expect(console.locator("#c-signaling tr")).to_have_count(2)  # sig-1 and the survivor (it serves /ws too)
-        await expect(console.locator("#c-signaling")).to_contain_text("sig-1")
-        await expect(console.locator("#c-pins tr")).to_contain_text(f"{survivor}{pinned}")
-    finally:
-        for proc, _ in procs.values():
-            proc.kill()
-            proc.wait()
-        await sig.stop()
+
+async def laptops_follow_the_kill(sig, procs, browser) -> None:
+    meeting = await sig.schedule(chair="hg-meo-vac", invited=["tree:hg-meo-vac"])
+    pages = [await join_in_browser(browser, sig, meeting["id"], name) for name in ("Chủ tịch UBND huyện", "Phó Bí thư")]
+    for page in pages:
+        await page.wait_for_function(PC_STATE + " === 'connected'", timeout=15000)
+        await poll(page, None, 15)
+    pinned = (await cluster_view(sig))["pins"][meeting["id"]]["node"]
+    old_pcs = [await page.evaluate_handle("() => window.giaobanJoin.media.pc") for page in pages]
+    killed = time.monotonic()
+    procs[pinned][0].send_signal(signal.SIGKILL)
+    for page, old in zip(pages, old_pcs):
+        await poll(page, old, 10)
+    print(f"laptops decode video again {time.monotonic() - killed:.2f} s after kill -9 of {pinned}")
+    assert (await cluster_view(sig))["pins"][meeting["id"]]["node"] != pinned
+    assert all(not p.js_errors for p in pages), [p.js_errors for p in pages]
+
+    # the operator's Servers tab: one media node left, carrying the meeting in place of the dead one
+    survivor = ({"media-1", "media-2"} - {pinned}).pop()
+    console = await (await browser.new_context()).new_page()
+    await console.goto(f"{sig.url}/console")
+    await console.fill("#password", ADMIN_PASSWORD)
+    await console.click("#login button[type=submit]")
+    await console.click("nav.tabs button[data-tab=servers]")
+    await expect(console.locator("#c-media tr")).to_have_count(1, timeout=5000)
+    await expect(console.locator("#c-media tr td").first).to_have_text(survivor)
+    await expect(console.locator("#c-media tr")).to_contain_text("2 / 300")  # both laptops' peers
+    await expect(console.locator("#c-signaling tr")).to_have_count(2)  # sig-1 and the survivor (it serves /ws too)
+    await expect(console.locator("#c-signaling")).to_contain_text("sig-1")
+    await expect(console.locator("#c-pins tr")).to_contain_text(f"{survivor}{pinned}")

@@ -18,6 +18,19 @@ SCREEN_SENT = """async () => { const m = window.giaobanJoin.media, pc = m.pc, tx
   return frames > 10; }"""
 
 
+async def join_in_browser(browser, node, meeting_id: str, name: str):
+    """A leader's laptop: a join link for ``name`` opened in a new browser context, camera ready, joined."""
+    status, link = await node.call("POST", f"/api/v1/meetings/{meeting_id}/links", json={"name": name})
+    assert status == 201, link
+    page = await (await browser.new_context()).new_page()
+    page.js_errors = []
+    page.on("pageerror", lambda exc, errors=page.js_errors: errors.append(str(exc)))
+    await page.goto(link["url"])
+    await expect(page.locator("#camera")).to_contain_text("sẵn sàng", timeout=5000)
+    await page.locator("#join").click()
+    return page
+
+
 @pytest.fixture
 async def media_node(tmp_path):
     n = await start_node(tmp_path / "data", media="local", ice_host="127.0.0.1")
@@ -28,18 +41,7 @@ async def media_node(tmp_path):
 async def test_two_laptops_see_each_other(media_node, browser):
     node = media_node
     meeting = await node.schedule(chair="hg-meo-vac", invited=["tree:hg-meo-vac"])
-    pages = []
-    for name in ("Chủ tịch UBND huyện", "Phó Bí thư"):
-        status, link = await node.call("POST", f"/api/v1/meetings/{meeting['id']}/links", json={"name": name})
-        assert status == 201, link
-        context = await browser.new_context()
-        page = await context.new_page()
-        page.js_errors = []
-        page.on("pageerror", lambda exc, errors=page.js_errors: errors.append(str(exc)))
-        await page.goto(link["url"])
-        await expect(page.locator("#camera")).to_contain_text("sẵn sàng", timeout=5000)
-        await page.locator("#join").click()
-        pages.append(page)
+    pages = [await join_in_browser(browser, node, meeting["id"], name) for name in ("Chủ tịch UBND huyện", "Phó Bí thư")]
     for page in pages:
         await expect(page.locator("#people li")).to_have_count(2, timeout=5000)
         await expect(page.locator("#media-notice")).to_be_hidden()
