@@ -216,16 +216,17 @@ async def kill_phase(run: Run, cluster: Cluster, http, op: str, meeting_id: str,
     peers = ((view or {}).get("media_nodes") or {}).get(pin_before or "", {}).get("peers")
     # one signaling node and the meeting's media node; a node that is both counts for both
     target = media if media is not None and media.role == "both" else sig[0]
-    victims = [target] + ([media] if media is not None and media is not target else [])
     lost = []
+    if media is not None and len([p for p in cluster.servers() if p.role in ("media", "both")]) < 2:
+        lost.append(f"(media node {media.name} spared: no other media node to fail over to; use --media 2)")
+        media = None
+    victims = [target] + ([media] if media is not None and media is not target else [])
     on_sig = [ep for ep in eps if ep.url() == target.url and ep.joined]
-    lost.append(f"signaling node {target.name}: WebSocket sessions of {len(on_sig)} endpoints"
+    lost.insert(0, f"signaling node {target.name}: WebSocket sessions of {len(on_sig)} endpoints"
                 + (f" and its media node, the meeting's pinned one ({peers} media peers)" if media is target else "")
                 + (" and its in-process media node with the meeting's media" if pin_before is None else ""))
     if media is not None and media is not target:
         lost.append(f"media node {media.name}: the meeting's pinned node, {peers} media peers")
-    if len(sig) < 2 and target in sig:
-        raise SystemExit("the kill phase needs at least two signaling nodes (--signaling 2) or --no-kill")
     run.set_phase("kill")
     t_kill = time.monotonic()
     marks = {ep.id: (ep.gens, len(ep.ws_losses), len(ep.resets)) for ep in eps}
@@ -373,7 +374,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--recover-timeout", dest="recover_timeout", type=float, default=30.0)
     p.add_argument("--after-seconds", dest="after_seconds", type=float, default=5.0)
     p.add_argument("--max-seconds", dest="max_seconds", type=float, default=330.0, help="hard limit of one run")
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    if args.kill and args.signaling < 2:
+        p.error("the kill phase needs a second signaling node to fail over to: --signaling 2 (or --no-kill)")
+    return args
 
 
 if __name__ == "__main__":
