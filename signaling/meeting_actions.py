@@ -34,6 +34,7 @@ class MeetingActions:
     role: str | None
     peer: Any
     _peer_gen: int
+    _held: list | None  # media events held back while the client's offer is being answered
     _leaving: asyncio.Future | None
     link: str  # the endpoint's link class, set on join
     media_extra: dict[str, Any]  # the meeting's media mode for that link class
@@ -153,8 +154,14 @@ class MeetingActions:
         if event["type"] == "media_reset":  # the peer's media node (or its cascade origin) is gone
             self.enqueue(lambda: self._media_reset(event, gen))
             return
+        if gen != self._peer_gen:
+            return  # a closed peer's offer or candidate would confuse the client's new connection
         fields = {k: v for k, v in event.items() if k != "type"}  # the dict is shared between peers
-        await self.deliver(server_msg(event["type"], **fields))
+        msg = server_msg(event["type"], **fields)
+        if self._held is not None:
+            self._held.append(msg)  # the client's offer is being answered: after the answer
+        else:
+            await self.deliver(msg)
 
     async def _media_reset(self, event: dict[str, Any], gen: int) -> None:
         """Drop the lost peer and tell the client to offer again: the next offer opens a peer on a
@@ -170,9 +177,17 @@ class MeetingActions:
         await self.deliver(server_msg("media_reset", meeting_id=self.meeting_id, reason=event.get("reason", "")))
 
     async def _on_offer(self, msg: Offer) -> None:
+        """The answer goes out before anything the peer sends meanwhile (its own offer for more
+        slots, trickled candidates): a client in have-local-offer cannot take an offer yet."""
         peer = await self._ensure_peer()
-        answer = await peer.handle_offer(msg.sdp)
-        await self.deliver(server_msg("answer", msg.id, sdp=answer))
+        self._held = []
+        try:
+            answer = await peer.handle_offer(msg.sdp)
+            await self.deliver(server_msg("answer", msg.id, sdp=answer))
+        finally:
+            held, self._held = self._held, None
+            for event in held:
+                await self.deliver(event)
 
     async def _on_answer(self, msg: Answer) -> None:
         if self.peer is None:

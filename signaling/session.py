@@ -54,6 +54,7 @@ class Session(MeetingActions):
         self.media_extra: dict[str, Any] = {}
         self.peer = None
         self._peer_gen = 0  # counts this session's media peers: news from an older one is ignored
+        self._held: list | None = None
         self._out: asyncio.Queue = asyncio.Queue(OUTBOX_SIZE)
         self._inbox: asyncio.Queue = asyncio.Queue(INBOX_SIZE)
         limits = ctx.settings.limits

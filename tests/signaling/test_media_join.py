@@ -118,3 +118,45 @@ async def test_meeting_media_modes_give_a_fibre_room_the_composite_too(media_nod
         assert peer.media_mode == "both"
     finally:
         await client.close()
+
+
+async def test_the_answer_to_a_clients_offer_comes_before_any_server_offer(media_node):
+    """The node adds audio slots with its own offer right after answering; a browser in
+    have-local-offer would reject an offer that overtakes the answer (InvalidStateError)."""
+    from aiortc import RTCPeerConnection
+
+    node = media_node
+    district = "hg-meo-vac"
+    communes = [e.id for e in node.ctx.directory.select(["tier:commune@hg-meo-vac"])[:4]]
+    meeting = await node.schedule(chair=district, invited=["tier:commune@hg-meo-vac"])
+    publishers = []
+    try:
+        for endpoint in communes[:3]:  # loud microphones: a newcomer needs more audio slots than it offers
+            ws = await WsClient.connect(node, await node.endpoint_token(endpoint))
+            await ws.expect("welcome")
+            client = Client(WsPeerBridge(ws, meeting["id"]), meeting["id"], endpoint, video=PatternTrack(90), audio=ToneTrack())
+            await client.join()
+            publishers.append(client)
+        for attempt in range(5):
+            ws = await WsClient.connect(node, await node.endpoint_token(district))
+            await ws.expect("welcome")
+            await ws.send("join", meeting_id=meeting["id"])
+            await ws.expect("joined")
+            pc = RTCPeerConnection()
+            pc.addTransceiver("audio")
+            pc.addTransceiver("video")
+            await pc.setLocalDescription(await pc.createOffer())
+            ref = await ws.send("offer", sdp=pc.localDescription.sdp)
+            media = []
+            while len(media) < 2:
+                raw = await ws.ws.receive(timeout=10)
+                msg = json.loads(raw.data)
+                if msg["type"] in ("answer", "offer", "ice"):
+                    media.append(msg)
+            assert media[0]["type"] == "answer" and media[0]["ref"] == ref, [m["type"] for m in media]
+            assert media[1]["type"] == "offer"  # the extra audio slots, after the answer
+            await pc.close()
+            await ws.close()
+    finally:
+        for c in publishers:
+            await c.close()
