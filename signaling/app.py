@@ -119,6 +119,7 @@ def make_app(ctx: Context) -> web.Application:
     app = web.Application(middlewares=[error_middleware], client_max_size=ctx.settings.limits.http_max_body_bytes)
     app[CTX] = ctx
     app[whip.RESOURCES] = {}
+    app[media_api.SOCKETS] = set()
     for table in (routes, api_auth.routes, api_directory.routes, api_meetings.routes, api_operators.routes,
                   api_recordings.routes, whip.routes, web_pages.routes, cluster_api.routes, media_api.routes):
         app.add_routes(table)
@@ -154,6 +155,7 @@ def make_app(ctx: Context) -> web.Application:
         log.info("signaling node stopped", extra={"node": ctx.settings.node_id})
 
     async def close_sessions(app: web.Application) -> None:
+        await media_api.leave_cluster(app)
         await ctx.sessions.stop()  # before the server cancels handlers: clients get close 1001
         await whip.stop_all(app)
 

@@ -20,11 +20,12 @@ from aiohttp import WSMsgType, web
 
 from signaling.api_recordings import set_recording
 from signaling.errors import ApiError, bad_request, classify, not_found, unavailable
-from signaling.http import ctx_of, json_response
+from signaling.http import CTX, ctx_of, json_response
 from signaling.media import MediaRetry, PeerSpec
 
 log = logging.getLogger("giaoban.cluster")
 routes = web.RouteTableDef()
+SOCKETS = web.AppKey("media_peer_sockets", set)
 MAX_MESSAGE = 1 << 20  # an SDP offer with many m-lines stays far below
 
 
@@ -59,6 +60,7 @@ async def peer_socket(request: web.Request) -> web.WebSocketResponse:
     media = _local_media(request)
     ws = web.WebSocketResponse(heartbeat=5.0, max_msg_size=MAX_MESSAGE)
     await ws.prepare(request)
+    request.app[SOCKETS].add(ws)
     send_lock = asyncio.Lock()
 
     async def send(data: dict[str, Any]) -> None:
@@ -76,7 +78,7 @@ async def peer_socket(request: web.Request) -> web.WebSocketResponse:
                 continue
             req: dict[str, Any] = {}
             try:
-                req = json.loads(msg.data)
+                req = _request(msg.data)
                 reply = await _serve(media, peer, req, events)
                 if req.get("op") == "open":
                     peer = reply.pop("peer")
@@ -86,11 +88,32 @@ async def peer_socket(request: web.Request) -> web.WebSocketResponse:
                     log.exception("media request failed", extra={"op": req.get("op")})
                 reply = {"error": api.message if api else f"internal error: {exc}",
                          "retry": isinstance(exc, MediaRetry)}
-            await send({"re": req.get("id") if isinstance(req, dict) else None, **reply})
+            await send({"re": req.get("id"), **reply})
     finally:
+        request.app[SOCKETS].discard(ws)
         if peer is not None:
             await peer.close()
     return ws
+
+
+async def leave_cluster(app: web.Application) -> None:
+    """Graceful stop: leave the node lists first (new peers go elsewhere), then close every peer
+    link with 1001 so their sessions move at once instead of after the shutdown timeout."""
+    ctx = app[CTX]
+    if ctx.router is not None and ctx.router.registry is not None:
+        await ctx.router.registry.stop()
+    for ws in list(app[SOCKETS]):
+        await ws.close(code=1001, message=b"media node stopping")
+
+
+def _request(text: str) -> dict[str, Any]:
+    try:
+        req = json.loads(text)
+    except ValueError:
+        raise bad_request("each message must be JSON") from None
+    if not isinstance(req, dict):
+        raise bad_request("each message must be a JSON object")
+    return req
 
 
 async def _serve(media, peer, req: dict[str, Any], events) -> dict[str, Any]:

@@ -129,9 +129,9 @@ class RemotePeer:
                 fut.set_exception(lost)
         if self._closing:
             return
-        if self.ws.close_code in (1000, 1001):  # the media node closed this peer (or is shutting down)
+        if self.ws.close_code == 1000:  # the media node closed this peer
             await self.events({"type": "media_reset", "reason": f"media node {self.node_id} closed the peer"})
-        else:  # the link broke: the node died or cannot be reached
+        else:  # the node is going away (1001), died, or cannot be reached
             await self.events({"type": "media_reset", "reason": f"media node {self.node_id} lost",
                                "lost_node": self.node_id})
 

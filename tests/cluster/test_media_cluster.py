@@ -11,6 +11,8 @@ import subprocess
 import sys
 import time
 
+import pytest
+
 from tests.cluster.helpers import cluster_view, flush, join_all, running_cluster
 from tests.harness import ROOT, HAGIANG, WsClient, free_port, start_node
 from tests.mcu.clients import wait_for
@@ -19,7 +21,8 @@ from tests.mcu.clients import wait_for
 MEDIA_PAIR = {"media-1": ("local", []), "media-2": ("local", [])}
 
 
-async def test_meeting_is_pinned_to_one_media_node_and_survives_its_kill(tmp_path, redis_url):
+@pytest.mark.parametrize("how", [signal.SIGKILL, signal.SIGTERM], ids=["kill-9", "graceful-stop"])
+async def test_meeting_is_pinned_to_one_media_node_and_survives_its_kill(tmp_path, redis_url, how):
     async with running_cluster(tmp_path, redis_url, MEDIA_PAIR) as (sig, procs):
         view = await cluster_view(sig)
         assert set(view["media_nodes"]) == {"media-1", "media-2"} and "sig-1" in view["signaling_nodes"]
@@ -38,7 +41,7 @@ async def test_meeting_is_pinned_to_one_media_node_and_survives_its_kill(tmp_pat
                 assert "giaoban_media_peers 2.0" in await resp.text()
 
             killed_at = time.monotonic()
-            proc.send_signal(signal.SIGKILL)
+            proc.send_signal(how)  # a crash, or an operator stopping the node (rolling upgrade)
             proc.wait()
             assert await wait_for(lambda: all(e.resets for e in ends), timeout=5), "no media_reset after the kill"
             assert await wait_for(lambda: room.frames_since(killed_at + 0.1) >= 10 and chair.frames_since(killed_at + 0.1) >= 10,
@@ -52,7 +55,7 @@ async def test_meeting_is_pinned_to_one_media_node_and_survives_its_kill(tmp_pat
                 counters = {line.split()[0]: float(line.split()[1]) for line in (await resp.text()).splitlines()
                             if line.startswith("giaoban_media_")}
             assert counters["giaoban_media_failovers_total"] >= 1 and counters["giaoban_media_resets_total"] >= 2
-            print(f"media back {back_after:.2f} s after kill -9 of {pinned}")
+            print(f"media back {back_after:.2f} s after {how.name} of {pinned}")
         finally:
             for end in ends:
                 await end.stop()
@@ -86,15 +89,16 @@ async def test_internal_media_api_refuses_user_tokens_and_bad_requests(tmp_path,
                     {"op": "open", "id": 3, "spec": {"meeting_id": "m1", "endpoint_id": "hg-meo-vac",
                                                      "display_name": "x", "role": "chair", "link": "fibre",
                                                      "publish": True}},
-                    {"op": "offer", "id": 4, "sdp": "not an sdp"}, {"op": "dance", "id": 5}):
-            await ws.send_str(json.dumps(req))
+                    {"op": "offer", "id": 4, "sdp": "not an sdp"}, {"op": "dance", "id": 5}, [1, 2], "{"):
+            await ws.send_str(req if isinstance(req, str) else json.dumps(req))
             replies.append(json.loads((await ws.receive(timeout=5)).data))
-        assert [r["re"] for r in replies] == [1, 2, 3, 4, 5]
+        assert [r["re"] for r in replies] == [1, 2, 3, 4, 5, None, None]
         assert "send open first" in replies[0]["error"]
         assert "bad spec" in replies[1]["error"]
         assert "error" not in replies[2]
         assert replies[3].get("error") and replies[3]["retry"] is False, replies[3]
         assert "unknown op 'dance'" in replies[4]["error"]
+        assert "JSON object" in replies[5]["error"] and "must be JSON" in replies[6]["error"]
         assert len(media.ctx.media.peers) == 1
         await ws.close()
         assert await wait_for(lambda: not media.ctx.media.peers, timeout=5), "closing the socket must close the peer"
