@@ -7,6 +7,7 @@ import logging
 import time
 from typing import TYPE_CHECKING, Any
 
+from signaling.errors import WS_CLOSE
 from signaling.protocol import server_msg
 from signaling.rooms import PRESENCE_TTL_S
 from signaling.store.base import Store, Subscription
@@ -97,6 +98,8 @@ class SessionRegistry:
         if kind == "revoked":
             return await self._revoked(event)
         if kind == "presence":
+            if event["online"] and event["via"] == "endpoint" and event["node"] != self.node_id:
+                await self._replaced_elsewhere(event)
             fields = {k: v for k, v in event.items() if k != "type"}
             for session in self.all():
                 if session.identity is not None and session.identity.kind == "operator":
@@ -115,6 +118,13 @@ class SessionRegistry:
                 await session.deliver(server_msg(kind, **fields))
             if kind == "meeting_closed" and in_meeting:
                 session.enqueue(lambda s=session: s.leave_meeting(reason="meeting closed"))
+
+    async def _replaced_elsewhere(self, event: dict[str, Any]) -> None:
+        """A room terminal connected to another node (it moved, or a load balancer sent it there):
+        its session here is stale; close it so the meeting does not hold it twice."""
+        for session in self.for_endpoint(event["endpoint_id"]):
+            if session.identity.kind == "endpoint":
+                await session.close(WS_CLOSE["replaced"], f"replaced by a newer connection on node {event['node']}")
 
     async def _revoked(self, event: dict[str, Any]) -> None:
         self.auth.note_revoked(event["key"], event["at"])

@@ -87,3 +87,27 @@ async def test_operators_on_any_node_see_endpoints_come_and_go(two_nodes):
         assert went["endpoint_id"] == endpoint
     finally:
         await console.close()
+
+
+async def test_a_terminal_that_moves_to_another_node_is_not_in_the_meeting_twice(two_nodes):
+    a, b = two_nodes
+    commune = a.ctx.directory.select(["tier:commune@hg-dong-van"])[0].id
+    meeting = await a.schedule(chair="hg-dong-van", invited=["tree:hg-dong-van"])
+    token = await a.endpoint_token(commune)
+    first = await WsClient.connect(a, token)
+    second = None
+    try:
+        await first.expect("welcome")
+        await first.send("join", meeting_id=meeting["id"])
+        await first.expect("joined")
+        second = await WsClient.connect(b, token)  # the same terminal, now through node b
+        await second.expect("welcome")
+        code, reason = await first.closed(timeout=5)
+        assert code == 4409 and b.ctx.settings.node_id in reason
+        await second.send("join", meeting_id=meeting["id"])
+        joined = await second.expect("joined")
+        assert [p["endpoint_id"] for p in joined["participants"]] == [commune]
+    finally:
+        await first.close()
+        if second is not None:
+            await second.close()
