@@ -8,6 +8,11 @@ Layouts:
   (media nodes; the meeting is pinned to one of them, see ``GET /api/v1/cluster``);
 * ``local`` (before the cluster features, or ``--cluster off``): ``S`` processes, each with its
   own in-process media node; a meeting's media lives on the node its clients talk to.
+
+With ``edge`` (district ids, cluster layout only) one more media process, ``edge-1``
+(role ``edge``), runs with ``--media-serves <ids>``: the cascade edge for those subtrees. Then
+every media process runs under ``loadtests.province_tap`` (counts what its cascade links
+receive, in ``<workdir>/<name>/tap.json``).
 """
 
 from __future__ import annotations
@@ -33,8 +38,8 @@ PASSWORD = "province-admin-password"
 
 @dataclass
 class Proc:
-    name: str  # sig-1, media-1, node-1, redis, generator
-    role: str  # signaling | media | both | redis | generator
+    name: str  # sig-1, media-1, edge-1, node-1, redis, generator
+    role: str  # signaling | media | edge | both | redis | generator
     pid: int
     url: str = ""
     popen: subprocess.Popen | None = None
@@ -69,8 +74,10 @@ class Proc:
 class Cluster:
     """Redis + server processes; ``close()`` kills whatever is left (call it in a finally)."""
 
-    def __init__(self, workdir: Path, signaling: int, media: int, clustered: bool, log_level: str = "warning") -> None:
+    def __init__(self, workdir: Path, signaling: int, media: int, clustered: bool, log_level: str = "warning",
+                 edge: list[str] | None = None) -> None:
         self.workdir, self.n_sig, self.n_media, self.clustered = workdir, signaling, media, clustered
+        self.edge = list(edge or []) if clustered else []
         self.log_level = log_level
         self.redis = RedisServer()
         self.procs: list[Proc] = []
@@ -80,7 +87,8 @@ class Cluster:
     def layout(self) -> list[tuple[str, str]]:
         if self.clustered:
             return [(f"sig-{i + 1}", "signaling") for i in range(self.n_sig)] + \
-                   [(f"media-{i + 1}", "media") for i in range(self.n_media)]
+                   [(f"media-{i + 1}", "media") for i in range(self.n_media)] + \
+                   ([("edge-1", "edge")] if self.edge else [])
         return [(f"node-{i + 1}", "both") for i in range(max(1, self.n_sig))]
 
     def start(self) -> None:
@@ -97,10 +105,15 @@ class Cluster:
         cfg = data / "settings.yaml"
         cfg.write_text(f"admin_password: {PASSWORD}\nlog_level: {self.log_level}\nnode_id: {name}\n"
                        f"ice_host: 127.0.0.1\n", encoding="utf-8")
-        cmd = [sys.executable, "-m", "signaling.cli", "--config", str(cfg), "--data-dir", str(data / "var"),
-               "--store", self.redis.url, "serve", "--host", "127.0.0.1", "--port", str(port),
-               "--media", "none" if role == "signaling" else "local"]
-        popen = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=open(data / "server.log", "wb"))
+        tapped = bool(self.edge) and role in ("media", "edge")
+        cmd = [sys.executable, "-m", "loadtests.province_tap" if tapped else "signaling.cli", "--config", str(cfg),
+               "--data-dir", str(data / "var"), "--store", self.redis.url, "serve", "--host", "127.0.0.1",
+               "--port", str(port), "--media", "none" if role == "signaling" else "local"]
+        if role == "edge":
+            cmd += ["--media-serves", ",".join(self.edge)]
+        env = {**os.environ, "GIAOBAN_TAP": str(data / "tap.json")} if tapped else None
+        popen = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=open(data / "server.log", "wb"),
+                                 env=env)
         return Proc(name, role, popen.pid, f"http://127.0.0.1:{port}", popen)
 
     async def wait_healthy(self, http: aiohttp.ClientSession) -> None:
@@ -148,6 +161,19 @@ async def cluster_view(http: aiohttp.ClientSession, url: str, token: str) -> dic
             return await r.json() if r.status == 200 else None
     except (aiohttp.ClientError, asyncio.TimeoutError, ValueError):
         return None
+
+
+async def media_peers(http: aiohttp.ClientSession, url: str) -> int | None:
+    """``giaoban_media_peers`` from a node's ``/metrics`` (None when it does not answer)."""
+    try:
+        async with http.get(url + "/metrics", timeout=aiohttp.ClientTimeout(total=5)) as r:
+            text = await r.text()
+    except (aiohttp.ClientError, asyncio.TimeoutError):
+        return None
+    for line in text.splitlines():
+        if line.startswith("giaoban_media_peers "):
+            return int(float(line.split()[1]))
+    return None
 
 
 def pinned_node(view: dict | None, meeting_id: str) -> str | None:

@@ -3,7 +3,7 @@ few seconds (the herd of auto-joining room terminals), the chair (hg-ubnd) speak
 floor goes to three communes in turn, then one signaling node and the meeting's media node are
 killed with kill -9 and every endpoint must come back by itself.
 
-    .venv/bin/python -m loadtests.province_load [--signaling 2 --media 2] [--cluster auto|on|off]
+    .venv/bin/python -m loadtests.province_load [--signaling 2 --media 2] [--cluster auto|on|off] [--edge [IDS]]
 
 Servers: a real Redis (tests/redis_server.py) and `giaoban serve` processes on 127.0.0.1
 (``province_cluster``). Endpoints: light synthetic terminals (``province_endpoint``) in this
@@ -11,7 +11,8 @@ process. Fibre endpoints are on the SFU (``--fibre-mode both``: plus the 720p co
 mix); thin and mobile communes get the composite (360p / 180p) and the mix. Reports join
 success and time, delivered ratio per output and tier (``province_report``), server CPU per
 endpoint per second and RSS per process, the kill phase; prints a live line each second, a
-table at the end, and writes JSON + SVG to loadtests/results/.
+table at the end, and writes JSON + SVG to loadtests/results/. ``--edge`` adds a cascade edge
+media node for some districts (``province_cascade``).
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from typing import Any
 
 import aiohttp
 
+from loadtests import province_cascade as casc
 from loadtests import province_report as rep
 from loadtests.province_cluster import PASSWORD, Cluster, Proc, cluster_view, pinned_node
 from loadtests.province_endpoint import TIER_BY_LINK, Endpoint
@@ -52,6 +54,7 @@ class Run:
         self.t0 = time.monotonic()
         self.phase = "start"
         self.endpoints: list[Endpoint] = []
+        self.edge_members: set[str] = set()  # endpoints under --edge districts
         self.procs: list[Proc] = []
         self.timeline: list[dict[str, Any]] = []
         self.marks: dict[str, float] = {}
@@ -115,7 +118,8 @@ async def start_cluster(args, workdir: Path, http: aiohttp.ClientSession) -> tup
     """Start the processes; with --cluster auto, fall back to the local layout when the servers
     do not answer GET /api/v1/cluster as a cluster. Returns the cluster, an operator token, the view."""
     for clustered in ([True, False] if args.cluster == "auto" else [args.cluster == "on"]):
-        cluster = Cluster(workdir / ("cluster" if clustered else "local"), args.signaling, args.media, clustered)
+        cluster = Cluster(workdir / ("cluster" if clustered else "local"), args.signaling, args.media, clustered,
+                          edge=args.edge)
         try:
             cluster.start()
             await cluster.wait_healthy(http)
@@ -123,7 +127,7 @@ async def start_cluster(args, workdir: Path, http: aiohttp.ClientSession) -> tup
             op = (await post(http, url, "/api/v1/auth/login", username="admin", password=PASSWORD))["token"]
             view = await cluster_view(http, url, op)
             if clustered and not (view or {}).get("clustered"):
-                if args.cluster == "auto":
+                if args.cluster == "auto" and not args.edge:
                     print("servers are not clustered (no GET /api/v1/cluster): falling back to the local layout", flush=True)
                     cluster.close()
                     continue
@@ -180,6 +184,7 @@ async def drive(run: Run, cluster: Cluster, http: aiohttp.ClientSession, op: str
         chair = by_id[CHAIR]
         sfu_receivers = [ep for ep in eps if ep.mode != "mcu"]
         snap_a, t_a = rep.snapshot(eps), time.monotonic()
+        tap_a = casc.taps(cluster) if args.edge else None
         turns = []
         for i, holder in enumerate(floor):
             run.phase = f"floor {i + 1}/{len(floor)} {holder[3:]}"[:18]
@@ -193,9 +198,14 @@ async def drive(run: Run, cluster: Cluster, http: aiohttp.ClientSession, op: str
             turns.append({"holder": holder, "sent": s1 - s0, "receivers": len(same),
                           "received": sum(m1[e][1] - m0[e][1] for e in same)})
         snap_b, t_b = rep.snapshot(eps), time.monotonic()
+        tap_b = casc.taps(cluster) if args.edge else None
         out["floor_window"] = (run.rel(t_a), run.rel(t_b))
         out["delivered"] = {"floor rotation": {"seconds": t_b - t_a, "rows": rep.delivered(eps, snap_a, snap_b, t_b - t_a),
                                                "sfu_main_e2e": rep.main_e2e(turns)}}
+        if args.edge:
+            pin = pinned_node(await cluster_view(http, cluster.signaling_urls()[-1], op), meeting_id)
+            await casc.floor_report(cluster, http, op, meeting_id, eps, run.edge_members, pin, snap_a, snap_b,
+                                    t_b - t_a, tap_a, tap_b, out)
         if args.kill:
             await kill_phase(run, cluster, http, op, meeting_id, out)
     finally:
@@ -277,6 +287,8 @@ async def kill_phase(run: Run, cluster: Cluster, http, op: str, meeting_id: str,
         "per_endpoint_s": {e: (round(t, 3) if t is not None else None) for e, t in times.items()},
         "pin_before": pin_before, "pin_after": pin_after,
     }
+    if args.edge:
+        casc.after_kill(eps, run.edge_members, snap_a, snap_b, t_b - t_a, t_kill, out)
 
 
 async def main(args: argparse.Namespace) -> dict[str, Any]:
@@ -309,6 +321,7 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
         pin.release()
     out["runtime_s"] = run.rel()
     out["cpu"] = rep.cpu_table(run.procs, run.machine, run.t0, len(run.endpoints), out)
+    casc.cpu(out)
     out["timeline"] = run.timeline
     out["kills"] = run.kills
     RESULTS.mkdir(parents=True, exist_ok=True)
@@ -325,6 +338,10 @@ async def scenario(run: Run, cluster: Cluster, http: aiohttp.ClientSession, op: 
     async with http.get(url + "/api/v1/directory", headers={"Authorization": f"Bearer {op}"}) as r:
         directory = (await r.json())["endpoints"]
     chosen, floor = choose(directory, args.endpoints)
+    if args.edge:
+        members = casc.edge_members(directory, args.edge)
+        run.edge_members = {e["id"] for e in chosen if e["id"] in members}
+        print(f"edge-1 serves {', '.join(args.edge)}: {len(run.edge_members)} of the {len(chosen)} endpoints", flush=True)
     print(f"provisioning {len(chosen)} endpoints (secrets + logins)...", flush=True)
     run.set_phase("provision")
     tokens = await provision(http, url, op, [e["id"] for e in chosen])
@@ -370,11 +387,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--floor-seconds", dest="floor_seconds", type=float, default=8.0, help="per commune")
     p.add_argument("--floor-settle", dest="floor_settle", type=float, default=1.5,
                    help="seconds after a floor change before the e2e count starts")
+    p.add_argument("--edge", nargs="?", const=casc.DEFAULT_EDGE, default=None, metavar="DISTRICT_IDS",
+                   help="one more media node serving these districts (comma-separated) as a cascade edge; "
+                        f"alone: {casc.DEFAULT_EDGE}")
     p.add_argument("--no-kill", dest="kill", action="store_false", help="skip the kill phase")
     p.add_argument("--recover-timeout", dest="recover_timeout", type=float, default=30.0)
     p.add_argument("--after-seconds", dest="after_seconds", type=float, default=5.0)
     p.add_argument("--max-seconds", dest="max_seconds", type=float, default=330.0, help="hard limit of one run")
     args = p.parse_args(argv)
+    args.edge = [x.strip() for x in args.edge.split(",") if x.strip()] if args.edge else None
+    if args.edge and args.cluster == "off":
+        p.error("--edge needs the cluster layout")
     if args.kill and args.signaling < 2:
         p.error("the kill phase needs a second signaling node to fail over to: --signaling 2 (or --no-kill)")
     return args
@@ -385,6 +408,7 @@ if __name__ == "__main__":
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # unwinds through the finally blocks
     result = asyncio.run(main(arguments))
     rep.print_report(result)
+    casc.print_report(result)
     path = RESULTS / f"province_load_{time.strftime('%Y%m%dT%H%M%S')}.json"
     path.write_text(json.dumps(result, indent=2, ensure_ascii=False), encoding="utf-8")
     print(f"\nwrote {path}\n      {result['svg']}")
