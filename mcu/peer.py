@@ -94,6 +94,7 @@ class LocalPeer:
         )
         self.pc.on("connectionstatechange", self._on_connection_state)
         self.streams: dict[str, Stream] = {}  # by mid
+        self.muted_kinds: set[str] = set()
         self.outputs: dict[str, Output] = {}  # by mid
         self.pending_roles: list[str] = []  # roles of offered, not yet answered m-lines
         self.refused_roles: list[str] = []  # roles whose m-line the client refused
@@ -124,6 +125,8 @@ class LocalPeer:
         await self._submit(lambda: self._add_candidate(candidate))
 
     async def set_muted(self, kind: str, muted: bool) -> None:
+        """Chair mute; it also holds for tracks the client adds later (a mute set before the offer)."""
+        (self.muted_kinds.add if muted else self.muted_kinds.discard)(kind)
         for stream in list(self.streams.values()):
             if stream.kind == kind:
                 stream.set_muted(muted)
@@ -343,6 +346,8 @@ class LocalPeer:
         )
         self.link.add_stream(stream, mid, remote.ssrcs, remote.rtx_ssrcs, local.mid_ext_id)
         self.streams[mid] = stream
+        if local.kind in self.muted_kinds:
+            stream.set_muted(True)
         self.meeting.router.add_stream(stream)
 
     def _add_output(self, mid: str, line: MLine, role: str) -> None:

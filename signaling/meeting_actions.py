@@ -148,6 +148,9 @@ class MeetingActions:
             self._peer_gen += 1
             gen = self._peer_gen
             self.peer = await self.ctx.router.open_peer(spec, lambda event: self._media_event(event, gen))
+            for kind, muted in room["muted"].get(self.identity.endpoint_id, {}).items():
+                if muted:  # a chair mute holds on the new peer too (after a move to another media node)
+                    await self.peer.set_muted(kind, True)
         return self.peer
 
     async def _media_event(self, event: dict[str, Any], gen: int) -> None:

@@ -160,3 +160,38 @@ async def test_the_answer_to_a_clients_offer_comes_before_any_server_offer(media
     finally:
         for c in publishers:
             await c.close()
+
+
+async def test_a_chair_mute_holds_on_the_terminals_next_peer(media_node):
+    """The chair mutes a commune's video; the commune (a client that ignores mute requests) comes
+    back with a new peer after a reconnect: the node still forwards none of its video."""
+    node = media_node
+    district, commune = "hg-meo-vac", node.ctx.directory.select(["tier:commune@hg-meo-vac"])[0].id
+    meeting = await node.schedule(chair=district, invited=["tier:commune@hg-meo-vac"])
+    chair_ws = await WsClient.connect(node, await node.endpoint_token(district))
+    await chair_ws.expect("welcome")
+    chair = Client(WsPeerBridge(chair_ws, meeting["id"]), meeting["id"], district, video=PatternTrack(220), audio=ToneTrack())
+    room = None
+    try:
+        await chair.join()
+        await chair_ws.send("mute", endpoint_id=district, kind="audio", muted=False)  # the chair may act
+        for attempt in range(2):  # first connection, then a reconnect with a new peer
+            ws = await WsClient.connect(node, await node.endpoint_token(commune))
+            await ws.expect("welcome")
+            room = Client(WsPeerBridge(ws, meeting["id"]), meeting["id"], commune, video=PatternTrack(30), audio=ToneTrack())
+            await room.join()
+            streams = lambda: [s for s in node.ctx.media.meetings[meeting["id"]].peers[commune].streams.values()
+                               if s.kind == "video"] if commune in node.ctx.media.meetings[meeting["id"]].peers else []
+            assert await wait_for(streams, timeout=10)
+            if attempt == 0:
+                assert not streams()[0].muted
+                await chair_ws.send("mute", endpoint_id=commune, kind="video", muted=True)
+                assert await wait_for(lambda: streams()[0].muted, timeout=5), "the mute did not reach the node"
+                await room.close()
+                assert await wait_for(lambda: commune not in node.ctx.media.meetings[meeting["id"]].peers, timeout=5)
+            else:
+                assert streams()[0].muted, "the chair's mute was lost with the old peer"
+    finally:
+        for c in (chair, room):
+            if c is not None:
+                await c.close()
