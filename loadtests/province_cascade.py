@@ -28,6 +28,7 @@ import aiohttp
 
 from loadtests import province_report as rep
 from loadtests.province_cluster import Cluster, media_peers
+from mcu.cascade import COMPOSITE_TIER
 
 DEFAULT_EDGE = "hg-hoang-su-phi,hg-vi-xuyen,hg-bac-quang"  # the three largest districts (75 endpoints)
 
@@ -126,7 +127,7 @@ async def floor_report(cluster: Cluster, http: aiohttp.ClientSession, op: str, m
     fwd = received(groups["edge"], snap_a, snap_b, seconds)
     up = next(iter(origin_in.values()), None)
     out["cascade"] = {
-        "edge": cluster.edge, "origin": pin,
+        "edge": cluster.edge, "origin": pin, "composite_tier": COMPOSITE_TIER,
         "endpoints": {g: len(v) for g, v in groups.items()},
         "peers": peers,
         "one_copy": {
@@ -138,12 +139,14 @@ async def floor_report(cluster: Cluster, http: aiohttp.ClientSession, op: str, m
     }
 
 
-def after_kill(eps: list, members: set[str], snap_a, snap_b, seconds: float, t_kill_abs: float,
-               out: dict[str, Any]) -> None:
+async def after_kill(cluster: Cluster, http: aiohttp.ClientSession, op: str, meeting_id: str, eps: list,
+                     members: set[str], snap_a, snap_b, seconds: float, t_kill_abs: float,
+                     out: dict[str, Any]) -> None:
     c = out.get("cascade")
     k = out.get("kill")
     if c is None or k is None:
         return
+    c["peers_after_kill"] = await peers_now(cluster, http, op, meeting_id)
     groups = split(eps, members)
     c["delivered"]["after kill"] = {g: rep.delivered(v, snap_a, snap_b, seconds) for g, v in groups.items()}
     per = k["per_endpoint_s"]
@@ -151,7 +154,12 @@ def after_kill(eps: list, members: set[str], snap_a, snap_b, seconds: float, t_k
     for g, v in groups.items():
         affected = [ep for ep in v if per.get(ep.id) != 0.0]
         back = [per[ep.id] for ep in affected if per.get(ep.id) is not None]
-        rows[g] = {"endpoints": len(v), "affected": len(affected), "back": len(back),
+        reasons: dict[str, int] = {}
+        for ep in v:
+            for t, why in zip(ep.resets, ep.reset_reasons):
+                if t >= t_kill_abs:
+                    reasons[why] = reasons.get(why, 0) + 1
+        rows[g] = {"endpoints": len(v), "media_reset_reasons": reasons, "affected": len(affected), "back": len(back),
                    "back_within_target": sum(1 for t in back if t <= k["target_s"]),
                    "not_back": [ep.id for ep in affected if per.get(ep.id) is None],
                    "media_reset": sum(1 for ep in v if any(t >= t_kill_abs for t in ep.resets)),
@@ -172,6 +180,19 @@ def cpu(out: dict[str, Any]) -> None:
                 for p in out["cpu"]["processes"] if p["name"] in served}
 
 
+def keep_logs(cluster: Cluster, results: Path, stamp: str) -> dict[str, str]:
+    """Copy each server's stderr log to results/province_load_<stamp>_logs/<name>.log."""
+    folder = results / f"province_load_{stamp}_logs"
+    kept = {}
+    for p in cluster.servers():
+        src = Path(cluster.workdir) / p.name / "server.log"
+        if src.exists() and p.role != "redis":
+            folder.mkdir(parents=True, exist_ok=True)
+            (folder / f"{p.name}.log").write_bytes(src.read_bytes())
+            kept[p.name] = str(folder / f"{p.name}.log")
+    return kept
+
+
 def _f(v: float | None, spec: str) -> str:
     return "-" if v is None else format(v, spec)
 
@@ -181,11 +202,19 @@ def print_report(out: dict[str, Any]) -> None:
     if c is None:
         return
     n = c["endpoints"]
-    print(f"\ncascade: edge-1 serves {', '.join(c['edge'])} ({n['edge']} endpoints); origin {c['origin']} "
+    print(f"\ncascade (on the edge every composite is the link's {c.get('composite_tier', '360p')} tier, "
+          "whatever the row's start tier)")
+    print(f"cascade: edge-1 serves {', '.join(c['edge'])} ({n['edge']} endpoints); origin {c['origin']} "
           f"({n['origin']} endpoints)")
     mp = c["peers"]["media_peers"]
     print("  media peers (/metrics giaoban_media_peers): " + ", ".join(f"{k} {v}" for k, v in mp.items()))
     links = c["peers"]["cascade_links"]
+    on_origin = mp.get(c["origin"] or "")
+    if on_origin is not None:
+        extra = on_origin - n["origin"]
+        print(f"  origin {c['origin']}: {on_origin} peers = {n['origin']} endpoints + {extra} "
+              f"({'one cascade peer for the one edge: OK' if extra == 1 and len(links) == 1 else 'NOT one cascade peer per edge'}); "
+              f"edge-1: {mp.get('edge-1')} peers for {n['edge']} endpoints")
     print(f"  cascade links at the origin (/live cascade_links): {len(links)} "
           + ", ".join(f"{k} connected={v['connected']} in {v['bitrate_kbps']} kbit/s {v['kbps']} "
                       f"loss out {v['loss_out_pct']}%" for k, v in links.items()))
@@ -209,12 +238,20 @@ def print_report(out: dict[str, Any]) -> None:
     for name, row in (c.get("cpu") or {}).items():
         print(f"  cpu {name:<8} {_f(row['cpu_pct'], '.1f')}% for {row['peers']} peers: "
               f"{_f(row['ms_per_served_endpoint_s'], '.2f')} ms per served endpoint per second")
+    after = c.get("peers_after_kill")
+    if after:
+        print("  after the kill: media peers " + ", ".join(f"{k} {v}" for k, v in after["media_peers"].items())
+              + f"; cascade links at the new origin {len(after['cascade_links'])} "
+              + ", ".join(f"{k} connected={v['connected']} in {v['bitrate_kbps']} kbit/s"
+                          for k, v in after["cascade_links"].items()))
     for g, r in (c.get("kill") or {}).items():
         rec = r["recovery"]
         print(f"  kill, {g:<6}: {r['endpoints']} endpoints, affected {r['affected']}, media_reset {r['media_reset']}, "
               f"ws_lost {r['ws_lost']}, back {r['back']} (within target {r['back_within_target']}); back median "
               f"{_f(rec['median_s'], '.2f')} s, p95 {_f(rec['p95_s'], '.2f')} s, max {_f(rec['max_s'], '.2f')} s; "
               f"not back {r['not_back'][:6]}")
+        if r.get("media_reset_reasons"):
+            print("      media_reset reasons: " + ", ".join(f"{why!r} x{n}" for why, n in r["media_reset_reasons"].items()))
         for path, got in r["stages"].items():
             print(f"      path {path:<11} " + ", ".join(f"{w} {s['median_s']:.2f}/{s['max_s']:.2f} (n={s['n']})"
                                                       for w, s in got.items()))

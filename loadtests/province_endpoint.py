@@ -122,6 +122,7 @@ class Endpoint:
         self.first_media_at: float | None = None
         self.ws_losses: list[float] = []
         self.resets: list[float] = []
+        self.reset_reasons: list[str] = []  # the media_reset's "reason", one per reset
         self.rejoins: list[float] = []
         self.errors: list[str] = []
         self.early_offers = 0  # server offers that overtook the server's answer (see _session)
@@ -358,6 +359,7 @@ class Endpoint:
                     await self._answer(msg["sdp"])
             elif kind == "media_reset" and self.joined:
                 self.resets.append(time.monotonic())
+                self.reset_reasons.append(str(msg.get("reason", "")))
                 await self._new_peer()
             elif kind == "floor":
                 self.floor = msg.get("endpoint_id")

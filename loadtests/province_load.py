@@ -80,6 +80,9 @@ class Run:
             media = sum(ep.media_ok(now) for ep in self.endpoints)
             if self.phase != "stop":
                 self.timeline.append({"t": round(self.rel(now), 2), "phase": self.phase, "joined": joined, "media": media})
+                if self.edge_members:
+                    self.timeline[-1]["edge_media"] = sum(ep.media_ok(now) for ep in self.endpoints
+                                                          if ep.id in self.edge_members)
             if tick % 4 != 1:
                 await asyncio.sleep(max(0.0, 0.25 - (time.monotonic() - now)))
                 continue
@@ -288,7 +291,8 @@ async def kill_phase(run: Run, cluster: Cluster, http, op: str, meeting_id: str,
         "pin_before": pin_before, "pin_after": pin_after,
     }
     if args.edge:
-        casc.after_kill(eps, run.edge_members, snap_a, snap_b, t_b - t_a, t_kill, out)
+        await casc.after_kill(cluster, http, op, meeting_id, eps, run.edge_members, snap_a, snap_b, t_b - t_a,
+                              t_kill, out)
 
 
 async def main(args: argparse.Namespace) -> dict[str, Any]:
@@ -317,6 +321,8 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
                     raise
                 finally:
                     cluster.close()
+                    if args.edge:  # the server logs, for what the cascade did
+                        out["server_logs"] = casc.keep_logs(cluster, RESULTS, time.strftime("%Y%m%dT%H%M%S"))
     finally:
         pin.release()
     out["runtime_s"] = run.rel()

@@ -172,7 +172,9 @@ def write_svg(timeline: list[dict], kills: list, n: int, out: dict[str, Any], pa
         f"Hà Giang briefing: {n} endpoints, {out['topology']['layout']} layout",
         x_label="seconds since start", y_label="endpoints",
         series={"in meeting": [(r["t"], r["joined"]) for r in timeline],
-                "media flowing": [(r["t"], r["media"]) for r in timeline]},
+                "media flowing": [(r["t"], r["media"]) for r in timeline],
+                **({"edge: media flowing": [(r["t"], r["edge_media"]) for r in timeline if "edge_media" in r]}
+                   if any("edge_media" in r for r in timeline) else {})},
         marks=kills, bands=bands, y_max=n)
     path.write_text(svg, encoding="utf-8")
 
