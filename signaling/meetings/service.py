@@ -29,6 +29,7 @@ MEETINGS = "meetings"
 OCCURRENCES = "occurrences"
 UPDATABLE = frozenset({"title", "description", "chair", "invited", "start", "end", "duration_minutes", "recurrence"})
 MAX_OCCURRENCES = 1000  # per query: a 400-day window of a daily meeting fits
+INVITED_CACHE = 256  # resolved invitation sets kept (one per distinct chair + selectors)
 
 
 def utc_now() -> datetime:
@@ -89,6 +90,7 @@ class MeetingService:
         self.directory = directory
         self.clock = clock
         self.early_join = timedelta(minutes=early_join_minutes)
+        self._invited_cache: dict[tuple, frozenset[str]] = {}
 
     # create / read ---------------------------------------------------------------------------
     async def create(self, spec: MeetingSpec) -> Meeting:
@@ -252,7 +254,16 @@ class MeetingService:
         return [ep.id for ep in self.invited_endpoints(meeting)]
 
     def is_invited(self, meeting: Meeting, endpoint_id: str) -> bool:
-        return endpoint_id in set(self.invited_ids(meeting))
+        """Asked on every join: the resolved set is kept per (chair, selectors), which is all it
+        depends on while the directory is loaded (841 terminals joining once = one walk, not 841)."""
+        key = (meeting.chair, tuple(meeting.invited))
+        ids = self._invited_cache.get(key)
+        if ids is None:
+            ids = frozenset(self.invited_ids(meeting))
+            if len(self._invited_cache) >= INVITED_CACHE:
+                self._invited_cache.pop(next(iter(self._invited_cache)))  # the oldest entry
+            self._invited_cache[key] = ids
+        return endpoint_id in ids
 
     # attendance ------------------------------------------------------------------------------
     async def record_join(self, occ_id: str, endpoint_id: str, at: datetime, via: str = "terminal") -> None:

@@ -200,6 +200,11 @@ async def test_invited_endpoints_resolve_selectors(service, directory):
     assert not service.is_invited(m, "hg-mv-meo-vac")
     other = directory.select(["tier:commune@hg-dong-van"])[0].id
     assert not service.is_invited(m, other)
+    # asked again after the invitation list changed: the answer follows the new list
+    m = await service.update(m.id, {"invited": ["tier:commune@hg-dong-van"]})
+    assert service.is_invited(m, other) and not service.is_invited(m, eps[-1].id)
+    m = await service.update(m.id, {"chair": "hg-dong-van"})
+    assert service.is_invited(m, "hg-dong-van") and not service.is_invited(m, "hg-meo-vac")
 
 
 async def test_meeting_spec_decodes_strictly():
