@@ -16,10 +16,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from typing import TYPE_CHECKING, Any, Awaitable, Callable
 
-from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription, clock
+from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 from aiortc.rtcconfiguration import RTCBundlePolicy
 from aiortc.sdp import candidate_from_sdp
 
@@ -28,7 +27,7 @@ from signaling.media import MediaError, MediaRetry
 from .cascade_sdp import CASCADE_CONTENT, CASCADE_ROLE, relabel
 from .link import PeerLink
 from .negotiation import MLine, NegotiationError, describe, receives, sends, set_codec
-from .rtp_header import remb, receiver_report
+from .peer_rtcp import publisher_feedback, update_sender_reports
 from .stream import Stream
 from .subscriber import Output
 from .tiers_policy import media_mode
@@ -42,9 +41,6 @@ if TYPE_CHECKING:
 log = logging.getLogger("mcu.peer")
 
 OPS_QUEUE_SIZE = 32
-# REMB sent to publishers: the most a camera / a screen share may use (bit/s); under loss the
-# node asks for 85 % of what arrives instead.
-REMB_MAX = {"camera": 2_500_000, "screen": 3_000_000}
 
 class PeerError(MediaError):
     """A request on a media peer that cannot be served (maps to a client error)."""
@@ -419,23 +415,7 @@ class LocalPeer:
         self.meeting.node._forget_peer(self)
 
     def update_sender_reports(self) -> None:
-        """Give aiortc's senders the NTP/RTP pair and counts of what the router sent, so that
-        their RTCP sender reports (A/V sync, RTT) describe the forwarded streams."""
-        if self.link.binding is None:
-            return
-        now = time.monotonic()
-        ntp = clock.current_ntp_time()
-        for t in self.pc.getTransceivers():
-            out = self.outputs.get(t.mid) if t.mid is not None else None
-            state = out.report_state(now) if out is not None else None
-            if state is None:
-                continue
-            sender = t.sender
-            rtp_now, packets = state
-            sender._RTCRtpSender__ntp_timestamp = ntp
-            sender._RTCRtpSender__rtp_timestamp = rtp_now
-            sender._RTCRtpSender__packet_count = packets
-            sender._RTCRtpSender__octet_count = packets * out.source.mean_payload()
+        update_sender_reports(self.link, self.pc.getTransceivers(), self.outputs)
 
     def send_publisher_feedback(self, interval: float) -> None:
         """RTCP receiver reports for the peer's published streams, plus REMB for video: a
@@ -450,31 +430,6 @@ class LocalPeer:
             "outputs": [o.stats() for o in self.outputs.values()],
             "unknown_packets": self.link.unknown_packets,
         }
-
-
-def publisher_feedback(link: PeerLink, streams: Any, interval: float,
-                       caps: dict[str, int] = REMB_MAX) -> None:
-    """RTCP RR (+ REMB for video, at most ``caps[source]``) for ``streams`` received on
-    ``link`` (also used by a cascade link for what it receives from the origin)."""
-    if link.binding is None:
-        return
-    blocks = []
-    video: list[tuple[Stream, int]] = []
-    for stream in streams:
-        report = stream.reception_report(interval)
-        if report is None or stream.ssrc is None:
-            continue
-        fraction, lost, high, rate = report
-        blocks.append((stream.ssrc, fraction, lost, high))
-        if stream.kind == "video":
-            cap = caps.get(stream.source, REMB_MAX["camera"])
-            video.append((stream, cap if fraction < 26 or not rate else int(rate * 0.85)))
-    if not blocks:
-        return
-    packet = receiver_report(link.rtcp_ssrc, blocks)
-    for stream, bitrate in video:
-        packet += remb(link.rtcp_ssrc, bitrate, [stream.ssrc or 0])
-    link.send_rtcp(packet)
 
 
 def _consume(fut: asyncio.Future) -> None:
