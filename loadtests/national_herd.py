@@ -35,7 +35,7 @@ import aiohttp
 import yaml
 
 from endpoints.directory import load_directory
-from loadtests.procstat import cpu_seconds, machine_cpu, proc_rss
+from loadtests.procstat import machine_cpu
 from loadtests.province_cluster import Proc
 from loadtests.signaling_herd import VN, post, wait_healthy
 from loadtests.svgplot import line_chart
@@ -158,6 +158,8 @@ class Client:
     floor_at: float | None = None  # seconds from the chair's grant_floor
     participants_raw: str | None = None
     participants_msgs: int = 0
+    lists: list[tuple[float, int, float]] = field(default_factory=list)  # (server ts, entries, received at)
+    ended_at: float | None = None
     joined_raw: str | None = None
     bytes_in: int = 0
     msgs_in: int = 0
@@ -166,13 +168,33 @@ class Client:
     ws: aiohttp.ClientWebSocketResponse | None = None
 
 
-def msg_type(text: str) -> str:
-    """The ``type`` of a server message without parsing it (encode() puts v, type first)."""
-    i = text.find('"type":"', 0, 64)
+def _field(text: str, key: str) -> tuple[int, int] | None:
+    """Where the value of a top-level ``key`` lies, without parsing: direct messages put v, type,
+    ts first (``encode``); room events come through the store's codec with sorted keys, so type,
+    ts, v come last."""
+    i = text.find(key, 0, 64)
     if i < 0:
+        i = text.rfind(key, max(0, len(text) - 96))
+    return None if i < 0 else (i + len(key), len(text))
+
+
+def server_ts(text: str) -> float:
+    at = _field(text, '"ts":')
+    if at is None:
+        return 0.0
+    end = min((k for k in (text.find(",", at[0]), text.find("}", at[0])) if k >= 0), default=at[1])
+    try:
+        return float(text[at[0]:end])
+    except ValueError:
+        return 0.0
+
+
+def msg_type(text: str) -> str:
+    """The ``type`` of a server message without parsing it (lists of 841 entries are ~160 KB)."""
+    at = _field(text, '"type":"')
+    if at is None:
         return json.loads(text).get("type", "?")
-    j = text.find('"', i + 8)
-    return text[i + 8:j]
+    return text[at[0]:text.find('"', at[0])]
 
 
 class Herd:
@@ -181,6 +203,7 @@ class Herd:
         self.t0 = 0.0
         self.floor_sent: float | None = None
         self.last_participants_at = 0.0
+        self.frozen = False  # set at the check: lists that come after it (leaves) are not kept
         self.session: aiohttp.ClientSession | None = None
 
     async def run_client(self, c: Client) -> None:
@@ -198,7 +221,8 @@ class Herd:
         await ws.send_str(json.dumps({"v": 1, "type": "hello", "token": c.token}))
         async for raw in ws:
             if raw.type != aiohttp.WSMsgType.TEXT:
-                c.ended = f"{raw.type.name} {raw.data!r} {ws.close_code}"
+                c.ended = f"{raw.type.name} {raw.data!r} {ws.close_code} {ws.exception()!r}"
+                c.ended_at = time.monotonic() - self.t0
                 return
             text = raw.data
             c.bytes_in += len(text)
@@ -209,15 +233,17 @@ class Herd:
                 await ws.send_str(json.dumps({"v": 1, "type": "join", "meeting_id": self.meeting_id}))
             elif kind == "joined":
                 c.joined_at, c.joined_abs, c.joined_raw = now - c.started, now - self.t0, text
-            elif kind == "participants":
+            elif kind == "participants" and not self.frozen:
                 c.participants_raw = text
                 c.participants_msgs += 1
+                c.lists.append((server_ts(text), text.count('"endpoint_id":'), now - self.t0))
                 self.last_participants_at = now
             elif kind == "floor" and self.floor_sent is not None and c.floor_at is None:
                 c.floor_at = now - self.floor_sent
             elif kind == "error":
                 c.errors.append(json.loads(text).get("message", text)[:200])
-        c.ended = f"closed {ws.close_code}"
+        c.ended = f"closed {ws.close_code} {ws.exception()!r}"
+        c.ended_at = time.monotonic() - self.t0
 
     def stats(self) -> tuple[int, int, int]:
         return (sum(c.connected_at is not None for c in self.clients), sum(c.joined_at is not None for c in self.clients),
@@ -302,6 +328,7 @@ async def run_layout(name: str, urls: list[str], procs: list[Proc], servers: Ser
         herd.t0 = t_herd
         monitor.herd = herd
         tasks = [asyncio.create_task(herd.run_client(c)) for c in clients]
+        spy = start_py_spy(args, procs[0], name) if args.py_spy else None
         deadline = t_herd + args.spread + args.timeout
         while time.monotonic() < deadline:
             conn, joined, _ = herd.stats()
@@ -316,11 +343,14 @@ async def run_layout(name: str, urls: list[str], procs: list[Proc], servers: Ser
             await asyncio.sleep(0.1)
         t_settled = time.monotonic()
         monitor.sample(t_settled)
+        if spy is not None:
+            out["py_spy"] = stop_py_spy(*spy)
         # the floor: the chair gives it to a district of the last province; every endpoint must hear it
         monitor.set_phase(f"{name} floor")
         chair = by_id.get(CHAIR)
         target = next((e for e in reversed(ids) if e != CHAIR and by_id[e].joined_at is not None), None)
         t_floor0 = time.monotonic()
+        monitor.sample(t_floor0)
         if chair is not None and chair.ws is not None and not chair.ws.closed and target:
             herd.floor_sent = time.monotonic()
             await chair.ws.send_str(json.dumps({"v": 1, "type": "grant_floor", "endpoint_id": target}))
@@ -330,11 +360,11 @@ async def run_layout(name: str, urls: list[str], procs: list[Proc], servers: Ser
                 await asyncio.sleep(0.02)
         else:
             out["floor_skipped"] = "the chair is not connected"
-        t_floor1 = time.monotonic()
         await asyncio.sleep(0.3)
         monitor.sample(time.monotonic())
         t_floor1s = time.monotonic()
         monitor.set_phase(f"{name} check")
+        herd.frozen = True
         # what the servers report right now, while everyone is still connected
         try:
             async with http.get(f"{url}/api/v1/meetings/{meeting['id']}/live",
@@ -345,6 +375,8 @@ async def run_layout(name: str, urls: list[str], procs: list[Proc], servers: Ser
             out["live_participants_api"] = f"error: {exc}"
     finally:
         monitor.herd = None
+        dropped = {c.id: {"ended": c.ended, "at_s": round(c.ended_at, 2) if c.ended_at else None,
+                          "joined": c.joined_at is not None} for c in clients if c.ended is not None}
         for c in clients:
             if c.ws is not None and not c.ws.closed:
                 await c.ws.close()
@@ -367,13 +399,19 @@ async def run_layout(name: str, urls: list[str], procs: list[Proc], servers: Ser
             complete += 1
         else:
             incomplete.append(c.id)
+    newest = max((l[0] for c in joined for l in c.lists), default=0.0)
+    out["lists_diag"] = {c.id: {"lists": len(c.lists), "last": c.lists[-1] if c.lists else None,
+                                "behind_newest_s": round(newest - c.lists[-1][0], 3) if c.lists else None,
+                                "ended": c.ended}
+                         for c in joined if c.id in set(incomplete[:40])}
+    out["lists_newest_ts"] = newest
+    out["list_broadcasts"] = sorted({(l[0], l[1]) for c in joined for l in c.lists})[-12:]
     joined_list_sizes = [len(json.loads(c.joined_raw).get("participants", [])) for c in joined]
     herd_wall = t_settled - t_herd
     out.update({
         "joined": len(joined), "connected": sum(c.connected_at is not None for c in clients),
         "not_joined": sorted(c.id for c in clients if c.joined_at is None)[:30],
-        "ended_early": {c.id: c.ended for c in clients if c.ended and not c.ended.startswith("closed 1000")
-                        and c.joined_at is None}, "errors": {c.id: c.errors[:3] for c in clients if c.errors},
+        "ended_early": dropped, "errors": {c.id: c.errors[:3] for c in clients if c.errors},
         "ws_connect_s": summary([c.connected_at for c in clients if c.connected_at is not None]),
         "join_s": summary([c.joined_at for c in joined]),
         "all_joined_after_s": max((c.joined_abs for c in joined), default=None),
@@ -420,6 +458,53 @@ async def run_layout(name: str, urls: list[str], procs: list[Proc], servers: Ser
     except aiohttp.ClientError as exc:
         out["meeting_deleted"] = f"error: {exc}"
     return out
+
+
+def start_py_spy(args, proc: Proc, layout: str) -> tuple[subprocess.Popen, Path] | None:
+    """Sample the first server of the layout over the herd (collapsed stacks, py-spy's raw format)."""
+    exe = Path(sys.executable).parent / "py-spy"
+    if not exe.exists():
+        print("--py-spy: py-spy is not installed in the venv (pip install py-spy)", flush=True)
+        return None
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    path = RESULTS / f"national_herd_{time.strftime('%Y%m%dT%H%M%S')}_{layout.replace(' ', '')}_{proc.name}.txt"
+    popen = subprocess.Popen([str(exe), "record", "--pid", str(proc.pid), "--rate", "50", "--format", "raw",
+                              "--threads", "--nonblocking", "-o", str(path)],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    atexit.register(lambda: popen.poll() is None and popen.kill())
+    return popen, path
+
+
+def stop_py_spy(popen: subprocess.Popen, path: Path) -> dict[str, Any]:
+    import signal
+
+    if popen.poll() is None:
+        popen.send_signal(signal.SIGINT)  # py-spy writes its file on Ctrl-C
+    try:
+        _, err = popen.communicate(timeout=20)
+    except subprocess.TimeoutExpired:
+        popen.kill()
+        _, err = popen.communicate()
+    return {"file": str(path), "rc": popen.returncode, "stderr": (err or b"").decode(errors="replace")[-400:],
+            "top": top_frames(path)}
+
+
+def top_frames(path: Path, n: int = 15) -> list[tuple[str, float]]:
+    """Share of samples in which a function appears anywhere on the stack (inclusive), top n."""
+    if not path.exists():
+        return []
+    total, incl = 0, {}
+    for line in path.read_text(errors="replace").splitlines():
+        stack, _, count = line.rpartition(" ")
+        try:
+            k = int(count)
+        except ValueError:
+            continue
+        total += k
+        for frame in {f.split(" (")[0] + " (" + f.split(" (")[1].split(":")[0] + ")" if " (" in f else f
+                      for f in stack.split(";")}:
+            incl[frame] = incl.get(frame, 0) + k
+    return [(f, round(v / total, 3)) for f, v in sorted(incl.items(), key=lambda x: -x[1])[:n]] if total else []
 
 
 async def provision(http: aiohttp.ClientSession, url: str, op: str, ids: list[str], monitor: Monitor) -> dict[str, str]:
@@ -479,7 +564,7 @@ async def main(args) -> dict[str, Any]:
         try:
             servers.start_redis()
             async with aiohttp.ClientSession() as http:
-                layouts = [("1 node", 1), (f"{args.nodes} nodes", args.nodes)]
+                layouts = [(f"{k} node" + ("s" if k > 1 else ""), k) for k in args.layouts]
                 tokens: dict[str, str] = {}
                 op = ""
                 for i, (name, nodes) in enumerate(layouts):
@@ -583,7 +668,9 @@ def report(out: dict[str, Any]) -> None:
         if r["errors"]:
             problems.append(f"{len(r['errors'])} clients got errors, e.g. {next(iter(r['errors'].items()))}")
         if r["ended_early"]:
-            problems.append(f"{len(r['ended_early'])} connections ended early, e.g. {next(iter(r['ended_early'].items()))}")
+            joined_lost = sum(v["joined"] for v in r["ended_early"].values())
+            problems.append(f"{len(r['ended_early'])} connections ended before the check ({joined_lost} after joining),"
+                            f" e.g. {next(iter(r['ended_early'].items()))}")
         for name, log in r["logs"].items():
             bad = {k: v for k, v in log["levels"].items() if k not in ("info", "text")}
             if bad:
@@ -607,7 +694,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--no-compress", dest="compress", action="store_false",
                    help="no permessage-deflate (the terminal agent offers it, as aiohttp does by default)")
     p.add_argument("--max-seconds", dest="max_seconds", type=float, default=330.0)
+    p.add_argument("--py-spy", dest="py_spy", action="store_true",
+                   help="sample the first server of each layout over the herd with py-spy (if installed)")
+    p.add_argument("--layouts", help="node counts of the layouts, in order (default 1,<--nodes>)")
     args = p.parse_args(argv)
+    args.layouts = [int(x) for x in args.layouts.split(",")] if args.layouts else [1, args.nodes]
     if args.provinces < 1 or args.nodes < 1:
         p.error("--provinces and --nodes must be >= 1")
     return args
