@@ -300,6 +300,47 @@ def cpu_of(p: Proc, t0: float, t1: float) -> float | None:
     return p.cpu_between(t0, t1)
 
 
+class RegistryWatch:
+    """Reads each node's heartbeat document (``nodes`` ephemeral, TTL 3.5 s, written each second) from
+    Redis 4 times a second: how long between two beats, and whether the entry was gone (the node
+    then counts as dead for every node: its participants are left out of the lists)."""
+
+    def __init__(self, redis_url: str, names: list[str]) -> None:
+        import redis.asyncio as aioredis
+
+        self.r = aioredis.from_url(redis_url, decode_responses=True)
+        self.names = names
+        self.stop = False
+        self.last_seen: dict[str, float] = {}
+        self.max_gap: dict[str, float] = {n: 0.0 for n in names}
+        self.missing: dict[str, list[float]] = {n: [] for n in names}  # times (s since herd start) seen absent
+        self.samples = 0
+
+    async def run(self, t0: float) -> None:
+        keys = {n: f"gb:eph:{len('nodes')}:nodes:{n}" for n in self.names}
+        while not self.stop:
+            try:
+                texts = await self.r.mget(list(keys.values()))
+            except Exception:  # noqa: BLE001 - a watcher, not a test step
+                texts = [None] * len(keys)
+            now = time.monotonic() - t0
+            self.samples += 1
+            for n, text in zip(keys, texts):
+                if text is None:
+                    self.missing[n].append(round(now, 2))
+                    continue
+                seen = json.loads(text).get("seen", 0.0)
+                if n in self.last_seen and seen > self.last_seen[n]:
+                    self.max_gap[n] = max(self.max_gap[n], seen - self.last_seen[n])
+                self.last_seen[n] = seen
+            await asyncio.sleep(0.25)
+
+    def result(self) -> dict[str, Any]:
+        return {"samples": self.samples, "max_beat_gap_s": {n: round(v, 2) for n, v in self.max_gap.items()},
+                "missing_samples": {n: len(v) for n, v in self.missing.items()},
+                "missing_at_s": {n: v[:20] for n, v in self.missing.items() if v}}
+
+
 async def run_layout(name: str, urls: list[str], procs: list[Proc], servers: Servers, tokens: dict[str, str],
                      op: str, http: aiohttp.ClientSession, args, monitor: Monitor) -> dict[str, Any]:
     url = urls[0]
@@ -321,6 +362,7 @@ async def run_layout(name: str, urls: list[str], procs: list[Proc], servers: Ser
     out: dict[str, Any] = {"layout": name, "nodes": len(urls), "meeting_id": meeting["id"], "endpoints": n}
     herd.session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0))
     tasks: list[asyncio.Task] = []
+    watch: RegistryWatch | None = None
     try:
         monitor.set_phase(f"{name} herd")
         t_herd = time.monotonic()
@@ -328,6 +370,8 @@ async def run_layout(name: str, urls: list[str], procs: list[Proc], servers: Ser
         herd.t0 = t_herd
         monitor.herd = herd
         tasks = [asyncio.create_task(herd.run_client(c)) for c in clients]
+        watch = RegistryWatch(servers.redis.url, [p.name for p in procs])
+        watch_task = asyncio.create_task(watch.run(t_herd))
         spy = start_py_spy(args, procs[0], name) if args.py_spy else None
         deadline = t_herd + args.spread + args.timeout
         while time.monotonic() < deadline:
@@ -365,6 +409,10 @@ async def run_layout(name: str, urls: list[str], procs: list[Proc], servers: Ser
         t_floor1s = time.monotonic()
         monitor.set_phase(f"{name} check")
         herd.frozen = True
+        watch.stop = True
+        await watch_task
+        await watch.r.aclose()
+        out["registry"] = watch.result()
         # what the servers report right now, while everyone is still connected
         try:
             async with http.get(f"{url}/api/v1/meetings/{meeting['id']}/live",
@@ -374,6 +422,9 @@ async def run_layout(name: str, urls: list[str], procs: list[Proc], servers: Ser
         except (aiohttp.ClientError, ValueError) as exc:
             out["live_participants_api"] = f"error: {exc}"
     finally:
+        if watch is not None and not watch.stop:
+            watch.stop = True
+            await watch.r.aclose()
         monitor.herd = None
         dropped = {c.id: {"ended": c.ended, "at_s": round(c.ended_at, 2) if c.ended_at else None,
                           "joined": c.joined_at is not None} for c in clients if c.ended is not None}
@@ -405,6 +456,17 @@ async def run_layout(name: str, urls: list[str], procs: list[Proc], servers: Ser
                                 "ended": c.ended}
                          for c in joined if c.id in set(incomplete[:40])}
     out["lists_newest_ts"] = newest
+    empty = sorted({l[0] for c in joined for l in c.lists if l[1] == 0})
+    out["empty_lists"] = {"received": sum(1 for c in joined for l in c.lists if l[1] == 0),
+                          "clients": sum(any(l[1] == 0 for l in c.lists) for c in joined),
+                          "broadcasts": len(empty), "first_at_server_ts": empty[:5]}
+    shrinks = 0
+    for c in joined:
+        top = 0
+        for _, k, _ in c.lists:
+            shrinks += k < top
+            top = max(top, k)
+    out["lists_shrunk"] = shrinks  # nobody leaves during the herd: a smaller list than before is a loss
     out["list_broadcasts"] = sorted({(l[0], l[1]) for c in joined for l in c.lists})[-12:]
     joined_list_sizes = [len(json.loads(c.joined_raw).get("participants", [])) for c in joined]
     herd_wall = t_settled - t_herd
@@ -654,6 +716,9 @@ def report(out: dict[str, Any]) -> None:
         print(f"{'':<12} herd window {r['herd_window_s']:.1f} s (all joined after {f(r['all_joined_after_s'], '.1f')} s)"
               f", participants msgs/client median {f(r['participants_msgs_per_client']['median'], '.0f')}, "
               f"received {r['mib_in_per_client']:.2f} MiB/client ({r['mib_in_total']:.0f} MiB total)")
+        reg = r.get("registry") or {}
+        print(f"{'':<12} node heartbeat: longest gap {reg.get('max_beat_gap_s')} s (TTL 3.5 s), entry missing in "
+              f"{reg.get('missing_samples')} of {reg.get('samples')} samples")
     for r in out["layouts"]:
         c = r["cpu"]
         problems = []
@@ -671,6 +736,19 @@ def report(out: dict[str, Any]) -> None:
             joined_lost = sum(v["joined"] for v in r["ended_early"].values())
             problems.append(f"{len(r['ended_early'])} connections ended before the check ({joined_lost} after joining),"
                             f" e.g. {next(iter(r['ended_early'].items()))}")
+        reg = r.get("registry", {})
+        gone = {n: k for n, k in reg.get("missing_samples", {}).items() if k}
+        if gone:
+            problems.append(f"node heartbeat entry missing from Redis (node counted dead) in {gone} of "
+                            f"{reg['samples']} samples at 4/s; longest beat gap {reg['max_beat_gap_s']} s "
+                            f"(TTL 3.5 s); first at {reg['missing_at_s']}")
+        if r.get("empty_lists", {}).get("received"):
+            e = r["empty_lists"]
+            problems.append(f"{e['broadcasts']} participants broadcasts with 0 entries reached {e['clients']} clients "
+                            f"({e['received']} messages) during the herd")
+        if r.get("lists_shrunk"):
+            problems.append(f"{r['lists_shrunk']} participants lists shorter than one the same client had before "
+                            f"(no one left)")
         for name, log in r["logs"].items():
             bad = {k: v for k, v in log["levels"].items() if k not in ("info", "text")}
             if bad:
