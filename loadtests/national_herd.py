@@ -302,41 +302,64 @@ def cpu_of(p: Proc, t0: float, t1: float) -> float | None:
 
 class RegistryWatch:
     """Reads each node's heartbeat document (``nodes`` ephemeral, TTL 3.5 s, written each second) from
-    Redis 4 times a second: how long between two beats, and whether the entry was gone (the node
-    then counts as dead for every node: its participants are left out of the lists)."""
+    Redis 4 times a second, in a thread of its own (the generator's event loop is busy during the
+    herd): the longest time between two beats, and whether the entry was gone (the node then counts
+    as dead for every node: its participants are left out of the lists)."""
 
     def __init__(self, redis_url: str, names: list[str]) -> None:
-        import redis.asyncio as aioredis
+        import threading
 
-        self.r = aioredis.from_url(redis_url, decode_responses=True)
+        import redis
+
+        self.r = redis.Redis.from_url(redis_url, decode_responses=True, socket_timeout=2)
         self.names = names
-        self.stop = False
+        self.stop_event = threading.Event()
+        self.thread = threading.Thread(target=self._run, name="registry-watch", daemon=True)
         self.last_seen: dict[str, float] = {}
         self.max_gap: dict[str, float] = {n: 0.0 for n in names}
-        self.missing: dict[str, list[float]] = {n: [] for n in names}  # times (s since herd start) seen absent
+        self.gap_at: dict[str, float] = {}
+        self.missing: dict[str, list[float]] = {n: [] for n in names}  # s since herd start, entry absent
         self.samples = 0
+        self.max_poll_gap = 0.0
+        self.t0 = 0.0
 
-    async def run(self, t0: float) -> None:
+    def start(self, t0: float) -> None:
+        self.t0 = t0
+        self.thread.start()
+
+    def stop(self) -> None:
+        self.stop_event.set()
+        self.thread.join(5)
+        self.r.close()
+
+    def _run(self) -> None:
         keys = {n: f"gb:eph:{len('nodes')}:nodes:{n}" for n in self.names}
-        while not self.stop:
+        last = time.monotonic()
+        while not self.stop_event.is_set():
             try:
-                texts = await self.r.mget(list(keys.values()))
+                texts = self.r.mget(list(keys.values()))
             except Exception:  # noqa: BLE001 - a watcher, not a test step
-                texts = [None] * len(keys)
-            now = time.monotonic() - t0
-            self.samples += 1
-            for n, text in zip(keys, texts):
-                if text is None:
-                    self.missing[n].append(round(now, 2))
-                    continue
-                seen = json.loads(text).get("seen", 0.0)
-                if n in self.last_seen and seen > self.last_seen[n]:
-                    self.max_gap[n] = max(self.max_gap[n], seen - self.last_seen[n])
-                self.last_seen[n] = seen
-            await asyncio.sleep(0.25)
+                texts = None
+            now = time.monotonic()
+            self.max_poll_gap = max(self.max_poll_gap, now - last)
+            last = now
+            if texts is not None:
+                self.samples += 1
+                for n, text in zip(keys, texts):
+                    if text is None:
+                        self.missing[n].append(round(now - self.t0, 2))
+                        continue
+                    seen = json.loads(text).get("seen", 0.0)
+                    if n in self.last_seen and seen - self.last_seen[n] > self.max_gap[n]:
+                        self.max_gap[n] = seen - self.last_seen[n]
+                        self.gap_at[n] = round(now - self.t0, 1)
+                    self.last_seen[n] = seen
+            self.stop_event.wait(0.25)
 
     def result(self) -> dict[str, Any]:
-        return {"samples": self.samples, "max_beat_gap_s": {n: round(v, 2) for n, v in self.max_gap.items()},
+        return {"samples": self.samples, "max_poll_gap_s": round(self.max_poll_gap, 2),
+                "max_beat_gap_s": {n: round(v, 2) for n, v in self.max_gap.items()},
+                "max_beat_gap_seen_at_s": self.gap_at,
                 "missing_samples": {n: len(v) for n, v in self.missing.items()},
                 "missing_at_s": {n: v[:20] for n, v in self.missing.items() if v}}
 
@@ -371,7 +394,7 @@ async def run_layout(name: str, urls: list[str], procs: list[Proc], servers: Ser
         monitor.herd = herd
         tasks = [asyncio.create_task(herd.run_client(c)) for c in clients]
         watch = RegistryWatch(servers.redis.url, [p.name for p in procs])
-        watch_task = asyncio.create_task(watch.run(t_herd))
+        watch.start(t_herd)
         spy = start_py_spy(args, procs[0], name) if args.py_spy else None
         deadline = t_herd + args.spread + args.timeout
         while time.monotonic() < deadline:
@@ -409,9 +432,7 @@ async def run_layout(name: str, urls: list[str], procs: list[Proc], servers: Ser
         t_floor1s = time.monotonic()
         monitor.set_phase(f"{name} check")
         herd.frozen = True
-        watch.stop = True
-        await watch_task
-        await watch.r.aclose()
+        watch.stop()
         out["registry"] = watch.result()
         # what the servers report right now, while everyone is still connected
         try:
@@ -422,9 +443,8 @@ async def run_layout(name: str, urls: list[str], procs: list[Proc], servers: Ser
         except (aiohttp.ClientError, ValueError) as exc:
             out["live_participants_api"] = f"error: {exc}"
     finally:
-        if watch is not None and not watch.stop:
-            watch.stop = True
-            await watch.r.aclose()
+        if watch is not None and not watch.stop_event.is_set():
+            watch.stop()
         monitor.herd = None
         dropped = {c.id: {"ended": c.ended, "at_s": round(c.ended_at, 2) if c.ended_at else None,
                           "joined": c.joined_at is not None} for c in clients if c.ended is not None}
@@ -460,13 +480,16 @@ async def run_layout(name: str, urls: list[str], procs: list[Proc], servers: Ser
     out["empty_lists"] = {"received": sum(1 for c in joined for l in c.lists if l[1] == 0),
                           "clients": sum(any(l[1] == 0 for l in c.lists) for c in joined),
                           "broadcasts": len(empty), "first_at_server_ts": empty[:5]}
-    shrinks = 0
-    for c in joined:
-        top = 0
-        for _, k, _ in c.lists:
-            shrinks += k < top
-            top = max(top, k)
-    out["lists_shrunk"] = shrinks  # nobody leaves during the herd: a smaller list than before is a loss
+    shrinks, shrink_clients, worst = 0, 0, 0
+    for c in joined:  # nobody leaves during the herd: a list computed later (server ts) with fewer
+        top, hit = 0, False  # entries than an earlier one has lost participants
+        for ts, k, _ in sorted(c.lists):
+            if k < top:
+                shrinks, hit, worst = shrinks + 1, True, max(worst, top - k)
+            if k >= top:
+                top = k
+        shrink_clients += hit
+    out["lists_shrunk"] = {"messages": shrinks, "clients": shrink_clients, "max_missing": worst}
     out["list_broadcasts"] = sorted({(l[0], l[1]) for c in joined for l in c.lists})[-12:]
     joined_list_sizes = [len(json.loads(c.joined_raw).get("participants", [])) for c in joined]
     herd_wall = t_settled - t_herd
@@ -717,8 +740,9 @@ def report(out: dict[str, Any]) -> None:
               f", participants msgs/client median {f(r['participants_msgs_per_client']['median'], '.0f')}, "
               f"received {r['mib_in_per_client']:.2f} MiB/client ({r['mib_in_total']:.0f} MiB total)")
         reg = r.get("registry") or {}
-        print(f"{'':<12} node heartbeat: longest gap {reg.get('max_beat_gap_s')} s (TTL 3.5 s), entry missing in "
-              f"{reg.get('missing_samples')} of {reg.get('samples')} samples")
+        print(f"{'':<12} node heartbeat: longest gap {reg.get('max_beat_gap_s')} s (TTL 3.5 s) at "
+              f"{reg.get('max_beat_gap_seen_at_s')} s, entry missing in {reg.get('missing_samples')} of "
+              f"{reg.get('samples')} samples (watcher's longest poll gap {reg.get('max_poll_gap_s')} s)")
     for r in out["layouts"]:
         c = r["cpu"]
         problems = []
@@ -746,9 +770,11 @@ def report(out: dict[str, Any]) -> None:
             e = r["empty_lists"]
             problems.append(f"{e['broadcasts']} participants broadcasts with 0 entries reached {e['clients']} clients "
                             f"({e['received']} messages) during the herd")
-        if r.get("lists_shrunk"):
-            problems.append(f"{r['lists_shrunk']} participants lists shorter than one the same client had before "
-                            f"(no one left)")
+        sh = r.get("lists_shrunk") or {}
+        if sh.get("messages"):
+            problems.append(f"{sh['messages']} participants lists at {sh['clients']} clients were shorter (by up to "
+                            f"{sh['max_missing']}) than a list computed earlier (server ts), though no one left (small drops: "
+                            f"nodes read the list at different times; a node counted dead drops its share)")
         for name, log in r["logs"].items():
             bad = {k: v for k, v in log["levels"].items() if k not in ("info", "text")}
             if bad:
