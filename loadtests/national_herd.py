@@ -391,6 +391,7 @@ async def run_layout(name: str, urls: list[str], procs: list[Proc], servers: Ser
         t_herd = time.monotonic()
         monitor.sample(t_herd)
         herd.t0 = t_herd
+        out["herd_started_unix"] = time.time()  # to line up server ts (lists) and log lines with herd seconds
         monitor.herd = herd
         tasks = [asyncio.create_task(herd.run_client(c)) for c in clients]
         watch = RegistryWatch(servers.redis.url, [p.name for p in procs])
