@@ -39,6 +39,7 @@ from loadtests.procstat import machine_cpu
 from loadtests.province_cluster import Proc
 from loadtests.signaling_herd import VN, post, wait_healthy
 from loadtests.svgplot import line_chart
+from signaling.cluster.registry import NODE_TTL_S
 from tests.redis_server import RedisServer, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -301,7 +302,7 @@ def cpu_of(p: Proc, t0: float, t1: float) -> float | None:
 
 
 class RegistryWatch:
-    """Reads each node's heartbeat document (``nodes`` ephemeral, TTL 3.5 s, written each second) from
+    """Reads each node's heartbeat document (``nodes`` ephemeral, TTL ``NODE_TTL_S``, written each second) from
     Redis 4 times a second, in a thread of its own (the generator's event loop is busy during the
     herd): the longest time between two beats, and whether the entry was gone (the node then counts
     as dead for every node: its participants are left out of the lists)."""
@@ -741,7 +742,7 @@ def report(out: dict[str, Any]) -> None:
               f", participants msgs/client median {f(r['participants_msgs_per_client']['median'], '.0f')}, "
               f"received {r['mib_in_per_client']:.2f} MiB/client ({r['mib_in_total']:.0f} MiB total)")
         reg = r.get("registry") or {}
-        print(f"{'':<12} node heartbeat: longest gap {reg.get('max_beat_gap_s')} s (TTL 3.5 s) at "
+        print(f"{'':<12} node heartbeat: longest gap {reg.get('max_beat_gap_s')} s (TTL {NODE_TTL_S:g} s) at "
               f"{reg.get('max_beat_gap_seen_at_s')} s, entry missing in {reg.get('missing_samples')} of "
               f"{reg.get('samples')} samples (watcher's longest poll gap {reg.get('max_poll_gap_s')} s)")
     for r in out["layouts"]:
@@ -766,7 +767,7 @@ def report(out: dict[str, Any]) -> None:
         if gone:
             problems.append(f"node heartbeat entry missing from Redis (node counted dead) in {gone} of "
                             f"{reg['samples']} samples at 4/s; longest beat gap {reg['max_beat_gap_s']} s "
-                            f"(TTL 3.5 s); first at {reg['missing_at_s']}")
+                            f"(TTL {NODE_TTL_S:g} s); first at {reg['missing_at_s']}")
         if r.get("empty_lists", {}).get("received"):
             e = r["empty_lists"]
             problems.append(f"{e['broadcasts']} participants broadcasts with 0 entries reached {e['clients']} clients "

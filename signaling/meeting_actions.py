@@ -20,6 +20,7 @@ from signaling.protocol import (
     CHAIR_ACTIONS, Answer, GrantFloor, Ice, Join, Leave, Lock, LowerHand, Mute, MuteAll, Offer, RaiseHand,
     Record, Remove, RevokeFloor, SetLayout, server_msg,
 )
+from signaling.rooms import roster
 
 log = logging.getLogger("giaoban.meeting")
 
@@ -75,10 +76,10 @@ class MeetingActions:
         await self.ctx.sessions.refresh_presence(self)
         metrics.PARTICIPANTS.inc()
         log.info("joined", extra=self.log_extra() | {"role": role})
-        participants = await self.ctx.rooms.participants(self.occurrence_id)
+        participants = await self.ctx.rooms.participants(self.occurrence_id, recent=True)
         await self.deliver(server_msg(
             "joined", msg.id, meeting_id=meeting.id, occurrence_id=self.occurrence_id, title=meeting.title,
-            role=role, participants=participants, floor=state["floor"], hands=state["hands"],
+            role=role, participants=roster(participants), floor=state["floor"], hands=state["hands"],
             muted=state["muted"].get(self.identity.endpoint_id, {}), media=self.ctx.router is not None,
             layout=state["layout"],
         ))

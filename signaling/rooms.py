@@ -7,9 +7,10 @@
 * events: published on channel ``room:<occurrence>``; each node relays them to its own sessions,
   encoding each event to JSON once for all of them.
 
-The participant list goes out whole but coalesced: joins and leaves within ``LIST_DELAY_S``
-produce one ``participants`` message. Sending it per join would cost O(N^2) (211 terminals
-joining at 07:50 = 44,000 messages of 211 entries each).
+The participant list goes out whole but coalesced: joins and leaves within ``list_delay`` (0.5 s,
+up to 2 s for national meetings) produce one ``participants`` message of compact entries
+(``roster``). Sending it per join would cost O(N^2) (211 terminals joining at 07:50 = 44,000
+messages of 211 entries each).
 """
 
 from __future__ import annotations
@@ -25,7 +26,21 @@ from signaling.store.base import Store, Subscription
 
 log = logging.getLogger("giaoban.rooms")
 PRESENCE_TTL_S = 30.0
-LIST_DELAY_S = 0.5
+LIST_DELAY_S = 0.5  # a small meeting's list follows a change this fast ...
+LIST_DELAY_MAX_S = 2.0  # ... a national one (800 rooms joining at once) waits longer between lists
+READ_CACHE_S = 0.3  # joins within this reuse one read of the room's entries
+ROSTER_FIELDS = ("endpoint_id", "name", "role", "kind", "tier")  # what clients get of each participant
+
+
+def roster(people: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The participant list as clients get it (the REST live view keeps node, session, seen)."""
+    return [{k: p[k] for k in ROSTER_FIELDS if k in p} for p in people]
+
+
+def list_delay(size: int) -> float:
+    """Seconds between participant lists: each goes to every member, so with N members a list
+    costs O(N) to build and O(N^2) bytes to send; bigger meetings get fewer lists."""
+    return min(LIST_DELAY_MAX_S, max(LIST_DELAY_S, size / 400))
 
 
 class LocalMember(Protocol):
@@ -63,6 +78,7 @@ class RoomHub:
         self._relays: dict[str, _Relay] = {}
         self._lock = asyncio.Lock()
         self._list_pending: dict[str, asyncio.Task] = {}
+        self._read_cache: dict[str, tuple[float, list[dict[str, Any]]]] = {}
 
     # membership ----------------------------------------------------------------------------
     async def enter(self, occurrence_id: str, member: LocalMember, info: dict[str, Any]) -> None:
@@ -78,9 +94,11 @@ class RoomHub:
     async def heartbeat(self, occurrence_id: str, session_id: str, info: dict[str, Any]) -> None:
         doc = dict(info, node=self.node_id, seen=time.time())
         await self.store.put_ephemeral(f"live:{occurrence_id}", session_id, doc, PRESENCE_TTL_S)
+        self._patch_cache(occurrence_id, session_id, dict(doc, session_id=session_id))
 
     async def exit(self, occurrence_id: str, session_id: str) -> None:
         await self.store.delete_ephemeral(f"live:{occurrence_id}", session_id)
+        self._patch_cache(occurrence_id, session_id, None)
         async with self._lock:
             relay = self._relays.get(occurrence_id)
             if relay is None:
@@ -92,12 +110,27 @@ class RoomHub:
                 if relay.task:
                     relay.task.cancel()
 
-    async def participants(self, occurrence_id: str) -> list[dict[str, Any]]:
+    def _patch_cache(self, occurrence_id: str, session_id: str, entry: dict[str, Any] | None) -> None:
+        """Keep a recent read true to this node's own changes (a new list: readers hold the old one)."""
+        hit = self._read_cache.pop(occurrence_id, None)
+        if hit is not None and time.monotonic() - hit[0] < READ_CACHE_S:  # a stale one is just dropped
+            people = [p for p in hit[1] if p["session_id"] != session_id] + ([entry] if entry else [])
+            self._read_cache[occurrence_id] = (hit[0], people)
+
+    async def participants(self, occurrence_id: str, recent: bool = False) -> list[dict[str, Any]]:
+        """Who is in the room. ``recent``: a read up to READ_CACHE_S old will do (the list in
+        ``joined``: a herd of joins shares one read); the result is then shared, read-only."""
+        now = time.monotonic()
+        hit = self._read_cache.get(occurrence_id)
+        if recent and hit is not None and now - hit[0] < READ_CACHE_S:
+            return hit[1]
         rows = await self.store.list_ephemeral(f"live:{occurrence_id}")
-        if self.registry is not None:  # not after PRESENCE_TTL_S: its terminals are back within seconds
+        if self.registry is not None:  # a dead node's rooms go at once, not after PRESENCE_TTL_S
             alive = await self.registry.signaling_nodes()
-            rows = [(key, doc) for key, doc in rows if doc.get("node") in alive]
-        return [dict(doc, session_id=key) for key, doc in rows]
+            rows = [(key, doc) for key, doc in rows if doc.get("node") in alive or doc.get("node") == self.node_id]
+        people = [dict(doc, session_id=key) for key, doc in rows]
+        self._read_cache[occurrence_id] = (now, people)
+        return people
 
     # shared state ----------------------------------------------------------------------------
     async def state(self, occurrence_id: str) -> dict[str, Any]:
@@ -125,10 +158,11 @@ class RoomHub:
 
     async def _broadcast_list(self, occurrence_id: str) -> None:
         try:
-            await asyncio.sleep(LIST_DELAY_S)
+            hit = self._read_cache.get(occurrence_id)
+            await asyncio.sleep(list_delay(len(hit[1]) if hit else 0))
             del self._list_pending[occurrence_id]  # changes from here on need another broadcast
             people = await self.participants(occurrence_id)
-            await self.publish(occurrence_id, server_msg("participants", participants=people))
+            await self.publish(occurrence_id, server_msg("participants", participants=roster(people)))
         except Exception:
             self._list_pending.pop(occurrence_id, None)
             log.exception("participant list broadcast failed", extra={"occurrence": occurrence_id})

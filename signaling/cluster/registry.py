@@ -20,7 +20,9 @@ log = logging.getLogger("giaoban.cluster")
 NODES = "nodes"
 MEDIA_NODES = "media-nodes"
 HEARTBEAT_S = 1.0
-NODE_TTL_S = 3.5  # > 3 missed beats: a node killed with -9 is gone from every list within this
+# > 5 missed beats: a node killed with -9 is gone from every list within this (a broken link
+# says it sooner); a busy node whose event loop lags a few seconds is not taken for dead
+NODE_TTL_S = 6.0
 CACHE_S = 0.5  # reads within this reuse the last list (211 joins at once read it once)
 
 
