@@ -51,6 +51,7 @@ class ResettingEndpoint(WsPeerBridge):
         self.client: Client | None = None
         self.resets: list[float] = []
         self._rejoin: asyncio.Task | None = None
+        self._changing = asyncio.Lock()
 
     async def start(self) -> None:
         await self._new_peer()
@@ -59,10 +60,11 @@ class ResettingEndpoint(WsPeerBridge):
         pass  # a Client replaced after media_reset must not close the WebSocket; stop() does
 
     async def _new_peer(self) -> None:
-        if self.client is not None:
-            await self.client.close()
-        self.client = Client(self, self.meeting_id, self.endpoint, video=PatternTrack(self.shade), audio=ToneTrack())
-        await self.client.join()
+        async with self._changing:  # one peer change at a time (two resets can come close together)
+            if self.client is not None:
+                await self.client.close()
+            self.client = Client(self, self.meeting_id, self.endpoint, video=PatternTrack(self.shade), audio=ToneTrack())
+            await self.client.join()
 
     def on_other(self, msg: dict) -> None:
         if msg["type"] == "media_reset":
@@ -75,12 +77,13 @@ class ResettingEndpoint(WsPeerBridge):
         return len([f for f in self.client.video_frames() if f[0] > t]) if self.client else 0
 
     async def stop(self) -> None:
-        for task in (self._reader, self._rejoin):
-            if task:
-                task.cancel()
+        if self._reader:
+            self._reader.cancel()
+        if self._rejoin:  # let a peer change finish: aiortc never completes a close that was cut short
+            await asyncio.wait([self._rejoin], timeout=20)
         if self.client:
-            await self.client.close()
-        await self.ws.close()
+            await asyncio.wait_for(self.client.close(), 10)
+        await asyncio.wait_for(self.ws.close(), 10)
 
 
 @contextlib.asynccontextmanager
@@ -107,7 +110,7 @@ async def running_cluster(tmp_path, redis_url: str, processes: dict[str, tuple[s
         for proc, _ in procs.values():
             proc.kill()
             proc.wait()
-        await sig.stop()
+        await asyncio.wait_for(sig.stop(), 30)
 
 
 async def join_all(sig: Node, meeting_id: str, shades: list[tuple[str, int]]) -> list["ResettingEndpoint"]:
