@@ -193,10 +193,6 @@ def keep_logs(cluster: Cluster, results: Path, stamp: str) -> dict[str, str]:
     return kept
 
 
-def _f(v: float | None, spec: str) -> str:
-    return "-" if v is None else format(v, spec)
-
-
 def print_report(out: dict[str, Any]) -> None:
     c = out.get("cascade")
     if c is None:
@@ -223,7 +219,7 @@ def print_report(out: dict[str, Any]) -> None:
     if d:
         print(f"  one copy: origin->edge link {d['kbps'] / 1000:.2f} Mbit/s, {d['packets_s']:.0f} pkt/s carries what "
               f"{f['endpoints']} edge endpoints receive as {f['kbps'] / 1000:.2f} Mbit/s, {f['packets_s']:.0f} pkt/s "
-              f"(x{_f(oc['kbps_ratio'], '.1f')} bytes, x{_f(oc['packets_ratio'], '.1f')} packets)")
+              f"(x{rep.fmt(oc['kbps_ratio'], '.1f')} bytes, x{rep.fmt(oc['packets_ratio'], '.1f')} packets)")
     else:
         print("  one copy: NO cascade link traffic counted on edge-1 (tap: " + json.dumps(oc["down_links_by_name"]) + ")")
     if oc["up_link"]:
@@ -233,11 +229,11 @@ def print_report(out: dict[str, Any]) -> None:
     for name, groups in c["delivered"].items():
         print(f"  delivered ({name}) per group: output / receivers / deliv% / kbit/s per receiver")
         for g, rows in groups.items():
-            print(f"    {g:<7} " + "; ".join(f"{r['output']} {r['receivers']} {_f(r['ratio'] and r['ratio'] * 100, '.2f')}%"
+            print(f"    {g:<7} " + "; ".join(f"{r['output']} {r['receivers']} {rep.fmt(r['ratio'] and r['ratio'] * 100, '.2f')}%"
                                              f" {r['kbps_per_receiver']:.0f}" for r in rows))
     for name, row in (c.get("cpu") or {}).items():
-        print(f"  cpu {name:<8} {_f(row['cpu_pct'], '.1f')}% for {row['peers']} peers: "
-              f"{_f(row['ms_per_served_endpoint_s'], '.2f')} ms per served endpoint per second")
+        print(f"  cpu {name:<8} {rep.fmt(row['cpu_pct'], '.1f')}% for {row['peers']} peers: "
+              f"{rep.fmt(row['ms_per_served_endpoint_s'], '.2f')} ms per served endpoint per second")
     after = c.get("peers_after_kill")
     if after:
         print("  after the kill: media peers " + ", ".join(f"{k} {v}" for k, v in after["media_peers"].items())
@@ -247,9 +243,8 @@ def print_report(out: dict[str, Any]) -> None:
     for g, r in (c.get("kill") or {}).items():
         rec = r["recovery"]
         print(f"  kill, {g:<6}: {r['endpoints']} endpoints, affected {r['affected']}, media_reset {r['media_reset']}, "
-              f"ws_lost {r['ws_lost']}, back {r['back']} (within target {r['back_within_target']}); back median "
-              f"{_f(rec['median_s'], '.2f')} s, p95 {_f(rec['p95_s'], '.2f')} s, max {_f(rec['max_s'], '.2f')} s; "
-              f"not back {r['not_back'][:6]}")
+              f"ws_lost {r['ws_lost']}, back {r['back']} (within target {r['back_within_target']}); back "
+              f"{rep.spread(rec)}; not back {r['not_back'][:6]}")
         if r.get("media_reset_reasons"):
             print("      media_reset reasons: " + ", ".join(f"{why!r} x{n}" for why, n in r["media_reset_reasons"].items()))
         for path, got in r["stages"].items():

@@ -179,8 +179,13 @@ def write_svg(timeline: list[dict], kills: list, n: int, out: dict[str, Any], pa
     path.write_text(svg, encoding="utf-8")
 
 
-def _f(v: float | None, spec: str) -> str:
+def fmt(v: float | None, spec: str) -> str:
     return "-" if v is None else format(v, spec)
+
+
+def spread(d: dict[str, Any]) -> str:
+    """'median X s, p95 Y s, max Z s' of a dict with median_s, p95_s, max_s."""
+    return f"median {fmt(d['median_s'], '.2f')} s, p95 {fmt(d['p95_s'], '.2f')} s, max {fmt(d['max_s'], '.2f')} s"
 
 
 def print_report(out: dict[str, Any]) -> None:
@@ -190,9 +195,7 @@ def print_report(out: dict[str, Any]) -> None:
           f"fibre mode {out['meeting']['fibre_mode']}, run {out['runtime_s']:.0f} s")
     j = out["join"]
     print(f"join: {j['joined']}/{j['endpoints']} joined, {j['media']}/{j['endpoints']} with media; "
-          f"join median {_f(j['join']['median_s'], '.2f')} s, p95 {_f(j['join']['p95_s'], '.2f')} s, "
-          f"max {_f(j['join']['max_s'], '.2f')} s; first video median {_f(j['media_time']['median_s'], '.2f')} s, "
-          f"p95 {_f(j['media_time']['p95_s'], '.2f')} s, max {_f(j['media_time']['max_s'], '.2f')} s")
+          f"join {spread(j['join'])}; first video {spread(j['media_time'])}")
     if j.get("server_offer_before_answer"):
         print(f"note: {j['server_offer_before_answer']} server offers arrived before the server's answer to the "
               f"terminal's own offer (answered after it)")
@@ -202,11 +205,11 @@ def print_report(out: dict[str, Any]) -> None:
         print(head + "\n" + "-" * len(head))
         for r in d["rows"]:
             print(f"{r['output']:<16} {r['receivers']:>5} {r['received']:>10} {r['expected']:>10} "
-                  f"{_f(r['ratio'] and r['ratio'] * 100, '.2f'):>8} {r['kbps_per_receiver']:>8.0f} {r['skipped']:>8}")
+                  f"{fmt(r['ratio'] and r['ratio'] * 100, '.2f'):>8} {r['kbps_per_receiver']:>8.0f} {r['skipped']:>8}")
         e2e = d.get("sfu_main_e2e")
         if e2e:
             print(f"{'sfu main e2e':<16} {'':>5} {e2e['received']:>10} {e2e['expected']:>10} "
-                  f"{_f(e2e['ratio'] and e2e['ratio'] * 100, '.2f'):>8}   (floor holder's sent packets x SFU receivers)")
+                  f"{fmt(e2e['ratio'] and e2e['ratio'] * 100, '.2f'):>8}   (floor holder's sent packets x SFU receivers)")
     print(f"\nserver CPU (window: {out['cpu']['window']}; ms = CPU ms per endpoint per second)")
     c = out["cpu"]
     if c.get("machine_busy_pct") is not None:
@@ -217,9 +220,9 @@ def print_report(out: dict[str, Any]) -> None:
             f"{'RSS MiB':>8} {'max RSS':>8}")
     print(head + "\n" + "-" * len(head))
     for p in out["cpu"]["processes"]:
-        print(f"{p['name']:<10} {p['role']:<10} {_f(p['herd_ms_per_join'], '.1f'):>12} {_f(p['cpu_pct'], '.1f'):>6} "
-              f"{_f(p['ms_per_endpoint_s'], '.2f'):>8} {_f(p.get('recovery_cpu_pct'), '.0f'):>9} "
-              f"{_f(p['rss_mib'], '.0f'):>8} {_f(p['rss_max_mib'], '.0f'):>8}")
+        print(f"{p['name']:<10} {p['role']:<10} {fmt(p['herd_ms_per_join'], '.1f'):>12} {fmt(p['cpu_pct'], '.1f'):>6} "
+              f"{fmt(p['ms_per_endpoint_s'], '.2f'):>8} {fmt(p.get('recovery_cpu_pct'), '.0f'):>9} "
+              f"{fmt(p['rss_mib'], '.0f'):>8} {fmt(p['rss_max_mib'], '.0f'):>8}")
     k = out.get("kill")
     if k:
         print(f"\nkill phase: kill -9 {', '.join(k['killed'])} at t={k['t_kill']:.1f} s")
@@ -228,8 +231,7 @@ def print_report(out: dict[str, Any]) -> None:
         r = k["recovery"]
         print(f"  endpoints affected {k['affected']}, back {k['back']}, back within {k['target_s']:.0f} s: "
               f"{k['back_within_target']}; not back: {len(k['not_back'])} {k['not_back'][:8]}")
-        print(f"  time back in the meeting with media: median {_f(r['median_s'], '.2f')} s, p95 {_f(r['p95_s'], '.2f')} s, "
-              f"max {_f(r['max_s'], '.2f')} s; WebSocket losses {k['ws_lost']}, media_reset {k['media_reset']}")
+        print(f"  time back in the meeting with media: {spread(r)}; WebSocket losses {k['ws_lost']}, media_reset {k['media_reset']}")
         ev = k.get("events_after_kill", {})
         for name in ("ws_lost", "media_reset", "rejoined"):
             if ev.get(name):
