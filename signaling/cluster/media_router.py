@@ -148,13 +148,10 @@ class MediaRouter:
             if target != origin:
                 extra["cascade_origin"] = {"node_id": origin, "url": nodes[origin]["url"]}
             try:
-                peer = await self._node(target, nodes[target]["url"]).open_peer(dataclasses.replace(spec, extra=extra), events)
+                return await self._node(target, nodes[target]["url"]).open_peer(dataclasses.replace(spec, extra=extra), events)
             except MediaNodeLost as exc:
                 log.warning("media node unreachable; choosing another: %s", exc, extra={"media_node": target})
                 self.registry.suspect(target)
-                continue
-            peer.media_node = target
-            return peer
         raise unavailable("no reachable media node; retry in a few seconds")
 
     def node_lost(self, node_id: str) -> None:
