@@ -41,6 +41,7 @@ from signaling.media import MediaRetry, PeerSpec
 from .cascade_sdp import CASCADE_ROLE, add_content, encode_label
 from .link import PeerLink
 from .negotiation import describe, set_codec, sends
+from .pcclose import close_pc
 from .peer_rtcp import REMB_MAX, publisher_feedback
 from .stream import Stream
 from .subscriber import Output
@@ -359,10 +360,7 @@ class CascadeLink:
         self.link.close()
         if self.pc is not None:
             self.pc.remove_all_listeners()
-            try:
-                await self.pc.close()
-            except Exception as exc:  # pragma: no cover - aiortc teardown quirks
-                log.debug("cascade pc.close: %s", exc)
+            await close_pc(self.pc, "cascade link")
         if self.peer is not None:
             try:
                 await asyncio.wait_for(self.peer.close(), ORIGIN_CLOSE_TIMEOUT)

@@ -26,6 +26,7 @@ from signaling.media import MediaError, MediaRetry
 
 from .cascade_sdp import CASCADE_CONTENT, CASCADE_ROLE, relabel
 from .link import PeerLink
+from .pcclose import close_pc
 from .negotiation import MLine, NegotiationError, describe, receives, sends, set_codec
 from .peer_rtcp import publisher_feedback, update_sender_reports
 from .stream import Stream
@@ -407,10 +408,7 @@ class LocalPeer:
             _, fut = self._ops.get_nowait()
             if not fut.done():
                 fut.set_exception(PeerClosed("peer closed"))
-        try:
-            await self.pc.close()
-        except Exception as exc:  # pragma: no cover - aiortc teardown quirks
-            log.debug("pc.close(%s): %s", self.endpoint_id, exc)
+        await close_pc(self.pc, self.endpoint_id)
         self.pc.remove_all_listeners()
         self.meeting.node._forget_peer(self)
 

@@ -158,8 +158,12 @@ class RoomHub:
 
     async def _broadcast_list(self, occurrence_id: str) -> None:
         try:
-            hit = self._read_cache.get(occurrence_id)
-            await asyncio.sleep(list_delay(len(hit[1]) if hit else 0))
+            while True:  # one list per window in the whole cluster: the node holding the window sends
+                hit = self._read_cache.get(occurrence_id)
+                delay = list_delay(len(hit[1]) if hit else 0)
+                await asyncio.sleep(delay)
+                if await self.store.acquire_lock(f"roster:{occurrence_id}", self.node_id, delay):
+                    break  # else another node sends now; our change goes out in the next window
             del self._list_pending[occurrence_id]  # changes from here on need another broadcast
             people = await self.participants(occurrence_id)
             await self.publish(occurrence_id, server_msg("participants", participants=roster(people)))

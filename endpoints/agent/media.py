@@ -25,6 +25,8 @@ from aiortc.contrib.media import MediaRecorder, MediaRelay
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from aiortc.sdp import candidate_from_sdp
 
+from mcu.pcclose import close_pc
+
 from .nack_repeat import repeat_nacks
 from .oplog import OpLog
 from .sources import Sources
@@ -190,4 +192,4 @@ class MeetingPeer:
                 self.log.warning(f"Lỗi khi đóng tệp ghi: {exc}", "recording close failed", meeting=self.meeting_id)
         self._recorders = []
         self.sources.stop()
-        await self.pc.close()
+        await close_pc(self.pc, f"meeting {self.meeting_id}")

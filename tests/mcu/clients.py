@@ -14,6 +14,7 @@ from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from av import AudioFrame, VideoFrame
 
 from endpoints.agent.sources import Paced
+from mcu.pcclose import close_pc
 from signaling.media import PeerSpec
 
 VIDEO_RATE = 90000
@@ -148,7 +149,7 @@ class Client:
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
-        await self.pc.close()
+        await close_pc(self.pc, self.spec.endpoint_id)
         if self.peer is not None:
             await self.peer.close()
 
