@@ -20,6 +20,7 @@ import time
 from typing import Any, Awaitable, Callable
 
 from mcu.ice import HostPin, pin_host_addresses
+from mcu.pcclose import cancel_and_wait
 
 from .config import AgentConfig
 from .connection import AuthError, Connection, NotConnected
@@ -99,10 +100,7 @@ class Agent(MediaActions):
             except (NotConnected, ConnectionError, asyncio.TimeoutError):
                 pass
         await self.conn.stop()
-        for task in [self._owner, *self._tasks]:
-            if task is not None:
-                task.cancel()
-        await asyncio.gather(*(t for t in [self._owner, *self._tasks] if t is not None), return_exceptions=True)
+        await cancel_and_wait([self._owner, *self._tasks], "the agent")
         await self._close_peer()
         if self._ice_pin is not None:
             self._ice_pin.release()

@@ -24,6 +24,8 @@ from typing import Any, Callable
 
 import aiohttp
 
+from mcu.pcclose import cancel_and_wait
+
 from .config import AgentConfig
 from .oplog import OpLog
 
@@ -111,11 +113,9 @@ class Connection:
 
     async def stop(self) -> None:
         task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
+        await cancel_and_wait([task], "the server connection")
         if self._ws is not None and not self._ws.closed:
-            await self._ws.close()
+            await asyncio.wait_for(self._ws.close(), 2)
         if self._http is not None:
             await self._http.close()
             self._http = None

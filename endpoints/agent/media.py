@@ -25,7 +25,7 @@ from aiortc.contrib.media import MediaRecorder, MediaRelay
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from aiortc.sdp import candidate_from_sdp
 
-from mcu.pcclose import close_pc
+from mcu.pcclose import cancel_and_wait, close_pc
 
 from .nack_repeat import repeat_nacks
 from .oplog import OpLog
@@ -182,9 +182,7 @@ class MeetingPeer:
         self._closed = True
         if self._answer is not None and not self._answer.done():
             self._answer.cancel()
-        for task in list(self._tasks):
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await cancel_and_wait(list(self._tasks), f"meeting {self.meeting_id}")
         for recorder in self._recorders:
             try:
                 await recorder.stop()

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import asyncio
 
+from mcu.pcclose import cancel_and_wait
+
 
 class TcpProxy:
     def __init__(self, target_port: int, target_host: str = "127.0.0.1") -> None:
@@ -87,4 +89,4 @@ class TcpProxy:
 
     async def stop(self) -> None:
         await self.cut()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await cancel_and_wait(list(self._tasks), "the test proxy")
