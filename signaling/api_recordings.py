@@ -171,7 +171,7 @@ async def recording_action(request: web.Request) -> web.Response:
 async def set_recording(ctx, meeting_id: str, on: bool) -> dict:
     """Start or stop recording a meeting: the operator's REST call and the chair's WS action (which
     the meeting's media node runs when that is another node of the cluster)."""
-    url = await forward.meeting_node_url(ctx.router, meeting_id) if ctx.router and ctx.router.clustered else None
+    url = await forward.meeting_node_url(ctx.router, meeting_id)
     if url is not None:
         return await ctx.router.node_at(url).record(meeting_id, on)
     service = getattr(ctx, "recordings", None)

@@ -31,8 +31,16 @@ def _router(request: web.Request) -> Any | None:
     return router
 
 
+def _headers(request: web.Request, router: Any) -> dict[str, str]:
+    """What a forwarded request carries: the caller's credentials and range, and the mark."""
+    return {h: request.headers[h] for h in REQUEST_HEADERS if h in request.headers} | {FORWARDED: router.node_id}
+
+
 async def meeting_node_url(router: Any, meeting_id: str) -> str | None:
-    """The internal URL of the live media node the meeting is pinned to, when that is another node."""
+    """The internal URL of the live media node the meeting is pinned to, when that is another node
+    of a cluster (None on one machine)."""
+    if router is None or not router.clustered:
+        return None
     pin = await router.store.get(PINS, meeting_id)
     if pin is None or pin["node"] == router.node_id:
         return None
@@ -48,10 +56,9 @@ async def other_media_urls(router: Any) -> list[str]:
 async def forward(request: web.Request, base_url: str) -> web.StreamResponse:
     """Send ``request`` to ``base_url`` and stream the answer back (recordings can be large)."""
     router = ctx_of(request).router
-    headers = {h: request.headers[h] for h in REQUEST_HEADERS if h in request.headers}
-    headers[FORWARDED] = router.node_id
     try:
-        upstream = await router.http.request(request.method, base_url + str(request.rel_url), headers=headers,
+        upstream = await router.http.request(request.method, base_url + str(request.rel_url),
+                                             headers=_headers(request, router),
                                              data=await request.read(), allow_redirects=False,
                                              timeout=aiohttp.ClientTimeout(total=None, sock_connect=3, sock_read=30))
     except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
@@ -70,8 +77,7 @@ async def forward(request: web.Request, base_url: str) -> web.StreamResponse:
 
 async def to_meeting_node(request: web.Request, meeting_id: str) -> web.StreamResponse | None:
     """Forward when the meeting runs on another media node; None: answer here."""
-    router = _router(request)
-    url = await meeting_node_url(router, meeting_id) if router else None
+    url = await meeting_node_url(_router(request), meeting_id)
     return await forward(request, url) if url else None
 
 
@@ -80,7 +86,7 @@ async def gather_json(request: web.Request) -> list[tuple[int, Any]]:
     router = _router(request)
     if router is None:
         return []
-    headers = {h: request.headers[h] for h in REQUEST_HEADERS if h in request.headers} | {FORWARDED: router.node_id}
+    headers = _headers(request, router)
 
     async def one(url: str) -> tuple[int, Any]:
         try:
@@ -99,8 +105,8 @@ async def to_owner(request: web.Request) -> web.StreamResponse | None:
     router = _router(request)
     if router is None:
         return None
+    headers = _headers(request, router)
     for url in await other_media_urls(router):
-        headers = {h: request.headers[h] for h in REQUEST_HEADERS if h in request.headers} | {FORWARDED: router.node_id}
         try:
             async with router.http.head(url + str(request.rel_url), headers=headers,
                                         timeout=aiohttp.ClientTimeout(total=5)) as probe:
