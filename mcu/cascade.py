@@ -41,7 +41,7 @@ from signaling.media import MediaRetry, PeerSpec
 from .cascade_sdp import CASCADE_ROLE, add_content, encode_label
 from .link import PeerLink
 from .negotiation import describe, set_codec, sends
-from .pcclose import close_pc
+from .bounded_stop import close_pc
 from .peer_rtcp import REMB_MAX, publisher_feedback
 from .stream import Stream
 from .subscriber import Output

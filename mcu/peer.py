@@ -26,7 +26,7 @@ from signaling.media import MediaError, MediaRetry
 
 from .cascade_sdp import CASCADE_CONTENT, CASCADE_ROLE, relabel
 from .link import PeerLink
-from .pcclose import close_pc
+from .bounded_stop import close_pc
 from .negotiation import MLine, NegotiationError, describe, receives, sends, set_codec
 from .peer_rtcp import publisher_feedback, update_sender_reports
 from .stream import Stream

@@ -20,7 +20,7 @@ import time
 from typing import Any, Awaitable, Callable
 
 from mcu.ice import HostPin, pin_host_addresses
-from mcu.pcclose import cancel_and_wait
+from mcu.bounded_stop import cancel_and_wait
 
 from .config import AgentConfig
 from .connection import AuthError, Connection, NotConnected

@@ -24,7 +24,7 @@ from typing import Any, Callable
 
 import aiohttp
 
-from mcu.pcclose import cancel_and_wait
+from mcu.bounded_stop import cancel_and_wait
 
 from .config import AgentConfig
 from .oplog import OpLog

@@ -25,7 +25,7 @@ from aiortc.contrib.media import MediaRecorder, MediaRelay
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from aiortc.sdp import candidate_from_sdp
 
-from mcu.pcclose import cancel_and_wait, close_pc
+from mcu.bounded_stop import cancel_and_wait, close_pc
 
 from .nack_repeat import repeat_nacks
 from .oplog import OpLog

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 
-from mcu.pcclose import cancel_and_wait
+from mcu.bounded_stop import cancel_and_wait
 
 
 class TcpProxy:

@@ -14,7 +14,7 @@ from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from av import AudioFrame, VideoFrame
 
 from endpoints.agent.sources import Paced
-from mcu.pcclose import close_pc
+from mcu.bounded_stop import close_pc
 from signaling.media import PeerSpec
 
 VIDEO_RATE = 90000

@@ -8,7 +8,7 @@ import asyncio
 import logging
 from typing import Any, Iterable
 
-log = logging.getLogger("mcu.pcclose")
+log = logging.getLogger("mcu.bounded_stop")
 CLOSE_TIMEOUT_S = 5.0
 
 
