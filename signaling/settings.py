@@ -25,6 +25,20 @@ class Limits:
     ws_burst: int = 60  # ICE trickle comes in bursts at join
     http_max_body_bytes: int = 256 * 1024
     hello_timeout_s: float = 10.0
+    ws_max_json_depth: int = 32  # nesting of a WS message; deeper is refused before parsing
+    # slow clients: a request's headers and its body must each arrive within these
+    http_header_timeout_s: float = 10.0
+    http_body_timeout_s: float = 30.0
+    # open connections (HTTP and WebSocket) from one client address; a province behind one NAT
+    # address has ~200 terminals with one WebSocket each, so the default leaves room for that
+    connections_per_address: int = 400
+    # failed logins from one client address within the failure window, across all usernames
+    failed_logins_per_address: int = 50
+    # WHIP publishers / WHEP viewers at once, per token and per meeting
+    whip_sessions_per_token: int = 2
+    whep_sessions_per_token: int = 4
+    whip_sessions_per_meeting: int = 32
+    whep_sessions_per_meeting: int = 300
 
 
 @dataclass
@@ -56,6 +70,10 @@ class Settings:
     log_format: str = "json"  # json | text
     log_level: str = "info"
     admin_password: str = ""  # first start only: the operator 'admin' password (else generated)
+    # addresses (or CIDRs) of reverse proxies whose X-Forwarded-For is believed for per-address limits
+    trusted_proxies: list = field(default_factory=list)
+    # key of node-to-node tokens (several nodes on Redis): the same on every node, never in the store
+    node_key: str = ""
     limits: Limits = field(default_factory=Limits)
     tokens: TokenTtl = field(default_factory=TokenTtl)
 
@@ -87,6 +105,12 @@ class Settings:
             raise bad("early_join_minutes must be 0..120")
         if self.limits.ws_max_message_bytes < 1024 or self.limits.ws_rate_per_s <= 0:
             raise bad("limits.ws_max_message_bytes must be >= 1024 and limits.ws_rate_per_s > 0")
+        for f in fields(self.limits):
+            value = getattr(self.limits, f.name)
+            if value <= 0:
+                raise bad(f"limits.{f.name} must be > 0, got {value}")
+        if not all(isinstance(x, str) and x for x in self.trusted_proxies):
+            raise bad("trusted_proxies must be a list of addresses or CIDRs")
 
 
     def check_against(self, directory) -> None:
