@@ -11,6 +11,8 @@ from typing import Any
 
 import yaml
 
+from signaling.client_address import parse_networks
+
 
 class SettingsError(ValueError):
     def __init__(self, file: str, line: int, message: str) -> None:
@@ -111,6 +113,10 @@ class Settings:
                 raise bad(f"limits.{f.name} must be > 0, got {value}")
         if not all(isinstance(x, str) and x for x in self.trusted_proxies):
             raise bad("trusted_proxies must be a list of addresses or CIDRs")
+        try:
+            parse_networks(self.trusted_proxies)
+        except ValueError as exc:
+            raise bad(str(exc)) from None
 
 
     def check_against(self, directory) -> None:
