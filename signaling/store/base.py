@@ -11,7 +11,8 @@ The model is deliberately small so that both backends stay thin and obviously eq
 * documents: JSON-able dicts in named collections, addressed by (collection, key);
   ``put_if_absent`` and ``compare_and_put`` give the atomic steps that two nodes could race on;
 * logs: append-only lists of JSON-able dicts (attendance events);
-* ephemeral documents: documents with a time-to-live (presence heartbeats);
+* ephemeral documents: documents with a time-to-live (presence heartbeats), and counters among
+  them (``incr_ephemeral``: failed logins, counted atomically by every node);
 * locks: named, owned, expiring (a meeting opened by exactly one scheduler);
 * pub/sub: JSON-able messages on named channels, delivered to every live subscriber.
 """
@@ -105,6 +106,14 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     async def get_ephemeral(self, coll: str, key: str) -> Doc | None: ...
+
+    @abc.abstractmethod
+    async def incr_ephemeral(self, coll: str, key: str, ttl_s: float, by: int = 1) -> int:
+        """Add ``by`` to the counter ``{"count": n}`` at (coll, key) in one atomic step (no
+        increment is lost between coroutines, processes or nodes) and return the new count. A
+        missing or expired counter (or a document without an integer ``count``) starts from 0;
+        the counter then lives ``ttl_s`` seconds from this call. It reads back with
+        ``get_ephemeral``/``list_ephemeral`` as ``{"count": n}``."""
 
     @abc.abstractmethod
     async def delete_ephemeral(self, coll: str, key: str) -> bool: ...

@@ -44,3 +44,18 @@ def check_ttl(ttl_s: float) -> float:
     if not ttl_s > 0:
         raise ValueError(f"ttl_s must be > 0 seconds, got {ttl_s!r}")
     return float(ttl_s)
+
+
+def check_step(by: int) -> int:
+    """The step of ``incr_ephemeral``: an int (bool and float refused, so counts stay exact)."""
+    if not isinstance(by, int) or isinstance(by, bool):
+        raise TypeError(f"by must be an int, got {type(by).__name__}")
+    return by
+
+
+def counter_value(text: str | None) -> int:
+    """The count of a stored counter document; 0 for none or for a document that is no counter."""
+    if text is None:
+        return 0
+    count = loads(text).get("count")
+    return count if isinstance(count, int) and not isinstance(count, bool) else 0

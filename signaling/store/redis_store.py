@@ -52,6 +52,26 @@ redis.call('ZADD', KEYS[2], now + tonumber(ARGV[2]), ARGV[3])
 redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now)
 return 1
 """
+# KEYS[1]=doc key, KEYS[2]=index; ARGV: step, ttl ms, member. Read, add and write back the
+# counter document {"count": n} in one step (INCR alone would store a bare number, which
+# get_ephemeral could not read as a document); the text written is codec's canonical JSON.
+_INCR_EPH = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local count = 0
+local cur = redis.call('GET', KEYS[1])
+if cur then
+  local ok, doc = pcall(cjson.decode, cur)
+  if ok and type(doc) == 'table' and type(doc.count) == 'number' and doc.count == math.floor(doc.count) then
+    count = doc.count
+  end
+end
+count = count + tonumber(ARGV[1])
+redis.call('SET', KEYS[1], '{"count":' .. string.format('%d', count) .. '}', 'PX', ARGV[2])
+redis.call('ZADD', KEYS[2], now + tonumber(ARGV[2]), ARGV[3])
+redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now)
+return count
+"""
 # KEYS[1]=index: prune expired members, return the live ones
 _LIVE_EPH = """
 local t = redis.call('TIME')
@@ -130,7 +150,7 @@ class RedisStore(Store):
         self._client = client
         self._cas, self._put_eph = client.register_script(_CAS), client.register_script(_PUT_EPH)
         self._live_eph, self._acquire = client.register_script(_LIVE_EPH), client.register_script(_ACQUIRE)
-        self._release = client.register_script(_RELEASE)
+        self._release, self._incr_eph = client.register_script(_RELEASE), client.register_script(_INCR_EPH)
         self._state = "started"
 
     async def stop(self) -> None:
@@ -220,6 +240,13 @@ class RedisStore(Store):
         _names(coll, key)
         text = await self._call(self._redis().get(self._eph_key(coll, key)))
         return None if text is None else codec.loads(text)
+
+    async def incr_ephemeral(self, coll: str, key: str, ttl_s: float, by: int = 1) -> int:
+        _names(coll, key)
+        ttl_ms, step = max(1, round(codec.check_ttl(ttl_s) * 1000)), codec.check_step(by)
+        keys = [self._eph_key(coll, key), self._k("ephidx", coll)]
+        self._redis()
+        return int(await self._call(self._incr_eph(keys=keys, args=[step, ttl_ms, key])))
 
     async def delete_ephemeral(self, coll: str, key: str) -> bool:
         _names(coll, key)

@@ -206,6 +206,21 @@ class SqliteStore(Store):
         text = await self._run(self._one, sql, (coll, key, time.time()))
         return None if text is None else codec.loads(text)
 
+    async def incr_ephemeral(self, coll: str, key: str, ttl_s: float, by: int = 1) -> int:
+        _names(coll, key)
+        ttl, step = codec.check_ttl(ttl_s), codec.check_step(by)
+
+        def body(conn: sqlite3.Connection) -> int:  # read and write in one IMMEDIATE transaction
+            now = time.time()
+            sql = "SELECT value FROM ephemeral WHERE coll=? AND key=? AND expires_at>?"
+            row = conn.execute(sql, (coll, key, now)).fetchone()
+            count = codec.counter_value(row[0] if row else None) + step
+            sql = "INSERT OR REPLACE INTO ephemeral(coll, key, value, expires_at) VALUES (?,?,?,?)"
+            conn.execute(sql, (coll, key, codec.encode_doc({"count": count}), now + ttl))
+            return count
+
+        return await self._run(self._transaction, body)
+
     async def delete_ephemeral(self, coll: str, key: str) -> bool:
         _names(coll, key)
         sql = "DELETE FROM ephemeral WHERE coll=? AND key=? AND expires_at>?"
