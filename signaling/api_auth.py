@@ -8,10 +8,12 @@ from typing import Annotated, Literal
 import msgspec
 from aiohttp import web
 
+from signaling.client_address import client_address
 from signaling.http import ctx_of, identity, json_response, read_body, require_operator
 
 routes = web.RouteTableDef()
-Name = Annotated[str, msgspec.Meta(min_length=1, max_length=120)]
+# no NUL: names become store keys, and a NUL there is a 400, not a store error
+Name = Annotated[str, msgspec.Meta(min_length=1, max_length=120, pattern="^[^\x00]*$")]
 
 
 class OperatorLogin(msgspec.Struct, forbid_unknown_fields=True):
@@ -38,14 +40,18 @@ def _iso(ts: float) -> str:
 @routes.post("/api/v1/auth/login")
 async def login(request: web.Request) -> web.Response:
     body = await read_body(request, OperatorLogin)
-    token, claims = await ctx_of(request).auth.login_operator(body.username, body.password)
+    ctx = ctx_of(request)
+    address = client_address(request, ctx.settings.trusted_proxies)
+    token, claims = await ctx.auth.login_operator(body.username, body.password, address)
     return json_response({"token": token, "expires_at": _iso(claims.exp), "operator": body.username})
 
 
 @routes.post("/api/v1/auth/endpoint")
 async def endpoint_login(request: web.Request) -> web.Response:
     body = await read_body(request, EndpointLogin)
-    token, claims = await ctx_of(request).auth.login_endpoint(body.endpoint_id, body.secret)
+    ctx = ctx_of(request)
+    address = client_address(request, ctx.settings.trusted_proxies)
+    token, claims = await ctx.auth.login_endpoint(body.endpoint_id, body.secret, address)
     return json_response({"token": token, "expires_at": _iso(claims.exp), "endpoint_id": body.endpoint_id})
 
 

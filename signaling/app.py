@@ -78,7 +78,7 @@ async def build_context(settings: Settings) -> Context:
     store = open_store(settings.store)
     await store.start()
     signer = await TokenSigner.from_store(store)
-    auth = Authenticator(store, directory, signer, settings.tokens)
+    auth = Authenticator(store, directory, signer, settings.tokens, settings.limits)
     meetings = MeetingService(store, directory, early_join_minutes=settings.early_join_minutes)
     scheduler = Scheduler(store, meetings, node_id=settings.node_id, publish_channel=MEETING_EVENTS)
     media = recordings = None

@@ -1,8 +1,12 @@
 """Signed, expiring tokens: operator sessions, endpoint sessions and laptop join links.
 
-Format: ``gb1.<base64url(JSON claims)>.<base64url(HMAC-SHA256)>``. The key lives in the state
-store (collection ``secrets``), created once by whichever node starts first, so every signaling
-node verifies every other node's tokens without extra configuration.
+Format: ``gb1.<base64url(JSON claims)>.<base64url(HMAC-SHA256)>``, base64url without padding.
+Only that one canonical spelling verifies: padding, ``+/`` for ``-_``, non-zero trailing bits or
+any other character is refused before the MAC is checked, so a token cannot be altered into a
+second accepted form. The user-token key lives in the state store (collection ``secrets``),
+created once by whichever node starts first, so every signaling node verifies every other node's
+tokens without extra configuration; node-to-node tokens use ``settings.node_key`` instead
+(``node_signer``), so write access to the store does not let anyone mint them.
 """
 
 from __future__ import annotations
@@ -10,10 +14,12 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-import json
+import re
 import secrets
 import time
 from dataclasses import dataclass
+
+import msgspec
 
 from signaling.errors import unauthorized
 from signaling.store.base import Store
@@ -26,8 +32,20 @@ def _b64(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
 
 
+_B64URL = re.compile(r"[A-Za-z0-9_-]+")  # no padding, no "+/", nothing else
+MAX_TOKEN_CHARS = 4096  # ours are ~300; a longer one is refused before any work
+
+
 def _unb64(text: str) -> bytes:
-    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    """Strict base64url: the canonical unpadded form only (ValueError otherwise). A length of
+    4n+1 or non-zero unused low bits in the last character would decode to the same bytes as
+    another spelling, so the decoded value must re-encode to exactly ``text``."""
+    if not _B64URL.fullmatch(text) or len(text) % 4 == 1:
+        raise ValueError("not canonical base64url")
+    data = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    if _b64(data) != text:
+        raise ValueError("not canonical base64url")
+    return data
 
 
 @dataclass(frozen=True)
@@ -54,10 +72,16 @@ class TokenSigner:
         self._kinds = kinds
 
     def derived(self, purpose: str, kinds: tuple[str, ...]) -> "TokenSigner":
-        """A signer for another audience (node-to-node calls): its key is derived from this one, so
-        its tokens and the users' tokens never verify for each other."""
+        """A signer for another audience: its key is derived from this one, so its tokens and the
+        users' tokens never verify for each other."""
         key = hmac.new(self._key, f"giaoban/{purpose}".encode(), hashlib.sha256).digest()
         return TokenSigner(key, self._clock, kinds)
+
+    @classmethod
+    def for_nodes(cls, node_key: str, clock=time.time) -> "TokenSigner":
+        """Node-to-node tokens, keyed by ``settings.node_key`` (never by anything in the store)."""
+        key = hmac.new(node_key.encode(), b"giaoban/media-nodes", hashlib.sha256).digest()
+        return cls(key, clock, ("node",))
 
     @classmethod
     async def from_store(cls, store: Store) -> "TokenSigner":
@@ -67,7 +91,7 @@ class TokenSigner:
         return cls(bytes.fromhex(doc["key"]))
 
     def sign(self, claims: Claims) -> str:
-        body = _b64(json.dumps(claims.to_dict(), separators=(",", ":"), ensure_ascii=False).encode())
+        body = _b64(msgspec.json.encode(claims.to_dict()))
         mac = hmac.new(self._key, f"{PREFIX}.{body}".encode(), hashlib.sha256).digest()
         return f"{PREFIX}.{body}.{_b64(mac)}"
 
@@ -80,26 +104,39 @@ class TokenSigner:
         """Claims of a valid, unexpired token; ApiError(unauthorized) naming the problem otherwise."""
         if not isinstance(token, str) or not token:
             raise unauthorized("missing token")
+        if len(token) > MAX_TOKEN_CHARS:
+            raise unauthorized(f"malformed token: longer than {MAX_TOKEN_CHARS} characters")
         parts = token.split(".")
         if len(parts) != 3 or parts[0] != PREFIX:
             raise unauthorized("malformed token: expected gb1.<claims>.<signature>")
         try:
             mac = _unb64(parts[2])
             raw = _unb64(parts[1])
-        except (ValueError, TypeError):
-            raise unauthorized("malformed token: bad base64") from None
+        except ValueError:
+            raise unauthorized("malformed token: claims and signature must be unpadded base64url") from None
         want = hmac.new(self._key, f"{PREFIX}.{parts[1]}".encode(), hashlib.sha256).digest()
         if not hmac.compare_digest(mac, want):
             raise unauthorized("invalid token signature")
-        try:
-            claims = Claims(**json.loads(raw))
-        except (ValueError, TypeError):
-            raise unauthorized("malformed token claims") from None
+        claims = _decode_claims(raw)
         if claims.kind not in self._kinds:
             raise unauthorized(f"unknown token kind {claims.kind!r}")
         if claims.exp < self._clock():
             raise unauthorized("token expired; ask the operator for a new link or log in again")
         return claims
+
+
+def _decode_claims(raw: bytes) -> Claims:
+    """Typed claims: a signed token whose ``exp`` is a string (a key leaked from an older
+    version, a bug in an issuer) is refused as malformed, never a server error."""
+    try:
+        claims = msgspec.json.decode(raw, type=Claims)
+    except msgspec.ValidationError as exc:
+        raise unauthorized(f"malformed token claims: {exc}") from None
+    except msgspec.DecodeError:
+        raise unauthorized("malformed token claims: not a JSON object") from None
+    if claims.exp != claims.exp or (claims.iat is not None and claims.iat != claims.iat):
+        raise unauthorized("malformed token claims: exp and iat must be numbers")  # NaN
+    return claims
 
 
 # Passwords and endpoint secrets: scrypt, parameters stored with the hash so they can be raised.

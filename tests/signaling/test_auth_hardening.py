@@ -1,0 +1,159 @@
+"""Attacks on logins and tokens (issue #11 items 3, 5, 11, 12, 13) against a real server.
+
+Each test sends what the audit sent and asserts what the caller, the store or the log saw.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import hmac
+import json
+
+import pytest
+
+import signaling.auth
+from signaling import auth as auth_module
+from signaling.settings import Limits
+from tests.harness import ADMIN_PASSWORD, WsClient, start_node
+
+WRONG = {"username": "admin", "password": "wrong password"}
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def forge(node, claims: dict) -> str:
+    """A token signed with the node's own key (what someone holding the key could mint)."""
+    body = _b64(json.dumps(claims).encode())
+    key = node.ctx.auth.signer._key
+    return f"gb1.{body}.{_b64(hmac.new(key, f'gb1.{body}'.encode(), hashlib.sha256).digest())}"
+
+
+async def login(node, body: dict, path: str = "/api/v1/auth/login", **kw) -> tuple[int, dict]:
+    return await node.call("POST", path, token=None, json=body, **kw)
+
+
+# --- item 3: throttling ---------------------------------------------------------------------------
+@pytest.fixture(params=["sqlite", "redis"])
+async def any_node(request, tmp_path):
+    store = request.getfixturevalue("redis_url") if request.param == "redis" else None
+    if store:
+        from tests.cluster.helpers import flush
+        await flush(store)
+    n = await start_node(tmp_path / "data", store=store)
+    yield n
+    await n.stop()
+
+
+async def test_parallel_wrong_logins_get_at_most_the_limit_of_checks(any_node):
+    results = await asyncio.gather(*(login(any_node, WRONG) for _ in range(40)))
+    statuses = sorted(s for s, _ in results)
+    assert statuses.count(401) == auth_module.MAX_FAILURES, statuses
+    assert statuses.count(429) == 40 - auth_module.MAX_FAILURES, statuses
+    # locked: even the right password is refused now, and the answer says why
+    status, body = await login(any_node, {"username": "admin", "password": ADMIN_PASSWORD})
+    assert status == 429 and "too many failed logins" in body["error"]["message"], body
+    assert await any_node.ctx.store.get_ephemeral("login-failures", "operator:admin") == {"count": 10}
+
+
+async def test_a_success_gives_its_slot_back(node):
+    for _ in range(3):
+        assert (await login(node, {"username": "admin", "password": ADMIN_PASSWORD}))[0] == 200
+    assert (await node.ctx.store.get_ephemeral("login-failures", "operator:admin") or {}).get("count", 0) == 0
+
+
+async def test_failures_from_one_address_across_names_are_limited(tmp_path):
+    n = await start_node(tmp_path / "d", limits=Limits(failed_logins_per_address=5))
+    try:
+        for i in range(5):  # a different name each time: no name reaches its own limit
+            status, _ = await login(n, {"username": f"guess-{i}", "password": "x"})
+            assert status == 401
+        # X-Forwarded-For from a peer that is no trusted proxy changes nothing
+        status, body = await login(n, {"username": "admin", "password": ADMIN_PASSWORD},
+                                   headers={"X-Forwarded-For": "203.0.113.9"})
+        assert status == 429 and "127.0.0.1" in body["error"]["message"], body
+        status, body = await login(n, {"endpoint_id": "hg-meo-vac", "secret": "x"}, "/api/v1/auth/endpoint")
+        assert status == 429, body
+    finally:
+        await n.stop()
+
+
+async def test_unknown_names_cost_one_scrypt_like_a_wrong_password(node, monkeypatch):
+    checks: list[str] = []
+    real = signaling.auth.check_secret
+
+    def counting(secret: str, stored: str) -> bool:
+        checks.append(secret)
+        return real(secret, stored)
+
+    monkeypatch.setattr(signaling.auth, "check_secret", counting)
+    cases = [({"username": "nobody", "password": "p1"}, "/api/v1/auth/login"),
+             ({"username": "admin", "password": "p2"}, "/api/v1/auth/login"),
+             ({"endpoint_id": "no-such-endpoint", "secret": "p3"}, "/api/v1/auth/endpoint"),
+             ({"endpoint_id": "hg-meo-vac", "secret": "p4"}, "/api/v1/auth/endpoint")]  # no credentials yet
+    for body, path in cases:
+        assert (await login(node, body, path))[0] == 401
+    assert checks == ["p1", "p2", "p3", "p4"]  # one scrypt verification each, found or not
+
+
+async def test_endpoint_logins_give_one_error_for_unknown_uncredentialed_and_wrong(node):
+    await node.endpoint_token("hg-dong-van")  # issues credentials for this one only
+    answers = []
+    for ep in ("no-such-endpoint", "hg-meo-vac", "hg-dong-van"):
+        status, body = await login(node, {"endpoint_id": ep, "secret": "wrong"}, "/api/v1/auth/endpoint")
+        answers.append((status, body["error"]["code"], body["error"]["message"].replace(repr(ep), "ID")))
+    assert answers[0] == answers[1] == answers[2], answers
+    assert answers[0][0] == 401
+
+
+async def test_nul_in_a_login_name_is_a_400(node):
+    status, body = await login(node, {"username": "ad\x00min", "password": "x"})
+    assert status == 400 and "username" in body["error"]["message"], body
+
+
+# --- item 11: one canonical token form; item 5: claims of the wrong type ---------------------------
+async def me(node, token: str) -> tuple[int, dict]:
+    return await node.call("GET", "/api/v1/me", token=token)
+
+
+async def test_only_the_canonical_token_spelling_is_accepted(node):
+    token = node.operator_token
+    assert (await me(node, token))[0] == 200
+    head, body, mac = token.split(".")
+    variants = [token + "==", token + "=", f"{head}.{body}==.{mac}", f"{head}.{body}.{mac}=",
+                token.replace("-", "+").replace("_", "/"), f"{head}.{body}.{mac}A"]
+    # the MAC's last character carries 2 unused bits: flip them and it decodes to the same bytes
+    alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+    last = alphabet.index(mac[-1])
+    variants += [f"{head}.{body}.{mac[:-1]}{alphabet[(last & ~3) | bits]}" for bits in range(4) if bits != last & 3]
+    if "-" not in token and "_" not in token:
+        variants.append(f"{head}.{body[:-1]}+.{mac}")
+    for bad in variants:
+        status, answer = await me(node, bad)
+        assert status == 401, (bad, answer)
+        assert answer["error"]["code"] == "unauthorized"
+
+
+@pytest.mark.parametrize("claims, words", [
+    ({"kind": "operator", "sub": "admin", "exp": "9999999999"}, ["exp", "float", "str"]),
+    ({"kind": "operator", "sub": "admin", "exp": 9e99, "iat": "now"}, ["iat"]),
+    ({"kind": "operator", "sub": ["admin"], "exp": 9e99}, ["sub"]),
+    ({"kind": 7, "sub": "admin", "exp": 9e99}, ["kind"]),
+    ({"kind": "operator", "sub": "admin"}, ["exp"]),
+    (["operator", "admin"], ["claims"]),
+])
+async def test_signed_claims_of_the_wrong_type_are_a_401_naming_the_field(node, claims, words):
+    token = forge(node, claims)
+    status, body = await me(node, token)
+    assert status == 401, body
+    for w in words:
+        assert w in body["error"]["message"], body
+    ws = await WsClient.connect(node, token)
+    try:
+        err = await ws.expect("error")
+        assert err["code"] == "unauthorized" and words[0] in err["message"], err
+    finally:
+        await ws.close()
