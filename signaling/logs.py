@@ -7,6 +7,8 @@ import logging
 import sys
 import time
 
+from signaling.log_redact import QuietBadRequests, redact
+
 _STANDARD = set(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
 
 
@@ -21,7 +23,7 @@ class JsonFormatter(logging.Formatter):
         out.update({k: v for k, v in vars(record).items() if k not in _STANDARD and not k.startswith("_")})
         if record.exc_info:
             out["exc"] = self.formatException(record.exc_info)
-        return json.dumps(out, ensure_ascii=False, default=str)
+        return redact(json.dumps(out, ensure_ascii=False, default=str))  # no token reaches a log
 
 
 class TextFormatter(logging.Formatter):
@@ -29,12 +31,13 @@ class TextFormatter(logging.Formatter):
         extra = " ".join(f"{k}={v}" for k, v in vars(record).items() if k not in _STANDARD and not k.startswith("_"))
         base = f"{self.formatTime(record)} {record.levelname:<7} {record.name}: {record.getMessage()}"
         text = f"{base} {extra}".rstrip()
-        return text + ("\n" + self.formatException(record.exc_info) if record.exc_info else "")
+        return redact(text + ("\n" + self.formatException(record.exc_info) if record.exc_info else ""))
 
 
 def setup_logging(fmt: str = "json", level: str = "info") -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
+    handler.addFilter(QuietBadRequests())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
