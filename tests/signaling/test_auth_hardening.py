@@ -157,3 +157,36 @@ async def test_signed_claims_of_the_wrong_type_are_a_401_naming_the_field(node, 
         assert err["code"] == "unauthorized" and words[0] in err["message"], err
     finally:
         await ws.close()
+
+
+# --- item 13: the directory is scoped -------------------------------------------------------------
+async def link(node, meeting_id: str, **body) -> str:
+    status, answer = await node.call("POST", f"/api/v1/meetings/{meeting_id}/links", json=body)
+    assert status == 201, answer
+    return answer["token"]
+
+
+async def test_directory_is_scoped_to_operators_and_to_an_endpoints_subtree(node):
+    meeting = await node.schedule("hg-ubnd", ["all"])
+    everyone = {ep.id for ep in node.ctx.directory}
+    district = {ep.id for ep in node.ctx.directory.subtree("hg-meo-vac")}
+    assert 1 < len(district) < len(everyone)
+
+    status, body = await node.call("GET", "/api/v1/directory")
+    assert status == 200 and {e["id"] for e in body["endpoints"]} == everyone and body["count"] == 211
+
+    for token in (await node.endpoint_token("hg-meo-vac"),
+                  await link(node, meeting["id"], name="Bí thư", role="chair", endpoint_id="hg-meo-vac")):
+        status, body = await node.call("GET", "/api/v1/directory", token=token)
+        assert status == 200 and {e["id"] for e in body["endpoints"]} == district, body
+        assert (await node.call("GET", "/api/v1/directory/endpoints/hg-meo-vac", token=token))[0] == 200
+        status, body = await node.call("GET", "/api/v1/directory/endpoints/hg-ubnd", token=token)
+        assert status == 404 and "hg-ubnd" in body["error"]["message"], body
+        status, body = await node.call("POST", "/api/v1/directory/select", token=token, json={"selectors": ["all"]})
+        assert status == 200 and set(body["endpoint_ids"]) == district, body
+
+    guest = await link(node, meeting["id"], name="Khách", role="viewer")
+    for method, path, kw in (("GET", "/api/v1/directory", {}), ("GET", "/api/v1/directory/endpoints/hg-ubnd", {}),
+                             ("POST", "/api/v1/directory/select", {"json": {"selectors": ["all"]}})):
+        status, body = await node.call(method, path, token=guest, **kw)
+        assert status == 403 and "guest link" in body["error"]["message"], (path, body)
