@@ -35,6 +35,7 @@ from .linkstats import LinkSampler
 from .meeting import Meeting
 from .negotiation import SUPPORTED_VIDEO
 from .peer import LocalPeer
+from .udp_guard import install as install_udp_guard
 
 log = logging.getLogger("mcu.node")
 
@@ -80,6 +81,7 @@ class LocalMediaNode:
             return
         self._started = True
         self._stopping = False
+        install_udp_guard()  # hostile datagrams never reach aiortc; sockets sized (#11)
         if self.ice_host:
             self._pin = pin_host_addresses([self.ice_host])
         self._tick_task = asyncio.get_running_loop().create_task(self._ticker())
