@@ -17,20 +17,14 @@ socket to every output of the peer (see ``subscriber.Output.bind_link``).
 from __future__ import annotations
 
 import logging
-import socket
 from typing import Any, Callable
 
 from .rtp_header import U32, find_extension, nack, parse_feedback, payload_bounds, pli
 from .stream import Stream
 from .subscriber import Output
+from .udp_guard import send_socket
 
 log = logging.getLogger("mcu.link")
-
-# Kernel buffers of a peer's UDP socket. Receive: a 720p key frame arrives as a burst of ~100
-# packets; the default 208 KiB (about 90 packets of real memory) overflows. Send: this is the
-# per-subscriber queue; when full, packets are dropped (see subscriber.Output).
-SOCKET_RCVBUF = 1 << 20
-SOCKET_SNDBUF = 512 << 10
 
 
 class PeerLink:
@@ -52,6 +46,7 @@ class PeerLink:
         self.outputs: list[Output] = []
         self.dtls: Any = None
         self.binding: tuple[Any, Any, Any] | None = None
+        self._owned_sock: Any = None  # a socket duplicate this link must close (uvloop)
         self.rtcp_ssrc = 0
         self.unknown_packets = 0
         self.errors = 0
@@ -105,12 +100,9 @@ class PeerLink:
         pair = dtls.transport._connection._nominated.get(1)
         if session is None or pair is None:
             return
-        transport = pair.protocol.transport
-        sock = getattr(transport, "_sock", None)
-        if sock is None:  # pragma: no cover - other event loop implementations
-            sock = _TransportSender(transport)
-        else:
-            _size_buffers(sock)
+        self._close_owned()
+        # the same fast send path and buffer sizes under asyncio and uvloop (mcu.udp_guard)
+        sock, self._owned_sock = send_socket(pair.protocol.transport)
         self.binding = (session, sock, pair.remote_addr)
         for out in self.outputs:
             out.bind_link(*self.binding)
@@ -180,10 +172,17 @@ class PeerLink:
         except Exception as exc:  # pylibsrtp.Error or OSError: drop, like a lost packet
             log.debug("RTCP to %s dropped: %s", self.name, exc)
 
+    def _close_owned(self) -> None:
+        # outputs still bound to it count their sends as dropped (closed socket: OSError)
+        if self._owned_sock is not None:
+            self._owned_sock.close()
+            self._owned_sock = None
+
     def close(self) -> None:
         """Forget the transport; idempotent."""
         self.closed = True
         self.binding = None
+        self._close_owned()
         if self.dtls is not None:
             self.dtls.remove_all_listeners()
         self.outputs = []
@@ -200,16 +199,3 @@ class _Rtx:
         self.on_rtp = stream.on_rtx
 
 
-class _TransportSender:
-    """Fallback when the datagram transport exposes no socket: asyncio's sendto."""
-
-    def __init__(self, transport: Any) -> None:
-        self.sendto = transport.sendto
-
-
-def _size_buffers(sock: Any) -> None:
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, SOCKET_RCVBUF)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SOCKET_SNDBUF)
-    except OSError as exc:  # pragma: no cover - restricted environments
-        log.debug("cannot size socket buffers: %s", exc)
