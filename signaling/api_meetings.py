@@ -10,7 +10,10 @@ from aiohttp import web
 
 from signaling.errors import bad_request, forbidden
 from signaling.http import ctx_of, identity, json_response, read_body, require_operator
-from signaling.meetings.model import MeetingSpec
+from signaling.meetings.model import (
+    ChairId, Description, Invited, LocalTime, MediaModes, MeetingSpec, Minutes, Recurrence, Title,
+)
+from signaling.meetings.validation import parse_time
 
 routes = web.RouteTableDef()
 UNSET = msgspec.UNSET
@@ -18,28 +21,25 @@ Unset = msgspec.UnsetType
 
 
 class MeetingPatch(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
-    """Fields to change; absent fields stay. ``expected_version`` guards against lost updates."""
+    """Fields to change; absent fields stay. ``expected_version`` guards against lost updates.
+    The field types are MeetingSpec's, so a change is held to the limits a new meeting is."""
 
-    title: str | Unset = UNSET
-    description: str | None | Unset = UNSET
-    chair: str | Unset = UNSET
-    invited: list[str] | Unset = UNSET
-    start: str | Unset = UNSET
-    end: str | None | Unset = UNSET
-    duration_minutes: int | None | Unset = UNSET
-    recurrence: str | None | Unset = UNSET
+    title: Title | Unset = UNSET
+    description: Description | None | Unset = UNSET
+    chair: ChairId | Unset = UNSET
+    invited: Invited | Unset = UNSET
+    start: LocalTime | Unset = UNSET
+    end: LocalTime | None | Unset = UNSET
+    duration_minutes: Minutes | None | Unset = UNSET
+    recurrence: Recurrence | None | Unset = UNSET
+    media_modes: MediaModes | None | Unset = UNSET
     expected_version: Annotated[int, msgspec.Meta(ge=1)] | None = None
 
 
 def _when(request: web.Request, name: str, default: datetime) -> datetime:
+    """A query time: the meetings' own parser, so the same years (2000-2199) and messages apply."""
     text = request.query.get(name)
-    if not text:
-        return default
-    try:
-        value = datetime.fromisoformat(text)
-    except ValueError:
-        raise bad_request(f"query parameter {name!r} must be an ISO-8601 date-time, got {text!r}", name) from None
-    return value if value.tzinfo else value.replace(tzinfo=timezone(timedelta(hours=7)))
+    return parse_time(text, name) if text else default
 
 
 @routes.get("/api/v1/meetings")

@@ -12,6 +12,7 @@ from aiohttp import web
 from signaling.audit import VN
 from signaling.errors import bad_request, conflict, not_found
 from signaling.http import ctx_of, json_response, read_body, require_operator
+from signaling.meetings.validation import CONTROL
 
 routes = web.RouteTableDef()
 USERNAME = re.compile(r"^[a-z0-9][a-z0-9._-]{1,31}$")
@@ -21,6 +22,13 @@ class OperatorRequest(msgspec.Struct, forbid_unknown_fields=True):
     username: Annotated[str, msgspec.Meta(min_length=2, max_length=32, extra_json_schema={"pattern": USERNAME.pattern})]
     password: Annotated[str, msgspec.Meta(min_length=10, max_length=200)]
     name: Annotated[str, msgspec.Meta(min_length=1, max_length=120)] | None = None
+
+
+def _check_username(username: str) -> None:
+    # fullmatch: re.match with '$' lets a trailing line break through
+    if not USERNAME.fullmatch(username):
+        raise bad_request(f"username {username[:40]!r}: 2-32 characters from a-z, 0-9, '.', '_' and '-', "
+                          f"starting with a letter or digit", "username")
 
 
 @routes.get("/api/v1/operators")
@@ -34,9 +42,10 @@ async def list_operators(request: web.Request) -> web.Response:
 async def add_operator(request: web.Request) -> web.Response:
     require_operator(request)
     body = await read_body(request, OperatorRequest)
-    if not USERNAME.match(body.username):
-        raise bad_request("username: 2-32 characters from a-z, 0-9, '.', '_' and '-', starting with a letter or digit",
-                          "username")
+    _check_username(body.username)
+    if body.name is not None and CONTROL.search(body.name):
+        raise bad_request("name contains a control character (such as NUL or a line break); give one line of text",
+                          "name")
     ctx = ctx_of(request)
     if await ctx.store.get("operators", body.username) is not None:
         raise conflict(f"operator {body.username!r} exists; delete it first to reset its password")
@@ -48,6 +57,7 @@ async def add_operator(request: web.Request) -> web.Response:
 async def delete_operator(request: web.Request) -> web.Response:
     me = require_operator(request)
     username = request.match_info["username"]
+    _check_username(username)  # a NUL cannot even be looked up: say what is wrong instead of failing
     if username in ("admin", me.id):
         raise bad_request(f"operator {username!r} cannot be deleted ({'the first operator' if username == 'admin' else 'yourself'})")
     ctx = ctx_of(request)

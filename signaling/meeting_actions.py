@@ -14,6 +14,7 @@ import msgspec
 from signaling import audit, metrics
 from signaling.api_recordings import set_recording
 from signaling.errors import ApiError, bad_request, forbidden, not_found, unavailable
+from signaling.ice_candidate import check_candidate
 from signaling.media import PeerSpec
 from signaling.policy import CHAIR_ROLES, admit, media_extra, role_in
 from signaling.protocol import (
@@ -201,6 +202,10 @@ class MeetingActions:
     async def _on_ice(self, msg: Ice) -> None:
         if self.peer is None:
             raise bad_request("send an offer before ICE candidates")
+        if msg.candidate != "":
+            check_candidate(msg.candidate)  # garbage is the client's error (400), not the media node's (internal)
+            if msg.sdp_mid is None and msg.sdp_mline_index is None:
+                raise bad_request("ice: give sdp_mid or sdp_mline_index with a candidate", "sdp_mid")
         cand = None if msg.candidate == "" else {"candidate": msg.candidate, "sdpMid": msg.sdp_mid,
                                                    "sdpMLineIndex": msg.sdp_mline_index}
         await self.peer.add_ice_candidate(cand)

@@ -25,29 +25,45 @@ SELECTOR = rf"^-?(all|(ep:|tree:)?{_ID}|tier:(central|province|district|commune)
 LOCAL_DATETIME = r"^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:?\d{2})?$"
 # Patterns are published in the schema but checked by the parsers, whose messages name the value.
 Selector = Annotated[str, msgspec.Meta(max_length=200, extra_json_schema={"pattern": SELECTOR})]
-
-
 LinkClass = Literal["fibre", "thin", "mobile"]
 MediaMode = Literal["sfu", "mcu", "both"]
+# Every time a client gives (start, end, UNTIL, query windows, occurrence ids) lies in these years:
+# far from datetime's year 1 and 9999, so zone conversions and the 10-year expansion cannot overflow.
+MIN_YEAR, MAX_YEAR = 2000, 2199
+
+
+# One annotated type per client-given field: create (MeetingSpec) and change (api_meetings.MeetingPatch)
+# are decoded with the same constraints, so they accept and refuse the same values.
+Title = Annotated[str, msgspec.Meta(min_length=1, max_length=200, description="1-200 characters")]
+ChairId = Annotated[str, msgspec.Meta(max_length=64, extra_json_schema={"pattern": ENDPOINT_ID},
+                                      description="endpoint id of the chairing endpoint (central, province or district)")]
+Invited = Annotated[list[Selector], msgspec.Meta(min_length=1, max_length=500,
+                                                 description="endpoint selectors, e.g. 'tier:commune@hg-meo-vac'")]
+LocalTime = Annotated[str, msgspec.Meta(max_length=40, extra_json_schema={"pattern": LOCAL_DATETIME},
+                                        description="ISO-8601 date-time in years 2000-2199; without an offset "
+                                                    "it is Asia/Ho_Chi_Minh time")]
+Minutes = Annotated[int, msgspec.Meta(ge=1, le=720, description="1-720; give this or end")]
+Recurrence = Annotated[str, msgspec.Meta(max_length=200, description=(
+    "RRULE subset: FREQ=DAILY|WEEKLY, INTERVAL, BYDAY, COUNT, UNTIL; a series spans at most 10 years "
+    "from its first occurrence (an open-ended rule stops there)"))]
+Description = Annotated[str, msgspec.Meta(max_length=4000)]
+MediaModes = Annotated[dict[LinkClass, MediaMode], msgspec.Meta(
+    description="per link class: sfu (forwarded streams), mcu (composite + mix) or both; "
+                "default fibre=sfu, thin=mcu, mobile=mcu")]
 
 
 class MeetingSpec(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     """A meeting as a client schedules it. Checked by ``validation.check_spec`` (MeetingError)."""
 
-    title: Annotated[str, msgspec.Meta(min_length=1, max_length=200, description="1-200 characters")]
-    chair: Annotated[str, msgspec.Meta(max_length=64, extra_json_schema={"pattern": ENDPOINT_ID},
-                                       description="endpoint id of the chairing endpoint (central, province or district)")]
-    invited: Annotated[list[Selector], msgspec.Meta(min_length=1, max_length=500,
-                                                    description="endpoint selectors, e.g. 'tier:commune@hg-meo-vac'")]
-    start: Annotated[str, msgspec.Meta(max_length=40, extra_json_schema={"pattern": LOCAL_DATETIME},
-                                       description="ISO-8601 date-time; without an offset it is Asia/Ho_Chi_Minh time")]
-    end: Annotated[str, msgspec.Meta(max_length=40, extra_json_schema={"pattern": LOCAL_DATETIME}, description="ISO-8601 end of the first occurrence")] | None = None
-    duration_minutes: Annotated[int, msgspec.Meta(ge=1, le=720, description="1-720; give this or end")] | None = None
-    recurrence: Annotated[str, msgspec.Meta(max_length=200, description="RRULE subset: FREQ=DAILY|WEEKLY, INTERVAL, BYDAY, COUNT, UNTIL")] | None = None
-    description: Annotated[str, msgspec.Meta(max_length=4000)] | None = None
-    media_modes: Annotated[dict[LinkClass, MediaMode], msgspec.Meta(
-        description="per link class: sfu (forwarded streams), mcu (composite + mix) or both; "
-                    "default fibre=sfu, thin=mcu, mobile=mcu")] | None = None
+    title: Title
+    chair: ChairId
+    invited: Invited
+    start: LocalTime
+    end: LocalTime | None = None
+    duration_minutes: Minutes | None = None
+    recurrence: Recurrence | None = None
+    description: Description | None = None
+    media_modes: MediaModes | None = None
 
 
 class Meeting(msgspec.Struct, kw_only=True):
@@ -117,9 +133,11 @@ def split_occurrence_id(occ_id: str) -> tuple[str, datetime] | None:
     if not sep or not meeting_id:
         return None
     try:
-        return meeting_id, datetime.strptime(stamp, "%Y%m%dT%H%M").replace(tzinfo=VN)
+        minute = datetime.strptime(stamp, "%Y%m%dT%H%M").replace(tzinfo=VN)
     except ValueError:
         return None
+    # no meeting occurs outside these years, and a minute near year 1 or 9999 cannot be expanded
+    return (meeting_id, minute) if MIN_YEAR <= minute.year <= MAX_YEAR else None
 
 
 def iso(dt: datetime) -> str:

@@ -6,6 +6,10 @@ Expansion happens in local wall-clock time (Asia/Ho_Chi_Minh): every occurrence 
 first occurrence's time of day. Decision: ``start`` is the earliest possible occurrence; with
 BYDAY only the listed weekdays occur, so 'start Tuesday + BYDAY=MO' first meets the next Monday
 (RFC 5545 would also count the Tuesday itself; operators do not expect that).
+
+Bound: a series is expanded at most ``HORIZON`` (10 years) past its first occurrence. An open-ended
+rule stops there; COUNT/UNTIL reaching further, or a rule with no occurrence within it (BYDAY=TU
+with FREQ=DAILY;INTERVAL=7 from a Monday), is refused by ``validation``. Every walk is finite.
 """
 
 from __future__ import annotations
@@ -15,12 +19,14 @@ from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta, timezone
 
 from signaling.meetings.errors import MeetingError
-from signaling.meetings.model import VN
+from signaling.meetings.model import MAX_YEAR, MIN_YEAR, VN
 
 DAYS = ("MO", "TU", "WE", "TH", "FR", "SA", "SU")
 PARTS = ("FREQ", "INTERVAL", "BYDAY", "COUNT", "UNTIL")
 MAX_INTERVAL = 100
 MAX_COUNT = 1000
+HORIZON_YEARS = 10
+HORIZON = timedelta(days=366 * HORIZON_YEARS)  # 10 years whatever the leap days
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,7 +101,8 @@ def _int(parts: dict[str, str], name: str, low: int, high: int) -> int | None:
     if name not in parts:
         return None
     value = parts[name]
-    if not value.isdigit() or not low <= int(value) <= high:
+    # str.isdigit() is true for '²' and '٣', which int() refuses or reads: ASCII digits only
+    if not (value.isascii() and value.isdigit() and len(value) <= 6) or not low <= int(value) <= high:
         raise _bad(f"{name}={value} must be a whole number from {low} to {high}")
     return int(value)
 
@@ -114,18 +121,24 @@ def _byday(value: str) -> tuple[int, ...]:
 def _until(value: str) -> datetime:
     """YYYYMMDD (inclusive: the whole local day), YYYYMMDDTHHMMSS (local) or ...Z (UTC)."""
     try:
+        if not value.isascii():  # strptime reads non-ASCII digits
+            raise ValueError(value)
         if len(value) == 8:
-            return datetime.combine(datetime.strptime(value, "%Y%m%d").date(), time(23, 59, 59), tzinfo=VN)
-        if value.endswith("Z"):
-            return datetime.strptime(value, "%Y%m%dT%H%M%SZ").replace(tzinfo=timezone.utc).astimezone(VN)
-        return datetime.strptime(value, "%Y%m%dT%H%M%S").replace(tzinfo=VN)
+            until = datetime.combine(datetime.strptime(value, "%Y%m%d").date(), time(23, 59, 59), tzinfo=VN)
+        elif value.endswith("Z"):
+            until = datetime.strptime(value, "%Y%m%dT%H%M%SZ").replace(tzinfo=timezone.utc)
+        else:
+            until = datetime.strptime(value, "%Y%m%dT%H%M%S").replace(tzinfo=VN)
     except ValueError:
         raise _bad(f"UNTIL={value} must be YYYYMMDD, YYYYMMDDTHHMMSS or YYYYMMDDTHHMMSSZ") from None
+    if not MIN_YEAR <= until.year <= MAX_YEAR:  # checked before converting: year 1 minus 7 h overflows
+        raise _bad(f"UNTIL={value} must lie in the years {MIN_YEAR}-{MAX_YEAR}")
+    return until.astimezone(VN)
 
 
 # expansion -----------------------------------------------------------------------------------
 def starts(rule: Rule | None, first: datetime, skip_to: datetime | None = None) -> Iterator[datetime]:
-    """Occurrence starts in order from ``first`` (local wall clock); infinite without COUNT/UNTIL.
+    """Occurrence starts in order from ``first`` (local wall clock), at most ``HORIZON`` after it.
 
     ``skip_to`` lets callers jump close to a window instead of walking from a years-old start;
     it is ignored with COUNT, which has to count from the beginning.
@@ -136,7 +149,8 @@ def starts(rule: Rule | None, first: datetime, skip_to: datetime | None = None) 
         return
     jump = skip_to.astimezone(VN).date() if skip_to is not None and rule.count is None else None
     emitted = 0
-    for day in _days(rule, first.date(), jump):
+    # the bound lives in the day walks: a BYDAY that never meets the INTERVAL grid yields nothing
+    for day in _days(rule, first.date(), jump, (first + HORIZON).date()):
         at = datetime.combine(day, first.time(), tzinfo=VN)
         if rule.until is not None and at > rule.until:
             return
@@ -146,30 +160,33 @@ def starts(rule: Rule | None, first: datetime, skip_to: datetime | None = None) 
             return
 
 
-def _days(rule: Rule, first: date, jump: date | None) -> Iterator[date]:
+def _days(rule: Rule, first: date, jump: date | None, last: date) -> Iterator[date]:
+    """Occurrence days from ``first`` (or near ``jump``) to ``last`` inclusive."""
+    if jump is not None and jump > last:
+        return
     if rule.freq == "DAILY":
-        yield from _daily(rule, first, jump)
+        yield from _daily(rule, first, jump, last)
     else:
-        yield from _weekly(rule, first, jump)
+        yield from _weekly(rule, first, jump, last)
 
 
-def _daily(rule: Rule, first: date, jump: date | None) -> Iterator[date]:
+def _daily(rule: Rule, first: date, jump: date | None, last: date) -> Iterator[date]:
     skipped = 0 if jump is None or jump <= first else (jump - first).days // rule.interval
     day = first + timedelta(days=skipped * rule.interval)
-    while True:
+    while day <= last:
         if not rule.byday or day.weekday() in rule.byday:
             yield day
         day += timedelta(days=rule.interval)
 
 
-def _weekly(rule: Rule, first: date, jump: date | None) -> Iterator[date]:
+def _weekly(rule: Rule, first: date, jump: date | None, last: date) -> Iterator[date]:
     week0 = first - timedelta(days=first.weekday())  # weeks start on Monday (WKST=MO)
     weeks = 0 if jump is None or jump <= first else (jump - week0).days // 7
     week = week0 + timedelta(weeks=weeks - weeks % rule.interval)  # stay on the INTERVAL grid
     weekdays = rule.byday or (first.weekday(),)
-    while True:
+    while week <= last:
         for wd in weekdays:
             day = week + timedelta(days=wd)
-            if day >= first:
+            if first <= day <= last:
                 yield day
         week += timedelta(weeks=rule.interval)

@@ -9,7 +9,10 @@ Occurrence state documents (written by the scheduler) live in ``occurrences``.
 from __future__ import annotations
 
 import logging
+import re
 import secrets
+
+import msgspec
 from collections.abc import Callable, Iterator, Mapping
 from datetime import datetime, timedelta, timezone
 from functools import lru_cache
@@ -20,14 +23,15 @@ from signaling.meetings import attendance as att
 from signaling.meetings import recurrence
 from signaling.meetings.errors import ConflictError, MeetingError, NotFoundError
 from signaling.meetings.model import Meeting, MeetingSpec, Occurrence, iso, occurrence_id, split_occurrence_id
-from signaling.meetings.validation import check_spec, parse_time
+from signaling.meetings.validation import check_id, check_spec, parse_time
 from signaling.store.base import Doc, Store
 
 log = logging.getLogger("giaoban.meetings")
 Clock = Callable[[], datetime]
 MEETINGS = "meetings"
 OCCURRENCES = "occurrences"
-UPDATABLE = frozenset({"title", "description", "chair", "invited", "start", "end", "duration_minutes", "recurrence"})
+UPDATABLE = frozenset({"title", "description", "chair", "invited", "start", "end", "duration_minutes", "recurrence",
+                       "media_modes"})
 MAX_OCCURRENCES = 1000  # per query: a 400-day window of a daily meeting fits
 INVITED_CACHE = 256  # resolved invitation sets kept (one per distinct chair + selectors)
 
@@ -109,6 +113,7 @@ class MeetingService:
         return Meeting.from_dict(await self._doc(meeting_id))
 
     async def _doc(self, meeting_id: str) -> Doc:
+        check_id(meeting_id, "meeting_id")  # a NUL cannot even be looked up: say so (400), not 500
         doc = await self.store.get(MEETINGS, meeting_id) if isinstance(meeting_id, str) and meeting_id else None
         if doc is None:
             raise NotFoundError(f"no meeting with id {meeting_id!r}")
@@ -137,23 +142,22 @@ class MeetingService:
         return await self._modify(meeting_id, apply, expected_version)
 
     def _changed(self, current: Meeting, changes: Mapping[str, Any]) -> Meeting:
-        def pick(name: str, default: Any) -> Any:
-            return changes[name] if name in changes else default
-
-        start_text = pick("start", iso(current.start))
+        """The meeting with ``changes`` applied: every field not named stays as it is (media_modes
+        included), and the result passes the very checks a new meeting passes."""
+        fields = {"title": current.title, "chair": current.chair, "invited": current.invited,
+                  "start": iso(current.start), "recurrence": current.recurrence,
+                  "description": current.description, "media_modes": current.media_modes}
+        fields |= {k: v for k, v in changes.items() if k not in ("end", "duration_minutes")}
         end, minutes = changes.get("end"), changes.get("duration_minutes")
         if end is None and minutes is None:  # keep the length when only the start moves
-            end = iso(parse_time(start_text, "start") + current.duration)
-        spec = MeetingSpec(title=pick("title", current.title), chair=pick("chair", current.chair),
-                           invited=pick("invited", current.invited), start=start_text, end=end,
-                           duration_minutes=minutes, recurrence=pick("recurrence", current.recurrence),
-                           description=pick("description", current.description))
+            end = iso(parse_time(fields["start"], "start") + current.duration)
+        spec = _as_spec(fields | {"end": end, "duration_minutes": minutes})
         now = self.clock()
         c = check_spec(spec, self.directory, now, check_past="start" in changes)
         return Meeting(id=current.id, title=c.title, chair=c.chair, invited=c.invited, start=c.start, end=c.end,
                        recurrence=c.recurrence, description=c.description, status=current.status,
-                       exdates=current.exdates, created_at=current.created_at, updated_at=now,
-                       version=current.version + 1)
+                       exdates=current.exdates, media_modes=spec.media_modes, created_at=current.created_at,
+                       updated_at=now, version=current.version + 1)
 
     async def cancel(self, meeting_id: str) -> Meeting:
         """Cancel the whole series; cancelling twice is a no-op. An open occurrence is closed by the scheduler."""
@@ -286,6 +290,16 @@ class MeetingService:
             invited, ends_at = self.invited_ids(meeting), occ.ends_at
         events = await self.store.read_log(att.log_name(occ_id))
         return att.fold(occ_id, invited, events, until=min(self.clock(), ends_at))
+
+
+def _as_spec(fields: dict[str, Any]) -> MeetingSpec:
+    """convert, not MeetingSpec(...): it applies the limits (500 selectors, lengths) that decoding a
+    create applies, and the message is the one a create gets (as ``signaling.errors`` words it)."""
+    try:
+        return msgspec.convert(fields, MeetingSpec)
+    except msgspec.ValidationError as exc:
+        path = re.search(r"at `\$\.(\w+)", str(exc))
+        raise MeetingError(path.group(1) if path else "body", f"invalid request: {exc}") from None
 
 
 def _checked_occ(occ_id: str) -> str:

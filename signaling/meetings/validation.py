@@ -6,23 +6,37 @@ Decisions:
   endpoints below it (district, province, central) - communes raise hands instead;
 * one occurrence lasts 1..720 minutes, whether given as ``end`` or ``duration_minutes``;
 * a new (or moved) start may lie at most ``PAST_SLACK`` in the past, so 'start now' still works;
-* the invited selectors must select at least one endpoint.
+* the invited selectors must select at least one endpoint;
+* times lie in the years ``MIN_YEAR``..``MAX_YEAR`` (2000-2199) and a series spans at most
+  ``recurrence.HORIZON_YEARS`` (10) years: nothing a client sends can push date maths to year 1 or 9999;
+* titles, names and ids hold no control characters (NUL cannot be stored; the rest is never meant).
+
+The limits of ``model.MeetingSpec`` (lengths, counts) are checked here again, because a spec built in
+code (``MeetingSpec(...)``) skips msgspec's decode-time checks.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import get_args
 
 from endpoints.directory import Directory, Endpoint, Tier
 from signaling.meetings import recurrence
 from signaling.meetings.errors import MeetingError
-from signaling.meetings.model import VN, MeetingSpec
+from signaling.meetings.model import MAX_YEAR, MIN_YEAR, VN, LinkClass, MediaMode, MeetingSpec
 
 TITLE_MAX = 200
 DESCRIPTION_MAX = 4000
 MAX_DURATION_MIN = 720
 PAST_SLACK = timedelta(minutes=5)
+MAX_INVITED = 500
+MAX_SELECTOR = 200
+MAX_RULE = 200
+MAX_ID = 128
+CONTROL = re.compile(r"[\x00-\x1f\x7f]")  # C0 controls and DEL
+TEXT_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")  # the same, but tab and line ends may appear
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,6 +60,7 @@ def check_spec(spec: MeetingSpec, directory: Directory, now: datetime, *, check_
     start = parse_time(spec.start, "start")
     end = _end(spec, start)
     rule_text = _recurrence(spec.recurrence, start)
+    check_media_modes(spec.media_modes)
     if check_past and start < now - PAST_SLACK:
         raise MeetingError("start", f"start {start.isoformat()} is in the past (now is "
                                     f"{now.astimezone(VN):%Y-%m-%dT%H:%M}+07:00); choose a later time")
@@ -61,8 +76,26 @@ def parse_time(text: object, field: str) -> datetime:
     except ValueError:
         raise MeetingError(field, f"{field} {text!r} is not an ISO-8601 date-time; use e.g. 2030-01-07T08:00 "
                                   f"(local time) or 2030-01-07T01:00Z") from None
+    if not MIN_YEAR <= value.year <= MAX_YEAR:  # before any zone maths: year 1 or 9999 overflows there
+        raise MeetingError(field, f"{field} {text!r} is out of range; give a time in the years {MIN_YEAR}-{MAX_YEAR}")
     value = value.replace(tzinfo=VN) if value.tzinfo is None else value.astimezone(VN)
     return value.replace(microsecond=0)
+
+
+def check_id(value: object, field: str) -> None:
+    """A path or message id that can name nothing: control characters (NUL) or far too long."""
+    if isinstance(value, str) and (CONTROL.search(value) or len(value) > MAX_ID):
+        what = "is longer than 128 characters" if len(value) > MAX_ID else "contains a control character"
+        raise MeetingError(field, f"{field} {value[:40]!r} {what}; ids are short printable text")
+
+
+def check_media_modes(value: object) -> None:
+    if value is None:
+        return
+    links, modes = get_args(LinkClass), get_args(MediaMode)
+    if not isinstance(value, dict) or any(k not in links or v not in modes for k, v in value.items()):
+        raise MeetingError("media_modes", f"media_modes maps link classes ({', '.join(links)}) "
+                                          f"to {', '.join(modes)}; got {value!r}")
 
 
 def _title(value: object) -> str:
@@ -70,6 +103,9 @@ def _title(value: object) -> str:
         raise MeetingError("title", "title is empty; give the meeting a name (1-200 characters)")
     if len(value.strip()) > TITLE_MAX:
         raise MeetingError("title", f"title has {len(value.strip())} characters; at most {TITLE_MAX} are allowed")
+    if CONTROL.search(value):
+        raise MeetingError("title", "title contains a control character (a NUL, tab or line break); "
+                                    "give one line of text")
     return value.strip()
 
 
@@ -78,6 +114,9 @@ def _description(value: object) -> str | None:
         return None
     if not isinstance(value, str) or len(value) > DESCRIPTION_MAX:
         raise MeetingError("description", f"description must be text of at most {DESCRIPTION_MAX} characters")
+    if TEXT_CONTROL.search(value):
+        raise MeetingError("description", "description contains a control character such as NUL; "
+                                          "only text, tabs and line breaks are allowed")
     return value.strip() or None
 
 
@@ -96,6 +135,10 @@ def _invited(value: object, directory: Directory) -> list[str]:
         raise MeetingError("invited", "invited is empty; give at least one selector, e.g. 'tier:commune@hg-meo-vac'")
     if not all(isinstance(s, str) for s in value):
         raise MeetingError("invited", "invited must be a list of selector strings")
+    if len(value) > MAX_INVITED:
+        raise MeetingError("invited", f"invited has {len(value)} selectors; at most {MAX_INVITED} are allowed")
+    if any(len(s) > MAX_SELECTOR for s in value):
+        raise MeetingError("invited", f"an invited selector is longer than {MAX_SELECTOR} characters")
     try:
         selected = directory.select(value)
     except (ValueError, LookupError) as exc:  # SelectorError, UnknownEndpointError
@@ -127,10 +170,19 @@ def _end(spec: MeetingSpec, start: datetime) -> datetime:
 def _recurrence(value: object, start: datetime) -> str | None:
     if value is None:
         return None
-    if not isinstance(value, str):
-        raise MeetingError("recurrence", "recurrence must be RRULE text, e.g. FREQ=WEEKLY;BYDAY=MO")
+    if not isinstance(value, str) or len(value) > MAX_RULE:
+        raise MeetingError("recurrence", f"recurrence must be RRULE text of at most {MAX_RULE} characters, "
+                                         f"e.g. FREQ=WEEKLY;BYDAY=MO")
     rule = recurrence.parse_rule(value)
+    years = recurrence.HORIZON_YEARS
+    if rule.until is not None and rule.until > start + recurrence.HORIZON:
+        raise MeetingError("recurrence", f"recurrence {value!r}: UNTIL is more than {years} years after start; "
+                                         f"a series spans at most {years} years")
     if next(recurrence.starts(rule, start), None) is None:
         raise MeetingError("recurrence", f"recurrence {value!r} yields no occurrence on or after start "
-                                         f"{start.isoformat()} (check UNTIL)")
+                                         f"{start.isoformat()} within {years} years (check UNTIL, and that "
+                                         f"BYDAY meets the INTERVAL)")
+    if rule.count is not None and sum(1 for _ in recurrence.starts(rule, start)) < rule.count:
+        raise MeetingError("recurrence", f"recurrence {value!r}: COUNT={rule.count} reaches more than {years} "
+                                         f"years after start; a series spans at most {years} years")
     return rule.text()
