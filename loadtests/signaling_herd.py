@@ -30,6 +30,9 @@ ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "loadtests" / "results"
 VN = timezone(timedelta(hours=7))
 PASSWORD = "herd-admin-password"
+# the servers a load test starts on one Redis share one node key (required there; never stored);
+# province_cluster and national_herd import this module, so theirs share it too
+os.environ.setdefault("GIAOBAN_NODE_KEY", os.urandom(32).hex())
 
 
 def pct(values: list[float], p: float) -> float:

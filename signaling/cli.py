@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import csv
 import getpass
+import os
 import sys
 
 from aiohttp import web
@@ -76,7 +77,7 @@ def cmd_credentials(args) -> int:
         for ep in endpoints:
             rows.append((ep.id, ep.name, await ctx.auth.issue_credentials(ep.id)))
             await ctx.auth.revoke("endpoint", ep.id)  # running nodes reload revocations within 15 s
-        out = open(args.out, "w", newline="", encoding="utf-8") if args.out else sys.stdout
+        out = _secret_file(args.out) if args.out else sys.stdout
         writer = csv.writer(out)
         writer.writerow(["endpoint_id", "name", "secret"])
         writer.writerows(rows)
@@ -86,6 +87,13 @@ def cmd_credentials(args) -> int:
         return 0
 
     return asyncio.run(_with_auth(settings, issue))
+
+
+def _secret_file(path: str):
+    """A new file only its owner can read (the CSV holds every secret it lists)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.fchmod(fd, 0o600)  # O_CREAT keeps an existing file's mode
+    return os.fdopen(fd, "w", newline="", encoding="utf-8")
 
 
 def cmd_operator(args) -> int:
@@ -133,6 +141,9 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    # everything giaoban writes (store, WAL, generated passwords, secrets CSVs, recordings) is for
+    # its own user only: the store holds the key that signs admin tokens
+    os.umask(0o077)
     args = parser().parse_args(argv)
     try:
         return args.func(args)

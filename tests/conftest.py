@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from tests.harness import start_node
 from tests.redis_server import RedisServer
+
+# Nodes on one Redis need one node key (settings.node_key, never in the store); the nodes these
+# tests start, in this process or as `giaoban serve` children, share this one.
+os.environ.setdefault("GIAOBAN_NODE_KEY", "test-node-key-" + "0123456789abcdef" * 2)
 
 
 @pytest.fixture(scope="session")

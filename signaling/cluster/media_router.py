@@ -9,6 +9,10 @@ One machine (embedded store): everything goes to the in-process node. A cluster 
   over one cascade link (``spec.extra["cascade_origin"]``, see mcu.cascade);
 * a pinned node that stops beating (or whose link broke) is replaced by compare-and-put on the
   next join, and sessions whose peer was there get ``media_reset`` and offer again.
+
+Node-to-node calls carry node tokens signed with ``settings.node_key`` (or ``GIAOBAN_NODE_KEY``),
+the same on every node and never kept in the store: whoever can write to Redis can sign user
+tokens (the token key is there), but not node tokens. A clustered node without it refuses to start.
 """
 
 from __future__ import annotations
@@ -17,6 +21,8 @@ import asyncio
 import dataclasses
 import inspect
 import logging
+import os
+import secrets
 import time
 from typing import Any
 
@@ -28,7 +34,7 @@ from signaling.cluster.registry import NodeRegistry
 from signaling.cluster.remote_media import MediaNodeLost, RemoteMediaNode
 from signaling.errors import unavailable
 from signaling.media import EventSink, MediaPeer, PeerSpec
-from signaling.settings import Settings
+from signaling.settings import Settings, SettingsError
 from signaling.store.base import Store
 from signaling.tokens import TokenSigner
 
@@ -36,6 +42,23 @@ log = logging.getLogger("giaoban.cluster")
 PINS = "media-pins"
 NODE_TOKEN_TTL_S = 3600.0
 OPEN_ATTEMPTS = 3
+NODE_KEY_ENV = "GIAOBAN_NODE_KEY"
+MIN_NODE_KEY_CHARS = 32
+
+
+def node_key(settings: Settings, clustered: bool) -> str:
+    """The cluster's node key: required with a shared store (decided: no generated fallback, as
+    nodes could not agree on one without keeping it where a Redis writer reads it); a node alone
+    signs node tokens with a random key of its own, since no other node verifies them."""
+    key = settings.node_key or os.environ.get(NODE_KEY_ENV, "")
+    if not clustered:
+        return key or secrets.token_hex(32)
+    if len(key) < MIN_NODE_KEY_CHARS:
+        problem = "is not set" if not key else f"has {len(key)} characters, fewer than {MIN_NODE_KEY_CHARS}"
+        raise SettingsError("settings", 0, f"node_key {problem}: with a shared (Redis) store every node needs the "
+                            f"same secret node_key (settings) or {NODE_KEY_ENV} (environment), e.g. the output of "
+                            f"`openssl rand -hex 32`; it is never stored in Redis")
+    return key
 
 
 def _load(doc: dict[str, Any]) -> tuple:
@@ -48,7 +71,7 @@ class MediaRouter:
         self.settings, self.store, self.directory, self.local = settings, store, directory, local
         self.node_id = settings.node_id
         self.clustered = store.shared
-        self.node_signer = signer.derived("media-nodes", ("node",))
+        self.node_signer = TokenSigner.for_nodes(node_key(settings, self.clustered))
         self.registry = (NodeRegistry(store, self.node_id, self._media_info if local else None, node_info)
                          if self.clustered else None)
         self.http: aiohttp.ClientSession | None = None

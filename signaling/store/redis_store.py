@@ -23,7 +23,7 @@ from typing import Any, Awaitable, TypeVar
 from urllib.parse import urlsplit
 
 import redis.asyncio as aioredis
-from redis.exceptions import RedisError
+from redis.exceptions import AuthenticationError, RedisError
 
 from signaling.store import codec
 from signaling.store.base import Doc, Store, StoreError, Subscription
@@ -146,7 +146,7 @@ class RedisStore(Store):
         except (RedisError, OSError) as exc:
             await client.aclose()
             await pool.disconnect()
-            raise StoreError(f"cannot reach Redis at {self._where}: {exc}") from exc
+            raise StoreError(f"cannot reach Redis at {self._where}: {exc}{_login_hint(exc)}") from exc
         self._client = client
         self._cas, self._put_eph = client.register_script(_CAS), client.register_script(_PUT_EPH)
         self._live_eph, self._acquire = client.register_script(_LIVE_EPH), client.register_script(_ACQUIRE)
@@ -344,6 +344,15 @@ class _RedisSubscription(QueueSubscription):
         except (RedisError, OSError, RuntimeError):
             pass  # the connection is going away either way
         await self._forget(self)
+
+
+def _login_hint(exc: BaseException) -> str:
+    """Redis's own words for a refused login (NOAUTH, WRONGPASS, HELLO ...) do not say what to do."""
+    text = str(exc).upper()
+    if isinstance(exc, AuthenticationError) or any(w in text for w in ("AUTH", "WRONGPASS", "NOPERM")):
+        return ("; Redis refused the login: give user and password in the URL "
+                "(redis://user:password@host:port/db, rediss:// for TLS) and the ACL in SECURITY.md")
+    return ""
 
 
 def _names(coll: str, key: str) -> None:

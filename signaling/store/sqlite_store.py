@@ -9,11 +9,15 @@
 * Ephemeral documents and locks expire by wall clock (``time.time()``); expired rows are
   invisible at once and purged lazily by later writes and listings.
 * Pub/sub is in-process (see ``pubsub_local`` for the overflow policy).
+* The file holds the token key (whoever reads it can sign an admin token): it is created 0600,
+  and SQLite gives its -wal and -shm files the database file's mode. An older, looser file is
+  tightened on open.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
 import sqlite3
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -64,7 +68,8 @@ class SqliteStore(Store):
         self._state = "started"
 
     def _open(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        _owner_only(self.path)
         # isolation_level=None: we issue BEGIN/COMMIT ourselves; single statements autocommit.
         conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=10.0)
         try:
@@ -270,6 +275,17 @@ class SqliteStore(Store):
         codec.check_name("channel", channel)
         self._check_open()
         return self._broker.subscribe(channel)
+
+
+def _owner_only(path: Path) -> None:
+    """Create the database file 0600 (whatever the umask), and tighten it and its WAL files."""
+    os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))
+    for file in (path, Path(f"{path}-wal"), Path(f"{path}-shm"), Path(f"{path}-journal")):
+        try:
+            if file.stat().st_mode & 0o077:
+                file.chmod(0o600)
+        except FileNotFoundError:
+            pass
 
 
 def _names(coll: str, key: str) -> None:

@@ -1,0 +1,100 @@
+"""Secrets at rest and the node key (issue #11 item 7).
+
+The audit found var/giaoban.db and its WAL 0644 (they hold the token key: a token forged with it
+was accepted as admin) and the `credentials --out` CSV 0644. Here `giaoban` runs as an operator
+runs it, under the usual umask 022, and the modes of what it wrote are read back. Node tokens are
+keyed by settings.node_key: a token derived from the key in the store (what anyone who can write
+to Redis could make) is refused by the node API.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import os
+import sqlite3
+import stat
+import subprocess
+import sys
+
+import pytest
+
+from signaling.settings import SettingsError
+from signaling.tokens import TokenSigner
+from tests.harness import HAGIANG, ROOT, free_port, start_node
+from tests.signaling.test_no_secrets_in_logs import start as start_serve
+
+
+def mode(path) -> int:
+    return stat.S_IMODE(os.stat(path).st_mode)
+
+
+def cli(data, *args: str) -> subprocess.CompletedProcess:
+    cmd = [sys.executable, "-m", "signaling.cli", "--directory", HAGIANG, "--data-dir", str(data), *args]
+    return subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=120, umask=0o022)
+
+
+def test_state_and_secret_files_are_owner_only_under_umask_022(tmp_path):
+    old = os.umask(0o022)  # the server inherits it, as from a login shell
+    try:
+        data, port = tmp_path / "var", free_port()
+        proc = start_serve(data, port, "text")
+    finally:
+        os.umask(old)
+    try:
+        assert (data / "giaoban.db-wal").exists()  # WAL mode: the key may sit in the WAL first
+        for name in ("giaoban.db", "giaoban.db-wal", "giaoban.db-shm", "admin-password.txt"):
+            assert mode(data / name) == 0o600, (name, oct(mode(data / name)))
+        assert mode(data) == 0o700
+    finally:
+        proc.terminate()
+        proc.communicate(timeout=30)
+
+    out = tmp_path / "secrets.csv"
+    out.write_text("old\n")
+    out.chmod(0o644)  # a file left from an earlier run keeps no looser mode
+    done = cli(data, "credentials", "tier:commune@hg-meo-vac", "--out", str(out))
+    assert done.returncode == 0, done.stderr
+    assert mode(out) == 0o600 and out.read_text().startswith("endpoint_id,name,secret")
+
+
+def test_an_older_readable_database_is_tightened_on_open(tmp_path):
+    data = tmp_path / "var"
+    data.mkdir()
+    db = data / "giaoban.db"
+    sqlite3.connect(db).close()
+    db.chmod(0o644)
+    done = cli(data, "operator", "tinh-it", "--password", "a long password")
+    assert done.returncode == 0, done.stderr
+    assert mode(db) == 0o600
+
+
+@pytest.fixture
+def no_node_key(monkeypatch):
+    monkeypatch.delenv("GIAOBAN_NODE_KEY", raising=False)
+
+
+async def test_a_clustered_node_without_a_node_key_refuses_to_start(tmp_path, redis_url, no_node_key):
+    with pytest.raises(SettingsError, match="node_key is not set"):
+        await start_node(tmp_path / "a", store=redis_url)
+    with pytest.raises(SettingsError, match="fewer than 32"):
+        await start_node(tmp_path / "b", store=redis_url, node_key="short")
+    done = cli(tmp_path / "c", "--store", redis_url, "serve", "--port", str(free_port()), "--media", "none")
+    assert done.returncode == 2 and "GIAOBAN_NODE_KEY" in done.stderr, done.stderr
+
+
+async def test_node_tokens_made_from_the_store_are_refused(tmp_path, redis_url):
+    node = await start_node(tmp_path / "n", store=redis_url, node_id="sig-n")
+    try:
+        # what a Redis writer can do: read the token key and derive the node key as before the fix
+        store_key = bytes.fromhex((await node.ctx.store.get("secrets", "token-key"))["key"])
+        old_way = TokenSigner(hmac.new(store_key, b"giaoban/media-nodes", hashlib.sha256).digest(), kinds=("node",))
+        forged, _ = old_way.issue("node", "intruder", 60)
+        path = "/internal/media/meetings/m1/floor"
+        status, body = await node.call("POST", path, token=forged, json={"endpoint_id": None})
+        assert status == 401 and body["error"]["code"] == "unauthorized", body
+        good = node.ctx.router.node_token()  # signed with the shared node key: gets past auth
+        status, body = await node.call("POST", path, token=good, json={"endpoint_id": None})
+        assert status == 503 and "without media" in body["error"]["message"], body
+    finally:
+        await node.stop()
