@@ -95,6 +95,7 @@ WS_CLOSE = {
     "rate_limited": 4429,
     "too_large": 1009,
     "protocol": 4400,
+    "policy": 1008,  # a message refused outright (JSON nested past limits.ws_max_json_depth)
     "replaced": 4409,
     "shutdown": 1001,
 }

@@ -17,7 +17,7 @@ from signaling.auth import Identity
 from signaling.context import Context
 from signaling.errors import WS_CLOSE, ApiError, classify, too_large
 from signaling.meeting_actions import MeetingActions
-from signaling.protocol import Hello, Ping, ProtocolError, decode, encode, error_msg, server_msg
+from signaling.protocol import Hello, Ping, PolicyViolation, ProtocolError, decode, encode, error_msg, server_msg
 from signaling.store.base import StoreError
 
 log = logging.getLogger("giaoban.session")
@@ -141,10 +141,13 @@ class Session(MeetingActions):
             await self.close(WS_CLOSE["protocol"], "expected a text hello message")
             return False
         try:
-            msg = decode(raw.data)
+            msg = decode(raw.data, self.ctx.settings.limits.ws_max_json_depth)
             if not isinstance(msg, Hello):
                 raise ProtocolError(f"the first message must be hello, got {msg.__struct_config__.tag}", msg.id)
             self.identity = self.ctx.auth.identify(msg.token)
+        except PolicyViolation as exc:
+            await self._refuse(exc)
+            return False
         except (ProtocolError, ApiError) as exc:
             await self.error(exc)
             await self._drain_outbox()
@@ -175,7 +178,10 @@ class Session(MeetingActions):
                 await self._violation(ApiError("rate_limited", "too many messages; slow down", 429))
                 continue
             try:
-                msg = decode(raw.data)
+                msg = decode(raw.data, self.ctx.settings.limits.ws_max_json_depth)
+            except PolicyViolation as exc:
+                await self._refuse(exc)
+                return
             except ProtocolError as exc:
                 await self._violation(exc)
                 continue
@@ -184,6 +190,12 @@ class Session(MeetingActions):
                 self._inbox.put_nowait(msg)
             except asyncio.QueueFull:
                 await self._violation(ApiError("rate_limited", "too many requests in flight", 429), msg.id)
+
+    async def _refuse(self, exc: PolicyViolation) -> None:
+        """A message no client sends by mistake: say why, log one line, close with 1008."""
+        log.warning("websocket refused: %s", exc, extra=self.log_extra() | {"remote": self.remote})
+        await self.error(exc)
+        await self.close(WS_CLOSE["policy"], str(exc))
 
     async def _violation(self, exc, ref: str | None = None) -> None:
         self._violations += 1
