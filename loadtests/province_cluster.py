@@ -104,7 +104,8 @@ class Cluster:
         data.mkdir(parents=True, exist_ok=True)
         cfg = data / "settings.yaml"
         cfg.write_text(f"admin_password: {PASSWORD}\nlog_level: {self.log_level}\nnode_id: {name}\n"
-                       f"ice_host: 127.0.0.1\n", encoding="utf-8")
+                       f"ice_host: 127.0.0.1\n"  # terminals and nodes all come from 127.0.0.1: lift the cap
+                       f"limits:\n  connections_per_address: 5000\n", encoding="utf-8")
         tapped = bool(self.edge) and role in ("media", "edge")
         cmd = [sys.executable, "-m", "loadtests.province_tap" if tapped else "signaling.cli", "--config", str(cfg),
                "--data-dir", str(data / "var"), "--store", self.redis.url, "serve", "--host", "127.0.0.1",

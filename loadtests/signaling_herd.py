@@ -42,7 +42,9 @@ def pct(values: list[float], p: float) -> float:
 
 def start_server(port: int, data: Path, store: str | None) -> subprocess.Popen:
     cfg = data / "server.yaml"
-    cfg.write_text(f"admin_password: {PASSWORD}\nlog_level: warning\n", encoding="utf-8")
+    # every endpoint of the herd connects from 127.0.0.1: lift the per-address connection cap
+    cfg.write_text(f"admin_password: {PASSWORD}\nlog_level: warning\nlimits:\n  connections_per_address: 5000\n",
+                   encoding="utf-8")
     cmd = [sys.executable, "-m", "signaling.cli", "--config", str(cfg), "--data-dir", str(data / "var")]
     if store:
         cmd += ["--store", store]

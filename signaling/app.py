@@ -15,6 +15,7 @@ from signaling import api_auth, api_directory, api_meetings, api_operators, api_
 from signaling.auth import Authenticator
 from signaling.cluster import api as cluster_api, media_api
 from signaling.cluster.media_router import MediaRouter
+from signaling.connection_limits import LIMITER, AddressLimiter, proxy_client_limit
 from signaling.context import Context
 from signaling.http import CTX, ctx_of, error_middleware, json_response
 from signaling.meetings.scheduler import Scheduler
@@ -116,8 +117,13 @@ async def _housekeeping(ctx: Context) -> None:
 
 
 def make_app(ctx: Context) -> web.Application:
-    app = web.Application(middlewares=[error_middleware], client_max_size=ctx.settings.limits.http_max_body_bytes)
+    limits = ctx.settings.limits
+    # keepalive_timeout also bounds how long a connection may take to send a request's headers:
+    # aiohttp closes the connection if they are incomplete when it fires (connection_limits.py)
+    app = web.Application(middlewares=[error_middleware, proxy_client_limit], client_max_size=limits.http_max_body_bytes,
+                          handler_args={"keepalive_timeout": limits.http_header_timeout_s})
     app[CTX] = ctx
+    app[LIMITER] = AddressLimiter(limits.connections_per_address, ctx.settings.trusted_proxies)
     app[whip.RESOURCES] = {}
     app[media_api.SOCKETS] = set()
     for table in (routes, api_auth.routes, api_directory.routes, api_meetings.routes, api_operators.routes,

@@ -9,8 +9,6 @@ import getpass
 import os
 import sys
 
-from aiohttp import web
-
 from endpoints.directory import DirectoryError, load_directory
 from signaling.logs import setup_logging
 from signaling.settings import SettingsError, load_settings
@@ -27,6 +25,7 @@ def _settings(args):
 
 def cmd_serve(args) -> int:
     from signaling.app import build_context, make_app
+    from signaling.connection_limits import run_app
 
     settings = _settings(args)
     setup_logging(settings.log_format, settings.log_level)
@@ -41,8 +40,8 @@ def cmd_serve(args) -> int:
     ctx = loop.run_until_complete(build_context(settings))
     print(f"giaoban: serving {ctx.directory.name} ({len(ctx.directory)} endpoints) on {settings.public_url} "
           f"store={settings.store}", file=sys.stderr, flush=True)
-    web.run_app(make_app(ctx), host=settings.host, port=settings.port, loop=loop, print=None,
-                shutdown_timeout=10.0, handle_signals=True, access_log=None)
+    # web.run_app with a site that limits open connections per address (connection_limits.py)
+    run_app(make_app(ctx), settings.host or None, settings.port, loop, shutdown_timeout=10.0)
     return 0
 
 

@@ -11,8 +11,9 @@ from aiohttp import web
 
 from signaling import audit, metrics
 from signaling.auth import Identity
+from signaling.connection_limits import read_bounded
 from signaling.context import Context
-from signaling.errors import ApiError, bad_request, classify, too_large
+from signaling.errors import ApiError, bad_request, classify
 
 log = logging.getLogger("giaoban.http")
 T = TypeVar("T")
@@ -43,7 +44,7 @@ async def error_middleware(request: web.Request, handler) -> web.StreamResponse:
         resp = await handler(request)
     except web.HTTPException as exc:
         if exc.status >= 400 and exc.content_type != "application/json":
-            code = {404: "not_found", 405: "method_not_allowed", 413: "too_large"}.get(exc.status, "http_error")
+            code = {404: "not_found", 405: "method_not_allowed", 408: "timeout", 413: "too_large"}.get(exc.status, "http_error")
             resp = error_response(ApiError(code, f"{exc.reason}: {request.method} {request.path}", exc.status))
             if "Allow" in exc.headers:  # RFC 9110: a 405 lists the methods that are allowed
                 resp.headers["Allow"] = exc.headers["Allow"]
@@ -75,20 +76,25 @@ async def _audit(request: web.Request, route: str) -> None:
     await audit.record(ctx_of(request).store, who, f"{request.method} {route}", request.path)
 
 
+async def read_raw(request: web.Request, limit: int | None = None) -> bytes:
+    """The whole body within ``limit`` (default limits.http_max_body_bytes) and
+    limits.http_body_timeout_s: 413 / 408 otherwise."""
+    limits = ctx_of(request).settings.limits
+    return await read_bounded(request, limit or limits.http_max_body_bytes, limits.http_body_timeout_s)
+
+
 async def read_body(request: web.Request, model: type[T]) -> T:
     """Decode a JSON body strictly into ``model``; errors name the field that was wrong."""
-    limit = ctx_of(request).settings.limits.http_max_body_bytes
-    if request.content_length is not None and request.content_length > limit:
-        raise too_large(f"request body of {request.content_length} bytes exceeds {limit} bytes")
-    raw = await request.content.read(limit + 1)
-    if len(raw) > limit:
-        raise too_large(f"request body exceeds {limit} bytes")
-    if not raw:
-        raise bad_request("request body is empty; expected a JSON object")
     ctype = request.headers.get("Content-Type", "application/json")
     if "json" not in ctype:
         raise ApiError("unsupported_media_type", f"expected Content-Type application/json, got {ctype}", 415)
-    return msgspec.json.decode(raw, type=model)
+    raw = await read_raw(request)
+    if not raw:
+        raise bad_request("request body is empty; expected a JSON object")
+    try:
+        return msgspec.json.decode(raw, type=model)
+    except RecursionError:  # a value typed Any/dict nested thousands deep
+        raise bad_request("request body is nested too deeply") from None
 
 
 def identity(request: web.Request) -> Identity:

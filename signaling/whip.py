@@ -25,7 +25,7 @@ from aiohttp import web
 
 from signaling.auth import Identity
 from signaling.errors import ApiError, bad_request, forbidden, not_found, unavailable
-from signaling.http import CTX, ctx_of, identity
+from signaling.http import CTX, ctx_of, identity, read_raw
 from signaling.policy import admit, media_extra
 from signaling.media import PeerSpec
 from signaling.rooms import PRESENCE_TTL_S
@@ -69,9 +69,7 @@ async def _read_sdp(request: web.Request) -> str:
     ctype = request.headers.get("Content-Type", "").split(";")[0].strip().lower()
     if ctype != SDP:
         raise ApiError("unsupported_media_type", f"expected Content-Type {SDP}, got {ctype or 'nothing'}", 415)
-    raw = await request.content.read(MAX_SDP + 1)
-    if len(raw) > MAX_SDP:
-        raise ApiError("too_large", f"SDP offer exceeds {MAX_SDP} bytes", 413)
+    raw = await read_raw(request, MAX_SDP)  # every segment, bounded in size and time
     try:
         sdp = raw.decode("utf-8")
     except UnicodeDecodeError:

@@ -14,6 +14,7 @@ import aiohttp
 from aiohttp import web
 
 from signaling.app import build_context, make_app
+from signaling.connection_limits import GuardedSite
 from signaling.settings import load_settings
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -78,17 +79,22 @@ class Node:
         await self.runner.cleanup()
 
 
-async def start_node(data_dir: Path, store: str | None = None, **settings: Any) -> Node:
+async def start_node(data_dir: Path, store: str | None = None, limits: dict[str, Any] | None = None,
+                     **settings: Any) -> Node:
+    """``limits``: fields of settings.limits to change (e.g. a small http_header_timeout_s)."""
     port = free_port()
     overrides = {"host": "127.0.0.1", "port": port, "data_dir": str(data_dir), "directory": HAGIANG,
                  "media": "none", "admin_password": ADMIN_PASSWORD, "log_format": "text", **settings}
     if store:
         overrides["store"] = store
     cfg = load_settings(None, overrides)
+    for key, value in (limits or {}).items():
+        assert hasattr(cfg.limits, key), key
+        setattr(cfg.limits, key, value)
     ctx = await build_context(cfg)
     runner = web.AppRunner(make_app(ctx), shutdown_timeout=2.0)
     await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
+    await GuardedSite(runner, "127.0.0.1", port).start()  # as `giaoban serve`: connections per address
     node = Node(f"http://127.0.0.1:{port}", ctx, runner, aiohttp.ClientSession())
     status, body = await node.call("POST", "/api/v1/auth/login", token=None,
                                    json={"username": "admin", "password": ADMIN_PASSWORD})

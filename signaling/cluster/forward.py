@@ -15,7 +15,7 @@ from aiohttp import web
 
 from signaling.cluster.media_router import PINS
 from signaling.errors import unavailable
-from signaling.http import ctx_of
+from signaling.http import ctx_of, read_raw
 
 log = logging.getLogger("giaoban.cluster")
 FORWARDED = "X-Giaoban-Forwarded"
@@ -59,7 +59,7 @@ async def forward(request: web.Request, base_url: str) -> web.StreamResponse:
     try:
         upstream = await router.http.request(request.method, base_url + str(request.rel_url),
                                              headers=_headers(request, router),
-                                             data=await request.read(), allow_redirects=False,
+                                             data=await read_raw(request), allow_redirects=False,
                                              timeout=aiohttp.ClientTimeout(total=None, sock_connect=3, sock_read=30))
     except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
         raise unavailable(f"the media node of this meeting cannot be reached: {exc}") from None

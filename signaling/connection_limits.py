@@ -1,0 +1,233 @@
+"""Slow and greedy clients: bounded body reads, open connections per address, the guarded site.
+
+- ``read_bounded``: a request body read whole (every TCP segment), at most ``limit`` bytes
+  (413), within ``timeout`` seconds (408). Every handler that reads a body uses it.
+- Slow headers: aiohttp closes a connection whose request headers are not complete when its
+  keep-alive timer fires; that timer runs from the moment the connection opens (and from the end
+  of each response). ``make_app`` sets it to ``limits.http_header_timeout_s`` through
+  ``handler_args`` (public aiohttp API), so idle keep-alive connections close after it too.
+- ``AddressLimiter``: open connections per client address. ``GuardedSite`` counts TCP connections
+  per peer address and refuses one over ``limits.connections_per_address`` with a 429 before
+  aiohttp sees it. A peer that is one of ``trusted_proxies`` carries many clients, so its
+  connections are not counted; ``middleware`` counts its requests in flight (a WebSocket is one
+  long request) per X-Forwarded-For client instead.
+
+The only aiohttp internal used is ``BaseSite._server`` (the listening server that ``stop()``
+closes), which every aiohttp site sets; ``check_aiohttp`` verifies it when a site is built.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ipaddress
+import logging
+from typing import Callable
+
+import msgspec
+from aiohttp import web
+
+from signaling.client_address import client_address, parse_networks
+from signaling.errors import ApiError, too_large
+
+log = logging.getLogger("giaoban.limits")
+
+
+# --- bodies --------------------------------------------------------------------------------------
+async def read_bounded(request: web.Request, limit: int, timeout: float) -> bytes:
+    """The whole body: 413 when it is (or says it is) over ``limit`` bytes, 408 when it has not
+    all arrived within ``timeout`` seconds of the first read."""
+    if request.content_length is not None and request.content_length > limit:
+        raise too_large(f"request body of {request.content_length} bytes exceeds {limit} bytes")
+    chunks: list[bytes] = []
+    size = 0
+    try:
+        async with asyncio.timeout(timeout):
+            # content.read(n) answers with what has arrived so far, which is one TCP segment on a
+            # slow link: read until the end of the body
+            while chunk := await request.content.read(limit + 1 - size):
+                chunks.append(chunk)
+                size += len(chunk)
+                if size > limit:
+                    raise too_large(f"request body exceeds {limit} bytes")
+    except TimeoutError:
+        raise ApiError("timeout", f"the request body did not arrive within {timeout:g} s "
+                                  f"({size} bytes received)", 408) from None
+    return b"".join(chunks)
+
+
+# --- open connections per address ---------------------------------------------------------------
+class AddressLimiter:
+    """Counts what is open per client address; refuses the one over ``per_address``."""
+
+    def __init__(self, per_address: int, trusted_proxies: list[str]) -> None:
+        self.per_address = per_address
+        self.trusted = tuple(trusted_proxies)
+        self._networks = parse_networks(self.trusted)
+        self._open: dict[str, int] = {}
+        self.refused = 0
+
+    def is_proxy(self, address: str) -> bool:
+        if not self._networks:
+            return False
+        try:
+            ip = ipaddress.ip_address(address)
+        except ValueError:
+            return False
+        return any(ip in net for net in self._networks)
+
+    def acquire(self, address: str) -> bool:
+        count = self._open.get(address, 0)
+        if count >= self.per_address:
+            self.refused += 1
+            return False
+        self._open[address] = count + 1
+        return True
+
+    def release(self, address: str) -> None:
+        count = self._open.get(address, 0) - 1
+        if count > 0:
+            self._open[address] = count
+        else:
+            self._open.pop(address, None)
+
+    def open_from(self, address: str) -> int:
+        return self._open.get(address, 0)
+
+
+LIMITER = web.AppKey("address_limiter", AddressLimiter)
+
+
+def _refusal(per_address: int) -> bytes:
+    body = msgspec.json.encode({"error": {"code": "rate_limited", "message":
+                                          f"too many open connections from this address (limit {per_address})"}})
+    head = (f"HTTP/1.1 429 Too Many Requests\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n")
+    return head.encode() + body
+
+
+class _Guard(asyncio.Protocol):
+    """Stands in front of aiohttp's protocol for one TCP connection: counts it against its peer
+    address, and hands every event to aiohttp's protocol once the connection is admitted."""
+
+    def __init__(self, factory: Callable[[], asyncio.Protocol], limiter: AddressLimiter) -> None:
+        self._factory, self._limiter = factory, limiter
+        self._inner: asyncio.Protocol | None = None
+        self._address: str | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        peer = transport.get_extra_info("peername")
+        address = str(peer[0]) if isinstance(peer, tuple) and peer else "unknown"
+        if not self._limiter.is_proxy(address):
+            if not self._limiter.acquire(address):
+                log.warning("connection refused: %d open from %s (connections_per_address)",
+                            self._limiter.per_address, address)
+                transport.write(_refusal(self._limiter.per_address))  # type: ignore[attr-defined]
+                transport.close()
+                return
+            self._address = address
+        self._inner = self._factory()
+        self._inner.connection_made(transport)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self._address is not None:
+            self._limiter.release(self._address)
+            self._address = None
+        if self._inner is not None:
+            self._inner.connection_lost(exc)
+
+    def data_received(self, data: bytes) -> None:
+        if self._inner is not None:
+            self._inner.data_received(data)
+
+    def eof_received(self) -> bool | None:
+        return self._inner.eof_received() if self._inner is not None else None
+
+    def pause_writing(self) -> None:
+        if self._inner is not None:
+            self._inner.pause_writing()
+
+    def resume_writing(self) -> None:
+        if self._inner is not None:
+            self._inner.resume_writing()
+
+
+def check_aiohttp() -> None:
+    """The one aiohttp internal this module relies on; fail at start-up, not at shutdown."""
+    if "_server" not in getattr(web.BaseSite, "__slots__", ()):
+        import aiohttp
+
+        raise RuntimeError(f"aiohttp {aiohttp.__version__}: web.BaseSite no longer has _server; "
+                           "signaling/connection_limits.py GuardedSite needs updating")
+
+
+class GuardedSite(web.BaseSite):
+    """A TCP site whose connections pass through ``_Guard`` (per-address connection limit)."""
+
+    def __init__(self, runner: web.AppRunner, host: str | None, port: int, *, backlog: int = 128) -> None:
+        check_aiohttp()
+        super().__init__(runner, backlog=backlog)
+        self._host, self._port = host, port
+        self.limiter: AddressLimiter = runner.app[LIMITER]
+
+    @property
+    def name(self) -> str:
+        return f"http://{self._host or '0.0.0.0'}:{self._port}"
+
+    async def start(self) -> None:
+        await super().start()
+        server = self._runner.server
+        assert server is not None, "runner.setup() first"
+        loop = asyncio.get_running_loop()
+        self._server = await loop.create_server(lambda: _Guard(server, self.limiter), self._host, self._port,
+                                                backlog=self._backlog, reuse_address=True)
+
+
+@web.middleware
+async def proxy_client_limit(request: web.Request, handler) -> web.StreamResponse:
+    """Behind a trusted proxy: the connection cap per X-Forwarded-For client, counted per request."""
+    limiter = request.app[LIMITER]
+    if not limiter.is_proxy(request.remote or ""):
+        return await handler(request)
+    address = client_address(request, limiter.trusted)
+    if address == request.remote:  # the proxy itself (or a malformed hop): its own traffic
+        return await handler(request)
+    if not limiter.acquire(address):
+        log.warning("request refused: %d open from %s via proxy (connections_per_address)",
+                    limiter.per_address, address)
+        raise ApiError("rate_limited", f"too many open connections from this address (limit {limiter.per_address})", 429)
+    try:
+        return await handler(request)
+    finally:
+        limiter.release(address)
+
+
+# --- running the server (giaoban serve) ----------------------------------------------------------
+async def _serve(app: web.Application, host: str | None, port: int, shutdown_timeout: float) -> None:
+    runner = web.AppRunner(app, handle_signals=True, access_log=None, shutdown_timeout=shutdown_timeout)
+    await runner.setup()
+    try:
+        await GuardedSite(runner, host, port).start()
+        await asyncio.Event().wait()  # until SIGINT/SIGTERM (GracefulExit) cancels us
+    finally:
+        await runner.cleanup()
+
+
+def run_app(app: web.Application, host: str | None, port: int, loop: asyncio.AbstractEventLoop,
+            shutdown_timeout: float = 10.0) -> None:
+    """``web.run_app`` with the guarded site: serve until a signal, then shut down gracefully."""
+    main = loop.create_task(_serve(app, host, port, shutdown_timeout))
+    try:
+        loop.run_until_complete(main)
+    except (web.GracefulExit, KeyboardInterrupt):
+        pass
+    finally:
+        main.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            loop.run_until_complete(main)
+        left = [t for t in asyncio.all_tasks(loop) if not t.done()]
+        for task in left:
+            task.cancel()
+        loop.run_until_complete(asyncio.gather(*left, return_exceptions=True))
+        loop.run_until_complete(loop.shutdown_asyncgens())
+        loop.close()
