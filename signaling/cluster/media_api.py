@@ -20,7 +20,7 @@ from aiohttp import WSMsgType, web
 
 from signaling.api_recordings import set_recording
 from signaling.errors import ApiError, bad_request, classify, not_found, unavailable
-from signaling.http import CTX, ctx_of, json_response, read_body
+from signaling.http import CTX, ctx_of, json_response, read_raw
 from signaling.media import MediaRetry, PeerSpec
 
 log = logging.getLogger("giaoban.cluster")
@@ -144,7 +144,13 @@ async def _serve(media, peer, req: dict[str, Any], events) -> dict[str, Any]:
 async def meeting_call(request: web.Request) -> web.Response:
     media = _local_media(request)
     meeting_id, what = request.match_info["meeting_id"], request.match_info["what"]
-    body = await read_body(request, dict)  # whole, bounded in size and time; 400 unless an object
+    raw = await read_raw(request)  # whole, bounded in size and time
+    try:
+        body = json.loads(raw)
+    except (ValueError, RecursionError):
+        raise bad_request("body must be a JSON object") from None
+    if not isinstance(body, dict):
+        raise bad_request("body must be a JSON object")
     if what == "floor":
         await media.set_floor(meeting_id, body.get("endpoint_id"))
     elif what == "layout":
