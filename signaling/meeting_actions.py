@@ -16,6 +16,7 @@ from signaling.api_recordings import set_recording
 from signaling.errors import ApiError, bad_request, forbidden, not_found, unavailable
 from signaling.ice_candidate import check_candidate
 from signaling.media import PeerSpec
+from signaling.offer_check import check_offer
 from signaling.policy import CHAIR_ROLES, admit, media_extra, role_in
 from signaling.protocol import (
     CHAIR_ACTIONS, Answer, GrantFloor, Ice, Join, Leave, Lock, LowerHand, Mute, MuteAll, Offer, RaiseHand,
@@ -184,6 +185,7 @@ class MeetingActions:
     async def _on_offer(self, msg: Offer) -> None:
         """The answer goes out before anything the peer sends meanwhile (its own offer for more
         slots, trickled candidates): a client in have-local-offer cannot take an offer yet."""
+        check_offer(msg.sdp)  # an offer without usable media would only make a phantom media peer
         peer = await self._ensure_peer()
         self._held = []
         try:
@@ -299,14 +301,34 @@ class MeetingActions:
                 room["removed"].append(msg.endpoint_id)
             if msg.endpoint_id in room["hands"]:
                 room["hands"].remove(msg.endpoint_id)
-            if room["floor"] == msg.endpoint_id:
-                room["floor"] = None
 
         await self.ctx.rooms.update(self.occurrence_id, change)
+        # every node ends the endpoint's sessions here (WebSocket, WHIP, WHEP): media first
         await self.ctx.rooms.publish(self.occurrence_id, server_msg(
             "removed", msg.id, to=msg.endpoint_id, endpoint_id=msg.endpoint_id, by=self.identity.name))
+        await release_floor(self.ctx, self.occurrence_id, self.meeting_id, msg.endpoint_id, self.identity.name)
 
     async def apply_mute(self, msg: dict[str, Any]) -> None:
         """A mute_request addressed to this endpoint: the media node stops forwarding too."""
         if self.peer is not None:
             await self.peer.set_muted(msg["kind"], msg["muted"])
+
+
+async def release_floor(ctx, occurrence_id: str, meeting_id: str, endpoint_id: str, by: str) -> bool:
+    """Take the floor from ``endpoint_id`` if it holds it (removal, revocation): the room's state,
+    the media node(s), and a ``floor`` event to the room. False when it did not hold it."""
+    took: list[bool] = []
+
+    def change(room):
+        took.clear()  # ``update`` may run this again after a concurrent write
+        if room["floor"] == endpoint_id:
+            room["floor"] = None
+            took.append(True)
+
+    await ctx.rooms.update(occurrence_id, change)
+    if not took:
+        return False
+    if ctx.router is not None:
+        await ctx.router.set_floor(meeting_id, None)
+    await ctx.rooms.publish(occurrence_id, server_msg("floor", endpoint_id=None, by=by))
+    return True

@@ -1,4 +1,9 @@
-"""Sessions connected to this node, by endpoint; presence; meeting-opened notifications."""
+"""Sessions connected to this node, by endpoint; presence; meeting-opened notifications.
+
+WebSocket sessions register with ``add``; WHIP/WHEP sessions (signaling.whip) with ``add_media``,
+so that a revocation (operator deleted, endpoint secret rotated), which reaches every node on the
+events channel, ends all three kinds and takes the floor from the revoked identity.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +13,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from signaling.errors import WS_CLOSE
+from signaling.meeting_actions import release_floor
 from signaling.protocol import server_msg
 from signaling.rooms import PRESENCE_TTL_S
 from signaling.store.base import Store, Subscription
@@ -23,6 +29,8 @@ class SessionRegistry:
     def __init__(self, store: Store, node_id: str, auth) -> None:
         self.store, self.node_id, self.auth = store, node_id, auth
         self._sessions: dict[str, "Session"] = {}
+        self._media: dict[str, Any] = {}  # WHIP/WHEP sessions (signaling.whip.HttpMediaMember) by id
+        self._ending: set[asyncio.Task] = set()  # revoked WebSockets being closed
         self._sub: Subscription | None = None
         self._task: asyncio.Task | None = None
 
@@ -44,6 +52,12 @@ class SessionRegistry:
         await self.refresh_presence(session)
         await self._announce(session, online=True)
         return older
+
+    def add_media(self, member: Any) -> None:
+        self._media[member.session_id] = member
+
+    def remove_media(self, member: Any) -> None:
+        self._media.pop(member.session_id, None)
 
     async def remove(self, session: "Session") -> None:
         if self._sessions.pop(session.session_id, None) is None or session.identity is None:
@@ -127,16 +141,31 @@ class SessionRegistry:
                 await session.close(WS_CLOSE["replaced"], f"replaced by a newer connection on node {event['node']}")
 
     async def _revoked(self, event: dict[str, Any]) -> None:
-        self.auth.note_revoked(event["key"], event["at"])
-        for session in self.all():
-            ident = session.identity
-            if ident is not None and f"{ident.kind}:{ident.id}" == event["key"]:
-                await session.close(4401, "revoked: account deleted or secret rotated")
+        """End every session of the revoked identity on this node, media first, and take the floor
+        from it in each room it is in. Closes run as tasks: one client slow to answer its close
+        must not hold up the events channel."""
+        key, reason = event["key"], "revoked: account deleted or secret rotated"
+        self.auth.note_revoked(key, event["at"])
+        members = [m for m in list(self._media.values()) if m.identity_key == key]
+        for member in members:
+            member.end(reason, drop_floor=True)
+        sessions = [s for s in self.all() if s.identity is not None and f"{s.identity.kind}:{s.identity.id}" == key]
+        rooms = {(s.occurrence_id, s.meeting_id, s.identity.endpoint_id) for s in sessions if s.occurrence_id}
+        for session in sessions:  # closing the socket ends its reader: the session leaves, media first
+            task = asyncio.create_task(session.close(WS_CLOSE["unauthorized"], reason), name=f"revoked:{session.session_id}")
+            self._ending.add(task)
+            task.add_done_callback(self._ending.discard)
+        for occurrence_id, meeting_id, endpoint_id in rooms:
+            try:
+                await release_floor(sessions[0].ctx, occurrence_id, meeting_id, endpoint_id, "revocation")
+            except Exception:  # the sessions end anyway; the chair can still take the floor back
+                log.exception("taking the floor from a revoked endpoint failed", extra={"occurrence": occurrence_id})
 
     async def stop(self) -> None:
         if self._sub is not None:
             await self._sub.stop()
         if self._task is not None:
             self._task.cancel()
+        await asyncio.gather(*list(self._ending), return_exceptions=True)
         for session in self.all():
             await session.close(1001, "server shutting down")

@@ -87,7 +87,7 @@ async def test_whip_bad_requests(media_node):
     status, _, body = await post_sdp(node, f"/whip/{meeting['id']}", node.operator_token, "hello")
     assert status == 400 and "v=0" in body
     status, _, body = await post_sdp(node, f"/whip/{meeting['id']}", node.operator_token, "v=0\r\nm=garbage\r\n")
-    assert status == 400 and "not accepted" in body
+    assert status == 400 and "no usable audio or video" in body
     status, _, body = await post_sdp(node, "/whip/m-khong-co", node.operator_token, "v=0\r\n")
     assert status == 404 and "m-khong-co" in body
     status, _, body = await post_sdp(node, f"/whip/{meeting['id']}", "gb1.x.y", "v=0\r\n")

@@ -1,0 +1,204 @@
+"""A removed or revoked identity stops broadcasting at once (#11 item 2), against a real server.
+
+A WHIP publisher (a real aiortc peer) holds the floor and a WHEP viewer decodes its picture. Then
+the chair removes it, or the operator rotates its secret, or deletes the operator account it
+logged in with. Within 1 s the viewer decodes no new frame of it; its WebSocket and WHIP (or, in
+a second case, WHEP) sessions have ended (DELETE answers 404, the media node holds no peer of
+it); the floor is clear in the room and on the media node; /live no longer lists it. With two
+nodes sharing Redis the sessions on the other node end too.
+
+One identity has one media peer at a time (the media node keys peers by endpoint: a second one
+replaces the first), so its WHIP and its WHEP session are tested in separate cases.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+import redis.asyncio
+from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
+
+from tests.harness import Node, WsClient, start_node
+from tests.mcu.clients import PatternTrack, ToneTrack, wait_for
+
+CHAIR, TARGET = "hg-ubnd", "hg-meo-vac"
+BRIGHT = 220  # the target's picture; nothing else in the meeting publishes
+
+
+@pytest.fixture
+async def media_node(tmp_path):
+    n = await start_node(tmp_path / "data", media="local")
+    yield n
+    await n.stop()
+
+
+class HttpPeer:
+    """A WHIP publisher or a WHEP viewer: a real aiortc peer, offered over HTTP."""
+
+    def __init__(self) -> None:
+        self.pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+        self.frames: list[tuple[float, int]] = []  # (arrival, brightness) of each decoded picture
+        self.location = ""
+        self._pulls: list[asyncio.Task] = []
+        self.pc.on("track", self._on_track)
+
+    def _on_track(self, track) -> None:
+        async def pull():
+            while True:
+                frame = await track.recv()
+                self.frames.append((time.monotonic(), int(frame.to_ndarray(format="rgb24")[60:].mean())))
+
+        if track.kind == "video":
+            self._pulls.append(asyncio.ensure_future(pull()))
+
+    async def open(self, node: Node, kind: str, meeting_id: str, token: str) -> None:
+        if kind == "whip":
+            self.pc.addTransceiver(ToneTrack(), direction="sendonly")
+            self.pc.addTransceiver(PatternTrack(BRIGHT), direction="sendonly")
+        else:
+            self.pc.addTransceiver("audio", direction="recvonly")
+            self.pc.addTransceiver("video", direction="recvonly")
+        await self.pc.setLocalDescription(await self.pc.createOffer())
+        async with node.http.post(f"{node.url}/{kind}/{meeting_id}", data=self.pc.localDescription.sdp.encode(),
+                                  headers={"Content-Type": "application/sdp", "Authorization": f"Bearer {token}"}) as r:
+            answer = await r.text()
+            assert r.status == 201, answer
+            self.location = r.headers["Location"]
+        await self.pc.setRemoteDescription(RTCSessionDescription(answer, "answer"))
+
+    def frames_after(self, t: float) -> int:
+        return len([f for f in self.frames if f[0] > t])
+
+    async def close(self) -> None:
+        for task in self._pulls:
+            task.cancel()
+        await asyncio.gather(*self._pulls, return_exceptions=True)
+        await asyncio.wait_for(self.pc.close(), 10)
+
+
+async def delete_status(node: Node, location: str, token: str) -> int:
+    async with node.http.delete(node.url + location, headers={"Authorization": f"Bearer {token}"}) as r:
+        return r.status
+
+
+async def joined(node: Node, token: str, meeting_id: str) -> WsClient:
+    ws = await WsClient.connect(node, token)
+    await ws.expect("welcome")
+    await ws.send("join", meeting_id=meeting_id)
+    await ws.expect("joined")
+    return ws
+
+
+async def target_token(node: Node, how: str) -> tuple[str, str]:
+    """(token, endpoint id as the room knows it) of the identity the test will remove or revoke."""
+    if how != "delete_operator":
+        return await node.endpoint_token(TARGET), TARGET
+    status, _ = await node.call("POST", "/api/v1/operators", json={"username": "obs.tinh", "password": "mat-khau-obs-1"})
+    assert status == 201
+    status, login = await node.call("POST", "/api/v1/auth/login", token=None,
+                                    json={"username": "obs.tinh", "password": "mat-khau-obs-1"})
+    assert status == 200
+    return login["token"], "obs.tinh"
+
+
+async def act(node: Node, how: str, chair: WsClient, endpoint_id: str) -> None:
+    if how == "remove":
+        await chair.send("remove", endpoint_id=endpoint_id)
+    elif how == "rotate":
+        status, _ = await node.call("POST", f"/api/v1/endpoints/{endpoint_id}/credentials")
+        assert status == 201
+        node.secrets.pop(endpoint_id, None)
+    else:
+        status, _ = await node.call("DELETE", f"/api/v1/operators/{endpoint_id}")
+        assert status == 200
+
+
+def media_floor(node: Node, meeting_id: str):
+    meeting = node.ctx.media.meetings.get(meeting_id)
+    return meeting.floor if meeting is not None else None
+
+
+def media_peers_of(node: Node, endpoint_id: str) -> int:
+    return len([p for p in node.ctx.media.peers if p.endpoint_id == endpoint_id])
+
+
+async def run_scenario(media: Node, entry: Node, how: str, kind: str = "whip") -> dict:
+    """The target's WebSocket and ``kind`` sessions are on ``entry``; the chair, the viewer and
+    the media are on ``media`` (the same node, or another one sharing Redis)."""
+    meeting = await media.schedule(chair=CHAIR, invited=["tier:district"])
+    mid = meeting["id"]
+    status, view = await media.call("POST", f"/api/v1/meetings/{mid}/links", json={"name": "Xem", "role": "viewer"})
+    chair = await joined(media, await media.endpoint_token(CHAIR), mid)
+    entry.secrets = media.secrets
+    token, endpoint_id = await target_token(media, how)
+    target_ws = await joined(entry, token, mid)
+    own, viewer = HttpPeer(), HttpPeer()
+    try:
+        await own.open(entry, kind, mid, token)
+        await viewer.open(media, "whep", mid, view["token"])
+        await chair.send("grant_floor", endpoint_id=endpoint_id)
+        assert await wait_for(lambda: media_floor(media, mid) == endpoint_id, timeout=5)
+        if kind == "whip":
+            assert await wait_for(lambda: len([f for f in viewer.frames if f[1] > 150]) >= 10, timeout=20), \
+                "the viewer never decoded the publisher's picture"
+        t0 = time.monotonic()
+        await act(media, how, chair, endpoint_id)
+        cleared = await wait_for(lambda: media_floor(media, mid) is None, timeout=1.0, step=0.01)
+        floor_s = time.monotonic() - t0
+        await asyncio.sleep(2.0)  # long enough to see frames that should not come
+        late = viewer.frames_after(t0 + 1.0)
+        last = max((f[0] for f in viewer.frames), default=t0) - t0
+        status, live = await media.call("GET", f"/api/v1/meetings/{mid}/live")
+        assert late == 0, f"the viewer decoded {late} frames more than 1 s after {how} (last at {last:.2f} s)"
+        assert cleared, f"the media node still gives {endpoint_id} the floor 1 s after {how}"
+        assert live["floor"] is None
+        assert endpoint_id not in {p["endpoint_id"] for p in live["participants"]}
+        assert media_peers_of(media, endpoint_id) == 0
+        assert await delete_status(entry, own.location, media.operator_token) == 404
+        code, _ = await asyncio.wait_for(target_ws.closed(), 5) if how != "remove" else (None, "")
+        if how == "remove":
+            assert (await target_ws.expect("removed"))["endpoint_id"] == endpoint_id
+        else:
+            assert code == 4401
+        return {"floor_s": floor_s, "last_frame_s": last}
+    finally:
+        for peer in (own, viewer):
+            await peer.close()
+        await chair.close()
+        await target_ws.close()
+
+
+@pytest.mark.parametrize("how", ["remove", "rotate", "delete_operator"])
+async def test_a_removed_or_revoked_publisher_stops_within_a_second(media_node, how):
+    figures = await run_scenario(media_node, media_node, how)
+    print(f"{how}: floor cleared on the media node after {figures['floor_s'] * 1000:.0f} ms; "
+          f"the viewer's last frame {figures['last_frame_s'] * 1000:.0f} ms after")
+
+
+@pytest.mark.parametrize("how", ["remove", "rotate", "delete_operator"])
+async def test_a_removed_or_revoked_whep_viewer_is_dropped(media_node, how):
+    await run_scenario(media_node, media_node, how, kind="whep")
+
+
+@pytest.fixture
+async def two_media_nodes(tmp_path, redis_url):
+    client = redis.asyncio.Redis.from_url(redis_url)
+    await client.flushdb()  # the Redis server is shared by the test session
+    await client.aclose()
+    a = await start_node(tmp_path / "a", store=redis_url, node_id="node-a", media="local")
+    b = await start_node(tmp_path / "b", store=redis_url, node_id="node-b", media="none")
+    yield a, b
+    await b.stop()
+    await a.stop()
+
+
+@pytest.mark.parametrize("how", ["remove", "rotate"])
+async def test_sessions_on_another_node_end_too(two_media_nodes, how):
+    """The target is signalled through node b (no media of its own: its peers live on a's media
+    node); the chair, the viewer and the REST call are on node a."""
+    a, b = two_media_nodes
+    figures = await run_scenario(a, b, how)
+    print(f"two nodes, {how}: floor cleared after {figures['floor_s'] * 1000:.0f} ms; "
+          f"last frame {figures['last_frame_s'] * 1000:.0f} ms after")
