@@ -12,10 +12,17 @@ import hmac
 import json
 
 import pytest
+import redis.asyncio
 
 import signaling.auth
 from signaling import auth as auth_module
 from tests.harness import ADMIN_PASSWORD, WsClient, start_node
+
+
+async def flush(redis_url: str) -> None:
+    client = redis.asyncio.Redis.from_url(redis_url)
+    await client.flushdb()
+    await client.aclose()
 
 WRONG = {"username": "admin", "password": "wrong password"}
 
@@ -40,11 +47,12 @@ async def login(node, body: dict, path: str = "/api/v1/auth/login", **kw) -> tup
 async def any_node(request, tmp_path):
     store = request.getfixturevalue("redis_url") if request.param == "redis" else None
     if store:
-        from tests.cluster.helpers import flush
         await flush(store)
     n = await start_node(tmp_path / "data", store=store)
     yield n
     await n.stop()
+    if store:  # the Redis server is shared by the session: leave no locked-out admin behind
+        await flush(store)
 
 
 async def test_parallel_wrong_logins_get_at_most_the_limit_of_checks(any_node):
@@ -122,8 +130,9 @@ async def test_only_the_canonical_token_spelling_is_accepted(node):
     token = node.operator_token
     assert (await me(node, token))[0] == 200
     head, body, mac = token.split(".")
-    variants = [token + "==", token + "=", f"{head}.{body}==.{mac}", f"{head}.{body}.{mac}=",
-                token.replace("-", "+").replace("_", "/"), f"{head}.{body}.{mac}A"]
+    variants = [token + "==", token + "=", f"{head}.{body}==.{mac}", f"{head}.{body}.{mac}=", f"{head}.{body}.{mac}A"]
+    if "-" in token or "_" in token:  # the standard alphabet's spelling of the same bytes
+        variants.append(token.replace("-", "+").replace("_", "/"))
     # the MAC's last character carries 2 unused bits: flip them and it decodes to the same bytes
     alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
     last = alphabet.index(mac[-1])
