@@ -22,6 +22,7 @@ import asyncio
 import contextlib
 import ipaddress
 import logging
+import time
 from typing import Callable
 
 import msgspec
@@ -31,6 +32,7 @@ from signaling.client_address import client_address, parse_networks
 from signaling.errors import ApiError, too_large
 
 log = logging.getLogger("giaoban.limits")
+LOG_EVERY_S = 10.0
 
 
 # --- bodies --------------------------------------------------------------------------------------
@@ -66,6 +68,7 @@ class AddressLimiter:
         self._networks = parse_networks(self.trusted)
         self._open: dict[str, int] = {}
         self.refused = 0
+        self._logged_at, self._logged_count = -LOG_EVERY_S, 0
 
     def is_proxy(self, address: str) -> bool:
         if not self._networks:
@@ -79,10 +82,19 @@ class AddressLimiter:
     def acquire(self, address: str) -> bool:
         count = self._open.get(address, 0)
         if count >= self.per_address:
-            self.refused += 1
+            self._note_refused(address)
             return False
         self._open[address] = count + 1
         return True
+
+    def _note_refused(self, address: str) -> None:
+        """One log line per LOG_EVERY_S at most: a flood of refusals must not flood the log."""
+        self.refused += 1
+        now = time.monotonic()
+        if now - self._logged_at >= LOG_EVERY_S:
+            log.warning("refused %d connection(s) over connections_per_address=%d; the latest from %s",
+                        self.refused - self._logged_count, self.per_address, address)
+            self._logged_at, self._logged_count = now, self.refused
 
     def release(self, address: str) -> None:
         count = self._open.get(address, 0) - 1
@@ -96,6 +108,7 @@ class AddressLimiter:
 
 
 LIMITER = web.AppKey("address_limiter", AddressLimiter)
+REFUSED_LINGER_S = 1.0  # a refused connection is closed at the latest after this
 
 
 def _refusal(per_address: int) -> bytes:
@@ -120,14 +133,19 @@ class _Guard(asyncio.Protocol):
         address = str(peer[0]) if isinstance(peer, tuple) and peer else "unknown"
         if not self._limiter.is_proxy(address):
             if not self._limiter.acquire(address):
-                log.warning("connection refused: %d open from %s (connections_per_address)",
-                            self._limiter.per_address, address)
-                transport.write(_refusal(self._limiter.per_address))  # type: ignore[attr-defined]
-                transport.close()
+                self._refuse(transport)  # type: ignore[arg-type]
                 return
             self._address = address
         self._inner = self._factory()
         self._inner.connection_made(transport)
+
+    def _refuse(self, transport: asyncio.Transport) -> None:
+        """Answer 429 and send FIN, but read (and drop) the client's request for a moment before
+        closing: closing with its request unread would send a reset that can overtake the 429."""
+        transport.write(_refusal(self._limiter.per_address))
+        if transport.can_write_eof():
+            transport.write_eof()
+        asyncio.get_running_loop().call_later(REFUSED_LINGER_S, transport.close)
 
     def connection_lost(self, exc: Exception | None) -> None:
         if self._address is not None:
@@ -193,8 +211,6 @@ async def proxy_client_limit(request: web.Request, handler) -> web.StreamRespons
     if address == request.remote:  # the proxy itself (or a malformed hop): its own traffic
         return await handler(request)
     if not limiter.acquire(address):
-        log.warning("request refused: %d open from %s via proxy (connections_per_address)",
-                    limiter.per_address, address)
         raise ApiError("rate_limited", f"too many open connections from this address (limit {limiter.per_address})", 429)
     try:
         return await handler(request)
