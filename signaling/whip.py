@@ -18,8 +18,10 @@ capped per token and per meeting across the cluster (limits.whip/whep_sessions_p
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import logging
+import random
 import secrets
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -40,6 +42,7 @@ log = logging.getLogger("giaoban.whip")
 routes = web.RouteTableDef()
 SDP = "application/sdp"
 MAX_SDP = 60_000
+CAP_LOCK_TTL_S = 5.0  # a node that dies holding a cap's lock frees it after this
 
 
 @dataclass(eq=False)
@@ -124,7 +127,10 @@ async def _open(request: web.Request, kind: str) -> web.Response:
     extra = {"via": kind, "renegotiate": False, **media_extra(meeting, link)}
     if view == "composite":
         extra["media_mode"] = "mcu"  # the meeting's composite picture and mixed sound (live streaming)
-    spec = PeerSpec(meeting.id, ident.endpoint_id, ident.name, role, link, publish=kind == "whip", extra=extra)
+    # the media node keeps one peer per endpoint id (a newer one replaces the older): a publisher
+    # keeps its own id (the floor names it), each viewer gets its own, so several may share a link
+    media_id = ident.endpoint_id if kind == "whip" else f"{ident.endpoint_id}~{member.session_id}"
+    spec = PeerSpec(meeting.id, media_id, ident.name, role, link, publish=kind == "whip", extra=extra)
     await _reserve(ctx, member)
     try:
         answer = await _start(ctx, member, spec, sdp)
@@ -185,21 +191,44 @@ def _caps(ctx, member: HttpMediaMember) -> list[tuple[str, int, str]]:
              f"{kind}_sessions_per_meeting")]
 
 
-async def _reserve(ctx, member: HttpMediaMember, refresh: bool = False) -> None:
-    """Hold a place under each cap, or 429 naming the cap. Put first, then count: of requests
-    racing each other none is admitted beyond a cap (a burst may refuse one it could have taken)."""
-    doc = {"node": ctx.settings.node_id, "endpoint": member.endpoint_id}
-    for coll, _, _ in _caps(ctx, member):
-        await ctx.store.put_ephemeral(coll, member.session_id, doc, PRESENCE_TTL_S)
-    if refresh:
-        return
+async def _reserve(ctx, member: HttpMediaMember) -> None:
+    """Hold a place under each cap, or 429 naming the cap. Count and put under the store's lock
+    of that cap, so requests racing on any node are admitted in turn up to the cap, never beyond."""
     for coll, cap, setting in _caps(ctx, member):
-        held = len(await ctx.store.list_ephemeral(coll))
-        if held > cap:
-            await _unreserve(ctx, member)
-            whose = "this token" if ":token:" in coll else f"meeting {member.meeting_id}"
-            raise ApiError("too_many_sessions", f"{whose} already has the most {member.kind.upper()} sessions "
-                           f"allowed at once (limits.{setting} = {cap}); end one with DELETE first", 429)
+        async with _cap_lock(ctx, coll, member.session_id):
+            held = len(await ctx.store.list_ephemeral(coll))
+            if held >= cap:
+                await _unreserve(ctx, member)  # places already taken under the caps before this one
+                whose = "this token" if ":token:" in coll else f"meeting {member.meeting_id}"
+                raise ApiError("too_many_sessions", f"{whose} already has {held} {member.kind.upper()} sessions, the "
+                               f"most allowed at once (limits.{setting} = {cap}); end one with DELETE first", 429)
+            await _hold(ctx, member, coll)
+
+
+async def _hold(ctx, member: HttpMediaMember, coll: str) -> None:
+    doc = {"node": ctx.settings.node_id, "endpoint": member.endpoint_id}
+    await ctx.store.put_ephemeral(coll, member.session_id, doc, PRESENCE_TTL_S)  # a dead node's fade out
+
+
+async def _refresh(ctx, member: HttpMediaMember) -> None:
+    for coll, _, _ in _caps(ctx, member):
+        await _hold(ctx, member, coll)
+
+
+@contextlib.asynccontextmanager
+async def _cap_lock(ctx, coll: str, owner: str):
+    """The store's lock of one cap (shared by all nodes), polled with jitter for up to 5 s."""
+    name = f"cap:{coll}"
+    for _ in range(250):
+        if await ctx.store.acquire_lock(name, owner, CAP_LOCK_TTL_S):
+            break
+        await asyncio.sleep(random.uniform(0.005, 0.03))
+    else:
+        raise ApiError("busy", "too many WHIP/WHEP requests at this moment; retry in a few seconds", 503)
+    try:
+        yield
+    finally:
+        await ctx.store.release_lock(name, owner)
 
 
 async def _unreserve(ctx, member: HttpMediaMember) -> None:
@@ -221,7 +250,7 @@ async def _keep_alive(app: web.Application, member: HttpMediaMember) -> None:
             except asyncio.TimeoutError:
                 pass
             await ctx.rooms.heartbeat(member.occurrence_id, member.session_id, member.info())
-            await _reserve(ctx, member, refresh=True)
+            await _refresh(ctx, member)
     finally:
         app[RESOURCES].pop(member.session_id, None)
         await asyncio.shield(_release(ctx, member))  # a second cancel (shutdown) must not cut it short
