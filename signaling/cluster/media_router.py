@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import hashlib
+import hmac
 import inspect
 import logging
 import os
@@ -71,8 +73,10 @@ class MediaRouter:
         self.settings, self.store, self.directory, self.local = settings, store, directory, local
         self.node_id = settings.node_id
         self.clustered = store.shared
-        self.node_signer = TokenSigner.for_nodes(node_key(settings, self.clustered))
-        self.registry = (NodeRegistry(store, self.node_id, self._media_info if local else None, node_info)
+        key = node_key(settings, self.clustered)
+        self.node_signer = TokenSigner.for_nodes(key)
+        registry_key = hmac.new(key.encode(), b"giaoban/registry", hashlib.sha256).digest()
+        self.registry = (NodeRegistry(store, self.node_id, self._media_info if local else None, node_info, registry_key)
                          if self.clustered else None)
         self.http: aiohttp.ClientSession | None = None
         self._remotes: dict[tuple[str, str], RemoteMediaNode] = {}
@@ -84,7 +88,10 @@ class MediaRouter:
     async def start(self) -> None:
         if self.clustered:
             # one WebSocket per remote peer: no pool limit (aiohttp's default 100 would stall joiner 101)
-            self.http = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0))
+            # pooled connections are dropped before the other node's idle close (its header timeout,
+            # limits.http_header_timeout_s): a POST on a connection it is closing would fail
+            keepalive = max(1.0, self.settings.limits.http_header_timeout_s / 2)
+            self.http = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0, keepalive_timeout=keepalive))
             await self.registry.start()
 
     async def stop(self) -> None:

@@ -4,11 +4,13 @@ The audit found var/giaoban.db and its WAL 0644 (they hold the token key: a toke
 was accepted as admin) and the `credentials --out` CSV 0644. Here `giaoban` runs as an operator
 runs it, under the usual umask 022, and the modes of what it wrote are read back. Node tokens are
 keyed by settings.node_key: a token derived from the key in the store (what anyone who can write
-to Redis could make) is refused by the node API.
+to Redis could make) is refused by the node API, and a media node listed in Redis without the
+node key's signature is never called.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import os
@@ -18,10 +20,12 @@ import subprocess
 import sys
 
 import pytest
+from aiohttp import web
 
 from signaling.settings import SettingsError
 from signaling.tokens import TokenSigner
 from tests.harness import HAGIANG, ROOT, free_port, start_node
+from tests.signaling.test_auth_hardening import flush
 from tests.signaling.test_no_secrets_in_logs import start as start_serve
 
 
@@ -98,3 +102,41 @@ async def test_node_tokens_made_from_the_store_are_refused(tmp_path, redis_url):
         assert status == 503 and "without media" in body["error"]["message"], body
     finally:
         await node.stop()
+
+
+async def test_a_media_node_forged_in_redis_is_never_called(tmp_path, redis_url):
+    """A Redis writer lists a 'media node' of their own: nodes must send it no token at all."""
+    seen: list[str] = []
+
+    async def capture(request: web.Request) -> web.Response:
+        seen.append(request.headers.get("Authorization", ""))
+        return web.json_response({"recordings": []})
+
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", capture)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    await flush(redis_url)
+    media = await start_node(tmp_path / "m", store=redis_url, node_id="media-real", media="local")
+    sig = await start_node(tmp_path / "s", store=redis_url, node_id="sig-r")
+    try:
+        real = await sig.ctx.store.get_ephemeral("media-nodes", "media-real")
+        for rogue_id, sig_field in (("rogue-unsigned", None), ("rogue-copied-sig", real.get("sig", "0" * 64))):
+            doc = dict(real, url=f"http://127.0.0.1:{port}")
+            doc.pop("sig", None)
+            if sig_field:
+                doc["sig"] = sig_field  # a genuine node's signature does not cover another entry
+            await sig.ctx.store.put_ephemeral("media-nodes", rogue_id, doc, 60)
+        await asyncio.sleep(0.6)  # past the registry's read cache
+        status, view = await sig.call("GET", "/api/v1/cluster")
+        assert status == 200 and set(view["media_nodes"]) == {"media-real"}, view["media_nodes"]
+        status, body = await sig.call("GET", "/api/v1/recordings")
+        assert status == 200, body
+        assert seen == [], seen  # before: the operator's bearer token reached the rogue server
+    finally:
+        await sig.stop()
+        await media.stop()
+        await runner.cleanup()
+        await flush(redis_url)
