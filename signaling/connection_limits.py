@@ -10,7 +10,8 @@
   per peer address and refuses one over ``limits.connections_per_address`` with a 429 before
   aiohttp sees it. A peer that is one of ``trusted_proxies`` carries many clients, so its
   connections are not counted; ``middleware`` counts its requests in flight (a WebSocket is one
-  long request) per X-Forwarded-For client instead.
+  long request) per X-Forwarded-For client instead. A connection that shows a node token (another
+  node of the cluster) stops counting: ``exempt_cluster_node``.
 
 The only aiohttp internal used is ``BaseSite._server`` (the listening server that ``stop()``
 closes), which every aiohttp site sets; ``check_aiohttp`` verifies it when a site is built.
@@ -67,6 +68,7 @@ class AddressLimiter:
         self.trusted = tuple(trusted_proxies)
         self._networks = parse_networks(self.trusted)
         self._open: dict[str, int] = {}
+        self._counted: dict[asyncio.BaseTransport, str] = {}  # admitted connections -> their address
         self.refused = 0
         self._logged_at, self._logged_count = -LOG_EVERY_S, 0
 
@@ -103,6 +105,18 @@ class AddressLimiter:
         else:
             self._open.pop(address, None)
 
+    def admit(self, transport: asyncio.BaseTransport, address: str) -> bool:
+        if not self.acquire(address):
+            return False
+        self._counted[transport] = address
+        return True
+
+    def forget(self, transport: asyncio.BaseTransport) -> None:
+        """The connection closed, or proved it comes from a cluster node: it no longer counts."""
+        address = self._counted.pop(transport, None)
+        if address is not None:
+            self.release(address)
+
     def open_from(self, address: str) -> int:
         return self._open.get(address, 0)
 
@@ -126,16 +140,16 @@ class _Guard(asyncio.Protocol):
     def __init__(self, factory: Callable[[], asyncio.Protocol], limiter: AddressLimiter) -> None:
         self._factory, self._limiter = factory, limiter
         self._inner: asyncio.Protocol | None = None
-        self._address: str | None = None
+        self._transport: asyncio.BaseTransport | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         peer = transport.get_extra_info("peername")
         address = str(peer[0]) if isinstance(peer, tuple) and peer else "unknown"
         if not self._limiter.is_proxy(address):
-            if not self._limiter.acquire(address):
+            if not self._limiter.admit(transport, address):
                 self._refuse(transport)  # type: ignore[arg-type]
                 return
-            self._address = address
+            self._transport = transport
         self._inner = self._factory()
         self._inner.connection_made(transport)
 
@@ -148,9 +162,9 @@ class _Guard(asyncio.Protocol):
         asyncio.get_running_loop().call_later(REFUSED_LINGER_S, transport.close)
 
     def connection_lost(self, exc: Exception | None) -> None:
-        if self._address is not None:
-            self._limiter.release(self._address)
-            self._address = None
+        if self._transport is not None:
+            self._limiter.forget(self._transport)
+            self._transport = None
         if self._inner is not None:
             self._inner.connection_lost(exc)
 
@@ -216,6 +230,14 @@ async def proxy_client_limit(request: web.Request, handler) -> web.StreamRespons
         return await handler(request)
     finally:
         limiter.release(address)
+
+
+def exempt_cluster_node(request: web.Request) -> None:
+    """Call once the request has proved it comes from a cluster node (a valid node token): its
+    connection stops counting against its address, since a signaling node holds one WebSocket
+    per media peer it relays and may well hold more than connections_per_address."""
+    if request.transport is not None and LIMITER in request.app:
+        request.app[LIMITER].forget(request.transport)
 
 
 # --- running the server (giaoban serve) ----------------------------------------------------------

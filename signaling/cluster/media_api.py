@@ -20,6 +20,7 @@ from aiohttp import WSMsgType, web
 
 from signaling.api_recordings import set_recording
 from signaling.errors import ApiError, bad_request, classify, not_found, unavailable
+from signaling.connection_limits import exempt_cluster_node
 from signaling.http import CTX, ctx_of, json_response, read_raw
 from signaling.media import MediaRetry, PeerSpec
 
@@ -38,6 +39,7 @@ def _local_media(request: web.Request):
     if scheme.lower() != "bearer":
         raise ApiError("unauthorized", "node API: Authorization 'Bearer <node token>' required", 401)
     ctx.router.verify_node_token(token.strip())
+    exempt_cluster_node(request)  # a signaling node may hold more peer links than one address may
     if ctx.media is None:
         raise unavailable(f"node {ctx.settings.node_id} runs without media (media: none)")
     return ctx.media

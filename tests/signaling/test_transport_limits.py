@@ -16,6 +16,7 @@ import aiohttp
 import pytest
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 
+from tests.cluster.helpers import flush
 from tests.harness import ADMIN_PASSWORD, WsClient, start_node
 
 
@@ -248,6 +249,39 @@ async def test_behind_a_trusted_proxy_the_limit_counts_forwarded_clients(tmp_pat
         for session in sessions:
             await session.close()
         await node.stop()
+
+
+async def test_peer_links_from_a_cluster_node_are_not_capped(tmp_path, redis_url):
+    """A signaling node holds one WebSocket per media peer it relays to a media node: more than
+    connections_per_address. Those that show a node token stop counting; the others still do."""
+    await flush(redis_url)
+    media = await start_node(tmp_path / "m", store=redis_url, node_id="media-a", media="local",
+                             limits={"connections_per_address": 3})
+    sig = await start_node(tmp_path / "s", store=redis_url, node_id="sig-a")
+    await media.http.close()  # the harness's pooled client connection would count too
+    media.http = aiohttp.ClientSession()
+    links = aiohttp.ClientSession()
+    held: list = []
+    try:
+        auth = {"Authorization": f"Bearer {sig.ctx.router.node_token()}"}
+        for _ in range(6):
+            held.append(await links.ws_connect(media.url + "/internal/media/peer", headers=auth))
+        for _ in range(3):
+            held.append(conn := await RawHttp.open(media))
+            assert await healthz(conn) == 200
+        extra = await RawHttp.open(media)
+        try:
+            status, _, _ = await extra.response()
+            assert status == 429
+        finally:
+            extra.close()
+    finally:
+        for item in held:
+            if isinstance(item, RawHttp):
+                item.close()
+        await links.close()
+        await sig.stop()
+        await media.stop()
 
 
 # --- item 6: deeply nested JSON on /ws -----------------------------------------------------------
