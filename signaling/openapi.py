@@ -109,7 +109,7 @@ def _core_paths() -> dict:
         "/api/v1/audit": {"get": _op("Audit trail of one day (operator)", "auth", _ok("entries"), query=["date"])},
         "/api/v1/me": {"get": _op("The caller's identity", "auth", _ok("identity"))},
         "/api/v1/presence": {"get": _op("Endpoints online now (operator)", "auth", _ok("presence"))},
-        "/api/v1/directory": {"get": _op("The whole endpoint directory", "directory", _ok("directory"))},
+        "/api/v1/directory": {"get": _op("The endpoint directory: all of it for operators, its subtree for an endpoint, none for a guest link (403)", "directory", _ok("directory"))},
         "/api/v1/directory/endpoints/{endpoint_id}": {"get": _op("One endpoint", "directory", _ok("endpoint"), params=["endpoint_id"])},
         "/api/v1/directory/select": {"post": _op("Resolve selectors to endpoint ids", "directory", _ok("ids"), SelectRequest)},
         "/api/v1/meetings": {
