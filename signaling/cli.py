@@ -11,6 +11,7 @@ import sys
 
 from endpoints.directory import DirectoryError, load_directory
 from signaling.logs import setup_logging
+from signaling.store.redis_store import redact as redact_url
 from signaling.settings import SettingsError, load_settings
 
 
@@ -39,7 +40,7 @@ def cmd_serve(args) -> int:
     asyncio.set_event_loop(loop)
     ctx = loop.run_until_complete(build_context(settings))
     print(f"giaoban: serving {ctx.directory.name} ({len(ctx.directory)} endpoints) on {settings.public_url} "
-          f"store={settings.store}", file=sys.stderr, flush=True)
+          f"store={redact_url(settings.store)}", file=sys.stderr, flush=True)  # no Redis password
     # web.run_app with a site that limits open connections per address (connection_limits.py)
     run_app(make_app(ctx), settings.host or None, settings.port, loop, shutdown_timeout=10.0)
     return 0

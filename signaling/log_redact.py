@@ -23,6 +23,8 @@ _PATTERNS = [
     (re.compile(r"(?i)(bearer\s+)[^\s'\"\\,;]+"), r"\1" + HIDDEN),
     # query strings and form fields: ?token=..., &secret=..., password=...
     (re.compile(r"(?i)\b(token|secret|password|node_key)=[^&\s'\"\\]+"), r"\1=" + HIDDEN),
+    # passwords in URLs: redis://user:password@host (a store URL in an error message)
+    (re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://[^/\s:@]*:)[^@\s/]+@"), r"\1" + HIDDEN + "@"),
     # JSON bodies quoted in an error: "secret": "...", "password": "..."
     (re.compile(r"(?i)(\"(?:token|secret|password|node_key)\"\s*:\s*\")[^\"]*"), r"\1" + HIDDEN),
 ]

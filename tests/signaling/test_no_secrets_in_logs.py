@@ -97,7 +97,7 @@ def test_redact_hides_every_spelling_of_a_credential():
     token = "gb1.eyJraW5kIjoib3AifQ.AbC-_d"
     for text in (f"b'Authorization: Bearer {token}\\x00'", f"GET /join?token={token}&x=1",
                  f"Bearer {token.replace('-', '+')}==", '{"secret": "abcdefgh", "password":"p@ss"}',
-                 "authorization: bearer opaque-thing"):
+                 "authorization: bearer opaque-thing", "cannot reach rediss://giaoban:opaque-thing@10.0.0.5:6380/0"):
         out = redact(text)
         for part in ("eyJraW5kIjoib3AifQ", "AbC", "abcdefgh", "p@ss", "opaque-thing"):
             assert part not in out, out

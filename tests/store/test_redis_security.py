@@ -106,3 +106,35 @@ async def test_tls_port_refuses_a_server_it_cannot_verify(secured_redis):
     with pytest.raises(StoreError) as err:
         await store.start()
     assert PASSWORD not in str(err.value) and "***" in str(err.value), err.value
+
+
+def test_serve_on_a_password_protected_redis_never_prints_the_password(secured_redis, tmp_path):
+    import os
+    import signal
+    import sys
+    import urllib.request
+
+    from tests.harness import HAGIANG, ROOT
+
+    port, _, _ = secured_redis
+    http_port = free_port()
+    cmd = [sys.executable, "-m", "signaling.cli", "--directory", HAGIANG, "--data-dir", str(tmp_path / "d"),
+           "--store", f"redis://giaoban:{PASSWORD}@{HOST}:{port}/0", "serve", "--host", HOST,
+           "--port", str(http_port), "--media", "none", "--node-id", "sec-node"]
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            env=dict(os.environ, PYTHONUNBUFFERED="1"))
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                with urllib.request.urlopen(f"http://{HOST}:{http_port}/healthz", timeout=1) as r:
+                    assert r.status == 200
+                    break
+            except OSError:
+                assert proc.poll() is None, proc.stdout.read().decode()
+                time.sleep(0.2)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        out = proc.communicate(timeout=40)[0].decode(errors="replace")
+    assert "store=redis://giaoban:***@" in out, out[-2000:]
+    assert PASSWORD not in out, out[-2000:]
