@@ -6,10 +6,12 @@
   keep-alive timer fires; that timer runs from the moment the connection opens (and from the end
   of each response). ``make_app`` sets it to ``limits.http_header_timeout_s`` through
   ``handler_args`` (public aiohttp API), so idle keep-alive connections close after it too.
+  That timer's start at connection time is aiohttp behaviour, not API: test_transport_limits.py
+  (trickled headers) catches an aiohttp upgrade that changes it.
 - ``AddressLimiter``: open connections per client address. ``GuardedSite`` counts TCP connections
   per peer address and refuses one over ``limits.connections_per_address`` with a 429 before
   aiohttp sees it. A peer that is one of ``trusted_proxies`` carries many clients, so its
-  connections are not counted; ``middleware`` counts its requests in flight (a WebSocket is one
+  connections are not counted; ``proxy_client_limit`` counts its requests in flight (a WebSocket is one
   long request) per X-Forwarded-For client instead. A connection that shows a node token (another
   node of the cluster) stops counting: ``exempt_cluster_node``.
 
