@@ -38,6 +38,12 @@ def _dummy_hash() -> str:
     return hash_secret(secrets.token_urlsafe(24))
 
 
+def _verify(secret: str, doc: dict | None) -> bool:
+    """On a worker thread: the first dummy hash costs a scrypt too, off the event loop."""
+    ok = check_secret(secret, doc["hash"] if doc else _dummy_hash())
+    return ok and doc is not None
+
+
 @dataclass(frozen=True)
 class Identity:
     kind: str  # operator | endpoint | link
@@ -111,8 +117,7 @@ class Authenticator:
 
     async def _check(self, subject: str, address: str, secret: str, doc: dict | None) -> bool:
         """scrypt against the stored hash, or a dummy one when there is none; counts the outcome."""
-        ok = await asyncio.to_thread(check_secret, secret, doc["hash"] if doc else _dummy_hash())
-        ok = ok and doc is not None
+        ok = await asyncio.to_thread(_verify, secret, doc)
         if ok:
             await self.store.incr_ephemeral(FAILURES, subject, FAILURE_WINDOW_S, by=-1)
         else:
@@ -158,6 +163,10 @@ class Authenticator:
     async def load_revocations(self) -> None:
         for key, doc in await self.store.list("revoked"):
             self._revoked[key] = doc["at"]
+
+    def revoked_at(self, key: str) -> float | None:
+        """When ``kind:sub`` was last revoked (unix seconds), or None."""
+        return self._revoked.get(key)
 
     def note_revoked(self, key: str, at: float) -> None:
         """Called on every node (through the events channel) when a subject is revoked."""
