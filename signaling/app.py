@@ -112,6 +112,7 @@ async def _housekeeping(ctx: Context) -> None:
         if ticks % 15 == 0:
             try:
                 await ctx.auth.load_revocations()
+                await ctx.sessions.end_revoked()  # sessions revoked by another process (the CLI)
             except Exception:
                 log.exception("reloading revocations failed")
 

@@ -72,11 +72,14 @@ def cmd_credentials(args) -> int:
     settings = _settings(args)
 
     async def issue(ctx):
+        from signaling.sessions import MEETING_EVENTS
+
         endpoints = ctx.directory.select(args.selectors)
         rows = []
         for ep in endpoints:
             rows.append((ep.id, ep.name, await ctx.auth.issue_credentials(ep.id)))
-            await ctx.auth.revoke("endpoint", ep.id)  # running nodes reload revocations within 15 s
+            # nodes sharing a Redis store end its sessions now; a SQLite node when it reloads (15 s)
+            await ctx.store.publish(MEETING_EVENTS, await ctx.auth.revoke("endpoint", ep.id))
         out = _secret_file(args.out) if args.out else sys.stdout
         writer = csv.writer(out)
         writer.writerow(["endpoint_id", "name", "secret"])

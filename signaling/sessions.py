@@ -30,7 +30,8 @@ class SessionRegistry:
         self.store, self.node_id, self.auth = store, node_id, auth
         self._sessions: dict[str, "Session"] = {}
         self._media: dict[str, Any] = {}  # WHIP/WHEP sessions (signaling.whip.HttpMediaMember) by id
-        self._ending: set[asyncio.Task] = set()  # revoked WebSockets being closed
+        self._ending: set[asyncio.Task] = set()  # revoked WebSockets being closed ...
+        self._revoking: set["Session"] = set()  # ... and their sessions (closed once)
         self._sub: Subscription | None = None
         self._task: asyncio.Task | None = None
 
@@ -132,6 +133,10 @@ class SessionRegistry:
                 await session.deliver(server_msg(kind, **fields))
             if kind == "meeting_closed" and in_meeting:
                 session.enqueue(lambda s=session: s.leave_meeting(reason="meeting closed"))
+        if kind == "meeting_closed":  # WHIP/WHEP sessions have no one to tell: they just end
+            for member in list(self._media.values()):
+                if member.occurrence_id == event.get("occurrence_id"):
+                    member.end(f"meeting closed ({event.get('reason', 'ended')})")
 
     async def _replaced_elsewhere(self, event: dict[str, Any]) -> None:
         """A room terminal connected to another node (it moved, or a load balancer sent it there):
@@ -141,20 +146,36 @@ class SessionRegistry:
                 await session.close(WS_CLOSE["replaced"], f"replaced by a newer connection on node {event['node']}")
 
     async def _revoked(self, event: dict[str, Any]) -> None:
-        """End every session of the revoked identity on this node, media first, and take the floor
-        from it in each room it is in. Closes run as tasks: one client slow to answer its close
-        must not hold up the events channel."""
-        key, reason = event["key"], "revoked: account deleted or secret rotated"
-        self.auth.note_revoked(key, event["at"])
-        members = [m for m in list(self._media.values()) if m.identity_key == key]
+        self.auth.note_revoked(event["key"], event["at"])
+        await self._end_identity(event["key"])
+
+    async def end_revoked(self) -> None:
+        """After revocations are reloaded from the store: end the sessions revoked after they
+        opened. The CLI's rotations reach a SQLite node only this way (its events are in-process)."""
+        keys = {_key(s.identity) for s in self.all() if s.identity is not None}
+        keys |= {m.identity_key for m in list(self._media.values())}
+        for key in keys:
+            at = self.auth.revoked_at(key)
+            if at is not None:
+                await self._end_identity(key, opened_by=at)
+
+    async def _end_identity(self, key: str, opened_by: float | None = None) -> None:
+        """End the identity's sessions on this node (those opened by ``opened_by``, if given),
+        media first, and take the floor from it in each room it is in. Closes run as tasks: one
+        client slow to answer its close must not hold up the events channel."""
+        reason = "revoked: account deleted or secret rotated"
+        limit = float("inf") if opened_by is None else opened_by
+        members = [m for m in list(self._media.values()) if m.identity_key == key and m.opened_at <= limit]
         for member in members:
             member.end(reason, drop_floor=True)
-        sessions = [s for s in self.all() if s.identity is not None and f"{s.identity.kind}:{s.identity.id}" == key]
+        sessions = [s for s in self.all() if s.identity is not None and _key(s.identity) == key
+                    and s.connected_at <= limit and s not in self._revoking]
         rooms = {(s.occurrence_id, s.meeting_id, s.identity.endpoint_id) for s in sessions if s.occurrence_id}
         for session in sessions:  # closing the socket ends its reader: the session leaves, media first
+            self._revoking.add(session)
             task = asyncio.create_task(session.close(WS_CLOSE["unauthorized"], reason), name=f"revoked:{session.session_id}")
             self._ending.add(task)
-            task.add_done_callback(self._ending.discard)
+            task.add_done_callback(lambda t, s=session: (self._ending.discard(t), self._revoking.discard(s)))
         for occurrence_id, meeting_id, endpoint_id in rooms:
             try:
                 await release_floor(sessions[0].ctx, occurrence_id, meeting_id, endpoint_id, "revocation")
@@ -169,3 +190,8 @@ class SessionRegistry:
         await asyncio.gather(*list(self._ending), return_exceptions=True)
         for session in self.all():
             await session.close(1001, "server shutting down")
+
+
+def _key(identity) -> str:
+    """How revocations name an identity."""
+    return f"{identity.kind}:{identity.id}"

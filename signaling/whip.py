@@ -23,6 +23,7 @@ import hashlib
 import logging
 import random
 import secrets
+import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
@@ -62,6 +63,7 @@ class HttpMediaMember:
     ended: str = ""  # why end() was called ("" while the session may live)
     drop_floor: bool = False  # revoked: its release takes the floor from it too
     wake: asyncio.Event = field(default_factory=asyncio.Event, repr=False)  # end() sets it
+    opened_at: float = field(default_factory=time.time)  # a revocation at or after this ends it
 
     @property
     def identity_key(self) -> str:

@@ -5,19 +5,24 @@ the chair removes it, or the operator rotates its secret, or deletes the operato
 logged in with. Within 1 s the viewer decodes no new frame of it; its WebSocket, WHIP and WHEP
 sessions have ended (DELETE answers 404, the media node holds no peer of it); the floor is clear
 in the room and on the media node; /live no longer lists it. With two nodes sharing Redis the
-sessions on the other node end too.
+sessions on the other node end too. A rotation by the ``giaoban credentials`` command (another
+process) ends them as well: at once with Redis, within the 15 s reload with SQLite. WHIP and WHEP
+sessions also end when their meeting is cancelled.
 """
 
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
 import time
 
 import pytest
 import redis.asyncio
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 
-from tests.harness import Node, WsClient, start_node
+from signaling.meetings.scheduler import OCCURRENCES
+from tests.harness import HAGIANG, ROOT, Node, WsClient, start_node
 from tests.mcu.clients import PatternTrack, ToneTrack, wait_for
 
 CHAIR, TARGET = "hg-ubnd", "hg-meo-vac"
@@ -101,7 +106,14 @@ async def target_token(node: Node, how: str) -> tuple[str, str]:
 
 
 async def act(node: Node, how: str, chair: WsClient, endpoint_id: str) -> None:
-    if how == "remove":
+    if how == "cli":  # the operator rotates the secret with the command line, on the server machine
+        cfg = node.ctx.settings
+        cmd = [sys.executable, "-m", "signaling.cli", "--directory", HAGIANG, "--data-dir", cfg.data_dir,
+               "--store", cfg.store, "credentials", f"ep:{endpoint_id}"]
+        done = await asyncio.to_thread(subprocess.run, cmd, cwd=ROOT, capture_output=True, text=True, timeout=60)
+        assert done.returncode == 0 and endpoint_id in done.stdout, done.stderr[-2000:]
+        node.secrets.pop(endpoint_id, None)
+    elif how == "remove":
         await chair.send("remove", endpoint_id=endpoint_id)
     elif how == "rotate":
         status, _ = await node.call("POST", f"/api/v1/endpoints/{endpoint_id}/credentials")
@@ -122,9 +134,10 @@ def media_peers_of(node: Node, endpoint_id: str) -> int:
     return len([p for p in node.ctx.media.peers if p.endpoint_id.split("~")[0] == endpoint_id])
 
 
-async def run_scenario(media: Node, entry: Node, how: str) -> dict:
+async def run_scenario(media: Node, entry: Node, how: str, within: float = 1.0) -> dict:
     """The target's WebSocket, WHIP and WHEP sessions are on ``entry``; the chair, the viewer and
-    the media are on ``media`` (the same node, or another one sharing Redis)."""
+    the media are on ``media`` (the same node, or another one sharing Redis). All must end, and
+    the floor clear, within ``within`` seconds of the action."""
     meeting = await media.schedule(chair=CHAIR, invited=["tier:district"])
     mid = meeting["id"]
     status, view = await media.call("POST", f"/api/v1/meetings/{mid}/links", json={"name": "Xem", "role": "viewer"})
@@ -142,16 +155,16 @@ async def run_scenario(media: Node, entry: Node, how: str) -> dict:
         assert await wait_for(lambda: len([f for f in viewer.frames if f[1] > 150]) >= 10, timeout=20), \
             "the viewer never decoded the publisher's picture"
         assert media_peers_of(media, endpoint_id) == 2  # its WHIP and its WHEP peer
-        t0 = time.monotonic()
         await act(media, how, chair, endpoint_id)
-        cleared = await wait_for(lambda: media_floor(media, mid) is None, timeout=1.0, step=0.01)
+        t0 = time.monotonic()  # the removal is sent, the revocation written (the CLI has exited)
+        cleared = await wait_for(lambda: media_floor(media, mid) is None, timeout=within, step=0.01)
         floor_s = time.monotonic() - t0
-        await asyncio.sleep(2.0)  # long enough to see frames that should not come
-        late = viewer.frames_after(t0 + 1.0)
+        await asyncio.sleep(max(0.0, t0 + within + 1.0 - time.monotonic()))  # to see frames that should not come
+        late = viewer.frames_after(t0 + within)
         last = max((f[0] for f in viewer.frames), default=t0) - t0
         status, live = await media.call("GET", f"/api/v1/meetings/{mid}/live")
-        assert late == 0, f"the viewer decoded {late} frames more than 1 s after {how} (last at {last:.2f} s)"
-        assert cleared, f"the media node still gives {endpoint_id} the floor 1 s after {how}"
+        assert late == 0, f"the viewer decoded {late} frames more than {within:g} s after {how} (last at {last:.2f} s)"
+        assert cleared, f"the media node still gives {endpoint_id} the floor {within:g} s after {how}"
         assert live["floor"] is None
         assert endpoint_id not in {p["endpoint_id"] for p in live["participants"]}
         assert media_peers_of(media, endpoint_id) == 0
@@ -177,6 +190,36 @@ async def test_a_removed_or_revoked_publisher_stops_within_a_second(media_node, 
           f"the viewer's last frame {figures['last_frame_s'] * 1000:.0f} ms after")
 
 
+async def test_a_rotation_by_the_command_line_ends_sessions_on_a_sqlite_node(media_node):
+    figures = await run_scenario(media_node, media_node, "cli", within=16.5)  # revocations reload every 15 s
+    print(f"CLI rotation, SQLite: floor cleared after {figures['floor_s']:.1f} s")
+
+
+async def test_whip_and_whep_sessions_end_when_their_meeting_is_cancelled(media_node):
+    node = media_node
+    meeting = await node.schedule(chair=CHAIR, invited=["tier:district"])
+    token = await node.endpoint_token(TARGET)
+    pub, view = HttpPeer(), HttpPeer()
+    try:
+        await pub.open(node, "whip", meeting["id"], token)
+        await view.open(node, "whep", meeting["id"], token)
+        status, live = await node.call("GET", f"/api/v1/meetings/{meeting['id']}/live")
+        assert len(live["participants"]) == 2
+        # the scheduler closes (and announces) only what it has opened: its first pass may not have run yet
+        for _ in range(50):
+            if await node.ctx.store.get(OCCURRENCES, live["occurrence_id"]) is not None:
+                break
+            await asyncio.sleep(0.1)
+        status, body = await node.call("DELETE", f"/api/v1/meetings/{meeting['id']}/occurrences/{live['occurrence_id']}")
+        assert status == 200, body
+        assert await wait_for(lambda: media_peers_of(node, TARGET) == 0, timeout=5), "the media peers outlived the meeting"
+        for session in (pub, view):
+            assert await delete_status(node, session.location, token) == 404
+    finally:
+        await pub.close()
+        await view.close()
+
+
 @pytest.fixture
 async def two_media_nodes(tmp_path, redis_url):
     client = redis.asyncio.Redis.from_url(redis_url)
@@ -189,7 +232,7 @@ async def two_media_nodes(tmp_path, redis_url):
     await a.stop()
 
 
-@pytest.mark.parametrize("how", ["remove", "rotate"])
+@pytest.mark.parametrize("how", ["remove", "rotate", "cli"])
 async def test_sessions_on_another_node_end_too(two_media_nodes, how):
     """The target is signalled through node b (no media of its own: its peers live on a's media
     node); the chair, the viewer and the REST call are on node a."""
