@@ -114,6 +114,7 @@ async def _open(request: web.Request, kind: str) -> web.Response:
     ctx = ctx_of(request)
     if ctx.router is None:
         raise unavailable("this server runs without a media node (media: none)")
+    started = time.time()  # a revocation from here on must reach this session too
     ident = identity(request)
     sdp = await _read_sdp(request)
     view = request.query.get("view", "")
@@ -124,7 +125,7 @@ async def _open(request: web.Request, kind: str) -> web.Response:
         raise forbidden("a viewer link cannot publish; use WHEP to watch")
     check_offer(sdp, kind)  # no usable media: 400 before any peer, place or room entry is made
     member = HttpMediaMember(f"{kind}-{secrets.token_hex(8)}", ident.endpoint_id, ident, meeting.id,
-                             occurrence.occurrence_id, role, kind, _token_fingerprint(request))
+                             occurrence.occurrence_id, role, kind, _token_fingerprint(request), opened_at=started)
     link = str(ident.endpoint.link) if ident.endpoint else "fibre"
     extra = {"via": kind, "renegotiate": False, **media_extra(meeting, link)}
     if view == "composite":
@@ -140,6 +141,8 @@ async def _open(request: web.Request, kind: str) -> web.Response:
         await _unreserve(ctx, member)
         raise
     removed = await _removed_meanwhile(ctx, member)
+    if (ctx.auth.revoked_at(member.identity_key) or 0.0) >= started:
+        member.end("revoked: account deleted or secret rotated")
     if removed or member.ended:  # a removal or revocation raced this request
         await _release(ctx, member)
         raise forbidden(f"this {kind.upper()} session was ended while it opened ({member.ended or 'removed by the chair'})")
