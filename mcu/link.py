@@ -16,7 +16,9 @@ socket to every output of the peer (see ``subscriber.Output.bind_link``).
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from time import perf_counter
 from typing import Any, Callable
 
 from .rtp_header import U32, find_extension, nack, parse_feedback, payload_bounds, pli
@@ -25,6 +27,12 @@ from .subscriber import Output
 from .udp_guard import send_socket
 
 log = logging.getLogger("mcu.link")
+
+# aiortc's receive loop takes queued datagrams one after another without yielding; a 4 Mbit/s
+# key frame (~220 packets) fanned out to 100 subscribers held the event loop ~0.3-0.6 s under
+# uvloop (which queues 32 datagrams per read). The link yields once it has worked this long,
+# so that other sockets are read and timers run (loadtests/README.md, "Ingress").
+YIELD_AFTER_S = 0.005
 
 
 class PeerLink:
@@ -47,6 +55,7 @@ class PeerLink:
         self.dtls: Any = None
         self.binding: tuple[Any, Any, Any] | None = None
         self._owned_sock: Any = None  # a socket duplicate this link must close (uvloop)
+        self._resumed = 0.0  # perf_counter() when the receive loop last got the event loop
         self.rtcp_ssrc = 0
         self.unknown_packets = 0
         self.errors = 0
@@ -121,6 +130,9 @@ class PeerLink:
             self.errors += 1
             if self.errors == 1:
                 log.exception("RTP from %s not routed", self.name)
+        if perf_counter() - self._resumed > YIELD_AFTER_S:
+            await asyncio.sleep(0)
+            self._resumed = perf_counter()
 
     def _learn_ssrc(self, data: bytes) -> None:
         """Map an SSRC that the SDP did not announce, by its MID header extension."""

@@ -14,7 +14,10 @@ RFC 7983 and keeps only what a peer can really send:
 * first byte 20-63 (DTLS) or 128-191 (RTP/RTCP): at least a DTLS record / RTP header, and only
   from the address of a candidate pair (the remote's signalled candidates, or peer-reflexive
   ones it proved with the ICE password); handed to the peer's queue without a STUN parse;
-* anything else (empty, ZRTP, TURN channel data on a host socket, garbage): dropped.
+* anything else (empty, ZRTP, TURN channel data on a host socket, garbage): dropped;
+* and, whatever it is, a datagram that finds ``QUEUE_LIMIT`` datagrams already waiting in the
+  peer's queue (aioice's is unbounded): dropped, like a full socket buffer drops it, so that a
+  flood or a loop that cannot keep up costs bounded memory.
 
 aioice's mDNS socket (opened when a browser signals ``.local`` candidates) parses DNS with
 dnspython, which raises more than the ``FormError`` aioice catches: its handler is wrapped so
@@ -44,19 +47,23 @@ import aioice.turn
 
 log = logging.getLogger("mcu.udp_guard")
 
-# Kernel buffers of a peer's UDP socket. Receive: a 720p key frame arrives as a burst of 100 or
-# more packets, and each costs about 2 KiB of buffer (the kernel counts its whole allocation);
-# 1 MiB holds about a second of a 4 Mbit/s stream while the loop is busy. Send: this is the
-# per-subscriber queue; when full, packets are dropped (see subscriber.Output).
-SOCKET_RCVBUF = 1 << 20
+# Kernel buffers of a peer's UDP socket. Receive: a 720p key frame at 4 Mbit/s arrives as a
+# burst of ~220 packets, and each costs 2.3 KiB of buffer on loopback (the kernel counts its
+# whole allocation; more on some NICs), while fanning one packet out to 100 subscribers takes
+# the loop ~1 ms: 2 MiB holds ~1800 such packets (fewer with a NIC's larger buffers), several
+# key frames or four seconds of stream (loadtests/README.md, "Ingress"). Send: this is the per-subscriber queue; when full, packets
+# are dropped (see subscriber.Output).
+SOCKET_RCVBUF = 2 << 20
 SOCKET_SNDBUF = 512 << 10
 
 STUN_HEADER = 20
 DTLS_RECORD_HEADER = 13
 RTP_HEADER = 12  # an RTCP packet is shorter, but SRTCP adds a 4-byte index and a 10-byte tag
+QUEUE_LIMIT = 2000  # datagrams waiting per peer in user space, on top of the socket's buffer
 
 _original: Callable[[Any, bytes, tuple], None] | None = None
 _original_mdns: Callable[[Any, bytes, tuple], None] | None = None
+_capped_warned = False
 dropped = 0  # datagrams refused since start (all sockets); read by tests and metrics
 
 
@@ -73,6 +80,9 @@ def check_internals() -> None:
         (aioice.mdns.MDnsProtocol, "datagram_received"),
         (aioice.turn, "UDP_SOCKET_BUFFER_SIZE"),
     ) if not hasattr(owner, name)]
+    probe = aioice.ice.Connection(ice_controlling=False)  # instance attributes read per datagram
+    missing += [f"Connection.{name}" for name in ("_queue", "_check_list")
+                if not hasattr(probe, name)]
     if missing:
         raise GuardError(f"aioice {getattr(aioice, '__version__', '?')} lacks {missing}: "
                          "update mcu/udp_guard.py")
@@ -105,7 +115,8 @@ def _guarded(self: Any, data: bytes, addr: tuple) -> None:
             dropped += 1
         return
     if (n < RTP_HEADER or not (127 < first < 192 or (19 < first < 64 and n >= DTLS_RECORD_HEADER))
-            or not _from_pair(self, (addr[0], addr[1]))):
+            or not _from_pair(self, (addr[0], addr[1]))
+            or self.receiver._queue.qsize() >= QUEUE_LIMIT):
         dropped += 1
         return
     self.receiver.data_received(data, self.local_candidate.component)
@@ -160,8 +171,17 @@ class _TransportSender:
 
 
 def size_buffers(sock: Any) -> None:
+    global _capped_warned
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, SOCKET_RCVBUF)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SOCKET_SNDBUF)
+        got = sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF) // 2  # Linux doubles it
     except OSError as exc:  # pragma: no cover - restricted environments
         log.debug("cannot size socket buffers: %s", exc)
+        return
+    # the kernel silently caps the size at net.core.rmem_max (212992 on a stock system):
+    # say it once, as the operator must raise it (see loadtests/README.md, ingress)
+    if got < SOCKET_RCVBUF and not _capped_warned:
+        _capped_warned = True
+        log.warning("UDP receive buffers capped at %d bytes: set net.core.rmem_max to at least "
+                    "%d, or key-frame bursts are dropped at ingress", got, SOCKET_RCVBUF)
