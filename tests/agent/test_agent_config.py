@@ -33,7 +33,8 @@ async def test_unknown_endpoint_and_wrong_secret_exit_2(node, tmp_path):
     assert code == 2, text
     assert "endpoint hg-khong-co" in text and "refused the login (401)" in text
     assert code2 == 2, text2
-    assert "endpoint hg-mv-meo-vac" in text2 and "no credentials yet" in text2  # never issued
+    # never issued: the same answer as an unknown id, so a stranger cannot tell which ids exist
+    assert "endpoint hg-mv-meo-vac" in text2 and "unknown endpoint id 'hg-mv-meo-vac' or wrong secret" in text2
 
     await node.endpoint_token("hg-mv-meo-vac")  # issued now, but the file holds a wrong one
     agent = await make_agent(node, tmp_path, "hg-mv-meo-vac", start=False, secret="wrong", secret_file="")
