@@ -11,6 +11,7 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from endpoints.directory import load_directory
+from mcu.bounded_stop import finish_all
 from signaling import api_auth, api_directory, api_meetings, api_operators, api_recordings, metrics, whip, web as web_pages
 from signaling.auth import Authenticator
 from signaling.cluster import api as cluster_api, media_api
@@ -158,6 +159,7 @@ def make_app(ctx: Context) -> web.Application:
             await ctx.router.stop()
         if ctx.media is not None:
             await ctx.media.stop()
+            await finish_all()  # peer closes whose waiters were cut short run on: end them before the loop does
         await ctx.store.stop()
         log.info("signaling node stopped", extra={"node": ctx.settings.node_id})
 

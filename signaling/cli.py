@@ -41,9 +41,23 @@ def cmd_serve(args) -> int:
     ctx = loop.run_until_complete(build_context(settings))
     print(f"giaoban: serving {ctx.directory.name} ({len(ctx.directory)} endpoints) on {settings.public_url} "
           f"store={redact_url(settings.store)}", file=sys.stderr, flush=True)  # no Redis password
+    app = make_app(ctx)
+    app.on_shutdown.insert(0, _stop_deadline)
     # web.run_app with a site that limits open connections per address (connection_limits.py)
-    run_app(make_app(ctx), settings.host or None, settings.port, loop, shutdown_timeout=10.0)
+    run_app(app, settings.host or None, settings.port, loop, shutdown_timeout=10.0)
     return 0
+
+
+# After SIGTERM/SIGINT `giaoban serve` exits within this bound whatever state it is in: requests get
+# shutdown_timeout (10 s), media peers 10 s to close, then a forced exit (status 0) naming the
+# threads still running (an aiortc decoder thread of a close cut short would hold the exit forever).
+SERVE_STOP_BOUND_S = 25.0
+
+
+async def _stop_deadline(app) -> None:
+    from mcu.bounded_stop import exit_deadline  # no aiortc: fine on a signaling-only node
+
+    exit_deadline(SERVE_STOP_BOUND_S, 0, "giaoban serve")
 
 
 def cmd_check(args) -> int:

@@ -20,7 +20,7 @@ import time
 from typing import Any, Awaitable, Callable
 
 from mcu.ice import HostPin, pin_host_addresses
-from mcu.bounded_stop import cancel_and_wait
+from mcu.bounded_stop import cancel_and_wait, finish_all
 
 from .config import AgentConfig
 from .connection import AuthError, Connection, NotConnected
@@ -102,6 +102,7 @@ class Agent(MediaActions):
         await self.conn.stop()
         await cancel_and_wait([self._owner, *self._tasks], "the agent")
         await self._close_peer()
+        await finish_all()  # a peer close the owner task had begun when it was cancelled runs on: let it end
         if self._ice_pin is not None:
             self._ice_pin.release()
             self._ice_pin = None

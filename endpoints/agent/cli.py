@@ -5,6 +5,10 @@
 
 Exit codes: 0 stopped by a signal; 2 bad settings or credentials refused (fix them, do not retry:
 the unit file says ``RestartPreventExitStatus=2``); 1 anything else.
+
+After SIGTERM/SIGINT the process exits within ``STOP_BOUND_S`` whatever state it is in (under the
+unit's ``TimeoutStopSec=10``, so systemd never has to kill it): a stop stuck past the bound ends
+in a forced exit (status 0) with one line naming the threads still running.
 """
 
 from __future__ import annotations
@@ -14,11 +18,14 @@ import asyncio
 import signal
 import sys
 
+from mcu.bounded_stop import cancel_and_wait, exit_deadline
+
 from .config import ConfigError, load_config
 from .connection import AuthError
 from .oplog import setup_stderr
 
 EXIT_CONFIG = 2
+STOP_BOUND_S = 8.0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -64,22 +71,33 @@ async def _serve(cfg) -> int:
     agent = Agent(cfg)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
+
+    def on_signal() -> None:
+        stop.set()
+        exit_deadline(STOP_BOUND_S, 0, "giaoban-agent")
+
     for sig in (signal.SIGTERM, signal.SIGINT):
         try:
-            loop.add_signal_handler(sig, stop.set)
+            loop.add_signal_handler(sig, on_signal)
         except (NotImplementedError, RuntimeError):
             pass
+    stopper = asyncio.ensure_future(stop.wait())
     try:
-        await agent.start()
+        # a signal during the first login (a server that accepts but does not answer) stops it too
+        starting = asyncio.ensure_future(agent.start())
+        await asyncio.wait({starting, stopper}, return_when=asyncio.FIRST_COMPLETED)
+        if not starting.done():
+            await cancel_and_wait([starting], "the agent's start")
+            return 0
+        starting.result()  # AuthError/ConfigError: exit 2
         waiter = asyncio.ensure_future(agent.wait())
-        stopper = asyncio.ensure_future(stop.wait())
         done, _ = await asyncio.wait({waiter, stopper}, return_when=asyncio.FIRST_COMPLETED)
-        stopper.cancel()
         if waiter in done:
             waiter.result()  # raises AuthError (exit 2) or another error (exit 1)
         waiter.cancel()
         return 0
     finally:
+        stopper.cancel()
         await agent.stop()
 
 

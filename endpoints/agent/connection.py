@@ -115,7 +115,10 @@ class Connection:
         task, self._task = self._task, None
         await cancel_and_wait([task], "the server connection")
         if self._ws is not None and not self._ws.closed:
-            await asyncio.wait_for(self._ws.close(), 2)
+            try:
+                await asyncio.wait_for(self._ws.close(), 2)
+            except (asyncio.TimeoutError, OSError, aiohttp.ClientError):
+                pass  # a server going away at this moment: the stop goes on
         if self._http is not None:
             await self._http.close()
             self._http = None

@@ -25,13 +25,14 @@ from aiortc.contrib.media import MediaRecorder, MediaRelay
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from aiortc.sdp import candidate_from_sdp
 
-from mcu.bounded_stop import cancel_and_wait, close_pc
+from mcu.bounded_stop import CLOSE_TIMEOUT_S, cancel_and_wait, close_pc, finishing, wait_bounded
 
 from .nack_repeat import repeat_nacks
 from .oplog import OpLog
 from .sources import Sources
 
 Send = Callable[..., Awaitable[None]]
+CLOSE_BOUND_S = 2 * CLOSE_TIMEOUT_S + 1  # its tasks, then its peer connection, each bounded
 
 
 class MediaError(RuntimeError):
@@ -61,6 +62,7 @@ class MeetingPeer:
         self._recorders: list[MediaRecorder] = []
         self._tasks: set[asyncio.Task] = set()
         self._closed = False
+        self._closing: asyncio.Task | None = None
         self._failed = False
 
     # --- negotiation -----------------------------------------------------------------------------
@@ -176,10 +178,17 @@ class MeetingPeer:
         task.add_done_callback(self._tasks.discard)
 
     async def close(self) -> None:
-        """Release the peer, the devices and the recordings; idempotent."""
-        if self._closed:
-            return
-        self._closed = True
+        """Release the peer, the devices and the recordings. The close runs as its own task: a
+        caller cancelled meanwhile (the agent stopping) does not cut it short (a peer connection
+        closed halfway leaves aiortc's decoder threads waiting forever), and a second caller waits
+        for the same close (``finish_all`` waits for it at the agent's stop)."""
+        self._closed = True  # from now on no SDP or ICE is applied
+        what = f"meeting {self.meeting_id}"
+        if self._closing is None:
+            self._closing = finishing(self, self._close_now, what)
+        await wait_bounded(self._closing, f"closing the media of {what}", CLOSE_BOUND_S)
+
+    async def _close_now(self) -> None:
         if self._answer is not None and not self._answer.done():
             self._answer.cancel()
         await cancel_and_wait(list(self._tasks), f"meeting {self.meeting_id}")
