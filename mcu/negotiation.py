@@ -51,6 +51,25 @@ class MLine:
     content: str = ""
 
 
+def check_bundle(sdp_text: str) -> None:
+    """Refuse an offer whose m-lines aiortc would leave without a transport: it moves every
+    bundled line onto the transport of the BUNDLE group's first mid, so a group naming a mid that
+    no m-line has (or two lines sharing a mid) leaves lines with none, and the connect task then
+    fails in the background: a peer that never connects and never fails."""
+    try:
+        desc = aiosdp.SessionDescription.parse(sdp_text)
+    except Exception as exc:  # noqa: BLE001 - aiortc's parser raises whatever the text provokes
+        raise NegotiationError(f"the offer is not SDP aiortc can read ({type(exc).__name__})") from None
+    mids = [m.rtp.muxId for m in desc.media if m.rtp.muxId is not None]
+    if len(set(mids)) != len(mids):
+        raise NegotiationError("two m-lines of the offer have the same a=mid")
+    for group in desc.group:
+        unknown = [item for item in group.items if item not in mids]
+        if group.semantic == "BUNDLE" and (unknown or len(set(group.items)) != len(group.items)):
+            raise NegotiationError(f"a=group:BUNDLE names mids {' '.join(group.items)[:60]!r}; each must be "
+                                   f"the a=mid of one m-line")
+
+
 def describe(sdp_text: str) -> dict[str, MLine]:
     """Per-mid facts of an SDP (offer or answer)."""
     desc = aiosdp.SessionDescription.parse(sdp_text)

@@ -27,7 +27,7 @@ from signaling.media import MediaError, MediaRetry
 from .cascade_sdp import CASCADE_CONTENT, CASCADE_ROLE, relabel
 from .link import PeerLink
 from .bounded_stop import close_pc
-from .negotiation import MLine, NegotiationError, describe, receives, sends, set_codec
+from .negotiation import MLine, NegotiationError, check_bundle, describe, receives, sends, set_codec
 from .peer_rtcp import publisher_feedback, update_sender_reports
 from .stream import Stream
 from .subscriber import Output
@@ -185,6 +185,7 @@ class LocalPeer:
     async def _apply_offer(self, sdp: str) -> str:
         if self._offer_outstanding:
             raise Glare("answer the server's offer before making a new one")
+        check_bundle(sdp)  # also reads the whole offer once: describe() below cannot fail on it
         remote = describe(sdp)
         known = {t.mid for t in self.pc.getTransceivers() if t.mid is not None}
         for line in remote.values():
@@ -197,12 +198,12 @@ class LocalPeer:
             track = IdleTrack(line.kind) if receives(line.direction) else None
             t = self.pc.addTransceiver(track or line.kind, direction=direction)
             set_codec(t, line.kind, codec)
-        try:
+        try:  # the answer too: an offer aiortc takes can still make it fail (a line with no direction)
             await self.pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="offer"))
+            answer = await self.pc.createAnswer()
+            await self.pc.setLocalDescription(answer)
         except Exception as exc:
             raise NegotiationError(f"cannot apply offer: {exc}") from exc
-        answer = await self.pc.createAnswer()
-        await self.pc.setLocalDescription(answer)
         local = describe(self.pc.localDescription.sdp)
         self._install_hooks()
         for mid in [m for m in self.streams if m not in remote or not sends(remote[m].direction)]:

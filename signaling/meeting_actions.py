@@ -19,7 +19,7 @@ from signaling.media import PeerSpec
 from signaling.offer_check import check_offer
 from signaling.policy import CHAIR_ROLES, admit, media_extra, role_in
 from signaling.protocol import (
-    CHAIR_ACTIONS, Answer, GrantFloor, Ice, Join, Leave, Lock, LowerHand, Mute, MuteAll, Offer, RaiseHand,
+    CHAIR_ACTIONS, Answer, GrantFloor, Hello, Ice, Join, Leave, Lock, LowerHand, Mute, MuteAll, Offer, RaiseHand,
     Record, Remove, RevokeFloor, SetLayout, server_msg,
 )
 from signaling.rooms import roster
@@ -46,16 +46,16 @@ class MeetingActions:
         return datetime.now(timezone.utc)
 
     async def handle(self, msg) -> None:
+        if isinstance(msg, Hello):  # it has no handler below: a second hello was a KeyError (internal)
+            raise bad_request("hello is only the first message; this connection is already signed in")
         if isinstance(msg, Join):
             return await self.join(msg)
         if self.occurrence_id is None:
             raise bad_request(f"join a meeting before sending {msg.__struct_config__.tag}")
-        if isinstance(msg, CHAIR_ACTIONS):
-            if self.role not in CHAIR_ROLES:
-                raise forbidden(f"{msg.__struct_config__.tag} is a chair action; {self.identity.name} "
-                                f"is in this meeting as {self.role}")
-            fields = {k: v for k, v in msgspec.structs.asdict(msg).items() if k not in ("v", "id")}
-            await audit.record(self.ctx.store, self.identity, msg.__struct_config__.tag, self.meeting_id, **fields)
+        chair_action, meeting_id = isinstance(msg, CHAIR_ACTIONS), self.meeting_id
+        if chair_action and self.role not in CHAIR_ROLES:
+            raise forbidden(f"{msg.__struct_config__.tag} is a chair action; {self.identity.name} "
+                            f"is in this meeting as {self.role}")
         handler = {
             Leave: self._on_leave, Offer: self._on_offer, Answer: self._on_answer, Ice: self._on_ice,
             RaiseHand: self._on_hand, LowerHand: self._on_hand, GrantFloor: self._on_grant,
@@ -63,6 +63,9 @@ class MeetingActions:
             Remove: self._on_remove, SetLayout: self._on_layout, Record: self._on_record,
         }[type(msg)]
         await handler(msg)
+        if chair_action:  # audited once done, as REST changes are: a refused action leaves no trace
+            fields = {k: v for k, v in msgspec.structs.asdict(msg).items() if k not in ("v", "id")}
+            await audit.record(self.ctx.store, self.identity, msg.__struct_config__.tag, meeting_id, **fields)
 
     # --- join / leave ----------------------------------------------------------------------------
     async def join(self, msg: Join) -> None:

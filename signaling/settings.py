@@ -134,6 +134,8 @@ def _apply(target: Any, node: yaml.MappingNode, file: str, prefix: str) -> None:
     known = {f.name: f for f in fields(target)}
     for key_node, value_node in node.value:
         key, line = key_node.value, key_node.start_mark.line + 1
+        if not isinstance(key_node, yaml.ScalarNode):  # '? [a, b]' would be an unhashable key
+            raise SettingsError(file, line, f"a key in {prefix or 'the settings'} is not a plain name")
         if key not in known:
             raise SettingsError(file, line, f"unknown key {prefix}{key!r}; allowed: {', '.join(sorted(known))}")
         section = _section_types().get(key) if not prefix else None
@@ -142,7 +144,10 @@ def _apply(target: Any, node: yaml.MappingNode, file: str, prefix: str) -> None:
                 raise SettingsError(file, line, f"{key} must be a mapping")
             _apply(getattr(target, key), value_node, file, f"{key}.")
             continue
-        value = yaml.safe_load(yaml.serialize(value_node))
+        try:  # the node itself, not a text round trip: an empty value re-read as text was a parser error
+            value = yaml.SafeLoader("").construct_object(value_node, deep=True)
+        except (yaml.YAMLError, ValueError, TypeError, RecursionError) as exc:
+            raise SettingsError(file, line, f"{prefix}{key}: unreadable value ({type(exc).__name__})") from None
         current = getattr(target, key)
         want = type(current)
         if want is float and isinstance(value, int) and not isinstance(value, bool):
@@ -161,6 +166,8 @@ def load_settings(path: str | os.PathLike | None, overrides: dict[str, Any] | No
             root = yaml.compose(text)
         except OSError as exc:
             raise SettingsError(file, 0, f"cannot read settings: {exc.strerror}") from None
+        except UnicodeDecodeError as exc:
+            raise SettingsError(file, 0, f"the file is not valid UTF-8 (byte {exc.start}); save it as UTF-8") from None
         except yaml.YAMLError as exc:
             mark = getattr(exc, "problem_mark", None)
             raise SettingsError(file, (mark.line + 1) if mark else 0, f"malformed YAML: {exc}") from None
