@@ -1,6 +1,7 @@
 """Fan-out benchmark: one 720p VP8 publisher (~1.5 Mbit/s, pre-encoded) to N subscribers.
 
     .venv/bin/python -m loadtests.sfu_fanout --levels 10,50,100,200 --seconds 5
+    .venv/bin/python -m loadtests.sfu_fanout --loop asyncio --bitrate 4000 --publisher paced
 
 The media node runs in its own process (loadtests/sfu_server.py); the publisher and the
 subscribers run here. Subscribers are light: aiortc negotiates ICE and DTLS, then a hook on the
@@ -12,6 +13,13 @@ subscribers sent), delivered ratio (packets counted by the N reading subscribers
 publisher sent x N), join-to-first-packet time (median, p95; the first packet a subscriber gets
 is always the start of a key frame), server memory per subscriber. Prints a table and writes
 JSON to loadtests/results/.
+
+Ingress (issue #11, item 14): the server runs on ``--loop`` (uvloop by default, as
+``giaoban serve``). Per window: the server's event-loop lag (max, p99), the receive-buffer
+drops at the server's own sockets (``ss -uam``'s d<n>, loadtests/udpstat.py), the machine-wide
+``RcvbufErrors`` (includes the stalled subscriber's own drops), and the loss the server's
+receiver reports told the publisher. ``--publisher bursty`` sends each frame's packets back to
+back, as aiortc does; ``paced`` spreads them at 2.5x the stream's rate, like libwebrtc's pacer.
 """
 
 from __future__ import annotations
@@ -35,20 +43,24 @@ import numpy as np
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamTrack
 
+from loadtests.udpstat import rcvbuf_errors, socket_drops
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RESULTS = os.path.join(ROOT, "loadtests", "results")
 FPS = 30
 GOP = 60
 FRAMES = 120
 BITRATE = 1_500_000
+PACE_FACTOR = 2.5  # paced publisher: bursts at most this times the stream's average rate
 
 
 # -- pre-encoded 720p VP8 ------------------------------------------------------------------
 
-def encoded_frames() -> list[tuple[bytes, bool]]:
-    """120 frames of 1280x720 VP8 at ~1.5 Mbit/s (key frame every 2 s), cached on disk."""
+def encoded_frames(bitrate: int = BITRATE) -> list[tuple[bytes, bool]]:
+    """120 frames of 1280x720 VP8 at ~``bitrate`` (key frame every 2 s), cached on disk."""
     os.makedirs(RESULTS, exist_ok=True)
-    cache = os.path.join(RESULTS, "vp8_720p_frames.pkl")
+    suffix = "" if bitrate == BITRATE else f"_{bitrate // 1000}k"
+    cache = os.path.join(RESULTS, f"vp8_720p_frames{suffix}.pkl")
     if os.path.exists(cache):
         with open(cache, "rb") as f:
             return pickle.load(f)
@@ -57,7 +69,7 @@ def encoded_frames() -> list[tuple[bytes, bool]]:
     codec.pix_fmt = "yuv420p"
     codec.time_base = fractions.Fraction(1, FPS)
     codec.framerate = fractions.Fraction(FPS, 1)
-    codec.bit_rate = BITRATE
+    codec.bit_rate = bitrate
     codec.gop_size = GOP
     codec.options = {"deadline": "realtime", "cpu-used": "8", "lag-in-frames": "0",
                      "kf-max-dist": str(GOP), "kf-min-dist": str(GOP)}
@@ -175,7 +187,8 @@ class Sub:
             proto.transport.pause_reading()
 
 
-async def start_publisher(http: aiohttp.ClientSession, url: str, frames: list) -> tuple:
+async def start_publisher(http: aiohttp.ClientSession, url: str, frames: list,
+                          pace_bps: float | None = None) -> tuple:
     pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
     track = PreencodedTrack(frames)
     transceiver = pc.addTransceiver(track, direction="sendonly")
@@ -191,10 +204,17 @@ async def start_publisher(http: aiohttp.ClientSession, url: str, frames: list) -
     dtls = transceiver.sender.transport
     sent = {"rtp": 0}
     original = dtls._send_rtp
+    pace = {"next": 0.0}
 
     async def counting_send(data: bytes) -> None:
         if not (191 < data[1] < 209):
             sent["rtp"] += 1
+            if pace_bps:  # aiortc awaits each packet of a frame: sleeping here paces them
+                now = time.monotonic()
+                t = max(now, pace["next"])
+                pace["next"] = t + len(data) * 8 / pace_bps
+                if t - now > 0.001:
+                    await asyncio.sleep(t - now)
         await original(data)
 
     dtls._send_rtp = counting_send
@@ -209,13 +229,16 @@ def pct(values: list[float], q: float) -> float:
 
 
 async def run(args: argparse.Namespace) -> dict:
-    frames = encoded_frames()
+    frames = encoded_frames(args.bitrate * 1000)
     kbps = sum(len(d) for d, _ in frames) * 8 / (len(frames) / FPS) / 1000
+    args.pace_bps = kbps * 1000 * PACE_FACTOR if args.publisher == "paced" else None
     server = subprocess.Popen(
         [sys.executable, os.path.join(ROOT, "loadtests", "sfu_server.py"),
-         "--max-seconds", str(args.max_seconds)],
+         "--max-seconds", str(args.max_seconds), "--loop", args.loop]
+        + (["--stall-report"] if args.stall_report else []),
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, cwd=ROOT,
     )
+    args.server_pid = server.pid
     try:
         line = server.stdout.readline().decode()  # type: ignore[union-attr]
         url = f"http://127.0.0.1:{int(line.split()[1])}"
@@ -229,9 +252,32 @@ async def run(args: argparse.Namespace) -> dict:
             server.kill()
 
 
-async def stats(http: aiohttp.ClientSession, url: str) -> dict:
-    async with http.get(f"{url}/stats") as r:
+async def stats(http: aiohttp.ClientSession, url: str, reset_lag: bool = False) -> dict:
+    async with http.get(f"{url}/stats", params={"lag": "reset"} if reset_lag else None) as r:
         return await r.json()
+
+
+async def ingress(pid: int, pub_pc: RTCPeerConnection) -> dict:
+    """Server socket drops, machine RcvbufErrors, and what the publisher was told it lost."""
+    lost, fraction = 0, 0.0
+    for sender in pub_pc.getSenders():
+        for stat in (await sender.getStats()).values():
+            if stat.type == "remote-inbound-rtp":
+                lost += stat.packetsLost
+                fraction = max(fraction, stat.fractionLost)
+    return {"drops": socket_drops(pid), "rcvbuf_errors": rcvbuf_errors(), "pub_lost": lost,
+            "pub_fraction_lost": fraction}
+
+
+def ingress_row(i0: dict, i1: dict, s1: dict) -> dict:
+    deltas = [n - i0["drops"].get(addr, 0) for addr, n in i1["drops"].items()]
+    return {
+        "server_socket_drops": sum(deltas), "server_socket_drops_max": max(deltas, default=0),
+        "rcvbuf_errors_machine": i1["rcvbuf_errors"] - i0["rcvbuf_errors"],
+        "publisher_reported_lost": i1["pub_lost"] - i0["pub_lost"],
+        "publisher_fraction_lost_last": i1["pub_fraction_lost"],
+        "loop_lag_max_ms": s1["lag_max_ms"], "loop_lag_p99_ms": s1["lag_p99_ms"],
+    }
 
 
 async def quiet(http: aiohttp.ClientSession, url: str, subs: list, limit: float = 8.0) -> dict:
@@ -253,7 +299,7 @@ async def quiet(http: aiohttp.ClientSession, url: str, subs: list, limit: float 
 async def measure(args: argparse.Namespace, http: aiohttp.ClientSession, url: str,
                   frames: list, kbps: float) -> dict:
     base = await stats(http, url)
-    pub_pc, track, sent = await start_publisher(http, url, frames)
+    pub_pc, track, sent = await start_publisher(http, url, frames, args.pace_bps)
     subs: list[Sub] = []
     stalled = Sub("stalled")
     await stalled.join(http, url)
@@ -281,7 +327,8 @@ async def measure(args: argparse.Namespace, http: aiohttp.ClientSession, url: st
         track.running.clear()
         s_idle = await quiet(http, url, subs)
         await asyncio.sleep(2.0)  # idle cost of N connected peers (no media)
-        s0 = await stats(http, url)
+        s0 = await stats(http, url, reset_lag=True)
+        i0 = await ingress(args.server_pid, pub_pc)
         idle_share = (s0["cpu"] - s_idle["cpu"]) / 2.0
         c0 = [s.count for s in subs]
         stalled0 = stalled.count
@@ -291,6 +338,7 @@ async def measure(args: argparse.Namespace, http: aiohttp.ClientSession, url: st
         await asyncio.sleep(args.seconds)
         track.running.clear()  # pause the publisher, let packets drain
         s1 = await quiet(http, url, subs)
+        i1 = await ingress(args.server_pid, pub_pc)
         c1 = [s.count for s in subs]
         p1 = sent["rtp"]
         track.running.set()
@@ -325,6 +373,7 @@ async def measure(args: argparse.Namespace, http: aiohttp.ClientSession, url: st
             "stalled_subscriber_drops_at_server": s1["dropped"],
             "stalled_subscriber_packets_read_in_window": stalled.count - stalled0,
             "server_tasks": s1["tasks"],
+            **ingress_row(i0, i1, s1),
         })
         print_row(rows[-1])
         if time.monotonic() > t_end:
@@ -333,7 +382,8 @@ async def measure(args: argparse.Namespace, http: aiohttp.ClientSession, url: st
         await s.pc.close()
     await pub_pc.close()
     return {
-        "benchmark": "sfu_fanout", "codec": "VP8", "resolution": "1280x720", "fps": FPS,
+        "benchmark": "sfu_fanout", "codec": "VP8", "loop": args.loop,
+        "publisher": args.publisher, "resolution": "1280x720", "fps": FPS,
         "stream_kbps": round(kbps), "seconds_per_level": args.seconds,
         "server_baseline_rss_mib": base["rss"] / 2**20, "keyframes_forced": track.keyframes_forced,
         "cores": os.cpu_count(), "rows": rows,
@@ -341,7 +391,8 @@ async def measure(args: argparse.Namespace, http: aiohttp.ClientSession, url: st
 
 
 HEADER = (f"{'subs':>5} {'us/pkt':>8} {'deliv%':>8} {'pub pkts':>9} {'fwd pkts':>9} "
-          f"{'cpu%':>6} {'join med':>9} {'join p95':>9} {'KiB/sub':>8}")
+          f"{'cpu%':>6} {'join med':>9} {'join p95':>9} {'KiB/sub':>8} {'lag max':>8} "
+          f"{'lag p99':>8} {'sockdrop':>8} {'rcvbufE':>8} {'pub lost':>8}")
 
 
 def print_row(r: dict) -> None:
@@ -353,8 +404,10 @@ def print_row(r: dict) -> None:
     print(f"{r['subscribers']:>5} {us if us is not None else float('nan'):>8.1f} "
           f"{(ratio or 0) * 100:>8.2f} {r['publisher_packets']:>9} {r['forwarded']:>9} "
           f"{r['server_cpu_share'] * 100:>6.1f} {r['join_first_packet_median_ms'] or 0:>8.0f}ms "
-          f"{r['join_first_packet_p95_ms'] or 0:>7.0f}ms {r['rss_per_subscriber_kib']:>8.0f}",
-          flush=True)
+          f"{r['join_first_packet_p95_ms'] or 0:>7.0f}ms {r['rss_per_subscriber_kib']:>8.0f} "
+          f"{r['loop_lag_max_ms']:>6.0f}ms {r['loop_lag_p99_ms']:>6.0f}ms "
+          f"{r['server_socket_drops']:>8} {r['rcvbuf_errors_machine']:>8} "
+          f"{r['publisher_reported_lost']:>8}", flush=True)
 
 
 def main() -> None:
@@ -364,6 +417,12 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=10)
     parser.add_argument("--max-seconds", type=float, default=240.0)
     parser.add_argument("--profile", action="store_true")
+    parser.add_argument("--loop", choices=("uvloop", "asyncio"), default="uvloop",
+                        help="the server's event loop (giaoban serve runs uvloop)")
+    parser.add_argument("--bitrate", type=int, default=BITRATE // 1000, help="kbit/s")
+    parser.add_argument("--publisher", choices=("bursty", "paced"), default="bursty")
+    parser.add_argument("--stall-report", action="store_true",
+                        help="the server prints the stacks its loop was stuck in, at exit")
     args = parser.parse_args()
     args.levels = sorted(int(x) for x in args.levels.split(","))
     print(HEADER)
@@ -372,7 +431,8 @@ def main() -> None:
     path = os.path.join(RESULTS, f"sfu_fanout_{time.strftime('%Y%m%dT%H%M%S')}.json")
     with open(path, "w") as f:
         json.dump(result, f, indent=2)
-    print(f"stream: {result['stream_kbps']} kbit/s; results: {path}")
+    print(f"stream: {result['stream_kbps']} kbit/s, {args.publisher} publisher, server loop "
+          f"{args.loop}; results: {path}")
 
 
 if __name__ == "__main__":

@@ -2,8 +2,10 @@
 
 Serves a tiny HTTP control API on 127.0.0.1 so that the load clients live in another process:
 POST /join {endpoint, publish, sdp} -> {sdp}; POST /leave {endpoint}; GET /stats -> CPU time of
-this process, packets received and forwarded, RSS. Prints ``PORT <n>`` once listening.
-Exits when stdin closes (the benchmark died) or after --max-seconds.
+this process, packets received and forwarded, RSS, and the event loop's lag (how late a 5 ms
+timer fires: the time a datagram may wait in the socket's buffer) since the last
+``/stats?lag=reset``. Prints ``PORT <n>`` once listening. Exits when stdin closes (the
+benchmark died) or after --max-seconds. ``--loop uvloop`` runs the loop ``giaoban serve`` runs.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from aiohttp import web
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from loadtests.stallwatch import StallWatch  # noqa: E402
 from mcu.node import LocalMediaNode  # noqa: E402
 from signaling.media import PeerSpec  # noqa: E402
 
@@ -28,9 +31,26 @@ def rss_bytes() -> int:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 
 
+LAG_TICK = 0.005  # s
+
+
+async def sample_lag(lags: list[float], watch: StallWatch | None) -> None:
+    while True:
+        t = time.perf_counter()  # not loop.time(): uvloop's is cached per loop iteration
+        await asyncio.sleep(LAG_TICK)
+        lags.append(time.perf_counter() - t - LAG_TICK)
+        if watch is not None:
+            watch.tick()
+
+
 async def main(args: argparse.Namespace) -> None:
     node = LocalMediaNode(ice_host="127.0.0.1", video_codec=args.codec)
     await node.start()
+    lags: list[float] = []
+    watch = StallWatch() if args.stall_report else None
+    if watch is not None:
+        watch.start()
+    lag_task = asyncio.get_running_loop().create_task(sample_lag(lags, watch))
     peers: dict[str, object] = {}
     profiler = None
 
@@ -63,7 +83,13 @@ async def main(args: argparse.Namespace) -> None:
                 received += stream.packets
                 forwarded += stream.forwarded
                 dropped += sum(o.dropped for o in stream.outputs())
+        window = sorted(lags) or [0.0]
+        if request.query.get("lag") == "reset":
+            lags.clear()
         return web.json_response({
+            "lag_max_ms": window[-1] * 1000,
+            "lag_p99_ms": window[int(0.99 * (len(window) - 1))] * 1000,
+            "pid": os.getpid(), "loop": type(asyncio.get_running_loop()).__module__,
             "cpu": time.process_time(), "utime": ru.ru_utime, "stime": ru.ru_stime,
             "received": received, "forwarded": forwarded, "dropped": dropped,
             "rss": rss_bytes(), "peers": len(node.peers), "tasks": len(asyncio.all_tasks()),
@@ -112,6 +138,10 @@ async def main(args: argparse.Namespace) -> None:
     except asyncio.TimeoutError:
         pass
     loop.remove_reader(sys.stdin.fileno())
+    lag_task.cancel()
+    if watch is not None:
+        watch.stop()
+        print(watch.report(), file=sys.stderr, flush=True)
     await node.stop()
     await runner.cleanup()
 
@@ -120,4 +150,13 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser()
     parser.add_argument("--codec", default="VP8")
     parser.add_argument("--max-seconds", type=float, default=900)
-    asyncio.run(main(parser.parse_args()))
+    parser.add_argument("--loop", choices=("uvloop", "asyncio"), default="uvloop")
+    parser.add_argument("--stall-report", action="store_true",
+                        help="print the stacks the loop was stuck in (loadtests/stallwatch.py)")
+    args = parser.parse_args()
+    if args.loop == "uvloop":
+        import uvloop
+
+        uvloop.run(main(args))
+    else:
+        asyncio.run(main(args))
