@@ -43,7 +43,7 @@ import numpy as np
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamTrack
 
-from loadtests.udpstat import rcvbuf_errors, socket_drops
+from loadtests.udpstat import ingress, ingress_row
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RESULTS = os.path.join(ROOT, "loadtests", "results")
@@ -255,29 +255,6 @@ async def run(args: argparse.Namespace) -> dict:
 async def stats(http: aiohttp.ClientSession, url: str, reset_lag: bool = False) -> dict:
     async with http.get(f"{url}/stats", params={"lag": "reset"} if reset_lag else None) as r:
         return await r.json()
-
-
-async def ingress(pid: int, pub_pc: RTCPeerConnection) -> dict:
-    """Server socket drops, machine RcvbufErrors, and what the publisher was told it lost."""
-    lost, fraction = 0, 0.0
-    for sender in pub_pc.getSenders():
-        for stat in (await sender.getStats()).values():
-            if stat.type == "remote-inbound-rtp":
-                lost += stat.packetsLost
-                fraction = max(fraction, stat.fractionLost)
-    return {"drops": socket_drops(pid), "rcvbuf_errors": rcvbuf_errors(), "pub_lost": lost,
-            "pub_fraction_lost": fraction}
-
-
-def ingress_row(i0: dict, i1: dict, s1: dict) -> dict:
-    deltas = [n - i0["drops"].get(addr, 0) for addr, n in i1["drops"].items()]
-    return {
-        "server_socket_drops": sum(deltas), "server_socket_drops_max": max(deltas, default=0),
-        "rcvbuf_errors_machine": i1["rcvbuf_errors"] - i0["rcvbuf_errors"],
-        "publisher_reported_lost": i1["pub_lost"] - i0["pub_lost"],
-        "publisher_fraction_lost_last": i1["pub_fraction_lost"],
-        "loop_lag_max_ms": s1["lag_max_ms"], "loop_lag_p99_ms": s1["lag_p99_ms"],
-    }
 
 
 async def quiet(http: aiohttp.ClientSession, url: str, subs: list, limit: float = 8.0) -> dict:

@@ -4,11 +4,14 @@
 over the sockets a process holds (the ``drops`` column of /proc/net/udp, matched to the
 process by socket inode). ``rcvbuf_errors()`` is the machine-wide ``Udp: RcvbufErrors`` of
 /proc/net/snmp: it also counts drops at other processes' sockets (load clients included).
+``ingress()`` / ``ingress_row()``: both, plus the loss the server told an aiortc publisher in
+its receiver reports, and the difference between two readings (loadtests/sfu_fanout.py).
 """
 
 from __future__ import annotations
 
 import os
+from typing import Any
 
 
 def _socket_inodes(pid: int) -> set[str]:
@@ -47,3 +50,26 @@ def rcvbuf_errors() -> int:
         rows = [line.split() for line in f if line.startswith("Udp:")]
     header, values = rows[0], rows[1]
     return int(values[header.index("RcvbufErrors")])
+
+
+async def ingress(pid: int, pub_pc: Any) -> dict:
+    """Server socket drops, machine RcvbufErrors, and what the publisher was told it lost."""
+    lost, fraction = 0, 0.0
+    for sender in pub_pc.getSenders():
+        for stat in (await sender.getStats()).values():
+            if stat.type == "remote-inbound-rtp":
+                lost += stat.packetsLost
+                fraction = max(fraction, stat.fractionLost)
+    return {"drops": socket_drops(pid), "rcvbuf_errors": rcvbuf_errors(), "pub_lost": lost,
+            "pub_fraction_lost": fraction}
+
+
+def ingress_row(i0: dict, i1: dict, s1: dict) -> dict:
+    deltas = [n - i0["drops"].get(addr, 0) for addr, n in i1["drops"].items()]
+    return {
+        "server_socket_drops": sum(deltas), "server_socket_drops_max": max(deltas, default=0),
+        "rcvbuf_errors_machine": i1["rcvbuf_errors"] - i0["rcvbuf_errors"],
+        "publisher_reported_lost": i1["pub_lost"] - i0["pub_lost"],
+        "publisher_fraction_lost_last": i1["pub_fraction_lost"],
+        "loop_lag_max_ms": s1["lag_max_ms"], "loop_lag_p99_ms": s1["lag_p99_ms"],
+    }
