@@ -65,7 +65,9 @@ class MeetingActions:
         await handler(msg)
         if chair_action:  # audited once done, as REST changes are: a refused action leaves no trace
             fields = {k: v for k, v in msgspec.structs.asdict(msg).items() if k not in ("v", "id")}
-            await audit.record(self.ctx.store, self.identity, msg.__struct_config__.tag, meeting_id, **fields)
+            # shielded: the chair hanging up right after the action must not lose its trace
+            await asyncio.shield(audit.record(self.ctx.store, self.identity, msg.__struct_config__.tag,
+                                              meeting_id, **fields))
 
     # --- join / leave ----------------------------------------------------------------------------
     async def join(self, msg: Join) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 
 async def test_add_login_list_delete_operator(node):
     status, body = await node.call("POST", "/api/v1/operators",
@@ -68,9 +70,13 @@ async def test_audit_trail_records_rest_and_chair_actions(node):
         await chair.expect("locked")
     finally:
         await chair.close()
-    status, body = await node.call("GET", "/api/v1/audit")
-    assert status == 200
-    actions = [(e["who"], e["action"], e["target"]) for e in body["entries"]]
+    for _ in range(40):  # the chair is told first; the trace is written right after (a few ms)
+        status, body = await node.call("GET", "/api/v1/audit")
+        assert status == 200
+        actions = [(e["who"], e["action"], e["target"]) for e in body["entries"]]
+        if ("endpoint:hg-meo-vac", "lock", meeting["id"]) in actions:
+            break
+        await asyncio.sleep(0.05)
     assert ("operator:admin", "POST /api/v1/meetings", "/api/v1/meetings") in actions
     assert ("endpoint:hg-meo-vac", "lock", meeting["id"]) in actions
     lock = next(e for e in body["entries"] if e["action"] == "lock")
