@@ -21,6 +21,7 @@ from typing import Any, Awaitable, Callable
 
 from mcu.ice import HostPin, pin_host_addresses
 from mcu.bounded_stop import cancel_and_wait, finish_all
+from mcu.udp_guard import install as install_udp_guard
 
 from .config import AgentConfig
 from .connection import AuthError, Connection, NotConnected
@@ -65,6 +66,7 @@ class Agent(MediaActions):
     async def start(self) -> None:
         """Log in once (wrong credentials raise AuthError here), then run in the background."""
         self.log.info(f"Khởi động điểm cầu {self.cfg.endpoint}, máy chủ {self.cfg.server}", "agent starting")
+        install_udp_guard()  # the room's ICE ports face the network too: a stray datagram must not end its media
         if self.cfg.ice_host and self._ice_pin is None:
             self._ice_pin = pin_host_addresses([self.cfg.ice_host])  # same hook as the media node
         try:
