@@ -32,7 +32,7 @@ def _ok(description: str, status: str = "200") -> dict:
 
 ERRORS = {s: {"$ref": f"#/components/responses/{n}"} for s, n in
           (("400", "BadRequest"), ("401", "Unauthorized"), ("403", "Forbidden"), ("404", "NotFound"),
-           ("409", "Conflict"), ("429", "TooMany"))}
+           ("408", "Timeout"), ("409", "Conflict"), ("413", "TooLarge"), ("429", "TooMany"))}
 
 
 QUERY_SCHEMAS = {"from": {"type": "string", "format": "date-time"}, "to": {"type": "string", "format": "date-time"},
@@ -165,6 +165,9 @@ def openapi_document(server_url: str) -> dict:
                           "Forbidden": _error_response("not allowed for this role or meeting"),
                           "NotFound": _error_response("no such object"),
                           "Conflict": _error_response("changed meanwhile, already exists, or not possible in this state"),
-                          "TooMany": _error_response("too many requests or failed logins; wait")},
+                          "Timeout": _error_response("the request body did not arrive within limits.http_body_timeout_s"),
+                          "TooLarge": _error_response("the request body is larger than its limit"),
+                          "TooMany": _error_response("too many requests, failed logins, sessions or connections "
+                                                     "from one address; wait")},
         },
     }
