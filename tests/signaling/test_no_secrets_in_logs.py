@@ -9,38 +9,16 @@ whole stderr is searched for the token, the token's signature and the password.
 from __future__ import annotations
 
 import json
-import os
 import signal
 import socket
-import subprocess
-import sys
-import time
 import urllib.error
 import urllib.request
-from pathlib import Path
 
 import pytest
 
 from signaling.log_redact import redact
-from tests.harness import HAGIANG, ROOT, free_port
-from tests.signaling.test_server_process import request
-
-
-def start(data: Path, port: int, log_format: str) -> subprocess.Popen:
-    cmd = [sys.executable, "-m", "signaling.cli", "--directory", HAGIANG, "--data-dir", str(data), "serve",
-           "--host", "127.0.0.1", "--port", str(port), "--media", "none", "--log-format", log_format]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, cwd=ROOT,
-                            env=dict(os.environ, PYTHONUNBUFFERED="1"))
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1):
-                return proc
-        except OSError:
-            time.sleep(0.2)
-        assert proc.poll() is None, proc.stdout.read().decode()
-    proc.kill()
-    raise AssertionError("server did not become healthy in 30 s")
+from tests.harness import free_port
+from tests.signaling.test_server_process import request, start
 
 
 def raw_http(port: int, head: bytes) -> bytes:
@@ -67,7 +45,7 @@ def ws_hello(port: int, token: str) -> None:
 @pytest.mark.parametrize("log_format", ["json", "text"])
 def test_malformed_requests_never_put_a_token_or_password_in_the_log(tmp_path, log_format):
     data, port = tmp_path / "data", free_port()
-    proc = start(data, port, log_format)
+    proc = start(data, port, "--log-format", log_format)
     try:
         password = (data / "admin-password.txt").read_text().strip()
         token = request(port, "POST", "/api/v1/auth/login", {"username": "admin", "password": password})["token"]
