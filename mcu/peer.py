@@ -187,22 +187,13 @@ class LocalPeer:
             raise Glare("answer the server's offer before making a new one")
         check_bundle(sdp)  # also reads the whole offer once: describe() below cannot fail on it
         remote = describe(sdp)
-        known = {t.mid for t in self.pc.getTransceivers() if t.mid is not None}
-        for line in remote.values():
-            if line.mid in known:
-                continue
-            codec = self.video_codec if line.kind == "video" else self.audio_codec
-            direction = "sendrecv" if receives(line.direction) else "recvonly"
-            if not (self.spec.publish and sends(line.direction)):
-                direction = "sendonly" if receives(line.direction) else "inactive"
-            track = IdleTrack(line.kind) if receives(line.direction) else None
-            t = self.pc.addTransceiver(track or line.kind, direction=direction)
-            set_codec(t, line.kind, codec)
         try:  # the answer too: an offer aiortc takes can still make it fail (a line with no direction)
+            self._add_transceivers(remote)
             await self.pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="offer"))
             answer = await self.pc.createAnswer()
             await self.pc.setLocalDescription(answer)
         except Exception as exc:
+            await self._refused_after_change()
             raise NegotiationError(f"cannot apply offer: {exc}") from exc
         local = describe(self.pc.localDescription.sdp)
         self._install_hooks()
@@ -222,6 +213,32 @@ class LocalPeer:
             relabel(self, sdp)
         self.meeting.peer_changed(self)
         return self.pc.localDescription.sdp
+
+    def _add_transceivers(self, remote: dict[str, MLine]) -> None:
+        known = {t.mid for t in self.pc.getTransceivers() if t.mid is not None}
+        for line in remote.values():
+            if line.mid in known:
+                continue
+            codec = self.video_codec if line.kind == "video" else self.audio_codec
+            direction = "sendrecv" if receives(line.direction) else "recvonly"
+            if not (self.spec.publish and sends(line.direction)):
+                direction = "sendonly" if receives(line.direction) else "inactive"
+            track = IdleTrack(line.kind) if receives(line.direction) else None
+            t = self.pc.addTransceiver(track or line.kind, direction=direction)
+            set_codec(t, line.kind, codec)
+
+    async def _refused_after_change(self) -> None:
+        """aiortc changed the connection before it refused the offer and cannot roll back, so
+        this peer can never negotiate again. A first offer's peer is simply dropped by whoever
+        opened it (signaling does); an established one tells its client to open a new peer."""
+        if not self._answered_once:
+            return
+        log.warning("peer %s: a refused offer left it unusable; media_reset", self.endpoint_id)
+        try:
+            await self.events({"type": "media_reset", "reason": "the offer was refused and the media "
+                               "connection cannot continue; offer again"})
+        except Exception:  # noqa: BLE001 - the client is gone: closing is all that is left
+            self._schedule_close()
 
     async def _apply_answer(self, sdp: str) -> None:
         if not self._offer_outstanding:

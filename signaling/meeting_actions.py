@@ -15,7 +15,7 @@ from signaling import audit, metrics
 from signaling.api_recordings import set_recording
 from signaling.errors import ApiError, bad_request, forbidden, not_found, unavailable
 from signaling.ice_candidate import check_candidate
-from signaling.media import PeerSpec
+from signaling.media import MediaRetry, PeerSpec
 from signaling.offer_check import check_offer
 from signaling.policy import CHAIR_ROLES, admit, media_extra, role_in
 from signaling.protocol import (
@@ -191,15 +191,29 @@ class MeetingActions:
         """The answer goes out before anything the peer sends meanwhile (its own offer for more
         slots, trickled candidates): a client in have-local-offer cannot take an offer yet."""
         check_offer(msg.sdp)  # an offer without usable media would only make a phantom media peer
+        fresh = self.peer is None
         peer = await self._ensure_peer()
         self._held = []
         try:
-            answer = await peer.handle_offer(msg.sdp)
+            try:
+                answer = await peer.handle_offer(msg.sdp)
+            except Exception as exc:
+                if fresh and not isinstance(exc, MediaRetry) and self.peer is peer:
+                    await self._drop_refused_peer(peer)
+                raise
             await self.deliver(server_msg("answer", msg.id, sdp=answer))
         finally:
             held, self._held = self._held, None
             for event in held:
                 await self.deliver(event)
+
+    async def _drop_refused_peer(self, peer) -> None:
+        """aiortc cannot roll back an offer it half-applied, so the peer its first offer made is
+        dropped: the client's next offer on this WebSocket opens a fresh one. (An established
+        peer keeps its media; the media node sends media_reset if a refused offer broke it.)"""
+        self.peer = None
+        self._peer_gen += 1  # events of the dropped peer are stale from here on
+        await peer.close()
 
     async def _on_answer(self, msg: Answer) -> None:
         if self.peer is None:
