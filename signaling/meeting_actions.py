@@ -75,6 +75,10 @@ class MeetingActions:
         if self.occurrence_id:
             await self.leave_meeting(reason="joined another meeting")
         self.meeting_id, self.occurrence_id, self.role = meeting.id, occurrence.occurrence_id, role
+        # from here a meeting_closed reaches this session; the occurrence must be one it can close
+        if not await self.ctx.scheduler.ensure_open(meeting, occurrence):
+            self.meeting_id = self.occurrence_id = self.role = None
+            raise not_found(f"meeting {meeting.id} is not open now; see its schedule")
         self.link = str(self.identity.endpoint.link) if self.identity.endpoint else "fibre"
         self.media_extra = media_extra(meeting, self.link)
         await self.ctx.rooms.enter(self.occurrence_id, self, self.member_info())

@@ -141,6 +141,8 @@ async def _open(request: web.Request, kind: str) -> web.Response:
         await _unreserve(ctx, member)
         raise
     removed = await _removed_meanwhile(ctx, member)
+    if not await ctx.scheduler.ensure_open(meeting, occurrence):  # registered: a close from here on ends it
+        member.end("meeting closed")
     if (ctx.auth.revoked_at(member.identity_key) or 0.0) >= started:
         member.end("revoked: account deleted or secret rotated")
     if removed or member.ended:  # a removal or revocation raced this request

@@ -16,6 +16,8 @@ Decisions:
   and no messages - nobody can join it any more;
 * an open occurrence is closed early when its meeting or the occurrence is cancelled, or when a
   change of schedule removed it (reason 'cancelled' / 'rescheduled');
+* a client that enters an occurrence opens it if no pass has yet (``ensure_open``): otherwise a
+  cancel right after an early join found nothing open to close, and its sessions stayed;
 * ``open-occurrences`` indexes the currently open ids so the close pass stays small; the index
   entry is written before the state document, so a crash in between leaves a harmless orphan
   entry (dropped later), never an open occurrence that nobody closes.
@@ -127,6 +129,17 @@ class Scheduler:
             return msg
         finally:
             await self.store.release_lock(lock, self.node_id)
+
+    async def ensure_open(self, meeting: Meeting, occ: Occurrence) -> bool:
+        """A client is entering ``occ``, which may be joined from ``early_join`` before its start,
+        before this scheduler's pass has opened it: open it now (the same locked put_if_absent).
+        An occurrence only the close pass knows about is one a cancel, reschedule or deletion
+        can close: one never opened would keep its sessions for ever. False once it is closed."""
+        doc = await self.store.get(OCCURRENCES, occ.occurrence_id)
+        if doc is None:
+            await self._open(meeting, occ, self.clock())
+            doc = await self.store.get(OCCURRENCES, occ.occurrence_id)
+        return doc is None or doc.get("state") == "open"  # None: another node holds the lock, opening it
 
     async def _mark_missed(self, meeting: Meeting, occ: Occurrence, now: datetime) -> None:
         doc = self._state_doc(meeting, occ, now, "closed") | {"missed": True, "closed_at": iso(now)}
