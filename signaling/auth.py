@@ -29,6 +29,8 @@ FAILURE_WINDOW_S = 300  # ... within this window (from the last failure) before 
 FAILURES = "login-failures"  # ephemeral counters: "<kind>:<name>" and "address:<client address>"
 DEFAULT_PER_ADDRESS = 50
 WRONG_ENDPOINT = "unknown endpoint id {!r} or wrong secret"  # also for "no credentials yet"
+REVOKED = "this token was revoked (account deleted or secret rotated); log in again"
+REVOCATION_MARKER = ("revocations", "latest")  # changes with every revocation (load_revocations)
 
 
 @functools.cache
@@ -52,6 +54,7 @@ class Identity:
     endpoint: Endpoint | None = None  # the directory entry this identity speaks for
     meeting: str | None = None  # links: the only meeting they may join
     role: str | None = None  # links: the role granted by the link
+    issued_at: float = 0.0  # its token's iat: a revocation at or after it ends the identity's sessions
 
     @property
     def endpoint_id(self) -> str:
@@ -74,6 +77,7 @@ class Authenticator:
         self.store, self.directory, self.signer, self.ttl = store, directory, signer, ttl
         self.per_address = getattr(limits, "failed_logins_per_address", DEFAULT_PER_ADDRESS)
         self._revoked: dict[str, float] = {}  # "kind:sub" -> revoked at (unix seconds)
+        self._marker: dict | None = None  # REVOCATION_MARKER as last read (load_revocations)
 
     # --- bootstrap ---------------------------------------------------------------------------
     async def ensure_admin(self, password: str, data_dir) -> str | None:
@@ -160,13 +164,32 @@ class Authenticator:
 
     # --- verification ---------------------------------------------------------------------------
     # --- revocation: deleting an operator or rotating an endpoint secret ends its sessions ----
-    async def load_revocations(self) -> None:
+    # Other processes (the ``giaoban credentials`` CLI on a SQLite node) revoke too, and only the
+    # store tells this node. Every revocation rewrites one marker document after its entry, with a
+    # fresh nonce, so a node polls one small document every tick and reads the whole collection
+    # only when the marker changed: entries written before a marker are seen with it.
+    async def load_revocations(self, only_if_changed: bool = False) -> bool:
+        """Read every revocation from the store (at start), or, with ``only_if_changed``, only
+        when one was written since the last read. True when the entries were read."""
+        marker = await self.store.get(*REVOCATION_MARKER)
+        if only_if_changed and marker == self._marker:
+            return False
         for key, doc in await self.store.list("revoked"):
-            self._revoked[key] = doc["at"]
+            self.note_revoked(key, doc["at"])
+        self._marker = marker
+        return True
 
     def revoked_at(self, key: str) -> float | None:
         """When ``kind:sub`` was last revoked (unix seconds), or None."""
         return self._revoked.get(key)
+
+    def revoked(self, identity: Identity) -> bool:
+        """Is the token this identity came with revoked now? Checked when a token is presented
+        and again once its session is registered (WebSocket, WHIP/WHEP): a revocation noted in
+        between would otherwise miss it, as would one another process wrote (the CLI) that this
+        node reads a moment later, for a session opened after it with a token issued before."""
+        at = self._revoked.get(f"{identity.kind}:{identity.id}")
+        return at is not None and identity.issued_at <= at
 
     def note_revoked(self, key: str, at: float) -> None:
         """Called on every node (through the events channel) when a subject is revoked."""
@@ -176,14 +199,12 @@ class Authenticator:
         """Tokens of ``kind:sub`` issued before now stop working on every node."""
         event = {"type": "revoked", "key": f"{kind}:{sub}", "at": time.time()}
         await self.store.put("revoked", event["key"], {"at": event["at"]})
+        await self.store.put(*REVOCATION_MARKER, {"at": event["at"], "nonce": secrets.token_hex(8)})  # after it
         self.note_revoked(event["key"], event["at"])
         return event
 
     def identify(self, token: str) -> Identity:
         claims = self.signer.verify(token)
-        revoked_at = self._revoked.get(f"{claims.kind}:{claims.sub}")
-        if revoked_at is not None and (claims.iat or 0) <= revoked_at:
-            raise unauthorized("this token was revoked (account deleted or secret rotated); log in again")
         endpoint = None
         ep_id = claims.sub if claims.kind == "endpoint" else claims.endpoint
         if ep_id:
@@ -191,7 +212,11 @@ class Authenticator:
                 endpoint = self.directory.get(ep_id)
             except UnknownEndpointError:
                 raise unauthorized(f"endpoint {ep_id!r} of this token is no longer in the directory") from None
-        return Identity(claims.kind, claims.sub, claims.name or claims.sub, endpoint, claims.meeting, claims.role)
+        ident = Identity(claims.kind, claims.sub, claims.name or claims.sub, endpoint, claims.meeting, claims.role,
+                         issued_at=claims.iat or 0.0)
+        if self.revoked(ident):
+            raise unauthorized(REVOKED)
+        return ident
 
     def from_request(self, request: web.Request) -> Identity:
         header = request.headers.get("Authorization", "")

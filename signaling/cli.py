@@ -92,7 +92,8 @@ def cmd_credentials(args) -> int:
         rows = []
         for ep in endpoints:
             rows.append((ep.id, ep.name, await ctx.auth.issue_credentials(ep.id)))
-            # nodes sharing a Redis store end its sessions now; a SQLite node when it reloads (15 s)
+            # nodes sharing a Redis store end its sessions now; a SQLite node at its next read of the
+            # revocation marker (every 0.5 s, signaling/app.py)
             await ctx.store.publish(MEETING_EVENTS, await ctx.auth.revoke("endpoint", ep.id))
         out = _secret_file(args.out) if args.out else sys.stdout
         writer = csv.writer(out)

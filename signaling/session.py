@@ -13,7 +13,7 @@ from typing import Any
 from aiohttp import WSMsgType, web
 
 from signaling import metrics
-from signaling.auth import Identity
+from signaling.auth import REVOKED, Identity
 from signaling.context import Context
 from signaling.errors import WS_CLOSE, ApiError, classify, too_large
 from signaling.meeting_actions import MeetingActions
@@ -156,6 +156,9 @@ class Session(MeetingActions):
             return False
         for old in await self.ctx.sessions.add(self):
             await old.close(WS_CLOSE["replaced"], "replaced by a newer connection of this endpoint")
+        if self.ctx.auth.revoked(self.identity):  # revoked while it registered: as whip.py checks
+            await self.close(WS_CLOSE["unauthorized"], REVOKED)
+            return False
         metrics.WS_SESSIONS.inc()
         log.info("session opened", extra=self.log_extra() | {"kind": self.identity.kind, "remote": self.remote})
         await self.deliver(server_msg("welcome", msg.id, session_id=self.session_id, protocol=1,

@@ -150,26 +150,25 @@ class SessionRegistry:
         await self._end_identity(event["key"])
 
     async def end_revoked(self) -> None:
-        """After revocations are reloaded from the store: end the sessions revoked after they
-        opened. The CLI's rotations reach a SQLite node only this way (its events are in-process)."""
-        keys = {_key(s.identity) for s in self.all() if s.identity is not None}
-        keys |= {m.identity_key for m in list(self._media.values())}
+        """After revocations are reloaded from the store: end the sessions whose token they revoke
+        (issued before; a session opened after a revocation that this node had not read yet is one
+        of them). The CLI's rotations reach a SQLite node only this way (its events are in-process)."""
+        keys = {_key(s.identity) for s in self.all() if s.identity is not None and self.auth.revoked(s.identity)}
+        keys |= {m.identity_key for m in list(self._media.values()) if self.auth.revoked(m.identity)}
         for key in keys:
-            at = self.auth.revoked_at(key)
-            if at is not None:
-                await self._end_identity(key, opened_by=at)
+            await self._end_identity(key, issued_by=self.auth.revoked_at(key))
 
-    async def _end_identity(self, key: str, opened_by: float | None = None) -> None:
-        """End the identity's sessions on this node (those opened by ``opened_by``, if given),
-        media first, and take the floor from it in each room it is in. Closes run as tasks: one
-        client slow to answer its close must not hold up the events channel."""
+    async def _end_identity(self, key: str, issued_by: float | None = None) -> None:
+        """End the identity's sessions on this node (those whose token was issued by ``issued_by``,
+        if given), media first, and take the floor from it in each room it is in. Closes run as
+        tasks: one client slow to answer its close must not hold up the events channel."""
         reason = "revoked: account deleted or secret rotated"
-        limit = float("inf") if opened_by is None else opened_by
-        members = [m for m in list(self._media.values()) if m.identity_key == key and m.opened_at <= limit]
+        limit = float("inf") if issued_by is None else issued_by
+        members = [m for m in list(self._media.values()) if m.identity_key == key and m.identity.issued_at <= limit]
         for member in members:
             member.end(reason, drop_floor=True)
         sessions = [s for s in self.all() if s.identity is not None and _key(s.identity) == key
-                    and s.connected_at <= limit and s not in self._revoking]
+                    and s.identity.issued_at <= limit and s not in self._revoking]
         rooms = {(s.occurrence_id, s.meeting_id, s.identity.endpoint_id) for s in sessions if s.occurrence_id}
         for session in sessions:  # closing the socket ends its reader: the session leaves, media first
             self._revoking.add(session)

@@ -23,7 +23,6 @@ import hashlib
 import logging
 import random
 import secrets
-import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
@@ -63,7 +62,6 @@ class HttpMediaMember:
     ended: str = ""  # why end() was called ("" while the session may live)
     drop_floor: bool = False  # revoked: its release takes the floor from it too
     wake: asyncio.Event = field(default_factory=asyncio.Event, repr=False)  # end() sets it
-    opened_at: float = field(default_factory=time.time)  # a revocation at or after this ends it
 
     @property
     def identity_key(self) -> str:
@@ -114,7 +112,6 @@ async def _open(request: web.Request, kind: str) -> web.Response:
     ctx = ctx_of(request)
     if ctx.router is None:
         raise unavailable("this server runs without a media node (media: none)")
-    started = time.time()  # a revocation from here on must reach this session too
     ident = identity(request)
     sdp = await _read_sdp(request)
     view = request.query.get("view", "")
@@ -125,7 +122,7 @@ async def _open(request: web.Request, kind: str) -> web.Response:
         raise forbidden("a viewer link cannot publish; use WHEP to watch")
     check_offer(sdp, kind)  # no usable media: 400 before any peer, place or room entry is made
     member = HttpMediaMember(f"{kind}-{secrets.token_hex(8)}", ident.endpoint_id, ident, meeting.id,
-                             occurrence.occurrence_id, role, kind, _token_fingerprint(request), opened_at=started)
+                             occurrence.occurrence_id, role, kind, _token_fingerprint(request))
     link = str(ident.endpoint.link) if ident.endpoint else "fibre"
     extra = {"via": kind, "renegotiate": False, **media_extra(meeting, link)}
     if view == "composite":
@@ -143,7 +140,7 @@ async def _open(request: web.Request, kind: str) -> web.Response:
     removed = await _removed_meanwhile(ctx, member)
     if not await ctx.scheduler.ensure_open(meeting, occurrence):  # registered: a close from here on ends it
         member.end("meeting closed")
-    if (ctx.auth.revoked_at(member.identity_key) or 0.0) >= started:
+    if ctx.auth.revoked(ident):  # revoked while it opened (or before, unread yet); as session.py checks
         member.end("revoked: account deleted or secret rotated")
     if removed or member.ended:  # a removal or revocation raced this request
         await _release(ctx, member)
