@@ -24,7 +24,8 @@ from signaling.store.base import Store
 from signaling.tokens import Claims, TokenSigner, check_secret, hash_secret, new_secret
 
 log = logging.getLogger("giaoban.auth")
-MAX_FAILURES = 10  # failed logins per operator or endpoint ...
+MAX_FAILURES = 10  # failed logins per operator or endpoint from one address ...
+NAME_FAILURES = 100  # ... and from all addresses together ...
 FAILURE_WINDOW_S = 300  # ... within this window (from the last failure) before logins are refused
 FAILURES = "login-failures"  # ephemeral counters: "<kind>:<name>" and "address:<client address>"
 DEFAULT_PER_ADDRESS = 50
@@ -102,37 +103,51 @@ class Authenticator:
         await self.store.put("operators", username, {"name": name or username, "hash": await asyncio.to_thread(hash_secret, password), "created": time.time()})
 
     # --- logins -------------------------------------------------------------------------------
-    # Each attempt takes one of the subject's MAX_FAILURES slots *before* its secret is checked
-    # (an atomic store counter), and gives it back on success: 40 parallel guesses get at most
-    # 10 checks, the rest 429. Failures also count against the client address, across names.
-    async def _begin(self, subject: str, address: str) -> None:
+    # Each attempt takes a slot in three atomic store counters *before* its secret is checked,
+    # and a success gives them back, so parallel guessing gets no more checks than serial:
+    #   "address:<addr>"      failed_logins_per_address, across names (one prober, many names);
+    #   "<kind>:<name>@<addr>" MAX_FAILURES for one name from one address: a stranger who
+    #                          guesses 'admin' locks out only himself, not the province's admin;
+    #   "<kind>:<name>"       NAME_FAILURES from every address together (distributed guessing).
+    async def _begin(self, subject: str, address: str) -> list[str]:
         wait = f"wait {FAILURE_WINDOW_S // 60} minutes or ask the operator"
-        if await self._count(f"address:{address}") >= self.per_address:
-            raise rate_limited(f"too many failed logins from {address}; {wait}")
-        if await self._count(subject) >= MAX_FAILURES:  # locked: do not extend the window
-            raise rate_limited(f"too many failed logins for {subject.split(':', 1)[1]!r}; {wait}")
-        if await self.store.incr_ephemeral(FAILURES, subject, FAILURE_WINDOW_S) > MAX_FAILURES:
-            await self.store.incr_ephemeral(FAILURES, subject, FAILURE_WINDOW_S, by=-1)
-            raise rate_limited(f"too many failed logins for {subject.split(':', 1)[1]!r}; {wait}")
+        name = subject.split(":", 1)[1]
+        counters = [(f"address:{address}", self.per_address, f"too many failed logins from {address}; {wait}"),
+                    (f"{subject}@{address}", MAX_FAILURES, f"too many failed logins for {name!r} from {address}; {wait}"),
+                    (subject, NAME_FAILURES, f"too many failed logins for {name!r}; {wait}")]
+        taken: list[str] = []
+        for key, limit, message in counters:
+            if await self._count(key) >= limit or not await self._take(key, limit):
+                await self._give_back(taken)  # a refused attempt costs no slot
+                raise rate_limited(message)
+            taken.append(key)
+        return taken
+
+    async def _take(self, key: str, limit: int) -> bool:
+        if await self.store.incr_ephemeral(FAILURES, key, FAILURE_WINDOW_S) <= limit:
+            return True
+        await self.store.incr_ephemeral(FAILURES, key, FAILURE_WINDOW_S, by=-1)
+        return False
+
+    async def _give_back(self, keys: list[str]) -> None:
+        for key in keys:
+            await self.store.incr_ephemeral(FAILURES, key, FAILURE_WINDOW_S, by=-1)
 
     async def _count(self, key: str) -> int:
         doc = await self.store.get_ephemeral(FAILURES, key)
         return doc.get("count", 0) if doc else 0
 
-    async def _check(self, subject: str, address: str, secret: str, doc: dict | None) -> bool:
-        """scrypt against the stored hash, or a dummy one when there is none; counts the outcome."""
+    async def _check(self, slots: list[str], secret: str, doc: dict | None) -> bool:
+        """scrypt against the stored hash, or a dummy one when there is none; a success frees its slots."""
         ok = await asyncio.to_thread(_verify, secret, doc)
         if ok:
-            await self.store.incr_ephemeral(FAILURES, subject, FAILURE_WINDOW_S, by=-1)
-        else:
-            await self.store.incr_ephemeral(FAILURES, f"address:{address}", FAILURE_WINDOW_S)
+            await self._give_back(slots)
         return ok
 
     async def login_operator(self, username: str, password: str, address: str = "unknown") -> tuple[str, Claims]:
-        subject = f"operator:{username}"
-        await self._begin(subject, address)
+        slots = await self._begin(f"operator:{username}", address)
         doc = await self.store.get("operators", username)
-        if not await self._check(subject, address, password, doc):
+        if not await self._check(slots, password, doc):
             raise unauthorized("wrong operator username or password")
         return self.signer.issue("operator", username, self.ttl.operator_s, name=doc.get("name", username))
 
@@ -142,10 +157,9 @@ class Authenticator:
             ep: Endpoint | None = self.directory.get(endpoint_id)
         except UnknownEndpointError:
             ep = None
-        subject = f"endpoint:{ep.id if ep else endpoint_id}"
-        await self._begin(subject, address)
+        slots = await self._begin(f"endpoint:{ep.id if ep else endpoint_id}", address)
         doc = await self.store.get("credentials", ep.credential) if ep else None
-        if not await self._check(subject, address, secret, doc) or ep is None:
+        if not await self._check(slots, secret, doc) or ep is None:
             raise unauthorized(WRONG_ENDPOINT.format(endpoint_id))
         return self.signer.issue("endpoint", ep.id, self.ttl.endpoint_s, name=ep.name)
 

@@ -88,6 +88,30 @@ async def test_failures_from_one_address_across_names_are_limited(tmp_path):
         await n.stop()
 
 
+async def test_parallel_logins_across_names_from_one_address_get_at_most_its_limit(tmp_path):
+    n = await start_node(tmp_path / "d", limits={"failed_logins_per_address": 5})
+    try:  # a different name each: only the address counter can stop them, and it must before scrypt
+        results = await asyncio.gather(*(login(n, {"username": f"p{i}", "password": "x"}) for i in range(30)))
+        statuses = sorted(s for s, _ in results)
+        assert statuses.count(401) == 5 and statuses.count(429) == 25, statuses
+    finally:
+        await n.stop()
+
+
+async def test_a_stranger_guessing_a_name_locks_out_only_his_own_address(tmp_path):
+    n = await start_node(tmp_path / "d", trusted_proxies=["127.0.0.1"])  # the province's proxy
+    try:
+        stranger, office = {"X-Forwarded-For": "198.51.100.7"}, {"X-Forwarded-For": "198.51.100.8"}
+        for _ in range(auth_module.MAX_FAILURES):
+            assert (await login(n, WRONG, headers=stranger))[0] == 401
+        status, body = await login(n, {"username": "admin", "password": ADMIN_PASSWORD}, headers=stranger)
+        assert status == 429 and "198.51.100.7" in body["error"]["message"], body
+        status, body = await login(n, {"username": "admin", "password": ADMIN_PASSWORD}, headers=office)
+        assert status == 200, body  # the real admin, from the office, still gets in
+    finally:
+        await n.stop()
+
+
 async def test_unknown_names_cost_one_scrypt_like_a_wrong_password(node, monkeypatch):
     checks: list[str] = []
     real = signaling.auth.check_secret
