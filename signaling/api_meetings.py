@@ -147,6 +147,8 @@ async def my_meetings(request: web.Request) -> web.Response:
     for meeting in await ctx.meetings.list(active_only=True):
         if not ctx.meetings.is_invited(meeting, ident.endpoint_id):  # the chair counts as invited
             continue
+        if ident.meeting is not None and meeting.id != ident.meeting:  # a link opens one meeting only
+            continue
         for occ in await ctx.meetings.occurrences(meeting.id, now - timedelta(hours=12), now + timedelta(days=7)):
             if occ.ends_at > now:
                 out.append(dict(occ.to_dict(), title=meeting.title))

@@ -30,6 +30,7 @@ from typing import Callable
 
 import msgspec
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from signaling.client_address import client_address, parse_networks
 from signaling.errors import ApiError, too_large
@@ -58,6 +59,13 @@ async def read_bounded(request: web.Request, limit: int, timeout: float) -> byte
     except TimeoutError:
         raise ApiError("timeout", f"the request body did not arrive within {timeout:g} s "
                                   f"({size} bytes received)", 408) from None
+    except (web.RequestPayloadError, HttpProcessingError) as exc:  # e.g. Content-Encoding: gzip, not gzip
+        # the rest of the body cannot be parsed either: close after the answer, and let aiohttp
+        # not read on (its lingering read would raise again and log a traceback)
+        request.content.feed_eof()
+        encoding = request.headers.get("Content-Encoding")
+        how = f" as Content-Encoding {encoding!r}" if encoding else ""
+        raise ApiError("bad_request", f"the request body cannot be read{how}: {exc}", 400, close=True) from None
     return b"".join(chunks)
 
 

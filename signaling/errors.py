@@ -22,6 +22,7 @@ class ApiError(Exception):
     message: str  # one sentence for a person, naming what was wrong
     status: int = 400
     field: str | None = None
+    close: bool = False  # HTTP: close the connection after the answer (the request cannot be read on)
 
     def __str__(self) -> str:
         return self.message

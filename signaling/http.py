@@ -31,6 +31,8 @@ def json_response(data: Any, status: int = 200) -> web.Response:
 
 def error_response(err: ApiError) -> web.Response:
     resp = json_response({"error": err.to_dict()}, err.status)
+    if err.close:
+        resp.force_close()
     if err.status == 401:
         resp.headers["WWW-Authenticate"] = 'Bearer realm="giaoban"'
     return resp

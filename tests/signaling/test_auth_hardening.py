@@ -222,3 +222,16 @@ async def test_directory_is_scoped_to_operators_and_to_an_endpoints_subtree(node
                              ("POST", "/api/v1/directory/select", {"json": {"selectors": ["all"]}})):
         status, body = await node.call(method, path, token=guest, **kw)
         assert status == 403 and "guest link" in body["error"]["message"], (path, body)
+
+
+async def test_an_endpoint_link_lists_only_its_own_meeting(node):
+    """A link made for one meeting must not read the endpoint's whole schedule (outside audit)."""
+    shown = await node.schedule(chair="hg-ubnd", invited=["hg-dong-van"], title="Giao ban tuần")
+    other = await node.schedule(chair="hg-ubnd", invited=["hg-dong-van"], minutes_from_now=90,
+                                title="Họp kín")
+    token = await link(node, shown["id"], name="Chủ tịch huyện", role="participant", endpoint_id="hg-dong-van")
+    status, body = await node.call("GET", "/api/v1/me/meetings", token=token)
+    assert status == 200, body
+    assert {o["meeting_id"] for o in body["occurrences"]} == {shown["id"]}, body
+    status, body = await node.call("GET", "/api/v1/me/meetings", token=await node.endpoint_token("hg-dong-van"))
+    assert {o["meeting_id"] for o in body["occurrences"]} >= {shown["id"], other["id"]}, body

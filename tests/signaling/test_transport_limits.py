@@ -17,6 +17,7 @@ import pytest
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 
 from tests.cluster.helpers import flush
+from signaling.log_redact import QuietBadRequests
 from tests.harness import ADMIN_PASSWORD, WsClient, start_node
 
 
@@ -327,3 +328,20 @@ async def test_deep_json_in_a_rest_body_is_a_400(node):
     status, resp = await node.call("POST", "/api/v1/auth/login", token=None, data=body.encode(),
                                    headers={"Content-Type": "application/json"})
     assert 400 <= status < 500, resp
+
+
+@pytest.mark.parametrize("encoding", ["gzip", "deflate", "br"])
+async def test_a_body_that_is_not_in_its_content_encoding_is_a_400(node, caplog, encoding):
+    """No login needed to send it: it was a 500 with two tracebacks (found by an outside audit)."""
+    status, resp = await node.call("POST", "/api/v1/auth/login", token=None, data=b"not compressed at all",
+                                   headers={"Content-Type": "application/json", "Content-Encoding": encoding})
+    assert status == 400, resp
+    if isinstance(resp, dict):  # ours; an encoding aiohttp has no decoder for is refused by its parser
+        assert "Content-Encoding" in resp["error"]["message"], resp
+    else:
+        assert "content-encoding" in resp.lower(), resp
+    quiet = QuietBadRequests()  # as `giaoban serve` logs: aiohttp's parser refusals in one line
+    assert not [r for r in caplog.records if quiet.filter(r) and r.exc_info], "a traceback was logged"
+    status, _ = await node.call("POST", "/api/v1/auth/login", token=None,
+                                json={"username": "admin", "password": ADMIN_PASSWORD})
+    assert status == 200
