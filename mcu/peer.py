@@ -24,10 +24,11 @@ from aiortc.sdp import candidate_from_sdp
 
 from signaling.media import MediaError, MediaRetry
 
-from .cascade_sdp import CASCADE_CONTENT, CASCADE_ROLE, relabel
+from .cascade_sdp import CASCADE_ROLE, relabel
 from .link import PeerLink
 from .bounded_stop import close_pc
 from .negotiation import MLine, NegotiationError, check_bundle, describe, receives, sends, set_codec
+from .peer_lines import publisher_stream, role_for_client_mline, subscriber_output
 from .peer_rtcp import publisher_feedback, update_sender_reports
 from .stream import Stream
 from .subscriber import Output
@@ -207,7 +208,7 @@ class LocalPeer:
             if self.spec.publish and sends(rline.direction) and mid not in self.streams:
                 self._add_stream(mid, line, rline)
             if receives(rline.direction) and mid not in self.outputs:
-                self._add_output(mid, line, self._role_for_client_mline(rline))  # its a=content
+                self._add_output(mid, line, role_for_client_mline(self, rline))  # its a=content
         self._answered_once = True
         if self.spec.role == CASCADE_ROLE:  # an edge node: who each upstream line carries
             relabel(self, sdp)
@@ -321,44 +322,8 @@ class LocalPeer:
             self._schedule_close()
             raise
 
-    def _role_for_client_mline(self, line: MLine) -> str:
-        roles = list(self._roles.values())
-        if self.spec.role == CASCADE_ROLE and line.content in CASCADE_CONTENT:
-            if self.video_codec != "VP8":  # no composite to give (see media_mode above)
-                return "extra"
-            self.media_mode = "both"  # an edge with MCU-mode subscribers: compose for it too
-            return line.content
-        if self.media_mode == "mcu":
-            role = "mix" if line.kind == "audio" else "composite"
-            return role if role not in roles else "extra"
-        if line.kind == "audio":
-            return "audio"
-        if line.content == "slides":
-            return "slides"
-        if "main" not in roles:
-            return "main"
-        return "slides" if "slides" not in roles else "extra"
-
     def _add_stream(self, mid: str, local: MLine, remote: MLine) -> None:
-        if local.kind == "audio":
-            source = "mic"
-        elif remote.content == "slides" or any(s.source == "camera" for s in self.streams.values()):
-            source = "screen"
-        else:
-            source = "camera"
-        stream = Stream(
-            stream_id=f"{self.endpoint_id}/{mid}",
-            endpoint_id=self.endpoint_id,
-            kind=local.kind,
-            source=source,
-            codec=local.codec,
-            clock_rate=local.clock_rate,
-            audio_level_id=local.audio_level_id,
-            send_keyframe_request=self.link.send_keyframe_request,
-            send_nack=self.link.send_nack,
-            keyframe_interval=self.keyframe_interval,
-            priority=1 if source == "screen" else 0,
-        )
+        stream = publisher_stream(self, mid, local, remote)
         self.link.add_stream(stream, mid, remote.ssrcs, remote.rtx_ssrcs, local.mid_ext_id)
         self.streams[mid] = stream
         if local.kind in self.muted_kinds:
@@ -366,20 +331,7 @@ class LocalPeer:
         self.meeting.router.add_stream(stream)
 
     def _add_output(self, mid: str, line: MLine, role: str) -> None:
-        transceiver = next(t for t in self.pc.getTransceivers() if t.mid == mid)
-        sender = transceiver.sender
-        out = Output(
-            endpoint_id=self.endpoint_id,
-            kind=line.kind,
-            role=role,
-            ssrc=sender._ssrc,
-            payload_type=line.payload_type or 0,
-            clock_rate=line.clock_rate,
-            rtx_ssrc=sender._rtx_ssrc if line.rtx_payload_type else None,
-            rtx_payload_type=line.rtx_payload_type,
-            audio_level_id=line.audio_level_id,
-            priority=1 if role == "slides" else 0,
-        )
+        out = subscriber_output(self, mid, line, role)
         self._roles[mid] = role
         self.outputs[mid] = out
         self.link.add_output(out)
