@@ -26,7 +26,7 @@ from signaling.settings import SettingsError
 from signaling.tokens import TokenSigner
 from tests.harness import HAGIANG, ROOT, free_port, start_node
 from tests.signaling.test_auth_hardening import flush
-from tests.signaling.test_no_secrets_in_logs import start as start_serve
+from tests.signaling.test_server_process import start as start_serve
 
 
 def mode(path) -> int:
@@ -42,7 +42,7 @@ def test_state_and_secret_files_are_owner_only_under_umask_022(tmp_path):
     old = os.umask(0o022)  # the server inherits it, as from a login shell
     try:
         data, port = tmp_path / "var", free_port()
-        proc = start_serve(data, port, "text")
+        proc = start_serve(data, port, "--log-format", "text")
     finally:
         os.umask(old)
     try:
