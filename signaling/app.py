@@ -99,7 +99,7 @@ async def build_context(settings: Settings) -> Context:
     sessions = SessionRegistry(store, settings.node_id, auth)
     router = None
     if media is not None or store.shared:  # a signaling-only node of a cluster uses the others' media
-        router = MediaRouter(settings, store, directory, signer, media, node_info=lambda: {"sessions": len(sessions)})
+        router = MediaRouter(settings, store, directory, media, node_info=lambda: {"sessions": len(sessions)})
     rooms = RoomHub(store, settings.node_id, router.registry if router else None)
     return Context(settings, store, directory, auth, meetings, scheduler, rooms, sessions, media,
                    recordings=recordings, router=router)

@@ -17,11 +17,6 @@ from aiohttp import web
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
-@lru_cache(maxsize=16)
-def _networks(trusted: tuple[str, ...]) -> tuple[Network, ...]:
-    return tuple(ipaddress.ip_network(item, strict=False) for item in trusted)
-
-
 def parse_networks(trusted: Iterable[str]) -> tuple[Network, ...]:
     """Raises ValueError naming the entry that is not an address or CIDR (settings validation)."""
     out = []
@@ -33,7 +28,13 @@ def parse_networks(trusted: Iterable[str]) -> tuple[Network, ...]:
     return tuple(out)
 
 
-def _is_trusted(address: str, networks: tuple[Network, ...]) -> bool:
+_networks = lru_cache(maxsize=16)(parse_networks)  # per request: the settings' tuple, parsed once
+
+
+def is_trusted(address: str, networks: tuple[Network, ...]) -> bool:
+    """Is ``address`` (text) inside one of ``networks``? False for anything not an IP address."""
+    if not networks:  # no trusted proxies (the usual case): nothing to parse
+        return False
     try:
         ip = ipaddress.ip_address(address)
     except ValueError:
@@ -44,11 +45,11 @@ def _is_trusted(address: str, networks: tuple[Network, ...]) -> bool:
 def client_address(request: web.Request, trusted: Iterable[str]) -> str:
     peer = request.remote or "unknown"
     networks = _networks(tuple(trusted))
-    if not networks or not _is_trusted(peer, networks):
+    if not networks or not is_trusted(peer, networks):
         return peer
     hops = [h.strip() for h in ",".join(request.headers.getall("X-Forwarded-For", [])).split(",") if h.strip()]
     for hop in reversed(hops):
-        if not _is_trusted(hop, networks):
+        if not is_trusted(hop, networks):
             try:
                 return str(ipaddress.ip_address(hop))
             except ValueError:

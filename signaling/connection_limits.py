@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ipaddress
 import logging
 import time
 from typing import Callable
@@ -32,7 +31,7 @@ import msgspec
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 
-from signaling.client_address import client_address, parse_networks
+from signaling.client_address import client_address, is_trusted, parse_networks
 from signaling.errors import ApiError, too_large
 
 log = logging.getLogger("giaoban.limits")
@@ -83,13 +82,7 @@ class AddressLimiter:
         self._logged_at, self._logged_count = -LOG_EVERY_S, 0
 
     def is_proxy(self, address: str) -> bool:
-        if not self._networks:
-            return False
-        try:
-            ip = ipaddress.ip_address(address)
-        except ValueError:
-            return False
-        return any(ip in net for net in self._networks)
+        return is_trusted(address, self._networks)
 
     def acquire(self, address: str) -> bool:
         count = self._open.get(address, 0)

@@ -6,7 +6,7 @@ any other character is refused before the MAC is checked, so a token cannot be a
 second accepted form. The user-token key lives in the state store (collection ``secrets``),
 created once by whichever node starts first, so every signaling node verifies every other node's
 tokens without extra configuration; node-to-node tokens use ``settings.node_key`` instead
-(``node_signer``), so write access to the store does not let anyone mint them.
+(``TokenSigner.for_nodes``), so write access to the store does not let anyone mint them.
 """
 
 from __future__ import annotations
@@ -70,12 +70,6 @@ class TokenSigner:
         self._key = key
         self._clock = clock
         self._kinds = kinds
-
-    def derived(self, purpose: str, kinds: tuple[str, ...]) -> "TokenSigner":
-        """A signer for another audience: its key is derived from this one, so its tokens and the
-        users' tokens never verify for each other."""
-        key = hmac.new(self._key, f"giaoban/{purpose}".encode(), hashlib.sha256).digest()
-        return TokenSigner(key, self._clock, kinds)
 
     @classmethod
     def for_nodes(cls, node_key: str, clock=time.time) -> "TokenSigner":

@@ -68,8 +68,8 @@ def _load(doc: dict[str, Any]) -> tuple:
 
 
 class MediaRouter:
-    def __init__(self, settings: Settings, store: Store, directory: Directory, signer: TokenSigner,
-                 local: Any | None, node_info=None) -> None:
+    def __init__(self, settings: Settings, store: Store, directory: Directory, local: Any | None,
+                 node_info=None) -> None:
         self.settings, self.store, self.directory, self.local = settings, store, directory, local
         self.node_id = settings.node_id
         self.clustered = store.shared
