@@ -25,3 +25,11 @@ async def node(tmp_path):
     n = await start_node(tmp_path / "data")
     yield n
     await n.stop()
+
+
+@pytest.fixture
+async def media_node(tmp_path):
+    """A node with its own media node (media: local)."""
+    n = await start_node(tmp_path / "data", media="local")
+    yield n
+    await n.stop()

@@ -10,18 +10,11 @@ import pytest
 
 from signaling.settings import SettingsError, load_settings
 from tests.fuzz.support import offer_sdp
-from tests.harness import WsClient, start_node
+from tests.harness import WsClient
 
 
 def tracebacks(caplog) -> list[str]:
     return [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR or r.exc_info]
-
-
-@pytest.fixture
-async def media_node(tmp_path):
-    n = await start_node(tmp_path / "data", media="local")
-    yield n
-    await n.stop()
 
 
 async def joined(node, token: str) -> tuple[WsClient, dict]:

@@ -10,7 +10,7 @@ from datetime import datetime, timedelta
 import pytest
 from aiortc import RTCConfiguration, RTCPeerConnection
 
-from tests.harness import VN, WsClient, start_node
+from tests.harness import VN, WsClient
 
 BASE = {"title": "Giao ban", "chair": "hg-meo-vac", "invited": ["tier:commune@hg-meo-vac"], "duration_minutes": 60}
 START = "2030-01-07T08:00"  # a Monday
@@ -129,13 +129,6 @@ async def test_ws_join_with_nul_is_an_error_and_the_connection_lives_on(node, me
     finally:
         await ws.close()
     assert not tracebacks(caplog)
-
-
-@pytest.fixture
-async def media_node(tmp_path):
-    n = await start_node(tmp_path / "data", media="local")
-    yield n
-    await n.stop()
 
 
 async def offer_sdp() -> tuple[RTCPeerConnection, str]:

@@ -13,16 +13,8 @@ import asyncio
 
 import pytest
 
-from tests.harness import start_node
 from tests.mcu.clients import wait_for
 from tests.signaling.test_removal import CHAIR, TARGET, HttpPeer, delete_status, joined, media_peers_of
-
-
-@pytest.fixture
-async def media_node(tmp_path):
-    n = await start_node(tmp_path / "data", media="local")
-    yield n
-    await n.stop()
 
 
 @pytest.mark.parametrize("cancel", ["occurrence", "meeting"])

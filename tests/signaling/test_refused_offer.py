@@ -14,7 +14,7 @@ import asyncio
 import pytest
 
 from tests.fuzz.support import offer_sdp
-from tests.harness import WsClient, start_node
+from tests.harness import WsClient
 from tests.mcu.clients import Client, PatternTrack, ToneTrack, wait_for
 from tests.signaling.test_media_join import WsPeerBridge
 
@@ -47,13 +47,6 @@ class BadOfferFirst(WsPeerBridge):
         self._on_event = on_event
         self._reader = asyncio.create_task(self._read())  # after the refusal: one reader at a time
         return self
-
-
-@pytest.fixture
-async def media_node(tmp_path):
-    n = await start_node(tmp_path / "data", media="local")
-    yield n
-    await n.stop()
 
 
 @pytest.mark.parametrize("case", sorted(BAD_OFFERS))

@@ -29,13 +29,6 @@ CHAIR, TARGET = "hg-ubnd", "hg-meo-vac"
 BRIGHT = 220  # the target's picture; nothing else in the meeting publishes
 
 
-@pytest.fixture
-async def media_node(tmp_path):
-    n = await start_node(tmp_path / "data", media="local")
-    yield n
-    await n.stop()
-
-
 class HttpPeer:
     """A WHIP publisher or a WHEP viewer: a real aiortc peer, offered over HTTP."""
 

@@ -17,18 +17,11 @@ import pytest
 
 from signaling.auth import Authenticator
 from signaling.store import open_store
-from tests.harness import Node, WsClient, start_node
+from tests.harness import Node, WsClient
 from tests.mcu.clients import wait_for
 from tests.signaling.test_removal import TARGET, HttpPeer, delete_status, media_peers_of
 
 TRIES = 3  # the node's own read of the marker may land inside the gap: then try again
-
-
-@pytest.fixture
-async def media_node(tmp_path):
-    n = await start_node(tmp_path / "data", media="local")
-    yield n
-    await n.stop()
 
 
 async def revoke_from_another_process(node: Node, endpoint_id: str) -> None:

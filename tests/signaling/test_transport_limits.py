@@ -88,13 +88,6 @@ async def test_json_body_in_several_segments_is_read_whole(node):
     assert json.loads(answer)["token"]
 
 
-@pytest.fixture
-async def media_node(tmp_path):
-    n = await start_node(tmp_path / "data", media="local")
-    yield n
-    await n.stop()
-
-
 async def test_whep_offer_in_several_segments_gets_a_valid_answer(media_node):
     node = media_node
     meeting = await node.schedule(chair="hg-ubnd", invited=["tier:district"])
