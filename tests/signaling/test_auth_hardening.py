@@ -12,17 +12,10 @@ import hmac
 import json
 
 import pytest
-import redis.asyncio
 
-import signaling.auth
 from signaling import auth as auth_module
+from tests.cluster.helpers import flush
 from tests.harness import ADMIN_PASSWORD, WsClient, start_node
-
-
-async def flush(redis_url: str) -> None:
-    client = redis.asyncio.Redis.from_url(redis_url)
-    await client.flushdb()
-    await client.aclose()
 
 WRONG = {"username": "admin", "password": "wrong password"}
 
@@ -114,13 +107,13 @@ async def test_a_stranger_guessing_a_name_locks_out_only_his_own_address(tmp_pat
 
 async def test_unknown_names_cost_one_scrypt_like_a_wrong_password(node, monkeypatch):
     checks: list[str] = []
-    real = signaling.auth.check_secret
+    real = auth_module.check_secret
 
     def counting(secret: str, stored: str) -> bool:
         checks.append(secret)
         return real(secret, stored)
 
-    monkeypatch.setattr(signaling.auth, "check_secret", counting)
+    monkeypatch.setattr(auth_module, "check_secret", counting)
     cases = [({"username": "nobody", "password": "p1"}, "/api/v1/auth/login"),
              ({"username": "admin", "password": "p2"}, "/api/v1/auth/login"),
              ({"endpoint_id": "no-such-endpoint", "secret": "p3"}, "/api/v1/auth/endpoint"),

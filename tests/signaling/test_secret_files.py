@@ -25,7 +25,7 @@ from aiohttp import web
 from signaling.settings import SettingsError
 from signaling.tokens import TokenSigner
 from tests.harness import HAGIANG, ROOT, free_port, start_node
-from tests.signaling.test_auth_hardening import flush
+from tests.cluster.helpers import flush
 from tests.signaling.test_server_process import start as start_serve
 
 
