@@ -11,12 +11,12 @@ from __future__ import annotations
 import logging
 import re
 import secrets
-
-import msgspec
 from collections.abc import Callable, Iterator, Mapping
 from datetime import datetime, timedelta, timezone
 from functools import lru_cache
 from typing import Any
+
+import msgspec
 
 from endpoints.directory import Directory, Endpoint
 from signaling.meetings import attendance as att
