@@ -10,7 +10,8 @@ one empty datagram from anywhere ends the peer's media (issue #11, item 1).
 RFC 7983 and keeps only what a peer can really send:
 
 * first byte 0-3 (STUN): at least a STUN header; aioice parses it, and a parse error that is
-  not a ``ValueError`` (aioice lets ``struct.error`` out of short attributes) is dropped;
+  not a ``ValueError`` (aioice lets ``struct.error`` out of short attributes) is dropped (one
+  that is, aioice queues for the peer, which aiortc discards: the queue bound below holds it);
 * first byte 20-63 (DTLS) or 128-191 (RTP/RTCP): at least a DTLS record / RTP header, and only
   from the address of a candidate pair (the remote's signalled candidates, or peer-reflexive
   ones it proved with the ICE password); handed to the peer's queue without a STUN parse;
@@ -106,7 +107,9 @@ def _guarded(self: Any, data: bytes, addr: tuple) -> None:
     n = len(data)
     first = data[0] if n else 256
     if first < 4:
-        if n < STUN_HEADER:
+        # what aioice cannot parse as STUN (ValueError) it queues for the peer, from any source:
+        # bounded by QUEUE_LIMIT like everything else
+        if n < STUN_HEADER or self.receiver._queue.qsize() >= QUEUE_LIMIT:
             dropped += 1
             return
         try:

@@ -15,7 +15,9 @@ import asyncio
 import random
 import socket
 import struct
+from types import SimpleNamespace
 
+import aioice.ice
 import pytest
 import uvloop
 
@@ -148,3 +150,17 @@ def test_media_survives_hostile_datagrams(loop: str) -> None:
     run = uvloop.run if loop == "uvloop" else asyncio.run
     run(asyncio.wait_for(scenario(), 60))
     assert udp_guard.dropped > dropped  # the guard, not luck, kept the garbage out
+
+
+@pytest.mark.parametrize("first", [0x00, 0x01, 0x03])
+def test_stun_like_garbage_from_anyone_waits_no_more_than_the_queue_limit(first: int) -> None:
+    """A datagram that starts like STUN but does not parse (length field that lies, unknown
+    method) is handed by aioice to the peer's queue, from any source: it must meet the same
+    bound as everything else, or a flood of it grows that queue without limit."""
+    udp_guard.install()
+    conn = aioice.ice.Connection(ice_controlling=False)
+    protocol = SimpleNamespace(receiver=conn, local_candidate=SimpleNamespace(component=1))
+    garbage = bytes([first, 0x01, 0x00, 0x00]) + bytes(16) + b"lies about its length"
+    for _ in range(udp_guard.QUEUE_LIMIT + 500):
+        aioice.ice.StunProtocol.datagram_received(protocol, garbage, ("203.0.113.9", 9))
+    assert conn._queue.qsize() <= udp_guard.QUEUE_LIMIT
