@@ -202,7 +202,9 @@ class GuardedSite(web.BaseSite):
     def __init__(self, runner: web.AppRunner, host: str | None, port: int, *, backlog: int = 128) -> None:
         check_aiohttp()
         super().__init__(runner, backlog=backlog)
-        self._host, self._port = host, port
+        # kept here rather than read back from BaseSite's private _runner and _backlog
+        self._host, self._port, self._listen_backlog = host, port, backlog
+        self._handler = runner.server  # set by runner.setup(), which BaseSite checked
         self.limiter: AddressLimiter = runner.app[LIMITER]
 
     @property
@@ -211,11 +213,11 @@ class GuardedSite(web.BaseSite):
 
     async def start(self) -> None:
         await super().start()
-        server = self._runner.server
-        assert server is not None, "runner.setup() first"
+        handler = self._handler
+        assert handler is not None, "runner.setup() first"
         loop = asyncio.get_running_loop()
-        self._server = await loop.create_server(lambda: _Guard(server, self.limiter), self._host, self._port,
-                                                backlog=self._backlog, reuse_address=True)
+        self._server = await loop.create_server(lambda: _Guard(handler, self.limiter), self._host, self._port,
+                                                backlog=self._listen_backlog, reuse_address=True)
 
 
 @web.middleware
