@@ -198,15 +198,18 @@ def _caps(ctx, member: HttpMediaMember) -> list[tuple[str, int, str]]:
 async def _reserve(ctx, member: HttpMediaMember) -> None:
     """Hold a place under each cap, or 429 naming the cap. Count and put under the store's lock
     of that cap, so requests racing on any node are admitted in turn up to the cap, never beyond."""
-    for coll, cap, setting in _caps(ctx, member):
-        async with _cap_lock(ctx, coll, member.session_id):
-            held = len(await ctx.store.list_ephemeral(coll))
-            if held >= cap:
-                await _unreserve(ctx, member)  # places already taken under the caps before this one
-                whose = "this token" if ":token:" in coll else f"meeting {member.meeting_id}"
-                raise ApiError("too_many_sessions", f"{whose} already has {held} {member.kind.upper()} sessions, the "
-                               f"most allowed at once (limits.{setting} = {cap}); end one with DELETE first", 429)
-            await _hold(ctx, member, coll)
+    try:
+        for coll, cap, setting in _caps(ctx, member):
+            async with _cap_lock(ctx, coll, member.session_id):
+                held = len(await ctx.store.list_ephemeral(coll))
+                if held >= cap:
+                    whose = "this token" if ":token:" in coll else f"meeting {member.meeting_id}"
+                    raise ApiError("too_many_sessions", f"{whose} already has {held} {member.kind.upper()} sessions, "
+                                   f"the most allowed at once (limits.{setting} = {cap}); end one with DELETE first", 429)
+                await _hold(ctx, member, coll)
+    except BaseException:  # over a cap, a cap's lock busy (503), the store failing: give back what was taken
+        await _unreserve(ctx, member)
+        raise
 
 
 async def _hold(ctx, member: HttpMediaMember, coll: str) -> None:

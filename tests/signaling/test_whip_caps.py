@@ -10,6 +10,7 @@ a refused request leaves nothing behind: no participant, no media peer, no held 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 
 import pytest
 import redis.asyncio
@@ -188,3 +189,17 @@ async def test_the_cap_holds_across_nodes(two_nodes):
     for node in (a, b):
         status, body, _ = await post(node, "whep", meeting["id"], token, sdp)
         assert status == 429 and "whep_sessions_per_token = 4" in body, body
+
+
+async def test_a_session_refused_while_a_cap_is_busy_holds_no_place_under_the_others(media_node):
+    """The per-meeting cap's lock is held elsewhere (another node mid-count, or one that died
+    holding it): the request is refused with 503, and the place it took under the per-token cap
+    first is given back, not held until it expires (PRESENCE_TTL_S)."""
+    node = media_node
+    meeting = await node.schedule(chair="hg-ubnd", invited=["tier:district"])
+    token = await link(node, meeting["id"], "Xem")
+    assert await node.ctx.store.acquire_lock(f"cap:whep-sessions:meeting:{meeting['id']}", "another-node", 30)
+    status, body, _ = await post(node, "whep", meeting["id"], token, await offer("whep"))
+    assert status == 503 and "retry" in body, body
+    fingerprint = hashlib.sha256(token.encode()).hexdigest()[:32]
+    assert await node.ctx.store.list_ephemeral(f"whep-sessions:token:{fingerprint}") == []
