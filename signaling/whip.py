@@ -137,9 +137,13 @@ async def _open(request: web.Request, kind: str) -> web.Response:
     except BaseException:
         await _unreserve(ctx, member)
         raise
-    removed = await _removed_meanwhile(ctx, member)
-    if not await ctx.scheduler.ensure_open(meeting, occurrence):  # registered: a close from here on ends it
-        member.end("meeting closed")
+    try:
+        removed = await _removed_meanwhile(ctx, member)
+        if not await ctx.scheduler.ensure_open(meeting, occurrence):  # registered: a close from here on ends it
+            member.end("meeting closed")
+    except BaseException:  # the store failing: no task will ever release what _start made
+        await asyncio.shield(_release(ctx, member))
+        raise
     if ctx.auth.revoked(ident):  # revoked while it opened (or before, unread yet); as session.py checks
         member.end("revoked: account deleted or secret rotated")
     if removed or member.ended:  # a removal or revocation raced this request

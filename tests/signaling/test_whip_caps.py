@@ -16,6 +16,7 @@ import pytest
 import redis.asyncio
 from aiortc import RTCConfiguration, RTCPeerConnection
 
+from signaling.store.base import StoreError
 from tests.harness import Node, WsClient, start_node
 from tests.mcu.clients import PatternTrack, ToneTrack
 
@@ -203,3 +204,23 @@ async def test_a_session_refused_while_a_cap_is_busy_holds_no_place_under_the_ot
     assert status == 503 and "retry" in body, body
     fingerprint = hashlib.sha256(token.encode()).hexdigest()[:32]
     assert await node.ctx.store.list_ephemeral(f"whep-sessions:token:{fingerprint}") == []
+
+
+async def test_a_session_whose_last_checks_fail_leaves_nothing(media_node, monkeypatch):
+    """The store fails after the peer, the room entry and the places were made (here: opening the
+    occurrence): the client gets a 500, and none of it stays behind, as no task will release it."""
+    node = media_node
+    meeting = await node.schedule(chair="hg-ubnd", invited=["tier:district"])
+    token = await link(node, meeting["id"], "Xem")
+    before = await leftovers(node, meeting["id"])
+
+    async def store_down(*_args):
+        raise StoreError("the store is unreachable")
+
+    monkeypatch.setattr(node.ctx.scheduler, "ensure_open", store_down)
+    status, body, _ = await post(node, "whep", meeting["id"], token, await offer("whep"))
+    assert status >= 500, body
+    assert await leftovers(node, meeting["id"]) == before
+    fingerprint = hashlib.sha256(token.encode()).hexdigest()[:32]
+    assert await node.ctx.store.list_ephemeral(f"whep-sessions:token:{fingerprint}") == []
+    assert not node.ctx.sessions._media  # revocations would still look for it
