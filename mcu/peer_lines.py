@@ -1,7 +1,9 @@
 """What one negotiated m-line of a ``LocalPeer`` becomes: a publisher ``Stream`` (lines the client
 sends), an ``Output`` (lines it receives), and which role an output plays in the meeting.
 
-Pure construction, kept apart from ``mcu.peer``'s negotiation and lifecycle.
+Construction, no I/O, kept apart from ``mcu.peer``'s negotiation and lifecycle. One side effect:
+``role_for_client_mline`` switches a cascade edge's ``media_mode`` to "both" when the edge asks
+for composite lines.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ def role_for_client_mline(peer: "LocalPeer", line: MLine) -> str:
     """The role of a receive line the client offered, from its kind and ``a=content``."""
     roles = list(peer._roles.values())
     if peer.spec.role == CASCADE_ROLE and line.content in CASCADE_CONTENT:
-        if peer.video_codec != "VP8":  # no composite to give (see media_mode in tiers_policy)
+        if peer.video_codec != "VP8":  # no composite to give: it is VP8 only (LocalPeer.__init__)
             return "extra"
         peer.media_mode = "both"  # an edge with MCU-mode subscribers: compose for it too
         return line.content
