@@ -20,6 +20,7 @@ from aiohttp import web
 
 from endpoints.directory import Directory, Endpoint, UnknownEndpointError
 from signaling.errors import rate_limited, unauthorized
+from signaling.settings import Limits
 from signaling.store.base import Store
 from signaling.tokens import Claims, TokenSigner, check_secret, hash_secret, new_secret
 
@@ -28,7 +29,6 @@ MAX_FAILURES = 10  # failed logins per operator or endpoint from one address ...
 NAME_FAILURES = 100  # ... and from all addresses together ...
 FAILURE_WINDOW_S = 300  # ... within this window (from the last failure) before logins are refused
 FAILURES = "login-failures"  # ephemeral counters: "<kind>:<name>" and "address:<client address>"
-DEFAULT_PER_ADDRESS = 50
 WRONG_ENDPOINT = "unknown endpoint id {!r} or wrong secret"  # also for "no credentials yet"
 REVOKED = "this token was revoked (account deleted or secret rotated); log in again"
 REVOCATION_MARKER = ("revocations", "latest")  # changes with every revocation (load_revocations)
@@ -74,9 +74,10 @@ class Authenticator:
     """scrypt runs in threads (hashlib releases the GIL): 200 terminals logging in at 07:50 must
     not stall the event loop for seconds."""
 
-    def __init__(self, store: Store, directory: Directory, signer: TokenSigner, ttl, limits=None) -> None:
+    def __init__(self, store: Store, directory: Directory, signer: TokenSigner, ttl,
+                 limits: Limits | None = None) -> None:
         self.store, self.directory, self.signer, self.ttl = store, directory, signer, ttl
-        self.per_address = getattr(limits, "failed_logins_per_address", DEFAULT_PER_ADDRESS)
+        self.per_address = (limits or Limits()).failed_logins_per_address
         self._revoked: dict[str, float] = {}  # "kind:sub" -> revoked at (unix seconds)
         self._marker: dict | None = None  # REVOCATION_MARKER as last read (load_revocations)
 
