@@ -147,7 +147,9 @@ class SessionRegistry:
 
     async def _revoked(self, event: dict[str, Any]) -> None:
         self.auth.note_revoked(event["key"], event["at"])
-        await self._end_identity(event["key"])
+        # only tokens issued by then: a terminal that logged in again with its new secret before
+        # this event reached this node keeps its new session
+        await self._end_identity(event["key"], issued_by=self.auth.revoked_at(event["key"]))
 
     async def end_revoked(self) -> None:
         """After revocations are reloaded from the store: end the sessions whose token they revoke

@@ -81,3 +81,19 @@ async def test_sessions_opened_in_the_gap_before_a_revocation_is_read_end_within
     finally:
         await pub.close()
         await ws.close()
+
+
+async def test_a_late_revocation_event_spares_a_token_issued_after_it(node):
+    """Another node's revocation event can arrive after the terminal logged in again with its
+    new secret: only tokens issued by the revocation end, not the new session."""
+    await node.endpoint_token(TARGET)  # the secret is issued
+    revoked_at = time.time()
+    await asyncio.sleep(0.01)
+    new = await WsClient.connect(node, await node.endpoint_token(TARGET))  # issued after revoked_at
+    await new.expect("welcome")
+    await node.ctx.sessions.publish_revocation({"type": "revoked", "key": f"endpoint:{TARGET}", "at": revoked_at})
+    await asyncio.sleep(0.3)  # the event is handled
+    await new.send("raise_hand")  # still served: answered, not closed
+    err = await new.expect("error")
+    assert err["code"] == "bad_request" and "join a meeting" in err["message"], err
+    await new.close()
