@@ -76,7 +76,9 @@ async def websocket(request: web.Request) -> web.WebSocketResponse:
     return ws
 
 
-async def build_context(settings: Settings) -> Context:
+async def build_context(settings: Settings, serving: bool = True) -> Context:
+    """``serving=False``: the operator's commands (credentials, operator), which talk to no other
+    node: no media router, so no node key is needed."""
     Path(settings.data_dir).mkdir(parents=True, exist_ok=True)
     directory = load_directory(settings.directory)
     settings.check_against(directory)
@@ -98,7 +100,7 @@ async def build_context(settings: Settings) -> Context:
         recordings.connect_media(media.recording_pipeline, media.recording_release)
     sessions = SessionRegistry(store, settings.node_id, auth)
     router = None
-    if media is not None or store.shared:  # a signaling-only node of a cluster uses the others' media
+    if serving and (media is not None or store.shared):  # a signaling-only node of a cluster uses the others' media
         router = MediaRouter(settings, store, directory, media, node_info=lambda: {"sessions": len(sessions)})
     rooms = RoomHub(store, settings.node_id, router.registry if router else None)
     return Context(settings, store, directory, auth, meetings, scheduler, rooms, sessions, media,

@@ -75,7 +75,7 @@ async def _with_auth(settings, action):
     from signaling.app import build_context
 
     settings.media = "none"
-    ctx = await build_context(settings)
+    ctx = await build_context(settings, serving=False)
     try:
         return await action(ctx)
     finally:

@@ -24,6 +24,7 @@ from aiohttp import web
 
 from signaling.settings import SettingsError
 from signaling.tokens import TokenSigner
+from tests.cluster.helpers import flush
 from tests.harness import HAGIANG, ROOT, free_port, start_node
 from tests.cluster.helpers import flush
 from tests.signaling.test_server_process import start as start_serve
@@ -85,6 +86,13 @@ async def test_a_clustered_node_without_a_node_key_refuses_to_start(tmp_path, re
         await start_node(tmp_path / "b", store=redis_url, node_key="short")
     done = cli(tmp_path / "c", "--store", redis_url, "serve", "--port", str(free_port()), "--media", "none")
     assert done.returncode == 2 and "GIAOBAN_NODE_KEY" in done.stderr, done.stderr
+    # the operator's own commands never talk to other nodes: they need no node key
+    done = cli(tmp_path / "c", "--store", redis_url, "credentials", "hg-meo-vac", "--out", str(tmp_path / "s.csv"))
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "s.csv").read_text().startswith("endpoint_id,name,secret")
+    done = cli(tmp_path / "c", "--store", redis_url, "operator", "ninh", "--password", "mat-khau-dai-9")
+    await flush(redis_url)  # the Redis server is shared by the session: no operator left behind
+    assert done.returncode == 0, done.stderr
 
 
 async def test_node_tokens_made_from_the_store_are_refused(tmp_path, redis_url):
