@@ -76,8 +76,13 @@ class MeetingActions:
             await self.leave_meeting(reason="joined another meeting")
         self.meeting_id, self.occurrence_id, self.role = meeting.id, occurrence.occurrence_id, role
         # from here a meeting_closed reaches this session; the occurrence must be one it can close
-        if not await self.ctx.scheduler.ensure_open(meeting, occurrence):
-            self.meeting_id = self.occurrence_id = self.role = None
+        opened = False
+        try:
+            opened = await self.ctx.scheduler.ensure_open(meeting, occurrence)
+        finally:
+            if not opened:  # not open now, or the store failed: this session has joined nothing
+                self.meeting_id = self.occurrence_id = self.role = None
+        if not opened:
             raise not_found(f"meeting {meeting.id} is not open now; see its schedule")
         self.link = str(self.identity.endpoint.link) if self.identity.endpoint else "fibre"
         self.media_extra = media_extra(meeting, self.link)
