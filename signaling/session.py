@@ -154,11 +154,12 @@ class Session(MeetingActions):
             metrics.AUTH_FAILURES.labels("ws").inc()
             await self.close(WS_CLOSE["unauthorized"], str(exc)[:120])
             return False
-        for old in await self.ctx.sessions.add(self):
-            await old.close(WS_CLOSE["replaced"], "replaced by a newer connection of this endpoint")
+        older = await self.ctx.sessions.add(self)
         if self.ctx.auth.revoked(self.identity):  # revoked while it registered: as whip.py checks
-            await self.close(WS_CLOSE["unauthorized"], REVOKED)
+            await self.close(WS_CLOSE["unauthorized"], REVOKED)  # and it replaces no valid session
             return False
+        for old in older:
+            await old.close(WS_CLOSE["replaced"], "replaced by a newer connection of this endpoint")
         metrics.WS_SESSIONS.inc()
         log.info("session opened", extra=self.log_extra() | {"kind": self.identity.kind, "remote": self.remote})
         await self.deliver(server_msg("welcome", msg.id, session_id=self.session_id, protocol=1,
