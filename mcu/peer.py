@@ -171,8 +171,9 @@ class LocalPeer:
                 continue
             try:
                 result = await op()
-            except asyncio.CancelledError:
-                fut.cancel()
+            except asyncio.CancelledError:  # the peer is closing (a newer peer of its id replaced it)
+                if not fut.done():  # the caller gets an error it can answer with, not a cancellation
+                    fut.set_exception(PeerClosed(f"peer {self.endpoint_id} was closed during this operation"))
                 raise
             except Exception as exc:  # handed to the caller
                 if not fut.done():
