@@ -68,14 +68,27 @@ async def issue_credentials(request: web.Request) -> web.Response:
 
 @routes.post("/api/v1/meetings/{meeting_id}/links")
 async def join_link(request: web.Request) -> web.Response:
-    require_operator(request)
+    me = require_operator(request)
     ctx = ctx_of(request)
     body = await read_body(request, LinkRequest)
     meeting = await ctx.meetings.get(request.match_info["meeting_id"])
     ttl = min(body.ttl_minutes * 60, ctx.settings.tokens.link_max_s)
-    token, claims = ctx.auth.join_link(meeting.id, body.name, body.role, body.endpoint_id, ttl)
+    # the link names its maker: deleting that operator revokes it (signaling.auth.Identity.revocation_keys)
+    token, claims = ctx.auth.join_link(meeting.id, body.name, body.role, body.endpoint_id, ttl, made_by=me.id)
     url = f"{ctx.settings.public_url}/join?token={token}"
     return json_response({"token": token, "url": url, "expires_at": _iso(claims.exp), "role": body.role}, 201)
+
+
+@routes.delete("/api/v1/meetings/{meeting_id}/links")
+async def revoke_links(request: web.Request) -> web.Response:
+    """Every join link of the meeting issued so far stops working, and its sessions (WebSocket,
+    WHIP, WHEP) end on every node: a leaked link, a guest list redone. Links made after this work."""
+    require_operator(request)
+    ctx = ctx_of(request)
+    meeting = await ctx.meetings.get(request.match_info["meeting_id"])  # unknown id: 404, nothing stored
+    event = await ctx.auth.revoke("links", meeting.id)
+    await ctx.sessions.publish_revocation(event)
+    return json_response({"meeting_id": meeting.id, "links_revoked_before": _iso(event["at"])})
 
 
 @routes.get("/api/v1/me")

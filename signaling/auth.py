@@ -30,7 +30,8 @@ NAME_FAILURES = 100  # ... and from all addresses together ...
 FAILURE_WINDOW_S = 300  # ... within this window (from the last failure) before logins are refused
 FAILURES = "login-failures"  # ephemeral counters: "<kind>:<name>" and "address:<client address>"
 WRONG_ENDPOINT = "unknown endpoint id {!r} or wrong secret"  # also for "no credentials yet"
-REVOKED = "this token was revoked (account deleted or secret rotated); log in again"
+REVOKED = ("this token was revoked (account deleted, secret rotated or the meeting's links withdrawn); "
+           "log in again or ask the operator for a new link")
 REVOCATION_MARKER = ("revocations", "latest")  # changes with every revocation (load_revocations)
 
 
@@ -56,10 +57,27 @@ class Identity:
     meeting: str | None = None  # links: the only meeting they may join
     role: str | None = None  # links: the role granted by the link
     issued_at: float = 0.0  # its token's iat: a revocation at or after it ends the identity's sessions
+    made_by: str | None = None  # links: the operator who made it (None: a link from before #11)
 
     @property
     def endpoint_id(self) -> str:
         return self.endpoint.id if self.endpoint else self.id
+
+    def revocation_keys(self) -> tuple[str, ...]:
+        """Every revocation key that ends this identity's token: its own ``kind:id``; for a link
+        also its meeting's ``links:<meeting>`` (DELETE /api/v1/meetings/{id}/links) and, when the
+        link names its maker, the maker's ``operator:<name>`` (deleted) and the ``endpoint:<id>``
+        it speaks for (secret rotated). Links from before the ``by`` claim keep their old keys
+        for those two: a rotation or deletion must not end links nobody tied to it when issued."""
+        keys = [f"{self.kind}:{self.id}"]
+        if self.kind == "link":
+            if self.meeting:
+                keys.append(f"links:{self.meeting}")
+            if self.made_by:
+                keys.append(f"operator:{self.made_by}")
+                if self.endpoint is not None:
+                    keys.append(f"endpoint:{self.endpoint.id}")
+        return tuple(keys)
 
     def to_dict(self) -> dict:
         out = {"kind": self.kind, "id": self.id, "name": self.name}
@@ -171,14 +189,19 @@ class Authenticator:
         await self.store.put("credentials", ep.credential, {"endpoint": ep.id, "hash": await asyncio.to_thread(hash_secret, secret), "issued": time.time()})
         return secret
 
-    def join_link(self, meeting_id: str, name: str, role: str, endpoint_id: str | None, ttl_s: int) -> tuple[str, Claims]:
+    def join_link(self, meeting_id: str, name: str, role: str, endpoint_id: str | None, ttl_s: int,
+                  made_by: str | None = None) -> tuple[str, Claims]:
+        """``made_by``: the operator making it; deleting that operator revokes the link."""
         if endpoint_id is not None:
             self.directory.get(endpoint_id)  # unknown ids are refused before anything is signed
         sub = endpoint_id or f"guest:{name}"
-        return self.signer.issue("link", sub, ttl_s, name=name, meeting=meeting_id, role=role, endpoint=endpoint_id)
+        return self.signer.issue("link", sub, ttl_s, name=name, meeting=meeting_id, role=role, endpoint=endpoint_id,
+                                 by=made_by)
 
     # --- verification ---------------------------------------------------------------------------
     # --- revocation: deleting an operator or rotating an endpoint secret ends its sessions ----
+    # (and those of the links it made or that speak for it; an operator can also revoke every
+    # link of one meeting: key ``links:<meeting id>``, Identity.revocation_keys)
     # Other processes (the ``giaoban credentials`` CLI on a SQLite node) revoke too, and only the
     # store tells this node. Every revocation rewrites one marker document after its entry, with a
     # fresh nonce, so a node polls one small document every tick and reads the whole collection
@@ -203,15 +226,20 @@ class Authenticator:
         and again once its session is registered (WebSocket, WHIP/WHEP): a revocation noted in
         between would otherwise miss it, as would one another process wrote (the CLI) that this
         node reads a moment later, for a session opened after it with a token issued before."""
-        at = self._revoked.get(f"{identity.kind}:{identity.id}")
-        return at is not None and identity.issued_at <= at
+        return any(self.revokes(key, identity) for key in identity.revocation_keys())
+
+    def revokes(self, key: str, identity: Identity) -> bool:
+        """Does the revocation of ``key`` noted here end this identity's token (issued by then)?"""
+        at = self._revoked.get(key)
+        return at is not None and key in identity.revocation_keys() and identity.issued_at <= at
 
     def note_revoked(self, key: str, at: float) -> None:
         """Called on every node (through the events channel) when a subject is revoked."""
         self._revoked[key] = max(at, self._revoked.get(key, 0.0))
 
     async def revoke(self, kind: str, sub: str) -> dict:
-        """Tokens of ``kind:sub`` issued before now stop working on every node."""
+        """Tokens of ``kind:sub`` issued before now stop working on every node (``kind`` may also
+        be ``links``, ``sub`` a meeting id: every join link of that meeting issued so far)."""
         event = {"type": "revoked", "key": f"{kind}:{sub}", "at": time.time()}
         await self.store.put("revoked", event["key"], {"at": event["at"]})
         await self.store.put(*REVOCATION_MARKER, {"at": event["at"], "nonce": secrets.token_hex(8)})  # after it
@@ -228,7 +256,7 @@ class Authenticator:
             except UnknownEndpointError:
                 raise unauthorized(f"endpoint {ep_id!r} of this token is no longer in the directory") from None
         ident = Identity(claims.kind, claims.sub, claims.name or claims.sub, endpoint, claims.meeting, claims.role,
-                         issued_at=claims.iat or 0.0)
+                         issued_at=claims.iat or 0.0, made_by=claims.by if claims.kind == "link" else None)
         if self.revoked(ident):
             raise unauthorized(REVOKED)
         return ident

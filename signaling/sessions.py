@@ -1,8 +1,9 @@
 """Sessions connected to this node, by endpoint; presence; meeting-opened notifications.
 
 WebSocket sessions register with ``add``; WHIP/WHEP sessions (signaling.whip) with ``add_media``,
-so that a revocation (operator deleted, endpoint secret rotated), which reaches every node on the
-events channel, ends all three kinds and takes the floor from the revoked identity.
+so that a revocation (operator deleted, endpoint secret rotated, a meeting's links withdrawn), which
+reaches every node on the events channel, ends all three kinds, for the identity and the join links
+it made or that speak for it, and takes the floor from it.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from signaling.errors import WS_CLOSE
@@ -148,29 +150,25 @@ class SessionRegistry:
     async def _revoked(self, event: dict[str, Any]) -> None:
         self.auth.note_revoked(event["key"], event["at"])
         # only tokens issued by then: a terminal that logged in again with its new secret before
-        # this event reached this node keeps its new session
-        await self._end_identity(event["key"], issued_by=self.auth.revoked_at(event["key"]))
+        # this event reached this node keeps its new session. A key names an identity, or the
+        # links it made or that speak for it, or a meeting's links (Identity.revocation_keys)
+        await self._end_where(lambda ident, key=event["key"]: self.auth.revokes(key, ident))
 
     async def end_revoked(self) -> None:
         """After revocations are reloaded from the store: end the sessions whose token they revoke
         (issued before; a session opened after a revocation that this node had not read yet is one
         of them). The CLI's rotations reach a SQLite node only this way (its events are in-process)."""
-        keys = {_key(s.identity) for s in self.all() if s.identity is not None and self.auth.revoked(s.identity)}
-        keys |= {m.identity_key for m in list(self._media.values()) if self.auth.revoked(m.identity)}
-        for key in keys:
-            await self._end_identity(key, issued_by=self.auth.revoked_at(key))
+        await self._end_where(self.auth.revoked)
 
-    async def _end_identity(self, key: str, issued_by: float | None = None) -> None:
-        """End the identity's sessions on this node (those whose token was issued by ``issued_by``,
-        if given), media first, and take the floor from it in each room it is in. Closes run as
-        tasks: one client slow to answer its close must not hold up the events channel."""
-        reason = "revoked: account deleted or secret rotated"
-        limit = float("inf") if issued_by is None else issued_by
-        members = [m for m in list(self._media.values()) if m.identity_key == key and m.identity.issued_at <= limit]
+    async def _end_where(self, revoked: Callable[[Any], bool]) -> None:
+        """End this node's sessions whose identity ``revoked`` names, media first, and take the
+        floor from each in its room. Closes run as tasks: one client slow to answer its close
+        must not hold up the events channel."""
+        reason = "revoked: account deleted, secret rotated or links withdrawn"
+        members = [m for m in list(self._media.values()) if revoked(m.identity)]
         for member in members:
             member.end(reason, drop_floor=True)
-        sessions = [s for s in self.all() if s.identity is not None and _key(s.identity) == key
-                    and s.identity.issued_at <= limit and s not in self._revoking]
+        sessions = [s for s in self.all() if s.identity is not None and s not in self._revoking and revoked(s.identity)]
         rooms = {(s.occurrence_id, s.meeting_id, s.identity.endpoint_id) for s in sessions if s.occurrence_id}
         for session in sessions:  # closing the socket ends its reader: the session leaves, media first
             self._revoking.add(session)
@@ -192,7 +190,3 @@ class SessionRegistry:
         for session in self.all():
             await session.close(1001, "server shutting down")
 
-
-def _key(identity) -> str:
-    """How revocations name an identity."""
-    return f"{identity.kind}:{identity.id}"

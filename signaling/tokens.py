@@ -58,6 +58,7 @@ class Claims:
     role: str | None = None  # links only: chair | participant | viewer
     endpoint: str | None = None  # links only: the endpoint a leader's laptop speaks for
     iat: float | None = None  # issued at (unix seconds): tokens issued before a revocation fail
+    by: str | None = None  # links only: the operator who made it (its deletion revokes the link)
 
     def to_dict(self) -> dict:
         return {k: v for k, v in self.__dict__.items() if v is not None}
