@@ -15,8 +15,19 @@ import time
 
 from tests.harness import Node, WsClient
 from tests.mcu.clients import wait_for
-from tests.signaling.test_removal import CHAIR, TARGET, HttpPeer, act, delete_status, joined, media_floor, media_peers_of
+from tests.signaling import test_removal
+from tests.signaling.test_removal import (
+    CHAIR,
+    TARGET,
+    HttpPeer,
+    act,
+    delete_status,
+    joined,
+    media_floor,
+    media_peers_of,
+)
 
+two_media_nodes = test_removal.two_media_nodes  # the fixture: two nodes sharing Redis, media on a
 WITHIN = 1.0  # s: a revoked link's sessions end and its floor clears within this
 WATCHER = "hg-tp-ha-giang"  # a room terminal watching the meeting with its own token (WHEP)
 
@@ -191,3 +202,19 @@ async def test_links_issued_before_the_by_claim_keep_working_until_their_meeting
     status, _ = await node.call("DELETE", f"/api/v1/meetings/{meeting['id']}/links")
     assert status == 200
     assert await logs_in(node, old) == 401
+
+
+async def test_revoking_a_meetings_links_ends_their_sessions_on_another_node(two_media_nodes):
+    """The revocation is published on the events channel: node b ends the link's session at once."""
+    a, b = two_media_nodes
+    meeting = await a.schedule(chair=CHAIR, invited=["tier:district"])
+    guest = await joined(b, await make_link(a, meeting["id"], "participant"), meeting["id"])
+    try:
+        status, _ = await a.call("DELETE", f"/api/v1/meetings/{meeting['id']}/links")
+        assert status == 200
+        t0 = time.monotonic()
+        code, _ = await asyncio.wait_for(guest.closed(), 5)
+        ended_s = time.monotonic() - t0
+        assert code == 4401 and ended_s < WITHIN, f"closed with {code} after {ended_s:.2f} s"
+    finally:
+        await guest.close()
