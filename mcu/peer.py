@@ -43,6 +43,10 @@ if TYPE_CHECKING:
 log = logging.getLogger("mcu.peer")
 
 OPS_QUEUE_SIZE = 32
+# A peer whose connection is not up this long after it was made never will be (an offer with no
+# usable candidates, a client that vanished before ICE): closed, so that it holds no place under
+# the session caps, no participant entry and no encoder (ICE through TURN on 3G takes seconds)
+CONNECT_TIMEOUT_S = 30.0
 
 class PeerError(MediaError):
     """A request on a media peer that cannot be served (maps to a client error)."""
@@ -110,6 +114,7 @@ class LocalPeer:
         self.congested = False  # set by the meeting from RTCP receiver reports
         self.dropped_notifications = 0
         self._close_task: asyncio.Task | None = None
+        self._connect_deadline = asyncio.get_running_loop().call_later(CONNECT_TIMEOUT_S, self._check_connected)
 
     # -- MediaPeer API ---------------------------------------------------------------------
 
@@ -358,12 +363,19 @@ class LocalPeer:
         if self.pc.connectionState in ("failed", "closed"):
             self._schedule_close()
 
+    def _check_connected(self) -> None:
+        if not self.closed and self.pc.connectionState != "connected":
+            log.info("peer %s not connected %.0f s after it was made (%s); closing it", self.endpoint_id,
+                     CONNECT_TIMEOUT_S, self.pc.connectionState)
+            self._schedule_close()
+
     def _schedule_close(self) -> None:
         if self._close_task is None and not self.closed:
             self._close_task = asyncio.get_running_loop().create_task(self._close())
 
     async def _close(self) -> None:
         self.closed = True
+        self._connect_deadline.cancel()
         self.meeting.remove_peer(self)
         for out in self.outputs.values():
             self.meeting.router.release(out)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import re
 
 import pytest
 import redis.asyncio
@@ -18,7 +19,7 @@ from aiortc import RTCConfiguration, RTCPeerConnection
 
 from signaling.store.base import StoreError
 from tests.harness import Node, WsClient, start_node
-from tests.mcu.clients import PatternTrack, ToneTrack
+from tests.mcu.clients import PatternTrack, ToneTrack, wait_for
 
 CAPS = {"whip_sessions_per_token": 2, "whep_sessions_per_token": 4, "whip_sessions_per_meeting": 3,
         "whep_sessions_per_meeting": 6}
@@ -88,6 +89,8 @@ async def test_offers_without_usable_media_are_refused_and_leave_nothing(media_n
         (good.replace("a=ice-ufrag", "a=x-ufrag"), "ICE credentials"),
         (good.replace("a=fingerprint", "a=x-fingerprint"), "DTLS fingerprint"),
         (await offer("whep" if kind == "whip" else "whip"), "recvonly" if kind == "whip" else "sendonly"),
+        ("".join(line + "\r\n" for line in good.splitlines() if not line.startswith("a=candidate:")),
+         "no ICE candidates"),  # a trickle-ICE client: it could never connect here (no PATCH)
     ]
     for sdp, reason in cases:
         status, body, _ = await post(node, kind, meeting["id"], token, sdp)
@@ -224,3 +227,37 @@ async def test_a_session_whose_last_checks_fail_leaves_nothing(media_node, monke
     fingerprint = hashlib.sha256(token.encode()).hexdigest()[:32]
     assert await node.ctx.store.list_ephemeral(f"whep-sessions:token:{fingerprint}") == []
     assert not node.ctx.sessions._media  # revocations would still look for it
+
+
+@pytest.mark.parametrize("kind", ["whip", "whep"])
+async def test_a_session_that_never_connects_ends_and_frees_its_place(media_node, monkeypatch, kind):
+    """Candidates nobody answers at (a client that vanished before ICE): before, such a session
+    held its place under the caps, its participant entry and its media peer for good."""
+    monkeypatch.setattr("mcu.peer.CONNECT_TIMEOUT_S", 1.5)
+    node = media_node
+    meeting = await node.schedule(chair="hg-ubnd", invited=["tier:district"])
+    token = await link(node, meeting["id"], "OBS", "participant")
+    dead = re.sub(r"(a=candidate:\S+ \d+ udp \d+ 127\.0\.0\.1) \d+", r"\1 9", await offer(kind))  # discard port
+    assert " 9 typ host" in dead
+    cap = CAPS[f"{kind}_sessions_per_token"]
+    locations = []
+    for _ in range(cap):
+        status, body, location = await post(node, kind, meeting["id"], token, dead)
+        assert status == 201, body
+        locations.append(location)
+    assert (await post(node, kind, meeting["id"], token, dead))[0] == 429
+    assert await wait_for(lambda: not node.ctx.media.peers, timeout=10), "the peers never closed"
+    assert await wait_for_async(lambda: leftovers(node, meeting["id"]), {"participants": 0, "peers": 0, "sessions": 0})
+    for location in locations:
+        async with node.http.delete(node.url + location, headers={"Authorization": f"Bearer {token}"}) as r:
+            assert r.status == 404
+    status, body, _ = await post(node, kind, meeting["id"], token, await offer(kind))  # its places are free
+    assert status == 201, body
+
+
+async def wait_for_async(read, want, timeout: float = 10.0) -> bool:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while (got := await read()) != want:
+        assert asyncio.get_running_loop().time() < deadline, got
+        await asyncio.sleep(0.1)
+    return True
