@@ -62,9 +62,20 @@ async def error_middleware(request: web.Request, handler) -> web.StreamResponse:
         resp = error_response(err)
     if request.method in ("POST", "PATCH", "DELETE") and resp.status < 300 and route not in UNAUDITED:
         await _audit(request, route)
+    _skip_unread_encoded_body(request, resp)
     metrics.HTTP_REQUESTS.labels(route, str(resp.status)).inc()
     metrics.HTTP_LATENCY.labels(route).observe(time.perf_counter() - started)
     return resp
+
+
+def _skip_unread_encoded_body(request: web.Request, resp: web.StreamResponse) -> None:
+    """A compressed body the route never read (refused before reading, or a route without one):
+    aiohttp would read it after the answer to reuse the connection, fail to decode garbage and
+    log a traceback. Close the connection after the answer instead; nothing else needs it."""
+    encoding = request.headers.get("Content-Encoding", "identity").strip().lower()
+    if encoding not in ("", "identity") and request.body_exists and not request.content.is_eof():
+        request.content.feed_eof()
+        resp.force_close()
 
 
 UNAUDITED = {"/api/v1/auth/login", "/api/v1/auth/endpoint", "/api/v1/directory/select"}  # not changes
