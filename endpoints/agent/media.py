@@ -58,6 +58,7 @@ class MeetingPeer:
         self.state = "new"
         self._lock = asyncio.Lock()
         self._answer: asyncio.Future | None = None
+        self._answer_applied = asyncio.Event()  # our own offer is settled: server offers may follow
         self._relay = MediaRelay()
         self._recorders: list[MediaRecorder] = []
         self._tasks: set[asyncio.Task] = set()
@@ -79,13 +80,16 @@ class MeetingPeer:
             self._answer = asyncio.get_running_loop().create_future()
             await self.send("offer", sdp=self.pc.localDescription.sdp)
         try:
-            sdp = await asyncio.wait_for(self._answer, self.answer_timeout_s)
-        except asyncio.TimeoutError:
-            raise MediaError(f"no answer from the media node within {self.answer_timeout_s:g} s") from None
-        async with self._lock:
-            if self._closed:
-                return
-            await self.pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="answer"))
+            try:
+                sdp = await asyncio.wait_for(self._answer, self.answer_timeout_s)
+            except asyncio.TimeoutError:
+                raise MediaError(f"no answer from the media node within {self.answer_timeout_s:g} s") from None
+            async with self._lock:
+                if self._closed:
+                    return
+                await self.pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="answer"))
+        finally:  # applied, refused or timed out: a server offer waiting behind it goes on
+            self._answer_applied.set()
 
     def on_answer(self, sdp: str) -> None:
         if self._answer is not None and not self._answer.done():
@@ -97,7 +101,12 @@ class MeetingPeer:
             self._answer.set_exception(MediaError(message))
 
     async def on_offer(self, sdp: str) -> None:
-        """A server-made offer (renegotiation): apply it and answer."""
+        """A server-made offer (renegotiation): apply it and answer. The server may send it right
+        behind its answer to our offer: that answer is applied first."""
+        try:
+            await asyncio.wait_for(self._answer_applied.wait(), self.answer_timeout_s)
+        except asyncio.TimeoutError:
+            raise MediaError("a server offer came before the answer to ours was applied") from None
         async with self._lock:
             if self._closed:
                 return
