@@ -32,7 +32,7 @@ from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 
 from signaling.client_address import client_address, is_trusted, parse_networks
-from signaling.errors import ApiError, too_large
+from signaling.errors import rate_limited, timed_out, too_large, unreadable_body
 
 log = logging.getLogger("giaoban.limits")
 LOG_EVERY_S = 10.0
@@ -56,15 +56,14 @@ async def read_bounded(request: web.Request, limit: int, timeout: float) -> byte
                 if size > limit:
                     raise too_large(f"request body exceeds {limit} bytes")
     except TimeoutError:
-        raise ApiError("timeout", f"the request body did not arrive within {timeout:g} s "
-                                  f"({size} bytes received)", 408) from None
+        raise timed_out(f"the request body did not arrive within {timeout:g} s ({size} bytes received)") from None
     except (web.RequestPayloadError, HttpProcessingError) as exc:  # e.g. Content-Encoding: gzip, not gzip
         # the rest of the body cannot be parsed either: close after the answer, and let aiohttp
         # not read on (its lingering read would raise again and log a traceback)
         request.content.feed_eof()
         encoding = request.headers.get("Content-Encoding")
         how = f" as Content-Encoding {encoding!r}" if encoding else ""
-        raise ApiError("bad_request", f"the request body cannot be read{how}: {exc}", 400, close=True) from None
+        raise unreadable_body(f"the request body cannot be read{how}: {exc}") from None
     return b"".join(chunks)
 
 
@@ -230,7 +229,7 @@ async def proxy_client_limit(request: web.Request, handler) -> web.StreamRespons
     if address == request.remote:  # the proxy itself (or a malformed hop): its own traffic
         return await handler(request)
     if not limiter.acquire(address):
-        raise ApiError("rate_limited", f"too many open connections from this address (limit {limiter.per_address})", 429)
+        raise rate_limited(f"too many open connections from this address (limit {limiter.per_address})")
     try:
         return await handler(request)
     finally:

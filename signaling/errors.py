@@ -54,6 +54,15 @@ def conflict(message: str) -> ApiError:
     return ApiError("conflict", message, 409)
 
 
+def timed_out(message: str) -> ApiError:
+    return ApiError("timeout", message, 408)
+
+
+def unreadable_body(message: str) -> ApiError:
+    """400, and the connection closes after it: the rest of the request cannot be parsed."""
+    return ApiError("bad_request", message, 400, close=True)
+
+
 def too_large(message: str) -> ApiError:
     return ApiError("too_large", message, 413)
 
@@ -62,8 +71,16 @@ def rate_limited(message: str) -> ApiError:
     return ApiError("rate_limited", message, 429)
 
 
+def too_many_sessions(message: str) -> ApiError:
+    return ApiError("too_many_sessions", message, 429)
+
+
 def unavailable(message: str) -> ApiError:
     return ApiError("unavailable", message, 503)
+
+
+def busy(message: str) -> ApiError:
+    return ApiError("busy", message, 503)
 
 
 def classify(exc: BaseException) -> ApiError | None:

@@ -15,7 +15,7 @@ from aiohttp import WSMsgType, web
 from signaling import metrics
 from signaling.auth import REVOKED, Identity
 from signaling.context import Context
-from signaling.errors import WS_CLOSE, ApiError, classify, too_large
+from signaling.errors import WS_CLOSE, ApiError, classify, rate_limited, too_large
 from signaling.meeting_actions import MeetingActions
 from signaling.protocol import Hello, Ping, PolicyViolation, ProtocolError, decode, encode, error_msg, server_msg
 from signaling.store.base import StoreError
@@ -179,7 +179,7 @@ class Session(MeetingActions):
                 await self._violation(too_large(f"message of {len(raw.data.encode())} bytes exceeds the limit of {limit} bytes"))
                 continue
             if not self._bucket.take():
-                await self._violation(ApiError("rate_limited", "too many messages; slow down", 429))
+                await self._violation(rate_limited("too many messages; slow down"))
                 continue
             try:
                 msg = decode(raw.data, self.ctx.settings.limits.ws_max_json_depth)
@@ -193,7 +193,7 @@ class Session(MeetingActions):
             try:
                 self._inbox.put_nowait(msg)
             except asyncio.QueueFull:
-                await self._violation(ApiError("rate_limited", "too many requests in flight", 429), msg.id)
+                await self._violation(rate_limited("too many requests in flight"), msg.id)
 
     async def _refuse(self, exc: PolicyViolation) -> None:
         """A message no client sends by mistake: say why, log one line, close with 1008."""

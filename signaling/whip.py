@@ -30,7 +30,7 @@ from typing import Any
 from aiohttp import web
 
 from signaling.auth import Identity
-from signaling.errors import ApiError, bad_request, forbidden, not_found, unavailable
+from signaling.errors import ApiError, bad_request, busy, forbidden, not_found, too_many_sessions, unavailable
 from signaling.http import CTX, ctx_of, identity, read_raw
 from signaling.meeting_actions import release_floor
 from signaling.offer_check import check_offer
@@ -208,8 +208,8 @@ async def _reserve(ctx, member: HttpMediaMember) -> None:
                 held = len(await ctx.store.list_ephemeral(coll))
                 if held >= cap:
                     whose = "this token" if ":token:" in coll else f"meeting {member.meeting_id}"
-                    raise ApiError("too_many_sessions", f"{whose} already has {held} {member.kind.upper()} sessions, "
-                                   f"the most allowed at once (limits.{setting} = {cap}); end one with DELETE first", 429)
+                    raise too_many_sessions(f"{whose} already has {held} {member.kind.upper()} sessions, the most "
+                                            f"allowed at once (limits.{setting} = {cap}); end one with DELETE first")
                 await _hold(ctx, member, coll)
     except BaseException:  # over a cap, a cap's lock busy (503), the store failing: give back what was taken
         await _unreserve(ctx, member)
@@ -235,7 +235,7 @@ async def _cap_lock(ctx, coll: str, owner: str):
             break
         await asyncio.sleep(random.uniform(0.005, 0.03))
     else:
-        raise ApiError("busy", "too many WHIP/WHEP requests at this moment; retry in a few seconds", 503)
+        raise busy("too many WHIP/WHEP requests at this moment; retry in a few seconds")
     try:
         yield
     finally:
