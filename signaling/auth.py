@@ -9,6 +9,7 @@ rotating a secret never touches the directory file). Leaders' laptops use signed
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import logging
 import os
@@ -27,6 +28,7 @@ from signaling.tokens import Claims, TokenSigner, check_secret, hash_secret, new
 log = logging.getLogger("giaoban.auth")
 MAX_FAILURES = 10  # failed logins per operator or endpoint from one address ...
 NAME_FAILURES = 100  # ... and from all addresses together ...
+ADDRESS_CONCURRENCY = 8  # login checks at once from one client address on one node (see _begin)
 FAILURE_WINDOW_S = 300  # ... within this window (from the last failure) before logins are refused
 FAILURES = "login-failures"  # ephemeral counters: "<kind>:<name>" and "address:<client address>"
 WRONG_ENDPOINT = "unknown endpoint id {!r} or wrong secret"  # also for "no credentials yet"
@@ -88,6 +90,28 @@ class Identity:
         return out
 
 
+class AddressGates:
+    """One semaphore per client address with logins in progress; forgotten when none is."""
+
+    def __init__(self, concurrency: int) -> None:
+        self.concurrency = concurrency
+        self._gates: dict[str, tuple[asyncio.Semaphore, int]] = {}
+
+    @contextlib.asynccontextmanager
+    async def hold(self, address: str):
+        gate, users = self._gates.get(address) or (asyncio.Semaphore(self.concurrency), 0)
+        self._gates[address] = (gate, users + 1)
+        try:
+            async with gate:
+                yield
+        finally:
+            gate, users = self._gates[address]
+            if users == 1:
+                del self._gates[address]
+            else:
+                self._gates[address] = (gate, users - 1)
+
+
 class Authenticator:
     """scrypt runs in threads (hashlib releases the GIL): 200 terminals logging in at 07:50 must
     not stall the event loop for seconds."""
@@ -98,6 +122,7 @@ class Authenticator:
         self.per_address = (limits or Limits()).failed_logins_per_address
         self._revoked: dict[str, float] = {}  # "kind:sub" -> revoked at (unix seconds)
         self._marker: dict | None = None  # REVOCATION_MARKER as last read (load_revocations)
+        self._address_gates = AddressGates(ADDRESS_CONCURRENCY)
 
     # --- bootstrap ---------------------------------------------------------------------------
     async def ensure_admin(self, password: str, data_dir) -> str | None:
@@ -122,17 +147,21 @@ class Authenticator:
         await self.store.put("operators", username, {"name": name or username, "hash": await asyncio.to_thread(hash_secret, password), "created": time.time()})
 
     # --- logins -------------------------------------------------------------------------------
-    # Each attempt takes a slot in three atomic store counters *before* its secret is checked,
-    # and a success gives them back, so parallel guessing gets no more checks than serial:
-    #   "address:<addr>"      failed_logins_per_address, across names (one prober, many names);
+    # Login checks from one client address run ADDRESS_CONCURRENCY at a time on a node (the rest
+    # queue: scrypt has no more threads anyway), and each reads the address's failure count first:
+    # a burst of guesses at many names gets at most failed_logins_per_address + ADDRESS_CONCURRENCY
+    # checks, while 200 terminals behind one NAT logging in at 07:50 all get in.
+    # Per name, each attempt takes a slot in an atomic store counter *before* its secret is
+    # checked, and a success gives it back, so parallel guessing gets no more checks than serial:
     #   "<kind>:<name>@<addr>" MAX_FAILURES for one name from one address: a stranger who
     #                          guesses 'admin' locks out only himself, not the province's admin;
     #   "<kind>:<name>"       NAME_FAILURES from every address together (distributed guessing).
     async def _begin(self, subject: str, address: str) -> list[str]:
         wait = f"wait {FAILURE_WINDOW_S // 60} minutes or ask the operator"
+        if await self._count(f"address:{address}") >= self.per_address:
+            raise rate_limited(f"too many failed logins from {address}; {wait}")
         name = subject.split(":", 1)[1]
-        counters = [(f"address:{address}", self.per_address, f"too many failed logins from {address}; {wait}"),
-                    (f"{subject}@{address}", MAX_FAILURES, f"too many failed logins for {name!r} from {address}; {wait}"),
+        counters = [(f"{subject}@{address}", MAX_FAILURES, f"too many failed logins for {name!r} from {address}; {wait}"),
                     (subject, NAME_FAILURES, f"too many failed logins for {name!r}; {wait}")]
         taken: list[str] = []
         for key, limit, message in counters:
@@ -156,18 +185,22 @@ class Authenticator:
         doc = await self.store.get_ephemeral(FAILURES, key)
         return doc.get("count", 0) if doc else 0
 
-    async def _check(self, slots: list[str], secret: str, doc: dict | None) -> bool:
-        """scrypt against the stored hash, or a dummy one when there is none; a success frees its slots."""
+    async def _check(self, slots: list[str], address: str, secret: str, doc: dict | None) -> bool:
+        """scrypt against the stored hash, or a dummy one when there is none; a success frees its
+        slots, a failure counts against the address."""
         ok = await asyncio.to_thread(_verify, secret, doc)
         if ok:
             await self._give_back(slots)
+        else:
+            await self.store.incr_ephemeral(FAILURES, f"address:{address}", FAILURE_WINDOW_S)
         return ok
 
     async def login_operator(self, username: str, password: str, address: str = "unknown") -> tuple[str, Claims]:
-        slots = await self._begin(f"operator:{username}", address)
-        doc = await self.store.get("operators", username)
-        if not await self._check(slots, password, doc):
-            raise unauthorized("wrong operator username or password")
+        async with self._address_gates.hold(address):
+            slots = await self._begin(f"operator:{username}", address)
+            doc = await self.store.get("operators", username)
+            if not await self._check(slots, address, password, doc):
+                raise unauthorized("wrong operator username or password")
         return self.signer.issue("operator", username, self.ttl.operator_s, name=doc.get("name", username))
 
     async def login_endpoint(self, endpoint_id: str, secret: str, address: str = "unknown") -> tuple[str, Claims]:
@@ -176,10 +209,11 @@ class Authenticator:
             ep: Endpoint | None = self.directory.get(endpoint_id)
         except UnknownEndpointError:
             ep = None
-        slots = await self._begin(f"endpoint:{ep.id if ep else endpoint_id}", address)
-        doc = await self.store.get("credentials", ep.credential) if ep else None
-        if not await self._check(slots, secret, doc) or ep is None:
-            raise unauthorized(WRONG_ENDPOINT.format(endpoint_id))
+        async with self._address_gates.hold(address):
+            slots = await self._begin(f"endpoint:{ep.id if ep else endpoint_id}", address)
+            doc = await self.store.get("credentials", ep.credential) if ep else None
+            if not await self._check(slots, address, secret, doc) or ep is None:
+                raise unauthorized(WRONG_ENDPOINT.format(endpoint_id))
         return self.signer.issue("endpoint", ep.id, self.ttl.endpoint_s, name=ep.name)
 
     async def issue_credentials(self, endpoint_id: str) -> str:
