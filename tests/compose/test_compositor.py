@@ -138,7 +138,7 @@ async def test_clock_runs_at_fps_and_stop_is_idempotent(clips):
     assert comp.stats.lag_count > 0 and 0 <= comp.stats.lag_mean <= comp.stats.lag_max < 2.0
     assert sub.closed and queued.closed
     assert queued.dropped > 0                 # never read: overflowed and waits for a keyframe
-    while (f := await queued.get()) is not None:
+    while await queued.get() is not None:
         pass
 
 

@@ -26,7 +26,6 @@ from signaling.settings import SettingsError
 from signaling.tokens import TokenSigner
 from tests.cluster.helpers import flush
 from tests.harness import HAGIANG, ROOT, free_port, start_node
-from tests.cluster.helpers import flush
 from tests.signaling.test_server_process import start as start_serve
 
 
