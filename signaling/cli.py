@@ -116,7 +116,15 @@ def _secret_file(path: str):
 
 def cmd_operator(args) -> int:
     settings = _settings(args)
-    password = args.password or getpass.getpass(f"password for {args.username}: ")
+    if args.password_file:  # not --password: a command line is visible to every user in `ps`
+        source = sys.stdin if args.password_file == "-" else open(args.password_file, encoding="utf-8")
+        with source:
+            password = source.readline().rstrip("\r\n")
+        if not password:
+            print(f"giaoban: {args.password_file}: the first line (the password) is empty", file=sys.stderr)
+            return 2
+    else:
+        password = args.password or getpass.getpass(f"password for {args.username}: ")
 
     async def add(ctx):
         await ctx.auth.set_operator(args.username, password, args.name or args.username)
@@ -153,7 +161,8 @@ def parser() -> argparse.ArgumentParser:
     op = sub.add_parser("operator", help="add an operator or change its password")
     op.add_argument("username")
     op.add_argument("--name")
-    op.add_argument("--password", help="prompted for when omitted")
+    op.add_argument("--password", help="prompted for when omitted (visible to other users in ps: prefer --password-file)")
+    op.add_argument("--password-file", dest="password_file", help="read the password from this file's first line (- for stdin)")
     op.set_defaults(func=cmd_operator)
     return p
 

@@ -89,7 +89,8 @@ async def test_a_clustered_node_without_a_node_key_refuses_to_start(tmp_path, re
     done = cli(tmp_path / "c", "--store", redis_url, "credentials", "hg-meo-vac", "--out", str(tmp_path / "s.csv"))
     assert done.returncode == 0, done.stderr
     assert (tmp_path / "s.csv").read_text().startswith("endpoint_id,name,secret")
-    done = cli(tmp_path / "c", "--store", redis_url, "operator", "ninh", "--password", "mat-khau-dai-9")
+    (tmp_path / "pw").write_text("mat-khau-dai-9\n")  # from a file: a command line shows in `ps`
+    done = cli(tmp_path / "c", "--store", redis_url, "operator", "ninh", "--password-file", str(tmp_path / "pw"))
     await flush(redis_url)  # the Redis server is shared by the session: no operator left behind
     assert done.returncode == 0, done.stderr
 
