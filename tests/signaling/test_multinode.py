@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import pytest
-import redis.asyncio
 
+from tests.cluster.helpers import flush
 from tests.harness import WsClient, start_node
 
 
@@ -31,9 +31,7 @@ async def test_scheduler_notifies_online_invited_endpoints(node):
 
 @pytest.fixture
 async def two_nodes(tmp_path, redis_url):
-    client = redis.asyncio.Redis.from_url(redis_url)
-    await client.flushdb()  # the Redis server is shared by the test session
-    await client.aclose()
+    await flush(redis_url)  # the Redis server is shared by the test session
     a = await start_node(tmp_path / "a", store=redis_url, node_id="node-a")
     b = await start_node(tmp_path / "b", store=redis_url, node_id="node-b")
     yield a, b

@@ -19,9 +19,9 @@ import sys
 import time
 
 import pytest
-import redis.asyncio
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 
+from tests.cluster.helpers import flush
 from tests.harness import HAGIANG, ROOT, Node, WsClient, start_node
 from tests.mcu.clients import PatternTrack, ToneTrack, wait_for
 
@@ -212,9 +212,7 @@ async def test_whip_and_whep_sessions_end_when_their_meeting_is_cancelled(media_
 
 @pytest.fixture
 async def two_media_nodes(tmp_path, redis_url):
-    client = redis.asyncio.Redis.from_url(redis_url)
-    await client.flushdb()  # the Redis server is shared by the test session
-    await client.aclose()
+    await flush(redis_url)  # the Redis server is shared by the test session
     a = await start_node(tmp_path / "a", store=redis_url, node_id="node-a", media="local")
     b = await start_node(tmp_path / "b", store=redis_url, node_id="node-b", media="none")
     yield a, b

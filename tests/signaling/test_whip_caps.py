@@ -14,10 +14,10 @@ import hashlib
 import re
 
 import pytest
-import redis.asyncio
 from aiortc import RTCConfiguration, RTCPeerConnection
 
 from signaling.store.base import StoreError
+from tests.cluster.helpers import flush
 from tests.harness import Node, WsClient, start_node
 from tests.mcu.clients import PatternTrack, ToneTrack, wait_for
 
@@ -172,9 +172,7 @@ async def test_sessions_per_meeting_are_capped(media_node, kind):
 
 @pytest.fixture
 async def two_nodes(tmp_path, redis_url):
-    client = redis.asyncio.Redis.from_url(redis_url)
-    await client.flushdb()  # the Redis server is shared by the test session
-    await client.aclose()
+    await flush(redis_url)  # the Redis server is shared by the test session
     a = await start_node(tmp_path / "a", store=redis_url, node_id="node-a", media="local", limits=CAPS)
     b = await start_node(tmp_path / "b", store=redis_url, node_id="node-b", media="none", limits=CAPS)
     yield a, b
