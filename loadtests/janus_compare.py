@@ -45,7 +45,7 @@ from loadtests.procstat import cpu_seconds, machine_cpu, proc_cpu_ns, proc_rss, 
 from loadtests.sfu_fanout import (  # noqa: E402
     FPS, RESULTS, ROOT, Sub, encoded_frames, hook_count, pct, start_publisher,
 )
-from mcu.ice import pin_host_addresses  # noqa: E402
+from mcu.peer.ice import pin_host_addresses  # noqa: E402
 
 ROOM = 4242
 

@@ -40,7 +40,7 @@ from loadtests.province_cluster import Proc
 from loadtests.signaling_herd import VN, post, wait_healthy
 from loadtests.svgplot import line_chart
 from signaling.cluster.registry import NODE_TTL_S
-from tests.redis_server import RedisServer, free_port
+from tests.support.redis_server import RedisServer, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "loadtests" / "results"

@@ -30,7 +30,7 @@ import aiohttp
 
 from loadtests.procstat import cpu_seconds, proc_rss
 from loadtests.signaling_herd import wait_healthy
-from tests.redis_server import RedisServer, free_port
+from tests.support.redis_server import RedisServer, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 PASSWORD = "province-admin-password"

@@ -5,7 +5,7 @@ killed with kill -9 and every endpoint must come back by itself.
 
     .venv/bin/python -m loadtests.province_load [--signaling 2 --media 2] [--cluster auto|on|off] [--edge [IDS]]
 
-Servers: a real Redis (tests/redis_server.py) and `giaoban serve` processes on 127.0.0.1
+Servers: a real Redis (tests/support/redis_server.py) and `giaoban serve` processes on 127.0.0.1
 (``province_cluster``). Endpoints: light synthetic terminals (``province_endpoint``) in this
 process. Fibre endpoints are on the SFU (``--fibre-mode both``: plus the 720p composite and the
 mix); thin and mobile communes get the composite (360p / 180p) and the mix. Reports join
@@ -39,7 +39,7 @@ from loadtests.province_endpoint import TIER_BY_LINK, Endpoint
 from loadtests.sfu_fanout import encoded_frames
 from loadtests.signaling_herd import VN, post, provision
 from loadtests.procstat import machine_cpu
-from mcu.ice import pin_host_addresses
+from mcu.peer.ice import pin_host_addresses
 
 RESULTS = Path(__file__).resolve().parent / "results"
 CHAIR = "hg-ubnd"

@@ -2,7 +2,7 @@
 
     python -m loadtests.province_tap <the arguments of signaling.cli>   (env GIAOBAN_TAP=<file>)
 
-Only what a cascade link receives is counted (``mcu.link.PeerLink`` named ``cascade:...``: on an
+Only what a cascade link receives is counted (``mcu.peer.transport.PeerLink`` named ``cascade:...``: on an
 edge, the origin's streams coming down; on the origin, the edge's up lines): RTP packets and
 bytes after SRTP (an SRTP packet is 10 bytes longer: its auth tag), per link name. Every 0.25 s
 the counters go to the file as JSON ``{"t": CLOCK_MONOTONIC, "links": {name: [packets, bytes]}}``
@@ -18,7 +18,7 @@ import sys
 import threading
 import time
 
-from mcu.link import PeerLink
+from mcu.peer.transport import PeerLink
 
 COUNTS: dict[str, list[int]] = {}
 _attach = PeerLink.attach

@@ -33,7 +33,7 @@ sys.path.insert(0, ROOT)
 
 from mcu.audio.codec import tone_packets  # noqa: E402
 from mcu.compose.testsrc import encode_clip  # noqa: E402
-from mcu.compose.tiers import EncodedFrame  # noqa: E402
+from mcu.compose.renditions import EncodedFrame  # noqa: E402
 from mcu.record import HlsWriter, Recorder  # noqa: E402
 
 RESULTS = os.path.join(ROOT, "loadtests", "results")

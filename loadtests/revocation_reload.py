@@ -27,11 +27,11 @@ import time
 from types import SimpleNamespace
 
 from endpoints.directory import load_directory
-from signaling.auth import Authenticator, Identity
-from signaling.sessions import SessionRegistry
+from signaling.auth.authenticator import Authenticator, Identity
+from signaling.ws.registry import SessionRegistry
 from signaling.settings import load_settings
 from signaling.store.sqlite_store import SqliteStore
-from signaling.tokens import TokenSigner
+from signaling.auth.tokens import TokenSigner
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RESULTS = os.path.join(ROOT, "loadtests", "results")

@@ -24,7 +24,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 from mcu.node import LocalMediaNode  # noqa: E402
-from tests.mcu.clients import Client, PatternTrack, ToneTrack, wait_for  # noqa: E402
+from tests.support.media_clients import Client, PatternTrack, ToneTrack, wait_for  # noqa: E402
 
 RESULTS = os.path.join(ROOT, "loadtests", "results")
 

@@ -23,7 +23,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from loadtests.stallwatch import StallWatch  # noqa: E402
 from mcu.node import LocalMediaNode  # noqa: E402
-from signaling.media import PeerSpec  # noqa: E402
+from mcu.api import PeerSpec  # noqa: E402
 
 
 def rss_bytes() -> int:

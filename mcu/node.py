@@ -1,10 +1,10 @@
-"""The in-process media node (implements signaling.media.MediaNode).
+"""The in-process media node (implements mcu.api.MediaNode).
 
 Usage::
 
     node = LocalMediaNode(ice_host="127.0.0.1")       # video_codec="VP8" or "H264"
     await node.start()
-    peer = await node.open_peer(spec, events)          # spec: signaling.media.PeerSpec
+    peer = await node.open_peer(spec, events)          # spec: mcu.api.PeerSpec
     answer = await peer.handle_offer(offer_sdp)        # client's camera+mic offer
     # later: events({"type": "offer", "sdp": ...}) -> client answers -> peer.handle_answer(sdp)
     #        events({"type": "speaker", "endpoint": ...}) on active-speaker changes
@@ -14,7 +14,7 @@ Usage::
 
 Cascade (edge nodes): a peer whose ``spec.extra["cascade_origin"]`` is ``{"node_id", "url"}``
 of another node makes this node an edge for its meeting: the meeting opens one
-``mcu.cascade.CascadeLink`` to the origin through ``origin_factory`` (closed when the last
+``mcu.cascade.trunk.CascadeLink`` to the origin through ``origin_factory`` (closed when the last
 local peer leaves or the node stops).
 
 WHIP ingest / WHEP egress (RFC 9725 and the WHEP draft) are plain offer/answer exchanges with
@@ -30,12 +30,12 @@ import logging
 import time
 from typing import Any, Callable
 
-from .ice import HostPin, pin_host_addresses
-from .linkstats import LinkSampler
-from .meeting import Meeting
-from .negotiation import SUPPORTED_VIDEO
-from .peer import LocalPeer
-from .udp_guard import install as install_udp_guard
+from mcu.peer.ice import HostPin, pin_host_addresses
+from mcu.meeting.quality import LinkSampler
+from mcu.meeting.meeting import Meeting
+from mcu.peer.negotiation import SUPPORTED_VIDEO
+from mcu.peer.peer import LocalPeer
+from mcu.peer.udp_guard import install as install_udp_guard
 
 log = logging.getLogger("mcu.node")
 
@@ -61,7 +61,7 @@ class LocalMediaNode:
         self.video_codec = video_codec.upper()
         self.audio_slots = audio_slots
         self.keyframe_interval = keyframe_interval
-        # link class -> "sfu" | "mcu" | "both" (mcu.tiers_policy; None: DEFAULT_POLICY)
+        # link class -> "sfu" | "mcu" | "both" (mcu.bridge.renditions; None: DEFAULT_POLICY)
         self.media_policy = media_policy
         self.meetings: dict[str, Meeting] = {}
         self.peers: set[LocalPeer] = set()
@@ -71,7 +71,7 @@ class LocalMediaNode:
         self._holds: dict[str, int] = {}  # meeting id -> recordings/streams holding its pipeline
         self.links = LinkSampler()  # per-endpoint link quality, sampled by the ticker
         # Edge nodes: cascade_origin dict -> an object with the MediaNode protocol for the
-        # meeting's origin (see mcu.cascade); injected by whoever runs the node
+        # meeting's origin (see mcu.cascade.trunk); injected by whoever runs the node
         self.origin_factory: Callable[[dict[str, Any]], Any] | None = None
         self._started = False
         self._stopping = False
@@ -205,7 +205,7 @@ class LocalMediaNode:
 
     def link_stats(self, meeting_id: str) -> dict[str, dict[str, Any]]:
         """Per endpoint of an open meeting: sending, inbound kbit/s, loss both ways, quality
-        (see ``mcu.linkstats``); {} when the meeting has no peers on this node."""
+        (see ``mcu.meeting.quality``); {} when the meeting has no peers on this node."""
         return self.links.report(self.meetings.get(meeting_id), time.monotonic())
 
     def stats(self) -> dict[str, Any]:

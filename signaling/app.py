@@ -11,23 +11,26 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from endpoints.directory import load_directory
-from mcu.bounded_stop import finish_all
-from signaling import api_auth, api_directory, api_meetings, api_operators, api_recordings, metrics, whip, web as web_pages
-from signaling.auth import Authenticator
-from signaling.cluster import api as cluster_api, media_api
-from signaling.cluster.media_router import MediaRouter
-from signaling.connection_limits import LIMITER, AddressLimiter, proxy_client_limit
+from mcu.peer.bounded_stop import finish_all
+from signaling import metrics, web as web_pages
+from signaling.api import auth as api_auth, directory as api_directory, meetings as api_meetings
+from signaling.api import operators as api_operators, recordings as api_recordings, whip
+from signaling.auth.authenticator import Authenticator
+from signaling.api import cluster as cluster_api
+from signaling.cluster import media_api
+from signaling.cluster.placement import MediaRouter
+from signaling.guard.connection_limits import LIMITER, AddressLimiter, proxy_client_limit
 from signaling.context import Context
-from signaling.http import CTX, ctx_of, error_middleware, json_response
+from signaling.api.http import CTX, ctx_of, error_middleware, json_response
 from signaling.meetings.scheduler import Scheduler
 from signaling.meetings.service import MeetingService
-from signaling.openapi import openapi_document
+from signaling.api.openapi import openapi_document
 from signaling.rooms import RoomHub
-from signaling.session import Session
-from signaling.sessions import MEETING_EVENTS, SessionRegistry
+from signaling.ws.session import Session
+from signaling.ws.registry import MEETING_EVENTS, SessionRegistry
 from signaling.settings import Settings
 from signaling.store import open_store
-from signaling.tokens import TokenSigner
+from signaling.auth.tokens import TokenSigner
 
 log = logging.getLogger("giaoban.app")
 # s between reads of the revocation marker: half the 1 s in which a revoked identity's sessions

@@ -26,7 +26,7 @@ def _settings(args):
 
 def cmd_serve(args) -> int:
     from signaling.app import build_context, make_app
-    from signaling.connection_limits import run_app
+    from signaling.guard.connection_limits import run_app
 
     settings = _settings(args)
     setup_logging(settings.log_format, settings.log_level)
@@ -55,7 +55,7 @@ SERVE_STOP_BOUND_S = 25.0
 
 
 async def _stop_deadline(app) -> None:
-    from mcu.bounded_stop import exit_deadline  # no aiortc: fine on a signaling-only node
+    from mcu.peer.bounded_stop import exit_deadline  # no aiortc: fine on a signaling-only node
 
     exit_deadline(SERVE_STOP_BOUND_S, 0, "giaoban serve")
 
@@ -86,7 +86,7 @@ def cmd_credentials(args) -> int:
     settings = _settings(args)
 
     async def issue(ctx):
-        from signaling.sessions import MEETING_EVENTS
+        from signaling.ws.registry import MEETING_EVENTS
 
         endpoints = ctx.directory.select(args.selectors)
         rows = []

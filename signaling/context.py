@@ -7,8 +7,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from endpoints.directory import Directory
-from signaling.auth import Authenticator
-from signaling.media import MediaNode
+from signaling.auth.authenticator import Authenticator
+from mcu.api import MediaNode
 from signaling.meetings.scheduler import Scheduler
 from signaling.meetings.service import MeetingService
 from signaling.rooms import RoomHub
@@ -16,7 +16,7 @@ from signaling.settings import Settings
 from signaling.store.base import Store
 
 if TYPE_CHECKING:
-    from signaling.sessions import SessionRegistry
+    from signaling.ws.registry import SessionRegistry
 
 
 @dataclass

@@ -12,7 +12,7 @@ import msgspec
 
 from endpoints.directory import DirectoryError, UnknownEndpointError
 from endpoints.selectors import SelectorError
-from signaling.media import MediaError, MediaRetry
+from mcu.api import MediaError, MediaRetry
 from signaling.meetings.errors import ConflictError, MeetingError, NotFoundError
 
 

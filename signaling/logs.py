@@ -7,7 +7,7 @@ import logging
 import sys
 import time
 
-from signaling.log_redact import QuietBadRequests, redact
+from signaling.guard.log_redact import QuietBadRequests, redact
 
 _STANDARD = set(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
 

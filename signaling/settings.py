@@ -11,7 +11,7 @@ from typing import Any
 
 import yaml
 
-from signaling.client_address import parse_networks
+from signaling.guard.client_address import parse_networks
 
 
 class SettingsError(ValueError):

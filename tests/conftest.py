@@ -6,8 +6,8 @@ import os
 
 import pytest
 
-from tests.harness import start_node
-from tests.redis_server import RedisServer
+from tests.support.harness import start_node
+from tests.support.redis_server import RedisServer
 
 # Nodes on one Redis need one node key (settings.node_key, never in the store); the nodes these
 # tests start, in this process or as `giaoban serve` children, share this one.

@@ -1,14 +1,14 @@
 """Audio MCU: jitter buffers, active-speaker selection, N-1 mixing, encode once per output."""
 
-from . import libopus
-from .clock import MixerClock
-from .codec import (
+from mcu.audio import libopus
+from mcu.audio.clock import MixerClock
+from mcu.audio.codec import (
     FIBRE, PROFILES, THIN, OpusDecoder, OpusEncoder, Profile, opus_has_lbrr, tone_packets,
 )
-from .jitter import CONCEAL, JitterBuffer, JitterStats, Packet
-from .libopus import LibopusDecoder
-from .mixer import EVERYONE, AudioMixer, Listener, TickPlan
-from .select import SpeakerSelector
+from mcu.audio.jitter import CONCEAL, JitterBuffer, JitterStats, Packet
+from mcu.audio.libopus import LibopusDecoder
+from mcu.audio.mixer import EVERYONE, AudioMixer, Listener, TickPlan
+from mcu.audio.select import SpeakerSelector
 
 __all__ = [
     "AudioMixer", "CONCEAL", "EVERYONE", "FIBRE", "JitterBuffer", "JitterStats",

@@ -18,7 +18,7 @@ import os
 
 import numpy as np
 
-from .codec import opus_has_lbrr
+from mcu.audio.codec import opus_has_lbrr
 
 _lib: ctypes.CDLL | None = None
 _tried = False

@@ -38,12 +38,12 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from .clock import MixerClock
-from .codec import PROFILES, OpusDecoder, OpusEncoder, Profile, make_frame
-from .jitter import CONCEAL, JitterBuffer, Packet
-from .libopus import LibopusDecoder
-from .libopus import available as libopus_available
-from .select import SpeakerSelector
+from mcu.audio.clock import MixerClock
+from mcu.audio.codec import PROFILES, OpusDecoder, OpusEncoder, Profile, make_frame
+from mcu.audio.jitter import CONCEAL, JitterBuffer, Packet
+from mcu.audio.libopus import LibopusDecoder
+from mcu.audio.libopus import available as libopus_available
+from mcu.audio.select import SpeakerSelector
 
 log = logging.getLogger(__name__)
 

@@ -18,11 +18,11 @@ from dataclasses import dataclass, field
 import av
 import numpy as np
 
-from .labels import draw_label, make_label
-from .layouts import Layout, Rect, fit, layout_rects
-from .meter import CpuMeter
-from .sources import EncodedInput, Source
-from .tiers import DEFAULT_TIERS, EncodedFrame, KeyframeGate, Subscription, Tier, TierEncoder
+from mcu.compose.labels import draw_label, make_label
+from mcu.compose.layouts import Layout, Rect, fit, layout_rects
+from mcu.compose.meter import CpuMeter
+from mcu.compose.sources import EncodedInput, Source
+from mcu.compose.renditions import DEFAULT_TIERS, EncodedFrame, KeyframeGate, Subscription, Tier, TierEncoder
 
 log = logging.getLogger(__name__)
 

@@ -15,7 +15,7 @@ import av
 import numpy as np
 from av.video.reformatter import Interpolation, VideoReformatter
 
-from .meter import CpuMeter
+from mcu.compose.meter import CpuMeter
 
 log = logging.getLogger(__name__)
 

@@ -5,14 +5,14 @@
 * ``HlsWriter``: live HLS, MPEG-TS segments of the H.264 tier + AAC, rolling playlist.
 * ``RecordingStore``: list, delete, recover, retention sweep.
 * ``RecordingService``: per-meeting recorders/streams, connected to the media core with
-  ``connect_media``; used by ``signaling.api_recordings``.
+  ``connect_media``; used by ``signaling.api.recordings``.
 """
 
-from .feeds import AudioFeed, Timeline, opus_head
-from .hls import HlsWriter
-from .recorder import Recorder, finalise, recover
-from .service import AlreadyRunning, MediaUnavailable, NotRunning, RecordingService
-from .store import RecordingStore
+from mcu.record.feeds import AudioFeed, Timeline, opus_head
+from mcu.record.hls import HlsWriter
+from mcu.record.recorder import Recorder, finalise, recover
+from mcu.record.service import AlreadyRunning, MediaUnavailable, NotRunning, RecordingService
+from mcu.record.store import RecordingStore
 
 __all__ = ["AlreadyRunning", "AudioFeed", "HlsWriter", "MediaUnavailable", "NotRunning", "Recorder",
            "RecordingService", "RecordingStore", "Timeline", "finalise", "opus_head", "recover"]

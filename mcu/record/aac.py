@@ -6,7 +6,7 @@ from fractions import Fraction
 
 import av
 
-from .feeds import AUDIO_RATE
+from mcu.record.feeds import AUDIO_RATE
 
 
 class AacTranscoder:

@@ -22,12 +22,12 @@ from typing import Any
 
 import av
 
-from mcu.compose.tiers import EncodedFrame
+from mcu.compose.renditions import EncodedFrame
 
-from .aac import AacTranscoder
-from .feeds import AUDIO_RATE
-from .segmenter import MS, SegmentedSink
-from .util import write_atomic
+from mcu.record.aac import AacTranscoder
+from mcu.record.feeds import AUDIO_RATE
+from mcu.record.segmenter import MS, SegmentedSink
+from mcu.record.util import write_atomic
 
 PLAYLIST = "index.m3u8"
 KEEP_EXTRA = 3          # segments kept on disk after they left the playlist

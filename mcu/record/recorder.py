@@ -28,11 +28,11 @@ from zoneinfo import ZoneInfo
 
 import av
 
-from mcu.compose.tiers import EncodedFrame
+from mcu.compose.renditions import EncodedFrame
 
-from .feeds import opus_head
-from .segmenter import MS, SegmentedSink
-from .util import fsync_file, read_json, write_json_atomic
+from mcu.record.feeds import opus_head
+from mcu.record.segmenter import MS, SegmentedSink
+from mcu.record.util import fsync_file, read_json, write_json_atomic
 
 log = logging.getLogger(__name__)
 VN = ZoneInfo("Asia/Ho_Chi_Minh")

@@ -20,11 +20,11 @@ from typing import Any
 
 import av
 
-from mcu.compose.tiers import EncodedFrame
+from mcu.compose.renditions import EncodedFrame
 
-from .aac import AacTranscoder
-from .feeds import AUDIO_TB, Timeline
-from .segmenter import MS
+from mcu.record.aac import AacTranscoder
+from mcu.record.feeds import AUDIO_TB, Timeline
+from mcu.record.segmenter import MS
 
 log = logging.getLogger(__name__)
 START_CODE = re.compile(b"\x00\x00\x01")

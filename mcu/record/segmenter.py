@@ -18,9 +18,9 @@ from collections.abc import Callable
 from fractions import Fraction
 from typing import Any
 
-from mcu.compose.tiers import EncodedFrame
+from mcu.compose.renditions import EncodedFrame
 
-from .feeds import AUDIO_TB, Timeline
+from mcu.record.feeds import AUDIO_TB, Timeline
 
 log = logging.getLogger(__name__)
 MS = Fraction(1, 1000)

@@ -24,11 +24,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .feeds import AudioFeed
-from .hls import HlsWriter
-from .recorder import Recorder
-from .rtmp import RtmpPusher
-from .store import RecordingStore
+from mcu.record.feeds import AudioFeed
+from mcu.record.hls import HlsWriter
+from mcu.record.recorder import Recorder
+from mcu.record.rtmp import RtmpPusher
+from mcu.record.store import RecordingStore
 
 log = logging.getLogger(__name__)
 
@@ -74,7 +74,7 @@ class RecordingService:
     def connect_media(self, provider: Callable[[str], Any] | None,
                       release: Callable[[str], Any] | None = None) -> None:
         """``provider(meeting_id)`` (plain or async) -> an object with ``compositor`` and
-        ``mixer`` (e.g. ``mcu.mcu_output.McuPipeline``), or None when the meeting has no media
+        ``mixer`` (e.g. ``mcu.bridge.pipeline.McuPipeline``), or None when the meeting has no media
         here. The provider may create the pipeline; each successful call is paired with one
         ``release(meeting_id)`` when that recording/stream ends, so the media core can keep the
         pipeline alive while anything records or streams it (reference count)."""

@@ -11,8 +11,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from .recorder import INDEX, VN, recover
-from .util import read_json
+from mcu.record.recorder import INDEX, VN, recover
+from mcu.record.util import read_json
 
 ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,150}$")
 

@@ -13,9 +13,9 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
-from signaling.cluster.media_router import PINS
+from signaling.cluster.placement import PINS
 from signaling.errors import unavailable
-from signaling.http import ctx_of, read_raw
+from signaling.api.http import ctx_of, read_raw
 
 log = logging.getLogger("giaoban.cluster")
 FORWARDED = "X-Giaoban-Forwarded"

@@ -18,11 +18,11 @@ from typing import Any
 
 from aiohttp import WSMsgType, web
 
-from signaling.api_recordings import set_recording
+from signaling.api.recordings import set_recording
 from signaling.errors import ApiError, bad_request, classify, not_found, unavailable
-from signaling.connection_limits import exempt_cluster_node
-from signaling.http import CTX, ctx_of, json_response, read_raw
-from signaling.media import MediaRetry, PeerSpec
+from signaling.guard.connection_limits import exempt_cluster_node
+from signaling.api.http import CTX, ctx_of, json_response, read_raw
+from mcu.api import MediaRetry, PeerSpec
 
 log = logging.getLogger("giaoban.cluster")
 routes = web.RouteTableDef()

@@ -19,7 +19,7 @@ from typing import Any, Callable
 import aiohttp
 
 from signaling.errors import ApiError
-from signaling.media import EventSink, MediaError, MediaRetry, PeerSpec
+from mcu.api import EventSink, MediaError, MediaRetry, PeerSpec
 
 log = logging.getLogger("giaoban.cluster")
 CALL_TIMEOUT_S = 15.0  # an offer on a loaded node can take seconds (ICE gathering, DTLS setup)

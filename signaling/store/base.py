@@ -1,6 +1,6 @@
 """The one state-store interface every part of giaoban talks to.
 
-Two implementations keep the same contract (tests/store/test_contract.py runs against both):
+Two implementations keep the same contract (tests/signaling/store/test_contract.py runs against both):
 
 * ``SqliteStore``  - the embedded single-node default: a file under the data folder, durable across
   ``kill -9`` (every write is committed before the call returns), pub/sub inside the process.

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.harness import start_node
+from tests.support.harness import start_node
 from tests.web.conftest import browser, page  # noqa: F401  (fixtures shared with the page tests)
 
 

@@ -3,8 +3,8 @@ media node (sending per kind, inbound kbit/s, loss both ways, a grade)."""
 
 from __future__ import annotations
 
-from mcu.linkstats import grade
-from tests.agent.helpers import make_agent, until_async
+from mcu.meeting.quality import grade
+from tests.endpoints.agent.helpers import make_agent, until_async
 
 DISTRICT = "hg-meo-vac"
 

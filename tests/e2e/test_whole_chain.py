@@ -14,8 +14,8 @@ from datetime import datetime
 
 import aiohttp
 
-from tests.agent.helpers import make_agent, until, until_async
-from tests.harness import ADMIN_PASSWORD, VN
+from tests.endpoints.agent.helpers import make_agent, until, until_async
+from tests.support.harness import ADMIN_PASSWORD, VN
 from tests.web.browser import expect
 
 DISTRICT = "hg-meo-vac"

@@ -31,7 +31,7 @@ from aiortc import RTCConfiguration, RTCPeerConnection
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
-from tests.harness import WsClient
+from tests.support.harness import WsClient
 
 # Per-area budgets: the whole layer stays under 90 s on two loaded cores. GIAOBAN_FUZZ_SCALE
 # multiplies them for a longer local run (e.g. 10), never in CI.

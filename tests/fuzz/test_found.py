@@ -10,7 +10,7 @@ import pytest
 
 from signaling.settings import SettingsError, load_settings
 from tests.fuzz.support import offer_sdp
-from tests.harness import WsClient
+from tests.support.harness import WsClient
 
 
 def tracebacks(caplog) -> list[str]:
@@ -57,7 +57,7 @@ async def test_a_refused_chair_action_is_not_audited(node):
 async def _audit(node) -> list[dict]:
     from datetime import datetime
 
-    from signaling.audit import VN
+    from signaling.auth.audit import VN
 
     return await node.ctx.store.read_log(f"audit:{datetime.now(VN):%Y-%m-%d}")
 

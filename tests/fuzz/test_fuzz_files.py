@@ -19,7 +19,7 @@ from signaling.meetings.validation import check_spec
 from signaling.settings import SettingsError, load_settings
 from tests.fuzz.strategies import nasty_text, yaml_mutations
 from tests.fuzz.support import SCALE, Failures, draw, record
-from tests.harness import HAGIANG
+from tests.support.harness import HAGIANG
 
 pytestmark = pytest.mark.timeout(60 * max(1, SCALE))  # SCALE: a longer run by hand
 

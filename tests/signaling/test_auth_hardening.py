@@ -13,9 +13,9 @@ import json
 
 import pytest
 
-from signaling import auth as auth_module
-from tests.cluster.helpers import flush
-from tests.harness import ADMIN_PASSWORD, WsClient, start_node
+from signaling.auth import authenticator as auth_module
+from tests.signaling.cluster.helpers import flush
+from tests.support.harness import ADMIN_PASSWORD, WsClient, start_node
 
 WRONG = {"username": "admin", "password": "wrong password"}
 

@@ -6,8 +6,8 @@ import time
 
 import pytest
 
-from signaling.tokens import Claims
-from tests.harness import WsClient
+from signaling.auth.tokens import Claims
+from tests.support.harness import WsClient
 
 
 async def meetings_in_store(node) -> int:

@@ -13,7 +13,7 @@ import asyncio
 
 import pytest
 
-from tests.mcu.clients import wait_for
+from tests.support.media_clients import wait_for
 from tests.signaling.test_removal import CHAIR, TARGET, HttpPeer, delete_status, joined, media_peers_of
 
 

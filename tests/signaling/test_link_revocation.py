@@ -13,8 +13,8 @@ from __future__ import annotations
 import asyncio
 import time
 
-from tests.harness import Node, WsClient
-from tests.mcu.clients import wait_for
+from tests.support.harness import Node, WsClient
+from tests.support.media_clients import wait_for
 from tests.signaling import test_removal
 from tests.signaling.test_removal import (
     CHAIR,

@@ -9,8 +9,8 @@ from datetime import datetime, timedelta
 
 import pytest
 
-from tests.harness import VN, WsClient, start_node
-from tests.mcu.clients import Client, PatternTrack, ToneTrack, wait_for
+from tests.support.harness import VN, WsClient, start_node
+from tests.support.media_clients import Client, PatternTrack, ToneTrack, wait_for
 
 
 class WsPeerBridge:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from tests.cluster.helpers import flush
-from tests.harness import WsClient, start_node
+from tests.signaling.cluster.helpers import flush
+from tests.support.harness import WsClient, start_node
 
 
 async def test_scheduler_notifies_online_invited_endpoints(node):

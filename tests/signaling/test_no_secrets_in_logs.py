@@ -16,8 +16,8 @@ import urllib.request
 
 import pytest
 
-from signaling.log_redact import redact
-from tests.harness import free_port
+from signaling.guard.log_redact import redact
+from tests.support.harness import free_port
 from tests.signaling.test_server_process import request, start
 
 

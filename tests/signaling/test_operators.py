@@ -33,7 +33,7 @@ async def test_add_login_list_delete_operator(node):
 
 
 async def test_rotating_a_secret_ends_the_terminals_sessions_and_tokens(node):
-    from tests.harness import WsClient
+    from tests.support.harness import WsClient
 
     old_token = await node.endpoint_token("hg-mv-pai-lung")
     client = await WsClient.connect(node, old_token)
@@ -59,7 +59,7 @@ async def test_deleted_operator_token_stops_working(node):
 
 
 async def test_audit_trail_records_rest_and_chair_actions(node):
-    from tests.harness import WsClient
+    from tests.support.harness import WsClient
 
     meeting = await node.schedule(chair="hg-meo-vac", invited=["tier:commune@hg-meo-vac"])
     chair = await WsClient.connect(node, await node.endpoint_token("hg-meo-vac"))

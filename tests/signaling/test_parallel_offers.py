@@ -14,8 +14,8 @@ import json
 import aiohttp
 from aiortc import RTCPeerConnection
 
-from tests.harness import WsClient
-from tests.mcu.clients import PatternTrack, ToneTrack
+from tests.support.harness import WsClient
+from tests.support.media_clients import PatternTrack, ToneTrack
 
 SESSIONS = 4
 

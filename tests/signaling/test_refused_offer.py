@@ -14,8 +14,8 @@ import asyncio
 import pytest
 
 from tests.fuzz.support import offer_sdp
-from tests.harness import WsClient
-from tests.mcu.clients import Client, PatternTrack, ToneTrack, wait_for
+from tests.support.harness import WsClient
+from tests.support.media_clients import Client, PatternTrack, ToneTrack, wait_for
 from tests.signaling.test_media_join import WsPeerBridge
 
 

@@ -21,9 +21,9 @@ import time
 import pytest
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 
-from tests.cluster.helpers import flush
-from tests.harness import HAGIANG, ROOT, Node, WsClient, start_node
-from tests.mcu.clients import PatternTrack, ToneTrack, wait_for
+from tests.signaling.cluster.helpers import flush
+from tests.support.harness import HAGIANG, ROOT, Node, WsClient, start_node
+from tests.support.media_clients import PatternTrack, ToneTrack, wait_for
 
 CHAIR, TARGET = "hg-ubnd", "hg-meo-vac"
 BRIGHT = 220  # the target's picture; nothing else in the meeting publishes
@@ -123,7 +123,7 @@ def media_floor(node: Node, meeting_id: str):
 
 
 def media_peers_of(node: Node, endpoint_id: str) -> int:
-    # a WHEP viewer's peer is "<endpoint>~<session>" on the media node (signaling.whip)
+    # a WHEP viewer's peer is "<endpoint>~<session>" on the media node (signaling.api.whip)
     return len([p for p in node.ctx.media.peers if p.endpoint_id.split("~")[0] == endpoint_id])
 
 

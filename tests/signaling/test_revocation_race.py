@@ -15,10 +15,10 @@ import time
 import aiohttp
 import pytest
 
-from signaling.auth import Authenticator
+from signaling.auth.authenticator import Authenticator
 from signaling.store import open_store
-from tests.harness import Node, WsClient
-from tests.mcu.clients import wait_for
+from tests.support.harness import Node, WsClient
+from tests.support.media_clients import wait_for
 from tests.signaling.test_removal import TARGET, HttpPeer, delete_status, media_peers_of
 
 TRIES = 3  # the node's own read of the marker may land inside the gap: then try again

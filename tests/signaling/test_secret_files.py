@@ -23,9 +23,9 @@ import pytest
 from aiohttp import web
 
 from signaling.settings import SettingsError
-from signaling.tokens import TokenSigner
-from tests.cluster.helpers import flush
-from tests.harness import HAGIANG, ROOT, free_port, start_node
+from signaling.auth.tokens import TokenSigner
+from tests.signaling.cluster.helpers import flush
+from tests.support.harness import HAGIANG, ROOT, free_port, start_node
 from tests.signaling.test_server_process import start as start_serve
 
 

@@ -13,7 +13,7 @@ import urllib.request
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
-from tests.harness import HAGIANG, free_port
+from tests.support.harness import HAGIANG, free_port
 
 VN = timezone(timedelta(hours=7))
 

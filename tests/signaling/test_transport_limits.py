@@ -16,9 +16,9 @@ import aiohttp
 import pytest
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 
-from tests.cluster.helpers import flush
-from signaling.log_redact import QuietBadRequests
-from tests.harness import ADMIN_PASSWORD, WsClient, start_node
+from tests.signaling.cluster.helpers import flush
+from signaling.guard.log_redact import QuietBadRequests
+from tests.support.harness import ADMIN_PASSWORD, WsClient, start_node
 
 
 class RawHttp:

@@ -17,9 +17,9 @@ import pytest
 from aiortc import RTCConfiguration, RTCPeerConnection
 
 from signaling.store.base import StoreError
-from tests.cluster.helpers import flush
-from tests.harness import Node, WsClient, start_node
-from tests.mcu.clients import PatternTrack, ToneTrack, wait_for
+from tests.signaling.cluster.helpers import flush
+from tests.support.harness import Node, WsClient, start_node
+from tests.support.media_clients import PatternTrack, ToneTrack, wait_for
 
 CAPS = {"whip_sessions_per_token": 2, "whep_sessions_per_token": 4, "whip_sessions_per_meeting": 3,
         "whep_sessions_per_meeting": 6}
@@ -63,7 +63,7 @@ async def leftovers(node: Node, meeting_id: str) -> dict:
     """What the server holds for the meeting: /live entries, media peers, WHIP/WHEP sessions."""
     status, live = await node.call("GET", f"/api/v1/meetings/{meeting_id}/live")
     assert status == 200, live
-    from signaling.whip import RESOURCES
+    from signaling.api.whip import RESOURCES
 
     return {"participants": len(live["participants"]), "peers": len(node.ctx.media.peers),
             "sessions": len(node.runner.app[RESOURCES])}
@@ -231,7 +231,7 @@ async def test_a_session_whose_last_checks_fail_leaves_nothing(media_node, monke
 async def test_a_session_that_never_connects_ends_and_frees_its_place(media_node, monkeypatch, kind):
     """Candidates nobody answers at (a client that vanished before ICE): before, such a session
     held its place under the caps, its participant entry and its media peer for good."""
-    monkeypatch.setattr("mcu.peer.CONNECT_TIMEOUT_S", 1.5)
+    monkeypatch.setattr("mcu.peer.peer.CONNECT_TIMEOUT_S", 1.5)
     node = media_node
     meeting = await node.schedule(chair="hg-ubnd", invited=["tier:district"])
     token = await link(node, meeting["id"], "OBS", "participant")

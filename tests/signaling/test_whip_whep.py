@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 
-from tests.harness import start_node
-from tests.mcu.clients import PatternTrack, ToneTrack, wait_for
+from tests.support.harness import start_node
+from tests.support.media_clients import PatternTrack, ToneTrack, wait_for
 
 
 @pytest.fixture

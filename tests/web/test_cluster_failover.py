@@ -7,9 +7,9 @@ import asyncio
 import signal
 import time
 
-from tests.cluster.helpers import cluster_view, running_cluster
-from tests.cluster.test_media_cluster import MEDIA_PAIR
-from tests.harness import ADMIN_PASSWORD
+from tests.signaling.cluster.helpers import cluster_view, running_cluster
+from tests.signaling.cluster.test_media_cluster import MEDIA_PAIR
+from tests.support.harness import ADMIN_PASSWORD
 from tests.web.browser import expect
 from tests.web.test_media import PC_STATE, join_in_browser
 

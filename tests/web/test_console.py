@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from tests.harness import ADMIN_PASSWORD, VN, WsClient
+from tests.support.harness import ADMIN_PASSWORD, VN, WsClient
 from tests.web.browser import expect
 DAYS = ("MO", "TU", "WE", "TH", "FR", "SA", "SU")
 

@@ -11,8 +11,8 @@ import pytest
 
 from tests.web.firefox import Firefox  # skips this module when firefox-esr is missing
 
-from tests.harness import WsClient, start_node
-from tests.mcu.clients import Client, PatternTrack, ToneTrack, wait_for
+from tests.support.harness import WsClient, start_node
+from tests.support.media_clients import Client, PatternTrack, ToneTrack, wait_for
 from tests.signaling.test_media_join import WsPeerBridge
 
 pytestmark = pytest.mark.timeout(60)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tests.harness import WsClient
+from tests.support.harness import WsClient
 from tests.web.browser import expect
 
 

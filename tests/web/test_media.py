@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.harness import start_node
+from tests.support.harness import start_node
 from tests.web.browser import expect
 
 REMOTE_VIDEO = """() => [...document.querySelectorAll('.video.remote video')].some(v => v.videoWidth > 0)"""

@@ -1,0 +1,315 @@
+"""The MCU side of a meeting: composite picture and N-1 audio mix for thin links.
+
+Created lazily by the meeting when its first ``composite``/``mix`` subscriber appears, stopped
+when the last one leaves (``stop()`` is idempotent and awaits every task it started).
+
+Input: the meeting's publisher ``Stream``s are *tapped* (``Stream.tap``, called once per
+packet after the SFU's own once-per-packet work): VP8 packets are assembled into frames
+(``mcu.bridge.depacketize``) and pushed to the ``Compositor``; Opus payloads (with their RFC 6464
+level) go to the ``AudioMixer``. A hole in a source's frames asks its publisher for a key frame
+through the stream's merged, rate-limited request.
+
+Output: each video tier's encoded frames are packetized once (``mcu.bridge.packetize``) into a
+synthetic ``Stream`` (``mcu:720p``...). Subscribers' ``composite`` outputs are routed to a tier
+stream exactly like SFU outputs to a publisher: the fast path rewrites SSRC/seq/timestamp/
+picture id per subscriber, NACKs are answered from the tier stream's cache, and PLIs become
+merged key-frame requests to that tier's encoder (``Compositor.request_keyframe``). Changing a
+subscriber's tier is ``Router.route`` to another tier stream: the output resumes continuously
+on that tier's next key frame. The mixer's output for each listener (N-1, ``thin`` profile with
+in-band FEC for thin/mobile links) is packetized into that listener's own ``mcu:mix:<ep>``
+stream feeding its ``mix`` output.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from functools import partial
+from typing import TYPE_CHECKING, Any
+
+from mcu.audio import AudioMixer
+from mcu.compose import DEFAULT_TIERS, Compositor, EncodedFrame, Layout, Tier
+
+# An H.264 rendition for public HLS/RTMP (mcu.record); encoded only while a stream reads it.
+HLS_TIER = Tier("hls", 540, 1_200_000, codec="h264")
+from mcu.bridge.depacketize import Vp8Assembler, opus_payload
+from mcu.bridge.packetize import Packetizer
+from mcu.sfu.stream import Stream
+from mcu.bridge.renditions import TierController, audio_profile, start_tier
+
+if TYPE_CHECKING:
+    from mcu.peer.peer import LocalPeer
+    from mcu.sfu.router import Router
+    from mcu.sfu.subscriber import Output
+
+log = logging.getLogger("mcu.bridge.pipeline")
+
+COMPOSITE_FPS = 20
+MAX_TILES = {1: Layout.SPEAKER, 4: Layout.GRID_2X2, 9: Layout.GRID_3X3, 16: Layout.GRID_4X4}
+TIER_KEYFRAME_INTERVAL = 0.3  # s: merged PLIs of one tier's subscribers
+NACK_WINDOW = 1.0  # s
+
+
+@dataclass
+class _Sub:
+    """A composite subscriber: its output and tier controller."""
+
+    out: Output
+    ctl: TierController
+    history: list[tuple[float, str]] = field(default_factory=list)
+    window: list[tuple[float, int, int]] = field(default_factory=list)  # (t, nacked, packets)
+
+    def nack_loss(self, now: float, packets: int) -> int:
+        """Loss (x/256) from the subscriber's NACKs over the last NACK_WINDOW seconds: it
+        shows a filling bottleneck one round trip after the first drop, long before RTCP RR."""
+        self.window.append((now, self.out.nacked, packets))
+        while len(self.window) > 2 and now - self.window[1][0] >= NACK_WINDOW:
+            self.window.pop(0)
+        t0, n0, p0 = self.window[0]
+        sent = packets - p0
+        if now - t0 < NACK_WINDOW / 2 or sent < 10:
+            return 0
+        return min(255, (self.out.nacked - n0) * 256 // sent)
+
+
+class _Tap:
+    """Per publisher stream: depacketizer state and where its media goes."""
+
+    def __init__(self, pipe: McuPipeline, stream: Stream, source_id: str) -> None:
+        self.pipe = pipe
+        self.stream = stream
+        self.source_id = source_id
+        self.vp8 = Vp8Assembler() if stream.kind == "video" else None
+
+    def __call__(self, data: bytes) -> None:
+        if self.vp8 is not None:
+            frame = self.vp8.push(data)
+            if frame is not None:
+                self.pipe.compositor.push(self.source_id, "vp8", frame.payload, frame.keyframe)
+            elif self.vp8.need_keyframe:
+                self.stream.request_keyframe()  # merged and rate limited by the stream
+            return
+        parsed = opus_payload(data, self.stream.level_id)
+        if parsed is not None:
+            payload, seq, ts, level = parsed
+            self.pipe.mixer.push(self.source_id, payload, seq, ts, level)
+
+
+class McuPipeline:
+    def __init__(self, router: Router, *, fps: int = COMPOSITE_FPS,
+                 tiers: Sequence[Tier] = (*DEFAULT_TIERS, HLS_TIER), workers: int = 2,
+                 layout: Layout | str | None = None) -> None:
+        self.router = router
+        self.fps = fps
+        self.fixed_layout = Layout(layout) if layout is not None else None
+        self.compositor = Compositor(self.fixed_layout or Layout.GRID_2X2, fps=fps, tiers=tiers,
+                                     workers=workers, on_keyframe_needed=self._source_keyframe)
+        self.mixer = AudioMixer()
+        self.tiers = [t.name for t in tiers if not t.audio_only and t.codec == "vp8"]  # sent over RTP
+        self.tier_streams: dict[str, Stream] = {}
+        self._packetizers: dict[str, Packetizer] = {}
+        for name in self.tiers:
+            self.tier_streams[name] = Stream(
+                stream_id=f"mcu:{name}", endpoint_id="mcu", kind="video", source="composite",
+                codec="VP8", clock_rate=90000, send_keyframe_request=self._tier_keyframe,
+                keyframe_interval=TIER_KEYFRAME_INTERVAL)
+            self._packetizers[name] = Packetizer()
+            self.compositor.subscribe(name, callback=partial(self._on_frame, name))
+        self.mixes: dict[str, tuple[Stream, Packetizer]] = {}
+        self.subs: dict[str, _Sub] = {}
+        self.taps: dict[str, _Tap] = {}  # by publisher stream id
+        self._scene: tuple[list[str], Layout] | None = None
+        self.started = False
+        self.stopped = False
+        self.holders: set[str] = set()  # consumers outside the RTP path (the recorder) keep it running
+        self.compositor.set_active_tiers(())  # nothing to encode before a subscriber
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        if self.started or self.stopped:
+            return
+        self.started = True
+        await self.compositor.start()
+        self.mixer.start()
+
+    async def stop(self) -> None:
+        """Idempotent: untap publishers, stop the clocks, detach every output."""
+        if self.stopped:
+            return
+        self.stopped = True
+        for tap in self.taps.values():
+            if tap.stream.tap is tap:
+                tap.stream.tap = None
+        self.taps.clear()
+        await self.compositor.stop()
+        await self.mixer.stop()
+        for stream in list(self.tier_streams.values()) + [s for s, _ in self.mixes.values()]:
+            stream.close()
+        self.mixes.clear()
+        self.subs.clear()
+
+    # -- inputs ----------------------------------------------------------------------------
+
+    def refresh(self, cameras: list[Stream], screens: list[Stream], mics: list[Stream],
+                order: list[str], names: dict[str, str]) -> None:
+        """Tap the meeting's current publisher streams, untap gone ones, and put the
+        sources on screen: screen shares first, then cameras in ``order`` (floor holder,
+        speaker, then by appearance)."""
+        if self.stopped:
+            return
+        screens = [s for s in screens if s.vp8]  # the depacketizer knows VP8 only
+        cameras = [s for s in cameras if s.vp8]
+        current: dict[str, tuple[Stream, str]] = {}
+        for s in screens:
+            current[s.stream_id] = (s, f"{s.endpoint_id}/screen")
+        for s in cameras:
+            current[s.stream_id] = (s, s.endpoint_id)
+        for s in mics:
+            current[s.stream_id] = (s, s.endpoint_id)
+        # gone streams, and relabelled ones (a cascade's upstream line now carries another
+        # endpoint): untapped, then tapped again under their new source id
+        for sid in [sid for sid in self.taps
+                    if sid not in current or current[sid][1] != self.taps[sid].source_id]:
+            tap = self.taps.pop(sid)
+            if tap.stream.tap is tap:
+                tap.stream.tap = None
+            if tap.vp8 is not None:
+                self.compositor.remove_source(tap.source_id)
+            else:
+                self.mixer.remove_source(tap.source_id)
+        for sid, (stream, source_id) in current.items():
+            if sid not in self.taps:
+                tap = self.taps[sid] = _Tap(self, stream, source_id)
+                stream.tap = tap
+        rank = {ep: i for i, ep in enumerate(order)}
+        cams = sorted(cameras, key=lambda s: rank.get(s.endpoint_id, len(rank)))
+        ids = [f"{s.endpoint_id}/screen" for s in screens] + [s.endpoint_id for s in cams]
+        ids = ids[: max(MAX_TILES)]
+        layout = self.fixed_layout or next(
+            (lay for n, lay in sorted(MAX_TILES.items()) if len(ids) <= n), Layout.GRID_4X4)
+        if self._scene != (ids, layout):
+            self._scene = (ids, layout)
+            if layout is not self.compositor.layout:
+                self.compositor.set_layout(layout)
+            labels = {i: names.get(i.split("/")[0], i) for i in ids}
+            self.compositor.set_sources(ids, labels)
+
+    def set_layout(self, layout: Layout | str | None) -> None:
+        """The chair's choice (None: automatic by the number of sources)."""
+        self.fixed_layout = Layout(layout) if layout is not None else None
+        self._scene = None
+        if self.fixed_layout is not None:
+            self.compositor.set_layout(self.fixed_layout)
+
+    def _source_keyframe(self, source_id: str) -> None:
+        for tap in self.taps.values():
+            if tap.source_id == source_id and tap.vp8 is not None:
+                tap.stream.request_keyframe()
+
+    # -- outputs ---------------------------------------------------------------------------
+
+    def _on_frame(self, tier: str, frame: EncodedFrame) -> None:
+        stream = self.tier_streams.get(tier)
+        if stream is None or stream.closed:
+            return
+        ts = frame.pts * 90000 // self.fps
+        for packet in self._packetizers[tier].vp8(frame.data, ts):
+            stream.on_rtp(packet)
+
+    def _tier_keyframe(self, stream: Stream) -> None:
+        """Merged PLIs of a tier's subscribers (and outputs waiting to start on it). A request
+        the gate merges into a recent key frame may come from an output that started after
+        that frame: it is then served by the next key frame the interval allows."""
+        tier = stream.stream_id.split(":", 1)[1]
+        if not self.compositor.request_keyframe(tier):
+            self.compositor.want_keyframe(tier)
+
+    def _on_mix(self, endpoint_id: str, payload: bytes, timestamp: int) -> None:
+        entry = self.mixes.get(endpoint_id)
+        if entry is not None and not entry[0].closed:
+            entry[0].on_rtp(entry[1].opus(payload, timestamp))
+
+    def attach(self, peer: LocalPeer, out: Output, now: float | None = None) -> None:
+        """Route a ``composite`` or ``mix`` output of ``peer`` (idempotent)."""
+        if self.stopped or out.closed:
+            return
+        ep = peer.endpoint_id
+        if out.role == "composite":
+            sub = self.subs.get(ep)
+            if sub is None or sub.out is not out:
+                now = time.monotonic() if now is None else now
+                tier = start_tier(peer.spec)
+                sub = self.subs[ep] = _Sub(out, TierController(tier, since=now))
+                sub.history.append((now, tier))
+            if self.router.route(out, self.tier_streams.get(sub.ctl.tier)):
+                self._update_active()
+        elif out.role == "mix":
+            entry = self.mixes.get(ep)
+            if entry is None:
+                stream = Stream(stream_id=f"mcu:mix:{ep}", endpoint_id="mcu", kind="audio",
+                                source="mix", codec="OPUS", clock_rate=48000)
+                entry = self.mixes[ep] = (stream, Packetizer())
+                self.mixer.listener(ep, audio_profile(peer.spec), partial(self._on_mix, ep))
+            self.router.route(out, entry[0])
+
+    def _update_active(self) -> None:
+        """Only tiers that feed an output are encoded (a new one starts with a keyframe); the
+        compositor adds the tiers its queue readers (recorder, HLS) consume."""
+        self.compositor.set_active_tiers(
+            [name for name, s in self.tier_streams.items() if s.outputs()])
+
+    def forget(self, endpoint_id: str) -> None:
+        """The endpoint left: drop its listener, mix stream and tier state."""
+        if self.subs.pop(endpoint_id, None) is not None:
+            self.compositor.set_active_tiers(
+                [s.ctl.tier for s in self.subs.values() if not s.out.closed])
+        self.mixer.remove_listener(endpoint_id)
+        entry = self.mixes.pop(endpoint_id, None)
+        if entry is not None:
+            entry[0].close()
+
+    @property
+    def idle(self) -> bool:
+        return not self.subs and not self.mixes and not self.holders
+
+    # -- tiers -----------------------------------------------------------------------------
+
+    def tick(self, now: float) -> None:
+        """Tier control from each composite subscriber's reports (hysteresis in the
+        controller); a change routes the output to the other tier's stream."""
+        for ep, sub in list(self.subs.items()):
+            out = sub.out
+            if out.closed:
+                continue
+            current = self.tier_streams.get(sub.ctl.tier)
+            nack_loss = sub.nack_loss(now, current.packets if current is not None else 0)
+            loss = max(out.fraction_lost, nack_loss)
+            tier = sub.ctl.update(now, loss, out.remb)
+            stream = self.tier_streams.get(tier)  # None: audio only, the composite paused
+            if out.source is not stream:
+                log.info("composite subscriber %s: tier %s", ep, tier)
+                sub.history.append((now, tier))
+                sub.window.clear()
+                out.fraction_lost = 0  # the next reports describe the new tier
+                self.router.route(out, stream)
+                self._update_active()
+
+    def tier_of(self, endpoint_id: str) -> str | None:
+        sub = self.subs.get(endpoint_id)
+        return sub.ctl.tier if sub is not None else None
+
+    def stats(self) -> dict[str, Any]:
+        st = self.compositor.stats
+        return {
+            "tiers": {ep: s.ctl.tier for ep, s in self.subs.items()},
+            "frames_out": dict(st.frames_out),
+            "bytes_out": dict(st.bytes_out),
+            "composites": st.composites,
+            "ticks_dropped": st.ticks_dropped,
+            "keyframes": {t: self.compositor.keyframe_stats(t) for t in self.tiers},
+            "mix_listeners": len(self.mixes),
+            "sources": sorted(tap.source_id for tap in self.taps.values()),
+        }

@@ -1,0 +1,77 @@
+"""What a cascade link says in its SDP, and how the origin reads it.
+
+A cascade link (``mcu.cascade.trunk``) is one peer connection from an edge node to the meeting's
+origin node, negotiated through the plain ``MediaNode``/``MediaPeer`` protocol (only SDP
+strings cross it). Two facts ride in the edge's offers, in standard attributes:
+
+* ``a=content:`` (RFC 4796) on a receive m-line asks the origin for a slot the first-offer
+  rules would not give: ``composite`` (the meeting's composite, one tier) and ``mix`` (the
+  origin's audio mix). ``slides`` marks the upstream screen share as it does for any client.
+* the msid *stream id* of each upstream (sendonly) m-line names the endpoint whose media the
+  edge currently forwards in it (percent-encoded; ``-``: none). The origin relabels the
+  matching ``Stream`` (``relabel``) so that floor, speaker, audio slots and composite treat it
+  as that endpoint's own stream. A change of who goes up is a new offer from the edge.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+from urllib.parse import quote, unquote
+
+if TYPE_CHECKING:
+    from mcu.peer.peer import LocalPeer
+
+NOBODY = "-"  # msid stream id of an upstream m-line that carries no one now
+CASCADE_ROLE = "cascade"  # PeerSpec.role of a cascade link on the origin
+CASCADE_CONTENT = ("composite", "mix")  # receive slots a cascade asks for by a=content
+
+
+def encode_label(endpoint_id: str | None) -> str:
+    """An endpoint id as an msid token (RFC 8830: 1*64 token-char; '%' is one)."""
+    return quote(endpoint_id, safe="") if endpoint_id else NOBODY
+
+
+def msid_labels(sdp: str) -> dict[str, str | None]:
+    """mid -> endpoint id carried (None: nobody) for every m-line with an msid."""
+    labels: dict[str, str | None] = {}
+    mid = msid = None
+
+    def flush() -> None:
+        if mid is not None and msid is not None:
+            labels[mid] = None if msid == NOBODY else unquote(msid)
+
+    for raw in sdp.splitlines():
+        if raw.startswith("m="):
+            flush()
+            mid = msid = None
+        elif raw.startswith("a=mid:"):
+            mid = raw[6:].strip()
+        elif raw.startswith("a=msid:"):
+            msid = raw[7:].split()[0] if raw[7:].split() else None
+    flush()
+    return labels
+
+
+def add_content(sdp: str, contents: dict[str, str]) -> str:
+    """Insert ``a=content:<value>`` after ``a=mid:<mid>`` for each mid in ``contents``
+    (aiortc does not write the attribute; the origin's parser reads it)."""
+    if not contents:
+        return sdp
+    out = []
+    for raw in sdp.split("\r\n"):
+        out.append(raw)
+        if raw.startswith("a=mid:") and raw[6:].strip() in contents:
+            out.append(f"a=content:{contents[raw[6:].strip()]}")
+    return "\r\n".join(out)
+
+
+def relabel(peer: "LocalPeer", sdp: str) -> None:
+    """Origin side: give a cascade peer's upstream streams the endpoint ids the edge names.
+
+    A stream that carries nobody gets the empty endpoint id, which the meeting never routes
+    (so the cascade itself never appears as a camera or a speaker). ``Stream.via`` keeps the
+    cascade's own id: the meeting never sends a cascade back what came up through it.
+    """
+    labels = msid_labels(sdp)
+    for mid, stream in peer.streams.items():
+        stream.endpoint_id = labels.get(mid) or ""

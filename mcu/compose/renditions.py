@@ -1,0 +1,225 @@
+"""Quality tiers: one encoder per tier, keyframe-request merging, subscriptions.
+
+Each composite is scaled once per tier and encoded once per tier; every subscriber of the
+tier receives the same `EncodedFrame` object (same bytes). RTP packetization is the SFU's job.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from fractions import Fraction
+
+import av
+from av.video.frame import PictureType
+from av.video.reformatter import Interpolation, VideoReformatter
+
+from mcu.compose.meter import CpuMeter
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Tier:
+    """A quality tier. height 0 means audio only: no video is encoded for it."""
+    name: str
+    height: int
+    bitrate: int = 0
+    codec: str = "vp8"        # "vp8" (libvpx realtime) or "h264" (libx264 ultrafast zerolatency)
+    speed: int = 16           # libvpx cpu-used (4..16; 16 is fastest, about half the CPU of 8)
+
+    @property
+    def audio_only(self) -> bool:
+        return self.height == 0
+
+
+DEFAULT_TIERS = (
+    Tier("720p", 720, 1_200_000),
+    Tier("360p", 360, 400_000),
+    Tier("180p", 180, 150_000),
+    Tier("audio", 0),
+)
+
+
+@dataclass(frozen=True, slots=True)
+class EncodedFrame:
+    tier: str
+    codec: str
+    data: bytes
+    pts: int
+    time_base: Fraction
+    keyframe: bool
+    width: int
+    height: int
+
+
+class KeyframeGate:
+    """At most one forced keyframe per `min_interval`; requests in between are merged.
+
+    request(): a PLI/FIR from downstream. Merged into a pending one, or absorbed when a
+    keyframe was forced or emitted less than min_interval ago (that keyframe answers it).
+    want(): a local subscriber is waiting for a keyframe; served as soon as the interval allows.
+    """
+
+    def __init__(self, min_interval: float, clock: Callable[[], float]) -> None:
+        self.min_interval = min_interval
+        self._clock = clock
+        self._pending = False
+        self._deferred = False
+        self._last = float("-inf")
+        self.requests = 0
+        self.merged = 0
+        self.forced = 0
+
+    def request(self) -> bool:
+        """Returns True if this request will cause a keyframe, False if it was merged."""
+        self.requests += 1
+        if self._pending or self._clock() - self._last < self.min_interval:
+            self.merged += 1
+            return False
+        self._pending = True
+        return True
+
+    def want(self) -> None:
+        self._deferred = True
+
+    def take(self) -> bool:
+        """Called once per encoded frame: True when this frame must be a keyframe."""
+        now = self._clock()
+        if self._pending or (self._deferred and now - self._last >= self.min_interval):
+            self._pending = self._deferred = False
+            self._last = now
+            self.forced += 1
+            return True
+        return False
+
+    def emitted(self) -> None:
+        """The encoder produced a keyframe (forced or its own)."""
+        self._last = max(self._last, self._clock())
+        self._deferred = False
+
+
+def _open_encoder(tier: Tier, width: int, height: int, fps: int, threads: int) -> av.CodecContext:
+    if tier.codec == "vp8":
+        ctx = av.CodecContext.create("libvpx", "w")
+        ctx.options = {"deadline": "realtime", "cpu-used": str(tier.speed), "lag-in-frames": "0",
+                       "auto-alt-ref": "0", "max-intra-rate": "300", "static-thresh": "0",
+                       "qmin": "2", "qmax": "63",
+                       "minrate": str(tier.bitrate), "maxrate": str(tier.bitrate),
+                       "bufsize": str(tier.bitrate)}
+    elif tier.codec == "h264":
+        ctx = av.CodecContext.create("libx264", "w")
+        ctx.options = {"preset": "ultrafast", "tune": "zerolatency", "profile": "baseline",
+                       "maxrate": str(tier.bitrate), "bufsize": str(tier.bitrate)}
+    else:
+        raise ValueError(f"tier {tier.name}: unknown codec {tier.codec!r} (use 'vp8' or 'h264')")
+    ctx.width, ctx.height, ctx.pix_fmt = width, height, "yuv420p"
+    ctx.time_base = Fraction(1, fps)
+    ctx.framerate = Fraction(fps)
+    ctx.bit_rate = tier.bitrate
+    ctx.gop_size = fps * 10          # keyframes mostly on request; one every 10 s as a safety net
+    ctx.thread_count = threads
+    ctx.open()
+    return ctx
+
+
+class TierEncoder:
+    """Scales the composite to the tier's size and encodes it. Used by one thread at a time."""
+
+    def __init__(self, tier: Tier, canvas_w: int, canvas_h: int, fps: int,
+                 threads: int, meter: CpuMeter) -> None:
+        self.tier = tier
+        self.height = min(tier.height, canvas_h) & ~1
+        self.width = (canvas_w * self.height // canvas_h) & ~1
+        self.fps = fps
+        self._meter = meter
+        self._scaler = VideoReformatter()
+        # AREA averages for 2:1 and smaller (cheaper and sharper there), BILINEAR otherwise
+        self._interp = Interpolation.AREA if canvas_h >= 2 * self.height else Interpolation.BILINEAR
+        self._ctx = _open_encoder(tier, self.width, self.height, fps, threads)
+        self._count = 0      # the encoder sees consecutive frames, see encode()
+
+    def encode(self, canvas: av.VideoFrame, pts: int, force_keyframe: bool) -> list[EncodedFrame]:
+        t0 = time.thread_time()
+        if canvas.width != self.width or canvas.height != self.height:
+            frame = self._scaler.reformat(canvas, self.width, self.height, "yuv420p",
+                                          interpolation=self._interp, threads=1)
+        else:
+            frame = canvas    # only one tier may have the canvas size (heights are distinct)
+        t1 = time.thread_time()
+        # Rate control sees consecutive timestamps: when composites are dropped (CPU starved),
+        # libvpx given the real, irregular gaps overshot the tier's bitrate by ~35%; counting
+        # frames makes it undershoot instead, which is what a thin link needs. The real
+        # timestamp (for RTP) is the `pts` argument, returned in every EncodedFrame.
+        frame.pts = self._count
+        self._count += 1
+        frame.time_base = self._ctx.time_base
+        frame.pict_type = PictureType.I if force_keyframe else PictureType.NONE
+        packets = self._ctx.encode(frame)
+        t2 = time.thread_time()
+        self._meter.add("scale", t1 - t0, f"scale.{self.tier.name}")
+        self._meter.add("encode", t2 - t1, f"encode.{self.tier.name}")
+        tb = self._ctx.time_base
+        return [EncodedFrame(self.tier.name, self.tier.codec, bytes(p), pts, tb, p.is_keyframe,
+                             self.width, self.height) for p in packets]
+
+
+class Subscription:
+    """Encoded frames of one tier for one subscriber: a bounded queue (or a callback).
+
+    Overflow policy: when the queue is full the subscriber is behind; its queue is cleared and it
+    waits for the next keyframe (deltas it could not decode are never delivered), and a keyframe
+    is wanted from the tier. A new subscriber also starts by waiting for a keyframe.
+    """
+
+    def __init__(self, tier: str, maxsize: int, callback: Callable[[EncodedFrame], None] | None,
+                 on_close: Callable[["Subscription"], None]) -> None:
+        self.tier = tier
+        self._queue: asyncio.Queue[EncodedFrame | None] = asyncio.Queue(maxsize)
+        self._callback = callback
+        self.queued = callback is None  # a queue reader (recorder, HLS) keeps its tier encoded
+        self._on_close = on_close
+        self.waiting_keyframe = True
+        self.closed = False
+        self.delivered = 0
+        self.dropped = 0
+
+    def offer(self, frame: EncodedFrame) -> bool:
+        """Deliver one frame; returns True when this subscriber needs a keyframe."""
+        if self.closed:
+            return False
+        if self.waiting_keyframe:
+            if not frame.keyframe:
+                self.dropped += 1
+                return True
+            self.waiting_keyframe = False
+        if self._callback is not None:
+            self._callback(frame)
+        elif self._queue.full():
+            self.dropped += self._queue.qsize() + 1
+            while not self._queue.empty():
+                self._queue.get_nowait()
+            self.waiting_keyframe = True
+            return True
+        else:
+            self._queue.put_nowait(frame)
+        self.delivered += 1
+        return False
+
+    async def get(self) -> EncodedFrame | None:
+        """Next frame, or None once the subscription is closed."""
+        if self.closed and self._queue.empty():
+            return None
+        return await self._queue.get()
+
+    def close(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        if self._queue.full():
+            self._queue.get_nowait()
+        self._queue.put_nowait(None)
+        self._on_close(self)

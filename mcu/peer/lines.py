@@ -1,0 +1,77 @@
+"""What one negotiated m-line of a ``LocalPeer`` becomes: a publisher ``Stream`` (lines the client
+sends), an ``Output`` (lines it receives), and which role an output plays in the meeting.
+
+Construction, no I/O, kept apart from ``mcu.peer.peer``'s negotiation and lifecycle. One side effect:
+``role_for_client_mline`` switches a cascade edge's ``media_mode`` to "both" when the edge asks
+for composite lines.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from mcu.cascade.sdp import CASCADE_CONTENT, CASCADE_ROLE
+from mcu.peer.negotiation import MLine
+from mcu.sfu.stream import Stream
+from mcu.sfu.subscriber import Output
+
+if TYPE_CHECKING:
+    from mcu.peer.peer import LocalPeer
+
+
+def role_for_client_mline(peer: "LocalPeer", line: MLine) -> str:
+    """The role of a receive line the client offered, from its kind and ``a=content``."""
+    roles = list(peer._roles.values())
+    if peer.spec.role == CASCADE_ROLE and line.content in CASCADE_CONTENT:
+        if peer.video_codec != "VP8":  # no composite to give: it is VP8 only (LocalPeer.__init__)
+            return "extra"
+        peer.media_mode = "both"  # an edge with MCU-mode subscribers: compose for it too
+        return line.content
+    if peer.media_mode == "mcu":
+        role = "mix" if line.kind == "audio" else "composite"
+        return role if role not in roles else "extra"
+    if line.kind == "audio":
+        return "audio"
+    if line.content == "slides":
+        return "slides"
+    if "main" not in roles:
+        return "main"
+    return "slides" if "slides" not in roles else "extra"
+
+
+def publisher_stream(peer: "LocalPeer", mid: str, local: MLine, remote: MLine) -> Stream:
+    if local.kind == "audio":
+        source = "mic"
+    elif remote.content == "slides" or any(s.source == "camera" for s in peer.streams.values()):
+        source = "screen"
+    else:
+        source = "camera"
+    return Stream(
+        stream_id=f"{peer.endpoint_id}/{mid}",
+        endpoint_id=peer.endpoint_id,
+        kind=local.kind,
+        source=source,
+        codec=local.codec,
+        clock_rate=local.clock_rate,
+        audio_level_id=local.audio_level_id,
+        send_keyframe_request=peer.link.send_keyframe_request,
+        send_nack=peer.link.send_nack,
+        keyframe_interval=peer.keyframe_interval,
+        priority=1 if source == "screen" else 0,
+    )
+
+
+def subscriber_output(peer: "LocalPeer", mid: str, line: MLine, role: str) -> Output:
+    sender = next(t for t in peer.pc.getTransceivers() if t.mid == mid).sender
+    return Output(
+        endpoint_id=peer.endpoint_id,
+        kind=line.kind,
+        role=role,
+        ssrc=sender._ssrc,
+        payload_type=line.payload_type or 0,
+        clock_rate=line.clock_rate,
+        rtx_ssrc=sender._rtx_ssrc if line.rtx_payload_type else None,
+        rtx_payload_type=line.rtx_payload_type,
+        audio_level_id=line.audio_level_id,
+        priority=1 if role == "slides" else 0,
+    )

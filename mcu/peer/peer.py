@@ -1,0 +1,418 @@
+"""One endpoint's peer connection on the media node (implements mcu.api.MediaPeer).
+
+aiortc negotiates (ICE, DTLS, SDP with standard codecs and SSRCs); the media itself bypasses
+aiortc's RTP objects (see ``mcu.peer.transport``): incoming RTP goes straight to the publisher's
+``Stream``, and every send m-line is an ``Output`` written by the router; aiortc's sender only
+sends RTCP sender reports for it (its track is idle).
+
+Every SDP operation runs in the peer's single owner task, fed by a bounded queue (overflow
+policy: reject the new operation with ``PeerBusy``), so negotiations never interleave. The
+server makes an offer when the meeting needs more send m-lines (another speaker's audio, a
+screen share); the client answers with ``handle_answer``. While a server offer is outstanding a
+client offer is refused (``Glare``): the client is the polite side and must answer first.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import TYPE_CHECKING, Any, Awaitable, Callable
+
+from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
+from aiortc.rtcconfiguration import RTCBundlePolicy
+from aiortc.sdp import candidate_from_sdp
+
+from mcu.api import MediaError, MediaRetry
+
+from mcu.cascade.sdp import CASCADE_ROLE, relabel
+from mcu.peer.transport import PeerLink
+from mcu.peer.bounded_stop import close_pc
+from mcu.peer.negotiation import MLine, NegotiationError, check_bundle, describe, receives, sends, set_codec
+from mcu.peer.lines import publisher_stream, role_for_client_mline, subscriber_output
+from mcu.peer.rtcp import publisher_feedback, update_sender_reports
+from mcu.sfu.stream import Stream
+from mcu.sfu.subscriber import Output
+from mcu.bridge.renditions import media_mode
+from mcu.peer.tracks import IdleTrack
+
+if TYPE_CHECKING:
+    from mcu.api import PeerSpec
+
+    from mcu.meeting.meeting import Meeting
+
+log = logging.getLogger("mcu.peer.peer")
+
+OPS_QUEUE_SIZE = 32
+# A peer whose connection is not up this long after it was made never will be (an offer with no
+# usable candidates, a client that vanished before ICE): closed, so that it holds no place under
+# the session caps, no participant entry and no encoder (ICE through TURN on 3G takes seconds)
+CONNECT_TIMEOUT_S = 30.0
+
+class PeerError(MediaError):
+    """A request on a media peer that cannot be served (maps to a client error)."""
+
+
+class PeerBusy(PeerError, MediaRetry):
+    pass
+
+
+class Glare(PeerError, MediaRetry):
+    pass
+
+
+class PeerClosed(PeerError):
+    pass
+
+
+class LocalPeer:
+    def __init__(
+        self,
+        meeting: "Meeting",
+        spec: "PeerSpec",
+        events: Callable[[dict[str, Any]], Awaitable[None]],
+        *,
+        video_codec: str = "VP8",
+        audio_codec: str = "opus",
+        keyframe_interval: float = 0.5,
+    ) -> None:
+        self.meeting = meeting
+        self.spec = spec
+        self.endpoint_id = spec.endpoint_id
+        self.events = events
+        # WHIP/WHEP clients cannot take server offers: spec.extra["renegotiate"] = False keeps
+        # the peer to the m-lines of its own offer
+        self.renegotiate = bool(spec.extra.get("renegotiate", True))
+        self.video_codec = video_codec
+        self.audio_codec = audio_codec
+        # "sfu" | "mcu" | "both" (mcu.bridge.renditions); the composite is VP8 only for now
+        try:
+            mode = media_mode(spec, meeting.media_policy)
+        except ValueError as exc:
+            raise PeerError(str(exc)) from None
+        self.media_mode = mode if video_codec == "VP8" else "sfu"
+        self.keyframe_interval = keyframe_interval
+        self.pc = RTCPeerConnection(
+            RTCConfiguration(iceServers=[], bundlePolicy=RTCBundlePolicy.MAX_BUNDLE)
+        )
+        self.pc.on("connectionstatechange", self._on_connection_state)
+        self.streams: dict[str, Stream] = {}  # by mid
+        self.muted_kinds: set[str] = set()
+        self.outputs: dict[str, Output] = {}  # by mid
+        self.pending_roles: list[str] = []  # roles of offered, not yet answered m-lines
+        self.refused_roles: list[str] = []  # roles whose m-line the client refused
+        self._slots_queued = False
+        self._roles: dict[str, str] = {}  # mid -> output role
+        self.link = PeerLink(
+            spec.endpoint_id, self._on_link_up, self._schedule_close, meeting.router.on_feedback
+        )
+        self._offer_outstanding = False
+        self._want_offer = False
+        self._answered_once = False
+        self._ops: asyncio.Queue = asyncio.Queue(OPS_QUEUE_SIZE)
+        self._task = asyncio.get_running_loop().create_task(self._run())
+        self.closed = False
+        self.congested = False  # set by the meeting from RTCP receiver reports
+        self.dropped_notifications = 0
+        self._close_task: asyncio.Task | None = None
+        self._connect_deadline = asyncio.get_running_loop().call_later(CONNECT_TIMEOUT_S, self._check_connected)
+
+    # -- MediaPeer API ---------------------------------------------------------------------
+
+    async def handle_offer(self, sdp: str) -> str:
+        return await self._submit(lambda: self._apply_offer(sdp))
+
+    async def handle_answer(self, sdp: str) -> None:
+        await self._submit(lambda: self._apply_answer(sdp))
+
+    async def add_ice_candidate(self, candidate: dict[str, Any] | None) -> None:
+        await self._submit(lambda: self._add_candidate(candidate))
+
+    async def set_muted(self, kind: str, muted: bool) -> None:
+        """Chair mute; it also holds for tracks the client adds later (a mute set before the offer)."""
+        (self.muted_kinds.add if muted else self.muted_kinds.discard)(kind)
+        for stream in list(self.streams.values()):
+            if stream.kind == kind:
+                stream.set_muted(muted)
+
+    async def close(self) -> None:
+        if self._close_task is None:
+            self._close_task = asyncio.get_running_loop().create_task(self._close())
+        await asyncio.shield(self._close_task)
+
+    # -- owner task ------------------------------------------------------------------------
+
+    async def _submit(self, op: Callable[[], Awaitable[Any]]) -> Any:
+        if self.closed:
+            raise PeerClosed(f"peer {self.endpoint_id} is closed")
+        fut = asyncio.get_running_loop().create_future()
+        try:
+            self._ops.put_nowait((op, fut))
+        except asyncio.QueueFull:
+            raise PeerBusy(f"peer {self.endpoint_id}: too many pending operations") from None
+        return await fut
+
+    def post(self, op: Callable[[], Awaitable[Any]], droppable: bool = False) -> None:
+        """Queue an operation nobody waits for (renegotiation, notifications).
+
+        Droppable ones (speaker notifications) are dropped once the queue is half full, so
+        that a slow client never makes its own SDP operations fail with ``PeerBusy``.
+        """
+        if self.closed:
+            return
+        if droppable and self._ops.qsize() >= OPS_QUEUE_SIZE // 2:
+            self.dropped_notifications += 1
+            return
+        fut = asyncio.get_running_loop().create_future()
+        fut.add_done_callback(_consume)
+        try:
+            self._ops.put_nowait((op, fut))
+        except asyncio.QueueFull:
+            fut.set_exception(PeerBusy("operation queue full"))
+
+    async def _run(self) -> None:
+        while True:
+            op, fut = await self._ops.get()
+            if fut.done():
+                continue
+            try:
+                result = await op()
+            except asyncio.CancelledError:  # the peer is closing (a newer peer of its id replaced it)
+                if not fut.done():  # the caller gets an error it can answer with, not a cancellation
+                    fut.set_exception(PeerClosed(f"peer {self.endpoint_id} was closed during this operation"))
+                raise
+            except Exception as exc:  # handed to the caller
+                if not fut.done():
+                    fut.set_exception(exc)
+            else:
+                if not fut.done():
+                    fut.set_result(result)
+
+    # -- negotiation -----------------------------------------------------------------------
+
+    async def _apply_offer(self, sdp: str) -> str:
+        if self._offer_outstanding:
+            raise Glare("answer the server's offer before making a new one")
+        check_bundle(sdp)  # also reads the whole offer once: describe() below cannot fail on it
+        remote = describe(sdp)
+        try:  # the answer too: an offer aiortc takes can still make it fail (a line with no direction)
+            self._add_transceivers(remote)
+            await self.pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="offer"))
+            answer = await self.pc.createAnswer()
+            await self.pc.setLocalDescription(answer)
+        except Exception as exc:
+            await self._refused_after_change()
+            raise NegotiationError(f"cannot apply offer: {exc}") from exc
+        local = describe(self.pc.localDescription.sdp)
+        self._install_hooks()
+        for mid in [m for m in self.streams if m not in remote or not sends(remote[m].direction)]:
+            stream = self.streams.pop(mid)  # the client stopped sending this track
+            self.meeting.router.remove_stream(stream.stream_id)
+        for mid, line in local.items():
+            rline = remote.get(mid)
+            if rline is None:
+                continue
+            if self.spec.publish and sends(rline.direction) and mid not in self.streams:
+                self._add_stream(mid, line, rline)
+            if receives(rline.direction) and mid not in self.outputs:
+                self._add_output(mid, line, role_for_client_mline(self, rline))  # its a=content
+        self._answered_once = True
+        if self.spec.role == CASCADE_ROLE:  # an edge node: who each upstream line carries
+            relabel(self, sdp)
+        self.meeting.peer_changed(self)
+        return self.pc.localDescription.sdp
+
+    def _add_transceivers(self, remote: dict[str, MLine]) -> None:
+        known = {t.mid for t in self.pc.getTransceivers() if t.mid is not None}
+        for line in remote.values():
+            if line.mid in known:
+                continue
+            codec = self.video_codec if line.kind == "video" else self.audio_codec
+            direction = "sendrecv" if receives(line.direction) else "recvonly"
+            if not (self.spec.publish and sends(line.direction)):
+                direction = "sendonly" if receives(line.direction) else "inactive"
+            track = IdleTrack(line.kind) if receives(line.direction) else None
+            t = self.pc.addTransceiver(track or line.kind, direction=direction)
+            set_codec(t, line.kind, codec)
+
+    async def _refused_after_change(self) -> None:
+        """aiortc changed the connection before it refused the offer and cannot roll back, so
+        this peer can never negotiate again. A first offer's peer is simply dropped by whoever
+        opened it (signaling does); an established one tells its client to open a new peer."""
+        if not self._answered_once:
+            return
+        log.warning("peer %s: a refused offer left it unusable; media_reset", self.endpoint_id)
+        try:
+            await self.events({"type": "media_reset", "reason": "the offer was refused and the media "
+                               "connection cannot continue; offer again"})
+        except Exception:  # noqa: BLE001 - the client is gone: closing is all that is left
+            self._schedule_close()
+
+    async def _apply_answer(self, sdp: str) -> None:
+        if not self._offer_outstanding:
+            raise NegotiationError("no server offer is waiting for an answer")
+        try:
+            await self.pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="answer"))
+        except Exception as exc:
+            raise NegotiationError(f"cannot apply answer: {exc}") from exc
+        self._offer_outstanding = False
+        remote = describe(sdp)
+        for mid, role in list(self._roles.items()):
+            if mid in self.outputs:
+                continue
+            line = remote.get(mid)
+            if line is not None and receives(line.direction):
+                self._add_output(mid, line, role)
+            else:  # the client refused this m-line: never offer that slot again
+                self.refused_roles.append(role)
+                del self._roles[mid]
+        self.pending_roles = []
+        self._install_hooks()
+        self.meeting.peer_changed(self)
+        if self._want_offer:
+            self._want_offer = False
+            await self._make_offer()
+
+    async def _add_candidate(self, candidate: dict[str, Any] | None) -> None:
+        if candidate is None or not candidate.get("candidate"):
+            await self.pc.addIceCandidate(None)
+            return
+        text = candidate["candidate"]
+        if text.startswith("candidate:"):
+            text = text[len("candidate:") :]
+        c = candidate_from_sdp(text)
+        c.sdpMid = candidate.get("sdpMid")
+        c.sdpMLineIndex = candidate.get("sdpMLineIndex")
+        await self.pc.addIceCandidate(c)
+
+    def request_slots(self, roles: list[str]) -> None:
+        """The meeting wants more send m-lines for this peer: offer them (in the owner task)."""
+        if self.closed or not roles or not self.renegotiate or self._slots_queued:
+            return
+        if self._ops.full():
+            log.warning("peer %s busy; slots %s not offered now", self.endpoint_id, roles)
+            return
+        self._slots_queued = True  # one queued request at a time; it re-reads what is missing
+        self.post(lambda: self._offer_slots(roles))
+
+    async def _offer_slots(self, roles: list[str]) -> None:
+        self._slots_queued = False
+        missing = self.meeting.missing_roles(self)
+        if not missing:
+            return
+        if self._offer_outstanding or not self._answered_once:
+            self._want_offer = True
+            return
+        await self._make_offer()
+
+    async def _make_offer(self) -> None:
+        missing = self.meeting.missing_roles(self)
+        if not missing or self.closed:
+            return
+        for role in missing:
+            kind = "audio" if role in ("audio", "mix") else "video"
+            t = self.pc.addTransceiver(IdleTrack(kind), direction="sendonly")
+            set_codec(t, kind, self.audio_codec if kind == "audio" else self.video_codec)
+        offer = await self.pc.createOffer()
+        await self.pc.setLocalDescription(offer)
+        new_mids = [t.mid for t in self.pc.getTransceivers()[-len(missing) :]]
+        for mid, role in zip(new_mids, missing):
+            self._roles[mid] = role
+        self.pending_roles = list(missing)
+        self._offer_outstanding = True
+        try:
+            await self.events({"type": "offer", "sdp": self.pc.localDescription.sdp})
+        except Exception:
+            # the offer is applied locally but never reached the client, and aiortc cannot
+            # roll back: the session cannot be negotiated any more, so release it
+            log.warning("offer to %s not delivered; closing the peer", self.endpoint_id)
+            self._schedule_close()
+            raise
+
+    def _add_stream(self, mid: str, local: MLine, remote: MLine) -> None:
+        stream = publisher_stream(self, mid, local, remote)
+        self.link.add_stream(stream, mid, remote.ssrcs, remote.rtx_ssrcs, local.mid_ext_id)
+        self.streams[mid] = stream
+        if local.kind in self.muted_kinds:
+            stream.set_muted(True)
+        self.meeting.router.add_stream(stream)
+
+    def _add_output(self, mid: str, line: MLine, role: str) -> None:
+        out = subscriber_output(self, mid, line, role)
+        self._roles[mid] = role
+        self.outputs[mid] = out
+        self.link.add_output(out)
+
+    # -- transport -------------------------------------------------------------------------
+
+    def _install_hooks(self) -> None:
+        transceivers = self.pc.getTransceivers()
+        if transceivers:
+            self.link.attach(transceivers[0].receiver.transport, transceivers[0].sender._ssrc)
+
+    def _on_link_up(self) -> None:
+        for out in self.outputs.values():
+            src = out.source
+            if src is not None and not out.live and out in src.waiting:
+                src.waiting.remove(out)
+                out.source = None  # re-added below: replay of the cached key frame or a PLI
+        self.meeting.peer_changed(self)
+
+    # -- shutdown --------------------------------------------------------------------------
+
+    def _on_connection_state(self) -> None:
+        if self.pc.connectionState in ("failed", "closed"):
+            self._schedule_close()
+
+    def _check_connected(self) -> None:
+        if not self.closed and self.pc.connectionState != "connected":
+            log.info("peer %s not connected %.0f s after it was made (%s); closing it", self.endpoint_id,
+                     CONNECT_TIMEOUT_S, self.pc.connectionState)
+            self._schedule_close()
+
+    def _schedule_close(self) -> None:
+        if self._close_task is None and not self.closed:
+            self._close_task = asyncio.get_running_loop().create_task(self._close())
+
+    async def _close(self) -> None:
+        self.closed = True
+        self._connect_deadline.cancel()
+        self.meeting.remove_peer(self)
+        for out in self.outputs.values():
+            self.meeting.router.release(out)
+        for mid in list(self.streams):
+            self.meeting.router.remove_stream(self.streams[mid].stream_id)
+        self.link.close()
+        self._task.cancel()
+        try:
+            await self._task
+        except BaseException:
+            pass
+        while not self._ops.empty():
+            _, fut = self._ops.get_nowait()
+            if not fut.done():
+                fut.set_exception(PeerClosed("peer closed"))
+        await close_pc(self.pc, self.endpoint_id)
+        self.pc.remove_all_listeners()
+        self.meeting.node._forget_peer(self)
+
+    def update_sender_reports(self) -> None:
+        update_sender_reports(self.link, self.pc.getTransceivers(), self.outputs)
+
+    def send_publisher_feedback(self, interval: float) -> None:
+        """RTCP receiver reports for the peer's published streams, plus REMB for video: a
+        browser's congestion control needs them to raise its bitrate (aiortc's own receiver
+        never sees the packets, so it cannot report them)."""
+        publisher_feedback(self.link, self.streams.values(), interval)
+
+    def stats(self) -> dict[str, Any]:
+        return {
+            "endpoint": self.endpoint_id,
+            "streams": [s.stats() for s in self.streams.values()],
+            "outputs": [o.stats() for o in self.outputs.values()],
+            "unknown_packets": self.link.unknown_packets,
+        }
+
+
+def _consume(fut: asyncio.Future) -> None:
+    if not fut.cancelled() and fut.exception() is not None:
+        log.warning("media peer operation failed: %s", fut.exception())

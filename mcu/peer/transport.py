@@ -1,0 +1,213 @@
+"""A peer's bundled transport as the router sees it.
+
+aiortc's ``RTCDtlsTransport`` decrypts each SRTP packet and then awaits
+``_handle_rtp_data`` / ``_handle_rtcp_data`` on itself. ``PeerLink.attach`` replaces these two
+on the instance (a documented, scoped interception: only this peer's transport, undone by
+nothing because the transport dies with the peer):
+
+* RTP goes straight to the publisher ``Stream`` found by SSRC (from the SDP; an SSRC the SDP
+  did not announce is learnt once from the MID header extension). No ``RtpPacket`` objects,
+  no jitter buffer, no decoder.
+* RTCP feedback for the peer's outputs (PLI, FIR, NACK, receiver reports) goes to the router.
+
+When DTLS is connected the link binds the transport's SRTP session and the nominated ICE
+socket to every output of the peer (see ``subscriber.Output.bind_link``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from time import perf_counter
+from typing import Any, Callable
+
+from mcu.sfu.rtp_header import U32, find_extension, nack, parse_feedback, payload_bounds, pli
+from mcu.sfu.stream import Stream
+from mcu.sfu.subscriber import Output
+from mcu.peer.udp_guard import send_socket
+
+log = logging.getLogger("mcu.peer.transport")
+
+# aiortc's receive loop takes queued datagrams one after another without yielding; a 4 Mbit/s
+# key frame (~220 packets) fanned out to 100 subscribers held the event loop ~0.3-0.6 s under
+# uvloop (which queues 32 datagrams per read). The link yields once it has worked this long,
+# so that other sockets are read and timers run (loadtests/README.md, "Ingress").
+YIELD_AFTER_S = 0.005
+
+
+class PeerLink:
+    def __init__(
+        self,
+        name: str,
+        on_up: Callable[[], None],
+        on_down: Callable[[], None],
+        on_feedback: Callable[[Output, list[tuple]], None],
+    ) -> None:
+        self.name = name
+        self._on_up = on_up
+        self._on_down = on_down
+        self._on_feedback = on_feedback
+        self.by_ssrc: dict[int, Any] = {}  # Stream, or _Rtx for a stream's RTX SSRC
+        self.out_by_ssrc: dict[int, Output] = {}
+        self._mid_ext_ids: set[int] = set()
+        self._by_mid_value: dict[bytes, Stream] = {}
+        self.outputs: list[Output] = []
+        self.dtls: Any = None
+        self.binding: tuple[Any, Any, Any] | None = None
+        self._owned_sock: Any = None  # a socket duplicate this link must close (uvloop)
+        self._resumed = 0.0  # perf_counter() when the receive loop last got the event loop
+        self.rtcp_ssrc = 0
+        self.unknown_packets = 0
+        self.errors = 0
+        self.closed = False
+
+    # -- registries ------------------------------------------------------------------------
+
+    def add_stream(self, stream: Stream, mid: str, ssrcs: list[int], rtx_ssrcs: list[int],
+                   mid_ext_id: int) -> None:
+        for ssrc in ssrcs:
+            stream.ssrc = ssrc
+            self.by_ssrc[ssrc] = stream
+        for ssrc in rtx_ssrcs:
+            self.by_ssrc[ssrc] = _Rtx(stream)  # publisher retransmissions: restored
+        if mid_ext_id:
+            self._mid_ext_ids.add(mid_ext_id)
+            self._by_mid_value[mid.encode()] = stream
+
+    def add_output(self, out: Output) -> None:
+        self.outputs.append(out)
+        self.out_by_ssrc[out.ssrc] = out
+        if out.rtx_ssrc:
+            self.out_by_ssrc[out.rtx_ssrc] = out
+        if self.binding is not None:
+            out.bind_link(*self.binding)
+
+    # -- transport -------------------------------------------------------------------------
+
+    def attach(self, dtls: Any, rtcp_ssrc: int) -> None:
+        self.rtcp_ssrc = rtcp_ssrc
+        if dtls is self.dtls or self.closed:
+            return
+        self.dtls = dtls
+        dtls._handle_rtp_data = self._on_rtp_data
+        dtls._handle_rtcp_data = self._on_rtcp_data
+        dtls.on("statechange", self._on_dtls_state)
+        if dtls.state == "connected":
+            self._bind()
+
+    def _on_dtls_state(self) -> None:
+        if self.dtls is None or self.closed:
+            return
+        if self.dtls.state == "connected":
+            self._bind()
+        elif self.dtls.state in ("closed", "failed"):
+            self._on_down()
+
+    def _bind(self) -> None:
+        dtls = self.dtls
+        session = dtls._tx_srtp
+        pair = dtls.transport._connection._nominated.get(1)
+        if session is None or pair is None:
+            return
+        self._close_owned()
+        # the same fast send path and buffer sizes under asyncio and uvloop (mcu.peer.udp_guard)
+        sock, self._owned_sock = send_socket(pair.protocol.transport)
+        self.binding = (session, sock, pair.remote_addr)
+        for out in self.outputs:
+            out.bind_link(*self.binding)
+        self._on_up()
+
+    async def _on_rtp_data(self, data: bytes, arrival_time_ms: int = 0) -> None:
+        if len(data) < 12:
+            return
+        stream = self.by_ssrc.get(U32.unpack_from(data, 8)[0], False)
+        try:
+            if stream:
+                stream.on_rtp(data)
+            elif stream is False:
+                self._learn_ssrc(data)
+        except Exception:  # one bad packet must not end aiortc's receive loop
+            self.errors += 1
+            if self.errors == 1:
+                log.exception("RTP from %s not routed", self.name)
+        if perf_counter() - self._resumed > YIELD_AFTER_S:
+            await asyncio.sleep(0)
+            self._resumed = perf_counter()
+
+    def _learn_ssrc(self, data: bytes) -> None:
+        """Map an SSRC that the SDP did not announce, by its MID header extension."""
+        self.unknown_packets += 1
+        try:
+            ext_start, ext_end, _, _ = payload_bounds(data)
+        except ValueError:
+            return
+        for ext_id in self._mid_ext_ids:
+            value = find_extension(data, ext_start, ext_end, ext_id)
+            stream = self._by_mid_value.get(bytes(value)) if value else None
+            if stream is not None and stream.ssrc is None:
+                ssrc = U32.unpack_from(data, 8)[0]
+                stream.ssrc = ssrc
+                self.by_ssrc[ssrc] = stream
+                stream.on_rtp(data)
+                return
+
+    async def _on_rtcp_data(self, data: bytes) -> None:
+        try:
+            items = parse_feedback(data)
+        except Exception:  # malformed RTCP from the network
+            return
+        for item in items:
+            out = self.out_by_ssrc.get(item[1])
+            if out is None:
+                continue
+            try:
+                self._on_feedback(out, [item])
+            except Exception:
+                self.errors += 1
+                if self.errors == 1:
+                    log.exception("RTCP from %s not handled", self.name)
+
+    def send_keyframe_request(self, stream: Stream) -> None:
+        if stream.ssrc:
+            self.send_rtcp(pli(self.rtcp_ssrc, stream.ssrc))
+
+    def send_nack(self, stream: Stream, seqs: list[int]) -> None:
+        if stream.ssrc:
+            self.send_rtcp(nack(self.rtcp_ssrc, stream.ssrc, seqs))
+
+    def send_rtcp(self, packet: bytes) -> None:
+        if not packet or self.binding is None or self.closed:
+            return
+        session, sock, addr = self.binding
+        try:
+            sock.sendto(session.protect_rtcp(packet), addr)
+        except Exception as exc:  # pylibsrtp.Error or OSError: drop, like a lost packet
+            log.debug("RTCP to %s dropped: %s", self.name, exc)
+
+    def _close_owned(self) -> None:
+        # outputs still bound to it count their sends as dropped (closed socket: OSError)
+        if self._owned_sock is not None:
+            self._owned_sock.close()
+            self._owned_sock = None
+
+    def close(self) -> None:
+        """Forget the transport; idempotent."""
+        self.closed = True
+        self.binding = None
+        self._close_owned()
+        if self.dtls is not None:
+            self.dtls.remove_all_listeners()
+        self.outputs = []
+        self.out_by_ssrc.clear()
+        self.by_ssrc.clear()
+
+
+class _Rtx:
+    """Routes a publisher's RTX SSRC to ``Stream.on_rtx``."""
+
+    __slots__ = ("on_rtp",)
+
+    def __init__(self, stream: Stream) -> None:
+        self.on_rtp = stream.on_rtx
+
+

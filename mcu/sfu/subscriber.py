@@ -1,0 +1,293 @@
+"""Per-subscriber send slot: rewrite state and the encrypt-and-send path.
+
+An ``Output`` is one outgoing m-line of a subscriber (its own SSRC, payload type, sequence
+numbers and timestamps). Its *source* (a publisher ``Stream``) can change at any time; the
+sequence numbers and timestamps it emits stay continuous across changes, and a video output
+resumes only on a key frame of the new source.
+
+Rewrite model: while live on a source, ``out_seq = src_seq + seq_off`` and
+``out_ts = src_ts + ts_off`` (mod 2^16 / 2^32), so the hot loop writes nothing per packet.
+When the output leaves a source (switch, mute, source gone) it is *frozen*: the next sequence
+number, the next timestamp and the wall-clock time it refers to are stored, and the offsets are
+recomputed from them when the first packet of the next source is admitted.
+
+Sending: the subscriber's SRTP session (aiortc's ``RTCDtlsTransport._tx_srtp``, a pylibsrtp
+Session) and the nominated ICE socket are bound once (``bind_link``); the router then writes the
+packet into the session's buffer, protects it in place with libsrtp and sends with a
+non-blocking ``sendto``. The per-subscriber queue is the socket's kernel send buffer (bounded
+by SO_SNDBUF); overflow policy: drop the packet and count it (the subscriber recovers with NACK
+or PLI), never block the router, so a subscriber that stops reading cannot slow the others.
+"""
+
+from __future__ import annotations
+
+import random
+import socket
+import time
+from typing import TYPE_CHECKING, Any
+
+from pylibsrtp import Session
+from pylibsrtp._binding import ffi, lib
+
+from mcu.sfu.rtp_header import SEQ_TS_SSRC, U16, payload_bounds, vp8_picture_id
+
+if TYPE_CHECKING:
+    from mcu.sfu.stream import Stream
+
+RESEND_INTERVAL = 0.3  # s before the same packet is resent again (receivers repeat NACK lists)
+
+_protect = lib.srtp_protect
+_pack = SEQ_TS_SSRC.pack_into
+_pack_pid = U16.pack_into
+
+
+class Output:
+    """One outgoing stream of one subscriber."""
+
+    def __init__(
+        self,
+        *,
+        endpoint_id: str,
+        kind: str,
+        role: str,
+        ssrc: int,
+        payload_type: int,
+        clock_rate: int,
+        rtx_ssrc: int | None = None,
+        rtx_payload_type: int | None = None,
+        audio_level_id: int = 0,
+        priority: int = 0,
+    ) -> None:
+        self.endpoint_id = endpoint_id
+        self.kind = kind
+        self.role = role  # "audio" | "main" | "slides"
+        self.ssrc = ssrc
+        self.pt = payload_type
+        self.clock_rate = clock_rate
+        self.rtx_ssrc = rtx_ssrc
+        self.rtx_pt = rtx_payload_type
+        self.rtx_seq = random.randrange(1 << 16)
+        self.level_id = audio_level_id if kind == "audio" else 0
+        self.profile = (payload_type, self.level_id)
+        self.priority = priority
+        # link (bound when DTLS is up)
+        self.ready = False
+        self.mv: memoryview | None = None
+        self.cdata: Any = None
+        self.ctx: Any = None
+        self.lenp = ffi.new("int *")
+        self._session: Session | None = None
+        self.sendto: Any = None
+        self.addr: Any = None
+        # rewrite state
+        self.source: Stream | None = None
+        self.live = False  # forwarding (False: waiting for first packet / key frame)
+        self.seq_off = 0
+        self.ts_off = 0
+        self.epoch_seq = 0  # first source seq forwarded in the current epoch
+        self.next_seq = random.randrange(1 << 16)
+        self.next_ts = random.randrange(1 << 32)
+        self.next_time = time.monotonic()
+        self.pid_off = 0  # VP8 picture id offset (15-bit), same scheme as seq/ts
+        self.next_pid = random.randrange(1 << 15)
+        # the previous epoch (source, seq_off, ts_off, pid_off, first seq, last seq): NACKs
+        # for packets sent before a switch are still answered from that source's cache
+        self._prev: tuple | None = None
+        self._resent: dict[int, float] = {}  # out seq -> when it was last retransmitted
+        # counters
+        self.dropped = 0
+        self.errors = 0
+        self.retransmitted = 0
+        self.nacked = 0  # distinct packets the subscriber reported lost (NACK)
+        self.switches = 0
+        self.packets_before = 0  # packets sent in earlier epochs (for sender reports)
+        self.fraction_lost = 0  # last RTCP receiver report, 0..255
+        self.remb: int | None = None  # last REMB estimate for this SSRC (bit/s), if any
+        self.closed = False
+
+    # -- link ------------------------------------------------------------------------------
+
+    def bind_link(self, session: Session, sock: socket.socket, addr: tuple) -> None:
+        """Bind the SRTP session and UDP socket the packets go out on.
+
+        The output keeps a reference to ``session``: the raw libsrtp pointers below stay valid
+        for as long as the output is bound, whatever happens to the DTLS transport.
+        """
+        self._session = session
+        self.mv = memoryview(session._buffer)
+        self.cdata = session._cdata
+        self.ctx = session._srtp[0]
+        self.sendto = sock.sendto
+        self.addr = addr
+        self.ready = True
+
+    def unbind_link(self) -> None:
+        self.ready = False
+        self.mv = None
+        self.cdata = self.ctx = self.sendto = None
+        self._session = None
+
+    def send_plain(self, packet: bytes) -> bool:
+        """Protect and send one already rewritten RTP packet (slow path: NACK, replay)."""
+        if not self.ready:
+            return False
+        n = len(packet)
+        if n > 1500 - 144:  # libsrtp buffer minus the largest trailer
+            self.errors += 1
+            return False
+        mv = self.mv
+        mv[0:n] = packet
+        lp = self.lenp
+        lp[0] = n
+        if _protect(self.ctx, self.cdata, lp):
+            self.errors += 1
+            return False
+        try:
+            self.sendto(mv[: lp[0]], self.addr)
+        except OSError:
+            self.dropped += 1
+            return False
+        return True
+
+    # -- rewrite state ---------------------------------------------------------------------
+
+    def freeze(self) -> None:
+        """Remember where the output stands so the next source continues seamlessly."""
+        src = self.source
+        if self.live and src is not None and src.fwd_time is not None:
+            self._prev = (src, self.seq_off, self.ts_off, self.pid_off, self.epoch_seq,
+                          src.last_seq)
+            self.packets_before += ((src.last_seq - self.epoch_seq) & 0xFFFF) + 1
+            self.next_seq = (src.last_seq + self.seq_off + 1) & 0xFFFF
+            self.next_ts = (src.last_ts + self.ts_off + 1) & 0xFFFFFFFF
+            self.next_time = src.fwd_time
+            if src.last_pid >= 0:
+                self.next_pid = (src.last_pid + self.pid_off + 1) & 0x7FFF
+        self.live = False
+
+    def admit(self, seq: int, ts: int, now: float, pid: int = -1) -> None:
+        """Compute offsets so that source packet (seq, ts[, VP8 picture id]) continues the
+        output."""
+        if pid >= 0:
+            self.pid_off = (self.next_pid - pid) & 0x7FFF
+        elapsed = max(0.0, now - self.next_time)
+        out_ts = (self.next_ts + int(elapsed * self.clock_rate)) & 0xFFFFFFFF
+        self.seq_off = (self.next_seq - seq) & 0xFFFF
+        self.ts_off = (out_ts - ts) & 0xFFFFFFFF
+        self.epoch_seq = seq
+        self.live = True
+        self.switches += 1
+
+    def render(self, data: bytes, level: int | None = None, offs: tuple | None = None) -> bytes:
+        """Rewrite one source packet for this output (slow path; the router inlines this).
+        ``offs``: (seq, timestamp, picture id offsets, VP8?) of an earlier epoch."""
+        seq_off, ts_off, pid_off, vp8 = offs or (
+            self.seq_off, self.ts_off, self.pid_off, self.source is not None and self.source.vp8)
+        ext_start, ext_end, off, end = payload_bounds(data)
+        seq = U16.unpack_from(data, 2)[0]
+        ts = SEQ_TS_SSRC.unpack_from(data, 2)[1]
+        head = bytearray(12)
+        head[0] = 0x80
+        head[1] = (data[1] & 0x80) | self.pt
+        ext = b""
+        if self.level_id and level is not None:
+            head[0] = 0x90
+            ext = bytes((0xBE, 0xDE, 0, 1, self.level_id << 4, level & 0x7F, 0, 0))
+        _pack(head, 2, (seq + seq_off) & 0xFFFF, (ts + ts_off) & 0xFFFFFFFF, self.ssrc)
+        payload = data[off:end]
+        if vp8:
+            pid = vp8_picture_id(data, off)
+            if pid >= 0:
+                payload = bytearray(payload)
+                _pack_pid(payload, 2, 0x8000 | ((pid + pid_off) & 0x7FFF))
+                payload = bytes(payload)
+        return bytes(head) + ext + payload
+
+    def render_rtx(self, data: bytes, offs: tuple | None = None) -> bytes:
+        """RFC 4588 retransmission packet for source packet ``data``."""
+        plain = self.render(data, offs=offs)
+        head = bytearray(plain[:12])
+        head[0] = 0x80
+        head[1] = (plain[1] & 0x80) | (self.rtx_pt or 0)
+        ts = SEQ_TS_SSRC.unpack_from(plain, 2)[1]
+        _pack(head, 2, self.rtx_seq, ts, self.rtx_ssrc or 0)
+        self.rtx_seq = (self.rtx_seq + 1) & 0xFFFF
+        osn = plain[2:4]
+        return bytes(head) + osn + plain[12:]
+
+    def retransmit(self, lost: list[int]) -> int:
+        """Answer a NACK from the source's packet cache; returns packets resent."""
+        if not self.ready:
+            return 0
+        src = self.source if self.live else None
+        sent = 0
+        missing = []
+        now = time.monotonic()
+        resent = self._resent
+        if len(resent) > 512:
+            for q in [q for q, t in resent.items() if now - t >= RESEND_INTERVAL]:
+                del resent[q]
+        for out_seq in lost[:64]:
+            last = resent.get(out_seq)
+            if last is None:
+                self.nacked += 1
+            elif now - last < RESEND_INTERVAL:
+                continue  # resent a moment ago: the copy may still be on its way
+            # asked again: the first copy was lost too; send two, unless the link is congested
+            copies = 2 if last is not None and self.fraction_lost < 26 else 1
+            resent[out_seq] = now
+            offs = None
+            src_seq = (out_seq - self.seq_off) & 0xFFFF
+            if src is not None and (src_seq - self.epoch_seq) & 0xFFFF < 0x8000:
+                data = src.cached(src_seq)
+                if data is None:
+                    missing.append(src_seq)  # lost on the way in: ask the publisher
+                    continue
+            else:  # sent before this epoch started (a switch), or while waiting
+                data, offs = self._previous(out_seq)
+                if data is None:
+                    continue
+            if self.rtx_pt and self.rtx_ssrc:
+                packet = self.render_rtx(data, offs)
+            else:
+                packet = self.render(data, offs=offs)
+            for _ in range(copies):
+                if self.send_plain(packet):
+                    sent += 1
+        self.retransmitted += sent
+        if missing and src is not None:
+            src.request_retransmission(missing)
+        return sent
+
+    def _previous(self, out_seq: int) -> tuple[bytes | None, tuple | None]:
+        """The cached packet of the previous epoch that went out as ``out_seq``."""
+        prev = self._prev
+        if prev is None or prev[0].closed:
+            return None, None
+        src, seq_off, ts_off, pid_off, first, last = prev
+        src_seq = (out_seq - seq_off) & 0xFFFF
+        if (src_seq - first) & 0xFFFF > (last - first) & 0xFFFF:
+            return None, None
+        return src.cached(src_seq), (seq_off, ts_off, pid_off, src.vp8)
+
+    def report_state(self, now: float) -> tuple[int, int] | None:
+        """(RTP timestamp for wall-clock ``now``, packets sent) for an RTCP sender report."""
+        src = self.source
+        if not self.live or src is None or src.fwd_time is None:
+            return None
+        last_ts = (src.last_ts + self.ts_off) & 0xFFFFFFFF
+        rtp_now = (last_ts + int((now - src.fwd_time) * self.clock_rate)) & 0xFFFFFFFF
+        sent = self.packets_before + ((src.last_seq - self.epoch_seq) & 0xFFFF) + 1
+        return rtp_now, sent
+
+    def stats(self) -> dict[str, Any]:
+        return {
+            "endpoint": self.endpoint_id,
+            "role": self.role,
+            "ssrc": self.ssrc,
+            "source": self.source.stream_id if self.source else None,
+            "live": self.live,
+            "dropped": self.dropped,
+            "retransmitted": self.retransmitted,
+            "switches": self.switches,
+        }

@@ -1,0 +1,323 @@
+"""WHIP ingest (RFC 9725) and WHEP egress: standard HTTP offer/answer so that OBS, FFmpeg,
+GStreamer or any WHIP/WHEP player can publish into or watch a meeting.
+
+POST /whip/{meeting_id}   Content-Type application/sdp, Bearer token -> 201, answer SDP, Location
+POST /whep/{meeting_id}   the same for a receive-only peer: the floor holder / active speaker, or
+                          with ?view=composite the meeting's composite picture and mixed sound
+DELETE <Location>         ends the session
+
+A resource joins the meeting like a WebSocket client does (same authorisation, attendance and
+participant list); it stays in the room while its peer lives and leaves when the peer's ICE fails.
+Trickle ICE (PATCH) is not offered: clients send complete offers, and PATCH gets 405 with Allow.
+
+Hardening (#11): an offer without usable media is refused (signaling.guard.offer_check); sessions are
+capped per token and per meeting across the cluster (limits.whip/whep_sessions_per_*); a chair's
+``removed`` and a revocation (SessionRegistry) end a session at once, media first.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import logging
+import random
+import secrets
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+from aiohttp import web
+
+from signaling.auth.authenticator import Identity
+from signaling.errors import ApiError, bad_request, busy, forbidden, not_found, too_many_sessions, unavailable
+from signaling.api.http import CTX, ctx_of, identity, read_raw
+from signaling.ws.actions import release_floor
+from signaling.guard.offer_check import check_offer
+from signaling.auth.policy import CHAIR_ROLES, admit, media_extra
+from mcu.api import PeerSpec
+from signaling.rooms import PRESENCE_TTL_S
+
+log = logging.getLogger("giaoban.whip")
+routes = web.RouteTableDef()
+SDP = "application/sdp"
+MAX_SDP = 60_000
+CAP_LOCK_TTL_S = 5.0  # a node that dies holding a cap's lock frees it after this
+
+
+@dataclass(eq=False)
+class HttpMediaMember:
+    """A WHIP/WHEP session as a room member: it receives room events like a WebSocket client."""
+
+    session_id: str
+    endpoint_id: str
+    identity: Identity
+    meeting_id: str
+    occurrence_id: str
+    role: str
+    kind: str  # whip | whep
+    token_fp: str = ""  # a digest of the bearer token: the per-token cap counts it, never the token
+    peer: Any = None
+    task: asyncio.Task | None = field(default=None, repr=False)
+    ended: str = ""  # why end() was called ("" while the session may live)
+    drop_floor: bool = False  # revoked: its release takes the floor from it too
+    wake: asyncio.Event = field(default_factory=asyncio.Event, repr=False)  # end() sets it
+
+    @property
+    def identity_key(self) -> str:
+        return f"{self.identity.kind}:{self.identity.id}"  # as revocations name it
+
+    def info(self) -> dict[str, Any]:
+        return {"endpoint_id": self.endpoint_id, "name": self.identity.name, "role": self.role, "kind": self.kind}
+
+    async def on_room_event(self, msg: dict[str, Any], text: str) -> None:
+        if msg.get("type") == "mute_request" and self.peer is not None:
+            await self.peer.set_muted(msg["kind"], msg["muted"])
+        elif msg.get("type") == "removed":  # the relay passes only events addressed to this endpoint
+            self.end(f"removed by {msg.get('by')}")
+
+    def end(self, reason: str, drop_floor: bool = False) -> None:
+        """End the session now (removal, revocation); its task's finally releases the media peer
+        first. Does not wait: room relays and the events channel call this."""
+        self.drop_floor = self.drop_floor or drop_floor
+        if self.ended:
+            return
+        self.ended = reason
+        log.info("%s session ended: %s", self.kind, reason, extra={"meeting": self.meeting_id, "endpoint": self.endpoint_id})
+        self.wake.set()  # not task.cancel(): a task cancelled before its first step skips its finally
+
+
+RESOURCES = web.AppKey("whip_resources", dict)
+
+
+def _resources(request: web.Request) -> dict[str, HttpMediaMember]:
+    return request.app[RESOURCES]
+
+
+async def _read_sdp(request: web.Request) -> str:
+    ctype = request.headers.get("Content-Type", "").split(";")[0].strip().lower()
+    if ctype != SDP:
+        raise ApiError("unsupported_media_type", f"expected Content-Type {SDP}, got {ctype or 'nothing'}", 415)
+    raw = await read_raw(request, MAX_SDP)  # every segment, bounded in size and time
+    try:
+        sdp = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise bad_request("SDP offer is not UTF-8 text") from None
+    if not sdp.startswith("v=0"):
+        raise bad_request("body is not an SDP offer (it must start with 'v=0')")
+    return sdp
+
+
+async def _open(request: web.Request, kind: str) -> web.Response:
+    ctx = ctx_of(request)
+    if ctx.router is None:
+        raise unavailable("this server runs without a media node (media: none)")
+    ident = identity(request)
+    sdp = await _read_sdp(request)
+    view = request.query.get("view", "")
+    if kind == "whep" and view not in ("", "speaker", "composite"):
+        raise bad_request(f"view must be 'speaker' (the floor holder / active speaker) or 'composite', got {view!r}", "view")
+    meeting, occurrence, role, _ = await admit(ctx, ident, request.match_info["meeting_id"])
+    if kind == "whip" and role == "viewer":
+        raise forbidden("a viewer link cannot publish; use WHEP to watch")
+    check_offer(sdp, kind)  # no usable media: 400 before any peer, place or room entry is made
+    member = HttpMediaMember(f"{kind}-{secrets.token_hex(8)}", ident.endpoint_id, ident, meeting.id,
+                             occurrence.occurrence_id, role, kind, _token_fingerprint(request))
+    link = str(ident.endpoint.link) if ident.endpoint else "fibre"
+    extra = {"via": kind, "renegotiate": False, **media_extra(meeting, link)}
+    if view == "composite":
+        extra["media_mode"] = "mcu"  # the meeting's composite picture and mixed sound (live streaming)
+    # the media node keeps one peer per endpoint id (a newer one replaces the older): a publisher
+    # keeps its own id (the floor names it), each viewer gets its own, so several may share a link
+    media_id = ident.endpoint_id if kind == "whip" else f"{ident.endpoint_id}~{member.session_id}"
+    spec = PeerSpec(meeting.id, media_id, ident.name, role, link, publish=kind == "whip", extra=extra)
+    await _reserve(ctx, member)
+    try:
+        answer = await _start(ctx, member, spec, sdp)
+    except BaseException:
+        await _unreserve(ctx, member)
+        raise
+    try:
+        removed = await _removed_meanwhile(ctx, member)
+        if not await ctx.scheduler.ensure_open(meeting, occurrence):  # registered: a close from here on ends it
+            member.end("meeting closed")
+    except BaseException:  # the store failing: no task will ever release what _start made
+        await asyncio.shield(_release(ctx, member))
+        raise
+    if ctx.auth.revoked(ident):  # revoked while it opened (or before, unread yet); as session.py checks
+        member.end("revoked: account deleted or secret rotated")
+    if removed or member.ended:  # a removal or revocation raced this request
+        await _release(ctx, member)
+        raise forbidden(f"this {kind.upper()} session was ended while it opened ({member.ended or 'removed by the chair'})")
+    _resources(request)[member.session_id] = member
+    member.task = asyncio.create_task(_keep_alive(request.app, member), name=f"{kind}:{member.session_id}")
+    log.info("%s session opened", kind, extra={"meeting": meeting.id, "endpoint": ident.endpoint_id})
+    location = f"/{kind}/{meeting.id}/{member.session_id}"
+    return web.Response(status=201, text=answer, content_type=SDP, headers={
+        "Location": location, "ETag": '"' + hashlib.sha256(answer.encode()).hexdigest()[:16] + '"'})
+
+
+async def _start(ctx, member: HttpMediaMember, spec: PeerSpec, sdp: str) -> str:
+    """Media peer, answer, room entry, attendance; on any failure nothing of it is left behind."""
+    member.peer = await ctx.router.open_peer(spec, _drop_events)
+    try:
+        answer = await member.peer.handle_offer(sdp)
+    except Exception as exc:
+        await member.peer.close()
+        raise bad_request(f"the SDP offer was not accepted: {exc}") from None
+    try:
+        ctx.sessions.add_media(member)  # revocations reach it from here on
+        await ctx.rooms.enter(member.occurrence_id, member, member.info())
+        ctx.rooms.participants_changed(member.occurrence_id)
+        if member.identity.kind != "operator":
+            await ctx.meetings.record_join(member.occurrence_id, member.endpoint_id, datetime.now(timezone.utc), via=member.kind)
+    except BaseException:
+        await asyncio.shield(_release(ctx, member, reserved=False))
+        raise
+    return answer
+
+
+async def _removed_meanwhile(ctx, member: HttpMediaMember) -> bool:
+    """admit() read the room before the peer was made; a removal since then must hold too."""
+    if member.role in CHAIR_ROLES:
+        return False
+    return member.endpoint_id in (await ctx.rooms.state(member.occurrence_id))["removed"]
+
+
+# --- session caps: across the cluster, through the store's ephemeral documents -----------
+def _token_fingerprint(request: web.Request) -> str:
+    token = request.headers.get("Authorization", "").partition(" ")[2].strip()
+    return hashlib.sha256(token.encode()).hexdigest()[:32]
+
+
+def _caps(ctx, member: HttpMediaMember) -> list[tuple[str, int, str]]:
+    """(store collection, cap, the cap's setting) for each cap this session counts against."""
+    limits, kind = ctx.settings.limits, member.kind
+    return [(f"{kind}-sessions:token:{member.token_fp}", getattr(limits, f"{kind}_sessions_per_token"),
+             f"{kind}_sessions_per_token"),
+            (f"{kind}-sessions:meeting:{member.meeting_id}", getattr(limits, f"{kind}_sessions_per_meeting"),
+             f"{kind}_sessions_per_meeting")]
+
+
+async def _reserve(ctx, member: HttpMediaMember) -> None:
+    """Hold a place under each cap, or 429 naming the cap. Count and put under the store's lock
+    of that cap, so requests racing on any node are admitted in turn up to the cap, never beyond."""
+    try:
+        for coll, cap, setting in _caps(ctx, member):
+            async with _cap_lock(ctx, coll, member.session_id):
+                held = len(await ctx.store.list_ephemeral(coll))
+                if held >= cap:
+                    whose = "this token" if ":token:" in coll else f"meeting {member.meeting_id}"
+                    raise too_many_sessions(f"{whose} already has {held} {member.kind.upper()} sessions, the most "
+                                            f"allowed at once (limits.{setting} = {cap}); end one with DELETE first")
+                await _hold(ctx, member, coll)
+    except BaseException:  # over a cap, a cap's lock busy (503), the store failing: give back what was taken
+        await _unreserve(ctx, member)
+        raise
+
+
+async def _hold(ctx, member: HttpMediaMember, coll: str) -> None:
+    doc = {"node": ctx.settings.node_id, "endpoint": member.endpoint_id}
+    await ctx.store.put_ephemeral(coll, member.session_id, doc, PRESENCE_TTL_S)  # a dead node's fade out
+
+
+async def _refresh(ctx, member: HttpMediaMember) -> None:
+    for coll, _, _ in _caps(ctx, member):
+        await _hold(ctx, member, coll)
+
+
+@contextlib.asynccontextmanager
+async def _cap_lock(ctx, coll: str, owner: str):
+    """The store's lock of one cap (shared by all nodes), polled with jitter for up to 5 s."""
+    name = f"cap:{coll}"
+    for _ in range(250):
+        if await ctx.store.acquire_lock(name, owner, CAP_LOCK_TTL_S):
+            break
+        await asyncio.sleep(random.uniform(0.005, 0.03))
+    else:
+        raise busy("too many WHIP/WHEP requests at this moment; retry in a few seconds")
+    try:
+        yield
+    finally:
+        await ctx.store.release_lock(name, owner)
+
+
+async def _unreserve(ctx, member: HttpMediaMember) -> None:
+    for coll, _, _ in _caps(ctx, member):
+        await ctx.store.delete_ephemeral(coll, member.session_id)
+
+
+async def _drop_events(event: dict[str, Any]) -> None:
+    """WHIP/WHEP have no channel for server-made offers; the node keeps their m-lines fixed."""
+
+
+async def _keep_alive(app: web.Application, member: HttpMediaMember) -> None:
+    ctx = app[CTX]
+    try:
+        while not getattr(member.peer, "closed", False):
+            try:
+                await asyncio.wait_for(member.wake.wait(), min(5.0, PRESENCE_TTL_S / 3))
+                return  # ended: the finally releases it
+            except asyncio.TimeoutError:
+                pass
+            await ctx.rooms.heartbeat(member.occurrence_id, member.session_id, member.info())
+            await _refresh(ctx, member)
+    finally:
+        app[RESOURCES].pop(member.session_id, None)
+        await asyncio.shield(_release(ctx, member))  # a second cancel (shutdown) must not cut it short
+
+
+async def _release(ctx, member: HttpMediaMember, reserved: bool = True) -> None:
+    """Media first (a removed publisher stops at once), then the room, attendance and caps."""
+    ctx.sessions.remove_media(member)
+    await member.peer.close()
+    if member.drop_floor:
+        await release_floor(ctx, member.occurrence_id, member.meeting_id, member.endpoint_id, "revocation")
+    await ctx.rooms.exit(member.occurrence_id, member.session_id)
+    ctx.rooms.participants_changed(member.occurrence_id)
+    if member.identity.kind != "operator":
+        await ctx.meetings.record_leave(member.occurrence_id, member.endpoint_id, datetime.now(timezone.utc))
+    if reserved:
+        await _unreserve(ctx, member)
+    log.info("%s session closed", member.kind, extra={"meeting": member.meeting_id, "endpoint": member.endpoint_id})
+
+
+async def _delete(request: web.Request, kind: str) -> web.Response:
+    ident = identity(request)
+    member = _resources(request).get(request.match_info["resource_id"])
+    if member is None or member.kind != kind or member.meeting_id != request.match_info["meeting_id"]:
+        raise not_found(f"no {kind.upper()} session {request.match_info['resource_id']}")
+    if ident.id != member.identity.id and ident.kind != "operator":
+        raise forbidden(f"this {kind.upper()} session belongs to another client")
+    member.end("DELETE")
+    if member.task is not None:
+        await asyncio.gather(member.task, return_exceptions=True)  # its finally releases everything
+    return web.Response(status=200)
+
+
+@routes.post("/whip/{meeting_id}")
+async def whip_post(request: web.Request) -> web.Response:
+    return await _open(request, "whip")
+
+
+@routes.delete("/whip/{meeting_id}/{resource_id}")
+async def whip_delete(request: web.Request) -> web.Response:
+    return await _delete(request, "whip")
+
+
+@routes.post("/whep/{meeting_id}")
+async def whep_post(request: web.Request) -> web.Response:
+    return await _open(request, "whep")
+
+
+@routes.delete("/whep/{meeting_id}/{resource_id}")
+async def whep_delete(request: web.Request) -> web.Response:
+    return await _delete(request, "whep")
+
+
+async def stop_all(app: web.Application) -> None:
+    """On shutdown: end every WHIP/WHEP session."""
+    members = list(app[RESOURCES].values())
+    for member in members:
+        member.end("server shutting down")
+    await asyncio.gather(*(m.task for m in members if m.task), return_exceptions=True)
