@@ -6,8 +6,8 @@ receives, obeys chair mutes, offers raise-hand through a local control API, reco
 and writes an operator log. Entry point: ``giaoban-agent`` (``endpoints.agent.cli:main``).
 """
 
-from .agent import Agent
-from .config import AgentConfig, ConfigError, load_config
-from .connection import AuthError
+from endpoints.agent.agent import Agent
+from endpoints.agent.config import AgentConfig, ConfigError, load_config
+from endpoints.agent.connection import AuthError
 
 __all__ = ["Agent", "AgentConfig", "AuthError", "ConfigError", "load_config"]

@@ -19,15 +19,15 @@ import asyncio
 import time
 from typing import Any, Awaitable, Callable
 
-from mcu.ice import HostPin, pin_host_addresses
-from mcu.bounded_stop import cancel_and_wait, finish_all
-from mcu.udp_guard import install as install_udp_guard
+from mcu.peer.ice import HostPin, pin_host_addresses
+from mcu.peer.bounded_stop import cancel_and_wait, finish_all
+from mcu.peer.udp_guard import install as install_udp_guard
 
-from .config import AgentConfig
-from .connection import AuthError, Connection, NotConnected
-from .agent_media import MediaActions
-from .media import MeetingPeer
-from .oplog import OpLog
+from endpoints.agent.config import AgentConfig
+from endpoints.agent.connection import AuthError, Connection, NotConnected
+from endpoints.agent.agent_media import MediaActions
+from endpoints.agent.media import MeetingPeer
+from endpoints.agent.oplog import OpLog
 
 
 class Agent(MediaActions):
@@ -78,7 +78,7 @@ class Agent(MediaActions):
         self._owner = asyncio.get_running_loop().create_task(self._run_owner(), name=f"agent-owner:{self.cfg.endpoint}")
         self._conn_task = self.conn.start()
         if self.cfg.control_port >= 0:
-            from .control import ControlServer
+            from endpoints.agent.control import ControlServer
             self.control = ControlServer(self, self.cfg.control_host, self.cfg.control_port)
             await self.control.start()
 

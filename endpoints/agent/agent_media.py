@@ -8,9 +8,9 @@ import asyncio
 import time
 from typing import Any, Awaitable, Callable
 
-from .connection import NotConnected
-from .media import MediaError, MeetingPeer
-from .sources import Sources
+from endpoints.agent.connection import NotConnected
+from endpoints.agent.media import MediaError, MeetingPeer
+from endpoints.agent.sources import Sources
 
 
 class MediaActions:

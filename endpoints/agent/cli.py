@@ -18,11 +18,11 @@ import asyncio
 import signal
 import sys
 
-from mcu.bounded_stop import cancel_and_wait, exit_deadline
+from mcu.peer.bounded_stop import cancel_and_wait, exit_deadline
 
-from .config import ConfigError, load_config
-from .connection import AuthError
-from .oplog import setup_stderr
+from endpoints.agent.config import ConfigError, load_config
+from endpoints.agent.connection import AuthError
+from endpoints.agent.oplog import setup_stderr
 
 EXIT_CONFIG = 2
 STOP_BOUND_S = 8.0
@@ -66,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 async def _serve(cfg) -> int:
-    from .agent import Agent
+    from endpoints.agent.agent import Agent
 
     agent = Agent(cfg)
     stop = asyncio.Event()

@@ -24,10 +24,10 @@ from typing import Any, Callable
 
 import aiohttp
 
-from mcu.bounded_stop import cancel_and_wait
+from mcu.peer.bounded_stop import cancel_and_wait
 
-from .config import AgentConfig
-from .oplog import OpLog
+from endpoints.agent.config import AgentConfig
+from endpoints.agent.oplog import OpLog
 
 CLOSE_UNAUTHORIZED = 4401
 CLOSE_REPLACED = 4409

@@ -15,11 +15,11 @@ from typing import TYPE_CHECKING
 
 from aiohttp import web
 
-from .config import ConfigError
-from .connection import NotConnected
+from endpoints.agent.config import ConfigError
+from endpoints.agent.connection import NotConnected
 
 if TYPE_CHECKING:
-    from .agent import Agent
+    from endpoints.agent.agent import Agent
 
 
 def _json(body, status: int = 200) -> web.Response:

@@ -25,11 +25,11 @@ from aiortc.contrib.media import MediaRecorder, MediaRelay
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from aiortc.sdp import candidate_from_sdp
 
-from mcu.bounded_stop import CLOSE_TIMEOUT_S, cancel_and_wait, close_pc, finishing, wait_bounded
+from mcu.peer.bounded_stop import CLOSE_TIMEOUT_S, cancel_and_wait, close_pc, finishing, wait_bounded
 
-from .nack_repeat import repeat_nacks
-from .oplog import OpLog
-from .sources import Sources
+from endpoints.agent.nack_repeat import repeat_nacks
+from endpoints.agent.oplog import OpLog
+from endpoints.agent.sources import Sources
 
 Send = Callable[..., Awaitable[None]]
 CLOSE_BOUND_S = 2 * CLOSE_TIMEOUT_S + 1  # its tasks, then its peer connection, each bounded

@@ -5,7 +5,7 @@ uplink that single RTCP packet is itself lost now and then; the hole is then nev
 the jitter buffer stalls until 512 packets later (about 20 s of frozen picture at 180p).
 libwebrtc repeats a request every round trip; this loop does the same for an aiortc peer.
 It reads private attributes of aiortc's RTCRtpReceiver (the NACK generator, the active and
-the RTX SSRCs): aiortc has no public API for this, and tests/agent pin the behaviour.
+the RTX SSRCs): aiortc has no public API for this, and tests/endpoints/agent pin the behaviour.
 """
 
 from __future__ import annotations
