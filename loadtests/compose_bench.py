@@ -1,9 +1,9 @@
-"""Compositor benchmark: 9 VP8 sources -> one 3x3 720p30 composite, encoded for 3 tiers.
+"""Compositor benchmark: 9 VP8 sources -> one 3x3 720p30 composite, encoded for 3 renditions.
 
     .venv/bin/python loadtests/compose_bench.py --seconds 10
 
 Nine 640x360 30 fps VP8 clips (moving test patterns, distinct colours) are generated at start
-and fed in real time, as the SFU would hand over depacketized frames; each tier has a few
+and fed in real time, as the SFU would hand over depacketized frames; each rendition has a few
 subscribers (callbacks) receiving the same encoded bytes.
 
 How the CPU split is measured: every libav call of the compositor (decode, swscale, encode)
@@ -28,7 +28,7 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-from mcu.compose import Compositor, Layout, Tier  # noqa: E402
+from mcu.compose import Compositor, Layout, Rendition  # noqa: E402
 from mcu.compose.testsrc import encode_clip  # noqa: E402
 
 RESULTS = os.path.join(ROOT, "loadtests", "results")
@@ -36,8 +36,8 @@ NAMES = ["Xã Lũng Cú", "Phường Quang Trung", "Thị trấn Đồng Văn", 
          "Thị trấn Yên Minh", "Xã Thanh Thủy", "Phường Nguyễn Trãi", "Xã Hồ Thầu"]
 COLOURS = [(200, 40, 40), (40, 180, 60), (50, 60, 200), (210, 200, 40), (190, 60, 190),
            (40, 190, 190), (230, 130, 30), (120, 120, 120), (150, 90, 40)]
-TIERS = [Tier("720p", 720, 1_200_000), Tier("360p", 360, 400_000), Tier("180p", 180, 150_000),
-         Tier("audio", 0)]
+RENDITIONS = [Rendition("720p", 720, 1_200_000), Rendition("360p", 360, 400_000), Rendition("180p", 180, 150_000),
+         Rendition("audio", 0)]
 
 
 def parse() -> argparse.Namespace:
@@ -50,8 +50,8 @@ def parse() -> argparse.Namespace:
     p.add_argument("--clip-frames", type=int, default=60)
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--fps", type=int, default=30)
-    p.add_argument("--subscribers", type=int, default=5, help="subscribers per tier")
-    p.add_argument("--tier-codec", default="vp8", choices=["vp8", "h264"])
+    p.add_argument("--subscribers", type=int, default=5, help="subscribers per rendition")
+    p.add_argument("--rendition-codec", default="vp8", choices=["vp8", "h264"])
     a = p.parse_args()
     a.seconds = min(a.seconds, 60.0)
     return a
@@ -104,14 +104,14 @@ async def run(a: argparse.Namespace) -> dict:
     t0 = time.perf_counter()
     clips = [encode_clip(COLOURS[i % 9], w, h, a.clip_frames) for i in range(a.sources)]
     gen_s = time.perf_counter() - t0
-    tiers = [Tier(t.name, t.height, t.bitrate, a.tier_codec) for t in TIERS]
-    comp = Compositor(Layout(a.layout), 1280, 720, a.fps, tiers, workers=a.workers)
+    renditions = [Rendition(t.name, t.height, t.bitrate, a.rendition_codec) for t in RENDITIONS]
+    comp = Compositor(Layout(a.layout), 1280, 720, a.fps, renditions, workers=a.workers)
     comp.set_sources([f"s{i}" for i in range(a.sources)],
                      {f"s{i}": NAMES[i % 9] for i in range(a.sources)})
-    received = {t.name: 0 for t in tiers if t.height}
-    for tier in received:
+    received = {t.name: 0 for t in renditions if t.height}
+    for rendition in received:
         for _ in range(a.subscribers):
-            comp.subscribe(tier, callback=lambda f, t=tier: received.__setitem__(t, received[t] + 1))
+            comp.subscribe(rendition, callback=lambda f, t=rendition: received.__setitem__(t, received[t] + 1))
     feed_cpu = [0.0]
     feed = asyncio.create_task(feeder(comp, clips, a.fps, feed_cpu))
     await comp.start()
@@ -130,26 +130,26 @@ async def run(a: argparse.Namespace) -> dict:
     libav = meter["decode"] + meter["scale"] + meter["encode"]
     composites = s1["composites"] - s0["composites"]
     feed_s = f1 - f0
-    tier_rows = {}
+    rendition_rows = {}
     for t in received:
         enc = s1["detail"].get(f"encode.{t}", 0) - s0["detail"].get(f"encode.{t}", 0)
         scl = s1["detail"].get(f"scale.{t}", 0) - s0["detail"].get(f"scale.{t}", 0)
         n = s1["frames"].get(t, 0) - s0["frames"].get(t, 0)
         kf = s1["keyframes"].get(t, 0) - s0["keyframes"].get(t, 0)
         b = s1["bytes"].get(t, 0) - s0["bytes"].get(t, 0)
-        tier_rows[t] = {"fps": n / wall, "kbit_s": b * 8 / wall / 1000,
+        rendition_rows[t] = {"fps": n / wall, "kbit_s": b * 8 / wall / 1000,
                         "keyframes": kf, "encode_ms": enc / max(n, 1) * 1e3, "scale_ms": scl / max(n, 1) * 1e3,
                         "subscribers": a.subscribers, "frames_received": received[t]}
     per = max(composites, 1)
     return {
         "bench": "compose_bench", "time": time.strftime("%Y-%m-%dT%H:%M:%S"),
         "config": {**vars(a), "canvas": "1280x720",
-                   "tiers": [(t.name, t.height, t.bitrate, t.codec) for t in tiers],
+                   "renditions": [(t.name, t.height, t.bitrate, t.codec) for t in renditions],
                    "clip_generation_s": round(gen_s, 2), "cores_on_machine": os.cpu_count(),
                    "load_avg_1m": os.getloadavg()[0]},
         "wall_s": wall, "composites": composites, "composite_fps": composites / wall,
         "ticks_dropped": s1["dropped"] - s0["dropped"],
-        "tiers": tier_rows,
+        "renditions": rendition_rows,
         "process_cpu_s": cpu, "cores_used": cpu / wall,
         "cpu_ms_per_composite": {"total": cpu / per * 1e3, "libav": libav / per * 1e3,
                                  **{k: v / per * 1e3 for k, v in meter.items()},
@@ -174,8 +174,8 @@ def table(r: dict) -> str:
              f"{cfg['src_size']} sources, {r['config']['workers']} workers, "
              f"{r['wall_s']:.1f} s measured (1-min load avg {r['config']['load_avg_1m']:.1f} "
              f"on {r['config']['cores_on_machine']} cores)",
-             f"{'tier':<6} {'fps':>6} {'kbit/s':>8} {'keyfr':>5} {'scale ms':>9} {'encode ms':>10}"]
-    for t, row in r["tiers"].items():
+             f"{'rendition':<6} {'fps':>6} {'kbit/s':>8} {'keyfr':>5} {'scale ms':>9} {'encode ms':>10}"]
+    for t, row in r["renditions"].items():
         lines.append(f"{t:<6} {row['fps']:>6.1f} {row['kbit_s']:>8.0f} {row['keyframes']:>5} {row['scale_ms']:>9.2f}"
                      f" {row['encode_ms']:>10.2f}")
     lines += [

@@ -28,7 +28,7 @@ import aiohttp
 
 from loadtests import province_report as rep
 from loadtests.province_cluster import Cluster, media_peers
-from mcu.cascade.trunk import COMPOSITE_TIER
+from mcu.cascade.trunk import COMPOSITE_RENDITION
 
 DEFAULT_EDGE = "hg-hoang-su-phi,hg-vi-xuyen,hg-bac-quang"  # the three largest districts (75 endpoints)
 
@@ -127,7 +127,7 @@ async def floor_report(cluster: Cluster, http: aiohttp.ClientSession, op: str, m
     fwd = received(groups["edge"], snap_a, snap_b, seconds)
     up = next(iter(origin_in.values()), None)
     out["cascade"] = {
-        "edge": cluster.edge, "origin": pin, "composite_tier": COMPOSITE_TIER,
+        "edge": cluster.edge, "origin": pin, "composite_rendition": COMPOSITE_RENDITION,
         "endpoints": {g: len(v) for g, v in groups.items()},
         "peers": peers,
         "one_copy": {
@@ -198,8 +198,8 @@ def print_report(out: dict[str, Any]) -> None:
     if c is None:
         return
     n = c["endpoints"]
-    print(f"\ncascade (on the edge every composite is the link's {c.get('composite_tier', '360p')} tier, "
-          "whatever the row's start tier)")
+    print(f"\ncascade (on the edge every composite is the link's {c.get('composite_rendition', '360p')} rendition, "
+          "whatever the row's start rendition)")
     print(f"cascade: edge-1 serves {', '.join(c['edge'])} ({n['edge']} endpoints); origin {c['origin']} "
           f"({n['origin']} endpoints)")
     mp = c["peers"]["media_peers"]

@@ -17,8 +17,8 @@ Only the chair and the commune holding the floor send: pre-encoded 720p VP8
 (``sfu_fanout.PreencodedTrack``) and a tone (``endpoints.agent.sources.ToneTrack``).
 
 A terminal on a thin or mobile link reports a REMB of ``REMB_BY_LINK`` once a second for its
-composite output, as its real uplink would: the server's tier controller then keeps it on its
-link-class tier (360p / 180p) instead of climbing on the clean loopback.
+composite output, as its real uplink would: the server's rendition controller then keeps it on its
+link-class rendition (360p / 180p) instead of climbing on the clean loopback.
 """
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ from mcu.peer.negotiation import describe
 from mcu.sfu.rtp_header import remb
 
 REMB_BY_LINK = {"thin": 600_000, "mobile": 250_000}  # bit/s: holds 360p and 180p (mcu.bridge.renditions)
-TIER_BY_LINK = {"fibre": "720p", "thin": "360p", "mobile": "180p"}  # composite start tiers
+RENDITION_BY_LINK = {"fibre": "720p", "thin": "360p", "mobile": "180p"}  # composite start renditions
 RECONNECT_DELAY_S = (0.1, 0.6)  # first retry after a loss: jittered, then doubling up to 2 s
 
 
@@ -103,9 +103,9 @@ class Peer:
 
 
 class Endpoint:
-    def __init__(self, ep_id: str, link: str, tier: str, token: str, urls: list[str], meeting_id: str,
+    def __init__(self, ep_id: str, link: str, rendition: str, token: str, urls: list[str], meeting_id: str,
                  mode: str, frames: list | None, chair: bool = False, start_url: int = 0) -> None:
-        self.id, self.link, self.tier, self.token = ep_id, link, tier, token
+        self.id, self.link, self.rendition, self.token = ep_id, link, rendition, token
         self.urls, self.meeting_id, self.mode = urls, meeting_id, mode  # mode: sfu | mcu | both
         self.frames = frames  # pre-encoded VP8 when this terminal may send, else None
         self.chair = chair

@@ -35,7 +35,7 @@ import aiohttp
 from loadtests import province_cascade as casc
 from loadtests import province_report as rep
 from loadtests.province_cluster import PASSWORD, Cluster, Proc, cluster_view, pinned_node
-from loadtests.province_endpoint import TIER_BY_LINK, Endpoint
+from loadtests.province_endpoint import RENDITION_BY_LINK, Endpoint
 from loadtests.sfu_fanout import encoded_frames
 from loadtests.signaling_herd import VN, post, provision
 from loadtests.procstat import machine_cpu
@@ -360,7 +360,7 @@ async def scenario(run: Run, cluster: Cluster, http: aiohttp.ClientSession, op: 
     for i, e in enumerate(chosen):
         sends = e["id"] == CHAIR or e["id"] in floor
         mode = args.fibre_mode if e["link"] == "fibre" else "mcu"
-        run.endpoints.append(Endpoint(e["id"], e["link"], TIER_BY_LINK.get(e["link"], "360p"), tokens[e["id"]], urls,
+        run.endpoints.append(Endpoint(e["id"], e["link"], RENDITION_BY_LINK.get(e["link"], "360p"), tokens[e["id"]], urls,
                                       meeting["id"], mode, run.frames if sends else None, chair=e["id"] == CHAIR,
                                       start_url=i % len(urls) if cluster.clustered else 0))
     modes: dict[str, int] = {}

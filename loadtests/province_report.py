@@ -1,6 +1,6 @@
 """Measures of the province load test from the synthetic endpoints' counters, and the printed table.
 
-Delivered ratio (per output kind / composite tier), over a window without failures:
+Delivered ratio (per output kind / composite rendition), over a window without failures:
 
 * ``received`` = RTP packets a terminal counted on that output's SSRC (RTX not counted);
 * ``expected`` = the span of the server's own sequence numbers for that output in the window
@@ -35,7 +35,7 @@ def snapshot(endpoints: list) -> Snapshot:
 
 def row_key(ep, role: str) -> str | None:
     if role == "composite":
-        return f"composite {ep.tier}"
+        return f"composite {ep.rendition}"
     if role in ("main", "audio", "mix"):
         return {"main": "sfu main", "audio": "sfu audio", "mix": "mix"}[role]
     return None

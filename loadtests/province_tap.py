@@ -2,7 +2,7 @@
 
     python -m loadtests.province_tap <the arguments of signaling.cli>   (env GIAOBAN_TAP=<file>)
 
-Only what a cascade link receives is counted (``mcu.peer.transport.PeerLink`` named ``cascade:...``: on an
+Only what a cascade link receives is counted (``mcu.peer.transport.PeerTransport`` named ``cascade:...``: on an
 edge, the origin's streams coming down; on the origin, the edge's up lines): RTP packets and
 bytes after SRTP (an SRTP packet is 10 bytes longer: its auth tag), per link name. Every 0.25 s
 the counters go to the file as JSON ``{"t": CLOCK_MONOTONIC, "links": {name: [packets, bytes]}}``
@@ -18,13 +18,13 @@ import sys
 import threading
 import time
 
-from mcu.peer.transport import PeerLink
+from mcu.peer.transport import PeerTransport
 
 COUNTS: dict[str, list[int]] = {}
-_attach = PeerLink.attach
+_attach = PeerTransport.attach
 
 
-def _counting_attach(self: PeerLink, dtls, rtcp_ssrc: int) -> None:
+def _counting_attach(self: PeerTransport, dtls, rtcp_ssrc: int) -> None:
     fresh = dtls is not self.dtls and not self.closed
     _attach(self, dtls, rtcp_ssrc)
     if not fresh or not self.name.startswith("cascade:"):
@@ -54,7 +54,7 @@ def _writer(path: str) -> None:
 
 
 def main() -> int:
-    PeerLink.attach = _counting_attach
+    PeerTransport.attach = _counting_attach
     path = os.environ.get("GIAOBAN_TAP")
     if path:
         threading.Thread(target=_writer, args=(path,), daemon=True, name="tap").start()

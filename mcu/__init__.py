@@ -8,9 +8,9 @@ fan-out), ``subscriber`` (per-subscriber rewrite and send), ``rtp_header`` (byte
 ``speaker`` (RFC 6464 active speaker), ``negotiation`` (codecs, SDP facts), ``ice`` (host
 address pin), ``tracks`` (idle placeholder tracks).
 
-MCU path for thin links (a meeting's ``composite``/``mix`` slots): ``tiers_policy`` (who gets
-SFU, MCU or both; start tier by link class; tier hysteresis), ``mcu_output`` (the meeting's
+MCU path for thin links (a meeting's ``composite``/``mix`` slots): ``renditions_policy`` (who gets
+SFU, MCU or both; start rendition by link class; rendition hysteresis), ``mcu_output`` (the meeting's
 pipeline: taps publishers, runs ``compose.Compositor`` and ``audio.AudioMixer``, feeds one
-synthetic stream per tier and per listener through the SFU's own rewrite/send path),
+synthetic stream per rendition and per listener through the SFU's own rewrite/send path),
 ``depacketize`` / ``packetize`` (VP8 frames and Opus payloads to and from RTP).
 """

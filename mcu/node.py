@@ -14,7 +14,7 @@ Usage::
 
 Cascade (edge nodes): a peer whose ``spec.extra["cascade_origin"]`` is ``{"node_id", "url"}``
 of another node makes this node an edge for its meeting: the meeting opens one
-``mcu.cascade.trunk.CascadeLink`` to the origin through ``origin_factory`` (closed when the last
+``mcu.cascade.trunk.CascadeTrunk`` to the origin through ``origin_factory`` (closed when the last
 local peer leaves or the node stops).
 
 WHIP ingest / WHEP egress (RFC 9725 and the WHEP draft) are plain offer/answer exchanges with
@@ -31,7 +31,7 @@ import time
 from typing import Any, Callable
 
 from mcu.peer.ice import HostPin, pin_host_addresses
-from mcu.meeting.quality import LinkSampler
+from mcu.meeting.quality import QualitySampler
 from mcu.meeting.meeting import Meeting
 from mcu.peer.negotiation import SUPPORTED_VIDEO
 from mcu.peer.peer import LocalPeer
@@ -69,7 +69,7 @@ class LocalMediaNode:
         self._tick_task: asyncio.Task | None = None
         self._stopping_mcu: set[asyncio.Task] = set()
         self._holds: dict[str, int] = {}  # meeting id -> recordings/streams holding its pipeline
-        self.links = LinkSampler()  # per-endpoint link quality, sampled by the ticker
+        self.links = QualitySampler()  # per-endpoint link quality, sampled by the ticker
         # Edge nodes: cascade_origin dict -> an object with the MediaNode protocol for the
         # meeting's origin (see mcu.cascade.trunk); injected by whoever runs the node
         self.origin_factory: Callable[[dict[str, Any]], Any] | None = None

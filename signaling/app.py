@@ -18,7 +18,7 @@ from signaling.api import operators as api_operators, recordings as api_recordin
 from signaling.auth.authenticator import Authenticator
 from signaling.api import cluster as cluster_api
 from signaling.cluster import media_api
-from signaling.cluster.placement import MediaRouter
+from signaling.cluster.placement import MediaPlacement
 from signaling.guard.connection_limits import LIMITER, AddressLimiter, proxy_client_limit
 from signaling.context import Context
 from signaling.api.http import CTX, ctx_of, error_middleware, json_response
@@ -104,7 +104,7 @@ async def build_context(settings: Settings, serving: bool = True) -> Context:
     sessions = SessionRegistry(store, settings.node_id, auth)
     router = None
     if serving and (media is not None or store.shared):  # a signaling-only node of a cluster uses the others' media
-        router = MediaRouter(settings, store, directory, media, node_info=lambda: {"sessions": len(sessions)})
+        router = MediaPlacement(settings, store, directory, media, node_info=lambda: {"sessions": len(sessions)})
     rooms = RoomHub(store, settings.node_id, router.registry if router else None)
     return Context(settings, store, directory, auth, meetings, scheduler, rooms, sessions, media,
                    recordings=recordings, router=router)

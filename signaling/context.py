@@ -31,5 +31,5 @@ class Context:
     sessions: "SessionRegistry"
     media: MediaNode | None = None
     recordings: Any = None  # mcu.record.RecordingService when this node has a media node
-    router: Any = None  # signaling.cluster.MediaRouter: the media node of each peer (None: no media at all)
+    router: Any = None  # signaling.cluster.MediaPlacement: the media node of each peer (None: no media at all)
     started: float = field(default_factory=time.time)

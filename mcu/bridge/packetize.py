@@ -1,10 +1,10 @@
 """Encoded frames into RTP packets for the MCU outputs (I/O free).
 
-A ``Packetizer`` numbers one synthetic stream (a quality tier's composite, one listener's mix):
+A ``Packetizer`` numbers one synthetic stream (a quality rendition's composite, one listener's mix):
 its own sequence numbers, a 15-bit VP8 picture id per frame. The packets carry SSRC 0 and a
 placeholder payload type: they enter a ``mcu.sfu.stream.Stream`` like a publisher's packets, and
 each subscriber's ``Output`` rewrites SSRC, payload type, sequence number, timestamp and picture
-id on the way out (the SFU's fast path), so a tier is packetized once for all its subscribers.
+id on the way out (the SFU's fast path), so a rendition is packetized once for all its subscribers.
 """
 
 from __future__ import annotations

@@ -9,13 +9,13 @@ packet after the SFU's own once-per-packet work): VP8 packets are assembled into
 level) go to the ``AudioMixer``. A hole in a source's frames asks its publisher for a key frame
 through the stream's merged, rate-limited request.
 
-Output: each video tier's encoded frames are packetized once (``mcu.bridge.packetize``) into a
-synthetic ``Stream`` (``mcu:720p``...). Subscribers' ``composite`` outputs are routed to a tier
+Output: each video rendition's encoded frames are packetized once (``mcu.bridge.packetize``) into a
+synthetic ``Stream`` (``mcu:720p``...). Subscribers' ``composite`` outputs are routed to a rendition
 stream exactly like SFU outputs to a publisher: the fast path rewrites SSRC/seq/timestamp/
-picture id per subscriber, NACKs are answered from the tier stream's cache, and PLIs become
-merged key-frame requests to that tier's encoder (``Compositor.request_keyframe``). Changing a
-subscriber's tier is ``Router.route`` to another tier stream: the output resumes continuously
-on that tier's next key frame. The mixer's output for each listener (N-1, ``thin`` profile with
+picture id per subscriber, NACKs are answered from the rendition stream's cache, and PLIs become
+merged key-frame requests to that rendition's encoder (``Compositor.request_keyframe``). Changing a
+subscriber's rendition is ``Router.route`` to another rendition stream: the output resumes continuously
+on that rendition's next key frame. The mixer's output for each listener (N-1, ``thin`` profile with
 in-band FEC for thin/mobile links) is packetized into that listener's own ``mcu:mix:<ep>``
 stream feeding its ``mix`` output.
 """
@@ -30,14 +30,14 @@ from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from mcu.audio import AudioMixer
-from mcu.compose import DEFAULT_TIERS, Compositor, EncodedFrame, Layout, Tier
+from mcu.compose import DEFAULT_RENDITIONS, Compositor, EncodedFrame, Layout, Rendition
 
 # An H.264 rendition for public HLS/RTMP (mcu.record); encoded only while a stream reads it.
-HLS_TIER = Tier("hls", 540, 1_200_000, codec="h264")
+HLS_RENDITION = Rendition("hls", 540, 1_200_000, codec="h264")
 from mcu.bridge.depacketize import Vp8Assembler, opus_payload
 from mcu.bridge.packetize import Packetizer
 from mcu.sfu.stream import Stream
-from mcu.bridge.renditions import TierController, audio_profile, start_tier
+from mcu.bridge.renditions import RenditionController, audio_profile, start_rendition
 
 if TYPE_CHECKING:
     from mcu.peer.peer import LocalPeer
@@ -48,16 +48,16 @@ log = logging.getLogger("mcu.bridge.pipeline")
 
 COMPOSITE_FPS = 20
 MAX_TILES = {1: Layout.SPEAKER, 4: Layout.GRID_2X2, 9: Layout.GRID_3X3, 16: Layout.GRID_4X4}
-TIER_KEYFRAME_INTERVAL = 0.3  # s: merged PLIs of one tier's subscribers
+RENDITION_KEYFRAME_INTERVAL = 0.3  # s: merged PLIs of one rendition's subscribers
 NACK_WINDOW = 1.0  # s
 
 
 @dataclass
 class _Sub:
-    """A composite subscriber: its output and tier controller."""
+    """A composite subscriber: its output and rendition controller."""
 
     out: Output
-    ctl: TierController
+    ctl: RenditionController
     history: list[tuple[float, str]] = field(default_factory=list)
     window: list[tuple[float, int, int]] = field(default_factory=list)  # (t, nacked, packets)
 
@@ -99,22 +99,22 @@ class _Tap:
 
 class McuPipeline:
     def __init__(self, router: Router, *, fps: int = COMPOSITE_FPS,
-                 tiers: Sequence[Tier] = (*DEFAULT_TIERS, HLS_TIER), workers: int = 2,
+                 renditions: Sequence[Rendition] = (*DEFAULT_RENDITIONS, HLS_RENDITION), workers: int = 2,
                  layout: Layout | str | None = None) -> None:
         self.router = router
         self.fps = fps
         self.fixed_layout = Layout(layout) if layout is not None else None
-        self.compositor = Compositor(self.fixed_layout or Layout.GRID_2X2, fps=fps, tiers=tiers,
+        self.compositor = Compositor(self.fixed_layout or Layout.GRID_2X2, fps=fps, renditions=renditions,
                                      workers=workers, on_keyframe_needed=self._source_keyframe)
         self.mixer = AudioMixer()
-        self.tiers = [t.name for t in tiers if not t.audio_only and t.codec == "vp8"]  # sent over RTP
-        self.tier_streams: dict[str, Stream] = {}
+        self.renditions = [t.name for t in renditions if not t.audio_only and t.codec == "vp8"]  # sent over RTP
+        self.rendition_streams: dict[str, Stream] = {}
         self._packetizers: dict[str, Packetizer] = {}
-        for name in self.tiers:
-            self.tier_streams[name] = Stream(
+        for name in self.renditions:
+            self.rendition_streams[name] = Stream(
                 stream_id=f"mcu:{name}", endpoint_id="mcu", kind="video", source="composite",
-                codec="VP8", clock_rate=90000, send_keyframe_request=self._tier_keyframe,
-                keyframe_interval=TIER_KEYFRAME_INTERVAL)
+                codec="VP8", clock_rate=90000, send_keyframe_request=self._rendition_keyframe,
+                keyframe_interval=RENDITION_KEYFRAME_INTERVAL)
             self._packetizers[name] = Packetizer()
             self.compositor.subscribe(name, callback=partial(self._on_frame, name))
         self.mixes: dict[str, tuple[Stream, Packetizer]] = {}
@@ -124,7 +124,7 @@ class McuPipeline:
         self.started = False
         self.stopped = False
         self.holders: set[str] = set()  # consumers outside the RTP path (the recorder) keep it running
-        self.compositor.set_active_tiers(())  # nothing to encode before a subscriber
+        self.compositor.set_active_renditions(())  # nothing to encode before a subscriber
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -146,7 +146,7 @@ class McuPipeline:
         self.taps.clear()
         await self.compositor.stop()
         await self.mixer.stop()
-        for stream in list(self.tier_streams.values()) + [s for s, _ in self.mixes.values()]:
+        for stream in list(self.rendition_streams.values()) + [s for s, _ in self.mixes.values()]:
             stream.close()
         self.mixes.clear()
         self.subs.clear()
@@ -211,21 +211,21 @@ class McuPipeline:
 
     # -- outputs ---------------------------------------------------------------------------
 
-    def _on_frame(self, tier: str, frame: EncodedFrame) -> None:
-        stream = self.tier_streams.get(tier)
+    def _on_frame(self, rendition: str, frame: EncodedFrame) -> None:
+        stream = self.rendition_streams.get(rendition)
         if stream is None or stream.closed:
             return
         ts = frame.pts * 90000 // self.fps
-        for packet in self._packetizers[tier].vp8(frame.data, ts):
+        for packet in self._packetizers[rendition].vp8(frame.data, ts):
             stream.on_rtp(packet)
 
-    def _tier_keyframe(self, stream: Stream) -> None:
-        """Merged PLIs of a tier's subscribers (and outputs waiting to start on it). A request
+    def _rendition_keyframe(self, stream: Stream) -> None:
+        """Merged PLIs of a rendition's subscribers (and outputs waiting to start on it). A request
         the gate merges into a recent key frame may come from an output that started after
         that frame: it is then served by the next key frame the interval allows."""
-        tier = stream.stream_id.split(":", 1)[1]
-        if not self.compositor.request_keyframe(tier):
-            self.compositor.want_keyframe(tier)
+        rendition = stream.stream_id.split(":", 1)[1]
+        if not self.compositor.request_keyframe(rendition):
+            self.compositor.want_keyframe(rendition)
 
     def _on_mix(self, endpoint_id: str, payload: bytes, timestamp: int) -> None:
         entry = self.mixes.get(endpoint_id)
@@ -241,10 +241,10 @@ class McuPipeline:
             sub = self.subs.get(ep)
             if sub is None or sub.out is not out:
                 now = time.monotonic() if now is None else now
-                tier = start_tier(peer.spec)
-                sub = self.subs[ep] = _Sub(out, TierController(tier, since=now))
-                sub.history.append((now, tier))
-            if self.router.route(out, self.tier_streams.get(sub.ctl.tier)):
+                rendition = start_rendition(peer.spec)
+                sub = self.subs[ep] = _Sub(out, RenditionController(rendition, since=now))
+                sub.history.append((now, rendition))
+            if self.router.route(out, self.rendition_streams.get(sub.ctl.rendition)):
                 self._update_active()
         elif out.role == "mix":
             entry = self.mixes.get(ep)
@@ -256,16 +256,16 @@ class McuPipeline:
             self.router.route(out, entry[0])
 
     def _update_active(self) -> None:
-        """Only tiers that feed an output are encoded (a new one starts with a keyframe); the
-        compositor adds the tiers its queue readers (recorder, HLS) consume."""
-        self.compositor.set_active_tiers(
-            [name for name, s in self.tier_streams.items() if s.outputs()])
+        """Only renditions that feed an output are encoded (a new one starts with a keyframe); the
+        compositor adds the renditions its queue readers (recorder, HLS) consume."""
+        self.compositor.set_active_renditions(
+            [name for name, s in self.rendition_streams.items() if s.outputs()])
 
     def forget(self, endpoint_id: str) -> None:
-        """The endpoint left: drop its listener, mix stream and tier state."""
+        """The endpoint left: drop its listener, mix stream and rendition state."""
         if self.subs.pop(endpoint_id, None) is not None:
-            self.compositor.set_active_tiers(
-                [s.ctl.tier for s in self.subs.values() if not s.out.closed])
+            self.compositor.set_active_renditions(
+                [s.ctl.rendition for s in self.subs.values() if not s.out.closed])
         self.mixer.remove_listener(endpoint_id)
         entry = self.mixes.pop(endpoint_id, None)
         if entry is not None:
@@ -275,41 +275,41 @@ class McuPipeline:
     def idle(self) -> bool:
         return not self.subs and not self.mixes and not self.holders
 
-    # -- tiers -----------------------------------------------------------------------------
+    # -- renditions -----------------------------------------------------------------------------
 
     def tick(self, now: float) -> None:
-        """Tier control from each composite subscriber's reports (hysteresis in the
-        controller); a change routes the output to the other tier's stream."""
+        """Rendition control from each composite subscriber's reports (hysteresis in the
+        controller); a change routes the output to the other rendition's stream."""
         for ep, sub in list(self.subs.items()):
             out = sub.out
             if out.closed:
                 continue
-            current = self.tier_streams.get(sub.ctl.tier)
+            current = self.rendition_streams.get(sub.ctl.rendition)
             nack_loss = sub.nack_loss(now, current.packets if current is not None else 0)
             loss = max(out.fraction_lost, nack_loss)
-            tier = sub.ctl.update(now, loss, out.remb)
-            stream = self.tier_streams.get(tier)  # None: audio only, the composite paused
+            rendition = sub.ctl.update(now, loss, out.remb)
+            stream = self.rendition_streams.get(rendition)  # None: audio only, the composite paused
             if out.source is not stream:
-                log.info("composite subscriber %s: tier %s", ep, tier)
-                sub.history.append((now, tier))
+                log.info("composite subscriber %s: rendition %s", ep, rendition)
+                sub.history.append((now, rendition))
                 sub.window.clear()
-                out.fraction_lost = 0  # the next reports describe the new tier
+                out.fraction_lost = 0  # the next reports describe the new rendition
                 self.router.route(out, stream)
                 self._update_active()
 
-    def tier_of(self, endpoint_id: str) -> str | None:
+    def rendition_of(self, endpoint_id: str) -> str | None:
         sub = self.subs.get(endpoint_id)
-        return sub.ctl.tier if sub is not None else None
+        return sub.ctl.rendition if sub is not None else None
 
     def stats(self) -> dict[str, Any]:
         st = self.compositor.stats
         return {
-            "tiers": {ep: s.ctl.tier for ep, s in self.subs.items()},
+            "renditions": {ep: s.ctl.rendition for ep, s in self.subs.items()},
             "frames_out": dict(st.frames_out),
             "bytes_out": dict(st.bytes_out),
             "composites": st.composites,
             "ticks_dropped": st.ticks_dropped,
-            "keyframes": {t: self.compositor.keyframe_stats(t) for t in self.tiers},
+            "keyframes": {t: self.compositor.keyframe_stats(t) for t in self.renditions},
             "mix_listeners": len(self.mixes),
             "sources": sorted(tap.source_id for tap in self.taps.values()),
         }

@@ -1,4 +1,4 @@
-"""Who gets forwarded streams, who gets the composite, and on which quality tier.
+"""Who gets forwarded streams, who gets the composite, and on which quality rendition.
 
 Media mode of a subscriber (``media_mode``):
 
@@ -10,15 +10,15 @@ Media mode of a subscriber (``media_mode``):
 directory (``PeerSpec.link``) to a mode. The node's default policy (``DEFAULT_POLICY``) keeps
 fibre on the SFU and sends thin and mobile links the composite; ``SFU_ONLY`` turns the MCU off.
 
-Tier choice (``TierController``): the starting tier comes from the link class; then every
+Rendition choice (``RenditionController``): the starting rendition comes from the link class; then every
 controller tick looks at what the subscriber reports for its composite output: RTCP RR loss
 (``Output.fraction_lost``) and the REMB estimate (``Output.remb``, when the client sends one).
-Down one tier after ``DOWN_AFTER`` s (``AUDIO_AFTER`` to drop video) of loss above ``DOWN_LOSS``, or of an estimate below the
-tier's bitrate x ``REMB_MARGIN`` with some loss; up one tier after ``UP_AFTER`` s of loss under
-``UP_LOSS`` (and an estimate, if any, with ``UP_HEADROOM`` over the next tier's bitrate).
-After a switch the controller holds for ``HOLD`` s (the reports still describe the old tier).
-Below the last video tier is ``audio`` (the composite paused, the mix goes on); from there a
-clean period moves the subscriber back up to the smallest video tier (a probe).
+Down one rendition after ``DOWN_AFTER`` s (``AUDIO_AFTER`` to drop video) of loss above ``DOWN_LOSS``, or of an estimate below the
+rendition's bitrate x ``REMB_MARGIN`` with some loss; up one rendition after ``UP_AFTER`` s of loss under
+``UP_LOSS`` (and an estimate, if any, with ``UP_HEADROOM`` over the next rendition's bitrate).
+After a switch the controller holds for ``HOLD`` s (the reports still describe the old rendition).
+Below the last video rendition is ``audio`` (the composite paused, the mix goes on); from there a
+clean period moves the subscriber back up to the smallest video rendition (a probe).
 """
 
 from __future__ import annotations
@@ -30,18 +30,18 @@ from typing import Any
 MODES = ("sfu", "mcu", "both")
 DEFAULT_POLICY: Mapping[str, str] = {"fibre": "sfu", "thin": "mcu", "mobile": "mcu"}
 SFU_ONLY: Mapping[str, str] = {}
-START_TIER = {"fibre": "720p", "thin": "360p", "mobile": "180p"}
-VIDEO_TIERS = ("720p", "360p", "180p")  # best first; must match the compositor's tiers
-AUDIO_ONLY = "audio"  # below the last video tier: the composite output is paused
-LADDER = VIDEO_TIERS + (AUDIO_ONLY,)
-TIER_BITRATE = {"720p": 1_200_000, "360p": 400_000, "180p": 150_000, AUDIO_ONLY: 0}
+START_RENDITION = {"fibre": "720p", "thin": "360p", "mobile": "180p"}
+VIDEO_RENDITIONS = ("720p", "360p", "180p")  # best first; must match the compositor's renditions
+AUDIO_ONLY = "audio"  # below the last video rendition: the composite output is paused
+LADDER = VIDEO_RENDITIONS + (AUDIO_ONLY,)
+RENDITION_BITRATE = {"720p": 1_200_000, "360p": 400_000, "180p": 150_000, AUDIO_ONLY: 0}
 
 DOWN_LOSS = 26  # RR fraction lost (x/256): about 10 %
 UP_LOSS = 5  # about 2 %
 DOWN_AFTER = 1.0  # s (the loss estimate itself spans a second: NACKs and RR)
 UP_AFTER = 10.0  # s
 HOLD = 3.0  # s after a switch (a bottleneck queue drains, NACKed holes are repaired)
-AUDIO_AFTER = 3.0  # s of trouble on the smallest video tier before dropping video
+AUDIO_AFTER = 3.0  # s of trouble on the smallest video rendition before dropping video
 REMB_MARGIN = 1.1
 UP_HEADROOM = 1.3
 REMB_LOSSY = 5  # the REMB rule needs at least this loss too (a delay-based estimate alone
@@ -59,11 +59,11 @@ def media_mode(spec: Any, policy: Mapping[str, str] | None = None) -> str:
     return table.get(getattr(spec, "link", "fibre"), "sfu")
 
 
-def start_tier(spec: Any) -> str:
-    asked = (getattr(spec, "extra", None) or {}).get("start_tier")
-    if asked in VIDEO_TIERS:
+def start_rendition(spec: Any) -> str:
+    asked = (getattr(spec, "extra", None) or {}).get("start_rendition")
+    if asked in VIDEO_RENDITIONS:
         return asked
-    return START_TIER.get(getattr(spec, "link", "fibre"), "360p")
+    return START_RENDITION.get(getattr(spec, "link", "fibre"), "360p")
 
 
 def audio_profile(spec: Any) -> str:
@@ -71,10 +71,10 @@ def audio_profile(spec: Any) -> str:
 
 
 @dataclass
-class TierController:
-    """Hysteresis on one subscriber's reports; ``update`` returns the tier to use."""
+class RenditionController:
+    """Hysteresis on one subscriber's reports; ``update`` returns the rendition to use."""
 
-    tier: str
+    rendition: str
     since: float = 0.0  # time of the last switch
     bad_since: float | None = None
     clean_since: float | None = None
@@ -82,8 +82,8 @@ class TierController:
 
     def update(self, now: float, loss: int, remb: int | None) -> str:
         if now - self.since < HOLD:
-            return self.tier
-        rate = TIER_BITRATE.get(self.tier, 0)
+            return self.rendition
+        rate = RENDITION_BITRATE.get(self.rendition, 0)
         starved = remb is not None and remb < rate * REMB_MARGIN and loss >= REMB_LOSSY
         bad = loss > DOWN_LOSS or starved
         clean = loss < UP_LOSS
@@ -91,20 +91,20 @@ class TierController:
         self.clean_since = (
             (self.clean_since if self.clean_since is not None else now) if clean else None
         )
-        i = LADDER.index(self.tier) if self.tier in LADDER else len(LADDER) - 1
+        i = LADDER.index(self.rendition) if self.rendition in LADDER else len(LADDER) - 1
         wait = AUDIO_AFTER if i + 1 == len(LADDER) - 1 else DOWN_AFTER
         if self.bad_since is not None and now - self.bad_since >= wait:
             if i + 1 < len(LADDER):
                 return self._switch(LADDER[i + 1], now)
         elif self.clean_since is not None and now - self.clean_since >= UP_AFTER and i > 0:
             up = LADDER[i - 1]
-            if remb is None or remb >= TIER_BITRATE[up] * UP_HEADROOM:
+            if remb is None or remb >= RENDITION_BITRATE[up] * UP_HEADROOM:
                 return self._switch(up, now)
-        return self.tier
+        return self.rendition
 
-    def _switch(self, tier: str, now: float) -> str:
-        self.tier = tier
+    def _switch(self, rendition: str, now: float) -> str:
+        self.rendition = rendition
         self.since = now
         self.bad_since = self.clean_since = None
         self.switches += 1
-        return tier
+        return rendition

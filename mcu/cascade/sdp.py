@@ -5,7 +5,7 @@ origin node, negotiated through the plain ``MediaNode``/``MediaPeer`` protocol (
 strings cross it). Two facts ride in the edge's offers, in standard attributes:
 
 * ``a=content:`` (RFC 4796) on a receive m-line asks the origin for a slot the first-offer
-  rules would not give: ``composite`` (the meeting's composite, one tier) and ``mix`` (the
+  rules would not give: ``composite`` (the meeting's composite, one rendition) and ``mix`` (the
   origin's audio mix). ``slides`` marks the upstream screen share as it does for any client.
 * the msid *stream id* of each upstream (sendonly) m-line names the endpoint whose media the
   edge currently forwards in it (percent-encoded; ``-``: none). The origin relabels the

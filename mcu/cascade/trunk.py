@@ -7,7 +7,7 @@ it is a ``LocalPeer`` with ``role="cascade"`` and ``endpoint_id="cascade:<edge n
 
 Down (origin -> edge), one copy whatever the number of edge subscribers: the origin's ``main``
 video, a ``slides`` video and ``audio_slots`` audio slots, and, once an edge subscriber is in
-MCU mode, one ``composite`` tier and the ``mix`` (asked for with ``a=content``, see
+MCU mode, one ``composite`` rendition and the ``mix`` (asked for with ``a=content``, see
 ``mcu.cascade.sdp``). On the edge they are ``Stream``s of the edge meeting labelled
 ``cascade:<origin node id>``: the edge's router forwards them to its local subscribers like
 any publisher's (the origin's streams are never decoded here; the edge runs no compositor).
@@ -39,13 +39,13 @@ from aiortc.rtcconfiguration import RTCBundlePolicy
 from mcu.api import MediaRetry, PeerSpec
 
 from mcu.cascade.sdp import CASCADE_ROLE, add_content, encode_label
-from mcu.peer.transport import PeerLink
+from mcu.peer.transport import PeerTransport
 from mcu.peer.negotiation import describe, set_codec, sends
 from mcu.peer.bounded_stop import close_pc
 from mcu.peer.rtcp import REMB_MAX, publisher_feedback
 from mcu.sfu.stream import Stream
 from mcu.sfu.subscriber import Output
-from mcu.bridge.renditions import TIER_BITRATE
+from mcu.bridge.renditions import RENDITION_BITRATE
 from mcu.peer.tracks import IdleTrack
 
 if TYPE_CHECKING:
@@ -54,13 +54,13 @@ if TYPE_CHECKING:
 log = logging.getLogger("mcu.cascade.trunk")
 
 LOST_REASON = "cascade link to origin lost"
-# The composite tier asked for over the link: MCU mode is for thin/mobile communes (their
-# start tiers are 360p/180p); the origin's tier controller still moves it on the link's loss.
-COMPOSITE_TIER = "360p"
-# What the edge's REMB allows per received slot: the composite just over its tier's bitrate,
-# so the origin's tier controller may move it down on loss but never up (the edge cannot
-# scale a bigger tier down for its thin subscribers)
-REMB_CAPS = {**REMB_MAX, "composite": TIER_BITRATE[COMPOSITE_TIER] * 6 // 5}
+# The composite rendition asked for over the link: MCU mode is for thin/mobile communes (their
+# start renditions are 360p/180p); the origin's rendition controller still moves it on the link's loss.
+COMPOSITE_RENDITION = "360p"
+# What the edge's REMB allows per received slot: the composite just over its rendition's bitrate,
+# so the origin's rendition controller may move it down on loss but never up (the edge cannot
+# scale a bigger rendition down for its thin subscribers)
+REMB_CAPS = {**REMB_MAX, "composite": RENDITION_BITRATE[COMPOSITE_RENDITION] * 6 // 5}
 TICK = 0.25  # s between checks of which origin slots carry media
 FEEDBACK_EVERY = 4  # ticks between RTCP RR/REMB for what the edge receives
 IDLE_AFTER = 2.0  # s without packets before an origin slot stops counting as a source
@@ -74,7 +74,7 @@ _DOWN = {"main": ("video", "camera", ""), "slides": ("video", "screen", ""),
 _UP = {"up-camera": ("video", ""), "up-screen": ("video", "slides"), "up-mic": ("audio", "")}
 
 
-class CascadeLink:
+class CascadeTrunk:
     """The edge side of one meeting's cascade link (created by ``Meeting.add_peer``)."""
 
     def __init__(self, meeting: "Meeting", origin: dict[str, Any]) -> None:
@@ -88,7 +88,7 @@ class CascadeLink:
         self.outputs: dict[str, Output] = {}  # sent up, by mid
         self._roles: dict[Any, str] = {}  # transceiver -> role
         self._labels: dict[str, str | None] = {}  # mid -> endpoint announced to the origin
-        self.link = PeerLink(self.endpoint_id, self._on_up, self._on_down,
+        self.link = PeerTransport(self.endpoint_id, self._on_up, self._on_down,
                              meeting.router.on_feedback)
         self.pc: RTCPeerConnection | None = None
         self.peer: Any = None  # the origin's MediaPeer
@@ -204,7 +204,7 @@ class CascadeLink:
             display_name=f"{self.node.node_id} (cascade)", role=CASCADE_ROLE, link="fibre",
             publish=True,
             # the edge offers every line itself (no server offers); SFU until it asks for MCU
-            extra={"media_mode": "sfu", "renegotiate": False, "start_tier": COMPOSITE_TIER,
+            extra={"media_mode": "sfu", "renegotiate": False, "start_rendition": COMPOSITE_RENDITION,
                    "cascade_edge": self.node.node_id},
         )
         self.peer = await origin.open_peer(spec, self._on_origin_event)

@@ -1,7 +1,7 @@
-"""The video compositor: N encoded sources in, one 720p composite per tick, encoded once per tier.
+"""The video compositor: N encoded sources in, one 720p composite per tick, encoded once per rendition.
 
 Threading: the frame clock runs on the asyncio loop; decoding (one job per on-screen source),
-composition (numpy into a preallocated yuv420p canvas) and encoding (one job per tier) run in a
+composition (numpy into a preallocated yuv420p canvas) and encoding (one job per rendition) run in a
 sized ThreadPoolExecutor, where libav releases the GIL. At most one composite is in flight; a
 tick that finds the previous composite unfinished is dropped (latest picture wins).
 """
@@ -22,7 +22,7 @@ from mcu.compose.labels import draw_label, make_label
 from mcu.compose.layouts import Layout, Rect, fit, layout_rects
 from mcu.compose.meter import CpuMeter
 from mcu.compose.sources import EncodedInput, Source
-from mcu.compose.renditions import DEFAULT_TIERS, EncodedFrame, KeyframeGate, Subscription, Tier, TierEncoder
+from mcu.compose.renditions import DEFAULT_RENDITIONS, EncodedFrame, KeyframeGate, Subscription, Rendition, RenditionEncoder
 
 log = logging.getLogger(__name__)
 
@@ -56,16 +56,16 @@ class Stats:
 
 class Compositor:
     def __init__(self, layout: Layout | str = Layout.GRID_3X3, width: int = 1280, height: int = 720,
-                 fps: int = 30, tiers: Sequence[Tier] = DEFAULT_TIERS, workers: int = 2, *,
+                 fps: int = 30, renditions: Sequence[Rendition] = DEFAULT_RENDITIONS, workers: int = 2, *,
                  keyframe_interval: float = 0.5, encoder_threads: int = 1,
                  on_keyframe_needed: Callable[[str], None] | None = None,
                  clock: Callable[[], float] = time.monotonic, max_pending: int = 60) -> None:
-        names = [t.name for t in tiers]
-        heights = [t.height for t in tiers if not t.audio_only]
+        names = [t.name for t in renditions]
+        heights = [t.height for t in renditions if not t.audio_only]
         if len(set(names)) != len(names) or len(set(heights)) != len(heights):
-            raise ValueError("tier names and video tier heights must be distinct")
-        if any(t.height > height for t in tiers):
-            raise ValueError(f"a tier is taller than the {width}x{height} composite")
+            raise ValueError("rendition names and video rendition heights must be distinct")
+        if any(t.height > height for t in renditions):
+            raise ValueError(f"a rendition is taller than the {width}x{height} composite")
         self.width, self.height, self.fps = width, height, fps
         self.meter = CpuMeter()
         self.stats = Stats()
@@ -73,14 +73,14 @@ class Compositor:
         self._on_keyframe_needed = on_keyframe_needed
         self._max_pending = max_pending
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="compose")
-        self.tiers = {t.name: t for t in tiers}
-        self._encoders = {t.name: TierEncoder(t, width, height, fps, encoder_threads, self.meter)
-                          for t in tiers if not t.audio_only}
+        self.renditions = {t.name: t for t in renditions}
+        self._encoders = {t.name: RenditionEncoder(t, width, height, fps, encoder_threads, self.meter)
+                          for t in renditions if not t.audio_only}
         self._workers = workers
         self._encode_groups = self._group_encoders(list(self._encoders.values()), workers)
         self._gates = {n: KeyframeGate(keyframe_interval, clock) for n in self._encoders}
-        self._active: frozenset[str] | None = None  # tiers to encode (None: all)
-        self._subs: dict[str, list[Subscription]] = {n: [] for n in self.tiers}
+        self._active: frozenset[str] | None = None  # renditions to encode (None: all)
+        self._subs: dict[str, list[Subscription]] = {n: [] for n in self.renditions}
         self._sources: dict[str, Source] = {}
         self._names: dict[str, str] = {}
         self._asked: dict[str, float] = {}
@@ -101,10 +101,10 @@ class Compositor:
         self._rebuild()
 
     @staticmethod
-    def _group_encoders(encoders: list[TierEncoder], workers: int) -> list[list[TierEncoder]]:
-        """Tiers packed into at most `workers` jobs balanced by pixel count (720p alone,
+    def _group_encoders(encoders: list[RenditionEncoder], workers: int) -> list[list[RenditionEncoder]]:
+        """Renditions packed into at most `workers` jobs balanced by pixel count (720p alone,
         360p + 180p together), so each composite costs few executor round trips."""
-        bins: list[list[TierEncoder]] = [[] for _ in range(max(1, min(workers, len(encoders))))]
+        bins: list[list[RenditionEncoder]] = [[] for _ in range(max(1, min(workers, len(encoders))))]
         load = [0] * len(bins)
         for e in sorted(encoders, key=lambda e: -e.width * e.height):
             i = load.index(min(load))
@@ -181,38 +181,38 @@ class Compositor:
             self._ask_keyframe(source_id)
 
     # ---- output to subscribers -------------------------------------------------------
-    def subscribe(self, tier: str, maxsize: int = 8,
+    def subscribe(self, rendition: str, maxsize: int = 8,
                   callback: Callable[[EncodedFrame], None] | None = None) -> Subscription:
-        if tier not in self.tiers:
-            raise KeyError(f"unknown tier {tier!r}; tiers: {', '.join(self.tiers)}")
-        sub = Subscription(tier, maxsize, callback, self._unsubscribe)
-        self._subs[tier].append(sub)
-        if tier in self._gates:
-            self._gates[tier].want()
+        if rendition not in self.renditions:
+            raise KeyError(f"unknown rendition {rendition!r}; renditions: {', '.join(self.renditions)}")
+        sub = Subscription(rendition, maxsize, callback, self._unsubscribe)
+        self._subs[rendition].append(sub)
+        if rendition in self._gates:
+            self._gates[rendition].want()
         return sub
 
     def _unsubscribe(self, sub: Subscription) -> None:
-        subs = self._subs.get(sub.tier, [])
+        subs = self._subs.get(sub.rendition, [])
         if sub in subs:
             subs.remove(sub)
 
-    def request_keyframe(self, tier: str) -> bool:
-        """A subscriber of `tier` lost the picture (PLI/FIR). Merged: at most one forced
-        keyframe per tier per keyframe_interval. Returns True if this request forces one."""
-        gate = self._gates.get(tier)
+    def request_keyframe(self, rendition: str) -> bool:
+        """A subscriber of `rendition` lost the picture (PLI/FIR). Merged: at most one forced
+        keyframe per rendition per keyframe_interval. Returns True if this request forces one."""
+        gate = self._gates.get(rendition)
         return gate.request() if gate is not None else False
 
-    def want_keyframe(self, tier: str) -> None:
-        """A subscriber of `tier` waits for a keyframe (it started after the last one): the
+    def want_keyframe(self, rendition: str) -> None:
+        """A subscriber of `rendition` waits for a keyframe (it started after the last one): the
         next frame allowed by keyframe_interval is one; requests meanwhile are merged."""
-        gate = self._gates.get(tier)
+        gate = self._gates.get(rendition)
         if gate is not None:
             gate.want()
 
-    def set_active_tiers(self, tiers: Iterable[str] | None) -> None:
-        """Encode only these tiers (None: all), e.g. those with subscribers: an idle tier
-        costs no CPU. A tier that becomes active again starts with a keyframe."""
-        new = None if tiers is None else frozenset(tiers)
+    def set_active_renditions(self, renditions: Iterable[str] | None) -> None:
+        """Encode only these renditions (None: all), e.g. those with subscribers: an idle rendition
+        costs no CPU. A rendition that becomes active again starts with a keyframe."""
+        new = None if renditions is None else frozenset(renditions)
         if new == self._active:
             return
         for name, gate in self._gates.items():
@@ -222,19 +222,19 @@ class Compositor:
         self._active = new
 
     def _effective_active(self) -> frozenset[str] | None:
-        """The requested tiers plus every tier a queue subscriber reads (a recorder, HLS)."""
+        """The requested renditions plus every rendition a queue subscriber reads (a recorder, HLS)."""
         if self._active is None:
             return None
-        queued = {tier for tier, subs in self._subs.items() if any(s.queued and not s.closed for s in subs)}
+        queued = {rendition for rendition, subs in self._subs.items() if any(s.queued and not s.closed for s in subs)}
         return self._active | queued
 
-    def keyframe_stats(self, tier: str) -> dict[str, int]:
-        g = self._gates[tier]
+    def keyframe_stats(self, rendition: str) -> dict[str, int]:
+        g = self._gates[rendition]
         return {"requests": g.requests, "merged": g.merged, "forced": g.forced}
 
     # ---- one composite ---------------------------------------------------------------
     async def compose_once(self, pts: int | None = None) -> dict[str, list[EncodedFrame]]:
-        """Decode what arrived for the on-screen sources, compose, encode every tier, deliver.
+        """Decode what arrived for the on-screen sources, compose, encode every rendition, deliver.
         The clock calls this once per tick; tests may call it directly. Composites never
         overlap (decoders, encoders and the canvas are used by one composite at a time)."""
         if self._stopped:
@@ -265,7 +265,7 @@ class Compositor:
             for group in self._encode_groups])
         encoders = [e for group in self._encode_groups for e in group]
         results = [frames for group in results for frames in group]
-        out = {e.tier.name: frames for e, frames in zip(encoders, results)}
+        out = {e.rendition.name: frames for e, frames in zip(encoders, results)}
         self.stats.composites += 1
         self._deliver(out)
         return out
@@ -275,11 +275,11 @@ class Compositor:
         return [src for src, items, rect in work if not self._decode(src, items, rect)]
 
     @staticmethod
-    def _encode_group(group: list[TierEncoder], canvas: av.VideoFrame, pts: int,
+    def _encode_group(group: list[RenditionEncoder], canvas: av.VideoFrame, pts: int,
                       forced: dict[str, bool],
                       active: frozenset[str] | None = None) -> list[list[EncodedFrame]]:
-        return [e.encode(canvas, pts, forced[e.tier.name])
-                if active is None or e.tier.name in active else [] for e in group]
+        return [e.encode(canvas, pts, forced[e.rendition.name])
+                if active is None or e.rendition.name in active else [] for e in group]
 
     @staticmethod
     def _decode(src: Source, items: list[EncodedInput], rect: Rect) -> bool:
@@ -326,15 +326,15 @@ class Compositor:
 
     def _deliver(self, out: dict[str, list[EncodedFrame]]) -> None:
         st = self.stats
-        for tier, frames in out.items():
-            gate = self._gates[tier]
+        for rendition, frames in out.items():
+            gate = self._gates[rendition]
             for frame in frames:
-                st.frames_out[tier] = st.frames_out.get(tier, 0) + 1
-                st.bytes_out[tier] = st.bytes_out.get(tier, 0) + len(frame.data)
+                st.frames_out[rendition] = st.frames_out.get(rendition, 0) + 1
+                st.bytes_out[rendition] = st.bytes_out.get(rendition, 0) + len(frame.data)
                 if frame.keyframe:
-                    st.keyframes_out[tier] = st.keyframes_out.get(tier, 0) + 1
+                    st.keyframes_out[rendition] = st.keyframes_out.get(rendition, 0) + 1
                     gate.emitted()
-                for sub in list(self._subs[tier]):
+                for sub in list(self._subs[rendition]):
                     if sub.offer(frame):
                         gate.want()
 

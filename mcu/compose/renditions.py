@@ -1,7 +1,7 @@
-"""Quality tiers: one encoder per tier, keyframe-request merging, subscriptions.
+"""Quality renditions: one encoder per rendition, keyframe-request merging, subscriptions.
 
-Each composite is scaled once per tier and encoded once per tier; every subscriber of the
-tier receives the same `EncodedFrame` object (same bytes). RTP packetization is the SFU's job.
+Each composite is scaled once per rendition and encoded once per rendition; every subscriber of the
+rendition receives the same `EncodedFrame` object (same bytes). RTP packetization is the SFU's job.
 """
 
 from __future__ import annotations
@@ -23,8 +23,8 @@ log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
-class Tier:
-    """A quality tier. height 0 means audio only: no video is encoded for it."""
+class Rendition:
+    """A quality rendition. height 0 means audio only: no video is encoded for it."""
     name: str
     height: int
     bitrate: int = 0
@@ -36,17 +36,17 @@ class Tier:
         return self.height == 0
 
 
-DEFAULT_TIERS = (
-    Tier("720p", 720, 1_200_000),
-    Tier("360p", 360, 400_000),
-    Tier("180p", 180, 150_000),
-    Tier("audio", 0),
+DEFAULT_RENDITIONS = (
+    Rendition("720p", 720, 1_200_000),
+    Rendition("360p", 360, 400_000),
+    Rendition("180p", 180, 150_000),
+    Rendition("audio", 0),
 )
 
 
 @dataclass(frozen=True, slots=True)
 class EncodedFrame:
-    tier: str
+    rendition: str
     codec: str
     data: bytes
     pts: int
@@ -102,44 +102,44 @@ class KeyframeGate:
         self._deferred = False
 
 
-def _open_encoder(tier: Tier, width: int, height: int, fps: int, threads: int) -> av.CodecContext:
-    if tier.codec == "vp8":
+def _open_encoder(rendition: Rendition, width: int, height: int, fps: int, threads: int) -> av.CodecContext:
+    if rendition.codec == "vp8":
         ctx = av.CodecContext.create("libvpx", "w")
-        ctx.options = {"deadline": "realtime", "cpu-used": str(tier.speed), "lag-in-frames": "0",
+        ctx.options = {"deadline": "realtime", "cpu-used": str(rendition.speed), "lag-in-frames": "0",
                        "auto-alt-ref": "0", "max-intra-rate": "300", "static-thresh": "0",
                        "qmin": "2", "qmax": "63",
-                       "minrate": str(tier.bitrate), "maxrate": str(tier.bitrate),
-                       "bufsize": str(tier.bitrate)}
-    elif tier.codec == "h264":
+                       "minrate": str(rendition.bitrate), "maxrate": str(rendition.bitrate),
+                       "bufsize": str(rendition.bitrate)}
+    elif rendition.codec == "h264":
         ctx = av.CodecContext.create("libx264", "w")
         ctx.options = {"preset": "ultrafast", "tune": "zerolatency", "profile": "baseline",
-                       "maxrate": str(tier.bitrate), "bufsize": str(tier.bitrate)}
+                       "maxrate": str(rendition.bitrate), "bufsize": str(rendition.bitrate)}
     else:
-        raise ValueError(f"tier {tier.name}: unknown codec {tier.codec!r} (use 'vp8' or 'h264')")
+        raise ValueError(f"rendition {rendition.name}: unknown codec {rendition.codec!r} (use 'vp8' or 'h264')")
     ctx.width, ctx.height, ctx.pix_fmt = width, height, "yuv420p"
     ctx.time_base = Fraction(1, fps)
     ctx.framerate = Fraction(fps)
-    ctx.bit_rate = tier.bitrate
+    ctx.bit_rate = rendition.bitrate
     ctx.gop_size = fps * 10          # keyframes mostly on request; one every 10 s as a safety net
     ctx.thread_count = threads
     ctx.open()
     return ctx
 
 
-class TierEncoder:
-    """Scales the composite to the tier's size and encodes it. Used by one thread at a time."""
+class RenditionEncoder:
+    """Scales the composite to the rendition's size and encodes it. Used by one thread at a time."""
 
-    def __init__(self, tier: Tier, canvas_w: int, canvas_h: int, fps: int,
+    def __init__(self, rendition: Rendition, canvas_w: int, canvas_h: int, fps: int,
                  threads: int, meter: CpuMeter) -> None:
-        self.tier = tier
-        self.height = min(tier.height, canvas_h) & ~1
+        self.rendition = rendition
+        self.height = min(rendition.height, canvas_h) & ~1
         self.width = (canvas_w * self.height // canvas_h) & ~1
         self.fps = fps
         self._meter = meter
         self._scaler = VideoReformatter()
         # AREA averages for 2:1 and smaller (cheaper and sharper there), BILINEAR otherwise
         self._interp = Interpolation.AREA if canvas_h >= 2 * self.height else Interpolation.BILINEAR
-        self._ctx = _open_encoder(tier, self.width, self.height, fps, threads)
+        self._ctx = _open_encoder(rendition, self.width, self.height, fps, threads)
         self._count = 0      # the encoder sees consecutive frames, see encode()
 
     def encode(self, canvas: av.VideoFrame, pts: int, force_keyframe: bool) -> list[EncodedFrame]:
@@ -148,10 +148,10 @@ class TierEncoder:
             frame = self._scaler.reformat(canvas, self.width, self.height, "yuv420p",
                                           interpolation=self._interp, threads=1)
         else:
-            frame = canvas    # only one tier may have the canvas size (heights are distinct)
+            frame = canvas    # only one rendition may have the canvas size (heights are distinct)
         t1 = time.thread_time()
         # Rate control sees consecutive timestamps: when composites are dropped (CPU starved),
-        # libvpx given the real, irregular gaps overshot the tier's bitrate by ~35%; counting
+        # libvpx given the real, irregular gaps overshot the rendition's bitrate by ~35%; counting
         # frames makes it undershoot instead, which is what a thin link needs. The real
         # timestamp (for RTP) is the `pts` argument, returned in every EncodedFrame.
         frame.pts = self._count
@@ -160,27 +160,27 @@ class TierEncoder:
         frame.pict_type = PictureType.I if force_keyframe else PictureType.NONE
         packets = self._ctx.encode(frame)
         t2 = time.thread_time()
-        self._meter.add("scale", t1 - t0, f"scale.{self.tier.name}")
-        self._meter.add("encode", t2 - t1, f"encode.{self.tier.name}")
+        self._meter.add("scale", t1 - t0, f"scale.{self.rendition.name}")
+        self._meter.add("encode", t2 - t1, f"encode.{self.rendition.name}")
         tb = self._ctx.time_base
-        return [EncodedFrame(self.tier.name, self.tier.codec, bytes(p), pts, tb, p.is_keyframe,
+        return [EncodedFrame(self.rendition.name, self.rendition.codec, bytes(p), pts, tb, p.is_keyframe,
                              self.width, self.height) for p in packets]
 
 
 class Subscription:
-    """Encoded frames of one tier for one subscriber: a bounded queue (or a callback).
+    """Encoded frames of one rendition for one subscriber: a bounded queue (or a callback).
 
     Overflow policy: when the queue is full the subscriber is behind; its queue is cleared and it
     waits for the next keyframe (deltas it could not decode are never delivered), and a keyframe
-    is wanted from the tier. A new subscriber also starts by waiting for a keyframe.
+    is wanted from the rendition. A new subscriber also starts by waiting for a keyframe.
     """
 
-    def __init__(self, tier: str, maxsize: int, callback: Callable[[EncodedFrame], None] | None,
+    def __init__(self, rendition: str, maxsize: int, callback: Callable[[EncodedFrame], None] | None,
                  on_close: Callable[["Subscription"], None]) -> None:
-        self.tier = tier
+        self.rendition = rendition
         self._queue: asyncio.Queue[EncodedFrame | None] = asyncio.Queue(maxsize)
         self._callback = callback
-        self.queued = callback is None  # a queue reader (recorder, HLS) keeps its tier encoded
+        self.queued = callback is None  # a queue reader (recorder, HLS) keeps its rendition encoded
         self._on_close = on_close
         self.waiting_keyframe = True
         self.closed = False

@@ -22,7 +22,7 @@ have two other slots instead, ``composite`` (video) and ``mix`` (audio), fed by 
 the last one leaves; ``both`` gives a subscriber the SFU slots and the MCU slots.
 
 On an edge node (a peer's ``spec.extra["cascade_origin"]``) the meeting also has a
-``mcu.cascade.trunk.CascadeLink``: the origin's streams it receives count as sources here (labelled
+``mcu.cascade.trunk.CascadeTrunk``: the origin's streams it receives count as sources here (labelled
 with the origin, so the floor, when held at the origin, maps to them), composite and mix come
 from the origin instead of a local pipeline, and the link routes what goes up itself.
 """
@@ -71,14 +71,14 @@ class Meeting:
         self.detector = SpeakerDetector()
         self._seen: dict[str, int] = {}  # stream id -> order of appearance
         self._loud: dict[str, float] = {}  # endpoint -> last time it was loud
-        # link class -> media mode; the node may set another (tiers_policy.SFU_ONLY: no MCU)
+        # link class -> media mode; the node may set another (renditions_policy.SFU_ONLY: no MCU)
         policy = getattr(node, "media_policy", None)
         self.media_policy = DEFAULT_POLICY if policy is None else policy
         self.mcu: Any = None  # McuPipeline while a composite/mix subscriber is present
         self.composite_layout: str | None = None  # the chair's choice; None: by source count
         self.mcu_holders: set[str] = set()  # consumers outside the RTP path (recording) keep the pipeline
         self._mcu_tasks: set[asyncio.Task] = set()
-        self.cascade: Any = None  # mcu.cascade.trunk.CascadeLink on an edge node
+        self.cascade: Any = None  # mcu.cascade.trunk.CascadeTrunk on an edge node
 
     @property
     def speaker(self) -> str | None:
@@ -94,9 +94,9 @@ class Meeting:
         origin = peer.spec.extra.get("cascade_origin")
         if (self.cascade is None and isinstance(origin, dict)
                 and origin.get("node_id") not in (None, self.node.node_id)):
-            from mcu.cascade.trunk import CascadeLink
+            from mcu.cascade.trunk import CascadeTrunk
 
-            self.cascade = CascadeLink(self, origin)
+            self.cascade = CascadeTrunk(self, origin)
 
     def remove_peer(self, peer: "LocalPeer") -> None:
         if self.peers.get(peer.endpoint_id) is peer:

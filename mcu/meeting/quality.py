@@ -1,6 +1,6 @@
 """Per-endpoint link quality for the operator's live map, from counters the SFU keeps anyway.
 
-The media node's ticker calls ``LinkSampler.sample(peers, now)`` about once a second. Per
+The media node's ticker calls ``QualitySampler.sample(peers, now)`` about once a second. Per
 publisher stream it reads ``packets``, ``octets`` (payload bytes, counted in ``Stream.on_rtp``)
 and the extended highest sequence number, and keeps one previous sample, so nothing is added
 to the per-packet path. ``report(meeting)`` then gives, per endpoint of the meeting::
@@ -50,7 +50,7 @@ class _Sample:
         self.loss_pct = 0.0
 
 
-class LinkSampler:
+class QualitySampler:
     """One previous sample per live publisher stream; rates over the sampling interval."""
 
     def __init__(self) -> None:

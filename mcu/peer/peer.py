@@ -25,7 +25,7 @@ from aiortc.sdp import candidate_from_sdp
 from mcu.api import MediaError, MediaRetry
 
 from mcu.cascade.sdp import CASCADE_ROLE, relabel
-from mcu.peer.transport import PeerLink
+from mcu.peer.transport import PeerTransport
 from mcu.peer.bounded_stop import close_pc
 from mcu.peer.negotiation import MLine, NegotiationError, check_bundle, describe, receives, sends, set_codec
 from mcu.peer.lines import publisher_stream, role_for_client_mline, subscriber_output
@@ -102,7 +102,7 @@ class LocalPeer:
         self.refused_roles: list[str] = []  # roles whose m-line the client refused
         self._slots_queued = False
         self._roles: dict[str, str] = {}  # mid -> output role
-        self.link = PeerLink(
+        self.link = PeerTransport(
             spec.endpoint_id, self._on_link_up, self._schedule_close, meeting.router.on_feedback
         )
         self._offer_outstanding = False

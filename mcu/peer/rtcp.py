@@ -12,7 +12,7 @@ from aiortc import clock
 from mcu.sfu.rtp_header import remb, receiver_report
 
 if TYPE_CHECKING:
-    from mcu.peer.transport import PeerLink
+    from mcu.peer.transport import PeerTransport
     from mcu.sfu.stream import Stream
     from mcu.sfu.subscriber import Output
 
@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 REMB_MAX = {"camera": 2_500_000, "screen": 3_000_000}
 
 
-def update_sender_reports(link: "PeerLink", transceivers: Iterable[Any], outputs: dict[str, "Output"]) -> None:
+def update_sender_reports(link: "PeerTransport", transceivers: Iterable[Any], outputs: dict[str, "Output"]) -> None:
     """Give aiortc's senders the NTP/RTP pair and counts of what the router sent, so that
     their RTCP sender reports (A/V sync, RTT) describe the forwarded streams."""
     if link.binding is None:
@@ -42,7 +42,7 @@ def update_sender_reports(link: "PeerLink", transceivers: Iterable[Any], outputs
         sender._RTCRtpSender__octet_count = packets * out.source.mean_payload()
 
 
-def publisher_feedback(link: "PeerLink", streams: Any, interval: float,
+def publisher_feedback(link: "PeerTransport", streams: Any, interval: float,
                        caps: dict[str, int] = REMB_MAX) -> None:
     """RTCP RR (+ REMB for video, at most ``caps[source]``) for ``streams`` received on
     ``link`` (also used by a cascade link for what it receives from the origin)."""

@@ -1,7 +1,7 @@
 """A peer's bundled transport as the router sees it.
 
 aiortc's ``RTCDtlsTransport`` decrypts each SRTP packet and then awaits
-``_handle_rtp_data`` / ``_handle_rtcp_data`` on itself. ``PeerLink.attach`` replaces these two
+``_handle_rtp_data`` / ``_handle_rtcp_data`` on itself. ``PeerTransport.attach`` replaces these two
 on the instance (a documented, scoped interception: only this peer's transport, undone by
 nothing because the transport dies with the peer):
 
@@ -35,7 +35,7 @@ log = logging.getLogger("mcu.peer.transport")
 YIELD_AFTER_S = 0.005
 
 
-class PeerLink:
+class PeerTransport:
     def __init__(
         self,
         name: str,

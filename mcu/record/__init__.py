@@ -2,7 +2,7 @@
 
 * ``Recorder``: composite VP8 (remuxed) + mixed Opus into crash-safe WebM segments, one final
   WebM with the meeting's metadata on stop (``recover()`` after a crash).
-* ``HlsWriter``: live HLS, MPEG-TS segments of the H.264 tier + AAC, rolling playlist.
+* ``HlsWriter``: live HLS, MPEG-TS segments of the H.264 rendition + AAC, rolling playlist.
 * ``RecordingStore``: list, delete, recover, retention sweep.
 * ``RecordingService``: per-meeting recorders/streams, connected to the media core with
   ``connect_media``; used by ``signaling.api.recordings``.

@@ -1,6 +1,6 @@
 """Inputs of a recording or a live stream: timestamp mapping and the audio feed adapter.
 
-Video comes from a compositor tier (``Compositor.subscribe(tier)`` gives a ``Subscription``
+Video comes from a compositor rendition (``Compositor.subscribe(rendition)`` gives a ``Subscription``
 whose ``get()`` yields ``EncodedFrame`` objects, None once closed). Audio comes from an
 ``AudioMixer`` listener, which calls ``on_packet(payload, rtp_timestamp)`` on the event loop;
 ``AudioFeed`` turns those calls into the same ``get()`` shape.

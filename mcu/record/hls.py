@@ -1,6 +1,6 @@
 """Live HLS of a meeting for the public: MPEG-TS segments of H.264 + AAC and a rolling playlist.
 
-Video is the compositor's H.264 tier, remuxed (no re-encode). The mixed Opus sound is decoded
+Video is the compositor's H.264 rendition, remuxed (no re-encode). The mixed Opus sound is decoded
 and encoded once to AAC-LC (mono, 48 kHz): MPEG-TS with H.264 + AAC is what every HLS player
 plays (Safari/iOS natively, hls.js, VLC, smart TVs), whereas Opus or VP8 in HLS is not.
 
@@ -82,7 +82,7 @@ class HlsWriter(SegmentedSink):
 
     def push_video(self, frame: EncodedFrame) -> None:
         if frame.codec != "h264":
-            raise ValueError(f"HLS needs the compositor's H.264 tier, got {frame.codec}")
+            raise ValueError(f"HLS needs the compositor's H.264 rendition, got {frame.codec}")
         super().push_video(frame)
 
     def _write_video(self, frame: EncodedFrame, ms: int) -> None:

@@ -1,5 +1,5 @@
 """Optional RTMP push of a meeting to a streaming platform (YouTube, Facebook, a local server):
-the compositor's H.264 tier (remuxed) and the mix as AAC, in FLV, from a worker thread.
+the compositor's H.264 rendition (remuxed) and the mix as AAC, in FLV, from a worker thread.
 
 The network (connect, handshake, a slow uplink) never blocks the event loop: packets go through
 a bounded queue to one thread that owns the connection. When the queue overflows the oldest
@@ -74,7 +74,7 @@ class RtmpPusher:
 
     def push_video(self, frame: EncodedFrame) -> None:
         if frame.codec != "h264":
-            raise ValueError(f"RTMP needs the compositor's H.264 tier, got {frame.codec}")
+            raise ValueError(f"RTMP needs the compositor's H.264 rendition, got {frame.codec}")
         if self.timeline is not None and not self._stopped:
             self._put(("v", frame, self.timeline.ms("video", frame.pts, frame.time_base)))
 

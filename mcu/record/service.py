@@ -6,9 +6,9 @@ The media core connects it with one call::
 
 where the callable returns, for a meeting with media running on this node, an object with
 ``compositor`` (``mcu.compose.Compositor``) and ``mixer`` (``mcu.audio.AudioMixer``) attributes,
-and None otherwise. Recording takes the compositor's ``record_tier`` (VP8, 720p) and a mixer
-listener; HLS takes ``hls_tier`` (an H.264 tier, e.g. ``Tier("hls", 540, 1_200_000,
-codec="h264")``: tier heights must differ from the VP8 720p one) and another listener. Several
+and None otherwise. Recording takes the compositor's ``record_rendition`` (VP8, 720p) and a mixer
+listener; HLS takes ``hls_rendition`` (an H.264 rendition, e.g. ``Rendition("hls", 540, 1_200_000,
+codec="h264")``: rendition heights must differ from the VP8 720p one) and another listener. Several
 meetings may record and stream at once; each has its own sinks.
 """
 
@@ -54,12 +54,12 @@ class _Active:
 
 class RecordingService:
     def __init__(self, root: str | Path, retention_days: float = 30, hls_root: str | Path | None = None,
-                 segment_seconds: float = 4.0, record_tier: str = "720p", hls_tier: str = "hls",
+                 segment_seconds: float = 4.0, record_rendition: str = "720p", hls_rendition: str = "hls",
                  hls_segment_seconds: float = 2.0, hls_window: int = 6, audio_profile: str = "fibre",
                  sweep_interval_s: float = 3600.0) -> None:
         self.store = RecordingStore(root, retention_days)
         self.hls_root = Path(hls_root) if hls_root else Path(root).parent / "live"
-        self.segment_seconds, self.record_tier, self.hls_tier = segment_seconds, record_tier, hls_tier
+        self.segment_seconds, self.record_rendition, self.hls_rendition = segment_seconds, record_rendition, hls_rendition
         self.hls_segment_seconds, self.hls_window = hls_segment_seconds, hls_window
         self.audio_profile = audio_profile
         self.sweep_interval_s = sweep_interval_s
@@ -127,19 +127,19 @@ class RecordingService:
             raise MediaUnavailable(f"meeting {meeting_id} has no media running on this node")
         return taps
 
-    def _sources(self, meeting_id: str, taps: Any, tier: str, listener_id: str):
-        """Subscribe to a tier and to the mix; on failure the media is released again."""
+    def _sources(self, meeting_id: str, taps: Any, rendition: str, listener_id: str):
+        """Subscribe to a rendition and to the mix; on failure the media is released again."""
         comp, mixer = taps.compositor, taps.mixer
         sub, feed, done = None, AudioFeed(), []
         try:
-            sub = comp.subscribe(tier, maxsize=120)
+            sub = comp.subscribe(rendition, maxsize=120)
             mixer.listener(listener_id, self.audio_profile, feed.on_packet)
         except Exception as exc:
             if sub is not None:
                 sub.close()
             self._let_go(meeting_id)
             if isinstance(exc, KeyError):
-                raise MediaUnavailable(f"the compositor has no {tier!r} tier") from exc
+                raise MediaUnavailable(f"the compositor has no {rendition!r} rendition") from exc
             raise
 
         def cleanup() -> None:
@@ -149,7 +149,7 @@ class RecordingService:
                 mixer.remove_listener(listener_id)
                 feed.close()
                 self._let_go(meeting_id)
-        return sub, feed, (lambda: comp.request_keyframe(tier)), cleanup
+        return sub, feed, (lambda: comp.request_keyframe(rendition)), cleanup
 
     def _let_go(self, meeting_id: str) -> None:
         if self._release is not None:
@@ -173,7 +173,7 @@ class RecordingService:
             taps = await self._taps(meeting_id)
             folder = self.store.new_dir(meeting_id)
             try:
-                sub, feed, keyframe, cleanup = self._sources(meeting_id, taps, self.record_tier,
+                sub, feed, keyframe, cleanup = self._sources(meeting_id, taps, self.record_rendition,
                                                              f"rec:{folder.name}")
             except Exception:
                 shutil.rmtree(folder, ignore_errors=True)
@@ -203,7 +203,7 @@ class RecordingService:
         return act.sink.directory if act is not None and act.sink.running else None
 
     async def start_streaming(self, meeting_id: str, rtmp_url: str | None = None) -> dict[str, Any]:
-        """Public HLS, plus (optional) an RTMP push of the same tier to ``rtmp_url``."""
+        """Public HLS, plus (optional) an RTMP push of the same rendition to ``rtmp_url``."""
         async with self._lock:
             act = self._streaming.get(meeting_id)
             if act is not None and act.sink.running:
@@ -211,14 +211,14 @@ class RecordingService:
             if act is not None:
                 await self.stop_streaming(meeting_id)
             taps = await self._taps(meeting_id)
-            sub, feed, keyframe, cleanup = self._sources(meeting_id, taps, self.hls_tier, f"hls:{meeting_id}")
+            sub, feed, keyframe, cleanup = self._sources(meeting_id, taps, self.hls_rendition, f"hls:{meeting_id}")
             folder = self.hls_root / (re.sub(r"[^A-Za-z0-9_-]+", "_", meeting_id) or "meeting")
             hls = HlsWriter(folder, self.hls_segment_seconds, self.hls_window, sub, feed, keyframe)
             await hls.start()
             self._streaming[meeting_id] = _Active(hls, cleanup, {"dir": str(folder)})
             if rtmp_url:
                 taps = await self._taps(meeting_id)        # one provider call per release
-                sub, feed, keyframe, cleanup = self._sources(meeting_id, taps, self.hls_tier,
+                sub, feed, keyframe, cleanup = self._sources(meeting_id, taps, self.hls_rendition,
                                                              f"rtmp:{meeting_id}")
                 pusher = RtmpPusher(rtmp_url, sub, feed, keyframe)
                 await pusher.start()

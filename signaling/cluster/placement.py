@@ -67,7 +67,7 @@ def _load(doc: dict[str, Any]) -> tuple:
     return (round(doc.get("peers", 0) / max(1, doc.get("capacity", 1)), 2), doc.get("cpu", 0.0))
 
 
-class MediaRouter:
+class MediaPlacement:
     def __init__(self, settings: Settings, store: Store, directory: Directory, local: Any | None,
                  node_info=None) -> None:
         self.settings, self.store, self.directory, self.local = settings, store, directory, local

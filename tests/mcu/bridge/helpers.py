@@ -23,7 +23,7 @@ from tests.support.media_clients import VIDEO_RATE, Client, PatternTrack
 
 class NoisyTrack(PatternTrack):
     """A publisher's colour plus moving noise: the composite does not compress to nothing, so
-    every tier's encoder really spends its bitrate (a thin link feels it)."""
+    every rendition's encoder really spends its bitrate (a thin link feels it)."""
 
     def __init__(self, shade: int, width: int = 320, height: int = 240, fps: int = 15,
                  noise: int = 24, seed: int = 0) -> None:

@@ -32,12 +32,12 @@ async def test_thin_subscriber_gets_composite_and_n_minus_1_mix(node):
         assert await wait_for(lambda: c.track("composite") is not None
                               and len(c.video_frames()) >= 20, 15)
         video = c.track("composite")
-        # the thin link starts on the 360p tier: one 640x360 picture, a's tile then b's
+        # the thin link starts on the 360p rendition: one 640x360 picture, a's tile then b's
         assert c.sizes[video.id] == (640, 360)
         pic = c.picture(video)
         assert abs(tile_mean(pic, 0, 0) - 40) < 25, tile_mean(pic, 0, 0)
         assert abs(tile_mean(pic, 1, 0) - 210) < 25, tile_mean(pic, 1, 0)
-        assert node.meetings["m"].mcu.tier_of("c") == "360p"
+        assert node.meetings["m"].mcu.rendition_of("c") == "360p"
         # the floor holder takes the first tile; the chair may pick another layout
         await node.set_floor("m", "b")
         assert await wait_for(lambda: abs(tile_mean(c.picture(video), 0, 0) - 210) < 25, 5)
@@ -57,7 +57,7 @@ async def test_thin_subscriber_gets_composite_and_n_minus_1_mix(node):
         assert p1000 < 0.01
         stats = node.meetings["m"].stats()["mcu"]
         assert stats["mix_listeners"] == 1 and "a" in stats["sources"]
-        # only the tier in use is encoded
+        # only the rendition in use is encoded
         assert stats["frames_out"]["360p"] > 20 and "720p" not in stats["frames_out"]
     finally:
         for x in (c, b, a):
@@ -92,7 +92,7 @@ async def test_fibre_default_is_sfu_and_both_adds_composite(node):
         assert await wait_for(lambda: meeting.mcu is None and pipe.stopped
                               and not meeting._mcu_tasks, 5)
         assert all(s.tap is None for s in meeting.peers["a"].streams.values())
-        assert all(s.closed for s in pipe.tier_streams.values())
+        assert all(s.closed for s in pipe.rendition_streams.values())
         n = len(f.video_frames())
         assert await wait_for(lambda: len(f.video_frames()) >= n + 5, 5)  # SFU goes on
     finally:

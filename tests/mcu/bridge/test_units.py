@@ -1,4 +1,4 @@
-"""Pure unit tests of the MCU path: (de)packetizing, policy, tier hysteresis, feedback."""
+"""Pure unit tests of the MCU path: (de)packetizing, policy, rendition hysteresis, feedback."""
 
 import struct
 import time
@@ -13,7 +13,7 @@ from mcu.bridge.depacketize import Vp8Assembler, opus_payload
 from mcu.bridge.packetize import VP8_MAX_PAYLOAD, Packetizer
 from mcu.sfu.stream import Stream
 from mcu.sfu.subscriber import Output
-from mcu.bridge.renditions import SFU_ONLY, TierController, media_mode, start_tier
+from mcu.bridge.renditions import SFU_ONLY, RenditionController, media_mode, start_rendition
 from mcu.api import PeerSpec
 
 
@@ -83,11 +83,11 @@ def test_policy_defaults_by_link_and_overrides():
     assert media_mode(spec("fibre", media_mode="both")) == "both"
     with pytest.raises(ValueError):
         media_mode(spec("fibre", media_mode="all"))
-    assert [start_tier(spec(x)) for x in ("fibre", "thin", "mobile")] == ["720p", "360p", "180p"]
+    assert [start_rendition(spec(x)) for x in ("fibre", "thin", "mobile")] == ["720p", "360p", "180p"]
 
 
-def test_tier_controller_hysteresis():
-    c = TierController("360p", since=0.0)
+def test_rendition_controller_hysteresis():
+    c = RenditionController("360p", since=0.0)
     assert c.update(2.0, 200, None) == "360p"  # holding after the (initial) switch
     for t in (3.0, 3.5):
         assert c.update(t, 40, None) == "360p"  # bad for less than DOWN_AFTER (1 s)
@@ -96,12 +96,12 @@ def test_tier_controller_hysteresis():
     for t in range(8, 18):
         assert c.update(float(t), 2, None) == "180p"  # clean, but less than 10 s
     assert c.update(18.0, 2, None) == "360p"
-    # below 180p: audio only; a clean period probes the smallest video tier again
-    c = TierController("180p", since=0.0)
+    # below 180p: audio only; a clean period probes the smallest video rendition again
+    c = RenditionController("180p", since=0.0)
     assert [c.update(t, 60, None) for t in (3.0, 5.0, 6.0)] == ["180p", "180p", "audio"]
     assert c.update(20.0, 0, None) == "audio" and c.update(30.0, 0, None) == "180p"
-    # a REMB estimate below the tier's bitrate counts when some loss confirms it
-    c = TierController("720p", since=0.0)
+    # a REMB estimate below the rendition's bitrate counts when some loss confirms it
+    c = RenditionController("720p", since=0.0)
     assert [c.update(t, 0, 500_000) for t in (3.0, 6.0)] == ["720p", "720p"]
     assert [c.update(t, 8, 500_000) for t in (7.0, 8.0)] == ["720p", "360p"]
     # going up waits for headroom in the estimate
@@ -153,6 +153,6 @@ def test_nack_after_a_switch_is_answered_from_the_previous_source_once():
     assert out.retransmit([lost_out]) == 1
     resent = out.sent[-1]
     assert struct.unpack_from("!H", resent, 2)[0] == lost_out
-    assert resent[16:] == old_packets[1][16:]  # the old tier's packet, not the new one's
+    assert resent[16:] == old_packets[1][16:]  # the old rendition's packet, not the new one's
     assert out.retransmit([lost_out]) == 0  # repeated NACK within RESEND_INTERVAL: not resent
     assert out.nacked == 1

@@ -34,7 +34,7 @@ async def test_origin_loss_resets_edge_peers(nodes):
         assert all(s.closed for s in link.streams.values())
         assert all(o.closed for o in link.outputs.values())
         assert not [t for t in asyncio.all_tasks()
-                    if getattr(t.get_coro(), "__qualname__", "").startswith("CascadeLink")]
+                    if getattr(t.get_coro(), "__qualname__", "").startswith("CascadeTrunk")]
         # a client that got media_reset opens a new peer: a fresh link is tried (and fails
         # again while no origin is there), no stale link is reused
         again = edge_client(edge, "m", "commune-0", publish=False)

@@ -21,7 +21,7 @@ class PictureClient(Client):
 
 
 async def test_mcu_subscriber_on_edge_gets_origin_composite(nodes, monkeypatch):
-    # a clean link would move a composite subscriber up a tier after UP_AFTER: not this one
+    # a clean link would move a composite subscriber up a rendition after UP_AFTER: not this one
     monkeypatch.setattr("mcu.bridge.renditions.UP_AFTER", 1.0)
     monkeypatch.setattr("mcu.bridge.renditions.HOLD", 0.5)
     origin, edge = nodes
@@ -40,7 +40,7 @@ async def test_mcu_subscriber_on_edge_gets_origin_composite(nodes, monkeypatch):
         await thin.join()
         pictures = lambda: [f for f in thin.video_frames() if abs(f[1] - CHAIR_SHADE) < 40]
         assert await wait_for(lambda: len(pictures()) >= 10, 30)
-        assert all((w, h) == (640, 360) for _, _, w, h in pictures())  # the 360p composite tier
+        assert all((w, h) == (640, 360) for _, _, w, h in pictures())  # the 360p composite rendition
         audio = [t for t in thin.tracks if t.kind == "audio"]
         assert await wait_for(lambda: sum(len(thin.frames[t.id]) for t in audio) >= 50, 10)
 
@@ -50,7 +50,7 @@ async def test_mcu_subscriber_on_edge_gets_origin_composite(nodes, monkeypatch):
         composite = next(o for o in cascade.outputs.values() if o.role == "composite")
         assert await wait_for(lambda: composite.remb == REMB_CAPS["composite"], 5)
         await asyncio.sleep(2.0)
-        assert om.mcu.tier_of(cascade.endpoint_id) == "360p"  # the edge's REMB holds it
+        assert om.mcu.rendition_of(cascade.endpoint_id) == "360p"  # the edge's REMB holds it
         link = em.cascade
         outs = {o.role: o for o in em.peers["xa-thin"].outputs.values()}
         assert outs["composite"].source is link._down("composite") and outs["composite"].live

@@ -1,4 +1,4 @@
-"""Compositor: tiles show their sources, labels, tiers, on-screen-only decoding, keyframes."""
+"""Compositor: tiles show their sources, labels, renditions, on-screen-only decoding, keyframes."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import av
 import numpy as np
 import pytest
 
-from mcu.compose import Compositor, Layout, Tier
+from mcu.compose import Compositor, Layout, Rendition
 from mcu.compose.layouts import layout_rects
 from mcu.compose.labels import make_label
 from mcu.compose.testsrc import encode_clip
@@ -16,7 +16,7 @@ from mcu.compose.testsrc import encode_clip
 COLOURS = {"a": (230, 30, 30), "b": (30, 200, 40), "c": (40, 40, 230), "d": (230, 220, 30),
            "e": (200, 40, 200)}
 NAMES = {"a": "Xã Lũng Cú", "b": "Mèo Vạc", "c": "Đồng Văn", "d": "Hoàng Su Phì", "e": "Quản Bạ"}
-TIERS = [Tier("360p", 360, 800_000), Tier("180p", 180, 250_000), Tier("audio", 0)]
+RENDITIONS = [Rendition("360p", 360, 800_000), Rendition("180p", 180, 250_000), Rendition("audio", 0)]
 W, H = 640, 360
 
 
@@ -45,16 +45,16 @@ def drain(sub):
     return [f for f in out if f is not None]      # None: closed
 
 
-async def test_tiles_show_each_source_colour_and_label_at_every_tier(clips):
-    comp = Compositor(Layout.GRID_2X2, W, H, tiers=TIERS)
+async def test_tiles_show_each_source_colour_and_label_at_every_rendition(clips):
+    comp = Compositor(Layout.GRID_2X2, W, H, renditions=RENDITIONS)
     comp.set_sources(["a", "b", "c", "d"], NAMES)
     subs = {t: comp.subscribe(t) for t in ("360p", "180p")}
     for i in range(3):
         feed(comp, clips, "abcd", i)
         await comp.compose_once()
     await comp.stop()
-    for tier, (tw, th) in {"360p": (640, 360), "180p": (320, 180)}.items():
-        frames = drain(subs[tier])
+    for rendition, (tw, th) in {"360p": (640, 360), "180p": (320, 180)}.items():
+        frames = drain(subs[rendition])
         assert len(frames) == 3 and frames[0].keyframe
         assert all((f.width, f.height) == (tw, th) for f in frames)
         pic = decode_all(frames)
@@ -63,8 +63,8 @@ async def test_tiles_show_each_source_colour_and_label_at_every_tier(clips):
         for rect, s in zip(layout_rects(Layout.GRID_2X2, W, H), "abcd"):
             x, y, w, h = (int(v * k) for v in (rect.x, rect.y, rect.w, rect.h))
             body = pic[y + h // 8:y + h // 2, x + w // 8:x + w - w // 8].reshape(-1, 3).mean(0)
-            assert np.abs(body - COLOURS[s]).max() < 25, (tier, s, body)
-            if tier == "360p":
+            assert np.abs(body - COLOURS[s]).max() < 25, (rendition, s, body)
+            if rendition == "360p":
                 band_h = make_label(NAMES[s], rect.w, rect.h).band_h
                 band = pic[y + h - band_h + 2:y + h - 2, x:x + w].astype(int)
                 diff = np.abs(band - COLOURS[s]).max(axis=2)
@@ -74,7 +74,7 @@ async def test_tiles_show_each_source_colour_and_label_at_every_tier(clips):
 
 async def test_only_sources_on_screen_are_decoded(clips):
     asked = []
-    comp = Compositor(Layout.GRID_2X2, W, H, tiers=TIERS[1:2], on_keyframe_needed=asked.append)
+    comp = Compositor(Layout.GRID_2X2, W, H, renditions=RENDITIONS[1:2], on_keyframe_needed=asked.append)
     comp.set_sources(["a", "b", "c", "d", "e"], NAMES)     # 5 sources, 4 slots: e is hidden
     assert sorted(asked) == ["a", "b", "c", "d"]
     for i in range(2):
@@ -96,7 +96,7 @@ async def test_only_sources_on_screen_are_decoded(clips):
 
 async def test_keyframe_requests_are_merged(clips):
     now = [100.0]
-    comp = Compositor(Layout.SPEAKER, W, H, tiers=TIERS[:2], clock=lambda: now[0])
+    comp = Compositor(Layout.SPEAKER, W, H, renditions=RENDITIONS[:2], clock=lambda: now[0])
     comp.set_sources(["a"])
     sub = comp.subscribe("360p")
     feed(comp, clips, "a", 0)
@@ -115,12 +115,12 @@ async def test_keyframe_requests_are_merged(clips):
         forced += [f.keyframe for f in drain(sub)]
     assert sum(forced) == 1 and forced[0], (forced, comp.keyframe_stats("360p"))
     assert comp.keyframe_stats("360p") == {"requests": 10, "merged": 9, "forced": before + 1}
-    assert comp.stats.keyframes_out["180p"] == 1     # other tiers are not disturbed
+    assert comp.stats.keyframes_out["180p"] == 1     # other renditions are not disturbed
     await comp.stop()
 
 
 async def test_clock_runs_at_fps_and_stop_is_idempotent(clips):
-    comp = Compositor(Layout.GRID_2X2, W, H, fps=30, tiers=TIERS[1:2], workers=2)
+    comp = Compositor(Layout.GRID_2X2, W, H, fps=30, renditions=RENDITIONS[1:2], workers=2)
     comp.set_sources(["a", "b"], NAMES)
     got = []
     sub = comp.subscribe("180p", callback=got.append)
@@ -142,9 +142,9 @@ async def test_clock_runs_at_fps_and_stop_is_idempotent(clips):
         pass
 
 
-async def test_h264_sources_and_h264_tier():
+async def test_h264_sources_and_h264_rendition():
     clip = encode_clip((230, 30, 30), 320, 180, 3, codec="h264", pattern=False)
-    comp = Compositor(Layout.SPEAKER, W, H, tiers=[Tier("360p", 360, 600_000, codec="h264")])
+    comp = Compositor(Layout.SPEAKER, W, H, renditions=[Rendition("360p", 360, 600_000, codec="h264")])
     comp.set_sources(["a"], {"a": "Phường Quang Trung"})
     sub = comp.subscribe("360p")
     for i in range(3):
@@ -156,15 +156,15 @@ async def test_h264_sources_and_h264_tier():
     assert np.abs(pic[40:200, 100:540].reshape(-1, 3).mean(0) - (230, 30, 30)).max() < 25
 
 
-def test_bad_tiers_are_rejected():
+def test_bad_renditions_are_rejected():
     with pytest.raises(ValueError):
-        Compositor(tiers=[Tier("a", 360), Tier("b", 360)])
+        Compositor(renditions=[Rendition("a", 360), Rendition("b", 360)])
     with pytest.raises(ValueError):
-        Compositor(width=640, height=360, tiers=[Tier("720p", 720, 1_000_000)])
+        Compositor(width=640, height=360, renditions=[Rendition("720p", 720, 1_000_000)])
 
 
 async def test_layout_change_redraws_the_whole_canvas(clips):
-    comp = Compositor(Layout.GRID_2X2, W, H, tiers=TIERS[:1])
+    comp = Compositor(Layout.GRID_2X2, W, H, renditions=RENDITIONS[:1])
     comp.set_sources(["a", "b", "c", "d"], NAMES)
     sub = comp.subscribe("360p")
     for i in range(2):
@@ -185,7 +185,7 @@ async def test_layout_change_redraws_the_whole_canvas(clips):
 
 async def test_corrupt_input_asks_for_a_keyframe_and_recovers(clips):
     asked, now = [], [0.0]
-    comp = Compositor(Layout.SPEAKER, W, H, tiers=TIERS[1:2], on_keyframe_needed=asked.append,
+    comp = Compositor(Layout.SPEAKER, W, H, renditions=RENDITIONS[1:2], on_keyframe_needed=asked.append,
                       clock=lambda: now[0])
     comp.set_sources(["a"])
     asked.clear()

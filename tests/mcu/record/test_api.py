@@ -10,7 +10,7 @@ import pytest
 from aiohttp import web
 
 from mcu.audio import AudioMixer
-from mcu.compose import Compositor, Tier
+from mcu.compose import Compositor, Rendition
 from mcu.record import RecordingService
 from signaling.api import recordings as api_recordings
 from signaling.app import build_context, make_app
@@ -57,9 +57,9 @@ async def rnode(tmp_path):
 
 
 async def _media_for(meeting_id: str, media: dict) -> SimpleNamespace:
-    """A running compositor (VP8 'record' tier + H.264 'hls' tier) and mixer, like the SFU's."""
+    """A running compositor (VP8 'record' rendition + H.264 'hls' rendition) and mixer, like the SFU's."""
     comp = Compositor(width=320, height=180, fps=15, workers=1,
-                      tiers=(Tier("720p", 180, 300_000), Tier("hls", 90, 150_000, codec="h264")))
+                      renditions=(Rendition("720p", 180, 300_000), Rendition("hls", 90, 150_000, codec="h264")))
     mixer = AudioMixer(decoder="pyav")
     await comp.start()
     mixer.start()

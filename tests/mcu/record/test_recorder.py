@@ -9,7 +9,7 @@ import av
 import pytest
 
 from mcu.audio import AudioMixer
-from mcu.compose import Compositor, Tier
+from mcu.compose import Compositor, Rendition
 from mcu.record import AudioFeed, Recorder, Timeline
 from mcu.record.recorder import INDEX
 from mcu.record.util import read_json
@@ -86,7 +86,7 @@ def test_timeline_unwraps_rtp_and_stays_monotonic():
 
 async def test_records_from_a_real_compositor_and_mixer(tmp_path):
     now = [0.0]                                   # media time drives both clocks: fast, yet "real"
-    comp = Compositor("speaker", width=W, height=H, fps=15, tiers=(Tier("720p", H, 300_000),), workers=1,
+    comp = Compositor("speaker", width=W, height=H, fps=15, renditions=(Rendition("720p", H, 300_000),), workers=1,
                       clock=lambda: now[0])
     comp.set_sources(["cam"], names={"cam": ""})
     mixer = AudioMixer(decoder="pyav")
