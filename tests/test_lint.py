@@ -1,5 +1,6 @@
 """ruff over the whole tree (rules in pyproject.toml): an undefined name, an unused import or a
-syntax error anywhere fails CI, with ruff's own report as the message."""
+syntax error anywhere fails CI, and so does a file the formatter would change; ruff's own report
+is the message."""
 
 from __future__ import annotations
 
@@ -7,10 +8,23 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def test_ruff_finds_nothing():
-    done = subprocess.run([sys.executable, "-m", "ruff", "check", "--no-cache", "."], cwd=ROOT,
+def _ruff(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "ruff", *args, "--no-cache", "."], cwd=ROOT,
                           capture_output=True, text=True, timeout=120)
+
+
+def test_ruff_finds_nothing():
+    done = _ruff("check")
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+# TODO(#12): the tree is formatted once, by the lead, when nobody else edits; then drop this mark.
+@pytest.mark.xfail(reason="the tree is not formatted yet (#12)", strict=False)
+def test_ruff_format_changes_nothing():
+    done = _ruff("format", "--check")
     assert done.returncode == 0, done.stdout + done.stderr
