@@ -1,16 +1,19 @@
-"""Media core: selective forwarding on aiortc's ICE/DTLS/SRTP stack, without transcoding.
+"""Media core: selective forwarding (SFU) on aiortc's ICE/DTLS/SRTP stack, plus a composite and a
+mix (MCU) for thin links, recording and live streaming.
 
-Modules by concept: ``node`` (the MediaNode signaling talks to), ``peer`` (one endpoint's
-peer connection, owner task, negotiation), ``link`` (interception of a peer's DTLS transport),
-``meeting`` (routing policy: slots, floor, active speaker, slides priority), ``router``
-(switching and RTCP feedback), ``stream`` (per-publisher hot path: key frames, NACK cache,
-fan-out), ``subscriber`` (per-subscriber rewrite and send), ``rtp_header`` (byte-level RTP/RTCP),
-``speaker`` (RFC 6464 active speaker), ``negotiation`` (codecs, SDP facts), ``ice`` (host
-address pin), ``tracks`` (idle placeholder tracks).
+Layers, each importing only the ones below it (``tests/test_architecture.py`` checks it):
 
-MCU path for thin links (a meeting's ``composite``/``mix`` slots): ``renditions_policy`` (who gets
-SFU, MCU or both; start rendition by link class; rendition hysteresis), ``mcu_output`` (the meeting's
-pipeline: taps publishers, runs ``compose.Compositor`` and ``audio.AudioMixer``, feeds one
-synthetic stream per rendition and per listener through the SFU's own rewrite/send path),
-``depacketize`` / ``packetize`` (VP8 frames and Opus payloads to and from RTP).
+* ``api``      the seam signaling talks to: MediaNode, MediaPeer, PeerSpec, EventSink, errors.
+* ``fence``    the private hooks into aiortc, aioice and pylibsrtp, checked at start.
+* ``sfu/``     the packet path: RTP/RTCP bytes, per-publisher streams, per-subscriber rewrite
+               and send, the switch (``Router``). Imports nothing above it.
+* ``compose/`` ``audio/`` ``record/``  leaves: compositor, mixer, recorders, fed with frames.
+* ``bridge/``  between the SFU and the MCU leaves: depacketize, packetize, renditions (the
+               composite's quality levels and who gets SFU, MCU or both), the meeting's pipeline.
+* ``peer/``    one endpoint's peer connection: negotiation, the DTLS/SRTP transport hook-up,
+               RTCP duties, ICE address pin, the UDP guard.
+* ``meeting/`` routing policy of one meeting (slots, floor, speaker, slides first), its
+               extensions (MCU pipeline, cascade trunk, later SIP legs), link quality.
+* ``cascade/`` an edge node's trunk to the meeting's origin node.
+* ``node``     ``LocalMediaNode``: the in-process MediaNode; wires the layers together.
 """

@@ -1,0 +1,1 @@
+"""REST routes (``/api/v1``), WHIP/WHEP resources and the OpenAPI document built from them."""
