@@ -20,6 +20,7 @@ The model is deliberately small so that both backends stay thin and obviously eq
 from __future__ import annotations
 
 import abc
+import builtins
 from typing import Any, AsyncIterator
 
 Doc = dict[str, Any]
@@ -96,7 +97,7 @@ class Store(abc.ABC):
         """Append; returns the new length of the log."""
 
     @abc.abstractmethod
-    async def read_log(self, log: str, start: int = 0) -> list[Doc]:
+    async def read_log(self, log: str, start: int = 0) -> builtins.list[Doc]:
         """Entries from index ``start`` on, in append order."""
 
     # ephemeral documents (presence) ------------------------------------------------------
@@ -119,7 +120,7 @@ class Store(abc.ABC):
     async def delete_ephemeral(self, coll: str, key: str) -> bool: ...
 
     @abc.abstractmethod
-    async def list_ephemeral(self, coll: str) -> list[tuple[str, Doc]]:
+    async def list_ephemeral(self, coll: str) -> builtins.list[tuple[str, Doc]]:
         """Live (unexpired) documents, sorted by key."""
 
     # locks -------------------------------------------------------------------------------

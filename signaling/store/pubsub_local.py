@@ -12,7 +12,7 @@ import asyncio
 import logging
 from typing import AsyncIterator, Awaitable, Callable
 
-from signaling.store import codec
+import signaling.store.codec as codec
 from signaling.store.base import Doc, Subscription
 
 log = logging.getLogger("giaoban.store.pubsub")

@@ -18,14 +18,15 @@ agree. Every Redis failure surfaces as ``StoreError`` naming the server (passwor
 from __future__ import annotations
 
 import asyncio
+import builtins
 import logging
-from typing import Any, Awaitable, TypeVar
+from typing import Any, Awaitable, TypeVar, cast
 from urllib.parse import urlsplit
 
 import redis.asyncio as aioredis
 from redis.exceptions import AuthenticationError, RedisError
 
-from signaling.store import codec
+import signaling.store.codec as codec
 from signaling.store.base import Doc, Store, StoreError, Subscription
 from signaling.store.pubsub_local import DEFAULT_QUEUE_SIZE, QueueSubscription
 
@@ -212,7 +213,8 @@ class RedisStore(Store):
 
     async def list(self, coll: str) -> list[tuple[str, Doc]]:
         codec.check_name("collection", coll)
-        mapping: dict[str, str] = await self._call(self._redis().hgetall(self._k("doc", coll)))
+        raw = await self._call(self._redis().hgetall(self._k("doc", coll)))
+        mapping = cast("dict[str, str]", raw)  # the pool decodes responses: keys and values are str
         return sorted((k, codec.loads(v)) for k, v in mapping.items())
 
     # append-only logs ----------------------------------------------------------------------
@@ -221,7 +223,7 @@ class RedisStore(Store):
         text = codec.encode_doc(entry)
         return int(await self._call(self._redis().rpush(self._k("log", log), text)))
 
-    async def read_log(self, log: str, start: int = 0) -> list[Doc]:
+    async def read_log(self, log: str, start: int = 0) -> builtins.list[Doc]:
         codec.check_name("log", log)
         if start < 0:
             raise ValueError(f"start must be >= 0, got {start}")
@@ -251,11 +253,12 @@ class RedisStore(Store):
     async def delete_ephemeral(self, coll: str, key: str) -> bool:
         _names(coll, key)
         pipe = self._redis().pipeline(transaction=True)
-        pipe.delete(self._eph_key(coll, key)).zrem(self._k("ephidx", coll), key)
+        pipe.delete(self._eph_key(coll, key))
+        pipe.zrem(self._k("ephidx", coll), key)
         deleted, _ = await self._call(pipe.execute())
         return bool(deleted)
 
-    async def list_ephemeral(self, coll: str) -> list[tuple[str, Doc]]:
+    async def list_ephemeral(self, coll: str) -> builtins.list[tuple[str, Doc]]:
         codec.check_name("collection", coll)
         self._redis()
         members: list[str] = await self._call(self._live_eph(keys=[self._k("ephidx", coll)]))
@@ -297,7 +300,7 @@ class RedisStore(Store):
         return sub
 
     async def _forget(self, sub: QueueSubscription) -> None:
-        self._subs.discard(sub)  # type: ignore[arg-type]
+        self._subs.discard(sub)
 
 
 class _RedisSubscription(QueueSubscription):

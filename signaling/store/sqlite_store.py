@@ -17,6 +17,7 @@
 from __future__ import annotations
 
 import asyncio
+import builtins
 import os
 import sqlite3
 import time
@@ -24,7 +25,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Callable, TypeVar
 
-from signaling.store import codec
+import signaling.store.codec as codec
 from signaling.store.base import Doc, Store, StoreError, Subscription
 from signaling.store.pubsub_local import DEFAULT_QUEUE_SIZE, LocalBroker
 
@@ -185,13 +186,13 @@ class SqliteStore(Store):
         text = codec.encode_doc(entry)
 
         def body(conn: sqlite3.Connection) -> int:
-            length = conn.execute("SELECT COUNT(*) FROM logs WHERE log=?", (log,)).fetchone()[0]
+            length: int = conn.execute("SELECT COUNT(*) FROM logs WHERE log=?", (log,)).fetchone()[0]
             conn.execute("INSERT INTO logs(log, idx, entry) VALUES (?,?,?)", (log, length, text))
             return length + 1
 
         return await self._run(self._transaction, body)
 
-    async def read_log(self, log: str, start: int = 0) -> list[Doc]:
+    async def read_log(self, log: str, start: int = 0) -> builtins.list[Doc]:
         codec.check_name("log", log)
         if start < 0:
             raise ValueError(f"start must be >= 0, got {start}")
@@ -231,7 +232,7 @@ class SqliteStore(Store):
         sql = "DELETE FROM ephemeral WHERE coll=? AND key=? AND expires_at>?"
         return await self._run(self._exec, sql, (coll, key, time.time())) > 0
 
-    async def list_ephemeral(self, coll: str) -> list[tuple[str, Doc]]:
+    async def list_ephemeral(self, coll: str) -> builtins.list[tuple[str, Doc]]:
         codec.check_name("collection", coll)
 
         def body(conn: sqlite3.Connection) -> list[tuple[str, str]]:
