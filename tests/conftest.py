@@ -7,6 +7,7 @@ import os
 import pytest
 
 from tests.support.harness import start_node
+from tests.support.layers import layer_of
 from tests.support.redis_server import RedisServer
 
 # Nodes on one Redis need one node key (settings.node_key, never in the store); the nodes these
@@ -33,3 +34,9 @@ async def media_node(tmp_path):
     n = await start_node(tmp_path / "data", media="local")
     yield n
     await n.stop()
+
+
+def pytest_collection_modifyitems(config, items):
+    """Mark every test with its layer (tests/support/layers.py): ``pytest -m unit`` is the fast one."""
+    for item in items:
+        item.add_marker(layer_of(item))

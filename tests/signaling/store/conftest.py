@@ -18,13 +18,17 @@ def store_redis_url() -> Iterator[str]:
         yield server.url
 
 
+# The Redis runs start a redis-server: integration; a SQLite file on tmp_path is a unit test's store.
+BACKENDS = ["sqlite", pytest.param("redis", marks=pytest.mark.integration)]
+
+
 def make_store(kind: str, tmp_path, redis_url: str) -> Store:
     if kind == "sqlite":
         return SqliteStore(tmp_path / "store.db")
     return RedisStore(redis_url, prefix=f"gbtest-{uuid.uuid4().hex[:8]}:")
 
 
-@pytest.fixture(params=["sqlite", "redis"])
+@pytest.fixture(params=BACKENDS)
 async def store(request, tmp_path) -> AsyncIterator[Store]:
     redis_url = request.getfixturevalue("store_redis_url") if request.param == "redis" else ""
     s = make_store(request.param, tmp_path, redis_url)
@@ -33,7 +37,7 @@ async def store(request, tmp_path) -> AsyncIterator[Store]:
     await s.stop()
 
 
-@pytest.fixture(params=["sqlite", "redis"])
+@pytest.fixture(params=BACKENDS)
 async def store_pair(request, tmp_path) -> AsyncIterator[tuple[Store, Store]]:
     """Two started stores sharing state (same file / same Redis prefix), like two callers or nodes."""
     if request.param == "sqlite":
