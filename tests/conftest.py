@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 
 import pytest
+import uvloop
 
 from tests.support.harness import start_node
 from tests.support.layers import layer_of
@@ -13,6 +15,27 @@ from tests.support.redis_server import RedisServer
 # Nodes on one Redis need one node key (settings.node_key, never in the store); the nodes these
 # tests start, in this process or as `giaoban serve` children, share this one.
 os.environ.setdefault("GIAOBAN_NODE_KEY", "test-node-key-" + "0123456789abcdef" * 2)
+
+
+# Tests run on the event loop production runs: `giaoban serve` installs uvloop (signaling/cli.py).
+# GIAOBAN_TEST_LOOP=asyncio runs them on the default loop instead, to tell a loop's bug from ours.
+LOOPS = {"uvloop": uvloop.new_event_loop, "asyncio": asyncio.new_event_loop}
+TEST_LOOP = os.environ.get("GIAOBAN_TEST_LOOP", "uvloop")
+if TEST_LOOP not in LOOPS:
+    raise pytest.UsageError(f"GIAOBAN_TEST_LOOP={TEST_LOOP!r}: use one of {', '.join(LOOPS)}")
+
+
+def pytest_asyncio_loop_factories(config, item):
+    """Every test on TEST_LOOP; a test that needs a given loop names it with pytest-asyncio's own
+    ``@pytest.mark.asyncio(loop_factories=["asyncio"])``, which picks from all of them."""
+    marker = item.get_closest_marker("asyncio")
+    if marker is not None and "loop_factories" in marker.kwargs:
+        return LOOPS
+    return {TEST_LOOP: LOOPS[TEST_LOOP]}
+
+
+def pytest_report_header(config):
+    return f"event loop: {TEST_LOOP} (GIAOBAN_TEST_LOOP)"
 
 
 @pytest.fixture(scope="session")
