@@ -1,6 +1,6 @@
 """Compositor benchmark: 9 VP8 sources -> one 3x3 720p30 composite, encoded for 3 renditions.
 
-    .venv/bin/python loadtests/compose_bench.py --seconds 10
+    .venv/bin/python -m loadtests.compose_bench --seconds 10 [--loop uvloop|asyncio]
 
 Nine 640x360 30 fps VP8 clips (moving test patterns, distinct colours) are generated at start
 and fed in real time, as the SFU would hand over depacketized frames; each rendition has a few
@@ -21,15 +21,14 @@ import argparse
 import asyncio
 import json
 import os
-import sys
 import threading
 import time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
+from loadtests import loops
+from mcu.compose import Compositor, Layout, Rendition
+from mcu.compose.testsrc import encode_clip
 
-from mcu.compose import Compositor, Layout, Rendition  # noqa: E402
-from mcu.compose.testsrc import encode_clip  # noqa: E402
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 RESULTS = os.path.join(ROOT, "loadtests", "results")
 NAMES = ["Xã Lũng Cú", "Phường Quang Trung", "Thị trấn Đồng Văn", "Xã Mèo Vạc", "Xã Sủng Là",
@@ -52,6 +51,7 @@ def parse() -> argparse.Namespace:
     p.add_argument("--fps", type=int, default=30)
     p.add_argument("--subscribers", type=int, default=5, help="subscribers per rendition")
     p.add_argument("--rendition-codec", default="vp8", choices=["vp8", "h264"])
+    loops.add_option(p)
     a = p.parse_args()
     a.seconds = min(a.seconds, 60.0)
     return a
@@ -142,7 +142,7 @@ async def run(a: argparse.Namespace) -> dict:
                         "subscribers": a.subscribers, "frames_received": received[t]}
     per = max(composites, 1)
     return {
-        "bench": "compose_bench", "time": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        "bench": "compose_bench", "time": time.strftime("%Y-%m-%dT%H:%M:%S"), "loop": loops.running(),
         "config": {**vars(a), "canvas": "1280x720",
                    "renditions": [(t.name, t.height, t.bitrate, t.codec) for t in renditions],
                    "clip_generation_s": round(gen_s, 2), "cores_on_machine": os.cpu_count(),
@@ -171,7 +171,7 @@ def table(r: dict) -> str:
     c = r["cpu_ms_per_composite"]
     cfg = r["config"]
     lines = [f"{cfg['layout']} composite 1280x720@{cfg['fps']} from {cfg['sources']} VP8 "
-             f"{cfg['src_size']} sources, {r['config']['workers']} workers, "
+             f"{cfg['src_size']} sources, {r['config']['workers']} workers, {r['loop']} loop, "
              f"{r['wall_s']:.1f} s measured (1-min load avg {r['config']['load_avg_1m']:.1f} "
              f"on {r['config']['cores_on_machine']} cores)",
              f"{'rendition':<6} {'fps':>6} {'kbit/s':>8} {'keyfr':>5} {'scale ms':>9} {'encode ms':>10}"]
@@ -195,7 +195,7 @@ def table(r: dict) -> str:
 
 def main() -> None:
     a = parse()
-    r = asyncio.run(run(a))
+    r = loops.run(run(a), a.loop)
     print(table(r))
     os.makedirs(RESULTS, exist_ok=True)
     path = os.path.join(RESULTS, f"compose_bench_{time.strftime('%Y%m%dT%H%M%S')}.json")

@@ -6,9 +6,10 @@ Same load for both servers, in one run: one 720p VP8 publisher (~1.5 Mbit/s, pre
 frames, no encoding on the client) fanned out to N subscribers that count SRTP packets at the
 ICE socket without decrypting or decoding, all on 127.0.0.1. The client side is the one of
 loadtests/sfu_fanout.py, imported: the same pre-encoded frames, the same publisher track and
-send counter, the same counting hook. Our SFU runs in loadtests/sfu_server.py (its own
-process); Janus runs from a generated config (loadtests/janus_server.py): videoroom plugin,
-HTTP transport on 127.0.0.1, ICE on 127.0.0.1 only.
+send counter, the same counting hook. Our SFU runs in ``loadtests.sfu_server`` (its own
+process, on ``--loop``: uvloop by default, as ``giaoban serve``; the clients run asyncio);
+Janus runs from a generated config (loadtests/janus_server.py): videoroom plugin, HTTP
+transport on 127.0.0.1, ICE on 127.0.0.1 only.
 
 Per server and level, measured in the same way for both servers: server process CPU time
 (user+sys from /proc/<pid>/stat, all threads; also on the finer ns clock of the threads'
@@ -38,14 +39,13 @@ from typing import Any
 import aiohttp
 from aiortc import RTCSessionDescription
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from loadtests.janus_server import JanusApi, JanusError, JanusProcess  # noqa: E402
-from loadtests.procstat import cpu_seconds, machine_cpu, proc_cpu_ns, proc_rss, udp_errors  # noqa: E402
-from loadtests.sfu_fanout import (  # noqa: E402
+from loadtests import loops
+from loadtests.janus_server import JanusApi, JanusError, JanusProcess
+from loadtests.procstat import cpu_seconds, machine_cpu, proc_cpu_ns, proc_rss, udp_errors
+from loadtests.sfu_fanout import (
     FPS, RESULTS, ROOT, Sub, encoded_frames, hook_count, pct, start_publisher,
 )
-from mcu.peer.ice import pin_host_addresses  # noqa: E402
+from mcu.peer.ice import pin_host_addresses
 
 ROOM = 4242
 
@@ -53,13 +53,14 @@ ROOM = 4242
 # -- our SFU ---------------------------------------------------------------------------------
 
 class OurSfu:
-    """loadtests/sfu_server.py in its own process, driven through its /join HTTP API."""
+    """``loadtests.sfu_server`` in its own process, driven through its /join HTTP API."""
 
     name = "giaoban-sfu"
 
-    def __init__(self, http: aiohttp.ClientSession, max_seconds: float) -> None:
+    def __init__(self, http: aiohttp.ClientSession, max_seconds: float, loop: str) -> None:
         self.http = http
         self.max_seconds = max_seconds
+        self.loop = loop
         self.proc: asyncio.subprocess.Process | None = None
         self.url = ""
 
@@ -70,13 +71,13 @@ class OurSfu:
 
     async def start(self) -> None:
         self.proc = await asyncio.create_subprocess_exec(
-            sys.executable, os.path.join(ROOT, "loadtests", "sfu_server.py"),
-            "--max-seconds", str(self.max_seconds),
+            sys.executable, "-m", "loadtests.sfu_server",
+            "--max-seconds", str(self.max_seconds), "--loop", self.loop,
             stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, cwd=ROOT)
         assert self.proc.stdout is not None
         line = (await asyncio.wait_for(self.proc.stdout.readline(), 30)).decode()
         if not line.startswith("PORT"):
-            raise RuntimeError(f"sfu_server.py did not start: {line!r}")
+            raise RuntimeError(f"loadtests.sfu_server did not start: {line!r}")
         self.url = f"http://127.0.0.1:{int(line.split()[1])}"
 
     async def publish(self, frames: list) -> tuple:
@@ -423,7 +424,7 @@ async def run(args: argparse.Namespace) -> dict:
                 if name == "janus":
                     targets += [JanusSfu(http, args.max_seconds, n) for n in args.janus_event_loops]
                 else:
-                    targets.append(OurSfu(http, args.max_seconds))
+                    targets.append(OurSfu(http, args.max_seconds, args.loop))
             for target in targets:
                 try:
                     rows += await measure_server(target, args, frames)
@@ -436,7 +437,7 @@ async def run(args: argparse.Namespace) -> dict:
     return {
         "benchmark": "janus_compare", "codec": "VP8", "resolution": "1280x720", "fps": FPS,
         "stream_kbps": round(kbps), "seconds_per_level": args.seconds,
-        "janus_event_loops": args.janus_event_loops,
+        "janus_event_loops": args.janus_event_loops, "loop": args.loop, "client_loop": loops.running(),
         "levels": args.levels, "cores": os.cpu_count(),
         "cpu_source": "/proc/<pid>/stat utime+stime of the server process (all threads)",
         "denominator": "publisher original RTP packets (RTX excluded) sent in the window"
@@ -456,6 +457,7 @@ def main() -> None:
     parser.add_argument("--janus-event-loops", default="0",
                         help="Janus event_loops, comma-separated to run Janus once per value "
                              "(0: its default, one thread per handle)")
+    loops.add_option(parser, "our SFU (loadtests.sfu_server; the load clients run asyncio)")
     args = parser.parse_args()
     args.levels = sorted(int(x) for x in args.levels.split(","))
     args.janus_event_loops = [int(x) for x in args.janus_event_loops.split(",")]
@@ -464,13 +466,13 @@ def main() -> None:
         parser.error("--servers takes sfu and/or janus")
     print(LEGEND)
     print(HEADER)
-    result = asyncio.run(run(args))
+    result = asyncio.run(run(args))  # the clients of sfu_fanout, on the same loop as there
     os.makedirs(RESULTS, exist_ok=True)
     stem = os.path.join(RESULTS, f"janus_compare_{time.strftime('%Y%m%dT%H%M%S')}")
     with open(stem + ".json", "w") as f:
         json.dump(result, f, indent=2)
     png = plot(result["rows"], stem + ".png")
-    print(f"stream: {result['stream_kbps']} kbit/s; results: {stem}.json"
+    print(f"stream: {result['stream_kbps']} kbit/s, our SFU on {result['loop']}; results: {stem}.json"
           + (f", plot: {png}" if png else " (no matplotlib: no plot)"))
     if result["failures"]:
         sys.exit(1)

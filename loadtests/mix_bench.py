@@ -1,6 +1,6 @@
 """Audio mixer benchmark: 3 active speakers, N listeners on two profiles (fibre / thin).
 
-    .venv/bin/python -m loadtests.mix_bench --levels 10,50,200 --seconds 5
+    .venv/bin/python -m loadtests.mix_bench --levels 10,50,200 --seconds 5 [--loop uvloop|asyncio]
 
 The speakers are pre-encoded Opus sine tones (440 / 1000 / 2500 Hz, made with PyAV at start),
 pushed into the mixer like the SFU will push depacketized RTP payloads. Each speaker also listens
@@ -29,6 +29,7 @@ import time
 
 import av
 
+from loadtests import loops
 from mcu.audio import AudioMixer, MixerClock, libopus, tone_packets
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -168,6 +169,7 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=5.0, help="audio per level (max 30)")
     ap.add_argument("--realtime", type=float, default=3.0, help="seconds per clock run (0: skip)")
     ap.add_argument("--decoder", default="auto", choices=("auto", "libopus", "pyav"))
+    loops.add_option(ap, "the real-time clock runs")
     args = ap.parse_args()
     global DECODER
     DECODER = args.decoder
@@ -200,8 +202,8 @@ def main() -> None:
     if args.realtime > 0:
         duration = min(args.realtime, 10.0)
         for offload in (False, True):
-            rt.append(asyncio.run(realtime(tones, levels[-1], duration, offload)))
-        print(f"\nreal-time 20 ms clock, {levels[-1]} listeners, {duration:g} s each, "
+            rt.append(loops.run(realtime(tones, levels[-1], duration, offload), args.loop))
+        print(f"\nreal-time 20 ms clock, {levels[-1]} listeners, {duration:g} s each, {args.loop} loop, "
               f"load average {os.getloadavg()[0]:.1f}")
         head = ("mode", "ticks/s", "skipped", "clock lag p99", "clock max", "probe lag p99",
                 "probe max", "cpu %", "min pkts")
@@ -217,7 +219,7 @@ def main() -> None:
     with open(path, "w") as fh:
         json.dump({"bench": "mix_bench", "python": platform.python_version(),
                    "pyav": av.__version__, "decoder": decoder, "seconds": seconds, "load_average": load, "levels": rows,
-                   "realtime": rt}, fh, indent=2)
+                   "realtime": rt, "realtime_loop": args.loop if rt else None}, fh, indent=2)
     print(f"\nwrote {os.path.relpath(path, ROOT)}")
 
 

@@ -9,7 +9,10 @@ participant check (each client's last ``participants`` list holds every joined e
 CPU ms per join (per process and total), Redis CPU, RSS, generator CPU share. Server stderr is kept
 in ``loadtests/results/national_herd_<time>_logs/``.
 
-    .venv/bin/python -m loadtests.national_herd [--provinces 4] [--nodes 2] [--spread 3]
+    .venv/bin/python -m loadtests.national_herd [--provinces 4] [--nodes 2] [--spread 3] [--loop uvloop|asyncio]
+
+``--loop`` is the generator's loop (uvloop: less of its CPU in the join times); the servers,
+``giaoban serve``, run uvloop.
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ import aiohttp
 import yaml
 
 from endpoints.directory import load_directory
+from loadtests import loops
 from loadtests.procstat import machine_cpu
 from loadtests.province_cluster import Proc
 from loadtests.signaling_herd import VN, post, wait_healthy
@@ -638,7 +642,7 @@ async def main(args) -> dict[str, Any]:
     hard_deadline = t_start + args.max_seconds
     stamp = time.strftime("%Y%m%dT%H%M%S")
     out: dict[str, Any] = {"benchmark": "national_herd", "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-                           "cores": os.cpu_count(), "args": vars(args), "layouts": []}
+                           "cores": os.cpu_count(), "args": vars(args), "loop": loops.running(), "layouts": []}
     monitor = Monitor()
     with tempfile.TemporaryDirectory(prefix="national-") as tmp:
         directory, count = national_directory(Path(tmp), args.provinces)
@@ -719,7 +723,8 @@ def report(out: dict[str, Any]) -> None:
     print()
     print(f"national herd: {out['directory']['endpoints']} endpoints ({out['args']['provinces']} provinces), "
           f"spread {out['args']['spread']:g} s, {out['cores']} cores, websocket compression "
-          f"{'on' if out['args']['compress'] else 'off'}, provisioning {f(out.get('provision_s'), '.0f')} s")
+          f"{'on' if out['args']['compress'] else 'off'}, generator on {out['loop']}, "
+          f"provisioning {f(out.get('provision_s'), '.0f')} s")
     head = (f"{'layout':<8} {'joined':>9} {'join med/p95/max s':>20} {'floor med/p95/max ms':>22} "
             f"{'lists ok':>9} {'srv ms/join':>11} {'redis ms/join':>13} {'gen %':>6} {'mach %':>7}")
     print(head + "\n" + "-" * len(head))
@@ -806,6 +811,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--py-spy", dest="py_spy", action="store_true",
                    help="sample the first server of each layout over the herd with py-spy (if installed)")
     p.add_argument("--layouts", help="node counts of the layouts, in order (default 1,<--nodes>)")
+    loops.add_option(p, "the generator (the servers run uvloop)")
     args = p.parse_args(argv)
     args.layouts = [int(x) for x in args.layouts.split(",")] if args.layouts else [1, args.nodes]
     if args.provinces < 1 or args.nodes < 1:
@@ -814,13 +820,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 if __name__ == "__main__":
-    try:
-        import uvloop  # the generator's own loop: less of its CPU in the join times
-
-        uvloop.install()
-    except ImportError:
-        pass
-    result = asyncio.run(main(parse_args()))
+    arguments = parse_args()
+    result = loops.run(main(arguments), arguments.loop)
     report(result)
     RESULTS.mkdir(parents=True, exist_ok=True)
     path = RESULTS / f"national_herd_{time.strftime('%Y%m%dT%H%M%S')}.json"

@@ -4,15 +4,17 @@ floor goes to three communes in turn, then one signaling node and the meeting's 
 killed with kill -9 and every endpoint must come back by itself.
 
     .venv/bin/python -m loadtests.province_load [--signaling 2 --media 2] [--cluster auto|on|off] [--edge [IDS]]
+        [--loop uvloop|asyncio]
 
 Servers: a real Redis (tests/support/redis_server.py) and `giaoban serve` processes on 127.0.0.1
 (``province_cluster``). Endpoints: light synthetic terminals (``province_endpoint``) in this
 process. Fibre endpoints are on the SFU (``--fibre-mode both``: plus the 720p composite and the
 mix); thin and mobile communes get the composite (360p / 180p) and the mix. Reports join
-success and time, delivered ratio per output and tier (``province_report``), server CPU per
+success and time, delivered ratio per output and rendition (``province_report``), server CPU per
 endpoint per second and RSS per process, the kill phase; prints a live line each second, a
 table at the end, and writes JSON + SVG to loadtests/results/. ``--edge`` adds a cascade edge
-media node for some districts (``province_cascade``).
+media node for some districts (``province_cascade``). ``--loop`` is the loop of this process (the
+endpoints); the servers are ``giaoban serve``, which always runs uvloop.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from typing import Any
 
 import aiohttp
 
+from loadtests import loops
 from loadtests import province_cascade as casc
 from loadtests import province_report as rep
 from loadtests.province_cluster import PASSWORD, Cluster, Proc, cluster_view, pinned_node
@@ -299,7 +302,8 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
     run = Run(args)
     pin = pin_host_addresses(["127.0.0.1"])  # our aiortc peers gather on 127.0.0.1 only
     out: dict[str, Any] = {"benchmark": "province_load", "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-                           "cores": os.cpu_count(), "args": vars(args)}
+                           "cores": os.cpu_count(), "args": vars(args),
+                           "loop": loops.running(), "server_loop": "uvloop (giaoban serve)"}
     try:
         with tempfile.TemporaryDirectory(prefix="province-") as tmp:
             async with aiohttp.ClientSession() as http:
@@ -400,6 +404,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--recover-timeout", dest="recover_timeout", type=float, default=30.0)
     p.add_argument("--after-seconds", dest="after_seconds", type=float, default=5.0)
     p.add_argument("--max-seconds", dest="max_seconds", type=float, default=330.0, help="hard limit of one run")
+    loops.add_option(p, "the endpoints (this process; the servers run uvloop)")
     args = p.parse_args(argv)
     args.edge = [x.strip() for x in args.edge.split(",") if x.strip()] if args.edge else None
     if args.edge and args.cluster == "off":
@@ -412,7 +417,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 if __name__ == "__main__":
     arguments = parse_args()
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # unwinds through the finally blocks
-    result = asyncio.run(main(arguments))
+    result = loops.run(main(arguments), arguments.loop)
     rep.print_report(result)
     casc.print_report(result)
     path = RESULTS / f"province_load_{time.strftime('%Y%m%dT%H%M%S')}.json"

@@ -192,7 +192,8 @@ def print_report(out: dict[str, Any]) -> None:
     topo = out["topology"]
     print(f"\n== Hà Giang province meeting: {out['endpoints']['total']} endpoints, layout {topo['layout']} "
           f"({', '.join(p['name'] + ':' + p['role'] for p in topo['processes'])}), "
-          f"fibre mode {out['meeting']['fibre_mode']}, run {out['runtime_s']:.0f} s")
+          f"fibre mode {out['meeting']['fibre_mode']}, run {out['runtime_s']:.0f} s, "
+          f"endpoints on {out.get('loop', 'asyncio')}, servers on {out.get('server_loop', 'uvloop')}")
     j = out["join"]
     print(f"join: {j['joined']}/{j['endpoints']} joined, {j['media']}/{j['endpoints']} with media; "
           f"join {spread(j['join'])}; first video {spread(j['media_time'])}")

@@ -1,6 +1,6 @@
 """Recording benchmark: CPU cost of recording meetings (and of their public HLS stream).
 
-    .venv/bin/python loadtests/record_bench.py --seconds 60 --realtime 10
+    .venv/bin/python -m loadtests.record_bench --seconds 60 --realtime 10 [--loop uvloop|asyncio]
 
 Input per meeting, as the compositor and the mixer hand it over: a 720p30 VP8 composite at
 about 1.2 Mbit/s (a pre-encoded 2 s clip of a moving test pattern, looped: a keyframe every 2 s)
@@ -23,19 +23,17 @@ import asyncio
 import json
 import os
 import shutil
-import sys
 import tempfile
 import time
 from fractions import Fraction
 
+from loadtests import loops
+from mcu.audio.codec import tone_packets
+from mcu.compose.renditions import EncodedFrame
+from mcu.compose.testsrc import encode_clip
+from mcu.record import HlsWriter, Recorder
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
-
-from mcu.audio.codec import tone_packets  # noqa: E402
-from mcu.compose.testsrc import encode_clip  # noqa: E402
-from mcu.compose.renditions import EncodedFrame  # noqa: E402
-from mcu.record import HlsWriter, Recorder  # noqa: E402
-
 RESULTS = os.path.join(ROOT, "loadtests", "results")
 FPS = 30
 
@@ -110,13 +108,17 @@ async def realtime(kind: str, n: int, seconds: int, media: dict, root: str) -> d
             "finalise_ms_per_s": round((c2 - c1) * 1000 / (seconds * n), 3)}
 
 
-async def main() -> None:
+def parse_args() -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--seconds", type=int, default=60, help="media seconds per meeting, batch mode")
     ap.add_argument("--realtime", type=int, default=10, help="seconds of the real-time runs (0: skip)")
     ap.add_argument("--meetings", default="1,3")
     ap.add_argument("--no-hls", action="store_true")
-    args = ap.parse_args()
+    loops.add_option(ap)
+    return ap.parse_args()
+
+
+async def main(args: argparse.Namespace) -> None:
     media = clips()
     rows = []
     for kind in ["record"] + ([] if args.no_hls else ["hls"]):
@@ -133,7 +135,7 @@ async def main() -> None:
                 print(f"{kind:6} {mode:8} meetings={n}  {r['cpu_ms_per_s']:7.2f} ms CPU per media s"
                       + (f"  ({r['cpu_pct_of_core']:.2f}% of a core)" if "cpu_pct_of_core" in r else ""),
                       flush=True)
-    print()
+    print(f"\nevent loop: {loops.running()}")
     print("CPU ms/s: process CPU per recorded media second of one meeting (write + final);")
     print("core %: CPU of all the meetings at real time, in % of one core; disk: per meeting")
     print(f"{'sink':6} {'mode':8} {'mtgs':>4} {'media s':>7} {'CPU ms/s':>9} {'write':>7} {'final':>7} "
@@ -145,10 +147,12 @@ async def main() -> None:
     os.makedirs(RESULTS, exist_ok=True)
     path = os.path.join(RESULTS, f"record_bench_{time.strftime('%Y%m%dT%H%M%S')}.json")
     with open(path, "w") as f:
-        json.dump({"cpus": os.cpu_count(), "seconds": args.seconds, "realtime": args.realtime, "rows": rows},
+        json.dump({"cpus": os.cpu_count(), "loop": loops.running(), "seconds": args.seconds,
+                   "realtime": args.realtime, "rows": rows},
                   f, indent=2, ensure_ascii=False)
     print(f"\nwrote {path}")
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    arguments = parse_args()
+    loops.run(main(arguments), arguments.loop)

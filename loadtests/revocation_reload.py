@@ -18,15 +18,15 @@ to loadtests/results/.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import os
 import statistics
 import tempfile
 import time
-from types import SimpleNamespace
+from dataclasses import dataclass
 
 from endpoints.directory import load_directory
+from loadtests import loops
 from signaling.auth.authenticator import Authenticator, Identity
 from signaling.ws.registry import SessionRegistry
 from signaling.settings import load_settings
@@ -36,6 +36,14 @@ from signaling.auth.tokens import TokenSigner
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RESULTS = os.path.join(ROOT, "loadtests", "results")
 HAGIANG = os.path.join(ROOT, "config", "hagiang.yaml")
+
+
+@dataclass(eq=False)  # hashed by identity: the registry keeps the sessions it is ending in a set
+class ConnectedSession:
+    """What SessionRegistry.end_revoked reads of a connected session."""
+
+    identity: Identity
+    session_id: str
 
 
 async def _tick(kind: str, auth: Authenticator, sessions: SessionRegistry, other: Authenticator, n: int) -> None:
@@ -63,7 +71,7 @@ async def run(revoked: int, n_sessions: int, ticks: int) -> dict[str, dict[str, 
         now = time.time()
         for i in range(n_sessions):  # connected with tokens issued after every revocation
             ident = Identity("operator", f"op-{i}", f"op-{i}", issued_at=now)
-            sessions._sessions[f"s{i}"] = SimpleNamespace(identity=ident, session_id=f"s{i}")
+            sessions._sessions[f"s{i}"] = ConnectedSession(ident, f"s{i}")
         cpu: dict[str, list[float]] = {"full": [], "unchanged": [], "changed": []}
         wall: dict[str, list[float]] = {k: [] for k in cpu}
         for n in range(ticks):
@@ -85,17 +93,10 @@ def main() -> None:
     ap.add_argument("--ticks", type=int, default=200)
     args = ap.parse_args()
     out = {"revoked": args.revoked, "sessions": args.sessions, "ticks": args.ticks, "loops": {}}
-    loops = {"asyncio": asyncio.new_event_loop}
-    try:
-        import uvloop
-
-        loops["uvloop"] = uvloop.new_event_loop
-    except ImportError:
-        pass
     print(f"{args.revoked} revocations, {args.sessions} sessions, median of {args.ticks} ticks")
     print(f"{'loop':8} {'tick':10} {'CPU µs':>10} {'wall µs':>10}")
-    for name, factory in loops.items():
-        loop = factory()
+    for name in loops.LOOPS:
+        loop = loops.factory(name)()
         try:
             result = loop.run_until_complete(run(args.revoked, args.sessions, args.ticks))
         finally:

@@ -2,7 +2,7 @@
 vanishing), in one process with the media node. Checks that nothing leaks (tasks, file
 descriptors, peers, outputs) and reports join-to-first-decoded-frame time.
 
-    .venv/bin/python loadtests/sfu_churn.py --cycles 500 --concurrency 5
+    .venv/bin/python -m loadtests.sfu_churn --cycles 500 --concurrency 5 [--loop uvloop|asyncio]
 
 Half of the leaves are orderly (client closes, signaling closes the peer); the other half are
 "crashes" from the node's point of view: the client's connection goes away and nobody calls
@@ -17,15 +17,13 @@ import gc
 import json
 import os
 import statistics
-import sys
 import time
 
+from loadtests import loops
+from mcu.node import LocalMediaNode
+from tests.support.media_clients import Client, PatternTrack, ToneTrack, wait_for
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
-
-from mcu.node import LocalMediaNode  # noqa: E402
-from tests.support.media_clients import Client, PatternTrack, ToneTrack, wait_for  # noqa: E402
-
 RESULTS = os.path.join(ROOT, "loadtests", "results")
 
 
@@ -97,7 +95,7 @@ async def main(args: argparse.Namespace) -> dict:
     end = {"tasks": len(asyncio.all_tasks()), "fds": fds(), "rss_mib": rss_mib(),
            "objects": alive()}
     result = {
-        "benchmark": "sfu_churn",
+        "benchmark": "sfu_churn", "loop": loops.running(),
         "cycles": done,
         "failures": len(failures),
         "failure_samples": failures[:5],
@@ -120,7 +118,9 @@ if __name__ == "__main__":
     parser.add_argument("--cycles", type=int, default=500)
     parser.add_argument("--concurrency", type=int, default=5)
     parser.add_argument("--max-seconds", type=float, default=400)
-    res = asyncio.run(main(parser.parse_args()))
+    loops.add_option(parser)
+    args = parser.parse_args()
+    res = loops.run(main(args), args.loop)
     print(json.dumps(res, indent=2))
     os.makedirs(RESULTS, exist_ok=True)
     with open(os.path.join(RESULTS, f"sfu_churn_{time.strftime('%Y%m%dT%H%M%S')}.json"), "w") as f:

@@ -3,7 +3,7 @@
     .venv/bin/python -m loadtests.sfu_fanout --levels 10,50,100,200 --seconds 5
     .venv/bin/python -m loadtests.sfu_fanout --loop asyncio --bitrate 4000 --publisher paced
 
-The media node runs in its own process (loadtests/sfu_server.py); the publisher and the
+The media node runs in its own process (``loadtests.sfu_server``); the publisher and the
 subscribers run here. Subscribers are light: aiortc negotiates ICE and DTLS, then a hook on the
 ICE socket counts SRTP packets without decrypting or decoding. One extra subscriber stops
 reading its socket after joining (its queue overflows; the others must be unaffected).
@@ -14,12 +14,16 @@ publisher sent x N), join-to-first-packet time (median, p95; the first packet a 
 is always the start of a key frame), server memory per subscriber. Prints a table and writes
 JSON to loadtests/results/.
 
-Ingress (issue #11, item 14): the server runs on ``--loop`` (uvloop by default, as
-``giaoban serve``). Per window: the server's event-loop lag (max, p99), the receive-buffer
-drops at the server's own sockets (``ss -uam``'s d<n>, loadtests/udpstat.py), the machine-wide
-``RcvbufErrors`` (includes the stalled subscriber's own drops), and the loss the server's
-receiver reports told the publisher. ``--publisher bursty`` sends each frame's packets back to
-back, as aiortc does; ``paced`` spreads them at 2.5x the stream's rate, like libwebrtc's pacer.
+The server runs on ``--loop`` (loadtests/loops.py; uvloop by default, as ``giaoban serve``);
+the load clients here run asyncio's loop: the stalled subscriber stops reading with
+``pause_reading``, which uvloop's UDP transport lacks.
+
+Ingress (issue #11, item 14), per window: the server's event-loop lag (max, p99), the
+receive-buffer drops at the server's own sockets (``ss -uam``'s d<n>, loadtests/udpstat.py),
+the machine-wide ``RcvbufErrors`` (includes the stalled subscriber's own drops), and the loss
+the server's receiver reports told the publisher. ``--publisher bursty`` sends each frame's
+packets back to back, as aiortc does; ``paced`` spreads them at 2.5x the stream's rate, like
+libwebrtc's pacer.
 """
 
 from __future__ import annotations
@@ -43,6 +47,7 @@ import numpy as np
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamTrack
 
+from loadtests import loops
 from loadtests.udpstat import ingress, ingress_row
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -233,7 +238,7 @@ async def run(args: argparse.Namespace) -> dict:
     kbps = sum(len(d) for d, _ in frames) * 8 / (len(frames) / FPS) / 1000
     args.pace_bps = kbps * 1000 * PACE_FACTOR if args.publisher == "paced" else None
     server = subprocess.Popen(
-        [sys.executable, os.path.join(ROOT, "loadtests", "sfu_server.py"),
+        [sys.executable, "-m", "loadtests.sfu_server",
          "--max-seconds", str(args.max_seconds), "--loop", args.loop]
         + (["--stall-report"] if args.stall_report else []),
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, cwd=ROOT,
@@ -359,7 +364,7 @@ async def measure(args: argparse.Namespace, http: aiohttp.ClientSession, url: st
         await s.pc.close()
     await pub_pc.close()
     return {
-        "benchmark": "sfu_fanout", "codec": "VP8", "loop": args.loop,
+        "benchmark": "sfu_fanout", "codec": "VP8", "loop": base["loop"], "client_loop": loops.running(),
         "publisher": args.publisher, "resolution": "1280x720", "fps": FPS,
         "stream_kbps": round(kbps), "seconds_per_level": args.seconds,
         "server_baseline_rss_mib": base["rss"] / 2**20, "keyframes_forced": track.keyframes_forced,
@@ -394,8 +399,7 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=10)
     parser.add_argument("--max-seconds", type=float, default=240.0)
     parser.add_argument("--profile", action="store_true")
-    parser.add_argument("--loop", choices=("uvloop", "asyncio"), default="uvloop",
-                        help="the server's event loop (giaoban serve runs uvloop)")
+    loops.add_option(parser, "the media node (the load clients run asyncio)")
     parser.add_argument("--bitrate", type=int, default=BITRATE // 1000, help="kbit/s")
     parser.add_argument("--publisher", choices=("bursty", "paced"), default="bursty")
     parser.add_argument("--stall-report", action="store_true",
@@ -403,13 +407,13 @@ def main() -> None:
     args = parser.parse_args()
     args.levels = sorted(int(x) for x in args.levels.split(","))
     print(HEADER)
-    result = asyncio.run(run(args))
+    result = asyncio.run(run(args))  # asyncio: the stalled subscriber needs pause_reading
     os.makedirs(RESULTS, exist_ok=True)
     path = os.path.join(RESULTS, f"sfu_fanout_{time.strftime('%Y%m%dT%H%M%S')}.json")
     with open(path, "w") as f:
         json.dump(result, f, indent=2)
     print(f"stream: {result['stream_kbps']} kbit/s, {args.publisher} publisher, server loop "
-          f"{args.loop}; results: {path}")
+          f"{result['loop']}, client loop {result['client_loop']}; results: {path}")
 
 
 if __name__ == "__main__":

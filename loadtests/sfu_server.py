@@ -1,11 +1,14 @@
-"""Media-node process for the fan-out benchmark (loadtests/sfu_fanout.py starts it).
+"""Media-node process for the fan-out benchmark (``loadtests.sfu_fanout`` starts it).
+
+    .venv/bin/python -m loadtests.sfu_server [--loop uvloop|asyncio] [--max-seconds 900]
 
 Serves a tiny HTTP control API on 127.0.0.1 so that the load clients live in another process:
 POST /join {endpoint, publish, sdp} -> {sdp}; POST /leave {endpoint}; GET /stats -> CPU time of
 this process, packets received and forwarded, RSS, and the event loop's lag (how late a 5 ms
 timer fires: the time a datagram may wait in the socket's buffer) since the last
 ``/stats?lag=reset``. Prints ``PORT <n>`` once listening. Exits when stdin closes (the
-benchmark died) or after --max-seconds. ``--loop uvloop`` runs the loop ``giaoban serve`` runs.
+benchmark died) or after --max-seconds. ``--loop`` (loadtests/loops.py): uvloop by default, the
+loop ``giaoban serve`` runs; ``/stats`` says which loop ran.
 """
 
 from __future__ import annotations
@@ -19,11 +22,10 @@ import time
 
 from aiohttp import web
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from loadtests.stallwatch import StallWatch  # noqa: E402
-from mcu.node import LocalMediaNode  # noqa: E402
-from mcu.api import PeerSpec  # noqa: E402
+from loadtests import loops
+from loadtests.stallwatch import StallWatch
+from mcu.api import PeerSpec
+from mcu.node import LocalMediaNode
 
 
 def rss_bytes() -> int:
@@ -89,7 +91,7 @@ async def main(args: argparse.Namespace) -> None:
         return web.json_response({
             "lag_max_ms": window[-1] * 1000,
             "lag_p99_ms": window[int(0.99 * (len(window) - 1))] * 1000,
-            "pid": os.getpid(), "loop": type(asyncio.get_running_loop()).__module__,
+            "pid": os.getpid(), "loop": loops.running(),
             "cpu": time.process_time(), "utime": ru.ru_utime, "stime": ru.ru_stime,
             "received": received, "forwarded": forwarded, "dropped": dropped,
             "rss": rss_bytes(), "peers": len(node.peers), "tasks": len(asyncio.all_tasks()),
@@ -150,13 +152,8 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser()
     parser.add_argument("--codec", default="VP8")
     parser.add_argument("--max-seconds", type=float, default=900)
-    parser.add_argument("--loop", choices=("uvloop", "asyncio"), default="uvloop")
+    loops.add_option(parser, "the media node")
     parser.add_argument("--stall-report", action="store_true",
                         help="print the stacks the loop was stuck in (loadtests/stallwatch.py)")
     args = parser.parse_args()
-    if args.loop == "uvloop":
-        import uvloop
-
-        uvloop.run(main(args))
-    else:
-        asyncio.run(main(args))
+    loops.run(main(args), args.loop)

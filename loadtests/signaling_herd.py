@@ -5,7 +5,9 @@ The server runs as its own process (`giaoban serve --media none`, embedded store
 redis://...) so its CPU time is measured alone. Reports join success and time (median, p95, max),
 server CPU per join, fan-out time of one floor change to every endpoint, server memory.
 
-    .venv/bin/python -m loadtests.signaling_herd [--store redis://127.0.0.1:6379/0] [--rounds 2]
+    .venv/bin/python -m loadtests.signaling_herd [--store redis://127.0.0.1:6379/0] [--rounds 2] [--loop uvloop|asyncio]
+
+``--loop`` is the loop of the clients (this process); the server, ``giaoban serve``, runs uvloop.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from pathlib import Path
 
 import aiohttp
 
+from loadtests import loops
 from loadtests.procstat import cpu_seconds, proc_rss
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -179,11 +182,13 @@ async def main(args) -> dict:
             if args.keep_log:
                 Path(args.keep_log).write_bytes((Path(tmp) / "server.log").read_bytes())
     return {"benchmark": "signaling_herd", "store": args.store or "sqlite (embedded)", "cores": os.cpu_count(),
+            "loop": loops.running(),
             "server_cpu_ms_per_login": cpu_login * 1000, "rounds": rounds}
 
 
 def report(out: dict) -> None:
-    print(f"\nstore: {out['store']}   server CPU per provisioning+login: {out['server_cpu_ms_per_login']:.1f} ms")
+    print(f"\nstore: {out['store']}   clients on {out['loop']}   "
+          f"server CPU per provisioning+login: {out['server_cpu_ms_per_login']:.1f} ms")
     head = f"{'round':>5} {'joined':>9} {'median s':>9} {'p95 s':>7} {'max s':>7} {'CPU ms/join':>12} {'floor p95 ms':>13} {'RSS MiB':>8}"
     print(head + "\n" + "-" * len(head))
     for i, r in enumerate(out["rounds"], 1):
@@ -197,8 +202,9 @@ if __name__ == "__main__":
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--keep-log", dest="keep_log", help="copy the server's log here")
     parser.add_argument("--timeout", type=float, default=60.0, help="seconds allowed for all joins")
+    loops.add_option(parser, "the clients (the server runs uvloop)")
     args = parser.parse_args()
-    result = asyncio.run(main(args))
+    result = loops.run(main(args), args.loop)
     report(result)
     RESULTS.mkdir(parents=True, exist_ok=True)
     path = RESULTS / f"signaling_herd_{time.strftime('%Y%m%dT%H%M%S')}.json"
