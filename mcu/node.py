@@ -13,9 +13,10 @@ Usage::
     await peer.close(); await node.stop()
 
 Cascade (edge nodes): a peer whose ``spec.extra["cascade_origin"]`` is ``{"node_id", "url"}``
-of another node makes this node an edge for its meeting: the meeting opens one
-``mcu.cascade.trunk.CascadeTrunk`` to the origin through ``origin_factory`` (closed when the last
-local peer leaves or the node stops).
+of another node makes this node an edge for its meeting: the node attaches one
+``mcu.cascade.trunk.CascadeTrunk`` to the meeting, which reaches the origin through
+``origin_factory`` (closed when the last local peer leaves or the node stops). The node is where
+the meeting's extensions are wired: the trunk, and the factory of its MCU pipeline.
 
 WHIP ingest / WHEP egress (RFC 9725 and the WHEP draft) are plain offer/answer exchanges with
 no renegotiation: a WHIP client is ``open_peer(PeerSpec(publish=True, ...))`` +
@@ -28,8 +29,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from functools import partial
 from typing import Any, Callable
 
+from mcu.cascade.trunk import serve_from_origin
+from mcu.meeting.contracts import Composer
 from mcu.peer.ice import HostPin, pin_host_addresses
 from mcu.meeting.quality import QualitySampler
 from mcu.meeting.meeting import Meeting
@@ -103,7 +107,7 @@ class LocalMediaNode:
             await asyncio.wait_for(
                 asyncio.gather(*(p.close() for p in peers), return_exceptions=True), 10
             )
-        await asyncio.gather(*(m.stop_mcu() for m in meetings), return_exceptions=True)
+        await asyncio.gather(*(m.stop() for m in meetings), return_exceptions=True)
         self.meetings.clear()
         if self._pin is not None:
             self._pin.release()
@@ -115,7 +119,8 @@ class LocalMediaNode:
             raise RuntimeError("media node is not running")
         meeting = self.meetings.get(spec.meeting_id)
         if meeting is None:
-            meeting = Meeting(self, spec.meeting_id, self.audio_slots)
+            meeting = Meeting(spec.meeting_id, self.audio_slots, media_policy=self.media_policy,
+                              composer=_new_pipeline)
             self.meetings[spec.meeting_id] = meeting
             # signaling passes the room's state: a node that takes over a meeting starts from it
             if spec.extra.get("floor"):
@@ -128,9 +133,11 @@ class LocalMediaNode:
             events,
             video_codec=self.video_codec,
             keyframe_interval=self.keyframe_interval,
+            on_closed=partial(self._forget_peer, meeting=meeting),
         )
         self.peers.add(peer)
         meeting.add_peer(peer)
+        serve_from_origin(meeting, self, spec)  # an edge of a meeting whose origin is elsewhere
         return peer
 
     async def set_floor(self, meeting_id: str, endpoint_id: str | None) -> None:
@@ -167,13 +174,12 @@ class LocalMediaNode:
         if meeting is not None:
             meeting.release_mcu("record")
 
-    def _forget_peer(self, peer: LocalPeer) -> None:
+    def _forget_peer(self, peer: LocalPeer, meeting: Meeting) -> None:
         self.peers.discard(peer)
-        meeting = peer.meeting
         if not meeting.peers and self.meetings.get(meeting.meeting_id) is meeting:
             del self.meetings[meeting.meeting_id]
             if meeting.mcu is not None:  # a recording that still holds it ends with no picture
-                task = asyncio.get_running_loop().create_task(meeting.stop_mcu())
+                task = asyncio.get_running_loop().create_task(meeting.stop())
                 self._stopping_mcu.add(task)
                 task.add_done_callback(self._stopping_mcu.discard)
 
@@ -214,3 +220,10 @@ class LocalMediaNode:
             "peers": len(self.peers),
             "meetings": [m.stats() for m in self.meetings.values()],
         }
+
+
+def _new_pipeline(meeting: Meeting) -> Composer:
+    """A meeting's MCU pipeline, made when its first composite/mix subscriber or holder appears."""
+    from mcu.bridge.pipeline import McuPipeline  # PyAV codecs load only for MCU meetings
+
+    return McuPipeline(meeting.router, host=meeting, layout=meeting.composite_layout)

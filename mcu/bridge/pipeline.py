@@ -1,7 +1,9 @@
 """The MCU side of a meeting: composite picture and N-1 audio mix for thin links.
 
 Created lazily by the meeting when its first ``composite``/``mix`` subscriber appears, stopped
-when the last one leaves (``stop()`` is idempotent and awaits every task it started).
+when the last one leaves (``stop()`` is idempotent and awaits every task it started). It is one of
+the meeting's extensions (``mcu.meeting.contracts.Composer``); what it reads of the meeting is the
+small ``McuHost`` below, so this module imports nothing above the SFU.
 
 Input: the meeting's publisher ``Stream``s are *tapped* (``Stream.tap``, called once per
 packet after the SFU's own once-per-packet work): VP8 packets are assembled into frames
@@ -24,11 +26,12 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import partial
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
+from mcu.api import PeerSpec
 from mcu.audio import AudioMixer
 from mcu.compose import DEFAULT_RENDITIONS, Compositor, EncodedFrame, Layout, Rendition
 
@@ -36,13 +39,10 @@ from mcu.compose import DEFAULT_RENDITIONS, Compositor, EncodedFrame, Layout, Re
 HLS_RENDITION = Rendition("hls", 540, 1_200_000, codec="h264")
 from mcu.bridge.depacketize import Vp8Assembler, opus_payload
 from mcu.bridge.packetize import Packetizer
+from mcu.sfu.router import Router
 from mcu.sfu.stream import Stream
+from mcu.sfu.subscriber import Output
 from mcu.bridge.renditions import RenditionController, audio_profile, start_rendition
-
-if TYPE_CHECKING:
-    from mcu.peer.peer import LocalPeer
-    from mcu.sfu.router import Router
-    from mcu.sfu.subscriber import Output
 
 log = logging.getLogger("mcu.bridge.pipeline")
 
@@ -50,6 +50,37 @@ COMPOSITE_FPS = 20
 MAX_TILES = {1: Layout.SPEAKER, 4: Layout.GRID_2X2, 9: Layout.GRID_3X3, 16: Layout.GRID_4X4}
 RENDITION_KEYFRAME_INTERVAL = 0.3  # s: merged PLIs of one rendition's subscribers
 NACK_WINDOW = 1.0  # s
+
+
+class McuSubscriber(Protocol):
+    """A member of the meeting as the pipeline sees it."""
+
+    endpoint_id: str
+    spec: PeerSpec
+    closed: bool
+
+    @property
+    def outputs(self) -> Mapping[str, Output]: ...
+
+
+class McuHost(Protocol):
+    """The meeting as the pipeline sees it: who is on screen first, and whom it serves."""
+
+    floor: str | None
+
+    @property
+    def speaker(self) -> str | None: ...
+
+    @property
+    def peers(self) -> Mapping[str, McuSubscriber]: ...
+
+
+class McuSources(Protocol):
+    """The meeting's publisher streams (``mcu.meeting.contracts.Sources``)."""
+
+    cameras: list[Stream]
+    screens: list[Stream]
+    mics: list[Stream]
 
 
 @dataclass
@@ -98,10 +129,14 @@ class _Tap:
 
 
 class McuPipeline:
-    def __init__(self, router: Router, *, fps: int = COMPOSITE_FPS,
+    name: str = "mcu"  # its key in the meeting's stats
+    origin_label: str | None = None  # it composes here, from the meeting's own sources
+
+    def __init__(self, router: Router, *, host: McuHost | None = None, fps: int = COMPOSITE_FPS,
                  renditions: Sequence[Rendition] = (*DEFAULT_RENDITIONS, HLS_RENDITION), workers: int = 2,
                  layout: Layout | str | None = None) -> None:
         self.router = router
+        self.host = host  # None: fed through refresh() and attach() only
         self.fps = fps
         self.fixed_layout = Layout(layout) if layout is not None else None
         self.compositor = Compositor(self.fixed_layout or Layout.GRID_2X2, fps=fps, renditions=renditions,
@@ -150,6 +185,25 @@ class McuPipeline:
             stream.close()
         self.mixes.clear()
         self.subs.clear()
+
+    # -- as a meeting extension ------------------------------------------------------------
+
+    def published(self) -> Iterable[Stream]:
+        return ()  # its rendition and mix streams feed outputs only: never sources of the meeting
+
+    def on_assign(self, sources: McuSources) -> None:
+        """The meeting rerouted: put its sources on screen, feed its composite/mix outputs."""
+        host = self.host
+        if host is None:
+            return
+        order = [e for e in (host.floor, host.speaker) if e is not None]
+        names = {p.endpoint_id: p.spec.display_name for p in host.peers.values()}
+        self.refresh(sources.cameras, sources.screens, sources.mics, order, names)
+        for peer in list(host.peers.values()):
+            if not peer.closed:
+                for out in list(peer.outputs.values()):
+                    if out.role in ("composite", "mix"):
+                        self.attach(peer, out)
 
     # -- inputs ----------------------------------------------------------------------------
 
@@ -232,7 +286,7 @@ class McuPipeline:
         if entry is not None and not entry[0].closed:
             entry[0].on_rtp(entry[1].opus(payload, timestamp))
 
-    def attach(self, peer: LocalPeer, out: Output, now: float | None = None) -> None:
+    def attach(self, peer: McuSubscriber, out: Output, now: float | None = None) -> None:
         """Route a ``composite`` or ``mix`` output of ``peer`` (idempotent)."""
         if self.stopped or out.closed:
             return

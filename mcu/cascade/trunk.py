@@ -8,7 +8,7 @@ it is a ``LocalPeer`` with ``role="cascade"`` and ``endpoint_id="cascade:<edge n
 Down (origin -> edge), one copy whatever the number of edge subscribers: the origin's ``main``
 video, a ``slides`` video and ``audio_slots`` audio slots, and, once an edge subscriber is in
 MCU mode, one ``composite`` rendition and the ``mix`` (asked for with ``a=content``, see
-``mcu.cascade.sdp``). On the edge they are ``Stream``s of the edge meeting labelled
+``mcu.peer.cascade_sdp``). On the edge they are ``Stream``s of the edge meeting labelled
 ``cascade:<origin node id>``: the edge's router forwards them to its local subscribers like
 any publisher's (the origin's streams are never decoded here; the edge runs no compositor).
 
@@ -25,20 +25,25 @@ held elsewhere maps to the origin's label, so local subscribers get the origin's
 Failure (DTLS/ICE down, origin unreachable, the origin closing the link): every local peer of
 the meeting gets ``{"type": "media_reset", "reason": "cascade link to origin lost"}`` and is
 closed; signaling re-routes the endpoints.
+
+The trunk is one of the meeting's extensions (``mcu.meeting.contracts.MeetingExtension``), attached
+by ``serve_from_origin`` when the node opens a peer whose spec names another origin; it detaches
+itself when the last local peer leaves or the link fails.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Iterable
+from typing import Any, Protocol
 
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 from aiortc.rtcconfiguration import RTCBundlePolicy
 
-from mcu.api import MediaRetry, PeerSpec
+from mcu.api import MediaNode, MediaRetry, PeerSpec
 
-from mcu.cascade.sdp import CASCADE_ROLE, add_content, encode_label
+from mcu.peer.cascade_sdp import CASCADE_ROLE, add_content, encode_label
 from mcu.peer.transport import PeerTransport
 from mcu.peer.negotiation import describe, set_codec, sends
 from mcu.peer.bounded_stop import close_pc
@@ -47,9 +52,8 @@ from mcu.sfu.stream import Stream
 from mcu.sfu.subscriber import Output
 from mcu.bridge.renditions import RENDITION_BITRATE
 from mcu.peer.tracks import IdleTrack
-
-if TYPE_CHECKING:
-    from mcu.meeting.meeting import Meeting, _Sources
+from mcu.meeting.contracts import Member, Sources
+from mcu.meeting.meeting import Meeting
 
 log = logging.getLogger("mcu.cascade.trunk")
 
@@ -74,16 +78,37 @@ _DOWN = {"main": ("video", "camera", ""), "slides": ("video", "screen", ""),
 _UP = {"up-camera": ("video", ""), "up-screen": ("video", "slides"), "up-mic": ("audio", "")}
 
 
-class CascadeTrunk:
-    """The edge side of one meeting's cascade link (created by ``Meeting.add_peer``)."""
+class EdgeNode(Protocol):
+    """What the trunk reads of the media node it runs on (``mcu.node.LocalMediaNode``)."""
 
-    def __init__(self, meeting: "Meeting", origin: dict[str, Any]) -> None:
+    node_id: str
+    video_codec: str
+    keyframe_interval: float
+
+    @property
+    def origin_factory(self) -> Callable[[dict[str, Any]], MediaNode] | None: ...  # cascade_origin -> the origin node
+
+
+def serve_from_origin(meeting: Meeting, node: EdgeNode, spec: PeerSpec) -> None:
+    """A peer of the meeting joined here with ``spec.extra["cascade_origin"]`` naming another node:
+    this node is an edge of the meeting; open its trunk unless one is open."""
+    origin = spec.extra.get("cascade_origin")
+    if (isinstance(origin, dict) and origin.get("node_id") not in (None, node.node_id)
+            and meeting.extension(CascadeTrunk) is None):
+        meeting.attach(CascadeTrunk(meeting, node, origin))
+
+
+class CascadeTrunk:
+    """The edge side of one meeting's cascade link (see ``serve_from_origin``)."""
+
+    name = "cascade"  # its key in the meeting's stats
+
+    def __init__(self, meeting: Meeting, node: EdgeNode, origin: dict[str, Any]) -> None:
         self.meeting = meeting
-        self.node = meeting.node
+        self.node = node
         self.origin = dict(origin)
         self.label = f"cascade:{origin['node_id']}"  # endpoint id of the origin's streams here
         self.endpoint_id = f"cascade:{self.node.node_id}"  # this link's endpoint id there
-        self.floor: str | None = meeting.floor  # the real floor holder (any node)
         self.streams: dict[str, Stream] = {}  # received from the origin, by mid
         self.outputs: dict[str, Output] = {}  # sent up, by mid
         self._roles: dict[Any, str] = {}  # transceiver -> role
@@ -98,33 +123,53 @@ class CascadeTrunk:
         self.offers = 0
         self._seen: dict[str, tuple[int, float]] = {}  # mid -> (packets, when they last grew)
         self._dirty = asyncio.Event()
-        self._stop_task: asyncio.Task | None = None
+        self._stop_task: asyncio.Task[None] | None = None
         self._task = asyncio.get_running_loop().create_task(self._run())
 
     # -- what the meeting asks -------------------------------------------------------------
 
-    def routing_floor(self) -> str | None:
-        """The floor as local routing sees it: a local holder, else the origin's streams."""
-        floor = self.floor
-        return floor if floor is None or floor in self.meeting.peers else self.label
+    @property
+    def origin_label(self) -> str:
+        """The origin's streams stand for every endpoint there (the floor held there maps to them)."""
+        return self.label
+
+    def published(self) -> Iterable[Stream]:
+        return self.streams.values()
+
+    def on_assign(self, sources: Sources) -> None:
+        """Local subscribers routed: ask for composite + mix if they need them, feed theirs from the
+        origin's, choose what goes up."""
+        self.want_mcu(self.meeting.mcu_wanted())
+        for peer in list(self.meeting.peers.values()):
+            if not peer.closed:
+                self.serve_mcu(peer)
+        self.route_up(sources)
+
+    def forget(self, endpoint_id: str) -> None:
+        if not self.meeting.peers:  # the last local peer left: close the link
+            self.meeting.detach(self)
+
+    def tick(self, now: float) -> None:
+        pass  # the owner task watches the link on its own clock
 
     def want_mcu(self, wanted: bool) -> None:
         if wanted and not self.mcu and not self.closed:
             self.mcu = True
             self._dirty.set()
 
-    def serve_mcu(self, peer: Any) -> None:
+    def serve_mcu(self, peer: Member) -> None:
         """Feed a local subscriber's composite/mix outputs from the origin's (one copy)."""
         for out in peer.outputs.values():
             if out.role in ("composite", "mix"):
                 self.meeting.router.route(out, self._down(out.role))
 
-    def route_up(self, src: "_Sources") -> None:
+    def route_up(self, src: Sources) -> None:
         """Choose what goes up (see the module docstring); a new choice is a new offer."""
         if self.closed or self.link.binding is None:
             return
         local = self.meeting.peers
-        floor = self.floor if self.floor in local else None
+        holder = self.meeting.floor_holder
+        floor = holder if holder in local else None
         speaker = self.meeting.speaker if self.meeting.speaker in local else None
         router = self.meeting.router
         ups = {role: [o for o in self.outputs.values() if o.role == role] for role in _UP}
@@ -135,8 +180,8 @@ class CascadeTrunk:
         for out in ups["up-screen"]:
             router.route(out, _of(screens, floor) or (screens[-1] if screens else None))
         mics = [s for s in src.mics if s.via in local][: len(ups["up-mic"])]
-        self.meeting._assign_audio(ups["up-mic"], mics)
-        labels = {mid: o.source.endpoint_id if o.source else None
+        self.meeting.assign_audio(ups["up-mic"], mics)
+        labels = {mid: o.source.endpoint_id if isinstance(o.source, Stream) else None
                   for mid, o in self.outputs.items()}
         if labels != self._labels:
             self._labels = labels
@@ -223,6 +268,7 @@ class CascadeTrunk:
     def _add_line(self, role: str, direction: str) -> None:
         kind = _UP[role][0] if role in _UP else _DOWN[role][0]
         track = IdleTrack(kind) if direction == "sendonly" else kind
+        assert self.pc is not None  # lines are added once _open made the connection
         t = self.pc.addTransceiver(track, direction=direction)
         set_codec(t, kind, self.node.video_codec if kind == "video" else "opus")
         self._roles[t] = role
@@ -286,9 +332,10 @@ class CascadeTrunk:
                 self.link.add_stream(stream, t.mid, line.ssrcs, line.rtx_ssrcs, line.mid_ext_id)
                 self.streams[t.mid] = stream
                 router.add_stream(stream)
+        assert self.pc is not None  # an answer is installed only on an open connection
         first = self.pc.getTransceivers()[0]
         self.link.attach(first.receiver.transport, first.sender._ssrc)
-        self.meeting.peer_changed(self)  # new sources: reroute (and route_up once linked)
+        self.meeting.streams_changed(self.streams.values())  # new sources: reroute (and route_up once linked)
 
     # -- transport events ------------------------------------------------------------------
 
@@ -325,8 +372,7 @@ class CascadeTrunk:
         """Tell every local peer to reconnect, close them, release the link."""
         if self.closed:
             return
-        if self.meeting.cascade is self:
-            self.meeting.cascade = None  # a peer joining now opens a fresh link
+        self.meeting.detach(self, stop=False)  # a peer joining now opens a fresh link
         await self._release()
         peers = [p for p in list(self.meeting.peers.values()) if not p.closed]
         msg = {"type": "media_reset", "reason": LOST_REASON}

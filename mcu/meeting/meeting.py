@@ -21,10 +21,11 @@ have two other slots instead, ``composite`` (video) and ``mix`` (audio), fed by 
 ``mcu.bridge.pipeline.McuPipeline``, created when the first such subscriber joins and stopped when
 the last one leaves; ``both`` gives a subscriber the SFU slots and the MCU slots.
 
-On an edge node (a peer's ``spec.extra["cascade_origin"]``) the meeting also has a
-``mcu.cascade.trunk.CascadeTrunk``: the origin's streams it receives count as sources here (labelled
-with the origin, so the floor, when held at the origin, maps to them), composite and mix come
-from the origin instead of a local pipeline, and the link routes what goes up itself.
+Anything else that takes part is a ``MeetingExtension`` (``mcu.meeting.contracts``), attached
+by whoever creates it: the MCU pipeline (through the factory the meeting is given), and on an
+edge node a ``mcu.cascade.trunk.CascadeTrunk``, whose origin streams count as sources here
+(labelled with the origin, so the floor, when held at the origin, maps to them); the origin then
+composes, mixes and names the speaker, and the trunk routes what goes up itself.
 """
 
 from __future__ import annotations
@@ -32,53 +33,48 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Coroutine, Iterable, Mapping
+from functools import partial
+from typing import Any, TypeVar
 
-from mcu.sfu.router import Router
-from mcu.meeting.speaker import SpeakerDetector
-from mcu.sfu.stream import Stream
 from mcu.bridge.renditions import DEFAULT_POLICY
+from mcu.meeting.contracts import Composer, MeetingExtension, Member, Sources
+from mcu.meeting.speaker import SpeakerDetector
+from mcu.sfu.router import Router
+from mcu.sfu.stream import Stream
+from mcu.sfu.subscriber import Output
 
 log = logging.getLogger("mcu.meeting.meeting")
 
-if TYPE_CHECKING:
-    from mcu.node import LocalMediaNode
-    from mcu.peer.peer import LocalPeer
-    from mcu.sfu.subscriber import Output
-
 _order = itertools.count()
-
-
-class _Sources:
-    __slots__ = ("cameras", "screens", "mics")
-
-    def __init__(self, cameras: list[Stream], screens: list[Stream], mics: list[Stream]) -> None:
-        self.cameras = cameras
-        self.screens = screens
-        self.mics = mics  # ranked: floor, speaker, recently loud, newest
 CONGESTED_LOSS = 26  # RR fraction lost (x/256) above which a subscriber counts as congested
 RECOVERED_LOSS = 5
 
+E = TypeVar("E")
+ComposerFactory = Callable[["Meeting"], Composer]  # made on the first need (PyAV loads then)
+
 
 class Meeting:
-    def __init__(self, node: "LocalMediaNode", meeting_id: str, audio_slots: int = 3) -> None:
-        self.node = node
+    def __init__(self, meeting_id: str, audio_slots: int = 3, *,
+                 media_policy: Mapping[str, str] | None = None,
+                 composer: ComposerFactory | None = None) -> None:
         self.meeting_id = meeting_id
         self.audio_slots = audio_slots
         self.router = Router()
-        self.peers: dict[str, "LocalPeer"] = {}
-        self.floor: str | None = None
+        self.peers: dict[str, Member] = {}
+        self.floor_holder: str | None = None  # who holds the floor (on any node)
+        self.floor: str | None = None  # whose streams routing treats as the floor's
         self.detector = SpeakerDetector()
         self._seen: dict[str, int] = {}  # stream id -> order of appearance
         self._loud: dict[str, float] = {}  # endpoint -> last time it was loud
-        # link class -> media mode; the node may set another (renditions_policy.SFU_ONLY: no MCU)
-        policy = getattr(node, "media_policy", None)
-        self.media_policy = DEFAULT_POLICY if policy is None else policy
-        self.mcu: Any = None  # McuPipeline while a composite/mix subscriber is present
+        # link class -> media mode; the node may set another (renditions.SFU_ONLY: no MCU)
+        self.media_policy = DEFAULT_POLICY if media_policy is None else media_policy
+        self.extensions: list[MeetingExtension] = []
+        self._new_composer = composer  # None: this meeting never composes
+        self.mcu: Composer | None = None  # while a composite/mix subscriber or a holder needs it
         self.composite_layout: str | None = None  # the chair's choice; None: by source count
         self.mcu_holders: set[str] = set()  # consumers outside the RTP path (recording) keep the pipeline
-        self._mcu_tasks: set[asyncio.Task] = set()
-        self.cascade: Any = None  # mcu.cascade.trunk.CascadeTrunk on an edge node
+        self._tasks: set[asyncio.Task[None]] = set()
 
     @property
     def speaker(self) -> str | None:
@@ -86,50 +82,70 @@ class Meeting:
 
     # -- membership ------------------------------------------------------------------------
 
-    def add_peer(self, peer: "LocalPeer") -> None:
+    def add_peer(self, peer: Member) -> None:
         old = self.peers.get(peer.endpoint_id)
         self.peers[peer.endpoint_id] = peer
         if old is not None and old is not peer:
-            old._schedule_close()
-        origin = peer.spec.extra.get("cascade_origin")
-        if (self.cascade is None and isinstance(origin, dict)
-                and origin.get("node_id") not in (None, self.node.node_id)):
-            from mcu.cascade.trunk import CascadeTrunk
+            old.schedule_close()
 
-            self.cascade = CascadeTrunk(self, origin)
-
-    def remove_peer(self, peer: "LocalPeer") -> None:
+    def remove_peer(self, peer: Member) -> None:
         if self.peers.get(peer.endpoint_id) is peer:
             del self.peers[peer.endpoint_id]
             self.detector.forget(peer.endpoint_id)
             self._loud.pop(peer.endpoint_id, None)
-            if self.mcu is not None:
-                self.mcu.forget(peer.endpoint_id)
+            for ext in list(self.extensions):
+                ext.forget(peer.endpoint_id)
         for stream in peer.streams.values():
             self._seen.pop(stream.stream_id, None)
             self.router.remove_stream(stream.stream_id)
-        if not self.peers and self.cascade is not None:
-            cascade, self.cascade = self.cascade, None  # the last local peer left
-            self._track(cascade.stop())  # awaited by stop_mcu on node shutdown
         self.assign()
 
-    def peer_changed(self, peer: "LocalPeer") -> None:
-        for stream in peer.streams.values():
+    def peer_changed(self, peer: Member) -> None:
+        self.streams_changed(peer.streams.values())
+
+    def streams_changed(self, streams: Iterable[Stream]) -> None:
+        """New sources (a member's or an extension's): note their order of appearance, reroute."""
+        for stream in streams:
             self._seen.setdefault(stream.stream_id, next(_order))
         self.assign()
 
     def set_floor(self, endpoint_id: str | None) -> None:
-        self.floor = endpoint_id
-        if self.cascade is not None:
-            self.cascade.floor = endpoint_id  # routing maps it in assign()
+        self.floor_holder = endpoint_id
         self.assign()
+
+    # -- extensions ------------------------------------------------------------------------
+
+    def attach(self, extension: MeetingExtension) -> None:
+        self.extensions.append(extension)
+
+    def detach(self, extension: MeetingExtension, *, stop: bool = True) -> None:
+        """Stop consulting it; ``stop``: stop it too (awaited by ``stop()`` on node shutdown)."""
+        if extension in self.extensions:
+            self.extensions.remove(extension)
+            if stop:
+                self._track(extension.stop())
+
+    def extension(self, kind: type[E]) -> E | None:
+        """The attached extension of that class, if any."""
+        return next((e for e in self.extensions if isinstance(e, kind)), None)
+
+    def _origin_label(self) -> str | None:
+        """Whose streams stand for the origin node, when an extension brings the meeting from one."""
+        return next((e.origin_label for e in self.extensions if e.origin_label is not None), None)
 
     # -- policy ----------------------------------------------------------------------------
 
+    def _routing_floor(self) -> str | None:
+        """A local holder, or the origin's streams when the floor is held at the origin."""
+        holder, origin = self.floor_holder, self._origin_label()
+        if holder is None or holder in self.peers or origin is None:
+            return holder
+        return origin
+
     def _all_streams(self) -> list[Stream]:
         streams = [s for p in self.peers.values() for s in p.streams.values()]
-        if self.cascade is not None:
-            streams += self.cascade.streams.values()
+        for ext in self.extensions:
+            streams += ext.published()
         return streams
 
     def _streams(self, source: str) -> list[Stream]:
@@ -141,7 +157,7 @@ class Meeting:
         streams.sort(key=lambda s: self._seen.get(s.stream_id, 0))
         return streams
 
-    def _snapshot(self) -> "_Sources":
+    def _snapshot(self) -> Sources:
         """The meeting's sources, ordered once per assignment (not once per subscriber)."""
         mics = self._streams("mic")
         mics.sort(
@@ -152,17 +168,17 @@ class Meeting:
                 -self._seen.get(s.stream_id, 0),
             )
         )
-        return _Sources(self._streams("camera"), self._streams("screen"), mics)
+        return Sources(self._streams("camera"), self._streams("screen"), mics)
 
-    def _pick_video(self, streams: list[Stream], me: str, current: Stream | None) -> Stream | None:
+    def _pick_video(self, streams: list[Stream], me: str, current: object | None) -> Stream | None:
         for wanted in (self.floor, self.speaker):
             if wanted is not None and wanted != me:
                 for s in streams:
                     if s.endpoint_id == wanted and s.via != me:
                         return s
-        if current is not None and _foreign(current, me) and not current.closed:
-            if current in streams:
-                return current
+        kept = next((s for s in streams if s is current), None)  # what the output carries now
+        if kept is not None and _foreign(kept, me) and not kept.closed:
+            return kept
         for s in reversed(streams):  # the latest other one
             if _foreign(s, me):
                 return s
@@ -178,7 +194,7 @@ class Meeting:
                     break
         return out
 
-    def _wanted(self, src: "_Sources", me: str, mode: str = "sfu") -> list[str]:
+    def _wanted(self, src: Sources, me: str, mode: str = "sfu") -> list[str]:
         if mode == "mcu":
             return ["composite", "mix"]
         roles = ["composite", "mix"] if mode == "both" else []
@@ -189,10 +205,10 @@ class Meeting:
         roles += ["audio"] * len(self._others(src.mics, me, self.audio_slots))
         return roles
 
-    def wanted_roles(self, peer: "LocalPeer") -> list[str]:
+    def wanted_roles(self, peer: Member) -> list[str]:
         return self._wanted(self._snapshot(), peer.endpoint_id, peer.media_mode)
 
-    def missing_roles(self, peer: "LocalPeer", src: "_Sources | None" = None) -> list[str]:
+    def missing_roles(self, peer: Member, src: Sources | None = None) -> list[str]:
         have = [o.role for o in peer.outputs.values()] + peer.pending_roles + peer.refused_roles
         missing = []
         for role in self._wanted(src or self._snapshot(), peer.endpoint_id, peer.media_mode):
@@ -203,21 +219,14 @@ class Meeting:
         return missing
 
     def assign(self) -> None:
-        """Recompute every subscriber's sources; ask for new m-lines where missing."""
-        cascade = self.cascade
-        if cascade is not None:
-            self.floor = cascade.routing_floor()
+        """Recompute every subscriber's sources; ask for new m-lines where missing. The
+        extensions route their own outputs (composite, mix, what goes up a cascade) after."""
+        self.floor = self._routing_floor()
         src = self._snapshot()
-        mcu = self._mcu_for(src)
+        self._mcu_for()
         for peer in list(self.peers.values()):
             if peer.closed:
                 continue
-            if cascade is not None:
-                cascade.serve_mcu(peer)
-            elif mcu is not None:
-                for out in peer.outputs.values():
-                    if out.role in ("composite", "mix"):
-                        mcu.attach(peer, out)
             me = peer.endpoint_id
             outs = list(peer.outputs.values())
             mains = [o for o in outs if o.role == "main"]
@@ -231,49 +240,48 @@ class Meeting:
                     self.router.route(out, self._pick_video(src.cameras, me, out.source))
             for out in slides:
                 self.router.route(out, self._pick_video(src.screens, me, out.source))
-            self._assign_audio(audios, self._others(src.mics, me, self.audio_slots))
+            self.assign_audio(audios, self._others(src.mics, me, self.audio_slots))
             missing = self.missing_roles(peer, src)
             if missing:
                 peer.request_slots(missing)
-        if cascade is not None:
-            cascade.route_up(src)
+        for ext in list(self.extensions):
+            ext.on_assign(src)
 
     # -- MCU -------------------------------------------------------------------------------
 
-    def _mcu_for(self, src: "_Sources") -> Any:
-        """The pipeline (started on first need, stopped when idle), with fresh sources."""
-        wanted = bool(self.mcu_holders) or any(p.media_mode != "sfu" and not p.closed for p in self.peers.values())
-        if self.cascade is not None:  # an edge: the origin composes and mixes
-            self.cascade.want_mcu(wanted)
-            wanted = False
-        if wanted and self.mcu is None:
-            from mcu.bridge.pipeline import McuPipeline  # PyAV codecs load only for MCU meetings
+    def mcu_wanted(self) -> bool:
+        """A composite/mix subscriber or a holder needs composing and mixing (here or at the origin)."""
+        return bool(self.mcu_holders) or any(p.media_mode != "sfu" and not p.closed for p in self.peers.values())
 
-            self.mcu = McuPipeline(self.router, layout=self.composite_layout)
+    def _mcu_for(self) -> Composer | None:
+        """The pipeline, started on first need and stopped when idle. None on an edge: the origin
+        composes and mixes (its trunk asks for them)."""
+        wanted = self.mcu_wanted() and self._origin_label() is None
+        if wanted and self.mcu is None and self._new_composer is not None:
+            self.mcu = self._new_composer(self)
+            self.attach(self.mcu)
             self._track(self.mcu.start())
         elif not wanted and self.mcu is not None:
             pipe, self.mcu = self.mcu, None
-            self._track(pipe.stop())
-            return None
-        if self.mcu is not None:
-            order = [e for e in (self.floor, self.speaker) if e is not None]
-            names = {p.endpoint_id: p.spec.display_name for p in self.peers.values()}
-            self.mcu.refresh(src.cameras, src.screens, src.mics, order, names)
+            self.detach(pipe)
         return self.mcu
 
-    def hold_mcu(self, holder: str) -> Any:
+    def hold_mcu(self, holder: str) -> Composer | None:
         """Start (or keep) the pipeline for a consumer outside the RTP path (recording, HLS)."""
         self.mcu_holders.add(holder)
-        pipe = self._mcu_for(self._snapshot())
+        pipe = self._mcu_for()
         if pipe is not None:
             pipe.holders.add(holder)
+            pipe.on_assign(self._snapshot())
         return pipe
 
     def release_mcu(self, holder: str) -> None:
         self.mcu_holders.discard(holder)
         if self.mcu is not None:
             self.mcu.holders.discard(holder)
-        self._mcu_for(self._snapshot())
+        pipe = self._mcu_for()
+        if pipe is not None:
+            pipe.on_assign(self._snapshot())
 
     def set_layout(self, layout: str | None) -> None:
         """The chair's composite layout (``mcu.compose.Layout`` value; None: automatic)."""
@@ -284,28 +292,26 @@ class Meeting:
             self.mcu.set_layout(self.composite_layout)
             self.assign()
 
-    def _track(self, coro: Any) -> None:
+    def _track(self, coro: Coroutine[Any, Any, None]) -> None:
         task = asyncio.get_running_loop().create_task(coro)
-        self._mcu_tasks.add(task)
-        task.add_done_callback(self._mcu_done)
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
 
-    def _mcu_done(self, task: asyncio.Task) -> None:
-        self._mcu_tasks.discard(task)
+    def _task_done(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
         if not task.cancelled() and task.exception() is not None:
-            log.error("MCU pipeline of %s: %s", self.meeting_id, task.exception())
+            log.error("extension of %s: %s", self.meeting_id, task.exception())
 
-    async def stop_mcu(self) -> None:
-        """Stop the MCU pipeline (and a cascade link) and wait for their tasks; idempotent."""
-        pipe, self.mcu = self.mcu, None
-        if pipe is not None:
-            self._track(pipe.stop())
-        if self.cascade is not None:
-            cascade, self.cascade = self.cascade, None
-            self._track(cascade.stop())
-        while self._mcu_tasks:
-            await asyncio.gather(*list(self._mcu_tasks), return_exceptions=True)
+    async def stop(self) -> None:
+        """Stop every extension (the MCU pipeline, a cascade trunk) and wait for their tasks; idempotent."""
+        self.mcu = None
+        for ext in list(self.extensions):
+            self.detach(ext)
+        while self._tasks:
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)
 
-    def _assign_audio(self, outs: list["Output"], wanted: list[Stream]) -> None:
+    def assign_audio(self, outs: list[Output], wanted: list[Stream]) -> None:
+        """Route audio outputs to the wanted streams, each output keeping a stream it already has."""
         keep = [o for o in outs if o.source in wanted]
         taken = {o.source for o in keep}
         free = [o for o in outs if o not in keep]
@@ -330,13 +336,13 @@ class Meeting:
                 else:
                     levels.setdefault(ep, None)
         changed = self.detector.tick(levels, now)
-        if self.mcu is not None:
-            self.mcu.tick(now)
+        for ext in list(self.extensions):
+            ext.tick(now)
         congestion_changed = self._update_congestion()
         if changed is not None or congestion_changed:
             self.assign()
         # an edge relays the origin's speaker notifications (the origin hears every tier)
-        return changed if self.cascade is None else None
+        return changed if self._origin_label() is None else None
 
     def _update_congestion(self) -> bool:
         """Hysteresis on the loss that subscribers report (RTCP RR fraction lost)."""
@@ -352,7 +358,7 @@ class Meeting:
 
     def notify_all(self, message: dict[str, Any]) -> None:
         for peer in list(self.peers.values()):
-            peer.post(lambda p=peer: p.events(message), droppable=True)
+            peer.post(partial(peer.events, message), droppable=True)
 
     def stats(self) -> dict[str, Any]:
         return {
@@ -361,8 +367,7 @@ class Meeting:
             "speaker": self.speaker,
             "peers": [p.stats() for p in self.peers.values()],
             "router": self.router.stats(),
-            **({"mcu": self.mcu.stats()} if self.mcu is not None else {}),
-            **({"cascade": self.cascade.stats()} if self.cascade is not None else {}),
+            **{ext.name: ext.stats() for ext in self.extensions},
         }
 
 

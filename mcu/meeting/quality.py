@@ -20,12 +20,12 @@ when loss reaches 3 %, when it sends sound but no picture, or when its camera ar
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Iterable
+from collections.abc import Iterable, Mapping
+from typing import Any, Protocol
 
-if TYPE_CHECKING:
-    from mcu.meeting.meeting import Meeting
-    from mcu.peer.peer import LocalPeer
-    from mcu.sfu.stream import Stream
+from mcu.api import PeerSpec
+from mcu.sfu.stream import Stream
+from mcu.sfu.subscriber import Output
 
 SENDING_WINDOW = 3.0  # s: a stream counts as sending if a packet arrived this recently
 POOR_LOSS_PCT = 10.0
@@ -34,7 +34,27 @@ THIN_VIDEO_KBPS = 12  # a camera below this: a frozen or black picture, or a sta
 KINDS = ("audio", "video", "screen")
 
 
-def kind_of(stream: "Stream") -> str:
+class Sampled(Protocol):
+    """An endpoint's connection as the sampler reads it (``mcu.meeting.contracts.Member``)."""
+
+    spec: PeerSpec
+
+    @property
+    def connected(self) -> bool: ...
+
+    @property
+    def streams(self) -> Mapping[str, Stream]: ...
+
+    @property
+    def outputs(self) -> Mapping[str, Output]: ...
+
+
+class SampledMeeting(Protocol):
+    @property
+    def peers(self) -> Mapping[str, Sampled]: ...
+
+
+def kind_of(stream: Stream) -> str:
     if stream.kind == "audio":
         return "audio"
     return "screen" if stream.source == "screen" else "video"
@@ -54,10 +74,10 @@ class QualitySampler:
     """One previous sample per live publisher stream; rates over the sampling interval."""
 
     def __init__(self) -> None:
-        self._samples: dict["Stream", _Sample] = {}
+        self._samples: dict[Stream, _Sample] = {}
 
-    def sample(self, peers: Iterable["LocalPeer"], now: float) -> None:
-        seen: dict["Stream", _Sample] = {}
+    def sample(self, peers: Iterable[Sampled], now: float) -> None:
+        seen: dict[Stream, _Sample] = {}
         for peer in peers:
             for stream in list(peer.streams.values()):
                 high = stream.seq_cycles + stream.hi_seq
@@ -73,7 +93,7 @@ class QualitySampler:
                 seen[stream] = cur
         self._samples = seen  # streams that are gone are forgotten here
 
-    def endpoint(self, peer: "LocalPeer", now: float) -> dict[str, Any]:
+    def endpoint(self, peer: Sampled, now: float) -> dict[str, Any]:
         sending = dict.fromkeys(KINDS, False)
         kbps = dict.fromkeys(KINDS, 0.0)
         loss_in = 0.0
@@ -89,7 +109,7 @@ class QualitySampler:
         lost = [o.fraction_lost for o in list(peer.outputs.values()) if o.live]
         loss_out = max(lost, default=0) * 100.0 / 256
         out = {
-            "connected": peer.link.binding is not None and not peer.closed,
+            "connected": peer.connected,
             "publishes": bool(peer.spec.publish),
             "sending": sending,
             "kbps": {k: round(v) for k, v in kbps.items()},
@@ -100,7 +120,7 @@ class QualitySampler:
         out["quality"], out["why"] = grade(out)
         return out
 
-    def report(self, meeting: "Meeting | None", now: float) -> dict[str, dict[str, Any]]:
+    def report(self, meeting: SampledMeeting | None, now: float) -> dict[str, dict[str, Any]]:
         if meeting is None:
             return {}
         return {ep: self.endpoint(peer, now) for ep, peer in list(meeting.peers.items())}

@@ -8,20 +8,37 @@ for composite lines.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Mapping
+from typing import Protocol
 
-from mcu.cascade.sdp import CASCADE_CONTENT, CASCADE_ROLE
+from aiortc import RTCPeerConnection
+
+from mcu.api import PeerSpec
+from mcu.peer.cascade_sdp import CASCADE_CONTENT, CASCADE_ROLE
 from mcu.peer.negotiation import MLine
+from mcu.peer.transport import PeerTransport
 from mcu.sfu.stream import Stream
 from mcu.sfu.subscriber import Output
 
-if TYPE_CHECKING:
-    from mcu.peer.peer import LocalPeer
+
+class LineOwner(Protocol):
+    """The peer whose m-lines these are (``mcu.peer.peer.LocalPeer``)."""
+
+    endpoint_id: str
+    spec: PeerSpec
+    video_codec: str
+    media_mode: str
+    keyframe_interval: float
+    link: PeerTransport
+    pc: RTCPeerConnection
+
+    @property
+    def streams(self) -> Mapping[str, Stream]: ...
 
 
-def role_for_client_mline(peer: "LocalPeer", line: MLine) -> str:
-    """The role of a receive line the client offered, from its kind and ``a=content``."""
-    roles = list(peer._roles.values())
+def role_for_client_mline(peer: LineOwner, line: MLine, roles: list[str]) -> str:
+    """The role of a receive line the client offered (``roles``: those it has), from its kind and
+    ``a=content``."""
     if peer.spec.role == CASCADE_ROLE and line.content in CASCADE_CONTENT:
         if peer.video_codec != "VP8":  # no composite to give: it is VP8 only (LocalPeer.__init__)
             return "extra"
@@ -39,7 +56,7 @@ def role_for_client_mline(peer: "LocalPeer", line: MLine) -> str:
     return "slides" if "slides" not in roles else "extra"
 
 
-def publisher_stream(peer: "LocalPeer", mid: str, local: MLine, remote: MLine) -> Stream:
+def publisher_stream(peer: LineOwner, mid: str, local: MLine, remote: MLine) -> Stream:
     if local.kind == "audio":
         source = "mic"
     elif remote.content == "slides" or any(s.source == "camera" for s in peer.streams.values()):
@@ -61,7 +78,7 @@ def publisher_stream(peer: "LocalPeer", mid: str, local: MLine, remote: MLine) -
     )
 
 
-def subscriber_output(peer: "LocalPeer", mid: str, line: MLine, role: str) -> Output:
+def subscriber_output(peer: LineOwner, mid: str, line: MLine, role: str) -> Output:
     sender = next(t for t in peer.pc.getTransceivers() if t.mid == mid).sender
     return Output(
         endpoint_id=peer.endpoint_id,

@@ -10,13 +10,17 @@ policy: reject the new operation with ``PeerBusy``), so negotiations never inter
 server makes an offer when the meeting needs more send m-lines (another speaker's audio, a
 screen share); the client answers with ``handle_answer``. While a server offer is outstanding a
 client offer is refused (``Glare``): the client is the polite side and must answer first.
+
+What the peer asks of its meeting is the small ``PeerHost`` protocol (``mcu.meeting.meeting.Meeting``
+implements it), so this package imports nothing above the SFU and the bridge's rendition policy.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from typing import TYPE_CHECKING, Any, Awaitable, Callable
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, Awaitable, Callable, Protocol
 
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 from aiortc.rtcconfiguration import RTCBundlePolicy
@@ -24,7 +28,7 @@ from aiortc.sdp import candidate_from_sdp
 
 from mcu.api import MediaError, MediaRetry
 
-from mcu.cascade.sdp import CASCADE_ROLE, relabel
+from mcu.peer.cascade_sdp import CASCADE_ROLE, relabel
 from mcu.peer.transport import PeerTransport
 from mcu.peer.bounded_stop import close_pc
 from mcu.peer.negotiation import MLine, NegotiationError, check_bundle, describe, receives, sends, set_codec
@@ -34,11 +38,10 @@ from mcu.sfu.stream import Stream
 from mcu.sfu.subscriber import Output
 from mcu.bridge.renditions import media_mode
 from mcu.peer.tracks import IdleTrack
+from mcu.sfu.router import Router
 
 if TYPE_CHECKING:
     from mcu.api import PeerSpec
-
-    from mcu.meeting.meeting import Meeting
 
 log = logging.getLogger("mcu.peer.peer")
 
@@ -64,18 +67,36 @@ class PeerClosed(PeerError):
     pass
 
 
+class PeerHost(Protocol):
+    """What a peer asks of the meeting it belongs to."""
+
+    @property
+    def router(self) -> Router: ...  # its streams and outputs are registered there
+
+    @property
+    def media_policy(self) -> Mapping[str, str]: ...  # link class -> media mode
+
+    def peer_changed(self, peer: LocalPeer) -> None: ...  # new streams or outputs: reroute
+
+    def missing_roles(self, peer: LocalPeer) -> list[str]: ...  # send m-lines to offer
+
+    def remove_peer(self, peer: LocalPeer) -> None: ...  # it is closing
+
+
 class LocalPeer:
     def __init__(
         self,
-        meeting: "Meeting",
+        meeting: PeerHost,
         spec: "PeerSpec",
         events: Callable[[dict[str, Any]], Awaitable[None]],
         *,
         video_codec: str = "VP8",
         audio_codec: str = "opus",
         keyframe_interval: float = 0.5,
+        on_closed: Callable[[LocalPeer], None] | None = None,
     ) -> None:
         self.meeting = meeting
+        self.on_closed = on_closed  # after it released everything (the node forgets it)
         self.spec = spec
         self.endpoint_id = spec.endpoint_id
         self.events = events
@@ -103,7 +124,7 @@ class LocalPeer:
         self._slots_queued = False
         self._roles: dict[str, str] = {}  # mid -> output role
         self.link = PeerTransport(
-            spec.endpoint_id, self._on_link_up, self._schedule_close, meeting.router.on_feedback
+            spec.endpoint_id, self._on_link_up, self.schedule_close, meeting.router.on_feedback
         )
         self._offer_outstanding = False
         self._want_offer = False
@@ -214,7 +235,8 @@ class LocalPeer:
             if self.spec.publish and sends(rline.direction) and mid not in self.streams:
                 self._add_stream(mid, line, rline)
             if receives(rline.direction) and mid not in self.outputs:
-                self._add_output(mid, line, role_for_client_mline(self, rline))  # its a=content
+                role = role_for_client_mline(self, rline, list(self._roles.values()))  # its a=content
+                self._add_output(mid, line, role)
         self._answered_once = True
         if self.spec.role == CASCADE_ROLE:  # an edge node: who each upstream line carries
             relabel(self, sdp)
@@ -245,7 +267,7 @@ class LocalPeer:
             await self.events({"type": "media_reset", "reason": "the offer was refused and the media "
                                "connection cannot continue; offer again"})
         except Exception:  # noqa: BLE001 - the client is gone: closing is all that is left
-            self._schedule_close()
+            self.schedule_close()
 
     async def _apply_answer(self, sdp: str) -> None:
         if not self._offer_outstanding:
@@ -325,7 +347,7 @@ class LocalPeer:
             # the offer is applied locally but never reached the client, and aiortc cannot
             # roll back: the session cannot be negotiated any more, so release it
             log.warning("offer to %s not delivered; closing the peer", self.endpoint_id)
-            self._schedule_close()
+            self.schedule_close()
             raise
 
     def _add_stream(self, mid: str, local: MLine, remote: MLine) -> None:
@@ -361,15 +383,15 @@ class LocalPeer:
 
     def _on_connection_state(self) -> None:
         if self.pc.connectionState in ("failed", "closed"):
-            self._schedule_close()
+            self.schedule_close()
 
     def _check_connected(self) -> None:
         if not self.closed and self.pc.connectionState != "connected":
             log.info("peer %s not connected %.0f s after it was made (%s); closing it", self.endpoint_id,
                      CONNECT_TIMEOUT_S, self.pc.connectionState)
-            self._schedule_close()
+            self.schedule_close()
 
-    def _schedule_close(self) -> None:
+    def schedule_close(self) -> None:
         if self._close_task is None and not self.closed:
             self._close_task = asyncio.get_running_loop().create_task(self._close())
 
@@ -393,7 +415,8 @@ class LocalPeer:
                 fut.set_exception(PeerClosed("peer closed"))
         await close_pc(self.pc, self.endpoint_id)
         self.pc.remove_all_listeners()
-        self.meeting.node._forget_peer(self)
+        if self.on_closed is not None:
+            self.on_closed(self)
 
     def update_sender_reports(self) -> None:
         update_sender_reports(self.link, self.pc.getTransceivers(), self.outputs)
@@ -403,6 +426,10 @@ class LocalPeer:
         browser's congestion control needs them to raise its bitrate (aiortc's own receiver
         never sees the packets, so it cannot report them)."""
         publisher_feedback(self.link, self.streams.values(), interval)
+
+    @property
+    def connected(self) -> bool:
+        return self.link.binding is not None and not self.closed
 
     def stats(self) -> dict[str, Any]:
         return {

@@ -90,7 +90,7 @@ async def test_fibre_default_is_sfu_and_both_adds_composite(node):
         pipe = meeting.mcu
         await g.close()
         assert await wait_for(lambda: meeting.mcu is None and pipe.stopped
-                              and not meeting._mcu_tasks, 5)
+                              and not meeting._tasks, 5)
         assert all(s.tap is None for s in meeting.peers["a"].streams.values())
         assert all(s.closed for s in pipe.rendition_streams.values())
         n = len(f.video_frames())

@@ -6,6 +6,7 @@ import dataclasses
 from typing import Any
 
 from tests.support.media_clients import Client
+from mcu.cascade.trunk import CascadeTrunk
 
 ORIGIN = {"node_id": "origin", "url": "http://127.0.0.1:1/unused"}
 
@@ -36,5 +37,5 @@ def sent_down(origin: Any, meeting: str) -> int:
 def received_down(edge: Any, meeting: str) -> int:
     """RTP packets the edge has received over its cascade link."""
     m = edge.meetings.get(meeting)
-    link = m.cascade if m else None
+    link = m.extension(CascadeTrunk) if m else None
     return sum(s.packets for s in link.streams.values()) if link else 0

@@ -5,6 +5,7 @@ import asyncio
 from mcu.api import MediaError
 from tests.mcu.cascade.helpers import edge_client
 from tests.support.media_clients import Client, PatternTrack, ToneTrack, wait_for
+from mcu.cascade.trunk import CascadeTrunk
 
 RESET = {"type": "media_reset", "reason": "cascade link to origin lost"}
 
@@ -20,7 +21,7 @@ async def test_origin_loss_resets_edge_peers(nodes):
         for s in subs:
             await s.join()
         assert await wait_for(lambda: all(len(s.video_frames()) >= 5 for s in subs), 15)
-        link = edge.meetings["m"].cascade
+        link = edge.meetings["m"].extension(CascadeTrunk)
         peers = [s.peer for s in subs]
         await origin.stop()  # the origin node is gone (its side of the link closes)
 
@@ -59,7 +60,7 @@ async def test_last_local_peer_leaving_closes_the_link(nodes):
         await chair.join()
         await sub.join()
         assert await wait_for(lambda: len(sub.video_frames()) >= 5, 15)
-        link = edge.meetings["m"].cascade
+        link = edge.meetings["m"].extension(CascadeTrunk)
         assert len(origin.meetings["m"].peers) == 2
         await sub.close()
         assert await wait_for(lambda: link.closed and link._task.done(), 5)

@@ -4,6 +4,7 @@ import asyncio
 
 from tests.mcu.cascade.helpers import cascade_peers, edge_client, received_down, sent_down
 from tests.support.media_clients import Client, PatternTrack, ToneTrack, wait_for
+from mcu.cascade.trunk import CascadeTrunk
 
 CHAIR_SHADE = 200
 WINDOW = 3.0  # s of traffic counted per phase
@@ -46,7 +47,7 @@ async def test_edge_subscribers_share_one_copy_over_the_link(nodes):
         assert 0.75 < five[0] / one[0] < 1.33, (one, five)
         assert 0.75 < five[1] / one[1] < 1.33, (one, five)
         # the edge fans out locally: every subscriber's main is fed by the link's stream
-        link = edge.meetings["m"].cascade
+        link = edge.meetings["m"].extension(CascadeTrunk)
         mains = [o for p in edge.meetings["m"].peers.values() for o in p.outputs.values()
                  if o.role == "main"]
         assert len(mains) == 5 and all(o.source in link.streams.values() for o in mains)

@@ -4,7 +4,7 @@ composes nothing itself."""
 import asyncio
 import time
 
-from mcu.cascade.trunk import REMB_CAPS
+from mcu.cascade.trunk import REMB_CAPS, CascadeTrunk
 from tests.mcu.cascade.helpers import cascade_peers, edge_client
 from tests.support.media_clients import Client, PatternTrack, ToneTrack, wait_for
 
@@ -51,7 +51,7 @@ async def test_mcu_subscriber_on_edge_gets_origin_composite(nodes, monkeypatch):
         assert await wait_for(lambda: composite.remb == REMB_CAPS["composite"], 5)
         await asyncio.sleep(2.0)
         assert om.mcu.rendition_of(cascade.endpoint_id) == "360p"  # the edge's REMB holds it
-        link = em.cascade
+        link = em.extension(CascadeTrunk)
         outs = {o.role: o for o in em.peers["xa-thin"].outputs.values()}
         assert outs["composite"].source is link._down("composite") and outs["composite"].live
         assert outs["mix"].source is link._down("mix")

@@ -1,6 +1,6 @@
 """What a cascade link writes into its SDP and how the origin reads it back (pure)."""
 
-from mcu.cascade.sdp import NOBODY, add_content, encode_label, msid_labels
+from mcu.peer.cascade_sdp import NOBODY, add_content, encode_label, msid_labels
 
 OFFER = "\r\n".join([
     "v=0", "o=- 1 1 IN IP4 0.0.0.0", "s=-", "t=0 0",

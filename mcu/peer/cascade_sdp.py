@@ -11,15 +11,27 @@ strings cross it). Two facts ride in the edge's offers, in standard attributes:
   edge currently forwards in it (percent-encoded; ``-``: none). The origin relabels the
   matching ``Stream`` (``relabel``) so that floor, speaker, audio slots and composite treat it
   as that endpoint's own stream. A change of who goes up is a new offer from the edge.
+
+It lives with the peer because the origin's ``LocalPeer`` reads it; the trunk (``mcu.cascade``,
+a layer above) writes it. Text in, text out: no I/O, and nothing else of the product is imported.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Mapping
+from typing import Protocol
 from urllib.parse import quote, unquote
 
-if TYPE_CHECKING:
-    from mcu.peer.peer import LocalPeer
+
+class _Labelled(Protocol):
+    endpoint_id: str
+
+
+class CascadePeer(Protocol):
+    """The origin's peer of a cascade link, as ``relabel`` sees it (``mcu.peer.peer.LocalPeer``)."""
+
+    @property
+    def streams(self) -> Mapping[str, _Labelled]: ...  # its upstream streams, by mid
 
 NOBODY = "-"  # msid stream id of an upstream m-line that carries no one now
 CASCADE_ROLE = "cascade"  # PeerSpec.role of a cascade link on the origin
@@ -65,7 +77,7 @@ def add_content(sdp: str, contents: dict[str, str]) -> str:
     return "\r\n".join(out)
 
 
-def relabel(peer: "LocalPeer", sdp: str) -> None:
+def relabel(peer: CascadePeer, sdp: str) -> None:
     """Origin side: give a cascade peer's upstream streams the endpoint ids the edge names.
 
     A stream that carries nobody gets the empty endpoint id, which the meeting never routes
