@@ -18,21 +18,29 @@ Grammar::
 Examples: ``tier:commune@hg-meo-vac`` (all communes of Mèo Vạc);
 ``["tier:commune", "-tree:hg-dong-van"]`` (every commune outside Đồng Văn).
 A list must contain at least one addition. Results come in directory pre-order without duplicates.
+Selectors read a directory through ``EndpointTree``: this module sits below ``endpoints.directory``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal
+from typing import Literal, Protocol
 
 from endpoints.model import ID_RULE, Endpoint, Tier, allowed, is_valid_id
 
-if TYPE_CHECKING:
-    from endpoints.directory import Directory
-
 Scope = Literal["all", "ep", "tree", "tier"]
 PREFIXES = ("ep:", "tree:", "tier:", "all")
+
+
+class EndpointTree(Protocol):
+    """What selectors read of a directory (``endpoints.directory.Directory``): iteration in
+    pre-order, membership, one endpoint, one subtree."""
+
+    def __iter__(self) -> Iterator[Endpoint]: ...
+    def __contains__(self, endpoint_id: object) -> bool: ...
+    def get(self, endpoint_id: str) -> Endpoint: ...
+    def subtree(self, endpoint_id: str) -> list[Endpoint]: ...
 
 
 class SelectorError(ValueError):
@@ -58,7 +66,7 @@ class Selector:
             body = f"tier:{self.tier}" + (f"@{self.target}" if self.target else "")
         return ("-" if self.exclude else "") + body
 
-    def resolve(self, directory: "Directory") -> list[Endpoint]:
+    def resolve(self, directory: EndpointTree) -> list[Endpoint]:
         """The endpoints this selector names, ignoring ``exclude``; SelectorError on unknown ids."""
         _check_target(self, directory)
         if self.scope == "all":
@@ -106,7 +114,7 @@ def parse_selectors(selectors: str | Sequence[str]) -> list[Selector]:
     return parsed
 
 
-def validate_selectors(directory: "Directory", selectors: str | Sequence[str]) -> list[Selector]:
+def validate_selectors(directory: EndpointTree, selectors: str | Sequence[str]) -> list[Selector]:
     """Parse and check every id against the directory; raises SelectorError on the first bad one."""
     parsed = parse_selectors(selectors)
     for selector in parsed:
@@ -114,7 +122,7 @@ def validate_selectors(directory: "Directory", selectors: str | Sequence[str]) -
     return parsed
 
 
-def select(directory: "Directory", selectors: str | Sequence[str]) -> list[Endpoint]:
+def select(directory: EndpointTree, selectors: str | Sequence[str]) -> list[Endpoint]:
     """Union of the additions minus the subtractions, in directory pre-order, no duplicates."""
     parsed = validate_selectors(directory, selectors)
     chosen: set[str] = set()
@@ -142,7 +150,7 @@ def _tier_selector(raw: str, rest: str, exclude: bool) -> Selector:
     return Selector("tier", _id(raw, anchor) if at else None, tier, exclude)
 
 
-def _check_target(selector: Selector, directory: "Directory") -> None:
+def _check_target(selector: Selector, directory: EndpointTree) -> None:
     if selector.target is None:
         return
     if selector.target not in directory:

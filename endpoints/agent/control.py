@@ -11,15 +11,22 @@ Bound to 127.0.0.1 by default (nothing outside the room PC can reach it)::
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING
+from typing import Any, Protocol
 
 from aiohttp import web
 
 from endpoints.agent.config import ConfigError
 from endpoints.agent.connection import NotConnected
+from endpoints.agent.oplog import OpLog
 
-if TYPE_CHECKING:
-    from endpoints.agent.agent import Agent
+
+class Controlled(Protocol):
+    """What the control API drives (``endpoints.agent.agent.Agent``, which starts this server)."""
+
+    log: OpLog
+
+    def status(self) -> dict[str, Any]: ...
+    async def set_hand(self, raised: bool) -> None: ...
 
 
 def _json(body, status: int = 200) -> web.Response:
@@ -28,7 +35,7 @@ def _json(body, status: int = 200) -> web.Response:
 
 
 class ControlServer:
-    def __init__(self, agent: "Agent", host: str, port: int) -> None:
+    def __init__(self, agent: Controlled, host: str, port: int) -> None:
         self.agent, self.host, self.port = agent, host, port
         self._runner: web.AppRunner | None = None
         app = web.Application()
