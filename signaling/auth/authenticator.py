@@ -15,13 +15,16 @@ import logging
 import os
 import secrets
 import time
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 from aiohttp import web
 
 from endpoints.directory import Directory, Endpoint, UnknownEndpointError
 from signaling.errors import rate_limited, unauthorized
-from signaling.settings import Limits
+from signaling.settings import Limits, TokenTtl
 from signaling.store.base import Store
 from signaling.auth.tokens import Claims, TokenSigner, check_secret, hash_secret, new_secret
 
@@ -44,7 +47,7 @@ def _dummy_hash() -> str:
     return hash_secret(secrets.token_urlsafe(24))
 
 
-def _verify(secret: str, doc: dict | None) -> bool:
+def _verify(secret: str, doc: dict[str, Any] | None) -> bool:
     """On a worker thread: the first dummy hash costs a scrypt too, off the event loop."""
     ok = check_secret(secret, doc["hash"] if doc else _dummy_hash())
     return ok and doc is not None
@@ -81,8 +84,8 @@ class Identity:
                     keys.append(f"endpoint:{self.endpoint.id}")
         return tuple(keys)
 
-    def to_dict(self) -> dict:
-        out = {"kind": self.kind, "id": self.id, "name": self.name}
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"kind": self.kind, "id": self.id, "name": self.name}
         if self.endpoint:
             out["endpoint"] = {"id": self.endpoint.id, "tier": str(self.endpoint.tier)}
         if self.meeting:
@@ -98,7 +101,7 @@ class AddressGates:
         self._gates: dict[str, tuple[asyncio.Semaphore, int]] = {}
 
     @contextlib.asynccontextmanager
-    async def hold(self, address: str):
+    async def hold(self, address: str) -> AsyncIterator[None]:
         gate, users = self._gates.get(address) or (asyncio.Semaphore(self.concurrency), 0)
         self._gates[address] = (gate, users + 1)
         try:
@@ -116,16 +119,16 @@ class Authenticator:
     """scrypt runs in threads (hashlib releases the GIL): 200 terminals logging in at 07:50 must
     not stall the event loop for seconds."""
 
-    def __init__(self, store: Store, directory: Directory, signer: TokenSigner, ttl,
+    def __init__(self, store: Store, directory: Directory, signer: TokenSigner, ttl: TokenTtl,
                  limits: Limits | None = None) -> None:
         self.store, self.directory, self.signer, self.ttl = store, directory, signer, ttl
         self.per_address = (limits or Limits()).failed_logins_per_address
         self._revoked: dict[str, float] = {}  # "kind:sub" -> revoked at (unix seconds)
-        self._marker: dict | None = None  # REVOCATION_MARKER as last read (load_revocations)
+        self._marker: dict[str, Any] | None = None  # REVOCATION_MARKER as last read (load_revocations)
         self._address_gates = AddressGates(ADDRESS_CONCURRENCY)
 
     # --- bootstrap ---------------------------------------------------------------------------
-    async def ensure_admin(self, password: str, data_dir) -> str | None:
+    async def ensure_admin(self, password: str, data_dir: Path) -> str | None:
         """Create operator 'admin' on first start; returns the generated password, if any."""
         if await self.store.list("operators"):
             return None
@@ -185,7 +188,7 @@ class Authenticator:
         doc = await self.store.get_ephemeral(FAILURES, key)
         return doc.get("count", 0) if doc else 0
 
-    async def _check(self, slots: list[str], address: str, secret: str, doc: dict | None) -> bool:
+    async def _check(self, slots: list[str], address: str, secret: str, doc: dict[str, Any] | None) -> bool:
         """scrypt against the stored hash, or a dummy one when there is none; a success frees its
         slots, a failure counts against the address."""
         ok = await asyncio.to_thread(_verify, secret, doc)
@@ -199,7 +202,7 @@ class Authenticator:
         async with self._address_gates.hold(address):
             slots = await self._begin(f"operator:{username}", address)
             doc = await self.store.get("operators", username)
-            if not await self._check(slots, address, password, doc):
+            if not await self._check(slots, address, password, doc) or doc is None:  # no doc: never True
                 raise unauthorized("wrong operator username or password")
         return self.signer.issue("operator", username, self.ttl.operator_s, name=doc.get("name", username))
 
@@ -271,14 +274,14 @@ class Authenticator:
         """Called on every node (through the events channel) when a subject is revoked."""
         self._revoked[key] = max(at, self._revoked.get(key, 0.0))
 
-    async def revoke(self, kind: str, sub: str) -> dict:
+    async def revoke(self, kind: str, sub: str) -> dict[str, Any]:
         """Tokens of ``kind:sub`` issued before now stop working on every node (``kind`` may also
         be ``links``, ``sub`` a meeting id: every join link of that meeting issued so far)."""
-        event = {"type": "revoked", "key": f"{kind}:{sub}", "at": time.time()}
-        await self.store.put("revoked", event["key"], {"at": event["at"]})
-        await self.store.put(*REVOCATION_MARKER, {"at": event["at"], "nonce": secrets.token_hex(8)})  # after it
-        self.note_revoked(event["key"], event["at"])
-        return event
+        key, at = f"{kind}:{sub}", time.time()
+        await self.store.put("revoked", key, {"at": at})
+        await self.store.put(*REVOCATION_MARKER, {"at": at, "nonce": secrets.token_hex(8)})  # after it
+        self.note_revoked(key, at)
+        return {"type": "revoked", "key": key, "at": at}
 
     def identify(self, token: str) -> Identity:
         claims = self.signer.verify(token)

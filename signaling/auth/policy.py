@@ -3,21 +3,32 @@
 from __future__ import annotations
 
 from datetime import datetime, timezone
+from typing import Any, Protocol, cast
 
 from signaling.auth.authenticator import Identity
 from signaling.errors import forbidden, not_found
+from signaling.meetings.model import Meeting, Occurrence
+from signaling.meetings.service import MeetingService
+from signaling.rooms import RoomHub
 
 CHAIR_ROLES = ("chair", "operator")
 
 
-def role_in(meetings, ident: Identity, meeting) -> str:
+class Admission(Protocol):
+    """What ``admit`` reads (``signaling.context.Context``, which sits above this module)."""
+
+    meetings: MeetingService
+    rooms: RoomHub
+
+
+def role_in(meetings: MeetingService, ident: Identity, meeting: Meeting) -> str:
     """operator, chair, participant or viewer; ApiError(forbidden) when not allowed at all."""
     if ident.kind == "operator":
         return "operator"
     if ident.kind == "link":
         if ident.meeting != meeting.id:
             raise forbidden(f"this join link is for another meeting, not {meeting.id}")
-        return ident.role
+        return cast(str, ident.role)  # a join link always names its role (Authenticator.join_link)
     if ident.endpoint_id == meeting.chair:
         return "chair"
     if meetings.is_invited(meeting, ident.endpoint_id):
@@ -25,7 +36,7 @@ def role_in(meetings, ident: Identity, meeting) -> str:
     raise forbidden(f"endpoint {ident.endpoint_id} ({ident.name}) is not invited to meeting {meeting.id}")
 
 
-async def admit(ctx, ident: Identity, meeting_id: str):
+async def admit(ctx: Admission, ident: Identity, meeting_id: str) -> tuple[Meeting, Occurrence, str, dict[str, Any]]:
     """(meeting, open occurrence, role, room state) for a client entering now, or ApiError."""
     meeting = await ctx.meetings.get(meeting_id)
     role = role_in(ctx.meetings, ident, meeting)
@@ -41,7 +52,7 @@ async def admit(ctx, ident: Identity, meeting_id: str):
     return meeting, occurrence, role, state
 
 
-def media_extra(meeting, link: str) -> dict:
+def media_extra(meeting: Meeting, link: str) -> dict[str, Any]:
     """PeerSpec.extra for this meeting: its chosen media mode for the endpoint's link class."""
     mode = (meeting.media_modes or {}).get(link)
     return {"media_mode": mode} if mode else {}

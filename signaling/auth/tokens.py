@@ -17,7 +17,9 @@ import hmac
 import re
 import secrets
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import msgspec
 
@@ -60,12 +62,12 @@ class Claims:
     iat: float | None = None  # issued at (unix seconds): tokens issued before a revocation fail
     by: str | None = None  # links only: the operator who made it (its deletion revokes the link)
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         return {k: v for k, v in self.__dict__.items() if v is not None}
 
 
 class TokenSigner:
-    def __init__(self, key: bytes, clock=time.time, kinds: tuple[str, ...] = KINDS) -> None:
+    def __init__(self, key: bytes, clock: Callable[[], float] = time.time, kinds: tuple[str, ...] = KINDS) -> None:
         if len(key) < 32:
             raise ValueError("token key must be at least 32 bytes")
         self._key = key
@@ -73,7 +75,7 @@ class TokenSigner:
         self._kinds = kinds
 
     @classmethod
-    def for_nodes(cls, node_key: str, clock=time.time) -> "TokenSigner":
+    def for_nodes(cls, node_key: str, clock: Callable[[], float] = time.time) -> "TokenSigner":
         """Node-to-node tokens, keyed by ``settings.node_key`` (never by anything in the store)."""
         key = hmac.new(node_key.encode(), b"giaoban/media-nodes", hashlib.sha256).digest()
         return cls(key, clock, ("node",))
@@ -83,6 +85,7 @@ class TokenSigner:
         fresh = {"key": secrets.token_hex(32), "created": time.time()}
         await store.put_if_absent("secrets", "token-key", fresh)
         doc = await store.get("secrets", "token-key")
+        assert doc is not None  # written just above unless another node wrote it first
         return cls(bytes.fromhex(doc["key"]))
 
     def sign(self, claims: Claims) -> str:
@@ -90,7 +93,7 @@ class TokenSigner:
         mac = hmac.new(self._key, f"{PREFIX}.{body}".encode(), hashlib.sha256).digest()
         return f"{PREFIX}.{body}.{_b64(mac)}"
 
-    def issue(self, kind: str, sub: str, ttl_s: float, **extra) -> tuple[str, Claims]:
+    def issue(self, kind: str, sub: str, ttl_s: float, **extra: Any) -> tuple[str, Claims]:
         now = self._clock()
         claims = Claims(kind=kind, sub=sub, exp=now + ttl_s, iat=now, **extra)
         return self.sign(claims), claims
