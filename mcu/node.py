@@ -33,6 +33,7 @@ from functools import partial
 from typing import Any, Callable
 
 from mcu.cascade.trunk import serve_from_origin
+from mcu.fence import check as check_fence
 from mcu.meeting.contracts import Composer
 from mcu.peer.ice import HostPin, pin_host_addresses
 from mcu.meeting.quality import QualitySampler
@@ -85,6 +86,7 @@ class LocalMediaNode:
             return
         self._started = True
         self._stopping = False
+        check_fence()  # the private hooks of aiortc, aioice and pylibsrtp are all there
         install_udp_guard()  # hostile datagrams never reach aiortc; sockets sized (#11)
         if self.ice_host:
             self._pin = pin_host_addresses([self.ice_host])

@@ -19,6 +19,7 @@ import asyncio
 import time
 from typing import Any, Awaitable, Callable
 
+from mcu.fence import check as check_fence
 from mcu.peer.ice import HostPin, pin_host_addresses
 from mcu.peer.bounded_stop import cancel_and_wait, finish_all
 from mcu.peer.udp_guard import install as install_udp_guard
@@ -66,6 +67,7 @@ class Agent(MediaActions):
     async def start(self) -> None:
         """Log in once (wrong credentials raise AuthError here), then run in the background."""
         self.log.info(f"Khởi động điểm cầu {self.cfg.endpoint}, máy chủ {self.cfg.server}", "agent starting")
+        check_fence()  # the agent's media uses private hooks of aiortc and aioice too
         install_udp_guard()  # the room's ICE ports face the network too: a stray datagram must not end its media
         if self.cfg.ice_host and self._ice_pin is None:
             self._ice_pin = pin_host_addresses([self.cfg.ice_host])  # same hook as the media node

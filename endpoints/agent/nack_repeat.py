@@ -5,7 +5,8 @@ uplink that single RTCP packet is itself lost now and then; the hole is then nev
 the jitter buffer stalls until 512 packets later (about 20 s of frozen picture at 180p).
 libwebrtc repeats a request every round trip; this loop does the same for an aiortc peer.
 It reads private attributes of aiortc's RTCRtpReceiver (the NACK generator, the active and
-the RTX SSRCs): aiortc has no public API for this, and tests/endpoints/agent pin the behaviour.
+the RTX SSRCs) through ``mcu.fence`` (``nack_state``, ``send_nack``; checked at the agent's
+start): aiortc has no public API for this, and tests/endpoints/agent pin the behaviour.
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ from __future__ import annotations
 import asyncio
 
 from aiortc import RTCPeerConnection
+
+from mcu.fence import nack_state, send_nack
 
 INTERVAL_S = 0.2  # about one round trip on a 150 ms commune link
 
@@ -22,12 +25,8 @@ async def repeat_nacks(pc: RTCPeerConnection, interval_s: float = INTERVAL_S) ->
     while pc.connectionState != "closed":
         await asyncio.sleep(interval_s)
         for transceiver in pc.getTransceivers():
-            receiver = transceiver.receiver
-            gen = getattr(receiver, "_RTCRtpReceiver__nack_generator", None)
-            rtx = getattr(receiver, "_RTCRtpReceiver__rtx_ssrc", {})
-            active = {ssrc: at for ssrc, at in getattr(receiver, "_RTCRtpReceiver__active_ssrc", {}).items()
-                      if ssrc not in rtx}  # NACKs name the media SSRC, never the retransmission one
-            if transceiver.kind != "video" or gen is None or not gen.missing or not active:
+            missing, active = nack_state(transceiver.receiver)  # media SSRCs only, never RTX
+            if transceiver.kind != "video" or not missing or not active:
                 continue
             ssrc = max(active, key=active.get)  # the media stream that spoke last
-            await receiver._send_rtcp_nack(ssrc, sorted(gen.missing))
+            await send_nack(transceiver.receiver, ssrc, sorted(missing))

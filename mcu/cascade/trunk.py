@@ -44,6 +44,7 @@ from aiortc.rtcconfiguration import RTCBundlePolicy
 from mcu.api import MediaNode, MediaRetry, PeerSpec
 
 from mcu.peer.cascade_sdp import CASCADE_ROLE, add_content, encode_label
+from mcu.fence import sender_rtx_ssrc, sender_ssrc, set_sender_stream_id
 from mcu.peer.transport import PeerTransport
 from mcu.peer.negotiation import describe, set_codec, sends
 from mcu.peer.bounded_stop import close_pc
@@ -282,7 +283,7 @@ class CascadeTrunk:
             self._add_line("mix", "recvonly")
         for t, role in self._roles.items():
             if role in _UP:
-                t.sender._stream_id = encode_label(self._labels.get(t.mid))
+                set_sender_stream_id(t.sender, encode_label(self._labels.get(t.mid)))
         await self.pc.setLocalDescription(await self.pc.createOffer())
         contents = {}
         for t, role in self._roles.items():
@@ -314,9 +315,9 @@ class CascadeTrunk:
             if role in _UP and t.mid not in self.outputs:
                 out = Output(
                     endpoint_id=self.endpoint_id, kind=line.kind, role=role,
-                    ssrc=t.sender._ssrc, payload_type=line.payload_type or 0,
+                    ssrc=sender_ssrc(t.sender), payload_type=line.payload_type or 0,
                     clock_rate=line.clock_rate,
-                    rtx_ssrc=t.sender._rtx_ssrc if line.rtx_payload_type else None,
+                    rtx_ssrc=sender_rtx_ssrc(t.sender) if line.rtx_payload_type else None,
                     rtx_payload_type=line.rtx_payload_type, audio_level_id=line.audio_level_id)
                 self.outputs[t.mid] = out
                 self.link.add_output(out)
@@ -334,7 +335,7 @@ class CascadeTrunk:
                 router.add_stream(stream)
         assert self.pc is not None  # an answer is installed only on an open connection
         first = self.pc.getTransceivers()[0]
-        self.link.attach(first.receiver.transport, first.sender._ssrc)
+        self.link.attach(first.receiver.transport, sender_ssrc(first.sender))
         self.meeting.streams_changed(self.streams.values())  # new sources: reroute (and route_up once linked)
 
     # -- transport events ------------------------------------------------------------------

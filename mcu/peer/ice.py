@@ -4,7 +4,8 @@ aioice gathers host candidates from every interface address except 127.0.0.1. A 
 may need the opposite: tests and load tests must use only 127.0.0.1, and a production node
 usually wants to advertise only its public-facing address. aioice has no per-connection option
 for this, so the hook below replaces ``aioice.ice.get_host_addresses`` (the one function
-aioice calls while gathering) for the whole process while a pin is active.
+aioice calls while gathering; ``mcu.fence.replace_host_addresses``) for the whole process while
+a pin is active.
 
 The pin is reference counted: every ``pin_host_addresses()`` returns a handle whose
 ``release()`` undoes it, and the original function comes back once the last handle is released.
@@ -16,7 +17,7 @@ from __future__ import annotations
 import threading
 from typing import Callable, Sequence
 
-import aioice.ice
+from mcu.fence import replace_host_addresses
 
 _lock = threading.Lock()
 _original: Callable[[bool, bool], list[str]] | None = None
@@ -54,7 +55,7 @@ class HostPin:
             self._released = True
             _refs -= 1
             if _refs == 0 and _original is not None:
-                aioice.ice.get_host_addresses = _original
+                replace_host_addresses(_original)
                 _original = None
                 _pinned = ()
 
@@ -69,9 +70,8 @@ def pin_host_addresses(addresses: Sequence[str]) -> HostPin:
         if _refs and wanted != _pinned:
             raise IcePinError(f"ICE host addresses already pinned to {_pinned}, not {wanted}")
         if _refs == 0:
-            _original = aioice.ice.get_host_addresses
             _pinned = wanted
-            aioice.ice.get_host_addresses = _pinned_host_addresses
+            _original = replace_host_addresses(_pinned_host_addresses)
         _refs += 1
     return HostPin(wanted)
 

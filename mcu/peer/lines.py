@@ -15,6 +15,7 @@ from aiortc import RTCPeerConnection
 
 from mcu.api import PeerSpec
 from mcu.peer.cascade_sdp import CASCADE_CONTENT, CASCADE_ROLE
+from mcu.fence import sender_rtx_ssrc, sender_ssrc
 from mcu.peer.negotiation import MLine
 from mcu.peer.transport import PeerTransport
 from mcu.sfu.stream import Stream
@@ -84,10 +85,10 @@ def subscriber_output(peer: LineOwner, mid: str, line: MLine, role: str) -> Outp
         endpoint_id=peer.endpoint_id,
         kind=line.kind,
         role=role,
-        ssrc=sender._ssrc,
+        ssrc=sender_ssrc(sender),
         payload_type=line.payload_type or 0,
         clock_rate=line.clock_rate,
-        rtx_ssrc=sender._rtx_ssrc if line.rtx_payload_type else None,
+        rtx_ssrc=sender_rtx_ssrc(sender) if line.rtx_payload_type else None,
         rtx_payload_type=line.rtx_payload_type,
         audio_level_id=line.audio_level_id,
         priority=1 if role == "slides" else 0,

@@ -29,6 +29,7 @@ from aiortc.sdp import candidate_from_sdp
 from mcu.api import MediaError, MediaRetry
 
 from mcu.peer.cascade_sdp import CASCADE_ROLE, relabel
+from mcu.fence import sender_ssrc
 from mcu.peer.transport import PeerTransport
 from mcu.peer.bounded_stop import close_pc
 from mcu.peer.negotiation import MLine, NegotiationError, check_bundle, describe, receives, sends, set_codec
@@ -369,7 +370,7 @@ class LocalPeer:
     def _install_hooks(self) -> None:
         transceivers = self.pc.getTransceivers()
         if transceivers:
-            self.link.attach(transceivers[0].receiver.transport, transceivers[0].sender._ssrc)
+            self.link.attach(transceivers[0].receiver.transport, sender_ssrc(transceivers[0].sender))
 
     def _on_link_up(self) -> None:
         for out in self.outputs.values():

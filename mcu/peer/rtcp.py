@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any, Iterable
 
 from aiortc import clock
 
+from mcu.fence import set_sender_report
 from mcu.sfu.rtp_header import remb, receiver_report
 
 if TYPE_CHECKING:
@@ -34,12 +35,8 @@ def update_sender_reports(link: "PeerTransport", transceivers: Iterable[Any], ou
         state = out.report_state(now) if out is not None else None
         if state is None:
             continue
-        sender = t.sender
-        rtp_now, packets = state
-        sender._RTCRtpSender__ntp_timestamp = ntp
-        sender._RTCRtpSender__rtp_timestamp = rtp_now
-        sender._RTCRtpSender__packet_count = packets
-        sender._RTCRtpSender__octet_count = packets * out.source.mean_payload()
+        rtp_now, packets = state  # a state only while the output has a source
+        set_sender_report(t.sender, ntp, rtp_now, packets, packets * out.source.mean_payload())
 
 
 def publisher_feedback(link: "PeerTransport", streams: Any, interval: float,

@@ -1,8 +1,8 @@
 """A peer's bundled transport as the router sees it.
 
-aiortc's ``RTCDtlsTransport`` decrypts each SRTP packet and then awaits
-``_handle_rtp_data`` / ``_handle_rtcp_data`` on itself. ``PeerTransport.attach`` replaces these two
-on the instance (a documented, scoped interception: only this peer's transport, undone by
+aiortc's ``RTCDtlsTransport`` decrypts each SRTP packet and then hands it to its own receivers.
+``PeerTransport.attach`` has it hand them to ``on_rtp_data`` / ``on_rtcp_data`` instead
+(``mcu.fence.intercept_srtp``: a scoped interception, only this peer's transport, undone by
 nothing because the transport dies with the peer):
 
 * RTP goes straight to the publisher ``Stream`` found by SSRC (from the SDP; an SSRC the SDP
@@ -11,7 +11,7 @@ nothing because the transport dies with the peer):
 * RTCP feedback for the peer's outputs (PLI, FIR, NACK, receiver reports) goes to the router.
 
 When DTLS is connected the link binds the transport's SRTP session and the nominated ICE
-socket to every output of the peer (see ``subscriber.Output.bind_link``).
+socket to every output of the peer (see ``mcu.sfu.subscriber.Output.bind_link``).
 """
 
 from __future__ import annotations
@@ -21,7 +21,8 @@ import logging
 from time import perf_counter
 from typing import Any, Callable
 
-from mcu.sfu.rtp_header import U32, find_extension, nack, parse_feedback, payload_bounds, pli
+from mcu.fence import intercept_srtp, nominated_pair, srtp_sender
+from mcu.sfu.rtp_header import U32, Feedback, find_extension, nack, parse_feedback, payload_bounds, pli
 from mcu.sfu.stream import Stream
 from mcu.sfu.subscriber import Output
 from mcu.peer.udp_guard import send_socket
@@ -41,7 +42,7 @@ class PeerTransport:
         name: str,
         on_up: Callable[[], None],
         on_down: Callable[[], None],
-        on_feedback: Callable[[Output, list[tuple]], None],
+        on_feedback: Callable[[Output, list[Feedback]], None],
     ) -> None:
         self.name = name
         self._on_up = on_up
@@ -89,8 +90,7 @@ class PeerTransport:
         if dtls is self.dtls or self.closed:
             return
         self.dtls = dtls
-        dtls._handle_rtp_data = self._on_rtp_data
-        dtls._handle_rtcp_data = self._on_rtcp_data
+        intercept_srtp(dtls, self.on_rtp_data, self.on_rtcp_data)
         dtls.on("statechange", self._on_dtls_state)
         if dtls.state == "connected":
             self._bind()
@@ -104,9 +104,8 @@ class PeerTransport:
             self._on_down()
 
     def _bind(self) -> None:
-        dtls = self.dtls
-        session = dtls._tx_srtp
-        pair = dtls.transport._connection._nominated.get(1)
+        session = srtp_sender(self.dtls)
+        pair = nominated_pair(self.dtls)
         if session is None or pair is None:
             return
         self._close_owned()
@@ -117,7 +116,8 @@ class PeerTransport:
             out.bind_link(*self.binding)
         self._on_up()
 
-    async def _on_rtp_data(self, data: bytes, arrival_time_ms: int = 0) -> None:
+    async def on_rtp_data(self, data: bytes, arrival_time_ms: int = 0) -> None:
+        """One decrypted RTP packet: to its publisher stream, or learnt by its MID."""
         if len(data) < 12:
             return
         stream = self.by_ssrc.get(U32.unpack_from(data, 8)[0], False)
@@ -151,7 +151,8 @@ class PeerTransport:
                 stream.on_rtp(data)
                 return
 
-    async def _on_rtcp_data(self, data: bytes) -> None:
+    async def on_rtcp_data(self, data: bytes) -> None:
+        """One decrypted RTCP packet: the feedback about this peer's outputs to ``on_feedback``."""
         try:
             items = parse_feedback(data)
         except Exception:  # malformed RTCP from the network

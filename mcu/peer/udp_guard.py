@@ -1,4 +1,4 @@
-"""The fence around aioice's UDP receive path and socket handling (ARCHITECTURE convention 9).
+"""The guard on aioice's UDP receive path, and the media sockets' sizes.
 
 Every media socket of this process is an aioice ``StunProtocol`` (host candidates, and relayed
 ones through a TURN client). aioice passes each datagram that does not parse as STUN, whatever
@@ -26,6 +26,9 @@ aioice's mDNS socket (opened when a browser signals ``.local`` candidates) parse
 dnspython, which raises more than the ``FormError`` aioice catches: its handler is wrapped so
 that such a datagram is dropped without a traceback in the log.
 
+aioice's internals are reached through ``mcu.fence`` (replace_datagram_handlers, ice_backlog,
+deliver_to_ice, set_socket_receive_buffer), which ``fence.check()`` verifies at start.
+
 What passes still reaches libsrtp (which authenticates it) or OpenSSL (which discards records
 it cannot use); the fuzz test in tests/mcu/peer/test_hostile_datagrams.py holds both to that.
 
@@ -44,9 +47,7 @@ import os
 import socket
 from typing import Any, Callable
 
-import aioice.ice
-import aioice.mdns
-import aioice.turn
+from mcu.fence import deliver_to_ice, ice_backlog, replace_datagram_handlers, set_socket_receive_buffer
 
 log = logging.getLogger("mcu.peer.udp_guard")
 
@@ -64,44 +65,20 @@ DTLS_RECORD_HEADER = 13
 RTP_HEADER = 12  # an RTCP packet is shorter, but SRTCP adds a 4-byte index and a 10-byte tag
 QUEUE_LIMIT = 2000  # datagrams waiting per peer in user space, on top of the socket's buffer
 
-_original: Callable[[Any, bytes, tuple], None] | None = None
+_original: Callable[[Any, bytes, tuple], None] | None = None  # aioice's own handlers
 _original_mdns: Callable[[Any, bytes, tuple], None] | None = None
 _capped_warned = False
 dropped = 0  # datagrams refused since start (all sockets); read by tests and metrics
 
 
-class GuardError(RuntimeError):
-    """The installed aioice does not have the internals this module relies on."""
-
-
-def check_internals() -> None:
-    """Fail at startup, naming what is missing, if aioice changed under us."""
-    missing = [name for owner, name in (
-        (aioice.ice.StunProtocol, "datagram_received"),
-        (aioice.ice.Connection, "data_received"),
-        (aioice.ice.CandidatePair, "remote_addr"),
-        (aioice.mdns.MDnsProtocol, "datagram_received"),
-        (aioice.turn, "UDP_SOCKET_BUFFER_SIZE"),
-    ) if not hasattr(owner, name)]
-    probe = aioice.ice.Connection(ice_controlling=False)  # instance attributes read per datagram
-    missing += [f"Connection.{name}" for name in ("_queue", "_check_list")
-                if not hasattr(probe, name)]
-    if missing:
-        raise GuardError(f"aioice {getattr(aioice, '__version__', '?')} lacks {missing}: "
-                         "update mcu/peer/udp_guard.py")
-
-
 def install() -> None:
-    """Filter every aioice socket of the process and size new ones; idempotent."""
+    """Filter every aioice socket of the process and size new ones; idempotent. Run
+    ``mcu.fence.check()`` first (``LocalMediaNode.start`` and ``Agent.start`` do)."""
     global _original, _original_mdns
     if _original is not None:
         return
-    check_internals()
-    aioice.turn.UDP_SOCKET_BUFFER_SIZE = SOCKET_RCVBUF
-    _original = aioice.ice.StunProtocol.datagram_received
-    aioice.ice.StunProtocol.datagram_received = _guarded  # type: ignore[method-assign]
-    _original_mdns = aioice.mdns.MDnsProtocol.datagram_received
-    aioice.mdns.MDnsProtocol.datagram_received = _guarded_mdns  # type: ignore[method-assign]
+    set_socket_receive_buffer(SOCKET_RCVBUF)
+    _original, _original_mdns = replace_datagram_handlers(_guarded, _guarded_mdns)
 
 
 def _guarded(self: Any, data: bytes, addr: tuple) -> None:
@@ -111,7 +88,7 @@ def _guarded(self: Any, data: bytes, addr: tuple) -> None:
     if first < 4:
         # what aioice cannot parse as STUN (ValueError) it queues for the peer, from any source:
         # bounded by QUEUE_LIMIT like everything else
-        if n < STUN_HEADER or self.receiver._queue.qsize() >= QUEUE_LIMIT:
+        if n < STUN_HEADER or ice_backlog(self) >= QUEUE_LIMIT:
             dropped += 1
             return
         try:
@@ -120,10 +97,10 @@ def _guarded(self: Any, data: bytes, addr: tuple) -> None:
             dropped += 1
         return
     if (n < RTP_HEADER or not (127 < first < 192 or (19 < first < 64 and n >= DTLS_RECORD_HEADER))
-            or self.receiver._queue.qsize() >= QUEUE_LIMIT):
+            or ice_backlog(self) >= QUEUE_LIMIT):
         dropped += 1
         return
-    self.receiver.data_received(data, self.local_candidate.component)
+    deliver_to_ice(self, data)
 
 
 def _guarded_mdns(self: Any, data: bytes, addr: tuple) -> None:

@@ -9,7 +9,16 @@ publisher of the output's current source, NACKs are answered from the source's p
 
 from __future__ import annotations
 
-from mcu.sfu.rtp_header import FEEDBACK_FIR, FEEDBACK_NACK, FEEDBACK_PLI, FEEDBACK_REMB, FEEDBACK_RR
+from typing import Any
+
+from mcu.sfu.rtp_header import (
+    FEEDBACK_FIR,
+    FEEDBACK_NACK,
+    FEEDBACK_PLI,
+    FEEDBACK_REMB,
+    FEEDBACK_RR,
+    Feedback,
+)
 from mcu.sfu.stream import Stream
 from mcu.sfu.subscriber import Output
 
@@ -47,7 +56,7 @@ class Router:
         out.closed = True
         out.unbind_link()
 
-    def on_feedback(self, out: Output, items: list[tuple]) -> None:
+    def on_feedback(self, out: Output, items: list[Feedback]) -> None:
         for item in items:
             what = item[0]
             if what == FEEDBACK_PLI or what == FEEDBACK_FIR:
@@ -67,7 +76,7 @@ class Router:
             elif what == FEEDBACK_REMB:
                 out.remb = item[2]
 
-    def stats(self) -> dict:
+    def stats(self) -> dict[str, Any]:
         return {
             "streams": [s.stats() for s in self.streams.values()],
             "pli": self.feedback_pli,

@@ -9,6 +9,7 @@ header extensions 8285, audio level 6464, VP8 payload 7741, H.264 payload 6184, 
 from __future__ import annotations
 
 import struct
+from typing import Any
 
 SEQ_TS = struct.Struct("!HI")  # sequence number and timestamp at offset 2
 SEQ_TS_SSRC = struct.Struct("!HII")  # offset 2: seq, timestamp, ssrc
@@ -212,11 +213,12 @@ FEEDBACK_FIR = "fir"
 FEEDBACK_NACK = "nack"
 FEEDBACK_RR = "rr"
 FEEDBACK_REMB = "remb"  # ("remb", media_ssrc, bitrate) one per SSRC listed in a REMB
+Feedback = tuple[Any, ...]  # one of the items above
 
 
-def parse_feedback(data: bytes) -> list[tuple]:
+def parse_feedback(data: bytes) -> list[Feedback]:
     """Extract the feedback a router acts on from a compound RTCP packet; ignore the rest."""
-    out: list[tuple] = []
+    out: list[Feedback] = []
     pos = 0
     n = len(data)
     while pos + 4 <= n:

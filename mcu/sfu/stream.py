@@ -5,7 +5,7 @@ reads the header fields it needs (struct, offsets), stores the packet in the NAC
 key-frame starts (VP8, H.264) or reads the RFC 6464 audio level, and builds one header template
 per *profile* (payload type, audio-level extension id) of its outputs. Per subscriber it only
 copies the template into the subscriber's SRTP buffer, patches seq/timestamp/SSRC, encrypts in
-place and sends (see ``subscriber.Output``).
+place and sends (see ``subscriber.Output`` and ``srtp_out``).
 
 Key-frame requests from subscribers (and from outputs waiting to start) are merged and rate
 limited: at most one request per ``keyframe_interval`` seconds goes to the publisher; requests
@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import Callable
+from typing import Any, Callable
 
 from mcu.sfu.rtp_header import (
     SEQ_TS,
@@ -27,14 +27,12 @@ from mcu.sfu.rtp_header import (
     vp8_keyframe_start,
     vp8_picture_id,
 )
-from mcu.sfu.subscriber import Output, _pack, _pack_pid, _protect
+from mcu.sfu.srtp_out import MAX_PACKET, pack_picture_id, pack_seq_ts_ssrc, protect
+from mcu.sfu.subscriber import Output
 
 CACHE_SIZE = 1024  # packets; power of two (about 6 s of 720p video at 1.5 Mbit/s)
 _MASK = CACHE_SIZE - 1
 _ZERO10 = bytes(10)
-# Largest rewritten packet: libsrtp's buffer is 1500 bytes and protect may append up to 144
-# (pylibsrtp.SRTP_MAX_TRAILER_LEN); longer packets are dropped, never written past the buffer.
-MAX_PACKET = 1500 - 144
 MAX_NACK_GAP = 64  # a bigger jump is a restart, not a loss
 NACK_REPEAT = 0.1  # s before the same sequence number may be NACKed again
 REPLAY_MAX_AGE = 0.6  # s: a new subscriber gets the cached key frame if it is this recent
@@ -187,12 +185,12 @@ class Stream:
             for o in outs:
                 mv = o.mv
                 mv[0:n] = tmpl
-                _pack(mv, 2, (seq + o.seq_off) & 0xFFFF, (ts + o.ts_off) & 0xFFFFFFFF, o.ssrc)
+                pack_seq_ts_ssrc(mv, 2, (seq + o.seq_off) & 0xFFFF, (ts + o.ts_off) & 0xFFFFFFFF, o.ssrc)
                 if pid >= 0:  # VP8: picture ids continuous per subscriber too
-                    _pack_pid(mv, 14, 0x8000 | ((pid + o.pid_off) & 0x7FFF))
+                    pack_picture_id(mv, 14, 0x8000 | ((pid + o.pid_off) & 0x7FFF))
                 lp = o.lenp
                 lp[0] = n
-                if _protect(o.ctx, o.cdata, lp):
+                if protect(o.ctx, o.cdata, lp):
                     o.errors += 1
                     continue
                 try:
@@ -415,7 +413,7 @@ class Stream:
         self._send_nack = None
         return outs
 
-    def stats(self) -> dict:
+    def stats(self) -> dict[str, Any]:
         return {
             "id": self.stream_id,
             "endpoint": self.endpoint_id,

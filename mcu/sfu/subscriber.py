@@ -11,10 +11,10 @@ When the output leaves a source (switch, mute, source gone) it is *frozen*: the 
 number, the next timestamp and the wall-clock time it refers to are stored, and the offsets are
 recomputed from them when the first packet of the next source is admitted.
 
-Sending: the subscriber's SRTP session (aiortc's ``RTCDtlsTransport._tx_srtp``, a pylibsrtp
-Session) and the nominated ICE socket are bound once (``bind_link``); the router then writes the
-packet into the session's buffer, protects it in place with libsrtp and sends with a
-non-blocking ``sendto``. The per-subscriber queue is the socket's kernel send buffer (bounded
+Sending: the subscriber's SRTP session (aiortc's outbound session, ``mcu.fence.srtp_sender``)
+and the nominated ICE socket are bound once (``bind_link``); the router then writes the packet
+into the session's buffer, protects it in place with libsrtp and sends with a non-blocking
+``sendto`` (``srtp_out``). The per-subscriber queue is the socket's kernel send buffer (bounded
 by SO_SNDBUF); overflow policy: drop the packet and count it (the subscriber recovers with NACK
 or PLI), never block the router, so a subscriber that stops reading cannot slow the others.
 """
@@ -24,21 +24,38 @@ from __future__ import annotations
 import random
 import socket
 import time
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from pylibsrtp import Session
-from pylibsrtp._binding import ffi, lib
 
+from mcu.fence import new_length_cell, srtp_buffer
 from mcu.sfu.rtp_header import SEQ_TS_SSRC, U16, payload_bounds, vp8_picture_id
-
-if TYPE_CHECKING:
-    from mcu.sfu.stream import Stream
+from mcu.sfu.srtp_out import MAX_PACKET, pack_picture_id, pack_seq_ts_ssrc, protect
 
 RESEND_INTERVAL = 0.3  # s before the same packet is resent again (receivers repeat NACK lists)
 
-_protect = lib.srtp_protect
-_pack = SEQ_TS_SSRC.pack_into
-_pack_pid = U16.pack_into
+# (seq, timestamp, picture id offsets, VP8?) of an earlier epoch, to render its packets again
+Offsets = tuple[int, int, int, bool]
+
+
+class Source(Protocol):
+    """What an output and its users read of the output's source, a publisher
+    ``mcu.sfu.stream.Stream`` (a protocol, so that this module does not import ``stream``)."""
+
+    stream_id: str
+    closed: bool
+    vp8: bool
+    waiting: list[Output]
+    last_seq: int
+    last_ts: int
+    last_pid: int
+    fwd_time: float | None
+
+    def cached(self, seq: int) -> bytes | None: ...
+    def request_retransmission(self, seqs: list[int]) -> None: ...
+    def request_keyframe(self) -> None: ...
+    def remove_output(self, out: Output) -> None: ...
+    def mean_payload(self) -> int: ...
 
 
 class Output:
@@ -72,15 +89,15 @@ class Output:
         self.priority = priority
         # link (bound when DTLS is up)
         self.ready = False
-        self.mv: memoryview | None = None
+        self.mv: Any = None  # a memoryview of the session's buffer (Any: None until bound)
         self.cdata: Any = None
         self.ctx: Any = None
-        self.lenp = ffi.new("int *")
+        self.lenp = new_length_cell()
         self._session: Session | None = None
         self.sendto: Any = None
         self.addr: Any = None
         # rewrite state
-        self.source: Stream | None = None
+        self.source: Source | None = None
         self.live = False  # forwarding (False: waiting for first packet / key frame)
         self.seq_off = 0
         self.ts_off = 0
@@ -92,7 +109,7 @@ class Output:
         self.next_pid = random.randrange(1 << 15)
         # the previous epoch (source, seq_off, ts_off, pid_off, first seq, last seq): NACKs
         # for packets sent before a switch are still answered from that source's cache
-        self._prev: tuple | None = None
+        self._prev: tuple[Source, int, int, int, int, int] | None = None
         self._resent: dict[int, float] = {}  # out seq -> when it was last retransmitted
         # counters
         self.dropped = 0
@@ -107,16 +124,14 @@ class Output:
 
     # -- link ------------------------------------------------------------------------------
 
-    def bind_link(self, session: Session, sock: socket.socket, addr: tuple) -> None:
+    def bind_link(self, session: Session, sock: socket.socket, addr: tuple[Any, ...]) -> None:
         """Bind the SRTP session and UDP socket the packets go out on.
 
         The output keeps a reference to ``session``: the raw libsrtp pointers below stay valid
         for as long as the output is bound, whatever happens to the DTLS transport.
         """
         self._session = session
-        self.mv = memoryview(session._buffer)
-        self.cdata = session._cdata
-        self.ctx = session._srtp[0]
+        self.mv, self.cdata, self.ctx = srtp_buffer(session)
         self.sendto = sock.sendto
         self.addr = addr
         self.ready = True
@@ -132,14 +147,14 @@ class Output:
         if not self.ready:
             return False
         n = len(packet)
-        if n > 1500 - 144:  # libsrtp buffer minus the largest trailer
+        if n > MAX_PACKET:
             self.errors += 1
             return False
         mv = self.mv
         mv[0:n] = packet
         lp = self.lenp
         lp[0] = n
-        if _protect(self.ctx, self.cdata, lp):
+        if protect(self.ctx, self.cdata, lp):
             self.errors += 1
             return False
         try:
@@ -178,7 +193,7 @@ class Output:
         self.live = True
         self.switches += 1
 
-    def render(self, data: bytes, level: int | None = None, offs: tuple | None = None) -> bytes:
+    def render(self, data: bytes, level: int | None = None, offs: Offsets | None = None) -> bytes:
         """Rewrite one source packet for this output (slow path; the router inlines this).
         ``offs``: (seq, timestamp, picture id offsets, VP8?) of an earlier epoch."""
         seq_off, ts_off, pid_off, vp8 = offs or (
@@ -193,24 +208,24 @@ class Output:
         if self.level_id and level is not None:
             head[0] = 0x90
             ext = bytes((0xBE, 0xDE, 0, 1, self.level_id << 4, level & 0x7F, 0, 0))
-        _pack(head, 2, (seq + seq_off) & 0xFFFF, (ts + ts_off) & 0xFFFFFFFF, self.ssrc)
+        pack_seq_ts_ssrc(head, 2, (seq + seq_off) & 0xFFFF, (ts + ts_off) & 0xFFFFFFFF, self.ssrc)
         payload = data[off:end]
         if vp8:
             pid = vp8_picture_id(data, off)
             if pid >= 0:
-                payload = bytearray(payload)
-                _pack_pid(payload, 2, 0x8000 | ((pid + pid_off) & 0x7FFF))
-                payload = bytes(payload)
+                patched = bytearray(payload)
+                pack_picture_id(patched, 2, 0x8000 | ((pid + pid_off) & 0x7FFF))
+                payload = bytes(patched)
         return bytes(head) + ext + payload
 
-    def render_rtx(self, data: bytes, offs: tuple | None = None) -> bytes:
+    def render_rtx(self, data: bytes, offs: Offsets | None = None) -> bytes:
         """RFC 4588 retransmission packet for source packet ``data``."""
         plain = self.render(data, offs=offs)
         head = bytearray(plain[:12])
         head[0] = 0x80
         head[1] = (plain[1] & 0x80) | (self.rtx_pt or 0)
         ts = SEQ_TS_SSRC.unpack_from(plain, 2)[1]
-        _pack(head, 2, self.rtx_seq, ts, self.rtx_ssrc or 0)
+        pack_seq_ts_ssrc(head, 2, self.rtx_seq, ts, self.rtx_ssrc or 0)
         self.rtx_seq = (self.rtx_seq + 1) & 0xFFFF
         osn = plain[2:4]
         return bytes(head) + osn + plain[12:]
@@ -259,7 +274,7 @@ class Output:
             src.request_retransmission(missing)
         return sent
 
-    def _previous(self, out_seq: int) -> tuple[bytes | None, tuple | None]:
+    def _previous(self, out_seq: int) -> tuple[bytes | None, Offsets | None]:
         """The cached packet of the previous epoch that went out as ``out_seq``."""
         prev = self._prev
         if prev is None or prev[0].closed:
