@@ -59,6 +59,15 @@ async def media_node(tmp_path):
     await n.stop()
 
 
+@pytest.fixture
+async def mnode(tmp_path):
+    """A whole server node with the in-process media node, ICE pinned to 127.0.0.1 (what browsers
+    and agents on this machine reach)."""
+    n = await start_node(tmp_path / "data", media="local", ice_host="127.0.0.1")
+    yield n
+    await n.stop()
+
+
 def pytest_collection_modifyitems(config, items):
     """Mark every test with its layer (tests/support/layers.py): ``pytest -m unit`` is the fast one."""
     for item in items:

@@ -3,7 +3,8 @@ clears the chair's mute of the floor holder and the terminal unmutes itself, so 
 
 from __future__ import annotations
 
-from tests.endpoints.agent.helpers import make_agent, until
+from tests.support.agents import make_agent
+from tests.support.waiting import until
 from tests.support.harness import WsClient
 
 DISTRICT = "hg-meo-vac"

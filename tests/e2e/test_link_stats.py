@@ -4,7 +4,8 @@ media node (sending per kind, inbound kbit/s, loss both ways, a grade)."""
 from __future__ import annotations
 
 from mcu.meeting.quality import grade
-from tests.endpoints.agent.helpers import make_agent, until_async
+from tests.support.agents import make_agent
+from tests.support.waiting import until_async
 
 DISTRICT = "hg-meo-vac"
 

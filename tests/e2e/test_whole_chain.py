@@ -14,9 +14,10 @@ from datetime import datetime
 
 import aiohttp
 
-from tests.endpoints.agent.helpers import make_agent, until, until_async
+from tests.support.agents import make_agent
+from tests.support.waiting import until, until_async
 from tests.support.harness import ADMIN_PASSWORD, VN
-from tests.web.browser import expect
+from tests.web.browser import expect, has_class
 
 DISTRICT = "hg-meo-vac"
 AGENT = dict(video_size="320x180", fps=10)
@@ -128,7 +129,7 @@ async def test_schedule_join_see_raise_hand_floor_and_hear(mnode, browser, tmp_p
         await row.locator("button[data-act=live]").click()
         tile = console.locator(f'#map .tile[data-endpoint="{a_id}"]')
         for ep in (a_id, b_id):
-            await expect(console.locator(f'#map .tile[data-endpoint="{ep}"]')).to_have_class(_has("q-good", "q-fair"), timeout=8000)
+            await expect(console.locator(f'#map .tile[data-endpoint="{ep}"]')).to_have_class(has_class("q-good", "q-fair"), timeout=8000)
         assert "kbit/s" in await tile.get_attribute("title")
         await until_async(lambda: _operator_in(mnode, meeting_id), 8, what="console joined the room")
 
@@ -140,14 +141,14 @@ async def test_schedule_join_see_raise_hand_floor_and_hear(mnode, browser, tmp_p
         async with aiohttp.ClientSession() as http:
             async with http.post(a.control.url + "/raise-hand") as resp:
                 assert resp.status == 200, await resp.text()
-        await expect(tile).to_have_class(_has("hand"), timeout=5000)
+        await expect(tile).to_have_class(has_class("hand"), timeout=5000)
 
         # 6. the operator gives it the floor on the live map: the laptop hears the commune
         await tile.click()
         await expect(console.locator("#sel-media")).to_contain_text("kbit/s")
         await console.click('#sel button[data-act="grant"]')
         await until(lambda: a.floor == a_id and not a.muted["audio"], 5, what="floor reaches the terminal")
-        await expect(tile).to_have_class(_has("floor"), timeout=5000)
+        await expect(tile).to_have_class(has_class("floor"), timeout=5000)
         await laptop.wait_for_timeout(800)
         heard = await _heard(laptop)
         print(f"\naudio energy per second at the laptop: all muted {quiet:.5f}, commune has the floor {heard:.5f}")
@@ -187,9 +188,3 @@ def _audio_sources(node, meeting_id: str) -> set[str]:
     meeting = node.ctx.media.meetings[meeting_id]
     return {o.source.endpoint_id for ep, peer in meeting.peers.items() if ep.startswith("guest")
             for o in peer.outputs.values() if o.role == "audio" and o.source is not None}
-
-
-def _has(*names: str):
-    import re
-
-    return re.compile(r"(^|\s)(" + "|".join(names) + r")(\s|$)")

@@ -27,11 +27,11 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any, Iterator
 
-from aiortc import RTCConfiguration, RTCPeerConnection
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
 from tests.support.harness import WsClient
+from tests.support.media_clients import offer_sdp
 
 # Per-area budgets: the whole layer stays under 90 s on two loaded cores. GIAOBAN_FUZZ_SCALE
 # multiplies them for a longer local run (e.g. 10), never in CI.
@@ -148,17 +148,6 @@ def _designed_503(status: int, body: Any) -> bool:
     """503 'unavailable' is a designed answer about this node's set-up (media: none, no cluster,
     no media running for the meeting yet), not a fault: it is the one 5xx allowed."""
     return status == 503 and isinstance(body, dict) and body.get("error", {}).get("code") == "unavailable"
-
-
-async def offer_sdp(audio: bool = True, video: bool = True) -> tuple[RTCPeerConnection, str]:
-    """A real aiortc offer (host candidates on 127.0.0.1 only, as the media node is pinned there)."""
-    pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
-    if audio:
-        pc.addTransceiver("audio", direction="sendrecv")
-    if video:
-        pc.addTransceiver("video", direction="sendrecv")
-    await pc.setLocalDescription(await pc.createOffer())
-    return pc, pc.localDescription.sdp
 
 
 async def serves_a_meeting(node: Any, endpoint: str = "hg-ubnd") -> None:

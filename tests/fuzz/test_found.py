@@ -4,17 +4,11 @@ answer or connect, and settings files that raised something other than SettingsE
 
 from __future__ import annotations
 
-import logging
-
 import pytest
 
 from signaling.settings import SettingsError, load_settings
-from tests.fuzz.support import offer_sdp
-from tests.support.harness import WsClient
-
-
-def tracebacks(caplog) -> list[str]:
-    return [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR or r.exc_info]
+from tests.support.harness import WsClient, tracebacks
+from tests.support.media_clients import offer_sdp
 
 
 async def joined(node, token: str) -> tuple[WsClient, dict]:

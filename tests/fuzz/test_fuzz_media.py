@@ -9,8 +9,9 @@ import pytest
 from hypothesis import strategies as st
 
 from tests.fuzz.strategies import sdp_bodies
-from tests.fuzz.support import SCALE, Checker, Failures, draw, offer_sdp, record, serves_a_meeting
+from tests.fuzz.support import SCALE, Checker, Failures, draw, record, serves_a_meeting
 from tests.fuzz.test_fuzz_ws import Conversation
+from tests.support.media_clients import offer_sdp
 
 pytestmark = pytest.mark.timeout(120 * max(1, SCALE))  # SCALE: a longer run by hand
 OFFERS = 120

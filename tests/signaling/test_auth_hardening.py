@@ -14,7 +14,7 @@ import json
 import pytest
 
 from signaling.auth import authenticator as auth_module
-from tests.signaling.cluster.helpers import flush
+from tests.support.cluster import flush
 from tests.support.harness import ADMIN_PASSWORD, WsClient, start_node
 
 WRONG = {"username": "admin", "password": "wrong password"}

@@ -3,67 +3,11 @@ microphone to the in-process media node, and receive and decode each other's vid
 
 from __future__ import annotations
 
-import asyncio
 import json
 from datetime import datetime, timedelta
 
-import pytest
-
-from tests.support.harness import VN, WsClient, start_node
-from tests.support.media_clients import Client, PatternTrack, ToneTrack, wait_for
-
-
-class WsPeerBridge:
-    """Lets the media test client speak to the media node through /ws instead of in-process."""
-
-    def __init__(self, ws: WsClient, meeting_id: str) -> None:
-        self.ws, self.meeting_id = ws, meeting_id
-        self.other: list[dict] = []
-        self._answer: asyncio.Future | None = None
-        self._reader: asyncio.Task | None = None
-        self._on_event = None
-
-    async def open_peer(self, spec, on_event):
-        self._on_event = on_event
-        if self._reader is None:  # the first peer joins the meeting; a later one (after media_reset) only offers
-            await self.ws.send("join", meeting_id=self.meeting_id)
-            joined = await self.ws.expect("joined")
-            assert joined["media"] is True
-            self._reader = asyncio.create_task(self._read())
-        return self
-
-    async def _read(self) -> None:
-        async for raw in self.ws.ws:
-            msg = json.loads(raw.data)
-            if msg["type"] == "answer" and self._answer and not self._answer.done():
-                self._answer.set_result(msg["sdp"])
-            elif msg["type"] == "offer":
-                await self._on_event({"type": "offer", "sdp": msg["sdp"]})
-            else:
-                self.on_other(msg)
-
-    def on_other(self, msg: dict) -> None:
-        self.other.append(msg)
-
-    async def handle_offer(self, sdp: str) -> str:
-        self._answer = asyncio.get_running_loop().create_future()
-        await self.ws.send("offer", sdp=sdp)
-        return await asyncio.wait_for(self._answer, 10)
-
-    async def handle_answer(self, sdp: str) -> None:
-        await self.ws.send("answer", sdp=sdp)
-
-    async def close(self) -> None:
-        if self._reader:
-            self._reader.cancel()
-        await self.ws.close()
-
-
-@pytest.fixture
-async def media_node(tmp_path):
-    n = await start_node(tmp_path / "data", media="local")
-    yield n
-    await n.stop()
+from tests.support.harness import VN, WsClient
+from tests.support.media_clients import Client, PatternTrack, ToneTrack, WsPeerBridge, wait_for
 
 
 async def test_two_endpoints_exchange_video_through_signaling(media_node):

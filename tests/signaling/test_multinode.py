@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.signaling.cluster.helpers import flush
+from tests.support.cluster import flush
 from tests.support.harness import WsClient, start_node
 
 

@@ -13,10 +13,8 @@ import asyncio
 
 import pytest
 
-from tests.fuzz.support import offer_sdp
 from tests.support.harness import WsClient
-from tests.support.media_clients import Client, PatternTrack, ToneTrack, wait_for
-from tests.signaling.test_media_join import WsPeerBridge
+from tests.support.media_clients import Client, PatternTrack, ToneTrack, WsPeerBridge, offer_sdp, wait_for
 
 
 def _bundle_naming_a_missing_mid(sdp: str) -> str:

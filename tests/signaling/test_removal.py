@@ -21,7 +21,7 @@ import time
 import pytest
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 
-from tests.signaling.cluster.helpers import flush
+from tests.support.cluster import flush
 from tests.support.harness import HAGIANG, ROOT, Node, WsClient, start_node
 from tests.support.media_clients import PatternTrack, ToneTrack, wait_for
 

@@ -24,7 +24,7 @@ from aiohttp import web
 
 from signaling.settings import SettingsError
 from signaling.auth.tokens import TokenSigner
-from tests.signaling.cluster.helpers import flush
+from tests.support.cluster import flush
 from tests.support.harness import HAGIANG, ROOT, free_port, start_node
 from tests.signaling.test_server_process import start as start_serve
 

@@ -16,7 +16,7 @@ import aiohttp
 import pytest
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 
-from tests.signaling.cluster.helpers import flush
+from tests.support.cluster import flush
 from signaling.guard.log_redact import QuietBadRequests
 from tests.support.harness import ADMIN_PASSWORD, WsClient, start_node
 

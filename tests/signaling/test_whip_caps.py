@@ -17,7 +17,7 @@ import pytest
 from aiortc import RTCConfiguration, RTCPeerConnection
 
 from signaling.store.base import StoreError
-from tests.signaling.cluster.helpers import flush
+from tests.support.cluster import flush
 from tests.support.harness import Node, WsClient, start_node
 from tests.support.media_clients import PatternTrack, ToneTrack, wait_for
 

@@ -2,18 +2,9 @@
 
 from __future__ import annotations
 
-import pytest
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 
-from tests.support.harness import start_node
 from tests.support.media_clients import PatternTrack, ToneTrack, wait_for
-
-
-@pytest.fixture
-async def media_node(tmp_path):
-    n = await start_node(tmp_path / "data", media="local")
-    yield n
-    await n.stop()
 
 
 async def post_sdp(node, path: str, token: str, sdp: str, ctype: str = "application/sdp"):

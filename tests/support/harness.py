@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
+import logging
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -16,6 +16,7 @@ from aiohttp import web
 from signaling.app import build_context, make_app
 from signaling.guard.connection_limits import GuardedSite
 from signaling.settings import load_settings
+from tests.support.redis_server import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 HAGIANG = str(ROOT / "config" / "hagiang.yaml")
@@ -23,10 +24,9 @@ ADMIN_PASSWORD = "test-admin-password"
 VN = timezone(timedelta(hours=7))
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def tracebacks(caplog: Any) -> list[str]:
+    """What was logged at ERROR or with a traceback (a refusal logs neither)."""
+    return [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR or r.exc_info]
 
 
 @dataclass
@@ -73,6 +73,12 @@ class Node:
         status, meeting = await self.call("POST", "/api/v1/meetings", json=body)
         assert status == 201, meeting
         return meeting
+
+    async def join_link(self, meeting_id: str, **body: Any) -> dict:
+        """A join link made by the operator (``name``, ``role``, ...): its ``url`` and ``token``."""
+        status, link = await self.call("POST", f"/api/v1/meetings/{meeting_id}/links", json=body)
+        assert status == 201, link
+        return link
 
     async def stop(self) -> None:
         await self.http.close()

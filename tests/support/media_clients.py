@@ -1,9 +1,10 @@
-"""Real aiortc clients for media-node tests (127.0.0.1 only)."""
+"""Real aiortc clients for media-node tests (127.0.0.1 only), in process or through a node's /ws."""
 
 from __future__ import annotations
 
 import asyncio
 import fractions
+import json
 import math
 import time
 from typing import Any
@@ -16,6 +17,7 @@ from av import AudioFrame, VideoFrame
 from endpoints.agent.sources import Paced
 from mcu.peer.bounded_stop import close_pc
 from mcu.api import PeerSpec
+from tests.support.harness import WsClient
 
 VIDEO_RATE = 90000
 
@@ -161,3 +163,60 @@ async def wait_for(predicate: Any, timeout: float = 10.0, step: float = 0.05) ->
             return True
         await asyncio.sleep(step)
     return bool(predicate())
+
+
+async def offer_sdp(audio: bool = True, video: bool = True) -> tuple[RTCPeerConnection, str]:
+    """A real aiortc offer (host candidates on 127.0.0.1 only, as the media node is pinned there)."""
+    pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+    if audio:
+        pc.addTransceiver("audio", direction="sendrecv")
+    if video:
+        pc.addTransceiver("video", direction="sendrecv")
+    await pc.setLocalDescription(await pc.createOffer())
+    return pc, pc.localDescription.sdp
+
+
+class WsPeerBridge:
+    """Lets the media test client speak to the media node through /ws instead of in-process."""
+
+    def __init__(self, ws: WsClient, meeting_id: str) -> None:
+        self.ws, self.meeting_id = ws, meeting_id
+        self.other: list[dict] = []
+        self._answer: asyncio.Future | None = None
+        self._reader: asyncio.Task | None = None
+        self._on_event = None
+
+    async def open_peer(self, spec, on_event):
+        self._on_event = on_event
+        if self._reader is None:  # the first peer joins the meeting; a later one (after media_reset) only offers
+            await self.ws.send("join", meeting_id=self.meeting_id)
+            joined = await self.ws.expect("joined")
+            assert joined["media"] is True
+            self._reader = asyncio.create_task(self._read())
+        return self
+
+    async def _read(self) -> None:
+        async for raw in self.ws.ws:
+            msg = json.loads(raw.data)
+            if msg["type"] == "answer" and self._answer and not self._answer.done():
+                self._answer.set_result(msg["sdp"])
+            elif msg["type"] == "offer":
+                await self._on_event({"type": "offer", "sdp": msg["sdp"]})
+            else:
+                self.on_other(msg)
+
+    def on_other(self, msg: dict) -> None:
+        self.other.append(msg)
+
+    async def handle_offer(self, sdp: str) -> str:
+        self._answer = asyncio.get_running_loop().create_future()
+        await self.ws.send("offer", sdp=sdp)
+        return await asyncio.wait_for(self._answer, 10)
+
+    async def handle_answer(self, sdp: str) -> None:
+        await self.ws.send("answer", sdp=sdp)
+
+    async def close(self) -> None:
+        if self._reader:
+            self._reader.cancel()
+        await self.ws.close()

@@ -4,6 +4,7 @@ test module skips that module, with the reason, when either is missing (scripts/
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 import pytest
@@ -17,3 +18,8 @@ if not Path(CHROMIUM).exists():
                 "scripts/setup.sh does it)", allow_module_level=True)
 async_api = pytest.importorskip("playwright.async_api", reason="browser tests need playwright: pip install -e '.[test]'")
 expect = async_api.expect
+
+
+def has_class(*names: str) -> re.Pattern[str]:
+    """For ``expect(locator).to_have_class``: the element's classes include one of ``names``."""
+    return re.compile(r"(^|\s)(" + "|".join(names) + r")(\s|$)")

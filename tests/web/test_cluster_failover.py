@@ -7,7 +7,7 @@ import asyncio
 import signal
 import time
 
-from tests.signaling.cluster.helpers import cluster_view, running_cluster
+from tests.support.cluster import cluster_view, running_cluster
 from tests.signaling.cluster.test_media_cluster import MEDIA_PAIR
 from tests.support.harness import ADMIN_PASSWORD
 from tests.web.browser import expect

@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from tests.support.harness import ADMIN_PASSWORD, VN, WsClient
-from tests.web.browser import expect
+from tests.web.browser import expect, has_class
 DAYS = ("MO", "TU", "WE", "TH", "FR", "SA", "SU")
 
 
@@ -54,21 +54,21 @@ async def test_console_schedules_and_watches_the_live_map(node, page, tmp_path):
         await expect(page.locator("#map .tile")).to_have_count(211)
         await expect(page.locator("#map .group.district")).to_have_count(11)
         tile = page.locator(f'#map .tile[data-endpoint="{commune.id}"]')
-        await expect(tile).to_have_class(_has("joined"), timeout=5000)
-        await expect(page.locator('#map .tile[data-endpoint="hg-dong-van"]')).to_have_class(_has("offline"))
+        await expect(tile).to_have_class(has_class("joined"), timeout=5000)
+        await expect(page.locator('#map .tile[data-endpoint="hg-dong-van"]')).to_have_class(has_class("offline"))
         district = page.locator('#map .group.district[data-group="hg-meo-vac"]')
         await expect(district.locator(".tile")).to_have_count(19)
 
         # a raised hand shows at once (WebSocket event), and the chair gives the floor from the console
         await ws.send("raise_hand")
-        await expect(tile).to_have_class(_has("hand"), timeout=5000)
+        await expect(tile).to_have_class(has_class("hand"), timeout=5000)
         await expect(page.locator("#hands")).to_contain_text(commune.name)
         await tile.click()
         await expect(page.locator("#sel-name")).to_have_text(commune.name)
         await page.click('#sel button[data-act="grant"]')
         floor = await ws.expect("floor", endpoint_id=commune.id)
         assert floor["by"] == "Quản trị viên"
-        await expect(tile).to_have_class(_has("floor"), timeout=5000)
+        await expect(tile).to_have_class(has_class("floor"), timeout=5000)
         await page.click('#sel button[data-act="mute"]')
         muted = await ws.expect("mute_request")
         assert muted["muted"] is True and muted["kind"] == "audio"
@@ -84,7 +84,7 @@ async def test_console_schedules_and_watches_the_live_map(node, page, tmp_path):
         assert shot.stat().st_size > 30_000
     finally:
         await ws.close()
-    await expect(tile).to_have_class(_has("online", "offline"), timeout=5000)
+    await expect(tile).to_have_class(has_class("online", "offline"), timeout=5000)
 
     # cancel the series from the list (after a confirmation)
     page.on("dialog", lambda dialog: dialog.accept())
@@ -94,9 +94,3 @@ async def test_console_schedules_and_watches_the_live_map(node, page, tmp_path):
     status, body = await node.call("GET", f"/api/v1/meetings/{meeting['id']}")
     assert body["status"] == "cancelled"
     assert page.js_errors == []
-
-
-def _has(*names: str):
-    import re
-
-    return re.compile(r"(^|\s)(" + "|".join(names) + r")(\s|$)")

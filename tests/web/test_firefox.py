@@ -11,9 +11,8 @@ import pytest
 
 from tests.web.firefox import Firefox  # skips this module when firefox-esr is missing
 
-from tests.support.harness import WsClient, start_node
-from tests.support.media_clients import Client, PatternTrack, ToneTrack, wait_for
-from tests.signaling.test_media_join import WsPeerBridge
+from tests.support.harness import WsClient
+from tests.support.media_clients import Client, PatternTrack, ToneTrack, WsPeerBridge, wait_for
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -59,12 +58,6 @@ async def page(firefox):
     return await firefox.new_page()
 
 
-async def _link(node, meeting_id: str, name: str, role: str = "participant") -> str:
-    status, body = await node.call("POST", f"/api/v1/meetings/{meeting_id}/links", json={"name": name, "role": role})
-    assert status == 201, body
-    return body["url"]
-
-
 async def test_expired_link_shows_message_in_firefox(node, page):
     meeting = await node.schedule(chair="hg-meo-vac", invited=["tree:hg-meo-vac"])
     token, _ = node.ctx.auth.signer.issue("link", "guest:Lãnh đạo", -60, name="Lãnh đạo",
@@ -77,15 +70,8 @@ async def test_expired_link_shows_message_in_firefox(node, page):
     assert page.js_errors == []
 
 
-@pytest.fixture
-async def media_node(tmp_path):
-    n = await start_node(tmp_path / "data", media="local", ice_host="127.0.0.1")
-    yield n
-    await n.stop()
-
-
-async def test_firefox_joins_sends_and_receives_video(media_node, page):
-    node = media_node
+async def test_firefox_joins_sends_and_receives_video(mnode, page):
+    node = mnode
     meeting = await node.schedule(chair="hg-meo-vac", invited=["tree:hg-meo-vac"])
     # the district's room terminal: an aiortc endpoint publishing a bright test pattern over /ws
     ws = await WsClient.connect(node, await node.endpoint_token("hg-meo-vac"))
@@ -94,7 +80,7 @@ async def test_firefox_joins_sends_and_receives_video(media_node, page):
                   video=PatternTrack(220), audio=ToneTrack())
     try:
         await room.join()
-        await page.goto(await _link(node, meeting["id"], "Phó Chủ tịch Nguyễn Văn B"))
+        await page.goto((await node.join_link(meeting["id"], name="Phó Chủ tịch Nguyễn Văn B", role="participant"))["url"])
         await page.wait_text("#camera", "sẵn sàng", timeout=10)  # Firefox's fake camera + microphone
         assert await page.call("() => window.giaobanJoin.media.local.getTracks().map((t) => t.kind).sort()") \
             == ["audio", "video"]
@@ -128,7 +114,7 @@ async def test_firefox_joins_sends_and_receives_video(media_node, page):
 async def test_raise_hand_in_firefox_reaches_websocket_client(node, page):
     commune = node.ctx.directory.select(["tier:commune@hg-meo-vac"])[0]
     meeting = await node.schedule(chair="hg-meo-vac", invited=["tree:hg-meo-vac"])
-    await page.goto(await _link(node, meeting["id"], "Phó Chủ tịch Nguyễn Văn A"))
+    await page.goto((await node.join_link(meeting["id"], name="Phó Chủ tịch Nguyễn Văn A", role="participant"))["url"])
     await page.click("#join")
     await page.wait_text("#people", "Phó Chủ tịch Nguyễn Văn A", timeout=5)
     ws = await WsClient.connect(node, await node.endpoint_token(commune.id))

@@ -6,12 +6,6 @@ from tests.support.harness import WsClient
 from tests.web.browser import expect
 
 
-async def _link(node, meeting_id: str, name: str, role: str = "participant") -> str:
-    status, body = await node.call("POST", f"/api/v1/meetings/{meeting_id}/links", json={"name": name, "role": role})
-    assert status == 201, body
-    return body["url"]
-
-
 async def test_expired_link_shows_message(node, page):
     meeting = await node.schedule(chair="hg-meo-vac", invited=["tree:hg-meo-vac"])
     token, _ = node.ctx.auth.signer.issue("link", "guest:Lãnh đạo", -60, name="Lãnh đạo",
@@ -33,7 +27,7 @@ async def test_missing_token_is_explained(node, page):
 async def test_laptop_joins_sees_others_and_raises_hand(node, page):
     commune = node.ctx.directory.select(["tier:commune@hg-meo-vac"])[0]
     meeting = await node.schedule(chair="hg-meo-vac", invited=["tree:hg-meo-vac"])
-    await page.goto(await _link(node, meeting["id"], "Phó Chủ tịch Nguyễn Văn A"))
+    await page.goto((await node.join_link(meeting["id"], name="Phó Chủ tịch Nguyễn Văn A", role="participant"))["url"])
     await expect(page.locator("#camera")).to_contain_text("sẵn sàng", timeout=5000)  # fake camera + mic
     join = page.locator("#join")
     await expect(join).to_be_enabled(timeout=5000)
@@ -65,7 +59,7 @@ async def test_laptop_joins_sees_others_and_raises_hand(node, page):
 
 async def test_lost_network_shows_banner_and_rejoins(node, page):
     meeting = await node.schedule(chair="hg-meo-vac", invited=["tree:hg-meo-vac"])
-    await page.goto(await _link(node, meeting["id"], "Bí thư Huyện ủy"))
+    await page.goto((await node.join_link(meeting["id"], name="Bí thư Huyện ủy", role="participant"))["url"])
     await page.locator("#join").click()
     await expect(page.locator("#people")).to_contain_text("Bí thư Huyện ủy", timeout=5000)
     first = [s.session_id for s in node.ctx.sessions.all() if s.identity.kind == "link"]
@@ -100,7 +94,7 @@ async def test_denied_camera_is_explained_and_joining_still_works(node, page):
     # the person clicked "Block" on the browser's camera prompt
     await page.add_init_script("""navigator.mediaDevices.getUserMedia =
         () => Promise.reject(new DOMException("Permission denied", "NotAllowedError"));""")
-    await page.goto(await _link(node, meeting["id"], "Trưởng phòng"))
+    await page.goto((await node.join_link(meeting["id"], name="Trưởng phòng", role="participant"))["url"])
     camera = page.locator("#camera")
     await expect(camera).to_contain_text("không cho phép dùng camera")
     await expect(camera).to_contain_text("denied")
@@ -113,7 +107,7 @@ async def test_denied_camera_is_explained_and_joining_still_works(node, page):
 async def test_chair_link_gives_the_floor_to_a_raised_hand(node, page):
     commune = node.ctx.directory.select(["tier:commune@hg-bac-me"])[0]
     meeting = await node.schedule(chair="hg-bac-me", invited=["tree:hg-bac-me"])
-    await page.goto(await _link(node, meeting["id"], "Chủ tịch UBND huyện", role="chair"))
+    await page.goto((await node.join_link(meeting["id"], name="Chủ tịch UBND huyện", role="chair"))["url"])
     await expect(page.locator("#who")).to_contain_text("chủ trì")
     await page.locator("#join").click()
     ws = await WsClient.connect(node, await node.endpoint_token(commune.id))

@@ -3,9 +3,6 @@ through the in-process media node (media: local, ICE pinned to 127.0.0.1)."""
 
 from __future__ import annotations
 
-import pytest
-
-from tests.support.harness import start_node
 from tests.web.browser import expect
 
 REMOTE_VIDEO = """() => [...document.querySelectorAll('.video.remote video')].some(v => v.videoWidth > 0)"""
@@ -20,8 +17,7 @@ SCREEN_SENT = """async () => { const m = window.giaobanJoin.media, pc = m.pc, tx
 
 async def join_in_browser(browser, node, meeting_id: str, name: str):
     """A leader's laptop: a join link for ``name`` opened in a new browser context, camera ready, joined."""
-    status, link = await node.call("POST", f"/api/v1/meetings/{meeting_id}/links", json={"name": name})
-    assert status == 201, link
+    link = await node.join_link(meeting_id, name=name)
     page = await (await browser.new_context()).new_page()
     page.js_errors = []
     page.on("pageerror", lambda exc, errors=page.js_errors: errors.append(str(exc)))
@@ -31,15 +27,8 @@ async def join_in_browser(browser, node, meeting_id: str, name: str):
     return page
 
 
-@pytest.fixture
-async def media_node(tmp_path):
-    n = await start_node(tmp_path / "data", media="local", ice_host="127.0.0.1")
-    yield n
-    await n.stop()
-
-
-async def test_two_laptops_see_each_other(media_node, browser):
-    node = media_node
+async def test_two_laptops_see_each_other(mnode, browser):
+    node = mnode
     meeting = await node.schedule(chair="hg-meo-vac", invited=["tree:hg-meo-vac"])
     pages = [await join_in_browser(browser, node, meeting["id"], name) for name in ("Chủ tịch UBND huyện", "Phó Bí thư")]
     for page in pages:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import aiohttp
 
-from tests.endpoints.agent.helpers import make_agent, until
+from tests.support.agents import make_agent
+from tests.support.waiting import until
 from tests.endpoints.agent.test_agent_join import DISTRICT, communes
 from tests.support.harness import WsClient
 

@@ -9,7 +9,7 @@ import pytest
 
 from endpoints.agent import AuthError, ConfigError, load_config
 from endpoints.agent.cli import main
-from tests.endpoints.agent.helpers import make_agent
+from tests.support.agents import make_agent
 
 ROOT = __import__("pathlib").Path(__file__).resolve().parents[3]
 
@@ -72,7 +72,7 @@ async def test_cli_runs_as_a_service_joins_and_stops_on_sigterm(node, tmp_path):
 
     import aiohttp
 
-    from tests.endpoints.agent.helpers import until_async
+    from tests.support.waiting import until_async
     from tests.endpoints.agent.test_agent_join import DISTRICT, live_ids
     from tests.support.harness import free_port
 

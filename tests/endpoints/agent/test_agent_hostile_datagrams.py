@@ -16,10 +16,11 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.endpoints.agent.helpers import make_agent, until
+from tests.support.agents import make_agent
+from tests.support.waiting import until
 from tests.endpoints.agent.test_agent_join import DISTRICT, communes
 from tests.support.harness import WsClient
-from tests.mcu.peer.test_hostile_datagrams import hostile
+from tests.support.datagrams import hostile
 
 SEED = 23
 PER_PORT = 1500

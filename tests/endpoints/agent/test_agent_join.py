@@ -6,7 +6,8 @@ import time
 
 import aiohttp
 
-from tests.endpoints.agent.helpers import make_agent, until, until_async
+from tests.support.agents import make_agent
+from tests.support.waiting import until, until_async
 
 DISTRICT = "hg-meo-vac"
 

@@ -8,7 +8,8 @@ import av
 import numpy as np
 
 from endpoints.agent.sources import Sources
-from tests.endpoints.agent.helpers import make_agent, until
+from tests.support.agents import make_agent
+from tests.support.waiting import until
 from tests.endpoints.agent.test_agent_join import DISTRICT, communes
 from tests.support.harness import WsClient
 

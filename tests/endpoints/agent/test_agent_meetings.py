@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import time
 
-from tests.endpoints.agent.helpers import make_agent, until, until_async
+from tests.support.agents import make_agent
+from tests.support.waiting import until, until_async
 from tests.endpoints.agent.proxy import TcpProxy
 from tests.endpoints.agent.test_agent_join import DISTRICT, communes, live_ids
 

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import time
 
-from tests.endpoints.agent.helpers import make_agent, until, until_async
+from tests.support.agents import make_agent
+from tests.support.waiting import until, until_async
 from tests.endpoints.agent.proxy import TcpProxy
 from tests.endpoints.agent.test_agent_join import DISTRICT, _server_packets, communes, live_ids
 from tests.support.harness import WsClient

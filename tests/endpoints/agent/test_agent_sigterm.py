@@ -36,7 +36,8 @@ import aiohttp
 from endpoints.agent.cli import STOP_BOUND_S as AGENT_BOUND_S
 from mcu.peer.bounded_stop import FORCED_EXIT
 from signaling.cli import SERVE_STOP_BOUND_S
-from tests.endpoints.agent.helpers import make_agent, until
+from tests.support.agents import make_agent
+from tests.support.waiting import until
 from tests.support.harness import ADMIN_PASSWORD, HAGIANG, VN, free_port
 
 ROOT = Path(__file__).resolve().parents[3]

@@ -3,13 +3,10 @@
 from __future__ import annotations
 
 import unicodedata
-from pathlib import Path
 
 import pytest
 
-from endpoints.directory import Directory, Kind, Link, Tier, UnknownEndpointError, load_directory
-
-HAGIANG = Path(__file__).resolve().parents[3] / "config" / "hagiang.yaml"
+from endpoints.directory import Directory, Kind, Link, Tier, UnknownEndpointError
 
 COMMUNES_PER_DISTRICT = {
     "hg-hoang-su-phi": 25,
@@ -24,11 +21,6 @@ COMMUNES_PER_DISTRICT = {
     "hg-xin-man": 19,
     "hg-tp-ha-giang": 8,
 }
-
-
-@pytest.fixture(scope="module")
-def hg() -> Directory:
-    return load_directory(HAGIANG)
 
 
 def test_loads_211_endpoints_in_four_tiers(hg: Directory) -> None:

@@ -2,19 +2,10 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
-from endpoints.directory import Directory, Tier, load_directory
+from endpoints.directory import Directory, Tier
 from endpoints.selectors import Selector, SelectorError, parse_selector, parse_selectors, validate_selectors
-
-HAGIANG = Path(__file__).resolve().parents[3] / "config" / "hagiang.yaml"
-
-
-@pytest.fixture(scope="module")
-def hg() -> Directory:
-    return load_directory(HAGIANG)
 
 
 def ids(endpoints) -> list[str]:

@@ -7,18 +7,9 @@ import asyncio
 
 import av
 import numpy as np
-import pytest
 
-from tests.support.harness import WsClient, start_node
-from tests.support.media_clients import Client, PatternTrack, ToneTrack, wait_for
-from tests.signaling.test_media_join import WsPeerBridge
-
-
-@pytest.fixture
-async def media_node(tmp_path):
-    n = await start_node(tmp_path / "data", media="local")
-    yield n
-    await n.stop()
+from tests.support.harness import WsClient
+from tests.support.media_clients import Client, PatternTrack, ToneTrack, WsPeerBridge, wait_for
 
 
 async def live_meeting(node) -> tuple[dict, list[Client]]:

@@ -6,8 +6,9 @@ from __future__ import annotations
 import signal
 import time
 
-from tests.endpoints.agent.helpers import make_agent, until
-from tests.signaling.cluster.helpers import cluster_view, running_cluster
+from tests.support.agents import make_agent
+from tests.support.cluster import cluster_view, running_cluster
+from tests.support.waiting import until
 
 
 async def test_agents_come_back_after_their_signaling_node_and_media_node_die(tmp_path, redis_url):

@@ -7,7 +7,7 @@ from __future__ import annotations
 import re
 import time
 
-from tests.signaling.cluster.helpers import cluster_view, join_all, running_cluster
+from tests.support.cluster import cluster_view, join_all, running_cluster
 from tests.support.media_clients import wait_for
 
 

@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from tests.signaling.cluster.helpers import cluster_view, flush, join_all, running_cluster
+from tests.support.cluster import cluster_view, flush, join_all, running_cluster
 from tests.support.harness import ROOT, HAGIANG, WsClient, free_port, start_node
 from tests.support.media_clients import wait_for
 

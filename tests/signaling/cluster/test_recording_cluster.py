@@ -8,7 +8,7 @@ import asyncio
 
 import av
 
-from tests.signaling.cluster.helpers import cluster_view, join_all, running_cluster
+from tests.support.cluster import cluster_view, join_all, running_cluster
 from tests.signaling.cluster.test_media_cluster import MEDIA_PAIR
 from tests.support.media_clients import wait_for
 

@@ -4,13 +4,12 @@ Each now gets a 4xx naming what is wrong, nothing stored changes and no tracebac
 
 from __future__ import annotations
 
-import logging
 from datetime import datetime, timedelta
 
 import pytest
-from aiortc import RTCConfiguration, RTCPeerConnection
 
-from tests.support.harness import VN, WsClient
+from tests.support.harness import VN, WsClient, tracebacks
+from tests.support.media_clients import offer_sdp
 
 BASE = {"title": "Giao ban", "chair": "hg-meo-vac", "invited": ["tier:commune@hg-meo-vac"], "duration_minutes": 60}
 START = "2030-01-07T08:00"  # a Monday
@@ -19,10 +18,6 @@ START = "2030-01-07T08:00"  # a Monday
 async def snapshot(node) -> dict:
     store = node.ctx.store
     return {c: await store.list(c) for c in ("meetings", "operators", "occurrences")}
-
-
-def tracebacks(caplog) -> list[str]:
-    return [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR or r.exc_info]
 
 
 @pytest.fixture
@@ -129,14 +124,6 @@ async def test_ws_join_with_nul_is_an_error_and_the_connection_lives_on(node, me
     finally:
         await ws.close()
     assert not tracebacks(caplog)
-
-
-async def offer_sdp() -> tuple[RTCPeerConnection, str]:
-    pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
-    pc.addTransceiver("audio", direction="sendrecv")
-    pc.addTransceiver("video", direction="sendrecv")
-    await pc.setLocalDescription(await pc.createOffer())
-    return pc, pc.localDescription.sdp
 
 
 @pytest.mark.parametrize("candidate, mid, words", [

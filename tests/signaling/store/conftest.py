@@ -1,24 +1,16 @@
-"""Fixtures for the store tests: a started store of each backend, on a real redis-server."""
+"""Fixtures for the store tests: a started store of each backend; the Redis ones on the session's
+redis-server (tests/conftest.py), kept apart by unique key prefixes."""
 
 from __future__ import annotations
 
 import uuid
-from typing import AsyncIterator, Iterator
+from typing import AsyncIterator
 
 import pytest
 
 from signaling.store import RedisStore, SqliteStore, Store
-from tests.support.redis_server import RedisServer
 
-
-@pytest.fixture(scope="session")
-def store_redis_url() -> Iterator[str]:
-    """One redis-server for this package's tests; tests keep apart by unique key prefixes."""
-    with RedisServer() as server:
-        yield server.url
-
-
-# The Redis runs start a redis-server: integration; a SQLite file on tmp_path is a unit test's store.
+# The Redis runs use a redis-server: integration; a SQLite file on tmp_path is a unit test's store.
 BACKENDS = ["sqlite", pytest.param("redis", marks=pytest.mark.integration)]
 
 
@@ -30,7 +22,7 @@ def make_store(kind: str, tmp_path, redis_url: str) -> Store:
 
 @pytest.fixture(params=BACKENDS)
 async def store(request, tmp_path) -> AsyncIterator[Store]:
-    redis_url = request.getfixturevalue("store_redis_url") if request.param == "redis" else ""
+    redis_url = request.getfixturevalue("redis_url") if request.param == "redis" else ""
     s = make_store(request.param, tmp_path, redis_url)
     await s.start()
     yield s
@@ -43,7 +35,7 @@ async def store_pair(request, tmp_path) -> AsyncIterator[tuple[Store, Store]]:
     if request.param == "sqlite":
         a, b = SqliteStore(tmp_path / "store.db"), SqliteStore(tmp_path / "store.db")
     else:
-        url, prefix = request.getfixturevalue("store_redis_url"), f"gbtest-{uuid.uuid4().hex[:8]}:"
+        url, prefix = request.getfixturevalue("redis_url"), f"gbtest-{uuid.uuid4().hex[:8]}:"
         a, b = RedisStore(url, prefix=prefix), RedisStore(url, prefix=prefix)
     await a.start()
     await b.start()

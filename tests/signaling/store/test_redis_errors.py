@@ -46,8 +46,8 @@ async def test_server_lost_mid_use() -> None:
         await store.stop()
 
 
-async def test_prefix_isolates_stores(store_redis_url: str) -> None:
-    a, b = RedisStore(store_redis_url, prefix="gbtest-a:"), RedisStore(store_redis_url, prefix="gbtest-b:")
+async def test_prefix_isolates_stores(redis_url: str) -> None:
+    a, b = RedisStore(redis_url, prefix="gbtest-a:"), RedisStore(redis_url, prefix="gbtest-b:")
     await a.start()
     await b.start()
     try:

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import asyncio
-import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from endpoints.agent import Agent, load_config
 
@@ -24,22 +22,3 @@ async def make_agent(node: Any, tmp_path: Path, endpoint: str, server: str | Non
     if start:
         await agent.start()
     return agent
-
-
-async def until(predicate: Callable[[], Any], timeout: float = 10.0, step: float = 0.05, what: str = "") -> float:
-    """Wait until ``predicate()`` is true; returns the seconds it took."""
-    t0 = time.monotonic()
-    while not predicate():
-        if time.monotonic() - t0 > timeout:
-            raise AssertionError(f"not within {timeout} s: {what or predicate}")
-        await asyncio.sleep(step)
-    return time.monotonic() - t0
-
-
-async def until_async(predicate, timeout: float = 10.0, step: float = 0.1, what: str = "") -> float:
-    t0 = time.monotonic()
-    while not await predicate():
-        if time.monotonic() - t0 > timeout:
-            raise AssertionError(f"not within {timeout} s: {what or predicate}")
-        await asyncio.sleep(step)
-    return time.monotonic() - t0

@@ -14,8 +14,7 @@ from typing import AsyncIterator
 import redis.asyncio
 
 from tests.support.harness import ROOT, HAGIANG, Node, WsClient, free_port, start_node
-from tests.support.media_clients import Client, PatternTrack, ToneTrack
-from tests.signaling.test_media_join import WsPeerBridge
+from tests.support.media_clients import Client, PatternTrack, ToneTrack, WsPeerBridge
 
 
 async def flush(redis_url: str) -> None:
