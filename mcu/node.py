@@ -32,15 +32,17 @@ import time
 from functools import partial
 from typing import Any, Callable
 
+from mcu.api import EventSink, JsonObject, LinkStats, MediaNode, PeerSpec, RecordingLabels
 from mcu.cascade.trunk import serve_from_origin
-from mcu.fence import check as check_fence
 from mcu.meeting.contracts import Composer
+from mcu.fence import check as check_fence
 from mcu.peer.ice import HostPin, pin_host_addresses
 from mcu.meeting.quality import QualitySampler
 from mcu.meeting.meeting import Meeting
 from mcu.peer.negotiation import SUPPORTED_VIDEO
 from mcu.peer.peer import LocalPeer
 from mcu.peer.udp_guard import install as install_udp_guard
+from mcu.record.service import MediaUnavailable, RecordingService
 
 log = logging.getLogger("mcu.node")
 
@@ -58,6 +60,7 @@ class LocalMediaNode:
         audio_slots: int = 3,
         keyframe_interval: float = 0.5,
         media_policy: dict[str, str] | None = None,
+        recordings: RecordingService | None = None,
     ) -> None:
         if video_codec.upper() not in SUPPORTED_VIDEO:
             raise ValueError(f"video_codec must be one of {SUPPORTED_VIDEO}, not {video_codec!r}")
@@ -77,7 +80,9 @@ class LocalMediaNode:
         self.links = QualitySampler()  # per-endpoint link quality, sampled by the ticker
         # Edge nodes: cascade_origin dict -> an object with the MediaNode protocol for the
         # meeting's origin (see mcu.cascade.trunk); injected by whoever runs the node
-        self.origin_factory: Callable[[dict[str, Any]], Any] | None = None
+        self.origin_factory: Callable[[JsonObject], MediaNode] | None = None
+        # recording and live HLS of this node's meetings (record(); connected by whoever runs it)
+        self.recordings = recordings
         self._started = False
         self._stopping = False
 
@@ -116,7 +121,7 @@ class LocalMediaNode:
             self._pin = None
         self._started = False
 
-    async def open_peer(self, spec: Any, events: Any) -> LocalPeer:
+    async def open_peer(self, spec: PeerSpec, events: EventSink) -> LocalPeer:
         if not self._started or self._stopping:
             raise RuntimeError("media node is not running")
         meeting = self.meetings.get(spec.meeting_id)
@@ -155,6 +160,16 @@ class LocalMediaNode:
         meeting = self.meetings.get(meeting_id)
         if meeting is not None:
             meeting.set_layout(layout)
+
+    async def record(self, meeting_id: str, on: bool, labels: RecordingLabels) -> JsonObject:
+        """Start or stop recording the meeting with ``self.recordings`` (mcu.record.service; its
+        MediaUnavailable, AlreadyRunning and NotRunning tell why not)."""
+        if self.recordings is None:
+            raise MediaUnavailable("recording is not enabled on this node")
+        tags = await labels()
+        if on:
+            return await self.recordings.start_recording(meeting_id, tags)
+        return await self.recordings.stop_recording(meeting_id)
 
     def recording_pipeline(self, meeting_id: str) -> Any:
         """For mcu.record (recording, HLS, RTMP): the meeting's composite + mix (started if
@@ -211,7 +226,7 @@ class LocalMediaNode:
                 if speaker is not None:
                     meeting.notify_all({"type": "speaker", "endpoint": speaker})
 
-    def link_stats(self, meeting_id: str) -> dict[str, dict[str, Any]]:
+    async def link_stats(self, meeting_id: str) -> LinkStats:
         """Per endpoint of an open meeting: sending, inbound kbit/s, loss both ways, quality
         (see ``mcu.meeting.quality``); {} when the meeting has no peers on this node."""
         return self.links.report(self.meetings.get(meeting_id), time.monotonic())

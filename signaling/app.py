@@ -18,7 +18,9 @@ from signaling.api import operators as api_operators, recordings as api_recordin
 from signaling.auth.authenticator import Authenticator
 from signaling.api import cluster as cluster_api
 from signaling.cluster import media_api
-from signaling.cluster.placement import MediaPlacement
+from signaling.cluster.cluster_placement import ClusterPlacement
+from signaling.cluster.local_placement import LocalPlacement
+from signaling.cluster.placement import Placement
 from signaling.guard.connection_limits import LIMITER, AddressLimiter, proxy_client_limit
 from signaling.context import Context
 from signaling.api.http import CTX, ctx_of, error_middleware, json_response
@@ -80,8 +82,9 @@ async def websocket(request: web.Request) -> web.WebSocketResponse:
 
 
 async def build_context(settings: Settings, serving: bool = True) -> Context:
-    """``serving=False``: the operator's commands (credentials, operator), which talk to no other
-    node: no media router, so no node key is needed."""
+    """The one place that wires a node, and picks its placement: a cluster's (shared store) or one
+    machine's (in-process media node). ``serving=False``: the operator's commands (credentials,
+    operator), which talk to no other node: no placement, so no node key is needed."""
     Path(settings.data_dir).mkdir(parents=True, exist_ok=True)
     directory = load_directory(settings.directory)
     settings.check_against(directory)
@@ -96,18 +99,22 @@ async def build_context(settings: Settings, serving: bool = True) -> Context:
         from mcu.node import LocalMediaNode  # imported lazily: signaling-only nodes skip aiortc
         from mcu.record import RecordingService
 
-        media = LocalMediaNode(settings.node_id, ice_host=settings.ice_host or None)
         data = Path(settings.data_dir)
         recordings = RecordingService(data / "recordings", retention_days=settings.recording_retention_days,
                                       hls_root=data / "live")
+        media = LocalMediaNode(settings.node_id, ice_host=settings.ice_host or None, recordings=recordings)
         recordings.connect_media(media.recording_pipeline, media.recording_release)
     sessions = SessionRegistry(store, settings.node_id, auth)
-    router = None
-    if serving and (media is not None or store.shared):  # a signaling-only node of a cluster uses the others' media
-        router = MediaPlacement(settings, store, directory, media, node_info=lambda: {"sessions": len(sessions)})
-    rooms = RoomHub(store, settings.node_id, router.registry if router else None)
+    placement: Placement | None = None
+    registry = None  # the cluster's live nodes: a dead node's room entries are left out at once
+    if serving and store.shared:  # a signaling-only node of a cluster uses the others' media
+        cluster = ClusterPlacement(settings, store, directory, media, node_info=lambda: {"sessions": len(sessions)})
+        placement, registry = cluster, cluster.registry
+    elif serving and media is not None:
+        placement = LocalPlacement(media)
+    rooms = RoomHub(store, settings.node_id, registry)
     return Context(settings, store, directory, auth, meetings, scheduler, rooms, sessions, media,
-                   recordings=recordings, router=router)
+                   recordings=recordings, placement=placement)
 
 
 async def _housekeeping(ctx: Context) -> None:
@@ -146,8 +153,8 @@ def make_app(ctx: Context) -> web.Application:
             log.warning("created operator 'admin'; its password is in %s/admin-password.txt", ctx.settings.data_dir)
         if ctx.media is not None:
             await ctx.media.start()
-        if ctx.router is not None:
-            await ctx.router.start()
+        if ctx.placement is not None:
+            await ctx.placement.start()
         if ctx.recordings is not None:
             await ctx.recordings.start()
         await ctx.sessions.start()
@@ -162,8 +169,8 @@ def make_app(ctx: Context) -> web.Application:
         await ctx.rooms.stop()
         if ctx.recordings is not None:
             await ctx.recordings.stop()
-        if ctx.router is not None:
-            await ctx.router.stop()
+        if ctx.placement is not None:
+            await ctx.placement.stop()
         if ctx.media is not None:
             await ctx.media.stop()
             await finish_all()  # peer closes whose waiters were cut short run on: end them before the loop does

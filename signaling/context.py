@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from endpoints.directory import Directory
 from signaling.auth.authenticator import Authenticator
+from signaling.cluster.placement import Placement
 from mcu.api import MediaNode
 from signaling.meetings.scheduler import Scheduler
 from signaling.meetings.service import MeetingService
@@ -31,5 +32,5 @@ class Context:
     sessions: "SessionRegistry"
     media: MediaNode | None = None
     recordings: Any = None  # mcu.record.RecordingService when this node has a media node
-    router: Any = None  # signaling.cluster.MediaPlacement: the media node of each peer (None: no media at all)
+    placement: Placement | None = None  # the media node of each peer and meeting (None: no media at all)
     started: float = field(default_factory=time.time)

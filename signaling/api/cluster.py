@@ -13,9 +13,9 @@ routes = web.RouteTableDef()
 async def cluster_view(request: web.Request) -> web.Response:
     require_operator(request)
     ctx = ctx_of(request)
-    if ctx.router is None:
+    if ctx.placement is None:
         return json_response({"clustered": False, "node": ctx.settings.node_id, "media": False})
-    return json_response(await ctx.router.describe())
+    return json_response(await ctx.placement.describe())
 
 
 def openapi_paths(op, ok) -> dict:

@@ -129,8 +129,8 @@ async def live(request: web.Request) -> web.Response:
     state = await ctx.rooms.state(occ.occurrence_id)
     people = await ctx.rooms.participants(occ.occurrence_id)
     body = {"meeting_id": meeting.id, "open": True, "occurrence_id": occ.occurrence_id, "participants": people, **state}
-    if ctx.router is not None:  # per endpoint on its media node(s): sending, kbit/s, loss, quality (mcu.meeting.quality)
-        links = await ctx.router.link_stats(meeting.id)
+    if ctx.placement is not None:  # per endpoint on its media node(s): sending, kbit/s, loss, quality (mcu.meeting.quality)
+        links = await ctx.placement.link_stats(meeting.id)
         body["media"] = {k: v for k, v in links.items() if not k.startswith("cascade:")}
         body["cascade_links"] = {k: v for k, v in links.items() if k.startswith("cascade:")}  # edge nodes' links
     return json_response(body)

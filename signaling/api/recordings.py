@@ -2,22 +2,23 @@
 
 The routes use ``ctx.recordings`` (``mcu.record.service.RecordingService``); a node without it
 answers 503, and so does starting a recording or a stream while the media pipeline is not
-connected to the service (``RecordingService.connect_media``).
+connected to the service (``RecordingService.connect_media``). Starting and stopping a recording
+is the use case ``signaling.recording.set_recording``, shared with the chair's WebSocket action.
 """
 
 from __future__ import annotations
 
 import re
-from datetime import UTC, datetime
 from typing import Literal
 from urllib.parse import quote
 
 import msgspec
 from aiohttp import web
 
-from signaling.cluster import forward
-from signaling.errors import ApiError, bad_request, conflict, not_found, unavailable
 from signaling.api.http import ctx_of, json_response, read_body, require_operator
+from signaling.cluster import forward
+from signaling.errors import bad_request, conflict, not_found, unavailable
+from signaling.recording import service_errors, set_recording, translate
 
 routes = web.RouteTableDef()
 SEGMENT_NAME = re.compile(r"^(index\.m3u8|seg\d{6}\.ts)$")
@@ -42,7 +43,7 @@ class StreamingAction(msgspec.Struct, forbid_unknown_fields=True):
 def _service(request: web.Request, rec_id: str | None = None):
     ctx = ctx_of(request)
     if ctx.recordings is None:
-        if rec_id is not None and ctx.router is not None and ctx.router.clustered:
+        if rec_id is not None and forward.in_cluster(request) is not None:
             raise not_found(f"no recording with id {rec_id!r} on any media node")  # none of them has it
         raise unavailable("recording is not enabled on this node")
     return ctx.recordings
@@ -55,35 +56,6 @@ def _holds(request: web.Request) -> bool:
         return service is not None and bool(service.store.get(request.match_info["recording_id"]))
     except KeyError:
         return False
-
-
-def _service_errors() -> tuple[type[Exception], ...]:
-    from mcu.record.service import (  # media libs: lazily
-        AlreadyRunning,
-        MediaUnavailable,
-        NotRunning,
-    )
-
-    return MediaUnavailable, AlreadyRunning, NotRunning
-
-
-def _translate(exc: Exception) -> ApiError:
-    return unavailable(str(exc)) if type(exc).__name__ == "MediaUnavailable" else conflict(str(exc))
-
-
-async def _meta(ctx, meeting_id: str) -> dict:
-    """Meeting id, title, open occurrence and who is in it, for the recording's tags."""
-    meeting = await ctx.meetings.get(meeting_id)            # 404 for an unknown meeting
-    meta = {"meeting_id": meeting.id, "title": meeting.title, "participants": []}
-    occ = await ctx.meetings.current_occurrence(meeting.id, datetime.now(UTC))
-    if occ is not None:
-        meta["occurrence_id"] = occ.occurrence_id
-        names = []
-        for p in await ctx.rooms.participants(occ.occurrence_id):
-            ep, name = p.get("endpoint_id"), p.get("name") or p.get("display_name")
-            names.append(f"{name} ({ep})" if name and ep and name != ep else (name or ep or "?"))
-        meta["participants"] = sorted(set(names))
-    return meta
 
 
 @routes.get("/api/v1/recordings")
@@ -168,24 +140,6 @@ async def recording_action(request: web.Request) -> web.Response:
     return json_response(result, 201 if body.action == "start" else 200)
 
 
-async def set_recording(ctx, meeting_id: str, on: bool) -> dict:
-    """Start or stop recording a meeting: the operator's REST call and the chair's WS action (which
-    the meeting's media node runs when that is another node of the cluster)."""
-    url = await forward.meeting_node_url(ctx.router, meeting_id)
-    if url is not None:
-        return await ctx.router.node_at(url).record(meeting_id, on)
-    service = getattr(ctx, "recordings", None)
-    if service is None:
-        raise unavailable("recording is not enabled on this node")
-    meta = await _meta(ctx, meeting_id)
-    try:
-        if on:
-            return await service.start_recording(meeting_id, meta)
-        return await service.stop_recording(meeting_id)
-    except _service_errors() as exc:
-        raise _translate(exc) from None
-
-
 @routes.post("/api/v1/meetings/{meeting_id}/streaming")
 async def streaming_action(request: web.Request) -> web.Response:
     """Public live HLS on or off; when on it is served at /live/{meeting_id}/index.m3u8."""
@@ -203,8 +157,8 @@ async def streaming_action(request: web.Request) -> web.Response:
             out = await service.start_streaming(mid, body.rtmp_url)
             return json_response(dict(out, hls=f"/live/{quote(mid)}/index.m3u8"), 201)
         return json_response(await service.stop_streaming(mid))
-    except _service_errors() as exc:
-        raise _translate(exc) from None
+    except service_errors() as exc:
+        raise translate(exc) from None
 
 
 @routes.get("/live/{meeting_id}/{name}")

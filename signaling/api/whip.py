@@ -110,7 +110,7 @@ async def _read_sdp(request: web.Request) -> str:
 
 async def _open(request: web.Request, kind: str) -> web.Response:
     ctx = ctx_of(request)
-    if ctx.router is None:
+    if ctx.placement is None:
         raise unavailable("this server runs without a media node (media: none)")
     ident = identity(request)
     sdp = await _read_sdp(request)
@@ -159,7 +159,7 @@ async def _open(request: web.Request, kind: str) -> web.Response:
 
 async def _start(ctx, member: HttpMediaMember, spec: PeerSpec, sdp: str) -> str:
     """Media peer, answer, room entry, attendance; on any failure nothing of it is left behind."""
-    member.peer = await ctx.router.open_peer(spec, _drop_events)
+    member.peer = await ctx.placement.open_peer(spec, _drop_events)
     try:
         answer = await member.peer.handle_offer(sdp)
     except Exception as exc:

@@ -13,9 +13,9 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
-from signaling.cluster.placement import PINS
-from signaling.errors import unavailable
 from signaling.api.http import ctx_of, read_raw
+from signaling.cluster.cluster_placement import ClusterPlacement
+from signaling.errors import unavailable
 
 log = logging.getLogger("giaoban.cluster")
 FORWARDED = "X-Giaoban-Forwarded"
@@ -24,43 +24,34 @@ RESPONSE_HEADERS = ("Content-Type", "Content-Disposition", "Content-Range", "Acc
                     "Access-Control-Allow-Origin", "WWW-Authenticate")
 
 
-def _router(request: web.Request) -> Any | None:
-    router = ctx_of(request).router
-    if router is None or not router.clustered or FORWARDED in request.headers:
-        return None
-    return router
+def in_cluster(request: web.Request) -> ClusterPlacement | None:
+    """The cluster's placement when this node is part of one (None on one machine)."""
+    placement = ctx_of(request).placement
+    return placement if isinstance(placement, ClusterPlacement) else None
 
 
-def _headers(request: web.Request, router: Any) -> dict[str, str]:
+def _placement(request: web.Request) -> ClusterPlacement | None:
+    """The cluster's placement when this request may be forwarded (not forwarded already)."""
+    return None if FORWARDED in request.headers else in_cluster(request)
+
+
+def _http(placement: ClusterPlacement) -> aiohttp.ClientSession:
+    assert placement.http is not None, "placement not started"
+    return placement.http
+
+
+def _headers(request: web.Request, placement: ClusterPlacement) -> dict[str, str]:
     """What a forwarded request carries: the caller's credentials and range, and the mark."""
-    return {h: request.headers[h] for h in REQUEST_HEADERS if h in request.headers} | {FORWARDED: router.node_id}
+    return {h: request.headers[h] for h in REQUEST_HEADERS if h in request.headers} | {FORWARDED: placement.node_id}
 
 
-async def meeting_node_url(router: Any, meeting_id: str) -> str | None:
-    """The internal URL of the live media node the meeting is pinned to, when that is another node
-    of a cluster (None on one machine)."""
-    if router is None or not router.clustered:
-        return None
-    pin = await router.store.get(PINS, meeting_id)
-    if pin is None or pin["node"] == router.node_id:
-        return None
-    node = (await router.registry.media_nodes()).get(pin["node"])
-    return node["url"] if node else None
-
-
-async def other_media_urls(router: Any) -> list[str]:
-    return [doc["url"] for node_id, doc in sorted((await router.registry.media_nodes()).items())
-            if node_id != router.node_id]
-
-
-async def forward(request: web.Request, base_url: str) -> web.StreamResponse:
+async def forward(request: web.Request, placement: ClusterPlacement, base_url: str) -> web.StreamResponse:
     """Send ``request`` to ``base_url`` and stream the answer back (recordings can be large)."""
-    router = ctx_of(request).router
     try:
-        upstream = await router.http.request(request.method, base_url + str(request.rel_url),
-                                             headers=_headers(request, router),
-                                             data=await read_raw(request), allow_redirects=False,
-                                             timeout=aiohttp.ClientTimeout(total=None, sock_connect=3, sock_read=30))
+        upstream = await _http(placement).request(request.method, base_url + str(request.rel_url),
+                                                  headers=_headers(request, placement),
+                                                  data=await read_raw(request), allow_redirects=False,
+                                                  timeout=aiohttp.ClientTimeout(total=None, sock_connect=3, sock_read=30))
     except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
         raise unavailable(f"the media node of this meeting cannot be reached: {exc}") from None
     async with upstream:
@@ -77,42 +68,45 @@ async def forward(request: web.Request, base_url: str) -> web.StreamResponse:
 
 async def to_meeting_node(request: web.Request, meeting_id: str) -> web.StreamResponse | None:
     """Forward when the meeting runs on another media node; None: answer here."""
-    url = await meeting_node_url(_router(request), meeting_id)
-    return await forward(request, url) if url else None
+    placement = _placement(request)
+    if placement is None:
+        return None
+    url = await placement.media_url_of(meeting_id)
+    return await forward(request, placement, url) if url else None
 
 
 async def gather_json(request: web.Request) -> list[tuple[int, Any]]:
     """The same request answered by every other live media node: (status, JSON body) each."""
-    router = _router(request)
-    if router is None:
+    placement = _placement(request)
+    if placement is None:
         return []
-    headers = _headers(request, router)
+    headers, http = _headers(request, placement), _http(placement)
 
     async def one(url: str) -> tuple[int, Any]:
         try:
-            async with router.http.get(url + str(request.rel_url), headers=headers,
-                                       timeout=aiohttp.ClientTimeout(total=5)) as resp:
+            async with http.get(url + str(request.rel_url), headers=headers,
+                                timeout=aiohttp.ClientTimeout(total=5)) as resp:
                 return resp.status, await resp.json()
         except (aiohttp.ClientError, asyncio.TimeoutError, OSError, ValueError) as exc:
             log.warning("recording list from %s failed: %s", url, exc)
             return 503, None
 
-    return await asyncio.gather(*(one(url) for url in await other_media_urls(router)))
+    return await asyncio.gather(*(one(url) for url in await placement.other_media_urls()))
 
 
 async def to_owner(request: web.Request) -> web.StreamResponse | None:
     """A recording id this node does not hold: the answer of the first other media node that does."""
-    router = _router(request)
-    if router is None:
+    placement = _placement(request)
+    if placement is None:
         return None
-    headers = _headers(request, router)
-    for url in await other_media_urls(router):
+    headers, http = _headers(request, placement), _http(placement)
+    for url in await placement.other_media_urls():
         try:
-            async with router.http.head(url + str(request.rel_url), headers=headers,
-                                        timeout=aiohttp.ClientTimeout(total=5)) as probe:
+            async with http.head(url + str(request.rel_url), headers=headers,
+                                 timeout=aiohttp.ClientTimeout(total=5)) as probe:
                 if probe.status == 404:
                     continue
         except (aiohttp.ClientError, asyncio.TimeoutError, OSError):
             continue
-        return await forward(request, url)
+        return await forward(request, placement, url)
     return None

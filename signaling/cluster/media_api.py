@@ -3,7 +3,8 @@
 * ``GET /internal/media/peer`` (WebSocket): one peer; the first request is ``open`` with the
   PeerSpec, then ``offer``/``answer``/``ice``/``mute``; events are pushed as ``{"event": ...}``;
   closing the socket closes the peer.
-* ``POST /internal/media/meetings/{id}/floor|layout|links``: floor holder, layout, link quality.
+* ``POST /internal/media/meetings/{id}/floor|layout|links|record``: floor holder, layout, link
+  quality, and the chair's record action (the use case ``signaling.recording.set_recording``).
 
 Callers present a node token (``Bearer``) signed with the cluster's node key: a user's token is
 refused here, and a node token is refused by the user API.
@@ -18,27 +19,30 @@ from typing import Any
 
 from aiohttp import WSMsgType, web
 
-from signaling.api.recordings import set_recording
+from mcu.api import EventSink, JsonObject, MediaNode, MediaPeer, MediaRetry, PeerSpec
+from signaling.api.http import CTX, ctx_of, json_response, read_raw
+from signaling.cluster.cluster_placement import ClusterPlacement
+from signaling.cluster.forward import in_cluster
 from signaling.errors import ApiError, bad_request, classify, not_found, unavailable
 from signaling.guard.connection_limits import exempt_cluster_node
-from signaling.api.http import CTX, ctx_of, json_response, read_raw
-from mcu.api import MediaRetry, PeerSpec
+from signaling.recording import set_recording
 
 log = logging.getLogger("giaoban.cluster")
 routes = web.RouteTableDef()
-SOCKETS = web.AppKey("media_peer_sockets", set)
+SOCKETS = web.AppKey("media_peer_sockets", set[web.WebSocketResponse])
 MAX_MESSAGE = 1 << 20  # an SDP offer with many m-lines stays far below
 
 
-def _local_media(request: web.Request):
+def _local_media(request: web.Request) -> MediaNode:
     ctx = ctx_of(request)
-    if ctx.router is None or not ctx.router.clustered:
+    placement = in_cluster(request)
+    if placement is None:
         raise unavailable("this node is not part of a cluster (embedded store)")
     header = request.headers.get("Authorization", "")
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer":
         raise ApiError("unauthorized", "node API: Authorization 'Bearer <node token>' required", 401)
-    ctx.router.verify_node_token(token.strip())
+    placement.verify_node_token(token.strip())
     exempt_cluster_node(request)  # a signaling node may hold more peer links than one address may
     if ctx.media is None:
         raise unavailable(f"node {ctx.settings.node_id} runs without media (media: none)")
@@ -70,10 +74,10 @@ async def peer_socket(request: web.Request) -> web.WebSocketResponse:
             if not ws.closed:
                 await ws.send_str(json.dumps(data))
 
-    async def events(event: dict[str, Any]) -> None:
+    async def events(event: JsonObject) -> None:
         await send({"event": event})
 
-    peer = None
+    peer: MediaPeer | None = None
     try:
         async for msg in ws:
             if msg.type != WSMsgType.TEXT:
@@ -101,10 +105,11 @@ async def peer_socket(request: web.Request) -> web.WebSocketResponse:
 async def leave_cluster(app: web.Application) -> None:
     """Graceful stop: leave the node lists first (new peers go elsewhere), then close every peer
     link with 1001 so their sessions move at once instead of after the shutdown timeout."""
-    ctx = app[CTX]
-    if ctx.router is not None and ctx.router.registry is not None:
-        await ctx.router.registry.stop()
-    for ws in list(app[SOCKETS]):
+    placement = app[CTX].placement
+    if isinstance(placement, ClusterPlacement):
+        await placement.registry.stop()
+    sockets = app[SOCKETS]
+    for ws in list(sockets):
         await ws.close(code=1001, message=b"media node stopping")
 
 
@@ -118,7 +123,7 @@ def _request(text: str) -> dict[str, Any]:
     return req
 
 
-async def _serve(media, peer, req: dict[str, Any], events) -> dict[str, Any]:
+async def _serve(media: MediaNode, peer: MediaPeer | None, req: dict[str, Any], events: EventSink) -> dict[str, Any]:
     op = req.get("op")
     if op == "open":
         if peer is not None:
@@ -158,7 +163,7 @@ async def meeting_call(request: web.Request) -> web.Response:
     elif what == "layout":
         await media.set_layout(meeting_id, body.get("layout"))
     elif what == "links":
-        return json_response({"links": media.link_stats(meeting_id)})
+        return json_response({"links": await media.link_stats(meeting_id)})
     elif what == "record":  # the chair's record action, sent by the node that holds the chair's session
         return json_response(await set_recording(ctx_of(request), meeting_id, bool(body.get("on"))))
     else:

@@ -40,7 +40,7 @@ class NodeRegistry:
         self._key = key  # None: entries are neither signed nor checked (unit tests of placement)
         self._warned: set[str] = set()
         self.started_at = time.time()
-        self._task: asyncio.Task | None = None
+        self._task: asyncio.Task[None] | None = None
         self._suspects: dict[str, float] = {}  # node id -> until (monotonic)
         self._cache: dict[str, tuple[float, dict[str, dict[str, Any]]]] = {}
         self._cpu = (time.monotonic(), time.process_time())

@@ -1,4 +1,5 @@
-"""A media node in another process, reached over its internal API (``signaling.cluster.media_api``).
+"""A media node in another process, reached over its internal API (``signaling.cluster.media_api``):
+``RemoteMediaNode`` and ``RemotePeer`` implement ``mcu.api.MediaNode`` and ``mcu.api.MediaPeer``.
 
 Each peer is one WebSocket from the node that holds the client's session to the media node:
 requests ``{"op", "id", ...}`` get replies ``{"re": id, ...}``; the media node pushes the peer's
@@ -18,8 +19,8 @@ from typing import Any, Callable
 
 import aiohttp
 
+from mcu.api import EventSink, JsonObject, LinkStats, MediaError, MediaRetry, PeerSpec, RecordingLabels
 from signaling.errors import ApiError
-from mcu.api import EventSink, MediaError, MediaRetry, PeerSpec
 
 log = logging.getLogger("giaoban.cluster")
 CALL_TIMEOUT_S = 15.0  # an offer on a loaded node can take seconds (ICE gathering, DTLS setup)
@@ -31,8 +32,17 @@ class MediaNodeLost(MediaError):
 
 
 class RemoteMediaNode:
+    """Calls go over ``http``, owned by the placement that made this node: start and stop have
+    nothing of their own to do."""
+
     def __init__(self, node_id: str, url: str, http: aiohttp.ClientSession, token: Callable[[], str]) -> None:
         self.node_id, self.url, self.http, self._token = node_id, url.rstrip("/"), http, token
+
+    async def start(self) -> None:
+        pass
+
+    async def stop(self) -> None:
+        pass
 
     def _headers(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self._token()}"}
@@ -52,7 +62,7 @@ class RemoteMediaNode:
             raise
         return peer
 
-    async def _post(self, path: str, body: dict[str, Any]) -> Any:
+    async def _post(self, path: str, body: JsonObject) -> Any:
         try:
             async with self.http.post(f"{self.url}/internal/media/{path}", json=body, headers=self._headers(),
                                       timeout=aiohttp.ClientTimeout(total=CONNECT_TIMEOUT_S)) as resp:
@@ -71,11 +81,14 @@ class RemoteMediaNode:
     async def set_layout(self, meeting_id: str, layout: str | None) -> None:
         await self._post(f"meetings/{meeting_id}/layout", {"layout": layout})
 
-    async def record(self, meeting_id: str, on: bool) -> dict[str, Any]:
-        return await self._post(f"meetings/{meeting_id}/record", {"on": on})
+    async def record(self, meeting_id: str, on: bool, labels: RecordingLabels) -> JsonObject:
+        """The meeting's node runs the record use case itself, labels included (body: ``on``)."""
+        entry: JsonObject = await self._post(f"meetings/{meeting_id}/record", {"on": on})
+        return entry
 
-    async def link_stats(self, meeting_id: str) -> dict[str, dict[str, Any]]:
-        return (await self._post(f"meetings/{meeting_id}/links", {}))["links"]
+    async def link_stats(self, meeting_id: str) -> LinkStats:
+        stats: LinkStats = (await self._post(f"meetings/{meeting_id}/links", {}))["links"]
+        return stats
 
 
 class RemotePeer:
@@ -84,15 +97,15 @@ class RemotePeer:
     def __init__(self, node_id: str, ws: aiohttp.ClientWebSocketResponse, events: EventSink) -> None:
         self.node_id, self.ws, self.events = node_id, ws, events
         self._ids = itertools.count(1)
-        self._pending: dict[int, asyncio.Future] = {}
+        self._pending: dict[int, asyncio.Future[JsonObject]] = {}
         self._closing = False
         self._reader = asyncio.create_task(self._read(), name=f"media-link:{node_id}")
 
-    async def call(self, op: str, **fields: Any) -> dict[str, Any]:
+    async def call(self, op: str, **fields: Any) -> JsonObject:
         if self.ws.closed:
             raise MediaNodeLost(f"link to media node {self.node_id} is closed")
         call_id = next(self._ids)
-        fut = asyncio.get_running_loop().create_future()
+        fut: asyncio.Future[JsonObject] = asyncio.get_running_loop().create_future()
         self._pending[call_id] = fut
         try:
             await self.ws.send_str(json.dumps({"op": op, "id": call_id, **fields}))
@@ -136,12 +149,12 @@ class RemotePeer:
                                "lost_node": self.node_id})
 
     async def handle_offer(self, sdp: str) -> str:
-        return (await self.call("offer", sdp=sdp))["sdp"]
+        return str((await self.call("offer", sdp=sdp))["sdp"])
 
     async def handle_answer(self, sdp: str) -> None:
         await self.call("answer", sdp=sdp)
 
-    async def add_ice_candidate(self, candidate: dict[str, Any] | None) -> None:
+    async def add_ice_candidate(self, candidate: JsonObject | None) -> None:
         await self.call("ice", candidate=candidate)
 
     async def set_muted(self, kind: str, muted: bool) -> None:

@@ -13,12 +13,12 @@ import msgspec
 
 from signaling import metrics
 from signaling.auth import audit
-from signaling.api.recordings import set_recording
 from signaling.errors import ApiError, bad_request, forbidden, not_found, unavailable
 from signaling.guard.ice_candidate import check_candidate
 from mcu.api import MediaRetry, PeerSpec
 from signaling.guard.offer_check import check_offer
 from signaling.auth.policy import CHAIR_ROLES, admit, media_extra, role_in
+from signaling.recording import set_recording
 from signaling.protocol import (
     CHAIR_ACTIONS, Answer, GrantFloor, Hello, Ice, Join, Leave, Lock, LowerHand, Mute, MuteAll, Offer, RaiseHand,
     Record, Remove, RevokeFloor, SetLayout, server_msg,
@@ -97,7 +97,7 @@ class MeetingActions:
         await self.deliver(server_msg(
             "joined", msg.id, meeting_id=meeting.id, occurrence_id=self.occurrence_id, title=meeting.title,
             role=role, participants=roster(participants), floor=state["floor"], hands=state["hands"],
-            muted=state["muted"].get(self.identity.endpoint_id, {}), media=self.ctx.router is not None,
+            muted=state["muted"].get(self.identity.endpoint_id, {}), media=self.ctx.placement is not None,
             layout=state["layout"],
         ))
         self.ctx.rooms.participants_changed(self.occurrence_id)
@@ -156,7 +156,7 @@ class MeetingActions:
 
     # --- media ---------------------------------------------------------------------------------
     async def _ensure_peer(self):
-        if self.ctx.router is None:
+        if self.ctx.placement is None:
             raise unavailable("this server runs without a media node (media: none)")
         if self.peer is None:
             room = await self.ctx.rooms.state(self.occurrence_id)  # a node that (re)opens the meeting applies it
@@ -165,7 +165,7 @@ class MeetingActions:
                             self.link, publish=self.role != "viewer", extra=extra)
             self._peer_gen += 1
             gen = self._peer_gen
-            self.peer = await self.ctx.router.open_peer(spec, lambda event: self._media_event(event, gen))
+            self.peer = await self.ctx.placement.open_peer(spec, lambda event: self._media_event(event, gen))
             for kind, muted in room["muted"].get(self.identity.endpoint_id, {}).items():
                 if muted:  # a chair mute holds on the new peer too (after a move to another media node)
                     await self.peer.set_muted(kind, True)
@@ -190,7 +190,7 @@ class MeetingActions:
         if gen != self._peer_gen or self.peer is None:
             return  # an older peer's news; the client already moved on
         if event.get("lost_node"):
-            self.ctx.router.node_lost(event["lost_node"])
+            self.ctx.placement.node_lost(event["lost_node"])
         peer, self.peer = self.peer, None
         await peer.close()
         metrics.MEDIA_RESETS.inc()
@@ -273,15 +273,15 @@ class MeetingActions:
             room["muted"].pop(msg.endpoint_id, None)
 
         room = await self.ctx.rooms.update(self.occurrence_id, change)
-        if self.ctx.router is not None:
-            await self.ctx.router.set_floor(self.meeting_id, msg.endpoint_id)
+        if self.ctx.placement is not None:
+            await self.ctx.placement.set_floor(self.meeting_id, msg.endpoint_id)
         await self.ctx.rooms.publish(self.occurrence_id, server_msg(
             "floor", msg.id, endpoint_id=msg.endpoint_id, name=member["name"], by=self.identity.name, hands=room["hands"]))
 
     async def _on_revoke(self, msg: RevokeFloor) -> None:
         await self.ctx.rooms.update(self.occurrence_id, lambda room: room.update(floor=None))
-        if self.ctx.router is not None:
-            await self.ctx.router.set_floor(self.meeting_id, None)
+        if self.ctx.placement is not None:
+            await self.ctx.placement.set_floor(self.meeting_id, None)
         await self.ctx.rooms.publish(self.occurrence_id, server_msg("floor", msg.id, endpoint_id=None, by=self.identity.name))
 
     async def _on_mute(self, msg: Mute) -> None:
@@ -311,8 +311,8 @@ class MeetingActions:
     async def _on_layout(self, msg: SetLayout) -> None:
         """The composite's layout; kept in the room so a media node (re)starting applies it too."""
         await self.ctx.rooms.update(self.occurrence_id, lambda room: room.update(layout=msg.layout))
-        if self.ctx.router is not None:
-            await self.ctx.router.set_layout(self.meeting_id, msg.layout)
+        if self.ctx.placement is not None:
+            await self.ctx.placement.set_layout(self.meeting_id, msg.layout)
         await self.ctx.rooms.publish(self.occurrence_id, server_msg("layout", msg.id, layout=msg.layout, by=self.identity.name))
 
     async def _on_record(self, msg: Record) -> None:
@@ -357,7 +357,7 @@ async def release_floor(ctx, occurrence_id: str, meeting_id: str, endpoint_id: s
     await ctx.rooms.update(occurrence_id, change)
     if not took:
         return False
-    if ctx.router is not None:
-        await ctx.router.set_floor(meeting_id, None)
+    if ctx.placement is not None:
+        await ctx.placement.set_floor(meeting_id, None)
     await ctx.rooms.publish(occurrence_id, server_msg("floor", endpoint_id=None, by=by))
     return True

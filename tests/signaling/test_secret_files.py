@@ -105,7 +105,7 @@ async def test_node_tokens_made_from_the_store_are_refused(tmp_path, redis_url):
         path = "/internal/media/meetings/m1/floor"
         status, body = await node.call("POST", path, token=forged, json={"endpoint_id": None})
         assert status == 401 and body["error"]["code"] == "unauthorized", body
-        good = node.ctx.router.node_token()  # signed with the shared node key: gets past auth
+        good = node.ctx.placement.node_token()  # signed with the shared node key: gets past auth
         status, body = await node.call("POST", path, token=good, json={"endpoint_id": None})
         assert status == 503 and "without media" in body["error"]["message"], body
     finally:

@@ -257,7 +257,7 @@ async def test_peer_links_from_a_cluster_node_are_not_capped(tmp_path, redis_url
     links = aiohttp.ClientSession()
     held: list = []
     try:
-        auth = {"Authorization": f"Bearer {sig.ctx.router.node_token()}"}
+        auth = {"Authorization": f"Bearer {sig.ctx.placement.node_token()}"}
         for _ in range(6):
             held.append(await links.ws_connect(media.url + "/internal/media/peer", headers=auth))
         for _ in range(3):

@@ -11,9 +11,11 @@ from aiohttp import web
 
 from mcu.audio import AudioMixer
 from mcu.compose import Compositor, Rendition
+from mcu.node import LocalMediaNode
 from mcu.record import RecordingService
 from signaling.api import recordings as api_recordings
 from signaling.app import build_context, make_app
+from signaling.cluster.local_placement import LocalPlacement
 from signaling.settings import load_settings
 from tests.support.harness import ADMIN_PASSWORD, HAGIANG, Node, free_port
 
@@ -46,6 +48,9 @@ async def rnode(tmp_path):
     service = RecordingService(tmp_path / "data" / "recordings", retention_days=7,
                                segment_seconds=2, hls_segment_seconds=1, hls_window=3)
     node.ctx.recordings = service
+    # recording starts where the meeting's media runs: a media node with this service (build_context
+    # wires it so, and connects the service to the node's pipelines: here each test connects its own)
+    node.ctx.placement = LocalPlacement(LocalMediaNode(recordings=service))
     await service.start()
     media = {}
     yield node, media

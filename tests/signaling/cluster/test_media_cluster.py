@@ -66,7 +66,7 @@ async def test_internal_media_api_refuses_user_tokens_and_bad_requests(tmp_path,
     media = await start_node(tmp_path / "m", store=redis_url, node_id="media-a", media="local")
     sig = await start_node(tmp_path / "s", store=redis_url, node_id="sig-a")
     try:
-        node_token = sig.ctx.router.node_token()
+        node_token = sig.ctx.placement.node_token()
         # a user's token is not a node token, and a node token is not a user's
         status, body = await media.call("POST", "/internal/media/meetings/m1/floor", json={"endpoint_id": None})
         assert status == 401 and "signature" in body["error"]["message"]
