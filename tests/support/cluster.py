@@ -85,6 +85,10 @@ class ResettingEndpoint(WsPeerBridge):
         await asyncio.wait_for(self.ws.close(), 10)
 
 
+# Two `giaoban serve --media local` processes, the smallest cluster that can lose a media node.
+MEDIA_PAIR = {"media-1": ("local", []), "media-2": ("local", [])}
+
+
 @contextlib.asynccontextmanager
 async def running_cluster(tmp_path, redis_url: str, processes: dict[str, tuple[str, list[str]]],
                           sig_id: str = "sig-1") -> AsyncIterator[tuple[Node, dict[str, tuple[subprocess.Popen, int]]]]:

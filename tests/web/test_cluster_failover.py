@@ -7,8 +7,7 @@ import asyncio
 import signal
 import time
 
-from tests.support.cluster import cluster_view, running_cluster
-from tests.signaling.cluster.test_media_cluster import MEDIA_PAIR
+from tests.support.cluster import MEDIA_PAIR, cluster_view, running_cluster
 from tests.support.harness import ADMIN_PASSWORD
 from tests.web.browser import expect
 from tests.web.test_media import PC_STATE, join_in_browser

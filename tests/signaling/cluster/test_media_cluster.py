@@ -13,12 +13,9 @@ import time
 
 import pytest
 
-from tests.support.cluster import cluster_view, flush, join_all, running_cluster
+from tests.support.cluster import MEDIA_PAIR, cluster_view, flush, join_all, running_cluster
 from tests.support.harness import ROOT, HAGIANG, WsClient, free_port, start_node
 from tests.support.media_clients import wait_for
-
-
-MEDIA_PAIR = {"media-1": ("local", []), "media-2": ("local", [])}
 
 
 @pytest.mark.parametrize("how", [signal.SIGKILL, signal.SIGTERM], ids=["kill-9", "graceful-stop"])
