@@ -34,8 +34,8 @@ from typing import Any, Callable
 
 from mcu.api import EventSink, JsonObject, LinkStats, MediaNode, PeerSpec, RecordingLabels
 from mcu.cascade.trunk import serve_from_origin
-from mcu.meeting.contracts import Composer
 from mcu.fence import check as check_fence
+from mcu.meeting.contracts import Composer
 from mcu.peer.ice import HostPin, pin_host_addresses
 from mcu.meeting.quality import QualitySampler
 from mcu.meeting.meeting import Meeting
