@@ -9,6 +9,7 @@ the meeting is pinned to, which runs this same use case. The recording service's
 
 from __future__ import annotations
 
+import sys
 from datetime import UTC, datetime
 from typing import Protocol
 
@@ -53,10 +54,12 @@ async def labels(ctx: RecordingContext, meeting_id: str) -> JsonObject:
 
 
 def service_errors() -> tuple[type[Exception], ...]:
-    """The recording service's refusals (imported when one is raised: media libraries)."""
-    from mcu.record.service import AlreadyRunning, MediaUnavailable, NotRunning
-
-    return MediaUnavailable, AlreadyRunning, NotRunning
+    """The recording service's refusals: none where it was never loaded (a signaling-only node
+    does not import media libraries to learn that a remote node's error is not one of them)."""
+    service = sys.modules.get("mcu.record.service")
+    if service is None:
+        return ()
+    return service.MediaUnavailable, service.AlreadyRunning, service.NotRunning
 
 
 def translate(exc: Exception) -> ApiError:
