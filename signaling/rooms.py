@@ -50,6 +50,12 @@ class LocalMember(Protocol):
     async def on_room_event(self, msg: dict[str, Any], text: str) -> None: ...
 
 
+class FloorMedia(Protocol):
+    """What the floor needs of the media placement (signaling.cluster.placement.Placement)."""
+
+    async def set_floor(self, meeting_id: str, endpoint_id: str | None) -> None: ...
+
+
 def empty_room() -> dict[str, Any]:
     return {"floor": None, "hands": [], "muted": {}, "locked": False, "removed": [], "layout": "speaker_strip"}
 
@@ -149,6 +155,26 @@ class RoomHub:
 
     async def publish(self, occurrence_id: str, msg: dict[str, Any]) -> None:
         await self.store.publish(f"room:{occurrence_id}", msg)
+
+    async def release_floor(self, occurrence_id: str, meeting_id: str, endpoint_id: str, by: str,
+                            media: FloorMedia | None) -> bool:
+        """Take the floor from ``endpoint_id`` if it holds it (removal, revocation): the room's state,
+        the media node(s), and a ``floor`` event to the room. False when it did not hold it."""
+        took: list[bool] = []
+
+        def change(room: dict[str, Any]) -> None:
+            took.clear()  # ``update`` may run this again after a concurrent write
+            if room["floor"] == endpoint_id:
+                room["floor"] = None
+                took.append(True)
+
+        await self.update(occurrence_id, change)
+        if not took:
+            return False
+        if media is not None:
+            await media.set_floor(meeting_id, None)
+        await self.publish(occurrence_id, server_msg("floor", endpoint_id=None, by=by))
+        return True
 
     def participants_changed(self, occurrence_id: str) -> None:
         """Schedule one ``participants`` broadcast for every change within LIST_DELAY_S."""

@@ -26,6 +26,7 @@ from mcu.peer.udp_guard import install as install_udp_guard
 
 from endpoints.agent.config import AgentConfig
 from endpoints.agent.connection import AuthError, Connection, NotConnected
+from endpoints.agent.control import ControlServer
 from endpoints.agent.agent_media import MediaActions
 from endpoints.agent.media import MeetingPeer
 from endpoints.agent.oplog import OpLog
@@ -59,7 +60,7 @@ class Agent(MediaActions):
         self._owner: asyncio.Task | None = None
         self._conn_task: asyncio.Task | None = None
         self._stopped = False
-        self.control = None
+        self.control: ControlServer | None = None
         self._ice_pin: HostPin | None = None
         self._left: asyncio.Future | None = None  # set by stop(): resolved by the server's 'left'
 
@@ -80,7 +81,6 @@ class Agent(MediaActions):
         self._owner = asyncio.get_running_loop().create_task(self._run_owner(), name=f"agent-owner:{self.cfg.endpoint}")
         self._conn_task = self.conn.start()
         if self.cfg.control_port >= 0:
-            from endpoints.agent.control import ControlServer
             self.control = ControlServer(self, self.cfg.control_host, self.cfg.control_port)
             await self.control.start()
 

@@ -1,4 +1,8 @@
-"""HTTP plumbing shared by the REST routes: error middleware, JSON bodies, auth helpers."""
+"""HTTP plumbing shared by the REST routes: error middleware, JSON bodies, auth helpers.
+
+One layer above ``signaling.context`` (the layers are listed there): the routes and the cluster
+API import it; it imports no route and nothing of ``signaling.ws``.
+"""
 
 from __future__ import annotations
 

@@ -32,7 +32,6 @@ from aiohttp import web
 from signaling.auth.authenticator import Identity
 from signaling.errors import ApiError, bad_request, busy, forbidden, not_found, too_many_sessions, unavailable
 from signaling.api.http import CTX, ctx_of, identity, read_raw
-from signaling.ws.actions import release_floor
 from signaling.guard.offer_check import check_offer
 from signaling.auth.policy import CHAIR_ROLES, admit, media_extra
 from mcu.api import PeerSpec
@@ -272,7 +271,8 @@ async def _release(ctx, member: HttpMediaMember, reserved: bool = True) -> None:
     ctx.sessions.remove_media(member)
     await member.peer.close()
     if member.drop_floor:
-        await release_floor(ctx, member.occurrence_id, member.meeting_id, member.endpoint_id, "revocation")
+        await ctx.rooms.release_floor(member.occurrence_id, member.meeting_id, member.endpoint_id, "revocation",
+                                      ctx.placement)
     await ctx.rooms.exit(member.occurrence_id, member.session_id)
     ctx.rooms.participants_changed(member.occurrence_id)
     if member.identity.kind != "operator":

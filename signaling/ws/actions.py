@@ -335,29 +335,11 @@ class MeetingActions:
         # every node ends the endpoint's sessions here (WebSocket, WHIP, WHEP): media first
         await self.ctx.rooms.publish(self.occurrence_id, server_msg(
             "removed", msg.id, to=msg.endpoint_id, endpoint_id=msg.endpoint_id, by=self.identity.name))
-        await release_floor(self.ctx, self.occurrence_id, self.meeting_id, msg.endpoint_id, self.identity.name)
+        await self.ctx.rooms.release_floor(self.occurrence_id, self.meeting_id, msg.endpoint_id,
+                                           self.identity.name, self.ctx.placement)
 
     async def apply_mute(self, msg: dict[str, Any]) -> None:
         """A mute_request addressed to this endpoint: the media node stops forwarding too."""
         if self.peer is not None:
             await self.peer.set_muted(msg["kind"], msg["muted"])
 
-
-async def release_floor(ctx, occurrence_id: str, meeting_id: str, endpoint_id: str, by: str) -> bool:
-    """Take the floor from ``endpoint_id`` if it holds it (removal, revocation): the room's state,
-    the media node(s), and a ``floor`` event to the room. False when it did not hold it."""
-    took: list[bool] = []
-
-    def change(room):
-        took.clear()  # ``update`` may run this again after a concurrent write
-        if room["floor"] == endpoint_id:
-            room["floor"] = None
-            took.append(True)
-
-    await ctx.rooms.update(occurrence_id, change)
-    if not took:
-        return False
-    if ctx.placement is not None:
-        await ctx.placement.set_floor(meeting_id, None)
-    await ctx.rooms.publish(occurrence_id, server_msg("floor", endpoint_id=None, by=by))
-    return True

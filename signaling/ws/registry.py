@@ -4,6 +4,8 @@ WebSocket sessions register with ``add``; WHIP/WHEP sessions (signaling.api.whip
 so that a revocation (operator deleted, endpoint secret rotated, a meeting's links withdrawn), which
 reaches every node on the events channel, ends all three kinds, for the identity and the join links
 it made or that speak for it, and takes the floor from it.
+
+The context holds it as a ``signaling.context.ClientRegistry``; WHIP/WHEP routes reach it that way.
 """
 
 from __future__ import annotations
@@ -15,7 +17,6 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from signaling.errors import WS_CLOSE
-from signaling.ws.actions import release_floor
 from signaling.protocol import server_msg
 from signaling.rooms import PRESENCE_TTL_S
 from signaling.store.base import Store, Subscription
@@ -177,7 +178,8 @@ class SessionRegistry:
             task.add_done_callback(lambda t, s=session: (self._ending.discard(t), self._revoking.discard(s)))
         for occurrence_id, meeting_id, endpoint_id in rooms:
             try:
-                await release_floor(sessions[0].ctx, occurrence_id, meeting_id, endpoint_id, "revocation")
+                ctx = sessions[0].ctx
+                await ctx.rooms.release_floor(occurrence_id, meeting_id, endpoint_id, "revocation", ctx.placement)
             except Exception:  # the sessions end anyway; the chair can still take the floor back
                 log.exception("taking the floor from a revoked endpoint failed", extra={"occurrence": occurrence_id})
 

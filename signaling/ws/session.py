@@ -1,6 +1,9 @@
 """One WebSocket client: an actor with a reader, one owner task that handles messages in order
 (so SDP, ICE and floor actions for this client never interleave) and a writer fed by a bounded
-queue (a client that stops reading is disconnected rather than growing memory)."""
+queue (a client that stops reading is disconnected rather than growing memory).
+
+The WebSocket layer (session, actions, registry) sits above ``signaling.context`` and beside the
+REST routes; it imports neither ``signaling.api`` nor ``signaling.app`` (the layers: ``signaling.context``)."""
 
 from __future__ import annotations
 
