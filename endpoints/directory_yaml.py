@@ -145,7 +145,9 @@ def _defaults(node: Node, problems: Problems) -> Defaults:
     return result
 
 
-def _items(node: Node | None, slug: str | None, defaults: Defaults, problems: Problems) -> tuple[list[Placed], set[str]]:
+def _items(
+    node: Node | None, slug: str | None, defaults: Defaults, problems: Problems
+) -> tuple[list[Placed], set[str]]:
     """Every readable item; ``broken`` collects ids of items that had mistakes of their own."""
     placed: list[Placed] = []
     broken: set[str] = set()
@@ -182,7 +184,9 @@ def _item(node: Node, index: int, slug: str | None, defaults: Defaults, problems
         return None
     ep_id = ok["id"]
     credential = ok.get("credential") or (f"{slug}/{ep_id}" if slug else ep_id)
-    endpoint = Endpoint(ep_id, ok["name"], Tier(ok["tier"]), Kind(ok["kind"]), Link(ok["link"]), ok.get("parent"), credential)
+    endpoint = Endpoint(
+        ep_id, ok["name"], Tier(ok["tier"]), Kind(ok["kind"]), Link(ok["link"]), ok.get("parent"), credential
+    )
     line_for = {key: line_of(value) for key, (_, value) in fields.items()}
     return Placed(
         endpoint,
@@ -194,7 +198,12 @@ def _item(node: Node, index: int, slug: str | None, defaults: Defaults, problems
 
 
 def _fill_missing(
-    values: dict[str, str | None], fields: dict[str, tuple[Node, Node]], defaults: Defaults, line: int, where: str, problems: Problems
+    values: dict[str, str | None],
+    fields: dict[str, tuple[Node, Node]],
+    defaults: Defaults,
+    line: int,
+    where: str,
+    problems: Problems,
 ) -> None:
     """Take absent kind/link from the tier's defaults; report other absent required keys."""
     tier = Tier(values["tier"]) if values.get("tier") else None

@@ -158,5 +158,6 @@ def _check_target(selector: Selector, directory: EndpointTree) -> None:
     anchor = directory.get(selector.target)
     if selector.tier is not None and selector.tier.rank < anchor.tier.rank:
         raise SelectorError(
-            str(selector), f"there is no {selector.tier} below {anchor.tier} {anchor.id!r}: a {selector.tier} sits higher"
+            str(selector),
+            f"there is no {selector.tier} below {anchor.tier} {anchor.id!r}: a {selector.tier} sits higher",
         )

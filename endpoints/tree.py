@@ -95,7 +95,7 @@ def _cycles(placed: Sequence[Placed], known: dict[str, Placed], problems: Proble
             path.append(cur)
             cur = known[cur].endpoint.parent
         if cur is not None and cur in path:
-            members = path[path.index(cur):]
+            members = path[path.index(cur) :]
             in_cycle.update(members)
             start = min(members, key=order.__getitem__)
             i = members.index(start)

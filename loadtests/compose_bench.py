@@ -31,12 +31,34 @@ from mcu.compose.testsrc import encode_clip
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 RESULTS = os.path.join(ROOT, "loadtests", "results")
-NAMES = ["Xã Lũng Cú", "Phường Quang Trung", "Thị trấn Đồng Văn", "Xã Mèo Vạc", "Xã Sủng Là",
-         "Thị trấn Yên Minh", "Xã Thanh Thủy", "Phường Nguyễn Trãi", "Xã Hồ Thầu"]
-COLOURS = [(200, 40, 40), (40, 180, 60), (50, 60, 200), (210, 200, 40), (190, 60, 190),
-           (40, 190, 190), (230, 130, 30), (120, 120, 120), (150, 90, 40)]
-RENDITIONS = [Rendition("720p", 720, 1_200_000), Rendition("360p", 360, 400_000), Rendition("180p", 180, 150_000),
-         Rendition("audio", 0)]
+NAMES = [
+    "Xã Lũng Cú",
+    "Phường Quang Trung",
+    "Thị trấn Đồng Văn",
+    "Xã Mèo Vạc",
+    "Xã Sủng Là",
+    "Thị trấn Yên Minh",
+    "Xã Thanh Thủy",
+    "Phường Nguyễn Trãi",
+    "Xã Hồ Thầu",
+]
+COLOURS = [
+    (200, 40, 40),
+    (40, 180, 60),
+    (50, 60, 200),
+    (210, 200, 40),
+    (190, 60, 190),
+    (40, 190, 190),
+    (230, 130, 30),
+    (120, 120, 120),
+    (150, 90, 40),
+]
+RENDITIONS = [
+    Rendition("720p", 720, 1_200_000),
+    Rendition("360p", 360, 400_000),
+    Rendition("180p", 180, 150_000),
+    Rendition("audio", 0),
+]
 
 
 def parse() -> argparse.Namespace:
@@ -57,8 +79,7 @@ def parse() -> argparse.Namespace:
     return a
 
 
-async def feeder(comp: Compositor, clips: list[list[tuple[bytes, bool]]], fps: int,
-                 cpu: list[float]) -> None:
+async def feeder(comp: Compositor, clips: list[list[tuple[bytes, bool]]], fps: int, cpu: list[float]) -> None:
     loop = asyncio.get_running_loop()
     t = loop.time()
     i = 0
@@ -92,11 +113,20 @@ def thread_cpu() -> dict[str, float]:
 
 def snapshot(comp: Compositor) -> dict:
     st = comp.stats
-    return {"wall": time.perf_counter(), "cpu": time.process_time(), "threads": thread_cpu(),
-            "meter": comp.meter.snapshot()["cpu_s"],
-            "detail": comp.meter.snapshot()["detail_s"], "composites": st.composites,
-            "dropped": st.ticks_dropped, "keyframes": dict(st.keyframes_out), "frames": dict(st.frames_out), "bytes": dict(st.bytes_out),
-            "lag_sum": st.lag_sum, "lag_count": st.lag_count}
+    return {
+        "wall": time.perf_counter(),
+        "cpu": time.process_time(),
+        "threads": thread_cpu(),
+        "meter": comp.meter.snapshot()["cpu_s"],
+        "detail": comp.meter.snapshot()["detail_s"],
+        "composites": st.composites,
+        "dropped": st.ticks_dropped,
+        "keyframes": dict(st.keyframes_out),
+        "frames": dict(st.frames_out),
+        "bytes": dict(st.bytes_out),
+        "lag_sum": st.lag_sum,
+        "lag_count": st.lag_count,
+    }
 
 
 async def run(a: argparse.Namespace) -> dict:
@@ -106,8 +136,7 @@ async def run(a: argparse.Namespace) -> dict:
     gen_s = time.perf_counter() - t0
     renditions = [Rendition(t.name, t.height, t.bitrate, a.rendition_codec) for t in RENDITIONS]
     comp = Compositor(Layout(a.layout), 1280, 720, a.fps, renditions, workers=a.workers)
-    comp.set_sources([f"s{i}" for i in range(a.sources)],
-                     {f"s{i}": NAMES[i % 9] for i in range(a.sources)})
+    comp.set_sources([f"s{i}" for i in range(a.sources)], {f"s{i}": NAMES[i % 9] for i in range(a.sources)})
     received = {t.name: 0 for t in renditions if t.height}
     for rendition in received:
         for _ in range(a.subscribers):
@@ -137,32 +166,54 @@ async def run(a: argparse.Namespace) -> dict:
         n = s1["frames"].get(t, 0) - s0["frames"].get(t, 0)
         kf = s1["keyframes"].get(t, 0) - s0["keyframes"].get(t, 0)
         b = s1["bytes"].get(t, 0) - s0["bytes"].get(t, 0)
-        rendition_rows[t] = {"fps": n / wall, "kbit_s": b * 8 / wall / 1000,
-                        "keyframes": kf, "encode_ms": enc / max(n, 1) * 1e3, "scale_ms": scl / max(n, 1) * 1e3,
-                        "subscribers": a.subscribers, "frames_received": received[t]}
+        rendition_rows[t] = {
+            "fps": n / wall,
+            "kbit_s": b * 8 / wall / 1000,
+            "keyframes": kf,
+            "encode_ms": enc / max(n, 1) * 1e3,
+            "scale_ms": scl / max(n, 1) * 1e3,
+            "subscribers": a.subscribers,
+            "frames_received": received[t],
+        }
     per = max(composites, 1)
     return {
-        "bench": "compose_bench", "time": time.strftime("%Y-%m-%dT%H:%M:%S"), "loop": loops.running(),
-        "config": {**vars(a), "canvas": "1280x720",
-                   "renditions": [(t.name, t.height, t.bitrate, t.codec) for t in renditions],
-                   "clip_generation_s": round(gen_s, 2), "cores_on_machine": os.cpu_count(),
-                   "load_avg_1m": os.getloadavg()[0]},
-        "wall_s": wall, "composites": composites, "composite_fps": composites / wall,
+        "bench": "compose_bench",
+        "time": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        "loop": loops.running(),
+        "config": {
+            **vars(a),
+            "canvas": "1280x720",
+            "renditions": [(t.name, t.height, t.bitrate, t.codec) for t in renditions],
+            "clip_generation_s": round(gen_s, 2),
+            "cores_on_machine": os.cpu_count(),
+            "load_avg_1m": os.getloadavg()[0],
+        },
+        "wall_s": wall,
+        "composites": composites,
+        "composite_fps": composites / wall,
         "ticks_dropped": s1["dropped"] - s0["dropped"],
         "renditions": rendition_rows,
-        "process_cpu_s": cpu, "cores_used": cpu / wall,
-        "cpu_ms_per_composite": {"total": cpu / per * 1e3, "libav": libav / per * 1e3,
-                                 **{k: v / per * 1e3 for k, v in meter.items()},
-                                 "feeder": feed_s / per * 1e3,
-                                 "other": (cpu - libav - meter["compose"] - feed_s) / per * 1e3},
-        "thread_cpu_ms_per_composite": {k: (v - s0["threads"].get(k, 0.0)) / per * 1e3
-                                        for k, v in s1["threads"].items()},
+        "process_cpu_s": cpu,
+        "cores_used": cpu / wall,
+        "cpu_ms_per_composite": {
+            "total": cpu / per * 1e3,
+            "libav": libav / per * 1e3,
+            **{k: v / per * 1e3 for k, v in meter.items()},
+            "feeder": feed_s / per * 1e3,
+            "other": (cpu - libav - meter["compose"] - feed_s) / per * 1e3,
+        },
+        "thread_cpu_ms_per_composite": {
+            k: (v - s0["threads"].get(k, 0.0)) / per * 1e3 for k, v in s1["threads"].items()
+        },
         "outside_libav_share": (cpu - libav) / cpu if cpu else 0.0,
         "outside_libav_share_excl_feeder": (cpu - libav - feed_s) / (cpu - feed_s) if cpu else 0.0,
-        "python_share_excl_numpy_and_feeder":
-            (cpu - libav - feed_s - meter["compose"]) / (cpu - feed_s) if cpu else 0.0,
-        "loop_lag_ms": {"mean": (s1["lag_sum"] - s0["lag_sum"])
-                        / max(1, s1["lag_count"] - s0["lag_count"]) * 1e3, "max": lag_max * 1e3},
+        "python_share_excl_numpy_and_feeder": (cpu - libav - feed_s - meter["compose"]) / (cpu - feed_s)
+        if cpu
+        else 0.0,
+        "loop_lag_ms": {
+            "mean": (s1["lag_sum"] - s0["lag_sum"]) / max(1, s1["lag_count"] - s0["lag_count"]) * 1e3,
+            "max": lag_max * 1e3,
+        },
         "method": __doc__.split("How the CPU split is measured: ")[1].strip(),
     }
 
@@ -170,21 +221,25 @@ async def run(a: argparse.Namespace) -> dict:
 def table(r: dict) -> str:
     c = r["cpu_ms_per_composite"]
     cfg = r["config"]
-    lines = [f"{cfg['layout']} composite 1280x720@{cfg['fps']} from {cfg['sources']} VP8 "
-             f"{cfg['src_size']} sources, {r['config']['workers']} workers, {r['loop']} loop, "
-             f"{r['wall_s']:.1f} s measured (1-min load avg {r['config']['load_avg_1m']:.1f} "
-             f"on {r['config']['cores_on_machine']} cores)",
-             f"{'rendition':<6} {'fps':>6} {'kbit/s':>8} {'keyfr':>5} {'scale ms':>9} {'encode ms':>10}"]
+    lines = [
+        f"{cfg['layout']} composite 1280x720@{cfg['fps']} from {cfg['sources']} VP8 "
+        f"{cfg['src_size']} sources, {r['config']['workers']} workers, {r['loop']} loop, "
+        f"{r['wall_s']:.1f} s measured (1-min load avg {r['config']['load_avg_1m']:.1f} "
+        f"on {r['config']['cores_on_machine']} cores)",
+        f"{'rendition':<6} {'fps':>6} {'kbit/s':>8} {'keyfr':>5} {'scale ms':>9} {'encode ms':>10}",
+    ]
     for t, row in r["renditions"].items():
-        lines.append(f"{t:<6} {row['fps']:>6.1f} {row['kbit_s']:>8.0f} {row['keyframes']:>5} {row['scale_ms']:>9.2f}"
-                     f" {row['encode_ms']:>10.2f}")
+        lines.append(
+            f"{t:<6} {row['fps']:>6.1f} {row['kbit_s']:>8.0f} {row['keyframes']:>5} {row['scale_ms']:>9.2f}"
+            f" {row['encode_ms']:>10.2f}"
+        )
     lines += [
         f"composites/s {r['composite_fps']:.1f}  ticks dropped {r['ticks_dropped']}",
         f"CPU per composite {c['total']:.1f} ms = decode {c['decode']:.1f} + scale {c['scale']:.1f}"
         f" + encode {c['encode']:.1f} (libav {c['libav']:.1f}) + numpy compose/labels "
         f"{c['compose']:.1f} + feeder {c['feeder']:.2f} + other {c['other']:.1f}",
-        f"cores used {r['cores_used']:.2f}; by thread (ms/composite): " + ", ".join(
-            f"{k} {v:.1f}" for k, v in r["thread_cpu_ms_per_composite"].items()),
+        f"cores used {r['cores_used']:.2f}; by thread (ms/composite): "
+        + ", ".join(f"{k} {v:.1f}" for k, v in r["thread_cpu_ms_per_composite"].items()),
         f"outside libav: {r['outside_libav_share']:.1%} of process CPU "
         f"({r['outside_libav_share_excl_feeder']:.1%} without the feeder; pure Python glue "
         f"{r['python_share_excl_numpy_and_feeder']:.1%})",

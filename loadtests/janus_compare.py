@@ -43,7 +43,14 @@ from loadtests import loops
 from loadtests.janus_server import JanusApi, JanusError, JanusProcess
 from loadtests.procstat import cpu_seconds, machine_cpu, proc_cpu_ns, proc_rss, udp_errors
 from loadtests.sfu_fanout import (
-    FPS, RESULTS, ROOT, Sub, encoded_frames, hook_count, pct, start_publisher,
+    FPS,
+    RESULTS,
+    ROOT,
+    Sub,
+    encoded_frames,
+    hook_count,
+    pct,
+    start_publisher,
 )
 from mcu.peer.ice import pin_host_addresses
 
@@ -51,6 +58,7 @@ ROOM = 4242
 
 
 # -- our SFU ---------------------------------------------------------------------------------
+
 
 class OurSfu:
     """``loadtests.sfu_server`` in its own process, driven through its /join HTTP API."""
@@ -71,9 +79,17 @@ class OurSfu:
 
     async def start(self) -> None:
         self.proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "loadtests.sfu_server",
-            "--max-seconds", str(self.max_seconds), "--loop", self.loop,
-            stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, cwd=ROOT)
+            sys.executable,
+            "-m",
+            "loadtests.sfu_server",
+            "--max-seconds",
+            str(self.max_seconds),
+            "--loop",
+            self.loop,
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            cwd=ROOT,
+        )
         assert self.proc.stdout is not None
         line = (await asyncio.wait_for(self.proc.stdout.readline(), 30)).decode()
         if not line.startswith("PORT"):
@@ -103,6 +119,7 @@ class OurSfu:
 
 
 # -- Janus -----------------------------------------------------------------------------------
+
 
 class _Reply:
     def __init__(self, data: dict) -> None:
@@ -142,20 +159,21 @@ class JanusSub(Sub):
     async def join_janus(self, api: JanusApi, feed: int) -> None:
         self.t_join = time.monotonic()
         handle = await api.attach()
-        _, offer = await api.message(handle, {"request": "join", "ptype": "subscriber",
-                                              "room": ROOM, "streams": [{"feed": feed}]})
+        _, offer = await api.message(
+            handle, {"request": "join", "ptype": "subscriber", "room": ROOM, "streams": [{"feed": feed}]}
+        )
         if offer is None:
             raise JanusError("subscriber join: no offer from Janus")
         await self.pc.setRemoteDescription(RTCSessionDescription(sdp=offer["sdp"], type="offer"))
         await self.pc.setLocalDescription(await self.pc.createAnswer())
         hook_count(self.pc, self)
-        await api.message(handle, {"request": "start", "room": ROOM},
-                          jsep={"type": "answer", "sdp": self.pc.localDescription.sdp})
+        await api.message(
+            handle, {"request": "start", "room": ROOM}, jsep={"type": "answer", "sdp": self.pc.localDescription.sdp}
+        )
 
 
 class JanusSfu:
-    def __init__(self, http: aiohttp.ClientSession, max_seconds: float,
-                 event_loops: int = 0) -> None:
+    def __init__(self, http: aiohttp.ClientSession, max_seconds: float, event_loops: int = 0) -> None:
         self.http = http
         self.name = "janus-1.1" + (f"/el{event_loops}" if event_loops else "")
         self.janus = JanusProcess(debug_level=2, event_loops=event_loops)
@@ -171,17 +189,29 @@ class JanusSfu:
         self.api = JanusApi(self.http, self.janus.url)
         await self.api.create_session()
         handle = await self.api.attach()
-        await self.api.message(handle, {
-            "request": "create", "room": ROOM, "publishers": 1, "videocodec": "vp8",
-            "audiocodec": "opus", "bitrate": 0, "fir_freq": 0, "notify_joining": False,
-            "permanent": False})
+        await self.api.message(
+            handle,
+            {
+                "request": "create",
+                "room": ROOM,
+                "publishers": 1,
+                "videocodec": "vp8",
+                "audiocodec": "opus",
+                "bitrate": 0,
+                "fir_freq": 0,
+                "notify_joining": False,
+                "permanent": False,
+            },
+        )
 
     async def join_publisher(self, sdp: str) -> dict:
         assert self.api is not None
         handle = await self.api.attach()
-        data, answer = await self.api.message(handle, {
-            "request": "joinandconfigure", "ptype": "publisher", "room": ROOM,
-            "display": "publisher"}, jsep={"type": "offer", "sdp": sdp})
+        data, answer = await self.api.message(
+            handle,
+            {"request": "joinandconfigure", "ptype": "publisher", "room": ROOM, "display": "publisher"},
+            jsep={"type": "offer", "sdp": sdp},
+        )
         if answer is None:
             raise JanusError("publisher joinandconfigure: no answer from Janus")
         self.feed = data["id"]
@@ -220,6 +250,7 @@ class JanusSfu:
 
 # -- measurement (the same for both servers) -------------------------------------------------
 
+
 async def quiet(subs: list[Sub], limit: float = 10.0, still: int = 3) -> None:
     """Wait (publisher paused) until no subscriber counter moves for ``still`` checks in a row
     0.3 s apart: a server starved of CPU by other jobs can pause for more than one check."""
@@ -254,11 +285,19 @@ def count_media_packets(pc: Any) -> dict:
 async def snapshot(target: Any, subs: list[Sub], sent: dict, track: Any) -> dict:
     busy, total = machine_cpu()
     return {
-        "t": time.monotonic(), "cpu": cpu_seconds(target.pid), "cpu_ns": proc_cpu_ns(target.pid),
-        "client": time.process_time(), "busy": busy, "total": total, "udp": udp_errors(),
-        "counts": [s.count for s in subs], "sent": sent["media"], "rtx": sent["other"],
+        "t": time.monotonic(),
+        "cpu": cpu_seconds(target.pid),
+        "cpu_ns": proc_cpu_ns(target.pid),
+        "client": time.process_time(),
+        "busy": busy,
+        "total": total,
+        "udp": udp_errors(),
+        "counts": [s.count for s in subs],
+        "sent": sent["media"],
+        "rtx": sent["other"],
         "frames": track._n,
-        "keyframes": track.keyframes_forced, "forwarded": await target.forwarded(),
+        "keyframes": track.keyframes_forced,
+        "forwarded": await target.forwarded(),
     }
 
 
@@ -309,8 +348,7 @@ async def measure_server(target: Any, args: argparse.Namespace, frames: list) ->
             await quiet(subs)
             b = await snapshot(target, subs, sent, track)
             track.running.set()
-            rows.append(row(target, level, i0, a, b, joins, len(new),
-                            (proc_rss(target.pid) - rss0) / max(1, level)))
+            rows.append(row(target, level, i0, a, b, joins, len(new), (proc_rss(target.pid) - rss0) / max(1, level)))
             print_row(rows[-1])
     finally:
         for s in subs:
@@ -321,8 +359,9 @@ async def measure_server(target: Any, args: argparse.Namespace, frames: list) ->
     return rows
 
 
-def row(target: Any, level: int, i0: dict, a: dict, b: dict, joins: list[float], joined: int,
-        rss_per_sub: float) -> dict:
+def row(
+    target: Any, level: int, i0: dict, a: dict, b: dict, joins: list[float], joined: int, rss_per_sub: float
+) -> dict:
     n_sent = b["sent"] - a["sent"]
     expected = n_sent * level
     per_sub = [y - x for x, y in zip(a["counts"], b["counts"])]
@@ -334,11 +373,15 @@ def row(target: Any, level: int, i0: dict, a: dict, b: dict, joins: list[float],
     client = (b["client"] - a["client"]) / window
     per = (lambda x: x / expected * 1e6) if expected else (lambda x: None)
     return {
-        "server": target.name, "subscribers": level, "publisher_packets": n_sent,
+        "server": target.name,
+        "subscribers": level,
+        "publisher_packets": n_sent,
         "publisher_frames": b["frames"] - a["frames"],
         "publisher_retransmissions": b["rtx"] - a["rtx"],
-        "expected_forwards": expected, "received_by_subscribers": received,
-        "server_reported_forwards": None if a["forwarded"] is None or b["forwarded"] is None
+        "expected_forwards": expected,
+        "received_by_subscribers": received,
+        "server_reported_forwards": None
+        if a["forwarded"] is None or b["forwarded"] is None
         else b["forwarded"] - a["forwarded"],
         "us_per_forwarded_packet": per(cpu),
         "us_per_forwarded_packet_schedstat": per(cpu_ns),
@@ -347,12 +390,15 @@ def row(target: Any, level: int, i0: dict, a: dict, b: dict, joins: list[float],
         "delivered_ratio": received / expected if expected else None,
         "subscribers_without_packets": sum(1 for n in per_sub if n == 0),
         "per_subscriber_ratio_min": min(per_sub) / n_sent if n_sent and per_sub else None,
-        "per_subscriber_ratio_median": statistics.median(per_sub) / n_sent
-        if n_sent and per_sub else None,
+        "per_subscriber_ratio_median": statistics.median(per_sub) / n_sent if n_sent and per_sub else None,
         "server_events": getattr(target, "event_summary", lambda: {})(),
-        "server_cpu_s": cpu, "window_seconds": window, "server_cpu_share": cpu / window,
-        "server_idle_cpu_share": idle_share, "client_cpu_share": client,
-        "machine_cpu_share": machine, "other_cpu_share": machine - cpu / window - client,
+        "server_cpu_s": cpu,
+        "window_seconds": window,
+        "server_cpu_share": cpu / window,
+        "server_idle_cpu_share": idle_share,
+        "client_cpu_share": client,
+        "machine_cpu_share": machine,
+        "other_cpu_share": machine - cpu / window - client,
         "udp_errors_in_window": {k: b["udp"][k] - a["udp"][k] for k in b["udp"]},
         "keyframes_forced_in_window": b["keyframes"] - a["keyframes"],
         "join_first_packet_median_ms": statistics.median(joins) * 1000 if joins else None,
@@ -362,13 +408,17 @@ def row(target: Any, level: int, i0: dict, a: dict, b: dict, joins: list[float],
     }
 
 
-HEADER = (f"{'server':<14} {'subs':>5} {'us/pkt':>7} {'us/pkt*':>7} {'deliv%':>7} "
-          f"{'pub pkts':>8} {'srv cpu%':>8} {'idle%':>6} {'client%':>7} {'mach%':>6} "
-          f"{'udp drop':>8} {'join med':>8}")
-LEGEND = ("us/pkt: server CPU (user+sys, /proc/<pid>/stat) per packet to forward (sent x subs); "
-          "us/pkt*: same on the ns clock of /proc/<pid>/task/*/schedstat; idle%: server CPU with "
-          "the peers connected and no media; mach%: whole machine (2 cores = 200%); udp drop: "
-          "UDP receive/send buffer overflows in the window, machine-wide")
+HEADER = (
+    f"{'server':<14} {'subs':>5} {'us/pkt':>7} {'us/pkt*':>7} {'deliv%':>7} "
+    f"{'pub pkts':>8} {'srv cpu%':>8} {'idle%':>6} {'client%':>7} {'mach%':>6} "
+    f"{'udp drop':>8} {'join med':>8}"
+)
+LEGEND = (
+    "us/pkt: server CPU (user+sys, /proc/<pid>/stat) per packet to forward (sent x subs); "
+    "us/pkt*: same on the ns clock of /proc/<pid>/task/*/schedstat; idle%: server CPU with "
+    "the peers connected and no media; mach%: whole machine (2 cores = 200%); udp drop: "
+    "UDP receive/send buffer overflows in the window, machine-wide"
+)
 
 
 def print_row(r: dict) -> None:
@@ -376,17 +426,21 @@ def print_row(r: dict) -> None:
         return float("nan") if v is None else v * scale
 
     udp = r["udp_errors_in_window"]
-    print(f"{r['server']:<14} {r['subscribers']:>5} {f(r['us_per_forwarded_packet']):>7.1f} "
-          f"{f(r['us_per_forwarded_packet_schedstat']):>7.1f} {f(r['delivered_ratio'], 100):>7.2f} "
-          f"{r['publisher_packets']:>8} {r['server_cpu_share'] * 100:>8.1f} "
-          f"{r['server_idle_cpu_share'] * 100:>6.1f} {r['client_cpu_share'] * 100:>7.1f} "
-          f"{r['machine_cpu_share'] * 100:>6.0f} {udp['RcvbufErrors'] + udp['SndbufErrors']:>8} "
-          f"{f(r['join_first_packet_median_ms']):>6.0f}ms", flush=True)
+    print(
+        f"{r['server']:<14} {r['subscribers']:>5} {f(r['us_per_forwarded_packet']):>7.1f} "
+        f"{f(r['us_per_forwarded_packet_schedstat']):>7.1f} {f(r['delivered_ratio'], 100):>7.2f} "
+        f"{r['publisher_packets']:>8} {r['server_cpu_share'] * 100:>8.1f} "
+        f"{r['server_idle_cpu_share'] * 100:>6.1f} {r['client_cpu_share'] * 100:>7.1f} "
+        f"{r['machine_cpu_share'] * 100:>6.0f} {udp['RcvbufErrors'] + udp['SndbufErrors']:>8} "
+        f"{f(r['join_first_packet_median_ms']):>6.0f}ms",
+        flush=True,
+    )
 
 
 def plot(rows: list[dict], path: str) -> str | None:
     try:
         import matplotlib
+
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError:
@@ -397,10 +451,12 @@ def plot(rows: list[dict], path: str) -> str | None:
         x = [r["subscribers"] for r in mine]
         ax1.plot(x, [r["us_per_forwarded_packet"] for r in mine], "o-", label=name)
         ax2.plot(x, [r["server_cpu_share"] * 100 for r in mine], "o-", label=name)
-    ax1.set(xlabel="subscribers", ylabel="server CPU µs per forwarded packet",
-            title="Cost per forwarded packet (lower is better)")
-    ax2.set(xlabel="subscribers", ylabel="server CPU share, % of one core",
-            title="Server CPU at ~1.5 Mbit/s 720p VP8")
+    ax1.set(
+        xlabel="subscribers",
+        ylabel="server CPU µs per forwarded packet",
+        title="Cost per forwarded packet (lower is better)",
+    )
+    ax2.set(xlabel="subscribers", ylabel="server CPU share, % of one core", title="Server CPU at ~1.5 Mbit/s 720p VP8")
     for ax in (ax1, ax2):
         ax.set_ylim(bottom=0)
         ax.grid(alpha=0.3)
@@ -435,14 +491,21 @@ async def run(args: argparse.Namespace) -> dict:
     finally:
         pin.release()
     return {
-        "benchmark": "janus_compare", "codec": "VP8", "resolution": "1280x720", "fps": FPS,
-        "stream_kbps": round(kbps), "seconds_per_level": args.seconds,
-        "janus_event_loops": args.janus_event_loops, "loop": args.loop, "client_loop": loops.running(),
-        "levels": args.levels, "cores": os.cpu_count(),
+        "benchmark": "janus_compare",
+        "codec": "VP8",
+        "resolution": "1280x720",
+        "fps": FPS,
+        "stream_kbps": round(kbps),
+        "seconds_per_level": args.seconds,
+        "janus_event_loops": args.janus_event_loops,
+        "loop": args.loop,
+        "client_loop": loops.running(),
+        "levels": args.levels,
+        "cores": os.cpu_count(),
         "cpu_source": "/proc/<pid>/stat utime+stime of the server process (all threads)",
-        "denominator": "publisher original RTP packets (RTX excluded) sent in the window"
-                       " x subscribers",
-        "rows": rows, "failures": failures,
+        "denominator": "publisher original RTP packets (RTX excluded) sent in the window x subscribers",
+        "rows": rows,
+        "failures": failures,
     }
 
 
@@ -454,9 +517,11 @@ def main() -> None:
     parser.add_argument("--servers", default="sfu,janus", help="order to run them in")
     parser.add_argument("--batch", type=int, default=10, help="subscribers joining at once")
     parser.add_argument("--max-seconds", type=float, default=240.0, help="per server")
-    parser.add_argument("--janus-event-loops", default="0",
-                        help="Janus event_loops, comma-separated to run Janus once per value "
-                             "(0: its default, one thread per handle)")
+    parser.add_argument(
+        "--janus-event-loops",
+        default="0",
+        help="Janus event_loops, comma-separated to run Janus once per value (0: its default, one thread per handle)",
+    )
     loops.add_option(parser, "our SFU (loadtests.sfu_server; the load clients run asyncio)")
     args = parser.parse_args()
     args.levels = sorted(int(x) for x in args.levels.split(","))
@@ -472,8 +537,10 @@ def main() -> None:
     with open(stem + ".json", "w") as f:
         json.dump(result, f, indent=2)
     png = plot(result["rows"], stem + ".png")
-    print(f"stream: {result['stream_kbps']} kbit/s, our SFU on {result['loop']}; results: {stem}.json"
-          + (f", plot: {png}" if png else " (no matplotlib: no plot)"))
+    print(
+        f"stream: {result['stream_kbps']} kbit/s, our SFU on {result['loop']}; results: {stem}.json"
+        + (f", plot: {png}" if png else " (no matplotlib: no plot)")
+    )
     if result["failures"]:
         sys.exit(1)
 

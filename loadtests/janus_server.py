@@ -77,13 +77,13 @@ def build_shim(root: str) -> str:
     """Compile LOOPBACK_SHIM into root/loopback_shim.so (needs gcc)."""
     cc = shutil.which("gcc") or shutil.which("cc")
     if cc is None:
-        raise JanusError("no C compiler: Janus cannot be made to gather 127.0.0.1 "
-                         "(see LOOPBACK_SHIM)")
+        raise JanusError("no C compiler: Janus cannot be made to gather 127.0.0.1 (see LOOPBACK_SHIM)")
     src, lib = os.path.join(root, "loopback_shim.c"), os.path.join(root, "loopback_shim.so")
     with open(src, "w") as f:
         f.write(LOOPBACK_SHIM)
-    done = subprocess.run([cc, "-shared", "-fPIC", "-O2", "-o", lib, src, "-ldl"],
-                          capture_output=True, text=True, timeout=60)
+    done = subprocess.run(
+        [cc, "-shared", "-fPIC", "-O2", "-o", lib, src, "-ldl"], capture_output=True, text=True, timeout=60
+    )
     if done.returncode != 0:
         raise JanusError(f"building the loopback shim failed: {done.stderr[-800:]}")
     return lib
@@ -93,10 +93,8 @@ def write_configs(root: str, http_port: int, debug_level: int = 2, event_loops: 
     """Write janus.jcfg and the two enabled modules' configs under root/conf."""
     conf = os.path.join(root, "conf")
     os.makedirs(conf, exist_ok=True)
-    plugins = _link_only(os.path.join(root, "plugins"), f"{JANUS_LIB}/plugins",
-                         "libjanus_videoroom.so")
-    transports = _link_only(os.path.join(root, "transports"), f"{JANUS_LIB}/transports",
-                            "libjanus_http.so")
+    plugins = _link_only(os.path.join(root, "plugins"), f"{JANUS_LIB}/plugins", "libjanus_videoroom.so")
+    transports = _link_only(os.path.join(root, "transports"), f"{JANUS_LIB}/transports", "libjanus_http.so")
     empty = os.path.join(root, "empty")
     os.makedirs(empty, exist_ok=True)
     files = {
@@ -182,7 +180,11 @@ class JanusProcess:
         log = open(self.log_path, "wb")
         self.proc = subprocess.Popen(
             [JANUS_BIN, "-C", os.path.join(conf, "janus.jcfg"), "-F", conf, "-o"],
-            stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, cwd=self.tmp, env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=self.tmp,
+            env=env,
         )
         log.close()
         self.url = f"http://127.0.0.1:{port}/janus"
@@ -260,8 +262,9 @@ class JanusApi:
         self.webrtcup[handle] = asyncio.Event()
         return handle
 
-    async def message(self, handle: int, body: dict, jsep: dict | None = None,
-                      timeout: float = 20.0) -> tuple[dict, dict | None]:
+    async def message(
+        self, handle: int, body: dict, jsep: dict | None = None, timeout: float = 20.0
+    ) -> tuple[dict, dict | None]:
         """Send a plugin request; return (plugin data, jsep) of its reply or async event."""
         msg: dict[str, Any] = {"janus": "message", "body": body}
         if jsep is not None:
@@ -270,8 +273,7 @@ class JanusApi:
         fut = asyncio.get_running_loop().create_future()
         self.waiting[tid] = fut
         try:
-            async with self.http.post(f"{self.url}/{self.session}/{handle}",
-                                      json=dict(msg, transaction=tid)) as r:
+            async with self.http.post(f"{self.url}/{self.session}/{handle}", json=dict(msg, transaction=tid)) as r:
                 reply = await r.json(content_type=None)
             if reply.get("janus") == "success":
                 event = reply
@@ -287,14 +289,14 @@ class JanusApi:
         return data, event.get("jsep")
 
     async def trickle_done(self, handle: int) -> None:
-        await self._post(f"/{self.session}/{handle}",
-                         {"janus": "trickle", "candidate": {"completed": True}})
+        await self._post(f"/{self.session}/{handle}", {"janus": "trickle", "candidate": {"completed": True}})
 
     async def _poll(self) -> None:
         while True:
             try:
-                async with self.http.get(f"{self.url}/{self.session}?maxev=50",
-                                         timeout=aiohttp.ClientTimeout(total=40)) as r:
+                async with self.http.get(
+                    f"{self.url}/{self.session}?maxev=50", timeout=aiohttp.ClientTimeout(total=40)
+                ) as r:
                     got = await r.json(content_type=None)
             except (aiohttp.ClientError, asyncio.TimeoutError):
                 await asyncio.sleep(0.2)
@@ -339,8 +341,9 @@ async def _smoke() -> None:
             await api.create_session()
             try:
                 handle = await api.attach()
-                data, _ = await api.message(handle, {"request": "create", "room": 4242,
-                                                     "publishers": 1, "videocodec": "vp8"})
+                data, _ = await api.message(
+                    handle, {"request": "create", "room": 4242, "publishers": 1, "videocodec": "vp8"}
+                )
                 print("room:", data, "cpu:", janus.cpu())
             finally:
                 await api.close()

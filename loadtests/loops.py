@@ -21,8 +21,9 @@ T = TypeVar("T")
 
 def add_option(parser: argparse.ArgumentParser, what: str = "this benchmark") -> None:
     """``--loop`` with the choices and the default every benchmark shares."""
-    parser.add_argument("--loop", choices=LOOPS, default=DEFAULT,
-                        help=f"event loop of {what} (default {DEFAULT}, as giaoban serve)")
+    parser.add_argument(
+        "--loop", choices=LOOPS, default=DEFAULT, help=f"event loop of {what} (default {DEFAULT}, as giaoban serve)"
+    )
 
 
 def factory(name: str) -> Callable[[], asyncio.AbstractEventLoop]:

@@ -101,8 +101,11 @@ class LevelRun:
         receivers = len(mixer.listeners)
         total = mix + fan
         return {
-            "listeners": self.listeners, "receivers": receivers, "ticks": self.ticks,
-            "encodes_per_tick": encodes, "decodes_per_tick": (mixer.decodes - self.dec0) / self.ticks,
+            "listeners": self.listeners,
+            "receivers": receivers,
+            "ticks": self.ticks,
+            "encodes_per_tick": encodes,
+            "decodes_per_tick": (mixer.decodes - self.dec0) / self.ticks,
             "cpu_per_tick_us": 1e6 * total,
             "mix_cpu_per_tick_us": 1e6 * mix,
             "fanout_cpu_per_tick_us": 1e6 * fan,
@@ -114,8 +117,7 @@ class LevelRun:
         }
 
 
-async def realtime(tones: dict[str, list[bytes]], listeners: int, seconds: float,
-                   offload: bool) -> dict:
+async def realtime(tones: dict[str, list[bytes]], listeners: int, seconds: float, offload: bool) -> dict:
     mixer, feed = build(tones, listeners)
     loop = asyncio.get_running_loop()
     probe: list[float] = []
@@ -150,10 +152,15 @@ async def realtime(tones: dict[str, list[bytes]], listeners: int, seconds: float
     lag = clock.lag_stats()
     received = [lst.received for lst in mixer.listeners.values()]
     return {
-        "mode": "offload" if offload else "inline", "listeners": listeners,
-        "seconds": elapsed, "ticks": clock.ticks, "ticks_per_s": clock.ticks / elapsed,
-        "skipped": clock.skipped, "clock_lag_mean_ms": lag["mean_ms"],
-        "clock_lag_p99_ms": lag["p99_ms"], "clock_lag_max_ms": lag["max_ms"],
+        "mode": "offload" if offload else "inline",
+        "listeners": listeners,
+        "seconds": elapsed,
+        "ticks": clock.ticks,
+        "ticks_per_s": clock.ticks / elapsed,
+        "skipped": clock.skipped,
+        "clock_lag_mean_ms": lag["mean_ms"],
+        "clock_lag_p99_ms": lag["p99_ms"],
+        "clock_lag_max_ms": lag["max_ms"],
         "probe_lag_mean_ms": 1000 * statistics.fmean(probe),
         "probe_lag_p99_ms": 1000 * probe[int(0.99 * (len(probe) - 1))],
         "probe_lag_max_ms": 1000 * probe[-1],
@@ -185,16 +192,34 @@ def main() -> None:
     rows = [run.result() for run in runs]
     load = os.getloadavg()
     decoder = build(tones, 0)[0].decoder
-    print(f"\nmixing, 3 speakers, {seconds:g} s of audio per level (process CPU time), "
-          f"decoder {decoder} ({libopus.version()}), load average {load[0]:.1f}")
-    head = ("listeners", "encodes/tick", "cpu/tick us", "mix us", "fanout us",
-            "us/output stream", "us/listener", "fanout us/listener", "% core")
+    print(
+        f"\nmixing, 3 speakers, {seconds:g} s of audio per level (process CPU time), "
+        f"decoder {decoder} ({libopus.version()}), load average {load[0]:.1f}"
+    )
+    head = (
+        "listeners",
+        "encodes/tick",
+        "cpu/tick us",
+        "mix us",
+        "fanout us",
+        "us/output stream",
+        "us/listener",
+        "fanout us/listener",
+        "% core",
+    )
     print(" | ".join(f"{h:>12}" for h in head))
     for r in rows:
-        vals = (r["listeners"], r["encodes_per_tick"], r["cpu_per_tick_us"],
-                r["mix_cpu_per_tick_us"], r["fanout_cpu_per_tick_us"],
-                r["cpu_per_output_stream_us"], r["cpu_per_listener_us"],
-                r["fanout_per_listener_us"], r["core_share_pct"])
+        vals = (
+            r["listeners"],
+            r["encodes_per_tick"],
+            r["cpu_per_tick_us"],
+            r["mix_cpu_per_tick_us"],
+            r["fanout_cpu_per_tick_us"],
+            r["cpu_per_output_stream_us"],
+            r["cpu_per_listener_us"],
+            r["fanout_per_listener_us"],
+            r["core_share_pct"],
+        )
         print(" | ".join(f"{v:>12.1f}" if isinstance(v, float) else f"{v:>12}" for v in vals))
     print("distinct outputs:", ", ".join(rows[-1]["outputs"]))
 
@@ -203,23 +228,54 @@ def main() -> None:
         duration = min(args.realtime, 10.0)
         for offload in (False, True):
             rt.append(loops.run(realtime(tones, levels[-1], duration, offload), args.loop))
-        print(f"\nreal-time 20 ms clock, {levels[-1]} listeners, {duration:g} s each, {args.loop} loop, "
-              f"load average {os.getloadavg()[0]:.1f}")
-        head = ("mode", "ticks/s", "skipped", "clock lag p99", "clock max", "probe lag p99",
-                "probe max", "cpu %", "min pkts")
+        print(
+            f"\nreal-time 20 ms clock, {levels[-1]} listeners, {duration:g} s each, {args.loop} loop, "
+            f"load average {os.getloadavg()[0]:.1f}"
+        )
+        head = (
+            "mode",
+            "ticks/s",
+            "skipped",
+            "clock lag p99",
+            "clock max",
+            "probe lag p99",
+            "probe max",
+            "cpu %",
+            "min pkts",
+        )
         print(" | ".join(f"{h:>13}" for h in head))
         for r in rt:
-            vals = (r["mode"], r["ticks_per_s"], r["skipped"], r["clock_lag_p99_ms"],
-                    r["clock_lag_max_ms"], r["probe_lag_p99_ms"], r["probe_lag_max_ms"],
-                    r["process_cpu_pct"], r["min_packets_per_listener"])
+            vals = (
+                r["mode"],
+                r["ticks_per_s"],
+                r["skipped"],
+                r["clock_lag_p99_ms"],
+                r["clock_lag_max_ms"],
+                r["probe_lag_p99_ms"],
+                r["probe_lag_max_ms"],
+                r["process_cpu_pct"],
+                r["min_packets_per_listener"],
+            )
             print(" | ".join(f"{v:>13.2f}" if isinstance(v, float) else f"{v:>13}" for v in vals))
 
     os.makedirs(RESULTS, exist_ok=True)
     path = os.path.join(RESULTS, f"mix_bench_{time.strftime('%Y%m%dT%H%M%S', time.gmtime())}.json")
     with open(path, "w") as fh:
-        json.dump({"bench": "mix_bench", "python": platform.python_version(),
-                   "pyav": av.__version__, "decoder": decoder, "seconds": seconds, "load_average": load, "levels": rows,
-                   "realtime": rt, "realtime_loop": args.loop if rt else None}, fh, indent=2)
+        json.dump(
+            {
+                "bench": "mix_bench",
+                "python": platform.python_version(),
+                "pyav": av.__version__,
+                "decoder": decoder,
+                "seconds": seconds,
+                "load_average": load,
+                "levels": rows,
+                "realtime": rt,
+                "realtime_loop": args.loop if rt else None,
+            },
+            fh,
+            indent=2,
+        )
     print(f"\nwrote {os.path.relpath(path, ROOT)}")
 
 

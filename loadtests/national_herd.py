@@ -52,8 +52,20 @@ SOURCE = ROOT / "config" / "hagiang.yaml"
 PASSWORD = "national-admin-password"
 HERD_CONNECTIONS = 5000  # limits.connections_per_address: the herd, all from 127.0.0.1, fits below it
 CHAIR = "tw"
-PROVINCE_NAMES = ("Hà Giang", "Cao Bằng", "Lào Cai", "Tuyên Quang", "Lạng Sơn", "Bắc Kạn", "Yên Bái", "Lai Châu",
-                  "Điện Biên", "Sơn La", "Thái Nguyên", "Phú Thọ")
+PROVINCE_NAMES = (
+    "Hà Giang",
+    "Cao Bằng",
+    "Lào Cai",
+    "Tuyên Quang",
+    "Lạng Sơn",
+    "Bắc Kạn",
+    "Yên Bái",
+    "Lai Châu",
+    "Điện Biên",
+    "Sơn La",
+    "Thái Nguyên",
+    "Phú Thọ",
+)
 GENERATOR_SATURATED = 0.85  # share of one core above which the load generator distorts the timings
 
 
@@ -63,8 +75,12 @@ def pct(values: list[float], p: float) -> float | None:
 
 
 def summary(values: list[float]) -> dict[str, Any]:
-    return {"n": len(values), "median": statistics.median(values) if values else None,
-            "p95": pct(values, 95), "max": max(values, default=None)}
+    return {
+        "n": len(values),
+        "median": statistics.median(values) if values else None,
+        "p95": pct(values, 95),
+        "max": max(values, default=None),
+    }
 
 
 # --- the directory -----------------------------------------------------------------------------
@@ -84,13 +100,19 @@ def national_directory(folder: Path, provinces: int) -> tuple[Path, int]:
             if e.get("parent") and e["parent"] != CHAIR:
                 c["parent"] = f"p{n}-{e['parent']}"
             name = e["name"]
-            c["name"] = name.replace("Hà Giang", prov) if "Hà Giang" in name else (
-                name if n == 1 else f"{name} ({prov})")
+            c["name"] = (
+                name.replace("Hà Giang", prov) if "Hà Giang" in name else (name if n == 1 else f"{name} ({prov})")
+            )
             if "credential" in e:
                 c["credential"] = f"p{n}-{e['credential']}"
             out.append(c)
-    doc = {"version": 1, "name": f"Giao ban toàn quốc ({provinces} tỉnh)", "slug": "national",
-           "defaults": src.get("defaults", {}), "endpoints": out}
+    doc = {
+        "version": 1,
+        "name": f"Giao ban toàn quốc ({provinces} tỉnh)",
+        "slug": "national",
+        "defaults": src.get("defaults", {}),
+        "endpoints": out,
+    }
     path = folder / "national.yaml"
     path.write_text(yaml.safe_dump(doc, allow_unicode=True, sort_keys=False, width=200), encoding="utf-8")
     return path, len(out)
@@ -123,13 +145,33 @@ class Servers:
         data.mkdir(parents=True, exist_ok=True)
         cfg = data / "settings.yaml"
         # the whole herd (841 WebSockets and their logins) comes from 127.0.0.1: lift the per-address cap
-        cfg.write_text(f"admin_password: {PASSWORD}\nlog_level: warning\nnode_id: {name}\n"
-                       f"limits:\n  connections_per_address: {HERD_CONNECTIONS}\n", encoding="utf-8")
+        cfg.write_text(
+            f"admin_password: {PASSWORD}\nlog_level: warning\nnode_id: {name}\n"
+            f"limits:\n  connections_per_address: {HERD_CONNECTIONS}\n",
+            encoding="utf-8",
+        )
         log = data / "server.log"
         self.logs.append(log)
-        cmd = [sys.executable, "-m", "signaling.cli", "--config", str(cfg), "--directory", str(self.directory),
-               "--data-dir", str(data / "var"), "--store", self.redis.url, "serve", "--host", "127.0.0.1",
-               "--port", str(port), "--media", "none"]
+        cmd = [
+            sys.executable,
+            "-m",
+            "signaling.cli",
+            "--config",
+            str(cfg),
+            "--directory",
+            str(self.directory),
+            "--data-dir",
+            str(data / "var"),
+            "--store",
+            self.redis.url,
+            "serve",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--media",
+            "none",
+        ]
         popen = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=open(log, "wb"))
         return Proc(name, "signaling", popen.pid, f"http://127.0.0.1:{port}", popen)
 
@@ -155,6 +197,7 @@ class Servers:
 class Client:
     """One room terminal: WebSocket, hello, join; keeps times and the raw text of its last
     ``participants`` list (parsed once at the end, so the generator stays light)."""
+
     id: str
     token: str
     url: str
@@ -192,7 +235,7 @@ def server_ts(text: str) -> float:
         return 0.0
     end = min((k for k in (text.find(",", at[0]), text.find("}", at[0])) if k >= 0), default=at[1])
     try:
-        return float(text[at[0]:end])
+        return float(text[at[0] : end])
     except ValueError:
         return 0.0
 
@@ -202,7 +245,7 @@ def msg_type(text: str) -> str:
     at = _field(text, '"type":"')
     if at is None:
         return json.loads(text).get("type", "?")
-    return text[at[0]:text.find('"', at[0])]
+    return text[at[0] : text.find('"', at[0])]
 
 
 class Herd:
@@ -218,9 +261,13 @@ class Herd:
         await asyncio.sleep(c.delay)
         c.started = time.monotonic()
         try:
-            ws = await self.session.ws_connect(c.url.replace("http", "ws", 1) + "/ws", heartbeat=30,
-                                               compress=self.compress, max_msg_size=0,
-                                               timeout=aiohttp.ClientWSTimeout(ws_close=2))
+            ws = await self.session.ws_connect(
+                c.url.replace("http", "ws", 1) + "/ws",
+                heartbeat=30,
+                compress=self.compress,
+                max_msg_size=0,
+                timeout=aiohttp.ClientWSTimeout(ws_close=2),
+            )
         except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
             c.ended = f"connect failed: {type(exc).__name__} {exc}"
             return
@@ -254,8 +301,11 @@ class Herd:
         c.ended_at = time.monotonic() - self.t0
 
     def stats(self) -> tuple[int, int, int]:
-        return (sum(c.connected_at is not None for c in self.clients), sum(c.joined_at is not None for c in self.clients),
-                sum(c.floor_at is not None for c in self.clients))
+        return (
+            sum(c.connected_at is not None for c in self.clients),
+            sum(c.joined_at is not None for c in self.clients),
+            sum(c.floor_at is not None for c in self.clients),
+        )
 
 
 # --- one layout ------------------------------------------------------------------------------------
@@ -365,26 +415,48 @@ class RegistryWatch:
             self.stop_event.wait(0.25)
 
     def result(self) -> dict[str, Any]:
-        return {"samples": self.samples, "max_poll_gap_s": round(self.max_poll_gap, 2),
-                "max_beat_gap_s": {n: round(v, 2) for n, v in self.max_gap.items()},
-                "max_beat_gap_seen_at_s": self.gap_at,
-                "missing_samples": {n: len(v) for n, v in self.missing.items()},
-                "missing_at_s": {n: v[:20] for n, v in self.missing.items() if v}}
+        return {
+            "samples": self.samples,
+            "max_poll_gap_s": round(self.max_poll_gap, 2),
+            "max_beat_gap_s": {n: round(v, 2) for n, v in self.max_gap.items()},
+            "max_beat_gap_seen_at_s": self.gap_at,
+            "missing_samples": {n: len(v) for n, v in self.missing.items()},
+            "missing_at_s": {n: v[:20] for n, v in self.missing.items() if v},
+        }
 
 
-async def run_layout(name: str, urls: list[str], procs: list[Proc], servers: Servers, tokens: dict[str, str],
-                     op: str, http: aiohttp.ClientSession, args, monitor: Monitor) -> dict[str, Any]:
+async def run_layout(
+    name: str,
+    urls: list[str],
+    procs: list[Proc],
+    servers: Servers,
+    tokens: dict[str, str],
+    op: str,
+    http: aiohttp.ClientSession,
+    args,
+    monitor: Monitor,
+) -> dict[str, Any]:
     url = urls[0]
     start = (datetime.now(VN) + timedelta(minutes=1)).replace(microsecond=0)
-    meeting = await post(http, url, "/api/v1/meetings", op, title=f"Giao ban toàn quốc ({name})", chair=CHAIR,
-                         invited=["all"], start=start.isoformat(), duration_minutes=60)
+    meeting = await post(
+        http,
+        url,
+        "/api/v1/meetings",
+        op,
+        title=f"Giao ban toàn quốc ({name})",
+        chair=CHAIR,
+        invited=["all"],
+        start=start.isoformat(),
+        duration_minutes=60,
+    )
     ids = list(tokens)
     rng = random.Random(7)
     order = ids[:]
     rng.shuffle(order)
     n = len(order)
-    clients = [Client(ep, tokens[ep], urls[i % len(urls)], args.spread * i / max(1, n - 1))
-               for i, ep in enumerate(order)]
+    clients = [
+        Client(ep, tokens[ep], urls[i % len(urls)], args.spread * i / max(1, n - 1)) for i, ep in enumerate(order)
+    ]
     by_id = {c.id: c for c in clients}
     herd = Herd(clients, meeting["id"], 15 if args.compress else 0, args.timeout)
     gen = Proc("generator", "generator", os.getpid())
@@ -445,8 +517,9 @@ async def run_layout(name: str, urls: list[str], procs: list[Proc], servers: Ser
         out["registry"] = watch.result()
         # what the servers report right now, while everyone is still connected
         try:
-            async with http.get(f"{url}/api/v1/meetings/{meeting['id']}/live",
-                                headers={"Authorization": f"Bearer {op}"}) as r:
+            async with http.get(
+                f"{url}/api/v1/meetings/{meeting['id']}/live", headers={"Authorization": f"Bearer {op}"}
+            ) as r:
                 live = await r.json()
             out["live_participants_api"] = len(live.get("participants", []))
         except (aiohttp.ClientError, ValueError) as exc:
@@ -455,8 +528,15 @@ async def run_layout(name: str, urls: list[str], procs: list[Proc], servers: Ser
         if watch is not None and not watch.stop_event.is_set():
             watch.stop()
         monitor.herd = None
-        dropped = {c.id: {"ended": c.ended, "at_s": round(c.ended_at, 2) if c.ended_at else None,
-                          "joined": c.joined_at is not None} for c in clients if c.ended is not None}
+        dropped = {
+            c.id: {
+                "ended": c.ended,
+                "at_s": round(c.ended_at, 2) if c.ended_at else None,
+                "joined": c.joined_at is not None,
+            }
+            for c in clients
+            if c.ended is not None
+        }
         for c in clients:
             if c.ws is not None and not c.ws.closed:
                 await c.ws.close()
@@ -480,15 +560,24 @@ async def run_layout(name: str, urls: list[str], procs: list[Proc], servers: Ser
         else:
             incomplete.append(c.id)
     newest = max((l[0] for c in joined for l in c.lists), default=0.0)
-    out["lists_diag"] = {c.id: {"lists": len(c.lists), "last": c.lists[-1] if c.lists else None,
-                                "behind_newest_s": round(newest - c.lists[-1][0], 3) if c.lists else None,
-                                "ended": c.ended}
-                         for c in joined if c.id in set(incomplete[:40])}
+    out["lists_diag"] = {
+        c.id: {
+            "lists": len(c.lists),
+            "last": c.lists[-1] if c.lists else None,
+            "behind_newest_s": round(newest - c.lists[-1][0], 3) if c.lists else None,
+            "ended": c.ended,
+        }
+        for c in joined
+        if c.id in set(incomplete[:40])
+    }
     out["lists_newest_ts"] = newest
     empty = sorted({l[0] for c in joined for l in c.lists if l[1] == 0})
-    out["empty_lists"] = {"received": sum(1 for c in joined for l in c.lists if l[1] == 0),
-                          "clients": sum(any(l[1] == 0 for l in c.lists) for c in joined),
-                          "broadcasts": len(empty), "first_at_server_ts": empty[:5]}
+    out["empty_lists"] = {
+        "received": sum(1 for c in joined for l in c.lists if l[1] == 0),
+        "clients": sum(any(l[1] == 0 for l in c.lists) for c in joined),
+        "broadcasts": len(empty),
+        "first_at_server_ts": empty[:5],
+    }
     shrinks, shrink_clients, worst = 0, 0, 0
     for c in joined:  # nobody leaves during the herd: a list computed later (server ts) with fewer
         top, hit = 0, False  # entries than an earlier one has lost participants
@@ -502,37 +591,52 @@ async def run_layout(name: str, urls: list[str], procs: list[Proc], servers: Ser
     out["list_broadcasts"] = sorted({(l[0], l[1]) for c in joined for l in c.lists})[-12:]
     joined_list_sizes = [len(json.loads(c.joined_raw).get("participants", [])) for c in joined]
     herd_wall = t_settled - t_herd
-    out.update({
-        "joined": len(joined), "connected": sum(c.connected_at is not None for c in clients),
-        "not_joined": sorted(c.id for c in clients if c.joined_at is None)[:30],
-        "ended_early": dropped, "errors": {c.id: c.errors[:3] for c in clients if c.errors},
-        "ws_connect_s": summary([c.connected_at for c in clients if c.connected_at is not None]),
-        "join_s": summary([c.joined_at for c in joined]),
-        "all_joined_after_s": max((c.joined_abs for c in joined), default=None),
-        "herd_window_s": herd_wall, "join_phase_s": t_joined - t_herd,
-        "floor_target": target, "floor_received": sum(c.floor_at is not None for c in joined),
-        "floor_ms": {k: (v * 1000 if v is not None else None) for k, v in
-                     summary([c.floor_at for c in joined if c.floor_at is not None]).items() if k != "n"},
-        "floor_missing": sorted(c.id for c in joined if c.floor_at is None)[:30],
-        "participants_complete": complete, "participants_incomplete": incomplete[:30],
-        "participants_incomplete_n": len(incomplete), "participants_no_list": no_list,
-        "participants_list_min": min(counts, default=None), "participants_list_max": max(counts, default=None),
-        "participants_msgs_per_client": summary([c.participants_msgs for c in joined]),
-        "joined_msg_list_size": summary(joined_list_sizes),
-        "mib_in_per_client": statistics.mean([c.bytes_in for c in clients]) / 2**20,
-        "mib_in_total": sum(c.bytes_in for c in clients) / 2**20,
-    })
+    out.update(
+        {
+            "joined": len(joined),
+            "connected": sum(c.connected_at is not None for c in clients),
+            "not_joined": sorted(c.id for c in clients if c.joined_at is None)[:30],
+            "ended_early": dropped,
+            "errors": {c.id: c.errors[:3] for c in clients if c.errors},
+            "ws_connect_s": summary([c.connected_at for c in clients if c.connected_at is not None]),
+            "join_s": summary([c.joined_at for c in joined]),
+            "all_joined_after_s": max((c.joined_abs for c in joined), default=None),
+            "herd_window_s": herd_wall,
+            "join_phase_s": t_joined - t_herd,
+            "floor_target": target,
+            "floor_received": sum(c.floor_at is not None for c in joined),
+            "floor_ms": {
+                k: (v * 1000 if v is not None else None)
+                for k, v in summary([c.floor_at for c in joined if c.floor_at is not None]).items()
+                if k != "n"
+            },
+            "floor_missing": sorted(c.id for c in joined if c.floor_at is None)[:30],
+            "participants_complete": complete,
+            "participants_incomplete": incomplete[:30],
+            "participants_incomplete_n": len(incomplete),
+            "participants_no_list": no_list,
+            "participants_list_min": min(counts, default=None),
+            "participants_list_max": max(counts, default=None),
+            "participants_msgs_per_client": summary([c.participants_msgs for c in joined]),
+            "joined_msg_list_size": summary(joined_list_sizes),
+            "mib_in_per_client": statistics.mean([c.bytes_in for c in clients]) / 2**20,
+            "mib_in_total": sum(c.bytes_in for c in clients) / 2**20,
+        }
+    )
     cpu: dict[str, Any] = {}
     nj = max(1, len(joined))
     for p in monitor.procs:
         herd_cpu = cpu_of(p, t_herd, t_settled)
         floor_cpu = cpu_of(p, t_floor0, t_floor1s)
-        cpu[p.name] = {"role": p.role, "herd_cpu_s": herd_cpu,
-                       "ms_per_join": herd_cpu * 1000 / nj if herd_cpu is not None else None,
-                       "herd_share": herd_cpu / herd_wall if herd_cpu is not None and herd_wall > 0 else None,
-                       "floor_cpu_ms": floor_cpu * 1000 if floor_cpu is not None else None,
-                       "rss_mib": p.samples[-1][2] / 2**20 if p.samples else None,
-                       "rss_max_mib": p.rss_max() / 2**20}
+        cpu[p.name] = {
+            "role": p.role,
+            "herd_cpu_s": herd_cpu,
+            "ms_per_join": herd_cpu * 1000 / nj if herd_cpu is not None else None,
+            "herd_share": herd_cpu / herd_wall if herd_cpu is not None and herd_wall > 0 else None,
+            "floor_cpu_ms": floor_cpu * 1000 if floor_cpu is not None else None,
+            "rss_mib": p.samples[-1][2] / 2**20 if p.samples else None,
+            "rss_max_mib": p.rss_max() / 2**20,
+        }
     servers_cpu = [cpu[p.name]["herd_cpu_s"] or 0.0 for p in procs]
     cpu["servers_total_ms_per_join"] = sum(servers_cpu) * 1000 / nj
     m = [s for s in monitor.machine if t_herd - 0.01 <= s[0] <= t_settled + 0.01]
@@ -547,7 +651,9 @@ async def run_layout(name: str, urls: list[str], procs: list[Proc], servers: Ser
     out["series"] = [(round(t, 2), j) for t, j in monitor.series]
     monitor.series = []
     try:
-        async with http.delete(f"{url}/api/v1/meetings/{meeting['id']}", headers={"Authorization": f"Bearer {op}"}) as r:
+        async with http.delete(
+            f"{url}/api/v1/meetings/{meeting['id']}", headers={"Authorization": f"Bearer {op}"}
+        ) as r:
             out["meeting_deleted"] = r.status
     except aiohttp.ClientError as exc:
         out["meeting_deleted"] = f"error: {exc}"
@@ -562,9 +668,24 @@ def start_py_spy(args, proc: Proc, layout: str) -> tuple[subprocess.Popen, Path]
         return None
     RESULTS.mkdir(parents=True, exist_ok=True)
     path = RESULTS / f"national_herd_{time.strftime('%Y%m%dT%H%M%S')}_{layout.replace(' ', '')}_{proc.name}.txt"
-    popen = subprocess.Popen([str(exe), "record", "--pid", str(proc.pid), "--rate", "50", "--format", "raw",
-                              "--threads", "--nonblocking", "-o", str(path)],
-                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    popen = subprocess.Popen(
+        [
+            str(exe),
+            "record",
+            "--pid",
+            str(proc.pid),
+            "--rate",
+            "50",
+            "--format",
+            "raw",
+            "--threads",
+            "--nonblocking",
+            "-o",
+            str(path),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
     atexit.register(lambda: popen.poll() is None and popen.kill())
     return popen, path
 
@@ -579,8 +700,12 @@ def stop_py_spy(popen: subprocess.Popen, path: Path) -> dict[str, Any]:
     except subprocess.TimeoutExpired:
         popen.kill()
         _, err = popen.communicate()
-    return {"file": str(path), "rc": popen.returncode, "stderr": (err or b"").decode(errors="replace")[-400:],
-            "top": top_frames(path)}
+    return {
+        "file": str(path),
+        "rc": popen.returncode,
+        "stderr": (err or b"").decode(errors="replace")[-400:],
+        "top": top_frames(path),
+    }
 
 
 def top_frames(path: Path, n: int = 15) -> list[tuple[str, float]]:
@@ -595,8 +720,9 @@ def top_frames(path: Path, n: int = 15) -> list[tuple[str, float]]:
         except ValueError:
             continue
         total += k
-        for frame in {f.split(" (")[0] + " (" + f.split(" (")[1].split(":")[0] + ")" if " (" in f else f
-                      for f in stack.split(";")}:
+        for frame in {
+            f.split(" (")[0] + " (" + f.split(" (")[1].split(":")[0] + ")" if " (" in f else f for f in stack.split(";")
+        }:
             incl[frame] = incl.get(frame, 0) + k
     return [(f, round(v / total, 3)) for f, v in sorted(incl.items(), key=lambda x: -x[1])[:n]] if total else []
 
@@ -641,8 +767,14 @@ async def main(args) -> dict[str, Any]:
     t_start = time.monotonic()
     hard_deadline = t_start + args.max_seconds
     stamp = time.strftime("%Y%m%dT%H%M%S")
-    out: dict[str, Any] = {"benchmark": "national_herd", "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-                           "cores": os.cpu_count(), "args": vars(args), "loop": loops.running(), "layouts": []}
+    out: dict[str, Any] = {
+        "benchmark": "national_herd",
+        "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "cores": os.cpu_count(),
+        "args": vars(args),
+        "loop": loops.running(),
+        "layouts": [],
+    }
     monitor = Monitor()
     with tempfile.TemporaryDirectory(prefix="national-") as tmp:
         directory, count = national_directory(Path(tmp), args.provinces)
@@ -650,8 +782,10 @@ async def main(args) -> dict[str, Any]:
         tiers: dict[str, int] = {}
         for ep in d:
             tiers[str(ep.tier)] = tiers.get(str(ep.tier), 0) + 1
-        print(f"directory {directory.name}: {len(d)} endpoints ({', '.join(f'{k} {v}' for k, v in tiers.items())})",
-              flush=True)
+        print(
+            f"directory {directory.name}: {len(d)} endpoints ({', '.join(f'{k} {v}' for k, v in tiers.items())})",
+            flush=True,
+        )
         out["directory"] = {"endpoints": len(d), "tiers": tiers, "provinces": args.provinces}
         servers = Servers(Path(tmp), directory)
         ticker = asyncio.create_task(monitor.run(hard_deadline))
@@ -671,8 +805,10 @@ async def main(args) -> dict[str, Any]:
                     op = (await post(http, urls[0], "/api/v1/auth/login", username="admin", password=PASSWORD))["token"]
                     if not tokens:
                         ids = [ep.id for ep in d]
-                        print(f"provisioning {len(ids)} endpoints (scrypt secrets + logins, once for both layouts)...",
-                              flush=True)
+                        print(
+                            f"provisioning {len(ids)} endpoints (scrypt secrets + logins, once for both layouts)...",
+                            flush=True,
+                        )
                         t0 = time.monotonic()
                         tokens = await provision(http, urls[0], op, ids, monitor)
                         out["provision_s"] = time.monotonic() - t0
@@ -702,10 +838,16 @@ async def main(args) -> dict[str, Any]:
     series = {f"{r['layout']}: joined": r["series"] for r in out["layouts"]}
     if series:
         svg = RESULTS / f"national_herd_{stamp}.svg"
-        svg.write_text(line_chart(f"National herd: {out['directory']['endpoints']} endpoints, one meeting",
-                                  x_label="seconds since the herd started", y_label="endpoints joined",
-                                  series=series, marks=[(r["herd_window_s"], f"{r['layout']} settled")
-                                                        for r in out["layouts"]]), encoding="utf-8")
+        svg.write_text(
+            line_chart(
+                f"National herd: {out['directory']['endpoints']} endpoints, one meeting",
+                x_label="seconds since the herd started",
+                y_label="endpoints joined",
+                series=series,
+                marks=[(r["herd_window_s"], f"{r['layout']} settled") for r in out["layouts"]],
+            ),
+            encoding="utf-8",
+        )
         out["svg"] = str(svg)
     return out
 
@@ -715,28 +857,37 @@ def f(v, spec: str = ".2f", none: str = "-") -> str:
 
 
 def print_layout(r: dict[str, Any]) -> None:
-    print(f"\n{r['layout']}: joined {r['joined']}/{r['endpoints']}, floor {r['floor_received']}/{r['joined']}, "
-          f"participants complete {r['participants_complete']}/{r['joined']}", flush=True)
+    print(
+        f"\n{r['layout']}: joined {r['joined']}/{r['endpoints']}, floor {r['floor_received']}/{r['joined']}, "
+        f"participants complete {r['participants_complete']}/{r['joined']}",
+        flush=True,
+    )
 
 
 def report(out: dict[str, Any]) -> None:
     print()
-    print(f"national herd: {out['directory']['endpoints']} endpoints ({out['args']['provinces']} provinces), "
-          f"spread {out['args']['spread']:g} s, {out['cores']} cores, websocket compression "
-          f"{'on' if out['args']['compress'] else 'off'}, generator on {out['loop']}, "
-          f"provisioning {f(out.get('provision_s'), '.0f')} s")
-    head = (f"{'layout':<8} {'joined':>9} {'join med/p95/max s':>20} {'floor med/p95/max ms':>22} "
-            f"{'lists ok':>9} {'srv ms/join':>11} {'redis ms/join':>13} {'gen %':>6} {'mach %':>7}")
+    print(
+        f"national herd: {out['directory']['endpoints']} endpoints ({out['args']['provinces']} provinces), "
+        f"spread {out['args']['spread']:g} s, {out['cores']} cores, websocket compression "
+        f"{'on' if out['args']['compress'] else 'off'}, generator on {out['loop']}, "
+        f"provisioning {f(out.get('provision_s'), '.0f')} s"
+    )
+    head = (
+        f"{'layout':<8} {'joined':>9} {'join med/p95/max s':>20} {'floor med/p95/max ms':>22} "
+        f"{'lists ok':>9} {'srv ms/join':>11} {'redis ms/join':>13} {'gen %':>6} {'mach %':>7}"
+    )
     print(head + "\n" + "-" * len(head))
     for r in out["layouts"]:
         c = r["cpu"]
         j, fl = r["join_s"], r["floor_ms"]
-        print(f"{r['layout']:<8} {r['joined']:>4}/{r['endpoints']:<4} "
-              f"{f(j['median']):>6}/{f(j['p95']):>5}/{f(j['max']):>6}  "
-              f"{f(fl['median'], '.0f'):>7}/{f(fl['p95'], '.0f'):>6}/{f(fl['max'], '.0f'):>6}  "
-              f"{r['participants_complete']:>4}/{r['joined']:<4} {c['servers_total_ms_per_join']:>11.2f} "
-              f"{f(c['redis']['ms_per_join']):>13} {f((c['generator']['herd_share'] or 0) * 100, '.0f'):>6} "
-              f"{f((c.get('machine_busy_share') or 0) * 200, '.0f'):>7}")
+        print(
+            f"{r['layout']:<8} {r['joined']:>4}/{r['endpoints']:<4} "
+            f"{f(j['median']):>6}/{f(j['p95']):>5}/{f(j['max']):>6}  "
+            f"{f(fl['median'], '.0f'):>7}/{f(fl['p95'], '.0f'):>6}/{f(fl['max'], '.0f'):>6}  "
+            f"{r['participants_complete']:>4}/{r['joined']:<4} {c['servers_total_ms_per_join']:>11.2f} "
+            f"{f(c['redis']['ms_per_join']):>13} {f((c['generator']['herd_share'] or 0) * 100, '.0f'):>6} "
+            f"{f((c.get('machine_busy_share') or 0) * 200, '.0f'):>7}"
+        )
     print()
     head = f"{'process':<12} {'CPU s herd':>10} {'ms/join':>8} {'share %':>8} {'floor ms':>9} {'RSS MiB':>8} {'max':>6}"
     print(head + "\n" + "-" * len(head))
@@ -744,54 +895,74 @@ def report(out: dict[str, Any]) -> None:
         for name, c in r["cpu"].items():
             if not isinstance(c, dict):
                 continue
-            print(f"{name:<12} {f(c['herd_cpu_s']):>10} {f(c['ms_per_join']):>8} {f((c['herd_share'] or 0) * 100, '.0f'):>8} "
-                  f"{f(c['floor_cpu_ms'], '.0f'):>9} {f(c['rss_mib'], '.0f'):>8} {f(c['rss_max_mib'], '.0f'):>6}")
-        print(f"{'':<12} herd window {r['herd_window_s']:.1f} s (all joined after {f(r['all_joined_after_s'], '.1f')} s)"
-              f", participants msgs/client median {f(r['participants_msgs_per_client']['median'], '.0f')}, "
-              f"received {r['mib_in_per_client']:.2f} MiB/client ({r['mib_in_total']:.0f} MiB total)")
+            print(
+                f"{name:<12} {f(c['herd_cpu_s']):>10} {f(c['ms_per_join']):>8} {f((c['herd_share'] or 0) * 100, '.0f'):>8} "
+                f"{f(c['floor_cpu_ms'], '.0f'):>9} {f(c['rss_mib'], '.0f'):>8} {f(c['rss_max_mib'], '.0f'):>6}"
+            )
+        print(
+            f"{'':<12} herd window {r['herd_window_s']:.1f} s (all joined after {f(r['all_joined_after_s'], '.1f')} s)"
+            f", participants msgs/client median {f(r['participants_msgs_per_client']['median'], '.0f')}, "
+            f"received {r['mib_in_per_client']:.2f} MiB/client ({r['mib_in_total']:.0f} MiB total)"
+        )
         reg = r.get("registry") or {}
-        print(f"{'':<12} node heartbeat: longest gap {reg.get('max_beat_gap_s')} s (TTL {NODE_TTL_S:g} s) at "
-              f"{reg.get('max_beat_gap_seen_at_s')} s, entry missing in {reg.get('missing_samples')} of "
-              f"{reg.get('samples')} samples (watcher's longest poll gap {reg.get('max_poll_gap_s')} s)")
+        print(
+            f"{'':<12} node heartbeat: longest gap {reg.get('max_beat_gap_s')} s (TTL {NODE_TTL_S:g} s) at "
+            f"{reg.get('max_beat_gap_seen_at_s')} s, entry missing in {reg.get('missing_samples')} of "
+            f"{reg.get('samples')} samples (watcher's longest poll gap {reg.get('max_poll_gap_s')} s)"
+        )
     for r in out["layouts"]:
         c = r["cpu"]
         problems = []
         if r["joined"] < r["endpoints"]:
             problems.append(f"{r['endpoints'] - r['joined']} not joined: {', '.join(r['not_joined'][:8])}")
         if r["floor_received"] < r["joined"]:
-            problems.append(f"floor missing at {r['joined'] - r['floor_received']}: {', '.join(r['floor_missing'][:8])}")
+            problems.append(
+                f"floor missing at {r['joined'] - r['floor_received']}: {', '.join(r['floor_missing'][:8])}"
+            )
         if r["participants_incomplete_n"]:
-            problems.append(f"{r['participants_incomplete_n']} participant lists incomplete "
-                            f"(sizes {r['participants_list_min']}..{r['participants_list_max']}, "
-                            f"{r['participants_no_list']} without any list)")
+            problems.append(
+                f"{r['participants_incomplete_n']} participant lists incomplete "
+                f"(sizes {r['participants_list_min']}..{r['participants_list_max']}, "
+                f"{r['participants_no_list']} without any list)"
+            )
         if r["errors"]:
             problems.append(f"{len(r['errors'])} clients got errors, e.g. {next(iter(r['errors'].items()))}")
         if r["ended_early"]:
             joined_lost = sum(v["joined"] for v in r["ended_early"].values())
-            problems.append(f"{len(r['ended_early'])} connections ended before the check ({joined_lost} after joining),"
-                            f" e.g. {next(iter(r['ended_early'].items()))}")
+            problems.append(
+                f"{len(r['ended_early'])} connections ended before the check ({joined_lost} after joining),"
+                f" e.g. {next(iter(r['ended_early'].items()))}"
+            )
         reg = r.get("registry", {})
         gone = {n: k for n, k in reg.get("missing_samples", {}).items() if k}
         if gone:
-            problems.append(f"node heartbeat entry missing from Redis (node counted dead) in {gone} of "
-                            f"{reg['samples']} samples at 4/s; longest beat gap {reg['max_beat_gap_s']} s "
-                            f"(TTL {NODE_TTL_S:g} s); first at {reg['missing_at_s']}")
+            problems.append(
+                f"node heartbeat entry missing from Redis (node counted dead) in {gone} of "
+                f"{reg['samples']} samples at 4/s; longest beat gap {reg['max_beat_gap_s']} s "
+                f"(TTL {NODE_TTL_S:g} s); first at {reg['missing_at_s']}"
+            )
         if r.get("empty_lists", {}).get("received"):
             e = r["empty_lists"]
-            problems.append(f"{e['broadcasts']} participants broadcasts with 0 entries reached {e['clients']} clients "
-                            f"({e['received']} messages) during the herd")
+            problems.append(
+                f"{e['broadcasts']} participants broadcasts with 0 entries reached {e['clients']} clients "
+                f"({e['received']} messages) during the herd"
+            )
         sh = r.get("lists_shrunk") or {}
         if sh.get("messages"):
-            problems.append(f"{sh['messages']} participants lists at {sh['clients']} clients were shorter (by up to "
-                            f"{sh['max_missing']}) than a list computed earlier (server ts), though no one left (small drops: "
-                            f"nodes read the list at different times; a node counted dead drops its share)")
+            problems.append(
+                f"{sh['messages']} participants lists at {sh['clients']} clients were shorter (by up to "
+                f"{sh['max_missing']}) than a list computed earlier (server ts), though no one left (small drops: "
+                f"nodes read the list at different times; a node counted dead drops its share)"
+            )
         for name, log in r["logs"].items():
             bad = {k: v for k, v in log["levels"].items() if k not in ("info", "text")}
             if bad:
                 problems.append(f"{name} log: {bad}; first: {log['samples'][0][:240] if log['samples'] else ''}")
         if c["generator_saturated"]:
-            problems.append(f"load generator at {c['generator']['herd_share'] * 100:.0f}% of a core in the herd: "
-                            f"join times include its queueing")
+            problems.append(
+                f"load generator at {c['generator']['herd_share'] * 100:.0f}% of a core in the herd: "
+                f"join times include its queueing"
+            )
         if c.get("other_processes_cores", 0) > 0.3:
             problems.append(f"processes outside this test used {c['other_processes_cores']:.2f} cores meanwhile")
         for p in problems:
@@ -805,11 +976,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--spread", type=float, default=3.0, help="seconds over which the endpoints start")
     p.add_argument("--timeout", type=float, default=60.0, help="seconds allowed for all joins after the spread")
     p.add_argument("--floor-timeout", dest="floor_timeout", type=float, default=10.0)
-    p.add_argument("--no-compress", dest="compress", action="store_false",
-                   help="no permessage-deflate (the terminal agent offers it, as aiohttp does by default)")
+    p.add_argument(
+        "--no-compress",
+        dest="compress",
+        action="store_false",
+        help="no permessage-deflate (the terminal agent offers it, as aiohttp does by default)",
+    )
     p.add_argument("--max-seconds", dest="max_seconds", type=float, default=330.0)
-    p.add_argument("--py-spy", dest="py_spy", action="store_true",
-                   help="sample the first server of each layout over the herd with py-spy (if installed)")
+    p.add_argument(
+        "--py-spy",
+        dest="py_spy",
+        action="store_true",
+        help="sample the first server of each layout over the herd with py-spy (if installed)",
+    )
     p.add_argument("--layouts", help="node counts of the layouts, in order (default 1,<--nodes>)")
     loops.add_option(p, "the generator (the servers run uvloop)")
     args = p.parse_args(argv)

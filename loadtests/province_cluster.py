@@ -74,8 +74,15 @@ class Proc:
 class Cluster:
     """Redis + server processes; ``close()`` kills whatever is left (call it in a finally)."""
 
-    def __init__(self, workdir: Path, signaling: int, media: int, clustered: bool, log_level: str = "warning",
-                 edge: list[str] | None = None) -> None:
+    def __init__(
+        self,
+        workdir: Path,
+        signaling: int,
+        media: int,
+        clustered: bool,
+        log_level: str = "warning",
+        edge: list[str] | None = None,
+    ) -> None:
         self.workdir, self.n_sig, self.n_media, self.clustered = workdir, signaling, media, clustered
         self.edge = list(edge or []) if clustered else []
         self.log_level = log_level
@@ -86,9 +93,11 @@ class Cluster:
     # --- lifecycle -------------------------------------------------------------------------------
     def layout(self) -> list[tuple[str, str]]:
         if self.clustered:
-            return [(f"sig-{i + 1}", "signaling") for i in range(self.n_sig)] + \
-                   [(f"media-{i + 1}", "media") for i in range(self.n_media)] + \
-                   ([("edge-1", "edge")] if self.edge else [])
+            return (
+                [(f"sig-{i + 1}", "signaling") for i in range(self.n_sig)]
+                + [(f"media-{i + 1}", "media") for i in range(self.n_media)]
+                + ([("edge-1", "edge")] if self.edge else [])
+            )
         return [(f"node-{i + 1}", "both") for i in range(max(1, self.n_sig))]
 
     def start(self) -> None:
@@ -103,18 +112,37 @@ class Cluster:
         data = self.workdir / name
         data.mkdir(parents=True, exist_ok=True)
         cfg = data / "settings.yaml"
-        cfg.write_text(f"admin_password: {PASSWORD}\nlog_level: {self.log_level}\nnode_id: {name}\n"
-                       f"ice_host: 127.0.0.1\n"  # terminals and nodes all come from 127.0.0.1: lift the cap
-                       f"limits:\n  connections_per_address: 5000\n", encoding="utf-8")
+        cfg.write_text(
+            f"admin_password: {PASSWORD}\nlog_level: {self.log_level}\nnode_id: {name}\n"
+            f"ice_host: 127.0.0.1\n"  # terminals and nodes all come from 127.0.0.1: lift the cap
+            f"limits:\n  connections_per_address: 5000\n",
+            encoding="utf-8",
+        )
         tapped = bool(self.edge) and role in ("media", "edge")
-        cmd = [sys.executable, "-m", "loadtests.province_tap" if tapped else "signaling.cli", "--config", str(cfg),
-               "--data-dir", str(data / "var"), "--store", self.redis.url, "serve", "--host", "127.0.0.1",
-               "--port", str(port), "--media", "none" if role == "signaling" else "local"]
+        cmd = [
+            sys.executable,
+            "-m",
+            "loadtests.province_tap" if tapped else "signaling.cli",
+            "--config",
+            str(cfg),
+            "--data-dir",
+            str(data / "var"),
+            "--store",
+            self.redis.url,
+            "serve",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--media",
+            "none" if role == "signaling" else "local",
+        ]
         if role == "edge":
             cmd += ["--media-serves", ",".join(self.edge)]
         env = {**os.environ, "GIAOBAN_TAP": str(data / "tap.json")} if tapped else None
-        popen = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=open(data / "server.log", "wb"),
-                                 env=env)
+        popen = subprocess.Popen(
+            cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=open(data / "server.log", "wb"), env=env
+        )
         return Proc(name, role, popen.pid, f"http://127.0.0.1:{port}", popen)
 
     async def wait_healthy(self, http: aiohttp.ClientSession) -> None:
@@ -157,8 +185,11 @@ class Cluster:
 async def cluster_view(http: aiohttp.ClientSession, url: str, token: str) -> dict | None:
     """``GET /api/v1/cluster`` (None when the node has no such route or is down)."""
     try:
-        async with http.get(url + "/api/v1/cluster", headers={"Authorization": f"Bearer {token}"},
-                            timeout=aiohttp.ClientTimeout(total=5)) as r:
+        async with http.get(
+            url + "/api/v1/cluster",
+            headers={"Authorization": f"Bearer {token}"},
+            timeout=aiohttp.ClientTimeout(total=5),
+        ) as r:
             return await r.json() if r.status == 200 else None
     except (aiohttp.ClientError, asyncio.TimeoutError, ValueError):
         return None

@@ -103,8 +103,19 @@ class Peer:
 
 
 class Endpoint:
-    def __init__(self, ep_id: str, link: str, rendition: str, token: str, urls: list[str], meeting_id: str,
-                 mode: str, frames: list | None, chair: bool = False, start_url: int = 0) -> None:
+    def __init__(
+        self,
+        ep_id: str,
+        link: str,
+        rendition: str,
+        token: str,
+        urls: list[str],
+        meeting_id: str,
+        mode: str,
+        frames: list | None,
+        chair: bool = False,
+        start_url: int = 0,
+    ) -> None:
         self.id, self.link, self.rendition, self.token = ep_id, link, rendition, token
         self.urls, self.meeting_id, self.mode = urls, meeting_id, mode  # mode: sfu | mcu | both
         self.frames = frames  # pre-encoded VP8 when this terminal may send, else None
@@ -143,11 +154,23 @@ class Endpoint:
     def diag(self) -> dict[str, Any]:
         """Where this terminal stands (for endpoints that did not get media back)."""
         p, now = self.peer, time.monotonic()
-        return {"joined": self.joined, "url": self.url(), "gens": self.gens, "ws_losses": len(self.ws_losses),
-                "resets": len(self.resets), "errors": self.errors[-3:], "early_offers": self.early_offers,
-                "pc": None if p is None else {
-                    "state": p.pc.connectionState, "signaling": p.pc.signalingState, "age_s": round(now - p.created, 2),
-                    "outputs": {f"{r.role}/{ssrc}": r.count for ssrc, r in list(p.rx.items())}}}
+        return {
+            "joined": self.joined,
+            "url": self.url(),
+            "gens": self.gens,
+            "ws_losses": len(self.ws_losses),
+            "resets": len(self.resets),
+            "errors": self.errors[-3:],
+            "early_offers": self.early_offers,
+            "pc": None
+            if p is None
+            else {
+                "state": p.pc.connectionState,
+                "signaling": p.pc.signalingState,
+                "age_s": round(now - p.created, 2),
+                "outputs": {f"{r.role}/{ssrc}": r.count for ssrc, r in list(p.rx.items())},
+            },
+        }
 
     def url(self) -> str:
         return self.urls[self.url_index % len(self.urls)]
@@ -225,8 +248,9 @@ class Endpoint:
         if self.frames is not None:
             video = PreencodedTrack(self.frames)
             vt = pc.addTransceiver(Gated(video, self.sending), direction="sendrecv")
-            vt.setCodecPreferences([c for c in RTCRtpSender.getCapabilities("video").codecs
-                                    if c.mimeType in ("video/VP8", "video/rtx")])
+            vt.setCodecPreferences(
+                [c for c in RTCRtpSender.getCapabilities("video").codecs if c.mimeType in ("video/VP8", "video/rtx")]
+            )
             video.sender = vt.sender  # a PLI makes the track jump to a key frame
             pc.addTransceiver(Gated(ToneTrack(), self.sending), direction="sendrecv")
         else:

@@ -82,10 +82,13 @@ class Run:
             joined = sum(ep.joined for ep in self.endpoints)
             media = sum(ep.media_ok(now) for ep in self.endpoints)
             if self.phase != "stop":
-                self.timeline.append({"t": round(self.rel(now), 2), "phase": self.phase, "joined": joined, "media": media})
+                self.timeline.append(
+                    {"t": round(self.rel(now), 2), "phase": self.phase, "joined": joined, "media": media}
+                )
                 if self.edge_members:
-                    self.timeline[-1]["edge_media"] = sum(ep.media_ok(now) for ep in self.endpoints
-                                                          if ep.id in self.edge_members)
+                    self.timeline[-1]["edge_media"] = sum(
+                        ep.media_ok(now) for ep in self.endpoints if ep.id in self.edge_members
+                    )
             if tick % 4 != 1:
                 await asyncio.sleep(max(0.0, 0.25 - (time.monotonic() - now)))
                 continue
@@ -100,8 +103,12 @@ class Run:
                     last[p.name] = (now, p.samples[-1][1])
                 elif not p.alive:
                     cpu.append(f"{p.name} dead")
-            print(f"t={self.rel(now):5.1f}s {self.phase:<18} joined {joined:>3}/{len(self.endpoints)} "
-                  f"media-ok {media:>3}  cpu: {', '.join(cpu)}", end="\r" if tty else "\n", flush=True)
+            print(
+                f"t={self.rel(now):5.1f}s {self.phase:<18} joined {joined:>3}/{len(self.endpoints)} "
+                f"media-ok {media:>3}  cpu: {', '.join(cpu)}",
+                end="\r" if tty else "\n",
+                flush=True,
+            )
             await asyncio.gather(*(ep.send_remb() for ep in self.endpoints), return_exceptions=True)
             await asyncio.sleep(max(0.0, 0.25 - (time.monotonic() - now)))
 
@@ -123,9 +130,10 @@ class Run:
 async def start_cluster(args, workdir: Path, http: aiohttp.ClientSession) -> tuple[Cluster, str, dict | None]:
     """Start the processes; with --cluster auto, fall back to the local layout when the servers
     do not answer GET /api/v1/cluster as a cluster. Returns the cluster, an operator token, the view."""
-    for clustered in ([True, False] if args.cluster == "auto" else [args.cluster == "on"]):
-        cluster = Cluster(workdir / ("cluster" if clustered else "local"), args.signaling, args.media, clustered,
-                          edge=args.edge)
+    for clustered in [True, False] if args.cluster == "auto" else [args.cluster == "on"]:
+        cluster = Cluster(
+            workdir / ("cluster" if clustered else "local"), args.signaling, args.media, clustered, edge=args.edge
+        )
         try:
             cluster.start()
             await cluster.wait_healthy(http)
@@ -134,7 +142,10 @@ async def start_cluster(args, workdir: Path, http: aiohttp.ClientSession) -> tup
             view = await cluster_view(http, url, op)
             if clustered and not (view or {}).get("clustered"):
                 if args.cluster == "auto" and not args.edge:
-                    print("servers are not clustered (no GET /api/v1/cluster): falling back to the local layout", flush=True)
+                    print(
+                        "servers are not clustered (no GET /api/v1/cluster): falling back to the local layout",
+                        flush=True,
+                    )
                     cluster.close()
                     continue
                 raise SystemExit("--cluster on, but the servers do not report a cluster")
@@ -160,8 +171,15 @@ def choose(directory: list[dict], limit: int | None) -> tuple[list[dict], list[s
     return eps, floor
 
 
-async def drive(run: Run, cluster: Cluster, http: aiohttp.ClientSession, op: str, meeting_id: str,
-                floor: list[str], out: dict[str, Any]) -> None:
+async def drive(
+    run: Run,
+    cluster: Cluster,
+    http: aiohttp.ClientSession,
+    op: str,
+    meeting_id: str,
+    floor: list[str],
+    out: dict[str, Any],
+) -> None:
     args, eps = run.args, run.endpoints
     by_id = {ep.id: ep for ep in eps}
     session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0))
@@ -181,7 +199,10 @@ async def drive(run: Run, cluster: Cluster, http: aiohttp.ClientSession, op: str
         t_joined = time.monotonic()
         out["herd_window"] = (run.rel(t_herd), run.rel(t_joined))
         out["herd_no_media"] = {ep.id: ep.diag() for ep in eps if not ep.media_ok(t_joined)}
-        print(f"\nherd: {'all' if all_in else 'NOT all'} endpoints in with media after {t_joined - t_herd:.1f} s", flush=True)
+        print(
+            f"\nherd: {'all' if all_in else 'NOT all'} endpoints in with media after {t_joined - t_herd:.1f} s",
+            flush=True,
+        )
         run.set_phase("settle")
         await asyncio.sleep(args.settle)
 
@@ -201,17 +222,29 @@ async def drive(run: Run, cluster: Cluster, http: aiohttp.ClientSession, op: str
             await asyncio.sleep(max(0.5, args.floor_seconds - args.floor_settle))
             m1, s1 = rep.main_counts(sfu_receivers), h.sent_video_total
             same = [e for e in m1 if e != holder and e in m0 and m0[e][0] == m1[e][0]]
-            turns.append({"holder": holder, "sent": s1 - s0, "receivers": len(same),
-                          "received": sum(m1[e][1] - m0[e][1] for e in same)})
+            turns.append(
+                {
+                    "holder": holder,
+                    "sent": s1 - s0,
+                    "receivers": len(same),
+                    "received": sum(m1[e][1] - m0[e][1] for e in same),
+                }
+            )
         snap_b, t_b = rep.snapshot(eps), time.monotonic()
         tap_b = casc.taps(cluster) if args.edge else None
         out["floor_window"] = (run.rel(t_a), run.rel(t_b))
-        out["delivered"] = {"floor rotation": {"seconds": t_b - t_a, "rows": rep.delivered(eps, snap_a, snap_b, t_b - t_a),
-                                               "sfu_main_e2e": rep.main_e2e(turns)}}
+        out["delivered"] = {
+            "floor rotation": {
+                "seconds": t_b - t_a,
+                "rows": rep.delivered(eps, snap_a, snap_b, t_b - t_a),
+                "sfu_main_e2e": rep.main_e2e(turns),
+            }
+        }
         if args.edge:
             pin = pinned_node(await cluster_view(http, cluster.signaling_urls()[-1], op), meeting_id)
-            await casc.floor_report(cluster, http, op, meeting_id, eps, run.edge_members, pin, snap_a, snap_b,
-                                    t_b - t_a, tap_a, tap_b, out)
+            await casc.floor_report(
+                cluster, http, op, meeting_id, eps, run.edge_members, pin, snap_a, snap_b, t_b - t_a, tap_a, tap_b, out
+            )
         if args.kill:
             await kill_phase(run, cluster, http, op, meeting_id, out)
     finally:
@@ -238,9 +271,12 @@ async def kill_phase(run: Run, cluster: Cluster, http, op: str, meeting_id: str,
         media = None
     victims = [target] + ([media] if media is not None and media is not target else [])
     on_sig = [ep for ep in eps if ep.url() == target.url and ep.joined]
-    lost.insert(0, f"signaling node {target.name}: WebSocket sessions of {len(on_sig)} endpoints"
-                + (f" and its media node, the meeting's pinned one ({peers} media peers)" if media is target else "")
-                + (" and its in-process media node with the meeting's media" if pin_before is None else ""))
+    lost.insert(
+        0,
+        f"signaling node {target.name}: WebSocket sessions of {len(on_sig)} endpoints"
+        + (f" and its media node, the meeting's pinned one ({peers} media peers)" if media is target else "")
+        + (" and its in-process media node with the meeting's media" if pin_before is None else ""),
+    )
     if media is not None and media is not target:
         lost.append(f"media node {media.name}: the meeting's pinned node, {peers} media peers")
     run.set_phase("kill")
@@ -275,8 +311,12 @@ async def kill_phase(run: Run, cluster: Cluster, http, op: str, meeting_id: str,
     if alive is not None and pin_before is not None:
         pin_after = pinned_node(await cluster_view(http, alive.url, op), meeting_id)
     out["kill"] = {
-        "t_kill": run.rel(t_kill), "killed": [p.name for p in victims], "lost": lost, "target_s": 10.0,
-        "affected": len(affected), "back": len(recovered),
+        "t_kill": run.rel(t_kill),
+        "killed": [p.name for p in victims],
+        "lost": lost,
+        "target_s": 10.0,
+        "affected": len(affected),
+        "back": len(recovered),
         "back_within_target": sum(1 for t in recovered if t <= 10.0),
         "not_back": [e for e in affected if times[e] is None],
         "not_back_detail": {ep.id: ep.diag() for ep in eps if ep.id in affected and times[ep.id] is None},
@@ -285,33 +325,43 @@ async def kill_phase(run: Run, cluster: Cluster, http, op: str, meeting_id: str,
         "recovery": rep.summary(recovered),
         # when the terminals were told: seconds after the kill -> count, per event
         "events_after_kill": {
-            "ws_lost": rep.histogram([t - t_kill for ep in eps for t in ep.ws_losses[marks[ep.id][1]:]]),
-            "media_reset": rep.histogram([t - t_kill for ep in eps for t in ep.resets[marks[ep.id][2]:]]),
+            "ws_lost": rep.histogram([t - t_kill for ep in eps for t in ep.ws_losses[marks[ep.id][1] :]]),
+            "media_reset": rep.histogram([t - t_kill for ep in eps for t in ep.resets[marks[ep.id][2] :]]),
             "rejoined": rep.histogram([t - t_kill for ep in eps for t in ep.rejoins if t > t_kill]),
-            "endpoints_with_2_or_more_resets": sum(1 for ep in eps if len(ep.resets) - marks[ep.id][2] >= 2)},
+            "endpoints_with_2_or_more_resets": sum(1 for ep in eps if len(ep.resets) - marks[ep.id][2] >= 2),
+        },
         "stages": rep.stages([ep for ep in eps if ep.id in affected], t_kill),
         "per_endpoint_s": {e: (round(t, 3) if t is not None else None) for e, t in times.items()},
-        "pin_before": pin_before, "pin_after": pin_after,
+        "pin_before": pin_before,
+        "pin_after": pin_after,
     }
     if args.edge:
-        await casc.after_kill(cluster, http, op, meeting_id, eps, run.edge_members, snap_a, snap_b, t_b - t_a,
-                              t_kill, out)
+        await casc.after_kill(
+            cluster, http, op, meeting_id, eps, run.edge_members, snap_a, snap_b, t_b - t_a, t_kill, out
+        )
 
 
 async def main(args: argparse.Namespace) -> dict[str, Any]:
     run = Run(args)
     pin = pin_host_addresses(["127.0.0.1"])  # our aiortc peers gather on 127.0.0.1 only
-    out: dict[str, Any] = {"benchmark": "province_load", "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-                           "cores": os.cpu_count(), "args": vars(args),
-                           "loop": loops.running(), "server_loop": "uvloop (giaoban serve)"}
+    out: dict[str, Any] = {
+        "benchmark": "province_load",
+        "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "cores": os.cpu_count(),
+        "args": vars(args),
+        "loop": loops.running(),
+        "server_loop": "uvloop (giaoban serve)",
+    }
     try:
         with tempfile.TemporaryDirectory(prefix="province-") as tmp:
             async with aiohttp.ClientSession() as http:
                 cluster, op, view = await start_cluster(args, Path(tmp), http)
                 try:
                     run.procs = cluster.procs + [Proc("generator", "generator", os.getpid())]
-                    out["topology"] = {"layout": "cluster" if cluster.clustered else "local",
-                                       "processes": [{"name": p.name, "role": p.role, "url": p.url} for p in run.procs]}
+                    out["topology"] = {
+                        "layout": "cluster" if cluster.clustered else "local",
+                        "processes": [{"name": p.name, "role": p.role, "url": p.url} for p in run.procs],
+                    }
                     ticker = asyncio.create_task(run.ticker())
                     try:
                         await scenario(run, cluster, http, op, out)
@@ -351,55 +401,100 @@ async def scenario(run: Run, cluster: Cluster, http: aiohttp.ClientSession, op: 
     if args.edge:
         members = casc.edge_members(directory, args.edge)
         run.edge_members = {e["id"] for e in chosen if e["id"] in members}
-        print(f"edge-1 serves {', '.join(args.edge)}: {len(run.edge_members)} of the {len(chosen)} endpoints", flush=True)
+        print(
+            f"edge-1 serves {', '.join(args.edge)}: {len(run.edge_members)} of the {len(chosen)} endpoints", flush=True
+        )
     print(f"provisioning {len(chosen)} endpoints (secrets + logins)...", flush=True)
     run.set_phase("provision")
     tokens = await provision(http, url, op, [e["id"] for e in chosen])
     start = (datetime.now(VN) + timedelta(minutes=1)).replace(microsecond=0)
-    meeting = await post(http, url, "/api/v1/meetings", op, title="Giao ban toàn tỉnh (load test)", chair=CHAIR,
-                         invited=["all"], start=start.isoformat(), duration_minutes=60,
-                         media_modes={"fibre": args.fibre_mode, "thin": "mcu", "mobile": "mcu"})
+    meeting = await post(
+        http,
+        url,
+        "/api/v1/meetings",
+        op,
+        title="Giao ban toàn tỉnh (load test)",
+        chair=CHAIR,
+        invited=["all"],
+        start=start.isoformat(),
+        duration_minutes=60,
+        media_modes={"fibre": args.fibre_mode, "thin": "mcu", "mobile": "mcu"},
+    )
     out["meeting"] = {"id": meeting["id"], "chair": CHAIR, "floor": floor, "fibre_mode": args.fibre_mode}
     urls = cluster.signaling_urls()
     for i, e in enumerate(chosen):
         sends = e["id"] == CHAIR or e["id"] in floor
         mode = args.fibre_mode if e["link"] == "fibre" else "mcu"
-        run.endpoints.append(Endpoint(e["id"], e["link"], RENDITION_BY_LINK.get(e["link"], "360p"), tokens[e["id"]], urls,
-                                      meeting["id"], mode, run.frames if sends else None, chair=e["id"] == CHAIR,
-                                      start_url=i % len(urls) if cluster.clustered else 0))
+        run.endpoints.append(
+            Endpoint(
+                e["id"],
+                e["link"],
+                RENDITION_BY_LINK.get(e["link"], "360p"),
+                tokens[e["id"]],
+                urls,
+                meeting["id"],
+                mode,
+                run.frames if sends else None,
+                chair=e["id"] == CHAIR,
+                start_url=i % len(urls) if cluster.clustered else 0,
+            )
+        )
     modes: dict[str, int] = {}
     for ep in run.endpoints:
         modes[f"{ep.link}/{ep.mode}"] = modes.get(f"{ep.link}/{ep.mode}", 0) + 1
     out["endpoints"] = {"total": len(run.endpoints), "by_link_and_mode": modes}
     await drive(run, cluster, http, op, meeting["id"], floor, out)
     eps = run.endpoints
-    out["join"] = {"endpoints": len(eps), "joined": sum(ep.joined_at is not None for ep in eps),
-                   "media": sum(ep.first_media_at is not None for ep in eps),
-                   "join": rep.summary([ep.joined_at for ep in eps if ep.joined_at is not None]),
-                   "media_time": rep.summary([ep.first_media_at for ep in eps if ep.first_media_at is not None]),
-                   "no_media_after_herd": out.pop("herd_no_media", {}),
-                   "server_offer_before_answer": sum(ep.early_offers for ep in eps),
-                   "errors": {ep.id: ep.errors[:5] for ep in eps if ep.errors}}
+    out["join"] = {
+        "endpoints": len(eps),
+        "joined": sum(ep.joined_at is not None for ep in eps),
+        "media": sum(ep.first_media_at is not None for ep in eps),
+        "join": rep.summary([ep.joined_at for ep in eps if ep.joined_at is not None]),
+        "media_time": rep.summary([ep.first_media_at for ep in eps if ep.first_media_at is not None]),
+        "no_media_after_herd": out.pop("herd_no_media", {}),
+        "server_offer_before_answer": sum(ep.early_offers for ep in eps),
+        "errors": {ep.id: ep.errors[:5] for ep in eps if ep.errors},
+    }
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--signaling", type=int, default=2, help="signaling nodes (the URLs endpoints are given)")
     p.add_argument("--media", type=int, default=2, help="media nodes (cluster layout only)")
-    p.add_argument("--cluster", choices=["auto", "on", "off"], default="auto",
-                   help="cluster layout (needs GET /api/v1/cluster); off: every node with its own media")
+    p.add_argument(
+        "--cluster",
+        choices=["auto", "on", "off"],
+        default="auto",
+        help="cluster layout (needs GET /api/v1/cluster); off: every node with its own media",
+    )
     p.add_argument("--endpoints", type=int, help="only this many endpoints (default: all 210 non-central)")
-    p.add_argument("--fibre-mode", dest="fibre_mode", choices=["sfu", "both"], default="both",
-                   help="media mode of fibre rooms: both = SFU + the 720p composite and the mix")
+    p.add_argument(
+        "--fibre-mode",
+        dest="fibre_mode",
+        choices=["sfu", "both"],
+        default="both",
+        help="media mode of fibre rooms: both = SFU + the 720p composite and the mix",
+    )
     p.add_argument("--spread", type=float, default=3.0, help="seconds over which the endpoints start joining")
     p.add_argument("--join-timeout", dest="join_timeout", type=float, default=60.0)
     p.add_argument("--settle", type=float, default=2.0, help="seconds after the herd before measuring")
     p.add_argument("--floor-seconds", dest="floor_seconds", type=float, default=8.0, help="per commune")
-    p.add_argument("--floor-settle", dest="floor_settle", type=float, default=1.5,
-                   help="seconds after a floor change before the e2e count starts")
-    p.add_argument("--edge", nargs="?", const=casc.DEFAULT_EDGE, default=None, metavar="DISTRICT_IDS",
-                   help="one more media node serving these districts (comma-separated) as a cascade edge; "
-                        f"alone: {casc.DEFAULT_EDGE}")
+    p.add_argument(
+        "--floor-settle",
+        dest="floor_settle",
+        type=float,
+        default=1.5,
+        help="seconds after a floor change before the e2e count starts",
+    )
+    p.add_argument(
+        "--edge",
+        nargs="?",
+        const=casc.DEFAULT_EDGE,
+        default=None,
+        metavar="DISTRICT_IDS",
+        help="one more media node serving these districts (comma-separated) as a cascade edge; "
+        f"alone: {casc.DEFAULT_EDGE}",
+    )
     p.add_argument("--no-kill", dest="kill", action="store_false", help="skip the kill phase")
     p.add_argument("--recover-timeout", dest="recover_timeout", type=float, default=30.0)
     p.add_argument("--after-seconds", dest="after_seconds", type=float, default=5.0)

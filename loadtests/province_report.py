@@ -78,10 +78,17 @@ def delivered(endpoints: list, a: Snapshot, b: Snapshot, seconds: float) -> list
     for key in ROW_ORDER + sorted(set(rows) - set(ROW_ORDER)):
         if key in rows:
             r = rows[key]
-            out.append({"output": key, "receivers": r["receivers"], "received": r["received"], "expected": r["expected"],
-                        "ratio": r["received"] / r["expected"] if r["expected"] else None,
-                        "kbps_per_receiver": r["bytes"] * 8 / 1000 / seconds / max(1, r["receivers"]),
-                        "skipped": r["skipped"]})
+            out.append(
+                {
+                    "output": key,
+                    "receivers": r["receivers"],
+                    "received": r["received"],
+                    "expected": r["expected"],
+                    "ratio": r["received"] / r["expected"] if r["expected"] else None,
+                    "kbps_per_receiver": r["bytes"] * 8 / 1000 / seconds / max(1, r["receivers"]),
+                    "skipped": r["skipped"],
+                }
+            )
     return out
 
 
@@ -121,9 +128,14 @@ def stages(endpoints: list, t_kill: float) -> dict[str, dict[str, Any]]:
         path = "ws_lost" if "ws_lost" in first else "media_reset" if "reset" in first else "other"
         for what, dt in first.items():
             paths.setdefault(path, {}).setdefault(what, []).append(dt)
-    return {path: {what: {"n": len(v), "median_s": round(statistics.median(v), 3), "max_s": round(max(v), 3)}
-                   for what in STAGES if (v := got.get(what))}
-            for path, got in paths.items()}
+    return {
+        path: {
+            what: {"n": len(v), "median_s": round(statistics.median(v), 3), "max_s": round(max(v), 3)}
+            for what in STAGES
+            if (v := got.get(what))
+        }
+        for path, got in paths.items()
+    }
 
 
 def histogram(values: list[float]) -> dict[int, int]:
@@ -152,30 +164,54 @@ def cpu_table(procs: list, machine: list, t0: float, n: int, out: dict[str, Any]
         rcpu = p.cpu_between(t0 + rec[0], t0 + rec[1]) if rec and rec[1] - rec[0] >= 1 else None
         herd = p.cpu_between(t0 + h0, t0 + h1)
         last = p.samples[-1][2] if p.samples else 0
-        rows.append({"name": p.name, "role": p.role, "cpu_pct": cpu / (b - a) * 100 if cpu is not None else None,
-                     "ms_per_endpoint_s": cpu / (b - a) / n * 1000 if cpu is not None else None,
-                     "herd_ms_per_join": herd / n * 1000 if herd is not None else None,
-                     "recovery_cpu_pct": rcpu / (rec[1] - rec[0]) * 100 if rcpu is not None else None,
-                     "rss_mib": last / 2**20, "rss_max_mib": p.rss_max() / 2**20})
+        rows.append(
+            {
+                "name": p.name,
+                "role": p.role,
+                "cpu_pct": cpu / (b - a) * 100 if cpu is not None else None,
+                "ms_per_endpoint_s": cpu / (b - a) / n * 1000 if cpu is not None else None,
+                "herd_ms_per_join": herd / n * 1000 if herd is not None else None,
+                "recovery_cpu_pct": rcpu / (rec[1] - rec[0]) * 100 if rcpu is not None else None,
+                "rss_mib": last / 2**20,
+                "rss_max_mib": p.rss_max() / 2**20,
+            }
+        )
     inside = [m for m in machine if t0 + a - 0.01 <= m[0] <= t0 + b + 0.01]
-    busy = (inside[-1][1] - inside[0][1]) / (inside[-1][2] - inside[0][2]) * (os.cpu_count() or 1) * 100 \
-        if len(inside) > 1 and inside[-1][2] > inside[0][2] else None
+    busy = (
+        (inside[-1][1] - inside[0][1]) / (inside[-1][2] - inside[0][2]) * (os.cpu_count() or 1) * 100
+        if len(inside) > 1 and inside[-1][2] > inside[0][2]
+        else None
+    )
     ours = sum(r["cpu_pct"] or 0 for r in rows)
-    return {"window": f"floor rotation, {b - a:.1f} s, {n} endpoints", "processes": rows,
-            "machine_busy_pct": busy, "other_processes_pct": busy - ours if busy is not None else None}
+    return {
+        "window": f"floor rotation, {b - a:.1f} s, {n} endpoints",
+        "processes": rows,
+        "machine_busy_pct": busy,
+        "other_processes_pct": busy - ours if busy is not None else None,
+    }
 
 
 def write_svg(timeline: list[dict], kills: list, n: int, out: dict[str, Any], path: Path) -> None:
-    bands = [(*out[key], label) for key, label in (("herd_window", "herd"), ("floor_window", "floor rotation"))
-             if key in out]
+    bands = [
+        (*out[key], label) for key, label in (("herd_window", "herd"), ("floor_window", "floor rotation")) if key in out
+    ]
     svg = line_chart(
         f"Hà Giang briefing: {n} endpoints, {out['topology']['layout']} layout",
-        x_label="seconds since start", y_label="endpoints",
-        series={"in meeting": [(r["t"], r["joined"]) for r in timeline],
-                "media flowing": [(r["t"], r["media"]) for r in timeline],
-                **({"edge: media flowing": [(r["t"], r["edge_media"]) for r in timeline if "edge_media" in r]}
-                   if any("edge_media" in r for r in timeline) else {})},
-        marks=kills, bands=bands, y_max=n)
+        x_label="seconds since start",
+        y_label="endpoints",
+        series={
+            "in meeting": [(r["t"], r["joined"]) for r in timeline],
+            "media flowing": [(r["t"], r["media"]) for r in timeline],
+            **(
+                {"edge: media flowing": [(r["t"], r["edge_media"]) for r in timeline if "edge_media" in r]}
+                if any("edge_media" in r for r in timeline)
+                else {}
+            ),
+        },
+        marks=kills,
+        bands=bands,
+        y_max=n,
+    )
     path.write_text(svg, encoding="utf-8")
 
 
@@ -190,56 +226,82 @@ def spread(d: dict[str, Any]) -> str:
 
 def print_report(out: dict[str, Any]) -> None:
     topo = out["topology"]
-    print(f"\n== Hà Giang province meeting: {out['endpoints']['total']} endpoints, layout {topo['layout']} "
-          f"({', '.join(p['name'] + ':' + p['role'] for p in topo['processes'])}), "
-          f"fibre mode {out['meeting']['fibre_mode']}, run {out['runtime_s']:.0f} s, "
-          f"endpoints on {out.get('loop', 'asyncio')}, servers on {out.get('server_loop', 'uvloop')}")
+    print(
+        f"\n== Hà Giang province meeting: {out['endpoints']['total']} endpoints, layout {topo['layout']} "
+        f"({', '.join(p['name'] + ':' + p['role'] for p in topo['processes'])}), "
+        f"fibre mode {out['meeting']['fibre_mode']}, run {out['runtime_s']:.0f} s, "
+        f"endpoints on {out.get('loop', 'asyncio')}, servers on {out.get('server_loop', 'uvloop')}"
+    )
     j = out["join"]
-    print(f"join: {j['joined']}/{j['endpoints']} joined, {j['media']}/{j['endpoints']} with media; "
-          f"join {spread(j['join'])}; first video {spread(j['media_time'])}")
+    print(
+        f"join: {j['joined']}/{j['endpoints']} joined, {j['media']}/{j['endpoints']} with media; "
+        f"join {spread(j['join'])}; first video {spread(j['media_time'])}"
+    )
     if j.get("server_offer_before_answer"):
-        print(f"note: {j['server_offer_before_answer']} server offers arrived before the server's answer to the "
-              f"terminal's own offer (answered after it)")
+        print(
+            f"note: {j['server_offer_before_answer']} server offers arrived before the server's answer to the "
+            f"terminal's own offer (answered after it)"
+        )
     for name, d in out["delivered"].items():
         print(f"\ndelivered ({name}, {d['seconds']:.1f} s window; ratio = received / server sequence span)")
-        head = f"{'output':<16} {'recv':>5} {'received':>10} {'expected':>10} {'deliv%':>8} {'kbit/s':>8} {'skipped':>8}"
+        head = (
+            f"{'output':<16} {'recv':>5} {'received':>10} {'expected':>10} {'deliv%':>8} {'kbit/s':>8} {'skipped':>8}"
+        )
         print(head + "\n" + "-" * len(head))
         for r in d["rows"]:
-            print(f"{r['output']:<16} {r['receivers']:>5} {r['received']:>10} {r['expected']:>10} "
-                  f"{fmt(r['ratio'] and r['ratio'] * 100, '.2f'):>8} {r['kbps_per_receiver']:>8.0f} {r['skipped']:>8}")
+            print(
+                f"{r['output']:<16} {r['receivers']:>5} {r['received']:>10} {r['expected']:>10} "
+                f"{fmt(r['ratio'] and r['ratio'] * 100, '.2f'):>8} {r['kbps_per_receiver']:>8.0f} {r['skipped']:>8}"
+            )
         e2e = d.get("sfu_main_e2e")
         if e2e:
-            print(f"{'sfu main e2e':<16} {'':>5} {e2e['received']:>10} {e2e['expected']:>10} "
-                  f"{fmt(e2e['ratio'] and e2e['ratio'] * 100, '.2f'):>8}   (floor holder's sent packets x SFU receivers)")
+            print(
+                f"{'sfu main e2e':<16} {'':>5} {e2e['received']:>10} {e2e['expected']:>10} "
+                f"{fmt(e2e['ratio'] and e2e['ratio'] * 100, '.2f'):>8}   (floor holder's sent packets x SFU receivers)"
+            )
     print(f"\nserver CPU (window: {out['cpu']['window']}; ms = CPU ms per endpoint per second)")
     c = out["cpu"]
     if c.get("machine_busy_pct") is not None:
-        print(f"machine busy {c['machine_busy_pct']:.0f}% of {out['cores'] * 100}% in the window; processes outside "
-              f"this test: {c['other_processes_pct']:.0f}% (other jobs on the machine distort the run when high)")
-    print("herd ms/join = CPU in the herd / endpoints; recover% = CPU share from the kill until the last endpoint was back")
-    head = (f"{'process':<10} {'role':<10} {'herd ms/join':>12} {'cpu%':>6} {'ms/ep/s':>8} {'recover%':>9} "
-            f"{'RSS MiB':>8} {'max RSS':>8}")
+        print(
+            f"machine busy {c['machine_busy_pct']:.0f}% of {out['cores'] * 100}% in the window; processes outside "
+            f"this test: {c['other_processes_pct']:.0f}% (other jobs on the machine distort the run when high)"
+        )
+    print(
+        "herd ms/join = CPU in the herd / endpoints; recover% = CPU share from the kill until the last endpoint was back"
+    )
+    head = (
+        f"{'process':<10} {'role':<10} {'herd ms/join':>12} {'cpu%':>6} {'ms/ep/s':>8} {'recover%':>9} "
+        f"{'RSS MiB':>8} {'max RSS':>8}"
+    )
     print(head + "\n" + "-" * len(head))
     for p in out["cpu"]["processes"]:
-        print(f"{p['name']:<10} {p['role']:<10} {fmt(p['herd_ms_per_join'], '.1f'):>12} {fmt(p['cpu_pct'], '.1f'):>6} "
-              f"{fmt(p['ms_per_endpoint_s'], '.2f'):>8} {fmt(p.get('recovery_cpu_pct'), '.0f'):>9} "
-              f"{fmt(p['rss_mib'], '.0f'):>8} {fmt(p['rss_max_mib'], '.0f'):>8}")
+        print(
+            f"{p['name']:<10} {p['role']:<10} {fmt(p['herd_ms_per_join'], '.1f'):>12} {fmt(p['cpu_pct'], '.1f'):>6} "
+            f"{fmt(p['ms_per_endpoint_s'], '.2f'):>8} {fmt(p.get('recovery_cpu_pct'), '.0f'):>9} "
+            f"{fmt(p['rss_mib'], '.0f'):>8} {fmt(p['rss_max_mib'], '.0f'):>8}"
+        )
     k = out.get("kill")
     if k:
         print(f"\nkill phase: kill -9 {', '.join(k['killed'])} at t={k['t_kill']:.1f} s")
         for line in k["lost"]:
             print(f"  lost: {line}")
         r = k["recovery"]
-        print(f"  endpoints affected {k['affected']}, back {k['back']}, back within {k['target_s']:.0f} s: "
-              f"{k['back_within_target']}; not back: {len(k['not_back'])} {k['not_back'][:8]}")
-        print(f"  time back in the meeting with media: {spread(r)}; WebSocket losses {k['ws_lost']}, media_reset {k['media_reset']}")
+        print(
+            f"  endpoints affected {k['affected']}, back {k['back']}, back within {k['target_s']:.0f} s: "
+            f"{k['back_within_target']}; not back: {len(k['not_back'])} {k['not_back'][:8]}"
+        )
+        print(
+            f"  time back in the meeting with media: {spread(r)}; WebSocket losses {k['ws_lost']}, media_reset {k['media_reset']}"
+        )
         ev = k.get("events_after_kill", {})
         for name in ("ws_lost", "media_reset", "rejoined"):
             if ev.get(name):
                 print(f"  {name:<12} per second after the kill: " + ", ".join(f"{s}s:{n}" for s, n in ev[name].items()))
         for path, got in k.get("stages", {}).items():
-            print(f"  path {path:<11} (median/max s after the kill): "
-                  + ", ".join(f"{w} {g['median_s']:.2f}/{g['max_s']:.2f} (n={g['n']})" for w, g in got.items()))
+            print(
+                f"  path {path:<11} (median/max s after the kill): "
+                + ", ".join(f"{w} {g['median_s']:.2f}/{g['max_s']:.2f} (n={g['n']})" for w, g in got.items())
+            )
         if ev.get("endpoints_with_2_or_more_resets"):
             print(f"  endpoints that got media_reset twice or more: {ev['endpoints_with_2_or_more_resets']}")
         if k.get("pin_after"):

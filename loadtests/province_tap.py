@@ -59,6 +59,7 @@ def main() -> int:
     if path:
         threading.Thread(target=_writer, args=(path,), daemon=True, name="tap").start()
     from signaling.cli import main as cli_main
+
     return cli_main(sys.argv[1:])
 
 

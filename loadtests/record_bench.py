@@ -43,17 +43,26 @@ def clips() -> dict:
     vp8 = encode_clip((60, 90, 160), 1280, 720, 2 * FPS, "vp8", FPS, 1_200_000, pattern=True)
     h264 = encode_clip((60, 90, 160), 1280, 720, 2 * FPS, "h264", FPS, 1_200_000, pattern=True)
     opus = tone_packets(440, 100)
-    print(f"clips encoded in {time.perf_counter() - t0:.1f} s: VP8 "
-          f"{sum(len(d) for d, _ in vp8) * 8 / 2 / 1e6:.2f} Mbit/s, H.264 "
-          f"{sum(len(d) for d, _ in h264) * 8 / 2 / 1e6:.2f} Mbit/s")
+    print(
+        f"clips encoded in {time.perf_counter() - t0:.1f} s: VP8 "
+        f"{sum(len(d) for d, _ in vp8) * 8 / 2 / 1e6:.2f} Mbit/s, H.264 "
+        f"{sum(len(d) for d, _ in h264) * 8 / 2 / 1e6:.2f} Mbit/s"
+    )
     return {"vp8": vp8, "h264": h264, "opus": opus}
 
 
 def make_sinks(kind: str, n: int, root: str) -> list:
     if kind == "record":
-        return [Recorder(os.path.join(root, f"m{k}"), {"meeting_id": f"m{k}", "title": f"Họp {k}",
-                                                        "participants": ["hg-ubnd"]}, None, None, 4.0)
-                for k in range(n)]
+        return [
+            Recorder(
+                os.path.join(root, f"m{k}"),
+                {"meeting_id": f"m{k}", "title": f"Họp {k}", "participants": ["hg-ubnd"]},
+                None,
+                None,
+                4.0,
+            )
+            for k in range(n)
+        ]
     return [HlsWriter(os.path.join(root, f"h{k}"), 2.0, 6) for k in range(n)]
 
 
@@ -80,10 +89,17 @@ async def batch(kind: str, n: int, seconds: int, media: dict, root: str) -> dict
     c2, w2 = time.process_time(), time.perf_counter()
     size = sum(os.path.getsize(os.path.join(dp, f)) for dp, _, fs in os.walk(root) for f in fs)
     per = seconds * n
-    return {"mode": "batch", "kind": kind, "meetings": n, "media_s": seconds,
-            "cpu_ms_per_s": round((c2 - c0) * 1000 / per, 3), "write_ms_per_s": round((c1 - c0) * 1000 / per, 3),
-            "finalise_ms_per_s": round((c2 - c1) * 1000 / per, 3), "wall_s": round(w2 - w0, 2),
-            "disk_kbit_s": round(size * 8 / per / 1000, 1) if kind == "record" else None}
+    return {
+        "mode": "batch",
+        "kind": kind,
+        "meetings": n,
+        "media_s": seconds,
+        "cpu_ms_per_s": round((c2 - c0) * 1000 / per, 3),
+        "write_ms_per_s": round((c1 - c0) * 1000 / per, 3),
+        "finalise_ms_per_s": round((c2 - c1) * 1000 / per, 3),
+        "wall_s": round(w2 - w0, 2),
+        "disk_kbit_s": round(size * 8 / per / 1000, 1) if kind == "record" else None,
+    }
 
 
 async def realtime(kind: str, n: int, seconds: int, media: dict, root: str) -> dict:
@@ -102,10 +118,15 @@ async def realtime(kind: str, n: int, seconds: int, media: dict, root: str) -> d
     for s in sinks:
         await s.stop()
     c2 = time.process_time()
-    return {"mode": "realtime", "kind": kind, "meetings": n, "media_s": seconds,
-            "cpu_pct_of_core": round((c1 - c0) / (t1 - t0) * 100, 2),
-            "cpu_ms_per_s": round((c2 - c0) * 1000 / (seconds * n), 3),
-            "finalise_ms_per_s": round((c2 - c1) * 1000 / (seconds * n), 3)}
+    return {
+        "mode": "realtime",
+        "kind": kind,
+        "meetings": n,
+        "media_s": seconds,
+        "cpu_pct_of_core": round((c1 - c0) / (t1 - t0) * 100, 2),
+        "cpu_ms_per_s": round((c2 - c0) * 1000 / (seconds * n), 3),
+        "finalise_ms_per_s": round((c2 - c1) * 1000 / (seconds * n), 3),
+    }
 
 
 def parse_args() -> argparse.Namespace:
@@ -132,24 +153,39 @@ async def main(args: argparse.Namespace) -> None:
                 finally:
                     shutil.rmtree(root, ignore_errors=True)
                 r = rows[-1]
-                print(f"{kind:6} {mode:8} meetings={n}  {r['cpu_ms_per_s']:7.2f} ms CPU per media s"
-                      + (f"  ({r['cpu_pct_of_core']:.2f}% of a core)" if "cpu_pct_of_core" in r else ""),
-                      flush=True)
+                print(
+                    f"{kind:6} {mode:8} meetings={n}  {r['cpu_ms_per_s']:7.2f} ms CPU per media s"
+                    + (f"  ({r['cpu_pct_of_core']:.2f}% of a core)" if "cpu_pct_of_core" in r else ""),
+                    flush=True,
+                )
     print(f"\nevent loop: {loops.running()}")
     print("CPU ms/s: process CPU per recorded media second of one meeting (write + final);")
     print("core %: CPU of all the meetings at real time, in % of one core; disk: per meeting")
-    print(f"{'sink':6} {'mode':8} {'mtgs':>4} {'media s':>7} {'CPU ms/s':>9} {'write':>7} {'final':>7} "
-          f"{'core %':>7} {'disk kbit/s':>11}")
+    print(
+        f"{'sink':6} {'mode':8} {'mtgs':>4} {'media s':>7} {'CPU ms/s':>9} {'write':>7} {'final':>7} "
+        f"{'core %':>7} {'disk kbit/s':>11}"
+    )
     for r in rows:
-        print(f"{r['kind']:6} {r['mode']:8} {r['meetings']:>4} {r['media_s']:>7} {r['cpu_ms_per_s']:>9.2f} "
-              f"{r.get('write_ms_per_s', float('nan')):>7.2f} {r['finalise_ms_per_s']:>7.2f} "
-              f"{r.get('cpu_pct_of_core', r['cpu_ms_per_s'] * r['meetings'] / 10):>7.2f} {r.get('disk_kbit_s') or float('nan'):>11}")
+        print(
+            f"{r['kind']:6} {r['mode']:8} {r['meetings']:>4} {r['media_s']:>7} {r['cpu_ms_per_s']:>9.2f} "
+            f"{r.get('write_ms_per_s', float('nan')):>7.2f} {r['finalise_ms_per_s']:>7.2f} "
+            f"{r.get('cpu_pct_of_core', r['cpu_ms_per_s'] * r['meetings'] / 10):>7.2f} {r.get('disk_kbit_s') or float('nan'):>11}"
+        )
     os.makedirs(RESULTS, exist_ok=True)
     path = os.path.join(RESULTS, f"record_bench_{time.strftime('%Y%m%dT%H%M%S')}.json")
     with open(path, "w") as f:
-        json.dump({"cpus": os.cpu_count(), "loop": loops.running(), "seconds": args.seconds,
-                   "realtime": args.realtime, "rows": rows},
-                  f, indent=2, ensure_ascii=False)
+        json.dump(
+            {
+                "cpus": os.cpu_count(),
+                "loop": loops.running(),
+                "seconds": args.seconds,
+                "realtime": args.realtime,
+                "rows": rows,
+            },
+            f,
+            indent=2,
+            ensure_ascii=False,
+        )
     print(f"\nwrote {path}")
 
 

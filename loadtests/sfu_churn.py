@@ -29,8 +29,16 @@ RESULTS = os.path.join(ROOT, "loadtests", "results")
 
 def alive() -> dict[str, int]:
     """Live objects of the types a leak would keep."""
-    names = ("LocalPeer", "Output", "Stream", "RTCPeerConnection", "RTCDtlsTransport",
-             "Connection", "IdleTrack", "Session")
+    names = (
+        "LocalPeer",
+        "Output",
+        "Stream",
+        "RTCPeerConnection",
+        "RTCDtlsTransport",
+        "Connection",
+        "IdleTrack",
+        "Session",
+    )
     counts = dict.fromkeys(names, 0)
     for obj in gc.get_objects():
         name = type(obj).__name__
@@ -70,16 +78,14 @@ async def cycle(node: LocalMediaNode, i: int, times: list[float], failures: list
 async def main(args: argparse.Namespace) -> dict:
     node = LocalMediaNode(ice_host="127.0.0.1")
     await node.start()
-    pub = Client(node, "churn", "pub", video=PatternTrack(120), audio=ToneTrack(),
-                 recv_audio=False, recv_video=False)
+    pub = Client(node, "churn", "pub", video=PatternTrack(120), audio=ToneTrack(), recv_audio=False, recv_video=False)
     await pub.join()
     await asyncio.sleep(1.0)
     # warm-up cycle so lazily created objects are in the baseline
     await cycle(node, 10**6, [], [])
     await asyncio.sleep(0.5)
     gc.collect()
-    base = {"tasks": len(asyncio.all_tasks()), "fds": fds(), "rss_mib": rss_mib(),
-            "objects": alive()}
+    base = {"tasks": len(asyncio.all_tasks()), "fds": fds(), "rss_mib": rss_mib(), "objects": alive()}
     times: list[float] = []
     failures: list[str] = []
     t_start = time.monotonic()
@@ -92,10 +98,10 @@ async def main(args: argparse.Namespace) -> dict:
     await asyncio.sleep(1.0)
     gc.collect()
     stream = next(s for s in node.meetings["churn"].router.streams.values() if s.kind == "video")
-    end = {"tasks": len(asyncio.all_tasks()), "fds": fds(), "rss_mib": rss_mib(),
-           "objects": alive()}
+    end = {"tasks": len(asyncio.all_tasks()), "fds": fds(), "rss_mib": rss_mib(), "objects": alive()}
     result = {
-        "benchmark": "sfu_churn", "loop": loops.running(),
+        "benchmark": "sfu_churn",
+        "loop": loops.running(),
         "cycles": done,
         "failures": len(failures),
         "failure_samples": failures[:5],

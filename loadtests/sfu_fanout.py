@@ -61,6 +61,7 @@ PACE_FACTOR = 2.5  # paced publisher: bursts at most this times the stream's ave
 
 # -- pre-encoded 720p VP8 ------------------------------------------------------------------
 
+
 def encoded_frames(bitrate: int = BITRATE) -> list[tuple[bytes, bool]]:
     """120 frames of 1280x720 VP8 at ~``bitrate`` (key frame every 2 s), cached on disk."""
     os.makedirs(RESULTS, exist_ok=True)
@@ -76,8 +77,13 @@ def encoded_frames(bitrate: int = BITRATE) -> list[tuple[bytes, bool]]:
     codec.framerate = fractions.Fraction(FPS, 1)
     codec.bit_rate = bitrate
     codec.gop_size = GOP
-    codec.options = {"deadline": "realtime", "cpu-used": "8", "lag-in-frames": "0",
-                     "kf-max-dist": str(GOP), "kf-min-dist": str(GOP)}
+    codec.options = {
+        "deadline": "realtime",
+        "cpu-used": "8",
+        "lag-in-frames": "0",
+        "kf-max-dist": str(GOP),
+        "kf-min-dist": str(GOP),
+    }
     codec.thread_count = 2
     # smooth gradient, a fine static texture scrolling sideways and moving blocks: a key frame
     # of ~110 KB and ~1.5 Mbit/s, like a camera picture of a meeting room (pure noise would
@@ -146,6 +152,7 @@ class PreencodedTrack(MediaStreamTrack):
 
 # -- clients --------------------------------------------------------------------------------
 
+
 def hook_count(pc: RTCPeerConnection, sub: "Sub") -> None:
     """Count SRTP packets at the ICE socket, before DTLS/SRTP; pass everything else on."""
     conn = pc.getTransceivers()[0].receiver.transport.transport._connection
@@ -182,8 +189,9 @@ class Sub:
         self.pc.addTransceiver("video", direction="recvonly")
         await self.pc.setLocalDescription(await self.pc.createOffer())
         hook_count(self.pc, self)
-        async with http.post(f"{url}/join", json={"endpoint": self.name, "publish": False,
-                                                  "sdp": self.pc.localDescription.sdp}) as r:
+        async with http.post(
+            f"{url}/join", json={"endpoint": self.name, "publish": False, "sdp": self.pc.localDescription.sdp}
+        ) as r:
             answer = (await r.json())["sdp"]
         await self.pc.setRemoteDescription(RTCSessionDescription(sdp=answer, type="answer"))
 
@@ -192,18 +200,21 @@ class Sub:
             proto.transport.pause_reading()
 
 
-async def start_publisher(http: aiohttp.ClientSession, url: str, frames: list,
-                          pace_bps: float | None = None) -> tuple:
+async def start_publisher(http: aiohttp.ClientSession, url: str, frames: list, pace_bps: float | None = None) -> tuple:
     pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
     track = PreencodedTrack(frames)
     transceiver = pc.addTransceiver(track, direction="sendonly")
-    caps = [c for c in __import__("aiortc").RTCRtpSender.getCapabilities("video").codecs
-            if c.mimeType in ("video/VP8", "video/rtx")]
+    caps = [
+        c
+        for c in __import__("aiortc").RTCRtpSender.getCapabilities("video").codecs
+        if c.mimeType in ("video/VP8", "video/rtx")
+    ]
     transceiver.setCodecPreferences(caps)
     track.sender = transceiver.sender
     await pc.setLocalDescription(await pc.createOffer())
-    async with http.post(f"{url}/join", json={"endpoint": "publisher", "publish": True,
-                                              "sdp": pc.localDescription.sdp}) as r:
+    async with http.post(
+        f"{url}/join", json={"endpoint": "publisher", "publish": True, "sdp": pc.localDescription.sdp}
+    ) as r:
         answer = (await r.json())["sdp"]
     await pc.setRemoteDescription(RTCSessionDescription(sdp=answer, type="answer"))
     dtls = transceiver.sender.transport
@@ -238,10 +249,11 @@ async def run(args: argparse.Namespace) -> dict:
     kbps = sum(len(d) for d, _ in frames) * 8 / (len(frames) / FPS) / 1000
     args.pace_bps = kbps * 1000 * PACE_FACTOR if args.publisher == "paced" else None
     server = subprocess.Popen(
-        [sys.executable, "-m", "loadtests.sfu_server",
-         "--max-seconds", str(args.max_seconds), "--loop", args.loop]
+        [sys.executable, "-m", "loadtests.sfu_server", "--max-seconds", str(args.max_seconds), "--loop", args.loop]
         + (["--stall-report"] if args.stall_report else []),
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, cwd=ROOT,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        cwd=ROOT,
     )
     args.server_pid = server.pid
     try:
@@ -278,8 +290,7 @@ async def quiet(http: aiohttp.ClientSession, url: str, subs: list, limit: float 
     return last
 
 
-async def measure(args: argparse.Namespace, http: aiohttp.ClientSession, url: str,
-                  frames: list, kbps: float) -> dict:
+async def measure(args: argparse.Namespace, http: aiohttp.ClientSession, url: str, frames: list, kbps: float) -> dict:
     base = await stats(http, url)
     pub_pc, track, sent = await start_publisher(http, url, frames, args.pace_bps)
     subs: list[Sub] = []
@@ -332,31 +343,34 @@ async def measure(args: argparse.Namespace, http: aiohttp.ClientSession, url: st
         received = sum(b - a for a, b in zip(c0, c1))
         forwarded = s1["forwarded"] - s0["forwarded"]
         cpu = s1["cpu"] - s0["cpu"]
-        rows.append({
-            "subscribers": level,
-            "publisher_packets": n_sent,
-            "forwarded": forwarded,
-            "server_received": s1["received"] - s0["received"],
-            "us_per_forwarded_packet": cpu / forwarded * 1e6 if forwarded else None,
-            "server_cpu_s": cpu,
-            "server_user_s": s1["utime"] - s0["utime"],
-            "server_system_s": s1["stime"] - s0["stime"],
-            "server_cpu_share": cpu / window,
-            "window_seconds": window,
-            "server_idle_cpu_share": idle_share,
-            "us_per_forwarded_packet_minus_idle": (cpu - idle_share * window) / forwarded * 1e6
-            if forwarded else None,
-            "delivered_ratio": received / (n_sent * level) if n_sent else None,
-            "join_first_packet_median_ms": statistics.median(joins) * 1000 if joins else None,
-            "join_first_packet_p95_ms": pct(joins, 0.95) * 1000 if joins else None,
-            "joined_without_packet": len(new) - len(joins),
-            "rss_per_subscriber_kib": (after_join["rss"] - before_join["rss"]) / max(1, len(new)) / 1024,
-            "server_rss_mib": after_join["rss"] / 2**20,
-            "stalled_subscriber_drops_at_server": s1["dropped"],
-            "stalled_subscriber_packets_read_in_window": stalled.count - stalled0,
-            "server_tasks": s1["tasks"],
-            **ingress_row(i0, i1, s1),
-        })
+        rows.append(
+            {
+                "subscribers": level,
+                "publisher_packets": n_sent,
+                "forwarded": forwarded,
+                "server_received": s1["received"] - s0["received"],
+                "us_per_forwarded_packet": cpu / forwarded * 1e6 if forwarded else None,
+                "server_cpu_s": cpu,
+                "server_user_s": s1["utime"] - s0["utime"],
+                "server_system_s": s1["stime"] - s0["stime"],
+                "server_cpu_share": cpu / window,
+                "window_seconds": window,
+                "server_idle_cpu_share": idle_share,
+                "us_per_forwarded_packet_minus_idle": (cpu - idle_share * window) / forwarded * 1e6
+                if forwarded
+                else None,
+                "delivered_ratio": received / (n_sent * level) if n_sent else None,
+                "join_first_packet_median_ms": statistics.median(joins) * 1000 if joins else None,
+                "join_first_packet_p95_ms": pct(joins, 0.95) * 1000 if joins else None,
+                "joined_without_packet": len(new) - len(joins),
+                "rss_per_subscriber_kib": (after_join["rss"] - before_join["rss"]) / max(1, len(new)) / 1024,
+                "server_rss_mib": after_join["rss"] / 2**20,
+                "stalled_subscriber_drops_at_server": s1["dropped"],
+                "stalled_subscriber_packets_read_in_window": stalled.count - stalled0,
+                "server_tasks": s1["tasks"],
+                **ingress_row(i0, i1, s1),
+            }
+        )
         print_row(rows[-1])
         if time.monotonic() > t_end:
             break
@@ -364,17 +378,27 @@ async def measure(args: argparse.Namespace, http: aiohttp.ClientSession, url: st
         await s.pc.close()
     await pub_pc.close()
     return {
-        "benchmark": "sfu_fanout", "codec": "VP8", "loop": base["loop"], "client_loop": loops.running(),
-        "publisher": args.publisher, "resolution": "1280x720", "fps": FPS,
-        "stream_kbps": round(kbps), "seconds_per_level": args.seconds,
-        "server_baseline_rss_mib": base["rss"] / 2**20, "keyframes_forced": track.keyframes_forced,
-        "cores": os.cpu_count(), "rows": rows,
+        "benchmark": "sfu_fanout",
+        "codec": "VP8",
+        "loop": base["loop"],
+        "client_loop": loops.running(),
+        "publisher": args.publisher,
+        "resolution": "1280x720",
+        "fps": FPS,
+        "stream_kbps": round(kbps),
+        "seconds_per_level": args.seconds,
+        "server_baseline_rss_mib": base["rss"] / 2**20,
+        "keyframes_forced": track.keyframes_forced,
+        "cores": os.cpu_count(),
+        "rows": rows,
     }
 
 
-HEADER = (f"{'subs':>5} {'us/pkt':>8} {'deliv%':>8} {'pub pkts':>9} {'fwd pkts':>9} "
-          f"{'cpu%':>6} {'join med':>9} {'join p95':>9} {'KiB/sub':>8} {'lag max':>8} "
-          f"{'lag p99':>8} {'sockdrop':>8} {'rcvbufE':>8} {'pub lost':>8}")
+HEADER = (
+    f"{'subs':>5} {'us/pkt':>8} {'deliv%':>8} {'pub pkts':>9} {'fwd pkts':>9} "
+    f"{'cpu%':>6} {'join med':>9} {'join p95':>9} {'KiB/sub':>8} {'lag max':>8} "
+    f"{'lag p99':>8} {'sockdrop':>8} {'rcvbufE':>8} {'pub lost':>8}"
+)
 
 
 def print_row(r: dict) -> None:
@@ -383,13 +407,16 @@ def print_row(r: dict) -> None:
         return
     us = r["us_per_forwarded_packet"]
     ratio = r["delivered_ratio"]
-    print(f"{r['subscribers']:>5} {us if us is not None else float('nan'):>8.1f} "
-          f"{(ratio or 0) * 100:>8.2f} {r['publisher_packets']:>9} {r['forwarded']:>9} "
-          f"{r['server_cpu_share'] * 100:>6.1f} {r['join_first_packet_median_ms'] or 0:>8.0f}ms "
-          f"{r['join_first_packet_p95_ms'] or 0:>7.0f}ms {r['rss_per_subscriber_kib']:>8.0f} "
-          f"{r['loop_lag_max_ms']:>6.0f}ms {r['loop_lag_p99_ms']:>6.0f}ms "
-          f"{r['server_socket_drops']:>8} {r['rcvbuf_errors_machine']:>8} "
-          f"{r['publisher_reported_lost']:>8}", flush=True)
+    print(
+        f"{r['subscribers']:>5} {us if us is not None else float('nan'):>8.1f} "
+        f"{(ratio or 0) * 100:>8.2f} {r['publisher_packets']:>9} {r['forwarded']:>9} "
+        f"{r['server_cpu_share'] * 100:>6.1f} {r['join_first_packet_median_ms'] or 0:>8.0f}ms "
+        f"{r['join_first_packet_p95_ms'] or 0:>7.0f}ms {r['rss_per_subscriber_kib']:>8.0f} "
+        f"{r['loop_lag_max_ms']:>6.0f}ms {r['loop_lag_p99_ms']:>6.0f}ms "
+        f"{r['server_socket_drops']:>8} {r['rcvbuf_errors_machine']:>8} "
+        f"{r['publisher_reported_lost']:>8}",
+        flush=True,
+    )
 
 
 def main() -> None:
@@ -402,8 +429,9 @@ def main() -> None:
     loops.add_option(parser, "the media node (the load clients run asyncio)")
     parser.add_argument("--bitrate", type=int, default=BITRATE // 1000, help="kbit/s")
     parser.add_argument("--publisher", choices=("bursty", "paced"), default="bursty")
-    parser.add_argument("--stall-report", action="store_true",
-                        help="the server prints the stacks its loop was stuck in, at exit")
+    parser.add_argument(
+        "--stall-report", action="store_true", help="the server prints the stacks its loop was stuck in, at exit"
+    )
     args = parser.parse_args()
     args.levels = sorted(int(x) for x in args.levels.split(","))
     print(HEADER)
@@ -412,8 +440,10 @@ def main() -> None:
     path = os.path.join(RESULTS, f"sfu_fanout_{time.strftime('%Y%m%dT%H%M%S')}.json")
     with open(path, "w") as f:
         json.dump(result, f, indent=2)
-    print(f"stream: {result['stream_kbps']} kbit/s, {args.publisher} publisher, server loop "
-          f"{result['loop']}, client loop {result['client_loop']}; results: {path}")
+    print(
+        f"stream: {result['stream_kbps']} kbit/s, {args.publisher} publisher, server loop "
+        f"{result['loop']}, client loop {result['client_loop']}; results: {path}"
+    )
 
 
 if __name__ == "__main__":

@@ -62,8 +62,12 @@ async def main(args: argparse.Namespace) -> None:
     async def join(request: web.Request) -> web.Response:
         body = await request.json()
         spec = PeerSpec(
-            meeting_id="bench", endpoint_id=body["endpoint"], display_name=body["endpoint"],
-            role="participant", link="fibre", publish=bool(body.get("publish")),
+            meeting_id="bench",
+            endpoint_id=body["endpoint"],
+            display_name=body["endpoint"],
+            role="participant",
+            link="fibre",
+            publish=bool(body.get("publish")),
         )
         peer = await node.open_peer(spec, events)
         peers[spec.endpoint_id] = peer
@@ -88,20 +92,30 @@ async def main(args: argparse.Namespace) -> None:
         window = sorted(lags) or [0.0]
         if request.query.get("lag") == "reset":
             lags.clear()
-        return web.json_response({
-            "lag_max_ms": window[-1] * 1000,
-            "lag_p99_ms": window[int(0.99 * (len(window) - 1))] * 1000,
-            "pid": os.getpid(), "loop": loops.running(),
-            "cpu": time.process_time(), "utime": ru.ru_utime, "stime": ru.ru_stime,
-            "received": received, "forwarded": forwarded, "dropped": dropped,
-            "rss": rss_bytes(), "peers": len(node.peers), "tasks": len(asyncio.all_tasks()),
-        })
+        return web.json_response(
+            {
+                "lag_max_ms": window[-1] * 1000,
+                "lag_p99_ms": window[int(0.99 * (len(window) - 1))] * 1000,
+                "pid": os.getpid(),
+                "loop": loops.running(),
+                "cpu": time.process_time(),
+                "utime": ru.ru_utime,
+                "stime": ru.ru_stime,
+                "received": received,
+                "forwarded": forwarded,
+                "dropped": dropped,
+                "rss": rss_bytes(),
+                "peers": len(node.peers),
+                "tasks": len(asyncio.all_tasks()),
+            }
+        )
 
     async def profile(request: web.Request) -> web.Response:
         nonlocal profiler
         import cProfile
         import io
         import pstats
+
         body = await request.json()
         if body.get("start"):
             profiler = cProfile.Profile()
@@ -153,7 +167,8 @@ if __name__ == "__main__":
     parser.add_argument("--codec", default="VP8")
     parser.add_argument("--max-seconds", type=float, default=900)
     loops.add_option(parser, "the media node")
-    parser.add_argument("--stall-report", action="store_true",
-                        help="print the stacks the loop was stuck in (loadtests/stallwatch.py)")
+    parser.add_argument(
+        "--stall-report", action="store_true", help="print the stacks the loop was stuck in (loadtests/stallwatch.py)"
+    )
     args = parser.parse_args()
     loops.run(main(args), args.loop)

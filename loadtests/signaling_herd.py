@@ -46,8 +46,9 @@ def pct(values: list[float], p: float) -> float:
 def start_server(port: int, data: Path, store: str | None) -> subprocess.Popen:
     cfg = data / "server.yaml"
     # every endpoint of the herd connects from 127.0.0.1: lift the per-address connection cap
-    cfg.write_text(f"admin_password: {PASSWORD}\nlog_level: warning\nlimits:\n  connections_per_address: 5000\n",
-                   encoding="utf-8")
+    cfg.write_text(
+        f"admin_password: {PASSWORD}\nlog_level: warning\nlimits:\n  connections_per_address: 5000\n", encoding="utf-8"
+    )
     cmd = [sys.executable, "-m", "signaling.cli", "--config", str(cfg), "--data-dir", str(data / "var")]
     if store:
         cmd += ["--store", store]
@@ -141,9 +142,15 @@ async def herd(url: str, tokens: dict[str, str], meeting_id: str, chair: str, ti
     await asyncio.gather(*tasks, return_exceptions=True)
     await session.close()
     joins = list(joined_at.values())
-    return {"endpoints": len(tokens), "joined": len(joins), "join_median_s": statistics.median(joins) if joins else None,
-            "join_p95_s": pct(joins, 95), "join_max_s": max(joins, default=None),
-            "floor_fanout_p95_ms": pct(list(floor_at.values()), 95) * 1000, "floor_received": len(floor_at)}
+    return {
+        "endpoints": len(tokens),
+        "joined": len(joins),
+        "join_median_s": statistics.median(joins) if joins else None,
+        "join_p95_s": pct(joins, 95),
+        "join_max_s": max(joins, default=None),
+        "floor_fanout_p95_ms": pct(list(floor_at.values()), 95) * 1000,
+        "floor_received": len(floor_at),
+    }
 
 
 async def main(args) -> dict:
@@ -164,8 +171,17 @@ async def main(args) -> dict:
                 rounds = []
                 for i in range(args.rounds):
                     start = (datetime.now(VN) + timedelta(minutes=1)).replace(microsecond=0)
-                    meeting = await post(http, url, "/api/v1/meetings", op, title=f"Giao ban toàn tỉnh {i + 1}",
-                                         chair="hg-ubnd", invited=["all"], start=start.isoformat(), duration_minutes=60)
+                    meeting = await post(
+                        http,
+                        url,
+                        "/api/v1/meetings",
+                        op,
+                        title=f"Giao ban toàn tỉnh {i + 1}",
+                        chair="hg-ubnd",
+                        invited=["all"],
+                        start=start.isoformat(),
+                        duration_minutes=60,
+                    )
                     print(f"round {i + 1}: {len(ids)} endpoints join {meeting['id']} at once", flush=True)
                     cpu0 = cpu_seconds(proc.pid)
                     result = await herd(url, tokens, meeting["id"], "hg-ubnd", args.timeout)
@@ -181,19 +197,28 @@ async def main(args) -> dict:
                 proc.kill()
             if args.keep_log:
                 Path(args.keep_log).write_bytes((Path(tmp) / "server.log").read_bytes())
-    return {"benchmark": "signaling_herd", "store": args.store or "sqlite (embedded)", "cores": os.cpu_count(),
-            "loop": loops.running(),
-            "server_cpu_ms_per_login": cpu_login * 1000, "rounds": rounds}
+    return {
+        "benchmark": "signaling_herd",
+        "store": args.store or "sqlite (embedded)",
+        "cores": os.cpu_count(),
+        "loop": loops.running(),
+        "server_cpu_ms_per_login": cpu_login * 1000,
+        "rounds": rounds,
+    }
 
 
 def report(out: dict) -> None:
-    print(f"\nstore: {out['store']}   clients on {out['loop']}   "
-          f"server CPU per provisioning+login: {out['server_cpu_ms_per_login']:.1f} ms")
+    print(
+        f"\nstore: {out['store']}   clients on {out['loop']}   "
+        f"server CPU per provisioning+login: {out['server_cpu_ms_per_login']:.1f} ms"
+    )
     head = f"{'round':>5} {'joined':>9} {'median s':>9} {'p95 s':>7} {'max s':>7} {'CPU ms/join':>12} {'floor p95 ms':>13} {'RSS MiB':>8}"
     print(head + "\n" + "-" * len(head))
     for i, r in enumerate(out["rounds"], 1):
-        print(f"{i:>5} {r['joined']:>4}/{r['endpoints']:<4} {r['join_median_s']:>9.2f} {r['join_p95_s']:>7.2f} "
-              f"{r['join_max_s']:>7.2f} {r['server_cpu_ms_per_join']:>12.2f} {r['floor_fanout_p95_ms']:>13.1f} {r['server_rss_mib']:>8.1f}")
+        print(
+            f"{i:>5} {r['joined']:>4}/{r['endpoints']:<4} {r['join_median_s']:>9.2f} {r['join_p95_s']:>7.2f} "
+            f"{r['join_max_s']:>7.2f} {r['server_cpu_ms_per_join']:>12.2f} {r['floor_fanout_p95_ms']:>13.1f} {r['server_rss_mib']:>8.1f}"
+        )
 
 
 if __name__ == "__main__":

@@ -42,14 +42,12 @@ class StallWatch:
             frame = sys._current_frames().get(self._ident)
             if frame is None:
                 continue
-            stack = traceback.extract_stack(frame)[-self.depth:]
-            self.samples[tuple(f"{s.filename.rsplit('/', 2)[-1]}:{s.lineno} {s.name}"
-                               for s in stack)] += 1
+            stack = traceback.extract_stack(frame)[-self.depth :]
+            self.samples[tuple(f"{s.filename.rsplit('/', 2)[-1]}:{s.lineno} {s.name}" for s in stack)] += 1
 
     def report(self, top: int = 6) -> str:
         total = sum(self.samples.values())
-        lines = [f"loop stalls (> {self.threshold * 1000:.0f} ms): {total} samples, "
-                 f"~{total * self.interval:.2f} s"]
+        lines = [f"loop stalls (> {self.threshold * 1000:.0f} ms): {total} samples, ~{total * self.interval:.2f} s"]
         for stack, n in self.samples.most_common(top):
             lines.append(f"  {n} samples ({n * self.interval:.2f} s):")
             lines.extend(f"      {frame}" for frame in stack)

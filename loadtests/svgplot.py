@@ -37,9 +37,18 @@ def _fmt(v: float) -> str:
     return f"{v:.0f}" if abs(v - round(v)) < 1e-9 else f"{v:g}"
 
 
-def line_chart(title: str, *, x_label: str, y_label: str, series: dict[str, list[tuple[float, float]]],
-               marks: list[tuple[float, str]] = (), bands: list[tuple[float, float, str]] = (),
-               width: int = 900, height: int = 420, y_max: float | None = None) -> str:
+def line_chart(
+    title: str,
+    *,
+    x_label: str,
+    y_label: str,
+    series: dict[str, list[tuple[float, float]]],
+    marks: list[tuple[float, str]] = (),
+    bands: list[tuple[float, float, str]] = (),
+    width: int = 900,
+    height: int = 420,
+    y_max: float | None = None,
+) -> str:
     left, right, top, bottom = 60, 170, 40, 50
     pw, ph = width - left - right, height - top - bottom
     xs = [x for pts in series.values() for x, _ in pts] + [m[0] for m in marks]
@@ -58,13 +67,17 @@ def line_chart(title: str, *, x_label: str, y_label: str, series: dict[str, list
     def sy(y: float) -> float:
         return top + ph - y / top_y * ph
 
-    out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
-           f'viewBox="0 0 {width} {height}" font-family="sans-serif" font-size="12">',
-           f'<rect width="{width}" height="{height}" fill="white"/>',
-           f'<text x="{left}" y="22" font-size="15" font-weight="bold">{escape(title)}</text>']
+    out = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+        f'viewBox="0 0 {width} {height}" font-family="sans-serif" font-size="12">',
+        f'<rect width="{width}" height="{height}" fill="white"/>',
+        f'<text x="{left}" y="22" font-size="15" font-weight="bold">{escape(title)}</text>',
+    ]
     for b0, b1, label in bands:
-        out.append(f'<rect x="{sx(b0):.1f}" y="{top}" width="{max(0.0, sx(b1) - sx(b0)):.1f}" height="{ph}" '
-                   f'fill="{BAND_COLOUR}"/>')
+        out.append(
+            f'<rect x="{sx(b0):.1f}" y="{top}" width="{max(0.0, sx(b1) - sx(b0)):.1f}" height="{ph}" '
+            f'fill="{BAND_COLOUR}"/>'
+        )
         out.append(f'<text x="{sx(b0) + 3:.1f}" y="{top + 12}" fill="#777">{escape(label)}</text>')
     y = 0.0
     while y <= top_y + 1e-9:
@@ -78,18 +91,26 @@ def line_chart(title: str, *, x_label: str, y_label: str, series: dict[str, list
         x += xstep
     out.append(f'<rect x="{left}" y="{top}" width="{pw}" height="{ph}" fill="none" stroke="#333"/>')
     out.append(f'<text x="{left + pw / 2}" y="{height - 10}" text-anchor="middle">{escape(x_label)}</text>')
-    out.append(f'<text transform="translate(16,{top + ph / 2}) rotate(-90)" text-anchor="middle">{escape(y_label)}</text>')
+    out.append(
+        f'<text transform="translate(16,{top + ph / 2}) rotate(-90)" text-anchor="middle">{escape(y_label)}</text>'
+    )
     for i, (name, pts) in enumerate(series.items()):
         colour = COLOURS[i % len(COLOURS)]
         if pts:
             path = " ".join(f"{sx(px):.1f},{sy(min(py, top_y)):.1f}" for px, py in pts)
             out.append(f'<polyline points="{path}" fill="none" stroke="{colour}" stroke-width="2"/>')
         ly = top + 10 + i * 18
-        out.append(f'<line x1="{left + pw + 12}" y1="{ly}" x2="{left + pw + 32}" y2="{ly}" stroke="{colour}" stroke-width="3"/>')
+        out.append(
+            f'<line x1="{left + pw + 12}" y1="{ly}" x2="{left + pw + 32}" y2="{ly}" stroke="{colour}" stroke-width="3"/>'
+        )
         out.append(f'<text x="{left + pw + 38}" y="{ly + 4}">{escape(name)}</text>')
     for i, (mx, label) in enumerate(marks):
-        out.append(f'<line x1="{sx(mx):.1f}" y1="{top}" x2="{sx(mx):.1f}" y2="{top + ph}" stroke="{MARK_COLOUR}" '
-                   f'stroke-width="1.5" stroke-dasharray="5,3"/>')
-        out.append(f'<text x="{sx(mx) + 4:.1f}" y="{top + ph - 8 - 14 * i}" fill="{MARK_COLOUR}">{escape(label)}</text>')
+        out.append(
+            f'<line x1="{sx(mx):.1f}" y1="{top}" x2="{sx(mx):.1f}" y2="{top + ph}" stroke="{MARK_COLOUR}" '
+            f'stroke-width="1.5" stroke-dasharray="5,3"/>'
+        )
+        out.append(
+            f'<text x="{sx(mx) + 4:.1f}" y="{top + ph - 8 - 14 * i}" fill="{MARK_COLOUR}">{escape(label)}</text>'
+        )
     out.append("</svg>")
     return "\n".join(out) + "\n"

@@ -60,16 +60,22 @@ async def ingress(pid: int, pub_pc: Any) -> dict:
             if stat.type == "remote-inbound-rtp":
                 lost += stat.packetsLost
                 fraction = max(fraction, stat.fractionLost)
-    return {"drops": socket_drops(pid), "rcvbuf_errors": rcvbuf_errors(), "pub_lost": lost,
-            "pub_fraction_lost": fraction}
+    return {
+        "drops": socket_drops(pid),
+        "rcvbuf_errors": rcvbuf_errors(),
+        "pub_lost": lost,
+        "pub_fraction_lost": fraction,
+    }
 
 
 def ingress_row(i0: dict, i1: dict, s1: dict) -> dict:
     deltas = [n - i0["drops"].get(addr, 0) for addr, n in i1["drops"].items()]
     return {
-        "server_socket_drops": sum(deltas), "server_socket_drops_max": max(deltas, default=0),
+        "server_socket_drops": sum(deltas),
+        "server_socket_drops_max": max(deltas, default=0),
         "rcvbuf_errors_machine": i1["rcvbuf_errors"] - i0["rcvbuf_errors"],
         "publisher_reported_lost": i1["pub_lost"] - i0["pub_lost"],
         "publisher_fraction_lost_last": i1["pub_fraction_lost"],
-        "loop_lag_max_ms": s1["lag_max_ms"], "loop_lag_p99_ms": s1["lag_p99_ms"],
+        "loop_lag_max_ms": s1["lag_max_ms"],
+        "loop_lag_p99_ms": s1["lag_p99_ms"],
     }

@@ -47,8 +47,12 @@ _lib: Any = getattr(_binding, "lib", None)
 # Private names, in one place for the hooks and for check()
 _DTLS_RTP = "_handle_rtp_data"
 _DTLS_RTCP = "_handle_rtcp_data"
-_SENDER_REPORT = ("_RTCRtpSender__ntp_timestamp", "_RTCRtpSender__rtp_timestamp",
-                  "_RTCRtpSender__packet_count", "_RTCRtpSender__octet_count")
+_SENDER_REPORT = (
+    "_RTCRtpSender__ntp_timestamp",
+    "_RTCRtpSender__rtp_timestamp",
+    "_RTCRtpSender__packet_count",
+    "_RTCRtpSender__octet_count",
+)
 _NACK_GENERATOR = "_RTCRtpReceiver__nack_generator"
 _RTX_SSRC = "_RTCRtpReceiver__rtx_ssrc"
 _ACTIVE_SSRC = "_RTCRtpReceiver__active_ssrc"
@@ -61,6 +65,7 @@ class FenceError(RuntimeError):
 # -- pylibsrtp: the in-place protect of the hot path ---------------------------------------
 
 SRTP_BUFFER = 1500  # bytes in a Session's packet buffer (checked): a packet plus its trailer
+
 
 #: libsrtp's ``srtp_protect(ctx, buffer, int *length)``: 0 when the packet in ``buffer`` was
 #: protected in place (``length`` then holds the new length). Called per packet and subscriber.
@@ -85,8 +90,10 @@ def srtp_buffer(session: Session) -> tuple[memoryview, Any, Any]:
 
 # -- aiortc: the DTLS transport, senders and receivers -------------------------------------
 
-def intercept_srtp(dtls: RTCDtlsTransport, on_rtp: Callable[..., Awaitable[None]],
-                   on_rtcp: Callable[[bytes], Awaitable[None]]) -> None:
+
+def intercept_srtp(
+    dtls: RTCDtlsTransport, on_rtp: Callable[..., Awaitable[None]], on_rtcp: Callable[[bytes], Awaitable[None]]
+) -> None:
     """Hand this transport's decrypted packets to ``on_rtp(data, arrival_time_ms=...)`` and
     ``on_rtcp(data)`` instead of aiortc's receivers (this instance only)."""
     setattr(dtls, _DTLS_RTP, on_rtp)
@@ -153,8 +160,7 @@ def replace_host_addresses(fn: HostAddresses) -> HostAddresses:
     return previous
 
 
-def replace_datagram_handlers(stun: DatagramHandler,
-                              mdns: DatagramHandler) -> tuple[DatagramHandler, DatagramHandler]:
+def replace_datagram_handlers(stun: DatagramHandler, mdns: DatagramHandler) -> tuple[DatagramHandler, DatagramHandler]:
     """Route every datagram of aioice's ICE sockets to ``stun(protocol, data, addr)`` and of its
     mDNS socket to ``mdns(...)`` (the whole process); returns the two handlers replaced."""
     previous = (aioice.ice.StunProtocol.datagram_received, aioice.mdns.MDnsProtocol.datagram_received)
@@ -180,6 +186,7 @@ def deliver_to_ice(protocol: aioice.ice.StunProtocol, data: bytes) -> None:
 
 # -- the check -------------------------------------------------------------------------------
 
+
 def _assigns(cls: type, *names: str) -> bool:
     """True if ``cls.__init__`` assigns (or reads) every attribute in ``names``."""
     code = getattr(getattr(cls, "__init__"), "__code__", None)
@@ -193,43 +200,85 @@ def _params(fn: Any, *names: str) -> bool:
 
 def _session_buffer() -> bool:
     session = Session()
-    return (len(session._buffer) >= SRTP_BUFFER and _ffi.sizeof(session._cdata) >= SRTP_BUFFER
-            and session._srtp[0] is not None)
+    return (
+        len(session._buffer) >= SRTP_BUFFER
+        and _ffi.sizeof(session._cdata) >= SRTP_BUFFER
+        and session._srtp[0] is not None
+    )
 
 
 _ICE = aioice.ice
 _HOOKS: list[tuple[str, str, Callable[[], bool]]] = [
-    ("pylibsrtp", "_binding.lib.srtp_protect(ctx, buffer, int *length)",
-     lambda: len(_ffi.typeof(srtp_protect).args) == 3),
+    (
+        "pylibsrtp",
+        "_binding.lib.srtp_protect(ctx, buffer, int *length)",
+        lambda: len(_ffi.typeof(srtp_protect).args) == 3,
+    ),
     ("pylibsrtp", f"Session._buffer/_cdata/_srtp ({SRTP_BUFFER} bytes)", _session_buffer),
-    ("aiortc", f"RTCDtlsTransport.{_DTLS_RTP}(data, arrival_time_ms)",
-     lambda: _params(RTCDtlsTransport._handle_rtp_data, "self", "data", "arrival_time_ms")),
-    ("aiortc", f"RTCDtlsTransport.{_DTLS_RTCP}(data)",
-     lambda: _params(RTCDtlsTransport._handle_rtcp_data, "self", "data")),
+    (
+        "aiortc",
+        f"RTCDtlsTransport.{_DTLS_RTP}(data, arrival_time_ms)",
+        lambda: _params(RTCDtlsTransport._handle_rtp_data, "self", "data", "arrival_time_ms"),
+    ),
+    (
+        "aiortc",
+        f"RTCDtlsTransport.{_DTLS_RTCP}(data)",
+        lambda: _params(RTCDtlsTransport._handle_rtcp_data, "self", "data"),
+    ),
     ("aiortc", "RTCDtlsTransport._tx_srtp", lambda: _assigns(RTCDtlsTransport, "_tx_srtp")),
     ("aiortc", "RTCIceTransport._connection", lambda: _assigns(RTCIceTransport, "_connection")),
-    ("aiortc", "RTCRtpSender._ssrc/_rtx_ssrc/_stream_id",
-     lambda: _assigns(RTCRtpSender, "_ssrc", "_rtx_ssrc", "_stream_id")),
-    ("aiortc", "RTCRtpSender.__ntp_timestamp/__rtp_timestamp/__packet_count/__octet_count",
-     lambda: _assigns(RTCRtpSender, *_SENDER_REPORT)),
-    ("aiortc", "RTCRtpReceiver.__nack_generator/__rtx_ssrc/__active_ssrc",
-     lambda: _assigns(RTCRtpReceiver, _NACK_GENERATOR, _RTX_SSRC, _ACTIVE_SSRC)),
+    (
+        "aiortc",
+        "RTCRtpSender._ssrc/_rtx_ssrc/_stream_id",
+        lambda: _assigns(RTCRtpSender, "_ssrc", "_rtx_ssrc", "_stream_id"),
+    ),
+    (
+        "aiortc",
+        "RTCRtpSender.__ntp_timestamp/__rtp_timestamp/__packet_count/__octet_count",
+        lambda: _assigns(RTCRtpSender, *_SENDER_REPORT),
+    ),
+    (
+        "aiortc",
+        "RTCRtpReceiver.__nack_generator/__rtx_ssrc/__active_ssrc",
+        lambda: _assigns(RTCRtpReceiver, _NACK_GENERATOR, _RTX_SSRC, _ACTIVE_SSRC),
+    ),
     ("aiortc", "NackGenerator.missing", lambda: _assigns(NackGenerator, "missing")),
-    ("aiortc", "RTCRtpReceiver._send_rtcp_nack(media_ssrc, lost)",
-     lambda: _params(RTCRtpReceiver._send_rtcp_nack, "self", "media_ssrc", "lost")),
+    (
+        "aiortc",
+        "RTCRtpReceiver._send_rtcp_nack(media_ssrc, lost)",
+        lambda: _params(RTCRtpReceiver._send_rtcp_nack, "self", "media_ssrc", "lost"),
+    ),
     ("aioice", "ice.Connection._nominated/_queue", lambda: _assigns(_ICE.Connection, "_nominated", "_queue")),
-    ("aioice", "ice.Connection.data_received(data, component)",
-     lambda: _params(_ICE.Connection.data_received, "self", "data", "component")),
-    ("aioice", "ice.StunProtocol.datagram_received(data, addr)",
-     lambda: _params(_ICE.StunProtocol.datagram_received, "self", "data", "addr")),
-    ("aioice", "ice.StunProtocol.receiver/local_candidate",
-     lambda: _assigns(_ICE.StunProtocol, "receiver") and "local_candidate" in _ICE.StunProtocol.__annotations__),
-    ("aioice", "ice.CandidatePair.protocol/remote_addr",
-     lambda: _assigns(_ICE.CandidatePair, "protocol") and hasattr(_ICE.CandidatePair, "remote_addr")),
-    ("aioice", "ice.get_host_addresses(use_ipv4, use_ipv6)",
-     lambda: _params(_ICE.get_host_addresses, "use_ipv4", "use_ipv6")),
-    ("aioice", "mdns.MDnsProtocol.datagram_received(data, addr)",
-     lambda: _params(aioice.mdns.MDnsProtocol.datagram_received, "self", "data", "addr")),
+    (
+        "aioice",
+        "ice.Connection.data_received(data, component)",
+        lambda: _params(_ICE.Connection.data_received, "self", "data", "component"),
+    ),
+    (
+        "aioice",
+        "ice.StunProtocol.datagram_received(data, addr)",
+        lambda: _params(_ICE.StunProtocol.datagram_received, "self", "data", "addr"),
+    ),
+    (
+        "aioice",
+        "ice.StunProtocol.receiver/local_candidate",
+        lambda: _assigns(_ICE.StunProtocol, "receiver") and "local_candidate" in _ICE.StunProtocol.__annotations__,
+    ),
+    (
+        "aioice",
+        "ice.CandidatePair.protocol/remote_addr",
+        lambda: _assigns(_ICE.CandidatePair, "protocol") and hasattr(_ICE.CandidatePair, "remote_addr"),
+    ),
+    (
+        "aioice",
+        "ice.get_host_addresses(use_ipv4, use_ipv6)",
+        lambda: _params(_ICE.get_host_addresses, "use_ipv4", "use_ipv6"),
+    ),
+    (
+        "aioice",
+        "mdns.MDnsProtocol.datagram_received(data, addr)",
+        lambda: _params(aioice.mdns.MDnsProtocol.datagram_received, "self", "data", "addr"),
+    ),
     ("aioice", "turn.UDP_SOCKET_BUFFER_SIZE", lambda: hasattr(aioice.turn, "UDP_SOCKET_BUFFER_SIZE")),
 ]
 
@@ -253,14 +302,17 @@ def check() -> None:
         if not ok:
             missing.setdefault(library, []).append(hook)
     if missing:
-        raise FenceError("; ".join(
-            f"{library} {installed_version(library)} (tested {TESTED[library]}) lacks {', '.join(hooks)}"
-            for library, hooks in missing.items()) + ": install a tested version or update mcu/fence.py")
+        raise FenceError(
+            "; ".join(
+                f"{library} {installed_version(library)} (tested {TESTED[library]}) lacks {', '.join(hooks)}"
+                for library, hooks in missing.items()
+            )
+            + ": install a tested version or update mcu/fence.py"
+        )
     for library, tested in TESTED.items():
         version = installed_version(library)
         if not within(version, tested):
-            log.warning("%s %s is outside the tested range %s; its private hooks are present",
-                        library, version, tested)
+            log.warning("%s %s is outside the tested range %s; its private hooks are present", library, version, tested)
 
 
 def within(version: str, tested: str) -> bool:

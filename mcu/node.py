@@ -111,9 +111,7 @@ class LocalMediaNode:
         peers = list(self.peers)
         meetings = list(self.meetings.values())
         if peers:
-            await asyncio.wait_for(
-                asyncio.gather(*(p.close() for p in peers), return_exceptions=True), 10
-            )
+            await asyncio.wait_for(asyncio.gather(*(p.close() for p in peers), return_exceptions=True), 10)
         await asyncio.gather(*(m.stop() for m in meetings), return_exceptions=True)
         self.meetings.clear()
         if self._pin is not None:
@@ -126,8 +124,7 @@ class LocalMediaNode:
             raise RuntimeError("media node is not running")
         meeting = self.meetings.get(spec.meeting_id)
         if meeting is None:
-            meeting = Meeting(spec.meeting_id, self.audio_slots, media_policy=self.media_policy,
-                              composer=_new_pipeline)
+            meeting = Meeting(spec.meeting_id, self.audio_slots, media_policy=self.media_policy, composer=_new_pipeline)
             self.meetings[spec.meeting_id] = meeting
             # signaling passes the room's state: a node that takes over a meeting starts from it
             if spec.extra.get("floor"):

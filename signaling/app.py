@@ -49,9 +49,14 @@ async def healthz(request: web.Request) -> web.Response:
         store_ok = True
     except Exception:
         store_ok = False
-    body = {"status": "ok" if store_ok else "degraded", "node": ctx.settings.node_id, "store": store_ok,
-            "sessions": len(ctx.sessions), "uptime_s": round(time.time() - ctx.started, 1),
-            "endpoints": len(ctx.directory)}
+    body = {
+        "status": "ok" if store_ok else "degraded",
+        "node": ctx.settings.node_id,
+        "store": store_ok,
+        "sessions": len(ctx.sessions),
+        "uptime_s": round(time.time() - ctx.started, 1),
+        "endpoints": len(ctx.directory),
+    }
     return json_response(body, 200 if store_ok else 503)
 
 
@@ -100,8 +105,9 @@ async def build_context(settings: Settings, serving: bool = True) -> Context:
         from mcu.record import RecordingService
 
         data = Path(settings.data_dir)
-        recordings = RecordingService(data / "recordings", retention_days=settings.recording_retention_days,
-                                      hls_root=data / "live")
+        recordings = RecordingService(
+            data / "recordings", retention_days=settings.recording_retention_days, hls_root=data / "live"
+        )
         media = LocalMediaNode(settings.node_id, ice_host=settings.ice_host or None, recordings=recordings)
         recordings.connect_media(media.recording_pipeline, media.recording_release)
     sessions = SessionRegistry(store, settings.node_id, auth)
@@ -113,8 +119,19 @@ async def build_context(settings: Settings, serving: bool = True) -> Context:
     elif serving and media is not None:
         placement = LocalPlacement(media)
     rooms = RoomHub(store, settings.node_id, registry)
-    return Context(settings, store, directory, auth, meetings, scheduler, rooms, sessions, media,
-                   recordings=recordings, placement=placement)
+    return Context(
+        settings,
+        store,
+        directory,
+        auth,
+        meetings,
+        scheduler,
+        rooms,
+        sessions,
+        media,
+        recordings=recordings,
+        placement=placement,
+    )
 
 
 async def _housekeeping(ctx: Context) -> None:
@@ -136,14 +153,27 @@ def make_app(ctx: Context) -> web.Application:
     limits = ctx.settings.limits
     # keepalive_timeout also bounds how long a connection may take to send a request's headers:
     # aiohttp closes the connection if they are incomplete when it fires (connection_limits.py)
-    app = web.Application(middlewares=[error_middleware, proxy_client_limit], client_max_size=limits.http_max_body_bytes,
-                          handler_args={"keepalive_timeout": limits.http_header_timeout_s})
+    app = web.Application(
+        middlewares=[error_middleware, proxy_client_limit],
+        client_max_size=limits.http_max_body_bytes,
+        handler_args={"keepalive_timeout": limits.http_header_timeout_s},
+    )
     app[CTX] = ctx
     app[LIMITER] = AddressLimiter(limits.connections_per_address, ctx.settings.trusted_proxies)
     app[whip.RESOURCES] = {}
     app[media_api.SOCKETS] = set()
-    for table in (routes, api_auth.routes, api_directory.routes, api_meetings.routes, api_operators.routes,
-                  api_recordings.routes, whip.routes, web_pages.routes, cluster_api.routes, media_api.routes):
+    for table in (
+        routes,
+        api_auth.routes,
+        api_directory.routes,
+        api_meetings.routes,
+        api_operators.routes,
+        api_recordings.routes,
+        whip.routes,
+        web_pages.routes,
+        cluster_api.routes,
+        media_api.routes,
+    ):
         app.add_routes(table)
 
     async def lifecycle(app: web.Application):
@@ -160,8 +190,14 @@ def make_app(ctx: Context) -> web.Application:
         await ctx.sessions.start()
         await ctx.scheduler.start()
         lag = asyncio.create_task(_housekeeping(ctx), name="housekeeping")
-        log.info("signaling node ready", extra={"node": ctx.settings.node_id, "endpoints": len(ctx.directory),
-                                                "store": ctx.settings.store.split("://")[0].split(":")[0]})
+        log.info(
+            "signaling node ready",
+            extra={
+                "node": ctx.settings.node_id,
+                "endpoints": len(ctx.directory),
+                "store": ctx.settings.store.split("://")[0].split(":")[0],
+            },
+        )
         yield
         lag.cancel()
         await ctx.scheduler.stop()

@@ -16,7 +16,10 @@ from signaling.settings import SettingsError, load_settings
 
 
 def _settings(args):
-    overrides = {k: getattr(args, k, None) for k in ("host", "port", "data_dir", "store", "directory", "media", "public_url", "node_id", "media_url")}
+    overrides = {
+        k: getattr(args, k, None)
+        for k in ("host", "port", "data_dir", "store", "directory", "media", "public_url", "node_id", "media_url")
+    }
     if getattr(args, "media_serves", None) is not None:
         overrides["media_serves"] = [x.strip() for x in args.media_serves.split(",") if x.strip()]
     if getattr(args, "log_format", None):
@@ -39,8 +42,12 @@ def cmd_serve(args) -> int:
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
     ctx = loop.run_until_complete(build_context(settings))
-    print(f"giaoban: serving {ctx.directory.name} ({len(ctx.directory)} endpoints) on {settings.public_url} "
-          f"store={redact_url(settings.store)}", file=sys.stderr, flush=True)  # no Redis password
+    print(
+        f"giaoban: serving {ctx.directory.name} ({len(ctx.directory)} endpoints) on {settings.public_url} "
+        f"store={redact_url(settings.store)}",
+        file=sys.stderr,
+        flush=True,
+    )  # no Redis password
     app = make_app(ctx)
     app.on_shutdown.insert(0, _stop_deadline)
     # web.run_app with a site that limits open connections per address (connection_limits.py)
@@ -101,7 +108,10 @@ def cmd_credentials(args) -> int:
         writer.writerows(rows)
         if args.out:
             out.close()
-            print(f"issued {len(rows)} secrets into {args.out}; hand them to the rooms and delete the file", file=sys.stderr)
+            print(
+                f"issued {len(rows)} secrets into {args.out}; hand them to the rooms and delete the file",
+                file=sys.stderr,
+            )
         return 0
 
     return asyncio.run(_with_auth(settings, issue))
@@ -148,8 +158,12 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--media", choices=["local", "none"])
     s.add_argument("--node-id", dest="node_id", help="this node's name in the cluster (default <hostname>-<port>)")
     s.add_argument("--media-url", dest="media_url", help="how other nodes reach this media node (default: public URL)")
-    s.add_argument("--media-serves", dest="media_serves", metavar="IDS",
-                   help="comma-separated endpoint ids whose subtrees this media node serves as a cascade edge")
+    s.add_argument(
+        "--media-serves",
+        dest="media_serves",
+        metavar="IDS",
+        help="comma-separated endpoint ids whose subtrees this media node serves as a cascade edge",
+    )
     s.add_argument("--log-format", dest="log_format", choices=["json", "text"])
     s.set_defaults(func=cmd_serve)
     c = sub.add_parser("check-config", help="validate the settings and the directory, print a summary")
@@ -161,8 +175,12 @@ def parser() -> argparse.ArgumentParser:
     op = sub.add_parser("operator", help="add an operator or change its password")
     op.add_argument("username")
     op.add_argument("--name")
-    op.add_argument("--password", help="prompted for when omitted (visible to other users in ps: prefer --password-file)")
-    op.add_argument("--password-file", dest="password_file", help="read the password from this file's first line (- for stdin)")
+    op.add_argument(
+        "--password", help="prompted for when omitted (visible to other users in ps: prefer --password-file)"
+    )
+    op.add_argument(
+        "--password-file", dest="password_file", help="read the password from this file's first line (- for stdin)"
+    )
     op.set_defaults(func=cmd_operator)
     return p
 

@@ -127,8 +127,23 @@ class Ping(_Msg, tag="ping"):
 
 
 ClientMessage = Union[
-    Hello, Join, Leave, Offer, Answer, Ice, RaiseHand, LowerHand, GrantFloor, RevokeFloor, Mute, MuteAll, Lock,
-    Remove, SetLayout, Record, Ping,
+    Hello,
+    Join,
+    Leave,
+    Offer,
+    Answer,
+    Ice,
+    RaiseHand,
+    LowerHand,
+    GrantFloor,
+    RevokeFloor,
+    Mute,
+    MuteAll,
+    Lock,
+    Remove,
+    SetLayout,
+    Record,
+    Ping,
 ]
 CHAIR_ACTIONS = (GrantFloor, RevokeFloor, Mute, MuteAll, Lock, Remove, SetLayout, Record)
 CLIENT_TYPES = sorted(t.__struct_config__.tag for t in ClientMessage.__args__)

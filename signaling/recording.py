@@ -40,7 +40,7 @@ async def set_recording(ctx: RecordingContext, meeting_id: str, on: bool) -> Jso
 
 async def labels(ctx: RecordingContext, meeting_id: str) -> JsonObject:
     """Meeting id, title, open occurrence and who is in it, for the recording's tags."""
-    meeting = await ctx.meetings.get(meeting_id)            # 404 for an unknown meeting
+    meeting = await ctx.meetings.get(meeting_id)  # 404 for an unknown meeting
     meta: JsonObject = {"meeting_id": meeting.id, "title": meeting.title, "participants": []}
     occ = await ctx.meetings.current_occurrence(meeting.id, datetime.now(UTC))
     if occ is not None:

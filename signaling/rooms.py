@@ -156,8 +156,9 @@ class RoomHub:
     async def publish(self, occurrence_id: str, msg: dict[str, Any]) -> None:
         await self.store.publish(f"room:{occurrence_id}", msg)
 
-    async def release_floor(self, occurrence_id: str, meeting_id: str, endpoint_id: str, by: str,
-                            media: FloorMedia | None) -> bool:
+    async def release_floor(
+        self, occurrence_id: str, meeting_id: str, endpoint_id: str, by: str, media: FloorMedia | None
+    ) -> bool:
         """Take the floor from ``endpoint_id`` if it holds it (removal, revocation): the room's state,
         the media node(s), and a ``floor`` event to the room. False when it did not hold it."""
         took: list[bool] = []

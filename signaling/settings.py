@@ -118,12 +118,13 @@ class Settings:
         except ValueError as exc:
             raise bad(str(exc)) from None
 
-
     def check_against(self, directory) -> None:
         """Settings that name endpoints must name ones in the directory."""
         unknown = [ep for ep in self.media_serves if ep not in directory]
         if unknown:
-            raise SettingsError("settings", 0, f"media_serves names endpoints not in {self.directory}: {', '.join(unknown)}")
+            raise SettingsError(
+                "settings", 0, f"media_serves names endpoints not in {self.directory}: {', '.join(unknown)}"
+            )
 
 
 def _section_types() -> dict[str, type]:

@@ -29,8 +29,9 @@ def test_no_import_cycles(graph):
 
 def test_mcu_never_imports_signaling_or_endpoints(graph):
     offenders = graph.imports_of(("mcu",), ("signaling", "endpoints"))
-    assert not offenders, _report("mcu/ is the media package: signaling and endpoints use it, not the reverse",
-                                  offenders)
+    assert not offenders, _report(
+        "mcu/ is the media package: signaling and endpoints use it, not the reverse", offenders
+    )
 
 
 def test_the_media_seam_imports_nothing_of_the_product(graph):
@@ -44,15 +45,15 @@ def test_the_hot_path_imports_nothing_above_it(graph):
 
 
 def test_compose_audio_record_stay_leaves(graph):
-    offenders = graph.imports_of(("mcu.compose", "mcu.audio", "mcu.record"),
-                                 ("mcu.meeting", "mcu.peer", "mcu.node"))
+    offenders = graph.imports_of(("mcu.compose", "mcu.audio", "mcu.record"), ("mcu.meeting", "mcu.peer", "mcu.node"))
     assert not offenders, _report("compose/, audio/ and record/ know no meeting, peer or node", offenders)
 
 
 def test_websocket_actions_never_import_rest_routes(graph):
     offenders = graph.imports_of(("signaling.ws",), ("signaling.api",))
-    assert not offenders, _report("signaling/ws never imports signaling/api (a shared use case lives below both)",
-                                  offenders)
+    assert not offenders, _report(
+        "signaling/ws never imports signaling/api (a shared use case lives below both)", offenders
+    )
 
 
 def test_the_graph_counts_every_kind_of_import(tmp_path):
@@ -69,7 +70,12 @@ def test_the_graph_counts_every_kind_of_import(tmp_path):
 
     graph = ImportGraph.of(tmp_path, ("app",))
 
-    assert graph.edges == {"app": {"app.a"}, "app.a": {"app.b"}, "app.b": {"app.sub.c"},
-                           "app.sub": set(), "app.sub.c": {"app.a"}}
+    assert graph.edges == {
+        "app": {"app.a"},
+        "app.a": {"app.b"},
+        "app.b": {"app.sub.c"},
+        "app.sub": set(),
+        "app.sub.c": {"app.a"},
+    }
     assert graph.cycles() == [(["app.a", "app.b", "app.sub.c"], ["app.a", "app.b", "app.sub.c", "app.a"])]
     assert graph.where("app.b", "app.sub.c") == "app/b.py:2"

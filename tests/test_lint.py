@@ -8,14 +8,14 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
 def _ruff(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "ruff", *args, "--no-cache", "."], cwd=ROOT,
-                          capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "ruff", *args, "--no-cache", "."], cwd=ROOT, capture_output=True, text=True, timeout=120
+    )
 
 
 def test_ruff_finds_nothing():
@@ -23,8 +23,6 @@ def test_ruff_finds_nothing():
     assert done.returncode == 0, done.stdout + done.stderr
 
 
-# TODO(#12): the tree is formatted once, by the lead, when nobody else edits; then drop this mark.
-@pytest.mark.xfail(reason="the tree is not formatted yet (#12)", strict=False)
 def test_ruff_format_changes_nothing():
     done = _ruff("format", "--check")
     assert done.returncode == 0, done.stdout + done.stderr

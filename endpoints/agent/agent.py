@@ -185,8 +185,11 @@ class Agent(MediaActions):
     async def _join_next(self) -> None:
         if self.want is not None or self._stopped:
             return
-        candidates = [m for m in self.open_meetings.values()
-                      if m["meeting_id"] not in self.refused and m.get("occurrence_id") not in self.refused]
+        candidates = [
+            m
+            for m in self.open_meetings.values()
+            if m["meeting_id"] not in self.refused and m.get("occurrence_id") not in self.refused
+        ]
         if candidates:
             first = min(candidates, key=lambda m: m.get("starts_at", ""))
             await self._join(first["meeting_id"], "auto join")
@@ -202,8 +205,9 @@ class Agent(MediaActions):
         if msg.get("occurrence_id") not in self._seen:
             self._seen.add(msg.get("occurrence_id"))
             self.opened_at[mid] = time.monotonic()
-            self.log.info(f"Cuộc họp {msg.get('title', mid)} đã mở", "meeting opened", meeting=mid,
-                          starts_at=msg.get("starts_at"))
+            self.log.info(
+                f"Cuộc họp {msg.get('title', mid)} đã mở", "meeting opened", meeting=mid, starts_at=msg.get("starts_at")
+            )
         self.open_meetings[mid] = msg
         await self._join_next()
 
@@ -220,8 +224,11 @@ class Agent(MediaActions):
     async def _on_joined(self, msg: dict[str, Any]) -> None:
         mid = msg["meeting_id"]
         now = time.monotonic()
-        self.want, self._join_ref, self.meeting = mid, None, {
-            "id": mid, "title": msg.get("title"), "occurrence_id": msg.get("occurrence_id"), "role": msg.get("role")}
+        self.want, self._join_ref, self.meeting = (
+            mid,
+            None,
+            {"id": mid, "title": msg.get("title"), "occurrence_id": msg.get("occurrence_id"), "role": msg.get("role")},
+        )
         self.floor, self.hands = msg.get("floor"), list(msg.get("hands") or [])
         self.participants = len(msg.get("participants") or [])
         server_muted = msg.get("muted") or {}
@@ -247,8 +254,12 @@ class Agent(MediaActions):
         reason = str(msg.get("reason", ""))
         if reason == "joined another meeting" or msg.get("meeting_id") != self.want:
             return  # our own rejoin ('joined' follows), or a meeting we already left (closed)
-        self.log.info(f"Đã rời cuộc họp {self._title(str(msg.get('meeting_id')))}", "left",
-                      meeting=msg.get("meeting_id"), reason=reason)
+        self.log.info(
+            f"Đã rời cuộc họp {self._title(str(msg.get('meeting_id')))}",
+            "left",
+            meeting=msg.get("meeting_id"),
+            reason=reason,
+        )
         if reason.startswith("removed") and self.meeting:
             self.refused.add(self.meeting["occurrence_id"])
         self.want, self.meeting = None, None
@@ -257,8 +268,9 @@ class Agent(MediaActions):
             await self._join_next()
 
     async def _on_removed(self, msg: dict[str, Any]) -> None:
-        self.log.warning(f"Chủ trì ({msg.get('by')}) đã mời điểm cầu ra khỏi cuộc họp", "removed by the chair",
-                         meeting=self.want)
+        self.log.warning(
+            f"Chủ trì ({msg.get('by')}) đã mời điểm cầu ra khỏi cuộc họp", "removed by the chair", meeting=self.want
+        )
 
     async def _on_error(self, msg: dict[str, Any]) -> None:
         ref = msg.get("ref")
@@ -285,11 +297,13 @@ class Agent(MediaActions):
             self.peer.set_muted(kind, muted)
         what = "micrô" if kind == "audio" else "camera"
         if muted:
-            self.log.info(f"Chủ trì ({msg.get('by')}) đã tắt {what} của điểm cầu", f"{kind} muted by the chair",
-                          meeting=self.want)
+            self.log.info(
+                f"Chủ trì ({msg.get('by')}) đã tắt {what} của điểm cầu", f"{kind} muted by the chair", meeting=self.want
+            )
         else:
-            self.log.info(f"Chủ trì ({msg.get('by')}) đã bật lại {what}", f"{kind} unmuted by the chair",
-                          meeting=self.want)
+            self.log.info(
+                f"Chủ trì ({msg.get('by')}) đã bật lại {what}", f"{kind} unmuted by the chair", meeting=self.want
+            )
 
     async def _on_floor(self, msg: dict[str, Any]) -> None:
         me, before = self.cfg.endpoint, self.floor

@@ -46,9 +46,15 @@ class MediaActions:
         for kind, muted in self.muted.items():
             sources.set_muted(kind, muted)
         holder: list[MeetingPeer] = []
-        peer = MeetingPeer(meeting_id, sources, self._send_media, self.log,
-                           lambda reason: self.post(lambda: self._media_failed(holder[0], reason)),
-                           self.cfg.record_dir, self.cfg.join_timeout_s)
+        peer = MeetingPeer(
+            meeting_id,
+            sources,
+            self._send_media,
+            self.log,
+            lambda reason: self.post(lambda: self._media_failed(holder[0], reason)),
+            self.cfg.record_dir,
+            self.cfg.join_timeout_s,
+        )
         holder.append(peer)
         self.peer = peer
         self._spawn(self._negotiate(peer))
@@ -73,8 +79,11 @@ class MediaActions:
             return  # an old peer, or the connection is down (the rejoin after reconnect covers it)
         self._media_failures += 1
         delay = min(self.cfg.backoff_max_s, self.cfg.backoff_min_s * 2 ** (self._media_failures - 1))
-        self.log.warning(f"Mất hình/tiếng ({reason}); vào lại cuộc họp sau {delay:.1f} giây",
-                         "media lost, rejoining", meeting=self.want)
+        self.log.warning(
+            f"Mất hình/tiếng ({reason}); vào lại cuộc họp sau {delay:.1f} giây",
+            "media lost, rejoining",
+            meeting=self.want,
+        )
         await self._close_peer()
         self.lost_at = time.monotonic()
         self._spawn(self._later(delay, self._media_rejoin))
@@ -97,8 +106,11 @@ class MediaActions:
         peer connection and offer at once; the server places it on a live node."""
         if self.want is None or msg.get("meeting_id") != self.want or self._stopped:
             return
-        self.log.warning(f"Máy chủ hình/tiếng thay đổi ({msg.get('reason', '')}); kết nối lại hình/tiếng",
-                         "media reset by the server", meeting=self.want)
+        self.log.warning(
+            f"Máy chủ hình/tiếng thay đổi ({msg.get('reason', '')}); kết nối lại hình/tiếng",
+            "media reset by the server",
+            meeting=self.want,
+        )
         await self._close_peer()
         await self._open_peer(self.want)
 

@@ -29,7 +29,9 @@ STOP_BOUND_S = 8.0
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="giaoban-agent", description="giaoban room-terminal agent (commune/district room PC)")
+    p = argparse.ArgumentParser(
+        prog="giaoban-agent", description="giaoban room-terminal agent (commune/district room PC)"
+    )
     p.add_argument("--config", help="YAML settings file (keys as below, with underscores)")
     p.add_argument("--server", help="server URL, e.g. https://giaoban.example.vn")
     p.add_argument("--endpoint", help="this room's endpoint id, e.g. hg-mv-son-vi")

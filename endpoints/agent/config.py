@@ -88,7 +88,9 @@ class AgentConfig:
         for server in self.servers:
             u = urlparse(server)
             if u.scheme not in ("http", "https") or not u.netloc:
-                raise bad(f"server must be an http:// or https:// URL (comma-separated for several nodes), got {server!r}")
+                raise bad(
+                    f"server must be an http:// or https:// URL (comma-separated for several nodes), got {server!r}"
+                )
         if not self.endpoint:
             raise bad("endpoint (the endpoint id, e.g. hg-mv-son-vi) is required")
         if not self.secret and not self.secret_file:
@@ -115,7 +117,9 @@ class AgentConfig:
 def _check_source(what: str, value: str, kinds: tuple[str, ...], bad) -> None:
     kind, _, arg = value.partition(":")
     if kind not in kinds:
-        raise bad(f"{what} source {value!r} is not one of: {', '.join(k + (':<...>' if k not in ('test', 'none') else '') for k in kinds)}")
+        raise bad(
+            f"{what} source {value!r} is not one of: {', '.join(k + (':<...>' if k not in ('test', 'none') else '') for k in kinds)}"
+        )
     if kind in ("file", "v4l2", "alsa", "pulse") and not arg:
         raise bad(f"{what} source {value!r} needs a path or device after '{kind}:'")
     if kind == "file" and not Path(arg).is_file():

@@ -42,8 +42,14 @@ class NotConnected(RuntimeError):
 
 
 class Connection:
-    def __init__(self, cfg: AgentConfig, log: OpLog, on_message: Callable[[dict], None],
-                 on_up: Callable[[dict], None], on_down: Callable[[str], None]) -> None:
+    def __init__(
+        self,
+        cfg: AgentConfig,
+        log: OpLog,
+        on_message: Callable[[dict], None],
+        on_up: Callable[[dict], None],
+        on_down: Callable[[str], None],
+    ) -> None:
         self.cfg = cfg
         self.log = log
         self.on_message, self.on_up, self.on_down = on_message, on_up, on_down
@@ -84,11 +90,14 @@ class Connection:
             except ValueError:
                 data = {"message": text[:200]}
             if resp.status in (400, 401, 403, 404):
-                raise AuthError(f"endpoint {self.cfg.endpoint}: the server at {self.server} refused the "
-                                f"login ({resp.status}): {data.get('message', text[:200])}")
+                raise AuthError(
+                    f"endpoint {self.cfg.endpoint}: the server at {self.server} refused the "
+                    f"login ({resp.status}): {data.get('message', text[:200])}"
+                )
             if resp.status != 200:
-                raise aiohttp.ClientResponseError(resp.request_info, (), status=resp.status,
-                                                  message=str(data.get("message", "")))
+                raise aiohttp.ClientResponseError(
+                    resp.request_info, (), status=resp.status, message=str(data.get("message", ""))
+                )
         self.token = data["token"]
         self.issued_at = time.time()
         try:
@@ -152,8 +161,12 @@ class Connection:
         except (aiohttp.ClientError, OSError, asyncio.TimeoutError) as exc:
             return f"login failed: {_describe(exc)}"
         try:
-            self._ws = await self._session().ws_connect(self.cfg.ws_url(self.server), timeout=aiohttp.ClientWSTimeout(ws_close=2),
-                                                         autoping=True, max_msg_size=1 << 20)
+            self._ws = await self._session().ws_connect(
+                self.cfg.ws_url(self.server),
+                timeout=aiohttp.ClientWSTimeout(ws_close=2),
+                autoping=True,
+                max_msg_size=1 << 20,
+            )
         except (aiohttp.ClientError, OSError, asyncio.TimeoutError) as exc:
             return f"connect failed: {_describe(exc)}"
         reason = "stopped"

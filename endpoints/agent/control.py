@@ -30,8 +30,9 @@ class Controlled(Protocol):
 
 
 def _json(body, status: int = 200) -> web.Response:
-    return web.Response(text=json.dumps(body, ensure_ascii=False, default=str), status=status,
-                        content_type="application/json")
+    return web.Response(
+        text=json.dumps(body, ensure_ascii=False, default=str), status=status, content_type="application/json"
+    )
 
 
 class ControlServer:
@@ -39,12 +40,14 @@ class ControlServer:
         self.agent, self.host, self.port = agent, host, port
         self._runner: web.AppRunner | None = None
         app = web.Application()
-        app.add_routes([
-            web.get("/status", self._status),
-            web.post("/raise-hand", self._raise),
-            web.post("/lower-hand", self._lower),
-            web.get("/log", self._log),
-        ])
+        app.add_routes(
+            [
+                web.get("/status", self._status),
+                web.post("/raise-hand", self._raise),
+                web.post("/lower-hand", self._lower),
+                web.get("/log", self._log),
+            ]
+        )
         self.app = app
 
     @property
@@ -61,8 +64,10 @@ class ControlServer:
             await site.start()
         except OSError as exc:
             await self.stop()
-            raise ConfigError(f"control_port {self.port} on {self.host}: cannot listen ({exc.strerror}); "
-                              f"choose another port or -1 to turn the control API off") from None
+            raise ConfigError(
+                f"control_port {self.port} on {self.host}: cannot listen ({exc.strerror}); "
+                f"choose another port or -1 to turn the control API off"
+            ) from None
         self.port = site._server.sockets[0].getsockname()[1]  # the real port when 0 was asked
         self.agent.log.info(f"Bảng điều khiển tại {self.url}", "control API listening")
 

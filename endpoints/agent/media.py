@@ -40,8 +40,16 @@ class MediaError(RuntimeError):
 
 
 class MeetingPeer:
-    def __init__(self, meeting_id: str, sources: Sources, send: Send, log: OpLog,
-                 on_failed: Callable[[str], None], record_dir: str = "", answer_timeout_s: float = 10.0) -> None:
+    def __init__(
+        self,
+        meeting_id: str,
+        sources: Sources,
+        send: Send,
+        log: OpLog,
+        on_failed: Callable[[str], None],
+        record_dir: str = "",
+        answer_timeout_s: float = 10.0,
+    ) -> None:
         self.meeting_id = meeting_id
         self.sources = sources
         self.send = send
@@ -127,8 +135,12 @@ class MeetingPeer:
         self.state = self.pc.connectionState
         if self.state == "connected" and self.connected_at is None:
             self.connected_at = time.monotonic()
-            self.log.info("Đã có kết nối hình và tiếng", "media connected", meeting=self.meeting_id,
-                          after_s=round(self.connected_at - self.started_at, 2))
+            self.log.info(
+                "Đã có kết nối hình và tiếng",
+                "media connected",
+                meeting=self.meeting_id,
+                after_s=round(self.connected_at - self.started_at, 2),
+            )
         elif self.state in ("failed", "closed") and not self._closed:
             self._fail(f"media connection {self.state}")
 
@@ -175,7 +187,9 @@ class MeetingPeer:
         last = [i["last"] for i in self.received.values() if i["last"] is not None]
         return {
             "state": self.state,
-            "sent_frames": {k: g.frames for k, g in (("video", self.sources.video), ("audio", self.sources.audio)) if g},
+            "sent_frames": {
+                k: g.frames for k, g in (("video", self.sources.video), ("audio", self.sources.audio)) if g
+            },
             "received_frames": {k: self.frames_received(k) for k in ("video", "audio")},
             "received_tracks": len(self.received),
             "last_frame_age_s": round(now - max(last), 2) if last else None,

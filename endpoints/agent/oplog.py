@@ -34,8 +34,9 @@ class OpLog:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.logger = logging.getLogger(f"giaoban.agent.{endpoint_id}")
         self.logger.setLevel(level.upper())
-        self._handler = logging.handlers.RotatingFileHandler(self.path, maxBytes=2_000_000, backupCount=5,
-                                                             encoding="utf-8")
+        self._handler = logging.handlers.RotatingFileHandler(
+            self.path, maxBytes=2_000_000, backupCount=5, encoding="utf-8"
+        )
         self._handler.setFormatter(OperatorFormatter())
         self.logger.addHandler(self._handler)
         self.events: deque[dict[str, Any]] = deque(maxlen=50)

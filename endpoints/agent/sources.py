@@ -65,7 +65,7 @@ class TestPatternTrack(MediaStreamTrack):
         self._pace = Paced(1 / fps)
         rgb = np.zeros((height, width, 3), dtype=np.uint8)
         for i, colour in enumerate(_BARS):
-            rgb[:, i * width // len(_BARS):(i + 1) * width // len(_BARS)] = colour
+            rgb[:, i * width // len(_BARS) : (i + 1) * width // len(_BARS)] = colour
         frame = av.VideoFrame.from_ndarray(rgb, format="rgb24").reformat(format="yuv420p")
         self._base = frame.to_ndarray()  # (h * 3 / 2, w): Y plane then U and V
         self._box = max(8, height // 8)
@@ -78,10 +78,10 @@ class TestPatternTrack(MediaStreamTrack):
         w, h, box = self.width, self.height, self._box
         x = (n * 4) % max(1, w - box)
         y = h // 2 - box // 2
-        img[y:y + box, x:x + box] = 235  # Y plane only: a white-ish box
+        img[y : y + box, x : x + box] = 235  # Y plane only: a white-ish box
         block = max(2, w // 32)
         for bit in range(16):  # frame number, bottom rows, white = 1
-            img[h - block:h, bit * block:(bit + 1) * block] = 235 if (n >> (15 - bit)) & 1 else 16
+            img[h - block : h, bit * block : (bit + 1) * block] = 235 if (n >> (15 - bit)) & 1 else 16
         frame = av.VideoFrame.from_ndarray(img, format="yuv420p")
         frame.pts = n * (VIDEO_CLOCK // self.fps)
         frame.time_base = fractions.Fraction(1, VIDEO_CLOCK)
@@ -141,7 +141,7 @@ class Gate(MediaStreamTrack):
 
 def _black(frame: av.VideoFrame) -> av.VideoFrame:
     img = np.full((frame.height * 3 // 2, frame.width), 128, dtype=np.uint8)
-    img[:frame.height] = 16
+    img[: frame.height] = 16
     out = av.VideoFrame.from_ndarray(img, format="yuv420p")
     out.pts, out.time_base = frame.pts, frame.time_base
     return out
@@ -174,8 +174,9 @@ class Sources:
         if scheme == "file":
             player = MediaPlayer(arg, loop=True)
         elif scheme == "v4l2":
-            player = MediaPlayer(arg, format="v4l2",
-                                 options={"video_size": f"{size[0]}x{size[1]}", "framerate": str(fps)})
+            player = MediaPlayer(
+                arg, format="v4l2", options={"video_size": f"{size[0]}x{size[1]}", "framerate": str(fps)}
+            )
         else:  # alsa / pulse
             player = MediaPlayer(arg, format=scheme)
         self._players.append(player)

@@ -3,7 +3,14 @@
 from mcu.audio import libopus
 from mcu.audio.clock import MixerClock
 from mcu.audio.codec import (
-    FIBRE, PROFILES, THIN, OpusDecoder, OpusEncoder, Profile, opus_has_lbrr, tone_packets,
+    FIBRE,
+    PROFILES,
+    THIN,
+    OpusDecoder,
+    OpusEncoder,
+    Profile,
+    opus_has_lbrr,
+    tone_packets,
 )
 from mcu.audio.jitter import CONCEAL, JitterBuffer, JitterStats, Packet
 from mcu.audio.libopus import LibopusDecoder
@@ -11,7 +18,24 @@ from mcu.audio.mixer import EVERYONE, AudioMixer, Listener, TickPlan
 from mcu.audio.select import SpeakerSelector
 
 __all__ = [
-    "AudioMixer", "CONCEAL", "EVERYONE", "FIBRE", "JitterBuffer", "JitterStats",
-    "LibopusDecoder", "Listener", "MixerClock", "OpusDecoder", "OpusEncoder", "PROFILES", "Packet", "Profile",
-    "SpeakerSelector", "THIN", "TickPlan", "libopus", "opus_has_lbrr", "tone_packets",
+    "AudioMixer",
+    "CONCEAL",
+    "EVERYONE",
+    "FIBRE",
+    "JitterBuffer",
+    "JitterStats",
+    "LibopusDecoder",
+    "Listener",
+    "MixerClock",
+    "OpusDecoder",
+    "OpusEncoder",
+    "PROFILES",
+    "Packet",
+    "Profile",
+    "SpeakerSelector",
+    "THIN",
+    "TickPlan",
+    "libopus",
+    "opus_has_lbrr",
+    "tone_packets",
 ]

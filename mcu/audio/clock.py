@@ -96,5 +96,4 @@ class MixerClock:
             return {"mean_ms": 0.0, "p99_ms": 0.0, "max_ms": 0.0}
         ordered = sorted(self.lags)
         p99 = ordered[min(len(ordered) - 1, int(0.99 * len(ordered)))]
-        return {"mean_ms": 1000 * sum(ordered) / len(ordered), "p99_ms": 1000 * p99,
-                "max_ms": 1000 * ordered[-1]}
+        return {"mean_ms": 1000 * sum(ordered) / len(ordered), "p99_ms": 1000 * p99, "max_ms": 1000 * ordered[-1]}

@@ -192,15 +192,21 @@ def opus_has_lbrr(packet: bytes) -> bool:
     return lbrr
 
 
-def tone_packets(freq: float, frames: int, profile: Profile = FIBRE, amplitude: float = 0.3,
-                 sample_rate: int = SAMPLE_RATE, frame_samples: int = 960) -> list[bytes]:
+def tone_packets(
+    freq: float,
+    frames: int,
+    profile: Profile = FIBRE,
+    amplitude: float = 0.3,
+    sample_rate: int = SAMPLE_RATE,
+    frame_samples: int = 960,
+) -> list[bytes]:
     """A sine tone encoded as Opus packets: the synthetic speaker of tests and benchmarks."""
     enc = OpusEncoder(profile, sample_rate, frame_samples)
     n = np.arange(frames * frame_samples)
     sig = (amplitude * np.sin(2 * np.pi * freq * n / sample_rate)).astype(np.float32)
     out = []
     for i in range(frames):
-        pkt = enc.encode(sig[i * frame_samples:(i + 1) * frame_samples])
+        pkt = enc.encode(sig[i * frame_samples : (i + 1) * frame_samples])
         if pkt is not None:
             out.append(pkt)
     return out

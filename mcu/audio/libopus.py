@@ -48,12 +48,16 @@ def _load() -> ctypes.CDLL | None:
         try:
             lib = ctypes.CDLL(path)
             lib.opus_decoder_create.restype = ctypes.c_void_p
-            lib.opus_decoder_create.argtypes = [ctypes.c_int32, ctypes.c_int,
-                                                ctypes.POINTER(ctypes.c_int)]
+            lib.opus_decoder_create.argtypes = [ctypes.c_int32, ctypes.c_int, ctypes.POINTER(ctypes.c_int)]
             lib.opus_decode_float.restype = ctypes.c_int
-            lib.opus_decode_float.argtypes = [ctypes.c_void_p, ctypes.c_char_p, ctypes.c_int32,
-                                              ctypes.POINTER(ctypes.c_float), ctypes.c_int,
-                                              ctypes.c_int]
+            lib.opus_decode_float.argtypes = [
+                ctypes.c_void_p,
+                ctypes.c_char_p,
+                ctypes.c_int32,
+                ctypes.POINTER(ctypes.c_float),
+                ctypes.c_int,
+                ctypes.c_int,
+            ]
             lib.opus_decoder_destroy.restype = None
             lib.opus_decoder_destroy.argtypes = [ctypes.c_void_p]
             lib.opus_get_version_string.restype = ctypes.c_char_p
@@ -97,8 +101,7 @@ class LibopusDecoder:
     def _run(self, data: bytes | None, samples: int, fec: int) -> np.ndarray | None:
         if self._handle is None:
             return None
-        n = self._lib.opus_decode_float(self._handle, data, len(data) if data else 0,
-                                        self._ptr, samples, fec)
+        n = self._lib.opus_decode_float(self._handle, data, len(data) if data else 0, self._ptr, samples, fec)
         return self._buf[:n].copy() if n > 0 else None
 
     def decode(self, payload: bytes) -> np.ndarray | None:

@@ -97,8 +97,19 @@ class Listener:
 
 
 class _Source:
-    __slots__ = ("source_id", "jitter", "decoder", "last_pcm", "run", "level", "measured",
-                 "level_known", "item", "decoded_tick", "concealed")
+    __slots__ = (
+        "source_id",
+        "jitter",
+        "decoder",
+        "last_pcm",
+        "run",
+        "level",
+        "measured",
+        "level_known",
+        "item",
+        "decoded_tick",
+        "concealed",
+    )
 
     def __init__(self, source_id: str, jitter: JitterBuffer):
         self.source_id = source_id
@@ -125,10 +136,19 @@ class TickPlan:
 
 
 class AudioMixer:
-    def __init__(self, max_speakers: int = 3, sample_rate: int = 48000, frame_ms: int = 20,
-                 profiles: dict[str, Profile] | None = None, prefill: int = 2,
-                 capacity: int = 8, max_conceal: int = 3, hold_ms: int = 1000,
-                 speech_level: int = 60, decoder: str = "auto"):
+    def __init__(
+        self,
+        max_speakers: int = 3,
+        sample_rate: int = 48000,
+        frame_ms: int = 20,
+        profiles: dict[str, Profile] | None = None,
+        prefill: int = 2,
+        capacity: int = 8,
+        max_conceal: int = 3,
+        hold_ms: int = 1000,
+        speech_level: int = 60,
+        decoder: str = "auto",
+    ):
         if not 1 <= max_speakers <= 8:
             raise ValueError("max_speakers must be 1..8")
         if sample_rate != 48000 or frame_ms != 20:
@@ -144,8 +164,7 @@ class AudioMixer:
         self.profiles = dict(profiles or PROFILES)
         self._jitter_args = (prefill, capacity, max_conceal)
         self.max_conceal = max_conceal
-        self.selector = SpeakerSelector(max_speakers, speech_level,
-                                        hold_ticks=max(1, hold_ms // frame_ms))
+        self.selector = SpeakerSelector(max_speakers, speech_level, hold_ticks=max(1, hold_ms // frame_ms))
         self.sources: dict[str, _Source] = {}
         self.listeners: dict[str, Listener] = {}
         self._by_profile: dict[str, set[str]] = {p: set() for p in self.profiles}
@@ -179,8 +198,9 @@ class AudioMixer:
         self._encoders.clear()
 
     # ---- inputs -------------------------------------------------------------------------
-    def push(self, source_id: str, opus_payload: bytes, seq: int, timestamp: int,
-             audio_level: int | None = None) -> bool:
+    def push(
+        self, source_id: str, opus_payload: bytes, seq: int, timestamp: int, audio_level: int | None = None
+    ) -> bool:
         """One depacketized Opus payload of a source; False if it was dropped (late/dup)."""
         src = self.sources.get(source_id)
         if src is None:
@@ -192,8 +212,9 @@ class AudioMixer:
         self.selector.forget(source_id)
 
     # ---- listeners ----------------------------------------------------------------------
-    def listener(self, endpoint_id: str, profile: str = "fibre",
-                 on_packet: Callable[[bytes, int], None] | None = None) -> Listener:
+    def listener(
+        self, endpoint_id: str, profile: str = "fibre", on_packet: Callable[[bytes, int], None] | None = None
+    ) -> Listener:
         """Subscribe (or re-subscribe with another profile). An endpoint that also speaks uses
         the same id as its source, so it gets the mix without its own voice."""
         if profile not in self.profiles:
@@ -222,8 +243,11 @@ class AudioMixer:
                 src.level = None
             levels[sid] = src.level  # CONCEAL keeps the last level
         selected = frozenset(self.selector.update(levels, tick))
-        decode = [(src, src.item, src.jitter.peek() if src.item is CONCEAL else None)
-                  for sid, src in self.sources.items() if sid in selected or not src.level_known]
+        decode = [
+            (src, src.item, src.jitter.peek() if src.item is CONCEAL else None)
+            for sid, src in self.sources.items()
+            if sid in selected or not src.level_known
+        ]
         needed: dict[str, set[str]] = {}
         speaking_listeners = {p: 0 for p in self._by_profile}
         for sid in selected:
@@ -236,8 +260,7 @@ class AudioMixer:
                 needed.setdefault(EVERYONE, set()).add(p)
         return TickPlan(tick, (tick * self.frame_samples) & 0xFFFFFFFF, selected, decode, needed)
 
-    def _pcm(self, src: _Source, item: object, next_payload: bytes | None,
-             tick: int) -> np.ndarray | None:
+    def _pcm(self, src: _Source, item: object, next_payload: bytes | None, tick: int) -> np.ndarray | None:
         if item is None:
             src.last_pcm, src.run = None, 0
             return None
@@ -253,18 +276,19 @@ class AudioMixer:
             if src.last_pcm is None:
                 return None
             src.concealed["fade"] += 1
-            g0, g1 = 0.5 ** (src.run - 1), 0.5 ** src.run
+            g0, g1 = 0.5 ** (src.run - 1), 0.5**src.run
             return src.last_pcm * np.linspace(g0, g1, src.last_pcm.size, dtype=np.float32)
         if src.decoder is None or tick - src.decoded_tick > 1 + self.max_conceal:
             # fresh state after a pause
-            src.decoder = (LibopusDecoder(self.sample_rate) if self.decoder == "libopus"
-                           else OpusDecoder(self.sample_rate))
+            src.decoder = (
+                LibopusDecoder(self.sample_rate) if self.decoder == "libopus" else OpusDecoder(self.sample_rate)
+            )
         src.decoded_tick = tick
         self.decodes += 1
         pcm = src.decoder.decode(item.payload)
         if pcm is not None and pcm.size != self.frame_samples:
             fixed = np.zeros(self.frame_samples, dtype=np.float32)
-            fixed[:min(pcm.size, fixed.size)] = pcm[:fixed.size]
+            fixed[: min(pcm.size, fixed.size)] = pcm[: fixed.size]
             pcm = fixed
         src.last_pcm, src.run = pcm, 0
         if pcm is not None and not src.level_known:
@@ -286,7 +310,8 @@ class AudioMixer:
                 enc = self._encoders.get((key, pname))
                 if enc is None:
                     enc = self._encoders[(key, pname)] = OpusEncoder(
-                        self.profiles[pname], self.sample_rate, self.frame_samples)
+                        self.profiles[pname], self.sample_rate, self.frame_samples
+                    )
                 outputs[(key, pname)] = enc.encode_frame(frame)
         for k in [k for k in self._encoders if k not in outputs]:  # speaker left: drop state
             del self._encoders[k]
@@ -331,7 +356,8 @@ class AudioMixer:
             "selected": sorted(self.selector.members),
             "listeners": len(self.listeners),
             "decoder": self.decoder,
-            "sources": {sid: {**asdict(s.jitter.stats),
-                              **{f"concealed_{k}": v for k, v in s.concealed.items()}}
-                        for sid, s in self.sources.items()},
+            "sources": {
+                sid: {**asdict(s.jitter.stats), **{f"concealed_{k}": v for k, v in s.concealed.items()}}
+                for sid, s in self.sources.items()
+            },
         }

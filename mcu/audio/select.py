@@ -20,8 +20,14 @@ class _Member:
 
 
 class SpeakerSelector:
-    def __init__(self, max_speakers: int = 3, speech_level: int = 60, hold_ticks: int = 50,
-                 margin: float = 6.0, release: float = 0.05):
+    def __init__(
+        self,
+        max_speakers: int = 3,
+        speech_level: int = 60,
+        hold_ticks: int = 50,
+        margin: float = 6.0,
+        release: float = 0.05,
+    ):
         self.max_speakers = max_speakers
         self.threshold = 127 - speech_level
         self.hold_ticks = hold_ticks
@@ -51,7 +57,9 @@ class SpeakerSelector:
                 self.changes += 1
         challengers = sorted(
             (s for s, v in loud.items() if v >= self.threshold and s not in self.members),
-            key=loud.__getitem__, reverse=True)
+            key=loud.__getitem__,
+            reverse=True,
+        )
         for sid in challengers:
             if len(self.members) < self.max_speakers:
                 self.members[sid] = _Member(tick, tick)

@@ -132,24 +132,42 @@ class McuPipeline:
     name: str = "mcu"  # its key in the meeting's stats
     origin_label: str | None = None  # it composes here, from the meeting's own sources
 
-    def __init__(self, router: Router, *, host: McuHost | None = None, fps: int = COMPOSITE_FPS,
-                 renditions: Sequence[Rendition] = (*DEFAULT_RENDITIONS, HLS_RENDITION), workers: int = 2,
-                 layout: Layout | str | None = None) -> None:
+    def __init__(
+        self,
+        router: Router,
+        *,
+        host: McuHost | None = None,
+        fps: int = COMPOSITE_FPS,
+        renditions: Sequence[Rendition] = (*DEFAULT_RENDITIONS, HLS_RENDITION),
+        workers: int = 2,
+        layout: Layout | str | None = None,
+    ) -> None:
         self.router = router
         self.host = host  # None: fed through refresh() and attach() only
         self.fps = fps
         self.fixed_layout = Layout(layout) if layout is not None else None
-        self.compositor = Compositor(self.fixed_layout or Layout.GRID_2X2, fps=fps, renditions=renditions,
-                                     workers=workers, on_keyframe_needed=self._source_keyframe)
+        self.compositor = Compositor(
+            self.fixed_layout or Layout.GRID_2X2,
+            fps=fps,
+            renditions=renditions,
+            workers=workers,
+            on_keyframe_needed=self._source_keyframe,
+        )
         self.mixer = AudioMixer()
         self.renditions = [t.name for t in renditions if not t.audio_only and t.codec == "vp8"]  # sent over RTP
         self.rendition_streams: dict[str, Stream] = {}
         self._packetizers: dict[str, Packetizer] = {}
         for name in self.renditions:
             self.rendition_streams[name] = Stream(
-                stream_id=f"mcu:{name}", endpoint_id="mcu", kind="video", source="composite",
-                codec="VP8", clock_rate=90000, send_keyframe_request=self._rendition_keyframe,
-                keyframe_interval=RENDITION_KEYFRAME_INTERVAL)
+                stream_id=f"mcu:{name}",
+                endpoint_id="mcu",
+                kind="video",
+                source="composite",
+                codec="VP8",
+                clock_rate=90000,
+                send_keyframe_request=self._rendition_keyframe,
+                keyframe_interval=RENDITION_KEYFRAME_INTERVAL,
+            )
             self._packetizers[name] = Packetizer()
             self.compositor.subscribe(name, callback=partial(self._on_frame, name))
         self.mixes: dict[str, tuple[Stream, Packetizer]] = {}
@@ -207,8 +225,9 @@ class McuPipeline:
 
     # -- inputs ----------------------------------------------------------------------------
 
-    def refresh(self, cameras: list[Stream], screens: list[Stream], mics: list[Stream],
-                order: list[str], names: dict[str, str]) -> None:
+    def refresh(
+        self, cameras: list[Stream], screens: list[Stream], mics: list[Stream], order: list[str], names: dict[str, str]
+    ) -> None:
         """Tap the meeting's current publisher streams, untap gone ones, and put the
         sources on screen: screen shares first, then cameras in ``order`` (floor holder,
         speaker, then by appearance)."""
@@ -225,8 +244,7 @@ class McuPipeline:
             current[s.stream_id] = (s, s.endpoint_id)
         # gone streams, and relabelled ones (a cascade's upstream line now carries another
         # endpoint): untapped, then tapped again under their new source id
-        for sid in [sid for sid in self.taps
-                    if sid not in current or current[sid][1] != self.taps[sid].source_id]:
+        for sid in [sid for sid in self.taps if sid not in current or current[sid][1] != self.taps[sid].source_id]:
             tap = self.taps.pop(sid)
             if tap.stream.tap is tap:
                 tap.stream.tap = None
@@ -243,7 +261,8 @@ class McuPipeline:
         ids = [f"{s.endpoint_id}/screen" for s in screens] + [s.endpoint_id for s in cams]
         ids = ids[: max(MAX_TILES)]
         layout = self.fixed_layout or next(
-            (lay for n, lay in sorted(MAX_TILES.items()) if len(ids) <= n), Layout.GRID_4X4)
+            (lay for n, lay in sorted(MAX_TILES.items()) if len(ids) <= n), Layout.GRID_4X4
+        )
         if self._scene != (ids, layout):
             self._scene = (ids, layout)
             if layout is not self.compositor.layout:
@@ -303,8 +322,14 @@ class McuPipeline:
         elif out.role == "mix":
             entry = self.mixes.get(ep)
             if entry is None:
-                stream = Stream(stream_id=f"mcu:mix:{ep}", endpoint_id="mcu", kind="audio",
-                                source="mix", codec="OPUS", clock_rate=48000)
+                stream = Stream(
+                    stream_id=f"mcu:mix:{ep}",
+                    endpoint_id="mcu",
+                    kind="audio",
+                    source="mix",
+                    codec="OPUS",
+                    clock_rate=48000,
+                )
                 entry = self.mixes[ep] = (stream, Packetizer())
                 self.mixer.listener(ep, audio_profile(peer.spec), partial(self._on_mix, ep))
             self.router.route(out, entry[0])
@@ -312,14 +337,12 @@ class McuPipeline:
     def _update_active(self) -> None:
         """Only renditions that feed an output are encoded (a new one starts with a keyframe); the
         compositor adds the renditions its queue readers (recorder, HLS) consume."""
-        self.compositor.set_active_renditions(
-            [name for name, s in self.rendition_streams.items() if s.outputs()])
+        self.compositor.set_active_renditions([name for name, s in self.rendition_streams.items() if s.outputs()])
 
     def forget(self, endpoint_id: str) -> None:
         """The endpoint left: drop its listener, mix stream and rendition state."""
         if self.subs.pop(endpoint_id, None) is not None:
-            self.compositor.set_active_renditions(
-                [s.ctl.rendition for s in self.subs.values() if not s.out.closed])
+            self.compositor.set_active_renditions([s.ctl.rendition for s in self.subs.values() if not s.out.closed])
         self.mixer.remove_listener(endpoint_id)
         entry = self.mixes.pop(endpoint_id, None)
         if entry is not None:

@@ -88,9 +88,7 @@ class RenditionController:
         bad = loss > DOWN_LOSS or starved
         clean = loss < UP_LOSS
         self.bad_since = (self.bad_since if self.bad_since is not None else now) if bad else None
-        self.clean_since = (
-            (self.clean_since if self.clean_since is not None else now) if clean else None
-        )
+        self.clean_since = (self.clean_since if self.clean_since is not None else now) if clean else None
         i = LADDER.index(self.rendition) if self.rendition in LADDER else len(LADDER) - 1
         wait = AUDIO_AFTER if i + 1 == len(LADDER) - 1 else DOWN_AFTER
         if self.bad_since is not None and now - self.bad_since >= wait:

@@ -73,9 +73,13 @@ OFFER_RETRIES = 5
 NOTIFY_TIMEOUT = 2.0  # s for one local peer's media_reset to leave
 ORIGIN_CLOSE_TIMEOUT = 5.0
 # role of each line -> (kind, direction, a=content, Stream.source for received lines)
-_DOWN = {"main": ("video", "camera", ""), "slides": ("video", "screen", ""),
-         "audio": ("audio", "mic", ""), "composite": ("video", "composite", "composite"),
-         "mix": ("audio", "mix", "mix")}
+_DOWN = {
+    "main": ("video", "camera", ""),
+    "slides": ("video", "screen", ""),
+    "audio": ("audio", "mic", ""),
+    "composite": ("video", "composite", "composite"),
+    "mix": ("audio", "mix", "mix"),
+}
 _UP = {"up-camera": ("video", ""), "up-screen": ("video", "slides"), "up-mic": ("audio", "")}
 
 
@@ -94,8 +98,11 @@ def serve_from_origin(meeting: Meeting, node: EdgeNode, spec: PeerSpec) -> None:
     """A peer of the meeting joined here with ``spec.extra["cascade_origin"]`` naming another node:
     this node is an edge of the meeting; open its trunk unless one is open."""
     origin = spec.extra.get("cascade_origin")
-    if (isinstance(origin, dict) and origin.get("node_id") not in (None, node.node_id)
-            and meeting.extension(CascadeTrunk) is None):
+    if (
+        isinstance(origin, dict)
+        and origin.get("node_id") not in (None, node.node_id)
+        and meeting.extension(CascadeTrunk) is None
+    ):
         meeting.attach(CascadeTrunk(meeting, node, origin))
 
 
@@ -114,8 +121,7 @@ class CascadeTrunk:
         self.outputs: dict[str, Output] = {}  # sent up, by mid
         self._roles: dict[Any, str] = {}  # transceiver -> role
         self._labels: dict[str, str | None] = {}  # mid -> endpoint announced to the origin
-        self.link = PeerTransport(self.endpoint_id, self._on_up, self._on_down,
-                             meeting.router.on_feedback)
+        self.link = PeerTransport(self.endpoint_id, self._on_up, self._on_down, meeting.router.on_feedback)
         self.pc: RTCPeerConnection | None = None
         self.peer: Any = None  # the origin's MediaPeer
         self.mcu = False  # composite + mix asked for (kept until the link closes)
@@ -182,8 +188,9 @@ class CascadeTrunk:
             router.route(out, _of(screens, floor) or (screens[-1] if screens else None))
         mics = [s for s in src.mics if s.via in local][: len(ups["up-mic"])]
         self.meeting.assign_audio(ups["up-mic"], mics)
-        labels = {mid: o.source.endpoint_id if isinstance(o.source, Stream) else None
-                  for mid, o in self.outputs.items()}
+        labels = {
+            mid: o.source.endpoint_id if isinstance(o.source, Stream) else None for mid, o in self.outputs.items()
+        }
         if labels != self._labels:
             self._labels = labels
             self._dirty.set()
@@ -226,8 +233,7 @@ class CascadeTrunk:
                     ticks += 1
                     self._watch()
                     if ticks % FEEDBACK_EVERY == 0:
-                        publisher_feedback(self.link, self.streams.values(),
-                                           TICK * FEEDBACK_EVERY, REMB_CAPS)
+                        publisher_feedback(self.link, self.streams.values(), TICK * FEEDBACK_EVERY, REMB_CAPS)
                     continue
                 self._dirty.clear()
                 if self.lost is not None:
@@ -236,8 +242,7 @@ class CascadeTrunk:
         except asyncio.CancelledError:
             raise
         except Exception as exc:
-            log.warning("cascade %s -> %s of %s failed: %s", self.endpoint_id, self.label,
-                        self.meeting.meeting_id, exc)
+            log.warning("cascade %s -> %s of %s failed: %s", self.endpoint_id, self.label, self.meeting.meeting_id, exc)
             await self._fail()
 
     async def _open(self) -> None:
@@ -246,18 +251,24 @@ class CascadeTrunk:
             raise RuntimeError("this node has no origin_factory to reach the origin")
         origin = factory(dict(self.origin))
         spec = PeerSpec(
-            meeting_id=self.meeting.meeting_id, endpoint_id=self.endpoint_id,
-            display_name=f"{self.node.node_id} (cascade)", role=CASCADE_ROLE, link="fibre",
+            meeting_id=self.meeting.meeting_id,
+            endpoint_id=self.endpoint_id,
+            display_name=f"{self.node.node_id} (cascade)",
+            role=CASCADE_ROLE,
+            link="fibre",
             publish=True,
             # the edge offers every line itself (no server offers); SFU until it asks for MCU
-            extra={"media_mode": "sfu", "renegotiate": False, "start_rendition": COMPOSITE_RENDITION,
-                   "cascade_edge": self.node.node_id},
+            extra={
+                "media_mode": "sfu",
+                "renegotiate": False,
+                "start_rendition": COMPOSITE_RENDITION,
+                "cascade_edge": self.node.node_id,
+            },
         )
         self.peer = await origin.open_peer(spec, self._on_origin_event)
         if self.closed:
             return
-        self.pc = RTCPeerConnection(
-            RTCConfiguration(iceServers=[], bundlePolicy=RTCBundlePolicy.MAX_BUNDLE))
+        self.pc = RTCPeerConnection(RTCConfiguration(iceServers=[], bundlePolicy=RTCBundlePolicy.MAX_BUNDLE))
         self.pc.on("connectionstatechange", self._on_connection_state)
         slots = self.meeting.audio_slots
         for role in ["up-camera", "up-screen"] + ["up-mic"] * slots:
@@ -314,21 +325,31 @@ class CascadeTrunk:
                 continue
             if role in _UP and t.mid not in self.outputs:
                 out = Output(
-                    endpoint_id=self.endpoint_id, kind=line.kind, role=role,
-                    ssrc=sender_ssrc(t.sender), payload_type=line.payload_type or 0,
+                    endpoint_id=self.endpoint_id,
+                    kind=line.kind,
+                    role=role,
+                    ssrc=sender_ssrc(t.sender),
+                    payload_type=line.payload_type or 0,
                     clock_rate=line.clock_rate,
                     rtx_ssrc=sender_rtx_ssrc(t.sender) if line.rtx_payload_type else None,
-                    rtx_payload_type=line.rtx_payload_type, audio_level_id=line.audio_level_id)
+                    rtx_payload_type=line.rtx_payload_type,
+                    audio_level_id=line.audio_level_id,
+                )
                 self.outputs[t.mid] = out
                 self.link.add_output(out)
             elif role in _DOWN and t.mid not in self.streams and sends(line.direction):
                 stream = Stream(
-                    stream_id=f"{self.label}/{t.mid}", endpoint_id="", kind=line.kind,
-                    source=_DOWN[role][1], codec=line.codec or "OPUS",
-                    clock_rate=line.clock_rate, audio_level_id=line.audio_level_id,
+                    stream_id=f"{self.label}/{t.mid}",
+                    endpoint_id="",
+                    kind=line.kind,
+                    source=_DOWN[role][1],
+                    codec=line.codec or "OPUS",
+                    clock_rate=line.clock_rate,
+                    audio_level_id=line.audio_level_id,
                     send_keyframe_request=self.link.send_keyframe_request,
                     send_nack=self.link.send_nack,
-                    keyframe_interval=self.node.keyframe_interval)
+                    keyframe_interval=self.node.keyframe_interval,
+                )
                 stream.via = self.label  # endpoint_id: "" until media arrives (_watch)
                 self.link.add_stream(stream, t.mid, line.ssrcs, line.rtx_ssrcs, line.mid_ext_id)
                 self.streams[t.mid] = stream

@@ -22,12 +22,19 @@ from mcu.compose.labels import draw_label, make_label
 from mcu.compose.layouts import Layout, Rect, fit, layout_rects
 from mcu.compose.meter import CpuMeter
 from mcu.compose.sources import EncodedInput, Source
-from mcu.compose.renditions import DEFAULT_RENDITIONS, EncodedFrame, KeyframeGate, Subscription, Rendition, RenditionEncoder
+from mcu.compose.renditions import (
+    DEFAULT_RENDITIONS,
+    EncodedFrame,
+    KeyframeGate,
+    Subscription,
+    Rendition,
+    RenditionEncoder,
+)
 
 log = logging.getLogger(__name__)
 
 BLACK = (16, 128, 128)
-EMPTY = (40, 128, 128)       # tile of a source without a picture yet
+EMPTY = (40, 128, 128)  # tile of a source without a picture yet
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,11 +62,21 @@ class Stats:
 
 
 class Compositor:
-    def __init__(self, layout: Layout | str = Layout.GRID_3X3, width: int = 1280, height: int = 720,
-                 fps: int = 30, renditions: Sequence[Rendition] = DEFAULT_RENDITIONS, workers: int = 2, *,
-                 keyframe_interval: float = 0.5, encoder_threads: int = 1,
-                 on_keyframe_needed: Callable[[str], None] | None = None,
-                 clock: Callable[[], float] = time.monotonic, max_pending: int = 60) -> None:
+    def __init__(
+        self,
+        layout: Layout | str = Layout.GRID_3X3,
+        width: int = 1280,
+        height: int = 720,
+        fps: int = 30,
+        renditions: Sequence[Rendition] = DEFAULT_RENDITIONS,
+        workers: int = 2,
+        *,
+        keyframe_interval: float = 0.5,
+        encoder_threads: int = 1,
+        on_keyframe_needed: Callable[[str], None] | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        max_pending: int = 60,
+    ) -> None:
         names = [t.name for t in renditions]
         heights = [t.height for t in renditions if not t.audio_only]
         if len(set(names)) != len(names) or len(set(heights)) != len(heights):
@@ -74,8 +91,11 @@ class Compositor:
         self._max_pending = max_pending
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="compose")
         self.renditions = {t.name: t for t in renditions}
-        self._encoders = {t.name: RenditionEncoder(t, width, height, fps, encoder_threads, self.meter)
-                          for t in renditions if not t.audio_only}
+        self._encoders = {
+            t.name: RenditionEncoder(t, width, height, fps, encoder_threads, self.meter)
+            for t in renditions
+            if not t.audio_only
+        }
         self._workers = workers
         self._encode_groups = self._group_encoders(list(self._encoders.values()), workers)
         self._gates = {n: KeyframeGate(keyframe_interval, clock) for n in self._encoders}
@@ -92,8 +112,8 @@ class Compositor:
         self._buf = np.empty(width * height * 3 // 2, np.uint8)
         y, c = width * height, width * height // 4
         self._y = self._buf[:y].reshape(height, width)
-        self._u = self._buf[y:y + c].reshape(height // 2, width // 2)
-        self._v = self._buf[y + c:].reshape(height // 2, width // 2)
+        self._u = self._buf[y : y + c].reshape(height // 2, width // 2)
+        self._v = self._buf[y + c :].reshape(height // 2, width // 2)
         self._task: asyncio.Task | None = None
         self._inflight: asyncio.Task | None = None
         self._stopped = False
@@ -121,8 +141,7 @@ class Compositor:
         self._layout = Layout(layout)
         self._rebuild()
 
-    def set_sources(self, source_ids: Sequence[str | None],
-                    names: Mapping[str, str] | None = None) -> None:
+    def set_sources(self, source_ids: Sequence[str | None], names: Mapping[str, str] | None = None) -> None:
         """Sources in slot order (None leaves a slot empty); extra ones beyond the layout's
         slots are not shown, hence not decoded. `names` label the tiles."""
         self._slot_ids = list(source_ids)
@@ -149,7 +168,7 @@ class Compositor:
 
     def _rebuild(self) -> None:
         rects = layout_rects(self._layout, self.width, self.height)
-        ids = self._slot_ids[:len(rects)] + [None] * max(0, len(rects) - len(self._slot_ids))
+        ids = self._slot_ids[: len(rects)] + [None] * max(0, len(rects) - len(self._slot_ids))
         visible = {i for i in ids if i is not None}
         for sid, src in self._sources.items():
             if src.on_screen and sid not in visible:
@@ -173,16 +192,16 @@ class Compositor:
             self._on_keyframe_needed(source_id)
 
     # ---- input from the SFU ----------------------------------------------------------
-    def push(self, source_id: str, codec: str, payload: bytes, keyframe: bool,
-             pts: int | None = None) -> None:
+    def push(self, source_id: str, codec: str, payload: bytes, keyframe: bool, pts: int | None = None) -> None:
         """One depacketized encoded video frame of a source (VP8 or H.264). Cheap: frames of
         sources off screen are dropped here and never decoded."""
         if self._source(source_id).push(EncodedInput(codec.lower(), payload, keyframe, pts)):
             self._ask_keyframe(source_id)
 
     # ---- output to subscribers -------------------------------------------------------
-    def subscribe(self, rendition: str, maxsize: int = 8,
-                  callback: Callable[[EncodedFrame], None] | None = None) -> Subscription:
+    def subscribe(
+        self, rendition: str, maxsize: int = 8, callback: Callable[[EncodedFrame], None] | None = None
+    ) -> Subscription:
         if rendition not in self.renditions:
             raise KeyError(f"unknown rendition {rendition!r}; renditions: {', '.join(self.renditions)}")
         sub = Subscription(rendition, maxsize, callback, self._unsubscribe)
@@ -216,8 +235,7 @@ class Compositor:
         if new == self._active:
             return
         for name, gate in self._gates.items():
-            if new is not None and name in new and self._active is not None \
-                    and name not in self._active:
+            if new is not None and name in new and self._active is not None and name not in self._active:
                 gate.want()
         self._active = new
 
@@ -247,22 +265,29 @@ class Compositor:
         scene, version = self._scene, self._scene_version
         if pts is None:
             pts = self.stats.composites
-        work = [(slot.source, items, slot.rect) for slot in scene
-                if slot.source is not None and (items := slot.source.take())]
-        n = min(self._workers, len(work))             # one job per worker, not per source
-        for failed in await asyncio.gather(*[
-                loop.run_in_executor(self._pool, self._decode_batch, work[i::n]) for i in range(n)]):
+        work = [
+            (slot.source, items, slot.rect)
+            for slot in scene
+            if slot.source is not None and (items := slot.source.take())
+        ]
+        n = min(self._workers, len(work))  # one job per worker, not per source
+        for failed in await asyncio.gather(
+            *[loop.run_in_executor(self._pool, self._decode_batch, work[i::n]) for i in range(n)]
+        ):
             for src in failed:
                 src.need_keyframe = True
                 self._ask_keyframe(src.id)
         canvas = await loop.run_in_executor(self._pool, self._compose, scene, version)
         active = self._effective_active()
-        forced = {name: gate.take() if active is None or name in active else False
-                  for name, gate in self._gates.items()}
-        results = await asyncio.gather(*[
-            loop.run_in_executor(self._pool, self._encode_group, group, canvas, pts, forced,
-                                 active)
-            for group in self._encode_groups])
+        forced = {
+            name: gate.take() if active is None or name in active else False for name, gate in self._gates.items()
+        }
+        results = await asyncio.gather(
+            *[
+                loop.run_in_executor(self._pool, self._encode_group, group, canvas, pts, forced, active)
+                for group in self._encode_groups
+            ]
+        )
         encoders = [e for group in self._encode_groups for e in group]
         results = [frames for group in results for frames in group]
         out = {e.rendition.name: frames for e, frames in zip(encoders, results)}
@@ -275,11 +300,17 @@ class Compositor:
         return [src for src, items, rect in work if not self._decode(src, items, rect)]
 
     @staticmethod
-    def _encode_group(group: list[RenditionEncoder], canvas: av.VideoFrame, pts: int,
-                      forced: dict[str, bool],
-                      active: frozenset[str] | None = None) -> list[list[EncodedFrame]]:
-        return [e.encode(canvas, pts, forced[e.rendition.name])
-                if active is None or e.rendition.name in active else [] for e in group]
+    def _encode_group(
+        group: list[RenditionEncoder],
+        canvas: av.VideoFrame,
+        pts: int,
+        forced: dict[str, bool],
+        active: frozenset[str] | None = None,
+    ) -> list[list[EncodedFrame]]:
+        return [
+            e.encode(canvas, pts, forced[e.rendition.name]) if active is None or e.rendition.name in active else []
+            for e in group
+        ]
 
     @staticmethod
     def _decode(src: Source, items: list[EncodedInput], rect: Rect) -> bool:
@@ -303,15 +334,15 @@ class Compositor:
             inner = fit(size[0], size[1], r) if size else r
             t1 = time.thread_time()
             planes = slot.source.planes(inner.w, inner.h) if size else None
-            t0 += time.thread_time() - t1          # scaling is accounted as libav time
+            t0 += time.thread_time() - t1  # scaling is accounted as libav time
             if planes is None or inner != r:
                 self._fill(r, EMPTY if planes is None else BLACK)
             if planes is not None:
                 py, pu, pv = planes
-                y[inner.y:inner.y + inner.h, inner.x:inner.x + inner.w] = py
+                y[inner.y : inner.y + inner.h, inner.x : inner.x + inner.w] = py
                 cy, cx, ch, cw = inner.y // 2, inner.x // 2, inner.h // 2, inner.w // 2
-                u[cy:cy + ch, cx:cx + cw] = pu
-                v[cy:cy + ch, cx:cx + cw] = pv
+                u[cy : cy + ch, cx : cx + cw] = pu
+                v[cy : cy + ch, cx : cx + cw] = pv
             label = make_label(slot.name, r.w, r.h)
             if label is not None:
                 draw_label(y, u, v, r.x, r.y, r.w, r.h, label)
@@ -320,9 +351,9 @@ class Compositor:
         return frame
 
     def _fill(self, r: Rect, colour: tuple[int, int, int]) -> None:
-        self._y[r.y:r.y + r.h, r.x:r.x + r.w] = colour[0]
-        self._u[r.y // 2:(r.y + r.h) // 2, r.x // 2:(r.x + r.w) // 2] = colour[1]
-        self._v[r.y // 2:(r.y + r.h) // 2, r.x // 2:(r.x + r.w) // 2] = colour[2]
+        self._y[r.y : r.y + r.h, r.x : r.x + r.w] = colour[0]
+        self._u[r.y // 2 : (r.y + r.h) // 2, r.x // 2 : (r.x + r.w) // 2] = colour[1]
+        self._v[r.y // 2 : (r.y + r.h) // 2, r.x // 2 : (r.x + r.w) // 2] = colour[2]
 
     def _deliver(self, out: dict[str, list[EncodedFrame]]) -> None:
         st = self.stats
@@ -355,12 +386,12 @@ class Compositor:
             lag = max(0.0, loop.time() - next_t)
             st = self.stats
             st.lag_max, st.lag_sum, st.lag_count = max(st.lag_max, lag), st.lag_sum + lag, st.lag_count + 1
-            if lag > period:                       # the loop stalled: skip the missed ticks
+            if lag > period:  # the loop stalled: skip the missed ticks
                 missed = int(lag / period)
                 next_t += missed * period
                 st.ticks_dropped += missed
             if self._inflight is not None and not self._inflight.done():
-                st.ticks_dropped += 1              # still composing: latest picture wins
+                st.ticks_dropped += 1  # still composing: latest picture wins
                 continue
             pts = round((next_t - start) * self.fps)
             self._inflight = asyncio.create_task(self._tick(pts))

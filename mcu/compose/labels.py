@@ -23,9 +23,9 @@ FONT_CANDIDATES = (
     "/usr/share/fonts/TTF/DejaVuSans.ttf",
     "/usr/share/fonts/truetype/noto/NotoSans-Regular.ttf",
 )
-_DARK_Y = 96      # band luma keeps 96/256 of the picture
-_DARK_UV = 80     # band chroma keeps 5/16 of its saturation
-_TEXT_Y = 235     # white in limited-range luma
+_DARK_Y = 96  # band luma keeps 96/256 of the picture
+_DARK_UV = 80  # band chroma keeps 5/16 of its saturation
+_TEXT_Y = 235  # white in limited-range luma
 
 
 @functools.lru_cache(maxsize=8)
@@ -35,8 +35,11 @@ def font_path() -> str | None:
     for path in ((env,) if env else ()) + FONT_CANDIDATES:
         if path and os.path.exists(path):
             return path
-    log.warning("no TrueType font with Vietnamese glyphs found (tried %s); tile labels use "
-                "Pillow's default font and may show boxes for diacritics", FONT_CANDIDATES)
+    log.warning(
+        "no TrueType font with Vietnamese glyphs found (tried %s); tile labels use "
+        "Pillow's default font and may show boxes for diacritics",
+        FONT_CANDIDATES,
+    )
     return None
 
 
@@ -62,9 +65,10 @@ def render_text(text: str, size: int) -> np.ndarray:
 @dataclass(frozen=True, slots=True)
 class Label:
     """A label ready to blend into a tile of (tile_w, tile_h): band height and text alpha."""
-    band_h: int            # even; the band covers the bottom band_h rows of the tile
-    alpha: np.ndarray      # uint16 (th, tw) in 0..256, the text
-    tx: int                # text offset inside the band
+
+    band_h: int  # even; the band covers the bottom band_h rows of the tile
+    alpha: np.ndarray  # uint16 (th, tw) in 0..256, the text
+    tx: int  # text offset inside the band
     ty: int
 
 
@@ -88,21 +92,22 @@ def make_label(name: str, tile_w: int, tile_h: int) -> Label | None:
     band_h = min(tile_h, (bitmap.shape[0] + 2 * pad + 1) & ~1)
     th = min(bitmap.shape[0], band_h)
     alpha = bitmap[:th].astype(np.uint16)
-    alpha += alpha >> 7                       # 255 -> 256 so full ink is exactly white
+    alpha += alpha >> 7  # 255 -> 256 so full ink is exactly white
     return Label(band_h, alpha, pad, (band_h - th) // 2)
 
 
-def draw_label(y: np.ndarray, u: np.ndarray, v: np.ndarray,
-               x0: int, y0: int, tile_w: int, tile_h: int, label: Label) -> None:
+def draw_label(
+    y: np.ndarray, u: np.ndarray, v: np.ndarray, x0: int, y0: int, tile_w: int, tile_h: int, label: Label
+) -> None:
     """Blend `label` into the tile at (x0, y0) of the canvas planes, in place."""
     by = y0 + tile_h - label.band_h
-    band = y[by:y0 + tile_h, x0:x0 + tile_w]
+    band = y[by : y0 + tile_h, x0 : x0 + tile_w]
     band[:] = (band.astype(np.uint16) * _DARK_Y + 16 * (256 - _DARK_Y)) >> 8
     for plane in (u, v):
-        cb = plane[by // 2:(y0 + tile_h) // 2, x0 // 2:(x0 + tile_w) // 2]
+        cb = plane[by // 2 : (y0 + tile_h) // 2, x0 // 2 : (x0 + tile_w) // 2]
         cb[:] = ((cb.astype(np.int16) - 128) * _DARK_UV >> 8) + 128
     th, tw = label.alpha.shape
     ty, tx = by + label.ty, x0 + label.tx
-    text = y[ty:ty + th, tx:tx + tw]
+    text = y[ty : ty + th, tx : tx + tw]
     t = text.astype(np.uint16)
     text[:] = t + (((_TEXT_Y - t) * label.alpha) >> 8)

@@ -12,12 +12,12 @@ from dataclasses import dataclass
 
 
 class Layout(str, enum.Enum):
-    SPEAKER = "speaker"                  # one source full frame
-    SPEAKER_STRIP = "speaker_strip"      # big speaker on top, strip of 5 thumbnails below
+    SPEAKER = "speaker"  # one source full frame
+    SPEAKER_STRIP = "speaker_strip"  # big speaker on top, strip of 5 thumbnails below
     GRID_2X2 = "grid_2x2"
     GRID_3X3 = "grid_3x3"
     GRID_4X4 = "grid_4x4"
-    PRESENTATION = "presentation"        # shared slides big, speaker (and 3 more) in a side column
+    PRESENTATION = "presentation"  # shared slides big, speaker (and 3 more) in a side column
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,8 +28,12 @@ class Rect:
     h: int
 
     def overlaps(self, other: "Rect") -> bool:
-        return (self.x < other.x + other.w and other.x < self.x + self.w
-                and self.y < other.y + other.h and other.y < self.y + self.h)
+        return (
+            self.x < other.x + other.w
+            and other.x < self.x + self.w
+            and self.y < other.y + other.h
+            and other.y < self.y + self.h
+        )
 
 
 def _even(v: float) -> int:

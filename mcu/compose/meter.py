@@ -32,8 +32,7 @@ class CpuMeter:
 
     def snapshot(self) -> dict[str, dict[str, float]]:
         with self._lock:
-            return {"cpu_s": dict(self._cpu), "calls": dict(self._calls),
-                    "detail_s": dict(self._detail)}
+            return {"cpu_s": dict(self._cpu), "calls": dict(self._calls), "detail_s": dict(self._detail)}
 
     def libav_seconds(self) -> float:
         with self._lock:

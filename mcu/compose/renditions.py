@@ -25,11 +25,12 @@ log = logging.getLogger(__name__)
 @dataclass(frozen=True, slots=True)
 class Rendition:
     """A quality rendition. height 0 means audio only: no video is encoded for it."""
+
     name: str
     height: int
     bitrate: int = 0
-    codec: str = "vp8"        # "vp8" (libvpx realtime) or "h264" (libx264 ultrafast zerolatency)
-    speed: int = 16           # libvpx cpu-used (4..16; 16 is fastest, about half the CPU of 8)
+    codec: str = "vp8"  # "vp8" (libvpx realtime) or "h264" (libx264 ultrafast zerolatency)
+    speed: int = 16  # libvpx cpu-used (4..16; 16 is fastest, about half the CPU of 8)
 
     @property
     def audio_only(self) -> bool:
@@ -105,22 +106,35 @@ class KeyframeGate:
 def _open_encoder(rendition: Rendition, width: int, height: int, fps: int, threads: int) -> av.CodecContext:
     if rendition.codec == "vp8":
         ctx = av.CodecContext.create("libvpx", "w")
-        ctx.options = {"deadline": "realtime", "cpu-used": str(rendition.speed), "lag-in-frames": "0",
-                       "auto-alt-ref": "0", "max-intra-rate": "300", "static-thresh": "0",
-                       "qmin": "2", "qmax": "63",
-                       "minrate": str(rendition.bitrate), "maxrate": str(rendition.bitrate),
-                       "bufsize": str(rendition.bitrate)}
+        ctx.options = {
+            "deadline": "realtime",
+            "cpu-used": str(rendition.speed),
+            "lag-in-frames": "0",
+            "auto-alt-ref": "0",
+            "max-intra-rate": "300",
+            "static-thresh": "0",
+            "qmin": "2",
+            "qmax": "63",
+            "minrate": str(rendition.bitrate),
+            "maxrate": str(rendition.bitrate),
+            "bufsize": str(rendition.bitrate),
+        }
     elif rendition.codec == "h264":
         ctx = av.CodecContext.create("libx264", "w")
-        ctx.options = {"preset": "ultrafast", "tune": "zerolatency", "profile": "baseline",
-                       "maxrate": str(rendition.bitrate), "bufsize": str(rendition.bitrate)}
+        ctx.options = {
+            "preset": "ultrafast",
+            "tune": "zerolatency",
+            "profile": "baseline",
+            "maxrate": str(rendition.bitrate),
+            "bufsize": str(rendition.bitrate),
+        }
     else:
         raise ValueError(f"rendition {rendition.name}: unknown codec {rendition.codec!r} (use 'vp8' or 'h264')")
     ctx.width, ctx.height, ctx.pix_fmt = width, height, "yuv420p"
     ctx.time_base = Fraction(1, fps)
     ctx.framerate = Fraction(fps)
     ctx.bit_rate = rendition.bitrate
-    ctx.gop_size = fps * 10          # keyframes mostly on request; one every 10 s as a safety net
+    ctx.gop_size = fps * 10  # keyframes mostly on request; one every 10 s as a safety net
     ctx.thread_count = threads
     ctx.open()
     return ctx
@@ -129,8 +143,9 @@ def _open_encoder(rendition: Rendition, width: int, height: int, fps: int, threa
 class RenditionEncoder:
     """Scales the composite to the rendition's size and encodes it. Used by one thread at a time."""
 
-    def __init__(self, rendition: Rendition, canvas_w: int, canvas_h: int, fps: int,
-                 threads: int, meter: CpuMeter) -> None:
+    def __init__(
+        self, rendition: Rendition, canvas_w: int, canvas_h: int, fps: int, threads: int, meter: CpuMeter
+    ) -> None:
         self.rendition = rendition
         self.height = min(rendition.height, canvas_h) & ~1
         self.width = (canvas_w * self.height // canvas_h) & ~1
@@ -140,15 +155,16 @@ class RenditionEncoder:
         # AREA averages for 2:1 and smaller (cheaper and sharper there), BILINEAR otherwise
         self._interp = Interpolation.AREA if canvas_h >= 2 * self.height else Interpolation.BILINEAR
         self._ctx = _open_encoder(rendition, self.width, self.height, fps, threads)
-        self._count = 0      # the encoder sees consecutive frames, see encode()
+        self._count = 0  # the encoder sees consecutive frames, see encode()
 
     def encode(self, canvas: av.VideoFrame, pts: int, force_keyframe: bool) -> list[EncodedFrame]:
         t0 = time.thread_time()
         if canvas.width != self.width or canvas.height != self.height:
-            frame = self._scaler.reformat(canvas, self.width, self.height, "yuv420p",
-                                          interpolation=self._interp, threads=1)
+            frame = self._scaler.reformat(
+                canvas, self.width, self.height, "yuv420p", interpolation=self._interp, threads=1
+            )
         else:
-            frame = canvas    # only one rendition may have the canvas size (heights are distinct)
+            frame = canvas  # only one rendition may have the canvas size (heights are distinct)
         t1 = time.thread_time()
         # Rate control sees consecutive timestamps: when composites are dropped (CPU starved),
         # libvpx given the real, irregular gaps overshot the rendition's bitrate by ~35%; counting
@@ -163,8 +179,12 @@ class RenditionEncoder:
         self._meter.add("scale", t1 - t0, f"scale.{self.rendition.name}")
         self._meter.add("encode", t2 - t1, f"encode.{self.rendition.name}")
         tb = self._ctx.time_base
-        return [EncodedFrame(self.rendition.name, self.rendition.codec, bytes(p), pts, tb, p.is_keyframe,
-                             self.width, self.height) for p in packets]
+        return [
+            EncodedFrame(
+                self.rendition.name, self.rendition.codec, bytes(p), pts, tb, p.is_keyframe, self.width, self.height
+            )
+            for p in packets
+        ]
 
 
 class Subscription:
@@ -175,8 +195,13 @@ class Subscription:
     is wanted from the rendition. A new subscriber also starts by waiting for a keyframe.
     """
 
-    def __init__(self, rendition: str, maxsize: int, callback: Callable[[EncodedFrame], None] | None,
-                 on_close: Callable[["Subscription"], None]) -> None:
+    def __init__(
+        self,
+        rendition: str,
+        maxsize: int,
+        callback: Callable[[EncodedFrame], None] | None,
+        on_close: Callable[["Subscription"], None],
+    ) -> None:
         self.rendition = rendition
         self._queue: asyncio.Queue[EncodedFrame | None] = asyncio.Queue(maxsize)
         self._callback = callback

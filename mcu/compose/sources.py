@@ -19,7 +19,7 @@ from mcu.compose.meter import CpuMeter
 
 log = logging.getLogger(__name__)
 
-DECODERS = {"vp8": "vp8", "h264": "h264"}   # FFmpeg's native decoders
+DECODERS = {"vp8": "vp8", "h264": "h264"}  # FFmpeg's native decoders
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,13 +38,12 @@ def plane_views(frame: av.VideoFrame) -> Planes:
     out = []
     for plane in frame.planes:
         arr = np.frombuffer(plane, np.uint8).reshape(plane.height, plane.line_size)
-        out.append(arr[:, :plane.width])
+        out.append(arr[:, : plane.width])
     return out[0], out[1], out[2]
 
 
 class Source:
-    def __init__(self, source_id: str, max_pending: int, meter: CpuMeter,
-                 decoder_threads: int = 1) -> None:
+    def __init__(self, source_id: str, max_pending: int, meter: CpuMeter, decoder_threads: int = 1) -> None:
         self.id = source_id
         self._max_pending = max_pending
         self._meter = meter
@@ -53,9 +52,9 @@ class Source:
         self._codec: str | None = None
         self._ctx: av.CodecContext | None = None
         self._scaler = VideoReformatter()
-        self._frame: av.VideoFrame | None = None      # latest decoded picture
+        self._frame: av.VideoFrame | None = None  # latest decoded picture
         self._scaled: tuple[tuple[int, int], Planes] | None = None
-        self._broken = True          # worker side: skip input until a keyframe
+        self._broken = True  # worker side: skip input until a keyframe
         self.on_screen = False
         self.need_keyframe = True
         self.decode_calls = 0
@@ -74,7 +73,7 @@ class Source:
         if self.need_keyframe and not item.keyframe:
             self.dropped += 1
             return True
-        if len(self._pending) >= self._max_pending:   # the compositor is far behind
+        if len(self._pending) >= self._max_pending:  # the compositor is far behind
             self.dropped += len(self._pending) + 1
             self._pending.clear()
             self.need_keyframe = True
@@ -147,8 +146,7 @@ class Source:
             return self._scaled[1]
         t0 = time.thread_time()
         if (frame.width, frame.height) != (w, h) or frame.format.name != "yuv420p":
-            frame = self._scaler.reformat(frame, w, h, "yuv420p",
-                                          interpolation=Interpolation.BILINEAR, threads=1)
+            frame = self._scaler.reformat(frame, w, h, "yuv420p", interpolation=Interpolation.BILINEAR, threads=1)
         self._meter.add("scale", time.thread_time() - t0)
         planes = plane_views(frame)
         self._scaled = ((w, h), planes)

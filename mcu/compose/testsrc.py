@@ -18,8 +18,7 @@ def yuv_of(rgb: tuple[int, int, int]) -> tuple[int, int, int]:
     return round(y), round(u), round(v)
 
 
-def _picture(yuv: tuple[int, int, int], width: int, height: int, i: int,
-             pattern: bool) -> np.ndarray:
+def _picture(yuv: tuple[int, int, int], width: int, height: int, i: int, pattern: bool) -> np.ndarray:
     y, u, v = yuv
     buf = np.empty((height * 3 // 2, width), np.uint8)
     luma = buf[:height]
@@ -27,17 +26,24 @@ def _picture(yuv: tuple[int, int, int], width: int, height: int, i: int,
         xs = np.arange(width)[None, :] + np.arange(height)[:, None] + 6 * i
         luma[:] = np.clip(y + 24 * np.sin(xs / 23.0) + (xs // 40 % 2) * 12 - 6, 16, 235)
         bar_x = (i * 8) % max(1, width - width // 16)
-        luma[:, bar_x:bar_x + width // 16] = 128
+        luma[:, bar_x : bar_x + width // 16] = 128
     else:
         luma[:] = y
-    buf[height:height + height // 4] = u
-    buf[height + height // 4:] = v
+    buf[height : height + height // 4] = u
+    buf[height + height // 4 :] = v
     return buf
 
 
-def encode_clip(rgb: tuple[int, int, int], width: int, height: int, frames: int,
-                codec: str = "vp8", fps: int = 30, bitrate: int = 500_000,
-                pattern: bool = True) -> list[tuple[bytes, bool]]:
+def encode_clip(
+    rgb: tuple[int, int, int],
+    width: int,
+    height: int,
+    frames: int,
+    codec: str = "vp8",
+    fps: int = 30,
+    bitrate: int = 500_000,
+    pattern: bool = True,
+) -> list[tuple[bytes, bool]]:
     """(payload, keyframe) per frame of a clip; only the first frame is a keyframe, so the
     clip can be looped into a decoder (each loop restarts at that keyframe)."""
     name = {"vp8": "libvpx", "h264": "libx264"}[codec]
@@ -54,8 +60,7 @@ def encode_clip(rgb: tuple[int, int, int], width: int, height: int, frames: int,
     for i in range(frames + 1):
         frame = None
         if i < frames:
-            frame = av.VideoFrame.from_ndarray(_picture(yuv, width, height, i, pattern),
-                                               format="yuv420p")
+            frame = av.VideoFrame.from_ndarray(_picture(yuv, width, height, i, pattern), format="yuv420p")
             frame.pts = i
         out += [(bytes(p), bool(p.is_keyframe)) for p in ctx.encode(frame)]
     return out

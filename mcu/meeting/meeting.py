@@ -55,9 +55,14 @@ ComposerFactory = Callable[["Meeting"], Composer]  # made on the first need (PyA
 
 
 class Meeting:
-    def __init__(self, meeting_id: str, audio_slots: int = 3, *,
-                 media_policy: Mapping[str, str] | None = None,
-                 composer: ComposerFactory | None = None) -> None:
+    def __init__(
+        self,
+        meeting_id: str,
+        audio_slots: int = 3,
+        *,
+        media_policy: Mapping[str, str] | None = None,
+        composer: ComposerFactory | None = None,
+    ) -> None:
         self.meeting_id = meeting_id
         self.audio_slots = audio_slots
         self.router = Router()

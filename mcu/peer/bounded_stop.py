@@ -56,7 +56,9 @@ async def wait_bounded(task: asyncio.Task, what: str, timeout: float = CLOSE_TIM
 
 async def close_pc(pc: Any, what: str) -> None:
     """Close an RTCPeerConnection, waiting at most CLOSE_TIMEOUT_S; the close itself runs on."""
-    await wait_bounded(finishing(pc, pc.close, f"the peer connection of {what}"), f"closing the peer connection of {what}")
+    await wait_bounded(
+        finishing(pc, pc.close, f"the peer connection of {what}"), f"closing the peer connection of {what}"
+    )
 
 
 async def finish_all(timeout: float = CLOSE_TIMEOUT_S) -> int:
@@ -69,8 +71,12 @@ async def finish_all(timeout: float = CLOSE_TIMEOUT_S) -> int:
         return 0
     _, pending = await asyncio.wait(left, timeout=timeout)
     if pending:
-        log.warning("%d close(s) did not finish within %g s: %s", len(pending), timeout,
-                    ", ".join(t.get_name() for t in pending))
+        log.warning(
+            "%d close(s) did not finish within %g s: %s",
+            len(pending),
+            timeout,
+            ", ".join(t.get_name() for t in pending),
+        )
     return len(pending)
 
 
@@ -100,10 +106,15 @@ def exit_deadline(seconds: float, code: int, what: str) -> None:
 
     def fire() -> None:
         me = threading.current_thread()
-        stuck = [t.name for t in threading.enumerate() if t is not me and t.is_alive()
-                 and (t is threading.main_thread() or not t.daemon)]
-        line = (f"{what}: {FORCED_EXIT} {seconds:g} s after the stop request; threads still running: "
-                f"{', '.join(stuck) or 'none'}\n")
+        stuck = [
+            t.name
+            for t in threading.enumerate()
+            if t is not me and t.is_alive() and (t is threading.main_thread() or not t.daemon)
+        ]
+        line = (
+            f"{what}: {FORCED_EXIT} {seconds:g} s after the stop request; threads still running: "
+            f"{', '.join(stuck) or 'none'}\n"
+        )
         try:
             os.write(2, line.encode("utf-8", "replace"))  # not logging: its lock may be held by a stuck thread
         finally:

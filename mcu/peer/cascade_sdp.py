@@ -33,6 +33,7 @@ class CascadePeer(Protocol):
     @property
     def streams(self) -> Mapping[str, _Labelled]: ...  # its upstream streams, by mid
 
+
 NOBODY = "-"  # msid stream id of an upstream m-line that carries no one now
 CASCADE_ROLE = "cascade"  # PeerSpec.role of a cascade link on the origin
 CASCADE_CONTENT = ("composite", "mix")  # receive slots a cascade asks for by a=content

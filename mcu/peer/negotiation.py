@@ -66,8 +66,9 @@ def check_bundle(sdp_text: str) -> None:
     for group in desc.group:
         unknown = [item for item in group.items if item not in mids]
         if group.semantic == "BUNDLE" and (unknown or len(set(group.items)) != len(group.items)):
-            raise NegotiationError(f"a=group:BUNDLE names mids {' '.join(group.items)[:60]!r}; each must be "
-                                   f"the a=mid of one m-line")
+            raise NegotiationError(
+                f"a=group:BUNDLE names mids {' '.join(group.items)[:60]!r}; each must be the a=mid of one m-line"
+            )
 
 
 def describe(sdp_text: str) -> dict[str, MLine]:
@@ -86,9 +87,7 @@ def describe(sdp_text: str) -> dict[str, MLine]:
             line.codec = main[0].name.upper()
             line.clock_rate = main[0].clockRate
             for c in media.rtp.codecs:
-                if c.name.lower() == "rtx" and str(c.parameters.get("apt")) == str(
-                    line.payload_type
-                ):
+                if c.name.lower() == "rtx" and str(c.parameters.get("apt")) == str(line.payload_type):
                     line.rtx_payload_type = c.payloadType
         for ext in media.rtp.headerExtensions:
             if ext.uri == URI_AUDIO_LEVEL:

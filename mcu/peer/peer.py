@@ -52,6 +52,7 @@ OPS_QUEUE_SIZE = 32
 # the session caps, no participant entry and no encoder (ICE through TURN on 3G takes seconds)
 CONNECT_TIMEOUT_S = 30.0
 
+
 class PeerError(MediaError):
     """A request on a media peer that cannot be served (maps to a client error)."""
 
@@ -113,9 +114,7 @@ class LocalPeer:
             raise PeerError(str(exc)) from None
         self.media_mode = mode if video_codec == "VP8" else "sfu"
         self.keyframe_interval = keyframe_interval
-        self.pc = RTCPeerConnection(
-            RTCConfiguration(iceServers=[], bundlePolicy=RTCBundlePolicy.MAX_BUNDLE)
-        )
+        self.pc = RTCPeerConnection(RTCConfiguration(iceServers=[], bundlePolicy=RTCBundlePolicy.MAX_BUNDLE))
         self.pc.on("connectionstatechange", self._on_connection_state)
         self.streams: dict[str, Stream] = {}  # by mid
         self.muted_kinds: set[str] = set()
@@ -124,9 +123,7 @@ class LocalPeer:
         self.refused_roles: list[str] = []  # roles whose m-line the client refused
         self._slots_queued = False
         self._roles: dict[str, str] = {}  # mid -> output role
-        self.link = PeerTransport(
-            spec.endpoint_id, self._on_link_up, self.schedule_close, meeting.router.on_feedback
-        )
+        self.link = PeerTransport(spec.endpoint_id, self._on_link_up, self.schedule_close, meeting.router.on_feedback)
         self._offer_outstanding = False
         self._want_offer = False
         self._answered_once = False
@@ -265,8 +262,12 @@ class LocalPeer:
             return
         log.warning("peer %s: a refused offer left it unusable; media_reset", self.endpoint_id)
         try:
-            await self.events({"type": "media_reset", "reason": "the offer was refused and the media "
-                               "connection cannot continue; offer again"})
+            await self.events(
+                {
+                    "type": "media_reset",
+                    "reason": "the offer was refused and the media connection cannot continue; offer again",
+                }
+            )
         except Exception:  # noqa: BLE001 - the client is gone: closing is all that is left
             self.schedule_close()
 
@@ -388,8 +389,12 @@ class LocalPeer:
 
     def _check_connected(self) -> None:
         if not self.closed and self.pc.connectionState != "connected":
-            log.info("peer %s not connected %.0f s after it was made (%s); closing it", self.endpoint_id,
-                     CONNECT_TIMEOUT_S, self.pc.connectionState)
+            log.info(
+                "peer %s not connected %.0f s after it was made (%s); closing it",
+                self.endpoint_id,
+                CONNECT_TIMEOUT_S,
+                self.pc.connectionState,
+            )
             self.schedule_close()
 
     def schedule_close(self) -> None:

@@ -39,8 +39,7 @@ def update_sender_reports(link: "PeerTransport", transceivers: Iterable[Any], ou
         set_sender_report(t.sender, ntp, rtp_now, packets, packets * out.source.mean_payload())
 
 
-def publisher_feedback(link: "PeerTransport", streams: Any, interval: float,
-                       caps: dict[str, int] = REMB_MAX) -> None:
+def publisher_feedback(link: "PeerTransport", streams: Any, interval: float, caps: dict[str, int] = REMB_MAX) -> None:
     """RTCP RR (+ REMB for video, at most ``caps[source]``) for ``streams`` received on
     ``link`` (also used by a cascade link for what it receives from the origin)."""
     if link.binding is None:

@@ -64,8 +64,7 @@ class PeerTransport:
 
     # -- registries ------------------------------------------------------------------------
 
-    def add_stream(self, stream: Stream, mid: str, ssrcs: list[int], rtx_ssrcs: list[int],
-                   mid_ext_id: int) -> None:
+    def add_stream(self, stream: Stream, mid: str, ssrcs: list[int], rtx_ssrcs: list[int], mid_ext_id: int) -> None:
         for ssrc in ssrcs:
             stream.ssrc = ssrc
             self.by_ssrc[ssrc] = stream
@@ -210,5 +209,3 @@ class _Rtx:
 
     def __init__(self, stream: Stream) -> None:
         self.on_rtp = stream.on_rtx
-
-

@@ -96,8 +96,11 @@ def _guarded(self: Any, data: bytes, addr: tuple) -> None:
         except Exception:  # a STUN-like datagram aioice cannot parse
             dropped += 1
         return
-    if (n < RTP_HEADER or not (127 < first < 192 or (19 < first < 64 and n >= DTLS_RECORD_HEADER))
-            or ice_backlog(self) >= QUEUE_LIMIT):
+    if (
+        n < RTP_HEADER
+        or not (127 < first < 192 or (19 < first < 64 and n >= DTLS_RECORD_HEADER))
+        or ice_backlog(self) >= QUEUE_LIMIT
+    ):
         dropped += 1
         return
     deliver_to_ice(self, data)
@@ -113,6 +116,7 @@ def _guarded_mdns(self: Any, data: bytes, addr: tuple) -> None:
 
 # -- sending ---------------------------------------------------------------------------------
 
+
 def send_socket(transport: Any) -> tuple[Any, socket.socket | None]:
     """A socket the router can ``sendto`` on without the transport's queue, sized.
 
@@ -124,8 +128,7 @@ def send_socket(transport: Any) -> tuple[Any, socket.socket | None]:
         pseudo = transport.get_extra_info("socket")  # uvloop: a PseudoSocket without sendto
         if pseudo is None:
             return _TransportSender(transport), None
-        owned = raw = socket.socket(pseudo.family, pseudo.type, pseudo.proto,
-                                    fileno=os.dup(pseudo.fileno()))
+        owned = raw = socket.socket(pseudo.family, pseudo.type, pseudo.proto, fileno=os.dup(pseudo.fileno()))
     size_buffers(raw)
     return raw, owned
 
@@ -150,5 +153,9 @@ def size_buffers(sock: Any) -> None:
     # say it once, as the operator must raise it (see loadtests/README.md, ingress)
     if got < SOCKET_RCVBUF and not _capped_warned:
         _capped_warned = True
-        log.warning("UDP receive buffers capped at %d bytes: set net.core.rmem_max to at least "
-                    "%d, or key-frame bursts are dropped at ingress", got, SOCKET_RCVBUF)
+        log.warning(
+            "UDP receive buffers capped at %d bytes: set net.core.rmem_max to at least "
+            "%d, or key-frame bursts are dropped at ingress",
+            got,
+            SOCKET_RCVBUF,
+        )

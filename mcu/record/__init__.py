@@ -14,5 +14,17 @@ from mcu.record.recorder import Recorder, finalise, recover
 from mcu.record.service import AlreadyRunning, MediaUnavailable, NotRunning, RecordingService
 from mcu.record.store import RecordingStore
 
-__all__ = ["AlreadyRunning", "AudioFeed", "HlsWriter", "MediaUnavailable", "NotRunning", "Recorder",
-           "RecordingService", "RecordingStore", "Timeline", "finalise", "opus_head", "recover"]
+__all__ = [
+    "AlreadyRunning",
+    "AudioFeed",
+    "HlsWriter",
+    "MediaUnavailable",
+    "NotRunning",
+    "Recorder",
+    "RecordingService",
+    "RecordingStore",
+    "Timeline",
+    "finalise",
+    "opus_head",
+    "recover",
+]

@@ -23,7 +23,7 @@ class AacTranscoder:
         self._decoder, self._encoder = dec, enc
         self._fifo = av.AudioFifo()
         self._base_ms: float | None = None
-        self._fed = 0                      # samples given to the encoder
+        self._fed = 0  # samples given to the encoder
         self._last_ms = -1
 
     @property
@@ -39,7 +39,7 @@ class AacTranscoder:
             return []
         queued = self._fifo.samples
         expected = None if self._base_ms is None else self._base_ms + (self._fed + queued) * 1000 / AUDIO_RATE
-        if expected is None or abs(ms - expected) > 200:       # first packet, or a gap: re-anchor
+        if expected is None or abs(ms - expected) > 200:  # first packet, or a gap: re-anchor
             self._base_ms = ms - (self._fed + queued) * 1000 / AUDIO_RATE
         for f in frames:
             f.pts = None

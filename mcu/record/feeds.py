@@ -68,7 +68,7 @@ class Timeline:
         self._clock = clock
         self.start = clock()
         self._max_jump = max_jump_s
-        self._anchor: dict[str, tuple[int, float]] = {}    # stream -> (first unwrapped ts, offset ms)
+        self._anchor: dict[str, tuple[int, float]] = {}  # stream -> (first unwrapped ts, offset ms)
         self._last_raw: dict[str, int] = {}
         self._unwrapped: dict[str, int] = {}
         self._last_ms: dict[str, int] = {}

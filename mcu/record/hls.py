@@ -30,23 +30,30 @@ from mcu.record.segmenter import MS, SegmentedSink
 from mcu.record.util import write_atomic
 
 PLAYLIST = "index.m3u8"
-KEEP_EXTRA = 3          # segments kept on disk after they left the playlist
+KEEP_EXTRA = 3  # segments kept on disk after they left the playlist
 
 
 class HlsWriter(SegmentedSink):
     kind = "hls"
 
-    def __init__(self, dir: str | os.PathLike, segment_seconds: float = 2.0, window: int = 6,
-                 video_source: Any = None, audio_source: Any = None,
-                 request_keyframe: Callable[[], Any] | None = None, audio_bitrate: int = 64000,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        dir: str | os.PathLike,
+        segment_seconds: float = 2.0,
+        window: int = 6,
+        video_source: Any = None,
+        audio_source: Any = None,
+        request_keyframe: Callable[[], Any] | None = None,
+        audio_bitrate: int = 64000,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         if window < 3:
             raise ValueError("window must be at least 3 segments")
         super().__init__(Path(dir), segment_seconds, video_source, audio_source, request_keyframe, clock)
         self.window = window
         self.audio_bitrate = audio_bitrate
-        self.segments: list[tuple[str, float]] = []   # (file, seconds) still on disk, oldest first
-        self.media_sequence = 0                        # sequence number of segments[0]
+        self.segments: list[tuple[str, float]] = []  # (file, seconds) still on disk, oldest first
+        self.media_sequence = 0  # sequence number of segments[0]
         self.target = math.ceil(segment_seconds)
         self._container = None
         self._vstream = self._astream = None
@@ -97,10 +104,10 @@ class HlsWriter(SegmentedSink):
         if c is None:
             return
         c.close()
-        final = self._part.with_suffix("")           # seg000001.ts.part -> seg000001.ts
+        final = self._part.with_suffix("")  # seg000001.ts.part -> seg000001.ts
         os.replace(self._part, final)
         seconds = max(0.001, (end_ms - self.seg_start_ms) / 1000)
-        self.target = max(self.target, int(seconds + 0.5))   # EXTINF rounded <= TARGETDURATION
+        self.target = max(self.target, int(seconds + 0.5))  # EXTINF rounded <= TARGETDURATION
         self.segments.append((final.name, seconds))
         while len(self.segments) > self.window + KEEP_EXTRA:
             (self.directory / self.segments.pop(0)[0]).unlink(missing_ok=True)
@@ -112,10 +119,14 @@ class HlsWriter(SegmentedSink):
 
     # ---- the playlist -------------------------------------------------------------------
     def playlist_text(self) -> str:
-        listed = self.segments[-self.window:]
+        listed = self.segments[-self.window :]
         first_seq = self.segment_index_of(listed[0][0]) - 1 if listed else 0
-        lines = ["#EXTM3U", "#EXT-X-VERSION:3", f"#EXT-X-TARGETDURATION:{self.target}",
-                 f"#EXT-X-MEDIA-SEQUENCE:{first_seq}"]
+        lines = [
+            "#EXTM3U",
+            "#EXT-X-VERSION:3",
+            f"#EXT-X-TARGETDURATION:{self.target}",
+            f"#EXT-X-MEDIA-SEQUENCE:{first_seq}",
+        ]
         for name, seconds in listed:
             lines += [f"#EXTINF:{seconds:.3f},", name]
         if self.ended:
@@ -128,7 +139,7 @@ class HlsWriter(SegmentedSink):
 
     def _write_playlist(self) -> None:
         if self.segments:
-            self.media_sequence = self.segment_index_of(self.segments[-self.window:][0][0]) - 1
+            self.media_sequence = self.segment_index_of(self.segments[-self.window :][0][0]) - 1
             write_atomic(self.directory / PLAYLIST, self.playlist_text().encode(), sync=False)
 
     def result(self) -> dict[str, Any]:

@@ -47,8 +47,10 @@ def container_metadata(index: dict) -> dict[str, str]:
     people = index.get("participants") or []
     return {
         "title": index.get("title") or index.get("meeting_id", ""),
-        "comment": (f"Cuộc họp {index.get('meeting_id', '')}, bắt đầu {started}; "
-                    f"điểm cầu: {', '.join(people) if people else '-'}"),
+        "comment": (
+            f"Cuộc họp {index.get('meeting_id', '')}, bắt đầu {started}; "
+            f"điểm cầu: {', '.join(people) if people else '-'}"
+        ),
         "MEETING_ID": index.get("meeting_id", ""),
         "OCCURRENCE_ID": index.get("occurrence_id") or "",
         "START_TIME": started,
@@ -61,24 +63,31 @@ def container_metadata(index: dict) -> dict[str, str]:
 class Recorder(SegmentedSink):
     kind = "recorder"
 
-    def __init__(self, path_dir: str | os.PathLike, meeting_meta: dict[str, Any], video_source: Any,
-                 audio_source: Any, segment_seconds: float = 4.0,
-                 request_keyframe: Callable[[], Any] | None = None,
-                 clock: Callable[[], float] = time.monotonic,
-                 wall: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        path_dir: str | os.PathLike,
+        meeting_meta: dict[str, Any],
+        video_source: Any,
+        audio_source: Any,
+        segment_seconds: float = 4.0,
+        request_keyframe: Callable[[], Any] | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        wall: Callable[[], float] = time.time,
+    ) -> None:
         if not 2.0 <= segment_seconds <= 6.0:
             raise ValueError("segment_seconds must be between 2 and 6")
-        super().__init__(Path(path_dir), segment_seconds, video_source, audio_source,
-                         request_keyframe, clock)
+        super().__init__(Path(path_dir), segment_seconds, video_source, audio_source, request_keyframe, clock)
         if not meeting_meta.get("meeting_id"):
             raise ValueError("meeting_meta needs a meeting_id")
         self._wall = wall
         self.index: dict[str, Any] = {
-            "id": Path(path_dir).name, "meeting_id": meeting_meta["meeting_id"],
+            "id": Path(path_dir).name,
+            "meeting_id": meeting_meta["meeting_id"],
             "occurrence_id": meeting_meta.get("occurrence_id"),
             "title": meeting_meta.get("title") or meeting_meta["meeting_id"],
             "participants": list(dict.fromkeys(meeting_meta.get("participants") or [])),
-            "state": "new", "segments": [],
+            "state": "new",
+            "segments": [],
         }
         self._container: av.container.OutputContainer | None = None
         self._seg_path: Path | None = None
@@ -98,8 +107,11 @@ class Recorder(SegmentedSink):
     def _open_sink(self) -> None:
         self.directory.mkdir(parents=True, exist_ok=True)
         now = datetime.fromtimestamp(self._wall(), UTC)
-        self.index.update(state="recording", started_at=now.astimezone(VN).isoformat(timespec="seconds"),
-                          started_at_utc=now.isoformat(timespec="seconds").replace("+00:00", "Z"))
+        self.index.update(
+            state="recording",
+            started_at=now.astimezone(VN).isoformat(timespec="seconds"),
+            started_at_utc=now.isoformat(timespec="seconds").replace("+00:00", "Z"),
+        )
         write_json_atomic(self.directory / INDEX, self.index)
 
     def _begin_segment(self, index: int, start_ms: int) -> None:
@@ -136,8 +148,7 @@ class Recorder(SegmentedSink):
         if c is None:
             return
         c.close()
-        self.index["segments"].append({"file": self._seg_path.name, "start_ms": self.seg_start_ms,
-                                       "end_ms": end_ms})
+        self.index["segments"].append({"file": self._seg_path.name, "start_ms": self.seg_start_ms, "end_ms": end_ms})
         self.index["duration_s"] = round(end_ms / 1000, 3)
         self._io.submit(self._persist, self._seg_path, dict(self.index, segments=list(self.index["segments"])))
 
@@ -221,26 +232,31 @@ def finalise(directory: str | os.PathLike, state: str = "done") -> dict[str, Any
     """Concatenate a recording's segments into its final file, update the index, then delete
     the segments. Used by ``Recorder.stop()`` and, after a crash, by ``recover()``."""
     directory = Path(directory)
-    index = read_json(directory / INDEX) or {"id": directory.name, "meeting_id": directory.name,
-                                             "participants": [], "segments": []}
+    index = read_json(directory / INDEX) or {
+        "id": directory.name,
+        "meeting_id": directory.name,
+        "participants": [],
+        "segments": [],
+    }
     segments = _segment_files(directory)
     ext = index.get("ext") or (segments[0].suffix if segments else ".webm")
     fmt = index.get("format") or ("matroska" if ext == ".mkv" else "webm")
     final = directory / f"recording{ext}"
     end = concat_segments(segments, final, fmt, container_metadata(index)) if segments else 0
-    if not end and final.is_file():            # a crash after the concatenation: probe it
+    if not end and final.is_file():  # a crash after the concatenation: probe it
         try:
             with av.open(str(final)) as c:
                 end = round((c.duration or 0) / 1000)
         except (av.error.FFmpegError, OSError):
             end = 0
     if end:
-        index.update(file=final.name, duration_s=round(end / 1000, 3), size_bytes=final.stat().st_size,
-                     state=state, segments=[])
+        index.update(
+            file=final.name, duration_s=round(end / 1000, 3), size_bytes=final.stat().st_size, state=state, segments=[]
+        )
     else:
         index.update(file=None, duration_s=0, size_bytes=0, state="empty", segments=[])
-    write_json_atomic(directory / INDEX, index)   # the index names the final file first,
-    if end:                                       # then the segments go
+    write_json_atomic(directory / INDEX, index)  # the index names the final file first,
+    if end:  # then the segments go
         for p in segments:
             p.unlink(missing_ok=True)
     return index

@@ -37,12 +37,20 @@ def parameter_sets(annexb: bytes) -> bytes:
 
 
 class RtmpPusher:
-    def __init__(self, url: str, video_source: Any = None, audio_source: Any = None,
-                 request_keyframe: Callable[[], Any] | None = None, audio_bitrate: int = 96000,
-                 retry_s: float = 5.0, queue_size: int = 600, fmt: str = "flv",
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        url: str,
+        video_source: Any = None,
+        audio_source: Any = None,
+        request_keyframe: Callable[[], Any] | None = None,
+        audio_bitrate: int = 96000,
+        retry_s: float = 5.0,
+        queue_size: int = 600,
+        fmt: str = "flv",
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.url, self.fmt, self.retry_s = url, fmt, retry_s
-        self.safe_url = re.sub(r"/[^/]*$", "/***", url)     # the stream key stays out of logs
+        self.safe_url = re.sub(r"/[^/]*$", "/***", url)  # the stream key stays out of logs
         self._video_source, self._audio_source = video_source, audio_source
         self._request_keyframe = request_keyframe
         self._clock = clock
@@ -110,8 +118,14 @@ class RtmpPusher:
             if self._thread is not None:
                 self._queue.put(None)
                 await asyncio.get_running_loop().run_in_executor(None, self._thread.join, 10.0)
-        return {"url": self.safe_url, "connects": self.connects, "failures": self.failures,
-                "sent": self.sent, "dropped": self.dropped, "last_error": self.last_error}
+        return {
+            "url": self.safe_url,
+            "connects": self.connects,
+            "failures": self.failures,
+            "sent": self.sent,
+            "dropped": self.dropped,
+            "last_error": self.last_error,
+        }
 
     # ---- the worker thread --------------------------------------------------------------
     def _run(self) -> None:
@@ -141,8 +155,8 @@ class RtmpPusher:
                         if t >= base:
                             self._mux(out, as_, pkt, t - base, True)
                 else:
-                    aac.feed(data, ms)           # keep the encoder's clock running
-            except Exception as exc:             # network lost, refused, platform closed it
+                    aac.feed(data, ms)  # keep the encoder's clock running
+            except Exception as exc:  # network lost, refused, platform closed it
                 self.failures += 1
                 self.last_error = str(exc).replace(self.url, self.safe_url)
                 log.warning("rtmp push to %s failed: %s; retrying in %.0f s", self.safe_url, exc, self.retry_s)
@@ -176,5 +190,5 @@ class RtmpPusher:
         if out is not None:
             try:
                 out.close()
-            except Exception as exc:            # the connection is gone already
+            except Exception as exc:  # the connection is gone already
                 log.debug("closing the rtmp output failed: %s", exc)

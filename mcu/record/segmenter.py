@@ -29,9 +29,15 @@ MS = Fraction(1, 1000)
 class SegmentedSink:
     kind = "sink"
 
-    def __init__(self, directory, segment_seconds: float, video_source: Any = None,
-                 audio_source: Any = None, request_keyframe: Callable[[], Any] | None = None,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        directory,
+        segment_seconds: float,
+        video_source: Any = None,
+        audio_source: Any = None,
+        request_keyframe: Callable[[], Any] | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         if not 1.0 <= segment_seconds <= 10.0:
             raise ValueError("segment_seconds must be between 1 and 10")
         self.directory = directory
@@ -41,7 +47,7 @@ class SegmentedSink:
         self._clock = clock
         self.timeline: Timeline | None = None
         self.video_driven = video_source is not None
-        self.segment_index = 0               # number of segments opened so far
+        self.segment_index = 0  # number of segments opened so far
         self.seg_start_ms: int | None = None  # None: no segment open
         self.last_ms = 0
         self._asked_at: float = -1e9
@@ -92,7 +98,7 @@ class SegmentedSink:
         while (frame := await self._video_source.get()) is not None:
             self._guarded(self.push_video, frame)
         log.info("%s: the video source ended; finishing", self.kind)
-        self._end_task = asyncio.get_running_loop().create_task(self.stop())   # keeps a reference
+        self._end_task = asyncio.get_running_loop().create_task(self.stop())  # keeps a reference
 
     async def _pump_audio(self) -> None:
         while (item := await self._audio_source.get()) is not None:
@@ -101,7 +107,7 @@ class SegmentedSink:
     def _guarded(self, fn, *args) -> None:
         try:
             fn(*args)
-        except Exception:                 # one bad packet must not end a recording
+        except Exception:  # one bad packet must not end a recording
             self.errors += 1
             if self.errors <= 5:
                 log.exception("%s: writing a packet failed", self.kind)
@@ -132,7 +138,7 @@ class SegmentedSink:
         if not self.video_driven and (self.seg_start_ms is None or ms - self.seg_start_ms >= self.segment_ms):
             self._cut(ms)
         if self.seg_start_ms is None or ms < self.seg_start_ms:
-            return                          # before the first keyframe: nothing to attach it to
+            return  # before the first keyframe: nothing to attach it to
         self.audio_packets += 1
         self.last_ms = max(self.last_ms, ms)
         self._write_audio(payload, ms)

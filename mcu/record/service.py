@@ -53,13 +53,26 @@ class _Active:
 
 
 class RecordingService:
-    def __init__(self, root: str | Path, retention_days: float = 30, hls_root: str | Path | None = None,
-                 segment_seconds: float = 4.0, record_rendition: str = "720p", hls_rendition: str = "hls",
-                 hls_segment_seconds: float = 2.0, hls_window: int = 6, audio_profile: str = "fibre",
-                 sweep_interval_s: float = 3600.0) -> None:
+    def __init__(
+        self,
+        root: str | Path,
+        retention_days: float = 30,
+        hls_root: str | Path | None = None,
+        segment_seconds: float = 4.0,
+        record_rendition: str = "720p",
+        hls_rendition: str = "hls",
+        hls_segment_seconds: float = 2.0,
+        hls_window: int = 6,
+        audio_profile: str = "fibre",
+        sweep_interval_s: float = 3600.0,
+    ) -> None:
         self.store = RecordingStore(root, retention_days)
         self.hls_root = Path(hls_root) if hls_root else Path(root).parent / "live"
-        self.segment_seconds, self.record_rendition, self.hls_rendition = segment_seconds, record_rendition, hls_rendition
+        self.segment_seconds, self.record_rendition, self.hls_rendition = (
+            segment_seconds,
+            record_rendition,
+            hls_rendition,
+        )
         self.hls_segment_seconds, self.hls_window = hls_segment_seconds, hls_window
         self.audio_profile = audio_profile
         self.sweep_interval_s = sweep_interval_s
@@ -71,8 +84,7 @@ class RecordingService:
         self._sweeper: asyncio.Task | None = None
         self._lock = asyncio.Lock()
 
-    def connect_media(self, provider: Callable[[str], Any] | None,
-                      release: Callable[[str], Any] | None = None) -> None:
+    def connect_media(self, provider: Callable[[str], Any] | None, release: Callable[[str], Any] | None = None) -> None:
         """``provider(meeting_id)`` (plain or async) -> an object with ``compositor`` and
         ``mixer`` (e.g. ``mcu.bridge.pipeline.McuPipeline``), or None when the meeting has no media
         here. The provider may create the pipeline; each successful call is paired with one
@@ -149,6 +161,7 @@ class RecordingService:
                 mixer.remove_listener(listener_id)
                 feed.close()
                 self._let_go(meeting_id)
+
         return sub, feed, (lambda: comp.request_keyframe(rendition)), cleanup
 
     def _let_go(self, meeting_id: str) -> None:
@@ -168,13 +181,14 @@ class RecordingService:
             act = self._recording.get(meeting_id)
             if act is not None and act.sink.running:
                 raise AlreadyRunning(f"meeting {meeting_id} is already being recorded ({act.info['id']})")
-            if act is not None:                  # ended by itself (the meeting's media stopped)
+            if act is not None:  # ended by itself (the meeting's media stopped)
                 act.cleanup()
             taps = await self._taps(meeting_id)
             folder = self.store.new_dir(meeting_id)
             try:
-                sub, feed, keyframe, cleanup = self._sources(meeting_id, taps, self.record_rendition,
-                                                             f"rec:{folder.name}")
+                sub, feed, keyframe, cleanup = self._sources(
+                    meeting_id, taps, self.record_rendition, f"rec:{folder.name}"
+                )
             except Exception:
                 shutil.rmtree(folder, ignore_errors=True)
                 raise
@@ -217,9 +231,8 @@ class RecordingService:
             await hls.start()
             self._streaming[meeting_id] = _Active(hls, cleanup, {"dir": str(folder)})
             if rtmp_url:
-                taps = await self._taps(meeting_id)        # one provider call per release
-                sub, feed, keyframe, cleanup = self._sources(meeting_id, taps, self.hls_rendition,
-                                                             f"rtmp:{meeting_id}")
+                taps = await self._taps(meeting_id)  # one provider call per release
+                sub, feed, keyframe, cleanup = self._sources(meeting_id, taps, self.hls_rendition, f"rtmp:{meeting_id}")
                 pusher = RtmpPusher(rtmp_url, sub, feed, keyframe)
                 await pusher.start()
                 self._pushing[meeting_id] = _Active(pusher, cleanup, {"url": rtmp_url})

@@ -29,8 +29,7 @@ def _epoch(index: dict[str, Any], folder: Path) -> float:
 
 
 class RecordingStore:
-    def __init__(self, root: str | Path, retention_days: float = 30,
-                 clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, root: str | Path, retention_days: float = 30, clock: Callable[[], float] = time.time) -> None:
         if retention_days <= 0:
             raise ValueError("retention_days must be positive")
         self.root = Path(root)
@@ -64,13 +63,22 @@ class RecordingStore:
         index = read_json(folder / INDEX) or {}
         size = sum(p.stat().st_size for p in folder.iterdir() if p.is_file() and p.name != INDEX)
         started = _epoch(index, folder)
-        return {"id": folder.name, "meeting_id": index.get("meeting_id"), "title": index.get("title"),
-                "occurrence_id": index.get("occurrence_id"), "participants": index.get("participants", []),
-                "started_at": index.get("started_at"), "stopped_at": index.get("stopped_at"),
-                "duration_s": index.get("duration_s", 0), "size_bytes": size,
-                "state": index.get("state", "unknown"), "file": index.get("file"),
-                "expires_at": datetime.fromtimestamp(started + self.retention_days * 86400, VN)
-                .isoformat(timespec="seconds")}
+        return {
+            "id": folder.name,
+            "meeting_id": index.get("meeting_id"),
+            "title": index.get("title"),
+            "occurrence_id": index.get("occurrence_id"),
+            "participants": index.get("participants", []),
+            "started_at": index.get("started_at"),
+            "stopped_at": index.get("stopped_at"),
+            "duration_s": index.get("duration_s", 0),
+            "size_bytes": size,
+            "state": index.get("state", "unknown"),
+            "file": index.get("file"),
+            "expires_at": datetime.fromtimestamp(started + self.retention_days * 86400, VN).isoformat(
+                timespec="seconds"
+            ),
+        }
 
     def list(self, meeting_id: str | None = None) -> list[dict[str, Any]]:
         out = []

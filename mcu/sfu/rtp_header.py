@@ -159,9 +159,7 @@ def pli(sender_ssrc: int, media_ssrc: int) -> bytes:
 
 def fir(sender_ssrc: int, media_ssrc: int, seq_nr: int) -> bytes:
     """RTCP Full Intra Request (RFC 5104 4.3.1)."""
-    return struct.pack(
-        "!BBHIIIB3x", 0x84, RTCP_PSFB, 4, sender_ssrc, 0, media_ssrc, seq_nr & 0xFF
-    )
+    return struct.pack("!BBHIIIB3x", 0x84, RTCP_PSFB, 4, sender_ssrc, 0, media_ssrc, seq_nr & 0xFF)
 
 
 def nack(sender_ssrc: int, media_ssrc: int, lost: list[int]) -> bytes:
@@ -188,8 +186,7 @@ def receiver_report(sender_ssrc: int, blocks: list[tuple[int, int, int, int]]) -
         struct.pack("!IIIIII", ssrc, (fraction & 0xFF) << 24 | (lost & 0xFFFFFF), high, 0, 0, 0)
         for ssrc, fraction, lost, high in blocks[:31]
     )
-    return struct.pack("!BBHI", 0x80 | len(blocks[:31]), RTCP_RR, 1 + len(body) // 4,
-                       sender_ssrc) + body
+    return struct.pack("!BBHI", 0x80 | len(blocks[:31]), RTCP_RR, 1 + len(body) // 4, sender_ssrc) + body
 
 
 def remb(sender_ssrc: int, bitrate: int, ssrcs: list[int]) -> bytes:
@@ -199,8 +196,7 @@ def remb(sender_ssrc: int, bitrate: int, ssrcs: list[int]) -> bytes:
     while mantissa >= 1 << 18:
         mantissa >>= 1
         exp += 1
-    fci = b"REMB" + struct.pack("!BBH", len(ssrcs), (exp << 2) | (mantissa >> 16),
-                                mantissa & 0xFFFF)
+    fci = b"REMB" + struct.pack("!BBH", len(ssrcs), (exp << 2) | (mantissa >> 16), mantissa & 0xFFFF)
     fci += b"".join(struct.pack("!I", s) for s in ssrcs)
     return struct.pack("!BBHII", 0x8F, RTCP_PSFB, 2 + len(fci) // 4, sender_ssrc, 0) + fci
 

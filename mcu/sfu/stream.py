@@ -174,10 +174,7 @@ class Stream:
         for pt, level_id, outs in glist:
             if level_id and level is not None:
                 tmpl = (
-                    bytes((0x90, b1 | pt))
-                    + _ZERO10
-                    + bytes((0xBE, 0xDE, 0, 1, level_id << 4, level, 0, 0))
-                    + payload
+                    bytes((0x90, b1 | pt)) + _ZERO10 + bytes((0xBE, 0xDE, 0, 1, level_id << 4, level, 0, 0)) + payload
                 )
             else:
                 tmpl = bytes((0x80, b1 | pt)) + _ZERO10 + payload

@@ -170,8 +170,7 @@ class Output:
         """Remember where the output stands so the next source continues seamlessly."""
         src = self.source
         if self.live and src is not None and src.fwd_time is not None:
-            self._prev = (src, self.seq_off, self.ts_off, self.pid_off, self.epoch_seq,
-                          src.last_seq)
+            self._prev = (src, self.seq_off, self.ts_off, self.pid_off, self.epoch_seq, src.last_seq)
             self.packets_before += ((src.last_seq - self.epoch_seq) & 0xFFFF) + 1
             self.next_seq = (src.last_seq + self.seq_off + 1) & 0xFFFF
             self.next_ts = (src.last_ts + self.ts_off + 1) & 0xFFFFFFFF
@@ -197,7 +196,11 @@ class Output:
         """Rewrite one source packet for this output (slow path; the router inlines this).
         ``offs``: (seq, timestamp, picture id offsets, VP8?) of an earlier epoch."""
         seq_off, ts_off, pid_off, vp8 = offs or (
-            self.seq_off, self.ts_off, self.pid_off, self.source is not None and self.source.vp8)
+            self.seq_off,
+            self.ts_off,
+            self.pid_off,
+            self.source is not None and self.source.vp8,
+        )
         ext_start, ext_end, off, end = payload_bounds(data)
         seq = U16.unpack_from(data, 2)[0]
         ts = SEQ_TS_SSRC.unpack_from(data, 2)[1]

@@ -23,11 +23,22 @@ def openapi_paths(op, ok) -> dict:
     internal media routes take a node token, never a user's: documented for operators of proxies."""
     tag = "cluster"
     return {
-        "/api/v1/cluster": {"get": op("Live signaling and media nodes, their load and the meeting pins (operator)",
-                                      tag, ok("cluster"))},
-        "/internal/media/peer": {"get": op("Node-to-node: one media peer over a WebSocket (node token)", tag,
-                                           {"101": {"description": "WebSocket: open, offer, answer, ice, mute"}})},
+        "/api/v1/cluster": {
+            "get": op("Live signaling and media nodes, their load and the meeting pins (operator)", tag, ok("cluster"))
+        },
+        "/internal/media/peer": {
+            "get": op(
+                "Node-to-node: one media peer over a WebSocket (node token)",
+                tag,
+                {"101": {"description": "WebSocket: open, offer, answer, ice, mute"}},
+            )
+        },
         "/internal/media/meetings/{meeting_id}/{what}": {
-            "post": op("Node-to-node: a meeting's floor, layout, link statistics or the chair's record action (node token)", tag, ok("done"),
-                       params=["meeting_id", "what"])},
+            "post": op(
+                "Node-to-node: a meeting's floor, layout, link statistics or the chair's record action (node token)",
+                tag,
+                ok("done"),
+                params=["meeting_id", "what"],
+            )
+        },
     }

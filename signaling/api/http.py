@@ -51,7 +51,9 @@ async def error_middleware(request: web.Request, handler) -> web.StreamResponse:
         resp = await handler(request)
     except web.HTTPException as exc:
         if exc.status >= 400 and exc.content_type != "application/json":
-            code = {404: "not_found", 405: "method_not_allowed", 408: "timeout", 413: "too_large"}.get(exc.status, "http_error")
+            code = {404: "not_found", 405: "method_not_allowed", 408: "timeout", 413: "too_large"}.get(
+                exc.status, "http_error"
+            )
             resp = error_response(ApiError(code, f"{exc.reason}: {request.method} {request.path}", exc.status))
             if "Allow" in exc.headers:  # RFC 9110: a 405 lists the methods that are allowed
                 resp.headers["Allow"] = exc.headers["Allow"]

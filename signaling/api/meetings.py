@@ -11,7 +11,15 @@ from aiohttp import web
 from signaling.errors import bad_request, forbidden
 from signaling.api.http import ctx_of, identity, json_response, read_body, require_operator
 from signaling.meetings.model import (
-    ChairId, Description, Invited, LocalTime, MediaModes, MeetingSpec, Minutes, Recurrence, Title,
+    ChairId,
+    Description,
+    Invited,
+    LocalTime,
+    MediaModes,
+    MeetingSpec,
+    Minutes,
+    Recurrence,
+    Title,
 )
 from signaling.meetings.validation import parse_time
 
@@ -75,8 +83,9 @@ async def patch_meeting(request: web.Request) -> web.Response:
     changes = {k: v for k, v in msgspec.structs.asdict(patch).items() if v is not UNSET and k != "expected_version"}
     if not changes:
         raise bad_request("nothing to change: send at least one field")
-    meeting = await ctx_of(request).meetings.update(request.match_info["meeting_id"], changes,
-                                                    expected_version=patch.expected_version)
+    meeting = await ctx_of(request).meetings.update(
+        request.match_info["meeting_id"], changes, expected_version=patch.expected_version
+    )
     return json_response(meeting.to_dict())
 
 
@@ -129,7 +138,9 @@ async def live(request: web.Request) -> web.Response:
     state = await ctx.rooms.state(occ.occurrence_id)
     people = await ctx.rooms.participants(occ.occurrence_id)
     body = {"meeting_id": meeting.id, "open": True, "occurrence_id": occ.occurrence_id, "participants": people, **state}
-    if ctx.placement is not None:  # per endpoint on its media node(s): sending, kbit/s, loss, quality (mcu.meeting.quality)
+    if (
+        ctx.placement is not None
+    ):  # per endpoint on its media node(s): sending, kbit/s, loss, quality (mcu.meeting.quality)
         links = await ctx.placement.link_stats(meeting.id)
         body["media"] = {k: v for k, v in links.items() if not k.startswith("cascade:")}
         body["cascade_links"] = {k: v for k, v in links.items() if k.startswith("cascade:")}  # edge nodes' links

@@ -27,8 +27,11 @@ class OperatorRequest(msgspec.Struct, forbid_unknown_fields=True):
 def _check_username(username: str) -> None:
     # fullmatch: re.match with '$' lets a trailing line break through
     if not USERNAME.fullmatch(username):
-        raise bad_request(f"username {username[:40]!r}: 2-32 characters from a-z, 0-9, '.', '_' and '-', "
-                          f"starting with a letter or digit", "username")
+        raise bad_request(
+            f"username {username[:40]!r}: 2-32 characters from a-z, 0-9, '.', '_' and '-', "
+            f"starting with a letter or digit",
+            "username",
+        )
 
 
 @routes.get("/api/v1/operators")
@@ -44,8 +47,9 @@ async def add_operator(request: web.Request) -> web.Response:
     body = await read_body(request, OperatorRequest)
     _check_username(body.username)
     if body.name is not None and CONTROL.search(body.name):
-        raise bad_request("name contains a control character (such as NUL or a line break); give one line of text",
-                          "name")
+        raise bad_request(
+            "name contains a control character (such as NUL or a line break); give one line of text", "name"
+        )
     ctx = ctx_of(request)
     if await ctx.store.get("operators", body.username) is not None:
         raise conflict(f"operator {body.username!r} exists; delete it first to reset its password")
@@ -59,7 +63,9 @@ async def delete_operator(request: web.Request) -> web.Response:
     username = request.match_info["username"]
     _check_username(username)  # a NUL cannot even be looked up: say what is wrong instead of failing
     if username in ("admin", me.id):
-        raise bad_request(f"operator {username!r} cannot be deleted ({'the first operator' if username == 'admin' else 'yourself'})")
+        raise bad_request(
+            f"operator {username!r} cannot be deleted ({'the first operator' if username == 'admin' else 'yourself'})"
+        )
     ctx = ctx_of(request)
     if not await ctx.store.delete("operators", username):
         raise not_found(f"no operator {username!r}")

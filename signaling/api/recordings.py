@@ -22,8 +22,12 @@ from signaling.recording import service_errors, set_recording, translate
 
 routes = web.RouteTableDef()
 SEGMENT_NAME = re.compile(r"^(index\.m3u8|seg\d{6}\.ts)$")
-CONTENT_TYPES = {".m3u8": "application/vnd.apple.mpegurl", ".ts": "video/mp2t",
-                 ".webm": "video/webm", ".mkv": "video/x-matroska"}
+CONTENT_TYPES = {
+    ".m3u8": "application/vnd.apple.mpegurl",
+    ".ts": "video/mp2t",
+    ".webm": "video/webm",
+    ".mkv": "video/x-matroska",
+}
 
 
 class RecordingAction(msgspec.Struct, forbid_unknown_fields=True):
@@ -68,7 +72,10 @@ async def list_recordings(request: web.Request) -> web.Response:
     recs, retention = [], None
     if ctx.recordings is not None:
         retention = ctx.recordings.store.retention_days
-        recs = [dict(r, node=ctx.settings.node_id) for r in ctx.recordings.store.list(request.query.get("meeting_id") or None)]
+        recs = [
+            dict(r, node=ctx.settings.node_id)
+            for r in ctx.recordings.store.list(request.query.get("meeting_id") or None)
+        ]
     for status, body in others:
         if status == 200:
             recs += body["recordings"]
@@ -95,8 +102,10 @@ async def download_recording(request: web.Request) -> web.StreamResponse:
         raise not_found(f"recording {rec_id} has no media file (state {info['state']})")
     name = f"{rec_id}{path.suffix}"
     title = f"{info.get('title') or rec_id}{path.suffix}"
-    headers = {"Content-Disposition": f"attachment; filename=\"{name}\"; filename*=UTF-8''{quote(title)}",
-               "Content-Type": CONTENT_TYPES.get(path.suffix, "application/octet-stream")}
+    headers = {
+        "Content-Disposition": f"attachment; filename=\"{name}\"; filename*=UTF-8''{quote(title)}",
+        "Content-Type": CONTENT_TYPES.get(path.suffix, "application/octet-stream"),
+    }
     return web.FileResponse(path, headers=headers)
 
 
@@ -126,8 +135,14 @@ async def recording_state(request: web.Request) -> web.Response:
     service = _service(request)
     await ctx_of(request).meetings.get(mid)
     current = service.recording(mid)
-    return json_response({"meeting_id": mid, "recording": current is not None, "current": current,
-                          "streaming": service.hls_dir(mid) is not None})
+    return json_response(
+        {
+            "meeting_id": mid,
+            "recording": current is not None,
+            "current": current,
+            "streaming": service.hls_dir(mid) is not None,
+        }
+    )
 
 
 @routes.post("/api/v1/meetings/{meeting_id}/recording")
@@ -175,9 +190,14 @@ async def live_file(request: web.Request) -> web.StreamResponse:
     if not SEGMENT_NAME.match(name) or not path.is_file():
         raise not_found(f"no live file {name!r} (yet)" if SEGMENT_NAME.match(name) else f"no live file {name!r}")
     playlist = name.endswith(".m3u8")
-    return web.FileResponse(path, headers={
-        "Content-Type": CONTENT_TYPES[path.suffix], "Access-Control-Allow-Origin": "*",
-        "Cache-Control": "no-cache" if playlist else "public, max-age=120"})
+    return web.FileResponse(
+        path,
+        headers={
+            "Content-Type": CONTENT_TYPES[path.suffix],
+            "Access-Control-Allow-Origin": "*",
+            "Cache-Control": "no-cache" if playlist else "public, max-age=120",
+        },
+    )
 
 
 def openapi_paths(op, ok) -> dict:
@@ -185,28 +205,55 @@ def openapi_paths(op, ok) -> dict:
     ``**api_recordings.openapi_paths(_op, _ok)`` in ``_paths()``; ``RecordingAction`` and ``StreamingAction`` join BODIES."""
     err = {s: {"$ref": "#/components/responses/BadRequest"} for s in ("409", "503")}
     binary = {"schema": {"type": "string", "format": "binary"}}
-    media = {s: {"description": d, "content": {t: binary for t in ("video/webm", "video/x-matroska")}}
-             for s, d in (("200", "the recording (Content-Disposition: attachment)"),
-                          ("206", "the requested byte range (Range request)"))}
-    live = {"summary": "Public live HLS of a meeting whose streaming is on: index.m3u8 and seg*.ts",
-            "tags": ["recordings"], "security": [],
-            "parameters": [{"name": n, "in": "path", "required": True, "schema": {"type": "string"}}
-                           for n in ("meeting_id", "name")],
-            "responses": {"200": {"description": "playlist or MPEG-TS segment", "content": {
-                t: {"schema": {"type": "string"}} for t in ("application/vnd.apple.mpegurl", "video/mp2t")}},
-                "404": {"$ref": "#/components/responses/NotFound"}}}
+    media = {
+        s: {"description": d, "content": {t: binary for t in ("video/webm", "video/x-matroska")}}
+        for s, d in (
+            ("200", "the recording (Content-Disposition: attachment)"),
+            ("206", "the requested byte range (Range request)"),
+        )
+    }
+    live = {
+        "summary": "Public live HLS of a meeting whose streaming is on: index.m3u8 and seg*.ts",
+        "tags": ["recordings"],
+        "security": [],
+        "parameters": [
+            {"name": n, "in": "path", "required": True, "schema": {"type": "string"}} for n in ("meeting_id", "name")
+        ],
+        "responses": {
+            "200": {
+                "description": "playlist or MPEG-TS segment",
+                "content": {t: {"schema": {"type": "string"}} for t in ("application/vnd.apple.mpegurl", "video/mp2t")},
+            },
+            "404": {"$ref": "#/components/responses/NotFound"},
+        },
+    }
     m, r, tag = ["meeting_id"], ["recording_id"], "recordings"
     return {
-        "/api/v1/recordings": {"get": op("List recordings (operator)", tag, {**ok("recordings"), **err}, query=["meeting_id"])},
+        "/api/v1/recordings": {
+            "get": op("List recordings (operator)", tag, {**ok("recordings"), **err}, query=["meeting_id"])
+        },
         "/api/v1/recordings/{recording_id}": {
             "get": op("Download a recording, HTTP Range supported (operator)", tag, {**media, **err}, params=r),
-            "delete": op("Delete a recording (operator)", tag, {**ok("deleted"), **err}, params=r)},
+            "delete": op("Delete a recording (operator)", tag, {**ok("deleted"), **err}, params=r),
+        },
         "/api/v1/meetings/{meeting_id}/recording": {
             "get": op("Recording and streaming state of a meeting (operator)", tag, {**ok("state"), **err}, params=m),
-            "post": op("Start or stop recording a meeting (operator); 503 when no media is connected", tag,
-                       {**ok("started", "201"), **ok("stopped"), **err}, RecordingAction, params=m)},
+            "post": op(
+                "Start or stop recording a meeting (operator); 503 when no media is connected",
+                tag,
+                {**ok("started", "201"), **ok("stopped"), **err},
+                RecordingAction,
+                params=m,
+            ),
+        },
         "/api/v1/meetings/{meeting_id}/streaming": {
-            "post": op("Start or stop the public live HLS stream (operator)", tag,
-                       {**ok("started", "201"), **ok("stopped"), **err}, StreamingAction, params=m)},
+            "post": op(
+                "Start or stop the public live HLS stream (operator)",
+                tag,
+                {**ok("started", "201"), **ok("stopped"), **err},
+                StreamingAction,
+                params=m,
+            )
+        },
         "/live/{meeting_id}/{name}": {"get": live},
     }

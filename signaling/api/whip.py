@@ -82,7 +82,9 @@ class HttpMediaMember:
         if self.ended:
             return
         self.ended = reason
-        log.info("%s session ended: %s", self.kind, reason, extra={"meeting": self.meeting_id, "endpoint": self.endpoint_id})
+        log.info(
+            "%s session ended: %s", self.kind, reason, extra={"meeting": self.meeting_id, "endpoint": self.endpoint_id}
+        )
         self.wake.set()  # not task.cancel(): a task cancelled before its first step skips its finally
 
 
@@ -115,13 +117,23 @@ async def _open(request: web.Request, kind: str) -> web.Response:
     sdp = await _read_sdp(request)
     view = request.query.get("view", "")
     if kind == "whep" and view not in ("", "speaker", "composite"):
-        raise bad_request(f"view must be 'speaker' (the floor holder / active speaker) or 'composite', got {view!r}", "view")
+        raise bad_request(
+            f"view must be 'speaker' (the floor holder / active speaker) or 'composite', got {view!r}", "view"
+        )
     meeting, occurrence, role, _ = await admit(ctx, ident, request.match_info["meeting_id"])
     if kind == "whip" and role == "viewer":
         raise forbidden("a viewer link cannot publish; use WHEP to watch")
     check_offer(sdp, kind)  # no usable media: 400 before any peer, place or room entry is made
-    member = HttpMediaMember(f"{kind}-{secrets.token_hex(8)}", ident.endpoint_id, ident, meeting.id,
-                             occurrence.occurrence_id, role, kind, _token_fingerprint(request))
+    member = HttpMediaMember(
+        f"{kind}-{secrets.token_hex(8)}",
+        ident.endpoint_id,
+        ident,
+        meeting.id,
+        occurrence.occurrence_id,
+        role,
+        kind,
+        _token_fingerprint(request),
+    )
     link = str(ident.endpoint.link) if ident.endpoint else "fibre"
     extra = {"via": kind, "renegotiate": False, **media_extra(meeting, link)}
     if view == "composite":
@@ -147,13 +159,19 @@ async def _open(request: web.Request, kind: str) -> web.Response:
         member.end("revoked: account deleted or secret rotated")
     if removed or member.ended:  # a removal or revocation raced this request
         await _release(ctx, member)
-        raise forbidden(f"this {kind.upper()} session was ended while it opened ({member.ended or 'removed by the chair'})")
+        raise forbidden(
+            f"this {kind.upper()} session was ended while it opened ({member.ended or 'removed by the chair'})"
+        )
     _resources(request)[member.session_id] = member
     member.task = asyncio.create_task(_keep_alive(request.app, member), name=f"{kind}:{member.session_id}")
     log.info("%s session opened", kind, extra={"meeting": meeting.id, "endpoint": ident.endpoint_id})
     location = f"/{kind}/{meeting.id}/{member.session_id}"
-    return web.Response(status=201, text=answer, content_type=SDP, headers={
-        "Location": location, "ETag": '"' + hashlib.sha256(answer.encode()).hexdigest()[:16] + '"'})
+    return web.Response(
+        status=201,
+        text=answer,
+        content_type=SDP,
+        headers={"Location": location, "ETag": '"' + hashlib.sha256(answer.encode()).hexdigest()[:16] + '"'},
+    )
 
 
 async def _start(ctx, member: HttpMediaMember, spec: PeerSpec, sdp: str) -> str:
@@ -169,7 +187,9 @@ async def _start(ctx, member: HttpMediaMember, spec: PeerSpec, sdp: str) -> str:
         await ctx.rooms.enter(member.occurrence_id, member, member.info())
         ctx.rooms.participants_changed(member.occurrence_id)
         if member.identity.kind != "operator":
-            await ctx.meetings.record_join(member.occurrence_id, member.endpoint_id, datetime.now(timezone.utc), via=member.kind)
+            await ctx.meetings.record_join(
+                member.occurrence_id, member.endpoint_id, datetime.now(timezone.utc), via=member.kind
+            )
     except BaseException:
         await asyncio.shield(_release(ctx, member, reserved=False))
         raise
@@ -192,10 +212,18 @@ def _token_fingerprint(request: web.Request) -> str:
 def _caps(ctx, member: HttpMediaMember) -> list[tuple[str, int, str]]:
     """(store collection, cap, the cap's setting) for each cap this session counts against."""
     limits, kind = ctx.settings.limits, member.kind
-    return [(f"{kind}-sessions:token:{member.token_fp}", getattr(limits, f"{kind}_sessions_per_token"),
-             f"{kind}_sessions_per_token"),
-            (f"{kind}-sessions:meeting:{member.meeting_id}", getattr(limits, f"{kind}_sessions_per_meeting"),
-             f"{kind}_sessions_per_meeting")]
+    return [
+        (
+            f"{kind}-sessions:token:{member.token_fp}",
+            getattr(limits, f"{kind}_sessions_per_token"),
+            f"{kind}_sessions_per_token",
+        ),
+        (
+            f"{kind}-sessions:meeting:{member.meeting_id}",
+            getattr(limits, f"{kind}_sessions_per_meeting"),
+            f"{kind}_sessions_per_meeting",
+        ),
+    ]
 
 
 async def _reserve(ctx, member: HttpMediaMember) -> None:
@@ -207,8 +235,10 @@ async def _reserve(ctx, member: HttpMediaMember) -> None:
                 held = len(await ctx.store.list_ephemeral(coll))
                 if held >= cap:
                     whose = "this token" if ":token:" in coll else f"meeting {member.meeting_id}"
-                    raise too_many_sessions(f"{whose} already has {held} {member.kind.upper()} sessions, the most "
-                                            f"allowed at once (limits.{setting} = {cap}); end one with DELETE first")
+                    raise too_many_sessions(
+                        f"{whose} already has {held} {member.kind.upper()} sessions, the most "
+                        f"allowed at once (limits.{setting} = {cap}); end one with DELETE first"
+                    )
                 await _hold(ctx, member, coll)
     except BaseException:  # over a cap, a cap's lock busy (503), the store failing: give back what was taken
         await _unreserve(ctx, member)
@@ -271,8 +301,9 @@ async def _release(ctx, member: HttpMediaMember, reserved: bool = True) -> None:
     ctx.sessions.remove_media(member)
     await member.peer.close()
     if member.drop_floor:
-        await ctx.rooms.release_floor(member.occurrence_id, member.meeting_id, member.endpoint_id, "revocation",
-                                      ctx.placement)
+        await ctx.rooms.release_floor(
+            member.occurrence_id, member.meeting_id, member.endpoint_id, "revocation", ctx.placement
+        )
     await ctx.rooms.exit(member.occurrence_id, member.session_id)
     ctx.rooms.participants_changed(member.occurrence_id)
     if member.identity.kind != "operator":

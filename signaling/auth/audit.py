@@ -24,8 +24,14 @@ def day_key(ts: float) -> str:
 async def record(store: Store, who: Any, action: str, target: str = "", **detail: Any) -> None:
     """Append one entry; a failing audit write is logged, never turned into a user error."""
     now = time.time()
-    entry = {"at": round(now, 3), "who": f"{who.kind}:{who.id}", "name": who.name, "action": action,
-             "target": target, **detail}
+    entry = {
+        "at": round(now, 3),
+        "who": f"{who.kind}:{who.id}",
+        "name": who.name,
+        "action": action,
+        "target": target,
+        **detail,
+    }
     try:
         await store.append(day_key(now), entry)
     except Exception:

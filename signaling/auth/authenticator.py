@@ -35,8 +35,10 @@ ADDRESS_CONCURRENCY = 8  # login checks at once from one client address on one n
 FAILURE_WINDOW_S = 300  # ... within this window (from the last failure) before logins are refused
 FAILURES = "login-failures"  # ephemeral counters: "<kind>:<name>" and "address:<client address>"
 WRONG_ENDPOINT = "unknown endpoint id {!r} or wrong secret"  # also for "no credentials yet"
-REVOKED = ("this token was revoked (account deleted, secret rotated or the meeting's links withdrawn); "
-           "log in again or ask the operator for a new link")
+REVOKED = (
+    "this token was revoked (account deleted, secret rotated or the meeting's links withdrawn); "
+    "log in again or ask the operator for a new link"
+)
 REVOCATION_MARKER = ("revocations", "latest")  # changes with every revocation (load_revocations)
 
 
@@ -119,8 +121,9 @@ class Authenticator:
     """scrypt runs in threads (hashlib releases the GIL): 200 terminals logging in at 07:50 must
     not stall the event loop for seconds."""
 
-    def __init__(self, store: Store, directory: Directory, signer: TokenSigner, ttl: TokenTtl,
-                 limits: Limits | None = None) -> None:
+    def __init__(
+        self, store: Store, directory: Directory, signer: TokenSigner, ttl: TokenTtl, limits: Limits | None = None
+    ) -> None:
         self.store, self.directory, self.signer, self.ttl = store, directory, signer, ttl
         self.per_address = (limits or Limits()).failed_logins_per_address
         self._revoked: dict[str, float] = {}  # "kind:sub" -> revoked at (unix seconds)
@@ -147,7 +150,11 @@ class Authenticator:
         return None
 
     async def set_operator(self, username: str, password: str, name: str = "") -> None:
-        await self.store.put("operators", username, {"name": name or username, "hash": await asyncio.to_thread(hash_secret, password), "created": time.time()})
+        await self.store.put(
+            "operators",
+            username,
+            {"name": name or username, "hash": await asyncio.to_thread(hash_secret, password), "created": time.time()},
+        )
 
     # --- logins -------------------------------------------------------------------------------
     # Login checks from one client address run ADDRESS_CONCURRENCY at a time on a node (the rest
@@ -164,8 +171,10 @@ class Authenticator:
         if await self._count(f"address:{address}") >= self.per_address:
             raise rate_limited(f"too many failed logins from {address}; {wait}")
         name = subject.split(":", 1)[1]
-        counters = [(f"{subject}@{address}", MAX_FAILURES, f"too many failed logins for {name!r} from {address}; {wait}"),
-                    (subject, NAME_FAILURES, f"too many failed logins for {name!r}; {wait}")]
+        counters = [
+            (f"{subject}@{address}", MAX_FAILURES, f"too many failed logins for {name!r} from {address}; {wait}"),
+            (subject, NAME_FAILURES, f"too many failed logins for {name!r}; {wait}"),
+        ]
         taken: list[str] = []
         for key, limit, message in counters:
             if await self._count(key) >= limit or not await self._take(key, limit):
@@ -223,17 +232,23 @@ class Authenticator:
         """New secret for an endpoint (replaces the previous one); returns it once, stores the hash."""
         ep = self.directory.get(endpoint_id)
         secret = new_secret()
-        await self.store.put("credentials", ep.credential, {"endpoint": ep.id, "hash": await asyncio.to_thread(hash_secret, secret), "issued": time.time()})
+        await self.store.put(
+            "credentials",
+            ep.credential,
+            {"endpoint": ep.id, "hash": await asyncio.to_thread(hash_secret, secret), "issued": time.time()},
+        )
         return secret
 
-    def join_link(self, meeting_id: str, name: str, role: str, endpoint_id: str | None, ttl_s: int,
-                  made_by: str | None = None) -> tuple[str, Claims]:
+    def join_link(
+        self, meeting_id: str, name: str, role: str, endpoint_id: str | None, ttl_s: int, made_by: str | None = None
+    ) -> tuple[str, Claims]:
         """``made_by``: the operator making it; deleting that operator revokes the link."""
         if endpoint_id is not None:
             self.directory.get(endpoint_id)  # unknown ids are refused before anything is signed
         sub = endpoint_id or f"guest:{name}"
-        return self.signer.issue("link", sub, ttl_s, name=name, meeting=meeting_id, role=role, endpoint=endpoint_id,
-                                 by=made_by)
+        return self.signer.issue(
+            "link", sub, ttl_s, name=name, meeting=meeting_id, role=role, endpoint=endpoint_id, by=made_by
+        )
 
     # --- verification ---------------------------------------------------------------------------
     # --- revocation: deleting an operator or rotating an endpoint secret ends its sessions ----
@@ -292,8 +307,16 @@ class Authenticator:
                 endpoint = self.directory.get(ep_id)
             except UnknownEndpointError:
                 raise unauthorized(f"endpoint {ep_id!r} of this token is no longer in the directory") from None
-        ident = Identity(claims.kind, claims.sub, claims.name or claims.sub, endpoint, claims.meeting, claims.role,
-                         issued_at=claims.iat or 0.0, made_by=claims.by if claims.kind == "link" else None)
+        ident = Identity(
+            claims.kind,
+            claims.sub,
+            claims.name or claims.sub,
+            endpoint,
+            claims.meeting,
+            claims.role,
+            issued_at=claims.iat or 0.0,
+            made_by=claims.by if claims.kind == "link" else None,
+        )
         if self.revoked(ident):
             raise unauthorized(REVOKED)
         return ident
@@ -306,4 +329,3 @@ class Authenticator:
         if scheme.lower() != "bearer" or not token:
             raise unauthorized("Authorization header must be 'Bearer <token>'")
         return self.identify(token.strip())
-

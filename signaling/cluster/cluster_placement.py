@@ -57,9 +57,13 @@ def node_key(settings: Settings) -> str:
     key = settings.node_key or os.environ.get(NODE_KEY_ENV, "")
     if len(key) < MIN_NODE_KEY_CHARS:
         problem = "is not set" if not key else f"has {len(key)} characters, fewer than {MIN_NODE_KEY_CHARS}"
-        raise SettingsError("settings", 0, f"node_key {problem}: with a shared (Redis) store every node needs the "
-                            f"same secret node_key (settings) or {NODE_KEY_ENV} (environment), e.g. the output of "
-                            f"`openssl rand -hex 32`; it is never stored in Redis")
+        raise SettingsError(
+            "settings",
+            0,
+            f"node_key {problem}: with a shared (Redis) store every node needs the "
+            f"same secret node_key (settings) or {NODE_KEY_ENV} (environment), e.g. the output of "
+            f"`openssl rand -hex 32`; it is never stored in Redis",
+        )
     return key
 
 
@@ -68,8 +72,14 @@ def _load(doc: dict[str, Any]) -> tuple[float, float]:
 
 
 class ClusterPlacement:
-    def __init__(self, settings: Settings, store: Store, directory: Directory, local: LocalMediaNode | None,
-                 node_info: Callable[[], dict[str, Any]] | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        store: Store,
+        directory: Directory,
+        local: LocalMediaNode | None,
+        node_info: Callable[[], dict[str, Any]] | None = None,
+    ) -> None:
         self.settings, self.store, self.directory, self.local = settings, store, directory, local
         self.node_id = settings.node_id
         key = node_key(settings)
@@ -99,8 +109,13 @@ class ClusterPlacement:
 
     def _media_info(self) -> dict[str, Any]:
         assert self.local is not None  # only media nodes publish this
-        return {"url": self.settings.media_url, "peers": len(self.local.peers), "meetings": len(self.local.meetings),
-                "capacity": self.settings.media_capacity, "serves": list(self.settings.media_serves)}
+        return {
+            "url": self.settings.media_url,
+            "peers": len(self.local.peers),
+            "meetings": len(self.local.meetings),
+            "capacity": self.settings.media_capacity,
+            "serves": list(self.settings.media_serves),
+        }
 
     # --- node-to-node auth -----------------------------------------------------------------------
     def node_token(self) -> str:
@@ -139,15 +154,19 @@ class ClusterPlacement:
                 return str(pin["node"])
             candidates = [n for n, d in nodes.items() if not d.get("serves")] or list(nodes)
             choice = min(candidates, key=lambda n: (_load(nodes[n]), n))
-            new = {"node": choice, "at": time.time(), "by": self.node_id,
-                   "replaces": pin["node"] if pin else None}
-            won = (await self.store.put_if_absent(PINS, meeting_id, new) if pin is None
-                   else await self.store.compare_and_put(PINS, meeting_id, pin, new))
+            new = {"node": choice, "at": time.time(), "by": self.node_id, "replaces": pin["node"] if pin else None}
+            won = (
+                await self.store.put_if_absent(PINS, meeting_id, new)
+                if pin is None
+                else await self.store.compare_and_put(PINS, meeting_id, pin, new)
+            )
             if won:
                 if pin is not None:
                     metrics.MEDIA_FAILOVERS.inc()
-                log.info("meeting pinned to media node", extra={"meeting": meeting_id, "media_node": choice,
-                                                                 "replaces": new["replaces"]})
+                log.info(
+                    "meeting pinned to media node",
+                    extra={"meeting": meeting_id, "media_node": choice, "replaces": new["replaces"]},
+                )
                 return choice
         raise unavailable(f"could not pin meeting {meeting_id} to a media node (too contended)")
 
@@ -172,8 +191,11 @@ class ClusterPlacement:
         return str(node["url"]) if node else None
 
     async def other_media_urls(self) -> list[str]:
-        return [str(doc["url"]) for node_id, doc in sorted((await self.registry.media_nodes()).items())
-                if node_id != self.node_id]
+        return [
+            str(doc["url"])
+            for node_id, doc in sorted((await self.registry.media_nodes()).items())
+            if node_id != self.node_id
+        ]
 
     # --- MediaNode -------------------------------------------------------------------------------
     async def open_peer(self, spec: PeerSpec, events: EventSink) -> MediaPeer:
@@ -187,7 +209,9 @@ class ClusterPlacement:
             if target != origin:
                 extra["cascade_origin"] = {"node_id": origin, "url": nodes[origin]["url"]}
             try:
-                return await self._node(target, nodes[target]["url"]).open_peer(dataclasses.replace(spec, extra=extra), events)
+                return await self._node(target, nodes[target]["url"]).open_peer(
+                    dataclasses.replace(spec, extra=extra), events
+                )
             except MediaNodeLost as exc:
                 log.warning("media node unreachable; choosing another: %s", exc, extra={"media_node": target})
                 self.registry.suspect(target)
@@ -231,8 +255,11 @@ class ClusterPlacement:
         return await self.local.record(meeting_id, on, labels)
 
     async def describe(self) -> JsonObject:
-        view = {"clustered": True, "node": self.node_id,
-                "signaling_nodes": await self.registry.signaling_nodes(),
-                "media_nodes": await self.registry.media_nodes(),
-                "pins": dict(await self.store.list(PINS))}
+        view = {
+            "clustered": True,
+            "node": self.node_id,
+            "signaling_nodes": await self.registry.signaling_nodes(),
+            "media_nodes": await self.registry.media_nodes(),
+            "pins": dict(await self.store.list(PINS)),
+        }
         return cast(JsonObject, view)  # documents read from the store: JSON

@@ -20,8 +20,15 @@ from signaling.errors import unavailable
 log = logging.getLogger("giaoban.cluster")
 FORWARDED = "X-Giaoban-Forwarded"
 REQUEST_HEADERS = ("Authorization", "Range", "Content-Type")
-RESPONSE_HEADERS = ("Content-Type", "Content-Disposition", "Content-Range", "Accept-Ranges", "Cache-Control",
-                    "Access-Control-Allow-Origin", "WWW-Authenticate")
+RESPONSE_HEADERS = (
+    "Content-Type",
+    "Content-Disposition",
+    "Content-Range",
+    "Accept-Ranges",
+    "Cache-Control",
+    "Access-Control-Allow-Origin",
+    "WWW-Authenticate",
+)
 
 
 def in_cluster(request: web.Request) -> ClusterPlacement | None:
@@ -48,15 +55,20 @@ def _headers(request: web.Request, placement: ClusterPlacement) -> dict[str, str
 async def forward(request: web.Request, placement: ClusterPlacement, base_url: str) -> web.StreamResponse:
     """Send ``request`` to ``base_url`` and stream the answer back (recordings can be large)."""
     try:
-        upstream = await _http(placement).request(request.method, base_url + str(request.rel_url),
-                                                  headers=_headers(request, placement),
-                                                  data=await read_raw(request), allow_redirects=False,
-                                                  timeout=aiohttp.ClientTimeout(total=None, sock_connect=3, sock_read=30))
+        upstream = await _http(placement).request(
+            request.method,
+            base_url + str(request.rel_url),
+            headers=_headers(request, placement),
+            data=await read_raw(request),
+            allow_redirects=False,
+            timeout=aiohttp.ClientTimeout(total=None, sock_connect=3, sock_read=30),
+        )
     except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
         raise unavailable(f"the media node of this meeting cannot be reached: {exc}") from None
     async with upstream:
-        resp = web.StreamResponse(status=upstream.status,
-                                  headers={h: upstream.headers[h] for h in RESPONSE_HEADERS if h in upstream.headers})
+        resp = web.StreamResponse(
+            status=upstream.status, headers={h: upstream.headers[h] for h in RESPONSE_HEADERS if h in upstream.headers}
+        )
         if "Content-Length" in upstream.headers:
             resp.content_length = int(upstream.headers["Content-Length"])
         await resp.prepare(request)
@@ -84,8 +96,9 @@ async def gather_json(request: web.Request) -> list[tuple[int, Any]]:
 
     async def one(url: str) -> tuple[int, Any]:
         try:
-            async with http.get(url + str(request.rel_url), headers=headers,
-                                timeout=aiohttp.ClientTimeout(total=5)) as resp:
+            async with http.get(
+                url + str(request.rel_url), headers=headers, timeout=aiohttp.ClientTimeout(total=5)
+            ) as resp:
                 return resp.status, await resp.json()
         except (aiohttp.ClientError, asyncio.TimeoutError, OSError, ValueError) as exc:
             log.warning("recording list from %s failed: %s", url, exc)
@@ -102,8 +115,9 @@ async def to_owner(request: web.Request) -> web.StreamResponse | None:
     headers, http = _headers(request, placement), _http(placement)
     for url in await placement.other_media_urls():
         try:
-            async with http.head(url + str(request.rel_url), headers=headers,
-                                 timeout=aiohttp.ClientTimeout(total=5)) as probe:
+            async with http.head(
+                url + str(request.rel_url), headers=headers, timeout=aiohttp.ClientTimeout(total=5)
+            ) as probe:
                 if probe.status == 404:
                     continue
         except (aiohttp.ClientError, asyncio.TimeoutError, OSError):

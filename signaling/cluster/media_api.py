@@ -92,8 +92,10 @@ async def peer_socket(request: web.Request) -> web.WebSocketResponse:
                 api = classify(exc)
                 if api is None:
                     log.exception("media request failed", extra={"op": req.get("op")})
-                reply = {"error": api.message if api else f"internal error: {exc}",
-                         "retry": isinstance(exc, MediaRetry)}
+                reply = {
+                    "error": api.message if api else f"internal error: {exc}",
+                    "retry": isinstance(exc, MediaRetry),
+                }
             await send({"re": req.get("id"), **reply})
     finally:
         request.app[SOCKETS].discard(ws)

@@ -34,8 +34,14 @@ CACHE_S = 0.5  # reads within this reuse the last list (211 joins at once read i
 
 
 class NodeRegistry:
-    def __init__(self, store: Store, node_id: str, media_info: Callable[[], dict[str, Any]] | None = None,
-                 node_info: Callable[[], dict[str, Any]] | None = None, key: bytes | None = None) -> None:
+    def __init__(
+        self,
+        store: Store,
+        node_id: str,
+        media_info: Callable[[], dict[str, Any]] | None = None,
+        node_info: Callable[[], dict[str, Any]] | None = None,
+        key: bytes | None = None,
+    ) -> None:
         self.store, self.node_id, self.media_info, self.node_info = store, node_id, media_info, node_info
         self._key = key  # None: entries are neither signed nor checked (unit tests of placement)
         self._warned: set[str] = set()
@@ -103,8 +109,12 @@ class NodeRegistry:
             return True
         if node_id not in self._warned:  # once per id: a forged entry beats every second
             self._warned.add(node_id)
-            log.warning("ignoring node %r in %s: its entry is not signed with this cluster's node key "
-                        "(a node with another node_key, or a forged entry in Redis)", node_id, coll)
+            log.warning(
+                "ignoring node %r in %s: its entry is not signed with this cluster's node key "
+                "(a node with another node_key, or a forged entry in Redis)",
+                node_id,
+                coll,
+            )
         return False
 
     def suspect(self, node_id: str) -> None:
@@ -119,8 +129,11 @@ class NodeRegistry:
         if hit is not None and now - hit[0] < CACHE_S:
             return hit[1]
         self._suspects = {n: t for n, t in self._suspects.items() if t > now}
-        rows = {key: doc for key, doc in await self.store.list_ephemeral(coll)
-                if key not in self._suspects and self._genuine(coll, key, doc)}
+        rows = {
+            key: doc
+            for key, doc in await self.store.list_ephemeral(coll)
+            if key not in self._suspects and self._genuine(coll, key, doc)
+        }
         self._cache[coll] = (now, rows)
         return rows
 

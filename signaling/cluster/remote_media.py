@@ -49,9 +49,13 @@ class RemoteMediaNode:
 
     async def open_peer(self, spec: PeerSpec, events: EventSink) -> "RemotePeer":
         try:
-            ws = await self.http.ws_connect(f"{self.url}/internal/media/peer", headers=self._headers(),
-                                            timeout=aiohttp.ClientWSTimeout(ws_close=2.0),
-                                            heartbeat=5.0, max_msg_size=4 << 20)
+            ws = await self.http.ws_connect(
+                f"{self.url}/internal/media/peer",
+                headers=self._headers(),
+                timeout=aiohttp.ClientWSTimeout(ws_close=2.0),
+                heartbeat=5.0,
+                max_msg_size=4 << 20,
+            )
         except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
             raise MediaNodeLost(f"media node {self.node_id} unreachable: {exc}") from None
         peer = RemotePeer(self.node_id, ws, events)
@@ -64,13 +68,20 @@ class RemoteMediaNode:
 
     async def _post(self, path: str, body: JsonObject) -> Any:
         try:
-            async with self.http.post(f"{self.url}/internal/media/{path}", json=body, headers=self._headers(),
-                                      timeout=aiohttp.ClientTimeout(total=CONNECT_TIMEOUT_S)) as resp:
+            async with self.http.post(
+                f"{self.url}/internal/media/{path}",
+                json=body,
+                headers=self._headers(),
+                timeout=aiohttp.ClientTimeout(total=CONNECT_TIMEOUT_S),
+            ) as resp:
                 data = await resp.json()
                 if resp.status >= 400:  # the media node's own answer (409 already recording, 503 ...) stands
                     err = data.get("error", {})
-                    raise ApiError(err.get("code", "media"), f"media node {self.node_id}: {err.get('message', resp.status)}",
-                                   resp.status)
+                    raise ApiError(
+                        err.get("code", "media"),
+                        f"media node {self.node_id}: {err.get('message', resp.status)}",
+                        resp.status,
+                    )
                 return data
         except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
             raise MediaNodeLost(f"media node {self.node_id} unreachable: {exc}") from None
@@ -145,8 +156,9 @@ class RemotePeer:
         if self.ws.close_code == 1000:  # the media node closed this peer
             await self.events({"type": "media_reset", "reason": f"media node {self.node_id} closed the peer"})
         else:  # the node is going away (1001), died, or cannot be reached
-            await self.events({"type": "media_reset", "reason": f"media node {self.node_id} lost",
-                               "lost_node": self.node_id})
+            await self.events(
+                {"type": "media_reset", "reason": f"media node {self.node_id} lost", "lost_node": self.node_id}
+            )
 
     async def handle_offer(self, sdp: str) -> str:
         return str((await self.call("offer", sdp=sdp))["sdp"])

@@ -96,8 +96,12 @@ class AddressLimiter:
         self.refused += 1
         now = time.monotonic()
         if now - self._logged_at >= LOG_EVERY_S:
-            log.warning("refused %d connection(s) over connections_per_address=%d; the latest from %s",
-                        self.refused - self._logged_count, self.per_address, address)
+            log.warning(
+                "refused %d connection(s) over connections_per_address=%d; the latest from %s",
+                self.refused - self._logged_count,
+                self.per_address,
+                address,
+            )
             self._logged_at, self._logged_count = now, self.refused
 
     def release(self, address: str) -> None:
@@ -128,10 +132,18 @@ REFUSED_LINGER_S = 1.0  # a refused connection is closed at the latest after thi
 
 
 def _refusal(per_address: int) -> bytes:
-    body = msgspec.json.encode({"error": {"code": "rate_limited", "message":
-                                          f"too many open connections from this address (limit {per_address})"}})
-    head = (f"HTTP/1.1 429 Too Many Requests\r\nContent-Type: application/json\r\n"
-            f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n")
+    body = msgspec.json.encode(
+        {
+            "error": {
+                "code": "rate_limited",
+                "message": f"too many open connections from this address (limit {per_address})",
+            }
+        }
+    )
+    head = (
+        f"HTTP/1.1 429 Too Many Requests\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
+    )
     return head.encode() + body
 
 
@@ -191,8 +203,10 @@ def check_aiohttp() -> None:
     if "_server" not in getattr(web.BaseSite, "__slots__", ()):
         import aiohttp
 
-        raise RuntimeError(f"aiohttp {aiohttp.__version__}: web.BaseSite no longer has _server; "
-                           "signaling/guard/connection_limits.py GuardedSite needs updating")
+        raise RuntimeError(
+            f"aiohttp {aiohttp.__version__}: web.BaseSite no longer has _server; "
+            "signaling/guard/connection_limits.py GuardedSite needs updating"
+        )
 
 
 class GuardedSite(web.BaseSite):
@@ -215,8 +229,13 @@ class GuardedSite(web.BaseSite):
         handler = self._handler
         assert handler is not None, "runner.setup() first"
         loop = asyncio.get_running_loop()
-        self._server = await loop.create_server(lambda: _Guard(handler, self.limiter), self._host, self._port,
-                                                backlog=self._listen_backlog, reuse_address=True)
+        self._server = await loop.create_server(
+            lambda: _Guard(handler, self.limiter),
+            self._host,
+            self._port,
+            backlog=self._listen_backlog,
+            reuse_address=True,
+        )
 
 
 @web.middleware
@@ -255,8 +274,9 @@ async def _serve(app: web.Application, host: str | None, port: int, shutdown_tim
         await runner.cleanup()
 
 
-def run_app(app: web.Application, host: str | None, port: int, loop: asyncio.AbstractEventLoop,
-            shutdown_timeout: float = 10.0) -> None:
+def run_app(
+    app: web.Application, host: str | None, port: int, loop: asyncio.AbstractEventLoop, shutdown_timeout: float = 10.0
+) -> None:
     """``web.run_app`` with the guarded site: serve until a signal, then shut down gracefully."""
     main = loop.create_task(_serve(app, host, port, shutdown_timeout))
     try:

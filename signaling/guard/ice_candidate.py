@@ -30,16 +30,17 @@ def check_candidate(text: str) -> None:
     """ApiError(bad_request) naming the first wrong part of an ICE candidate line."""
     if not text.isascii() or not text.isprintable():
         raise _bad(text, "it holds characters that are not printable ASCII")
-    body = text[len("candidate:"):] if text.startswith("candidate:") else text
+    body = text[len("candidate:") :] if text.startswith("candidate:") else text
     bits = body.split()
     if len(bits) < len(_FIELDS):
-        raise _bad(text, "expected 'candidate:<foundation> <component> <transport> <priority> <address> <port> "
-                         "typ <type>'")
+        raise _bad(
+            text, "expected 'candidate:<foundation> <component> <transport> <priority> <address> <port> typ <type>'"
+        )
     for value, (name, pattern, what) in zip(bits, _FIELDS):
         low, high = _RANGES.get(name, (None, None))
         if not pattern.fullmatch(value) or (low is not None and not low <= int(value) <= high):
             raise _bad(text, f"{name} {value[:40]!r} is not {what}")
-    extras = bits[len(_FIELDS):]
+    extras = bits[len(_FIELDS) :]
     for name, value in zip(extras[::2], extras[1::2]):
         if name in _PORTS and not (value.isdigit() and len(value) <= 5 and int(value) <= 65535):
             raise _bad(text, f"{name} {value[:40]!r} is not a port from 0 to 65535")

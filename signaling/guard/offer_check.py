@@ -100,6 +100,7 @@ def check_offer(sdp: str, purpose: str = "ws") -> None:
     if purpose in ("whip", "whep") and not any(m.candidates for m in media):
         # WHIP/WHEP here take no trickle ICE (PATCH is 405): without candidates in the offer the
         # session could never connect, and would hold its place under the caps for nothing
-        raise bad_request(f"the SDP offer has no ICE candidates (a=candidate); this server takes no trickle ICE "
-                          f"over PATCH: gather candidates before sending the {purpose.upper()} offer")
-
+        raise bad_request(
+            f"the SDP offer has no ICE candidates (a=candidate); this server takes no trickle ICE "
+            f"over PATCH: gather candidates before sending the {purpose.upper()} offer"
+        )

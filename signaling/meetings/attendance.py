@@ -104,24 +104,36 @@ class _Tally:
         if self.depth > 0 and self.since is not None and until is not None:
             total += max(0.0, (until - self.since).total_seconds())
         return EndpointAttendance(
-            endpoint_id=endpoint_id, invited=invited, joined=self.joins > 0, first_join=self.first_join,
-            last_leave=self.last_leave, total_seconds=round(total, 3), joins=self.joins,
-            present=self.depth > 0, via=list(self.via))
+            endpoint_id=endpoint_id,
+            invited=invited,
+            joined=self.joins > 0,
+            first_join=self.first_join,
+            last_leave=self.last_leave,
+            total_seconds=round(total, 3),
+            joins=self.joins,
+            present=self.depth > 0,
+            via=list(self.via),
+        )
 
 
-def fold(occurrence_id: str, invited: list[str], events: Iterable[dict[str, Any]],
-         until: datetime | None = None) -> AttendanceRecord:
+def fold(
+    occurrence_id: str, invited: list[str], events: Iterable[dict[str, Any]], until: datetime | None = None
+) -> AttendanceRecord:
     """The attendance record; sessions still in at the end count as present up to ``until``."""
     tallies = _tally(events)
     invited_set = set(invited)
     endpoints = [tallies.get(ep, _Tally()).result(ep, True, until) for ep in invited]
-    guests = sorted((t.result(ep, False, until) for ep, t in tallies.items() if ep not in invited_set),
-                    key=lambda a: (a.first_join or datetime.max.replace(tzinfo=VN), a.endpoint_id))
+    guests = sorted(
+        (t.result(ep, False, until) for ep, t in tallies.items() if ep not in invited_set),
+        key=lambda a: (a.first_join or datetime.max.replace(tzinfo=VN), a.endpoint_id),
+    )
     present = sum(1 for a in endpoints if a.joined)
-    summary = AttendanceSummary(invited=len(invited), present=present, absent=len(invited) - present,
-                                guests=len(guests))
-    return AttendanceRecord(occurrence_id=occurrence_id, invited=list(invited), endpoints=endpoints,
-                            guests=guests, summary=summary)
+    summary = AttendanceSummary(
+        invited=len(invited), present=present, absent=len(invited) - present, guests=len(guests)
+    )
+    return AttendanceRecord(
+        occurrence_id=occurrence_id, invited=list(invited), endpoints=endpoints, guests=guests, summary=summary
+    )
 
 
 def _tally(events: Iterable[dict[str, Any]]) -> dict[str, _Tally]:

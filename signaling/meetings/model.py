@@ -35,21 +35,45 @@ MIN_YEAR, MAX_YEAR = 2000, 2199
 # One annotated type per client-given field: create (MeetingSpec) and change (api_meetings.MeetingPatch)
 # are decoded with the same constraints, so they accept and refuse the same values.
 Title = Annotated[str, msgspec.Meta(min_length=1, max_length=200, description="1-200 characters")]
-ChairId = Annotated[str, msgspec.Meta(max_length=64, extra_json_schema={"pattern": ENDPOINT_ID},
-                                      description="endpoint id of the chairing endpoint (central, province or district)")]
-Invited = Annotated[list[Selector], msgspec.Meta(min_length=1, max_length=500,
-                                                 description="endpoint selectors, e.g. 'tier:commune@hg-meo-vac'")]
-LocalTime = Annotated[str, msgspec.Meta(max_length=40, extra_json_schema={"pattern": LOCAL_DATETIME},
-                                        description="ISO-8601 date-time in years 2000-2199; without an offset "
-                                                    "it is Asia/Ho_Chi_Minh time")]
+ChairId = Annotated[
+    str,
+    msgspec.Meta(
+        max_length=64,
+        extra_json_schema={"pattern": ENDPOINT_ID},
+        description="endpoint id of the chairing endpoint (central, province or district)",
+    ),
+]
+Invited = Annotated[
+    list[Selector],
+    msgspec.Meta(min_length=1, max_length=500, description="endpoint selectors, e.g. 'tier:commune@hg-meo-vac'"),
+]
+LocalTime = Annotated[
+    str,
+    msgspec.Meta(
+        max_length=40,
+        extra_json_schema={"pattern": LOCAL_DATETIME},
+        description="ISO-8601 date-time in years 2000-2199; without an offset it is Asia/Ho_Chi_Minh time",
+    ),
+]
 Minutes = Annotated[int, msgspec.Meta(ge=1, le=720, description="1-720; give this or end")]
-Recurrence = Annotated[str, msgspec.Meta(max_length=200, description=(
-    "RRULE subset: FREQ=DAILY|WEEKLY, INTERVAL, BYDAY, COUNT, UNTIL; a series spans at most 10 years "
-    "from its first occurrence (an open-ended rule stops there)"))]
+Recurrence = Annotated[
+    str,
+    msgspec.Meta(
+        max_length=200,
+        description=(
+            "RRULE subset: FREQ=DAILY|WEEKLY, INTERVAL, BYDAY, COUNT, UNTIL; a series spans at most 10 years "
+            "from its first occurrence (an open-ended rule stops there)"
+        ),
+    ),
+]
 Description = Annotated[str, msgspec.Meta(max_length=4000)]
-MediaModes = Annotated[dict[LinkClass, MediaMode], msgspec.Meta(
-    description="per link class: sfu (forwarded streams), mcu (composite + mix) or both; "
-                "default fibre=sfu, thin=mcu, mobile=mcu")]
+MediaModes = Annotated[
+    dict[LinkClass, MediaMode],
+    msgspec.Meta(
+        description="per link class: sfu (forwarded streams), mcu (composite + mix) or both; "
+        "default fibre=sfu, thin=mcu, mobile=mcu"
+    ),
+]
 
 
 class MeetingSpec(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):

@@ -58,7 +58,7 @@ def _bad(message: str) -> MeetingError:
 def parse_rule(text: str) -> Rule:
     """Parse RRULE text (an optional 'RRULE:' prefix and any letter case are accepted)."""
     body = text.strip().upper()
-    body = body[len("RRULE:"):] if body.startswith("RRULE:") else body
+    body = body[len("RRULE:") :] if body.startswith("RRULE:") else body
     if not body:
         raise _bad("is empty; leave it out (null) for a one-off meeting, e.g. FREQ=WEEKLY;BYDAY=MO")
     parts = _split(body)

@@ -41,9 +41,18 @@ ORPHAN_AFTER = timedelta(minutes=1)
 
 
 class Scheduler:
-    def __init__(self, store: Store, service: MeetingService, node_id: str, clock: Clock = utc_now,
-                 publish_channel: str = "meeting-events", *, interval_s: float = 1.0,
-                 lookback: timedelta = timedelta(hours=24), lock_ttl_s: float = 30.0) -> None:
+    def __init__(
+        self,
+        store: Store,
+        service: MeetingService,
+        node_id: str,
+        clock: Clock = utc_now,
+        publish_channel: str = "meeting-events",
+        *,
+        interval_s: float = 1.0,
+        lookback: timedelta = timedelta(hours=24),
+        lock_ttl_s: float = 30.0,
+    ) -> None:
         self.store = store
         self.service = service
         self.node_id = node_id
@@ -124,8 +133,15 @@ class Scheduler:
             self._settled.add(occ_id)
             msg = _message("meeting_opened", meeting.title, doc)
             await self.store.publish(self.channel, msg)
-            log.info("occurrence opened", extra={"meeting_id": meeting.id, "occurrence_id": occ_id,
-                                                 "node": self.node_id, "invited": len(doc["invited"])})
+            log.info(
+                "occurrence opened",
+                extra={
+                    "meeting_id": meeting.id,
+                    "occurrence_id": occ_id,
+                    "node": self.node_id,
+                    "invited": len(doc["invited"]),
+                },
+            )
             return msg
         finally:
             await self.store.release_lock(lock, self.node_id)
@@ -144,15 +160,25 @@ class Scheduler:
     async def _mark_missed(self, meeting: Meeting, occ: Occurrence, now: datetime) -> None:
         doc = self._state_doc(meeting, occ, now, "closed") | {"missed": True, "closed_at": iso(now)}
         if await self.store.put_if_absent(OCCURRENCES, occ.occurrence_id, doc):
-            log.warning("occurrence ended while no scheduler ran; marked closed",
-                        extra={"meeting_id": meeting.id, "occurrence_id": occ.occurrence_id})
+            log.warning(
+                "occurrence ended while no scheduler ran; marked closed",
+                extra={"meeting_id": meeting.id, "occurrence_id": occ.occurrence_id},
+            )
         self._settled.add(occ.occurrence_id)
 
     def _state_doc(self, meeting: Meeting, occ: Occurrence, now: datetime, state: str) -> Doc:
         # the invitation snapshot: attendance counts against who was invited when it opened
-        return {"meeting_id": meeting.id, "occurrence_id": occ.occurrence_id, "title": meeting.title,
-                "state": state, "starts_at": iso(occ.starts_at), "ends_at": iso(occ.ends_at),
-                "invited": self.service.invited_ids(meeting), "opened_at": iso(now), "opened_by": self.node_id}
+        return {
+            "meeting_id": meeting.id,
+            "occurrence_id": occ.occurrence_id,
+            "title": meeting.title,
+            "state": state,
+            "starts_at": iso(occ.starts_at),
+            "ends_at": iso(occ.ends_at),
+            "invited": self.service.invited_ids(meeting),
+            "opened_at": iso(now),
+            "opened_by": self.node_id,
+        }
 
     # closing ----------------------------------------------------------------------------------
     async def _close_pass(self, now: datetime) -> list[Doc]:
@@ -198,13 +224,27 @@ class Scheduler:
                 return None
             msg = _message("meeting_closed", doc["title"], closed) | {"reason": reason}
             await self.store.publish(self.channel, msg)
-            log.info("occurrence closed", extra={"meeting_id": doc["meeting_id"], "occurrence_id": occ_id,
-                                                 "node": self.node_id, "reason": reason})
+            log.info(
+                "occurrence closed",
+                extra={
+                    "meeting_id": doc["meeting_id"],
+                    "occurrence_id": occ_id,
+                    "node": self.node_id,
+                    "reason": reason,
+                },
+            )
             return msg
         finally:
             await self.store.release_lock(lock, self.node_id)
 
 
 def _message(kind: str, title: str, doc: Doc) -> dict[str, Any]:
-    return {"type": kind, "meeting_id": doc["meeting_id"], "occurrence_id": doc["occurrence_id"], "title": title,
-            "starts_at": doc["starts_at"], "ends_at": doc["ends_at"], "invited": list(doc["invited"])}
+    return {
+        "type": kind,
+        "meeting_id": doc["meeting_id"],
+        "occurrence_id": doc["occurrence_id"],
+        "title": title,
+        "starts_at": doc["starts_at"],
+        "ends_at": doc["ends_at"],
+        "invited": list(doc["invited"]),
+    }

@@ -30,8 +30,9 @@ log = logging.getLogger("giaoban.meetings")
 Clock = Callable[[], datetime]
 MEETINGS = "meetings"
 OCCURRENCES = "occurrences"
-UPDATABLE = frozenset({"title", "description", "chair", "invited", "start", "end", "duration_minutes", "recurrence",
-                       "media_modes"})
+UPDATABLE = frozenset(
+    {"title", "description", "chair", "invited", "start", "end", "duration_minutes", "recurrence", "media_modes"}
+)
 MAX_OCCURRENCES = 1000  # per query: a 400-day window of a daily meeting fits
 INVITED_CACHE = 256  # resolved invitation sets kept (one per distinct chair + selectors)
 
@@ -60,8 +61,15 @@ def expand(meeting: Meeting, frm: datetime, to: datetime) -> list[Occurrence]:
         if end <= frm:
             continue
         state = "cancelled" if meeting.status == "cancelled" or start in cancelled else "scheduled"
-        out.append(Occurrence(meeting_id=meeting.id, occurrence_id=occurrence_id(meeting.id, start),
-                              starts_at=start, ends_at=end, state=state))
+        out.append(
+            Occurrence(
+                meeting_id=meeting.id,
+                occurrence_id=occurrence_id(meeting.id, start),
+                starts_at=start,
+                ends_at=end,
+                state=state,
+            )
+        )
     return out
 
 
@@ -88,8 +96,9 @@ def has_future(meeting: Meeting, now: datetime) -> bool:
 
 
 class MeetingService:
-    def __init__(self, store: Store, directory: Directory, *, clock: Clock = utc_now,
-                 early_join_minutes: float = 10) -> None:
+    def __init__(
+        self, store: Store, directory: Directory, *, clock: Clock = utc_now, early_join_minutes: float = 10
+    ) -> None:
         self.store = store
         self.directory = directory
         self.clock = clock
@@ -101,9 +110,19 @@ class MeetingService:
         now = self.clock()
         c = check_spec(spec, self.directory, now)
         for _ in range(5):  # a random id collision is unlikely; never overwrite one
-            meeting = Meeting(id="m-" + secrets.token_hex(4), title=c.title, chair=c.chair, invited=c.invited,
-                              start=c.start, end=c.end, recurrence=c.recurrence, description=c.description,
-                              media_modes=spec.media_modes, created_at=now, updated_at=now)
+            meeting = Meeting(
+                id="m-" + secrets.token_hex(4),
+                title=c.title,
+                chair=c.chair,
+                invited=c.invited,
+                start=c.start,
+                end=c.end,
+                recurrence=c.recurrence,
+                description=c.description,
+                media_modes=spec.media_modes,
+                created_at=now,
+                updated_at=now,
+            )
             if await self.store.put_if_absent(MEETINGS, meeting.id, meeting.to_dict()):
                 log.info("meeting created", extra={"meeting_id": meeting.id, "chair": meeting.chair})
                 return meeting
@@ -144,9 +163,15 @@ class MeetingService:
     def _changed(self, current: Meeting, changes: Mapping[str, Any]) -> Meeting:
         """The meeting with ``changes`` applied: every field not named stays as it is (media_modes
         included), and the result passes the very checks a new meeting passes."""
-        fields = {"title": current.title, "chair": current.chair, "invited": current.invited,
-                  "start": iso(current.start), "recurrence": current.recurrence,
-                  "description": current.description, "media_modes": current.media_modes}
+        fields = {
+            "title": current.title,
+            "chair": current.chair,
+            "invited": current.invited,
+            "start": iso(current.start),
+            "recurrence": current.recurrence,
+            "description": current.description,
+            "media_modes": current.media_modes,
+        }
         fields |= {k: v for k, v in changes.items() if k not in ("end", "duration_minutes")}
         end, minutes = changes.get("end"), changes.get("duration_minutes")
         if end is None and minutes is None:  # keep the length when only the start moves
@@ -154,13 +179,26 @@ class MeetingService:
         spec = _as_spec(fields | {"end": end, "duration_minutes": minutes})
         now = self.clock()
         c = check_spec(spec, self.directory, now, check_past="start" in changes)
-        return Meeting(id=current.id, title=c.title, chair=c.chair, invited=c.invited, start=c.start, end=c.end,
-                       recurrence=c.recurrence, description=c.description, status=current.status,
-                       exdates=current.exdates, media_modes=spec.media_modes, created_at=current.created_at,
-                       updated_at=now, version=current.version + 1)
+        return Meeting(
+            id=current.id,
+            title=c.title,
+            chair=c.chair,
+            invited=c.invited,
+            start=c.start,
+            end=c.end,
+            recurrence=c.recurrence,
+            description=c.description,
+            status=current.status,
+            exdates=current.exdates,
+            media_modes=spec.media_modes,
+            created_at=current.created_at,
+            updated_at=now,
+            version=current.version + 1,
+        )
 
     async def cancel(self, meeting_id: str) -> Meeting:
         """Cancel the whole series; cancelling twice is a no-op. An open occurrence is closed by the scheduler."""
+
         def apply(current: Meeting) -> Meeting | None:
             if current.status == "cancelled":
                 return None
@@ -170,6 +208,7 @@ class MeetingService:
 
     async def cancel_occurrence(self, meeting_id: str, occ_id: str) -> Meeting:
         """Skip one occurrence (adds its start to ``exdates``); idempotent; ConflictError once it has ended."""
+
         def apply(current: Meeting) -> Meeting | None:
             occ = find_occurrence(current, occ_id)
             if occ.state == "cancelled":
@@ -184,15 +223,18 @@ class MeetingService:
         doc = current.to_dict() | {"updated_at": iso(self.clock()), "version": current.version + 1}
         return Meeting.from_dict(doc | {k: _builtin(v) for k, v in fields.items()})
 
-    async def _modify(self, meeting_id: str, apply: Callable[[Meeting], Meeting | None],
-                      expected_version: int | None) -> Meeting:
+    async def _modify(
+        self, meeting_id: str, apply: Callable[[Meeting], Meeting | None], expected_version: int | None
+    ) -> Meeting:
         """Read, check the version, apply, compare_and_put; retried on a race unless a version was given."""
         for _ in range(3):
             doc = await self._doc(meeting_id)
             current = Meeting.from_dict(doc)
             if expected_version is not None and current.version != expected_version:
-                raise ConflictError(f"meeting {meeting_id} is at version {current.version}, not {expected_version}; "
-                                    f"reload it and apply the change again")
+                raise ConflictError(
+                    f"meeting {meeting_id} is at version {current.version}, not {expected_version}; "
+                    f"reload it and apply the change again"
+                )
             updated = apply(current)
             if updated is None:
                 return current

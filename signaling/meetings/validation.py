@@ -62,8 +62,11 @@ def check_spec(spec: MeetingSpec, directory: Directory, now: datetime, *, check_
     rule_text = _recurrence(spec.recurrence, start)
     check_media_modes(spec.media_modes)
     if check_past and start < now - PAST_SLACK:
-        raise MeetingError("start", f"start {start.isoformat()} is in the past (now is "
-                                    f"{now.astimezone(VN):%Y-%m-%dT%H:%M}+07:00); choose a later time")
+        raise MeetingError(
+            "start",
+            f"start {start.isoformat()} is in the past (now is "
+            f"{now.astimezone(VN):%Y-%m-%dT%H:%M}+07:00); choose a later time",
+        )
     return Checked(title, chair.id, invited, start, end, rule_text, description)
 
 
@@ -74,8 +77,11 @@ def parse_time(text: object, field: str) -> datetime:
     try:
         value = datetime.fromisoformat(text.strip())
     except ValueError:
-        raise MeetingError(field, f"{field} {text!r} is not an ISO-8601 date-time; use e.g. 2030-01-07T08:00 "
-                                  f"(local time) or 2030-01-07T01:00Z") from None
+        raise MeetingError(
+            field,
+            f"{field} {text!r} is not an ISO-8601 date-time; use e.g. 2030-01-07T08:00 "
+            f"(local time) or 2030-01-07T01:00Z",
+        ) from None
     if not MIN_YEAR <= value.year <= MAX_YEAR:  # before any zone maths: year 1 or 9999 overflows there
         raise MeetingError(field, f"{field} {text!r} is out of range; give a time in the years {MIN_YEAR}-{MAX_YEAR}")
     value = value.replace(tzinfo=VN) if value.tzinfo is None else value.astimezone(VN)
@@ -94,8 +100,9 @@ def check_media_modes(value: object) -> None:
         return
     links, modes = get_args(LinkClass), get_args(MediaMode)
     if not isinstance(value, dict) or any(k not in links or v not in modes for k, v in value.items()):
-        raise MeetingError("media_modes", f"media_modes maps link classes ({', '.join(links)}) "
-                                          f"to {', '.join(modes)}; got {value!r}")
+        raise MeetingError(
+            "media_modes", f"media_modes maps link classes ({', '.join(links)}) to {', '.join(modes)}; got {value!r}"
+        )
 
 
 def _title(value: object) -> str:
@@ -104,8 +111,9 @@ def _title(value: object) -> str:
     if len(value.strip()) > TITLE_MAX:
         raise MeetingError("title", f"title has {len(value.strip())} characters; at most {TITLE_MAX} are allowed")
     if CONTROL.search(value):
-        raise MeetingError("title", "title contains a control character (a NUL, tab or line break); "
-                                    "give one line of text")
+        raise MeetingError(
+            "title", "title contains a control character (a NUL, tab or line break); give one line of text"
+        )
     return value.strip()
 
 
@@ -115,8 +123,10 @@ def _description(value: object) -> str | None:
     if not isinstance(value, str) or len(value) > DESCRIPTION_MAX:
         raise MeetingError("description", f"description must be text of at most {DESCRIPTION_MAX} characters")
     if TEXT_CONTROL.search(value):
-        raise MeetingError("description", "description contains a control character such as NUL; "
-                                          "only text, tabs and line breaks are allowed")
+        raise MeetingError(
+            "description",
+            "description contains a control character such as NUL; only text, tabs and line breaks are allowed",
+        )
     return value.strip() or None
 
 
@@ -125,8 +135,10 @@ def _chair(value: object, directory: Directory) -> Endpoint:
         raise MeetingError("chair", f"chair {value!r} is not an endpoint in the directory")
     chair = directory.get(value)
     if chair.tier is Tier.COMMUNE:
-        raise MeetingError("chair", f"chair {value!r} is a commune: a commune cannot chair a meeting; "
-                                    f"choose its district or a higher tier")
+        raise MeetingError(
+            "chair",
+            f"chair {value!r} is a commune: a commune cannot chair a meeting; choose its district or a higher tier",
+        )
     return chair
 
 
@@ -158,8 +170,9 @@ def _end(spec: MeetingSpec, start: datetime) -> datetime:
         if end <= start:
             raise MeetingError("end", f"end {end.isoformat()} is not after start {start.isoformat()}")
         if end - start > timedelta(minutes=MAX_DURATION_MIN):
-            raise MeetingError("end", f"end is more than {MAX_DURATION_MIN} minutes after start; "
-                                      f"an occurrence lasts at most 12 hours")
+            raise MeetingError(
+                "end", f"end is more than {MAX_DURATION_MIN} minutes after start; an occurrence lasts at most 12 hours"
+            )
         return end
     minutes = spec.duration_minutes
     if isinstance(minutes, bool) or not isinstance(minutes, int) or not 1 <= minutes <= MAX_DURATION_MIN:
@@ -171,18 +184,27 @@ def _recurrence(value: object, start: datetime) -> str | None:
     if value is None:
         return None
     if not isinstance(value, str) or len(value) > MAX_RULE:
-        raise MeetingError("recurrence", f"recurrence must be RRULE text of at most {MAX_RULE} characters, "
-                                         f"e.g. FREQ=WEEKLY;BYDAY=MO")
+        raise MeetingError(
+            "recurrence", f"recurrence must be RRULE text of at most {MAX_RULE} characters, e.g. FREQ=WEEKLY;BYDAY=MO"
+        )
     rule = recurrence.parse_rule(value)
     years = recurrence.HORIZON_YEARS
     if rule.until is not None and rule.until > start + recurrence.HORIZON:
-        raise MeetingError("recurrence", f"recurrence {value!r}: UNTIL is more than {years} years after start; "
-                                         f"a series spans at most {years} years")
+        raise MeetingError(
+            "recurrence",
+            f"recurrence {value!r}: UNTIL is more than {years} years after start; a series spans at most {years} years",
+        )
     if next(recurrence.starts(rule, start), None) is None:
-        raise MeetingError("recurrence", f"recurrence {value!r} yields no occurrence on or after start "
-                                         f"{start.isoformat()} within {years} years (check UNTIL, and that "
-                                         f"BYDAY meets the INTERVAL)")
+        raise MeetingError(
+            "recurrence",
+            f"recurrence {value!r} yields no occurrence on or after start "
+            f"{start.isoformat()} within {years} years (check UNTIL, and that "
+            f"BYDAY meets the INTERVAL)",
+        )
     if rule.count is not None and sum(1 for _ in recurrence.starts(rule, start)) < rule.count:
-        raise MeetingError("recurrence", f"recurrence {value!r}: COUNT={rule.count} reaches more than {years} "
-                                         f"years after start; a series spans at most {years} years")
+        raise MeetingError(
+            "recurrence",
+            f"recurrence {value!r}: COUNT={rule.count} reaches more than {years} "
+            f"years after start; a series spans at most {years} years",
+        )
     return rule.text()

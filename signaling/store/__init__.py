@@ -26,12 +26,14 @@ def open_store(url: str) -> Store:
         return SqliteStore(_sqlite_path(url))
     if url.startswith(_REDIS_SCHEMES):
         return RedisStore(url)
-    raise ValueError(f"unsupported store URL {url!r}: use sqlite:<path> (sqlite:///abs/path.db, "
-                     f"sqlite:relative/path.db) or redis://host:port/db")
+    raise ValueError(
+        f"unsupported store URL {url!r}: use sqlite:<path> (sqlite:///abs/path.db, "
+        f"sqlite:relative/path.db) or redis://host:port/db"
+    )
 
 
 def _sqlite_path(url: str) -> str:
-    rest = url[len("sqlite:"):]
+    rest = url[len("sqlite:") :]
     if rest.startswith("//"):  # URL form: sqlite://<host>/<path>, and only an empty host makes sense
         rest = rest[2:]
         if not rest.startswith("/"):

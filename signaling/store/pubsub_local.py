@@ -23,8 +23,9 @@ _CLOSED = object()  # wakes a waiting get() when the subscription stops
 class QueueSubscription(Subscription):
     """A bounded queue of decoded messages; the backend feeds it with ``deliver``."""
 
-    def __init__(self, channel: str, on_stop: Callable[["QueueSubscription"], Awaitable[None]],
-                 maxsize: int = DEFAULT_QUEUE_SIZE) -> None:
+    def __init__(
+        self, channel: str, on_stop: Callable[["QueueSubscription"], Awaitable[None]], maxsize: int = DEFAULT_QUEUE_SIZE
+    ) -> None:
         self.channel = channel
         self.dropped = 0
         self._queue: asyncio.Queue[object] = asyncio.Queue(maxsize=maxsize)

@@ -115,8 +115,10 @@ POOL_WAIT_S = 10.0
 
 class RedisStore(Store):
     shared = True
-    def __init__(self, url: str, *, prefix: str = "gb:", queue_size: int = DEFAULT_QUEUE_SIZE,
-                 connect_timeout_s: float = 5.0) -> None:
+
+    def __init__(
+        self, url: str, *, prefix: str = "gb:", queue_size: int = DEFAULT_QUEUE_SIZE, connect_timeout_s: float = 5.0
+    ) -> None:
         self.url, self.prefix = url, prefix
         self._where = redact(url)
         self._queue_size, self._connect_timeout_s = queue_size, connect_timeout_s
@@ -137,8 +139,12 @@ class RedisStore(Store):
             # A blocking pool: a burst (200 terminals joining at 07:50) waits for a free
             # connection instead of failing with "Too many connections".
             pool = aioredis.BlockingConnectionPool.from_url(
-                self.url, decode_responses=True, socket_connect_timeout=self._connect_timeout_s,
-                max_connections=MAX_CONNECTIONS, timeout=POOL_WAIT_S)
+                self.url,
+                decode_responses=True,
+                socket_connect_timeout=self._connect_timeout_s,
+                max_connections=MAX_CONNECTIONS,
+                timeout=POOL_WAIT_S,
+            )
             client = aioredis.Redis(connection_pool=pool)
         except (ValueError, TypeError, RedisError) as exc:
             raise StoreError(f"bad Redis URL {self._where!r}: {exc}") from exc
@@ -353,8 +359,10 @@ def _login_hint(exc: BaseException) -> str:
     """Redis's own words for a refused login (NOAUTH, WRONGPASS, HELLO ...) do not say what to do."""
     text = str(exc).upper()
     if isinstance(exc, AuthenticationError) or any(w in text for w in ("AUTH", "WRONGPASS", "NOPERM")):
-        return ("; Redis refused the login: give user and password in the URL "
-                "(redis://user:password@host:port/db, rediss:// for TLS) and the ACL in SECURITY.md")
+        return (
+            "; Redis refused the login: give user and password in the URL "
+            "(redis://user:password@host:port/db, rediss:// for TLS) and the ACL in SECURITY.md"
+        )
     return ""
 
 

@@ -17,11 +17,17 @@ STATIC = Path(__file__).resolve().parent / "static"
 ASSET = re.compile(r"^[a-z0-9][a-z0-9_-]{0,60}\.(js|css|svg)$")
 TYPES = {"js": "text/javascript", "css": "text/css", "svg": "image/svg+xml"}
 # Same-origin only: scripts, styles, fetch and the /ws WebSocket of this node; media from blobs.
-CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
-       "media-src 'self' blob: mediastream:; connect-src 'self' ws: wss:; frame-ancestors 'none'; "
-       "base-uri 'none'; form-action 'self'")
-HEADERS = {"Content-Security-Policy": CSP, "Referrer-Policy": "no-referrer", "X-Content-Type-Options": "nosniff",
-           "Cache-Control": "no-cache"}
+CSP = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "media-src 'self' blob: mediastream:; connect-src 'self' ws: wss:; frame-ancestors 'none'; "
+    "base-uri 'none'; form-action 'self'"
+)
+HEADERS = {
+    "Content-Security-Policy": CSP,
+    "Referrer-Policy": "no-referrer",
+    "X-Content-Type-Options": "nosniff",
+    "Cache-Control": "no-cache",
+}
 
 routes = web.RouteTableDef()
 

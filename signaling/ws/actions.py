@@ -20,8 +20,24 @@ from signaling.guard.offer_check import check_offer
 from signaling.auth.policy import CHAIR_ROLES, admit, media_extra, role_in
 from signaling.recording import set_recording
 from signaling.protocol import (
-    CHAIR_ACTIONS, Answer, GrantFloor, Hello, Ice, Join, Leave, Lock, LowerHand, Mute, MuteAll, Offer, RaiseHand,
-    Record, Remove, RevokeFloor, SetLayout, server_msg,
+    CHAIR_ACTIONS,
+    Answer,
+    GrantFloor,
+    Hello,
+    Ice,
+    Join,
+    Leave,
+    Lock,
+    LowerHand,
+    Mute,
+    MuteAll,
+    Offer,
+    RaiseHand,
+    Record,
+    Remove,
+    RevokeFloor,
+    SetLayout,
+    server_msg,
 )
 from signaling.rooms import roster
 
@@ -55,20 +71,32 @@ class MeetingActions:
             raise bad_request(f"join a meeting before sending {msg.__struct_config__.tag}")
         chair_action, meeting_id = isinstance(msg, CHAIR_ACTIONS), self.meeting_id
         if chair_action and self.role not in CHAIR_ROLES:
-            raise forbidden(f"{msg.__struct_config__.tag} is a chair action; {self.identity.name} "
-                            f"is in this meeting as {self.role}")
+            raise forbidden(
+                f"{msg.__struct_config__.tag} is a chair action; {self.identity.name} is in this meeting as {self.role}"
+            )
         handler = {
-            Leave: self._on_leave, Offer: self._on_offer, Answer: self._on_answer, Ice: self._on_ice,
-            RaiseHand: self._on_hand, LowerHand: self._on_hand, GrantFloor: self._on_grant,
-            RevokeFloor: self._on_revoke, Mute: self._on_mute, MuteAll: self._on_mute_all, Lock: self._on_lock,
-            Remove: self._on_remove, SetLayout: self._on_layout, Record: self._on_record,
+            Leave: self._on_leave,
+            Offer: self._on_offer,
+            Answer: self._on_answer,
+            Ice: self._on_ice,
+            RaiseHand: self._on_hand,
+            LowerHand: self._on_hand,
+            GrantFloor: self._on_grant,
+            RevokeFloor: self._on_revoke,
+            Mute: self._on_mute,
+            MuteAll: self._on_mute_all,
+            Lock: self._on_lock,
+            Remove: self._on_remove,
+            SetLayout: self._on_layout,
+            Record: self._on_record,
         }[type(msg)]
         await handler(msg)
         if chair_action:  # audited once done, as REST changes are: a refused action leaves no trace
             fields = {k: v for k, v in msgspec.structs.asdict(msg).items() if k not in ("v", "id")}
             # shielded: the chair hanging up right after the action must not lose its trace
-            await asyncio.shield(audit.record(self.ctx.store, self.identity, msg.__struct_config__.tag,
-                                              meeting_id, **fields))
+            await asyncio.shield(
+                audit.record(self.ctx.store, self.identity, msg.__struct_config__.tag, meeting_id, **fields)
+            )
 
     # --- join / leave ----------------------------------------------------------------------------
     async def join(self, msg: Join) -> None:
@@ -89,17 +117,29 @@ class MeetingActions:
         self.media_extra = media_extra(meeting, self.link)
         await self.ctx.rooms.enter(self.occurrence_id, self, self.member_info())
         if self.identity.kind != "operator":
-            await self.ctx.meetings.record_join(self.occurrence_id, self.identity.endpoint_id, self.now(), via=self.identity.kind)
+            await self.ctx.meetings.record_join(
+                self.occurrence_id, self.identity.endpoint_id, self.now(), via=self.identity.kind
+            )
         await self.ctx.sessions.refresh_presence(self)
         metrics.PARTICIPANTS.inc()
         log.info("joined", extra=self.log_extra() | {"role": role})
         participants = await self.ctx.rooms.participants(self.occurrence_id, recent=True)
-        await self.deliver(server_msg(
-            "joined", msg.id, meeting_id=meeting.id, occurrence_id=self.occurrence_id, title=meeting.title,
-            role=role, participants=roster(participants), floor=state["floor"], hands=state["hands"],
-            muted=state["muted"].get(self.identity.endpoint_id, {}), media=self.ctx.placement is not None,
-            layout=state["layout"],
-        ))
+        await self.deliver(
+            server_msg(
+                "joined",
+                msg.id,
+                meeting_id=meeting.id,
+                occurrence_id=self.occurrence_id,
+                title=meeting.title,
+                role=role,
+                participants=roster(participants),
+                floor=state["floor"],
+                hands=state["hands"],
+                muted=state["muted"].get(self.identity.endpoint_id, {}),
+                media=self.ctx.placement is not None,
+                layout=state["layout"],
+            )
+        )
         self.ctx.rooms.participants_changed(self.occurrence_id)
 
     def member_info(self) -> dict[str, Any]:
@@ -149,9 +189,16 @@ class MeetingActions:
                 continue
             occ = await self.ctx.meetings.current_occurrence(meeting.id, self.now())
             if occ is not None:
-                events.append(server_msg("meeting_opened", meeting_id=meeting.id, occurrence_id=occ.occurrence_id,
-                                         title=meeting.title, starts_at=occ.starts_at.isoformat(),
-                                         ends_at=occ.ends_at.isoformat()))
+                events.append(
+                    server_msg(
+                        "meeting_opened",
+                        meeting_id=meeting.id,
+                        occurrence_id=occ.occurrence_id,
+                        title=meeting.title,
+                        starts_at=occ.starts_at.isoformat(),
+                        ends_at=occ.ends_at.isoformat(),
+                    )
+                )
         return events
 
     # --- media ---------------------------------------------------------------------------------
@@ -161,8 +208,15 @@ class MeetingActions:
         if self.peer is None:
             room = await self.ctx.rooms.state(self.occurrence_id)  # a node that (re)opens the meeting applies it
             extra = dict(self.media_extra, floor=room["floor"], layout=room["layout"])
-            spec = PeerSpec(self.meeting_id, self.identity.endpoint_id, self.identity.name, self.role,
-                            self.link, publish=self.role != "viewer", extra=extra)
+            spec = PeerSpec(
+                self.meeting_id,
+                self.identity.endpoint_id,
+                self.identity.name,
+                self.role,
+                self.link,
+                publish=self.role != "viewer",
+                extra=extra,
+            )
             self._peer_gen += 1
             gen = self._peer_gen
             self.peer = await self.ctx.placement.open_peer(spec, lambda event: self._media_event(event, gen))
@@ -237,8 +291,11 @@ class MeetingActions:
             check_candidate(msg.candidate)  # garbage is the client's error (400), not the media node's (internal)
             if msg.sdp_mid is None and msg.sdp_mline_index is None:
                 raise bad_request("ice: give sdp_mid or sdp_mline_index with a candidate", "sdp_mid")
-        cand = None if msg.candidate == "" else {"candidate": msg.candidate, "sdpMid": msg.sdp_mid,
-                                                   "sdpMLineIndex": msg.sdp_mline_index}
+        cand = (
+            None
+            if msg.candidate == ""
+            else {"candidate": msg.candidate, "sdpMid": msg.sdp_mid, "sdpMLineIndex": msg.sdp_mline_index}
+        )
         await self.peer.add_ice_candidate(cand)
 
     # --- hands, floor, mutes -----------------------------------------------------------------
@@ -254,8 +311,12 @@ class MeetingActions:
                 room["hands"].remove(me)
 
         room = await self.ctx.rooms.update(self.occurrence_id, change)
-        await self.ctx.rooms.publish(self.occurrence_id, server_msg(
-            "hand", endpoint_id=me, name=self.identity.name, raised=raised, hands=room["hands"], at=time.time()))
+        await self.ctx.rooms.publish(
+            self.occurrence_id,
+            server_msg(
+                "hand", endpoint_id=me, name=self.identity.name, raised=raised, hands=room["hands"], at=time.time()
+            ),
+        )
 
     async def _member(self, endpoint_id: str) -> dict[str, Any]:
         for p in await self.ctx.rooms.participants(self.occurrence_id):
@@ -275,14 +336,25 @@ class MeetingActions:
         room = await self.ctx.rooms.update(self.occurrence_id, change)
         if self.ctx.placement is not None:
             await self.ctx.placement.set_floor(self.meeting_id, msg.endpoint_id)
-        await self.ctx.rooms.publish(self.occurrence_id, server_msg(
-            "floor", msg.id, endpoint_id=msg.endpoint_id, name=member["name"], by=self.identity.name, hands=room["hands"]))
+        await self.ctx.rooms.publish(
+            self.occurrence_id,
+            server_msg(
+                "floor",
+                msg.id,
+                endpoint_id=msg.endpoint_id,
+                name=member["name"],
+                by=self.identity.name,
+                hands=room["hands"],
+            ),
+        )
 
     async def _on_revoke(self, msg: RevokeFloor) -> None:
         await self.ctx.rooms.update(self.occurrence_id, lambda room: room.update(floor=None))
         if self.ctx.placement is not None:
             await self.ctx.placement.set_floor(self.meeting_id, None)
-        await self.ctx.rooms.publish(self.occurrence_id, server_msg("floor", msg.id, endpoint_id=None, by=self.identity.name))
+        await self.ctx.rooms.publish(
+            self.occurrence_id, server_msg("floor", msg.id, endpoint_id=None, by=self.identity.name)
+        )
 
     async def _on_mute(self, msg: Mute) -> None:
         await self._member(msg.endpoint_id)
@@ -290,8 +362,11 @@ class MeetingActions:
 
     async def _on_mute_all(self, msg: MuteAll) -> None:
         room = await self.ctx.rooms.state(self.occurrence_id)
-        targets = {p["endpoint_id"] for p in await self.ctx.rooms.participants(self.occurrence_id)
-                   if p["role"] not in CHAIR_ROLES and p["endpoint_id"] != room["floor"]}
+        targets = {
+            p["endpoint_id"]
+            for p in await self.ctx.rooms.participants(self.occurrence_id)
+            if p["role"] not in CHAIR_ROLES and p["endpoint_id"] != room["floor"]
+        }
         await self._set_muted(sorted(targets), "audio", msg.muted, msg.id)
 
     async def _set_muted(self, endpoint_ids: list[str], kind: str, muted: bool, ref: str | None) -> None:
@@ -301,24 +376,32 @@ class MeetingActions:
 
         await self.ctx.rooms.update(self.occurrence_id, change)
         for ep in endpoint_ids:
-            await self.ctx.rooms.publish(self.occurrence_id, server_msg(
-                "mute_request", ref, to=ep, endpoint_id=ep, kind=kind, muted=muted, by=self.identity.name))
+            await self.ctx.rooms.publish(
+                self.occurrence_id,
+                server_msg("mute_request", ref, to=ep, endpoint_id=ep, kind=kind, muted=muted, by=self.identity.name),
+            )
 
     async def _on_lock(self, msg: Lock) -> None:
         await self.ctx.rooms.update(self.occurrence_id, lambda room: room.update(locked=msg.locked))
-        await self.ctx.rooms.publish(self.occurrence_id, server_msg("locked", msg.id, locked=msg.locked, by=self.identity.name))
+        await self.ctx.rooms.publish(
+            self.occurrence_id, server_msg("locked", msg.id, locked=msg.locked, by=self.identity.name)
+        )
 
     async def _on_layout(self, msg: SetLayout) -> None:
         """The composite's layout; kept in the room so a media node (re)starting applies it too."""
         await self.ctx.rooms.update(self.occurrence_id, lambda room: room.update(layout=msg.layout))
         if self.ctx.placement is not None:
             await self.ctx.placement.set_layout(self.meeting_id, msg.layout)
-        await self.ctx.rooms.publish(self.occurrence_id, server_msg("layout", msg.id, layout=msg.layout, by=self.identity.name))
+        await self.ctx.rooms.publish(
+            self.occurrence_id, server_msg("layout", msg.id, layout=msg.layout, by=self.identity.name)
+        )
 
     async def _on_record(self, msg: Record) -> None:
         result = await set_recording(self.ctx, self.meeting_id, msg.on)
-        await self.ctx.rooms.publish(self.occurrence_id, server_msg(
-            "recording", msg.id, on=msg.on, by=self.identity.name, recording_id=result.get("id")))
+        await self.ctx.rooms.publish(
+            self.occurrence_id,
+            server_msg("recording", msg.id, on=msg.on, by=self.identity.name, recording_id=result.get("id")),
+        )
 
     async def _on_remove(self, msg: Remove) -> None:
         member = await self._member(msg.endpoint_id)
@@ -333,13 +416,15 @@ class MeetingActions:
 
         await self.ctx.rooms.update(self.occurrence_id, change)
         # every node ends the endpoint's sessions here (WebSocket, WHIP, WHEP): media first
-        await self.ctx.rooms.publish(self.occurrence_id, server_msg(
-            "removed", msg.id, to=msg.endpoint_id, endpoint_id=msg.endpoint_id, by=self.identity.name))
-        await self.ctx.rooms.release_floor(self.occurrence_id, self.meeting_id, msg.endpoint_id,
-                                           self.identity.name, self.ctx.placement)
+        await self.ctx.rooms.publish(
+            self.occurrence_id,
+            server_msg("removed", msg.id, to=msg.endpoint_id, endpoint_id=msg.endpoint_id, by=self.identity.name),
+        )
+        await self.ctx.rooms.release_floor(
+            self.occurrence_id, self.meeting_id, msg.endpoint_id, self.identity.name, self.ctx.placement
+        )
 
     async def apply_mute(self, msg: dict[str, Any]) -> None:
         """A mute_request addressed to this endpoint: the media node stops forwarding too."""
         if self.peer is not None:
             await self.peer.set_muted(msg["kind"], msg["muted"])
-

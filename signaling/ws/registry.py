@@ -78,8 +78,16 @@ class SessionRegistry:
         """Tell every node's operator consoles that an endpoint came or went (no polling needed)."""
         ident = session.identity
         if ident.endpoint is not None:
-            await self.store.publish(MEETING_EVENTS, {"type": "presence", "endpoint_id": ident.endpoint_id,
-                                                      "online": online, "node": self.node_id, "via": ident.kind})
+            await self.store.publish(
+                MEETING_EVENTS,
+                {
+                    "type": "presence",
+                    "endpoint_id": ident.endpoint_id,
+                    "online": online,
+                    "node": self.node_id,
+                    "via": ident.kind,
+                },
+            )
 
     async def refresh_presence(self, session: "Session") -> None:
         ident = session.identity
@@ -173,7 +181,9 @@ class SessionRegistry:
         rooms = {(s.occurrence_id, s.meeting_id, s.identity.endpoint_id) for s in sessions if s.occurrence_id}
         for session in sessions:  # closing the socket ends its reader: the session leaves, media first
             self._revoking.add(session)
-            task = asyncio.create_task(session.close(WS_CLOSE["unauthorized"], reason), name=f"revoked:{session.session_id}")
+            task = asyncio.create_task(
+                session.close(WS_CLOSE["unauthorized"], reason), name=f"revoked:{session.session_id}"
+            )
             self._ending.add(task)
             task.add_done_callback(lambda t, s=session: (self._ending.discard(t), self._revoking.discard(s)))
         for occurrence_id, meeting_id, endpoint_id in rooms:
@@ -191,4 +201,3 @@ class SessionRegistry:
         await asyncio.gather(*list(self._ending), return_exceptions=True)
         for session in self.all():
             await session.close(1001, "server shutting down")
-

@@ -165,8 +165,16 @@ class Session(MeetingActions):
             await old.close(WS_CLOSE["replaced"], "replaced by a newer connection of this endpoint")
         metrics.WS_SESSIONS.inc()
         log.info("session opened", extra=self.log_extra() | {"kind": self.identity.kind, "remote": self.remote})
-        await self.deliver(server_msg("welcome", msg.id, session_id=self.session_id, protocol=1,
-                                      identity=self.identity.to_dict(), node=self.ctx.settings.node_id))
+        await self.deliver(
+            server_msg(
+                "welcome",
+                msg.id,
+                session_id=self.session_id,
+                protocol=1,
+                identity=self.identity.to_dict(),
+                node=self.ctx.settings.node_id,
+            )
+        )
         for event in await self.open_meetings_for_me():
             await self.deliver(event)
         return True
@@ -179,7 +187,9 @@ class Session(MeetingActions):
                     await self._violation(ProtocolError("binary frames are not part of the protocol; send JSON text"))
                 continue
             if len(raw.data.encode()) > limit:
-                await self._violation(too_large(f"message of {len(raw.data.encode())} bytes exceeds the limit of {limit} bytes"))
+                await self._violation(
+                    too_large(f"message of {len(raw.data.encode())} bytes exceeds the limit of {limit} bytes")
+                )
                 continue
             if not self._bucket.take():
                 await self._violation(rate_limited("too many messages; slow down"))

@@ -25,12 +25,16 @@ async def test_floor_unmutes_the_holders_microphone_on_the_media_node(mnode, tmp
     chair = await WsClient.connect(mnode, await mnode.endpoint_token(DISTRICT))
     try:
         meeting = await mnode.schedule(chair=DISTRICT, invited=[f"tree:{DISTRICT}"], minutes_from_now=0)
-        await until(lambda: _mic(mnode, commune) is not None and _mic(mnode, commune).packets > 10, 10, what="mic arrives")
+        await until(
+            lambda: _mic(mnode, commune) is not None and _mic(mnode, commune).packets > 10, 10, what="mic arrives"
+        )
         await chair.expect("welcome")
         await chair.send("join", meeting_id=meeting["id"])
         await chair.expect("joined")
         await chair.send("mute_all", muted=True)
-        await until(lambda: _mic(mnode, commune).muted and agent.muted["audio"], 5, what="muted at the node and the room")
+        await until(
+            lambda: _mic(mnode, commune).muted and agent.muted["audio"], 5, what="muted at the node and the room"
+        )
         await chair.send("grant_floor", endpoint_id=commune)
         await chair.expect("floor", endpoint_id=commune)
         await until(lambda: not _mic(mnode, commune).muted and not agent.muted["audio"], 5, what="floor unmutes")

@@ -25,8 +25,9 @@ async def test_live_reports_sending_bitrate_loss_and_quality(mnode, tmp_path):
 
         async def both_measured() -> bool:
             media = await _media(mnode, meeting["id"])
-            return (media.get(a_id, {}).get("kbps", {}).get("video", 0) > 0
-                    and media.get(b_id, {}).get("sending", {}).get("audio", False))
+            return media.get(a_id, {}).get("kbps", {}).get("video", 0) > 0 and media.get(b_id, {}).get(
+                "sending", {}
+            ).get("audio", False)
 
         await until_async(both_measured, 15, what="both agents measured by the media node")
         media = await _media(mnode, meeting["id"])
@@ -41,12 +42,21 @@ async def test_live_reports_sending_bitrate_loss_and_quality(mnode, tmp_path):
         await a.stop()
         await b.stop()
     status, live = await mnode.call("GET", f"/api/v1/meetings/{meeting['id']}/live")
-    assert live["media"] == {} or all(not m["connected"] or not any(m["sending"].values()) for m in live["media"].values())
+    assert live["media"] == {} or all(
+        not m["connected"] or not any(m["sending"].values()) for m in live["media"].values()
+    )
 
 
 def test_grades():
-    base = {"connected": True, "publishes": True, "sending": {"audio": True, "video": True, "screen": False},
-            "kbps": {"audio": 40, "video": 600, "screen": 0}, "bitrate_kbps": 640, "loss_in_pct": 0.0, "loss_out_pct": 0.0}
+    base = {
+        "connected": True,
+        "publishes": True,
+        "sending": {"audio": True, "video": True, "screen": False},
+        "kbps": {"audio": 40, "video": 600, "screen": 0},
+        "bitrate_kbps": 640,
+        "loss_in_pct": 0.0,
+        "loss_out_pct": 0.0,
+    }
     assert grade(base) == ("good", [])
     assert grade({**base, "loss_out_pct": 4.0}) == ("fair", ["loss"])
     assert grade({**base, "loss_in_pct": 12.0}) == ("poor", ["loss"])

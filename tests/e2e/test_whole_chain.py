@@ -129,7 +129,9 @@ async def test_schedule_join_see_raise_hand_floor_and_hear(mnode, browser, tmp_p
         await row.locator("button[data-act=live]").click()
         tile = console.locator(f'#map .tile[data-endpoint="{a_id}"]')
         for ep in (a_id, b_id):
-            await expect(console.locator(f'#map .tile[data-endpoint="{ep}"]')).to_have_class(has_class("q-good", "q-fair"), timeout=8000)
+            await expect(console.locator(f'#map .tile[data-endpoint="{ep}"]')).to_have_class(
+                has_class("q-good", "q-fair"), timeout=8000
+            )
         assert "kbit/s" in await tile.get_attribute("title")
         await until_async(lambda: _operator_in(mnode, meeting_id), 8, what="console joined the room")
 
@@ -186,5 +188,10 @@ async def _operator_in(node, meeting_id: str) -> bool:
 
 def _audio_sources(node, meeting_id: str) -> set[str]:
     meeting = node.ctx.media.meetings[meeting_id]
-    return {o.source.endpoint_id for ep, peer in meeting.peers.items() if ep.startswith("guest")
-            for o in peer.outputs.values() if o.role == "audio" and o.source is not None}
+    return {
+        o.source.endpoint_id
+        for ep, peer in meeting.peers.items()
+        if ep.startswith("guest")
+        for o in peer.outputs.values()
+        if o.role == "audio" and o.source is not None
+    }

@@ -10,9 +10,15 @@ import pytest
 from tests.fuzz.support import Checker, report
 from tests.support.harness import Node, start_node
 
-WIDE_LIMITS = {"ws_rate_per_s": 10_000.0, "ws_burst": 10_000, "failed_logins_per_address": 100_000,
-               "whip_sessions_per_token": 1000, "whep_sessions_per_token": 1000,
-               "whip_sessions_per_meeting": 1000, "whep_sessions_per_meeting": 1000}
+WIDE_LIMITS = {
+    "ws_rate_per_s": 10_000.0,
+    "ws_burst": 10_000,
+    "failed_logins_per_address": 100_000,
+    "whip_sessions_per_token": 1000,
+    "whep_sessions_per_token": 1000,
+    "whip_sessions_per_meeting": 1000,
+    "whep_sessions_per_meeting": 1000,
+}
 REPORT = "fuzz_inputs.json"
 
 

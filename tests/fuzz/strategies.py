@@ -11,23 +11,74 @@ from hypothesis import strategies as st
 
 # characters that broke parsers before: NUL and other controls, non-ASCII digits, separators,
 # a lone surrogate (not encodable as UTF-8), right-to-left and zero-width marks, Vietnamese
-SPECIAL = ["\x00", "\x01", "\x1f", "\x7f", "\n", "\r", "\t", "²", "١", "２", ";", "=", ":", "@", "%", "/", "\\",
-           "\ud800", "\u202e", "\u200b", "\ufeff", "ệ", "Đ", " ", "'", '"', "{", "}", "$", "..", "-"]
+SPECIAL = [
+    "\x00",
+    "\x01",
+    "\x1f",
+    "\x7f",
+    "\n",
+    "\r",
+    "\t",
+    "²",
+    "١",
+    "２",
+    ";",
+    "=",
+    ":",
+    "@",
+    "%",
+    "/",
+    "\\",
+    "\ud800",
+    "\u202e",
+    "\u200b",
+    "\ufeff",
+    "ệ",
+    "Đ",
+    " ",
+    "'",
+    '"',
+    "{",
+    "}",
+    "$",
+    "..",
+    "-",
+]
 
 
 def nasty_text(max_size: int = 40) -> st.SearchStrategy[str]:
     return st.one_of(
         st.text(max_size=max_size),
         st.lists(st.sampled_from(SPECIAL) | st.text(max_size=4), max_size=max_size // 2).map("".join),
-        st.sampled_from(["", "0", "-1", "9" * 30, "null", "true", "NaN", "0001-01-01T00:00", "9999-12-31T23:59:59-12:00",
-                         "2030-01-07T08:00", "x" * 300, "a\x00b", "hg-meo-vac", "all", "tier:commune@hg-meo-vac"]),
+        st.sampled_from(
+            [
+                "",
+                "0",
+                "-1",
+                "9" * 30,
+                "null",
+                "true",
+                "NaN",
+                "0001-01-01T00:00",
+                "9999-12-31T23:59:59-12:00",
+                "2030-01-07T08:00",
+                "x" * 300,
+                "a\x00b",
+                "hg-meo-vac",
+                "all",
+                "tier:commune@hg-meo-vac",
+            ]
+        ),
     )
 
 
 def json_values(max_leaves: int = 12) -> st.SearchStrategy[Any]:
-    scalars = st.none() | st.booleans() | st.integers(-2**70, 2**70) | st.floats(allow_nan=False) | nasty_text()
-    return st.recursive(scalars, lambda inner: st.lists(inner, max_size=4) | st.dictionaries(nasty_text(12), inner, max_size=4),
-                        max_leaves=max_leaves)
+    scalars = st.none() | st.booleans() | st.integers(-(2**70), 2**70) | st.floats(allow_nan=False) | nasty_text()
+    return st.recursive(
+        scalars,
+        lambda inner: st.lists(inner, max_size=4) | st.dictionaries(nasty_text(12), inner, max_size=4),
+        max_leaves=max_leaves,
+    )
 
 
 def _for_type(info: msgspec.inspect.Type, known: Sequence[str]) -> st.SearchStrategy[Any]:
@@ -38,7 +89,7 @@ def _for_type(info: msgspec.inspect.Type, known: Sequence[str]) -> st.SearchStra
         fitting = st.text(min_size=low, max_size=high) | st.sampled_from(list(known) or ["x"])
         return st.one_of(fitting, fitting, nasty_text())
     if isinstance(info, t.IntType):
-        low = info.ge if info.ge is not None else -2**40
+        low = info.ge if info.ge is not None else -(2**40)
         high = info.le if info.le is not None else 2**40
         return st.integers(low, high) | st.integers()
     if isinstance(info, t.FloatType):
@@ -58,7 +109,9 @@ def _for_type(info: msgspec.inspect.Type, known: Sequence[str]) -> st.SearchStra
     return json_values()
 
 
-def struct_dicts(model: type, known: Sequence[str] = (), extra: dict[str, Any] | None = None) -> st.SearchStrategy[dict]:
+def struct_dicts(
+    model: type, known: Sequence[str] = (), extra: dict[str, Any] | None = None
+) -> st.SearchStrategy[dict]:
     """JSON objects for a msgspec Struct: its fields drawn from their types, then sometimes a field
     dropped, a wrong value or an unknown field added (each is a 4xx the server must name)."""
     info = msgspec.inspect.type_info(model)
@@ -78,12 +131,38 @@ def struct_dicts(model: type, known: Sequence[str] = (), extra: dict[str, Any] |
 
 
 # ---- SDP ---------------------------------------------------------------------------------------
-SDP_JUNK = ["m=video 9 UDP/TLS/RTP/SAVPF 96", "m=audio 0 RTP/AVP 0", "a=rtpmap:96 VP8/90000", "a=rtpmap:x",
-            "a=fingerprint:sha-256 ZZ", "a=ice-ufrag:", "a=ice-pwd:x", "a=setup:bogus", "a=mid:", "a=group:BUNDLE 9 9",
-            "a=ssrc:4294967296 cname:x", "a=ssrc-group:FID 1", "a=candidate:garbage", "a=extmap:99999 urn:x",
-            "a=fmtp:96 profile-level-id=zz", "a=rtcp-fb:96", "c=IN IP4 999.1.1.1", "b=AS:-1", "a=sendrecv",
-            "m=application 9 UDP/DTLS/SCTP webrtc-datachannel", "a=sctp-port:70000", "a=msid:", "a=rid:h send",
-            "a=simulcast:send h;m", "o=- x x IN IP4 0", "t=0 0", "v=1", "a=max-message-size:-5", "m=", "a="]
+SDP_JUNK = [
+    "m=video 9 UDP/TLS/RTP/SAVPF 96",
+    "m=audio 0 RTP/AVP 0",
+    "a=rtpmap:96 VP8/90000",
+    "a=rtpmap:x",
+    "a=fingerprint:sha-256 ZZ",
+    "a=ice-ufrag:",
+    "a=ice-pwd:x",
+    "a=setup:bogus",
+    "a=mid:",
+    "a=group:BUNDLE 9 9",
+    "a=ssrc:4294967296 cname:x",
+    "a=ssrc-group:FID 1",
+    "a=candidate:garbage",
+    "a=extmap:99999 urn:x",
+    "a=fmtp:96 profile-level-id=zz",
+    "a=rtcp-fb:96",
+    "c=IN IP4 999.1.1.1",
+    "b=AS:-1",
+    "a=sendrecv",
+    "m=application 9 UDP/DTLS/SCTP webrtc-datachannel",
+    "a=sctp-port:70000",
+    "a=msid:",
+    "a=rid:h send",
+    "a=simulcast:send h;m",
+    "o=- x x IN IP4 0",
+    "t=0 0",
+    "v=1",
+    "a=max-message-size:-5",
+    "m=",
+    "a=",
+]
 
 
 @st.composite
@@ -112,8 +191,13 @@ def sdp_mutations(draw: st.DrawFn, base: str) -> str:
 
 
 def sdp_bodies(base: str) -> st.SearchStrategy[str]:
-    return st.one_of(sdp_mutations(base), sdp_mutations(base), st.just("v=0\r\n"),
-                     nasty_text(200).map(lambda s: "v=0\r\n" + s), nasty_text(200))
+    return st.one_of(
+        sdp_mutations(base),
+        sdp_mutations(base),
+        st.just("v=0\r\n"),
+        nasty_text(200).map(lambda s: "v=0\r\n" + s),
+        nasty_text(200),
+    )
 
 
 # ---- YAML --------------------------------------------------------------------------------------
@@ -140,12 +224,54 @@ def yaml_mutations(draw: st.DrawFn, base: str) -> str:
     return "\n".join(lines)
 
 
-YAML_JUNK = ["- {}", "? [a, b]\n: c", "&a [*a]", "!!python/object:os.system x", "x: !!binary AAAA", "'", "{",
-             "key: [1, 2", "- - - -", "\t", "version: 2", "endpoints: null", "limits: {port: x}", "<<: *undefined",
-             "x: 1e999", "x: -0x10", "x: 0o777", "x: .nan", "x: ~", "x: 2030-01-07", "%YAML 9.9", "---", "..."]
+YAML_JUNK = [
+    "- {}",
+    "? [a, b]\n: c",
+    "&a [*a]",
+    "!!python/object:os.system x",
+    "x: !!binary AAAA",
+    "'",
+    "{",
+    "key: [1, 2",
+    "- - - -",
+    "\t",
+    "version: 2",
+    "endpoints: null",
+    "limits: {port: x}",
+    "<<: *undefined",
+    "x: 1e999",
+    "x: -0x10",
+    "x: 0o777",
+    "x: .nan",
+    "x: ~",
+    "x: 2030-01-07",
+    "%YAML 9.9",
+    "---",
+    "...",
+]
 
 
 def yaml_scalars() -> st.SearchStrategy[str]:
-    return st.sampled_from(["", "~", "null", "[]", "{}", "-1", "0", "1e999", "99999999999999999999", "true", "'x'",
-                            '"\\x00"', "[a, [b]]", "{a: 1}", ".inf", "2030-01-07", "x" * 300, "'ệ'", "\"\\ud800\""]) \
-        | nasty_text(20).map(lambda s: repr(s))
+    return st.sampled_from(
+        [
+            "",
+            "~",
+            "null",
+            "[]",
+            "{}",
+            "-1",
+            "0",
+            "1e999",
+            "99999999999999999999",
+            "true",
+            "'x'",
+            '"\\x00"',
+            "[a, [b]]",
+            "{a: 1}",
+            ".inf",
+            "2030-01-07",
+            "x" * 300,
+            "'ệ'",
+            '"\\ud800"',
+        ]
+    ) | nasty_text(20).map(lambda s: repr(s))

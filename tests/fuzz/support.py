@@ -49,8 +49,14 @@ def draw(strategy: st.SearchStrategy, n: int) -> list[Any]:
     """``n`` examples of ``strategy``, the same ones on every run (hypothesis, derandomized)."""
     out: list[Any] = []
 
-    @settings(max_examples=budget(n), derandomize=True, database=None, deadline=None,
-              phases=(Phase.explicit, Phase.generate), suppress_health_check=list(HealthCheck))
+    @settings(
+        max_examples=budget(n),
+        derandomize=True,
+        database=None,
+        deadline=None,
+        phases=(Phase.explicit, Phase.generate),
+        suppress_health_check=list(HealthCheck),
+    )
     @given(strategy)
     def collect(value: Any) -> None:
         out.append(value)
@@ -108,8 +114,11 @@ class Checker:
     def durable(self) -> tuple:
         """Documents and log lengths: what a refused input must not change (read-only, own connection)."""
         with sqlite3.connect(f"file:{self.db}?mode=ro", uri=True) as conn:
-            docs = [d for d in conn.execute("SELECT coll, key, value FROM docs ORDER BY coll, key")
-                    if d[0] not in CLOCK_DRIVEN]
+            docs = [
+                d
+                for d in conn.execute("SELECT coll, key, value FROM docs ORDER BY coll, key")
+                if d[0] not in CLOCK_DRIVEN
+            ]
             logs = conn.execute("SELECT log, COUNT(*) FROM logs GROUP BY log ORDER BY log").fetchall()
         return docs, logs
 
@@ -133,7 +142,7 @@ class Checker:
 
     def log_clean(self, what: Any = None) -> None:
         """No ERROR record and no traceback since the last check (so each is tied to its input)."""
-        records, self.seen = self.caplog.records[self.seen:], len(self.caplog.records)
+        records, self.seen = self.caplog.records[self.seen :], len(self.caplog.records)
         bad = [r for r in records if r.levelno >= logging.ERROR or r.exc_info]
         assert not bad, f"logged after {what!r}: {[(r.name, r.getMessage(), _last_line(r)) for r in bad][:3]}"
 

@@ -72,9 +72,14 @@ async def test_an_offer_bundling_an_unknown_mid_is_refused_on_ws_and_whip(media_
         assert err["code"] == "bad_request" and "BUNDLE" in err["message"], err
     finally:
         await ws.close()
-    status, link = await node.call("POST", f"/api/v1/meetings/{meeting['id']}/links", json={"name": "OBS", "role": "chair"})
-    async with node.http.post(f"{node.url}/whip/{meeting['id']}", data=broken.encode(), headers={
-            "Content-Type": "application/sdp", "Authorization": f"Bearer {link['token']}"}) as resp:
+    status, link = await node.call(
+        "POST", f"/api/v1/meetings/{meeting['id']}/links", json={"name": "OBS", "role": "chair"}
+    )
+    async with node.http.post(
+        f"{node.url}/whip/{meeting['id']}",
+        data=broken.encode(),
+        headers={"Content-Type": "application/sdp", "Authorization": f"Bearer {link['token']}"},
+    ) as resp:
         assert resp.status == 400 and "BUNDLE" in (await resp.json())["error"]["message"]
     assert not tracebacks(caplog)
 
@@ -104,12 +109,15 @@ async def test_an_offer_after_a_refused_one_is_answered_not_internal(media_node,
     assert not tracebacks(caplog)
 
 
-@pytest.mark.parametrize("data", [
-    b"host: \xed\xa0\x80\n",  # not UTF-8
-    b"? [a, b]\n: c\n",  # a key that is not a name
-    b"host:\n",  # an empty value
-    b"port: !!python/object/apply:os.system [true]\n",
-])
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"host: \xed\xa0\x80\n",  # not UTF-8
+        b"? [a, b]\n: c\n",  # a key that is not a name
+        b"host:\n",  # an empty value
+        b"port: !!python/object/apply:os.system [true]\n",
+    ],
+)
 def test_settings_files_give_settings_errors(tmp_path, data):
     path = tmp_path / "settings.yaml"
     path.write_bytes(data)

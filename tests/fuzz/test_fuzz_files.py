@@ -60,8 +60,13 @@ def test_directory_yaml(tmp_path):
     parse_directory(DIRECTORY, "base.yaml")  # the base is valid: mutations start from something real
     texts = draw(yaml_mutations(DIRECTORY) | nasty_text(300), 600)
     texts += draw(yaml_mutations(open(HAGIANG, encoding="utf-8").read()), 20)
-    texts += ["? [a, b]\n: c\n", "version: 1\nname: x\nendpoints: [{? [a]: b}]\n", "a: &x [*x]\n",
-              "version: 1e999\n", "version: !!python/object:os.system x\n"]
+    texts += [
+        "? [a, b]\n: c\n",
+        "version: 1\nname: x\nendpoints: [{? [a]: b}]\n",
+        "a: &x [*x]\n",
+        "version: 1e999\n",
+        "version: !!python/object:os.system x\n",
+    ]
     with Failures() as failures:
         for text in texts:
             record("directory_yaml", text)
@@ -76,8 +81,16 @@ def test_settings_yaml(tmp_path):
     path = tmp_path / "settings.yaml"
     path.write_text(SETTINGS)
     load_settings(path)
-    known = ["? [a, b]\n: c\n", "host:\n", "limits: {? {a: 1} : 2}\n", "port: !!python/object:os.system x\n",
-             "\ud800: 1\n", "limits: [1]\n", "port: 1e999\n", "a: &x [*x]\n"]  # found by this fuzz, or close
+    known = [
+        "? [a, b]\n: c\n",
+        "host:\n",
+        "limits: {? {a: 1} : 2}\n",
+        "port: !!python/object:os.system x\n",
+        "\ud800: 1\n",
+        "limits: [1]\n",
+        "port: 1e999\n",
+        "a: &x [*x]\n",
+    ]  # found by this fuzz, or close
     with Failures() as failures:
         for text in known + draw(yaml_mutations(SETTINGS) | nasty_text(200), 600):
             record("settings_yaml", text)
@@ -89,13 +102,36 @@ def test_settings_yaml(tmp_path):
                     assert str(exc).startswith(str(path)), exc
 
 
-RULE_PARTS = st.sampled_from(["FREQ=DAILY", "FREQ=WEEKLY", "FREQ=MONTHLY", "INTERVAL=1", "INTERVAL=7", "INTERVAL=100",
-                              "INTERVAL=0", "INTERVAL=²", "BYDAY=MO", "BYDAY=TU,TH", "BYDAY=SU", "BYDAY=1MO", "COUNT=1",
-                              "COUNT=1000", "COUNT=1001", "UNTIL=20300201", "UNTIL=20991231T235959Z",
-                              "UNTIL=99991231", "UNTIL=00010101T000000Z", "WKST=SU", "BYMONTH=1", "RRULE:FREQ=DAILY"])
+RULE_PARTS = st.sampled_from(
+    [
+        "FREQ=DAILY",
+        "FREQ=WEEKLY",
+        "FREQ=MONTHLY",
+        "INTERVAL=1",
+        "INTERVAL=7",
+        "INTERVAL=100",
+        "INTERVAL=0",
+        "INTERVAL=²",
+        "BYDAY=MO",
+        "BYDAY=TU,TH",
+        "BYDAY=SU",
+        "BYDAY=1MO",
+        "COUNT=1",
+        "COUNT=1000",
+        "COUNT=1001",
+        "UNTIL=20300201",
+        "UNTIL=20991231T235959Z",
+        "UNTIL=99991231",
+        "UNTIL=00010101T000000Z",
+        "WKST=SU",
+        "BYMONTH=1",
+        "RRULE:FREQ=DAILY",
+    ]
+)
 RULES = st.one_of(st.lists(RULE_PARTS | nasty_text(16), min_size=1, max_size=5).map(";".join), nasty_text(60))
 STARTS = st.datetimes(min_value=datetime(2000, 1, 1), max_value=datetime(2199, 12, 31)).map(
-    lambda d: d.replace(second=0, microsecond=0, tzinfo=VN))
+    lambda d: d.replace(second=0, microsecond=0, tzinfo=VN)
+)
 
 
 def test_rrules_parse_expand_and_validate(directory):
@@ -118,8 +154,9 @@ def _check_rule(text: str, start: datetime, directory, now: datetime) -> None:
     days = list(recurrence.starts(rule, start))
     assert all(start <= d <= start + recurrence.HORIZON for d in days), text
     assert days == sorted(days) and len(days) <= 3700, text
-    spec = MeetingSpec(title="x", chair="hg-meo-vac", invited=["all"], start=start.isoformat(),
-                       duration_minutes=60, recurrence=text)
+    spec = MeetingSpec(
+        title="x", chair="hg-meo-vac", invited=["all"], start=start.isoformat(), duration_minutes=60, recurrence=text
+    )
     try:
         check_spec(spec, directory, now)
     except MeetingError as exc:
@@ -136,7 +173,9 @@ def directory():
 def test_rule_expansion_reaches_the_bound_quickly():
     """The worst rule for the walk (daily, never matching) ends at the 10-year bound."""
     start = datetime(2199, 12, 31, 8, 0, tzinfo=VN)
-    rule = recurrence.parse_rule("FREQ=DAILY;INTERVAL=7;BYDAY=" + ",".join(
-        d for d in recurrence.DAYS if recurrence.DAYS.index(d) != start.weekday()))
+    rule = recurrence.parse_rule(
+        "FREQ=DAILY;INTERVAL=7;BYDAY="
+        + ",".join(d for d in recurrence.DAYS if recurrence.DAYS.index(d) != start.weekday())
+    )
     assert list(recurrence.starts(rule, start)) == []
     assert list(recurrence.starts(recurrence.parse_rule("FREQ=DAILY"), start))[-1] <= start + timedelta(days=3660)

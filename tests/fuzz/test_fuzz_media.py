@@ -53,12 +53,16 @@ async def test_whip_and_whep_bodies(fuzz_node, checker: Checker):
     meeting = await node.schedule("hg-meo-vac", ["tier:commune@hg-meo-vac"], minutes_from_now=1)
     tokens = {}
     for kind, role in (("whip", "chair"), ("whep", "viewer")):
-        status, link = await node.call("POST", f"/api/v1/meetings/{meeting['id']}/links",
-                                       json={"name": f"{kind} fuzz", "role": role})
+        status, link = await node.call(
+            "POST", f"/api/v1/meetings/{meeting['id']}/links", json={"name": f"{kind} fuzz", "role": role}
+        )
         assert status == 201, link
         tokens[kind] = link["token"]
-    inputs = st.tuples(st.sampled_from(["whip", "whep"]), st.sampled_from(CONTENT_TYPES),
-                       sdp_bodies(await base_offer()) | st.binary(max_size=300))
+    inputs = st.tuples(
+        st.sampled_from(["whip", "whep"]),
+        st.sampled_from(CONTENT_TYPES),
+        sdp_bodies(await base_offer()) | st.binary(max_size=300),
+    )
     statuses: list[int] = []
     with Failures() as failures:
         for kind, ctype, body in draw(inputs, OFFERS):

@@ -23,12 +23,18 @@ IDENTITIES = ("operator", "endpoint", "viewer", "none", "forged", "generated")
 
 
 async def identities(node, meeting_id: str) -> dict[str, str | None]:
-    status, link = await node.call("POST", f"/api/v1/meetings/{meeting_id}/links",
-                                   json={"name": "Khách xem", "role": "viewer"})
+    status, link = await node.call(
+        "POST", f"/api/v1/meetings/{meeting_id}/links", json={"name": "Khách xem", "role": "viewer"}
+    )
     assert status == 201, link
     head, body, mac = node.operator_token.split(".")
-    return {"operator": node.operator_token, "endpoint": await node.endpoint_token("hg-meo-vac"),
-            "viewer": link["token"], "none": None, "forged": ".".join([head, body[::-1], mac])}
+    return {
+        "operator": node.operator_token,
+        "endpoint": await node.endpoint_token("hg-meo-vac"),
+        "viewer": link["token"],
+        "none": None,
+        "forged": ".".join([head, body[::-1], mac]),
+    }
 
 
 def _strategy(op, mode: GenerationMode) -> st.SearchStrategy:
@@ -49,8 +55,11 @@ def request_args(case, node, known: dict[str, str], use_known: bool, token: str 
         headers.pop("Authorization", None)
         if token:
             headers["Authorization"] = f"Bearer {token}"
-    params = [(k, str(x).lower() if isinstance(x, bool) else str(x))
-              for k, v in (kw.get("params") or {}).items() for x in (v if isinstance(v, list) else [v])]
+    params = [
+        (k, str(x).lower() if isinstance(x, bool) else str(x))
+        for k, v in (kw.get("params") or {}).items()
+        for x in (v if isinstance(v, list) else [v])
+    ]
     args = {"method": kw["method"], "url": yarl.URL(kw["url"], encoded=True), "headers": headers, "params": params}
     if "json" in kw:
         args["json"] = kw["json"]
@@ -65,8 +74,14 @@ async def test_every_route_with_and_without_auth(fuzz_node, checker: Checker):
     assert status == 200
     meeting = await node.schedule("hg-meo-vac", ["tier:commune@hg-meo-vac"], minutes_from_now=1)
     status, occ = await node.call("GET", f"/api/v1/meetings/{meeting['id']}/occurrences")
-    known = {"meeting_id": meeting["id"], "occurrence_id": occ["occurrences"][0]["occurrence_id"],
-             "endpoint_id": "hg-mv-lung-pu", "username": "to-tinh", "name": "console.js", "what": "floor"}
+    known = {
+        "meeting_id": meeting["id"],
+        "occurrence_id": occ["occurrences"][0]["occurrence_id"],
+        "endpoint_id": "hg-mv-lung-pu",
+        "username": "to-tinh",
+        "name": "console.js",
+        "what": "floor",
+    }
     tokens = await identities(node, meeting["id"])
     operations = [result.ok() for result in from_dict(doc).get_all_operations()]
     assert len(operations) > 30, "the document lists every route"

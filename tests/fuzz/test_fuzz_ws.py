@@ -24,8 +24,13 @@ from tests.fuzz.support import SCALE, Checker, Failures, draw, record, serves_a_
 pytestmark = pytest.mark.timeout(120 * max(1, SCALE))  # SCALE: a longer run by hand
 TYPES = ClientMessage.__args__
 POLICY_CLOSES = {1000, 1001, 1008, 1009, 4400, 4401, 4403, 4409, 4429}  # never 1011 (server error)
-CANDIDATES = ["candidate:1 1 udp 2122260223 127.0.0.1 50000 typ host", "candidate:garbage", "",
-              "candidate:1 1 UDP 1 x.local 9 typ host", "candidate:1 1 udp 1 127.0.0.1 70000 typ host"]
+CANDIDATES = [
+    "candidate:1 1 udp 2122260223 127.0.0.1 50000 typ host",
+    "candidate:garbage",
+    "",
+    "candidate:1 1 UDP 1 x.local 9 typ host",
+    "candidate:1 1 udp 1 127.0.0.1 70000 typ host",
+]
 
 
 def messages(known: list[str], per_type: int, extra: dict | None = None) -> list[object]:
@@ -34,10 +39,16 @@ def messages(known: list[str], per_type: int, extra: dict | None = None) -> list
     for model in TYPES:
         tag = {"type": model.__struct_config__.tag, "v": 1}
         out += draw(struct_dicts(model, known, tag | (extra or {})), per_type)
-    out += draw(st.one_of(json_values(), nasty_text(200), st.binary(max_size=64),
-                          st.integers(1, 60).map(lambda n: "[" * n + "]" * n),
-                          st.integers(30, 40).map(lambda n: '{"v":1,"type":"ping","id":' + "[" * n + "]" * n + "}")),
-                per_type * 3)
+    out += draw(
+        st.one_of(
+            json_values(),
+            nasty_text(200),
+            st.binary(max_size=64),
+            st.integers(1, 60).map(lambda n: "[" * n + "]" * n),
+            st.integers(30, 40).map(lambda n: '{"v":1,"type":"ping","id":' + "[" * n + "]" * n + "}"),
+        ),
+        per_type * 3,
+    )
     return out
 
 
@@ -133,8 +144,11 @@ async def test_every_message_type_after_hello_and_join(fuzz_node, checker: Check
     node = fuzz_node
     meeting = await node.schedule("hg-meo-vac", ["tier:commune@hg-meo-vac"], minutes_from_now=1)
     known = [meeting["id"], "hg-meo-vac", "hg-mv-lung-pu", "hg-mv-meo-vac", "hg-ubnd", *CANDIDATES]
-    people = {"operator": node.operator_token, "chair": await node.endpoint_token("hg-meo-vac"),
-              "commune": await node.endpoint_token("hg-mv-lung-pu")}
+    people = {
+        "operator": node.operator_token,
+        "chair": await node.endpoint_token("hg-meo-vac"),
+        "commune": await node.endpoint_token("hg-mv-lung-pu"),
+    }
     with Failures() as failures:
         for who, token in people.items():
             talk = Conversation(node, token, meeting["id"], checker)
@@ -147,7 +161,9 @@ async def test_every_message_type_after_hello_and_join(fuzz_node, checker: Check
                     before = checker.durable()
                     errors = await talk.roundtrip(msg)
                     if errors and talk.ws is not None:
-                        checker.unchanged(before, (who, msg), f"error {errors[0]['code']}: {errors[0]['message'][:120]}")
+                        checker.unchanged(
+                            before, (who, msg), f"error {errors[0]['code']}: {errors[0]['message'][:120]}"
+                        )
                     checker.log_clean((who, msg))
             await talk.close()
     await serves_a_meeting(node)

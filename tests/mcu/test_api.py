@@ -21,8 +21,15 @@ from signaling.cluster.local_placement import LocalPlacement
 from signaling.cluster.placement import Placement
 from signaling.cluster.remote_media import RemoteMediaNode, RemotePeer
 
-def _conforms(local: LocalMediaNode, remote: RemoteMediaNode, one_machine: LocalPlacement,
-              cluster: ClusterPlacement, local_peer: LocalPeer, remote_peer: RemotePeer) -> None:
+
+def _conforms(
+    local: LocalMediaNode,
+    remote: RemoteMediaNode,
+    one_machine: LocalPlacement,
+    cluster: ClusterPlacement,
+    local_peer: LocalPeer,
+    remote_peer: RemotePeer,
+) -> None:
     """Never called: mypy checks that each assignment type-checks."""
     nodes: list[MediaNode] = [local, remote]
     placements: list[Placement] = [one_machine, cluster]
@@ -36,8 +43,11 @@ def _declared(protocol: type) -> dict[str, inspect.Signature]:
     for cls in reversed(protocol.__mro__):
         if cls is object or not getattr(cls, "_is_protocol", False):
             continue
-        out |= {name: inspect.signature(fn) for name, fn in vars(cls).items()
-                if inspect.isfunction(fn) and not name.startswith("_")}
+        out |= {
+            name: inspect.signature(fn)
+            for name, fn in vars(cls).items()
+            if inspect.isfunction(fn) and not name.startswith("_")
+        }
     return out
 
 
@@ -55,11 +65,18 @@ def _differences(implementation: type, protocol: type) -> list[str]:
     return found
 
 
-@pytest.mark.parametrize("implementation, protocol", [
-    (LocalMediaNode, MediaNode), (RemoteMediaNode, MediaNode),
-    (LocalPlacement, Placement), (ClusterPlacement, Placement),
-    (LocalPeer, MediaPeer), (RemotePeer, MediaPeer),
-], ids=lambda c: c.__name__)
+@pytest.mark.parametrize(
+    "implementation, protocol",
+    [
+        (LocalMediaNode, MediaNode),
+        (RemoteMediaNode, MediaNode),
+        (LocalPlacement, Placement),
+        (ClusterPlacement, Placement),
+        (LocalPeer, MediaPeer),
+        (RemotePeer, MediaPeer),
+    ],
+    ids=lambda c: c.__name__,
+)
 def test_implements_the_seam_exactly(implementation: type, protocol: type) -> None:
     assert _differences(implementation, protocol) == []
 

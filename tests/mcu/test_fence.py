@@ -63,24 +63,46 @@ def test_within_reads_lower_and_upper_bounds():
 
 
 # the private names the fence reaches; nowhere else in the product may read or write them
-PRIVATE = {"_handle_rtp_data", "_handle_rtcp_data", "_tx_srtp", "_connection", "_nominated", "_ssrc", "_rtx_ssrc",
-           "_stream_id", "_send_rtcp_nack", "_queue", "_buffer", "_cdata", "_srtp", *fence._SENDER_REPORT,
-           fence._NACK_GENERATOR, fence._RTX_SSRC, fence._ACTIVE_SSRC}
+PRIVATE = {
+    "_handle_rtp_data",
+    "_handle_rtcp_data",
+    "_tx_srtp",
+    "_connection",
+    "_nominated",
+    "_ssrc",
+    "_rtx_ssrc",
+    "_stream_id",
+    "_send_rtcp_nack",
+    "_queue",
+    "_buffer",
+    "_cdata",
+    "_srtp",
+    *fence._SENDER_REPORT,
+    fence._NACK_GENERATOR,
+    fence._RTX_SSRC,
+    fence._ACTIVE_SSRC,
+}
 LIBRARIES = ("aiortc", "aioice", "pylibsrtp")
 
 
 def _private_uses(path: Path) -> list[str]:
     found = []
     for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-        if isinstance(node, ast.Attribute) and node.attr in PRIVATE and not (
-                isinstance(node.value, ast.Name) and node.value.id in ("self", "cls")):
+        if (
+            isinstance(node, ast.Attribute)
+            and node.attr in PRIVATE
+            and not (isinstance(node.value, ast.Name) and node.value.id in ("self", "cls"))
+        ):
             found.append(f"{path}:{node.lineno}: .{node.attr}")
         elif isinstance(node, ast.Constant) and node.value in PRIVATE:  # getattr/setattr by name
             found.append(f"{path}:{node.lineno}: {node.value!r}")
         elif isinstance(node, (ast.Import, ast.ImportFrom)):
             modules = [alias.name for alias in node.names] if isinstance(node, ast.Import) else [node.module or ""]
-            found += [f"{path}:{node.lineno}: import {m}" for m in modules
-                      if m.split(".")[0] in LIBRARIES and any(part.startswith("_") for part in m.split("."))]
+            found += [
+                f"{path}:{node.lineno}: import {m}"
+                for m in modules
+                if m.split(".")[0] in LIBRARIES and any(part.startswith("_") for part in m.split("."))
+            ]
     return found
 
 

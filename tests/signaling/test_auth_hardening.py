@@ -72,8 +72,9 @@ async def test_failures_from_one_address_across_names_are_limited(tmp_path):
             status, _ = await login(n, {"username": f"guess-{i}", "password": "x"})
             assert status == 401
         # X-Forwarded-For from a peer that is no trusted proxy changes nothing
-        status, body = await login(n, {"username": "admin", "password": ADMIN_PASSWORD},
-                                   headers={"X-Forwarded-For": "203.0.113.9"})
+        status, body = await login(
+            n, {"username": "admin", "password": ADMIN_PASSWORD}, headers={"X-Forwarded-For": "203.0.113.9"}
+        )
         assert status == 429 and "127.0.0.1" in body["error"]["message"], body
         status, body = await login(n, {"endpoint_id": "hg-meo-vac", "secret": "x"}, "/api/v1/auth/endpoint")
         assert status == 429, body
@@ -100,8 +101,9 @@ async def test_a_province_behind_one_address_logs_in_all_at_once(tmp_path):
     try:
         ids = [ep.id for ep in n.ctx.directory.select(["tier:commune"])][:60]
         secrets = {ep: await n.ctx.auth.issue_credentials(ep) for ep in ids}
-        results = await asyncio.gather(*(login(n, {"endpoint_id": ep, "secret": secrets[ep]}, "/api/v1/auth/endpoint")
-                                         for ep in ids))
+        results = await asyncio.gather(
+            *(login(n, {"endpoint_id": ep, "secret": secrets[ep]}, "/api/v1/auth/endpoint") for ep in ids)
+        )
         assert [s for s, _ in results] == [200] * len(ids), [b for s, b in results if s != 200][:3]
     finally:
         await n.stop()
@@ -130,10 +132,12 @@ async def test_unknown_names_cost_one_scrypt_like_a_wrong_password(node, monkeyp
         return real(secret, stored)
 
     monkeypatch.setattr(auth_module, "check_secret", counting)
-    cases = [({"username": "nobody", "password": "p1"}, "/api/v1/auth/login"),
-             ({"username": "admin", "password": "p2"}, "/api/v1/auth/login"),
-             ({"endpoint_id": "no-such-endpoint", "secret": "p3"}, "/api/v1/auth/endpoint"),
-             ({"endpoint_id": "hg-meo-vac", "secret": "p4"}, "/api/v1/auth/endpoint")]  # no credentials yet
+    cases = [
+        ({"username": "nobody", "password": "p1"}, "/api/v1/auth/login"),
+        ({"username": "admin", "password": "p2"}, "/api/v1/auth/login"),
+        ({"endpoint_id": "no-such-endpoint", "secret": "p3"}, "/api/v1/auth/endpoint"),
+        ({"endpoint_id": "hg-meo-vac", "secret": "p4"}, "/api/v1/auth/endpoint"),
+    ]  # no credentials yet
     for body, path in cases:
         assert (await login(node, body, path))[0] == 401
     assert checks == ["p1", "p2", "p3", "p4"]  # one scrypt verification each, found or not
@@ -178,14 +182,17 @@ async def test_only_the_canonical_token_spelling_is_accepted(node):
         assert answer["error"]["code"] == "unauthorized"
 
 
-@pytest.mark.parametrize("claims, words", [
-    ({"kind": "operator", "sub": "admin", "exp": "9999999999"}, ["exp", "float", "str"]),
-    ({"kind": "operator", "sub": "admin", "exp": 9e99, "iat": "now"}, ["iat"]),
-    ({"kind": "operator", "sub": ["admin"], "exp": 9e99}, ["sub"]),
-    ({"kind": 7, "sub": "admin", "exp": 9e99}, ["kind"]),
-    ({"kind": "operator", "sub": "admin"}, ["exp"]),
-    (["operator", "admin"], ["claims"]),
-])
+@pytest.mark.parametrize(
+    "claims, words",
+    [
+        ({"kind": "operator", "sub": "admin", "exp": "9999999999"}, ["exp", "float", "str"]),
+        ({"kind": "operator", "sub": "admin", "exp": 9e99, "iat": "now"}, ["iat"]),
+        ({"kind": "operator", "sub": ["admin"], "exp": 9e99}, ["sub"]),
+        ({"kind": 7, "sub": "admin", "exp": 9e99}, ["kind"]),
+        ({"kind": "operator", "sub": "admin"}, ["exp"]),
+        (["operator", "admin"], ["claims"]),
+    ],
+)
 async def test_signed_claims_of_the_wrong_type_are_a_401_naming_the_field(node, claims, words):
     token = forge(node, claims)
     status, body = await me(node, token)
@@ -216,8 +223,10 @@ async def test_directory_is_scoped_to_operators_and_to_an_endpoints_subtree(node
     status, body = await node.call("GET", "/api/v1/directory")
     assert status == 200 and {e["id"] for e in body["endpoints"]} == everyone and body["count"] == 211
 
-    for token in (await node.endpoint_token("hg-meo-vac"),
-                  await link(node, meeting["id"], name="Bí thư", role="chair", endpoint_id="hg-meo-vac")):
+    for token in (
+        await node.endpoint_token("hg-meo-vac"),
+        await link(node, meeting["id"], name="Bí thư", role="chair", endpoint_id="hg-meo-vac"),
+    ):
         status, body = await node.call("GET", "/api/v1/directory", token=token)
         assert status == 200 and {e["id"] for e in body["endpoints"]} == district, body
         assert (await node.call("GET", "/api/v1/directory/endpoints/hg-meo-vac", token=token))[0] == 200
@@ -227,8 +236,11 @@ async def test_directory_is_scoped_to_operators_and_to_an_endpoints_subtree(node
         assert status == 200 and set(body["endpoint_ids"]) == district, body
 
     guest = await link(node, meeting["id"], name="Khách", role="viewer")
-    for method, path, kw in (("GET", "/api/v1/directory", {}), ("GET", "/api/v1/directory/endpoints/hg-ubnd", {}),
-                             ("POST", "/api/v1/directory/select", {"json": {"selectors": ["all"]}})):
+    for method, path, kw in (
+        ("GET", "/api/v1/directory", {}),
+        ("GET", "/api/v1/directory/endpoints/hg-ubnd", {}),
+        ("POST", "/api/v1/directory/select", {"json": {"selectors": ["all"]}}),
+    ):
         status, body = await node.call(method, path, token=guest, **kw)
         assert status == 403 and "guest link" in body["error"]["message"], (path, body)
 
@@ -236,8 +248,7 @@ async def test_directory_is_scoped_to_operators_and_to_an_endpoints_subtree(node
 async def test_an_endpoint_link_lists_only_its_own_meeting(node):
     """A link made for one meeting must not read the endpoint's whole schedule (outside audit)."""
     shown = await node.schedule(chair="hg-ubnd", invited=["hg-dong-van"], title="Giao ban tuần")
-    other = await node.schedule(chair="hg-ubnd", invited=["hg-dong-van"], minutes_from_now=90,
-                                title="Họp kín")
+    other = await node.schedule(chair="hg-ubnd", invited=["hg-dong-van"], minutes_from_now=90, title="Họp kín")
     token = await link(node, shown["id"], name="Chủ tịch huyện", role="participant", endpoint_id="hg-dong-van")
     status, body = await node.call("GET", "/api/v1/me/meetings", token=token)
     assert status == 200, body

@@ -14,16 +14,93 @@ async def meetings_in_store(node) -> int:
     return len(await node.ctx.store.list("meetings"))
 
 
-@pytest.mark.parametrize("body, words", [
-    ({"title": "x", "chair": "khong-co", "invited": ["all"], "start": "2030-01-06T08:00", "duration_minutes": 60}, ["khong-co"]),
-    ({"title": "x", "chair": "hg-meo-vac", "invited": ["ep:khong-co"], "start": "2030-01-06T08:00", "duration_minutes": 60}, ["khong-co"]),
-    ({"title": "x", "chair": "hg-meo-vac", "invited": ["planet:mars"], "start": "2030-01-06T08:00", "duration_minutes": 60}, ["planet"]),
-    ({"title": "x", "chair": "hg-meo-vac", "invited": ["all"], "start": "2030-01-06T08:00", "end": "2030-01-06T07:00"}, ["end"]),
-    ({"title": "x", "chair": "hg-meo-vac", "invited": ["all"], "start": "2030-01-06T08:00", "duration_minutes": 60, "recurrence": "FREQ=HOURLY"}, ["FREQ"]),
-    ({"title": "x", "chair": "hg-meo-vac", "invited": ["all"], "start": "không phải ngày", "duration_minutes": 60}, ["start"]),
-    ({"title": "x", "chair": "hg-meo-vac", "invited": ["all"], "start": "2030-01-06T08:00", "duration_minutes": 60, "colour": "red"}, ["colour"]),
-    ({"title": 42, "chair": "hg-meo-vac", "invited": ["all"], "start": "2030-01-06T08:00", "duration_minutes": 60}, ["title"]),
-])
+@pytest.mark.parametrize(
+    "body, words",
+    [
+        (
+            {
+                "title": "x",
+                "chair": "khong-co",
+                "invited": ["all"],
+                "start": "2030-01-06T08:00",
+                "duration_minutes": 60,
+            },
+            ["khong-co"],
+        ),
+        (
+            {
+                "title": "x",
+                "chair": "hg-meo-vac",
+                "invited": ["ep:khong-co"],
+                "start": "2030-01-06T08:00",
+                "duration_minutes": 60,
+            },
+            ["khong-co"],
+        ),
+        (
+            {
+                "title": "x",
+                "chair": "hg-meo-vac",
+                "invited": ["planet:mars"],
+                "start": "2030-01-06T08:00",
+                "duration_minutes": 60,
+            },
+            ["planet"],
+        ),
+        (
+            {
+                "title": "x",
+                "chair": "hg-meo-vac",
+                "invited": ["all"],
+                "start": "2030-01-06T08:00",
+                "end": "2030-01-06T07:00",
+            },
+            ["end"],
+        ),
+        (
+            {
+                "title": "x",
+                "chair": "hg-meo-vac",
+                "invited": ["all"],
+                "start": "2030-01-06T08:00",
+                "duration_minutes": 60,
+                "recurrence": "FREQ=HOURLY",
+            },
+            ["FREQ"],
+        ),
+        (
+            {
+                "title": "x",
+                "chair": "hg-meo-vac",
+                "invited": ["all"],
+                "start": "không phải ngày",
+                "duration_minutes": 60,
+            },
+            ["start"],
+        ),
+        (
+            {
+                "title": "x",
+                "chair": "hg-meo-vac",
+                "invited": ["all"],
+                "start": "2030-01-06T08:00",
+                "duration_minutes": 60,
+                "colour": "red",
+            },
+            ["colour"],
+        ),
+        (
+            {
+                "title": 42,
+                "chair": "hg-meo-vac",
+                "invited": ["all"],
+                "start": "2030-01-06T08:00",
+                "duration_minutes": 60,
+            },
+            ["title"],
+        ),
+    ],
+)
 async def test_bad_meeting_is_rejected_and_nothing_stored(node, body, words):
     before = await meetings_in_store(node)
     status, resp = await node.call("POST", "/api/v1/meetings", json=body)
@@ -35,7 +112,9 @@ async def test_bad_meeting_is_rejected_and_nothing_stored(node, body, words):
 
 
 async def test_malformed_json_body(node):
-    status, resp = await node.call("POST", "/api/v1/meetings", data=b"{not json", headers={"Content-Type": "application/json"})
+    status, resp = await node.call(
+        "POST", "/api/v1/meetings", data=b"{not json", headers={"Content-Type": "application/json"}
+    )
     assert status == 400 and "malformed JSON" in resp["error"]["message"]
     assert await meetings_in_store(node) == 0
 
@@ -47,7 +126,9 @@ async def test_oversized_body(node):
 
 
 async def test_wrong_password_and_missing_token(node):
-    status, resp = await node.call("POST", "/api/v1/auth/login", token=None, json={"username": "admin", "password": "sai"})
+    status, resp = await node.call(
+        "POST", "/api/v1/auth/login", token=None, json={"username": "admin", "password": "sai"}
+    )
     assert status == 401 and "wrong operator username or password" in resp["error"]["message"]
     status, resp = await node.call("GET", "/api/v1/meetings", token=None)
     assert status == 401 and "Authorization" in resp["error"]["message"]
@@ -73,7 +154,9 @@ async def test_endpoint_cannot_schedule_or_read_other_endpoints_meetings(node):
 async def test_unknown_endpoint_credentials(node):
     status, resp = await node.call("POST", "/api/v1/endpoints/khong-co/credentials")
     assert status == 404 and "khong-co" in resp["error"]["message"]
-    status, resp = await node.call("POST", "/api/v1/auth/endpoint", token=None, json={"endpoint_id": "khong-co", "secret": "x"})
+    status, resp = await node.call(
+        "POST", "/api/v1/auth/endpoint", token=None, json={"endpoint_id": "khong-co", "secret": "x"}
+    )
     assert status == 401 and "khong-co" in resp["error"]["message"]
 
 
@@ -154,7 +237,9 @@ async def test_uninvited_endpoint_cannot_join(node):
 async def test_link_for_other_meeting_refused(node):
     m1 = await node.schedule(chair="hg-meo-vac", invited=["tier:district"])
     m2 = await node.schedule(chair="hg-dong-van", invited=["tier:district"])
-    status, link = await node.call("POST", f"/api/v1/meetings/{m1['id']}/links", json={"name": "Đ/c Bí thư", "role": "participant"})
+    status, link = await node.call(
+        "POST", f"/api/v1/meetings/{m1['id']}/links", json={"name": "Đ/c Bí thư", "role": "participant"}
+    )
     assert status == 201 and link["url"].endswith(link["token"])
     client = await WsClient.connect(node, link["token"])
     try:
@@ -177,10 +262,13 @@ async def test_unknown_route_and_method(node):
 
 async def test_password_guessing_is_throttled(node):
     for _ in range(10):
-        status, resp = await node.call("POST", "/api/v1/auth/login", token=None, json={"username": "admin", "password": "doan"})
+        status, resp = await node.call(
+            "POST", "/api/v1/auth/login", token=None, json={"username": "admin", "password": "doan"}
+        )
         assert status == 401
-    status, resp = await node.call("POST", "/api/v1/auth/login", token=None,
-                                   json={"username": "admin", "password": "test-admin-password"})
+    status, resp = await node.call(
+        "POST", "/api/v1/auth/login", token=None, json={"username": "admin", "password": "test-admin-password"}
+    )
     assert status == 429 and "too many failed logins" in resp["error"]["message"]
     # other accounts are unaffected
     token = await node.endpoint_token("hg-meo-vac")

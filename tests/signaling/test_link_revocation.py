@@ -33,8 +33,9 @@ WATCHER = "hg-tp-ha-giang"  # a room terminal watching the meeting with its own 
 
 
 async def make_link(node: Node, mid: str, role: str, token: str = "operator", **extra) -> str:
-    status, body = await node.call("POST", f"/api/v1/meetings/{mid}/links", token=token,
-                                   json={"name": f"Laptop {role}", "role": role, **extra})
+    status, body = await node.call(
+        "POST", f"/api/v1/meetings/{mid}/links", token=token, json={"name": f"Laptop {role}", "role": role, **extra}
+    )
     assert status == 201, body
     return body["token"]
 
@@ -45,10 +46,13 @@ async def logs_in(node: Node, token: str) -> int:
 
 
 async def second_operator(node: Node, username: str = "ops.huyen") -> str:
-    status, body = await node.call("POST", "/api/v1/operators", json={"username": username, "password": "mat-khau-huyen-1"})
+    status, body = await node.call(
+        "POST", "/api/v1/operators", json={"username": username, "password": "mat-khau-huyen-1"}
+    )
     assert status == 201, body
-    status, login = await node.call("POST", "/api/v1/auth/login", token=None,
-                                    json={"username": username, "password": "mat-khau-huyen-1"})
+    status, login = await node.call(
+        "POST", "/api/v1/auth/login", token=None, json={"username": username, "password": "mat-khau-huyen-1"}
+    )
     assert status == 200, login
     return login["token"]
 
@@ -91,8 +95,9 @@ async def test_rotating_an_endpoint_secret_ends_the_links_made_for_it(media_node
         await watcher.open(node, "whep", mid, watcher_token)
         await chair.send("grant_floor", endpoint_id=TARGET)
         assert await wait_for(lambda: media_floor(node, mid) == TARGET, timeout=5)
-        assert await wait_for(lambda: len([f for f in watcher.frames if f[1] > 150]) >= 10, timeout=20), \
+        assert await wait_for(lambda: len([f for f in watcher.frames if f[1] > 150]) >= 10, timeout=20), (
             "the watcher never decoded the laptop's picture"
+        )
         status, _ = await node.call("POST", f"/api/v1/endpoints/{TARGET}/credentials")
         assert status == 201
         t0 = time.monotonic()

@@ -18,8 +18,9 @@ async def test_two_endpoints_exchange_video_through_signaling(media_node):
     for endpoint, shade in ((district, 220), (commune, 30)):
         ws = await WsClient.connect(node, await node.endpoint_token(endpoint))
         await ws.expect("welcome")
-        client = Client(WsPeerBridge(ws, meeting["id"]), meeting["id"], endpoint,
-                        video=PatternTrack(shade), audio=ToneTrack())
+        client = Client(
+            WsPeerBridge(ws, meeting["id"]), meeting["id"], endpoint, video=PatternTrack(shade), audio=ToneTrack()
+        )
         await client.join()
         clients.append(client)
     chair, room = clients
@@ -42,22 +43,47 @@ async def test_two_endpoints_exchange_video_through_signaling(media_node):
 
 async def test_meeting_media_modes_give_a_fibre_room_the_composite_too(media_node):
     node = media_node
-    status, meeting = await node.call("POST", "/api/v1/meetings", json={
-        "title": "Giao ban có hình ghép", "chair": "hg-meo-vac", "invited": ["tier:commune@hg-meo-vac"],
-        "start": (datetime.now(VN) + timedelta(minutes=1)).replace(microsecond=0).isoformat(),
-        "duration_minutes": 60, "media_modes": {"fibre": "both"}})
+    status, meeting = await node.call(
+        "POST",
+        "/api/v1/meetings",
+        json={
+            "title": "Giao ban có hình ghép",
+            "chair": "hg-meo-vac",
+            "invited": ["tier:commune@hg-meo-vac"],
+            "start": (datetime.now(VN) + timedelta(minutes=1)).replace(microsecond=0).isoformat(),
+            "duration_minutes": 60,
+            "media_modes": {"fibre": "both"},
+        },
+    )
     assert status == 201 and meeting["media_modes"] == {"fibre": "both"}
-    status, bad = await node.call("POST", "/api/v1/meetings", json={
-        "title": "x", "chair": "hg-meo-vac", "invited": ["all"], "start": "2030-01-07T08:00",
-        "duration_minutes": 60, "media_modes": {"fibre": "hologram"}})
+    status, bad = await node.call(
+        "POST",
+        "/api/v1/meetings",
+        json={
+            "title": "x",
+            "chair": "hg-meo-vac",
+            "invited": ["all"],
+            "start": "2030-01-07T08:00",
+            "duration_minutes": 60,
+            "media_modes": {"fibre": "hologram"},
+        },
+    )
     assert status == 400 and "media_modes" in bad["error"]["message"]
     ws = await WsClient.connect(node, await node.endpoint_token("hg-meo-vac"))  # a district room on fibre
     await ws.expect("welcome")
-    client = Client(WsPeerBridge(ws, meeting["id"]), meeting["id"], "hg-meo-vac", video=PatternTrack(200), audio=ToneTrack())
+    client = Client(
+        WsPeerBridge(ws, meeting["id"]), meeting["id"], "hg-meo-vac", video=PatternTrack(200), audio=ToneTrack()
+    )
     try:
         await client.join()
-        assert await wait_for(lambda: "hg-meo-vac" in node.ctx.media.meetings.get(meeting["id"], {}).peers
-                              if meeting["id"] in node.ctx.media.meetings else False, timeout=5)
+        assert await wait_for(
+            lambda: (
+                "hg-meo-vac" in node.ctx.media.meetings.get(meeting["id"], {}).peers
+                if meeting["id"] in node.ctx.media.meetings
+                else False
+            ),
+            timeout=5,
+        )
         peer = node.ctx.media.meetings[meeting["id"]].peers["hg-meo-vac"]
         assert peer.media_mode == "both"
     finally:
@@ -78,7 +104,9 @@ async def test_the_answer_to_a_clients_offer_comes_before_any_server_offer(media
         for endpoint in communes[:3]:  # loud microphones: a newcomer needs more audio slots than it offers
             ws = await WsClient.connect(node, await node.endpoint_token(endpoint))
             await ws.expect("welcome")
-            client = Client(WsPeerBridge(ws, meeting["id"]), meeting["id"], endpoint, video=PatternTrack(90), audio=ToneTrack())
+            client = Client(
+                WsPeerBridge(ws, meeting["id"]), meeting["id"], endpoint, video=PatternTrack(90), audio=ToneTrack()
+            )
             await client.join()
             publishers.append(client)
         for attempt in range(5):
@@ -114,7 +142,9 @@ async def test_a_chair_mute_holds_on_the_terminals_next_peer(media_node):
     meeting = await node.schedule(chair=district, invited=["tier:commune@hg-meo-vac"])
     chair_ws = await WsClient.connect(node, await node.endpoint_token(district))
     await chair_ws.expect("welcome")
-    chair = Client(WsPeerBridge(chair_ws, meeting["id"]), meeting["id"], district, video=PatternTrack(220), audio=ToneTrack())
+    chair = Client(
+        WsPeerBridge(chair_ws, meeting["id"]), meeting["id"], district, video=PatternTrack(220), audio=ToneTrack()
+    )
     room = None
     try:
         await chair.join()
@@ -122,10 +152,15 @@ async def test_a_chair_mute_holds_on_the_terminals_next_peer(media_node):
         for attempt in range(2):  # first connection, then a reconnect with a new peer
             ws = await WsClient.connect(node, await node.endpoint_token(commune))
             await ws.expect("welcome")
-            room = Client(WsPeerBridge(ws, meeting["id"]), meeting["id"], commune, video=PatternTrack(30), audio=ToneTrack())
+            room = Client(
+                WsPeerBridge(ws, meeting["id"]), meeting["id"], commune, video=PatternTrack(30), audio=ToneTrack()
+            )
             await room.join()
-            streams = lambda: [s for s in node.ctx.media.meetings[meeting["id"]].peers[commune].streams.values()
-                               if s.kind == "video"] if commune in node.ctx.media.meetings[meeting["id"]].peers else []
+            streams = lambda: (
+                [s for s in node.ctx.media.meetings[meeting["id"]].peers[commune].streams.values() if s.kind == "video"]
+                if commune in node.ctx.media.meetings[meeting["id"]].peers
+                else []
+            )
             assert await wait_for(streams, timeout=10)
             if attempt == 0:
                 assert not streams()[0].muted

@@ -42,7 +42,8 @@ async def test_two_clients_join_and_see_each_other(node):
 
         # attendance records the join
         status, record = await node.call(
-            "GET", f"/api/v1/meetings/{meeting['id']}/occurrences/{joined['occurrence_id']}/attendance")
+            "GET", f"/api/v1/meetings/{meeting['id']}/occurrences/{joined['occurrence_id']}/attendance"
+        )
         assert status == 200, record
         assert communes[0] in str(record) and district in str(record)
     finally:

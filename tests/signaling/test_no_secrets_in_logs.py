@@ -50,13 +50,21 @@ def test_malformed_requests_never_put_a_token_or_password_in_the_log(tmp_path, l
         password = (data / "admin-password.txt").read_text().strip()
         token = request(port, "POST", "/api/v1/auth/login", {"username": "admin", "password": password})["token"]
         auth = b"Authorization: Bearer " + token.encode()
-        for bad in (auth + b"\x00x", auth + b"\x7f", auth.replace(b":", b" :", 1), auth + b"\xff",
-                    auth + b"\r\n folded"):
+        for bad in (
+            auth + b"\x00x",
+            auth + b"\x7f",
+            auth.replace(b":", b" :", 1),
+            auth + b"\xff",
+            auth + b"\r\n folded",
+        ):
             answer = raw_http(port, b"GET /api/v1/me HTTP/1.1\r\nHost: x\r\n" + bad + b"\r\n\r\n")
             assert answer.split(b"\r\n")[0].split(b" ")[1] in (b"400", b"401"), answer
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/join?token={token}", timeout=5) as r:
             assert r.status == 200
-        raw_http(port, f"GET /api/v1/me?token={token} HTTP/1.1\r\nHost: x\r\nAuthorization: Basic {password}\r\n\r\n".encode())
+        raw_http(
+            port,
+            f"GET /api/v1/me?token={token} HTTP/1.1\r\nHost: x\r\nAuthorization: Basic {password}\r\n\r\n".encode(),
+        )
         ws_hello(port, token)
         try:
             request(port, "POST", "/api/v1/auth/login", {"username": "admin", "password": password + "x"})
@@ -73,9 +81,14 @@ def test_malformed_requests_never_put_a_token_or_password_in_the_log(tmp_path, l
 
 def test_redact_hides_every_spelling_of_a_credential():
     token = "gb1.eyJraW5kIjoib3AifQ.AbC-_d"
-    for text in (f"b'Authorization: Bearer {token}\\x00'", f"GET /join?token={token}&x=1",
-                 f"Bearer {token.replace('-', '+')}==", '{"secret": "abcdefgh", "password":"p@ss"}',
-                 "authorization: bearer opaque-thing", "cannot reach rediss://giaoban:opaque-thing@10.0.0.5:6380/0"):
+    for text in (
+        f"b'Authorization: Bearer {token}\\x00'",
+        f"GET /join?token={token}&x=1",
+        f"Bearer {token.replace('-', '+')}==",
+        '{"secret": "abcdefgh", "password":"p@ss"}',
+        "authorization: bearer opaque-thing",
+        "cannot reach rediss://giaoban:opaque-thing@10.0.0.5:6380/0",
+    ):
         out = redact(text)
         for part in ("eyJraW5kIjoib3AifQ", "AbC", "abcdefgh", "p@ss", "opaque-thing"):
             assert part not in out, out

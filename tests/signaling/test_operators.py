@@ -6,11 +6,15 @@ import asyncio
 
 
 async def test_add_login_list_delete_operator(node):
-    status, body = await node.call("POST", "/api/v1/operators",
-                                   json={"username": "ninh.nv", "password": "mat-khau-dai-1", "name": "Nguyễn Văn Ninh"})
+    status, body = await node.call(
+        "POST",
+        "/api/v1/operators",
+        json={"username": "ninh.nv", "password": "mat-khau-dai-1", "name": "Nguyễn Văn Ninh"},
+    )
     assert status == 201 and body["name"] == "Nguyễn Văn Ninh"
-    status, login = await node.call("POST", "/api/v1/auth/login", token=None,
-                                    json={"username": "ninh.nv", "password": "mat-khau-dai-1"})
+    status, login = await node.call(
+        "POST", "/api/v1/auth/login", token=None, json={"username": "ninh.nv", "password": "mat-khau-dai-1"}
+    )
     assert status == 200
     status, listed = await node.call("GET", "/api/v1/operators", token=login["token"])
     assert {o["username"] for o in listed["operators"]} == {"admin", "ninh.nv"}
@@ -24,8 +28,9 @@ async def test_add_login_list_delete_operator(node):
     assert status == 400 and "cannot be deleted" in resp["error"]["message"]
     status, resp = await node.call("DELETE", "/api/v1/operators/ninh.nv")
     assert status == 200
-    status, resp = await node.call("POST", "/api/v1/auth/login", token=None,
-                                   json={"username": "ninh.nv", "password": "mat-khau-dai-1"})
+    status, resp = await node.call(
+        "POST", "/api/v1/auth/login", token=None, json={"username": "ninh.nv", "password": "mat-khau-dai-1"}
+    )
     assert status == 401
     token = await node.endpoint_token("hg-meo-vac")
     status, resp = await node.call("GET", "/api/v1/operators", token=token)
@@ -50,7 +55,9 @@ async def test_rotating_a_secret_ends_the_terminals_sessions_and_tokens(node):
 
 async def test_deleted_operator_token_stops_working(node):
     await node.call("POST", "/api/v1/operators", json={"username": "tam", "password": "mat-khau-dai-2"})
-    status, login = await node.call("POST", "/api/v1/auth/login", token=None, json={"username": "tam", "password": "mat-khau-dai-2"})
+    status, login = await node.call(
+        "POST", "/api/v1/auth/login", token=None, json={"username": "tam", "password": "mat-khau-dai-2"}
+    )
     status, _ = await node.call("GET", "/api/v1/meetings", token=login["token"])
     assert status == 200
     await node.call("DELETE", "/api/v1/operators/tam")

@@ -35,8 +35,9 @@ async def answer_or_error(ws: WsClient, ref: str, timeout: float = 10.0) -> dict
 
 async def test_every_session_of_one_link_hears_back_from_parallel_offers(media_node):
     meeting = await media_node.schedule("hg-ubnd", ["tier:district"])
-    status, link = await media_node.call("POST", f"/api/v1/meetings/{meeting['id']}/links",
-                                         json={"name": "Lãnh đạo tỉnh", "role": "participant"})
+    status, link = await media_node.call(
+        "POST", f"/api/v1/meetings/{meeting['id']}/links", json={"name": "Lãnh đạo tỉnh", "role": "participant"}
+    )
     assert status == 201, link
     clients = [await WsClient.connect(media_node, link["token"]) for _ in range(SESSIONS)]
     pcs = [RTCPeerConnection() for _ in range(SESSIONS)]

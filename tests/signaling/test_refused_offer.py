@@ -18,8 +18,9 @@ from tests.support.media_clients import Client, PatternTrack, ToneTrack, WsPeerB
 
 
 def _bundle_naming_a_missing_mid(sdp: str) -> str:
-    return "\r\n".join("a=group:BUNDLE 9 0 1" if line.startswith("a=group:BUNDLE") else line
-                       for line in sdp.split("\r\n"))
+    return "\r\n".join(
+        "a=group:BUNDLE 9 0 1" if line.startswith("a=group:BUNDLE") else line for line in sdp.split("\r\n")
+    )
 
 
 BAD_OFFERS = {
@@ -66,8 +67,9 @@ async def test_a_good_offer_after_a_refused_one_on_the_same_websocket_is_served(
         assert bridge.refusal["code"] == "bad_request" and says in bridge.refusal["message"], bridge.refusal
         chair_ws = await WsClient.connect(node, await node.endpoint_token(district))
         await chair_ws.expect("welcome")
-        chair = Client(WsPeerBridge(chair_ws, meeting["id"]), meeting["id"], district,
-                       video=PatternTrack(220), audio=ToneTrack())
+        chair = Client(
+            WsPeerBridge(chair_ws, meeting["id"]), meeting["id"], district, video=PatternTrack(220), audio=ToneTrack()
+        )
         clients.append(chair)
         await chair.join()
         # what the receiving end observes: the chair decodes the commune's dark picture

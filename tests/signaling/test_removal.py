@@ -56,8 +56,11 @@ class HttpPeer:
             self.pc.addTransceiver("audio", direction="recvonly")
             self.pc.addTransceiver("video", direction="recvonly")
         await self.pc.setLocalDescription(await self.pc.createOffer())
-        async with node.http.post(f"{node.url}/{kind}/{meeting_id}", data=self.pc.localDescription.sdp.encode(),
-                                  headers={"Content-Type": "application/sdp", "Authorization": f"Bearer {token}"}) as r:
+        async with node.http.post(
+            f"{node.url}/{kind}/{meeting_id}",
+            data=self.pc.localDescription.sdp.encode(),
+            headers={"Content-Type": "application/sdp", "Authorization": f"Bearer {token}"},
+        ) as r:
             answer = await r.text()
             assert r.status == 201, answer
             self.location = r.headers["Location"]
@@ -90,10 +93,13 @@ async def target_token(node: Node, how: str) -> tuple[str, str]:
     """(token, endpoint id as the room knows it) of the identity the test will remove or revoke."""
     if how != "delete_operator":
         return await node.endpoint_token(TARGET), TARGET
-    status, _ = await node.call("POST", "/api/v1/operators", json={"username": "obs.tinh", "password": "mat-khau-obs-1"})
+    status, _ = await node.call(
+        "POST", "/api/v1/operators", json={"username": "obs.tinh", "password": "mat-khau-obs-1"}
+    )
     assert status == 201
-    status, login = await node.call("POST", "/api/v1/auth/login", token=None,
-                                    json={"username": "obs.tinh", "password": "mat-khau-obs-1"})
+    status, login = await node.call(
+        "POST", "/api/v1/auth/login", token=None, json={"username": "obs.tinh", "password": "mat-khau-obs-1"}
+    )
     assert status == 200
     return login["token"], "obs.tinh"
 
@@ -101,8 +107,19 @@ async def target_token(node: Node, how: str) -> tuple[str, str]:
 async def act(node: Node, how: str, chair: WsClient, endpoint_id: str) -> None:
     if how == "cli":  # the operator rotates the secret with the command line, on the server machine
         cfg = node.ctx.settings
-        cmd = [sys.executable, "-m", "signaling.cli", "--directory", HAGIANG, "--data-dir", cfg.data_dir,
-               "--store", cfg.store, "credentials", f"ep:{endpoint_id}"]
+        cmd = [
+            sys.executable,
+            "-m",
+            "signaling.cli",
+            "--directory",
+            HAGIANG,
+            "--data-dir",
+            cfg.data_dir,
+            "--store",
+            cfg.store,
+            "credentials",
+            f"ep:{endpoint_id}",
+        ]
         done = await asyncio.to_thread(subprocess.run, cmd, cwd=ROOT, capture_output=True, text=True, timeout=60)
         assert done.returncode == 0 and endpoint_id in done.stdout, done.stderr[-2000:]
         node.secrets.pop(endpoint_id, None)
@@ -145,8 +162,9 @@ async def run_scenario(media: Node, entry: Node, how: str, within: float = 1.0) 
         await viewer.open(media, "whep", mid, view["token"])
         await chair.send("grant_floor", endpoint_id=endpoint_id)
         assert await wait_for(lambda: media_floor(media, mid) == endpoint_id, timeout=5)
-        assert await wait_for(lambda: len([f for f in viewer.frames if f[1] > 150]) >= 10, timeout=20), \
+        assert await wait_for(lambda: len([f for f in viewer.frames if f[1] > 150]) >= 10, timeout=20), (
             "the viewer never decoded the publisher's picture"
+        )
         assert media_peers_of(media, endpoint_id) == 2  # its WHIP and its WHEP peer
         await act(media, how, chair, endpoint_id)
         t0 = time.monotonic()  # the removal is sent, the revocation written (the CLI has exited)
@@ -179,14 +197,18 @@ async def run_scenario(media: Node, entry: Node, how: str, within: float = 1.0) 
 @pytest.mark.parametrize("how", ["remove", "rotate", "delete_operator"])
 async def test_a_removed_or_revoked_publisher_stops_within_a_second(media_node, how):
     figures = await run_scenario(media_node, media_node, how)
-    print(f"{how}: floor cleared on the media node after {figures['floor_s'] * 1000:.0f} ms; "
-          f"the viewer's last frame {figures['last_frame_s'] * 1000:.0f} ms after")
+    print(
+        f"{how}: floor cleared on the media node after {figures['floor_s'] * 1000:.0f} ms; "
+        f"the viewer's last frame {figures['last_frame_s'] * 1000:.0f} ms after"
+    )
 
 
 async def test_a_rotation_by_the_command_line_ends_sessions_on_a_sqlite_node(media_node):
     figures = await run_scenario(media_node, media_node, "cli")  # the marker is read every 0.5 s
-    print(f"CLI rotation, SQLite: floor cleared after {figures['floor_s'] * 1000:.0f} ms; "
-          f"the viewer's last frame {figures['last_frame_s'] * 1000:.0f} ms after")
+    print(
+        f"CLI rotation, SQLite: floor cleared after {figures['floor_s'] * 1000:.0f} ms; "
+        f"the viewer's last frame {figures['last_frame_s'] * 1000:.0f} ms after"
+    )
 
 
 async def test_whip_and_whep_sessions_end_when_their_meeting_is_cancelled(media_node):
@@ -200,9 +222,13 @@ async def test_whip_and_whep_sessions_end_when_their_meeting_is_cancelled(media_
         status, live = await node.call("GET", f"/api/v1/meetings/{meeting['id']}/live")
         assert len(live["participants"]) == 2
         # no wait for the scheduler's first pass: entering opened the occurrence (test_cancel_race.py)
-        status, body = await node.call("DELETE", f"/api/v1/meetings/{meeting['id']}/occurrences/{live['occurrence_id']}")
+        status, body = await node.call(
+            "DELETE", f"/api/v1/meetings/{meeting['id']}/occurrences/{live['occurrence_id']}"
+        )
         assert status == 200, body
-        assert await wait_for(lambda: media_peers_of(node, TARGET) == 0, timeout=5), "the media peers outlived the meeting"
+        assert await wait_for(lambda: media_peers_of(node, TARGET) == 0, timeout=5), (
+            "the media peers outlived the meeting"
+        )
         for session in (pub, view):
             assert await delete_status(node, session.location, token) == 404
     finally:
@@ -226,5 +252,7 @@ async def test_sessions_on_another_node_end_too(two_media_nodes, how):
     node); the chair, the viewer and the REST call are on node a."""
     a, b = two_media_nodes
     figures = await run_scenario(a, b, how)
-    print(f"two nodes, {how}: floor cleared after {figures['floor_s'] * 1000:.0f} ms; "
-          f"last frame {figures['last_frame_s'] * 1000:.0f} ms after")
+    print(
+        f"two nodes, {how}: floor cleared after {figures['floor_s'] * 1000:.0f} ms; "
+        f"last frame {figures['last_frame_s'] * 1000:.0f} ms after"
+    )

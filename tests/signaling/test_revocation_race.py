@@ -74,7 +74,9 @@ async def test_sessions_opened_in_the_gap_before_a_revocation_is_read_end_within
         code, _ = await asyncio.wait_for(ws.closed(), 5)
         ws_s = time.monotonic() - t0
         assert code == 4401, code
-        assert await wait_for(lambda: media_peers_of(node, TARGET) == 0, timeout=5), "the WHIP peer outlived the revocation"
+        assert await wait_for(lambda: media_peers_of(node, TARGET) == 0, timeout=5), (
+            "the WHIP peer outlived the revocation"
+        )
         whip_s = time.monotonic() - t0
         assert await delete_status(node, pub.location, node.operator_token) == 404
         assert ws_s <= 1.0 and whip_s <= 1.0, f"ended after {ws_s:.2f} s (WS) and {whip_s:.2f} s (WHIP)"

@@ -20,11 +20,27 @@ VN = timezone(timedelta(hours=7))
 
 def start(data: Path, port: int, *serve_args: str) -> subprocess.Popen:
     """``giaoban serve`` in a process, output on its stdout (errors too), once /healthz answers."""
-    cmd = [sys.executable, "-m", "signaling.cli", "--directory", HAGIANG, "--data-dir", str(data),
-           "serve", "--host", "127.0.0.1", "--port", str(port), "--media", "none", *serve_args]
+    cmd = [
+        sys.executable,
+        "-m",
+        "signaling.cli",
+        "--directory",
+        HAGIANG,
+        "--data-dir",
+        str(data),
+        "serve",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--media",
+        "none",
+        *serve_args,
+    ]
     env = dict(os.environ, PYTHONUNBUFFERED="1")
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env,
-                            cwd=Path(__file__).resolve().parents[2])
+    proc = subprocess.Popen(
+        cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, cwd=Path(__file__).resolve().parents[2]
+    )
     deadline = time.time() + 30
     while time.time() < deadline:
         try:
@@ -39,10 +55,12 @@ def start(data: Path, port: int, *serve_args: str) -> subprocess.Popen:
 
 
 def request(port: int, method: str, path: str, body=None, token=None):
-    req = urllib.request.Request(f"http://127.0.0.1:{port}{path}", method=method,
-                                 data=json.dumps(body).encode() if body is not None else None,
-                                 headers={"Content-Type": "application/json",
-                                          **({"Authorization": f"Bearer {token}"} if token else {})})
+    req = urllib.request.Request(
+        f"http://127.0.0.1:{port}{path}",
+        method=method,
+        data=json.dumps(body).encode() if body is not None else None,
+        headers={"Content-Type": "application/json", **({"Authorization": f"Bearer {token}"} if token else {})},
+    )
     with urllib.request.urlopen(req, timeout=5) as r:
         return json.loads(r.read())
 
@@ -54,9 +72,20 @@ def test_serve_kill9_restart_keeps_schedule_and_sigterm_is_graceful(tmp_path):
         password = (data / "admin-password.txt").read_text().strip()  # generated on first start
         token = request(port, "POST", "/api/v1/auth/login", {"username": "admin", "password": password})["token"]
         start_at = (datetime.now(VN) + timedelta(days=2)).replace(hour=8, minute=0, second=0, microsecond=0)
-        meeting = request(port, "POST", "/api/v1/meetings", {
-            "title": "Giao ban tuần", "chair": "hg-ubnd", "invited": ["tier:district", "tier:commune"],
-            "start": start_at.isoformat(), "duration_minutes": 90, "recurrence": "FREQ=WEEKLY;BYDAY=MO"}, token)
+        meeting = request(
+            port,
+            "POST",
+            "/api/v1/meetings",
+            {
+                "title": "Giao ban tuần",
+                "chair": "hg-ubnd",
+                "invited": ["tier:district", "tier:commune"],
+                "start": start_at.isoformat(),
+                "duration_minutes": 90,
+                "recurrence": "FREQ=WEEKLY;BYDAY=MO",
+            },
+            token,
+        )
         health = request(port, "GET", "/healthz")
         assert health["endpoints"] == 211 and health["store"] is True
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
@@ -79,11 +108,22 @@ def test_serve_kill9_restart_keeps_schedule_and_sigterm_is_graceful(tmp_path):
 
 def test_check_config_reports_bad_directory(tmp_path):
     bad = tmp_path / "bad.yaml"
-    bad.write_text("version: 1\nname: x\nendpoints:\n  - id: tw\n    name: T\n    tier: central\n    kind: studio\n    link: fibre\n    colour: red\n", encoding="utf-8")
-    res = subprocess.run([sys.executable, "-m", "signaling.cli", "--directory", str(bad), "check-config"],
-                         capture_output=True, text=True, cwd=Path(__file__).resolve().parents[2])
+    bad.write_text(
+        "version: 1\nname: x\nendpoints:\n  - id: tw\n    name: T\n    tier: central\n    kind: studio\n    link: fibre\n    colour: red\n",
+        encoding="utf-8",
+    )
+    res = subprocess.run(
+        [sys.executable, "-m", "signaling.cli", "--directory", str(bad), "check-config"],
+        capture_output=True,
+        text=True,
+        cwd=Path(__file__).resolve().parents[2],
+    )
     assert res.returncode == 2
     assert f"{bad}:9" in res.stderr and "colour" in res.stderr
-    ok = subprocess.run([sys.executable, "-m", "signaling.cli", "--directory", HAGIANG, "check-config"],
-                        capture_output=True, text=True, cwd=Path(__file__).resolve().parents[2])
+    ok = subprocess.run(
+        [sys.executable, "-m", "signaling.cli", "--directory", HAGIANG, "check-config"],
+        capture_output=True,
+        text=True,
+        cwd=Path(__file__).resolve().parents[2],
+    )
     assert ok.returncode == 0 and "211 endpoints" in ok.stdout

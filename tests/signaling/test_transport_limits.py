@@ -41,7 +41,7 @@ class RawHttp:
     async def send_in_parts(self, data: bytes, parts: int, pause: float) -> None:
         size = -(-len(data) // parts)
         for i in range(0, len(data), size):
-            await self.send(data[i:i + size])
+            await self.send(data[i : i + size])
             await asyncio.sleep(pause)
 
     async def response(self, timeout: float = 10.0) -> tuple[int, dict[str, str], bytes]:
@@ -70,8 +70,10 @@ class RawHttp:
 
 def request_head(method: str, path: str, length: int, ctype: str, token: str | None = None) -> bytes:
     auth = f"Authorization: Bearer {token}\r\n" if token else ""
-    return (f"{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: {ctype}\r\n"
-            f"Content-Length: {length}\r\n{auth}\r\n").encode()
+    return (
+        f"{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: {ctype}\r\n"
+        f"Content-Length: {length}\r\n{auth}\r\n"
+    ).encode()
 
 
 # --- item 4: a body in several segments is read whole ------------------------------------------
@@ -91,8 +93,9 @@ async def test_json_body_in_several_segments_is_read_whole(node):
 async def test_whep_offer_in_several_segments_gets_a_valid_answer(media_node):
     node = media_node
     meeting = await node.schedule(chair="hg-ubnd", invited=["tier:district"])
-    status, view = await node.call("POST", f"/api/v1/meetings/{meeting['id']}/links",
-                                   json={"name": "Xem", "role": "viewer"})
+    status, view = await node.call(
+        "POST", f"/api/v1/meetings/{meeting['id']}/links", json={"name": "Xem", "role": "viewer"}
+    )
     assert status == 201, view
     viewer = RTCPeerConnection(RTCConfiguration(iceServers=[]))
     try:
@@ -103,7 +106,9 @@ async def test_whep_offer_in_several_segments_gets_a_valid_answer(media_node):
         assert len(offer) > 2000
         conn = await RawHttp.open(node)
         try:
-            await conn.send(request_head("POST", f"/whep/{meeting['id']}", len(offer), "application/sdp", view["token"]))
+            await conn.send(
+                request_head("POST", f"/whep/{meeting['id']}", len(offer), "application/sdp", view["token"])
+            )
             await conn.send_in_parts(offer, parts=3, pause=0.05)
             status, headers, answer = await conn.response()
         finally:
@@ -121,8 +126,10 @@ async def test_whep_offer_in_several_segments_gets_a_valid_answer(media_node):
 # --- item 9: slow headers, slow bodies, connections per address ---------------------------------
 @pytest.fixture
 async def strict_node(tmp_path):
-    n = await start_node(tmp_path / "data", limits={"http_header_timeout_s": 1.0, "http_body_timeout_s": 1.0,
-                                                    "connections_per_address": 6})
+    n = await start_node(
+        tmp_path / "data",
+        limits={"http_header_timeout_s": 1.0, "http_body_timeout_s": 1.0, "connections_per_address": 6},
+    )
     yield n
     await n.stop()
 
@@ -135,7 +142,7 @@ async def test_trickled_headers_are_cut_off_after_the_header_timeout(strict_node
         closed = False
         for i in range(20):  # a header byte every 0.25 s: 5 s at most
             try:
-                await conn.send(b"X-Slow: a\r\n"[i % 11:i % 11 + 1])
+                await conn.send(b"X-Slow: a\r\n"[i % 11 : i % 11 + 1])
             except (ConnectionError, OSError):
                 closed = True
                 break
@@ -249,8 +256,9 @@ async def test_peer_links_from_a_cluster_node_are_not_capped(tmp_path, redis_url
     """A signaling node holds one WebSocket per media peer it relays to a media node: more than
     connections_per_address. Those that show a node token stop counting; the others still do."""
     await flush(redis_url)
-    media = await start_node(tmp_path / "m", store=redis_url, node_id="media-a", media="local",
-                             limits={"connections_per_address": 3})
+    media = await start_node(
+        tmp_path / "m", store=redis_url, node_id="media-a", media="local", limits={"connections_per_address": 3}
+    )
     sig = await start_node(tmp_path / "s", store=redis_url, node_id="sig-a")
     await media.http.close()  # the harness's pooled client connection would count too
     media.http = aiohttp.ClientSession()
@@ -305,7 +313,9 @@ async def test_deep_json_after_hello_is_refused_with_1008(node, caplog):
     client = await WsClient.connect(node, node.operator_token)
     try:
         await client.expect("welcome")
-        await client.ws.send_str('{"v":1,"type":"join","meeting_id":' + deep(20_000) + "}")  # within the 64 KB message limit
+        await client.ws.send_str(
+            '{"v":1,"type":"join","meeting_id":' + deep(20_000) + "}"
+        )  # within the 64 KB message limit
         error = await client.expect("error")
         code, _ = await client.closed()
     finally:
@@ -318,16 +328,22 @@ async def test_deep_json_after_hello_is_refused_with_1008(node, caplog):
 async def test_deep_json_in_a_rest_body_is_a_400(node):
     """A guard for the sibling on REST: typed bodies refuse it at the first level (no recursion)."""
     body = '{"username":"admin","password":"x","extra":' + deep(100_000) + "}"
-    status, resp = await node.call("POST", "/api/v1/auth/login", token=None, data=body.encode(),
-                                   headers={"Content-Type": "application/json"})
+    status, resp = await node.call(
+        "POST", "/api/v1/auth/login", token=None, data=body.encode(), headers={"Content-Type": "application/json"}
+    )
     assert 400 <= status < 500, resp
 
 
 @pytest.mark.parametrize("encoding", ["gzip", "deflate", "br"])
 async def test_a_body_that_is_not_in_its_content_encoding_is_a_400(node, caplog, encoding):
     """No login needed to send it: it was a 500 with two tracebacks (found by an outside audit)."""
-    status, resp = await node.call("POST", "/api/v1/auth/login", token=None, data=b"not compressed at all",
-                                   headers={"Content-Type": "application/json", "Content-Encoding": encoding})
+    status, resp = await node.call(
+        "POST",
+        "/api/v1/auth/login",
+        token=None,
+        data=b"not compressed at all",
+        headers={"Content-Type": "application/json", "Content-Encoding": encoding},
+    )
     assert status == 400, resp
     if isinstance(resp, dict):  # ours; an encoding aiohttp has no decoder for is refused by its parser
         assert "Content-Encoding" in resp["error"]["message"], resp
@@ -335,19 +351,26 @@ async def test_a_body_that_is_not_in_its_content_encoding_is_a_400(node, caplog,
         assert "content-encoding" in resp.lower(), resp
     quiet = QuietBadRequests()  # as `giaoban serve` logs: aiohttp's parser refusals in one line
     assert not [r for r in caplog.records if quiet.filter(r) and r.exc_info], "a traceback was logged"
-    status, _ = await node.call("POST", "/api/v1/auth/login", token=None,
-                                json={"username": "admin", "password": ADMIN_PASSWORD})
+    status, _ = await node.call(
+        "POST", "/api/v1/auth/login", token=None, json={"username": "admin", "password": ADMIN_PASSWORD}
+    )
     assert status == 200
 
 
-
-@pytest.mark.parametrize("method, path", [("POST", "/healthz"), ("POST", "/nonexistent"),
-                                          ("POST", "/api/v1/meetings"), ("POST", "/api/v1/operators")])
+@pytest.mark.parametrize(
+    "method, path",
+    [("POST", "/healthz"), ("POST", "/nonexistent"), ("POST", "/api/v1/meetings"), ("POST", "/api/v1/operators")],
+)
 async def test_an_unread_body_in_a_content_encoding_logs_no_traceback(node, caplog, method, path):
     """Refused before its body is read (no route, no login): aiohttp's read of the rest after the
     answer used to log a traceback (second outside audit)."""
-    status, _ = await node.call(method, path, token=None, data=b"not gzip at all" * 10,
-                                headers={"Content-Type": "application/json", "Content-Encoding": "gzip"})
+    status, _ = await node.call(
+        method,
+        path,
+        token=None,
+        data=b"not gzip at all" * 10,
+        headers={"Content-Type": "application/json", "Content-Encoding": "gzip"},
+    )
     assert 400 <= status < 500
     await asyncio.sleep(0.2)  # aiohttp's read after the answer
     quiet = QuietBadRequests()

@@ -21,8 +21,12 @@ from tests.support.cluster import flush
 from tests.support.harness import Node, WsClient, start_node
 from tests.support.media_clients import PatternTrack, ToneTrack, wait_for
 
-CAPS = {"whip_sessions_per_token": 2, "whep_sessions_per_token": 4, "whip_sessions_per_meeting": 3,
-        "whep_sessions_per_meeting": 6}
+CAPS = {
+    "whip_sessions_per_token": 2,
+    "whep_sessions_per_token": 4,
+    "whip_sessions_per_meeting": 3,
+    "whep_sessions_per_meeting": 6,
+}
 
 
 @pytest.fixture
@@ -48,8 +52,11 @@ async def offer(kind: str) -> str:
 
 
 async def post(node: Node, kind: str, meeting_id: str, token: str, sdp: str) -> tuple[int, str, str]:
-    async with node.http.post(f"{node.url}/{kind}/{meeting_id}", data=sdp.encode(),
-                              headers={"Content-Type": "application/sdp", "Authorization": f"Bearer {token}"}) as r:
+    async with node.http.post(
+        f"{node.url}/{kind}/{meeting_id}",
+        data=sdp.encode(),
+        headers={"Content-Type": "application/sdp", "Authorization": f"Bearer {token}"},
+    ) as r:
         return r.status, await r.text(), r.headers.get("Location", "")
 
 
@@ -65,15 +72,20 @@ async def leftovers(node: Node, meeting_id: str) -> dict:
     assert status == 200, live
     from signaling.api.whip import RESOURCES
 
-    return {"participants": len(live["participants"]), "peers": len(node.ctx.media.peers),
-            "sessions": len(node.runner.app[RESOURCES])}
+    return {
+        "participants": len(live["participants"]),
+        "peers": len(node.ctx.media.peers),
+        "sessions": len(node.runner.app[RESOURCES]),
+    }
 
 
 NO_MEDIA = [
     ("v=0\r\n", "no media"),
     ("v=0\r\n" + "x" * 59_000, "no media"),  # 60 KB of junk after v=0
-    ("v=0\r\no=- 1 1 IN IP4 0.0.0.0\r\ns=-\r\nt=0 0\r\nm=application 9 UDP/DTLS/SCTP webrtc-datachannel\r\n",
-     "not audio or video"),
+    (
+        "v=0\r\no=- 1 1 IN IP4 0.0.0.0\r\ns=-\r\nt=0 0\r\nm=application 9 UDP/DTLS/SCTP webrtc-datachannel\r\n",
+        "not audio or video",
+    ),
 ]
 
 
@@ -85,12 +97,17 @@ async def test_offers_without_usable_media_are_refused_and_leave_nothing(media_n
     good = await offer(kind)
     cases = NO_MEDIA + [
         (good.replace("a=sendonly", "a=inactive").replace("a=recvonly", "a=inactive"), "inactive"),
-        (good.replace("opus/", "foo/").replace("VP8/", "bar/").replace("H264/", "baz/"), "no codec the server forwards"),
+        (
+            good.replace("opus/", "foo/").replace("VP8/", "bar/").replace("H264/", "baz/"),
+            "no codec the server forwards",
+        ),
         (good.replace("a=ice-ufrag", "a=x-ufrag"), "ICE credentials"),
         (good.replace("a=fingerprint", "a=x-fingerprint"), "DTLS fingerprint"),
         (await offer("whep" if kind == "whip" else "whip"), "recvonly" if kind == "whip" else "sendonly"),
-        ("".join(line + "\r\n" for line in good.splitlines() if not line.startswith("a=candidate:")),
-         "no ICE candidates"),  # a trickle-ICE client: it could never connect here (no PATCH)
+        (
+            "".join(line + "\r\n" for line in good.splitlines() if not line.startswith("a=candidate:")),
+            "no ICE candidates",
+        ),  # a trickle-ICE client: it could never connect here (no PATCH)
     ]
     for sdp, reason in cases:
         status, body, _ = await post(node, kind, meeting["id"], token, sdp)
@@ -162,7 +179,9 @@ async def test_sessions_per_meeting_are_capped(media_node, kind):
     meeting = await node.schedule(chair="hg-ubnd", invited=["tier:district"])
     sdp = await offer(kind)
     for i in range(cap):
-        status, body, _ = await post(node, kind, meeting["id"], await link(node, meeting["id"], f"Phòng {i}", "participant"), sdp)
+        status, body, _ = await post(
+            node, kind, meeting["id"], await link(node, meeting["id"], f"Phòng {i}", "participant"), sdp
+        )
         assert status == 201, body
     before = await leftovers(node, meeting["id"])
     status, body, _ = await post(node, kind, meeting["id"], await link(node, meeting["id"], "Thêm", "participant"), sdp)

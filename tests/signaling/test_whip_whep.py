@@ -8,16 +8,18 @@ from tests.support.media_clients import PatternTrack, ToneTrack, wait_for
 
 
 async def post_sdp(node, path: str, token: str, sdp: str, ctype: str = "application/sdp"):
-    async with node.http.post(node.url + path, data=sdp.encode(),
-                              headers={"Content-Type": ctype, "Authorization": f"Bearer {token}"}) as r:
+    async with node.http.post(
+        node.url + path, data=sdp.encode(), headers={"Content-Type": ctype, "Authorization": f"Bearer {token}"}
+    ) as r:
         return r.status, r.headers, await r.text()
 
 
 async def test_whip_publisher_is_seen_by_whep_viewer(media_node):
     node = media_node
     meeting = await node.schedule(chair="hg-ubnd", invited=["tier:district"])
-    status, link = await node.call("POST", f"/api/v1/meetings/{meeting['id']}/links",
-                                   json={"name": "OBS phòng họp tỉnh", "role": "chair"})
+    status, link = await node.call(
+        "POST", f"/api/v1/meetings/{meeting['id']}/links", json={"name": "OBS phòng họp tỉnh", "role": "chair"}
+    )
     # a WHIP publisher (think OBS) sends a sendonly camera + microphone
     pub = RTCPeerConnection(RTCConfiguration(iceServers=[]))
     pub.addTransceiver(ToneTrack(), direction="sendonly")
@@ -29,7 +31,9 @@ async def test_whip_publisher_is_seen_by_whep_viewer(media_node):
     await pub.setRemoteDescription(RTCSessionDescription(answer, "answer"))
 
     # a WHEP viewer (recvonly) gets that picture without any renegotiation
-    status, view = await node.call("POST", f"/api/v1/meetings/{meeting['id']}/links", json={"name": "Xem", "role": "viewer"})
+    status, view = await node.call(
+        "POST", f"/api/v1/meetings/{meeting['id']}/links", json={"name": "Xem", "role": "viewer"}
+    )
     sub = RTCPeerConnection(RTCConfiguration(iceServers=[]))
     sub.addTransceiver("audio", direction="recvonly")
     sub.addTransceiver("video", direction="recvonly")
@@ -38,11 +42,14 @@ async def test_whip_publisher_is_seen_by_whep_viewer(media_node):
     @sub.on("track")
     def on_track(track):
         if track.kind == "video":
+
             async def pull():
                 while True:
                     frame = await track.recv()
                     frames.append(int(frame.to_ndarray(format="rgb24")[60:].mean()))
+
             import asyncio
+
             asyncio.ensure_future(pull())
 
     await sub.setLocalDescription(await sub.createOffer())
@@ -58,10 +65,14 @@ async def test_whip_publisher_is_seen_by_whep_viewer(media_node):
         # a viewer link cannot publish; PATCH (trickle) is not offered
         status, _, body = await post_sdp(node, f"/whip/{meeting['id']}", view["token"], pub.localDescription.sdp)
         assert status == 403 and "viewer" in body
-        async with node.http.patch(node.url + headers["Location"], headers={"Authorization": f"Bearer {link['token']}"}) as r:
+        async with node.http.patch(
+            node.url + headers["Location"], headers={"Authorization": f"Bearer {link['token']}"}
+        ) as r:
             assert r.status == 405 and "DELETE" in r.headers["Allow"]
         # DELETE ends the session and the publisher leaves the room
-        async with node.http.delete(node.url + headers["Location"], headers={"Authorization": f"Bearer {link['token']}"}) as r:
+        async with node.http.delete(
+            node.url + headers["Location"], headers={"Authorization": f"Bearer {link['token']}"}
+        ) as r:
             assert r.status == 200
         status, live = await node.call("GET", f"/api/v1/meetings/{meeting['id']}/live")
         assert [p["kind"] for p in live["participants"]] == ["whep"]
@@ -92,7 +103,9 @@ async def test_whep_composite_view_for_live_streaming(media_node):
 
     node = media_node
     meeting = await node.schedule(chair="hg-ubnd", invited=["tier:district"])
-    status, link = await node.call("POST", f"/api/v1/meetings/{meeting['id']}/links", json={"name": "OBS", "role": "chair"})
+    status, link = await node.call(
+        "POST", f"/api/v1/meetings/{meeting['id']}/links", json={"name": "OBS", "role": "chair"}
+    )
     pub = RTCPeerConnection(RTCConfiguration(iceServers=[]))
     pub.addTransceiver(ToneTrack(), direction="sendonly")
     pub.addTransceiver(PatternTrack(200), direction="sendonly")
@@ -100,7 +113,9 @@ async def test_whep_composite_view_for_live_streaming(media_node):
     status, _, answer = await post_sdp(node, f"/whip/{meeting['id']}", link["token"], pub.localDescription.sdp)
     await pub.setRemoteDescription(RTCSessionDescription(answer, "answer"))
 
-    status, view = await node.call("POST", f"/api/v1/meetings/{meeting['id']}/links", json={"name": "Công chúng", "role": "viewer"})
+    status, view = await node.call(
+        "POST", f"/api/v1/meetings/{meeting['id']}/links", json={"name": "Công chúng", "role": "viewer"}
+    )
     status, _, body = await post_sdp(node, f"/whep/{meeting['id']}?view=mosaic", view["token"], "v=0\r\n")
     assert status == 400 and "composite" in body
     sub = RTCPeerConnection(RTCConfiguration(iceServers=[]))
@@ -117,10 +132,13 @@ async def test_whep_composite_view_for_live_streaming(media_node):
                     sizes.append((frame.width, frame.height))
                 else:
                     levels.append(abs(frame.to_ndarray()).max())
+
         asyncio.ensure_future(pull())
 
     await sub.setLocalDescription(await sub.createOffer())
-    status, _, answer2 = await post_sdp(node, f"/whep/{meeting['id']}?view=composite", view["token"], sub.localDescription.sdp)
+    status, _, answer2 = await post_sdp(
+        node, f"/whep/{meeting['id']}?view=composite", view["token"], sub.localDescription.sdp
+    )
     assert status == 201, answer2
     await sub.setRemoteDescription(RTCSessionDescription(answer2, "answer"))
     try:

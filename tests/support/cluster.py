@@ -23,14 +23,36 @@ async def flush(redis_url: str) -> None:
     await client.aclose()
 
 
-def start_process(data, redis_url: str, node_id: str, media: str = "local",
-                  extra: list[str] = ()) -> tuple[subprocess.Popen, int]:
+def start_process(
+    data, redis_url: str, node_id: str, media: str = "local", extra: list[str] = ()
+) -> tuple[subprocess.Popen, int]:
     port = free_port()
-    cmd = [sys.executable, "-m", "signaling.cli", "--directory", HAGIANG, "--data-dir", str(data),
-           "--store", redis_url, "serve", "--host", "127.0.0.1", "--port", str(port), "--media", media,
-           "--node-id", node_id, "--log-format", "text", *extra]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=ROOT,
-                            env=dict(os.environ, PYTHONUNBUFFERED="1"))
+    cmd = [
+        sys.executable,
+        "-m",
+        "signaling.cli",
+        "--directory",
+        HAGIANG,
+        "--data-dir",
+        str(data),
+        "--store",
+        redis_url,
+        "serve",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--media",
+        media,
+        "--node-id",
+        node_id,
+        "--log-format",
+        "text",
+        *extra,
+    ]
+    proc = subprocess.Popen(
+        cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=ROOT, env=dict(os.environ, PYTHONUNBUFFERED="1")
+    )
     return proc, port
 
 
@@ -62,7 +84,9 @@ class ResettingEndpoint(WsPeerBridge):
         async with self._changing:  # one peer change at a time (two resets can come close together)
             if self.client is not None:
                 await self.client.close()
-            self.client = Client(self, self.meeting_id, self.endpoint, video=PatternTrack(self.shade), audio=ToneTrack())
+            self.client = Client(
+                self, self.meeting_id, self.endpoint, video=PatternTrack(self.shade), audio=ToneTrack()
+            )
             await self.client.join()
 
     def on_other(self, msg: dict) -> None:
@@ -90,20 +114,24 @@ MEDIA_PAIR = {"media-1": ("local", []), "media-2": ("local", [])}
 
 
 @contextlib.asynccontextmanager
-async def running_cluster(tmp_path, redis_url: str, processes: dict[str, tuple[str, list[str]]],
-                          sig_id: str = "sig-1") -> AsyncIterator[tuple[Node, dict[str, tuple[subprocess.Popen, int]]]]:
+async def running_cluster(
+    tmp_path, redis_url: str, processes: dict[str, tuple[str, list[str]]], sig_id: str = "sig-1"
+) -> AsyncIterator[tuple[Node, dict[str, tuple[subprocess.Popen, int]]]]:
     """A signaling node ``sig_id`` here (no media) and ``processes`` (node id -> (media, extra
     flags)) as their own processes, all registered before the body runs; everything stops after."""
     await flush(redis_url)
     sig = await start_node(tmp_path / sig_id, store=redis_url, node_id=sig_id)
-    procs = {name: start_process(tmp_path / name, redis_url, name, media, extra)
-             for name, (media, extra) in processes.items()}
+    procs = {
+        name: start_process(tmp_path / name, redis_url, name, media, extra)
+        for name, (media, extra) in processes.items()
+    }
     try:
         deadline = time.monotonic() + 30
         while True:
             view = await cluster_view(sig)
-            if set(processes) <= set(view["signaling_nodes"]) and \
-                    {n for n, (m, _) in processes.items() if m == "local"} <= set(view["media_nodes"]):
+            if set(processes) <= set(view["signaling_nodes"]) and {
+                n for n, (m, _) in processes.items() if m == "local"
+            } <= set(view["media_nodes"]):
                 break
             assert time.monotonic() < deadline, f"nodes did not register in 30 s: {view}"
             assert all(p.poll() is None for p, _ in procs.values()), "a node process exited"

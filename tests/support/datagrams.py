@@ -24,9 +24,14 @@ def stun_like(rng: random.Random) -> bytes:
 
 def dtls_like(rng: random.Random) -> bytes:
     """A DTLS record header (content type 20-25) with a bogus length and garbage body."""
-    head = struct.pack("!BHH6sH", rng.choice((20, 21, 22, 23, 25, rng.randrange(20, 64))),
-                       rng.choice((0xFEFD, 0xFEFF, rng.randrange(65536))), rng.randrange(3),
-                       rng.randbytes(6), rng.randrange(65536))
+    head = struct.pack(
+        "!BHH6sH",
+        rng.choice((20, 21, 22, 23, 25, rng.randrange(20, 64))),
+        rng.choice((0xFEFD, 0xFEFF, rng.randrange(65536))),
+        rng.randrange(3),
+        rng.randbytes(6),
+        rng.randrange(65536),
+    )
     return (head + rng.randbytes(rng.randrange(200)))[: rng.choice((1, 5, 12, 13, 40, 300))]
 
 

@@ -61,15 +61,25 @@ class Node:
             status, body = await self.call("POST", f"/api/v1/endpoints/{endpoint_id}/credentials")
             assert status == 201, body
             self.secrets[endpoint_id] = body["secret"]
-        status, body = await self.call("POST", "/api/v1/auth/endpoint", token=None,
-                                       json={"endpoint_id": endpoint_id, "secret": self.secrets[endpoint_id]})
+        status, body = await self.call(
+            "POST",
+            "/api/v1/auth/endpoint",
+            token=None,
+            json={"endpoint_id": endpoint_id, "secret": self.secrets[endpoint_id]},
+        )
         assert status == 200, body
         return body["token"]
 
     async def schedule(self, chair: str, invited: list[str], minutes_from_now: float = 1, **extra) -> dict:
         start = (datetime.now(VN) + timedelta(minutes=minutes_from_now)).replace(microsecond=0)
-        body = {"title": "Giao ban thử nghiệm", "chair": chair, "invited": invited,
-                "start": start.isoformat(), "duration_minutes": 60, **extra}
+        body = {
+            "title": "Giao ban thử nghiệm",
+            "chair": chair,
+            "invited": invited,
+            "start": start.isoformat(),
+            "duration_minutes": 60,
+            **extra,
+        }
         status, meeting = await self.call("POST", "/api/v1/meetings", json=body)
         assert status == 201, meeting
         return meeting
@@ -85,12 +95,21 @@ class Node:
         await self.runner.cleanup()
 
 
-async def start_node(data_dir: Path, store: str | None = None, limits: dict[str, Any] | None = None,
-                     **settings: Any) -> Node:
+async def start_node(
+    data_dir: Path, store: str | None = None, limits: dict[str, Any] | None = None, **settings: Any
+) -> Node:
     """``limits``: fields of settings.limits to change (e.g. a small http_header_timeout_s)."""
     port = free_port()
-    overrides = {"host": "127.0.0.1", "port": port, "data_dir": str(data_dir), "directory": HAGIANG,
-                 "media": "none", "admin_password": ADMIN_PASSWORD, "log_format": "text", **settings}
+    overrides = {
+        "host": "127.0.0.1",
+        "port": port,
+        "data_dir": str(data_dir),
+        "directory": HAGIANG,
+        "media": "none",
+        "admin_password": ADMIN_PASSWORD,
+        "log_format": "text",
+        **settings,
+    }
     if store:
         overrides["store"] = store
     cfg = load_settings(None, overrides)
@@ -102,8 +121,9 @@ async def start_node(data_dir: Path, store: str | None = None, limits: dict[str,
     await runner.setup()
     await GuardedSite(runner, "127.0.0.1", port).start()  # as `giaoban serve`: connections per address
     node = Node(f"http://127.0.0.1:{port}", ctx, runner, aiohttp.ClientSession())
-    status, body = await node.call("POST", "/api/v1/auth/login", token=None,
-                                   json={"username": "admin", "password": ADMIN_PASSWORD})
+    status, body = await node.call(
+        "POST", "/api/v1/auth/login", token=None, json={"username": "admin", "password": ADMIN_PASSWORD}
+    )
     assert status == 200, body
     node.operator_token = body["token"]
     return node
@@ -141,7 +161,9 @@ class WsClient:
         while True:
             left = deadline - asyncio.get_running_loop().time()
             if left <= 0:
-                raise AssertionError(f"no {type_} {match} within {timeout}s; got {[m.get('type') for m in self.received]}")
+                raise AssertionError(
+                    f"no {type_} {match} within {timeout}s; got {[m.get('type') for m in self.received]}"
+                )
             raw = await self.ws.receive(timeout=left)
             if raw.type != aiohttp.WSMsgType.TEXT:
                 raise AssertionError(f"connection ended ({raw.type}, {raw.data}, {raw.extra}) waiting for {type_}")

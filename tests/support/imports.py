@@ -28,8 +28,7 @@ class ImportGraph:
 
     @classmethod
     def of(cls, root: Path, packages: tuple[str, ...]) -> ImportGraph:
-        files = {_module_name(p.relative_to(root)): p
-                 for top in packages for p in sorted((root / top).rglob("*.py"))}
+        files = {_module_name(p.relative_to(root)): p for top in packages for p in sorted((root / top).rglob("*.py"))}
         graph = cls(root, files, {name: set() for name in files})
         for name, path in files.items():
             for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), str(path))):
@@ -45,15 +44,23 @@ class ImportGraph:
     def imports_outside(self, importers: str, allowed: tuple[str, ...]) -> list[str]:
         """Edges from the modules under ``importers`` to product modules not under ``allowed``,
         as ``"importer -> imported (path:line)"``."""
-        return [f"{src} -> {dst} ({self.where(src, dst)})"
-                for src in sorted(self.edges) if _under(src, (importers,))
-                for dst in sorted(self.edges[src]) if not _under(dst, allowed)]
+        return [
+            f"{src} -> {dst} ({self.where(src, dst)})"
+            for src in sorted(self.edges)
+            if _under(src, (importers,))
+            for dst in sorted(self.edges[src])
+            if not _under(dst, allowed)
+        ]
 
     def imports_of(self, importers: tuple[str, ...], forbidden: tuple[str, ...]) -> list[str]:
         """Edges from the modules under ``importers`` to modules under ``forbidden``."""
-        return [f"{src} -> {dst} ({self.where(src, dst)})"
-                for src in sorted(self.edges) if _under(src, importers)
-                for dst in sorted(self.edges[src]) if _under(dst, forbidden)]
+        return [
+            f"{src} -> {dst} ({self.where(src, dst)})"
+            for src in sorted(self.edges)
+            if _under(src, importers)
+            for dst in sorted(self.edges[src])
+            if _under(dst, forbidden)
+        ]
 
     def cycles(self) -> list[tuple[list[str], list[str]]]:
         """Each group of modules that import one another (directly or through each other), with
@@ -69,8 +76,10 @@ class ImportGraph:
             found = {self._known_prefix(alias.name) for alias in node.names}
         elif isinstance(node, ast.ImportFrom):
             base = self._absolute(importer, node)
-            found = {f"{base}.{alias.name}" if f"{base}.{alias.name}" in self.files else self._known_prefix(base)
-                     for alias in node.names}
+            found = {
+                f"{base}.{alias.name}" if f"{base}.{alias.name}" in self.files else self._known_prefix(base)
+                for alias in node.names
+            }
         else:
             return set()
         return {name for name in found if name and name != importer}
@@ -81,7 +90,7 @@ class ImportGraph:
         package = importer.split(".")
         if self.files[importer].name != "__init__.py":
             package = package[:-1]
-        base = package[:len(package) - node.level + 1]
+        base = package[: len(package) - node.level + 1]
         return ".".join(base + ([node.module] if node.module else []))
 
     def _known_prefix(self, dotted: str) -> str:

@@ -39,9 +39,19 @@ BROWSER_FIXTURES = frozenset({"browser", "page"})
 
 # What a unit test never touches: servers, media nodes, WebRTC peers, processes (RedisServer and
 # the process helpers are found through the subprocess module they use).
-STARTERS: tuple[Any, ...] = (web.AppRunner, web.TCPSite, aiohttp.test_utils.TestServer, GuardedSite, LocalMediaNode,
-                             RTCPeerConnection, Agent, subprocess, asyncio.create_subprocess_exec,
-                             asyncio.create_subprocess_shell, asyncio.start_server)
+STARTERS: tuple[Any, ...] = (
+    web.AppRunner,
+    web.TCPSite,
+    aiohttp.test_utils.TestServer,
+    GuardedSite,
+    LocalMediaNode,
+    RTCPeerConnection,
+    Agent,
+    subprocess,
+    asyncio.create_subprocess_exec,
+    asyncio.create_subprocess_shell,
+    asyncio.start_server,
+)
 
 
 def layer_of(item: Any) -> str:

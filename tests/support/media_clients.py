@@ -36,7 +36,7 @@ class PatternTrack(MediaStreamTrack):
     async def recv(self) -> VideoFrame:
         n = await self.pace.next()
         img = np.full((self.height, self.width, 3), self.shade, dtype=np.uint8)
-        img[: 8, (n * 4) % self.width :][:, :8] = 255 - self.shade  # small moving mark
+        img[:8, (n * 4) % self.width :][:, :8] = 255 - self.shade  # small moving mark
         frame = VideoFrame.from_ndarray(img, format="rgb24")
         frame.pts = n * (VIDEO_RATE // self.fps)
         frame.time_base = fractions.Fraction(1, VIDEO_RATE)
@@ -71,12 +71,27 @@ class ToneTrack(MediaStreamTrack):
 class Client:
     """A test endpoint: publishes tracks, receives and decodes what the node sends."""
 
-    def __init__(self, node: Any, meeting: str, endpoint: str, *, publish: bool = True,
-                 video: MediaStreamTrack | None = None, audio: MediaStreamTrack | None = None,
-                 recv_video: bool = True, recv_audio: bool = True) -> None:
+    def __init__(
+        self,
+        node: Any,
+        meeting: str,
+        endpoint: str,
+        *,
+        publish: bool = True,
+        video: MediaStreamTrack | None = None,
+        audio: MediaStreamTrack | None = None,
+        recv_video: bool = True,
+        recv_audio: bool = True,
+    ) -> None:
         self.node = node
-        self.spec = PeerSpec(meeting_id=meeting, endpoint_id=endpoint, display_name=endpoint,
-                             role="participant", link="fibre", publish=publish)
+        self.spec = PeerSpec(
+            meeting_id=meeting,
+            endpoint_id=endpoint,
+            display_name=endpoint,
+            role="participant",
+            link="fibre",
+            publish=publish,
+        )
         self.pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
         self.video, self.audio = video, audio
         self.recv_video, self.recv_audio = recv_video, recv_audio
@@ -95,8 +110,7 @@ class Client:
 
     async def _join(self) -> None:
         self.peer = await self.node.open_peer(self.spec, self._on_event)
-        for track, recv, kind in ((self.audio, self.recv_audio, "audio"),
-                                  (self.video, self.recv_video, "video")):
+        for track, recv, kind in ((self.audio, self.recv_audio, "audio"), (self.video, self.recv_video, "video")):
             if track is not None:
                 self.pc.addTransceiver(track, direction="sendrecv" if recv else "sendonly")
             elif recv:

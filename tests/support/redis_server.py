@@ -26,7 +26,9 @@ def free_port() -> int:
 
 
 def redis_server_binary() -> str:
-    found = shutil.which("redis-server") or ("/usr/bin/redis-server" if Path("/usr/bin/redis-server").exists() else None)
+    found = shutil.which("redis-server") or (
+        "/usr/bin/redis-server" if Path("/usr/bin/redis-server").exists() else None
+    )
     if found is None:
         raise RuntimeError("redis-server not found: install Debian's redis-server (apt-get install redis-server)")
     return found
@@ -67,8 +69,21 @@ class RedisServer:
     def _launch(self) -> str:
         assert self._dir is not None
         logfile = Path(self._dir.name) / "redis.log"
-        cmd = [redis_server_binary(), "--port", str(self.port), "--bind", HOST, "--save", "",
-               "--appendonly", "no", "--dir", self._dir.name, "--logfile", str(logfile)]
+        cmd = [
+            redis_server_binary(),
+            "--port",
+            str(self.port),
+            "--bind",
+            HOST,
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            self._dir.name,
+            "--logfile",
+            str(logfile),
+        ]
         self._proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + self.startup_timeout_s
         while time.monotonic() < deadline:

@@ -18,8 +18,9 @@ async def until(predicate: Callable[[], Any], timeout: float = 10.0, step: float
     return time.monotonic() - t0
 
 
-async def until_async(predicate: Callable[[], Awaitable[Any]], timeout: float = 10.0, step: float = 0.1,
-                      what: str = "") -> float:
+async def until_async(
+    predicate: Callable[[], Awaitable[Any]], timeout: float = 10.0, step: float = 0.1, what: str = ""
+) -> float:
     """``until`` for a predicate that is a coroutine function (it asks a node over HTTP, say)."""
     t0 = time.monotonic()
     while not await predicate():

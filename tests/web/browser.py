@@ -10,13 +10,25 @@ from pathlib import Path
 import pytest
 
 CHROMIUM = os.environ.get("GIAOBAN_CHROMIUM", "/usr/bin/chromium")
-FLAGS = ["--no-sandbox", "--disable-gpu", "--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync", "--no-first-run"]
+FLAGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--use-fake-device-for-media-stream",
+    "--use-fake-ui-for-media-stream",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
 
 if not Path(CHROMIUM).exists():
-    pytest.skip(f"browser tests need Debian's chromium at {CHROMIUM} (apt-get install -y chromium; "
-                "scripts/setup.sh does it)", allow_module_level=True)
-async_api = pytest.importorskip("playwright.async_api", reason="browser tests need playwright: pip install -e '.[test]'")
+    pytest.skip(
+        f"browser tests need Debian's chromium at {CHROMIUM} (apt-get install -y chromium; scripts/setup.sh does it)",
+        allow_module_level=True,
+    )
+async_api = pytest.importorskip(
+    "playwright.async_api", reason="browser tests need playwright: pip install -e '.[test]'"
+)
 expect = async_api.expect
 
 

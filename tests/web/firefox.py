@@ -29,10 +29,13 @@ import pytest
 FIREFOX = os.environ.get("GIAOBAN_FIREFOX", "/usr/bin/firefox-esr")
 
 if not Path(FIREFOX).exists():
-    pytest.skip(f"Firefox tests need Debian's firefox-esr at {FIREFOX} (apt-get install -y firefox-esr; "
-                "scripts/setup.sh does it)", allow_module_level=True)
+    pytest.skip(
+        f"Firefox tests need Debian's firefox-esr at {FIREFOX} (apt-get install -y firefox-esr; "
+        "scripts/setup.sh does it)",
+        allow_module_level=True,
+    )
 
-START_TIMEOUT = 30.0    # s for Firefox to start listening for WebDriver BiDi
+START_TIMEOUT = 30.0  # s for Firefox to start listening for WebDriver BiDi
 COMMAND_TIMEOUT = 15.0  # s for one BiDi command (navigation included)
 
 DEAD = "http://127.0.0.1:9/"  # discard port: nothing listens, every request there fails at once
@@ -237,7 +240,7 @@ class Page:
     def __init__(self, bidi: BiDi, context: str) -> None:
         self.bidi, self.context = bidi, context
         self.js_errors: list[str] = []  # uncaught exceptions in the page; tests assert there are none
-        self.console: list[str] = []    # console.* output, for failure messages
+        self.console: list[str] = []  # console.* output, for failure messages
         bidi.on_event(self._on_event)
 
     def _on_event(self, msg: dict) -> None:
@@ -263,16 +266,31 @@ class Page:
 
     async def evaluate(self, expression: str, timeout: float = COMMAND_TIMEOUT) -> Any:
         """The value of a JS expression in the page (promises are awaited)."""
-        res = await self.bidi.send("script.evaluate", {
-            "expression": expression, "target": {"context": self.context}, "awaitPromise": True,
-            "resultOwnership": "none"}, timeout)
+        res = await self.bidi.send(
+            "script.evaluate",
+            {
+                "expression": expression,
+                "target": {"context": self.context},
+                "awaitPromise": True,
+                "resultOwnership": "none",
+            },
+            timeout,
+        )
         return self._result(res, expression)
 
     async def call(self, function: str, *args: Any, timeout: float = COMMAND_TIMEOUT) -> Any:
         """``function`` (JS source of a function) called with ``args``; promises are awaited."""
-        res = await self.bidi.send("script.callFunction", {
-            "functionDeclaration": function, "arguments": [to_local(a) for a in args],
-            "target": {"context": self.context}, "awaitPromise": True, "resultOwnership": "none"}, timeout)
+        res = await self.bidi.send(
+            "script.callFunction",
+            {
+                "functionDeclaration": function,
+                "arguments": [to_local(a) for a in args],
+                "target": {"context": self.context},
+                "awaitPromise": True,
+                "resultOwnership": "none",
+            },
+            timeout,
+        )
         return self._result(res, function)
 
     async def wait_for(self, function: str, *args: Any, timeout: float = 10.0, step: float = 0.2) -> Any:
@@ -284,34 +302,70 @@ class Page:
             if value:
                 return value
             if time.monotonic() > deadline:
-                raise AssertionError(f"not true within {timeout}s (last {value!r}): {function[:300]}\n"
-                                     f"page errors: {self.js_errors}\nconsole: {self.console[-20:]}")
+                raise AssertionError(
+                    f"not true within {timeout}s (last {value!r}): {function[:300]}\n"
+                    f"page errors: {self.js_errors}\nconsole: {self.console[-20:]}"
+                )
             await asyncio.sleep(step)
 
     async def text(self, selector: str) -> str:
-        return await self.call("(s) => { const e = document.querySelector(s); return e ? e.textContent : null; }", selector)
+        return await self.call(
+            "(s) => { const e = document.querySelector(s); return e ? e.textContent : null; }", selector
+        )
 
     async def visible(self, selector: str) -> bool:
-        return await self.call("""(s) => { const e = document.querySelector(s);
+        return await self.call(
+            """(s) => { const e = document.querySelector(s);
             return !!e && !!(e.offsetWidth || e.offsetHeight || e.getClientRects().length)
-                && getComputedStyle(e).visibility !== "hidden"; }""", selector)
+                && getComputedStyle(e).visibility !== "hidden"; }""",
+            selector,
+        )
 
     async def wait_text(self, selector: str, needle: str, timeout: float = 10.0) -> str:
-        return await self.wait_for("""(s, n) => { const e = document.querySelector(s);
-            return e && e.textContent.includes(n) ? e.textContent : ""; }""", selector, needle, timeout=timeout)
+        return await self.wait_for(
+            """(s, n) => { const e = document.querySelector(s);
+            return e && e.textContent.includes(n) ? e.textContent : ""; }""",
+            selector,
+            needle,
+            timeout=timeout,
+        )
 
     async def click(self, selector: str, timeout: float = 10.0) -> None:
         """A real pointer click (input.performActions) on the element, once it is visible and enabled."""
-        await self.wait_for("""(s) => { const e = document.querySelector(s);
-            return !!e && !e.disabled && !!(e.offsetWidth || e.offsetHeight); }""", selector, timeout=timeout)
-        found = await self.bidi.send("browsingContext.locateNodes", {
-            "context": self.context, "locator": {"type": "css", "value": selector}, "maxNodeCount": 1})
+        await self.wait_for(
+            """(s) => { const e = document.querySelector(s);
+            return !!e && !e.disabled && !!(e.offsetWidth || e.offsetHeight); }""",
+            selector,
+            timeout=timeout,
+        )
+        found = await self.bidi.send(
+            "browsingContext.locateNodes",
+            {"context": self.context, "locator": {"type": "css", "value": selector}, "maxNodeCount": 1},
+        )
         node = found["nodes"][0]
-        await self.bidi.send("input.performActions", {"context": self.context, "actions": [{
-            "type": "pointer", "id": "mouse", "parameters": {"pointerType": "mouse"}, "actions": [
-                {"type": "pointerMove", "x": 0, "y": 0, "origin": {"type": "element", "element": {"sharedId": node["sharedId"]}}},
-                {"type": "pointerDown", "button": 0},
-                {"type": "pointerUp", "button": 0}]}]})
+        await self.bidi.send(
+            "input.performActions",
+            {
+                "context": self.context,
+                "actions": [
+                    {
+                        "type": "pointer",
+                        "id": "mouse",
+                        "parameters": {"pointerType": "mouse"},
+                        "actions": [
+                            {
+                                "type": "pointerMove",
+                                "x": 0,
+                                "y": 0,
+                                "origin": {"type": "element", "element": {"sharedId": node["sharedId"]}},
+                            },
+                            {"type": "pointerDown", "button": 0},
+                            {"type": "pointerUp", "button": 0},
+                        ],
+                    }
+                ],
+            },
+        )
 
     async def close(self) -> None:
         await self.bidi.send("browsingContext.close", {"context": self.context})
@@ -341,18 +395,34 @@ class Firefox:
         profile.mkdir()
         (profile / "user.js").write_text(user_js(self.prefs))
         env = {k: v for k, v in os.environ.items() if k not in ("DISPLAY", "WAYLAND_DISPLAY")}
-        env.update(HOME=str(self.tmp), MOZ_HEADLESS="1", MOZ_CRASHREPORTER_DISABLE="1",
-                   MOZ_CRASHREPORTER_SHUTDOWN="1", XDG_CACHE_HOME=str(self.tmp / "cache"))
+        env.update(
+            HOME=str(self.tmp),
+            MOZ_HEADLESS="1",
+            MOZ_CRASHREPORTER_DISABLE="1",
+            MOZ_CRASHREPORTER_SHUTDOWN="1",
+            XDG_CACHE_HOME=str(self.tmp / "cache"),
+        )
         try:
             with open(self.tmp / "firefox.log", "wb") as log:
                 self.proc = await asyncio.create_subprocess_exec(
-                    self.executable, "--headless", "--no-remote", "--remote-debugging-port=0",
-                    "--profile", str(profile), "about:blank",
-                    stdin=asyncio.subprocess.DEVNULL, stdout=log, stderr=log, env=env, start_new_session=True)
+                    self.executable,
+                    "--headless",
+                    "--no-remote",
+                    "--remote-debugging-port=0",
+                    "--profile",
+                    str(profile),
+                    "about:blank",
+                    stdin=asyncio.subprocess.DEVNULL,
+                    stdout=log,
+                    stderr=log,
+                    env=env,
+                    start_new_session=True,
+                )
             url = await self._listening()
             self.http = aiohttp.ClientSession()
-            ws = await self.http.ws_connect(url + "/session", timeout=aiohttp.ClientWSTimeout(ws_close=5),
-                                            max_msg_size=64 * 1024 * 1024)
+            ws = await self.http.ws_connect(
+                url + "/session", timeout=aiohttp.ClientWSTimeout(ws_close=5), max_msg_size=64 * 1024 * 1024
+            )
             self.bidi = BiDi(ws)
             caps = await self.bidi.send("session.new", {"capabilities": {}})
             self.version = caps["capabilities"].get("browserVersion", "")

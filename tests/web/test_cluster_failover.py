@@ -19,7 +19,6 @@ DECODING = """async (old) => { const pc = window.giaobanJoin.media.pc;
   return pc === window.giaobanJoin.media.pc && n > 10; }"""
 
 
-
 async def poll(page, old, timeout: float) -> None:
     """DECODING is async (getStats), so poll it with evaluate (which awaits the promise)."""
     deadline = time.monotonic() + timeout

@@ -7,6 +7,7 @@ from datetime import datetime
 
 from tests.support.harness import ADMIN_PASSWORD, VN, WsClient
 from tests.web.browser import expect, has_class
+
 DAYS = ("MO", "TU", "WE", "TH", "FR", "SA", "SU")
 
 

@@ -60,8 +60,9 @@ async def page(firefox):
 
 async def test_expired_link_shows_message_in_firefox(node, page):
     meeting = await node.schedule(chair="hg-meo-vac", invited=["tree:hg-meo-vac"])
-    token, _ = node.ctx.auth.signer.issue("link", "guest:Lãnh đạo", -60, name="Lãnh đạo",
-                                          meeting=meeting["id"], role="participant")
+    token, _ = node.ctx.auth.signer.issue(
+        "link", "guest:Lãnh đạo", -60, name="Lãnh đạo", meeting=meeting["id"], role="participant"
+    )
     await page.goto(f"{node.url}/join?token={token}")
     text = await page.wait_text("#fatal", "hết hạn", timeout=5)
     assert "expired" in text
@@ -76,14 +77,19 @@ async def test_firefox_joins_sends_and_receives_video(mnode, page):
     # the district's room terminal: an aiortc endpoint publishing a bright test pattern over /ws
     ws = await WsClient.connect(node, await node.endpoint_token("hg-meo-vac"))
     await ws.expect("welcome")
-    room = Client(WsPeerBridge(ws, meeting["id"]), meeting["id"], "hg-meo-vac",
-                  video=PatternTrack(220), audio=ToneTrack())
+    room = Client(
+        WsPeerBridge(ws, meeting["id"]), meeting["id"], "hg-meo-vac", video=PatternTrack(220), audio=ToneTrack()
+    )
     try:
         await room.join()
-        await page.goto((await node.join_link(meeting["id"], name="Phó Chủ tịch Nguyễn Văn B", role="participant"))["url"])
+        await page.goto(
+            (await node.join_link(meeting["id"], name="Phó Chủ tịch Nguyễn Văn B", role="participant"))["url"]
+        )
         await page.wait_text("#camera", "sẵn sàng", timeout=10)  # Firefox's fake camera + microphone
-        assert await page.call("() => window.giaobanJoin.media.local.getTracks().map((t) => t.kind).sort()") \
-            == ["audio", "video"]
+        assert await page.call("() => window.giaobanJoin.media.local.getTracks().map((t) => t.kind).sort()") == [
+            "audio",
+            "video",
+        ]
         await page.click("#join")
         await page.wait_for("""() => document.querySelectorAll("#people li").length === 2""", timeout=10)
 
@@ -93,8 +99,9 @@ async def test_firefox_joins_sends_and_receives_video(mnode, page):
 
         await page.wait_for("() => window.giaobanJoin.media.pc.connectionState === 'connected'", timeout=15)
         # Firefox decodes the terminal's video (getStats), and its tile plays the bright test pattern
-        decoded = await page.wait_for(f"async () => {{ const n = await ({FRAMES_DECODED})(); return n > 10 && n; }}",
-                                      timeout=15)
+        decoded = await page.wait_for(
+            f"async () => {{ const n = await ({FRAMES_DECODED})(); return n > 10 && n; }}", timeout=15
+        )
         assert decoded > 10
         width, t0, brightness = (await page.wait_for(REMOTE_PLAYING, timeout=5))[0]
         assert width > 0 and brightness > 150, (width, brightness)
@@ -104,8 +111,9 @@ async def test_firefox_joins_sends_and_receives_video(mnode, page):
         assert not await page.visible("#media-notice")
         assert await page.call(SELECTED_PAIR) == ["127.0.0.1", "127.0.0.1"]
         # ... and the terminal decodes Firefox's camera
-        assert await wait_for(lambda: len(room.video_frames()) >= 10, timeout=15), \
+        assert await wait_for(lambda: len(room.video_frames()) >= 10, timeout=15), (
             f"the aiortc endpoint decoded {len(room.video_frames())} frames from Firefox (sent {await page.call(FRAMES_SENT)})"
+        )
         assert page.js_errors == []
     finally:
         await room.close()
@@ -126,7 +134,9 @@ async def test_raise_hand_in_firefox_reaches_websocket_client(node, page):
         await page.click("#hand")
         hand = await ws.expect("hand", raised=True)
         assert hand["name"] == "Phó Chủ tịch Nguyễn Văn A" and hand["endpoint_id"] in hand["hands"]
-        await page.wait_for("""() => document.getElementById("hand").getAttribute("aria-pressed") === "true" """, timeout=5)
+        await page.wait_for(
+            """() => document.getElementById("hand").getAttribute("aria-pressed") === "true" """, timeout=5
+        )
         await page.wait_text("#people", "giơ tay", timeout=5)
     finally:
         await ws.close()

@@ -8,8 +8,9 @@ from tests.web.browser import expect
 
 async def test_expired_link_shows_message(node, page):
     meeting = await node.schedule(chair="hg-meo-vac", invited=["tree:hg-meo-vac"])
-    token, _ = node.ctx.auth.signer.issue("link", "guest:Lãnh đạo", -60, name="Lãnh đạo",
-                                          meeting=meeting["id"], role="participant")
+    token, _ = node.ctx.auth.signer.issue(
+        "link", "guest:Lãnh đạo", -60, name="Lãnh đạo", meeting=meeting["id"], role="participant"
+    )
     await page.goto(f"{node.url}/join?token={token}")
     fatal = page.locator("#fatal")
     await expect(fatal).to_be_visible(timeout=5000)

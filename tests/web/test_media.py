@@ -30,7 +30,9 @@ async def join_in_browser(browser, node, meeting_id: str, name: str):
 async def test_two_laptops_see_each_other(mnode, browser):
     node = mnode
     meeting = await node.schedule(chair="hg-meo-vac", invited=["tree:hg-meo-vac"])
-    pages = [await join_in_browser(browser, node, meeting["id"], name) for name in ("Chủ tịch UBND huyện", "Phó Bí thư")]
+    pages = [
+        await join_in_browser(browser, node, meeting["id"], name) for name in ("Chủ tịch UBND huyện", "Phó Bí thư")
+    ]
     for page in pages:
         await expect(page.locator("#people li")).to_have_count(2, timeout=5000)
         await expect(page.locator("#media-notice")).to_be_hidden()

@@ -40,8 +40,10 @@ class TcpProxy:
             writer.close()
             return
         self._conns |= {writer, up_writer}
-        pumps = [asyncio.current_task().get_loop().create_task(self._pump(reader, up_writer)),
-                 asyncio.current_task().get_loop().create_task(self._pump(up_reader, writer))]
+        pumps = [
+            asyncio.current_task().get_loop().create_task(self._pump(reader, up_writer)),
+            asyncio.current_task().get_loop().create_task(self._pump(up_reader, writer)),
+        ]
         self._tasks.update(pumps)
         try:
             await asyncio.wait(pumps, return_when=asyncio.FIRST_COMPLETED)

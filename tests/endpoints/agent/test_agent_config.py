@@ -16,8 +16,14 @@ ROOT = __import__("pathlib").Path(__file__).resolve().parents[3]
 
 async def run_cli(*args: str) -> tuple[int, str]:
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "endpoints.agent.cli", *args, cwd=str(ROOT),
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+        sys.executable,
+        "-m",
+        "endpoints.agent.cli",
+        *args,
+        cwd=str(ROOT),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
     out, err = await asyncio.wait_for(proc.communicate(), 30)
     return proc.returncode, (out + err).decode()
 
@@ -25,11 +31,23 @@ async def run_cli(*args: str) -> tuple[int, str]:
 async def test_unknown_endpoint_and_wrong_secret_exit_2(node, tmp_path):
     secret = tmp_path / "secret"
     secret.write_text("not-the-secret\n")
-    common = ["--server", node.url, "--secret-file", str(secret), "--data-dir", str(tmp_path / "d"),
-              "--control-port", "-1", "--video", "none", "--audio", "none"]
+    common = [
+        "--server",
+        node.url,
+        "--secret-file",
+        str(secret),
+        "--data-dir",
+        str(tmp_path / "d"),
+        "--control-port",
+        "-1",
+        "--video",
+        "none",
+        "--audio",
+        "none",
+    ]
     (code, text), (code2, text2) = await asyncio.gather(
-        run_cli("--endpoint", "hg-khong-co", *common),
-        run_cli("--endpoint", "hg-mv-meo-vac", *common))
+        run_cli("--endpoint", "hg-khong-co", *common), run_cli("--endpoint", "hg-mv-meo-vac", *common)
+    )
     assert code == 2, text
     assert "endpoint hg-khong-co" in text and "refused the login (401)" in text
     assert code2 == 2, text2
@@ -45,12 +63,25 @@ async def test_unknown_endpoint_and_wrong_secret_exit_2(node, tmp_path):
 
 def test_bad_settings_name_the_problem(tmp_path, capsys):
     yaml_file = tmp_path / "agent.yaml"
-    yaml_file.write_text("server: http://127.0.0.1:1\nendpoint: hg-mv-meo-vac\nsecret_file: /nonexistent\ncamera: v4l2\n")
+    yaml_file.write_text(
+        "server: http://127.0.0.1:1\nendpoint: hg-mv-meo-vac\nsecret_file: /nonexistent\ncamera: v4l2\n"
+    )
     assert main(["--config", str(yaml_file)]) == 2
     assert f"{yaml_file}:4: unknown key 'camera'" in capsys.readouterr().err
 
-    assert main(["--server", "http://127.0.0.1:1", "--endpoint", "hg-mv-meo-vac", "--secret-file",
-                 str(tmp_path / "missing")]) == 2
+    assert (
+        main(
+            [
+                "--server",
+                "http://127.0.0.1:1",
+                "--endpoint",
+                "hg-mv-meo-vac",
+                "--secret-file",
+                str(tmp_path / "missing"),
+            ]
+        )
+        == 2
+    )
     err = capsys.readouterr().err
     assert "secret_file" in err and "missing" in err and "cannot read" in err
 
@@ -60,7 +91,9 @@ def test_bad_settings_name_the_problem(tmp_path, capsys):
         load_config(None, {"server": "http://h", "endpoint": "x", "secret": "s", "video": "webcam"})
     with pytest.raises(ConfigError, match="needs a path or device"):
         load_config(None, {"server": "http://h", "endpoint": "x", "secret": "s", "audio": "alsa:"})
-    cfg = load_config(None, {"server": "https://gb.example.vn/base/, http://10.0.0.2:8080", "endpoint": "x", "secret": "s"})
+    cfg = load_config(
+        None, {"server": "https://gb.example.vn/base/, http://10.0.0.2:8080", "endpoint": "x", "secret": "s"}
+    )
     assert [cfg.ws_url(s) for s in cfg.servers] == ["wss://gb.example.vn/base/ws", "ws://10.0.0.2:8080/ws"]
     with pytest.raises(ConfigError, match="'ftp://b'"):
         load_config(None, {"server": "http://a, ftp://b", "endpoint": "x", "secret": "s"})
@@ -82,12 +115,22 @@ async def test_cli_runs_as_a_service_joins_and_stops_on_sigterm(node, tmp_path):
     (tmp_path / "secret").write_text(node.secrets[ep])
     port = free_port()
     conf = tmp_path / "agent.yaml"
-    conf.write_text(f"server: {node.url}\nendpoint: {ep}\nsecret_file: {tmp_path / 'secret'}\n"
-                    f"video: none\naudio: none\ncontrol_port: {port}\ndata_dir: {tmp_path / 'data'}\n")
+    conf.write_text(
+        f"server: {node.url}\nendpoint: {ep}\nsecret_file: {tmp_path / 'secret'}\n"
+        f"video: none\naudio: none\ncontrol_port: {port}\ndata_dir: {tmp_path / 'data'}\n"
+    )
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "endpoints.agent.cli", "--config", str(conf), cwd=str(ROOT),
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+        sys.executable,
+        "-m",
+        "endpoints.agent.cli",
+        "--config",
+        str(conf),
+        cwd=str(ROOT),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
     try:
+
         async def in_meeting() -> bool:
             return ep in await live_ids(node, meeting["id"])
 

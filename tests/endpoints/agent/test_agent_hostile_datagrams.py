@@ -45,10 +45,32 @@ async def test_agent_media_survives_hostile_datagrams(mnode, tmp_path: Path):
     secret = tmp_path / "sender.secret"
     secret.write_text(mnode.secrets[sender_id] + "\n")
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "endpoints.agent.cli", "--server", mnode.url, "--endpoint", sender_id,
-        "--secret-file", str(secret), "--data-dir", str(tmp_path / "sender"), "--control-port", "-1",
-        "--video", "test", "--audio", "none", "--video-size", "160x120", "--fps", "10",
-        "--ice-host", "127.0.0.1", stderr=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.DEVNULL)
+        sys.executable,
+        "-m",
+        "endpoints.agent.cli",
+        "--server",
+        mnode.url,
+        "--endpoint",
+        sender_id,
+        "--secret-file",
+        str(secret),
+        "--data-dir",
+        str(tmp_path / "sender"),
+        "--control-port",
+        "-1",
+        "--video",
+        "test",
+        "--audio",
+        "none",
+        "--video-size",
+        "160x120",
+        "--fps",
+        "10",
+        "--ice-host",
+        "127.0.0.1",
+        stderr=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.DEVNULL,
+    )
     lines: list[str] = []
 
     async def read() -> None:
@@ -66,8 +88,11 @@ async def test_agent_media_survives_hostile_datagrams(mnode, tmp_path: Path):
         await chair.expect("joined")
         await until(lambda: any(MEDIA_CONNECTED in line for line in lines), 20, what="sender's media up")
         await chair.send("grant_floor", endpoint_id=sender_id)
-        await until(lambda: watcher.peer is not None and watcher.peer.frames_received("video") > 10, 15,
-                    what="the watcher sees the sender")
+        await until(
+            lambda: watcher.peer is not None and watcher.peer.frames_received("video") > 10,
+            15,
+            what="the watcher sees the sender",
+        )
         targets = udp_ports(proc.pid)
         assert targets, "the agent process has no UDP port on 127.0.0.1"
         rng, sent = random.Random(SEED), 0
@@ -84,8 +109,11 @@ async def test_agent_media_survives_hostile_datagrams(mnode, tmp_path: Path):
         # aiortc's receive loop dies at once on a bad datagram and the media ~1.5 s later
         await asyncio.sleep(2.5)
         before = watcher.peer.frames_received("video")
-        await until(lambda: watcher.peer.frames_received("video") >= before + 10, 10,
-                    what="the watcher keeps seeing the sender after the attack")
+        await until(
+            lambda: watcher.peer.frames_received("video") >= before + 10,
+            10,
+            what="the watcher keeps seeing the sender after the attack",
+        )
         reconnects = sum(MEDIA_CONNECTED in line for line in lines) - 1
         assert reconnects == 0, "".join(lines[-20:])
     finally:

@@ -33,15 +33,20 @@ async def test_joins_by_itself_when_meeting_opens_and_media_flows(mnode, tmp_pat
         t0 = time.monotonic()
         meeting = await mnode.schedule(chair=DISTRICT, invited=["tier:commune@hg-meo-vac"], minutes_from_now=2)
         took = await until_async(lambda: _has(mnode, meeting["id"], commune), 5, what="agent in /live")
-        print(f"\njoin after scheduling: {time.monotonic() - t0:.2f} s; after meeting_opened: "
-              f"{agent.timings['join_after_open_s']}")
+        print(
+            f"\njoin after scheduling: {time.monotonic() - t0:.2f} s; after meeting_opened: "
+            f"{agent.timings['join_after_open_s']}"
+        )
         assert took < 3.0
         assert agent.meeting and agent.meeting["id"] == meeting["id"] and agent.meeting["role"] == "participant"
 
         # media: connected, the media node receives the terminal's camera and microphone
         await until(lambda: agent.peer is not None and agent.peer.connected_at is not None, 10, what="media connected")
-        await until(lambda: _server_packets(mnode, commune)["video"] > 20 and _server_packets(mnode, commune)["audio"] > 20,
-                    10, what="media node receives video and audio")
+        await until(
+            lambda: _server_packets(mnode, commune)["video"] > 20 and _server_packets(mnode, commune)["audio"] > 20,
+            10,
+            what="media node receives video and audio",
+        )
 
         # the room's screen sees it all on the local control API
         async with aiohttp.ClientSession() as http:

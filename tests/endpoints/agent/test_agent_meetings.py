@@ -22,8 +22,11 @@ async def test_meeting_closed_then_joins_the_next_open_one(node, tmp_path):
         await until_async(lambda: _opened(node, occ), 5, what="the scheduler opened the occurrence")
         status, body = await node.call("DELETE", f"/api/v1/meetings/{first['id']}/occurrences/{occ}")
         assert status == 200, body
-        await until(lambda: agent.meeting is not None and agent.meeting["id"] == second["id"], 5,
-                    what="moved to the second meeting")
+        await until(
+            lambda: agent.meeting is not None and agent.meeting["id"] == second["id"],
+            5,
+            what="moved to the second meeting",
+        )
         assert a_id in await live_ids(node, second["id"])
         assert a_id not in await live_ids(node, first["id"])
         log = (tmp_path / a_id / "agent.log").read_text(encoding="utf-8")

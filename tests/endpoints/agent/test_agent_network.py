@@ -56,17 +56,22 @@ async def test_cut_network_path_mid_meeting_recovers_and_media_resumes(mnode, tm
         # --- it comes back by itself ------------------------------------------------------------
         await until_async(lambda: _present(mnode, meeting["id"], a_id), 10, what="a back in /live")
         t_back = time.monotonic()
-        await until(lambda: a.peer is not None and a.peer is not first_peer and a.peer.connected_at is not None,
-                    10, what="a's new media connection")
+        await until(
+            lambda: a.peer is not None and a.peer is not first_peer and a.peer.connected_at is not None,
+            10,
+            what="a's new media connection",
+        )
         t_media = time.monotonic()
         # media resumes: the media node receives a's camera again, and b sees it again
         base = _server_packets(mnode, a_id)["video"]
         await until(lambda: _server_packets(mnode, a_id)["video"] > base + 10, 10, what="a's video reaches the node")
         await until(lambda: b.peer.frames_received("video") > frames_at_cut + 10, 10, what="b receives a's video again")
         t_frames = time.monotonic()
-        print(f"\nreconnect: back in meeting {t_back - t_restore:.2f} s after restore "
-              f"({t_back - t_cut:.2f} s after the cut); media connected +{t_media - t_back:.2f} s; "
-              f"frames at the second terminal +{t_frames - t_back:.2f} s; agent timings {a.timings}")
+        print(
+            f"\nreconnect: back in meeting {t_back - t_restore:.2f} s after restore "
+            f"({t_back - t_cut:.2f} s after the cut); media connected +{t_media - t_back:.2f} s; "
+            f"frames at the second terminal +{t_frames - t_back:.2f} s; agent timings {a.timings}"
+        )
         assert t_back - t_restore < 5.0
         assert t_frames - t_restore < 10.0
 
@@ -97,8 +102,10 @@ async def test_silent_dead_path_is_detected_by_ping_timeout(mnode, tmp_path):
         await proxy.cut()  # drop the black-holed sockets; the next connection gets a clean path
         await proxy.restore()
         await until(lambda: a.meeting is not None and a.conn.connected, 10, what="a rejoined")
-        print(f"\ndead path detected after {detected:.2f} s (ping 0.4 s, timeout 1.0 s); back after "
-              f"{time.monotonic() - t0:.2f} s")
+        print(
+            f"\ndead path detected after {detected:.2f} s (ping 0.4 s, timeout 1.0 s); back after "
+            f"{time.monotonic() - t0:.2f} s"
+        )
         assert detected < 2.5
         assert a_id in await live_ids(mnode, meeting["id"])
     finally:
@@ -116,8 +123,11 @@ async def test_media_connection_failure_rejoins(mnode, tmp_path):
         first = a.peer
         t0 = time.monotonic()
         await first.pc.close()  # what a failed ICE check ends in; the agent did not ask for it
-        await until(lambda: a.peer is not None and a.peer is not first and a.peer.connected_at is not None,
-                    10, what="new media connection")
+        await until(
+            lambda: a.peer is not None and a.peer is not first and a.peer.connected_at is not None,
+            10,
+            what="new media connection",
+        )
         base = _server_packets(mnode, a_id)["video"]
         await until(lambda: _server_packets(mnode, a_id)["video"] > base + 10, 10, what="video flows again")
         print(f"\nmedia failure -> media flowing again after {time.monotonic() - t0:.2f} s")

@@ -62,9 +62,14 @@ class Proc:
     @classmethod
     async def start(cls, name: str, *args: str) -> "Proc":
         proc = await asyncio.create_subprocess_exec(
-            sys.executable, *args, cwd=str(ROOT), stdin=asyncio.subprocess.DEVNULL,
+            sys.executable,
+            *args,
+            cwd=str(ROOT),
+            stdin=asyncio.subprocess.DEVNULL,
             env={**os.environ, "PYTHONFAULTHANDLER": "1"},  # SIGABRT dumps every thread's stack
-            stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE)
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.PIPE,
+        )
         return cls(name, proc)
 
     async def _exited(self) -> None:
@@ -80,8 +85,10 @@ class Proc:
 
     async def saw(self, text: str, timeout: float, after: int = 0) -> bool:
         """Whether a line (from line ``after`` on) contains ``text`` within ``timeout`` s."""
+
         def found() -> bool:
             return any(text in line for line in self.lines[after:])
+
         try:
             async with self._new:
                 await asyncio.wait_for(self._new.wait_for(found), timeout)
@@ -133,8 +140,10 @@ async def _healthy(url: str, server: Proc, timeout: float) -> None:
             except (aiohttp.ClientError, OSError, asyncio.TimeoutError) as exc:
                 status = repr(exc)
             await asyncio.sleep(0.1)
-    raise AssertionError(f"the server at {url} was not up within {timeout} s (exit status "
-                         f"{server.proc.returncode}, last answer {status}): {server.lines[-10:]}")
+    raise AssertionError(
+        f"the server at {url} was not up within {timeout} s (exit status "
+        f"{server.proc.returncode}, last answer {status}): {server.lines[-10:]}"
+    )
 
 
 async def _prepare(url: str, tmp: Path) -> None:
@@ -148,23 +157,54 @@ async def _prepare(url: str, tmp: Path) -> None:
                 assert r.status == 201, await r.text()
                 (tmp / f"{ep}.secret").write_text((await r.json())["secret"] + "\n", encoding="utf-8")
         start = (datetime.now(VN) + timedelta(minutes=1)).replace(microsecond=0)
-        body = {"title": "Giao ban thử nghiệm", "chair": "hg-meo-vac", "invited": [f"ep:{ep}" for ep in AGENTS],
-                "start": start.isoformat(), "duration_minutes": 60}
+        body = {
+            "title": "Giao ban thử nghiệm",
+            "chair": "hg-meo-vac",
+            "invited": [f"ep:{ep}" for ep in AGENTS],
+            "start": start.isoformat(),
+            "duration_minutes": 60,
+        }
         async with http.post(url + "/api/v1/meetings", json=body, headers=auth) as r:
             assert r.status == 201, await r.text()
 
 
 def _write_configs(tmp: Path, port: int) -> Path:
     server = tmp / "server.yaml"
-    server.write_text(json.dumps({
-        "host": "127.0.0.1", "port": port, "data_dir": str(tmp / "server"), "directory": HAGIANG,
-        "media": "local", "ice_host": "127.0.0.1", "admin_password": ADMIN_PASSWORD, "log_format": "text"}),
-        encoding="utf-8")
+    server.write_text(
+        json.dumps(
+            {
+                "host": "127.0.0.1",
+                "port": port,
+                "data_dir": str(tmp / "server"),
+                "directory": HAGIANG,
+                "media": "local",
+                "ice_host": "127.0.0.1",
+                "admin_password": ADMIN_PASSWORD,
+                "log_format": "text",
+            }
+        ),
+        encoding="utf-8",
+    )
     for ep in AGENTS:
-        (tmp / f"{ep}.yaml").write_text(json.dumps({
-            "server": f"http://127.0.0.1:{port}", "endpoint": ep, "secret_file": str(tmp / f"{ep}.secret"),
-            "video": "test", "audio": "test", "video_size": "160x120", "fps": 10, "control_port": -1, "data_dir": str(tmp / ep),
-            "ice_host": "127.0.0.1", "backoff_min_s": 0.3, "backoff_max_s": 1.0}), encoding="utf-8")
+        (tmp / f"{ep}.yaml").write_text(
+            json.dumps(
+                {
+                    "server": f"http://127.0.0.1:{port}",
+                    "endpoint": ep,
+                    "secret_file": str(tmp / f"{ep}.secret"),
+                    "video": "test",
+                    "audio": "test",
+                    "video_size": "160x120",
+                    "fps": 10,
+                    "control_port": -1,
+                    "data_dir": str(tmp / ep),
+                    "ice_host": "127.0.0.1",
+                    "backoff_min_s": 0.3,
+                    "backoff_max_s": 1.0,
+                }
+            ),
+            encoding="utf-8",
+        )
     return server
 
 
@@ -201,10 +241,14 @@ async def _round(rng: random.Random, tmp: Path, server_conf: Path, url: str, fir
         roles = [rng.choice(["connecting", "connected"]), "mid-close", rng.choice(["mid-close", "reconnecting"])]
         delays = [rng.uniform(0.0, DELAYS[role]) for role in roles]
         server_delay = rng.uniform(0.0, 0.3)
-        agents = [await Proc.start(ep, "-m", "endpoints.agent.cli", "--config", str(tmp / f"{ep}.yaml")) for ep in AGENTS]
+        agents = [
+            await Proc.start(ep, "-m", "endpoints.agent.cli", "--config", str(tmp / f"{ep}.yaml")) for ep in AGENTS
+        ]
         server_term = asyncio.Event()
-        plans = [asyncio.ensure_future(_agent_plan(a, role, delay, server, server_term))
-                 for a, role, delay in zip(agents, roles, delays)]
+        plans = [
+            asyncio.ensure_future(_agent_plan(a, role, delay, server, server_term))
+            for a, role, delay in zip(agents, roles, delays)
+        ]
         # the server goes away once the agents that stay are in (or after a bounded wait)
         await asyncio.wait([asyncio.ensure_future(a.saw("(media connected)", 20)) for a in agents[1:]])
         await asyncio.sleep(server_delay)
@@ -214,7 +258,9 @@ async def _round(rng: random.Random, tmp: Path, server_conf: Path, url: str, fir
         problems = []
         for proc, role in [(server, "server"), *zip(agents, roles)]:
             if proc.term_at is None and proc.proc.returncode is not None:
-                problems.append(f"{proc.name} ({role}) ended by itself, status {proc.proc.returncode}: {proc.lines[-5:]}")
+                problems.append(
+                    f"{proc.name} ({role}) ended by itself, status {proc.proc.returncode}: {proc.lines[-5:]}"
+                )
                 continue
             proc.term()  # a plan that never fired (its state never came): stop it anyway
             bound = SERVE_STOP_BOUND_S if proc is server else AGENT_BOUND_S
@@ -224,15 +270,19 @@ async def _round(rng: random.Random, tmp: Path, server_conf: Path, url: str, fir
                 print("\n".join("    " + line for line in proc.lines[-40:]))
             if rc is None:
                 stopped = any("(agent stopped)" in line for line in proc.lines)
-                problems.append(f"{proc.name} ({role}) still alive {bound + GRACE_S:g} s after SIGTERM"
-                                f"{' although it logged agent stopped' if stopped else ''}")
+                problems.append(
+                    f"{proc.name} ({role}) still alive {bound + GRACE_S:g} s after SIGTERM"
+                    f"{' although it logged agent stopped' if stopped else ''}"
+                )
             elif took is not None and took > bound + GRACE_S:
                 problems.append(f"{proc.name} ({role}) exited {took:.1f} s after SIGTERM (bound {bound:g} s)")
             elif rc != 0:
                 problems.append(f"{proc.name} ({role}) exit status {rc}: {proc.lines[-3:]}")
             elif any(FORCED_EXIT in line for line in proc.lines):
-                problems.append(f"{proc.name} ({role}) needed the forced exit after {took:.1f} s: "
-                                f"{[line for line in proc.lines if FORCED_EXIT in line]}")
+                problems.append(
+                    f"{proc.name} ({role}) needed the forced exit after {took:.1f} s: "
+                    f"{[line for line in proc.lines if FORCED_EXIT in line]}"
+                )
         return problems
     finally:
         for proc in (server, *agents):
@@ -279,12 +329,18 @@ async def test_a_close_cancelled_midway_still_completes(mnode, tmp_path):
 async def test_forced_exit_names_the_stuck_thread():
     """The last resort itself: a process whose non-daemon thread never ends (as aiortc's decoder
     thread after a close cut short) still exits, with the given status and one line naming it."""
-    code = ("import threading, sys; from mcu.peer.bounded_stop import exit_deadline; "
-            "threading.Thread(target=threading.Event().wait, name='video-decoder').start(); "
-            "exit_deadline(0.5, 0, 'probe'); sys.exit(0)")
-    proc = await asyncio.create_subprocess_exec(sys.executable, "-c", code, cwd=str(ROOT),
-                                                stderr=asyncio.subprocess.PIPE)
+    code = (
+        "import threading, sys; from mcu.peer.bounded_stop import exit_deadline; "
+        "threading.Thread(target=threading.Event().wait, name='video-decoder').start(); "
+        "exit_deadline(0.5, 0, 'probe'); sys.exit(0)"
+    )
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", code, cwd=str(ROOT), stderr=asyncio.subprocess.PIPE
+    )
     _, err = await asyncio.wait_for(proc.communicate(), 20)  # without the deadline: forever
     assert proc.returncode == 0
     # the main thread has finished (it waits in the interpreter's exit): only the stuck one is named
-    assert err.decode().strip() == f"probe: {FORCED_EXIT} 0.5 s after the stop request; threads still running: video-decoder"
+    assert (
+        err.decode().strip()
+        == f"probe: {FORCED_EXIT} 0.5 s after the stop request; threads still running: video-decoder"
+    )

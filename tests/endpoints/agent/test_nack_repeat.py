@@ -14,7 +14,10 @@ from tests.support.media_clients import PatternTrack, wait_for
 
 async def test_missing_packets_are_nacked_again_and_again():
     pin = pin_host_addresses(["127.0.0.1"])
-    sender, receiver = RTCPeerConnection(RTCConfiguration(iceServers=[])), RTCPeerConnection(RTCConfiguration(iceServers=[]))
+    sender, receiver = (
+        RTCPeerConnection(RTCConfiguration(iceServers=[])),
+        RTCPeerConnection(RTCConfiguration(iceServers=[])),
+    )
     nacked: list[list[int]] = []
     try:
         sender.addTransceiver(PatternTrack(90), direction="sendonly")
@@ -25,6 +28,7 @@ async def test_missing_packets_are_nacked_again_and_again():
             async def pull():
                 while True:
                     frames.append(await track.recv())
+
             asyncio.ensure_future(pull())
 
         await sender.setLocalDescription(await sender.createOffer())

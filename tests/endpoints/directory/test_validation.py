@@ -39,7 +39,9 @@ endpoints:
 """
 
 
-def edited(replace: dict[int, str] | None = None, insert: dict[int, str] | None = None, drop: tuple[int, ...] = ()) -> str:
+def edited(
+    replace: dict[int, str] | None = None, insert: dict[int, str] | None = None, drop: tuple[int, ...] = ()
+) -> str:
     """GOOD with lines replaced or dropped, and text inserted before a line; numbers are GOOD's."""
     replace, insert = replace or {}, insert or {}
     out: list[str] = []
@@ -92,7 +94,13 @@ def test_not_a_mapping(tmp_path: Path) -> None:
 
 
 def test_unknown_top_level_key(tmp_path: Path) -> None:
-    mistake(tmp_path, edited(insert={3: "province: hagiang"}), 3, "unknown key 'province'", "version, name, slug, defaults or endpoints")
+    mistake(
+        tmp_path,
+        edited(insert={3: "province: hagiang"}),
+        3,
+        "unknown key 'province'",
+        "version, name, slug, defaults or endpoints",
+    )
 
 
 def test_unknown_item_key(tmp_path: Path) -> None:
@@ -117,7 +125,9 @@ def test_missing_top_level_key(tmp_path: Path) -> None:
 
 
 def test_wrong_type_name(tmp_path: Path) -> None:
-    mistake(tmp_path, edited({17: "    name: 42"}), 17, "'name' of endpoint 'hg-meo-vac' must be a string", "got an integer")
+    mistake(
+        tmp_path, edited({17: "    name: 42"}), 17, "'name' of endpoint 'hg-meo-vac' must be a string", "got an integer"
+    )
 
 
 def test_wrong_type_endpoints(tmp_path: Path) -> None:
@@ -142,7 +152,13 @@ def test_bad_id(tmp_path: Path) -> None:
 
 
 def test_bad_enum_tier(tmp_path: Path) -> None:
-    mistake(tmp_path, edited({24: "    tier: hamlet"}), 24, "unknown tier 'hamlet'", "central, province, district or commune")
+    mistake(
+        tmp_path,
+        edited({24: "    tier: hamlet"}),
+        24,
+        "unknown tier 'hamlet'",
+        "central, province, district or commune",
+    )
 
 
 def test_bad_enum_kind_and_link(tmp_path: Path) -> None:
@@ -159,12 +175,16 @@ def test_duplicate_id_says_where_the_first_was(tmp_path: Path) -> None:
 
 
 def test_unknown_parent(tmp_path: Path) -> None:
-    err = mistake(tmp_path, edited({22: "    parent: hg-meo-vc"}), 22, "unknown parent 'hg-meo-vc'", "endpoint 'hg-mv-pa-vi'")
+    err = mistake(
+        tmp_path, edited({22: "    parent: hg-meo-vc"}), 22, "unknown parent 'hg-meo-vc'", "endpoint 'hg-mv-pa-vi'"
+    )
     assert "did you mean 'hg-meo-vac'" in err.message
 
 
 def test_cycle_names_its_members(tmp_path: Path) -> None:
-    mistake(tmp_path, edited({16: "    parent: hg-mv-pa-vi"}), 16, "parent cycle", "hg-meo-vac -> hg-mv-pa-vi -> hg-meo-vac")
+    mistake(
+        tmp_path, edited({16: "    parent: hg-mv-pa-vi"}), 16, "parent cycle", "hg-meo-vac -> hg-mv-pa-vi -> hg-meo-vac"
+    )
 
 
 def test_self_parent_is_a_cycle(tmp_path: Path) -> None:
@@ -185,8 +205,12 @@ def test_root_must_be_central(tmp_path: Path) -> None:
 
 
 def test_central_cannot_have_a_parent(tmp_path: Path) -> None:
-    text = edited(insert={27: '  - {id: tw-2, name: "B", tier: central, kind: studio, link: fibre, parent: hg-meo-vac}'})
-    mistake(tmp_path, text, 27, "central 'tw-2' cannot be a child of district 'hg-meo-vac'", "central endpoints are roots")
+    text = edited(
+        insert={27: '  - {id: tw-2, name: "B", tier: central, kind: studio, link: fibre, parent: hg-meo-vac}'}
+    )
+    mistake(
+        tmp_path, text, 27, "central 'tw-2' cannot be a child of district 'hg-meo-vac'", "central endpoints are roots"
+    )
 
 
 def test_several_central_roots_are_allowed() -> None:

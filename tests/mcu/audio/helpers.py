@@ -27,8 +27,9 @@ def speech_like(seconds: float = 3.0) -> np.ndarray:
     return (0.2 * buzz * env / np.abs(buzz).max()).astype(np.float32)
 
 
-def feed(mixer: AudioMixer, frames: range, sources=TONES, level: int | None = 30,
-         skip: set[tuple[str, int]] = frozenset()) -> None:
+def feed(
+    mixer: AudioMixer, frames: range, sources=TONES, level: int | None = 30, skip: set[tuple[str, int]] = frozenset()
+) -> None:
     """Push frame i of every source, then tick, for each i."""
     for i in frames:
         for sid, freq in sources.items():

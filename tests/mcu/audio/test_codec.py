@@ -10,7 +10,14 @@ import av
 import pytest
 
 from mcu.audio import (
-    FIBRE, THIN, AudioMixer, LibopusDecoder, OpusEncoder, Profile, libopus, opus_has_lbrr,
+    FIBRE,
+    THIN,
+    AudioMixer,
+    LibopusDecoder,
+    OpusEncoder,
+    Profile,
+    libopus,
+    opus_has_lbrr,
 )
 from mcu.audio.codec import CodecError, opus_toc
 
@@ -50,7 +57,7 @@ def test_thin_profile_on_speech_like_audio_stays_low_rate_with_fec():
     rates, lbrr = {}, 0
     for profile in (FIBRE, THIN):
         enc = OpusEncoder(profile)
-        pkts = [enc.encode(pcm[i * 960:(i + 1) * 960]) for i in range(pcm.size // 960)]
+        pkts = [enc.encode(pcm[i * 960 : (i + 1) * 960]) for i in range(pcm.size // 960)]
         rates[profile.name] = sum(map(len, pkts)) * 8 / (pcm.size / 48000)
         if profile is THIN:
             lbrr = sum(opus_has_lbrr(p) for p in pkts) / len(pkts)
@@ -91,12 +98,14 @@ def test_receiver_recovers_a_lost_thin_packet_from_fec_better_than_plc():
         pytest.skip("libopus not loadable")
     pcm = speech_like(1.0)
     enc = OpusEncoder(THIN)
-    pkts = [enc.encode(pcm[i * 960:(i + 1) * 960]) for i in range(50)]
+    pkts = [enc.encode(pcm[i * 960 : (i + 1) * 960]) for i in range(50)]
 
     def decode(lost: int | None, use_fec: bool) -> np.ndarray:
         dec = LibopusDecoder()
-        out = [dec.conceal(960, pkts[k + 1] if use_fec else None) if k == lost else dec.decode(p)
-               for k, p in enumerate(pkts)]
+        out = [
+            dec.conceal(960, pkts[k + 1] if use_fec else None) if k == lost else dec.decode(p)
+            for k, p in enumerate(pkts)
+        ]
         assert dec.fec_frames == int(use_fec and lost is not None)
         dec.close()
         return np.concatenate(out)
@@ -106,7 +115,7 @@ def test_receiver_recovers_a_lost_thin_packet_from_fec_better_than_plc():
     assert len(losses) >= 5
     err = {True: 0.0, False: 0.0}
     for k in losses:
-        ref = clean[k * 960:(k + 2) * 960]  # the lost frame and the one after
+        ref = clean[k * 960 : (k + 2) * 960]  # the lost frame and the one after
         for use_fec in err:
-            err[use_fec] += float(np.mean((decode(k, use_fec)[k * 960:(k + 2) * 960] - ref) ** 2))
+            err[use_fec] += float(np.mean((decode(k, use_fec)[k * 960 : (k + 2) * 960] - ref) ** 2))
     assert err[True] < 0.5 * err[False], err  # measured: about 0.25

@@ -54,8 +54,7 @@ def test_listeners_with_equal_output_share_the_same_bytes():
 def _encodes_per_tick(listeners: int, monkeypatch) -> tuple[int, int]:
     calls = []
     real = OpusEncoder.encode_frame
-    monkeypatch.setattr(OpusEncoder, "encode_frame",
-                        lambda self, frame: calls.append(1) or real(self, frame))
+    monkeypatch.setattr(OpusEncoder, "encode_frame", lambda self, frame: calls.append(1) or real(self, frame))
     m = AudioMixer(max_speakers=3)
     for sid in TONES:
         m.listener(sid, "fibre")
@@ -107,7 +106,7 @@ def test_silence_filled_when_a_source_stops(mixer):
     assert lst.received == 60
     stamps = [ts for ts, _ in lst.packets]
     assert np.all(np.diff(stamps) == 960)
-    tail = decode_all(lst)[-960 * 20:]
+    tail = decode_all(lst)[-960 * 20 :]
     assert dbov(tail) > 60  # silence after the sources stopped
     for sid in TONES:
         st = mixer.stats()["sources"][sid]

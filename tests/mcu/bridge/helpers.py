@@ -25,8 +25,9 @@ class NoisyTrack(PatternTrack):
     """A publisher's colour plus moving noise: the composite does not compress to nothing, so
     every rendition's encoder really spends its bitrate (a thin link feels it)."""
 
-    def __init__(self, shade: int, width: int = 320, height: int = 240, fps: int = 15,
-                 noise: int = 24, seed: int = 0) -> None:
+    def __init__(
+        self, shade: int, width: int = 320, height: int = 240, fps: int = 15, noise: int = 24, seed: int = 0
+    ) -> None:
         super().__init__(shade, width, height, fps)
         self.noise = noise
         self._rng = np.random.default_rng(seed)
@@ -71,13 +72,20 @@ class PitchTrack(MediaStreamTrack):
 class MixClient(Client):
     """A ``Client`` with a link class and media mode, keeping what its tracks received."""
 
-    def __init__(self, node: Any, meeting: str, endpoint: str, *, link: str = "fibre",
-                 mode: str | None = None, **kw: Any) -> None:
+    def __init__(
+        self, node: Any, meeting: str, endpoint: str, *, link: str = "fibre", mode: str | None = None, **kw: Any
+    ) -> None:
         super().__init__(node, meeting, endpoint, **kw)
         extra = {"media_mode": mode} if mode else {}
-        self.spec = PeerSpec(meeting_id=meeting, endpoint_id=endpoint, display_name=endpoint,
-                             role="participant", link=link, publish=self.spec.publish,
-                             extra=extra)
+        self.spec = PeerSpec(
+            meeting_id=meeting,
+            endpoint_id=endpoint,
+            display_name=endpoint,
+            role="participant",
+            link=link,
+            publish=self.spec.publish,
+            extra=extra,
+        )
         self.latest: dict[str, VideoFrame] = {}  # track id -> latest picture
         self.sizes: dict[str, tuple[int, int]] = {}
         self.pcm: dict[str, list[tuple[float, np.ndarray]]] = {}
@@ -87,8 +95,7 @@ class MixClient(Client):
 
     async def _join(self) -> None:
         self.peer = await self.node.open_peer(self.spec, self._on_event)
-        for track, recv, kind in ((self.audio, self.recv_audio, "audio"),
-                                  (self.video, self.recv_video, "video")):
+        for track, recv, kind in ((self.audio, self.recv_audio, "audio"), (self.video, self.recv_video, "video")):
             if track is not None:
                 self.pc.addTransceiver(track, direction="sendrecv" if recv else "sendonly")
             elif recv:
@@ -143,12 +150,14 @@ class MixClient(Client):
             original = receiver._handle_rtp_packet
             log = self.rtp.setdefault(mid, []) if audio else None
 
-            async def spy(packet: Any, arrival_time_ms: int, original=original, log=log,
-                          mid=mid, receiver=receiver) -> None:
+            async def spy(
+                packet: Any, arrival_time_ms: int, original=original, log=log, mid=mid, receiver=receiver
+            ) -> None:
                 if log is not None:
                     log.append((time.monotonic(), packet.sequence_number, packet.payload))
                 elif mid not in self._video_ssrc and packet.ssrc not in getattr(
-                        receiver, "_RTCRtpReceiver__rtx_ssrc", {}):
+                    receiver, "_RTCRtpReceiver__rtx_ssrc", {}
+                ):
                     self._video_ssrc[mid] = packet.ssrc
                 await original(packet, arrival_time_ms)
 
@@ -185,9 +194,13 @@ def audio_loss(packets: list[tuple[float, int, bytes]]) -> dict[str, float]:
         run = run + 1 if i not in seqs else 0
         longest = max(longest, run)
     fec = sum(1 for p in seqs.values() if opus_has_lbrr(p))
-    return {"expected": expected, "fec_pct": 100 * fec / len(seqs),
-            "lost_pct": 100 * len(lost) / expected,
-            "concealed_pct": 100 * len(concealed) / expected, "longest_gap": longest}
+    return {
+        "expected": expected,
+        "fec_pct": 100 * fec / len(seqs),
+        "lost_pct": 100 * len(lost) / expected,
+        "concealed_pct": 100 * len(concealed) / expected,
+        "longest_gap": longest,
+    }
 
 
 def tone_power(pcm: np.ndarray, hz: float, rate: int = 48000) -> float:

@@ -25,8 +25,9 @@ def _is_media(data: bytes) -> bool:
 
 
 class LossyLink:
-    def __init__(self, down_bps: int = 384_000, loss: float = 0.03, delay: float = 0.075,
-                 queue_s: float = 0.5, seed: int = 7) -> None:
+    def __init__(
+        self, down_bps: int = 384_000, loss: float = 0.03, delay: float = 0.075, queue_s: float = 0.5, seed: int = 7
+    ) -> None:
         self.down_bps = down_bps
         self.loss = loss
         self.delay = delay

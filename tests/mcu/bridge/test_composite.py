@@ -17,10 +17,8 @@ def tile_mean(picture: np.ndarray, col: int, row: int) -> float:
 
 
 async def test_thin_subscriber_gets_composite_and_n_minus_1_mix(node):
-    a = MixClient(node, "m", "a", video=PatternTrack(40), audio=PitchTrack(440),
-                  recv_video=False, recv_audio=False)
-    b = MixClient(node, "m", "b", video=PatternTrack(210), audio=PitchTrack(660),
-                  recv_video=False, recv_audio=False)
+    a = MixClient(node, "m", "a", video=PatternTrack(40), audio=PitchTrack(440), recv_video=False, recv_audio=False)
+    b = MixClient(node, "m", "b", video=PatternTrack(210), audio=PitchTrack(660), recv_video=False, recv_audio=False)
     c = MixClient(node, "m", "c", link="thin", audio=PitchTrack(1000))
     try:
         await a.join()
@@ -29,8 +27,7 @@ async def test_thin_subscriber_gets_composite_and_n_minus_1_mix(node):
         peer = node.meetings["m"].peers["c"]
         assert peer.media_mode == "mcu"
         assert sorted(o.role for o in peer.outputs.values()) == ["composite", "mix"]
-        assert await wait_for(lambda: c.track("composite") is not None
-                              and len(c.video_frames()) >= 20, 15)
+        assert await wait_for(lambda: c.track("composite") is not None and len(c.video_frames()) >= 20, 15)
         video = c.track("composite")
         # the thin link starts on the 360p rendition: one 640x360 picture, a's tile then b's
         assert c.sizes[video.id] == (640, 360)
@@ -67,8 +64,7 @@ async def test_thin_subscriber_gets_composite_and_n_minus_1_mix(node):
 
 
 async def test_fibre_default_is_sfu_and_both_adds_composite(node):
-    a = MixClient(node, "m", "a", video=PatternTrack(90), audio=PitchTrack(440),
-                  recv_video=False, recv_audio=False)
+    a = MixClient(node, "m", "a", video=PatternTrack(90), audio=PitchTrack(440), recv_video=False, recv_audio=False)
     f = MixClient(node, "m", "f", link="fibre")
     g = MixClient(node, "m", "g", link="fibre", mode="both")
     try:
@@ -76,21 +72,24 @@ async def test_fibre_default_is_sfu_and_both_adds_composite(node):
         await f.join()
         assert node.meetings["m"].mcu is None  # no composite subscriber: no pipeline
         await g.join()
-        assert await wait_for(lambda: sorted(
-            o.role for o in node.meetings["m"].peers["g"].outputs.values())
-            == ["audio", "composite", "main", "mix"], 10)
-        assert sorted(o.role for o in node.meetings["m"].peers["f"].outputs.values()) == [
-            "audio", "main"]
-        assert await wait_for(lambda: g.track("composite") is not None
-                              and len(g.frames[g.track("composite").id]) >= 5, 15)
+        assert await wait_for(
+            lambda: (
+                sorted(o.role for o in node.meetings["m"].peers["g"].outputs.values())
+                == ["audio", "composite", "main", "mix"]
+            ),
+            10,
+        )
+        assert sorted(o.role for o in node.meetings["m"].peers["f"].outputs.values()) == ["audio", "main"]
+        assert await wait_for(
+            lambda: g.track("composite") is not None and len(g.frames[g.track("composite").id]) >= 5, 15
+        )
         assert g.sizes[g.track("composite").id] == (1280, 720)
         assert await wait_for(lambda: len(g.frames[g.track("main").id]) >= 5, 5)
         # the last composite subscriber leaves: the pipeline stops, publishers are untapped
         meeting = node.meetings["m"]
         pipe = meeting.mcu
         await g.close()
-        assert await wait_for(lambda: meeting.mcu is None and pipe.stopped
-                              and not meeting._tasks, 5)
+        assert await wait_for(lambda: meeting.mcu is None and pipe.stopped and not meeting._tasks, 5)
         assert all(s.tap is None for s in meeting.peers["a"].streams.values())
         assert all(s.closed for s in pipe.rendition_streams.values())
         n = len(f.video_frames())

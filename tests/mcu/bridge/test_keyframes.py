@@ -13,8 +13,9 @@ async def test_plis_of_one_rendition_are_merged(node):
         await a.join()
         for s in subs:
             await s.join()
-        assert await wait_for(lambda: all(s.track("composite") is not None
-                                          and len(s.video_frames()) >= 5 for s in subs), 15)
+        assert await wait_for(
+            lambda: all(s.track("composite") is not None and len(s.video_frames()) >= 5 for s in subs), 15
+        )
         mcu = node.meetings["m"].mcu
         assert {mcu.rendition_of(s.spec.endpoint_id) for s in subs} == {"360p"}
         await asyncio.sleep(0.7)
@@ -23,8 +24,7 @@ async def test_plis_of_one_rendition_are_merged(node):
         for _ in range(10):  # a burst of PLIs from every subscriber of the rendition
             for s in subs:
                 out = mcu.subs[s.spec.endpoint_id].out
-                receiver = next(t.receiver for t in s.pc.getTransceivers()
-                                if t.receiver.track is s.track("composite"))
+                receiver = next(t.receiver for t in s.pc.getTransceivers() if t.receiver.track is s.track("composite"))
                 await receiver._send_rtcp_pli(out.ssrc)
         await asyncio.sleep(1.0)
         forced = mcu.compositor.keyframe_stats("360p")["forced"] - before

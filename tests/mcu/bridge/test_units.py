@@ -47,8 +47,7 @@ def test_vp8_packetize_then_assemble_round_trip():
             f = asm.push(p)
             if f is not None:
                 got.append(f)
-    assert [(f.payload, f.keyframe, f.timestamp) for f in got] == [
-        (d, k, i * 3000) for i, (d, k) in enumerate(frames)]
+    assert [(f.payload, f.keyframe, f.timestamp) for f in got] == [(d, k, i * 3000) for i, (d, k) in enumerate(frames)]
 
 
 def test_assembler_drops_a_frame_with_a_hole_until_the_next_keyframe():
@@ -66,8 +65,7 @@ def test_assembler_drops_a_frame_with_a_hole_until_the_next_keyframe():
 
 
 def test_opus_payload_reads_the_rfc6464_level():
-    packet = (struct.pack("!BBHII", 0x90, 111, 7, 960, 1) + rh.audio_level_extension(1, 33)
-              + b"\x78opus")
+    packet = struct.pack("!BBHII", 0x90, 111, 7, 960, 1) + rh.audio_level_extension(1, 33) + b"\x78opus"
     assert opus_payload(packet, 1) == (b"\x78opus", 7, 960, 33)
     assert opus_payload(packet, 0)[3] is None
 
@@ -116,8 +114,7 @@ def test_remb_is_parsed_per_ssrc():
 
 class _Sent(Output):
     def __init__(self) -> None:
-        super().__init__(endpoint_id="s", kind="video", role="composite", ssrc=5,
-                         payload_type=96, clock_rate=90000)
+        super().__init__(endpoint_id="s", kind="video", role="composite", ssrc=5, payload_type=96, clock_rate=90000)
         self.ready = True
         self.sent: list[bytes] = []
 
@@ -127,8 +124,7 @@ class _Sent(Output):
 
 
 def _stream(name: str) -> Stream:
-    return Stream(stream_id=name, endpoint_id="mcu", kind="video", source="composite",
-                  codec="VP8", clock_rate=90000)
+    return Stream(stream_id=name, endpoint_id="mcu", kind="video", source="composite", codec="VP8", clock_rate=90000)
 
 
 def test_nack_after_a_switch_is_answered_from_the_previous_source_once():

@@ -14,9 +14,18 @@ WINDOW_S = 4.0  # "after 10 s": the figures are measured over the last 4 s of th
 
 
 async def test_thin_link_settles_on_a_fitting_rendition_fibre_unaffected(node):
-    pubs = [MixClient(node, "m", f"p{i}", video=NoisyTrack(shade, width=160, height=120, seed=i),
-                      audio=PitchTrack(hz, syllabic=True), recv_video=False, recv_audio=False)
-            for i, (shade, hz) in enumerate(((60, 440), (190, 660)))]
+    pubs = [
+        MixClient(
+            node,
+            "m",
+            f"p{i}",
+            video=NoisyTrack(shade, width=160, height=120, seed=i),
+            audio=PitchTrack(hz, syllabic=True),
+            recv_video=False,
+            recv_audio=False,
+        )
+        for i, (shade, hz) in enumerate(((60, 440), (190, 660)))
+    ]
     thin = MixClient(node, "m", "commune", link="thin", publish=False)
     fibre = MixClient(node, "m", "district", link="fibre", mode="both", publish=False)
     link = LossyLink(LINK_BPS, loss=0.03, delay=0.075)
@@ -30,17 +39,23 @@ async def test_thin_link_settles_on_a_fitting_rendition_fibre_unaffected(node):
         await fibre.join()
         mcu = node.meetings["m"].mcu
         assert mcu.rendition_of("commune") == "360p"  # the link class sets the starting rendition
-        assert await wait_for(lambda: thin.track("composite") is not None
-                              and fibre.track("composite") is not None, 10)
+        assert await wait_for(lambda: thin.track("composite") is not None and fibre.track("composite") is not None, 10)
         t_start = time.monotonic()
         rows = []
         while time.monotonic() - t_start < RUN_S:
             await asyncio.sleep(1.0)
             t = time.monotonic()
             out = mcu.subs["commune"].out
-            rows.append((round(t - t_start), mcu.rendition_of("commune"), round(link.kbps(t - 1, t)),
-                         round(thin.fps(thin.track("composite"), t - 1, t)),
-                         round(100 * out.fraction_lost / 256), mcu.rendition_of("district")))
+            rows.append(
+                (
+                    round(t - t_start),
+                    mcu.rendition_of("commune"),
+                    round(link.kbps(t - 1, t)),
+                    round(thin.fps(thin.track("composite"), t - 1, t)),
+                    round(100 * out.fraction_lost / 256),
+                    mcu.rendition_of("district"),
+                )
+            )
         t1 = time.monotonic()
         t0 = t1 - WINDOW_S
         kbps = link.kbps(t0, t1)
@@ -53,16 +68,20 @@ async def test_thin_link_settles_on_a_fitting_rendition_fibre_unaffected(node):
         print("\nweak link: second, commune rendition, received kbit/s, fps, RR loss %, district rendition")
         for row in rows:
             print("  ", row)
-        print(f"commune, last {WINDOW_S:.0f} s: rendition {mcu.rendition_of('commune')}, {kbps:.0f} kbit/s "
-              f"received ({100 * kbps * 1000 / LINK_BPS:.0f} % of the link), {fps:.1f} fps, "
-              f"audio lost {audio['lost_pct']:.1f} %, concealed after FEC "
-              f"{audio['concealed_pct']:.1f} % of {audio['expected']} frames "
-              f"({audio['fec_pct']:.0f} % carry FEC), longest gap {audio['longest_gap']}; "
-              f"whole run: audio lost {whole['lost_pct']:.1f} %, concealed "
-              f"{whole['concealed_pct']:.1f} %; link drops: queue {link.dropped_queue}, "
-              f"random {link.dropped_random}")
-        print(f"district (fibre, both): rendition {mcu.rendition_of('district')} {f_size}, composite "
-              f"{f_fps:.1f} fps, SFU main {f_main:.1f} fps")
+        print(
+            f"commune, last {WINDOW_S:.0f} s: rendition {mcu.rendition_of('commune')}, {kbps:.0f} kbit/s "
+            f"received ({100 * kbps * 1000 / LINK_BPS:.0f} % of the link), {fps:.1f} fps, "
+            f"audio lost {audio['lost_pct']:.1f} %, concealed after FEC "
+            f"{audio['concealed_pct']:.1f} % of {audio['expected']} frames "
+            f"({audio['fec_pct']:.0f} % carry FEC), longest gap {audio['longest_gap']}; "
+            f"whole run: audio lost {whole['lost_pct']:.1f} %, concealed "
+            f"{whole['concealed_pct']:.1f} %; link drops: queue {link.dropped_queue}, "
+            f"random {link.dropped_random}"
+        )
+        print(
+            f"district (fibre, both): rendition {mcu.rendition_of('district')} {f_size}, composite "
+            f"{f_fps:.1f} fps, SFU main {f_main:.1f} fps"
+        )
         print("compositor:", {k: v for k, v in mcu.stats().items() if k != "sources"})
         assert thin._video_ssrc  # the composite's video arrived on its own media SSRC
         assert mcu.rendition_of("commune") in ("360p", "180p")

@@ -12,10 +12,11 @@ RESET = {"type": "media_reset", "reason": "cascade link to origin lost"}
 
 async def test_origin_loss_resets_edge_peers(nodes):
     origin, edge = nodes
-    chair = Client(origin, "m", "chair", video=PatternTrack(200), audio=ToneTrack(),
-                   recv_video=False, recv_audio=False)
-    subs = [edge_client(edge, "m", f"commune-{i}", publish=i == 0,
-                        video=PatternTrack(60) if i == 0 else None) for i in range(3)]
+    chair = Client(origin, "m", "chair", video=PatternTrack(200), audio=ToneTrack(), recv_video=False, recv_audio=False)
+    subs = [
+        edge_client(edge, "m", f"commune-{i}", publish=i == 0, video=PatternTrack(60) if i == 0 else None)
+        for i in range(3)
+    ]
     try:
         await chair.join()
         for s in subs:
@@ -34,8 +35,9 @@ async def test_origin_loss_resets_edge_peers(nodes):
         assert not link.link.outputs and not link.link.by_ssrc
         assert all(s.closed for s in link.streams.values())
         assert all(o.closed for o in link.outputs.values())
-        assert not [t for t in asyncio.all_tasks()
-                    if getattr(t.get_coro(), "__qualname__", "").startswith("CascadeTrunk")]
+        assert not [
+            t for t in asyncio.all_tasks() if getattr(t.get_coro(), "__qualname__", "").startswith("CascadeTrunk")
+        ]
         # a client that got media_reset opens a new peer: a fresh link is tried (and fails
         # again while no origin is there), no stale link is reused
         again = edge_client(edge, "m", "commune-0", publish=False)
@@ -53,8 +55,7 @@ async def test_origin_loss_resets_edge_peers(nodes):
 
 async def test_last_local_peer_leaving_closes_the_link(nodes):
     origin, edge = nodes
-    chair = Client(origin, "m", "chair", video=PatternTrack(200), recv_video=False,
-                   recv_audio=False)
+    chair = Client(origin, "m", "chair", video=PatternTrack(200), recv_video=False, recv_audio=False)
     sub = edge_client(edge, "m", "commune-1", publish=False, recv_audio=False)
     try:
         await chair.join()

@@ -22,8 +22,9 @@ async def count_window(origin, edge) -> tuple[int, int]:
 
 async def test_edge_subscribers_share_one_copy_over_the_link(nodes):
     origin, edge = nodes
-    chair = Client(origin, "m", "chair", video=PatternTrack(CHAIR_SHADE), audio=ToneTrack(),
-                   recv_video=False, recv_audio=False)
+    chair = Client(
+        origin, "m", "chair", video=PatternTrack(CHAIR_SHADE), audio=ToneTrack(), recv_video=False, recv_audio=False
+    )
     subs = [edge_client(edge, "m", f"commune-{i}", publish=False) for i in range(5)]
     try:
         await chair.join()
@@ -48,8 +49,7 @@ async def test_edge_subscribers_share_one_copy_over_the_link(nodes):
         assert 0.75 < five[1] / one[1] < 1.33, (one, five)
         # the edge fans out locally: every subscriber's main is fed by the link's stream
         link = edge.meetings["m"].extension(CascadeTrunk)
-        mains = [o for p in edge.meetings["m"].peers.values() for o in p.outputs.values()
-                 if o.role == "main"]
+        mains = [o for p in edge.meetings["m"].peers.values() for o in p.outputs.values() if o.role == "main"]
         assert len(mains) == 5 and all(o.source in link.streams.values() for o in mains)
     finally:
         for c in subs + [chair]:

@@ -17,7 +17,7 @@ class PictureClient(Client):
     def summary(self, frame) -> tuple:
         arr = frame.to_ndarray(format="rgb24")
         h, w = arr.shape[:2]
-        return time.monotonic(), int(arr[h // 3: 2 * h // 3, w // 3: 2 * w // 3].mean()), w, h
+        return time.monotonic(), int(arr[h // 3 : 2 * h // 3, w // 3 : 2 * w // 3].mean()), w, h
 
 
 async def test_mcu_subscriber_on_edge_gets_origin_composite(nodes, monkeypatch):
@@ -25,8 +25,15 @@ async def test_mcu_subscriber_on_edge_gets_origin_composite(nodes, monkeypatch):
     monkeypatch.setattr("mcu.bridge.renditions.UP_AFTER", 1.0)
     monkeypatch.setattr("mcu.bridge.renditions.HOLD", 0.5)
     origin, edge = nodes
-    chair = Client(origin, "m", "chair", video=PatternTrack(CHAIR_SHADE, 320, 240),
-                   audio=ToneTrack(), recv_video=False, recv_audio=False)
+    chair = Client(
+        origin,
+        "m",
+        "chair",
+        video=PatternTrack(CHAIR_SHADE, 320, 240),
+        audio=ToneTrack(),
+        recv_video=False,
+        recv_audio=False,
+    )
     sfu = edge_client(edge, "m", "xa-sfu", publish=False, recv_audio=False)
     thin = edge_client(edge, "m", "xa-thin", publish=False, extra={"media_mode": "mcu"})
     thin.__class__ = PictureClient

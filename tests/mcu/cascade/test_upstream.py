@@ -20,13 +20,20 @@ def audio_frames(client) -> int:
 async def test_floor_on_edge_commune_reaches_origin_subscriber(nodes):
     origin, edge = nodes
     # the chair has no microphone: any audio the origin's viewer gets came up the link
-    chair = Client(origin, "m", "chair", video=PatternTrack(CHAIR_SHADE),
-                   recv_video=False, recv_audio=False)
+    chair = Client(origin, "m", "chair", video=PatternTrack(CHAIR_SHADE), recv_video=False, recv_audio=False)
     viewer = Client(origin, "m", "province", publish=False)
-    commune = edge_client(edge, "m", "xa-lung-cu", video=PatternTrack(COMMUNE_SHADE),
-                          audio=ToneTrack(), recv_audio=False)
-    quiet = edge_client(edge, "m", "xa-sung-la", video=PatternTrack(120),
-                        audio=ToneTrack(loud=False), recv_video=False, recv_audio=False)
+    commune = edge_client(
+        edge, "m", "xa-lung-cu", video=PatternTrack(COMMUNE_SHADE), audio=ToneTrack(), recv_audio=False
+    )
+    quiet = edge_client(
+        edge,
+        "m",
+        "xa-sung-la",
+        video=PatternTrack(120),
+        audio=ToneTrack(loud=False),
+        recv_video=False,
+        recv_audio=False,
+    )
     try:
         await chair.join()
         await viewer.join()
@@ -47,8 +54,7 @@ async def test_floor_on_edge_commune_reaches_origin_subscriber(nodes):
         (cascade,) = cascade_peers(origin, "m")
         main = next(o for o in om.peers["province"].outputs.values() if o.role == "main")
         assert main.source.endpoint_id == "xa-lung-cu" and main.source.via == cascade.endpoint_id
-        audio = [o.source for o in om.peers["province"].outputs.values()
-                 if o.role == "audio" and o.source is not None]
+        audio = [o.source for o in om.peers["province"].outputs.values() if o.role == "audio" and o.source is not None]
         assert any(s.endpoint_id == "xa-lung-cu" for s in audio)
         assert all(s.via == cascade.endpoint_id for s in audio)  # only the edge has mics
         # the cascade is no camera and no speaker under its own name on the origin

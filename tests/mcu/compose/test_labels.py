@@ -21,8 +21,8 @@ def test_diacritics_change_the_rendering_above_and_below_the_letters():
     rows = np.nonzero(np.abs(diff).max(axis=1) > 64)[0]
     ascent, _ = load_font(24).getmetrics()
     x_height_top = ascent - int(24 * 0.55)
-    assert rows.min() < x_height_top          # the grave accent above "e"
-    assert rows.max() >= ascent               # the dot below "a"
+    assert rows.min() < x_height_top  # the grave accent above "e"
+    assert rows.max() >= ascent  # the dot below "a"
 
 
 def test_no_missing_glyph_boxes_for_vietnamese_letters():
@@ -51,8 +51,8 @@ def test_draw_label_darkens_band_and_writes_white_text(colour):
     v = np.full((120, 213), colour[2], np.uint8)
     label = make_label("Xã Lũng Cú", 426, 240)
     draw_label(y, u, v, 0, 0, 426, 240, label)
-    band = y[240 - label.band_h:]
-    assert (y[:240 - label.band_h] == colour[0]).all()        # picture above untouched
-    assert band.min() < colour[0] - 20                       # darkened band
-    assert band.max() > 200                                  # white text
+    band = y[240 - label.band_h :]
+    assert (y[: 240 - label.band_h] == colour[0]).all()  # picture above untouched
+    assert band.min() < colour[0] - 20  # darkened band
+    assert band.max() > 200  # white text
     assert abs(int(u[-1, -1]) - 128) < abs(colour[1] - 128)  # chroma pulled to grey

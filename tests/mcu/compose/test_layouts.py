@@ -6,8 +6,14 @@ import pytest
 
 from mcu.compose.layouts import Layout, Rect, fit, layout_rects
 
-SLOTS = {Layout.SPEAKER: 1, Layout.SPEAKER_STRIP: 6, Layout.GRID_2X2: 4, Layout.GRID_3X3: 9,
-         Layout.GRID_4X4: 16, Layout.PRESENTATION: 5}
+SLOTS = {
+    Layout.SPEAKER: 1,
+    Layout.SPEAKER_STRIP: 6,
+    Layout.GRID_2X2: 4,
+    Layout.GRID_3X3: 9,
+    Layout.GRID_4X4: 16,
+    Layout.PRESENTATION: 5,
+}
 
 
 @pytest.mark.parametrize("layout", list(Layout))
@@ -37,7 +43,7 @@ def test_grid_cells_at_720p():
 
 def test_fit_keeps_aspect_and_stays_in_tile():
     tile = Rect(426, 240, 426, 240)
-    r = fit(640, 480, tile)               # 4:3 camera in a 16:9 tile: pillar-boxed
+    r = fit(640, 480, tile)  # 4:3 camera in a 16:9 tile: pillar-boxed
     assert r.h == 240 and r.w == 320 and r.x % 2 == 0
     assert tile.x <= r.x and r.x + r.w <= tile.x + tile.w
     assert fit(640, 360, tile) == Rect(426, 240, 426, 240)

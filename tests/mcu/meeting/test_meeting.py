@@ -13,8 +13,7 @@ def audio_frames(client: Client) -> dict[str, int]:
 
 async def test_second_speaker_added_by_server_offer_and_active_speaker(node):
     loud = Client(node, "m", "loud", audio=ToneTrack(loud=True), recv_audio=False, recv_video=False)
-    quiet = Client(node, "m", "quiet", audio=ToneTrack(loud=False), recv_audio=False,
-                   recv_video=False)
+    quiet = Client(node, "m", "quiet", audio=ToneTrack(loud=False), recv_audio=False, recv_video=False)
     s = Client(node, "m", "s", publish=False, recv_video=False)
     try:
         await s.join()
@@ -22,13 +21,12 @@ async def test_second_speaker_added_by_server_offer_and_active_speaker(node):
         await quiet.join()
         # s offered one audio m-line; the second microphone needs a server-made offer
         assert await wait_for(lambda: s.offers_answered >= 1, timeout=5)
-        assert await wait_for(lambda: len(audio_frames(s)) == 2
-                              and all(n > 10 for n in audio_frames(s).values()), timeout=8)
+        assert await wait_for(
+            lambda: len(audio_frames(s)) == 2 and all(n > 10 for n in audio_frames(s).values()), timeout=8
+        )
         peer = node.meetings["m"].peers["s"]
-        assert sorted(o.source.endpoint_id for o in peer.outputs.values() if o.source) == [
-            "loud", "quiet"]
-        assert await wait_for(lambda: {"type": "speaker", "endpoint": "loud"} in s.events,
-                              timeout=5)
+        assert sorted(o.source.endpoint_id for o in peer.outputs.values() if o.source) == ["loud", "quiet"]
+        assert await wait_for(lambda: {"type": "speaker", "endpoint": "loud"} in s.events, timeout=5)
         assert node.meetings["m"].speaker == "loud"
     finally:
         for c in (quiet, loud, s):
@@ -108,7 +106,8 @@ async def test_screen_share_gets_its_own_slot(node):
         def shades():
             return sorted(
                 round(s.frames[t.id][-1][1] / 10) * 10
-                for t in s.tracks if t.kind == "video" and len(s.frames[t.id]) >= 3
+                for t in s.tracks
+                if t.kind == "video" and len(s.frames[t.id]) >= 3
             )
 
         assert await wait_for(lambda: len(shades()) == 2, timeout=8)

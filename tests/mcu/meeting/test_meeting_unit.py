@@ -22,8 +22,14 @@ class FakeMember:
 
     def __init__(self, endpoint_id: str, media_mode: str = "sfu") -> None:
         self.endpoint_id = endpoint_id
-        self.spec = PeerSpec(meeting_id="m", endpoint_id=endpoint_id, display_name=endpoint_id.upper(),
-                             role="participant", link="fibre", publish=True)
+        self.spec = PeerSpec(
+            meeting_id="m",
+            endpoint_id=endpoint_id,
+            display_name=endpoint_id.upper(),
+            role="participant",
+            link="fibre",
+            publish=True,
+        )
         self.media_mode = media_mode
         self.closed = False
         self.congested = False
@@ -40,16 +46,26 @@ class FakeMember:
     def publish(self, *sources: str) -> FakeMember:
         for source in sources:
             mid = str(len(self.streams))
-            self.streams[mid] = Stream(stream_id=f"{self.endpoint_id}/{mid}", endpoint_id=self.endpoint_id,
-                                       kind=KIND[source], source=source, codec="VP8" if source != "mic" else "OPUS",
-                                       clock_rate=90000 if source != "mic" else 48000)
+            self.streams[mid] = Stream(
+                stream_id=f"{self.endpoint_id}/{mid}",
+                endpoint_id=self.endpoint_id,
+                kind=KIND[source],
+                source=source,
+                codec="VP8" if source != "mic" else "OPUS",
+                clock_rate=90000 if source != "mic" else 48000,
+            )
         return self
 
     def receive(self, *roles: str) -> FakeMember:
         for role in roles:
             self.outputs[f"r{len(self.outputs)}"] = Output(
-                endpoint_id=self.endpoint_id, kind=ROLE_KIND[role], role=role, ssrc=next(_ssrc),
-                payload_type=96, clock_rate=90000)
+                endpoint_id=self.endpoint_id,
+                kind=ROLE_KIND[role],
+                role=role,
+                ssrc=next(_ssrc),
+                payload_type=96,
+                clock_rate=90000,
+            )
         return self
 
     def request_slots(self, roles: list[str]) -> None:
@@ -207,8 +223,7 @@ def test_a_leaving_publisher_is_replaced_on_main() -> None:
 
 async def test_an_extension_sees_assign_forget_tick_and_stop() -> None:
     m = Meeting("m")
-    far = Stream(stream_id="far/0", endpoint_id="far", kind="video", source="camera", codec="VP8",
-                 clock_rate=90000)
+    far = Stream(stream_id="far/0", endpoint_id="far", kind="video", source="camera", codec="VP8", clock_rate=90000)
     ext = FakeExtension([far])
     m.attach(ext)
     s = join(m, FakeMember("s").receive("main"))
@@ -226,8 +241,9 @@ async def test_an_extension_sees_assign_forget_tick_and_stop() -> None:
 
 def test_a_floor_held_at_the_origin_routes_to_the_origins_streams() -> None:
     m = Meeting("m")
-    main = Stream(stream_id="cascade:o/1", endpoint_id="cascade:o", kind="video", source="camera",
-                  codec="VP8", clock_rate=90000)
+    main = Stream(
+        stream_id="cascade:o/1", endpoint_id="cascade:o", kind="video", source="camera", codec="VP8", clock_rate=90000
+    )
     m.attach(FakeExtension([main], origin_label="cascade:o"))
     s = join(m, FakeMember("s").receive("main"))
     join(m, FakeMember("a").publish("camera"))  # newer than the origin's

@@ -41,6 +41,7 @@ async def test_floor_switch_gives_clean_keyframe(node, monkeypatch):
         switches = out.switches
         t_switch = asyncio.get_running_loop().time()
         import time
+
         t0 = time.monotonic()
         await node.set_floor("m", "b")
         assert await wait_for(lambda: len([x for x in shades_since(s, t0) if abs(x - 210) < 30]) >= 5)

@@ -2,12 +2,26 @@
 
 from mcu.peer.cascade_sdp import NOBODY, add_content, encode_label, msid_labels
 
-OFFER = "\r\n".join([
-    "v=0", "o=- 1 1 IN IP4 0.0.0.0", "s=-", "t=0 0",
-    "m=video 9 UDP/TLS/RTP/SAVPF 97", "a=mid:0", "a=sendonly", "a=msid:{a} track-a",
-    "m=audio 9 UDP/TLS/RTP/SAVPF 96", "a=mid:1", "a=sendonly", "a=msid:{b} track-b",
-    "m=video 9 UDP/TLS/RTP/SAVPF 97", "a=mid:2", "a=recvonly", "",
-])
+OFFER = "\r\n".join(
+    [
+        "v=0",
+        "o=- 1 1 IN IP4 0.0.0.0",
+        "s=-",
+        "t=0 0",
+        "m=video 9 UDP/TLS/RTP/SAVPF 97",
+        "a=mid:0",
+        "a=sendonly",
+        "a=msid:{a} track-a",
+        "m=audio 9 UDP/TLS/RTP/SAVPF 96",
+        "a=mid:1",
+        "a=sendonly",
+        "a=msid:{b} track-b",
+        "m=video 9 UDP/TLS/RTP/SAVPF 97",
+        "a=mid:2",
+        "a=recvonly",
+        "",
+    ]
+)
 
 
 def test_labels_round_trip_any_endpoint_id():

@@ -61,8 +61,7 @@ async def flood(rng: random.Random, sendto, targets: list[tuple[str, int]]) -> i
 async def scenario() -> None:
     node = LocalMediaNode(ice_host="127.0.0.1")
     await node.start()
-    pub = Client(node, "hostile", "pub", video=PatternTrack(200), recv_video=False,
-                 recv_audio=False)
+    pub = Client(node, "hostile", "pub", video=PatternTrack(200), recv_video=False, recv_audio=False)
     sub = Client(node, "hostile", "sub", publish=False)
     stranger = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     stranger.bind(("127.0.0.1", 0))
@@ -71,22 +70,21 @@ async def scenario() -> None:
         await pub.join()
         await sub.join()
         assert await wait_for(lambda: len(sub.video_frames()) >= 5, timeout=15)
-        targets = {c.spec.endpoint_id: server_ports(c.pc.remoteDescription.sdp)
-                   for c in (pub, sub)}
+        targets = {c.spec.endpoint_id: server_ports(c.pc.remoteDescription.sdp) for c in (pub, sub)}
         assert all(targets.values()), targets
         everyone = sorted({t for ts in targets.values() for t in ts})
         rng = random.Random(SEED)
         sent = await flood(rng, stranger.sendto, everyone)
         for client in (pub, sub):  # from the peers' own address and port
-            sent += await flood(rng, own_ice_transport(client).sendto,
-                                targets[client.spec.endpoint_id])
+            sent += await flood(rng, own_ice_transport(client).sendto, targets[client.spec.endpoint_id])
         assert sent > PER_PORT * len(everyone)
         # aiortc's receive loop dies at once on a bad datagram, the peer's media ~1.5 s later:
         # give that time, then the subscriber must still be getting new pictures
         await asyncio.sleep(2.5)
         before = len(sub.video_frames())
         assert await wait_for(lambda: len(sub.video_frames()) >= before + 10, timeout=10), (
-            f"subscriber decoded {len(sub.video_frames()) - before} frames after the attack")
+            f"subscriber decoded {len(sub.video_frames()) - before} frames after the attack"
+        )
         assert all(abs(shade - 200) < 30 for _, shade in sub.video_frames()[-5:])
         assert node.meetings["hostile"].peers.keys() == {"pub", "sub"}
     finally:

@@ -53,8 +53,7 @@ class Inbox:
 async def peer() -> AsyncIterator[LocalPeer]:
     pin = pin_host_addresses(["127.0.0.1"])
     host = FakeHost()
-    spec = PeerSpec(meeting_id="m", endpoint_id="a", display_name="A", role="participant", link="fibre",
-                    publish=True)
+    spec = PeerSpec(meeting_id="m", endpoint_id="a", display_name="A", role="participant", link="fibre", publish=True)
     p = LocalPeer(host, spec, Inbox(), on_closed=host.forgotten.append)
     try:
         yield p
@@ -81,6 +80,7 @@ async def test_operations_run_one_at_a_time_in_order(peer: LocalPeer) -> None:
             log.append(f"{name}:{running}")
             await asyncio.sleep(0)
             running -= 1
+
         return run
 
     for name in "abc":

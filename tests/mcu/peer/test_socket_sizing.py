@@ -20,8 +20,7 @@ from tests.support.media_clients import Client, PatternTrack, wait_for
 
 
 def buffers(sock) -> tuple[int, int]:
-    return (sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF),
-            sock.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF))
+    return (sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF), sock.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF))
 
 
 async def scenario() -> None:

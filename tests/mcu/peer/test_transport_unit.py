@@ -32,8 +32,7 @@ def rtp(seq: int, ssrc: int, payload: bytes = b"opus", mid: bytes = b"", pt: int
 
 
 def mic(name: str = "a/0") -> Stream:
-    return Stream(stream_id=name, endpoint_id="a", kind="audio", source="mic", codec="opus",
-                  clock_rate=48000)
+    return Stream(stream_id=name, endpoint_id="a", kind="audio", source="mic", codec="opus", clock_rate=48000)
 
 
 class Recorder:
@@ -85,8 +84,9 @@ def link_up(monkeypatch):
     receiver = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     receiver.bind(("127.0.0.1", 0))
     receiver.settimeout(2)
-    pair = SimpleNamespace(protocol=SimpleNamespace(transport=SimpleNamespace(_sock=sender)),
-                           remote_addr=receiver.getsockname())
+    pair = SimpleNamespace(
+        protocol=SimpleNamespace(transport=SimpleNamespace(_sock=sender)), remote_addr=receiver.getsockname()
+    )
     session = Session(Policy(key=key, ssrc_type=Policy.SSRC_ANY_OUTBOUND))
     monkeypatch.setattr(transport_module, "srtp_sender", lambda dtls: session)
     monkeypatch.setattr(transport_module, "nominated_pair", lambda dtls: pair)
@@ -101,6 +101,7 @@ def decrypt(key: bytes, data: bytes, rtcp: bool = False) -> bytes:
 
 
 # -- RTP -------------------------------------------------------------------------------------
+
 
 async def test_rtp_goes_to_the_stream_of_its_ssrc():
     link = Recorder().transport()
@@ -159,9 +160,18 @@ async def test_a_failing_stream_is_counted_and_does_not_end_the_receive_loop():
 
 # -- RTCP feedback ----------------------------------------------------------------------------
 
+
 def output(ssrc: int = 0xA0, rtx_ssrc: int | None = 0xA1) -> Output:
-    return Output(endpoint_id="b", kind="video", role="main", ssrc=ssrc, payload_type=96,
-                  clock_rate=90000, rtx_ssrc=rtx_ssrc, rtx_payload_type=97 if rtx_ssrc else None)
+    return Output(
+        endpoint_id="b",
+        kind="video",
+        role="main",
+        ssrc=ssrc,
+        payload_type=96,
+        clock_rate=90000,
+        rtx_ssrc=rtx_ssrc,
+        rtx_payload_type=97 if rtx_ssrc else None,
+    )
 
 
 async def test_feedback_about_an_output_goes_to_the_router_item_by_item():
@@ -171,7 +181,9 @@ async def test_feedback_about_an_output_goes_to_the_router_item_by_item():
     link.add_output(out)
     await link.on_rtcp_data(pli(0x77, 0xA0) + nack(0x77, 0xA0, [5, 6]) + pli(0x77, 0xBEEF))
     assert [(o, [item[0] for item in items]) for o, items in calls.feedback] == [
-        (out, [FEEDBACK_PLI]), (out, [FEEDBACK_NACK])]
+        (out, [FEEDBACK_PLI]),
+        (out, [FEEDBACK_NACK]),
+    ]
     assert calls.feedback[1][1][0][2] == [5, 6]
 
 
@@ -188,6 +200,7 @@ async def test_malformed_rtcp_and_a_failing_handler_are_contained():
 
 
 # -- sending ---------------------------------------------------------------------------------
+
 
 async def test_connected_dtls_binds_outputs_and_protects_rtcp(link_up):
     dtls, key, receiver = link_up
@@ -214,8 +227,7 @@ async def test_a_routed_packet_leaves_on_the_nominated_socket(link_up):
     link.attach(dtls, rtcp_ssrc=0x77)
     stream = mic()
     link.add_stream(stream, "0", [0x1111], [], 0)
-    out = Output(endpoint_id="b", kind="audio", role="audio", ssrc=0xC0, payload_type=109,
-                 clock_rate=48000)
+    out = Output(endpoint_id="b", kind="audio", role="audio", ssrc=0xC0, payload_type=109, clock_rate=48000)
     link.add_output(out)
     stream.add_output(out)
     await dtls._handle_rtp_data(rtp(1, 0x1111, payload=b"hello"), arrival_time_ms=0)  # as aiortc calls it

@@ -19,8 +19,13 @@ from tests.mcu.record.media import FPS, RED, H, W, clip, tone
 
 async def main(folder: str) -> None:
     frames, packets = clip("vp8", RED), tone()
-    rec = Recorder(folder, {"meeting_id": "m-crash", "title": "Crash test", "participants": ["hg-ubnd"]},
-                   None, None, segment_seconds=2)
+    rec = Recorder(
+        folder,
+        {"meeting_id": "m-crash", "title": "Crash test", "participants": ["hg-ubnd"]},
+        None,
+        None,
+        segment_seconds=2,
+    )
     await rec.start()
     print("started", flush=True)
     t0 = time.monotonic()

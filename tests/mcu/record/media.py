@@ -55,11 +55,11 @@ def decode_all(path) -> tuple[list[np.ndarray], np.ndarray, float]:
 def assert_colour(frame: np.ndarray, rgb, tol: float = 6.0) -> None:
     y, u, v = yuv_of(rgb)
     h = frame.shape[0] * 2 // 3
-    got = (frame[:h].mean(), frame[h:h + h // 4].mean(), frame[h + h // 4:].mean())
+    got = (frame[:h].mean(), frame[h : h + h // 4].mean(), frame[h + h // 4 :].mean())
     assert all(abs(g - e) <= tol for g, e in zip(got, (y, u, v))), (got, (y, u, v))
 
 
 def peak_hz(pcm: np.ndarray, rate: int = 48000) -> float:
-    part = pcm[rate // 10:rate // 10 + rate] if pcm.size > rate * 1.2 else pcm
+    part = pcm[rate // 10 : rate // 10 + rate] if pcm.size > rate * 1.2 else pcm
     spectrum = np.abs(np.fft.rfft(part * np.hanning(part.size)))
     return float(np.argmax(spectrum) * rate / part.size)

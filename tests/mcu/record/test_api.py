@@ -25,8 +25,18 @@ from tests.mcu.record.media import decode_all
 async def _start(data_dir) -> Node:
     """tests.support.harness.start_node, plus the recording routes until app.py lists them."""
     port = free_port()
-    cfg = load_settings(None, {"host": "127.0.0.1", "port": port, "data_dir": str(data_dir), "directory": HAGIANG,
-                               "media": "none", "admin_password": ADMIN_PASSWORD, "log_format": "text"})
+    cfg = load_settings(
+        None,
+        {
+            "host": "127.0.0.1",
+            "port": port,
+            "data_dir": str(data_dir),
+            "directory": HAGIANG,
+            "media": "none",
+            "admin_password": ADMIN_PASSWORD,
+            "log_format": "text",
+        },
+    )
     ctx = await build_context(cfg)
     app = make_app(ctx)
     if not any(r.canonical == "/api/v1/recordings" for r in app.router.resources()):
@@ -35,8 +45,9 @@ async def _start(data_dir) -> Node:
     await runner.setup()
     await web.TCPSite(runner, "127.0.0.1", port).start()
     node = Node(f"http://127.0.0.1:{port}", ctx, runner, aiohttp.ClientSession())
-    status, body = await node.call("POST", "/api/v1/auth/login", token=None,
-                                   json={"username": "admin", "password": ADMIN_PASSWORD})
+    status, body = await node.call(
+        "POST", "/api/v1/auth/login", token=None, json={"username": "admin", "password": ADMIN_PASSWORD}
+    )
     assert status == 200, body
     node.operator_token = body["token"]
     return node
@@ -45,8 +56,9 @@ async def _start(data_dir) -> Node:
 @pytest.fixture
 async def rnode(tmp_path):
     node = await _start(tmp_path / "data")
-    service = RecordingService(tmp_path / "data" / "recordings", retention_days=7,
-                               segment_seconds=2, hls_segment_seconds=1, hls_window=3)
+    service = RecordingService(
+        tmp_path / "data" / "recordings", retention_days=7, segment_seconds=2, hls_segment_seconds=1, hls_window=3
+    )
     node.ctx.recordings = service
     # recording starts where the meeting's media runs: a media node with this service (build_context
     # wires it so, and connects the service to the node's pipelines: here each test connects its own)
@@ -63,8 +75,13 @@ async def rnode(tmp_path):
 
 async def _media_for(meeting_id: str, media: dict) -> SimpleNamespace:
     """A running compositor (VP8 'record' rendition + H.264 'hls' rendition) and mixer, like the SFU's."""
-    comp = Compositor(width=320, height=180, fps=15, workers=1,
-                      renditions=(Rendition("720p", 180, 300_000), Rendition("hls", 90, 150_000, codec="h264")))
+    comp = Compositor(
+        width=320,
+        height=180,
+        fps=15,
+        workers=1,
+        renditions=(Rendition("720p", 180, 300_000), Rendition("hls", 90, 150_000, codec="h264")),
+    )
     mixer = AudioMixer(decoder="pyav")
     await comp.start()
     mixer.start()
@@ -82,8 +99,9 @@ async def test_record_list_download_range_delete(rnode):
     await _media_for(mid, media)
     released = []
 
-    async def provider(meeting_id):               # the provider may be async (create the pipeline)
+    async def provider(meeting_id):  # the provider may be async (create the pipeline)
         return media.get(meeting_id)
+
     node.ctx.recordings.connect_media(provider, released.append)
     status, rec = await node.call("POST", path, json={"action": "start"})
     assert status == 201 and rec["state"] == "recording" and rec["meeting_id"] == mid, rec
@@ -92,12 +110,12 @@ async def test_record_list_download_range_delete(rnode):
     status, state = await node.call("GET", path)
     assert status == 200 and state["recording"] and state["current"]["id"] == rec["id"]
     status, _ = await node.call("GET", f"/api/v1/recordings/{rec['id']}")
-    assert status == 409                                     # still running
+    assert status == 409  # still running
     await asyncio.sleep(2.5)
     status, done = await node.call("POST", path, json={"action": "stop"})
     assert status == 200 and done["state"] == "done" and 1.5 <= done["duration_s"] <= 3.5, done
     assert (await node.call("POST", path, json={"action": "stop"}))[0] == 409
-    assert released == [mid]                                 # one release per start
+    assert released == [mid]  # one release per start
 
     status, listing = await node.call("GET", "/api/v1/recordings")
     assert status == 200 and listing["retention_days"] == 7
@@ -164,10 +182,10 @@ async def test_public_live_hls(rnode):
     seg = next(line for line in text.splitlines() if line.endswith(".ts"))
     async with node.http.get(f"{node.url}/live/{mid}/{seg}") as resp:
         assert resp.status == 200 and resp.content_type == "video/mp2t"
-        assert (await resp.read())[0] == 0x47                 # MPEG-TS sync byte
+        assert (await resp.read())[0] == 0x47  # MPEG-TS sync byte
     assert (await node.call("GET", f"/live/{mid}/..%2Fx.ts", token=None))[0] == 404
     assert (await node.call("GET", f"/live/{mid}/seg999999.ts", token=None))[0] == 404
     status, body = await node.call("POST", spath, json={"action": "stop"})
     assert status == 200 and not body["streaming"]
-    assert body["rtmp"]["failures"] >= 1                     # nothing listens on port 1: retried
+    assert body["rtmp"]["failures"] >= 1  # nothing listens on port 1: retried
     assert (await node.call("GET", hls, token=None))[0] == 404

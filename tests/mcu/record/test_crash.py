@@ -20,12 +20,17 @@ ROOT = Path(__file__).resolve().parents[3]
 
 def test_sigkill_mid_recording_leaves_a_playable_file(tmp_path):
     folder = tmp_path / "recs" / "m-crash-1"
-    child = subprocess.Popen([sys.executable, "-m", "tests.mcu.record.crash_child", str(folder)], cwd=ROOT,
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    child = subprocess.Popen(
+        [sys.executable, "-m", "tests.mcu.record.crash_child", str(folder)],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert child.stdout.readline().strip() == "started", child.stderr.read()
         started = time.monotonic()
-        time.sleep(4.6)                    # two closed 2 s segments and a part of the third
+        time.sleep(4.6)  # two closed 2 s segments and a part of the third
         os.kill(child.pid, signal.SIGKILL)
         recorded = time.monotonic() - started
         assert child.wait(5) == -signal.SIGKILL
@@ -37,7 +42,7 @@ def test_sigkill_mid_recording_leaves_a_playable_file(tmp_path):
     index = read_json(folder / INDEX)
     assert index["state"] == "recording" and len(index["segments"]) >= 1
     store = RecordingStore(tmp_path / "recs")
-    assert store.recover_all() == ["m-crash-1"]            # what the service does at start
+    assert store.recover_all() == ["m-crash-1"]  # what the service does at start
     info = store.get("m-crash-1")
     assert info["state"] == "recovered" and info["file"] == "recording.webm"
     video, pcm, duration = decode_all(folder / "recording.webm")

@@ -45,14 +45,14 @@ async def test_live_playlist_rolls_and_plays(tmp_path):
     assert [s for s, _ in live["segments"]] == ["seg000001.ts", "seg000002.ts"]
     feed(hls, 9.0, codec="h264", rgb=BLUE, start=150)
     live = parse((tmp_path / "live" / "index.m3u8").read_text())
-    assert len(live["segments"]) == 3 and live["EXT-X-MEDIA-SEQUENCE"] == 3   # 6 done, last 3 listed
+    assert len(live["segments"]) == 3 and live["EXT-X-MEDIA-SEQUENCE"] == 3  # 6 done, last 3 listed
     assert [s for s, _ in live["segments"]] == ["seg000004.ts", "seg000005.ts", "seg000006.ts"]
     await hls.stop()
     await hls.stop()
     final = parse((tmp_path / "live" / "index.m3u8").read_text())
     assert final["ended"] and final["EXT-X-MEDIA-SEQUENCE"] == 4
     names = sorted(p.name for p in (tmp_path / "live").iterdir())
-    assert "seg000001.ts" not in names                       # rolled out and deleted
+    assert "seg000001.ts" not in names  # rolled out and deleted
     assert not [n for n in names if n.endswith((".tmp", ".part"))]
     listed = sum(s for _, s in final["segments"])
     assert 5.5 <= listed <= 6.5

@@ -20,8 +20,9 @@ async def live_meeting(node) -> tuple[dict, list[Client]]:
     for endpoint, shade in ((district, 220), (commune, 30)):
         ws = await WsClient.connect(node, await node.endpoint_token(endpoint))
         await ws.expect("welcome")
-        client = Client(WsPeerBridge(ws, meeting["id"]), meeting["id"], endpoint, video=PatternTrack(shade),
-                        audio=ToneTrack())
+        client = Client(
+            WsPeerBridge(ws, meeting["id"]), meeting["id"], endpoint, video=PatternTrack(shade), audio=ToneTrack()
+        )
         await client.join()
         clients.append(client)
     return meeting, clients
@@ -32,15 +33,20 @@ async def test_operator_records_a_live_meeting(media_node, tmp_path):
     meeting, clients = await live_meeting(node)
     try:
         assert await wait_for(lambda: len(clients[1].video_frames()) >= 5, timeout=15)
-        status, started = await node.call("POST", f"/api/v1/meetings/{meeting['id']}/recording", json={"action": "start"})
+        status, started = await node.call(
+            "POST", f"/api/v1/meetings/{meeting['id']}/recording", json={"action": "start"}
+        )
         assert status == 201, started
         await asyncio.sleep(5)
-        status, stopped = await node.call("POST", f"/api/v1/meetings/{meeting['id']}/recording", json={"action": "stop"})
+        status, stopped = await node.call(
+            "POST", f"/api/v1/meetings/{meeting['id']}/recording", json={"action": "stop"}
+        )
         assert status == 200, stopped
         status, listed = await node.call("GET", f"/api/v1/recordings?meeting_id={meeting['id']}")
         rec = listed["recordings"][0]
-        async with node.http.get(f"{node.url}/api/v1/recordings/{rec['id']}",
-                                 headers={"Authorization": f"Bearer {node.operator_token}"}) as resp:
+        async with node.http.get(
+            f"{node.url}/api/v1/recordings/{rec['id']}", headers={"Authorization": f"Bearer {node.operator_token}"}
+        ) as resp:
             assert resp.status == 200
             path = tmp_path / "rec.webm"
             path.write_bytes(await resp.read())
@@ -64,7 +70,9 @@ async def test_public_hls_of_a_live_meeting(media_node, tmp_path):
     meeting, clients = await live_meeting(node)
     try:
         assert await wait_for(lambda: len(clients[1].video_frames()) >= 5, timeout=15)
-        status, started = await node.call("POST", f"/api/v1/meetings/{meeting['id']}/streaming", json={"action": "start"})
+        status, started = await node.call(
+            "POST", f"/api/v1/meetings/{meeting['id']}/streaming", json={"action": "start"}
+        )
         assert status in (200, 201), started
         playlist = ""
         for _ in range(40):  # bounded: up to 10 s for two segments
@@ -96,14 +104,18 @@ async def test_chair_starts_and_stops_recording_over_websocket(media_node):
     try:
         assert await wait_for(lambda: len(clients[1].video_frames()) >= 5, timeout=15)
         await chair_ws.send("record", on=True)
-        assert await wait_for(lambda: any(m["type"] == "recording" and m["on"] for m in clients[1].node.other), timeout=5)
+        assert await wait_for(
+            lambda: any(m["type"] == "recording" and m["on"] for m in clients[1].node.other), timeout=5
+        )
         await asyncio.sleep(3)
         await chair_ws.send("record", on=False)
-        assert await wait_for(lambda: any(m["type"] == "recording" and not m["on"] for m in clients[1].node.other),
-                              timeout=10)
+        assert await wait_for(
+            lambda: any(m["type"] == "recording" and not m["on"] for m in clients[1].node.other), timeout=10
+        )
         ref = await clients[1].node.ws.send("record", on=True)  # a commune cannot
-        assert await wait_for(lambda: any(m.get("ref") == ref and m.get("code") == "forbidden"
-                                          for m in clients[1].node.other), timeout=5)
+        assert await wait_for(
+            lambda: any(m.get("ref") == ref and m.get("code") == "forbidden" for m in clients[1].node.other), timeout=5
+        )
         status, listed = await node.call("GET", f"/api/v1/recordings?meeting_id={meeting['id']}")
         assert len(listed["recordings"]) == 1 and listed["recordings"][0]["duration_s"] >= 2, listed
     finally:

@@ -15,8 +15,9 @@ def test_paths_match_routes_and_validate():
     doc = copy.deepcopy(openapi.openapi_document("http://127.0.0.1:8080"))
     paths = api_recordings.openapi_paths(openapi._op, openapi._ok)
     doc["paths"].update(paths)
-    _, schemas = msgspec.json.schema_components([api_recordings.RecordingAction, api_recordings.StreamingAction],
-                                                ref_template=openapi.REF + "{name}")
+    _, schemas = msgspec.json.schema_components(
+        [api_recordings.RecordingAction, api_recordings.StreamingAction], ref_template=openapi.REF + "{name}"
+    )
     doc["components"]["schemas"].update(schemas)
     validate(doc)
     app = web.Application()

@@ -28,7 +28,7 @@ async def test_refused_server_is_retried_without_blocking(tmp_path):
     await pusher.start()
     t0 = time.monotonic()
     feed(pusher, 1.0, codec="h264")
-    assert time.monotonic() - t0 < 0.5                 # pushing never waits for the network
+    assert time.monotonic() - t0 < 0.5  # pushing never waits for the network
     stats = await pusher.stop()
     assert stats["failures"] >= 1 and stats["sent"] <= 1 and stats["last_error"]
 

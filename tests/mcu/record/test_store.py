@@ -14,11 +14,18 @@ from tests.mcu.record.media import feed
 DAY = 86400.0
 
 
-async def _record(store: RecordingStore, meeting_id: str, seconds: float, stop: bool = True,
-                  age_days: float = 0.0) -> str:
+async def _record(
+    store: RecordingStore, meeting_id: str, seconds: float, stop: bool = True, age_days: float = 0.0
+) -> str:
     folder = store.new_dir(meeting_id)
-    rec = Recorder(folder, {"meeting_id": meeting_id, "title": f"Họp {meeting_id}"}, None, None,
-                   segment_seconds=2, wall=lambda: time.time() - age_days * DAY)
+    rec = Recorder(
+        folder,
+        {"meeting_id": meeting_id, "title": f"Họp {meeting_id}"},
+        None,
+        None,
+        segment_seconds=2,
+        wall=lambda: time.time() - age_days * DAY,
+    )
     await rec.start()
     feed(rec, seconds)
     if stop:
@@ -39,7 +46,7 @@ async def test_list_and_retention_sweep(tmp_path):
     assert abs(r["duration_s"] - 2.0) < 0.2 and r["size_bytes"] > 1000
     assert r["started_at"].endswith("+07:00") and r["expires_at"].endswith("+07:00")
     assert [x["id"] for x in store.list("m-old")] == [old]
-    assert store.sweep(active=[old]) == []          # a running recording is never swept
+    assert store.sweep(active=[old]) == []  # a running recording is never swept
     assert store.sweep() == [old]
     assert [x["id"] for x in store.list()] == [young]
     assert store.sweep(now=time.time() + 2 * DAY) == [young]
@@ -73,7 +80,7 @@ async def test_crash_after_concatenation_and_meetings_in_parallel(tmp_path):
     recs = [Recorder(store.new_dir(m), {"meeting_id": m}, None, None, segment_seconds=2) for m in ("m-a", "m-b")]
     for r in recs:
         await r.start()
-    for k in range(3):                              # two meetings recording at the same time
+    for k in range(3):  # two meetings recording at the same time
         for r in recs:
             feed(r, 1.0, start=30 * k)
     results = [await r.stop() for r in recs]

@@ -19,8 +19,7 @@ async def test_video_and_audio_arrive_and_decode(node):
         assert stream.forwarded > 0
         # aiortc's RTCP sender reports describe the forwarded stream
         await asyncio.sleep(0.3)
-        t = next(t for t in node.meetings["m1"].peers["sub"].pc.getTransceivers()
-                 if t.kind == "video")
+        t = next(t for t in node.meetings["m1"].peers["sub"].pc.getTransceivers() if t.kind == "video")
         assert t.sender._RTCRtpSender__packet_count > 0
         assert t.sender._RTCRtpSender__ntp_timestamp > 0
     finally:
@@ -30,8 +29,7 @@ async def test_video_and_audio_arrive_and_decode(node):
 
 async def test_whip_publisher_and_whep_viewer(node):
     """WHIP/WHEP shape: one offer each (sendonly / recvonly), no server offers."""
-    pub = Client(node, "w", "whip", video=PatternTrack(70), audio=ToneTrack(),
-                 recv_video=False, recv_audio=False)
+    pub = Client(node, "w", "whip", video=PatternTrack(70), audio=ToneTrack(), recv_video=False, recv_audio=False)
     view = Client(node, "w", "whep", publish=False)
     object.__setattr__(pub.spec, "extra", {"renegotiate": False})
     object.__setattr__(view.spec, "extra", {"renegotiate": False})

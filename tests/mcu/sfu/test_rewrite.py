@@ -33,8 +33,7 @@ class FakeSock:
 
 
 def make_output(sock, key, ssrc=0xABCD, pt=100, kind="video"):
-    out = Output(endpoint_id="s", kind=kind, role="main", ssrc=ssrc, payload_type=pt,
-                 clock_rate=90000)
+    out = Output(endpoint_id="s", kind=kind, role="main", ssrc=ssrc, payload_type=pt, clock_rate=90000)
     policy = Policy(key=key, ssrc_type=Policy.SSRC_ANY_OUTBOUND)
     policy.allow_repeat_tx = True  # as aiortc sets it: NACK answers without RTX reuse seqs
     out.bind_link(Session(policy), sock, ("127.0.0.1", 9))
@@ -80,10 +79,8 @@ def test_switch_keeps_seq_and_ts_continuous_and_starts_on_keyframe():
     key = os.urandom(30)
     sock = FakeSock()
     out = make_output(sock, key)
-    a = Stream(stream_id="a", endpoint_id="a", kind="video", source="camera", codec="VP8",
-               clock_rate=90000)
-    b = Stream(stream_id="b", endpoint_id="b", kind="video", source="camera", codec="VP8",
-               clock_rate=90000)
+    a = Stream(stream_id="a", endpoint_id="a", kind="video", source="camera", codec="VP8", clock_rate=90000)
+    b = Stream(stream_id="b", endpoint_id="b", kind="video", source="camera", codec="VP8", clock_rate=90000)
     a.add_output(out)
     a.on_rtp(rtp(10, 5000, ssrc=1, payload=VP8_DELTA))  # not a key frame: waits
     assert sock.sent == []
@@ -111,8 +108,9 @@ def test_switch_keeps_seq_and_ts_continuous_and_starts_on_keyframe():
 def test_stalled_subscriber_drops_without_affecting_others():
     key = os.urandom(30)
     good, bad = FakeSock(), FakeSock(fail=True)
-    s = Stream(stream_id="a", endpoint_id="a", kind="audio", source="mic", codec="OPUS",
-               clock_rate=48000, audio_level_id=1)
+    s = Stream(
+        stream_id="a", endpoint_id="a", kind="audio", source="mic", codec="OPUS", clock_rate=48000, audio_level_id=1
+    )
     o1 = make_output(good, key, ssrc=5, pt=111, kind="audio")
     o2 = make_output(bad, key, ssrc=6, pt=111, kind="audio")
     s.add_output(o1)
@@ -127,11 +125,18 @@ def test_stalled_subscriber_drops_without_affecting_others():
 def test_nack_answered_from_cache_with_rtx():
     key = os.urandom(30)
     sock = FakeSock()
-    out = Output(endpoint_id="s", kind="video", role="main", ssrc=7, payload_type=100,
-                 clock_rate=90000, rtx_ssrc=8, rtx_payload_type=101)
+    out = Output(
+        endpoint_id="s",
+        kind="video",
+        role="main",
+        ssrc=7,
+        payload_type=100,
+        clock_rate=90000,
+        rtx_ssrc=8,
+        rtx_payload_type=101,
+    )
     out.bind_link(Session(Policy(key=key, ssrc_type=Policy.SSRC_ANY_OUTBOUND)), sock, None)
-    s = Stream(stream_id="a", endpoint_id="a", kind="video", source="camera", codec="VP8",
-               clock_rate=90000)
+    s = Stream(stream_id="a", endpoint_id="a", kind="video", source="camera", codec="VP8", clock_rate=90000)
     s.add_output(out)
     s.on_rtp(rtp(100, 0, payload=VP8_KEY))
     s.on_rtp(rtp(101, 0, payload=VP8_CONT + b"abc"))
@@ -145,8 +150,7 @@ def test_nack_answered_from_cache_with_rtx():
 
 def test_new_subscriber_gets_cached_keyframe_at_once():
     key = os.urandom(30)
-    s = Stream(stream_id="a", endpoint_id="a", kind="video", source="camera", codec="VP8",
-               clock_rate=90000)
+    s = Stream(stream_id="a", endpoint_id="a", kind="video", source="camera", codec="VP8", clock_rate=90000)
     first = make_output(FakeSock(), key, ssrc=1)
     s.add_output(first)
     s.on_rtp(rtp(500, 9000, payload=VP8_KEY))
@@ -179,8 +183,15 @@ def test_speaker_detector_hysteresis():
 def test_loss_on_the_way_in_is_nacked_and_rtx_restored():
     key = os.urandom(30)
     nacks = []
-    s = Stream(stream_id="a", endpoint_id="a", kind="video", source="camera", codec="VP8",
-               clock_rate=90000, send_nack=lambda st, seqs: nacks.append(list(seqs)))
+    s = Stream(
+        stream_id="a",
+        endpoint_id="a",
+        kind="video",
+        source="camera",
+        codec="VP8",
+        clock_rate=90000,
+        send_nack=lambda st, seqs: nacks.append(list(seqs)),
+    )
     s.ssrc = 0x1111
     sock = FakeSock()
     out = make_output(sock, key, ssrc=9)
@@ -211,10 +222,8 @@ def test_vp8_picture_ids_continuous_across_switch():
     key = os.urandom(30)
     sock = FakeSock()
     out = make_output(sock, key)
-    a = Stream(stream_id="a", endpoint_id="a", kind="video", source="camera", codec="VP8",
-               clock_rate=90000)
-    b = Stream(stream_id="b", endpoint_id="b", kind="video", source="camera", codec="VP8",
-               clock_rate=90000)
+    a = Stream(stream_id="a", endpoint_id="a", kind="video", source="camera", codec="VP8", clock_rate=90000)
+    b = Stream(stream_id="b", endpoint_id="b", kind="video", source="camera", codec="VP8", clock_rate=90000)
     a.add_output(out)
     a.on_rtp(rtp(1, 0, payload=vp8(32760, True)))
     a.on_rtp(rtp(2, 3000, payload=vp8(32761, False)))

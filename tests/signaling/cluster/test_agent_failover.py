@@ -25,15 +25,25 @@ async def kill_under_agents(sig, procs, tmp_path) -> None:
         servers = f"http://127.0.0.1:{procs['sig-2'][1]}, {sig.url}"  # sig-2 first: both start there
         agents = [await make_agent(sig, tmp_path, ep, server=servers) for ep in ("hg-meo-vac", commune)]
         chair, room = agents
-        await until(lambda: room.peer is not None and room.peer.frames_received("video") > 10, 20,
-                    what="the commune receives the district's video")
+        await until(
+            lambda: room.peer is not None and room.peer.frames_received("video") > 10,
+            20,
+            what="the commune receives the district's video",
+        )
         assert all(a.conn.server.endswith(str(procs["sig-2"][1])) for a in agents)
 
         # 1. the signaling node both terminals use dies: they reconnect to sig-1 and rejoin
         killed = time.monotonic()
         procs["sig-2"][0].send_signal(signal.SIGKILL)
-        await until(lambda: all(a.conn.server == sig.url for a in agents) and room.peer is not None
-                    and room.peer.frames_received("video") > 10, 10, what="video again through sig-1")
+        await until(
+            lambda: (
+                all(a.conn.server == sig.url for a in agents)
+                and room.peer is not None
+                and room.peer.frames_received("video") > 10
+            ),
+            10,
+            what="video again through sig-1",
+        )
         back_signaling = time.monotonic() - killed
 
         # 2. the meeting's media node dies: media_reset, a new peer on the other media node
@@ -41,12 +51,17 @@ async def kill_under_agents(sig, procs, tmp_path) -> None:
         old_peer = room.peer
         killed = time.monotonic()
         procs[pinned][0].send_signal(signal.SIGKILL)
-        await until(lambda: room.peer is not None and room.peer is not old_peer
-                    and room.peer.frames_received("video") > 10, 10, what="video again from the surviving media node")
+        await until(
+            lambda: room.peer is not None and room.peer is not old_peer and room.peer.frames_received("video") > 10,
+            10,
+            what="video again from the surviving media node",
+        )
         back_media = time.monotonic() - killed
         assert (await cluster_view(sig))["pins"][meeting["id"]]["node"] != pinned
-        print(f"agents back: {back_signaling:.2f} s after kill -9 of their signaling node, "
-              f"{back_media:.2f} s after kill -9 of the media node")
+        print(
+            f"agents back: {back_signaling:.2f} s after kill -9 of their signaling node, "
+            f"{back_media:.2f} s after kill -9 of the media node"
+        )
     finally:
         for agent in agents:
             await agent.stop()

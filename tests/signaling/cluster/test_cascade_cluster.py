@@ -28,15 +28,18 @@ async def chair_on_origin_communes_on_edge(sig, procs) -> None:
         assert (await cluster_view(sig))["media_nodes"]["media-edge"]["serves"] == ["hg-meo-vac"]
         communes = [e.id for e in sig.ctx.directory.select(["tier:commune@hg-meo-vac"])[:3]]
         meeting = await sig.schedule(chair="hg-ubnd", invited=["tier:commune@hg-meo-vac"])
-        ends = await join_all(sig, meeting["id"], [("hg-ubnd", 220)] + [(c, 30 + 20 * i) for i, c in enumerate(communes)])
+        ends = await join_all(
+            sig, meeting["id"], [("hg-ubnd", 220)] + [(c, 30 + 20 * i) for i, c in enumerate(communes)]
+        )
         chair, rooms = ends[0], ends[1:]
         await chair.ws.send("grant_floor", endpoint_id="hg-ubnd")  # the chair opens the briefing
         # a fibre commune forwards the chair's camera (bright); thin communes get the origin's composite
         sfu = [r for r in rooms if str(sig.ctx.directory.get(r.endpoint).link) == "fibre"]
         assert sfu and len(sfu) < len(rooms), "the test needs one fibre and one thin commune"
         bright = lambda end: end.frames_since(0) >= 10 and sum(v for _, v in end.client.video_frames()[-5:]) / 5 > 150
-        assert await wait_for(lambda: all(bright(r) if r in sfu else r.frames_since(0) >= 10 for r in rooms), timeout=20), \
-            f"communes on the edge do not see the chair: {[r.client.video_frames()[-3:] for r in rooms]}"
+        assert await wait_for(
+            lambda: all(bright(r) if r in sfu else r.frames_since(0) >= 10 for r in rooms), timeout=20
+        ), f"communes on the edge do not see the chair: {[r.client.video_frames()[-3:] for r in rooms]}"
         assert (await cluster_view(sig))["pins"][meeting["id"]]["node"] == "media-origin"  # edges are not origins
         # the origin holds the chair and ONE cascade peer, not one per commune; the edge holds the communes
         assert await media_peers(sig, procs["media-origin"][1]) == 2
@@ -48,16 +51,18 @@ async def chair_on_origin_communes_on_edge(sig, procs) -> None:
         # the floor goes to a commune on the edge: its camera goes up the link to the chair
         await chair.ws.send("grant_floor", endpoint_id=communes[0])
         granted = time.monotonic()
-        assert await wait_for(lambda: chair.frames_since(granted) >= 10 and
-                              sum(v for _, v in chair.client.video_frames()[-5:]) / 5 < 100, timeout=15), \
-            "the chair does not see the commune that has the floor"
+        assert await wait_for(
+            lambda: chair.frames_since(granted) >= 10 and sum(v for _, v in chair.client.video_frames()[-5:]) / 5 < 100,
+            timeout=15,
+        ), "the chair does not see the commune that has the floor"
 
         # the origin dies: the edge loses its cascade link (media_reset to its communes), the chair's
         # link breaks too; the only live media node, the edge, becomes the meeting's node
         procs["media-origin"][0].kill()
         killed = time.monotonic()
-        assert await wait_for(lambda: all(e.resets and e.frames_since(killed + 0.1) >= 10 for e in ends), timeout=10), \
+        assert await wait_for(lambda: all(e.resets and e.frames_since(killed + 0.1) >= 10 for e in ends), timeout=10), (
             f"not everyone has video again 10 s after the origin died: {[len(e.resets) for e in ends]}"
+        )
         print(f"everyone has video again {time.monotonic() - killed:.2f} s after kill -9 of the origin")
         assert (await cluster_view(sig))["pins"][meeting["id"]]["node"] == "media-edge"
         assert await media_peers(sig, procs["media-edge"][1]) == len(ends)  # all directly on the edge now, no cascade

@@ -29,7 +29,9 @@ async def test_meeting_is_pinned_to_one_media_node_and_survives_its_kill(tmp_pat
         ends = await join_all(sig, meeting["id"], [(district, 220), (commune, 30)])
         try:
             chair, room = ends
-            assert await wait_for(lambda: room.frames_since(0) >= 10, timeout=20), "commune got no video via the media node"
+            assert await wait_for(lambda: room.frames_since(0) >= 10, timeout=20), (
+                "commune got no video via the media node"
+            )
             assert sum(v for _, v in room.client.video_frames()[-5:]) / 5 > 150  # the district's bright picture
             pinned = (await cluster_view(sig))["pins"][meeting["id"]]["node"]
             survivor = ({"media-1", "media-2"} - {pinned}).pop()
@@ -41,16 +43,21 @@ async def test_meeting_is_pinned_to_one_media_node_and_survives_its_kill(tmp_pat
             proc.send_signal(how)  # a crash, or an operator stopping the node (rolling upgrade)
             proc.wait()
             assert await wait_for(lambda: all(e.resets for e in ends), timeout=5), "no media_reset after the kill"
-            assert await wait_for(lambda: room.frames_since(killed_at + 0.1) >= 10 and chair.frames_since(killed_at + 0.1) >= 10,
-                                  timeout=10), "video did not come back within 10 s of the kill"
+            assert await wait_for(
+                lambda: room.frames_since(killed_at + 0.1) >= 10 and chair.frames_since(killed_at + 0.1) >= 10,
+                timeout=10,
+            ), "video did not come back within 10 s of the kill"
             back_after = time.monotonic() - killed_at
             assert sum(v for _, v in room.client.video_frames()[-5:]) / 5 > 150
             view = await cluster_view(sig)
             assert view["pins"][meeting["id"]]["node"] == survivor
             assert view["pins"][meeting["id"]]["replaces"] == pinned
             async with sig.http.get(sig.url + "/metrics") as resp:  # operators see it happen (process-wide counters)
-                counters = {line.split()[0]: float(line.split()[1]) for line in (await resp.text()).splitlines()
-                            if line.startswith("giaoban_media_")}
+                counters = {
+                    line.split()[0]: float(line.split()[1])
+                    for line in (await resp.text()).splitlines()
+                    if line.startswith("giaoban_media_")
+                }
             assert counters["giaoban_media_failovers_total"] >= 1 and counters["giaoban_media_resets_total"] >= 2
             print(f"media back {back_after:.2f} s after {how.name} of {pinned}")
         finally:
@@ -79,14 +86,30 @@ async def test_internal_media_api_refuses_user_tokens_and_bad_requests(tmp_path,
         status, body = await media.call("POST", "/internal/media/meetings/m1/floor", token=node_token, data=b"[1,")
         assert status == 400 and "JSON" in body["error"]["message"]
         # the peer socket answers every bad request with an error naming it, and keeps going
-        ws = await media.http.ws_connect(media.url + "/internal/media/peer",
-                                         headers={"Authorization": f"Bearer {node_token}"})
+        ws = await media.http.ws_connect(
+            media.url + "/internal/media/peer", headers={"Authorization": f"Bearer {node_token}"}
+        )
         replies = []
-        for req in ({"op": "offer", "id": 1, "sdp": "v=0"}, {"op": "open", "id": 2, "spec": {"meeting_id": "m1"}},
-                    {"op": "open", "id": 3, "spec": {"meeting_id": "m1", "endpoint_id": "hg-meo-vac",
-                                                     "display_name": "x", "role": "chair", "link": "fibre",
-                                                     "publish": True}},
-                    {"op": "offer", "id": 4, "sdp": "not an sdp"}, {"op": "dance", "id": 5}, [1, 2], "{"):
+        for req in (
+            {"op": "offer", "id": 1, "sdp": "v=0"},
+            {"op": "open", "id": 2, "spec": {"meeting_id": "m1"}},
+            {
+                "op": "open",
+                "id": 3,
+                "spec": {
+                    "meeting_id": "m1",
+                    "endpoint_id": "hg-meo-vac",
+                    "display_name": "x",
+                    "role": "chair",
+                    "link": "fibre",
+                    "publish": True,
+                },
+            },
+            {"op": "offer", "id": 4, "sdp": "not an sdp"},
+            {"op": "dance", "id": 5},
+            [1, 2],
+            "{",
+        ):
             await ws.send_str(req if isinstance(req, str) else json.dumps(req))
             replies.append(json.loads((await ws.receive(timeout=5)).data))
         assert [r["re"] for r in replies] == [1, 2, 3, 4, 5, None, None]
@@ -131,8 +154,20 @@ async def test_participants_of_a_killed_signaling_node_drop_out_within_seconds(t
 
 
 def test_media_serves_must_name_directory_endpoints(tmp_path):
-    cmd = [sys.executable, "-m", "signaling.cli", "--directory", HAGIANG, "--data-dir", str(tmp_path),
-           "serve", "--port", str(free_port()), "--media-serves", "hg-meo-vac,hg-atlantis"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "signaling.cli",
+        "--directory",
+        HAGIANG,
+        "--data-dir",
+        str(tmp_path),
+        "serve",
+        "--port",
+        str(free_port()),
+        "--media-serves",
+        "hg-meo-vac,hg-atlantis",
+    ]
     done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert done.returncode == 2
     assert "media_serves names endpoints not in" in done.stderr and "hg-atlantis" in done.stderr

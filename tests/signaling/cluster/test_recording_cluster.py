@@ -56,8 +56,9 @@ async def record_through(sig, tmp_path) -> None:
         status, listed = await sig.call("GET", f"/api/v1/recordings?meeting_id={mid}")
         assert status == 200 and [r["node"] for r in listed["recordings"]] == [pinned]
         rec = listed["recordings"][0]
-        async with sig.http.get(f"{sig.url}/api/v1/recordings/{rec['id']}",
-                                headers={"Authorization": f"Bearer {sig.operator_token}"}) as resp:
+        async with sig.http.get(
+            f"{sig.url}/api/v1/recordings/{rec['id']}", headers={"Authorization": f"Bearer {sig.operator_token}"}
+        ) as resp:
             assert resp.status == 200 and resp.headers["Content-Type"] == "video/webm"
             path = tmp_path / "rec.webm"
             path.write_bytes(await resp.read())

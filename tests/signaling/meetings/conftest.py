@@ -62,6 +62,11 @@ def service(store, directory, clock) -> MeetingService:
 
 def spec(**over) -> MeetingSpec:
     """A valid one-off district meeting on Monday 2030-01-07 09:00-10:00, changed by ``over``."""
-    fields = {"title": "Họp giao ban huyện Mèo Vạc", "chair": "hg-meo-vac", "invited": ["tier:commune@hg-meo-vac"],
-              "start": "2030-01-07T09:00", "duration_minutes": 60}
+    fields = {
+        "title": "Họp giao ban huyện Mèo Vạc",
+        "chair": "hg-meo-vac",
+        "invited": ["tier:commune@hg-meo-vac"],
+        "start": "2030-01-07T09:00",
+        "duration_minutes": 60,
+    }
     return MeetingSpec(**(fields | over))

@@ -7,9 +7,16 @@ import pytest
 
 START = "2030-01-07T08:00"
 MODES = {"fibre": "both", "thin": "sfu", "mobile": "mcu"}
-BODY = {"title": "Giao ban tuần", "chair": "hg-meo-vac", "invited": ["tier:commune@hg-meo-vac"], "start": START,
-        "duration_minutes": 90, "recurrence": "FREQ=WEEKLY;BYDAY=MO", "description": "Họp sáng thứ hai",
-        "media_modes": MODES}
+BODY = {
+    "title": "Giao ban tuần",
+    "chair": "hg-meo-vac",
+    "invited": ["tier:commune@hg-meo-vac"],
+    "start": START,
+    "duration_minutes": 90,
+    "recurrence": "FREQ=WEEKLY;BYDAY=MO",
+    "description": "Họp sáng thứ hai",
+    "media_modes": MODES,
+}
 # what a change may legitimately touch besides the fields it names
 BOOKKEEPING = {"version", "updated_at"}
 
@@ -24,17 +31,20 @@ async def stored(node, meeting_id: str) -> dict:
     return await node.ctx.store.get("meetings", meeting_id)
 
 
-@pytest.mark.parametrize("change", [
-    {"title": "Giao ban tuần (đổi tên)"},
-    {"description": "Chương trình mới"},
-    {"description": None},
-    {"invited": ["tier:commune@hg-meo-vac", "hg-ubnd"]},
-    {"chair": "hg-ubnd"},
-    {"recurrence": "FREQ=WEEKLY;BYDAY=MO,TH"},
-    {"recurrence": None},
-    {"media_modes": {"fibre": "sfu"}},
-    {"media_modes": None},
-])
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"title": "Giao ban tuần (đổi tên)"},
+        {"description": "Chương trình mới"},
+        {"description": None},
+        {"invited": ["tier:commune@hg-meo-vac", "hg-ubnd"]},
+        {"chair": "hg-ubnd"},
+        {"recurrence": "FREQ=WEEKLY;BYDAY=MO,TH"},
+        {"recurrence": None},
+        {"media_modes": {"fibre": "sfu"}},
+        {"media_modes": None},
+    ],
+)
 async def test_a_partial_update_changes_only_what_it_names(node, change):
     meeting = await create(node)
     before = await stored(node, meeting["id"])
@@ -61,29 +71,34 @@ async def test_moving_the_start_keeps_the_length(node):
     meeting = await create(node)
     status, resp = await node.call("PATCH", f"/api/v1/meetings/{meeting['id']}", json={"start": "2030-01-14T09:00"})
     assert status == 200, resp
-    assert resp["duration_minutes"] == 90 and resp["end"] == "2030-01-14T10:30:00+07:00" and resp["media_modes"] == MODES
+    assert (
+        resp["duration_minutes"] == 90 and resp["end"] == "2030-01-14T10:30:00+07:00" and resp["media_modes"] == MODES
+    )
 
 
 MANY = [f"ep:hg-x-{i}" for i in range(5000)]
 
 
-@pytest.mark.parametrize("field, value", [
-    ("invited", MANY),
-    ("invited", []),
-    ("invited", ["x" * 201]),
-    ("title", ""),
-    ("title", "x" * 201),
-    ("title", "Giao\u0000ban"),
-    ("description", "x" * 4001),
-    ("duration_minutes", 0),
-    ("duration_minutes", 721),
-    ("recurrence", "FREQ=DAILY;" + "BYDAY=MO;" * 25),
-    ("recurrence", "FREQ=DAILY;INTERVAL=²"),
-    ("media_modes", {"satellite": "sfu"}),
-    ("media_modes", {"thin": "p2p"}),
-    ("start", "9999-12-31T23:00"),
-    ("chair", "x" * 65),
-])
+@pytest.mark.parametrize(
+    "field, value",
+    [
+        ("invited", MANY),
+        ("invited", []),
+        ("invited", ["x" * 201]),
+        ("title", ""),
+        ("title", "x" * 201),
+        ("title", "Giao\u0000ban"),
+        ("description", "x" * 4001),
+        ("duration_minutes", 0),
+        ("duration_minutes", 721),
+        ("recurrence", "FREQ=DAILY;" + "BYDAY=MO;" * 25),
+        ("recurrence", "FREQ=DAILY;INTERVAL=²"),
+        ("media_modes", {"satellite": "sfu"}),
+        ("media_modes", {"thin": "p2p"}),
+        ("start", "9999-12-31T23:00"),
+        ("chair", "x" * 65),
+    ],
+)
 async def test_create_and_patch_refuse_the_same_values_alike(node, field, value):
     meeting = await create(node)
     before = await node.ctx.store.list("meetings")

@@ -20,11 +20,24 @@ def local(day: int, h: int, m: int = 0) -> datetime:
 
 async def briefings(service):
     """The Monday 08:00 provincial briefing and a Monday+Thursday 14:00 Mèo Vạc meeting."""
-    weekly = await service.create(spec(title="Giao ban tuần", chair="hg-ubnd", invited=["tier:district"],
-                                       start="2030-01-07T08:00", duration_minutes=120,
-                                       recurrence="FREQ=WEEKLY;BYDAY=MO"))
-    twice = await service.create(spec(title="Họp huyện Mèo Vạc", start="2030-01-07T14:00", duration_minutes=90,
-                                      recurrence="FREQ=WEEKLY;BYDAY=MO,TH"))
+    weekly = await service.create(
+        spec(
+            title="Giao ban tuần",
+            chair="hg-ubnd",
+            invited=["tier:district"],
+            start="2030-01-07T08:00",
+            duration_minutes=120,
+            recurrence="FREQ=WEEKLY;BYDAY=MO",
+        )
+    )
+    twice = await service.create(
+        spec(
+            title="Họp huyện Mèo Vạc",
+            start="2030-01-07T14:00",
+            duration_minutes=90,
+            recurrence="FREQ=WEEKLY;BYDAY=MO,TH",
+        )
+    )
     return weekly, twice
 
 
@@ -70,10 +83,18 @@ async def test_message_shapes_and_utc_instants(service, store, clock, directory)
     await sched.tick(local(7, 7, 50))
     opened = await sub.get(1.0)
     districts = [ep.id for ep in directory.by_tier("district")]
-    assert opened == {"type": "meeting_opened", "meeting_id": weekly.id, "occurrence_id": f"{weekly.id}@20300107T0800",
-                      "title": "Giao ban tuần", "starts_at": "2030-01-07T08:00:00+07:00",
-                      "ends_at": "2030-01-07T10:00:00+07:00", "invited": ["hg-ubnd", *districts]}
-    assert datetime.fromisoformat(opened["starts_at"]).astimezone(timezone.utc) == datetime(2030, 1, 7, 1, 0, tzinfo=timezone.utc)
+    assert opened == {
+        "type": "meeting_opened",
+        "meeting_id": weekly.id,
+        "occurrence_id": f"{weekly.id}@20300107T0800",
+        "title": "Giao ban tuần",
+        "starts_at": "2030-01-07T08:00:00+07:00",
+        "ends_at": "2030-01-07T10:00:00+07:00",
+        "invited": ["hg-ubnd", *districts],
+    }
+    assert datetime.fromisoformat(opened["starts_at"]).astimezone(timezone.utc) == datetime(
+        2030, 1, 7, 1, 0, tzinfo=timezone.utc
+    )
     await sched.tick(local(7, 9, 59))
     assert await drain(sub) == []
     await sched.tick(local(7, 10, 0))
@@ -101,8 +122,11 @@ async def test_two_nodes_with_their_own_store_connections_open_once(service, sto
         for now in (local(7, 7, 50), local(7, 10, 0), local(7, 13, 50)):
             await asyncio.gather(a.tick(now), b.tick(now), a.tick(now), b.tick(now))
         got = sorted((m["occurrence_id"][-13:], m["type"]) for m in await drain(subs[0]) + await drain(subs[1]))
-        assert got == [("20300107T0800", "meeting_closed"), ("20300107T0800", "meeting_opened"),
-                       ("20300107T1400", "meeting_opened")]
+        assert got == [
+            ("20300107T0800", "meeting_closed"),
+            ("20300107T0800", "meeting_opened"),
+            ("20300107T1400", "meeting_opened"),
+        ]
     finally:
         await other.stop()
 
@@ -153,8 +177,12 @@ async def test_cancel_while_open_closes_and_is_never_reopened(service, store, cl
     await service.cancel(twice.id)
     await sched.tick(local(7, 13, 51))
     got = [(m["type"], m["occurrence_id"][-13:], m.get("reason")) for m in await drain(sub)]
-    assert got == [("meeting_opened", "20300107T0800", None), ("meeting_closed", "20300107T0800", "cancelled"),
-                   ("meeting_opened", "20300107T1400", None), ("meeting_closed", "20300107T1400", "cancelled")]
+    assert got == [
+        ("meeting_opened", "20300107T0800", None),
+        ("meeting_closed", "20300107T0800", "cancelled"),
+        ("meeting_opened", "20300107T1400", None),
+        ("meeting_closed", "20300107T1400", "cancelled"),
+    ]
 
 
 async def test_rescheduled_while_open(service, store, clock):
@@ -166,8 +194,11 @@ async def test_rescheduled_while_open(service, store, clock):
     await service.update(m.id, {"start": "2030-01-07T08:55"})
     await sched.tick(clock.now)
     got = [(msg["type"], msg["occurrence_id"][-13:], msg.get("reason")) for msg in await drain(sub)]
-    assert got == [("meeting_opened", "20300107T0900", None), ("meeting_closed", "20300107T0900", "rescheduled"),
-                   ("meeting_opened", "20300107T0855", None)]
+    assert got == [
+        ("meeting_opened", "20300107T0900", None),
+        ("meeting_closed", "20300107T0900", "rescheduled"),
+        ("meeting_opened", "20300107T0855", None),
+    ]
 
 
 async def test_loop_survives_errors_and_stop_is_idempotent(service, store, clock, caplog):

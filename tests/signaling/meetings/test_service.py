@@ -33,8 +33,7 @@ async def test_create_get_and_round_trip(service, store, clock):
 
 
 async def test_offsets_are_converted_to_local_time(service):
-    m = await service.create(spec(start="2030-01-07T02:00:00Z", end="2030-01-07T10:30:00+08:00",
-                                  duration_minutes=None))
+    m = await service.create(spec(start="2030-01-07T02:00:00Z", end="2030-01-07T10:30:00+08:00", duration_minutes=None))
     assert (m.start.hour, m.end.hour, m.end.minute) == (9, 9, 30)
     assert str(m.start.tzinfo) == "Asia/Ho_Chi_Minh"
 
@@ -44,30 +43,33 @@ async def test_start_a_few_minutes_ago_is_accepted(service, clock):
     assert m.start == clock.now - timedelta(minutes=3)
 
 
-@pytest.mark.parametrize("over, field, words", [
-    ({"title": ""}, "title", "title is empty"),
-    ({"title": "   "}, "title", "title is empty"),
-    ({"title": "x" * 201}, "title", "title has 201 characters; at most 200"),
-    ({"chair": "khong-co"}, "chair", "chair 'khong-co' is not an endpoint in the directory"),
-    ({"chair": "hg-mv-meo-vac"}, "chair", "a commune cannot chair a meeting"),
-    ({"invited": []}, "invited", "invited is empty"),
-    ({"invited": ["ep:khong-co"]}, "invited", "khong-co"),
-    ({"invited": ["planet:mars"]}, "invited", "planet"),
-    ({"invited": ["tree:hg-meo-vac", "-tree:hg-meo-vac"]}, "invited", "selects no endpoint"),
-    ({"start": "không phải ngày"}, "start", "is not an ISO-8601 date-time"),
-    ({"start": "2030-01-06T11:00"}, "start", "is in the past"),
-    ({"end": "2030-01-07T08:00", "duration_minutes": None}, "end", "is not after start"),
-    ({"end": "2030-01-07T09:00", "duration_minutes": None}, "end", "is not after start"),
-    ({"end": "2030-01-07T21:01", "duration_minutes": None}, "end", "more than 720 minutes"),
-    ({"end": "2030-01-07T10:00"}, "end", "either end or duration_minutes, not both"),
-    ({"duration_minutes": None}, "duration_minutes", "give end or duration_minutes"),
-    ({"duration_minutes": 0}, "duration_minutes", "must be 1-720, got 0"),
-    ({"duration_minutes": 721}, "duration_minutes", "must be 1-720, got 721"),
-    ({"recurrence": "FREQ=HOURLY"}, "recurrence", "FREQ=HOURLY is not supported"),
-    ({"recurrence": "FREQ=WEEKLY;BYMONTH=1"}, "recurrence", "part BYMONTH is not supported"),
-    ({"recurrence": "FREQ=WEEKLY;UNTIL=20300101"}, "recurrence", "yields no occurrence"),
-    ({"description": "x" * 5000}, "description", "at most 4000 characters"),
-])
+@pytest.mark.parametrize(
+    "over, field, words",
+    [
+        ({"title": ""}, "title", "title is empty"),
+        ({"title": "   "}, "title", "title is empty"),
+        ({"title": "x" * 201}, "title", "title has 201 characters; at most 200"),
+        ({"chair": "khong-co"}, "chair", "chair 'khong-co' is not an endpoint in the directory"),
+        ({"chair": "hg-mv-meo-vac"}, "chair", "a commune cannot chair a meeting"),
+        ({"invited": []}, "invited", "invited is empty"),
+        ({"invited": ["ep:khong-co"]}, "invited", "khong-co"),
+        ({"invited": ["planet:mars"]}, "invited", "planet"),
+        ({"invited": ["tree:hg-meo-vac", "-tree:hg-meo-vac"]}, "invited", "selects no endpoint"),
+        ({"start": "không phải ngày"}, "start", "is not an ISO-8601 date-time"),
+        ({"start": "2030-01-06T11:00"}, "start", "is in the past"),
+        ({"end": "2030-01-07T08:00", "duration_minutes": None}, "end", "is not after start"),
+        ({"end": "2030-01-07T09:00", "duration_minutes": None}, "end", "is not after start"),
+        ({"end": "2030-01-07T21:01", "duration_minutes": None}, "end", "more than 720 minutes"),
+        ({"end": "2030-01-07T10:00"}, "end", "either end or duration_minutes, not both"),
+        ({"duration_minutes": None}, "duration_minutes", "give end or duration_minutes"),
+        ({"duration_minutes": 0}, "duration_minutes", "must be 1-720, got 0"),
+        ({"duration_minutes": 721}, "duration_minutes", "must be 1-720, got 721"),
+        ({"recurrence": "FREQ=HOURLY"}, "recurrence", "FREQ=HOURLY is not supported"),
+        ({"recurrence": "FREQ=WEEKLY;BYMONTH=1"}, "recurrence", "part BYMONTH is not supported"),
+        ({"recurrence": "FREQ=WEEKLY;UNTIL=20300101"}, "recurrence", "yields no occurrence"),
+        ({"description": "x" * 5000}, "description", "at most 4000 characters"),
+    ],
+)
 async def test_invalid_spec_names_the_field_and_stores_nothing(service, store, over, field, words):
     with pytest.raises(MeetingError) as err:
         await service.create(spec(**over))
@@ -95,22 +97,33 @@ async def test_update_bumps_version_and_keeps_length(service, store, clock):
     assert (u.version, u.title, u.updated_at, u.created_at) == (2, "Giao ban tháng 1", clock.now, m.created_at)
     assert u.start.hour == 13 and u.end - u.start == timedelta(minutes=60)
     assert await service.get(m.id) == u
-    u3 = await service.update(m.id, {"duration_minutes": 90, "invited": ["tree:hg-dong-van"], "chair": "hg-ubnd",
-                                     "recurrence": "FREQ=WEEKLY;BYDAY=MO,TH", "description": "Họp"})
+    u3 = await service.update(
+        m.id,
+        {
+            "duration_minutes": 90,
+            "invited": ["tree:hg-dong-van"],
+            "chair": "hg-ubnd",
+            "recurrence": "FREQ=WEEKLY;BYDAY=MO,TH",
+            "description": "Họp",
+        },
+    )
     assert u3.version == 3 and u3.end - u3.start == timedelta(minutes=90)
     assert u3.recurrence == "FREQ=WEEKLY;BYDAY=MO,TH" and u3.chair == "hg-ubnd"
     assert (await service.update(m.id, {"end": "2030-01-07T14:00"})).end.hour == 14
 
 
-@pytest.mark.parametrize("changes, field", [
-    ({"invited": ["ep:khong-co"]}, "invited"),
-    ({"chair": "hg-mv-meo-vac"}, "chair"),
-    ({"start": "2029-12-31T08:00"}, "start"),
-    ({"recurrence": "FREQ=YEARLY"}, "recurrence"),
-    ({"end": "2030-01-07T08:00"}, "end"),
-    ({"status": "cancelled"}, "status"),
-    ({"title": ""}, "title"),
-])
+@pytest.mark.parametrize(
+    "changes, field",
+    [
+        ({"invited": ["ep:khong-co"]}, "invited"),
+        ({"chair": "hg-mv-meo-vac"}, "chair"),
+        ({"start": "2029-12-31T08:00"}, "start"),
+        ({"recurrence": "FREQ=YEARLY"}, "recurrence"),
+        ({"end": "2030-01-07T08:00"}, "end"),
+        ({"status": "cancelled"}, "status"),
+        ({"title": ""}, "title"),
+    ],
+)
 async def test_invalid_update_changes_nothing(service, store, changes, field):
     m = await service.create(spec())
     before = await stored(store)
@@ -128,9 +141,11 @@ async def test_version_conflicts(service, store):
         await service.update(m.id, {"title": "Lần 3"}, expected_version=1)
     assert await stored(store) == before
     # two operators racing on the same version: exactly one wins
-    results = await asyncio.gather(service.update(m.id, {"title": "A"}, expected_version=2),
-                                   service.update(m.id, {"title": "B"}, expected_version=2),
-                                   return_exceptions=True)
+    results = await asyncio.gather(
+        service.update(m.id, {"title": "A"}, expected_version=2),
+        service.update(m.id, {"title": "B"}, expected_version=2),
+        return_exceptions=True,
+    )
     assert sorted(type(r).__name__ for r in results) == ["ConflictError", "Meeting"]
     assert (await service.get(m.id)).version == 3
 
@@ -164,7 +179,11 @@ async def test_occurrences_and_cancel_one(service, clock):
     m = await service.create(spec(start="2030-01-07T14:00", duration_minutes=90, recurrence="FREQ=WEEKLY;BYDAY=MO,TH"))
     occ = await service.occurrences(m, MON, MON + timedelta(days=14))
     assert [o.occurrence_id.split("@")[1] for o in occ] == [
-        "20300107T1400", "20300110T1400", "20300114T1400", "20300117T1400"]
+        "20300107T1400",
+        "20300110T1400",
+        "20300114T1400",
+        "20300117T1400",
+    ]
     assert occ[1].starts_at.astimezone(timezone.utc) == datetime(2030, 1, 10, 7, 0, tzinfo=timezone.utc)
     assert occ[1].ends_at == datetime(2030, 1, 10, 15, 30, tzinfo=VN)
     assert {o.state for o in occ} == {"scheduled"}

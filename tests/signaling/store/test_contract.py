@@ -217,11 +217,21 @@ async def test_calls_after_stop_raise_store_error(store: Store) -> None:
     await store.stop()
     await store.stop()  # idempotent
     calls = [
-        store.get("c", "k"), store.put("c", "k", {}), store.put_if_absent("c", "k", {}),
-        store.compare_and_put("c", "k", None, {}), store.delete("c", "k"), store.list("c"),
-        store.append("l", {}), store.read_log("l"), store.put_ephemeral("c", "k", {}, 1),
-        store.get_ephemeral("c", "k"), store.delete_ephemeral("c", "k"), store.list_ephemeral("c"),
-        store.acquire_lock("l", "o", 1), store.release_lock("l", "o"), store.publish("ch", {}),
+        store.get("c", "k"),
+        store.put("c", "k", {}),
+        store.put_if_absent("c", "k", {}),
+        store.compare_and_put("c", "k", None, {}),
+        store.delete("c", "k"),
+        store.list("c"),
+        store.append("l", {}),
+        store.read_log("l"),
+        store.put_ephemeral("c", "k", {}, 1),
+        store.get_ephemeral("c", "k"),
+        store.delete_ephemeral("c", "k"),
+        store.list_ephemeral("c"),
+        store.acquire_lock("l", "o", 1),
+        store.release_lock("l", "o"),
+        store.publish("ch", {}),
         store.subscribe("ch"),
     ]
     for call in calls:
@@ -251,8 +261,7 @@ async def test_concurrent_compare_and_put_counter(store: Store) -> None:
 
 async def test_two_instances_share_state(store_pair: tuple[Store, Store]) -> None:
     a, b = store_pair
-    results = await asyncio.gather(*(s.put_if_absent("race", "k", {"i": i}) for i, s in
-                                     enumerate([a, b] * 10)))
+    results = await asyncio.gather(*(s.put_if_absent("race", "k", {"i": i}) for i, s in enumerate([a, b] * 10)))
     assert results.count(True) == 1
     assert await a.acquire_lock("open:m1", "node-a", 5) is True
     assert await b.acquire_lock("open:m1", "node-b", 5) is False

@@ -25,8 +25,9 @@ async def test_counts_and_reads_back_as_a_document(store: Store) -> None:
 
 async def test_parallel_increments_from_two_stores_are_never_lost(store_pair: tuple[Store, Store]) -> None:
     a, b = store_pair
-    results = await asyncio.gather(*(s.incr_ephemeral("login-failures", "address:10.0.0.1", 30)
-                                     for _ in range(20) for s in (a, b)))
+    results = await asyncio.gather(
+        *(s.incr_ephemeral("login-failures", "address:10.0.0.1", 30) for _ in range(20) for s in (a, b))
+    )
     assert sorted(results) == list(range(1, 41))  # each caller saw its own count
     assert await a.get_ephemeral("login-failures", "address:10.0.0.1") == {"count": 40}
 

@@ -39,8 +39,9 @@ CHILD = textwrap.dedent("""
 async def test_writes_survive_kill_9(kind: str, tmp_path: Path, request) -> None:
     prefix = f"gbkill-{uuid.uuid4().hex[:8]}:"
     target = str(tmp_path / "giaoban.db") if kind == "sqlite" else request.getfixturevalue("redis_url")
-    proc = subprocess.run([sys.executable, "-c", CHILD, kind, target, prefix], cwd=ROOT, capture_output=True,
-                          text=True, timeout=60)
+    proc = subprocess.run(
+        [sys.executable, "-c", CHILD, kind, target, prefix], cwd=ROOT, capture_output=True, text=True, timeout=60
+    )
     assert proc.returncode == -signal.SIGKILL, proc.stderr
     store = SqliteStore(target) if kind == "sqlite" else RedisStore(target, prefix=prefix)
     await store.start()

@@ -9,12 +9,15 @@ import pytest
 from signaling.store import RedisStore, SqliteStore, open_store
 
 
-@pytest.mark.parametrize("url, path", [
-    ("sqlite:///var/lib/giaoban/g.db", "/var/lib/giaoban/g.db"),
-    ("sqlite:/var/lib/giaoban/g.db", "/var/lib/giaoban/g.db"),
-    ("sqlite:data/g.db", "data/g.db"),
-    ("sqlite:g.db", "g.db"),
-])
+@pytest.mark.parametrize(
+    "url, path",
+    [
+        ("sqlite:///var/lib/giaoban/g.db", "/var/lib/giaoban/g.db"),
+        ("sqlite:/var/lib/giaoban/g.db", "/var/lib/giaoban/g.db"),
+        ("sqlite:data/g.db", "data/g.db"),
+        ("sqlite:g.db", "g.db"),
+    ],
+)
 def test_sqlite_urls(url: str, path: str) -> None:
     store = open_store(url)
     assert isinstance(store, SqliteStore)
@@ -27,8 +30,9 @@ def test_redis_url() -> None:
     assert store.url == "redis://127.0.0.1:6390/2" and store.prefix == "gb:"
 
 
-@pytest.mark.parametrize("url", ["", "   ", "postgres://x/y", "/tmp/g.db", "sqlite:", "sqlite://host/g.db",
-                                 "sqlite:///", "memory:"])
+@pytest.mark.parametrize(
+    "url", ["", "   ", "postgres://x/y", "/tmp/g.db", "sqlite:", "sqlite://host/g.db", "sqlite:///", "memory:"]
+)
 def test_bad_urls(url: str) -> None:
     with pytest.raises(ValueError, match="URL"):
         open_store(url)

@@ -32,6 +32,7 @@ def _launch(args: list[str], port: int, tls: bool, workdir: str) -> subprocess.P
         assert proc.poll() is None, "redis-server exited"
         try:
             import socket
+
             with socket.create_connection((HOST, port), timeout=0.5):
                 return proc
         except OSError:
@@ -45,14 +46,51 @@ def secured_redis() -> Iterator[tuple[int, int, Path]]:
     """(plain port with ACL, TLS port with ACL, CA file)."""
     with tempfile.TemporaryDirectory(prefix="giaoban-redis-sec-") as work:
         cert, key = Path(work) / "cert.pem", Path(work) / "key.pem"
-        subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out",
-                        str(cert), "-days", "1", "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"],
-                       check=True, capture_output=True, timeout=60)
+        subprocess.run(
+            [
+                "openssl",
+                "req",
+                "-x509",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-keyout",
+                str(key),
+                "-out",
+                str(cert),
+                "-days",
+                "1",
+                "-subj",
+                "/CN=127.0.0.1",
+                "-addext",
+                "subjectAltName=IP:127.0.0.1",
+            ],
+            check=True,
+            capture_output=True,
+            timeout=60,
+        )
         port, tls_port = free_port(), free_port()
         acl = ["--user", "default", "off", "--user", *ACL]
-        proc = _launch(["--port", str(port), "--tls-port", str(tls_port), "--tls-cert-file", str(cert),
-                        "--tls-key-file", str(key), "--tls-ca-cert-file", str(cert), "--tls-auth-clients", "no",
-                        *acl], tls_port, True, work)
+        proc = _launch(
+            [
+                "--port",
+                str(port),
+                "--tls-port",
+                str(tls_port),
+                "--tls-cert-file",
+                str(cert),
+                "--tls-key-file",
+                str(key),
+                "--tls-ca-cert-file",
+                str(cert),
+                "--tls-auth-clients",
+                "no",
+                *acl,
+            ],
+            tls_port,
+            True,
+            work,
+        )
         try:
             yield port, tls_port, cert
         finally:
@@ -90,7 +128,9 @@ async def test_store_works_over_tls(secured_redis):
     await _exercise(f"rediss://giaoban:{PASSWORD}@{HOST}:{tls_port}/0?ssl_ca_certs={ca}")
 
 
-@pytest.mark.parametrize("userinfo, words", [("", ["refused the login"]), ("giaoban:wrong-pass@", ["refused the login"])])
+@pytest.mark.parametrize(
+    "userinfo, words", [("", ["refused the login"]), ("giaoban:wrong-pass@", ["refused the login"])]
+)
 async def test_missing_or_wrong_credentials_fail_clearly_without_the_password(secured_redis, userinfo, words):
     port, _, _ = secured_redis
     store = open_store(f"redis://{userinfo}{HOST}:{port}/0")
@@ -118,11 +158,29 @@ def test_serve_on_a_password_protected_redis_never_prints_the_password(secured_r
 
     port, _, _ = secured_redis
     http_port = free_port()
-    cmd = [sys.executable, "-m", "signaling.cli", "--directory", HAGIANG, "--data-dir", str(tmp_path / "d"),
-           "--store", f"redis://giaoban:{PASSWORD}@{HOST}:{port}/0", "serve", "--host", HOST,
-           "--port", str(http_port), "--media", "none", "--node-id", "sec-node"]
-    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            env=dict(os.environ, PYTHONUNBUFFERED="1"))
+    cmd = [
+        sys.executable,
+        "-m",
+        "signaling.cli",
+        "--directory",
+        HAGIANG,
+        "--data-dir",
+        str(tmp_path / "d"),
+        "--store",
+        f"redis://giaoban:{PASSWORD}@{HOST}:{port}/0",
+        "serve",
+        "--host",
+        HOST,
+        "--port",
+        str(http_port),
+        "--media",
+        "none",
+        "--node-id",
+        "sec-node",
+    ]
+    proc = subprocess.Popen(
+        cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=dict(os.environ, PYTHONUNBUFFERED="1")
+    )
     try:
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:

@@ -94,8 +94,9 @@ class FakeSocket:
 
 @pytest.fixture
 async def ctx(tmp_path) -> AsyncIterator[Context]:
-    settings = load_settings(None, {"data_dir": str(tmp_path), "directory": str(HAGIANG), "media": "none",
-                                    "log_format": "text"})
+    settings = load_settings(
+        None, {"data_dir": str(tmp_path), "directory": str(HAGIANG), "media": "none", "log_format": "text"}
+    )
     ctx = await build_context(settings)
     yield ctx
     await ctx.rooms.stop()
@@ -188,8 +189,11 @@ async def test_room_actions_before_join_are_refused(ctx):
 
 async def test_an_open_meeting_is_announced_after_welcome_then_joined(ctx):
     start = (datetime.now(VN) + timedelta(minutes=1)).replace(microsecond=0)
-    meeting = await ctx.meetings.create(MeetingSpec(title="Giao ban thử", chair="hg-ubnd", invited=["hg-meo-vac"],
-                                                    start=start.isoformat(), duration_minutes=60))
+    meeting = await ctx.meetings.create(
+        MeetingSpec(
+            title="Giao ban thử", chair="hg-ubnd", invited=["hg-meo-vac"], start=start.isoformat(), duration_minutes=60
+        )
+    )
     sock, _, task = await connect(ctx, token(ctx, "endpoint", "hg-meo-vac"))  # welcome first ...
     opened = await sock.expect()  # ... then the meetings open now that it may join
     assert (opened["type"], opened["meeting_id"]) == ("meeting_opened", meeting.id)
