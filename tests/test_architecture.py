@@ -79,3 +79,59 @@ def test_the_graph_counts_every_kind_of_import(tmp_path):
     }
     assert graph.cycles() == [(["app.a", "app.b", "app.sub.c"], ["app.a", "app.b", "app.sub.c", "app.a"])]
     assert graph.where("app.b", "app.sub.c") == "app/b.py:2"
+
+
+# Lowest first; a module may import its own layer and the ones before it (README, "Layout").
+MCU_LAYERS = [
+    ("mcu.api", "mcu.fence"),
+    ("mcu.sfu",),
+    ("mcu.compose", "mcu.audio", "mcu.record"),
+    ("mcu.bridge",),
+    ("mcu.peer",),
+    ("mcu.meeting",),
+    ("mcu.cascade",),
+    ("mcu.node", "mcu"),
+]
+SIGNALING_LAYERS = [
+    (
+        "signaling.store",
+        "signaling.auth",
+        "signaling.meetings",
+        "signaling.rooms",
+        "signaling.recording",
+        "signaling.guard",
+        "signaling.protocol",
+        "signaling.errors",
+        "signaling.settings",
+        "signaling.metrics",
+        "signaling.logs",
+        "signaling.cluster.placement",
+        "signaling.web",
+    ),
+    ("signaling.context",),
+    ("signaling.api", "signaling.ws", "signaling.cluster"),
+    ("signaling.app", "signaling.cli", "signaling"),
+]
+
+
+def _layer(module: str, layers: list[tuple[str, ...]]) -> int | None:
+    """The layer of the longest matching prefix (so a module's own entry beats its package's)."""
+    best: tuple[int, int] | None = None
+    for index, prefixes in enumerate(layers):
+        for prefix in prefixes:
+            if module == prefix or module.startswith(prefix + "."):
+                if best is None or len(prefix) > best[0]:
+                    best = (len(prefix), index)
+    return None if best is None else best[1]
+
+
+@pytest.mark.parametrize("layers", [MCU_LAYERS, SIGNALING_LAYERS], ids=["mcu", "signaling"])
+def test_imports_point_down_the_layers(graph, layers):
+    offenders = []
+    for module, targets in sorted(graph.edges.items()):
+        mine = _layer(module, layers)
+        for target in sorted(targets):
+            theirs = _layer(target, layers)
+            if mine is not None and theirs is not None and theirs > mine:
+                offenders.append(f"{module} -> {target} ({graph.where(module, target)})")
+    assert not offenders, _report("imports that point up the layers", offenders)
