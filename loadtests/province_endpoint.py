@@ -41,7 +41,7 @@ from loadtests.sfu_fanout import PreencodedTrack, hook_count
 from mcu.peer.negotiation import describe
 from mcu.sfu.rtp_header import remb
 
-REMB_BY_LINK = {"thin": 600_000, "mobile": 250_000}  # bit/s: holds 360p and 180p (mcu.bridge.renditions)
+REMB_BY_LINK = {"thin": 600_000, "mobile": 250_000}  # bit/s: holds 360p and 180p (mcu.bridge.rendition_policy)
 RENDITION_BY_LINK = {"fibre": "720p", "thin": "360p", "mobile": "180p"}  # composite start renditions
 RECONNECT_DELAY_S = (0.1, 0.6)  # first retry after a loss: jittered, then doubling up to 2 s
 

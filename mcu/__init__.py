@@ -8,7 +8,7 @@ Layers, each importing only the ones below it (``tests/test_architecture.py`` ch
 * ``sfu/``     the packet path: RTP/RTCP bytes, per-publisher streams, per-subscriber rewrite
                and send, the switch (``Router``). Imports nothing above it.
 * ``compose/`` ``audio/`` ``record/``  leaves: compositor, mixer, recorders, fed with frames.
-* ``bridge/``  between the SFU and the MCU leaves: depacketize, packetize, renditions (the
+* ``bridge/``  between the SFU and the MCU leaves: depacketize, packetize, rendition_policy (the
                composite's quality levels and who gets SFU, MCU or both), the meeting's pipeline.
 * ``peer/``    one endpoint's peer connection: negotiation, the DTLS/SRTP transport hook-up,
                RTCP duties, ICE address pin, the UDP guard.

@@ -69,7 +69,7 @@ class LocalMediaNode:
         self.video_codec = video_codec.upper()
         self.audio_slots = audio_slots
         self.keyframe_interval = keyframe_interval
-        # link class -> "sfu" | "mcu" | "both" (mcu.bridge.renditions; None: DEFAULT_POLICY)
+        # link class -> "sfu" | "mcu" | "both" (mcu.bridge.rendition_policy; None: DEFAULT_POLICY)
         self.media_policy = media_policy
         self.meetings: dict[str, Meeting] = {}
         self.peers: set[LocalPeer] = set()

@@ -42,7 +42,7 @@ from mcu.bridge.packetize import Packetizer
 from mcu.sfu.router import Router
 from mcu.sfu.stream import Stream
 from mcu.sfu.subscriber import Output
-from mcu.bridge.renditions import RenditionController, audio_profile, start_rendition
+from mcu.bridge.rendition_policy import RenditionController, audio_profile, start_rendition
 
 log = logging.getLogger("mcu.bridge.pipeline")
 
@@ -64,7 +64,8 @@ class McuSubscriber(Protocol):
 
 
 class McuHost(Protocol):
-    """The meeting as the pipeline sees it: who is on screen first, and whom it serves."""
+    """The meeting as the pipeline sees it: who is on screen first, and whom it serves (a subset
+    of ``mcu.meeting.contracts.MeetingHandle``, which this layer may not import)."""
 
     floor: str | None
 
@@ -130,7 +131,7 @@ class _Tap:
 
 class McuPipeline:
     name: str = "mcu"  # its key in the meeting's stats
-    origin_label: str | None = None  # it composes here, from the meeting's own sources
+    remote_origin: str | None = None  # it composes here, from the meeting's own sources
 
     def __init__(
         self,
@@ -176,7 +177,6 @@ class McuPipeline:
         self._scene: tuple[list[str], Layout] | None = None
         self.started = False
         self.stopped = False
-        self.holders: set[str] = set()  # consumers outside the RTP path (the recorder) keep it running
         self.compositor.set_active_renditions(())  # nothing to encode before a subscriber
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -347,10 +347,6 @@ class McuPipeline:
         entry = self.mixes.pop(endpoint_id, None)
         if entry is not None:
             entry[0].close()
-
-    @property
-    def idle(self) -> bool:
-        return not self.subs and not self.mixes and not self.holders
 
     # -- renditions -----------------------------------------------------------------------------
 

@@ -51,7 +51,7 @@ from mcu.peer.bounded_stop import close_pc
 from mcu.peer.rtcp import REMB_MAX, publisher_feedback
 from mcu.sfu.stream import Stream
 from mcu.sfu.subscriber import Output
-from mcu.bridge.renditions import RENDITION_BITRATE
+from mcu.bridge.rendition_policy import RENDITION_BITRATE
 from mcu.peer.tracks import IdleTrack
 from mcu.meeting.contracts import Member, Sources
 from mcu.meeting.meeting import Meeting

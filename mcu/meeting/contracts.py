@@ -5,6 +5,7 @@ leg may be one more kind. A ``MeetingExtension`` takes part in a meeting beside 
 MCU pipeline (``mcu.bridge.pipeline``), a cascade trunk to the meeting's origin node
 (``mcu.cascade.trunk``), later a SIP gateway. Whoever creates an extension attaches it
 (``Meeting.attach``); this module imports none of them, so a new kind never touches ``Meeting``.
+The other way round, an extension uses its meeting only through ``MeetingHandle``.
 """
 
 from __future__ import annotations
@@ -12,7 +13,8 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any, Protocol
 
-from mcu.api import PeerSpec
+from mcu.api import EventSink, PeerSpec
+from mcu.sfu.router import Router
 from mcu.sfu.stream import Stream
 from mcu.sfu.subscriber import Output
 
@@ -33,12 +35,12 @@ class Member(Protocol):
 
     endpoint_id: str
     spec: PeerSpec
-    media_mode: str  # "sfu" | "mcu" | "both" (mcu.bridge.renditions)
+    media_mode: str  # "sfu" | "mcu" | "both" (mcu.bridge.rendition_policy)
     closed: bool
     congested: bool  # set by the meeting from the loss its outputs report
     pending_roles: list[str]  # offered, not yet answered
     refused_roles: list[str]
-    events: Callable[[dict[str, Any]], Awaitable[None]]
+    events: EventSink
 
     @property
     def streams(self) -> Mapping[str, Stream]: ...  # what it publishes, by mid
@@ -68,10 +70,10 @@ class MeetingExtension(Protocol):
     name: str  # its key in Meeting.stats()
 
     @property
-    def origin_label(self) -> str | None:
-        """When it brings the meeting from another node (a cascade trunk): the endpoint id its
-        streams carry for the endpoints there. The meeting then routes a floor held there to them,
-        and leaves composing, mixing and naming the speaker to that node. None otherwise."""
+    def remote_origin(self) -> str | None:
+        """When it serves the meeting from another node, the meeting's origin (a cascade trunk):
+        the endpoint id its streams carry for the endpoints there (``Meeting.remote_origin``
+        says what follows). None otherwise."""
 
     def published(self) -> Iterable[Stream]: ...  # the sources it adds to the meeting
 
@@ -90,8 +92,37 @@ class Composer(MeetingExtension, Protocol):
     """The extension that composes and mixes for MCU-mode members (``mcu.bridge.pipeline``). The
     meeting starts one (through the factory it was given) while a member or a holder needs it."""
 
-    holders: set[str]  # consumers outside the RTP path (recording) that keep it running
-
     async def start(self) -> None: ...
 
     def set_layout(self, layout: str | None) -> None: ...
+
+
+class MeetingHandle(Protocol):
+    """What an extension may use of the meeting it is attached to (``mcu.meeting.meeting.Meeting``).
+
+    Read: who is there and who has the floor and the word; act: route through the meeting's
+    router, tell the meeting its sources changed, leave it. The MCU pipeline reads a subset of
+    it (``mcu.bridge.pipeline.McuHost``, declared there since bridge sits below this layer)."""
+
+    meeting_id: str
+    audio_slots: int  # audio outputs per subscriber
+    router: Router  # the meeting's SFU switch
+
+    @property
+    def peers(self) -> Mapping[str, Member]: ...  # the members on this node, by endpoint id
+
+    @property
+    def floor(self) -> str | None: ...  # whose streams routing treats as the floor's
+
+    @property
+    def speaker(self) -> str | None: ...
+
+    def mcu_wanted(self) -> bool: ...  # a member or a holder needs composing and mixing
+
+    def streams_changed(self, streams: Iterable[Stream]) -> None: ...  # new, relabelled or gone: reroute
+
+    def assign_audio(self, outs: list[Output], wanted: list[Stream]) -> None: ...  # slots keep their stream
+
+    def notify_all(self, message: dict[str, Any]) -> None: ...  # an event to every member
+
+    def detach(self, extension: MeetingExtension, *, stop: bool = True) -> None: ...

@@ -16,16 +16,16 @@ province-wide briefing (about 210 endpoints) does not send 209 streams to every 
 A client's own offer provides the first audio and video slots (its m-lines are answered
 ``sendrecv``); further slots are added by server offers when needed.
 
-Subscribers in MCU mode (``mcu.bridge.renditions``: by link class, or ``spec.extra["media_mode"]``)
+Subscribers in MCU mode (``mcu.bridge.rendition_policy``: by link class, or ``spec.extra["media_mode"]``)
 have two other slots instead, ``composite`` (video) and ``mix`` (audio), fed by the meeting's
 ``mcu.bridge.pipeline.McuPipeline``, created when the first such subscriber joins and stopped when
 the last one leaves; ``both`` gives a subscriber the SFU slots and the MCU slots.
 
 Anything else that takes part is a ``MeetingExtension`` (``mcu.meeting.contracts``), attached
 by whoever creates it: the MCU pipeline (through the factory the meeting is given), and on an
-edge node a ``mcu.cascade.trunk.CascadeTrunk``, whose origin streams count as sources here
-(labelled with the origin, so the floor, when held at the origin, maps to them); the origin then
-composes, mixes and names the speaker, and the trunk routes what goes up itself.
+edge node a ``mcu.cascade.trunk.CascadeTrunk``, whose origin streams count as sources here: the
+meeting is then served from another node (``Meeting.remote_origin``), and the trunk routes what
+goes up itself. An extension uses the meeting through ``mcu.meeting.contracts.MeetingHandle``.
 """
 
 from __future__ import annotations
@@ -37,8 +37,8 @@ from collections.abc import Callable, Coroutine, Iterable, Mapping
 from functools import partial
 from typing import Any, TypeVar
 
-from mcu.bridge.renditions import DEFAULT_POLICY
-from mcu.meeting.contracts import Composer, MeetingExtension, Member, Sources
+from mcu.bridge.rendition_policy import DEFAULT_POLICY
+from mcu.meeting.contracts import Composer, MeetingExtension, MeetingHandle, Member, Sources
 from mcu.meeting.speaker import SpeakerDetector
 from mcu.sfu.router import Router
 from mcu.sfu.stream import Stream
@@ -51,7 +51,7 @@ CONGESTED_LOSS = 26  # RR fraction lost (x/256) above which a subscriber counts 
 RECOVERED_LOSS = 5
 
 E = TypeVar("E")
-ComposerFactory = Callable[["Meeting"], Composer]  # made on the first need (PyAV loads then)
+ComposerFactory = Callable[[MeetingHandle], Composer]  # made on the first need (PyAV loads then)
 
 
 class Meeting:
@@ -134,15 +134,21 @@ class Meeting:
         """The attached extension of that class, if any."""
         return next((e for e in self.extensions if isinstance(e, kind)), None)
 
-    def _origin_label(self) -> str | None:
-        """Whose streams stand for the origin node, when an extension brings the meeting from one."""
-        return next((e.origin_label for e in self.extensions if e.origin_label is not None), None)
+    @property
+    def remote_origin(self) -> str | None:
+        """The endpoint id that stands for the meeting's origin when an extension serves the meeting
+        from that other node (an edge of a cascade); None when the meeting is served here.
+        Served from elsewhere, the origin's streams stand for every endpoint there, so a floor held
+        there maps to them (``_routing_floor``), and the origin composes, mixes and names the
+        speaker for the whole meeting: no composer here (``_mcu_for``), no speaker announced from
+        here (``tick``)."""
+        return next((e.remote_origin for e in self.extensions if e.remote_origin is not None), None)
 
     # -- policy ----------------------------------------------------------------------------
 
     def _routing_floor(self) -> str | None:
         """A local holder, or the origin's streams when the floor is held at the origin."""
-        holder, origin = self.floor_holder, self._origin_label()
+        holder, origin = self.floor_holder, self.remote_origin
         if holder is None or holder in self.peers or origin is None:
             return holder
         return origin
@@ -249,6 +255,9 @@ class Meeting:
             missing = self.missing_roles(peer, src)
             if missing:
                 peer.request_slots(missing)
+        self._extensions_assign(src)
+
+    def _extensions_assign(self, src: Sources) -> None:
         for ext in list(self.extensions):
             ext.on_assign(src)
 
@@ -259,9 +268,9 @@ class Meeting:
         return bool(self.mcu_holders) or any(p.media_mode != "sfu" and not p.closed for p in self.peers.values())
 
     def _mcu_for(self) -> Composer | None:
-        """The pipeline, started on first need and stopped when idle. None on an edge: the origin
-        composes and mixes (its trunk asks for them)."""
-        wanted = self.mcu_wanted() and self._origin_label() is None
+        """The pipeline, started on first need and stopped when idle. None when the meeting is
+        served from another node: that node composes and mixes (the extension asks for them)."""
+        wanted = self.mcu_wanted() and self.remote_origin is None
         if wanted and self.mcu is None and self._new_composer is not None:
             self.mcu = self._new_composer(self)
             self.attach(self.mcu)
@@ -274,19 +283,18 @@ class Meeting:
     def hold_mcu(self, holder: str) -> Composer | None:
         """Start (or keep) the pipeline for a consumer outside the RTP path (recording, HLS)."""
         self.mcu_holders.add(holder)
-        pipe = self._mcu_for()
-        if pipe is not None:
-            pipe.holders.add(holder)
-            pipe.on_assign(self._snapshot())
-        return pipe
+        return self._holders_changed()
 
     def release_mcu(self, holder: str) -> None:
         self.mcu_holders.discard(holder)
-        if self.mcu is not None:
-            self.mcu.holders.discard(holder)
+        self._holders_changed()
+
+    def _holders_changed(self) -> Composer | None:
+        """Start or stop the pipeline now, and tell the extensions at once: the pipeline takes the
+        current sources, a cascade trunk asks the origin for composite + mix."""
         pipe = self._mcu_for()
-        if pipe is not None:
-            pipe.on_assign(self._snapshot())
+        self._extensions_assign(self._snapshot())
+        return pipe
 
     def set_layout(self, layout: str | None) -> None:
         """The chair's composite layout (``mcu.compose.Layout`` value; None: automatic)."""
@@ -347,7 +355,7 @@ class Meeting:
         if changed is not None or congestion_changed:
             self.assign()
         # an edge relays the origin's speaker notifications (the origin hears every tier)
-        return changed if self._origin_label() is None else None
+        return changed if self.remote_origin is None else None
 
     def _update_congestion(self) -> bool:
         """Hysteresis on the loss that subscribers report (RTCP RR fraction lost)."""
@@ -377,5 +385,5 @@ class Meeting:
 
 
 def _foreign(stream: Stream, me: str) -> bool:
-    """Neither ``me``'s own stream nor one that came up through ``me`` (a cascade link)."""
+    """Neither ``me``'s own stream nor one that came up through ``me`` (a cascade trunk)."""
     return stream.endpoint_id != me and stream.via != me

@@ -37,7 +37,7 @@ from mcu.peer.lines import publisher_stream, role_for_client_mline, subscriber_o
 from mcu.peer.rtcp import publisher_feedback, update_sender_reports
 from mcu.sfu.stream import Stream
 from mcu.sfu.subscriber import Output
-from mcu.bridge.renditions import media_mode
+from mcu.bridge.rendition_policy import media_mode
 from mcu.peer.tracks import IdleTrack
 from mcu.sfu.router import Router
 
@@ -107,7 +107,7 @@ class LocalPeer:
         self.renegotiate = bool(spec.extra.get("renegotiate", True))
         self.video_codec = video_codec
         self.audio_codec = audio_codec
-        # "sfu" | "mcu" | "both" (mcu.bridge.renditions); the composite is VP8 only for now
+        # "sfu" | "mcu" | "both" (mcu.bridge.rendition_policy); the composite is VP8 only for now
         try:
             mode = media_mode(spec, meeting.media_policy)
         except ValueError as exc:

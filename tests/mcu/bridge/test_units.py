@@ -13,7 +13,7 @@ from mcu.bridge.depacketize import Vp8Assembler, opus_payload
 from mcu.bridge.packetize import VP8_MAX_PAYLOAD, Packetizer
 from mcu.sfu.stream import Stream
 from mcu.sfu.subscriber import Output
-from mcu.bridge.renditions import SFU_ONLY, RenditionController, media_mode, start_rendition
+from mcu.bridge.rendition_policy import SFU_ONLY, RenditionController, media_mode, start_rendition
 from mcu.api import PeerSpec
 
 
@@ -82,6 +82,13 @@ def test_policy_defaults_by_link_and_overrides():
     with pytest.raises(ValueError):
         media_mode(spec("fibre", media_mode="all"))
     assert [start_rendition(spec(x)) for x in ("fibre", "thin", "mobile")] == ["720p", "360p", "180p"]
+
+
+def test_start_rendition_reads_the_edge_key_of_either_version():
+    assert start_rendition(spec("fibre", start_rendition="180p")) == "180p"
+    assert start_rendition(spec("fibre", start_tier="180p")) == "180p"  # an edge node before #12
+    assert start_rendition(spec("thin", start_rendition="720p", start_tier="180p")) == "720p"
+    assert start_rendition(spec("thin", start_rendition="4k")) == "360p"  # unknown: the link class's
 
 
 def test_rendition_controller_hysteresis():

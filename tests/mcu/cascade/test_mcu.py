@@ -22,8 +22,8 @@ class PictureClient(Client):
 
 async def test_mcu_subscriber_on_edge_gets_origin_composite(nodes, monkeypatch):
     # a clean link would move a composite subscriber up a rendition after UP_AFTER: not this one
-    monkeypatch.setattr("mcu.bridge.renditions.UP_AFTER", 1.0)
-    monkeypatch.setattr("mcu.bridge.renditions.HOLD", 0.5)
+    monkeypatch.setattr("mcu.bridge.rendition_policy.UP_AFTER", 1.0)
+    monkeypatch.setattr("mcu.bridge.rendition_policy.HOLD", 0.5)
     origin, edge = nodes
     chair = Client(
         origin,

@@ -11,7 +11,7 @@ import pytest
 from aiortc import RTCPeerConnection, RTCSessionDescription
 
 from mcu.api import PeerSpec
-from mcu.bridge.renditions import DEFAULT_POLICY
+from mcu.bridge.rendition_policy import DEFAULT_POLICY
 from mcu.peer.ice import pin_host_addresses
 from mcu.peer.negotiation import NegotiationError
 from mcu.peer.peer import OPS_QUEUE_SIZE, Glare, LocalPeer, PeerBusy, PeerClosed

@@ -60,7 +60,11 @@ def media_mode(spec: Any, policy: Mapping[str, str] | None = None) -> str:
 
 
 def start_rendition(spec: Any) -> str:
-    asked = (getattr(spec, "extra", None) or {}).get("start_rendition")
+    """The first rendition of an MCU subscriber: the one its spec asks for, else its link class's."""
+    extra = getattr(spec, "extra", None) or {}
+    # An edge node sends "start_rendition"; one of an older version (during a rolling upgrade)
+    # still sends "start_tier", the key's name before the renditions were named so
+    asked = extra.get("start_rendition", extra.get("start_tier"))
     if asked in VIDEO_RENDITIONS:
         return asked
     return START_RENDITION.get(getattr(spec, "link", "fibre"), "360p")
