@@ -4,12 +4,15 @@ The SFU forwards raw bytes (``mcu.sfu``): it takes each decrypted packet from ai
 transport before aiortc parses it, and protects and sends its own packets in place with that
 transport's libsrtp session, on the nominated ICE socket. The UDP guard filters what aioice hands
 to a peer, the node pins aioice's host addresses, and the room agent repeats the NACKs that aiortc
-sends only once. None of the three libraries offers this publicly, so each hook is a named
-function here and no other module of the product reads or replaces their private parts.
+sends only once; the sender reports of forwarded streams carry aiortc's own NTP clock. None of
+the three libraries offers this publicly, so each hook is a named function here and no other
+module of the product reads or replaces their private parts or imports their internal modules.
 
 ``check()`` runs at start (``LocalMediaNode.start``, ``Agent.start``): if an upgrade removed or
 reshaped a hook, it fails before any peer connects, naming the library, its installed version,
-the missing hook and the range tested (``TESTED``, the ranges pyproject.toml pins).
+the missing hook and the range tested (``TESTED``, the ranges pyproject.toml pins). So importing
+this module never fails on a moved internal: each internal module is imported guarded, and a
+missing one is reported by ``check()`` as the hooks it held.
 
 Imports only these libraries and the standard library, so that the hot path (``mcu.sfu``) may
 use it.
@@ -25,10 +28,7 @@ import re
 from typing import Any, Awaitable, Callable
 
 import aioice.ice
-import aioice.mdns
-import aioice.turn
 from aiortc import RTCDtlsTransport, RTCIceTransport, RTCRtpReceiver, RTCRtpSender
-from aiortc.rtcrtpreceiver import NackGenerator
 from pylibsrtp import Session
 
 log = logging.getLogger("mcu.fence")
@@ -37,10 +37,21 @@ log = logging.getLogger("mcu.fence")
 # (tests/mcu/test_fence.py holds the two together).
 TESTED = {"aiortc": ">=1.9,<1.17", "aioice": ">=0.9,<0.14", "pylibsrtp": ">=0.10,<1.1"}
 
-try:  # a missing binding is reported by check(), with the version and the tested range
-    _binding: Any = importlib.import_module("pylibsrtp._binding")
-except ImportError:
-    _binding = None
+
+def _internal_module(name: str) -> Any:
+    """The module, or None when an upgrade moved or removed it (check() then reports the hooks
+    it held, with the version and the tested range, instead of an ImportError at import)."""
+    try:
+        return importlib.import_module(name)
+    except ImportError:
+        return None
+
+
+_binding: Any = _internal_module("pylibsrtp._binding")
+_clock: Any = _internal_module("aiortc.clock")
+_rtp_receiver: Any = _internal_module("aiortc.rtcrtpreceiver")
+_mdns: Any = _internal_module("aioice.mdns")
+_turn: Any = _internal_module("aioice.turn")
 _ffi: Any = getattr(_binding, "ffi", None)
 _lib: Any = getattr(_binding, "lib", None)
 
@@ -125,6 +136,12 @@ def set_sender_stream_id(sender: RTCRtpSender, stream_id: str) -> None:
     sender._stream_id = stream_id
 
 
+def ntp_time() -> int:
+    """Now on aiortc's clock, as the 64-bit NTP timestamp its sender reports carry."""
+    now: int = _clock.current_ntp_time()
+    return now
+
+
 def set_sender_report(sender: RTCRtpSender, ntp: int, rtp: int, packets: int, octets: int) -> None:
     """What the sender's next RTCP sender report says: the (NTP, RTP timestamp) pair and the
     packet and octet counts."""
@@ -163,15 +180,15 @@ def replace_host_addresses(fn: HostAddresses) -> HostAddresses:
 def replace_datagram_handlers(stun: DatagramHandler, mdns: DatagramHandler) -> tuple[DatagramHandler, DatagramHandler]:
     """Route every datagram of aioice's ICE sockets to ``stun(protocol, data, addr)`` and of its
     mDNS socket to ``mdns(...)`` (the whole process); returns the two handlers replaced."""
-    previous = (aioice.ice.StunProtocol.datagram_received, aioice.mdns.MDnsProtocol.datagram_received)
+    previous = (aioice.ice.StunProtocol.datagram_received, _mdns.MDnsProtocol.datagram_received)
     setattr(aioice.ice.StunProtocol, "datagram_received", stun)
-    setattr(aioice.mdns.MDnsProtocol, "datagram_received", mdns)
+    setattr(_mdns.MDnsProtocol, "datagram_received", mdns)
     return previous
 
 
 def set_socket_receive_buffer(size: int) -> None:
     """The SO_RCVBUF aioice gives the sockets it opens from now on."""
-    aioice.turn.UDP_SOCKET_BUFFER_SIZE = size
+    _turn.UDP_SOCKET_BUFFER_SIZE = size
 
 
 def ice_backlog(protocol: aioice.ice.StunProtocol) -> int:
@@ -237,12 +254,17 @@ _HOOKS: list[tuple[str, str, Callable[[], bool]]] = [
         "RTCRtpSender.__ntp_timestamp/__rtp_timestamp/__packet_count/__octet_count",
         lambda: _assigns(RTCRtpSender, *_SENDER_REPORT),
     ),
+    ("aiortc", "clock.current_ntp_time()", lambda: isinstance(ntp_time(), int)),
     (
         "aiortc",
         "RTCRtpReceiver.__nack_generator/__rtx_ssrc/__active_ssrc",
         lambda: _assigns(RTCRtpReceiver, _NACK_GENERATOR, _RTX_SSRC, _ACTIVE_SSRC),
     ),
-    ("aiortc", "NackGenerator.missing", lambda: _assigns(NackGenerator, "missing")),
+    (
+        "aiortc",
+        "rtcrtpreceiver.NackGenerator.missing",
+        lambda: _assigns(_rtp_receiver.NackGenerator, "missing"),
+    ),
     (
         "aiortc",
         "RTCRtpReceiver._send_rtcp_nack(media_ssrc, lost)",
@@ -277,9 +299,9 @@ _HOOKS: list[tuple[str, str, Callable[[], bool]]] = [
     (
         "aioice",
         "mdns.MDnsProtocol.datagram_received(data, addr)",
-        lambda: _params(aioice.mdns.MDnsProtocol.datagram_received, "self", "data", "addr"),
+        lambda: _params(_mdns.MDnsProtocol.datagram_received, "self", "data", "addr"),
     ),
-    ("aioice", "turn.UDP_SOCKET_BUFFER_SIZE", lambda: hasattr(aioice.turn, "UDP_SOCKET_BUFFER_SIZE")),
+    ("aioice", "turn.UDP_SOCKET_BUFFER_SIZE", lambda: hasattr(_turn, "UDP_SOCKET_BUFFER_SIZE")),
 ]
 
 

@@ -1,15 +1,13 @@
 """A media peer's RTCP duties, outside aiortc's own senders and receivers (which never see the
 forwarded packets): sender-report data for what the router sent, and receiver reports + REMB for
-what a publisher (or a cascade link) sends us."""
+what a publisher (or a cascade trunk) sends us."""
 
 from __future__ import annotations
 
 import time
 from typing import TYPE_CHECKING, Any, Iterable
 
-from aiortc import clock
-
-from mcu.fence import set_sender_report
+from mcu.fence import ntp_time, set_sender_report
 from mcu.sfu.rtp_header import remb, receiver_report
 
 if TYPE_CHECKING:
@@ -23,13 +21,15 @@ if TYPE_CHECKING:
 REMB_MAX = {"camera": 2_500_000, "screen": 3_000_000}
 
 
-def update_sender_reports(link: "PeerTransport", transceivers: Iterable[Any], outputs: dict[str, "Output"]) -> None:
+def update_sender_reports(
+    transport: "PeerTransport", transceivers: Iterable[Any], outputs: dict[str, "Output"]
+) -> None:
     """Give aiortc's senders the NTP/RTP pair and counts of what the router sent, so that
     their RTCP sender reports (A/V sync, RTT) describe the forwarded streams."""
-    if link.binding is None:
+    if transport.binding is None:
         return
     now = time.monotonic()
-    ntp = clock.current_ntp_time()
+    ntp = ntp_time()
     for t in transceivers:
         out = outputs.get(t.mid) if t.mid is not None else None
         state = out.report_state(now) if out is not None else None
@@ -39,10 +39,12 @@ def update_sender_reports(link: "PeerTransport", transceivers: Iterable[Any], ou
         set_sender_report(t.sender, ntp, rtp_now, packets, packets * out.source.mean_payload())
 
 
-def publisher_feedback(link: "PeerTransport", streams: Any, interval: float, caps: dict[str, int] = REMB_MAX) -> None:
+def publisher_feedback(
+    transport: "PeerTransport", streams: Any, interval: float, caps: dict[str, int] = REMB_MAX
+) -> None:
     """RTCP RR (+ REMB for video, at most ``caps[source]``) for ``streams`` received on
-    ``link`` (also used by a cascade link for what it receives from the origin)."""
-    if link.binding is None:
+    ``transport`` (also used by a cascade trunk for what it receives from the origin)."""
+    if transport.binding is None:
         return
     blocks = []
     video: list[tuple["Stream", int]] = []
@@ -57,7 +59,7 @@ def publisher_feedback(link: "PeerTransport", streams: Any, interval: float, cap
             video.append((stream, cap if fraction < 26 or not rate else int(rate * 0.85)))
     if not blocks:
         return
-    packet = receiver_report(link.rtcp_ssrc, blocks)
+    packet = receiver_report(transport.rtcp_ssrc, blocks)
     for stream, bitrate in video:
-        packet += remb(link.rtcp_ssrc, bitrate, [stream.ssrc or 0])
-    link.send_rtcp(packet)
+        packet += remb(transport.rtcp_ssrc, bitrate, [stream.ssrc or 0])
+    transport.send_rtcp(packet)

@@ -4,7 +4,9 @@ one stops the node at start with a message that names the library, version, hook
 from __future__ import annotations
 
 import ast
+import importlib.util
 import re
+import sys
 import tomllib
 from importlib.metadata import version
 from pathlib import Path
@@ -37,6 +39,34 @@ def test_a_missing_binding_is_reported_not_raised_at_import(monkeypatch):
     monkeypatch.setattr(fence, "_ffi", None)
     with pytest.raises(fence.FenceError, match=rf"pylibsrtp {re.escape(version('pylibsrtp'))} .*srtp_protect"):
         fence.check()
+
+
+def test_internal_modules_an_upgrade_moved_are_reported_not_raised_at_import(monkeypatch):
+    for module in INTERNAL_MODULES:
+        monkeypatch.setitem(sys.modules, module, None)  # importing it now raises ImportError
+    spec = importlib.util.spec_from_file_location("fence_after_an_upgrade", fence.__file__)
+    moved = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(moved)  # a fresh copy of mcu.fence: its import does not fail
+    with pytest.raises(moved.FenceError) as failure:
+        moved.check()
+    message = str(failure.value)
+    assert f"aiortc {version('aiortc')} (tested {fence.TESTED['aiortc']})" in message
+    assert f"aioice {version('aioice')} (tested {fence.TESTED['aioice']})" in message
+    for hook in (
+        "clock.current_ntp_time()",
+        "rtcrtpreceiver.NackGenerator.missing",
+        "mdns.MDnsProtocol.datagram_received(data, addr)",
+        "turn.UDP_SOCKET_BUFFER_SIZE",
+        "_binding.lib.srtp_protect",
+    ):
+        assert hook in message
+
+
+def test_sender_reports_read_aiortcs_ntp_clock():
+    from aiortc.clock import current_ntp_time
+
+    before = current_ntp_time()
+    assert before <= fence.ntp_time() <= current_ntp_time()
 
 
 async def test_the_media_node_does_not_start_without_its_hooks(monkeypatch):
@@ -83,6 +113,8 @@ PRIVATE = {
     fence._ACTIVE_SSRC,
 }
 LIBRARIES = ("aiortc", "aioice", "pylibsrtp")
+# internal modules of those libraries that only the fence imports (guarded)
+INTERNAL_MODULES = ("aiortc.clock", "aiortc.rtcrtpreceiver", "aioice.mdns", "aioice.turn", "pylibsrtp._binding")
 
 
 def _private_uses(path: Path) -> list[str]:
@@ -97,11 +129,15 @@ def _private_uses(path: Path) -> list[str]:
         elif isinstance(node, ast.Constant) and node.value in PRIVATE:  # getattr/setattr by name
             found.append(f"{path}:{node.lineno}: {node.value!r}")
         elif isinstance(node, (ast.Import, ast.ImportFrom)):
-            modules = [alias.name for alias in node.names] if isinstance(node, ast.Import) else [node.module or ""]
+            if isinstance(node, ast.Import):
+                modules = [alias.name for alias in node.names]
+            else:  # ``from aiortc import clock`` imports aiortc.clock
+                modules = [node.module or ""] + [f"{node.module}.{alias.name}" for alias in node.names]
             found += [
                 f"{path}:{node.lineno}: import {m}"
                 for m in modules
-                if m.split(".")[0] in LIBRARIES and any(part.startswith("_") for part in m.split("."))
+                if m in INTERNAL_MODULES
+                or (m.split(".")[0] in LIBRARIES and any(part.startswith("_") for part in m.split(".")))
             ]
     return found
 
