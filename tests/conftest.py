@@ -9,7 +9,7 @@ import pytest
 import uvloop
 
 from tests.support.harness import start_node
-from tests.support.layers import layer_of
+from tests.support.layers import layer_of, start_nothing, unit_test_started
 from tests.support.redis_server import RedisServer
 
 # Nodes on one Redis need one node key (settings.node_key, never in the store); the nodes these
@@ -69,6 +69,29 @@ async def mnode(tmp_path):
 
 
 def pytest_collection_modifyitems(config, items):
-    """Mark every test with its layer (tests/support/layers.py): ``pytest -m unit`` is the fast one."""
+    """Mark every test with its layer (rules in tests/support/layers.py): ``pytest -m unit`` is the fast one."""
     for item in items:
         item.add_marker(layer_of(item))
+
+
+CALL_PASSED = pytest.StashKey[bool]()
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item, call):
+    report = yield
+    if report.when == "call":
+        item.stash[CALL_PASSED] = report.passed
+    return report
+
+
+@pytest.fixture(autouse=True)
+def unit_tests_start_nothing(request):
+    """A test marked unit fails if it binds or connects a socket or starts a process (tests/support/layers.py)."""
+    if request.node.get_closest_marker("unit") is None:
+        yield
+        return
+    with start_nothing(request.node.nodeid) as offences:
+        yield
+    if offences and request.node.stash.get(CALL_PASSED, False):  # it passed by catching the error
+        pytest.fail(unit_test_started(request.node.nodeid, offences[0]))

@@ -3,9 +3,13 @@ clears the chair's mute of the floor holder and the terminal unmutes itself, so 
 
 from __future__ import annotations
 
+import pytest
+
 from tests.support.agents import make_agent
 from tests.support.waiting import until
 from tests.support.harness import WsClient
+
+pytestmark = pytest.mark.integration
 
 DISTRICT = "hg-meo-vac"
 

@@ -3,6 +3,8 @@ media node (sending per kind, inbound kbit/s, loss both ways, a grade)."""
 
 from __future__ import annotations
 
+import pytest
+
 from mcu.meeting.quality import grade
 from tests.support.agents import make_agent
 from tests.support.waiting import until_async
@@ -16,6 +18,7 @@ async def _media(node, meeting_id: str) -> dict:
     return live.get("media", {})
 
 
+@pytest.mark.integration
 async def test_live_reports_sending_bitrate_loss_and_quality(mnode, tmp_path):
     a_id, b_id = [ep.id for ep in mnode.ctx.directory.select(["tier:commune@hg-meo-vac"])][:2]
     a = await make_agent(mnode, tmp_path, a_id)
@@ -67,6 +70,7 @@ def test_grades():
     assert grade(viewer) == ("good", [])
 
 
+@pytest.mark.integration
 async def test_no_media_field_without_a_media_node(node):
     meeting = await node.schedule(chair=DISTRICT, invited=["tree:hg-meo-vac"], minutes_from_now=0)
     status, live = await node.call("GET", f"/api/v1/meetings/{meeting['id']}/live")

@@ -13,11 +13,14 @@ import asyncio
 from datetime import datetime
 
 import aiohttp
+import pytest
 
 from tests.support.agents import make_agent
 from tests.support.waiting import until, until_async
 from tests.support.harness import ADMIN_PASSWORD, VN
 from tests.web.browser import expect, has_class
+
+pytestmark = pytest.mark.browser
 
 DISTRICT = "hg-meo-vac"
 AGENT = dict(video_size="320x180", fps=10)

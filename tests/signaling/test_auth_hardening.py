@@ -17,6 +17,8 @@ from signaling.auth import authenticator as auth_module
 from tests.support.cluster import flush
 from tests.support.harness import ADMIN_PASSWORD, WsClient, start_node
 
+pytestmark = pytest.mark.integration
+
 WRONG = {"username": "admin", "password": "wrong password"}
 
 

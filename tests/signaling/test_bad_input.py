@@ -9,6 +9,8 @@ import pytest
 from signaling.auth.tokens import Claims
 from tests.support.harness import WsClient
 
+pytestmark = pytest.mark.integration
+
 
 async def meetings_in_store(node) -> int:
     return len(await node.ctx.store.list("meetings"))

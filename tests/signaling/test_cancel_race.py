@@ -16,6 +16,8 @@ import pytest
 from tests.support.media_clients import wait_for
 from tests.signaling.test_removal import CHAIR, TARGET, HttpPeer, delete_status, joined, media_peers_of
 
+pytestmark = pytest.mark.integration
+
 
 @pytest.mark.parametrize("cancel", ["occurrence", "meeting"])
 async def test_a_cancel_before_the_first_pass_ends_every_session(media_node, cancel):

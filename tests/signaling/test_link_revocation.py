@@ -13,6 +13,8 @@ from __future__ import annotations
 import asyncio
 import time
 
+import pytest
+
 from tests.support.harness import Node, WsClient
 from tests.support.media_clients import wait_for
 from tests.signaling import test_removal
@@ -26,6 +28,8 @@ from tests.signaling.test_removal import (
     media_floor,
     media_peers_of,
 )
+
+pytestmark = pytest.mark.integration
 
 two_media_nodes = test_removal.two_media_nodes  # the fixture: two nodes sharing Redis, media on a
 WITHIN = 1.0  # s: a revoked link's sessions end and its floor clears within this

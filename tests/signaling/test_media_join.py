@@ -6,8 +6,12 @@ from __future__ import annotations
 import json
 from datetime import datetime, timedelta
 
+import pytest
+
 from tests.support.harness import VN, WsClient
 from tests.support.media_clients import Client, PatternTrack, ToneTrack, WsPeerBridge, wait_for
+
+pytestmark = pytest.mark.integration
 
 
 async def test_two_endpoints_exchange_video_through_signaling(media_node):

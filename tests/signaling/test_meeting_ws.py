@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import pytest
+
 from tests.support.harness import WsClient
+
+pytestmark = pytest.mark.integration
 
 
 def pick(node):

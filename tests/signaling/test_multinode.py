@@ -7,6 +7,8 @@ import pytest
 from tests.support.cluster import flush
 from tests.support.harness import WsClient, start_node
 
+pytestmark = pytest.mark.integration
+
 
 async def test_scheduler_notifies_online_invited_endpoints(node):
     district = "hg-meo-vac"

@@ -42,6 +42,7 @@ def ws_hello(port: int, token: str) -> None:
     asyncio.run(run())
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("log_format", ["json", "text"])
 def test_malformed_requests_never_put_a_token_or_password_in_the_log(tmp_path, log_format):
     data, port = tmp_path / "data", free_port()

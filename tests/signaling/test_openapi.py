@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 from openapi_spec_validator import validate
+import pytest
+
+pytestmark = pytest.mark.integration
 
 
 async def test_openapi_matches_routes(node):

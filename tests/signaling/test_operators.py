@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
+
+pytestmark = pytest.mark.integration
+
 
 async def test_add_login_list_delete_operator(node):
     status, body = await node.call(

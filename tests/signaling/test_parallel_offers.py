@@ -13,9 +13,12 @@ import json
 
 import aiohttp
 from aiortc import RTCPeerConnection
+import pytest
 
 from tests.support.harness import WsClient
 from tests.support.media_clients import PatternTrack, ToneTrack
+
+pytestmark = pytest.mark.integration
 
 SESSIONS = 4
 

@@ -16,6 +16,8 @@ import pytest
 from tests.support.harness import WsClient
 from tests.support.media_clients import Client, PatternTrack, ToneTrack, WsPeerBridge, offer_sdp, wait_for
 
+pytestmark = pytest.mark.integration
+
 
 def _bundle_naming_a_missing_mid(sdp: str) -> str:
     return "\r\n".join(

@@ -25,6 +25,8 @@ from tests.support.cluster import flush
 from tests.support.harness import HAGIANG, ROOT, Node, WsClient, start_node
 from tests.support.media_clients import PatternTrack, ToneTrack, wait_for
 
+pytestmark = pytest.mark.integration
+
 CHAIR, TARGET = "hg-ubnd", "hg-meo-vac"
 BRIGHT = 220  # the target's picture; nothing else in the meeting publishes
 

@@ -21,6 +21,8 @@ from tests.support.harness import Node, WsClient
 from tests.support.media_clients import wait_for
 from tests.signaling.test_removal import TARGET, HttpPeer, delete_status, media_peers_of
 
+pytestmark = pytest.mark.integration
+
 TRIES = 3  # the node's own read of the marker may land inside the gap: then try again
 
 

@@ -28,6 +28,8 @@ from tests.support.cluster import flush
 from tests.support.harness import HAGIANG, ROOT, free_port, start_node
 from tests.signaling.test_server_process import start as start_serve
 
+pytestmark = pytest.mark.integration
+
 
 def mode(path) -> int:
     return stat.S_IMODE(os.stat(path).st_mode)

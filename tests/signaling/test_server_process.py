@@ -13,7 +13,11 @@ import urllib.request
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
+import pytest
+
 from tests.support.harness import HAGIANG, free_port
+
+pytestmark = pytest.mark.integration
 
 VN = timezone(timedelta(hours=7))
 

@@ -20,6 +20,8 @@ from tests.support.cluster import flush
 from signaling.guard.log_redact import QuietBadRequests
 from tests.support.harness import ADMIN_PASSWORD, WsClient, start_node
 
+pytestmark = pytest.mark.integration
+
 
 class RawHttp:
     """One TCP connection to the node; every write leaves as its own segment (TCP_NODELAY)."""

@@ -21,6 +21,8 @@ from tests.support.cluster import flush
 from tests.support.harness import Node, WsClient, start_node
 from tests.support.media_clients import PatternTrack, ToneTrack, wait_for
 
+pytestmark = pytest.mark.integration
+
 CAPS = {
     "whip_sessions_per_token": 2,
     "whep_sessions_per_token": 4,

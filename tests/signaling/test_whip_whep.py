@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
+import pytest
 
 from tests.support.media_clients import PatternTrack, ToneTrack, wait_for
+
+pytestmark = pytest.mark.integration
 
 
 async def post_sdp(node, path: str, token: str, sdp: str, ctype: str = "application/sdp"):

@@ -1,122 +1,109 @@
-"""Which test layer a test belongs to: ``browser``, ``integration`` or ``unit`` (README, "Tests").
+"""Test layers (README, "Tests"): which layer a test is in, and the guard that keeps unit tests honest.
 
-- browser: everything under tests/web, and any test that drives a browser (the ``browser`` or
-  ``page`` fixture);
-- integration: a test that starts a server, a media node, a real WebRTC peer, a Redis server or a
-  process, itself or through a fixture or helper it uses;
-- integration also: tests/fuzz, whose tests send thousands of inputs each (seconds per test);
-- unit: the rest; they run in seconds in all.
+A test's layer is, in this order:
 
-"Starts" is read from the code, not from a list of fixture names: the test function, the fixtures
-it uses and every function or class of tests/ they call (followed through their globals) are
-searched for the objects below. A marker written on a test (``pytest.mark.integration``, or on a
-fixture parameter as ``pytest.param("redis", marks=pytest.mark.integration)``) wins.
+1. the layer marker written on it, its class or its module (``pytestmark = pytest.mark.integration``,
+   or ``pytest.param(..., marks=pytest.mark.integration)``); the heaviest wins if several are;
+2. ``browser`` for everything under tests/web, ``integration`` for everything under tests/fuzz;
+3. ``unit`` otherwise.
+
+A unit test starts nothing: while one runs, :func:`start_nothing` fails it if it binds or connects a
+socket, opens a server or a datagram endpoint, or starts a process. The failure names what it did;
+the fix is to mark the test (or its module) integration.
 """
 
 from __future__ import annotations
 
-import ast
 import asyncio
-import inspect
+import ctypes.util
+import socket
 import subprocess
-import textwrap
-import types
-from functools import cache
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-import aiohttp.test_utils
-from aiohttp import web
-from aiortc import RTCPeerConnection
+import pytest
+import uvloop
 
-from endpoints.agent import Agent
-from mcu.node import LocalMediaNode
-from signaling.guard.connection_limits import GuardedSite
-
-LAYERS = ("unit", "integration", "browser")
+LAYERS = ("unit", "integration", "browser")  # lightest first
 TESTS = Path(__file__).resolve().parent.parent
-BROWSER_FIXTURES = frozenset({"browser", "page"})
+DIRECTORY_LAYERS = {TESTS / "web": "browser", TESTS / "fuzz": "integration"}
 
-# What a unit test never touches: servers, media nodes, WebRTC peers, processes (RedisServer and
-# the process helpers are found through the subprocess module they use).
-STARTERS: tuple[Any, ...] = (
-    web.AppRunner,
-    web.TCPSite,
-    aiohttp.test_utils.TestServer,
-    GuardedSite,
-    LocalMediaNode,
-    RTCPeerConnection,
-    Agent,
-    subprocess,
-    asyncio.create_subprocess_exec,
-    asyncio.create_subprocess_shell,
-    asyncio.start_server,
+# What a unit test must not call. The event loop methods are patched on both loops the tests run on:
+# uvloop's are its own (C), not asyncio's, and do not go through socket.socket.
+LOOP_METHODS = (
+    "create_server",
+    "create_connection",
+    "create_datagram_endpoint",
+    "create_unix_server",
+    "create_unix_connection",
+    "subprocess_exec",
+    "subprocess_shell",
 )
+SOCKET_METHODS = ("bind", "connect", "connect_ex")
 
 
-def layer_of(item: Any) -> str:
-    """The layer of a collected pytest item."""
-    explicit = [mark.name for mark in item.iter_markers() if mark.name in LAYERS]
-    if explicit:
-        return max(explicit, key=LAYERS.index)  # the heaviest one written
-    path = Path(str(item.path)).resolve()
-    if path.is_relative_to(TESTS / "web") or BROWSER_FIXTURES & set(item.fixturenames):
-        return "browser"
-    if path.is_relative_to(TESTS / "fuzz"):
-        return "integration"
-    functions = [getattr(item, "function", None)]
-    for name in item.fixturenames:
-        functions.extend(fixture.func for fixture in item._fixtureinfo.name2fixturedefs.get(name, ()))
-    return "integration" if any(_starts_something(f) for f in functions if f is not None) else "unit"
+def layer_of(item: pytest.Item) -> str:
+    """The layer of a collected test."""
+    written = [mark.name for mark in item.iter_markers() if mark.name in LAYERS]
+    if written:
+        return max(written, key=LAYERS.index)
+    path = Path(item.path).resolve()
+    for directory, layer in DIRECTORY_LAYERS.items():
+        if path.is_relative_to(directory):
+            return layer
+    return "unit"
 
 
-@cache
-def _starts_something(code: Any) -> bool:
-    """Whether ``code`` names a starter, directly or through the functions and classes of tests/
-    that it names (depth first, each visited once)."""
-    seen: set[int] = set()
-    pending = [code]
-    while pending:
-        current = inspect.unwrap(pending.pop())
-        if id(current) in seen or not _in_tests(current):
-            continue
-        seen.add(id(current))
-        for obj in _named_objects(current):
-            if any(obj is starter for starter in STARTERS):
-                return True
-            if isinstance(obj, (types.FunctionType, type)):
-                pending.append(obj)
-    return False
+class StartedSomething(AssertionError):
+    """A unit test started a server, a connection or a process."""
 
 
-def _in_tests(obj: Any) -> bool:
-    try:
-        source_file = inspect.getsourcefile(obj)
-    except TypeError:  # a builtin or an instance
-        return False
-    return source_file is not None and Path(source_file).resolve().is_relative_to(TESTS)
+@contextmanager
+def start_nothing(test_id: str) -> Iterator[list[str]]:
+    """While inside, a socket bind or connect, a server, a datagram endpoint or a process raises
+    :class:`StartedSomething` naming what ``test_id`` did; the list yielded records each one (for code
+    that catches the error). Looking a C library up (``ctypes.util.find_library`` runs ldconfig) is allowed."""
+    offences: list[str] = []
+    library_lookups = 0
+
+    def forbidden(name: str, original: Callable[..., Any], describe: Callable[..., str]) -> Callable[..., Any]:
+        def call(*args: Any, **kwargs: Any) -> Any:
+            if library_lookups:
+                return original(*args, **kwargs)
+            offences.append(f"called {name}({describe(*args, **kwargs)})")
+            raise StartedSomething(unit_test_started(test_id, offences[-1]))
+
+        return call
+
+    def find_library(name: str) -> str | None:
+        nonlocal library_lookups
+        library_lookups += 1
+        try:
+            return original_find_library(name)
+        finally:
+            library_lookups -= 1
+
+    original_find_library = ctypes.util.find_library
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(ctypes.util, "find_library", find_library)
+        for method in SOCKET_METHODS:
+            original = getattr(socket.socket, method)
+            patch.setattr(
+                socket.socket, method, forbidden(f"socket.{method}", original, lambda _, address: repr(address))
+            )
+        popen = forbidden("subprocess.Popen", subprocess.Popen.__init__, lambda _, argv, *__, **___: repr(argv))
+        patch.setattr(subprocess.Popen, "__init__", popen)
+        for loop_class in (asyncio.BaseEventLoop, uvloop.Loop):
+            for method in LOOP_METHODS:
+                original = getattr(loop_class, method)
+                patch.setattr(loop_class, method, forbidden(f"loop.{method}", original, lambda *_, **__: "..."))
+        yield offences
 
 
-def _named_objects(code: Any) -> list[Any]:
-    """The objects that ``code``'s names and ``module.attribute`` references resolve to."""
-    scope = _globals_of(code)
-    found = []
-    for node in ast.walk(_syntax(code)):
-        if isinstance(node, ast.Name) and node.id in scope:
-            found.append(scope[node.id])
-        elif isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name):
-            owner = scope.get(node.value.id)
-            if isinstance(owner, (types.ModuleType, type)) and hasattr(owner, node.attr):
-                found.append(getattr(owner, node.attr))
-    return found
-
-
-def _globals_of(code: Any) -> dict[str, Any]:
-    if isinstance(code, types.FunctionType):
-        return code.__globals__
-    return vars(inspect.getmodule(code))
-
-
-@cache
-def _syntax(code: Any) -> ast.AST:
-    return ast.parse(textwrap.dedent(inspect.getsource(code)))
+def unit_test_started(test_id: str, offence: str) -> str:
+    return (
+        f"{test_id} is a unit test but {offence}. A unit test starts nothing: if it must, mark it integration "
+        "(@pytest.mark.integration on it, or pytestmark = pytest.mark.integration in its module)."
+    )

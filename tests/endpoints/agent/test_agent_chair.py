@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import aiohttp
+import pytest
 
 from tests.support.agents import make_agent
 from tests.support.waiting import until
 from tests.endpoints.agent.test_agent_join import DISTRICT, communes
 from tests.support.harness import WsClient
+
+pytestmark = pytest.mark.integration
 
 
 async def get_status(agent) -> dict:

@@ -28,6 +28,7 @@ async def run_cli(*args: str) -> tuple[int, str]:
     return proc.returncode, (out + err).decode()
 
 
+@pytest.mark.integration
 async def test_unknown_endpoint_and_wrong_secret_exit_2(node, tmp_path):
     secret = tmp_path / "secret"
     secret.write_text("not-the-secret\n")
@@ -99,6 +100,7 @@ def test_bad_settings_name_the_problem(tmp_path, capsys):
         load_config(None, {"server": "http://a, ftp://b", "endpoint": "x", "secret": "s"})
 
 
+@pytest.mark.integration
 async def test_cli_runs_as_a_service_joins_and_stops_on_sigterm(node, tmp_path):
     """The real command: joins the open meeting by itself, writes its log, SIGTERM -> leave, exit 0."""
     import signal
@@ -155,6 +157,7 @@ async def test_cli_runs_as_a_service_joins_and_stops_on_sigterm(node, tmp_path):
             await proc.wait()
 
 
+@pytest.mark.integration
 async def test_control_port_in_use_is_a_config_error(node, tmp_path):
     import socket
 

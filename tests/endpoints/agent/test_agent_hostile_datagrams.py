@@ -16,11 +16,15 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from tests.support.agents import make_agent
 from tests.support.waiting import until
 from tests.endpoints.agent.test_agent_join import DISTRICT, communes
 from tests.support.harness import WsClient
 from tests.support.datagrams import hostile
+
+pytestmark = pytest.mark.integration
 
 SEED = 23
 PER_PORT = 1500

@@ -5,9 +5,12 @@ from __future__ import annotations
 import time
 
 import aiohttp
+import pytest
 
 from tests.support.agents import make_agent
 from tests.support.waiting import until, until_async
+
+pytestmark = pytest.mark.integration
 
 DISTRICT = "hg-meo-vac"
 

@@ -6,6 +6,7 @@ import fractions
 
 import av
 import numpy as np
+import pytest
 
 from endpoints.agent.sources import Sources
 from tests.support.agents import make_agent
@@ -54,6 +55,7 @@ async def test_file_source(tmp_path):
         src.stop()
 
 
+@pytest.mark.integration
 async def test_records_what_it_receives(mnode, tmp_path):
     a_id, b_id = communes(mnode)[6:8]
     meeting = await mnode.schedule(chair=DISTRICT, invited=["tier:commune@hg-meo-vac"])

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import time
 
+import pytest
+
 from tests.support.agents import make_agent
 from tests.support.waiting import until, until_async
 from tests.endpoints.agent.proxy import TcpProxy
 from tests.endpoints.agent.test_agent_join import DISTRICT, communes, live_ids
 
 
+@pytest.mark.integration
 async def test_meeting_closed_then_joins_the_next_open_one(node, tmp_path):
     a_id = communes(node)[4]
     first = await node.schedule(chair=DISTRICT, invited=["tier:commune@hg-meo-vac"], minutes_from_now=1)
@@ -36,6 +39,7 @@ async def test_meeting_closed_then_joins_the_next_open_one(node, tmp_path):
         await agent.stop()
 
 
+@pytest.mark.integration
 async def test_expired_or_refused_token_logs_in_again(node, tmp_path):
     a_id = communes(node)[5]
     await node.schedule(chair=DISTRICT, invited=["tier:commune@hg-meo-vac"])
@@ -67,6 +71,7 @@ async def _opened(node, occurrence_id: str) -> bool:
     return doc is not None and doc.get("state") == "open"
 
 
+@pytest.mark.integration
 async def test_chair_mute_survives_a_reconnect(node, tmp_path):
     """The server keeps the room's mutes; the rejoined terminal comes back muted."""
     from tests.support.harness import WsClient
@@ -114,6 +119,7 @@ def test_backoff_doubles_with_jitter_up_to_the_cap(tmp_path):
         log.close()
 
 
+@pytest.mark.integration
 async def test_removed_by_the_chair_does_not_rejoin(node, tmp_path):
     from tests.support.harness import WsClient
 

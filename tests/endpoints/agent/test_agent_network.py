@@ -10,11 +10,15 @@ from __future__ import annotations
 
 import time
 
+import pytest
+
 from tests.support.agents import make_agent
 from tests.support.waiting import until, until_async
 from tests.endpoints.agent.proxy import TcpProxy
 from tests.endpoints.agent.test_agent_join import DISTRICT, _server_packets, communes, live_ids
 from tests.support.harness import WsClient
+
+pytestmark = pytest.mark.integration
 
 CUT_S = 2.0
 

@@ -11,11 +11,14 @@ from __future__ import annotations
 import asyncio
 
 from aiortc import RTCPeerConnection, RTCSessionDescription
+import pytest
 
 from endpoints.agent.media import MeetingPeer
 from endpoints.agent.oplog import OpLog
 from endpoints.agent.sources import Sources
 from tests.support.media_clients import PatternTrack
+
+pytestmark = pytest.mark.integration
 
 
 async def test_a_server_offer_right_behind_the_answer_is_answered(tmp_path):

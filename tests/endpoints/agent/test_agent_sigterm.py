@@ -32,6 +32,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 import aiohttp
+import pytest
 
 from endpoints.agent.cli import STOP_BOUND_S as AGENT_BOUND_S
 from mcu.peer.bounded_stop import FORCED_EXIT
@@ -39,6 +40,8 @@ from signaling.cli import SERVE_STOP_BOUND_S
 from tests.support.agents import make_agent
 from tests.support.waiting import until
 from tests.support.harness import ADMIN_PASSWORD, HAGIANG, VN, free_port
+
+pytestmark = pytest.mark.integration
 
 ROOT = Path(__file__).resolve().parents[3]
 SEED = int(os.environ.get("GIAOBAN_SIGTERM_SEED", "1115"))

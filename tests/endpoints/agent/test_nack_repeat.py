@@ -6,10 +6,13 @@ import asyncio
 
 from aiortc import RTCConfiguration, RTCPeerConnection
 from aiortc.rtp import RtcpRtpfbPacket
+import pytest
 
 from endpoints.agent.nack_repeat import repeat_nacks
 from mcu.peer.ice import pin_host_addresses
 from tests.support.media_clients import PatternTrack, wait_for
+
+pytestmark = pytest.mark.integration
 
 
 async def test_missing_packets_are_nacked_again_and_again():

@@ -4,9 +4,12 @@ import asyncio
 import time
 
 import numpy as np
+import pytest
 
 from tests.support.media_clients import PatternTrack, wait_for
 from tests.mcu.bridge.helpers import MixClient, PitchTrack, tone_power
+
+pytestmark = pytest.mark.integration
 
 
 def tile_mean(picture: np.ndarray, col: int, row: int) -> float:

@@ -2,8 +2,12 @@
 
 import asyncio
 
+import pytest
+
 from tests.support.media_clients import PatternTrack, wait_for
 from tests.mcu.bridge.helpers import MixClient
+
+pytestmark = pytest.mark.integration
 
 
 async def test_plis_of_one_rendition_are_merged(node):

@@ -4,9 +4,13 @@ next to a fibre room, in one meeting with real aiortc peers."""
 import asyncio
 import time
 
+import pytest
+
 from tests.support.media_clients import wait_for
 from tests.mcu.bridge.helpers import MixClient, NoisyTrack, PitchTrack, audio_loss
 from tests.mcu.bridge.lossy import LossyLink
+
+pytestmark = pytest.mark.integration
 
 LINK_BPS = 384_000
 RUN_S = 14.0

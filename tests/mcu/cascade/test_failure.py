@@ -2,10 +2,14 @@
 
 import asyncio
 
+import pytest
+
 from mcu.api import MediaError
 from tests.mcu.cascade.helpers import edge_client
 from tests.support.media_clients import Client, PatternTrack, ToneTrack, wait_for
 from mcu.cascade.trunk import CascadeTrunk
+
+pytestmark = pytest.mark.integration
 
 RESET = {"type": "media_reset", "reason": "cascade link to origin lost"}
 

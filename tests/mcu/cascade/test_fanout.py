@@ -2,9 +2,13 @@
 
 import asyncio
 
+import pytest
+
 from tests.mcu.cascade.helpers import cascade_peers, edge_client, received_down, sent_down
 from tests.support.media_clients import Client, PatternTrack, ToneTrack, wait_for
 from mcu.cascade.trunk import CascadeTrunk
+
+pytestmark = pytest.mark.integration
 
 CHAIR_SHADE = 200
 WINDOW = 3.0  # s of traffic counted per phase

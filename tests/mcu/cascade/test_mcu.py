@@ -4,9 +4,13 @@ composes nothing itself."""
 import asyncio
 import time
 
+import pytest
+
 from mcu.cascade.trunk import REMB_CAPS, CascadeTrunk
 from tests.mcu.cascade.helpers import cascade_peers, edge_client
 from tests.support.media_clients import Client, PatternTrack, ToneTrack, wait_for
+
+pytestmark = pytest.mark.integration
 
 CHAIR_SHADE = 200
 

@@ -2,8 +2,12 @@
 
 import asyncio
 
+import pytest
+
 from tests.mcu.cascade.helpers import cascade_peers, edge_client
 from tests.support.media_clients import Client, PatternTrack, ToneTrack, wait_for
+
+pytestmark = pytest.mark.integration
 
 CHAIR_SHADE = 200
 COMMUNE_SHADE = 60

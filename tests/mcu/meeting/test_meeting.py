@@ -4,7 +4,11 @@ import asyncio
 import gc
 import os
 
+import pytest
+
 from tests.support.media_clients import Client, PatternTrack, ToneTrack, wait_for
+
+pytestmark = pytest.mark.integration
 
 
 def audio_frames(client: Client) -> dict[str, int]:

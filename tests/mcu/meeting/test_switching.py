@@ -2,7 +2,11 @@
 
 import asyncio
 
+import pytest
+
 from tests.support.media_clients import Client, PatternTrack, wait_for
+
+pytestmark = pytest.mark.integration
 
 
 def spy_keyframes(client: Client) -> list:

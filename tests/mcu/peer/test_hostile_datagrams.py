@@ -94,6 +94,7 @@ async def scenario() -> None:
         await node.stop()
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("loop", ["asyncio", "uvloop"])
 def test_media_survives_hostile_datagrams(loop: str) -> None:
     dropped = udp_guard.dropped

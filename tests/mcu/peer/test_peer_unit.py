@@ -131,6 +131,7 @@ async def test_an_answer_without_a_server_offer_is_refused(peer: LocalPeer) -> N
     assert peer.meeting.changed == 0  # type: ignore[attr-defined]
 
 
+@pytest.mark.integration
 async def test_first_offer_registers_media_and_missing_slots_become_a_server_offer(peer: LocalPeer) -> None:
     host: FakeHost = peer.meeting  # type: ignore[assignment]
     client = RTCPeerConnection()

@@ -18,6 +18,8 @@ from mcu.node import LocalMediaNode
 from mcu.peer.udp_guard import SOCKET_RCVBUF, SOCKET_SNDBUF
 from tests.support.media_clients import Client, PatternTrack, wait_for
 
+pytestmark = pytest.mark.integration
+
 
 def buffers(sock) -> tuple[int, int]:
     return (sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF), sock.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF))

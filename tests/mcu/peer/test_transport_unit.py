@@ -202,6 +202,7 @@ async def test_malformed_rtcp_and_a_failing_handler_are_contained():
 # -- sending ---------------------------------------------------------------------------------
 
 
+@pytest.mark.integration
 async def test_connected_dtls_binds_outputs_and_protects_rtcp(link_up):
     dtls, key, receiver = link_up
     calls = Recorder()
@@ -221,6 +222,7 @@ async def test_connected_dtls_binds_outputs_and_protects_rtcp(link_up):
     assert struct.unpack_from("!I", sent, 4)[0] == 0x77
 
 
+@pytest.mark.integration
 async def test_a_routed_packet_leaves_on_the_nominated_socket(link_up):
     dtls, key, receiver = link_up
     link = Recorder().transport()
@@ -236,6 +238,7 @@ async def test_a_routed_packet_leaves_on_the_nominated_socket(link_up):
     assert plain[1] & 0x7F == 109 and struct.unpack_from("!I", plain, 8)[0] == 0xC0
 
 
+@pytest.mark.integration
 async def test_dtls_closing_reports_down_and_close_forgets_everything(link_up):
     dtls, _, _ = link_up
     calls = Recorder()

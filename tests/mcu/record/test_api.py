@@ -21,6 +21,8 @@ from tests.support.harness import ADMIN_PASSWORD, HAGIANG, Node, free_port
 
 from tests.mcu.record.media import decode_all
 
+pytestmark = pytest.mark.integration
+
 
 async def _start(data_dir) -> Node:
     """tests.support.harness.start_node, plus the recording routes until app.py lists them."""

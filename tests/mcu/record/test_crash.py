@@ -9,11 +9,15 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from mcu.record import RecordingStore
 from mcu.record.recorder import INDEX
 from mcu.record.util import read_json
 
 from tests.mcu.record.media import RED, assert_colour, decode_all, peak_hz
+
+pytestmark = pytest.mark.integration
 
 ROOT = Path(__file__).resolve().parents[3]
 

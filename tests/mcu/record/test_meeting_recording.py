@@ -7,9 +7,12 @@ import asyncio
 
 import av
 import numpy as np
+import pytest
 
 from tests.support.harness import WsClient
 from tests.support.media_clients import Client, PatternTrack, ToneTrack, WsPeerBridge, wait_for
+
+pytestmark = pytest.mark.integration
 
 
 async def live_meeting(node) -> tuple[dict, list[Client]]:

@@ -4,6 +4,8 @@ import pytest
 
 from tests.support.media_clients import Client, PatternTrack, ToneTrack, wait_for
 
+pytestmark = pytest.mark.integration
+
 
 async def test_video_and_audio_arrive_and_decode(node):
     pub = Client(node, "m1", "pub", video=PatternTrack(200), audio=ToneTrack())

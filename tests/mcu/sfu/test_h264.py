@@ -5,6 +5,8 @@ import pytest
 from mcu.node import LocalMediaNode
 from tests.support.media_clients import Client, PatternTrack, wait_for
 
+pytestmark = pytest.mark.integration
+
 
 @pytest.fixture
 async def h264_node():

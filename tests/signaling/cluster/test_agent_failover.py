@@ -6,9 +6,13 @@ from __future__ import annotations
 import signal
 import time
 
+import pytest
+
 from tests.support.agents import make_agent
 from tests.support.cluster import cluster_view, running_cluster
 from tests.support.waiting import until
+
+pytestmark = pytest.mark.integration
 
 
 async def test_agents_come_back_after_their_signaling_node_and_media_node_die(tmp_path, redis_url):

@@ -7,8 +7,12 @@ from __future__ import annotations
 import re
 import time
 
+import pytest
+
 from tests.support.cluster import cluster_view, join_all, running_cluster
 from tests.support.media_clients import wait_for
+
+pytestmark = pytest.mark.integration
 
 
 async def media_peers(sig, port: int) -> int:

@@ -17,6 +17,8 @@ from tests.support.cluster import MEDIA_PAIR, cluster_view, flush, join_all, run
 from tests.support.harness import ROOT, HAGIANG, WsClient, free_port, start_node
 from tests.support.media_clients import wait_for
 
+pytestmark = pytest.mark.integration
+
 
 @pytest.mark.parametrize("how", [signal.SIGKILL, signal.SIGTERM], ids=["kill-9", "graceful-stop"])
 async def test_meeting_is_pinned_to_one_media_node_and_survives_its_kill(tmp_path, redis_url, how):

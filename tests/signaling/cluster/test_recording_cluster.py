@@ -7,10 +7,13 @@ from __future__ import annotations
 import asyncio
 
 import av
+import pytest
 
 from tests.support.cluster import cluster_view, join_all, running_cluster
 from tests.signaling.cluster.test_media_cluster import MEDIA_PAIR
 from tests.support.media_clients import wait_for
+
+pytestmark = pytest.mark.integration
 
 
 async def test_recording_and_hls_through_a_signaling_node_without_media(tmp_path, redis_url):

@@ -11,6 +11,8 @@ import pytest
 from tests.support.harness import VN, WsClient, tracebacks
 from tests.support.media_clients import offer_sdp
 
+pytestmark = pytest.mark.integration
+
 BASE = {"title": "Giao ban", "chair": "hg-meo-vac", "invited": ["tier:commune@hg-meo-vac"], "duration_minutes": 60}
 START = "2030-01-07T08:00"  # a Monday
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import pytest
 
+pytestmark = pytest.mark.integration
+
 START = "2030-01-07T08:00"
 MODES = {"fibre": "both", "thin": "sfu", "mobile": "mcu"}
 BODY = {

@@ -35,6 +35,7 @@ CHILD = textwrap.dedent("""
 """)
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("kind", ["sqlite", "redis"])
 async def test_writes_survive_kill_9(kind: str, tmp_path: Path, request) -> None:
     prefix = f"gbkill-{uuid.uuid4().hex[:8]}:"

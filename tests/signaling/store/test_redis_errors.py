@@ -8,6 +8,7 @@ from signaling.store import RedisStore, StoreError
 from tests.support.redis_server import RedisServer, free_port
 
 
+@pytest.mark.integration
 async def test_refused_port_names_address() -> None:
     port = free_port()  # nothing listens there
     store = RedisStore(f"redis://127.0.0.1:{port}/0", connect_timeout_s=2)
@@ -24,6 +25,7 @@ async def test_bad_url_is_store_error() -> None:
         await store.start()
 
 
+@pytest.mark.integration
 async def test_password_is_not_shown() -> None:
     port = free_port()
     store = RedisStore(f"redis://user:s3cret@127.0.0.1:{port}/0", connect_timeout_s=2)
@@ -33,6 +35,7 @@ async def test_password_is_not_shown() -> None:
     assert f"127.0.0.1:{port}" in str(info.value)
 
 
+@pytest.mark.integration
 async def test_server_lost_mid_use() -> None:
     with RedisServer() as server:
         store = RedisStore(server.url)
@@ -46,6 +49,7 @@ async def test_server_lost_mid_use() -> None:
         await store.stop()
 
 
+@pytest.mark.integration
 async def test_prefix_isolates_stores(redis_url: str) -> None:
     a, b = RedisStore(redis_url, prefix="gbtest-a:"), RedisStore(redis_url, prefix="gbtest-b:")
     await a.start()

@@ -19,6 +19,8 @@ import pytest
 from signaling.store import StoreError, open_store
 from tests.support.redis_server import HOST, free_port, redis_server_binary
 
+pytestmark = pytest.mark.integration
+
 PASSWORD = "acl-pass-9f3b7c1d"
 # the ACL line SECURITY.md recommends: giaoban's keys and channels only, nothing dangerous
 ACL = ["giaoban", "on", f">{PASSWORD}", "~gb:*", "&gb:*", "+@all", "-@dangerous"]
