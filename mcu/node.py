@@ -77,7 +77,7 @@ class LocalMediaNode:
         self._tick_task: asyncio.Task | None = None
         self._stopping_mcu: set[asyncio.Task] = set()
         self._holds: dict[str, int] = {}  # meeting id -> recordings/streams holding its pipeline
-        self.links = QualitySampler()  # per-endpoint link quality, sampled by the ticker
+        self.quality = QualitySampler()  # per-endpoint link quality, sampled by the ticker
         # Edge nodes: cascade_origin dict -> an object with the MediaNode protocol for the
         # meeting's origin (see mcu.cascade.trunk); injected by whoever runs the node
         self.origin_factory: Callable[[JsonObject], MediaNode] | None = None
@@ -211,7 +211,7 @@ class LocalMediaNode:
                     log.exception("sender report update failed for %s", peer.endpoint_id)
             if ticks % SENDER_REPORT_EVERY == 0:
                 try:
-                    self.links.sample(list(self.peers), now)
+                    self.quality.sample(list(self.peers), now)
                 except Exception:  # statistics are best effort too
                     log.exception("link statistics sample failed")
             for meeting in list(self.meetings.values()):
@@ -226,7 +226,7 @@ class LocalMediaNode:
     async def link_stats(self, meeting_id: str) -> LinkStats:
         """Per endpoint of an open meeting: sending, inbound kbit/s, loss both ways, quality
         (see ``mcu.meeting.quality``); {} when the meeting has no peers on this node."""
-        return self.links.report(self.meetings.get(meeting_id), time.monotonic())
+        return self.quality.report(self.meetings.get(meeting_id), time.monotonic())
 
     def stats(self) -> dict[str, Any]:
         return {

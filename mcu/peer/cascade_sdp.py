@@ -1,6 +1,6 @@
-"""What a cascade link says in its SDP, and how the origin reads it.
+"""What a cascade trunk says in its SDP, and how the origin reads it.
 
-A cascade link (``mcu.cascade.trunk``) is one peer connection from an edge node to the meeting's
+A cascade trunk (``mcu.cascade.trunk``) is one peer connection from an edge node to the meeting's
 origin node, negotiated through the plain ``MediaNode``/``MediaPeer`` protocol (only SDP
 strings cross it). Two facts ride in the edge's offers, in standard attributes:
 
@@ -28,14 +28,14 @@ class _Labelled(Protocol):
 
 
 class CascadePeer(Protocol):
-    """The origin's peer of a cascade link, as ``relabel`` sees it (``mcu.peer.peer.LocalPeer``)."""
+    """The origin's peer of a cascade trunk, as ``relabel`` sees it (``mcu.peer.peer.LocalPeer``)."""
 
     @property
     def streams(self) -> Mapping[str, _Labelled]: ...  # its upstream streams, by mid
 
 
 NOBODY = "-"  # msid stream id of an upstream m-line that carries no one now
-CASCADE_ROLE = "cascade"  # PeerSpec.role of a cascade link on the origin
+CASCADE_ROLE = "cascade"  # PeerSpec.role of a cascade trunk on the origin
 CASCADE_CONTENT = ("composite", "mix")  # receive slots a cascade asks for by a=content
 
 

@@ -30,7 +30,7 @@ class LineOwner(Protocol):
     video_codec: str
     media_mode: str
     keyframe_interval: float
-    link: PeerTransport
+    transport: PeerTransport
     pc: RTCPeerConnection
 
     @property
@@ -72,8 +72,8 @@ def publisher_stream(peer: LineOwner, mid: str, local: MLine, remote: MLine) -> 
         codec=local.codec,
         clock_rate=local.clock_rate,
         audio_level_id=local.audio_level_id,
-        send_keyframe_request=peer.link.send_keyframe_request,
-        send_nack=peer.link.send_nack,
+        send_keyframe_request=peer.transport.send_keyframe_request,
+        send_nack=peer.transport.send_nack,
         keyframe_interval=peer.keyframe_interval,
         priority=1 if source == "screen" else 0,
     )

@@ -5,11 +5,11 @@ aiortc's RTP objects (see ``mcu.peer.transport``): incoming RTP goes straight to
 ``Stream``, and every send m-line is an ``Output`` written by the router; aiortc's sender only
 sends RTCP sender reports for it (its track is idle).
 
-Every SDP operation runs in the peer's single owner task, fed by a bounded queue (overflow
-policy: reject the new operation with ``PeerBusy``), so negotiations never interleave. The
-server makes an offer when the meeting needs more send m-lines (another speaker's audio, a
-screen share); the client answers with ``handle_answer``. While a server offer is outstanding a
-client offer is refused (``Glare``): the client is the polite side and must answer first.
+Every SDP operation runs in the peer's owner task (``mcu.peer.owner_task``: one bounded queue,
+one task), so negotiations never interleave. The server makes an offer when the meeting needs
+more send m-lines (another speaker's audio, a screen share); the client answers with
+``handle_answer``. While a server offer is outstanding a client offer is refused (``Glare``):
+the client is the polite side and must answer first.
 
 What the peer asks of its meeting is the small ``PeerHost`` protocol (``mcu.meeting.meeting.Meeting``
 implements it), so this package imports nothing above the SFU and the bridge's rendition policy.
@@ -26,12 +26,12 @@ from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 from aiortc.rtcconfiguration import RTCBundlePolicy
 from aiortc.sdp import candidate_from_sdp
 
-from mcu.api import MediaError, MediaRetry
-
 from mcu.peer.cascade_sdp import CASCADE_ROLE, relabel
 from mcu.fence import sender_ssrc
 from mcu.peer.transport import PeerTransport
 from mcu.peer.bounded_stop import close_pc
+from mcu.peer.errors import Glare, PeerClosed, PeerError
+from mcu.peer.owner_task import OwnerTask
 from mcu.peer.negotiation import MLine, NegotiationError, check_bundle, describe, receives, sends, set_codec
 from mcu.peer.lines import publisher_stream, role_for_client_mline, subscriber_output
 from mcu.peer.rtcp import publisher_feedback, update_sender_reports
@@ -46,27 +46,10 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("mcu.peer.peer")
 
-OPS_QUEUE_SIZE = 32
 # A peer whose connection is not up this long after it was made never will be (an offer with no
 # usable candidates, a client that vanished before ICE): closed, so that it holds no place under
 # the session caps, no participant entry and no encoder (ICE through TURN on 3G takes seconds)
 CONNECT_TIMEOUT_S = 30.0
-
-
-class PeerError(MediaError):
-    """A request on a media peer that cannot be served (maps to a client error)."""
-
-
-class PeerBusy(PeerError, MediaRetry):
-    pass
-
-
-class Glare(PeerError, MediaRetry):
-    pass
-
-
-class PeerClosed(PeerError):
-    pass
 
 
 class PeerHost(Protocol):
@@ -123,15 +106,15 @@ class LocalPeer:
         self.refused_roles: list[str] = []  # roles whose m-line the client refused
         self._slots_queued = False
         self._roles: dict[str, str] = {}  # mid -> output role
-        self.link = PeerTransport(spec.endpoint_id, self._on_link_up, self.schedule_close, meeting.router.on_feedback)
+        self.transport = PeerTransport(
+            spec.endpoint_id, self._on_transport_up, self.schedule_close, meeting.router.on_feedback
+        )
         self._offer_outstanding = False
         self._want_offer = False
         self._answered_once = False
-        self._ops: asyncio.Queue = asyncio.Queue(OPS_QUEUE_SIZE)
-        self._task = asyncio.get_running_loop().create_task(self._run())
+        self._owner = OwnerTask(spec.endpoint_id)
         self.closed = False
         self.congested = False  # set by the meeting from RTCP receiver reports
-        self.dropped_notifications = 0
         self._close_task: asyncio.Task | None = None
         self._connect_deadline = asyncio.get_running_loop().call_later(CONNECT_TIMEOUT_S, self._check_connected)
 
@@ -163,48 +146,17 @@ class LocalPeer:
     async def _submit(self, op: Callable[[], Awaitable[Any]]) -> Any:
         if self.closed:
             raise PeerClosed(f"peer {self.endpoint_id} is closed")
-        fut = asyncio.get_running_loop().create_future()
-        try:
-            self._ops.put_nowait((op, fut))
-        except asyncio.QueueFull:
-            raise PeerBusy(f"peer {self.endpoint_id}: too many pending operations") from None
-        return await fut
+        return await self._owner.submit(op)
 
     def post(self, op: Callable[[], Awaitable[Any]], droppable: bool = False) -> None:
-        """Queue an operation nobody waits for (renegotiation, notifications).
+        """Queue an operation nobody waits for (renegotiation, notifications); a droppable one
+        (a speaker notification) is dropped while the queue is half full."""
+        if not self.closed:
+            self._owner.post(op, droppable)
 
-        Droppable ones (speaker notifications) are dropped once the queue is half full, so
-        that a slow client never makes its own SDP operations fail with ``PeerBusy``.
-        """
-        if self.closed:
-            return
-        if droppable and self._ops.qsize() >= OPS_QUEUE_SIZE // 2:
-            self.dropped_notifications += 1
-            return
-        fut = asyncio.get_running_loop().create_future()
-        fut.add_done_callback(_consume)
-        try:
-            self._ops.put_nowait((op, fut))
-        except asyncio.QueueFull:
-            fut.set_exception(PeerBusy("operation queue full"))
-
-    async def _run(self) -> None:
-        while True:
-            op, fut = await self._ops.get()
-            if fut.done():
-                continue
-            try:
-                result = await op()
-            except asyncio.CancelledError:  # the peer is closing (a newer peer of its id replaced it)
-                if not fut.done():  # the caller gets an error it can answer with, not a cancellation
-                    fut.set_exception(PeerClosed(f"peer {self.endpoint_id} was closed during this operation"))
-                raise
-            except Exception as exc:  # handed to the caller
-                if not fut.done():
-                    fut.set_exception(exc)
-            else:
-                if not fut.done():
-                    fut.set_result(result)
+    @property
+    def dropped_notifications(self) -> int:
+        return self._owner.dropped_notifications
 
     # -- negotiation -----------------------------------------------------------------------
 
@@ -312,7 +264,7 @@ class LocalPeer:
         """The meeting wants more send m-lines for this peer: offer them (in the owner task)."""
         if self.closed or not roles or not self.renegotiate or self._slots_queued:
             return
-        if self._ops.full():
+        if self._owner.full:
             log.warning("peer %s busy; slots %s not offered now", self.endpoint_id, roles)
             return
         self._slots_queued = True  # one queued request at a time; it re-reads what is missing
@@ -354,7 +306,7 @@ class LocalPeer:
 
     def _add_stream(self, mid: str, local: MLine, remote: MLine) -> None:
         stream = publisher_stream(self, mid, local, remote)
-        self.link.add_stream(stream, mid, remote.ssrcs, remote.rtx_ssrcs, local.mid_ext_id)
+        self.transport.add_stream(stream, mid, remote.ssrcs, remote.rtx_ssrcs, local.mid_ext_id)
         self.streams[mid] = stream
         if local.kind in self.muted_kinds:
             stream.set_muted(True)
@@ -364,16 +316,16 @@ class LocalPeer:
         out = subscriber_output(self, mid, line, role)
         self._roles[mid] = role
         self.outputs[mid] = out
-        self.link.add_output(out)
+        self.transport.add_output(out)
 
     # -- transport -------------------------------------------------------------------------
 
     def _install_hooks(self) -> None:
         transceivers = self.pc.getTransceivers()
         if transceivers:
-            self.link.attach(transceivers[0].receiver.transport, sender_ssrc(transceivers[0].sender))
+            self.transport.attach(transceivers[0].receiver.transport, sender_ssrc(transceivers[0].sender))
 
-    def _on_link_up(self) -> None:
+    def _on_transport_up(self) -> None:
         for out in self.outputs.values():
             src = out.source
             if src is not None and not out.live and out in src.waiting:
@@ -409,43 +361,30 @@ class LocalPeer:
             self.meeting.router.release(out)
         for mid in list(self.streams):
             self.meeting.router.remove_stream(self.streams[mid].stream_id)
-        self.link.close()
-        self._task.cancel()
-        try:
-            await self._task
-        except BaseException:
-            pass
-        while not self._ops.empty():
-            _, fut = self._ops.get_nowait()
-            if not fut.done():
-                fut.set_exception(PeerClosed("peer closed"))
+        self.transport.close()
+        await self._owner.stop()
         await close_pc(self.pc, self.endpoint_id)
         self.pc.remove_all_listeners()
         if self.on_closed is not None:
             self.on_closed(self)
 
     def update_sender_reports(self) -> None:
-        update_sender_reports(self.link, self.pc.getTransceivers(), self.outputs)
+        update_sender_reports(self.transport, self.pc.getTransceivers(), self.outputs)
 
     def send_publisher_feedback(self, interval: float) -> None:
         """RTCP receiver reports for the peer's published streams, plus REMB for video: a
         browser's congestion control needs them to raise its bitrate (aiortc's own receiver
         never sees the packets, so it cannot report them)."""
-        publisher_feedback(self.link, self.streams.values(), interval)
+        publisher_feedback(self.transport, self.streams.values(), interval)
 
     @property
     def connected(self) -> bool:
-        return self.link.binding is not None and not self.closed
+        return self.transport.binding is not None and not self.closed
 
     def stats(self) -> dict[str, Any]:
         return {
             "endpoint": self.endpoint_id,
             "streams": [s.stats() for s in self.streams.values()],
             "outputs": [o.stats() for o in self.outputs.values()],
-            "unknown_packets": self.link.unknown_packets,
+            "unknown_packets": self.transport.unknown_packets,
         }
-
-
-def _consume(fut: asyncio.Future) -> None:
-    if not fut.cancelled() and fut.exception() is not None:
-        log.warning("media peer operation failed: %s", fut.exception())

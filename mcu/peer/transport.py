@@ -10,8 +10,8 @@ nothing because the transport dies with the peer):
   no jitter buffer, no decoder.
 * RTCP feedback for the peer's outputs (PLI, FIR, NACK, receiver reports) goes to the router.
 
-When DTLS is connected the link binds the transport's SRTP session and the nominated ICE
-socket to every output of the peer (see ``mcu.sfu.subscriber.Output.bind_link``).
+When DTLS is connected it binds the transport's SRTP session and the nominated ICE
+socket to every output of the peer (see ``mcu.sfu.subscriber.Output.bind_transport``).
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ log = logging.getLogger("mcu.peer.transport")
 
 # aiortc's receive loop takes queued datagrams one after another without yielding; a 4 Mbit/s
 # key frame (~220 packets) fanned out to 100 subscribers held the event loop ~0.3-0.6 s under
-# uvloop (which queues 32 datagrams per read). The link yields once it has worked this long,
+# uvloop (which queues 32 datagrams per read). The transport yields once it has worked this long,
 # so that other sockets are read and timers run (loadtests/README.md, "Ingress").
 YIELD_AFTER_S = 0.005
 
@@ -55,7 +55,7 @@ class PeerTransport:
         self.outputs: list[Output] = []
         self.dtls: Any = None
         self.binding: tuple[Any, Any, Any] | None = None
-        self._owned_sock: Any = None  # a socket duplicate this link must close (uvloop)
+        self._owned_sock: Any = None  # a socket duplicate this transport must close (uvloop)
         self._resumed = 0.0  # perf_counter() when the receive loop last got the event loop
         self.rtcp_ssrc = 0
         self.unknown_packets = 0
@@ -80,7 +80,7 @@ class PeerTransport:
         if out.rtx_ssrc:
             self.out_by_ssrc[out.rtx_ssrc] = out
         if self.binding is not None:
-            out.bind_link(*self.binding)
+            out.bind_transport(*self.binding)
 
     # -- transport -------------------------------------------------------------------------
 
@@ -112,7 +112,7 @@ class PeerTransport:
         sock, self._owned_sock = send_socket(pair.protocol.transport)
         self.binding = (session, sock, pair.remote_addr)
         for out in self.outputs:
-            out.bind_link(*self.binding)
+            out.bind_transport(*self.binding)
         self._on_up()
 
     async def on_rtp_data(self, data: bytes, arrival_time_ms: int = 0) -> None:

@@ -54,7 +54,7 @@ class Router:
         if out.source is not None:
             out.source.remove_output(out)
         out.closed = True
-        out.unbind_link()
+        out.unbind_transport()
 
     def on_feedback(self, out: Output, items: list[Feedback]) -> None:
         for item in items:

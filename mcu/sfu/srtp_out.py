@@ -1,6 +1,6 @@
 """SRTP out: the primitives that write an outgoing RTP packet and protect it in place.
 
-A bound output (``subscriber.Output.bind_link``) holds a writable view of its subscriber's libsrtp
+A bound output (``subscriber.Output.bind_transport``) holds a writable view of its subscriber's libsrtp
 packet buffer. The fan-out loop (``stream.Stream.on_rtp``) and the slow path
 (``subscriber.Output.send_plain``) copy a packet into that view, patch sequence number, timestamp
 and SSRC (and a VP8 picture id) with ``pack_seq_ts_ssrc`` / ``pack_picture_id``, encrypt it where

@@ -59,7 +59,7 @@ class Stream:
     ) -> None:
         self.stream_id = stream_id
         self.endpoint_id = endpoint_id  # whose media it is ("": nobody's now, never routed)
-        self.via = endpoint_id  # the peer it arrives through (a cascade link relabels endpoint_id)
+        self.via = endpoint_id  # the peer it arrives through (a cascade trunk relabels endpoint_id)
         self.kind = kind
         self.source = source  # "mic" | "camera" | "screen"
         self.codec = codec.upper()
@@ -283,7 +283,7 @@ class Stream:
         out.live = False
         if not self._try_replay(out):
             self.waiting.append(out)
-            if self.kind == "video" and out.ready:  # else: asked for when its link is bound
+            if self.kind == "video" and out.ready:  # else: asked for when its transport is bound
                 self.request_keyframe()
 
     def remove_output(self, out: Output) -> None:

@@ -12,7 +12,7 @@ number, the next timestamp and the wall-clock time it refers to are stored, and 
 recomputed from them when the first packet of the next source is admitted.
 
 Sending: the subscriber's SRTP session (aiortc's outbound session, ``mcu.fence.srtp_sender``)
-and the nominated ICE socket are bound once (``bind_link``); the router then writes the packet
+and the nominated ICE socket are bound once (``bind_transport``); the router then writes the packet
 into the session's buffer, protects it in place with libsrtp and sends with a non-blocking
 ``sendto`` (``srtp_out``). The per-subscriber queue is the socket's kernel send buffer (bounded
 by SO_SNDBUF); overflow policy: drop the packet and count it (the subscriber recovers with NACK
@@ -87,7 +87,7 @@ class Output:
         self.level_id = audio_level_id if kind == "audio" else 0
         self.profile = (payload_type, self.level_id)
         self.priority = priority
-        # link (bound when DTLS is up)
+        # transport (bound when DTLS is up)
         self.ready = False
         self.mv: Any = None  # a memoryview of the session's buffer (Any: None until bound)
         self.cdata: Any = None
@@ -122,9 +122,9 @@ class Output:
         self.remb: int | None = None  # last REMB estimate for this SSRC (bit/s), if any
         self.closed = False
 
-    # -- link ------------------------------------------------------------------------------
+    # -- transport -------------------------------------------------------------------------
 
-    def bind_link(self, session: Session, sock: socket.socket, addr: tuple[Any, ...]) -> None:
+    def bind_transport(self, session: Session, sock: socket.socket, addr: tuple[Any, ...]) -> None:
         """Bind the SRTP session and UDP socket the packets go out on.
 
         The output keeps a reference to ``session``: the raw libsrtp pointers below stay valid
@@ -136,7 +136,7 @@ class Output:
         self.addr = addr
         self.ready = True
 
-    def unbind_link(self) -> None:
+    def unbind_transport(self) -> None:
         self.ready = False
         self.mv = None
         self.cdata = self.ctx = self.sendto = None

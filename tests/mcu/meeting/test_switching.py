@@ -128,7 +128,7 @@ async def test_packet_lost_before_the_node_is_recovered_from_publisher_rtx(node)
         await a.join()
         await s.join()
         assert await wait_for(lambda: len(s.video_frames()) >= 3)
-        link = node.meetings["m"].peers["a"].link
+        transport = node.meetings["m"].peers["a"].transport
         stream = next(iter(node.meetings["m"].peers["a"].streams.values()))
         dropped = []
 
@@ -139,7 +139,7 @@ async def test_packet_lost_before_the_node_is_recovered_from_publisher_rtx(node)
                     return
                 stream.on_rtp(data)
 
-        link.by_ssrc[stream.ssrc] = Lossy()
+        transport.by_ssrc[stream.ssrc] = Lossy()
         assert await wait_for(lambda: stream.rtx_received >= 1, timeout=5)
         assert stream.nacks_sent >= 1 and stream.cached(dropped[0]) is not None
         n = len(s.video_frames())

@@ -14,7 +14,9 @@ from mcu.api import PeerSpec
 from mcu.bridge.rendition_policy import DEFAULT_POLICY
 from mcu.peer.ice import pin_host_addresses
 from mcu.peer.negotiation import NegotiationError
-from mcu.peer.peer import OPS_QUEUE_SIZE, Glare, LocalPeer, PeerBusy, PeerClosed
+from mcu.peer.errors import Glare, PeerBusy, PeerClosed
+from mcu.peer.owner_task import OPS_QUEUE_SIZE
+from mcu.peer.peer import LocalPeer
 from mcu.sfu.router import Router
 
 

@@ -40,7 +40,7 @@ async def scenario() -> None:
             for protocol in connection._protocols:  # every socket the peer opened
                 rcvbuf, _ = buffers(protocol.transport.get_extra_info("socket"))
                 assert rcvbuf == 2 * SOCKET_RCVBUF, (name, rcvbuf)
-            session, sock, _ = peer.link.binding
+            session, sock, _ = peer.transport.binding
             assert isinstance(sock, socket.socket), (name, type(sock))  # the plain sendto path
             assert buffers(sock) == (2 * SOCKET_RCVBUF, 2 * SOCKET_SNDBUF), name
     finally:

@@ -36,7 +36,7 @@ def make_output(sock, key, ssrc=0xABCD, pt=100, kind="video"):
     out = Output(endpoint_id="s", kind=kind, role="main", ssrc=ssrc, payload_type=pt, clock_rate=90000)
     policy = Policy(key=key, ssrc_type=Policy.SSRC_ANY_OUTBOUND)
     policy.allow_repeat_tx = True  # as aiortc sets it: NACK answers without RTX reuse seqs
-    out.bind_link(Session(policy), sock, ("127.0.0.1", 9))
+    out.bind_transport(Session(policy), sock, ("127.0.0.1", 9))
     return out
 
 
@@ -135,7 +135,7 @@ def test_nack_answered_from_cache_with_rtx():
         rtx_ssrc=8,
         rtx_payload_type=101,
     )
-    out.bind_link(Session(Policy(key=key, ssrc_type=Policy.SSRC_ANY_OUTBOUND)), sock, None)
+    out.bind_transport(Session(Policy(key=key, ssrc_type=Policy.SSRC_ANY_OUTBOUND)), sock, None)
     s = Stream(stream_id="a", endpoint_id="a", kind="video", source="camera", codec="VP8", clock_rate=90000)
     s.add_output(out)
     s.on_rtp(rtp(100, 0, payload=VP8_KEY))
