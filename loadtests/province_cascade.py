@@ -28,7 +28,7 @@ import aiohttp
 
 from loadtests import province_report as rep
 from loadtests.province_cluster import Cluster, media_peers
-from mcu.cascade.trunk import COMPOSITE_RENDITION
+from mcu.cascade.lines import COMPOSITE_RENDITION
 
 DEFAULT_EDGE = "hg-hoang-su-phi,hg-vi-xuyen,hg-bac-quang"  # the three largest districts (75 endpoints)
 

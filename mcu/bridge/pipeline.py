@@ -67,7 +67,8 @@ class McuHost(Protocol):
     """The meeting as the pipeline sees it: who is on screen first, and whom it serves (a subset
     of ``mcu.meeting.contracts.MeetingHandle``, which this layer may not import)."""
 
-    floor: str | None
+    @property
+    def floor(self) -> str | None: ...
 
     @property
     def speaker(self) -> str | None: ...

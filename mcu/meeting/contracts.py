@@ -117,6 +117,9 @@ class MeetingHandle(Protocol):
     @property
     def speaker(self) -> str | None: ...
 
+    @property
+    def composite_layout(self) -> str | None: ...  # the chair's choice; None: by source count
+
     def mcu_wanted(self) -> bool: ...  # a member or a holder needs composing and mixing
 
     def streams_changed(self, streams: Iterable[Stream]) -> None: ...  # new, relabelled or gone: reroute

@@ -35,7 +35,7 @@ def sent_down(origin: Any, meeting: str) -> int:
 
 
 def received_down(edge: Any, meeting: str) -> int:
-    """RTP packets the edge has received over its cascade link."""
+    """RTP packets the edge has received over its cascade trunk."""
     m = edge.meetings.get(meeting)
-    link = m.extension(CascadeTrunk) if m else None
-    return sum(s.packets for s in link.streams.values()) if link else 0
+    trunk = m.extension(CascadeTrunk) if m else None
+    return sum(s.packets for s in trunk.lines.streams.values()) if trunk else 0

@@ -26,24 +26,24 @@ async def test_origin_loss_resets_edge_peers(nodes):
         for s in subs:
             await s.join()
         assert await wait_for(lambda: all(len(s.video_frames()) >= 5 for s in subs), 15)
-        link = edge.meetings["m"].extension(CascadeTrunk)
+        trunk = edge.meetings["m"].extension(CascadeTrunk)
         peers = [s.peer for s in subs]
-        await origin.stop()  # the origin node is gone (its side of the link closes)
+        await origin.stop()  # the origin node is gone (its side of the trunk closes)
 
         assert await wait_for(lambda: all(RESET in s.events for s in subs), 15)
         assert await wait_for(lambda: all(p.closed for p in peers), 5)
         assert await wait_for(lambda: not edge.peers and not edge.meetings, 5)
-        assert await wait_for(lambda: link._task.done(), 5)
-        assert link.closed and link.lost == RESET["reason"]
-        assert link.pc.connectionState == "closed"
-        assert not link.link.outputs and not link.link.by_ssrc
-        assert all(s.closed for s in link.streams.values())
-        assert all(o.closed for o in link.outputs.values())
+        assert await wait_for(lambda: trunk._task.done(), 5)
+        assert trunk.closed and trunk.lost == RESET["reason"]
+        assert trunk.pc.connectionState == "closed"
+        assert not trunk.transport.outputs and not trunk.transport.by_ssrc
+        assert all(s.closed for s in trunk.lines.streams.values())
+        assert all(o.closed for o in trunk.lines.outputs.values())
         assert not [
             t for t in asyncio.all_tasks() if getattr(t.get_coro(), "__qualname__", "").startswith("CascadeTrunk")
         ]
-        # a client that got media_reset opens a new peer: a fresh link is tried (and fails
-        # again while no origin is there), no stale link is reused
+        # a client that got media_reset opens a new peer: a fresh trunk is tried (and fails
+        # again while no origin is there), no stale trunk is reused
         again = edge_client(edge, "m", "commune-0", publish=False)
         try:
             await again.join()
@@ -57,7 +57,7 @@ async def test_origin_loss_resets_edge_peers(nodes):
             await c.close()
 
 
-async def test_last_local_peer_leaving_closes_the_link(nodes):
+async def test_last_local_peer_leaving_closes_the_trunk(nodes):
     origin, edge = nodes
     chair = Client(origin, "m", "chair", video=PatternTrack(200), recv_video=False, recv_audio=False)
     sub = edge_client(edge, "m", "commune-1", publish=False, recv_audio=False)
@@ -65,10 +65,10 @@ async def test_last_local_peer_leaving_closes_the_link(nodes):
         await chair.join()
         await sub.join()
         assert await wait_for(lambda: len(sub.video_frames()) >= 5, 15)
-        link = edge.meetings["m"].extension(CascadeTrunk)
+        trunk = edge.meetings["m"].extension(CascadeTrunk)
         assert len(origin.meetings["m"].peers) == 2
         await sub.close()
-        assert await wait_for(lambda: link.closed and link._task.done(), 5)
+        assert await wait_for(lambda: trunk.closed and trunk._task.done(), 5)
         assert not edge.meetings and not edge.peers
         assert await wait_for(lambda: list(origin.meetings["m"].peers) == ["chair"], 5)
         assert RESET not in sub.events  # a normal close tells nobody to reconnect

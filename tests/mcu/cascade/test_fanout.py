@@ -1,4 +1,4 @@
-"""One copy over the cascade link, whatever the number of edge subscribers."""
+"""One copy over the cascade trunk, whatever the number of edge subscribers."""
 
 import asyncio
 
@@ -24,7 +24,7 @@ async def count_window(origin, edge) -> tuple[int, int]:
     return sent_down(origin, "m") - sent0, received_down(edge, "m") - recv0
 
 
-async def test_edge_subscribers_share_one_copy_over_the_link(nodes):
+async def test_edge_subscribers_share_one_copy_over_the_trunk(nodes):
     origin, edge = nodes
     chair = Client(
         origin, "m", "chair", video=PatternTrack(CHAIR_SHADE), audio=ToneTrack(), recv_video=False, recv_audio=False
@@ -48,13 +48,13 @@ async def test_edge_subscribers_share_one_copy_over_the_link(nodes):
         assert edge.asked == [{"node_id": "origin", "url": "http://127.0.0.1:1/unused"}]
         assert len(origin.meetings["m"].peers) == 2  # the chair and the one cascade peer
         assert one[0] > 50 and one[1] > 50
-        # the link carries one copy: five subscribers cost the link what one did
+        # the trunk carries one copy: five subscribers cost the trunk what one did
         assert 0.75 < five[0] / one[0] < 1.33, (one, five)
         assert 0.75 < five[1] / one[1] < 1.33, (one, five)
-        # the edge fans out locally: every subscriber's main is fed by the link's stream
-        link = edge.meetings["m"].extension(CascadeTrunk)
+        # the edge fans out locally: every subscriber's main is fed by the trunk's stream
+        trunk = edge.meetings["m"].extension(CascadeTrunk)
         mains = [o for p in edge.meetings["m"].peers.values() for o in p.outputs.values() if o.role == "main"]
-        assert len(mains) == 5 and all(o.source in link.streams.values() for o in mains)
+        assert len(mains) == 5 and all(o.source in trunk.lines.streams.values() for o in mains)
     finally:
         for c in subs + [chair]:
             await c.close()

@@ -1,4 +1,4 @@
-"""MCU-mode edge subscribers get the origin's composite and mix over the link: the edge
+"""MCU-mode edge subscribers get the origin's composite and mix over the trunk: the edge
 composes nothing itself."""
 
 import asyncio
@@ -6,7 +6,8 @@ import time
 
 import pytest
 
-from mcu.cascade.trunk import REMB_CAPS, CascadeTrunk
+from mcu.cascade.lines import REMB_CAPS
+from mcu.cascade.trunk import CascadeTrunk
 from tests.mcu.cascade.helpers import cascade_peers, edge_client
 from tests.support.media_clients import Client, PatternTrack, ToneTrack, wait_for
 
@@ -62,11 +63,11 @@ async def test_mcu_subscriber_on_edge_gets_origin_composite(nodes, monkeypatch):
         assert await wait_for(lambda: composite.remb == REMB_CAPS["composite"], 5)
         await asyncio.sleep(2.0)
         assert om.mcu.rendition_of(cascade.endpoint_id) == "360p"  # the edge's REMB holds it
-        link = em.extension(CascadeTrunk)
+        trunk = em.extension(CascadeTrunk)
         outs = {o.role: o for o in em.peers["xa-thin"].outputs.values()}
-        assert outs["composite"].source is link._down("composite") and outs["composite"].live
-        assert outs["mix"].source is link._down("mix")
-        assert len(cascade_peers(origin, "m")) == 1  # the same link, one more pair of lines
+        assert outs["composite"].source is trunk.lines.down("composite") and outs["composite"].live
+        assert outs["mix"].source is trunk.lines.down("mix")
+        assert len(cascade_peers(origin, "m")) == 1  # the same trunk, one more pair of lines
         # the SFU subscriber on the same edge still gets the forwarded camera
         n = len(sfu.video_frames())
         assert await wait_for(lambda: len(sfu.video_frames()) >= n + 10, 10)

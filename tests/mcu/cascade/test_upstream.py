@@ -1,4 +1,4 @@
-"""Floor to an edge-local commune: its camera and microphone go up the link, attributed to it."""
+"""Floor to an edge-local commune: its camera and microphone go up the trunk, attributed to it."""
 
 import asyncio
 
@@ -23,7 +23,7 @@ def audio_frames(client) -> int:
 
 async def test_floor_on_edge_commune_reaches_origin_subscriber(nodes):
     origin, edge = nodes
-    # the chair has no microphone: any audio the origin's viewer gets came up the link
+    # the chair has no microphone: any audio the origin's viewer gets came up the trunk
     chair = Client(origin, "m", "chair", video=PatternTrack(CHAIR_SHADE), recv_video=False, recv_audio=False)
     viewer = Client(origin, "m", "province", publish=False)
     commune = edge_client(
@@ -65,7 +65,7 @@ async def test_floor_on_edge_commune_reaches_origin_subscriber(nodes):
         assert not any(s.endpoint_id == cascade.endpoint_id for s in om._streams("camera"))
         assert not any(s.endpoint_id == cascade.endpoint_id for s in om._streams("mic"))
         assert await wait_for(lambda: om.speaker == "xa-lung-cu", 5)
-        # what came up never goes back down: the link's main is the chair's camera
+        # what came up never goes back down: the trunk's main is the chair's camera
         down_main = next(o for o in cascade.outputs.values() if o.role == "main")
         assert down_main.source.endpoint_id == "chair"
         # the floor holder on the edge sees the origin's main (the chair), not itself

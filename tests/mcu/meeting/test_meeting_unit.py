@@ -90,9 +90,9 @@ class FakeExtension:
 
     name = "fake"
 
-    def __init__(self, streams: list[Stream] = (), origin_label: str | None = None) -> None:
+    def __init__(self, streams: list[Stream] = (), remote_origin: str | None = None) -> None:
         self.streams = list(streams)
-        self.origin_label = origin_label
+        self.remote_origin = remote_origin
         self.sources: list[Sources] = []
         self.forgotten: list[str] = []
         self.ticks: list[float] = []
@@ -122,7 +122,6 @@ class FakeComposer(FakeExtension):
 
     def __init__(self) -> None:
         super().__init__()
-        self.holders: set[str] = set()
         self.started = False
         self.layout: str | None = None
 
@@ -244,7 +243,7 @@ def test_a_floor_held_at_the_origin_routes_to_the_origins_streams() -> None:
     main = Stream(
         stream_id="cascade:o/1", endpoint_id="cascade:o", kind="video", source="camera", codec="VP8", clock_rate=90000
     )
-    m.attach(FakeExtension([main], origin_label="cascade:o"))
+    m.attach(FakeExtension([main], remote_origin="cascade:o"))
     s = join(m, FakeMember("s").receive("main"))
     join(m, FakeMember("a").publish("camera"))  # newer than the origin's
     m.set_floor("somebody-at-the-origin")
@@ -266,7 +265,7 @@ async def test_the_composer_runs_while_an_mcu_member_or_holder_needs_it() -> Non
     thin = join(m, FakeMember("t", media_mode="mcu"))
     assert len(made) == 1 and m.mcu is made[0] and made[0] in m.extensions
     assert thin.asked[-1] == ["composite", "mix"]
-    assert m.hold_mcu("record") is made[0] and made[0].holders == {"record"}
+    assert m.hold_mcu("record") is made[0] and m.mcu_holders == {"record"}
     m.remove_peer(thin)
     assert m.mcu is made[0]  # the recording still holds it
     m.release_mcu("record")
@@ -278,6 +277,6 @@ async def test_the_composer_runs_while_an_mcu_member_or_holder_needs_it() -> Non
 def test_an_edge_composes_nothing_itself() -> None:
     made: list[FakeComposer] = []
     m = Meeting("m", composer=lambda meeting: made.append(FakeComposer()) or made[-1])
-    m.attach(FakeExtension(origin_label="cascade:o"))
+    m.attach(FakeExtension(remote_origin="cascade:o"))
     join(m, FakeMember("t", media_mode="mcu"))
     assert made == [] and m.mcu_wanted()  # the origin's trunk asks for it instead

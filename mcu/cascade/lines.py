@@ -1,0 +1,173 @@
+"""The lines of a cascade trunk's peer connection to the origin, and their offer/answer.
+
+The edge offers every line itself (the origin makes no server offer on a trunk). Up (sendonly):
+``up-camera``, ``up-screen`` (``a=content:slides``) and ``audio_slots`` ``up-mic`` lines, the msid
+of each naming the endpoint it carries now. Down (recvonly): ``main``, ``slides`` and
+``audio_slots`` ``audio`` lines, and ``composite`` + ``mix`` (asked for with ``a=content``) once
+an edge subscriber is in MCU mode. The vocabulary is ``mcu.peer.cascade_sdp``'s.
+
+The origin's answer installs an ``Output`` per up line (routed by the trunk) and a ``Stream`` per
+down line the origin sends on, labelled "" until media arrives (the trunk watches them).
+"""
+
+from __future__ import annotations
+
+from aiortc import RTCPeerConnection, RTCRtpTransceiver, RTCSessionDescription
+
+from mcu.api import PeerSpec
+from mcu.bridge.rendition_policy import RENDITION_BITRATE
+from mcu.fence import sender_rtx_ssrc, sender_ssrc, set_sender_stream_id
+from mcu.peer.cascade_sdp import CASCADE_ROLE, add_content, encode_label
+from mcu.peer.negotiation import describe, sends, set_codec
+from mcu.peer.rtcp import REMB_MAX
+from mcu.peer.tracks import IdleTrack
+from mcu.peer.transport import PeerTransport
+from mcu.sfu.router import Router
+from mcu.sfu.stream import Stream
+from mcu.sfu.subscriber import Output
+
+# The composite rendition asked for over the trunk: MCU mode is for thin/mobile communes (their
+# start renditions are 360p/180p); the origin's rendition controller still moves it on the trunk's loss.
+COMPOSITE_RENDITION = "360p"
+# What the edge's REMB allows per received slot: the composite just over its rendition's bitrate,
+# so the origin's rendition controller may move it down on loss but never up (the edge cannot
+# scale a bigger rendition down for its thin subscribers)
+REMB_CAPS = {**REMB_MAX, "composite": RENDITION_BITRATE[COMPOSITE_RENDITION] * 6 // 5}
+# role of each line -> (kind, direction, a=content, Stream.source for received lines)
+DOWN = {
+    "main": ("video", "camera", ""),
+    "slides": ("video", "screen", ""),
+    "audio": ("audio", "mic", ""),
+    "composite": ("video", "composite", "composite"),
+    "mix": ("audio", "mix", "mix"),
+}
+UP = {"up-camera": ("video", ""), "up-screen": ("video", "slides"), "up-mic": ("audio", "")}
+
+
+def origin_spec(meeting_id: str, node_id: str, endpoint_id: str) -> PeerSpec:
+    """The trunk's peer on the origin: a ``cascade`` member named after this edge node."""
+    return PeerSpec(
+        meeting_id=meeting_id,
+        endpoint_id=endpoint_id,
+        display_name=f"{node_id} (cascade)",
+        role=CASCADE_ROLE,
+        link="fibre",
+        publish=True,
+        # the edge offers every line itself (no server offers); SFU until it asks for MCU
+        extra={
+            "media_mode": "sfu",
+            "renegotiate": False,
+            "start_rendition": COMPOSITE_RENDITION,
+            "cascade_edge": node_id,
+        },
+    )
+
+
+class TrunkLines:
+    """The m-lines of one trunk's connection: what each carries, the edge's offer, the answer."""
+
+    def __init__(
+        self,
+        transport: PeerTransport,
+        router: Router,
+        *,
+        label: str,
+        endpoint_id: str,
+        video_codec: str,
+        keyframe_interval: float,
+    ) -> None:
+        self.pc: RTCPeerConnection | None = None  # made once the origin has a peer for the trunk
+        self.transport = transport
+        self.router = router
+        self.label = label  # endpoint id of the origin's streams here
+        self.endpoint_id = endpoint_id  # the trunk's endpoint id at the origin
+        self.video_codec = video_codec
+        self.keyframe_interval = keyframe_interval
+        self.roles: dict[RTCRtpTransceiver, str] = {}
+        self.streams: dict[str, Stream] = {}  # received from the origin, by mid
+        self.outputs: dict[str, Output] = {}  # sent up, by mid
+        self.offers = 0  # answered
+
+    def open(self, pc: RTCPeerConnection, audio_slots: int) -> None:
+        """The connection and the first offer's lines."""
+        self.pc = pc
+        for role in ["up-camera", "up-screen"] + ["up-mic"] * audio_slots:
+            self._add(role, "sendonly")
+        for role in ["main", "slides"] + ["audio"] * audio_slots:
+            self._add(role, "recvonly")
+
+    def _add(self, role: str, direction: str) -> None:
+        kind = UP[role][0] if role in UP else DOWN[role][0]
+        track = IdleTrack(kind) if direction == "sendonly" else kind
+        assert self.pc is not None  # lines are added once open() has the connection
+        t = self.pc.addTransceiver(track, direction=direction)
+        set_codec(t, kind, self.video_codec if kind == "video" else "opus")
+        self.roles[t] = role
+
+    def down(self, role: str) -> Stream | None:
+        """The stream the origin sends in the line of that role, once answered."""
+        for t, r in self.roles.items():
+            if r == role and t.mid in self.streams:
+                return self.streams[t.mid]
+        return None
+
+    async def offer(self, labels: dict[str, str | None], mcu: bool) -> str:
+        """The edge's offer: every line (composite + mix added once ``mcu``), up lines labelled."""
+        if mcu and "composite" not in self.roles.values():
+            self._add("composite", "recvonly")
+            self._add("mix", "recvonly")
+        for t, role in self.roles.items():
+            if role in UP:
+                set_sender_stream_id(t.sender, encode_label(labels.get(t.mid or "")))
+        assert self.pc is not None
+        await self.pc.setLocalDescription(await self.pc.createOffer())
+        contents = {}
+        for t, role in self.roles.items():
+            content = UP[role][1] if role in UP else DOWN[role][2]
+            if content and t.mid is not None:
+                contents[t.mid] = content
+        return add_content(self.pc.localDescription.sdp, contents)
+
+    async def accept(self, answer: str) -> None:
+        """Install the origin's answer: an output per up line, a stream per down line it sends on."""
+        assert self.pc is not None
+        await self.pc.setRemoteDescription(RTCSessionDescription(sdp=answer, type="answer"))
+        self.offers += 1
+        remote = describe(answer)
+        for t, role in self.roles.items():
+            line = remote.get(t.mid) if t.mid is not None else None
+            if line is None or t.mid is None:
+                continue
+            if role in UP and t.mid not in self.outputs:
+                out = Output(
+                    endpoint_id=self.endpoint_id,
+                    kind=line.kind,
+                    role=role,
+                    ssrc=sender_ssrc(t.sender),
+                    payload_type=line.payload_type or 0,
+                    clock_rate=line.clock_rate,
+                    rtx_ssrc=sender_rtx_ssrc(t.sender) if line.rtx_payload_type else None,
+                    rtx_payload_type=line.rtx_payload_type,
+                    audio_level_id=line.audio_level_id,
+                )
+                self.outputs[t.mid] = out
+                self.transport.add_output(out)
+            elif role in DOWN and t.mid not in self.streams and sends(line.direction):
+                stream = Stream(
+                    stream_id=f"{self.label}/{t.mid}",
+                    endpoint_id="",
+                    kind=line.kind,
+                    source=DOWN[role][1],
+                    codec=line.codec or "OPUS",
+                    clock_rate=line.clock_rate,
+                    audio_level_id=line.audio_level_id,
+                    send_keyframe_request=self.transport.send_keyframe_request,
+                    send_nack=self.transport.send_nack,
+                    keyframe_interval=self.keyframe_interval,
+                )
+                stream.via = self.label  # endpoint_id: "" until media arrives (the trunk's watch)
+                self.transport.add_stream(stream, t.mid, line.ssrcs, line.rtx_ssrcs, line.mid_ext_id)
+                self.streams[t.mid] = stream
+                self.router.add_stream(stream)
+        first = self.pc.getTransceivers()[0]
+        self.transport.attach(first.receiver.transport, sender_ssrc(first.sender))
