@@ -30,12 +30,12 @@ import asyncio
 import logging
 import time
 from functools import partial
-from typing import Any, Callable
+from typing import Any, Callable, cast
 
-from mcu.api import EventSink, JsonObject, LinkStats, MediaNode, PeerSpec, RecordingLabels
+from mcu.api import CascadeOrigin, EventSink, JsonObject, LinkStats, MediaNode, PeerSpec, RecordingLabels
 from mcu.cascade.trunk import serve_from_origin
 from mcu.fence import check as check_fence
-from mcu.meeting.contracts import Composer
+from mcu.meeting.contracts import Composer, MeetingHandle
 from mcu.peer.ice import HostPin, pin_host_addresses
 from mcu.meeting.quality import QualitySampler
 from mcu.meeting.meeting import Meeting
@@ -74,13 +74,16 @@ class LocalMediaNode:
         self.meetings: dict[str, Meeting] = {}
         self.peers: set[LocalPeer] = set()
         self._pin: HostPin | None = None
-        self._tick_task: asyncio.Task | None = None
-        self._stopping_mcu: set[asyncio.Task] = set()
-        self._holds: dict[str, int] = {}  # meeting id -> recordings/streams holding its pipeline
+        self._tick_task: asyncio.Task[None] | None = None
+        self._stopping_mcu: set[asyncio.Task[None]] = set()
+        # meeting id -> recordings/streams holding its pipeline. Counted by meeting id, not in the
+        # Meeting: a release may come after the meeting it held was stopped and another opened
+        # under the same id, and must not end a hold taken on that one
+        self._holds: dict[str, int] = {}
         self.quality = QualitySampler()  # per-endpoint link quality, sampled by the ticker
         # Edge nodes: cascade_origin dict -> an object with the MediaNode protocol for the
         # meeting's origin (see mcu.cascade.trunk); injected by whoever runs the node
-        self.origin_factory: Callable[[JsonObject], MediaNode] | None = None
+        self.origin_factory: Callable[[CascadeOrigin], MediaNode] | None = None
         # recording and live HLS of this node's meetings (record(); connected by whoever runs it)
         self.recordings = recordings
         self._started = False
@@ -128,9 +131,9 @@ class LocalMediaNode:
             self.meetings[spec.meeting_id] = meeting
             # signaling passes the room's state: a node that takes over a meeting starts from it
             if spec.extra.get("floor"):
-                meeting.set_floor(spec.extra["floor"])
+                meeting.set_floor(cast(str, spec.extra["floor"]))  # an endpoint id
             if spec.extra.get("layout"):
-                meeting.set_layout(spec.extra["layout"])
+                meeting.set_layout(cast(str, spec.extra["layout"]))  # a mcu.compose.Layout value
         peer = LocalPeer(
             meeting,
             spec,
@@ -168,7 +171,7 @@ class LocalMediaNode:
             return await self.recordings.start_recording(meeting_id, tags)
         return await self.recordings.stop_recording(meeting_id)
 
-    def recording_pipeline(self, meeting_id: str) -> Any:
+    def recording_pipeline(self, meeting_id: str) -> Composer | None:
         """For mcu.record (recording, HLS, RTMP): the meeting's composite + mix (started if
         needed), or None when no one is in the meeting on this node. Pair every non-None result
         with recording_release (a reference count keeps the pipeline alive meanwhile)."""
@@ -236,7 +239,7 @@ class LocalMediaNode:
         }
 
 
-def _new_pipeline(meeting: Meeting) -> Composer:
+def _new_pipeline(meeting: MeetingHandle) -> Composer:
     """A meeting's MCU pipeline, made when its first composite/mix subscriber or holder appears."""
     from mcu.bridge.pipeline import McuPipeline  # PyAV codecs load only for MCU meetings
 

@@ -280,3 +280,13 @@ def test_an_edge_composes_nothing_itself() -> None:
     m.attach(FakeExtension(remote_origin="cascade:o"))
     join(m, FakeMember("t", media_mode="mcu"))
     assert made == [] and m.mcu_wanted()  # the origin's trunk asks for it instead
+
+
+def test_a_hold_and_its_release_reach_the_extensions_at_once() -> None:
+    m = Meeting("m", composer=lambda meeting: FakeComposer())
+    trunk = FakeExtension(remote_origin="cascade:o")  # served from the origin: it asks there
+    m.attach(trunk)
+    assert m.hold_mcu("record") is None
+    assert len(trunk.sources) == 1 and m.mcu_wanted()
+    m.release_mcu("record")
+    assert len(trunk.sources) == 2 and not m.mcu_wanted()
