@@ -72,7 +72,7 @@ class Meeting:
         self.detector = SpeakerDetector()
         self._seen: dict[str, int] = {}  # stream id -> order of appearance
         self._loud: dict[str, float] = {}  # endpoint -> last time it was loud
-        # link class -> media mode; the node may set another (renditions.SFU_ONLY: no MCU)
+        # link class -> media mode; the node may set another (rendition_policy.SFU_ONLY: no MCU)
         self.media_policy = DEFAULT_POLICY if media_policy is None else media_policy
         self.extensions: list[MeetingExtension] = []
         self._new_composer = composer  # None: this meeting never composes
