@@ -17,10 +17,10 @@ RUN_S = 14.0
 WINDOW_S = 4.0  # "after 10 s": the figures are measured over the last 4 s of the run
 
 
-async def test_thin_link_settles_on_a_fitting_rendition_fibre_unaffected(node):
+async def test_thin_link_settles_on_a_fitting_rendition_fibre_unaffected(local_media_node):
     pubs = [
         MixClient(
-            node,
+            local_media_node,
             "m",
             f"p{i}",
             video=NoisyTrack(shade, width=160, height=120, seed=i),
@@ -30,8 +30,8 @@ async def test_thin_link_settles_on_a_fitting_rendition_fibre_unaffected(node):
         )
         for i, (shade, hz) in enumerate(((60, 440), (190, 660)))
     ]
-    thin = MixClient(node, "m", "commune", link="thin", publish=False)
-    fibre = MixClient(node, "m", "district", link="fibre", mode="both", publish=False)
+    thin = MixClient(local_media_node, "m", "commune", link="thin", publish=False)
+    fibre = MixClient(local_media_node, "m", "district", link="fibre", mode="both", publish=False)
     link = LossyLink(LINK_BPS, loss=0.03, delay=0.075)
     # the thin client's transport goes through the emulated link from the first packet
     thin.on_gathered = [link.install, thin.record_rtp]
@@ -41,7 +41,7 @@ async def test_thin_link_settles_on_a_fitting_rendition_fibre_unaffected(node):
             await p.join()
         await thin.join()
         await fibre.join()
-        mcu = node.meetings["m"].mcu
+        mcu = local_media_node.meetings["m"].mcu
         assert mcu.rendition_of("commune") == "360p"  # the link class sets the starting rendition
         assert await wait_for(lambda: thin.track("composite") is not None and fibre.track("composite") is not None, 10)
         t_start = time.monotonic()

@@ -28,26 +28,26 @@ def shades_since(client: Client, t0: float) -> list[int]:
     return [shade for t, shade in client.video_frames() if t >= t0]
 
 
-async def test_floor_switch_gives_clean_keyframe(node, monkeypatch):
+async def test_floor_switch_gives_clean_keyframe(local_media_node, monkeypatch):
     # no replay of cached key frames here: the switch must ask the new source for one
     monkeypatch.setattr("mcu.sfu.stream.REPLAY_MAX_AGE", -1.0)
-    a = Client(node, "m", "a", video=PatternTrack(40), recv_video=False, recv_audio=False)
-    b = Client(node, "m", "b", video=PatternTrack(210), recv_video=False, recv_audio=False)
-    s = Client(node, "m", "s", publish=False, recv_audio=False)
+    a = Client(local_media_node, "m", "a", video=PatternTrack(40), recv_video=False, recv_audio=False)
+    b = Client(local_media_node, "m", "b", video=PatternTrack(210), recv_video=False, recv_audio=False)
+    s = Client(local_media_node, "m", "s", publish=False, recv_audio=False)
     try:
         await a.join()
         await b.join()
         a_kf, b_kf = spy_keyframes(a), spy_keyframes(b)
         await s.join()
-        await node.set_floor("m", "a")
+        await local_media_node.set_floor("m", "a")
         assert await wait_for(lambda: len([x for x in s.video_frames() if abs(x[1] - 40) < 30]) >= 5)
-        out = next(o for o in node.meetings["m"].peers["s"].outputs.values() if o.role == "main")
+        out = next(o for o in local_media_node.meetings["m"].peers["s"].outputs.values() if o.role == "main")
         switches = out.switches
         t_switch = asyncio.get_running_loop().time()
         import time
 
         t0 = time.monotonic()
-        await node.set_floor("m", "b")
+        await local_media_node.set_floor("m", "b")
         assert await wait_for(lambda: len([x for x in shades_since(s, t0) if abs(x - 210) < 30]) >= 5)
         after = shades_since(s, t0)
         first_b = next(i for i, x in enumerate(after) if abs(x - 210) < 30)
@@ -58,7 +58,7 @@ async def test_floor_switch_gives_clean_keyframe(node, monkeypatch):
         assert any(t >= t_switch for t in b_kf), "PLI for the new source reached publisher b"
         # back to a: still continuous and clean
         t1 = time.monotonic()
-        await node.set_floor("m", "a")
+        await local_media_node.set_floor("m", "a")
         assert await wait_for(lambda: len([x for x in shades_since(s, t1) if abs(x - 40) < 30]) >= 5)
         later = shades_since(s, t1)
         k = next(i for i, x in enumerate(later) if abs(x - 40) < 30)
@@ -69,15 +69,15 @@ async def test_floor_switch_gives_clean_keyframe(node, monkeypatch):
             await c.close()
 
 
-async def test_subscriber_pli_reaches_publisher_merged_and_nack_is_answered(node):
-    a = Client(node, "m", "a", video=PatternTrack(120), recv_video=False, recv_audio=False)
-    s = Client(node, "m", "s", publish=False, recv_audio=False)
+async def test_subscriber_pli_reaches_publisher_merged_and_nack_is_answered(local_media_node):
+    a = Client(local_media_node, "m", "a", video=PatternTrack(120), recv_video=False, recv_audio=False)
+    s = Client(local_media_node, "m", "s", publish=False, recv_audio=False)
     try:
         await a.join()
         calls = spy_keyframes(a)
         await s.join()
         assert await wait_for(lambda: len(s.video_frames()) >= 5)
-        out = next(o for o in node.meetings["m"].peers["s"].outputs.values() if o.role == "main")
+        out = next(o for o in local_media_node.meetings["m"].peers["s"].outputs.values() if o.role == "main")
         receiver = next(t.receiver for t in s.pc.getTransceivers() if t.kind == "video")
         await asyncio.sleep(0.6)
         before = len(calls)
@@ -97,9 +97,9 @@ async def test_subscriber_pli_reaches_publisher_merged_and_nack_is_answered(node
         await a.close()
 
 
-async def test_publisher_gets_receiver_reports_and_remb(node):
-    a = Client(node, "m", "a", video=PatternTrack(120), recv_video=False, recv_audio=False)
-    s = Client(node, "m", "s", publish=False, recv_audio=False)
+async def test_publisher_gets_receiver_reports_and_remb(local_media_node):
+    a = Client(local_media_node, "m", "a", video=PatternTrack(120), recv_video=False, recv_audio=False)
+    s = Client(local_media_node, "m", "s", publish=False, recv_audio=False)
     try:
         await a.join()
         await s.join()
@@ -121,15 +121,15 @@ async def test_publisher_gets_receiver_reports_and_remb(node):
         await a.close()
 
 
-async def test_packet_lost_before_the_node_is_recovered_from_publisher_rtx(node):
-    a = Client(node, "m", "a", video=PatternTrack(120), recv_video=False, recv_audio=False)
-    s = Client(node, "m", "s", publish=False, recv_audio=False)
+async def test_packet_lost_before_the_node_is_recovered_from_publisher_rtx(local_media_node):
+    a = Client(local_media_node, "m", "a", video=PatternTrack(120), recv_video=False, recv_audio=False)
+    s = Client(local_media_node, "m", "s", publish=False, recv_audio=False)
     try:
         await a.join()
         await s.join()
         assert await wait_for(lambda: len(s.video_frames()) >= 3)
-        transport = node.meetings["m"].peers["a"].transport
-        stream = next(iter(node.meetings["m"].peers["a"].streams.values()))
+        transport = local_media_node.meetings["m"].peers["a"].transport
+        stream = next(iter(local_media_node.meetings["m"].peers["a"].streams.values()))
         dropped = []
 
         class Lossy:  # drops one packet on the way into the node
