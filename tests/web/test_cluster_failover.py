@@ -9,8 +9,7 @@ import time
 
 from tests.support.cluster import MEDIA_PAIR, cluster_view, running_cluster
 from tests.support.harness import ADMIN_PASSWORD
-from tests.web.browser import expect
-from tests.web.test_media import PC_STATE, join_in_browser
+from tests.web.browser import PC_STATE, expect, join_in_browser
 
 # a peer connection other than ``old`` (null: any) that is connected and has decoded more than 10 frames
 DECODING = """async (old) => { const pc = window.giaobanJoin.media.pc;

@@ -3,28 +3,15 @@ through the in-process media node (media: local, ICE pinned to 127.0.0.1)."""
 
 from __future__ import annotations
 
-from tests.web.browser import expect
+from tests.web.browser import PC_STATE, expect, join_in_browser
 
 REMOTE_VIDEO = """() => [...document.querySelectorAll('.video.remote video')].some(v => v.videoWidth > 0)"""
-PC_STATE = """() => window.giaobanJoin.media.pc && window.giaobanJoin.media.pc.connectionState"""
 # frames sent on the screen-share m-line, once the server has answered the renegotiation
 SCREEN_SENT = """async () => { const m = window.giaobanJoin.media, pc = m.pc, tx = m.screenTx;
   if (!tx || !tx.mid || pc.signalingState !== "stable" || !pc.currentRemoteDescription.sdp.includes("a=mid:" + tx.mid)) return 0;
   let frames = 0;
   (await pc.getStats(tx.sender.track)).forEach((r) => { if (r.type === "outbound-rtp") frames += r.framesSent || 0; });
   return frames > 10; }"""
-
-
-async def join_in_browser(browser, node, meeting_id: str, name: str):
-    """A leader's laptop: a join link for ``name`` opened in a new browser context, camera ready, joined."""
-    link = await node.join_link(meeting_id, name=name)
-    page = await (await browser.new_context()).new_page()
-    page.js_errors = []
-    page.on("pageerror", lambda exc, errors=page.js_errors: errors.append(str(exc)))
-    await page.goto(link["url"])
-    await expect(page.locator("#camera")).to_contain_text("sẵn sàng", timeout=5000)
-    await page.locator("#join").click()
-    return page
 
 
 async def test_two_laptops_see_each_other(mnode, browser):
