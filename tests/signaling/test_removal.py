@@ -15,14 +15,14 @@ from __future__ import annotations
 
 import asyncio
 import subprocess
-import sys
 import time
 
 import pytest
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 
 from tests.support.cluster import flush
-from tests.support.harness import HAGIANG, ROOT, Node, WsClient, start_node
+from tests.support.cli import giaoban_command
+from tests.support.harness import ROOT, Node, WsClient, start_node
 from tests.support.media_clients import PatternTrack, ToneTrack, wait_for
 
 pytestmark = pytest.mark.integration
@@ -109,19 +109,7 @@ async def target_token(node: Node, how: str) -> tuple[str, str]:
 async def act(node: Node, how: str, chair: WsClient, endpoint_id: str) -> None:
     if how == "cli":  # the operator rotates the secret with the command line, on the server machine
         cfg = node.ctx.settings
-        cmd = [
-            sys.executable,
-            "-m",
-            "signaling.cli",
-            "--directory",
-            HAGIANG,
-            "--data-dir",
-            cfg.data_dir,
-            "--store",
-            cfg.store,
-            "credentials",
-            f"ep:{endpoint_id}",
-        ]
+        cmd = giaoban_command(cfg.data_dir, "credentials", f"ep:{endpoint_id}", store=cfg.store)
         done = await asyncio.to_thread(subprocess.run, cmd, cwd=ROOT, capture_output=True, text=True, timeout=60)
         assert done.returncode == 0 and endpoint_id in done.stdout, done.stderr[-2000:]
         node.secrets.pop(endpoint_id, None)

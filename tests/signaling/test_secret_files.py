@@ -17,7 +17,6 @@ import os
 import sqlite3
 import stat
 import subprocess
-import sys
 
 import pytest
 from aiohttp import web
@@ -25,7 +24,8 @@ from aiohttp import web
 from signaling.settings import SettingsError
 from signaling.auth.tokens import TokenSigner
 from tests.support.cluster import flush
-from tests.support.harness import HAGIANG, ROOT, free_port, start_node
+from tests.support.cli import giaoban_command
+from tests.support.harness import ROOT, free_port, start_node
 from tests.signaling.test_server_process import start as start_serve
 
 pytestmark = pytest.mark.integration
@@ -36,8 +36,9 @@ def mode(path) -> int:
 
 
 def cli(data, *args: str) -> subprocess.CompletedProcess:
-    cmd = [sys.executable, "-m", "signaling.cli", "--directory", HAGIANG, "--data-dir", str(data), *args]
-    return subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=120, umask=0o022)
+    return subprocess.run(
+        giaoban_command(data, *args), cwd=ROOT, capture_output=True, text=True, timeout=120, umask=0o022
+    )
 
 
 def test_state_and_secret_files_are_owner_only_under_umask_022(tmp_path):

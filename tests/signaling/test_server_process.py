@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.cli import serve_command
 from tests.support.harness import HAGIANG, free_port
 
 pytestmark = pytest.mark.integration
@@ -24,23 +25,7 @@ VN = timezone(timedelta(hours=7))
 
 def start(data: Path, port: int, *serve_args: str) -> subprocess.Popen:
     """``giaoban serve`` in a process, output on its stdout (errors too), once /healthz answers."""
-    cmd = [
-        sys.executable,
-        "-m",
-        "signaling.cli",
-        "--directory",
-        HAGIANG,
-        "--data-dir",
-        str(data),
-        "serve",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--media",
-        "none",
-        *serve_args,
-    ]
+    cmd = serve_command(data, port, "--media", "none", *serve_args)
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     proc = subprocess.Popen(
         cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, cwd=Path(__file__).resolve().parents[2]

@@ -7,13 +7,13 @@ import asyncio
 import contextlib
 import os
 import subprocess
-import sys
 import time
 from typing import AsyncIterator
 
 import redis.asyncio
 
-from tests.support.harness import ROOT, HAGIANG, Node, WsClient, free_port, start_node
+from tests.support.cli import serve_command
+from tests.support.harness import ROOT, Node, WsClient, free_port, start_node
 from tests.support.media_clients import Client, PatternTrack, ToneTrack, WsPeerBridge
 
 
@@ -27,29 +27,8 @@ def start_process(
     data, redis_url: str, node_id: str, media: str = "local", extra: list[str] = ()
 ) -> tuple[subprocess.Popen, int]:
     port = free_port()
-    cmd = [
-        sys.executable,
-        "-m",
-        "signaling.cli",
-        "--directory",
-        HAGIANG,
-        "--data-dir",
-        str(data),
-        "--store",
-        redis_url,
-        "serve",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--media",
-        media,
-        "--node-id",
-        node_id,
-        "--log-format",
-        "text",
-        *extra,
-    ]
+    options = ["--media", media, "--node-id", node_id, "--log-format", "text", *extra]
+    cmd = serve_command(data, port, *options, store=redis_url)
     proc = subprocess.Popen(
         cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=ROOT, env=dict(os.environ, PYTHONUNBUFFERED="1")
     )

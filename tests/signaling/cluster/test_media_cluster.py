@@ -8,13 +8,13 @@ import asyncio
 import json
 import signal
 import subprocess
-import sys
 import time
 
 import pytest
 
 from tests.support.cluster import MEDIA_PAIR, cluster_view, flush, join_all, running_cluster
-from tests.support.harness import ROOT, HAGIANG, WsClient, free_port, start_node
+from tests.support.cli import serve_command
+from tests.support.harness import ROOT, WsClient, free_port, start_node
 from tests.support.media_clients import wait_for
 
 pytestmark = pytest.mark.integration
@@ -156,20 +156,7 @@ async def test_participants_of_a_killed_signaling_node_drop_out_within_seconds(t
 
 
 def test_media_serves_must_name_directory_endpoints(tmp_path):
-    cmd = [
-        sys.executable,
-        "-m",
-        "signaling.cli",
-        "--directory",
-        HAGIANG,
-        "--data-dir",
-        str(tmp_path),
-        "serve",
-        "--port",
-        str(free_port()),
-        "--media-serves",
-        "hg-meo-vac,hg-atlantis",
-    ]
+    cmd = serve_command(tmp_path, free_port(), "--media-serves", "hg-meo-vac,hg-atlantis", host=None)
     done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert done.returncode == 2
     assert "media_serves names endpoints not in" in done.stderr and "hg-atlantis" in done.stderr

@@ -153,33 +153,15 @@ async def test_tls_port_refuses_a_server_it_cannot_verify(secured_redis):
 def test_serve_on_a_password_protected_redis_never_prints_the_password(secured_redis, tmp_path):
     import os
     import signal
-    import sys
     import urllib.request
 
-    from tests.support.harness import HAGIANG, ROOT
+    from tests.support.cli import serve_command
+    from tests.support.harness import ROOT
 
     port, _, _ = secured_redis
     http_port = free_port()
-    cmd = [
-        sys.executable,
-        "-m",
-        "signaling.cli",
-        "--directory",
-        HAGIANG,
-        "--data-dir",
-        str(tmp_path / "d"),
-        "--store",
-        f"redis://giaoban:{PASSWORD}@{HOST}:{port}/0",
-        "serve",
-        "--host",
-        HOST,
-        "--port",
-        str(http_port),
-        "--media",
-        "none",
-        "--node-id",
-        "sec-node",
-    ]
+    store = f"redis://giaoban:{PASSWORD}@{HOST}:{port}/0"
+    cmd = serve_command(tmp_path / "d", http_port, "--media", "none", "--node-id", "sec-node", store=store, host=HOST)
     proc = subprocess.Popen(
         cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=dict(os.environ, PYTHONUNBUFFERED="1")
     )
