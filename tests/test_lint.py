@@ -12,7 +12,6 @@ import pytest
 
 pytestmark = pytest.mark.integration
 
-
 ROOT = Path(__file__).resolve().parent.parent
 
 
