@@ -13,7 +13,8 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Protocol, TypeAlias
+from pathlib import Path
+from typing import Protocol, TypeAlias, TypedDict
 
 # A JSON value and a JSON object (what a node-to-node link carries).
 Json: TypeAlias = "str | int | float | bool | None | list[Json] | dict[str, Json]"
@@ -26,6 +27,15 @@ class MediaError(Exception):
 
 class MediaRetry(MediaError):
     """The peer is busy with another negotiation (or glare): retry after answering the server's offer."""
+
+
+class MediaUnavailable(MediaError):
+    """Nothing here to serve the request: recording not enabled, or no media for the meeting on
+    this node; answered as 503."""
+
+
+class MediaConflict(MediaError):
+    """The request contradicts the current state (already recording, not streaming); answered as 409."""
 
 
 # A media node pushes messages to its client through signaling with this callback: server-made
@@ -44,6 +54,27 @@ LinkStats: TypeAlias = "dict[str, JsonObject]"
 RecordingLabels: TypeAlias = Callable[[], Awaitable[JsonObject]]
 
 
+class CascadeOrigin(TypedDict):
+    """The node that runs a meeting, as an edge node reaches it (see mcu.cascade.trunk)."""
+
+    node_id: str
+    url: str
+
+
+class PeerExtra(TypedDict, total=False):
+    """A joining endpoint's optional settings; the keys are those of the node-to-node wire."""
+
+    media_mode: str  # sfu | mcu | both: overrides the meeting's policy for the link class
+    start_rendition: str  # the video rendition it receives first
+    start_tier: str  # start_rendition's name before #12, still sent by nodes of that version
+    renegotiate: bool  # False: no server-made offers (WHIP, WHEP, a cascade edge)
+    via: str  # whip | whep: the HTTP client kind
+    floor: str | None  # the room's floor holder and layout, for a node that (re)opens the meeting
+    layout: str | None
+    cascade_origin: CascadeOrigin  # set by the cluster's placement: the peer is on an edge node
+    cascade_edge: str  # the edge node whose trunk this peer is
+
+
 @dataclass(frozen=True)
 class PeerSpec:
     """What the media node needs to know about a joining endpoint."""
@@ -54,8 +85,7 @@ class PeerSpec:
     role: str  # operator | chair | participant | viewer
     link: str  # fibre | thin | mobile: sets the starting quality
     publish: bool  # viewers receive only
-    # media_mode, start_rendition, renegotiate, via, floor, layout, cascade_origin, cascade_edge
-    extra: JsonObject = field(default_factory=dict)
+    extra: PeerExtra = field(default_factory=PeerExtra)
 
 
 class MediaPeer(Protocol):
@@ -75,6 +105,10 @@ class MediaPeer(Protocol):
 
     async def close(self) -> None:
         """Release the peer and everything it holds; idempotent."""
+
+    @property
+    def closed(self) -> bool:
+        """Closed, by ``close`` or by its media node (or the link to it broke): it never reopens."""
 
 
 class MediaNode(Protocol):
@@ -102,5 +136,69 @@ class MediaNode(Protocol):
 
     async def record(self, meeting_id: str, on: bool, labels: RecordingLabels) -> JsonObject:
         """Start (``on``) or stop recording the meeting's composite picture and mixed sound;
-        returns the recording's entry (id, state, title, ...). Raises when recording is not
-        enabled, the meeting has no media here, or it is already (not) recording."""
+        returns the recording's entry (id, state, title, ...). Raises MediaUnavailable when
+        recording is not enabled or the meeting has no media here, MediaConflict when it is
+        already (not) recording."""
+
+
+class NodeLoad(TypedDict):
+    """How busy a media node is (the cluster's registry publishes it; /metrics shows it)."""
+
+    peers: int  # open peers
+    meetings: int  # meetings with a peer on the node
+
+
+class HostedMediaNode(MediaNode, Protocol):
+    """The media node running in this process, as the signaling node that hosts it sees it."""
+
+    def load(self) -> NodeLoad:
+        """Its peers and meetings now."""
+
+
+class RecordingFiles(Protocol):
+    """The recordings kept on a media node's disk, for the operator's REST routes."""
+
+    retention_days: float
+
+    def get(self, rec_id: str) -> JsonObject:
+        """The recording's entry; KeyError for an unknown id."""
+
+    def list(self, meeting_id: str | None = None) -> list[JsonObject]:
+        """Entries, newest first; only the meeting's when ``meeting_id`` is given."""
+
+    def file_of(self, rec_id: str) -> Path | None:
+        """Its media file (None while none was written); KeyError for an unknown id."""
+
+    def delete(self, rec_id: str) -> None:
+        """Remove the recording and its files; KeyError for an unknown id."""
+
+
+class Recordings(Protocol):
+    """Recording and live streaming on a media node (``mcu.record.service.RecordingService``);
+    starting and stopping a recording goes through ``MediaNode.record``. Refusals are
+    MediaUnavailable and MediaConflict."""
+
+    @property
+    def store(self) -> RecordingFiles:
+        """The recordings on disk."""
+
+    async def start(self) -> None:
+        """Recover what a crash left and begin the retention sweep."""
+
+    async def stop(self) -> None:
+        """Finish every recording and stream; idempotent."""
+
+    def active_ids(self) -> list[str]:
+        """Ids of the recordings being written now."""
+
+    def recording(self, meeting_id: str) -> JsonObject | None:
+        """The meeting's recording in progress, if any."""
+
+    def hls_dir(self, meeting_id: str) -> Path | None:
+        """The folder of the meeting's live HLS stream while it streams."""
+
+    async def start_streaming(self, meeting_id: str, rtmp_url: str | None = None) -> JsonObject:
+        """Live HLS of the meeting (and a push to ``rtmp_url``); returns the stream's entry."""
+
+    async def stop_streaming(self, meeting_id: str) -> JsonObject:
+        """End the meeting's live stream; returns its entry."""

@@ -32,7 +32,17 @@ import time
 from functools import partial
 from typing import Any, Callable, cast
 
-from mcu.api import CascadeOrigin, EventSink, JsonObject, LinkStats, MediaNode, PeerSpec, RecordingLabels
+from mcu.api import (
+    CascadeOrigin,
+    EventSink,
+    JsonObject,
+    LinkStats,
+    MediaNode,
+    MediaUnavailable,
+    NodeLoad,
+    PeerSpec,
+    RecordingLabels,
+)
 from mcu.cascade.trunk import serve_from_origin
 from mcu.fence import check as check_fence
 from mcu.meeting.contracts import Composer, MeetingHandle
@@ -42,7 +52,7 @@ from mcu.meeting.meeting import Meeting
 from mcu.peer.negotiation import SUPPORTED_VIDEO
 from mcu.peer.peer import LocalPeer
 from mcu.peer.udp_guard import install as install_udp_guard
-from mcu.record.service import MediaUnavailable, RecordingService
+from mcu.record.service import RecordingService
 
 log = logging.getLogger("mcu.node")
 
@@ -163,7 +173,7 @@ class LocalMediaNode:
 
     async def record(self, meeting_id: str, on: bool, labels: RecordingLabels) -> JsonObject:
         """Start or stop recording the meeting with ``self.recordings`` (mcu.record.service; its
-        MediaUnavailable, AlreadyRunning and NotRunning tell why not)."""
+        MediaUnavailable and MediaConflict tell why not)."""
         if self.recordings is None:
             raise MediaUnavailable("recording is not enabled on this node")
         tags = await labels()
@@ -230,6 +240,9 @@ class LocalMediaNode:
         """Per endpoint of an open meeting: sending, inbound kbit/s, loss both ways, quality
         (see ``mcu.meeting.quality``); {} when the meeting has no peers on this node."""
         return self.quality.report(self.meetings.get(meeting_id), time.monotonic())
+
+    def load(self) -> NodeLoad:
+        return {"peers": len(self.peers), "meetings": len(self.meetings)}
 
     def stats(self) -> dict[str, Any]:
         return {

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 from aiohttp import web
@@ -65,8 +66,9 @@ async def metrics_view(request: web.Request) -> web.Response:
     ctx = ctx_of(request)
     metrics.ONLINE.set(len(await ctx.store.list_ephemeral("presence")))
     if ctx.media is not None:
-        metrics.MEDIA_PEERS.set(len(ctx.media.peers))
-        metrics.MEDIA_MEETINGS.set(len(ctx.media.meetings))
+        load = ctx.media.load()
+        metrics.MEDIA_PEERS.set(load["peers"])
+        metrics.MEDIA_MEETINGS.set(load["meetings"])
     return web.Response(body=generate_latest(metrics.REGISTRY), headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 
@@ -110,15 +112,24 @@ async def build_context(settings: Settings, serving: bool = True) -> Context:
         )
         media = LocalMediaNode(settings.node_id, ice_host=settings.ice_host or None, recordings=recordings)
         recordings.connect_media(media.recording_pipeline, media.recording_release)
-    sessions = SessionRegistry(store, settings.node_id, auth)
     placement: Placement | None = None
     registry = None  # the cluster's live nodes: a dead node's room entries are left out at once
     if serving and store.shared:  # a signaling-only node of a cluster uses the others' media
         cluster = ClusterPlacement(settings, store, directory, media, node_info=lambda: {"sessions": len(sessions)})
         placement, registry = cluster, cluster.registry
+        if media is not None:
+            media.origin_factory = cluster.cascade_origin  # as a cascade edge, it reaches origins so
     elif serving and media is not None:
         placement = LocalPlacement(media)
     rooms = RoomHub(store, settings.node_id, registry)
+    sessions = SessionRegistry(
+        store,
+        settings.node_id,
+        auth,
+        release_floor=lambda occurrence_id, meeting_id, endpoint_id: rooms.release_floor(
+            occurrence_id, meeting_id, endpoint_id, "revocation", placement
+        ),
+    )
     return Context(
         settings,
         store,
@@ -176,7 +187,7 @@ def make_app(ctx: Context) -> web.Application:
     ):
         app.add_routes(table)
 
-    async def lifecycle(app: web.Application):
+    async def lifecycle(app: web.Application) -> AsyncIterator[None]:
         await ctx.auth.load_revocations()
         password = await ctx.auth.ensure_admin(ctx.settings.admin_password, Path(ctx.settings.data_dir))
         if password:

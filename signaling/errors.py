@@ -12,7 +12,7 @@ import msgspec
 
 from endpoints.directory import DirectoryError, UnknownEndpointError
 from endpoints.selectors import SelectorError
-from mcu.api import MediaError, MediaRetry
+from mcu.api import MediaConflict, MediaError, MediaRetry, MediaUnavailable
 from signaling.meetings.errors import ConflictError, MeetingError, NotFoundError
 
 
@@ -89,6 +89,10 @@ def classify(exc: BaseException) -> ApiError | None:
         return exc
     if isinstance(exc, MediaRetry):
         return ApiError("retry", f"media busy: {exc}; answer the server's offer first, then retry", 409)
+    if isinstance(exc, MediaUnavailable):  # recording not enabled, no media for the meeting here
+        return unavailable(str(exc))
+    if isinstance(exc, MediaConflict):  # already (not) recording or streaming
+        return conflict(str(exc))
     if isinstance(exc, MediaError):
         return bad_request(f"media: {exc}")
     if isinstance(exc, msgspec.ValidationError):

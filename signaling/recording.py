@@ -3,19 +3,18 @@ chair's WebSocket action (signaling.ws.actions) and the node-to-node record call
 (signaling.cluster.media_api).
 
 The placement records where the meeting's media runs: on this node, or on the node of the cluster
-the meeting is pinned to, which runs this same use case. The recording service's refusals
-(mcu.record.service) become ApiErrors here, in one place.
+the meeting is pinned to, which runs this same use case. Its refusals are the seam's MediaUnavailable
+and MediaConflict (mcu.api), which ``signaling.errors.classify`` answers as 503 and 409.
 """
 
 from __future__ import annotations
 
-import sys
 from datetime import UTC, datetime
 from typing import Protocol
 
 from mcu.api import Json, JsonObject
 from signaling.cluster.placement import Placement
-from signaling.errors import ApiError, conflict, unavailable
+from signaling.errors import unavailable
 from signaling.meetings.service import MeetingService
 from signaling.rooms import RoomHub
 
@@ -32,10 +31,7 @@ async def set_recording(ctx: RecordingContext, meeting_id: str, on: bool) -> Jso
     """Start (``on``) or stop recording a meeting; returns the recording's entry."""
     if ctx.placement is None:
         raise unavailable("recording is not enabled on this node")
-    try:
-        return await ctx.placement.record(meeting_id, on, lambda: labels(ctx, meeting_id))
-    except service_errors() as exc:
-        raise translate(exc) from None
+    return await ctx.placement.record(meeting_id, on, lambda: labels(ctx, meeting_id))
 
 
 async def labels(ctx: RecordingContext, meeting_id: str) -> JsonObject:
@@ -51,17 +47,3 @@ async def labels(ctx: RecordingContext, meeting_id: str) -> JsonObject:
             names.append(f"{name} ({ep})" if name and ep and name != ep else (name or ep or "?"))
         meta["participants"] = list[Json](sorted(set(names)))
     return meta
-
-
-def service_errors() -> tuple[type[Exception], ...]:
-    """The recording service's refusals: none where it was never loaded (a signaling-only node
-    does not import media libraries to learn that a remote node's error is not one of them)."""
-    service = sys.modules.get("mcu.record.service")
-    if service is None:
-        return ()
-    return service.MediaUnavailable, service.AlreadyRunning, service.NotRunning
-
-
-def translate(exc: Exception) -> ApiError:
-    """No media for the meeting here: 503; already (not) recording or streaming: 409."""
-    return unavailable(str(exc)) if type(exc).__name__ == "MediaUnavailable" else conflict(str(exc))

@@ -49,6 +49,21 @@ def test_compose_audio_record_stay_leaves(graph):
     assert not offenders, _report("compose/, audio/ and record/ know no meeting, peer or node", offenders)
 
 
+# The modules that build a node: they alone pick and construct the media implementations.
+SIGNALING_WIRING = ("signaling.app", "signaling.cli")
+
+
+def test_signaling_reaches_media_only_through_the_seam(graph):
+    offenders = [
+        edge
+        for edge in graph.imports_outside("signaling", ("signaling", "endpoints", "mcu.api"))
+        if edge.split(" -> ")[0] not in SIGNALING_WIRING
+    ]
+    assert not offenders, _report(
+        "outside the wiring (signaling/app.py, signaling/cli.py) signaling imports of mcu only mcu.api", offenders
+    )
+
+
 def test_websocket_actions_never_import_rest_routes(graph):
     offenders = graph.imports_of(("signaling.ws",), ("signaling.api",))
     assert not offenders, _report(

@@ -11,14 +11,13 @@
 from mcu.record.feeds import AudioFeed, Timeline, opus_head
 from mcu.record.hls import HlsWriter
 from mcu.record.recorder import Recorder, finalise, recover
-from mcu.record.service import AlreadyRunning, MediaUnavailable, NotRunning, RecordingService
+from mcu.record.service import AlreadyRunning, NotRunning, RecordingService
 from mcu.record.store import RecordingStore
 
 __all__ = [
     "AlreadyRunning",
     "AudioFeed",
     "HlsWriter",
-    "MediaUnavailable",
     "NotRunning",
     "Recorder",
     "RecordingService",

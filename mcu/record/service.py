@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from mcu.api import MediaConflict, MediaUnavailable
 from mcu.record.feeds import AudioFeed
 from mcu.record.hls import HlsWriter
 from mcu.record.recorder import Recorder
@@ -33,16 +34,16 @@ from mcu.record.store import RecordingStore
 log = logging.getLogger(__name__)
 
 
-class MediaUnavailable(Exception):
-    """No compositor/mixer for this meeting here (not wired, or the meeting has no media)."""
+# Refusals (mcu.api's errors, which signaling maps to HTTP statuses): MediaUnavailable when this
+# node has no compositor/mixer for the meeting (not wired, or the meeting has no media here).
 
 
-class AlreadyRunning(Exception):
-    pass
+class AlreadyRunning(MediaConflict):
+    """The meeting is already being recorded (or streamed)."""
 
 
-class NotRunning(Exception):
-    pass
+class NotRunning(MediaConflict):
+    """The meeting is not being recorded (or streamed)."""
 
 
 @dataclass

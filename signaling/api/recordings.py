@@ -1,6 +1,6 @@
 """REST: meeting recordings (operator) and the public live HLS stream of a meeting.
 
-The routes use ``ctx.recordings`` (``mcu.record.service.RecordingService``); a node without it
+The routes use ``ctx.recordings`` (``mcu.api.Recordings``: the media node's RecordingService); a node without it
 answers 503, and so does starting a recording or a stream while the media pipeline is not
 connected to the service (``RecordingService.connect_media``). Starting and stopping a recording
 is the use case ``signaling.recording.set_recording``, shared with the chair's WebSocket action.
@@ -15,10 +15,11 @@ from urllib.parse import quote
 import msgspec
 from aiohttp import web
 
+from mcu.api import Recordings
 from signaling.api.http import ctx_of, json_response, read_body, require_operator
 from signaling.cluster import forward
 from signaling.errors import bad_request, conflict, not_found, unavailable
-from signaling.recording import service_errors, set_recording, translate
+from signaling.recording import set_recording
 
 routes = web.RouteTableDef()
 SEGMENT_NAME = re.compile(r"^(index\.m3u8|seg\d{6}\.ts)$")
@@ -44,7 +45,7 @@ class StreamingAction(msgspec.Struct, forbid_unknown_fields=True):
     rtmp_url: str | None = None
 
 
-def _service(request: web.Request, rec_id: str | None = None):
+def _service(request: web.Request, rec_id: str | None = None) -> Recordings:
     ctx = ctx_of(request)
     if ctx.recordings is None:
         if rec_id is not None and forward.in_cluster(request) is not None:
@@ -55,7 +56,7 @@ def _service(request: web.Request, rec_id: str | None = None):
 
 def _holds(request: web.Request) -> bool:
     """This node holds the recording in the path."""
-    service = getattr(ctx_of(request), "recordings", None)
+    service = ctx_of(request).recordings
     try:
         return service is not None and bool(service.store.get(request.match_info["recording_id"]))
     except KeyError:
@@ -167,13 +168,10 @@ async def streaming_action(request: web.Request) -> web.Response:
     await ctx_of(request).meetings.get(mid)
     if body.rtmp_url is not None and not re.match(r"^rtmps?://[^\s/]+/\S+$", body.rtmp_url):
         raise bad_request("rtmp_url must look like rtmp://host/app/stream-key", "rtmp_url")
-    try:
-        if body.action == "start":
-            out = await service.start_streaming(mid, body.rtmp_url)
-            return json_response(dict(out, hls=f"/live/{quote(mid)}/index.m3u8"), 201)
-        return json_response(await service.stop_streaming(mid))
-    except service_errors() as exc:
-        raise translate(exc) from None
+    if body.action == "start":  # refusals: MediaUnavailable (503), MediaConflict (409)
+        out = await service.start_streaming(mid, body.rtmp_url)
+        return json_response(dict(out, hls=f"/live/{quote(mid)}/index.m3u8"), 201)
+    return json_response(await service.stop_streaming(mid))
 
 
 @routes.get("/live/{meeting_id}/{name}")
@@ -182,7 +180,7 @@ async def live_file(request: web.Request) -> web.StreamResponse:
     mid, name = request.match_info["meeting_id"], request.match_info["name"]
     if (elsewhere := await forward.to_meeting_node(request, mid)) is not None:
         return elsewhere
-    service = getattr(ctx_of(request), "recordings", None)
+    service = ctx_of(request).recordings
     folder = service.hls_dir(mid) if service is not None else None
     if folder is None:
         raise not_found(f"meeting {mid} is not streaming")

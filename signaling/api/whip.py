@@ -34,7 +34,7 @@ from signaling.errors import ApiError, bad_request, busy, forbidden, not_found, 
 from signaling.api.http import CTX, ctx_of, identity, read_raw
 from signaling.guard.offer_check import check_offer
 from signaling.auth.policy import CHAIR_ROLES, admit, media_extra
-from mcu.api import PeerSpec
+from mcu.api import MediaPeer, PeerExtra, PeerSpec
 from signaling.rooms import PRESENCE_TTL_S
 
 log = logging.getLogger("giaoban.whip")
@@ -56,7 +56,7 @@ class HttpMediaMember:
     role: str
     kind: str  # whip | whep
     token_fp: str = ""  # a digest of the bearer token: the per-token cap counts it, never the token
-    peer: Any = None
+    peer: MediaPeer | None = None
     task: asyncio.Task | None = field(default=None, repr=False)
     ended: str = ""  # why end() was called ("" while the session may live)
     drop_floor: bool = False  # revoked: its release takes the floor from it too
@@ -135,7 +135,7 @@ async def _open(request: web.Request, kind: str) -> web.Response:
         _token_fingerprint(request),
     )
     link = str(ident.endpoint.link) if ident.endpoint else "fibre"
-    extra = {"via": kind, "renegotiate": False, **media_extra(meeting, link)}
+    extra: PeerExtra = {"via": kind, "renegotiate": False, **media_extra(meeting, link)}
     if view == "composite":
         extra["media_mode"] = "mcu"  # the meeting's composite picture and mixed sound (live streaming)
     # the media node keeps one peer per endpoint id (a newer one replaces the older): a publisher
@@ -283,7 +283,7 @@ async def _drop_events(event: dict[str, Any]) -> None:
 async def _keep_alive(app: web.Application, member: HttpMediaMember) -> None:
     ctx = app[CTX]
     try:
-        while not getattr(member.peer, "closed", False):
+        while member.peer is None or not member.peer.closed:
             try:
                 await asyncio.wait_for(member.wake.wait(), min(5.0, PRESENCE_TTL_S / 3))
                 return  # ended: the finally releases it

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from typing import Any, Protocol, cast
 
+from mcu.api import PeerExtra
 from signaling.auth.authenticator import Identity
 from signaling.errors import forbidden, not_found
 from signaling.meetings.model import Meeting, Occurrence
@@ -52,7 +53,7 @@ async def admit(ctx: Admission, ident: Identity, meeting_id: str) -> tuple[Meeti
     return meeting, occurrence, role, state
 
 
-def media_extra(meeting: Meeting, link: str) -> dict[str, Any]:
+def media_extra(meeting: Meeting, link: str) -> PeerExtra:
     """PeerSpec.extra for this meeting: its chosen media mode for the endpoint's link class."""
     mode = (meeting.media_modes or {}).get(link)
     return {"media_mode": mode} if mode else {}

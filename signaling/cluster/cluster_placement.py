@@ -25,12 +25,22 @@ import logging
 import os
 import time
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any, TypeVar, cast
+from typing import Any, TypeVar, cast
 
 import aiohttp
 
 from endpoints.directory import Directory
-from mcu.api import EventSink, JsonObject, LinkStats, MediaNode, MediaPeer, PeerSpec, RecordingLabels
+from mcu.api import (
+    CascadeOrigin,
+    EventSink,
+    HostedMediaNode,
+    JsonObject,
+    LinkStats,
+    MediaNode,
+    MediaPeer,
+    PeerSpec,
+    RecordingLabels,
+)
 from signaling import metrics
 from signaling.auth.tokens import Claims, TokenSigner
 from signaling.cluster.registry import NodeRegistry
@@ -38,9 +48,6 @@ from signaling.cluster.remote_media import MediaNodeLost, RemoteMediaNode
 from signaling.errors import unavailable
 from signaling.settings import Settings, SettingsError
 from signaling.store.base import Store
-
-if TYPE_CHECKING:
-    from mcu.node import LocalMediaNode
 
 log = logging.getLogger("giaoban.cluster")
 PINS = "media-pins"
@@ -77,7 +84,7 @@ class ClusterPlacement:
         settings: Settings,
         store: Store,
         directory: Directory,
-        local: LocalMediaNode | None,
+        local: HostedMediaNode | None,
         node_info: Callable[[], dict[str, Any]] | None = None,
     ) -> None:
         self.settings, self.store, self.directory, self.local = settings, store, directory, local
@@ -89,8 +96,6 @@ class ClusterPlacement:
         self.http: aiohttp.ClientSession | None = None
         self._remotes: dict[tuple[str, str], RemoteMediaNode] = {}
         self._token: tuple[float, str] = (0.0, "")
-        if local is not None:
-            local.origin_factory = self._cascade_origin  # an edge reaches its origin through us
 
     # --- lifecycle -------------------------------------------------------------------------------
     async def start(self) -> None:
@@ -109,10 +114,11 @@ class ClusterPlacement:
 
     def _media_info(self) -> dict[str, Any]:
         assert self.local is not None  # only media nodes publish this
+        load = self.local.load()
         return {
             "url": self.settings.media_url,
-            "peers": len(self.local.peers),
-            "meetings": len(self.local.meetings),
+            "peers": load["peers"],
+            "meetings": load["meetings"],
             "capacity": self.settings.media_capacity,
             "serves": list(self.settings.media_serves),
         }
@@ -142,8 +148,10 @@ class ClusterPlacement:
         """A media node known by its internal URL (the node a meeting is pinned to)."""
         return self._node(url, url)
 
-    def _cascade_origin(self, info: JsonObject) -> MediaNode:
-        return self._node(str(info["node_id"]), str(info["url"]))
+    def cascade_origin(self, info: CascadeOrigin) -> MediaNode:
+        """The origin node of a meeting this node is a cascade edge of (``spec.extra["cascade_origin"]``):
+        the local node's ``origin_factory``, wired by ``signaling.app.build_context``."""
+        return self._node(info["node_id"], info["url"])
 
     async def origin_of(self, meeting_id: str, nodes: dict[str, dict[str, Any]]) -> str:
         """The meeting's pinned media node; pins it to the least-loaded live node when unpinned
@@ -205,7 +213,7 @@ class ClusterPlacement:
                 raise unavailable("no media node is running in the cluster; start one with --media local")
             origin = await self.origin_of(spec.meeting_id, nodes)
             target = self.edge_of(spec.endpoint_id, nodes) or origin
-            extra = dict(spec.extra)
+            extra = spec.extra.copy()
             if target != origin:
                 extra["cascade_origin"] = {"node_id": origin, "url": nodes[origin]["url"]}
             try:

@@ -172,6 +172,11 @@ class RemotePeer:
     async def set_muted(self, kind: str, muted: bool) -> None:
         await self.call("mute", kind=kind, muted=muted)
 
+    @property
+    def closed(self) -> bool:
+        """Closed here, or its link to the media node broke (the node closed the peer or is gone)."""
+        return self._closing or self.ws.closed
+
     async def close(self) -> None:
         self._closing = True
         if not self.ws.closed:

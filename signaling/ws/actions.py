@@ -15,7 +15,7 @@ from signaling import metrics
 from signaling.auth import audit
 from signaling.errors import ApiError, bad_request, forbidden, not_found, unavailable
 from signaling.guard.ice_candidate import check_candidate
-from mcu.api import MediaRetry, PeerSpec
+from mcu.api import MediaRetry, PeerExtra, PeerSpec
 from signaling.guard.offer_check import check_offer
 from signaling.auth.policy import CHAIR_ROLES, admit, media_extra, role_in
 from signaling.recording import set_recording
@@ -57,7 +57,7 @@ class MeetingActions:
     _held: list | None  # media events held back while the client's offer is being answered
     _leaving: asyncio.Future | None
     link: str  # the endpoint's link class, set on join
-    media_extra: dict[str, Any]  # the meeting's media mode for that link class
+    media_extra: PeerExtra  # the meeting's media mode for that link class
 
     def now(self) -> datetime:
         return datetime.now(timezone.utc)
@@ -207,7 +207,7 @@ class MeetingActions:
             raise unavailable("this server runs without a media node (media: none)")
         if self.peer is None:
             room = await self.ctx.rooms.state(self.occurrence_id)  # a node that (re)opens the meeting applies it
-            extra = dict(self.media_extra, floor=room["floor"], layout=room["layout"])
+            extra: PeerExtra = {**self.media_extra, "floor": room["floor"], "layout": room["layout"]}
             spec = PeerSpec(
                 self.meeting_id,
                 self.identity.endpoint_id,

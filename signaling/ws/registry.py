@@ -5,7 +5,8 @@ so that a revocation (operator deleted, endpoint secret rotated, a meeting's lin
 reaches every node on the events channel, ends all three kinds, for the identity and the join links
 it made or that speak for it, and takes the floor from it.
 
-The context holds it as a ``signaling.context.ClientRegistry``; WHIP/WHEP routes reach it that way.
+The context holds it as a ``signaling.context.ClientRegistry`` (which says what a client is); WHIP/WHEP
+routes reach it that way. Taking the floor from a revoked endpoint is injected (``release_floor``).
 """
 
 from __future__ import annotations
@@ -13,41 +14,42 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from collections.abc import Awaitable, Callable
+from typing import Any
 
+from signaling.context import Client, MediaClient
 from signaling.errors import WS_CLOSE
 from signaling.protocol import server_msg
 from signaling.rooms import PRESENCE_TTL_S
 from signaling.store.base import Store, Subscription
 
-if TYPE_CHECKING:
-    from signaling.ws.session import Session
-
 log = logging.getLogger("giaoban.sessions")
 MEETING_EVENTS = "meeting-events"
+# Takes the floor from an endpoint in its room, if it holds it: (occurrence_id, meeting_id, endpoint_id).
+FloorRelease = Callable[[str, str, str], Awaitable[object]]
 
 
 class SessionRegistry:
-    def __init__(self, store: Store, node_id: str, auth) -> None:
+    def __init__(self, store: Store, node_id: str, auth, release_floor: FloorRelease) -> None:
         self.store, self.node_id, self.auth = store, node_id, auth
-        self._sessions: dict[str, "Session"] = {}
-        self._media: dict[str, Any] = {}  # WHIP/WHEP sessions (signaling.api.whip.HttpMediaMember) by id
+        self.release_floor = release_floor
+        self._sessions: dict[str, Client] = {}
+        self._media: dict[str, MediaClient] = {}  # WHIP/WHEP sessions (signaling.api.whip.HttpMediaMember) by id
         self._ending: set[asyncio.Task] = set()  # revoked WebSockets being closed ...
-        self._revoking: set["Session"] = set()  # ... and their sessions (closed once)
+        self._revoking: set[Client] = set()  # ... and their sessions (closed once)
         self._sub: Subscription | None = None
         self._task: asyncio.Task | None = None
 
     def __len__(self) -> int:
         return len(self._sessions)
 
-    def all(self) -> list["Session"]:
+    def all(self) -> list[Client]:
         return list(self._sessions.values())
 
-    def for_endpoint(self, endpoint_id: str) -> list["Session"]:
+    def for_endpoint(self, endpoint_id: str) -> list[Client]:
         return [s for s in self._sessions.values() if s.identity and s.identity.endpoint_id == endpoint_id]
 
-    async def add(self, session: "Session") -> list["Session"]:
+    async def add(self, session: Client) -> list[Client]:
         """Register; returns older sessions of the same endpoint (a terminal that reconnected)."""
         older = []
         if session.identity.endpoint is not None and session.identity.kind == "endpoint":
@@ -57,13 +59,13 @@ class SessionRegistry:
         await self._announce(session, online=True)
         return older
 
-    def add_media(self, member: Any) -> None:
+    def add_media(self, member: MediaClient) -> None:
         self._media[member.session_id] = member
 
-    def remove_media(self, member: Any) -> None:
+    def remove_media(self, member: MediaClient) -> None:
         self._media.pop(member.session_id, None)
 
-    async def remove(self, session: "Session") -> None:
+    async def remove(self, session: Client) -> None:
         if self._sessions.pop(session.session_id, None) is None or session.identity is None:
             return
         if session.identity.endpoint is None:
@@ -74,7 +76,7 @@ class SessionRegistry:
             await self.store.delete_ephemeral("presence", key)
             await self._announce(session, online=False)
 
-    async def _announce(self, session: "Session", online: bool) -> None:
+    async def _announce(self, session: Client, online: bool) -> None:
         """Tell every node's operator consoles that an endpoint came or went (no polling needed)."""
         ident = session.identity
         if ident.endpoint is not None:
@@ -89,7 +91,7 @@ class SessionRegistry:
                 },
             )
 
-    async def refresh_presence(self, session: "Session") -> None:
+    async def refresh_presence(self, session: Client) -> None:
         ident = session.identity
         if ident is None or ident.endpoint is None:
             return
@@ -188,8 +190,7 @@ class SessionRegistry:
             task.add_done_callback(lambda t, s=session: (self._ending.discard(t), self._revoking.discard(s)))
         for occurrence_id, meeting_id, endpoint_id in rooms:
             try:
-                ctx = sessions[0].ctx
-                await ctx.rooms.release_floor(occurrence_id, meeting_id, endpoint_id, "revocation", ctx.placement)
+                await self.release_floor(occurrence_id, meeting_id, endpoint_id)
             except Exception:  # the sessions end anyway; the chair can still take the floor back
                 log.exception("taking the floor from a revoked endpoint failed", extra={"occurrence": occurrence_id})
 

@@ -16,6 +16,7 @@ from typing import Any
 from aiohttp import WSMsgType, web
 
 from signaling import metrics
+from mcu.api import PeerExtra
 from signaling.auth.authenticator import REVOKED, Identity
 from signaling.context import Context
 from signaling.errors import WS_CLOSE, ApiError, classify, rate_limited, too_large
@@ -54,7 +55,7 @@ class Session(MeetingActions):
         self.occurrence_id: str | None = None
         self.role: str | None = None
         self.link = "fibre"
-        self.media_extra: dict[str, Any] = {}
+        self.media_extra: PeerExtra = {}
         self.peer = None
         self._peer_gen = 0  # counts this session's media peers: news from an older one is ignored
         self._held: list | None = None

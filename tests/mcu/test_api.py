@@ -1,5 +1,5 @@
 """The media seam (mcu/api.py) is implemented exactly: by the in-process node and peer, by the
-remote node and peer of a cluster, and by both placements.
+remote node and peer of a cluster, by both placements, and by the recording service.
 
 Two checks, for two kinds of drift: ``test_*`` compares signatures at run time (every declared
 method exists, is async, takes the same parameters: the sync ``link_stats`` that made the
@@ -13,9 +13,10 @@ import inspect
 
 import pytest
 
-from mcu.api import LinkStats, MediaNode, MediaPeer
+from mcu.api import HostedMediaNode, LinkStats, MediaNode, MediaPeer, RecordingFiles, Recordings
 from mcu.node import LocalMediaNode
 from mcu.peer.peer import LocalPeer
+from mcu.record import RecordingService, RecordingStore
 from signaling.cluster.cluster_placement import ClusterPlacement
 from signaling.cluster.local_placement import LocalPlacement
 from signaling.cluster.placement import Placement
@@ -29,12 +30,17 @@ def _conforms(
     cluster: ClusterPlacement,
     local_peer: LocalPeer,
     remote_peer: RemotePeer,
+    recording_service: RecordingService,
+    recording_store: RecordingStore,
 ) -> None:
     """Never called: mypy checks that each assignment type-checks."""
     nodes: list[MediaNode] = [local, remote]
+    hosted: HostedMediaNode = local
     placements: list[Placement] = [one_machine, cluster]
     peers: list[MediaPeer] = [local_peer, remote_peer]
-    del nodes, placements, peers
+    recordings: Recordings = recording_service
+    files: RecordingFiles = recording_store
+    del nodes, hosted, placements, peers, recordings, files
 
 
 def _declared(protocol: type) -> dict[str, inspect.Signature]:
@@ -68,12 +74,14 @@ def _differences(implementation: type, protocol: type) -> list[str]:
 @pytest.mark.parametrize(
     "implementation, protocol",
     [
-        (LocalMediaNode, MediaNode),
+        (LocalMediaNode, HostedMediaNode),
         (RemoteMediaNode, MediaNode),
         (LocalPlacement, Placement),
         (ClusterPlacement, Placement),
         (LocalPeer, MediaPeer),
         (RemotePeer, MediaPeer),
+        (RecordingService, Recordings),
+        (RecordingStore, RecordingFiles),
     ],
     ids=lambda c: c.__name__,
 )
