@@ -14,7 +14,7 @@ const WHY_VI = {
   thin_video: "hình yếu (thin video)", loss: "mất gói (packet loss)", not_connected: "chưa kết nối media (media not connected)",
 };
 
-// One line about an endpoint's media, from GET /live "media" (see mcu/linkstats.py).
+// One line about an endpoint's media, from GET /live "media" (see mcu/meeting/quality.py).
 export function mediaText(m) {
   if (!m) return "";
   const kinds = [["audio", "tiếng"], ["video", "hình"], ["screen", "màn hình"]].filter(([k]) => m.sending[k]).map(([, v]) => v);

@@ -11,7 +11,7 @@ import { vnNow } from "./schedule.js";
 export const TITLE = "Kiểm tra điểm cầu";
 const MINUTES = 30;
 const POLL_MS = 2000;
-const LOSS_OK_PCT = 3;  // same line as the "fair" grade of mcu/linkstats.py
+const LOSS_OK_PCT = 3;  // same line as the "fair" grade of mcu/meeting/quality.py
 const $ = (id) => document.getElementById(id);
 const CHECKS = [
   ["online", "ngoại tuyến (offline)"], ["joined", "chưa vào phiên kiểm tra (not joined)"],
