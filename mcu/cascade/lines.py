@@ -58,6 +58,7 @@ def origin_spec(meeting_id: str, node_id: str, endpoint_id: str) -> PeerSpec:
             "media_mode": "sfu",
             "renegotiate": False,
             "start_rendition": COMPOSITE_RENDITION,
+            "start_tier": COMPOSITE_RENDITION,  # the same, for an origin of the version before #12 (rolling upgrade)
             "cascade_edge": node_id,
         },
     )
