@@ -5,7 +5,7 @@ when the last one leaves (``stop()`` is idempotent and awaits every task it star
 the meeting's extensions (``mcu.meeting.contracts.Composer``); what it reads of the meeting is the
 small ``McuHost`` below, so this module imports nothing above the SFU.
 
-Input: the meeting's publisher ``Stream``s are *tapped* (``Stream.tap``, called once per
+Input: the meeting's publisher ``Stream``s are *tapped* (``Stream.add_tap``, called once per
 packet after the SFU's own once-per-packet work): VP8 packets are assembled into frames
 (``mcu.bridge.depacketize``) and pushed to the ``Compositor``; Opus payloads (with their RFC 6464
 level) go to the ``AudioMixer``. A hole in a source's frames asks its publisher for a key frame
@@ -195,8 +195,7 @@ class McuPipeline:
             return
         self.stopped = True
         for tap in self.taps.values():
-            if tap.stream.tap is tap:
-                tap.stream.tap = None
+            tap.stream.remove_tap(tap)
         self.taps.clear()
         await self.compositor.stop()
         await self.mixer.stop()
@@ -247,8 +246,7 @@ class McuPipeline:
         # endpoint): untapped, then tapped again under their new source id
         for sid in [sid for sid in self.taps if sid not in current or current[sid][1] != self.taps[sid].source_id]:
             tap = self.taps.pop(sid)
-            if tap.stream.tap is tap:
-                tap.stream.tap = None
+            tap.stream.remove_tap(tap)
             if tap.vp8 is not None:
                 self.compositor.remove_source(tap.source_id)
             else:
@@ -256,7 +254,7 @@ class McuPipeline:
         for sid, (stream, source_id) in current.items():
             if sid not in self.taps:
                 tap = self.taps[sid] = _Tap(self, stream, source_id)
-                stream.tap = tap
+                stream.add_tap(tap)
         rank = {ep: i for i, ep in enumerate(order)}
         cams = sorted(cameras, key=lambda s: rank.get(s.endpoint_id, len(rank)))
         ids = [f"{s.endpoint_id}/screen" for s in screens] + [s.endpoint_id for s in cams]

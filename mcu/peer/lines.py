@@ -92,4 +92,5 @@ def subscriber_output(peer: LineOwner, mid: str, line: MLine, role: str) -> Outp
         rtx_payload_type=line.rtx_payload_type,
         audio_level_id=line.audio_level_id,
         priority=1 if role == "slides" else 0,
+        codec=line.codec,
     )

@@ -76,7 +76,10 @@ class Stream:
         self._kf_timer: asyncio.TimerHandle | None = None
         self.muted = False
         self.closed = False
-        self.tap: Callable[[bytes], None] | None = None  # MCU input (depacketizer), if any
+        # readers of the decodable media besides the SFU outputs (the MCU pipeline's depacketizer,
+        # a transcoder): one call per packet; add_tap/remove_tap keep it one callable for the hot path
+        self.tap: Callable[[bytes], None] | None = None
+        self._taps: list[Callable[[bytes], None]] = []
         self._cache: list[bytes | None] = [None] * CACHE_SIZE
         self._keyfn = None
         self.vp8 = kind == "video" and self.codec == "VP8"
@@ -112,6 +115,29 @@ class Stream:
         self.late = 0
         self.rtx_received = 0
         self.nacks_sent = 0
+
+    def add_tap(self, tap: Callable[[bytes], None]) -> None:
+        """Also hand each forwarded packet to ``tap`` (idempotent)."""
+        if tap not in self._taps:
+            self._taps.append(tap)
+            self._set_tap()
+
+    def remove_tap(self, tap: Callable[[bytes], None]) -> None:
+        if tap in self._taps:
+            self._taps.remove(tap)
+            self._set_tap()
+
+    def _set_tap(self) -> None:
+        taps = tuple(self._taps)
+        if len(taps) > 1:
+
+            def fan_out(data: bytes) -> None:
+                for tap in taps:
+                    tap(data)
+
+            self.tap = fan_out
+        else:
+            self.tap = taps[0] if taps else None
 
     # -- hot path --------------------------------------------------------------------------
 
@@ -158,7 +184,7 @@ class Stream:
                 self.last_level = level
         if self.muted:
             return
-        if self.tap is not None:  # the meeting's MCU pipeline (mcu.bridge.pipeline) wants it too
+        if self.tap is not None:  # the MCU pipeline or a transcoder wants it too
             self.tap(data)
         if self.waiting and (key or self._keyfn is None):
             self._admit_waiting(seq, ts, pid)

@@ -74,9 +74,13 @@ class Output:
         rtx_payload_type: int | None = None,
         audio_level_id: int = 0,
         priority: int = 0,
+        codec: str = "",
     ) -> None:
         self.endpoint_id = endpoint_id
         self.kind = kind
+        # the codec the subscriber decodes ("VP8", "H264", "OPUS"; "" = whatever the source sends):
+        # a source in another codec reaches it through a transcode (mcu.sfu.router.Router.convert)
+        self.codec = codec.upper()
         self.role = role  # "audio" | "main" | "slides"
         self.ssrc = ssrc
         self.pt = payload_type
