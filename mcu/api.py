@@ -66,6 +66,7 @@ class PeerExtra(TypedDict, total=False):
 
     media_mode: str  # sfu | mcu | both: overrides the meeting's policy for the link class
     start_rendition: str  # the video rendition it receives first
+    video_codecs: list[str]  # the meeting's video codecs in order of preference ("VP8", "H264")
     start_tier: str  # start_rendition's name before #12, still sent by nodes of that version
     renegotiate: bool  # False: no server-made offers (WHIP, WHEP, a cascade edge)
     via: str  # whip | whep: the HTTP client kind
