@@ -75,12 +75,16 @@ class Output:
         audio_level_id: int = 0,
         priority: int = 0,
         codec: str = "",
+        payload_types: dict[str, tuple[int, int | None]] | None = None,
     ) -> None:
         self.endpoint_id = endpoint_id
         self.kind = kind
         # the codec the subscriber decodes ("VP8", "H264", "OPUS"; "" = whatever the source sends):
         # a source in another codec reaches it through a transcode (mcu.sfu.router.Router.convert)
         self.codec = codec.upper()
+        # every codec the subscriber's line negotiated -> (payload type, RTX payload type): a source
+        # in any of them is forwarded untouched, in that codec's payload type (``use_codec``)
+        self.payload_types = dict(payload_types or {})
         self.role = role  # "audio" | "main" | "slides"
         self.ssrc = ssrc
         self.pt = payload_type
@@ -167,6 +171,21 @@ class Output:
             self.dropped += 1
             return False
         return True
+
+    # -- codec ---------------------------------------------------------------------------
+
+    def accepts(self, codec: str) -> bool:
+        """True if the subscriber decodes ``codec`` as sent (no conversion needed)."""
+        return not self.codec or codec.upper() == self.codec or codec.upper() in self.payload_types
+
+    def use_codec(self, codec: str) -> None:
+        """Send the payload types the line negotiated for ``codec`` from the next source on. Only
+        while detached: a source groups its live outputs by ``profile``."""
+        pts = self.payload_types.get(codec.upper())
+        if pts is None or self.source is not None:
+            return
+        self.pt, self.rtx_pt = pts
+        self.profile = (self.pt, self.level_id)
 
     # -- rewrite state ---------------------------------------------------------------------
 
