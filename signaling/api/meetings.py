@@ -20,6 +20,7 @@ from signaling.meetings.model import (
     Minutes,
     Recurrence,
     Title,
+    VideoCodecs,
 )
 from signaling.meetings.validation import parse_time
 
@@ -41,6 +42,7 @@ class MeetingPatch(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=Tru
     duration_minutes: Minutes | None | Unset = UNSET
     recurrence: Recurrence | None | Unset = UNSET
     media_modes: MediaModes | None | Unset = UNSET
+    video_codecs: VideoCodecs | None | Unset = UNSET  # None: back to the default order
     expected_version: Annotated[int, msgspec.Meta(ge=1)] | None = None
 
 

@@ -54,6 +54,10 @@ async def admit(ctx: Admission, ident: Identity, meeting_id: str) -> tuple[Meeti
 
 
 def media_extra(meeting: Meeting, link: str) -> PeerExtra:
-    """PeerSpec.extra for this meeting: its chosen media mode for the endpoint's link class."""
+    """PeerSpec.extra for this meeting: its chosen media mode for the endpoint's link class, and
+    its video codecs in order of preference (every peer: the media node serves and refuses by them)."""
+    extra: PeerExtra = {"video_codecs": list(meeting.video_codecs)}
     mode = (meeting.media_modes or {}).get(link)
-    return {"media_mode": mode} if mode else {}
+    if mode:
+        extra["media_mode"] = mode
+    return extra

@@ -27,6 +27,8 @@ LOCAL_DATETIME = r"^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2
 Selector = Annotated[str, msgspec.Meta(max_length=200, extra_json_schema={"pattern": SELECTOR})]
 LinkClass = Literal["fibre", "thin", "mobile"]
 MediaMode = Literal["sfu", "mcu", "both"]
+VIDEO_CODECS = ("VP8", "H264")  # what a media node forwards, decodes and can encode
+DEFAULT_VIDEO_CODECS = ["VP8", "H264"]  # PeerExtra's default too: absent means this order
 # Every time a client gives (start, end, UNTIL, query windows, occurrence ids) lies in these years:
 # far from datetime's year 1 and 9999, so zone conversions and the 10-year expansion cannot overflow.
 MIN_YEAR, MAX_YEAR = 2000, 2199
@@ -75,6 +77,16 @@ MediaModes = Annotated[
     ),
 ]
 
+VideoCodecs = Annotated[
+    list[Annotated[str, msgspec.Meta(max_length=8, extra_json_schema={"pattern": "^([Vv][Pp]8|[Hh]264)$"})]],
+    msgspec.Meta(
+        min_length=1,
+        max_length=len(VIDEO_CODECS),
+        description="video codecs in order of preference, each VP8 or H264 (any case, stored upper case), "
+        "no duplicates; a client offering none of them is refused; default [VP8, H264]",
+    ),
+]
+
 
 class MeetingSpec(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     """A meeting as a client schedules it. Checked by ``validation.check_spec`` (MeetingError)."""
@@ -88,6 +100,7 @@ class MeetingSpec(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     recurrence: Recurrence | None = None
     description: Description | None = None
     media_modes: MediaModes | None = None
+    video_codecs: VideoCodecs | None = None  # None: DEFAULT_VIDEO_CODECS
 
 
 class Meeting(msgspec.Struct, kw_only=True):
@@ -104,6 +117,8 @@ class Meeting(msgspec.Struct, kw_only=True):
     status: MeetingStatus = "scheduled"
     exdates: list[datetime] = msgspec.field(default_factory=list)  # starts of cancelled occurrences
     media_modes: dict[str, str] | None = None  # link class -> sfu | mcu | both (None: the node's policy)
+    # upper case, in order of preference; a meeting stored before #13 reads as the default
+    video_codecs: list[str] = msgspec.field(default_factory=lambda: list(DEFAULT_VIDEO_CODECS))
     created_at: datetime
     updated_at: datetime
     version: int = 1

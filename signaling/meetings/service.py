@@ -31,7 +31,18 @@ Clock = Callable[[], datetime]
 MEETINGS = "meetings"
 OCCURRENCES = "occurrences"
 UPDATABLE = frozenset(
-    {"title", "description", "chair", "invited", "start", "end", "duration_minutes", "recurrence", "media_modes"}
+    {
+        "title",
+        "description",
+        "chair",
+        "invited",
+        "start",
+        "end",
+        "duration_minutes",
+        "recurrence",
+        "media_modes",
+        "video_codecs",
+    }
 )
 MAX_OCCURRENCES = 1000  # per query: a 400-day window of a daily meeting fits
 INVITED_CACHE = 256  # resolved invitation sets kept (one per distinct chair + selectors)
@@ -120,6 +131,7 @@ class MeetingService:
                 recurrence=c.recurrence,
                 description=c.description,
                 media_modes=spec.media_modes,
+                video_codecs=c.video_codecs,
                 created_at=now,
                 updated_at=now,
             )
@@ -162,7 +174,7 @@ class MeetingService:
 
     def _changed(self, current: Meeting, changes: Mapping[str, Any]) -> Meeting:
         """The meeting with ``changes`` applied: every field not named stays as it is (media_modes
-        included), and the result passes the very checks a new meeting passes."""
+        and video_codecs included), and the result passes the very checks a new meeting passes."""
         fields = {
             "title": current.title,
             "chair": current.chair,
@@ -171,6 +183,7 @@ class MeetingService:
             "recurrence": current.recurrence,
             "description": current.description,
             "media_modes": current.media_modes,
+            "video_codecs": current.video_codecs,
         }
         fields |= {k: v for k, v in changes.items() if k not in ("end", "duration_minutes")}
         end, minutes = changes.get("end"), changes.get("duration_minutes")
@@ -191,6 +204,7 @@ class MeetingService:
             status=current.status,
             exdates=current.exdates,
             media_modes=spec.media_modes,
+            video_codecs=c.video_codecs,
             created_at=current.created_at,
             updated_at=now,
             version=current.version + 1,

@@ -9,7 +9,8 @@ Decisions:
 * the invited selectors must select at least one endpoint;
 * times lie in the years ``MIN_YEAR``..``MAX_YEAR`` (2000-2199) and a series spans at most
   ``recurrence.HORIZON_YEARS`` (10) years: nothing a client sends can push date maths to year 1 or 9999;
-* titles, names and ids hold no control characters (NUL cannot be stored; the rest is never meant).
+* titles, names and ids hold no control characters (NUL cannot be stored; the rest is never meant);
+* ``video_codecs`` is read in any case and kept upper case ("vp8" is "VP8"), as mcu names codecs.
 
 The limits of ``model.MeetingSpec`` (lengths, counts) are checked here again, because a spec built in
 code (``MeetingSpec(...)``) skips msgspec's decode-time checks.
@@ -25,7 +26,16 @@ from typing import get_args
 from endpoints.directory import Directory, Endpoint, Tier
 from signaling.meetings import recurrence
 from signaling.meetings.errors import MeetingError
-from signaling.meetings.model import MAX_YEAR, MIN_YEAR, VN, LinkClass, MediaMode, MeetingSpec
+from signaling.meetings.model import (
+    DEFAULT_VIDEO_CODECS,
+    MAX_YEAR,
+    MIN_YEAR,
+    VIDEO_CODECS,
+    VN,
+    LinkClass,
+    MediaMode,
+    MeetingSpec,
+)
 
 TITLE_MAX = 200
 DESCRIPTION_MAX = 4000
@@ -50,6 +60,7 @@ class Checked:
     end: datetime
     recurrence: str | None
     description: str | None
+    video_codecs: list[str]
 
 
 def check_spec(spec: MeetingSpec, directory: Directory, now: datetime, *, check_past: bool = True) -> Checked:
@@ -61,13 +72,14 @@ def check_spec(spec: MeetingSpec, directory: Directory, now: datetime, *, check_
     end = _end(spec, start)
     rule_text = _recurrence(spec.recurrence, start)
     check_media_modes(spec.media_modes)
+    video_codecs = check_video_codecs(spec.video_codecs)
     if check_past and start < now - PAST_SLACK:
         raise MeetingError(
             "start",
             f"start {start.isoformat()} is in the past (now is "
             f"{now.astimezone(VN):%Y-%m-%dT%H:%M}+07:00); choose a later time",
         )
-    return Checked(title, chair.id, invited, start, end, rule_text, description)
+    return Checked(title, chair.id, invited, start, end, rule_text, description, video_codecs)
 
 
 def parse_time(text: object, field: str) -> datetime:
@@ -103,6 +115,26 @@ def check_media_modes(value: object) -> None:
         raise MeetingError(
             "media_modes", f"media_modes maps link classes ({', '.join(links)}) to {', '.join(modes)}; got {value!r}"
         )
+
+
+def check_video_codecs(value: object) -> list[str]:
+    """The meeting's video codecs, upper case in the given order (None: the default order)."""
+    if value is None:
+        return list(DEFAULT_VIDEO_CODECS)
+    known = " and ".join(VIDEO_CODECS)
+    if not isinstance(value, list) or not value:
+        raise MeetingError(
+            "video_codecs", f"video_codecs must be a non-empty list of {known} in order of preference; got {value!r}"
+        )
+    codecs = [c.upper() if isinstance(c, str) else c for c in value]
+    unknown = [c for c in codecs if c not in VIDEO_CODECS]
+    if unknown:
+        raise MeetingError(
+            "video_codecs", f"video_codecs: {repr(unknown[0])[:20]} is not a video codec the server knows ({known})"
+        )
+    if len(set(codecs)) != len(codecs):
+        raise MeetingError("video_codecs", f"video_codecs names a codec twice ({', '.join(codecs)}); name each once")
+    return codecs
 
 
 def _title(value: object) -> str:

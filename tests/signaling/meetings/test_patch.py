@@ -45,6 +45,8 @@ async def stored(node, meeting_id: str) -> dict:
         {"recurrence": None},
         {"media_modes": {"fibre": "sfu"}},
         {"media_modes": None},
+        {"video_codecs": ["H264"]},
+        {"video_codecs": ["H264", "VP8"]},
     ],
 )
 async def test_a_partial_update_changes_only_what_it_names(node, change):
@@ -97,6 +99,10 @@ MANY = [f"ep:hg-x-{i}" for i in range(5000)]
         ("recurrence", "FREQ=DAILY;INTERVAL=²"),
         ("media_modes", {"satellite": "sfu"}),
         ("media_modes", {"thin": "p2p"}),
+        ("video_codecs", []),
+        ("video_codecs", ["AV1"]),
+        ("video_codecs", ["VP8", "vp8"]),
+        ("video_codecs", "VP8"),
         ("start", "9999-12-31T23:00"),
         ("chair", "x" * 65),
     ],
