@@ -14,6 +14,9 @@ import yaml
 from signaling.guard.client_address import parse_networks
 
 
+ENCODE_CODECS = ("VP8", "H264")
+
+
 class SettingsError(ValueError):
     def __init__(self, file: str, line: int, message: str) -> None:
         super().__init__(f"{file}:{line}: {message}")
@@ -61,6 +64,9 @@ class Settings:
     node_id: str = ""  # default <hostname>-<port>
     media: str = "local"  # local: an in-process aiortc media node; none: signaling only
     ice_host: str = "127.0.0.1"  # address for the media node's ICE host candidates; "" = every interface
+    # what the media node may ENCODE (composite renditions, transcodes for subscribers that cannot
+    # decode a publisher's codec); forwarding needs none. VP8 and/or H264, upper case once loaded
+    encode_codecs: list = field(default_factory=lambda: list(ENCODE_CODECS))
     # several nodes (Redis store): how other nodes reach this node's media API (default public_url),
     # how many peers it takes before it counts as full, and the directory subtrees it serves as a
     # cascade edge (e.g. a district's server: [hg-meo-vac]); [] = origin-only
@@ -111,6 +117,10 @@ class Settings:
             value = getattr(self.limits, f.name)
             if value <= 0:
                 raise bad(f"limits.{f.name} must be > 0, got {value}")
+        try:
+            self.encode_codecs = encode_codecs(self.encode_codecs)
+        except ValueError as exc:
+            raise bad(str(exc)) from None
         if not all(isinstance(x, str) and x for x in self.trusted_proxies):
             raise bad("trusted_proxies must be a list of addresses or CIDRs")
         try:
@@ -125,6 +135,22 @@ class Settings:
             raise SettingsError(
                 "settings", 0, f"media_serves names endpoints not in {self.directory}: {', '.join(unknown)}"
             )
+
+
+def encode_codecs(value: list) -> list[str]:
+    """The codecs a media node may encode, upper case; ValueError naming the setting."""
+    known = " and ".join(ENCODE_CODECS)
+    codecs = [c.upper() if isinstance(c, str) else c for c in value]
+    if not codecs or any(c not in ENCODE_CODECS for c in codecs) or len(set(codecs)) != len(codecs):
+        raise ValueError(
+            f"encode_codecs names what the media node may encode: one or both of {known}, each once "
+            f"(e.g. [VP8, H264]); got {value!r}"
+        )
+    return codecs
+
+
+# checks of one key that can name the line it is on (validate() checks them again for the CLI)
+_KEY_CHECKS = {"encode_codecs": encode_codecs}
 
 
 def _section_types() -> dict[str, type]:
@@ -155,6 +181,12 @@ def _apply(target: Any, node: yaml.MappingNode, file: str, prefix: str) -> None:
             value = float(value)
         if not isinstance(value, want) or (want is int and isinstance(value, bool)):
             raise SettingsError(file, line, f"{prefix}{key} must be {want.__name__}, got {type(value).__name__}")
+        check = _KEY_CHECKS.get(key) if not prefix else None
+        if check is not None:
+            try:
+                value = check(value)
+            except ValueError as exc:
+                raise SettingsError(file, line, str(exc)) from None
         setattr(target, key, value)
 
 
