@@ -21,10 +21,9 @@ import argparse
 import asyncio
 import json
 import os
-import threading
 import time
 
-from loadtests import loops
+from loadtests import loops, procstat
 from mcu.compose import Compositor, Layout, Rendition
 from mcu.compose.testsrc import encode_clip
 
@@ -95,19 +94,11 @@ async def feeder(comp: Compositor, clips: list[list[tuple[bytes, bool]]], fps: i
 
 
 def thread_cpu() -> dict[str, float]:
-    """CPU seconds per thread from /proc (utime + stime), keyed by Python thread name."""
-    names = {t.native_id: t.name for t in threading.enumerate()}
-    hz = os.sysconf("SC_CLK_TCK")
+    """CPU seconds per thread kind: the compositor's pool threads are the ``workers``."""
     out: dict[str, float] = {}
-    for tid in os.listdir("/proc/self/task"):
-        try:
-            with open(f"/proc/self/task/{tid}/stat") as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        name = names.get(int(tid), "other")
-        name = "workers" if name.startswith("compose") else name
-        out[name] = out.get(name, 0.0) + (int(fields[11]) + int(fields[12])) / hz
+    for name, seconds in procstat.thread_cpu().items():
+        key = "workers" if name.startswith("compose") else name
+        out[key] = out.get(key, 0.0) + seconds
     return out
 
 

@@ -7,6 +7,8 @@ time is noise, CPU time of the measured process is not.
 from __future__ import annotations
 
 import os
+import re
+import threading
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
@@ -56,3 +58,19 @@ def udp_errors() -> dict[str, int]:
 def proc_rss(pid: int) -> int:
     with open(f"/proc/{pid}/statm") as f:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def thread_cpu() -> dict[str, float]:
+    """CPU seconds (utime + stime) of this process's live threads, summed by Python thread name
+    without its number (``compose_0`` and ``compose_1`` -> ``compose``; unnamed -> ``other``)."""
+    names = {t.native_id: re.sub(r"_\d+$", "", t.name) for t in threading.enumerate()}
+    out: dict[str, float] = {}
+    for tid in os.listdir("/proc/self/task"):
+        try:
+            with open(f"/proc/self/task/{tid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        name = names.get(int(tid), "other")
+        out[name] = out.get(name, 0.0) + (int(fields[11]) + int(fields[12])) / CLK_TCK
+    return out

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import fractions
 import json
 import os
@@ -39,12 +40,13 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import aiohttp
 import av
 import numpy as np
-from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
+from aiortc import RTCConfiguration, RTCPeerConnection, RTCRtpSender, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamTrack
 
 from loadtests import loops
@@ -59,60 +61,84 @@ BITRATE = 1_500_000
 PACE_FACTOR = 2.5  # paced publisher: bursts at most this times the stream's average rate
 
 
-# -- pre-encoded 720p VP8 ------------------------------------------------------------------
+# -- pre-encoded 720p VP8 and H.264 ---------------------------------------------------------
+
+CODECS = ("VP8", "H264")
 
 
-def encoded_frames(bitrate: int = BITRATE) -> list[tuple[bytes, bool]]:
-    """120 frames of 1280x720 VP8 at ~``bitrate`` (key frame every 2 s), cached on disk."""
+def _picture(i: int, bg: np.ndarray, tex: np.ndarray) -> av.VideoFrame:
+    """Frame ``i`` of the clip: smooth gradient, a fine static texture scrolling sideways and
+    moving blocks: a key frame of ~110 KB and ~1.5 Mbit/s, like a camera picture of a meeting
+    room (pure noise would give 600 KB key frames)."""
+    img = bg + np.roll(tex, i * 3, axis=1)
+    for k in range(6):
+        x = (i * (5 + k) * 3 + k * 200) % 1100
+        y = (k * 110 + i * 2) % 600
+        img[y : y + 120, x : x + 180] = (k * 40, 255 - k * 40, 128)
+    frame = av.VideoFrame.from_ndarray(np.clip(img, 0, 255).astype(np.uint8), format="rgb24")
+    return frame.reformat(format="yuv420p")
+
+
+def _encoder(codec: str, bitrate: int) -> av.CodecContext:
+    """libvpx realtime, or libx264 constrained baseline (no B-frames, SPS/PPS before every
+    IDR), as the clients the issue names send; a key frame every 2 s either way."""
+    if codec == "VP8":
+        ctx = av.CodecContext.create("libvpx", "w")
+        ctx.options = {
+            "deadline": "realtime",
+            "cpu-used": "8",
+            "lag-in-frames": "0",
+            "kf-max-dist": str(GOP),
+            "kf-min-dist": str(GOP),
+        }
+    else:
+        ctx = av.CodecContext.create("libx264", "w")
+        ctx.options = {
+            "preset": "veryfast",
+            "tune": "zerolatency",
+            "profile": "baseline",
+            "maxrate": str(bitrate),
+            "bufsize": str(bitrate),
+            "x264-params": f"keyint={GOP}:min-keyint={GOP}:scenecut=0:repeat-headers=1",
+        }
+    ctx.width, ctx.height = 1280, 720
+    ctx.pix_fmt = "yuv420p"
+    ctx.time_base = fractions.Fraction(1, FPS)
+    ctx.framerate = fractions.Fraction(FPS, 1)
+    ctx.bit_rate = bitrate
+    ctx.gop_size = GOP
+    ctx.thread_count = 2
+    return ctx
+
+
+def encoded_frames(bitrate: int = BITRATE, codec: str = "VP8") -> list[tuple[bytes, bool]]:
+    """120 frames of 1280x720 ``codec`` at ~``bitrate`` (key frame every 2 s), cached on disk."""
     os.makedirs(RESULTS, exist_ok=True)
     suffix = "" if bitrate == BITRATE else f"_{bitrate // 1000}k"
-    cache = os.path.join(RESULTS, f"vp8_720p_frames{suffix}.pkl")
+    cache = os.path.join(RESULTS, f"{codec.lower()}_720p_frames{suffix}.pkl")
     if os.path.exists(cache):
         with open(cache, "rb") as f:
             return pickle.load(f)
-    codec = av.CodecContext.create("libvpx", "w")
-    codec.width, codec.height = 1280, 720
-    codec.pix_fmt = "yuv420p"
-    codec.time_base = fractions.Fraction(1, FPS)
-    codec.framerate = fractions.Fraction(FPS, 1)
-    codec.bit_rate = bitrate
-    codec.gop_size = GOP
-    codec.options = {
-        "deadline": "realtime",
-        "cpu-used": "8",
-        "lag-in-frames": "0",
-        "kf-max-dist": str(GOP),
-        "kf-min-dist": str(GOP),
-    }
-    codec.thread_count = 2
-    # smooth gradient, a fine static texture scrolling sideways and moving blocks: a key frame
-    # of ~110 KB and ~1.5 Mbit/s, like a camera picture of a meeting room (pure noise would
-    # give 600 KB key frames)
+    ctx = _encoder(codec, bitrate)
     rng = np.random.default_rng(1)
     yy, xx = np.mgrid[0:720, 0:1280]
     bg = np.stack([xx * 255 // 1280, yy * 255 // 720, (xx + yy) * 255 // 2000], axis=-1).astype(np.int16)
     tex = rng.integers(-12, 13, size=(720, 1280, 3), dtype=np.int16)
     out: list[tuple[bytes, bool]] = []
-    for i in range(FRAMES):
-        img = bg + np.roll(tex, i * 3, axis=1)
-        for k in range(6):
-            x = (i * (5 + k) * 3 + k * 200) % 1100
-            y = (k * 110 + i * 2) % 600
-            img[y : y + 120, x : x + 180] = (k * 40, 255 - k * 40, 128)
-        frame = av.VideoFrame.from_ndarray(np.clip(img, 0, 255).astype(np.uint8), format="rgb24")
-        frame = frame.reformat(format="yuv420p")
-        frame.pts = i
-        for packet in codec.encode(frame):
+    for i in range(FRAMES + 1):
+        frame = None
+        if i < FRAMES:
+            frame = _picture(i, bg, tex)
+            frame.pts = i
+        for packet in ctx.encode(frame):
             out.append((bytes(packet), bool(packet.is_keyframe)))
-    for packet in codec.encode(None):
-        out.append((bytes(packet), bool(packet.is_keyframe)))
     with open(cache, "wb") as f:
         pickle.dump(out, f)
     return out
 
 
 class PreencodedTrack(MediaStreamTrack):
-    """Yields pre-encoded VP8 packets at 30 fps; a PLI makes it jump to a key frame."""
+    """Yields pre-encoded packets (VP8 or H.264) at 30 fps; a PLI makes it jump to a key frame."""
 
     kind = "video"
 
@@ -175,9 +201,16 @@ def hook_count(pc: RTCPeerConnection, sub: "Sub") -> None:
         sub.protocols.append(proto)
 
 
+def prefer(transceiver: Any, codec: str) -> None:
+    """Offer only ``codec`` (and RTX): the server must forward, never transcode, to this peer."""
+    caps = RTCRtpSender.getCapabilities("video").codecs
+    transceiver.setCodecPreferences([c for c in caps if c.mimeType in (f"video/{codec}", "video/rtx")])
+
+
 class Sub:
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, codec: str = "VP8") -> None:
         self.name = name
+        self.codec = codec
         self.pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
         self.count = 0
         self.first: float | None = None
@@ -186,7 +219,7 @@ class Sub:
 
     async def join(self, http: aiohttp.ClientSession, url: str) -> None:
         self.t_join = time.monotonic()
-        self.pc.addTransceiver("video", direction="recvonly")
+        prefer(self.pc.addTransceiver("video", direction="recvonly"), self.codec)
         await self.pc.setLocalDescription(await self.pc.createOffer())
         hook_count(self.pc, self)
         async with http.post(
@@ -200,16 +233,13 @@ class Sub:
             proto.transport.pause_reading()
 
 
-async def start_publisher(http: aiohttp.ClientSession, url: str, frames: list, pace_bps: float | None = None) -> tuple:
+async def start_publisher(
+    http: aiohttp.ClientSession, url: str, frames: list, pace_bps: float | None = None, codec: str = "VP8"
+) -> tuple:
     pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
     track = PreencodedTrack(frames)
     transceiver = pc.addTransceiver(track, direction="sendonly")
-    caps = [
-        c
-        for c in __import__("aiortc").RTCRtpSender.getCapabilities("video").codecs
-        if c.mimeType in ("video/VP8", "video/rtx")
-    ]
-    transceiver.setCodecPreferences(caps)
+    prefer(transceiver, codec)
     track.sender = transceiver.sender
     await pc.setLocalDescription(await pc.createOffer())
     async with http.post(
@@ -245,12 +275,37 @@ def pct(values: list[float], q: float) -> float:
 
 
 async def run(args: argparse.Namespace) -> dict:
-    frames = encoded_frames(args.bitrate * 1000)
-    kbps = sum(len(d) for d, _ in frames) * 8 / (len(frames) / FPS) / 1000
-    args.pace_bps = kbps * 1000 * PACE_FACTOR if args.publisher == "paced" else None
+    """One server per (round, codec), in the order VP8, H264, VP8, H264...: drift of the
+    machine's load spreads over both codecs."""
+    windows = []
+    for rnd in range(args.rounds):
+        for codec in args.codecs:
+            print(f"-- round {rnd + 1}, {codec} publisher and subscribers", flush=True)
+            windows.append({"round": rnd + 1, **await run_codec(args, codec)})
+    return {
+        "benchmark": "sfu_fanout",
+        "codecs": args.codecs,
+        "rounds": args.rounds,
+        "loop": windows[0]["loop"],
+        "client_loop": windows[0]["client_loop"],
+        "publisher": args.publisher,
+        "resolution": "1280x720",
+        "fps": FPS,
+        "seconds_per_level": args.seconds,
+        "cores": os.cpu_count(),
+        "load_avg": os.getloadavg(),
+        "runs": windows,
+        "comparison": compare(windows, args.codecs),
+    }
+
+
+@contextlib.contextmanager
+def media_server(args: argparse.Namespace, *extra: str) -> Iterator[str]:
+    """``loadtests.sfu_server`` in its own process (``args.server_pid``); yields its URL."""
     server = subprocess.Popen(
         [sys.executable, "-m", "loadtests.sfu_server", "--max-seconds", str(args.max_seconds), "--loop", args.loop]
-        + (["--stall-report"] if args.stall_report else []),
+        + list(extra)
+        + (["--stall-report"] if getattr(args, "stall_report", False) else []),
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         cwd=ROOT,
@@ -258,15 +313,62 @@ async def run(args: argparse.Namespace) -> dict:
     args.server_pid = server.pid
     try:
         line = server.stdout.readline().decode()  # type: ignore[union-attr]
-        url = f"http://127.0.0.1:{int(line.split()[1])}"
-        async with aiohttp.ClientSession() as http:
-            return await measure(args, http, url, frames, kbps)
+        yield f"http://127.0.0.1:{int(line.split()[1])}"
     finally:
         server.stdin.close()  # type: ignore[union-attr]
         try:
             server.wait(20)
         except subprocess.TimeoutExpired:
             server.kill()
+
+
+async def run_codec(args: argparse.Namespace, codec: str) -> dict:
+    frames = encoded_frames(args.bitrate * 1000, codec)
+    kbps = sum(len(d) for d, _ in frames) * 8 / (len(frames) / FPS) / 1000
+    args.pace_bps = kbps * 1000 * PACE_FACTOR if args.publisher == "paced" else None
+    with media_server(args, "--codec", codec) as url:
+        async with aiohttp.ClientSession() as http:
+            return await measure(args, http, url, frames, kbps, codec)
+
+
+def compare(windows: list[dict], codecs: list[str]) -> list[dict]:
+    """Per level: median µs/packet and delivered ratio of each codec over the rounds, and the
+    ratio of each codec's µs/packet to the first codec's."""
+    out = []
+    levels = sorted({r["subscribers"] for w in windows for r in w["rows"]})
+    for level in levels:
+        row: dict[str, Any] = {"subscribers": level}
+        for codec in codecs:
+            rows = [r for w in windows if w["codec"] == codec for r in w["rows"] if r["subscribers"] == level]
+            us = [r["us_per_forwarded_packet"] for r in rows if r["us_per_forwarded_packet"]]
+            row[codec] = {
+                "us_per_packet": statistics.median(us) if us else None,
+                "us_per_packet_each": us,
+                "delivered_ratio": min((r["delivered_ratio"] or 0 for r in rows), default=None),
+                "stream_kbps": next((w["stream_kbps"] for w in windows if w["codec"] == codec), None),
+            }
+        base = row[codecs[0]]["us_per_packet"]
+        for codec in codecs[1:]:
+            us = row[codec]["us_per_packet"]
+            row[codec]["ratio_to_" + codecs[0]] = us / base if us and base else None
+        out.append(row)
+    return out
+
+
+def print_comparison(comparison: list[dict], codecs: list[str]) -> None:
+    print(
+        f"{'subs':>5} "
+        + " ".join(f"{c + ' us/pkt (each round)':>26} {c + ' deliv%':>11}" for c in codecs)
+        + "".join(f" {c + '/' + codecs[0]:>10}" for c in codecs[1:])
+    )
+    for row in comparison:
+        cells = []
+        for c in codecs:
+            us, d = row[c]["us_per_packet"], row[c]["delivered_ratio"]
+            each = "/".join(f"{x:.1f}" for x in row[c]["us_per_packet_each"])
+            cells.append(f"{(us or float('nan')):>6.1f} ({each:>17}) {(d or 0) * 100:>11.2f}")
+        ratios = "".join(f" {row[c]['ratio_to_' + codecs[0]] or float('nan'):>10.3f}" for c in codecs[1:])
+        print(f"{row['subscribers']:>5} " + " ".join(cells) + ratios)
 
 
 async def stats(http: aiohttp.ClientSession, url: str, reset_lag: bool = False) -> dict:
@@ -290,17 +392,19 @@ async def quiet(http: aiohttp.ClientSession, url: str, subs: list, limit: float 
     return last
 
 
-async def measure(args: argparse.Namespace, http: aiohttp.ClientSession, url: str, frames: list, kbps: float) -> dict:
+async def measure(
+    args: argparse.Namespace, http: aiohttp.ClientSession, url: str, frames: list, kbps: float, codec: str = "VP8"
+) -> dict:
     base = await stats(http, url)
-    pub_pc, track, sent = await start_publisher(http, url, frames, args.pace_bps)
+    pub_pc, track, sent = await start_publisher(http, url, frames, args.pace_bps, codec)
     subs: list[Sub] = []
-    stalled = Sub("stalled")
+    stalled = Sub("stalled", codec)
     await stalled.join(http, url)
     rows = []
     t_end = time.monotonic() + args.max_seconds
     for level in args.levels:
         before_join = await stats(http, url)
-        new = [Sub(f"sub{i}") for i in range(len(subs), level)]
+        new = [Sub(f"sub{i}", codec) for i in range(len(subs), level)]
         for i in range(0, len(new), args.batch):
             await asyncio.gather(*(s.join(http, url) for s in new[i : i + args.batch]))
         subs.extend(new)
@@ -345,6 +449,7 @@ async def measure(args: argparse.Namespace, http: aiohttp.ClientSession, url: st
         cpu = s1["cpu"] - s0["cpu"]
         rows.append(
             {
+                "codec": codec,
                 "subscribers": level,
                 "publisher_packets": n_sent,
                 "forwarded": forwarded,
@@ -378,24 +483,20 @@ async def measure(args: argparse.Namespace, http: aiohttp.ClientSession, url: st
         await s.pc.close()
     await pub_pc.close()
     return {
-        "benchmark": "sfu_fanout",
-        "codec": "VP8",
+        "codec": codec,
+        "server_codec": base.get("codec", codec),
         "loop": base["loop"],
         "client_loop": loops.running(),
-        "publisher": args.publisher,
-        "resolution": "1280x720",
-        "fps": FPS,
         "stream_kbps": round(kbps),
-        "seconds_per_level": args.seconds,
         "server_baseline_rss_mib": base["rss"] / 2**20,
         "keyframes_forced": track.keyframes_forced,
-        "cores": os.cpu_count(),
+        "load_avg": os.getloadavg(),
         "rows": rows,
     }
 
 
 HEADER = (
-    f"{'subs':>5} {'us/pkt':>8} {'deliv%':>8} {'pub pkts':>9} {'fwd pkts':>9} "
+    f"{'codec':>5} {'subs':>5} {'us/pkt':>8} {'deliv%':>8} {'pub pkts':>9} {'fwd pkts':>9} "
     f"{'cpu%':>6} {'join med':>9} {'join p95':>9} {'KiB/sub':>8} {'lag max':>8} "
     f"{'lag p99':>8} {'sockdrop':>8} {'rcvbufE':>8} {'pub lost':>8}"
 )
@@ -408,7 +509,7 @@ def print_row(r: dict) -> None:
     us = r["us_per_forwarded_packet"]
     ratio = r["delivered_ratio"]
     print(
-        f"{r['subscribers']:>5} {us if us is not None else float('nan'):>8.1f} "
+        f"{r['codec']:>5} {r['subscribers']:>5} {us if us is not None else float('nan'):>8.1f} "
         f"{(ratio or 0) * 100:>8.2f} {r['publisher_packets']:>9} {r['forwarded']:>9} "
         f"{r['server_cpu_share'] * 100:>6.1f} {r['join_first_packet_median_ms'] or 0:>8.0f}ms "
         f"{r['join_first_packet_p95_ms'] or 0:>7.0f}ms {r['rss_per_subscriber_kib']:>8.0f} "
@@ -430,18 +531,28 @@ def main() -> None:
     parser.add_argument("--bitrate", type=int, default=BITRATE // 1000, help="kbit/s")
     parser.add_argument("--publisher", choices=("bursty", "paced"), default="bursty")
     parser.add_argument(
+        "--codecs", default="VP8", help="publisher codecs, comma-separated (VP8,H264): one server each, side by side"
+    )
+    parser.add_argument("--rounds", type=int, default=1, help="repeat the codecs in turn (VP8, H264, VP8, H264...)")
+    parser.add_argument(
         "--stall-report", action="store_true", help="the server prints the stacks its loop was stuck in, at exit"
     )
     args = parser.parse_args()
     args.levels = sorted(int(x) for x in args.levels.split(","))
+    args.codecs = [c.strip().upper() for c in args.codecs.split(",")]
+    if any(c not in CODECS for c in args.codecs):
+        parser.error(f"--codecs: each of {', '.join(CODECS)}")
     print(HEADER)
     result = asyncio.run(run(args))  # asyncio: the stalled subscriber needs pause_reading
+    if len(args.codecs) > 1:
+        print_comparison(result["comparison"], args.codecs)
     os.makedirs(RESULTS, exist_ok=True)
     path = os.path.join(RESULTS, f"sfu_fanout_{time.strftime('%Y%m%dT%H%M%S')}.json")
     with open(path, "w") as f:
         json.dump(result, f, indent=2)
+    kbps = ", ".join(f"{c['codec']} {c['stream_kbps']}" for c in result["runs"][: len(args.codecs)])
     print(
-        f"stream: {result['stream_kbps']} kbit/s, {args.publisher} publisher, server loop "
+        f"streams (kbit/s): {kbps}; {args.publisher} publisher, server loop "
         f"{result['loop']}, client loop {result['client_loop']}; results: {path}"
     )
 
