@@ -28,7 +28,7 @@ import re
 from typing import Any, Awaitable, Callable
 
 import aioice.ice
-from aiortc import RTCDtlsTransport, RTCIceTransport, RTCRtpReceiver, RTCRtpSender
+from aiortc import RTCCertificate, RTCDtlsTransport, RTCIceTransport, RTCRtpReceiver, RTCRtpSender
 from pylibsrtp import Session
 
 log = logging.getLogger("mcu.fence")
@@ -67,6 +67,8 @@ _SENDER_REPORT = (
 _NACK_GENERATOR = "_RTCRtpReceiver__nack_generator"
 _RTX_SSRC = "_RTCRtpReceiver__rtx_ssrc"
 _ACTIVE_SSRC = "_RTCRtpReceiver__active_ssrc"
+_LOCAL_CERTIFICATE = "_RTCDtlsTransport__local_certificate"
+_SSL_CONTEXT = "_create_ssl_context"
 
 
 class FenceError(RuntimeError):
@@ -109,6 +111,33 @@ def intercept_srtp(
     ``on_rtcp(data)`` instead of aiortc's receivers (this instance only)."""
     setattr(dtls, _DTLS_RTP, on_rtp)
     setattr(dtls, _DTLS_RTCP, on_rtcp)
+
+
+# The DTLS suites our side offers as a DTLS client. aiortc 1.16 offers only the ECDSA ones, which a
+# server holding an RSA certificate cannot pick (GStreamer 1.22's webrtcbin, older equipment): the
+# handshake fails with "no shared cipher". Forward secret AEAD first, then CBC, as aiortc orders them.
+DTLS_CIPHERS = b":".join(
+    f"ECDHE-{key}-{cipher}".encode()
+    for cipher in ("AES128-GCM-SHA256", "CHACHA20-POLY1305", "AES128-SHA", "AES256-SHA")
+    for key in ("ECDSA", "RSA")
+)
+
+
+def offer_rsa_suites(dtls: RTCDtlsTransport) -> None:
+    """Offer the ECDHE-RSA suites beside aiortc's ECDHE-ECDSA ones, so that a peer with an RSA
+    certificate can be the DTLS server when we answer ``a=setup:active``. Scoped to this
+    transport's certificate (one per peer connection); call before DTLS starts (ICE completes)."""
+    certificate = getattr(dtls, _LOCAL_CERTIFICATE)
+    if _SSL_CONTEXT in vars(certificate):
+        return  # this certificate already offers them (several transports of one connection)
+    create = getattr(certificate, _SSL_CONTEXT)
+
+    def create_with_rsa(*args: Any, **kwargs: Any) -> Any:
+        context = create(*args, **kwargs)
+        context.set_cipher_list(DTLS_CIPHERS)
+        return context
+
+    setattr(certificate, _SSL_CONTEXT, create_with_rsa)
 
 
 def srtp_sender(dtls: RTCDtlsTransport) -> Session | None:
@@ -243,6 +272,14 @@ _HOOKS: list[tuple[str, str, Callable[[], bool]]] = [
         lambda: _params(RTCDtlsTransport._handle_rtcp_data, "self", "data"),
     ),
     ("aiortc", "RTCDtlsTransport._tx_srtp", lambda: _assigns(RTCDtlsTransport, "_tx_srtp")),
+    (
+        "aiortc",
+        "RTCDtlsTransport.__local_certificate, RTCCertificate._create_ssl_context(srtp_profiles)",
+        lambda: (
+            _assigns(RTCDtlsTransport, _LOCAL_CERTIFICATE)
+            and _params(RTCCertificate._create_ssl_context, "self", "srtp_profiles")
+        ),
+    ),
     ("aiortc", "RTCIceTransport._connection", lambda: _assigns(RTCIceTransport, "_connection")),
     (
         "aiortc",

@@ -10,6 +10,7 @@ nothing because the transport dies with the peer):
   no jitter buffer, no decoder.
 * RTCP feedback for the peer's outputs (PLI, FIR, NACK, receiver reports) goes to the router.
 
+As the DTLS client it also offers the ECDHE-RSA suites (``mcu.fence.offer_rsa_suites``).
 When DTLS is connected it binds the transport's SRTP session and the nominated ICE
 socket to every output of the peer (see ``mcu.sfu.subscriber.Output.bind_transport``).
 """
@@ -21,7 +22,7 @@ import logging
 from time import perf_counter
 from typing import Any, Callable
 
-from mcu.fence import intercept_srtp, nominated_pair, srtp_sender
+from mcu.fence import offer_rsa_suites, intercept_srtp, nominated_pair, srtp_sender
 from mcu.sfu.rtp_header import U32, Feedback, find_extension, nack, parse_feedback, payload_bounds, pli
 from mcu.sfu.stream import Stream
 from mcu.sfu.subscriber import Output
@@ -90,6 +91,7 @@ class PeerTransport:
             return
         self.dtls = dtls
         intercept_srtp(dtls, self.on_rtp_data, self.on_rtcp_data)
+        offer_rsa_suites(dtls)  # we answer a=setup:active: a peer with an RSA certificate serves
         dtls.on("statechange", self._on_dtls_state)
         if dtls.state == "connected":
             self._bind()

@@ -12,7 +12,9 @@ from importlib.metadata import version
 from pathlib import Path
 
 import pytest
-from aiortc import RTCDtlsTransport
+from aiortc import RTCCertificate, RTCDtlsTransport, RTCIceGatherer, RTCIceTransport
+from aiortc.rtcdtlstransport import SRTP_PROFILES
+from OpenSSL import SSL
 
 from mcu import fence
 from mcu.node import LocalMediaNode
@@ -85,6 +87,25 @@ def test_pyproject_pins_the_tested_ranges():
         assert fence.within(version(name), tested), f"installed {name} {version(name)} is not in {tested}"
 
 
+def suites(certificate: RTCCertificate) -> list[str]:
+    """The DTLS cipher suites a transport with this certificate offers (and accepts)."""
+    return SSL.Connection(certificate._create_ssl_context(SRTP_PROFILES)).get_cipher_list()
+
+
+def test_a_transport_offers_the_rsa_suites_beside_aiortcs_ecdsa_ones():
+    certificate, other = RTCCertificate.generateCertificate(), RTCCertificate.generateCertificate()
+    dtls = RTCDtlsTransport(RTCIceTransport(RTCIceGatherer()), [certificate])
+    # aiortc as installed offers only ECDHE-ECDSA: a server with an RSA certificate finds no shared cipher
+    assert not [suite for suite in suites(certificate) if suite.startswith("ECDHE-RSA")]
+    fence.offer_rsa_suites(dtls)
+    fence.offer_rsa_suites(dtls)  # again (another transport of the same connection): no change
+    widened = suites(certificate)
+    for key in ("ECDSA", "RSA"):
+        assert f"ECDHE-{key}-AES128-GCM-SHA256" in widened and f"ECDHE-{key}-AES128-SHA" in widened
+    assert widened.index("ECDHE-ECDSA-AES128-GCM-SHA256") < widened.index("ECDHE-RSA-AES128-SHA")
+    assert not [suite for suite in suites(other) if suite.startswith("ECDHE-RSA")]  # only this transport's
+
+
 def test_within_reads_lower_and_upper_bounds():
     assert fence.within("1.16.0", ">=1.9,<1.17")
     assert not fence.within("1.17.0", ">=1.9,<1.17")
@@ -111,6 +132,8 @@ PRIVATE = {
     fence._NACK_GENERATOR,
     fence._RTX_SSRC,
     fence._ACTIVE_SSRC,
+    fence._LOCAL_CERTIFICATE,
+    fence._SSL_CONTEXT,
 }
 LIBRARIES = ("aiortc", "aioice", "pylibsrtp")
 # internal modules of those libraries that only the fence imports (guarded)

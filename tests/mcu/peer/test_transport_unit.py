@@ -90,6 +90,7 @@ def link_up(monkeypatch):
     session = Session(Policy(key=key, ssrc_type=Policy.SSRC_ANY_OUTBOUND))
     monkeypatch.setattr(transport_module, "srtp_sender", lambda dtls: session)
     monkeypatch.setattr(transport_module, "nominated_pair", lambda dtls: pair)
+    monkeypatch.setattr(transport_module, "offer_rsa_suites", lambda dtls: None)  # tests/mcu/test_fence.py
     yield FakeDtls("connected"), key, receiver
     sender.close()
     receiver.close()
