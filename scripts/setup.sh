@@ -3,7 +3,9 @@
 # a Python virtual environment in .venv with the project and its test tools, and redis-server
 # (used by the tests and by multi-node deployments; the embedded single-node store needs none),
 # and Debian's chromium for the browser tests (driven by PyPI's playwright; never `playwright install`)
-# and Debian's firefox-esr for the Firefox tests (driven over WebDriver BiDi; no geckodriver).
+# and Debian's firefox-esr for the Firefox tests (driven over WebDriver BiDi; no geckodriver),
+# and Debian's GStreamer with webrtcbin, x264enc and its Python bindings for the system python3
+# (tests/interop: a WHIP publisher and WHEP viewer nobody here wrote, run as a subprocess).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SUDO=""
@@ -12,6 +14,16 @@ APT=()
 command -v redis-server >/dev/null || APT+=(redis-server)
 [ -x /usr/bin/chromium ] || APT+=(chromium)
 [ -x /usr/bin/firefox-esr ] || APT+=(firefox-esr)
+gst_ready() {
+  local name
+  command -v gst-inspect-1.0 >/dev/null || return 1
+  for name in webrtcbin nicesrc x264enc avdec_h264 vp8enc vp8dec opusenc rtph264pay videotestsrc; do
+    gst-inspect-1.0 "$name" >/dev/null 2>&1 || return 1
+  done
+  /usr/bin/python3 -c 'import gi; gi.require_version("GstWebRTC", "1.0"); gi.require_version("GstSdp", "1.0")' 2>/dev/null
+}
+gst_ready || APT+=(gstreamer1.0-tools gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad
+  gstreamer1.0-plugins-ugly gstreamer1.0-libav gstreamer1.0-nice python3-gst-1.0 gir1.2-gst-plugins-bad-1.0)
 if [ ${#APT[@]} -gt 0 ]; then
   export DEBIAN_FRONTEND=noninteractive
   $SUDO apt-get update -qq
