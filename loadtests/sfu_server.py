@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import inspect
+import json
 import os
 import resource
 import sys
@@ -128,7 +129,8 @@ async def main(args: argparse.Namespace) -> None:
         if request.query.get("lag") == "reset":
             lags.clear()
         return web.json_response(
-            {
+            dumps=lambda o: json.dumps(o, default=str),
+            data={
                 "lag_max_ms": window[-1] * 1000,
                 "lag_p99_ms": window[int(0.99 * (len(window) - 1))] * 1000,
                 "pid": os.getpid(),
@@ -144,8 +146,13 @@ async def main(args: argparse.Namespace) -> None:
                 "peers": len(node.peers),
                 "tasks": len(asyncio.all_tasks()),
                 "converted": converted_streams(node),
+                "av_loaded": "av" in sys.modules,  # PyAV loads with the first transcode or composite
                 "threads": thread_cpu(),
-            }
+                "extensions": {
+                    mid: {e.name: e.stats() for e in m.extensions if hasattr(e, "stats")}
+                    for mid, m in node.meetings.items()
+                },
+            },
         )
 
     async def profile(request: web.Request) -> web.Response:
