@@ -29,6 +29,7 @@ from typing import Any, Awaitable, Callable
 
 import aioice.ice
 from aiortc import RTCCertificate, RTCDtlsTransport, RTCIceTransport, RTCRtpReceiver, RTCRtpSender
+from aiortc import RTCRtpCodecParameters, RTCRtpTransceiver
 from pylibsrtp import Session
 
 log = logging.getLogger("mcu.fence")
@@ -160,6 +161,13 @@ def sender_rtx_ssrc(sender: RTCRtpSender) -> int:
     return sender._rtx_ssrc
 
 
+def set_negotiated_codecs(transceiver: RTCRtpTransceiver, codecs: list[RTCRtpCodecParameters]) -> None:
+    """The codecs of the transceiver's m-line, in order, as the answer aiortc writes next lists them
+    (and its sender and receiver take them): set after setRemoteDescription, which computes them
+    from aiortc's own capability table only (H.264: packetization-mode 1, two profiles)."""
+    transceiver._codecs = codecs
+
+
 def set_sender_stream_id(sender: RTCRtpSender, stream_id: str) -> None:
     """The msid stream id the next offer announces for this sender."""
     sender._stream_id = stream_id
@@ -281,6 +289,7 @@ _HOOKS: list[tuple[str, str, Callable[[], bool]]] = [
         ),
     ),
     ("aiortc", "RTCIceTransport._connection", lambda: _assigns(RTCIceTransport, "_connection")),
+    ("aiortc", "RTCRtpTransceiver._codecs", lambda: _assigns(RTCRtpTransceiver, "_codecs")),
     (
         "aiortc",
         "RTCRtpSender._ssrc/_rtx_ssrc/_stream_id",

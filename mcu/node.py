@@ -2,7 +2,7 @@
 
 Usage::
 
-    node = LocalMediaNode(ice_host="127.0.0.1")       # video_codec="VP8" or "H264"
+    node = LocalMediaNode(ice_host="127.0.0.1")       # encode_codecs=("VP8", "H264")
     await node.start()
     peer = await node.open_peer(spec, events)          # spec: mcu.api.PeerSpec
     answer = await peer.handle_offer(offer_sdp)        # client's camera+mic offer
@@ -18,6 +18,10 @@ of another node makes this node an edge for its meeting: the node attaches one
 ``origin_factory`` (closed when the last local peer leaves or the node stops). The node is where
 the meeting's extensions are wired: the trunk, and the factory of its MCU pipeline.
 
+Codecs are negotiated per peer (``mcu.peer.codec_choice``: the meeting's ``video_codecs`` and
+what each client offers); ``encode_codecs`` are those this node may ENCODE (the MCU composite and
+its renditions, transcodes for subscribers of another codec). Forwarding encodes nothing.
+
 WHIP ingest / WHEP egress (RFC 9725 and the WHEP draft) are plain offer/answer exchanges with
 no renegotiation: a WHIP client is ``open_peer(PeerSpec(publish=True, ...))`` +
 ``handle_offer`` with sendonly m-lines, a WHEP client is ``publish=False`` with recvonly
@@ -27,10 +31,11 @@ m-lines; the HTTP resources (POST -> 201 + Location, DELETE -> ``close``) belong
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
 import time
 from functools import partial
-from typing import Any, Callable, cast
+from typing import Any, Callable, Sequence, cast
 
 from mcu.api import (
     CascadeOrigin,
@@ -49,7 +54,7 @@ from mcu.meeting.contracts import Composer, MeetingHandle
 from mcu.peer.ice import HostPin, pin_host_addresses
 from mcu.meeting.quality import QualitySampler
 from mcu.meeting.meeting import Meeting
-from mcu.peer.negotiation import SUPPORTED_VIDEO
+from mcu.peer.codec_choice import SUPPORTED_VIDEO
 from mcu.peer.peer import LocalPeer
 from mcu.peer.udp_guard import install as install_udp_guard
 from mcu.record.service import RecordingService
@@ -66,17 +71,15 @@ class LocalMediaNode:
         node_id: str = "local",
         *,
         ice_host: str | None = "127.0.0.1",
-        video_codec: str = "VP8",
+        encode_codecs: Sequence[str] = SUPPORTED_VIDEO,
         audio_slots: int = 3,
         keyframe_interval: float = 0.5,
         media_policy: dict[str, str] | None = None,
         recordings: RecordingService | None = None,
     ) -> None:
-        if video_codec.upper() not in SUPPORTED_VIDEO:
-            raise ValueError(f"video_codec must be one of {SUPPORTED_VIDEO}, not {video_codec!r}")
+        self.encode_codecs = encodable(encode_codecs)
         self.node_id = node_id
         self.ice_host = ice_host
-        self.video_codec = video_codec.upper()
         self.audio_slots = audio_slots
         self.keyframe_interval = keyframe_interval
         # link class -> "sfu" | "mcu" | "both" (mcu.bridge.rendition_policy; None: DEFAULT_POLICY)
@@ -137,7 +140,8 @@ class LocalMediaNode:
             raise RuntimeError("media node is not running")
         meeting = self.meetings.get(spec.meeting_id)
         if meeting is None:
-            meeting = Meeting(spec.meeting_id, self.audio_slots, media_policy=self.media_policy, composer=_new_pipeline)
+            composer = partial(_new_pipeline, codecs=self.encode_codecs)
+            meeting = Meeting(spec.meeting_id, self.audio_slots, media_policy=self.media_policy, composer=composer)
             self.meetings[spec.meeting_id] = meeting
             # signaling passes the room's state: a node that takes over a meeting starts from it
             if spec.extra.get("floor"):
@@ -148,7 +152,6 @@ class LocalMediaNode:
             meeting,
             spec,
             events,
-            video_codec=self.video_codec,
             keyframe_interval=self.keyframe_interval,
             on_closed=partial(self._forget_peer, meeting=meeting),
         )
@@ -252,8 +255,20 @@ class LocalMediaNode:
         }
 
 
-def _new_pipeline(meeting: MeetingHandle) -> Composer:
-    """A meeting's MCU pipeline, made when its first composite/mix subscriber or holder appears."""
+def encodable(codecs: Sequence[str]) -> tuple[str, ...]:
+    """``codecs`` upper-cased and checked: a non-empty choice among ``SUPPORTED_VIDEO``."""
+    chosen = tuple(dict.fromkeys(str(c).upper() for c in codecs))
+    unknown = [c for c in chosen if c not in SUPPORTED_VIDEO]
+    if unknown or not chosen:
+        raise ValueError(f"encode_codecs must be some of {', '.join(SUPPORTED_VIDEO)}, not {list(codecs)!r}")
+    return chosen
+
+
+def _new_pipeline(meeting: MeetingHandle, codecs: tuple[str, ...]) -> Composer:
+    """A meeting's MCU pipeline, made when its first composite/mix subscriber or holder appears;
+    ``codecs``: those its composite may be encoded in."""
     from mcu.bridge.pipeline import McuPipeline  # PyAV codecs load only for MCU meetings
 
-    return McuPipeline(meeting.router, host=meeting, layout=meeting.composite_layout)
+    # codecs= arrives with helper B1's McuPipeline (#13); until then the pipeline is VP8 only
+    wired: dict[str, Any] = {"codecs": codecs} if "codecs" in inspect.signature(McuPipeline).parameters else {}
+    return McuPipeline(meeting.router, host=meeting, layout=meeting.composite_layout, **wired)

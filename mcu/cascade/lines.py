@@ -18,7 +18,8 @@ from mcu.api import PeerSpec
 from mcu.bridge.rendition_policy import RENDITION_BITRATE
 from mcu.fence import sender_rtx_ssrc, sender_ssrc, set_sender_stream_id
 from mcu.peer.cascade_sdp import CASCADE_ROLE, add_content, encode_label
-from mcu.peer.negotiation import describe, sends, set_codec
+from mcu.peer.codec_choice import prefer_codecs
+from mcu.peer.negotiation import describe, sends
 from mcu.peer.rtcp import REMB_MAX
 from mcu.peer.tracks import IdleTrack
 from mcu.peer.transport import PeerTransport
@@ -102,7 +103,7 @@ class TrunkLines:
         track = IdleTrack(kind) if direction == "sendonly" else kind
         assert self.pc is not None  # lines are added once open() has the connection
         t = self.pc.addTransceiver(track, direction=direction)
-        set_codec(t, kind, self.video_codec if kind == "video" else "opus")
+        prefer_codecs(t, kind, [self.video_codec if kind == "video" else "opus"])
         self.roles[t] = role
 
     def down(self, role: str) -> Stream | None:

@@ -68,7 +68,7 @@ class EdgeNode(Protocol):
     """What the trunk reads of the media node it runs on (``mcu.node.LocalMediaNode``)."""
 
     node_id: str
-    video_codec: str
+    encode_codecs: tuple[str, ...]
     keyframe_interval: float
 
     @property
@@ -112,7 +112,7 @@ class CascadeTrunk:
             meeting.router,
             label=self.label,
             endpoint_id=self.endpoint_id,
-            video_codec=node.video_codec,
+            video_codec=node.encode_codecs[0],  # one codec a line: the origin transcodes into it
             keyframe_interval=node.keyframe_interval,
         )
         self._labels: dict[str, str | None] = {}  # mid -> endpoint announced to the origin

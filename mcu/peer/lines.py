@@ -27,7 +27,6 @@ class LineOwner(Protocol):
 
     endpoint_id: str
     spec: PeerSpec
-    video_codec: str
     media_mode: str
     keyframe_interval: float
     transport: PeerTransport
@@ -41,8 +40,6 @@ def role_for_client_mline(peer: LineOwner, line: MLine, roles: list[str]) -> str
     """The role of a receive line the client offered (``roles``: those it has), from its kind and
     ``a=content``."""
     if peer.spec.role == CASCADE_ROLE and line.content in CASCADE_CONTENT:
-        if peer.video_codec != "VP8":  # no composite to give: it is VP8 only (LocalPeer.__init__)
-            return "extra"
         peer.media_mode = "both"  # an edge with MCU-mode subscribers: compose for it too
         return line.content
     if peer.media_mode == "mcu":
@@ -93,4 +90,5 @@ def subscriber_output(peer: LineOwner, mid: str, line: MLine, role: str) -> Outp
         audio_level_id=line.audio_level_id,
         priority=1 if role == "slides" else 0,
         codec=line.codec,
+        payload_types=line.payload_types,
     )

@@ -1,38 +1,39 @@
-"""SDP helpers: codec preferences and what the router needs from a negotiated m-line.
+"""SDP helpers: what the router needs from a negotiated m-line, and offers refused up front.
 
-Negotiation itself is aiortc's (standard SDP that browsers accept); this module only restricts
-each transceiver to the meeting's codec (forwarding never transcodes, so every publisher and
-subscriber of a meeting must agree on one video and one audio codec) and reads back, per mid,
-the payload types, RTX pairing, header-extension ids and SSRCs.
+Negotiation itself is aiortc's (standard SDP that browsers accept), with the codecs of each line
+chosen by ``mcu.peer.codec_choice``; this module reads back, per mid, the codecs (the first is
+the one the line sends), their payload types and RTX pairing, header-extension ids and SSRCs.
 """
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 
 from mcu.api import MediaError
 
-from aiortc import RTCRtpSender, RTCRtpTransceiver
+from aiortc import RTCRtpCodecParameters
 from aiortc import sdp as aiosdp
 
 from mcu.sfu.rtp_header import URI_AUDIO_LEVEL, URI_MID
 
-SUPPORTED_VIDEO = ("VP8", "H264")
-SUPPORTED_AUDIO = ("OPUS",)
+log = logging.getLogger("mcu.peer.negotiation")
+
+AUXILIARY = ("rtx", "red", "ulpfec", "flexfec-03")  # formats that carry no codec of their own
+
+# aiortc's refusals (rtcpeerconnection.py) -> what the client is told, never aiortc's own text
+AIORTC_REFUSALS = (
+    ("description send parameters", "the {what} offers no codec this server forwards"),
+    ("ICE username fragment or password", "the {what} has no ICE credentials: a=ice-ufrag and a=ice-pwd are required"),
+    ("RTCP mux is not enabled", "the {what} has no a=rtcp-mux: RTP and RTCP must share one port"),
+    ("DTLS setup attribute", "the {what}'s a=setup must be active or passive"),
+    ("Media sections in answer", "the answer's m-lines are not those of the offer (the same kinds and mids, in order)"),
+    ("Cannot handle", "the {what} came while another negotiation was under way: send it again"),
+)
 
 
 class NegotiationError(MediaError, ValueError):
     """The remote description cannot be served by this media node."""
-
-
-def set_codec(transceiver: RTCRtpTransceiver, kind: str, codec: str) -> None:
-    """Restrict a transceiver to ``codec`` (plus its RTX for video)."""
-    caps = RTCRtpSender.getCapabilities(kind).codecs
-    want = f"{kind}/{codec}".lower()
-    chosen = [c for c in caps if c.mimeType.lower() == want]
-    if kind == "video":
-        chosen += [c for c in caps if c.mimeType.lower() == "video/rtx"]
-    transceiver.setCodecPreferences(chosen)
 
 
 @dataclass
@@ -41,7 +42,7 @@ class MLine:
     kind: str
     direction: str
     payload_type: int | None = None
-    codec: str = ""
+    codec: str = ""  # the first of the line's codecs: the one it sends
     clock_rate: int = 90000
     rtx_payload_type: int | None = None
     audio_level_id: int = 0
@@ -49,13 +50,25 @@ class MLine:
     ssrcs: list[int] = field(default_factory=list)
     rtx_ssrcs: list[int] = field(default_factory=list)
     content: str = ""
+    # every codec of the line -> (payload type, RTX payload type) of its first format
+    payload_types: dict[str, tuple[int, int | None]] = field(default_factory=dict)
 
 
-def check_bundle(sdp_text: str) -> None:
-    """Refuse an offer whose m-lines aiortc would leave without a transport: it moves every
-    bundled line onto the transport of the BUNDLE group's first mid, so a group naming a mid that
-    no m-line has (or two lines sharing a mid) leaves lines with none, and the connect task then
-    fails in the background: a peer that never connects and never fails."""
+def explain(what: str, exc: Exception, endpoint_id: str) -> str:
+    """The sentence a client gets when aiortc refuses its ``what`` ("offer" or "answer")."""
+    log.info("peer %s: aiortc refused the %s: %r", endpoint_id, what, exc)
+    for needle, sentence in AIORTC_REFUSALS:
+        if needle in str(exc):
+            return sentence.format(what=what)
+    log.warning("peer %s: %s refused for a reason not mapped to words: %r", endpoint_id, what, exc)
+    return f"the {what} could not be applied (the media server logged why): check that it is a WebRTC {what}"
+
+
+def check_bundle(sdp_text: str) -> aiosdp.SessionDescription:
+    """The parsed offer; refused if its m-lines aiortc would leave without a transport: it moves
+    every bundled line onto the transport of the BUNDLE group's first mid, so a group naming a mid
+    that no m-line has (or two lines sharing a mid) leaves lines with none, and the connect task
+    then fails in the background: a peer that never connects and never fails."""
     try:
         desc = aiosdp.SessionDescription.parse(sdp_text)
     except Exception as exc:  # noqa: BLE001 - aiortc's parser raises whatever the text provokes
@@ -69,6 +82,7 @@ def check_bundle(sdp_text: str) -> None:
             raise NegotiationError(
                 f"a=group:BUNDLE names mids {' '.join(group.items)[:60]!r}; each must be the a=mid of one m-line"
             )
+    return desc
 
 
 def describe(sdp_text: str) -> dict[str, MLine]:
@@ -81,14 +95,16 @@ def describe(sdp_text: str) -> dict[str, MLine]:
             continue
         line = MLine(mid=media.rtp.muxId, kind=media.kind, direction=media.direction or "")
         line.content = contents.get(media.rtp.muxId, "")
-        main = [c for c in media.rtp.codecs if c.name.lower() not in ("rtx", "red", "ulpfec")]
-        if main:
-            line.payload_type = main[0].payloadType
-            line.codec = main[0].name.upper()
-            line.clock_rate = main[0].clockRate
-            for c in media.rtp.codecs:
-                if c.name.lower() == "rtx" and str(c.parameters.get("apt")) == str(line.payload_type):
-                    line.rtx_payload_type = c.payloadType
+        for codec in media.rtp.codecs:
+            name = codec.name.upper()
+            if codec.name.lower() in AUXILIARY or name in line.payload_types or codec.payloadType is None:
+                continue
+            found = rtx_of(media.rtp.codecs, codec.payloadType)
+            rtx = found.payloadType if found is not None else None
+            line.payload_types[name] = (codec.payloadType, rtx)
+            if not line.codec:
+                line.payload_type, line.rtx_payload_type = codec.payloadType, rtx
+                line.codec, line.clock_rate = name, codec.clockRate
         for ext in media.rtp.headerExtensions:
             if ext.uri == URI_AUDIO_LEVEL:
                 line.audio_level_id = ext.id
@@ -100,6 +116,13 @@ def describe(sdp_text: str) -> dict[str, MLine]:
         line.ssrcs = [s.ssrc for s in media.ssrc if s.ssrc not in line.rtx_ssrcs]
         out[line.mid] = line
     return out
+
+
+def rtx_of(codecs: list[RTCRtpCodecParameters], payload_type: int | None) -> RTCRtpCodecParameters | None:
+    """The RTX format of the line whose ``apt`` is ``payload_type``."""
+    return next(
+        (c for c in codecs if c.name.lower() == "rtx" and str(c.parameters.get("apt")) == str(payload_type)), None
+    )
 
 
 def _contents(sdp_text: str) -> dict[str, str]:

@@ -27,12 +27,13 @@ from aiortc.rtcconfiguration import RTCBundlePolicy
 from aiortc.sdp import candidate_from_sdp
 
 from mcu.peer.cascade_sdp import CASCADE_ROLE, relabel
-from mcu.fence import sender_ssrc
+from mcu.fence import sender_ssrc, set_negotiated_codecs
 from mcu.peer.transport import PeerTransport
 from mcu.peer.bounded_stop import close_pc
 from mcu.peer.errors import Glare, PeerClosed, PeerError
 from mcu.peer.owner_task import OwnerTask
-from mcu.peer.negotiation import MLine, NegotiationError, check_bundle, describe, receives, sends, set_codec
+from mcu.peer.codec_choice import offer_for_aiortc, plan_answer, prefer_codecs, served_for, served_video_codecs
+from mcu.peer.negotiation import MLine, NegotiationError, check_bundle, describe, explain, receives, sends
 from mcu.peer.lines import publisher_stream, role_for_client_mline, subscriber_output
 from mcu.peer.rtcp import publisher_feedback, update_sender_reports
 from mcu.sfu.stream import Stream
@@ -75,8 +76,6 @@ class LocalPeer:
         spec: "PeerSpec",
         events: Callable[[dict[str, Any]], Awaitable[None]],
         *,
-        video_codec: str = "VP8",
-        audio_codec: str = "opus",
         keyframe_interval: float = 0.5,
         on_closed: Callable[[LocalPeer], None] | None = None,
     ) -> None:
@@ -88,14 +87,13 @@ class LocalPeer:
         # WHIP/WHEP clients cannot take server offers: spec.extra["renegotiate"] = False keeps
         # the peer to the m-lines of its own offer
         self.renegotiate = bool(spec.extra.get("renegotiate", True))
-        self.video_codec = video_codec
-        self.audio_codec = audio_codec
-        # "sfu" | "mcu" | "both" (mcu.bridge.rendition_policy); the composite is VP8 only for now
+        # the meeting's video codecs in its order of preference (mcu.peer.codec_choice)
+        self.video_codecs = served_video_codecs(spec.extra.get("video_codecs"))
+        # "sfu" | "mcu" | "both" (mcu.bridge.rendition_policy)
         try:
-            mode = media_mode(spec, meeting.media_policy)
+            self.media_mode = media_mode(spec, meeting.media_policy)
         except ValueError as exc:
             raise PeerError(str(exc)) from None
-        self.media_mode = mode if video_codec == "VP8" else "sfu"
         self.keyframe_interval = keyframe_interval
         self.pc = RTCPeerConnection(RTCConfiguration(iceServers=[], bundlePolicy=RTCBundlePolicy.MAX_BUNDLE))
         self.pc.on("connectionstatechange", self._on_connection_state)
@@ -163,16 +161,21 @@ class LocalPeer:
     async def _apply_offer(self, sdp: str) -> str:
         if self._offer_outstanding:
             raise Glare("answer the server's offer before making a new one")
-        check_bundle(sdp)  # also reads the whole offer once: describe() below cannot fail on it
+        # reads the whole offer once (describe() below cannot fail on it) and refuses, in words,
+        # what cannot be served, before aiortc changes anything
+        codecs = plan_answer(check_bundle(sdp), self.video_codecs)
         remote = describe(sdp)
         try:  # the answer too: an offer aiortc takes can still make it fail (a line with no direction)
             self._add_transceivers(remote)
-            await self.pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="offer"))
+            await self.pc.setRemoteDescription(RTCSessionDescription(sdp=offer_for_aiortc(sdp, codecs), type="offer"))
+            for t in self.pc.getTransceivers():
+                if t.mid in codecs:
+                    set_negotiated_codecs(t, codecs[t.mid])
             answer = await self.pc.createAnswer()
             await self.pc.setLocalDescription(answer)
         except Exception as exc:
             await self._refused_after_change()
-            raise NegotiationError(f"cannot apply offer: {exc}") from exc
+            raise NegotiationError(explain("offer", exc, self.endpoint_id)) from exc
         local = describe(self.pc.localDescription.sdp)
         self._install_hooks()
         for mid in [m for m in self.streams if m not in remote or not sends(remote[m].direction)]:
@@ -198,13 +201,11 @@ class LocalPeer:
         for line in remote.values():
             if line.mid in known:
                 continue
-            codec = self.video_codec if line.kind == "video" else self.audio_codec
             direction = "sendrecv" if receives(line.direction) else "recvonly"
             if not (self.spec.publish and sends(line.direction)):
                 direction = "sendonly" if receives(line.direction) else "inactive"
             track = IdleTrack(line.kind) if receives(line.direction) else None
-            t = self.pc.addTransceiver(track or line.kind, direction=direction)
-            set_codec(t, line.kind, codec)
+            self.pc.addTransceiver(track or line.kind, direction=direction)  # codecs: set once applied
 
     async def _refused_after_change(self) -> None:
         """aiortc changed the connection before it refused the offer and cannot roll back, so
@@ -229,7 +230,7 @@ class LocalPeer:
         try:
             await self.pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="answer"))
         except Exception as exc:
-            raise NegotiationError(f"cannot apply answer: {exc}") from exc
+            raise NegotiationError(explain("answer", exc, self.endpoint_id)) from exc
         self._offer_outstanding = False
         remote = describe(sdp)
         for mid, role in list(self._roles.items()):
@@ -287,7 +288,7 @@ class LocalPeer:
         for role in missing:
             kind = "audio" if role in ("audio", "mix") else "video"
             t = self.pc.addTransceiver(IdleTrack(kind), direction="sendonly")
-            set_codec(t, kind, self.audio_codec if kind == "audio" else self.video_codec)
+            prefer_codecs(t, kind, served_for(kind, self.video_codecs))  # the answer's first is sent
         offer = await self.pc.createOffer()
         await self.pc.setLocalDescription(offer)
         new_mids = [t.mid for t in self.pc.getTransceivers()[-len(missing) :]]
@@ -306,7 +307,9 @@ class LocalPeer:
 
     def _add_stream(self, mid: str, local: MLine, remote: MLine) -> None:
         stream = publisher_stream(self, mid, local, remote)
-        self.transport.add_stream(stream, mid, remote.ssrcs, remote.rtx_ssrcs, local.mid_ext_id)
+        self.transport.add_stream(
+            stream, mid, remote.ssrcs, remote.rtx_ssrcs, local.mid_ext_id, local.payload_type, local.rtx_payload_type
+        )
         self.streams[mid] = stream
         if local.kind in self.muted_kinds:
             stream.set_muted(True)

@@ -170,3 +170,14 @@ def test_no_other_module_reaches_the_private_hooks():
     sources = [p for package in ("mcu", "signaling", "endpoints") for p in (root / package).rglob("*.py")]
     offenders = [use for path in sources if path != root / "mcu" / "fence.py" for use in _private_uses(path)]
     assert not offenders, "private internals reached outside mcu/fence.py:\n" + "\n".join(offenders)
+
+
+async def test_negotiated_codecs_replace_those_aiortc_computed():
+    from aiortc import RTCPeerConnection, RTCRtpCodecParameters
+
+    pc = RTCPeerConnection()  # no socket until a description is set
+    transceiver = pc.addTransceiver("video")
+    h264 = RTCRtpCodecParameters("video/H264", 90000, payloadType=120, parameters={"profile-level-id": "4d001f"})
+    fence.set_negotiated_codecs(transceiver, [h264])
+    assert transceiver._codecs == [h264]
+    await pc.close()

@@ -10,7 +10,7 @@ pytestmark = pytest.mark.integration
 
 @pytest.fixture
 async def h264_node():
-    n = LocalMediaNode(ice_host="127.0.0.1", video_codec="H264")
+    n = LocalMediaNode(ice_host="127.0.0.1")
     await n.start()
     try:
         yield n
@@ -22,6 +22,8 @@ async def test_h264_frames_arrive_and_decode(h264_node):
     node = h264_node
     a = Client(node, "m", "a", video=PatternTrack(180), recv_video=False, recv_audio=False)
     s = Client(node, "m", "s", publish=False, recv_audio=False)
+    for client in (a, s):
+        client.spec.extra["video_codecs"] = ["H264"]  # the meeting's one codec: both lines answer H.264 only
     try:
         await a.join()
         await s.join()
