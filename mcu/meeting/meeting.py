@@ -40,7 +40,7 @@ from typing import Any, TypeVar
 from mcu.bridge.rendition_policy import DEFAULT_POLICY
 from mcu.meeting.contracts import Composer, MeetingExtension, MeetingHandle, Member, Sources
 from mcu.meeting.speaker import SpeakerDetector
-from mcu.sfu.router import Router
+from mcu.sfu.router import Convert, Router
 from mcu.sfu.stream import Stream
 from mcu.sfu.subscriber import Output
 
@@ -62,10 +62,11 @@ class Meeting:
         *,
         media_policy: Mapping[str, str] | None = None,
         composer: ComposerFactory | None = None,
+        convert: Convert | None = None,
     ) -> None:
         self.meeting_id = meeting_id
         self.audio_slots = audio_slots
-        self.router = Router()
+        self.router = Router(convert)  # convert: a source for a subscriber of another codec
         self.peers: dict[str, Member] = {}
         self.floor_holder: str | None = None  # who holds the floor (on any node)
         self.floor: str | None = None  # whose streams routing treats as the floor's
@@ -187,6 +188,7 @@ class Meeting:
                 for s in streams:
                     if s.endpoint_id == wanted and s.via != me:
                         return s
+        current = getattr(current, "origin", current)  # a transcode of a source counts as the source
         kept = next((s for s in streams if s is current), None)  # what the output carries now
         if kept is not None and _foreign(kept, me) and not kept.closed:
             return kept

@@ -5,11 +5,17 @@ publisher streams, switches outputs between sources (each output's rewrite state
 sequence numbers and timestamps continuous; video resumes on a key frame) and acts on RTCP
 feedback from subscribers: PLI/FIR become (merged, rate-limited) key-frame requests to the
 publisher of the output's current source, NACKs are answered from the source's packet cache.
+
+Codecs: a source in a codec the subscriber's line accepts (``Output.accepts``) is forwarded
+untouched, in that codec's payload type (``Output.use_codec``). Any other source reaches it
+converted to ``Output.codec``: the ``convert`` callable (injected by whoever builds the meeting,
+``mcu.bridge.transcode.TranscodePool.convert``) returns one stream per (source, codec), shared by
+all such outputs, with attribute ``origin`` = the source; None (or no converter) pauses the output.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 from mcu.sfu.rtp_header import (
     FEEDBACK_FIR,
@@ -23,8 +29,14 @@ from mcu.sfu.stream import Stream
 from mcu.sfu.subscriber import Output
 
 
+# (source stream, codec the subscriber decodes) -> a shared stream of the source in that codec, or
+# None when it cannot be had (the output is then paused)
+Convert = Callable[[Stream, str], Stream | None]
+
+
 class Router:
-    def __init__(self) -> None:
+    def __init__(self, convert: Convert | None = None) -> None:
+        self.convert = convert
         self.streams: dict[str, Stream] = {}
         self.feedback_pli = 0
         self.feedback_nack = 0
@@ -40,14 +52,26 @@ class Router:
         return stream.close()
 
     def route(self, out: Output, stream: Stream | None) -> bool:
-        """Make ``stream`` the source of ``out`` (None: pause). True if it changed."""
-        if out.source is stream or out.closed:
+        """Make ``stream`` (or its conversion to ``out.codec``) the source of ``out`` (None: pause).
+        True if it changed."""
+        if out.closed:
+            return False
+        stream = self.in_codec_of(out, stream)
+        if out.source is stream:
             return False
         if out.source is not None:
             out.source.remove_output(out)
         if stream is not None and not stream.closed:
+            out.use_codec(stream.codec)  # a line that negotiated several codecs: this one's payload type
             stream.add_output(out)
         return True
+
+    def in_codec_of(self, out: Output, stream: Stream | None) -> Stream | None:
+        """``stream`` itself when ``out``'s subscriber decodes its codec, else its conversion (None:
+        there is none, or no converter: a stream it cannot decode is never sent to it)."""
+        if stream is None or out.kind != "video" or out.accepts(stream.codec):
+            return stream
+        return self.convert(stream, out.codec) if self.convert is not None else None
 
     def release(self, out: Output) -> None:
         """Detach an output for good (its peer is leaving)."""
