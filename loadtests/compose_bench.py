@@ -1,6 +1,13 @@
 """Compositor benchmark: 9 VP8 sources -> one 3x3 720p30 composite, encoded for 3 renditions.
 
     .venv/bin/python -m loadtests.compose_bench --seconds 10 [--loop uvloop|asyncio]
+    .venv/bin/python -m loadtests.compose_bench --codecs vp8,h264 --rounds 2   # against VP8 only
+
+``--codecs``: the composite is encoded in each of these codecs at every rendition at once (720p,
+360p, 180p in VP8 and in H.264 for ``vp8,h264``), as in a meeting with subscribers of both
+kinds; renditions are named as the MCU pipeline names them (``720p``, ``h264:720p``). When it
+differs from ``--baseline`` (``vp8``), the baseline runs too, in the same process on the same
+clips, first in each of ``--rounds`` rounds, and a side-by-side table ends the output.
 
 Nine 640x360 30 fps VP8 clips (moving test patterns, distinct colours) are generated at start
 and fed in real time, as the SFU would hand over depacketized frames; each rendition has a few
@@ -52,6 +59,7 @@ COLOURS = [
     (120, 120, 120),
     (150, 90, 40),
 ]
+CODECS = ("vp8", "h264")
 RENDITIONS = [
     Rendition("720p", 720, 1_200_000),
     Rendition("360p", 360, 400_000),
@@ -71,11 +79,35 @@ def parse() -> argparse.Namespace:
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--fps", type=int, default=30)
     p.add_argument("--subscribers", type=int, default=5, help="subscribers per rendition")
-    p.add_argument("--rendition-codec", default="vp8", choices=["vp8", "h264"])
+    p.add_argument("--codecs", default="vp8", help="codecs each rendition is encoded in, comma-separated: vp8,h264")
+    p.add_argument("--baseline", default="vp8", help="also run these codecs in the same run ('' for none)")
+    p.add_argument("--rounds", type=int, default=1, help="baseline then --codecs, this many times")
     loops.add_option(p)
     a = p.parse_args()
     a.seconds = min(a.seconds, 60.0)
+    a.rounds = max(1, min(a.rounds, 5))
+    a.codecs = codec_list(p, a.codecs)
+    a.baseline = codec_list(p, a.baseline) if a.baseline else []
     return a
+
+
+def codec_list(p: argparse.ArgumentParser, text: str) -> list[str]:
+    codecs = [c.strip().lower() for c in text.split(",") if c.strip()]
+    if not codecs or any(c not in CODECS for c in codecs) or len(set(codecs)) != len(codecs):
+        p.error(f"codecs: some of {', '.join(CODECS)}, comma-separated, not {text!r}")
+    return codecs
+
+
+def renditions_in(codecs: list[str]) -> list[Rendition]:
+    """The ladder in each codec, named as mcu.bridge.rendition_streams names them (VP8 keeps
+    the ladder's names, others carry the codec: ``h264:720p``); the audio rendition once."""
+    out = [
+        Rendition(t.name if c == "vp8" else f"{c}:{t.name}", t.height, t.bitrate, c)
+        for c in codecs
+        for t in RENDITIONS
+        if t.height
+    ]
+    return out + [t for t in RENDITIONS if not t.height]
 
 
 async def feeder(comp: Compositor, clips: list[list[tuple[bytes, bool]]], fps: int, cpu: list[float]) -> None:
@@ -120,12 +152,26 @@ def snapshot(comp: Compositor) -> dict:
     }
 
 
-async def run(a: argparse.Namespace) -> dict:
+async def run(a: argparse.Namespace) -> list[dict]:
+    """Every configuration in turn (baseline first), on the same clips."""
     w, h = (int(v) for v in a.src_size.split("x"))
     t0 = time.perf_counter()
     clips = [encode_clip(COLOURS[i % 9], w, h, a.clip_frames) for i in range(a.sources)]
     gen_s = time.perf_counter() - t0
-    renditions = [Rendition(t.name, t.height, t.bitrate, a.rendition_codec) for t in RENDITIONS]
+    configs = [a.baseline, a.codecs] if a.baseline and a.baseline != a.codecs else [a.codecs]
+    results = []
+    for rnd in range(a.rounds):
+        for codecs in configs:
+            r = await run_once(a, clips, codecs)
+            r["round"], r["config"]["clip_generation_s"] = rnd + 1, round(gen_s, 2)
+            print(table(r) + "\n", flush=True)
+            results.append(r)
+    return results
+
+
+async def run_once(a: argparse.Namespace, clips: list[list[tuple[bytes, bool]]], codecs: list[str]) -> dict:
+    load_start = os.getloadavg()[0]
+    renditions = renditions_in(codecs)
     comp = Compositor(Layout(a.layout), 1280, 720, a.fps, renditions, workers=a.workers)
     comp.set_sources([f"s{i}" for i in range(a.sources)], {f"s{i}": NAMES[i % 9] for i in range(a.sources)})
     received = {t.name: 0 for t in renditions if t.height}
@@ -151,6 +197,7 @@ async def run(a: argparse.Namespace) -> dict:
     composites = s1["composites"] - s0["composites"]
     feed_s = f1 - f0
     rendition_rows = {}
+    a_codec = {t.name: t.codec for t in renditions}
     for t in received:
         enc = s1["detail"].get(f"encode.{t}", 0) - s0["detail"].get(f"encode.{t}", 0)
         scl = s1["detail"].get(f"scale.{t}", 0) - s0["detail"].get(f"scale.{t}", 0)
@@ -158,6 +205,7 @@ async def run(a: argparse.Namespace) -> dict:
         kf = s1["keyframes"].get(t, 0) - s0["keyframes"].get(t, 0)
         b = s1["bytes"].get(t, 0) - s0["bytes"].get(t, 0)
         rendition_rows[t] = {
+            "codec": a_codec[t],
             "fps": n / wall,
             "kbit_s": b * 8 / wall / 1000,
             "keyframes": kf,
@@ -174,9 +222,10 @@ async def run(a: argparse.Namespace) -> dict:
         "config": {
             **vars(a),
             "canvas": "1280x720",
+            "codecs": codecs,
             "renditions": [(t.name, t.height, t.bitrate, t.codec) for t in renditions],
-            "clip_generation_s": round(gen_s, 2),
             "cores_on_machine": os.cpu_count(),
+            "load_avg_1m_start": load_start,
             "load_avg_1m": os.getloadavg()[0],
         },
         "wall_s": wall,
@@ -213,15 +262,15 @@ def table(r: dict) -> str:
     c = r["cpu_ms_per_composite"]
     cfg = r["config"]
     lines = [
-        f"{cfg['layout']} composite 1280x720@{cfg['fps']} from {cfg['sources']} VP8 "
-        f"{cfg['src_size']} sources, {r['config']['workers']} workers, {r['loop']} loop, "
-        f"{r['wall_s']:.1f} s measured (1-min load avg {r['config']['load_avg_1m']:.1f} "
-        f"on {r['config']['cores_on_machine']} cores)",
-        f"{'rendition':<6} {'fps':>6} {'kbit/s':>8} {'keyfr':>5} {'scale ms':>9} {'encode ms':>10}",
+        f"{cfg['layout']} composite 1280x720@{cfg['fps']} in {'+'.join(cfg['codecs'])} from {cfg['sources']} "
+        f"VP8 {cfg['src_size']} sources, {r['config']['workers']} workers, {r['loop']} loop, "
+        f"{r['wall_s']:.1f} s measured (1-min load avg {cfg['load_avg_1m_start']:.1f} -> "
+        f"{cfg['load_avg_1m']:.1f} on {r['config']['cores_on_machine']} cores)",
+        f"{'rendition':<10} {'fps':>6} {'kbit/s':>8} {'keyfr':>5} {'scale ms':>9} {'encode ms':>10}",
     ]
     for t, row in r["renditions"].items():
         lines.append(
-            f"{t:<6} {row['fps']:>6.1f} {row['kbit_s']:>8.0f} {row['keyframes']:>5} {row['scale_ms']:>9.2f}"
+            f"{t:<10} {row['fps']:>6.1f} {row['kbit_s']:>8.0f} {row['keyframes']:>5} {row['scale_ms']:>9.2f}"
             f" {row['encode_ms']:>10.2f}"
         )
     lines += [
@@ -239,14 +288,32 @@ def table(r: dict) -> str:
     return "\n".join(lines)
 
 
+def side_by_side(results: list[dict]) -> str:
+    """One line per run: the slowest output's fps against the 30 fps target, CPU per composite."""
+    lines = [
+        f"{'round':>5} {'codecs':<9} {'outputs':>7} {'comp/s':>6} {'min fps':>7} {'(output)':<10} "
+        f"{'CPU ms/comp':>11} {'encode ms':>9} {'scale ms':>8} {'cores':>5} {'dropped':>7} {'load':>4}"
+    ]
+    for r in results:
+        rows, c = r["renditions"], r["cpu_ms_per_composite"]
+        slowest = min(rows, key=lambda t: rows[t]["fps"])
+        lines.append(
+            f"{r['round']:>5} {'+'.join(r['config']['codecs']):<9} {len(rows):>7} {r['composite_fps']:>6.1f} "
+            f"{rows[slowest]['fps']:>7.1f} {slowest:<10} {c['total']:>11.1f} {c['encode']:>9.1f} "
+            f"{c['scale']:>8.1f} {r['cores_used']:>5.2f} {r['ticks_dropped']:>7} {r['config']['load_avg_1m']:>4.1f}"
+        )
+    return "\n".join(lines)
+
+
 def main() -> None:
     a = parse()
     r = loops.run(run(a), a.loop)
-    print(table(r))
+    if len(r) > 1:
+        print(side_by_side(r))
     os.makedirs(RESULTS, exist_ok=True)
     path = os.path.join(RESULTS, f"compose_bench_{time.strftime('%Y%m%dT%H%M%S')}.json")
     with open(path, "w") as f:
-        json.dump(r, f, indent=2, ensure_ascii=False)
+        json.dump(r if len(r) > 1 else r[0], f, indent=2, ensure_ascii=False)
     print(f"written {os.path.relpath(path, ROOT)}")
 
 
