@@ -5,9 +5,11 @@ aiortc's ``RTCDtlsTransport`` decrypts each SRTP packet and then hands it to its
 (``mcu.fence.intercept_srtp``: a scoped interception, only this peer's transport, undone by
 nothing because the transport dies with the peer):
 
-* RTP goes straight to the publisher ``Stream`` found by SSRC (from the SDP; an SSRC the SDP
-  did not announce is learnt once from the MID header extension). No ``RtpPacket`` objects,
-  no jitter buffer, no decoder.
+* RTP goes straight to the publisher ``Stream`` found by SSRC. An SSRC the SDP did not announce
+  is learnt once, from the MID header extension or, when the packet has none, from its payload
+  type if exactly one of the peer's publisher streams not yet bound has it (RFC 8843 §9.2; an
+  offer made before media flows may carry no ``a=ssrc``, as GStreamer's webrtcbin's do). No
+  ``RtpPacket`` objects, no jitter buffer, no decoder.
 * RTCP feedback for the peer's outputs (PLI, FIR, NACK, receiver reports) goes to the router.
 
 As the DTLS client it also offers the ECDHE-RSA suites (``mcu.fence.offer_rsa_suites``).
@@ -53,6 +55,9 @@ class PeerTransport:
         self.out_by_ssrc: dict[int, Output] = {}
         self._mid_ext_ids: set[int] = set()
         self._by_mid_value: dict[bytes, Stream] = {}
+        self._by_pt: dict[int, list[Stream]] = {}  # payload type -> streams that may send it
+        self._by_rtx_pt: dict[int, list[Stream]] = {}
+        self._rtx_bound: set[str] = set()  # stream ids whose RTX SSRC is known
         self.outputs: list[Output] = []
         self.dtls: Any = None
         self.binding: tuple[Any, Any, Any] | None = None
@@ -65,15 +70,30 @@ class PeerTransport:
 
     # -- registries ------------------------------------------------------------------------
 
-    def add_stream(self, stream: Stream, mid: str, ssrcs: list[int], rtx_ssrcs: list[int], mid_ext_id: int) -> None:
+    def add_stream(
+        self,
+        stream: Stream,
+        mid: str,
+        ssrcs: list[int],
+        rtx_ssrcs: list[int],
+        mid_ext_id: int,
+        payload_type: int | None = None,
+        rtx_payload_type: int | None = None,
+    ) -> None:
+        """Route the stream's SSRCs; its MID and payload types find the SSRCs the SDP left out."""
         for ssrc in ssrcs:
             stream.ssrc = ssrc
             self.by_ssrc[ssrc] = stream
         for ssrc in rtx_ssrcs:
             self.by_ssrc[ssrc] = _Rtx(stream)  # publisher retransmissions: restored
+            self._rtx_bound.add(stream.stream_id)
         if mid_ext_id:
             self._mid_ext_ids.add(mid_ext_id)
             self._by_mid_value[mid.encode()] = stream
+        if payload_type is not None:
+            self._by_pt.setdefault(payload_type, []).append(stream)
+        if rtx_payload_type is not None:
+            self._by_rtx_pt.setdefault(rtx_payload_type, []).append(stream)
 
     def add_output(self, out: Output) -> None:
         self.outputs.append(out)
@@ -136,21 +156,39 @@ class PeerTransport:
             self._resumed = perf_counter()
 
     def _learn_ssrc(self, data: bytes) -> None:
-        """Map an SSRC that the SDP did not announce, by its MID header extension."""
+        """Map an SSRC that the SDP did not announce, by its MID header extension, else by its
+        payload type."""
         self.unknown_packets += 1
         try:
             ext_start, ext_end, _, _ = payload_bounds(data)
         except ValueError:
             return
+        ssrc = U32.unpack_from(data, 8)[0]
         for ext_id in self._mid_ext_ids:
             value = find_extension(data, ext_start, ext_end, ext_id)
-            stream = self._by_mid_value.get(bytes(value)) if value else None
-            if stream is not None and stream.ssrc is None:
-                ssrc = U32.unpack_from(data, 8)[0]
-                stream.ssrc = ssrc
-                self.by_ssrc[ssrc] = stream
-                stream.on_rtp(data)
+            if value:  # the MID decides; a bound line's second SSRC or an unknown mid is dropped
+                stream = self._by_mid_value.get(bytes(value))
+                if stream is not None and stream.ssrc is None:
+                    self._bind_ssrc(ssrc, stream, data)
                 return
+        self._learn_by_payload_type(ssrc, data)
+
+    def _learn_by_payload_type(self, ssrc: int, data: bytes) -> None:
+        pt = data[1] & 0x7F
+        media = [s for s in self._by_pt.get(pt, ()) if s.ssrc is None]
+        if len(media) == 1:
+            self._bind_ssrc(ssrc, media[0], data)
+            return
+        rtx = [s for s in self._by_rtx_pt.get(pt, ()) if s.stream_id not in self._rtx_bound]
+        if len(rtx) == 1:
+            self._rtx_bound.add(rtx[0].stream_id)
+            self.by_ssrc[ssrc] = _Rtx(rtx[0])
+            rtx[0].on_rtx(data)
+
+    def _bind_ssrc(self, ssrc: int, stream: Stream, data: bytes) -> None:
+        stream.ssrc = ssrc
+        self.by_ssrc[ssrc] = stream
+        stream.on_rtp(data)
 
     async def on_rtcp_data(self, data: bytes) -> None:
         """One decrypted RTCP packet: the feedback about this peer's outputs to ``on_feedback``."""
@@ -202,6 +240,8 @@ class PeerTransport:
         self.outputs = []
         self.out_by_ssrc.clear()
         self.by_ssrc.clear()
+        self._by_pt.clear()
+        self._by_rtx_pt.clear()
 
 
 class _Rtx:

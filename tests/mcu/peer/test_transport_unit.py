@@ -148,6 +148,50 @@ async def test_a_retransmission_is_restored_to_the_media_stream():
     assert restored[1] & 0x7F == OPUS and struct.unpack_from("!I", restored, 8)[0] == 0x1111
 
 
+def camera(name: str = "a/1") -> Stream:
+    return Stream(stream_id=name, endpoint_id="a", kind="video", source="camera", codec="H264", clock_rate=90000)
+
+
+async def test_without_ssrc_or_mid_a_packet_is_bound_by_its_payload_type():
+    link = Recorder().transport()
+    audio, video = mic("a/0"), camera("a/1")
+    link.add_stream(audio, "0", [], [], 0, OPUS, None)
+    link.add_stream(video, "1", [], [], 0, 102, 103)  # an offer made before media flows: no a=ssrc
+    await link.on_rtp_data(rtp(1, 0xA0D1, pt=OPUS))
+    await link.on_rtp_data(rtp(5, 0x71DE, pt=102))
+    await link.on_rtp_data(rtp(6, 0x71DE, pt=102))  # now by SSRC, the hot path
+    await link.on_rtp_data(rtp(3, 0x72DE, payload=struct.pack("!H", 5) + b"again", pt=103))  # its RTX
+    assert (audio.ssrc, audio.packets) == (0xA0D1, 1)
+    assert (video.ssrc, video.rtx_received) == (0x71DE, 1)
+    assert link.unknown_packets == 3
+    await link.on_rtp_data(rtp(2, 0xBAD, pt=OPUS))  # a second SSRC with a bound stream's type
+    await link.on_rtp_data(rtp(2, 0xBAD2, pt=99))  # a type no stream has
+    assert audio.packets == 1 and 0xBAD not in link.by_ssrc and 0xBAD2 not in link.by_ssrc
+
+
+async def test_a_payload_type_two_unbound_streams_share_binds_neither():
+    link = Recorder().transport()
+    first, second = camera("a/1"), camera("a/2")
+    link.add_stream(first, "1", [], [], 0, 102)
+    link.add_stream(second, "2", [], [], 0, 102)
+    await link.on_rtp_data(rtp(1, 0x1001, pt=102))
+    assert first.ssrc is None and second.ssrc is None and not link.by_ssrc
+    link.add_stream(camera("a/3"), "3", [0x3003], [], 0, 102)  # announced: never a candidate
+    first.ssrc = 0x1001  # bound some other way (its MID): the type is now the other's alone
+    await link.on_rtp_data(rtp(2, 0x2002, pt=102))
+    assert second.ssrc == 0x2002
+
+
+async def test_a_packet_with_a_mid_is_never_bound_by_its_payload_type():
+    link = Recorder().transport()
+    stream = mic()
+    link.add_stream(stream, "0", [], [], MID_EXT, OPUS)
+    await link.on_rtp_data(rtp(1, 0x5555, mid=b"7"))  # a mid this peer does not publish on
+    assert stream.ssrc is None
+    await link.on_rtp_data(rtp(2, 0x6666))  # no extension at all: the payload type decides
+    assert stream.ssrc == 0x6666
+
+
 async def test_a_failing_stream_is_counted_and_does_not_end_the_receive_loop():
     link = Recorder().transport()
     stream = mic()

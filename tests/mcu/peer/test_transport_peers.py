@@ -1,16 +1,22 @@
-"""DTLS in both roles against a peer with an ECDSA and with an RSA certificate (#13).
+"""PeerTransport with real aiortc peers over UDP: what the far side decodes (#13).
 
+DTLS in both roles against a peer with an ECDSA and with an RSA certificate.
 Our answer to an ``actpass`` or ``passive`` offer says ``a=setup:active`` (we are the DTLS client);
 to an ``active`` offer it says ``passive`` (we serve). aiortc as installed offers only ECDHE-ECDSA
 suites as a client, which a server holding an RSA certificate cannot pick ("no shared cipher"):
 ``mcu.fence.offer_rsa_suites`` adds the ECDHE-RSA ones. The RSA peer here is an aiortc client
 given an RSA certificate (and the RSA suites, without which it could not serve with it);
 tests/interop has GStreamer's webrtcbin, a real one.
+
+Routing without SSRCs or MID (RFC 8843 §9.2): a publisher whose offer has no ``a=ssrc`` and no
+MID header extension is routed by its payload types.
 """
 
 from __future__ import annotations
 
 import datetime
+import re
+from typing import Callable
 
 import pytest
 from aiortc import RTCCertificate, RTCPeerConnection
@@ -48,23 +54,34 @@ def use_rsa_certificate(pc: RTCPeerConnection) -> None:
     pc._RTCPeerConnection__certificates = [rsa_certificate()]  # type: ignore[attr-defined]
 
 
-class ActiveOffers:
-    """The media node as seen by a client whose offers say ``a=setup:active``: we must serve."""
+class RewrittenOffers:
+    """The media node as seen by a client whose offers are rewritten on the way (what another
+    client would have offered)."""
 
-    def __init__(self, node) -> None:
-        self.node = node
+    def __init__(self, node, rewrite: Callable[[str], str]) -> None:
+        self.node, self.rewrite = node, rewrite
 
     async def open_peer(self, spec, on_event):
         peer = await self.node.open_peer(spec, on_event)
         handle_offer = peer.handle_offer
 
-        async def offer_active(sdp: str) -> str:
-            answer = await handle_offer(sdp.replace("a=setup:actpass", "a=setup:active"))
-            assert "a=setup:passive" in answer
-            return answer
+        async def rewritten(sdp: str) -> str:
+            return await handle_offer(self.rewrite(sdp))
 
-        peer.handle_offer = offer_active
+        peer.handle_offer = rewritten
         return peer
+
+
+def setup_active(sdp: str) -> str:
+    """An offer that says ``a=setup:active``: we must serve (answer ``passive``)."""
+    return sdp.replace("a=setup:actpass", "a=setup:active")
+
+
+def without_ssrcs_or_mid(sdp: str) -> str:
+    """An offer made before media flows, by a sender that does not stamp the MID extension."""
+    return re.sub(
+        r"a=(ssrc|ssrc-group|msid):[^\r\n]*\r\n|a=extmap:\d+ urn:ietf:params:rtp-hdrext:sdes:mid\r\n", "", sdp
+    )
 
 
 @pytest.mark.parametrize("our_role", ["active", "passive"])
@@ -72,7 +89,7 @@ class ActiveOffers:
 async def test_media_flows_both_ways_in_either_dtls_role_with_either_certificate(
     local_media_node, our_role, certificate
 ):
-    node = ActiveOffers(local_media_node) if our_role == "passive" else local_media_node
+    node = RewrittenOffers(local_media_node, setup_active) if our_role == "passive" else local_media_node
     peer = Client(node, "m-dtls", "peer", video=PatternTrack(200))
     if certificate == "rsa":
         use_rsa_certificate(peer.pc)
@@ -89,3 +106,27 @@ async def test_media_flows_both_ways_in_either_dtls_role_with_either_certificate
     finally:
         await peer.close()
         await other.close()
+
+
+async def test_a_publisher_without_ssrcs_or_mid_is_routed_by_payload_type(local_media_node):
+    publisher = Client(
+        RewrittenOffers(local_media_node, without_ssrcs_or_mid),
+        "m-pt",
+        "pub",
+        video=PatternTrack(210),
+        recv_video=False,
+    )
+    viewer = Client(local_media_node, "m-pt", "viewer", publish=False)
+    try:
+        await publisher.join()
+        offered = without_ssrcs_or_mid(publisher.pc.localDescription.sdp)
+        assert "a=ssrc" not in offered and "sdes:mid" not in offered and "a=mid:" in offered
+        await viewer.join()
+        assert await wait_for(lambda: len(viewer.video_frames()) >= 5, timeout=15), "the viewer got no picture"
+        assert viewer.video_frames()[-1][1] > 170  # the publisher's bright pattern
+        transport = publisher.peer.transport
+        assert all(stream.ssrc for stream in publisher.peer.streams.values())
+        assert transport.unknown_packets <= 3  # one per SSRC learnt (audio, video, perhaps RTX)
+    finally:
+        await publisher.close()
+        await viewer.close()
