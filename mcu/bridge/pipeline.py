@@ -6,18 +6,19 @@ the meeting's extensions (``mcu.meeting.contracts.Composer``); what it reads of 
 small ``McuHost`` below, so this module imports nothing above the SFU.
 
 Input: the meeting's publisher ``Stream``s are *tapped* (``Stream.add_tap``, called once per
-packet after the SFU's own once-per-packet work): VP8 packets are assembled into frames
+packet after the SFU's own once-per-packet work): VP8 and H.264 packets are assembled into frames
 (``mcu.bridge.depacketize``) and pushed to the ``Compositor``; Opus payloads (with their RFC 6464
 level) go to the ``AudioMixer``. A hole in a source's frames asks its publisher for a key frame
 through the stream's merged, rate-limited request.
 
-Output: each video rendition's encoded frames are packetized once (``mcu.bridge.packetize``) into a
-synthetic ``Stream`` (``mcu:720p``...). Subscribers' ``composite`` outputs are routed to a rendition
-stream exactly like SFU outputs to a publisher: the fast path rewrites SSRC/seq/timestamp/
+Output: each video rendition is encoded in each codec the node may encode and some subscriber
+needs, and packetized once into a synthetic ``Stream`` (``mcu:720p``, ``mcu:h264:720p``...:
+``mcu.bridge.rendition_streams``). Subscribers' ``composite`` outputs are routed to the rendition
+stream in the codec they decode (``Output.codec``), exactly like SFU outputs to a publisher: the fast path rewrites SSRC/seq/timestamp/
 picture id per subscriber, NACKs are answered from the rendition stream's cache, and PLIs become
 merged key-frame requests to that rendition's encoder (``Compositor.request_keyframe``). Changing a
-subscriber's rendition is ``Router.route`` to another rendition stream: the output resumes continuously
-on that rendition's next key frame. The mixer's output for each listener (N-1, ``thin`` profile with
+subscriber's rendition is ``Router.route`` to another rendition stream of its codec: the output
+resumes continuously on that rendition's next key frame. The mixer's output for each listener (N-1, ``thin`` profile with
 in-band FEC for thin/mobile links) is packetized into that listener's own ``mcu:mix:<ep>``
 stream feeding its ``mix`` output.
 """
@@ -33,12 +34,10 @@ from typing import Any, Protocol
 
 from mcu.api import PeerSpec
 from mcu.audio import AudioMixer
-from mcu.compose import DEFAULT_RENDITIONS, Compositor, EncodedFrame, Layout, Rendition
-
-# An H.264 rendition for public HLS/RTMP (mcu.record); encoded only while a stream reads it.
-HLS_RENDITION = Rendition("hls", 540, 1_200_000, codec="h264")
-from mcu.bridge.depacketize import Vp8Assembler, opus_payload
+from mcu.bridge.depacketize import H264Assembler, Vp8Assembler, opus_payload
 from mcu.bridge.packetize import Packetizer
+from mcu.bridge.rendition_streams import ENCODERS, RenditionStreams, expand
+from mcu.compose import DEFAULT_RENDITIONS, Compositor, Layout, Rendition
 from mcu.sfu.router import Router
 from mcu.sfu.stream import Stream
 from mcu.sfu.subscriber import Output
@@ -46,9 +45,10 @@ from mcu.bridge.rendition_policy import RenditionController, audio_profile, star
 
 log = logging.getLogger("mcu.bridge.pipeline")
 
+# An H.264 rendition for public HLS/RTMP (mcu.record); encoded only while a stream reads it.
+HLS_RENDITION = Rendition("hls", 540, 1_200_000, codec="h264")
 COMPOSITE_FPS = 20
 MAX_TILES = {1: Layout.SPEAKER, 4: Layout.GRID_2X2, 9: Layout.GRID_3X3, 16: Layout.GRID_4X4}
-RENDITION_KEYFRAME_INTERVAL = 0.3  # s: merged PLIs of one rendition's subscribers
 NACK_WINDOW = 1.0  # s
 
 
@@ -87,9 +87,10 @@ class McuSources(Protocol):
 
 @dataclass
 class _Sub:
-    """A composite subscriber: its output and rendition controller."""
+    """A composite subscriber: its output, the codec it decodes, its rendition controller."""
 
     out: Output
+    codec: str
     ctl: RenditionController
     history: list[tuple[float, str]] = field(default_factory=list)
     window: list[tuple[float, int, int]] = field(default_factory=list)  # (t, nacked, packets)
@@ -114,14 +115,17 @@ class _Tap:
         self.pipe = pipe
         self.stream = stream
         self.source_id = source_id
-        self.vp8 = Vp8Assembler() if stream.kind == "video" else None
+        self.video: Vp8Assembler | H264Assembler | None = None
+        if stream.kind == "video":
+            self.video = H264Assembler() if stream.codec == "H264" else Vp8Assembler()
+        self.codec = ENCODERS.get(stream.codec, "")
 
     def __call__(self, data: bytes) -> None:
-        if self.vp8 is not None:
-            frame = self.vp8.push(data)
+        if self.video is not None:
+            frame = self.video.push(data)
             if frame is not None:
-                self.pipe.compositor.push(self.source_id, "vp8", frame.payload, frame.keyframe)
-            elif self.vp8.need_keyframe:
+                self.pipe.compositor.push(self.source_id, self.codec, frame.payload, frame.keyframe)
+            elif self.video.need_keyframe:
                 self.stream.request_keyframe()  # merged and rate limited by the stream
             return
         parsed = opus_payload(data, self.stream.level_id)
@@ -143,35 +147,26 @@ class McuPipeline:
         renditions: Sequence[Rendition] = (*DEFAULT_RENDITIONS, HLS_RENDITION),
         workers: int = 2,
         layout: Layout | str | None = None,
+        codecs: Sequence[str] = ("VP8", "H264"),
     ) -> None:
         self.router = router
+        self.codecs = [c for c in codecs if c in ENCODERS]  # the codecs the node may encode
         self.host = host  # None: fed through refresh() and attach() only
         self.fps = fps
         self.fixed_layout = Layout(layout) if layout is not None else None
         self.compositor = Compositor(
             self.fixed_layout or Layout.GRID_2X2,
             fps=fps,
-            renditions=renditions,
+            renditions=expand(renditions, self.codecs),
             workers=workers,
             on_keyframe_needed=self._source_keyframe,
         )
         self.mixer = AudioMixer()
-        self.renditions = [t.name for t in renditions if not t.audio_only and t.codec == "vp8"]  # sent over RTP
-        self.rendition_streams: dict[str, Stream] = {}
-        self._packetizers: dict[str, Packetizer] = {}
-        for name in self.renditions:
-            self.rendition_streams[name] = Stream(
-                stream_id=f"mcu:{name}",
-                endpoint_id="mcu",
-                kind="video",
-                source="composite",
-                codec="VP8",
-                clock_rate=90000,
-                send_keyframe_request=self._rendition_keyframe,
-                keyframe_interval=RENDITION_KEYFRAME_INTERVAL,
-            )
-            self._packetizers[name] = Packetizer()
-            self.compositor.subscribe(name, callback=partial(self._on_frame, name))
+        ladder = [t.name for t in renditions if not t.audio_only and t.codec == "vp8"]  # sent over RTP
+        self.rendition_out = RenditionStreams(self.compositor, ladder, self.codecs, fps)
+        self.rendition_streams = self.rendition_out.streams
+        self.renditions = list(self.rendition_streams)
+        self._refused: set[str] = set()  # codecs asked for that the node may not encode (logged once)
         self.mixes: dict[str, tuple[Stream, Packetizer]] = {}
         self.subs: dict[str, _Sub] = {}
         self.taps: dict[str, _Tap] = {}  # by publisher stream id
@@ -199,7 +194,8 @@ class McuPipeline:
         self.taps.clear()
         await self.compositor.stop()
         await self.mixer.stop()
-        for stream in list(self.rendition_streams.values()) + [s for s, _ in self.mixes.values()]:
+        self.rendition_out.close()
+        for stream, _ in self.mixes.values():
             stream.close()
         self.mixes.clear()
         self.subs.clear()
@@ -233,8 +229,8 @@ class McuPipeline:
         speaker, then by appearance)."""
         if self.stopped:
             return
-        screens = [s for s in screens if s.vp8]  # the depacketizer knows VP8 only
-        cameras = [s for s in cameras if s.vp8]
+        screens = [s for s in screens if s.codec in ENCODERS]  # the codecs the depacketizer knows
+        cameras = [s for s in cameras if s.codec in ENCODERS]
         current: dict[str, tuple[Stream, str]] = {}
         for s in screens:
             current[s.stream_id] = (s, f"{s.endpoint_id}/screen")
@@ -247,7 +243,7 @@ class McuPipeline:
         for sid in [sid for sid in self.taps if sid not in current or current[sid][1] != self.taps[sid].source_id]:
             tap = self.taps.pop(sid)
             tap.stream.remove_tap(tap)
-            if tap.vp8 is not None:
+            if tap.video is not None:
                 self.compositor.remove_source(tap.source_id)
             else:
                 self.mixer.remove_source(tap.source_id)
@@ -278,26 +274,10 @@ class McuPipeline:
 
     def _source_keyframe(self, source_id: str) -> None:
         for tap in self.taps.values():
-            if tap.source_id == source_id and tap.vp8 is not None:
+            if tap.source_id == source_id and tap.video is not None:
                 tap.stream.request_keyframe()
 
     # -- outputs ---------------------------------------------------------------------------
-
-    def _on_frame(self, rendition: str, frame: EncodedFrame) -> None:
-        stream = self.rendition_streams.get(rendition)
-        if stream is None or stream.closed:
-            return
-        ts = frame.pts * 90000 // self.fps
-        for packet in self._packetizers[rendition].vp8(frame.data, ts):
-            stream.on_rtp(packet)
-
-    def _rendition_keyframe(self, stream: Stream) -> None:
-        """Merged PLIs of a rendition's subscribers (and outputs waiting to start on it). A request
-        the gate merges into a recent key frame may come from an output that started after
-        that frame: it is then served by the next key frame the interval allows."""
-        rendition = stream.stream_id.split(":", 1)[1]
-        if not self.compositor.request_keyframe(rendition):
-            self.compositor.want_keyframe(rendition)
 
     def _on_mix(self, endpoint_id: str, payload: bytes, timestamp: int) -> None:
         entry = self.mixes.get(endpoint_id)
@@ -312,11 +292,14 @@ class McuPipeline:
         if out.role == "composite":
             sub = self.subs.get(ep)
             if sub is None or sub.out is not out:
+                codec = self._codec_for(out)
+                if codec is None:
+                    return
                 now = time.monotonic() if now is None else now
                 rendition = start_rendition(peer.spec)
-                sub = self.subs[ep] = _Sub(out, RenditionController(rendition, since=now))
+                sub = self.subs[ep] = _Sub(out, codec, RenditionController(rendition, since=now))
                 sub.history.append((now, rendition))
-            if self.router.route(out, self.rendition_streams.get(sub.ctl.rendition)):
+            if self.router.route(out, self.rendition_out.get(sub.codec, sub.ctl.rendition)):
                 self._update_active()
         elif out.role == "mix":
             entry = self.mixes.get(ep)
@@ -333,15 +316,30 @@ class McuPipeline:
                 self.mixer.listener(ep, audio_profile(peer.spec), partial(self._on_mix, ep))
             self.router.route(out, entry[0])
 
+    def _codec_for(self, out: Output) -> str | None:
+        """The codec of the composite for ``out``: the one its subscriber decodes, else another its
+        line negotiated ("" takes any: VP8 first), if the node may encode it; None (logged once
+        per codec) if not."""
+        for codec in ([out.codec] if out.codec else []) + self.codecs:
+            if codec in self.codecs and out.accepts(codec):
+                return codec
+        if out.codec not in self._refused:
+            self._refused.add(out.codec)
+            log.warning("composite in %s asked for, but this node encodes only %s", out.codec, self.codecs)
+        return None
+
     def _update_active(self) -> None:
         """Only renditions that feed an output are encoded (a new one starts with a keyframe); the
         compositor adds the renditions its queue readers (recorder, HLS) consume."""
-        self.compositor.set_active_renditions([name for name, s in self.rendition_streams.items() if s.outputs()])
+        self.compositor.set_active_renditions(self.rendition_out.in_use())
 
     def forget(self, endpoint_id: str) -> None:
         """The endpoint left: drop its listener, mix stream and rendition state."""
         if self.subs.pop(endpoint_id, None) is not None:
-            self.compositor.set_active_renditions([s.ctl.rendition for s in self.subs.values() if not s.out.closed])
+            subs = [s for s in self.subs.values() if not s.out.closed]
+            self.compositor.set_active_renditions(
+                [n for s in subs if (n := self.rendition_out.name(s.codec, s.ctl.rendition))]
+            )
         self.mixer.remove_listener(endpoint_id)
         entry = self.mixes.pop(endpoint_id, None)
         if entry is not None:
@@ -356,11 +354,11 @@ class McuPipeline:
             out = sub.out
             if out.closed:
                 continue
-            current = self.rendition_streams.get(sub.ctl.rendition)
+            current = self.rendition_out.get(sub.codec, sub.ctl.rendition)
             nack_loss = sub.nack_loss(now, current.packets if current is not None else 0)
             loss = max(out.fraction_lost, nack_loss)
             rendition = sub.ctl.update(now, loss, out.remb)
-            stream = self.rendition_streams.get(rendition)  # None: audio only, the composite paused
+            stream = self.rendition_out.get(sub.codec, rendition)  # None: audio only, the composite paused
             if out.source is not stream:
                 log.info("composite subscriber %s: rendition %s", ep, rendition)
                 sub.history.append((now, rendition))

@@ -78,9 +78,9 @@ class Compositor:
         max_pending: int = 60,
     ) -> None:
         names = [t.name for t in renditions]
-        heights = [t.height for t in renditions if not t.audio_only]
-        if len(set(names)) != len(names) or len(set(heights)) != len(heights):
-            raise ValueError("rendition names and video rendition heights must be distinct")
+        videos = [(t.height, t.codec) for t in renditions if not t.audio_only]
+        if len(set(names)) != len(names) or len(set(videos)) != len(videos):
+            raise ValueError("rendition names, and video renditions' (height, codec), must be distinct")
         if any(t.height > height for t in renditions):
             raise ValueError(f"a rendition is taller than the {width}x{height} composite")
         self.width, self.height, self.fps = width, height, fps
@@ -123,13 +123,18 @@ class Compositor:
     @staticmethod
     def _group_encoders(encoders: list[RenditionEncoder], workers: int) -> list[list[RenditionEncoder]]:
         """Renditions packed into at most `workers` jobs balanced by pixel count (720p alone,
-        360p + 180p together), so each composite costs few executor round trips."""
-        bins: list[list[RenditionEncoder]] = [[] for _ in range(max(1, min(workers, len(encoders))))]
+        360p + 180p together), so each composite costs few executor round trips. Renditions of
+        one size (in several codecs) share a job: the picture is scaled once for them, and they
+        take turns with the one frame (see ``RenditionEncoder.encode``)."""
+        sizes: dict[tuple[int, int], list[RenditionEncoder]] = {}
+        for e in encoders:
+            sizes.setdefault((e.width, e.height), []).append(e)
+        bins: list[list[RenditionEncoder]] = [[] for _ in range(max(1, min(workers, len(sizes))))]
         load = [0] * len(bins)
-        for e in sorted(encoders, key=lambda e: -e.width * e.height):
+        for (w, h), same in sorted(sizes.items(), key=lambda kv: -kv[0][0] * kv[0][1] * len(kv[1])):
             i = load.index(min(load))
-            bins[i].append(e)
-            load[i] += e.width * e.height
+            bins[i] += same
+            load[i] += w * h * len(same)
         return [b for b in bins if b]
 
     # ---- the chair's choices ---------------------------------------------------------
@@ -307,10 +312,17 @@ class Compositor:
         forced: dict[str, bool],
         active: frozenset[str] | None = None,
     ) -> list[list[EncodedFrame]]:
-        return [
-            e.encode(canvas, pts, forced[e.rendition.name]) if active is None or e.rendition.name in active else []
-            for e in group
-        ]
+        scaled: dict[tuple[int, int], av.VideoFrame] = {}
+        out: list[list[EncodedFrame]] = []
+        for e in group:
+            if active is not None and e.rendition.name not in active:
+                out.append([])
+                continue
+            picture = scaled.get((e.width, e.height))
+            if picture is None:
+                picture = scaled[e.width, e.height] = e.scale(canvas)
+            out.append(e.encode(picture, pts, forced[e.rendition.name]))
+        return out
 
     @staticmethod
     def _decode(src: Source, items: list[EncodedInput], rect: Rect) -> bool:

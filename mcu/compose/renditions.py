@@ -157,14 +157,19 @@ class RenditionEncoder:
         self._ctx = _open_encoder(rendition, self.width, self.height, fps, threads)
         self._count = 0  # the encoder sees consecutive frames, see encode()
 
-    def encode(self, canvas: av.VideoFrame, pts: int, force_keyframe: bool) -> list[EncodedFrame]:
+    def scale(self, canvas: av.VideoFrame) -> av.VideoFrame:
+        """The canvas at the rendition's size (the canvas itself when it has that size)."""
+        if canvas.width == self.width and canvas.height == self.height:
+            return canvas
         t0 = time.thread_time()
-        if canvas.width != self.width or canvas.height != self.height:
-            frame = self._scaler.reformat(
-                canvas, self.width, self.height, "yuv420p", interpolation=self._interp, threads=1
-            )
-        else:
-            frame = canvas  # only one rendition may have the canvas size (heights are distinct)
+        frame = self._scaler.reformat(canvas, self.width, self.height, "yuv420p", interpolation=self._interp, threads=1)
+        self._meter.add("scale", time.thread_time() - t0, f"scale.{self.rendition.name}")
+        return frame
+
+    def encode(self, canvas: av.VideoFrame, pts: int, force_keyframe: bool) -> list[EncodedFrame]:
+        """Encode the canvas (scaled first if needed). The frame's pts and picture type are set
+        here: encoders sharing one frame (same size, other codecs) must run one after the other."""
+        frame = self.scale(canvas)
         t1 = time.thread_time()
         # Rate control sees consecutive timestamps: when composites are dropped (CPU starved),
         # libvpx given the real, irregular gaps overshot the rendition's bitrate by ~35%; counting
@@ -175,9 +180,7 @@ class RenditionEncoder:
         frame.time_base = self._ctx.time_base
         frame.pict_type = PictureType.I if force_keyframe else PictureType.NONE
         packets = self._ctx.encode(frame)
-        t2 = time.thread_time()
-        self._meter.add("scale", t1 - t0, f"scale.{self.rendition.name}")
-        self._meter.add("encode", t2 - t1, f"encode.{self.rendition.name}")
+        self._meter.add("encode", time.thread_time() - t1, f"encode.{self.rendition.name}")
         tb = self._ctx.time_base
         return [
             EncodedFrame(

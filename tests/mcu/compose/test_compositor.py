@@ -155,9 +155,42 @@ async def test_h264_sources_and_h264_rendition():
     assert np.abs(pic[40:200, 100:540].reshape(-1, 3).mean(0) - (230, 30, 30)).max() < 25
 
 
+async def test_one_size_in_both_codecs_from_a_vp8_and_an_h264_source(clips):
+    """Renditions of one height in VP8 and H.264 (the canvas size and a scaled one): each decodes
+    to both sources' colours, and a key-frame request of one codec forces no key frame in the other."""
+    h264 = encode_clip(COLOURS["b"], 320, 180, 4, codec="h264", pattern=False)
+    renditions = [Rendition(n, h, 500_000, codec=c) for n, h, c in RENDITIONS_2X2]
+    now = [0.0]
+    comp = Compositor(Layout.GRID_2X2, W, H, renditions=renditions, workers=2, clock=lambda: now[0])
+    assert sorted(len(g) for g in comp._encode_groups) == [2, 2]  # one size per job, scaled once
+    comp.set_sources(["a", "b"])
+    subs = {n: comp.subscribe(n) for n, _, _ in RENDITIONS_2X2}
+    for i in range(4):
+        comp.push("a", "vp8", *clips["a"][i], i)
+        comp.push("b", "h264", *h264[i], i)
+        if i == 2:
+            assert comp.request_keyframe("h264:360p")
+        await comp.compose_once()
+        now[0] += 1.0
+    await comp.stop()
+    for name, height, codec in RENDITIONS_2X2:
+        frames = drain(subs[name])
+        assert [f.keyframe for f in frames] == [True, False, name == "h264:360p", False], name
+        pic = decode_all(frames, codec)
+        assert pic.shape == (height, height * 16 // 9, 3)
+        for col, s in enumerate("ab"):
+            tile = pic[height // 8 : height // 4, col * pic.shape[1] // 2 + 10 : (col + 1) * pic.shape[1] // 2 - 10]
+            assert np.abs(tile.reshape(-1, 3).mean(0) - COLOURS[s]).max() < 25, (name, s)
+
+
+RENDITIONS_2X2 = [("360p", 360, "vp8"), ("h264:360p", 360, "h264"), ("180p", 180, "vp8"), ("h264:180p", 180, "h264")]
+
+
 def test_bad_renditions_are_rejected():
     with pytest.raises(ValueError):
         Compositor(renditions=[Rendition("a", 360), Rendition("b", 360)])
+    with pytest.raises(ValueError):
+        Compositor(renditions=[Rendition("a", 360), Rendition("a", 180)])
     with pytest.raises(ValueError):
         Compositor(width=640, height=360, renditions=[Rendition("720p", 720, 1_000_000)])
 
