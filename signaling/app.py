@@ -110,7 +110,12 @@ async def build_context(settings: Settings, serving: bool = True) -> Context:
         recordings = RecordingService(
             data / "recordings", retention_days=settings.recording_retention_days, hls_root=data / "live"
         )
-        media = LocalMediaNode(settings.node_id, ice_host=settings.ice_host or None, recordings=recordings)
+        media = LocalMediaNode(
+            settings.node_id,
+            ice_host=settings.ice_host or None,
+            encode_codecs=tuple(settings.encode_codecs),
+            recordings=recordings,
+        )
         recordings.connect_media(media.recording_pipeline, media.recording_release)
     placement: Placement | None = None
     registry = None  # the cluster's live nodes: a dead node's room entries are left out at once

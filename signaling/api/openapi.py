@@ -130,13 +130,29 @@ def _sdp_exchange(summary: str, query: list[str] = ()) -> dict:
 
 
 def _sdp_resource(summary: str) -> dict:
+    path = _parameters(["meeting_id", "resource_id"])
+    fragment = {"application/trickle-ice-sdpfrag": {"schema": {"type": "string"}}}
     return {
         "delete": {
             "summary": summary,
             "tags": ["media"],
-            "parameters": _parameters(["meeting_id", "resource_id"]),
+            "parameters": path,
             "responses": {"200": {"description": "session ended"}, **ERRORS},
-        }
+        },
+        "patch": {
+            "summary": "Trickle ICE (RFC 9725 section 4.3): candidates and end-of-candidates as an SDP fragment",
+            "tags": ["media"],
+            "parameters": path
+            + [{"name": "If-Match", "in": "header", "required": False, "schema": {"type": "string"}}],
+            "requestBody": {"required": True, "content": fragment},
+            "responses": {
+                "204": {"description": "candidates given to the session's peer"},
+                "412": {"$ref": "#/components/responses/BadRequest"},
+                "415": {"$ref": "#/components/responses/BadRequest"},
+                "422": {"$ref": "#/components/responses/BadRequest"},
+                **ERRORS,
+            },
+        },
     }
 
 

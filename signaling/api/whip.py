@@ -4,11 +4,15 @@ GStreamer or any WHIP/WHEP player can publish into or watch a meeting.
 POST /whip/{meeting_id}   Content-Type application/sdp, Bearer token -> 201, answer SDP, Location
 POST /whep/{meeting_id}   the same for a receive-only peer: the floor holder / active speaker, or
                           with ?view=composite the meeting's composite picture and mixed sound
+PATCH <Location>          trickle ICE (RFC 9725 section 4.3): Content-Type
+                          application/trickle-ice-sdpfrag -> 204; If-Match must be the 201's ETag or *
 DELETE <Location>         ends the session
 
 A resource joins the meeting like a WebSocket client does (same authorisation, attendance and
 participant list); it stays in the room while its peer lives and leaves when the peer's ICE fails.
-Trickle ICE (PATCH) is not offered: clients send complete offers, and PATCH gets 405 with Allow.
+An offer may come without candidates (broadcast tools send them by PATCH afterwards); our answer is
+full ICE with all our candidates in it. ICE restarts are not done: a PATCH with new credentials
+gets 422 (RFC 9725: a server that takes trickle ICE but no restarts), and the client starts a new session.
 
 Hardening (#11): an offer without usable media is refused (signaling.guard.offer_check); sessions are
 capped per token and per meeting across the cluster (limits.whip/whep_sessions_per_*); a chair's
@@ -32,6 +36,7 @@ from aiohttp import web
 from signaling.auth.authenticator import Identity
 from signaling.errors import ApiError, bad_request, busy, forbidden, not_found, too_many_sessions, unavailable
 from signaling.api.http import CTX, ctx_of, identity, read_raw
+from signaling.api.trickle import TRICKLE, OfferIce, offer_ice, parse_fragment
 from signaling.guard.offer_check import check_offer
 from signaling.auth.policy import CHAIR_ROLES, admit, media_extra
 from mcu.api import MediaPeer, PeerExtra, PeerSpec
@@ -61,6 +66,8 @@ class HttpMediaMember:
     ended: str = ""  # why end() was called ("" while the session may live)
     drop_floor: bool = False  # revoked: its release takes the floor from it too
     wake: asyncio.Event = field(default_factory=asyncio.Event, repr=False)  # end() sets it
+    etag: str = ""  # the ICE session's entity tag (RFC 9725 section 4.3.1): a PATCH's If-Match names it
+    ice: OfferIce = field(default_factory=lambda: offer_ice(""))  # the offer's credentials and mids
 
     @property
     def identity_key(self) -> str:
@@ -95,15 +102,19 @@ def _resources(request: web.Request) -> dict[str, HttpMediaMember]:
     return request.app[RESOURCES]
 
 
-async def _read_sdp(request: web.Request) -> str:
+async def _read_text(request: web.Request, ctype_wanted: str, what: str) -> str:
     ctype = request.headers.get("Content-Type", "").split(";")[0].strip().lower()
-    if ctype != SDP:
-        raise ApiError("unsupported_media_type", f"expected Content-Type {SDP}, got {ctype or 'nothing'}", 415)
+    if ctype != ctype_wanted:
+        raise ApiError("unsupported_media_type", f"expected Content-Type {ctype_wanted}, got {ctype or 'nothing'}", 415)
     raw = await read_raw(request, MAX_SDP)  # every segment, bounded in size and time
     try:
-        sdp = raw.decode("utf-8")
+        return raw.decode("utf-8")
     except UnicodeDecodeError:
-        raise bad_request("SDP offer is not UTF-8 text") from None
+        raise bad_request(f"{what} is not UTF-8 text") from None
+
+
+async def _read_sdp(request: web.Request) -> str:
+    sdp = await _read_text(request, SDP, "SDP offer")
     if not sdp.startswith("v=0"):
         raise bad_request("body is not an SDP offer (it must start with 'v=0')")
     return sdp
@@ -133,6 +144,7 @@ async def _open(request: web.Request, kind: str) -> web.Response:
         role,
         kind,
         _token_fingerprint(request),
+        ice=offer_ice(sdp),
     )
     link = str(ident.endpoint.link) if ident.endpoint else "fibre"
     extra: PeerExtra = {"via": kind, "renegotiate": False, **media_extra(meeting, link)}
@@ -162,6 +174,7 @@ async def _open(request: web.Request, kind: str) -> web.Response:
         raise forbidden(
             f"this {kind.upper()} session was ended while it opened ({member.ended or 'removed by the chair'})"
         )
+    member.etag = '"' + hashlib.sha256(answer.encode()).hexdigest()[:16] + '"'
     _resources(request)[member.session_id] = member
     member.task = asyncio.create_task(_keep_alive(request.app, member), name=f"{kind}:{member.session_id}")
     log.info("%s session opened", kind, extra={"meeting": meeting.id, "endpoint": ident.endpoint_id})
@@ -170,7 +183,7 @@ async def _open(request: web.Request, kind: str) -> web.Response:
         status=201,
         text=answer,
         content_type=SDP,
-        headers={"Location": location, "ETag": '"' + hashlib.sha256(answer.encode()).hexdigest()[:16] + '"'},
+        headers={"Location": location, "ETag": member.etag, "Accept-Patch": TRICKLE},
     )
 
 
@@ -313,13 +326,54 @@ async def _release(ctx, member: HttpMediaMember, reserved: bool = True) -> None:
     log.info("%s session closed", member.kind, extra={"meeting": member.meeting_id, "endpoint": member.endpoint_id})
 
 
-async def _delete(request: web.Request, kind: str) -> web.Response:
+def _owned(request: web.Request, kind: str) -> HttpMediaMember:
+    """The session the path names, if the caller made it (or is an operator); else 404 / 403."""
     ident = identity(request)
     member = _resources(request).get(request.match_info["resource_id"])
     if member is None or member.kind != kind or member.meeting_id != request.match_info["meeting_id"]:
         raise not_found(f"no {kind.upper()} session {request.match_info['resource_id']}")
     if ident.id != member.identity.id and ident.kind != "operator":
         raise forbidden(f"this {kind.upper()} session belongs to another client")
+    return member
+
+
+async def _trickle(request: web.Request, kind: str) -> web.Response:
+    """PATCH: trickled candidates (and end-of-candidates) for the session's peer; 204."""
+    member = _owned(request, kind)
+    text = await _read_text(request, TRICKLE, "the trickle ICE fragment")
+    if_match = request.headers.get("If-Match")
+    if if_match is not None and not _etag_matches(if_match, member.etag):
+        raise ApiError(
+            "precondition_failed",
+            f"If-Match {if_match[:60]} does not name this {kind.upper()} session (its ETag is {member.etag})",
+            412,
+        )
+    fragment = parse_fragment(text, member.ice)
+    if fragment.restarts(member.ice):
+        raise ApiError(
+            "ice_restart_unsupported",
+            f"ICE restart is not supported: the fragment has new ICE credentials (ice-ufrag/ice-pwd). "
+            f"End this session (DELETE {request.path}) and publish again with a new offer",
+            422,
+        )
+    peer = member.peer
+    if member.ended or peer is None or peer.closed:
+        raise not_found(f"the {kind.upper()} session {member.session_id} has ended")
+    for candidate in fragment.candidates:
+        await peer.add_ice_candidate(candidate)
+    if fragment.end:
+        await peer.add_ice_candidate(None)
+    return web.Response(status=204)
+
+
+def _etag_matches(if_match: str, etag: str) -> bool:
+    """RFC 9110 section 13.1.1: '*' or a list of tags (strong comparison; the quotes may be left out)."""
+    tags = [t.strip() for t in if_match.split(",")]
+    return "*" in tags or any(t == etag or f'"{t}"' == etag for t in tags)
+
+
+async def _delete(request: web.Request, kind: str) -> web.Response:
+    member = _owned(request, kind)
     member.end("DELETE")
     if member.task is not None:
         await asyncio.gather(member.task, return_exceptions=True)  # its finally releases everything
@@ -334,6 +388,16 @@ async def whip_post(request: web.Request) -> web.Response:
 @routes.delete("/whip/{meeting_id}/{resource_id}")
 async def whip_delete(request: web.Request) -> web.Response:
     return await _delete(request, "whip")
+
+
+@routes.patch("/whip/{meeting_id}/{resource_id}")
+async def whip_patch(request: web.Request) -> web.Response:
+    return await _trickle(request, "whip")
+
+
+@routes.patch("/whep/{meeting_id}/{resource_id}")
+async def whep_patch(request: web.Request) -> web.Response:
+    return await _trickle(request, "whep")
 
 
 @routes.post("/whep/{meeting_id}")

@@ -30,7 +30,6 @@ class _Section:
     ufrag: bool = False
     pwd: bool = False
     fingerprint: bool = False
-    candidates: int = 0
 
     @property
     def ice(self) -> bool:
@@ -61,8 +60,6 @@ def _sections(sdp: str) -> tuple[_Section, list[_Section]]:
             current.pwd = True
         elif line.startswith("a=fingerprint:") and line[14:].strip():
             current.fingerprint = True
-        elif line.startswith("a=candidate:"):
-            current.candidates += 1
     return session, media
 
 
@@ -97,10 +94,5 @@ def check_offer(sdp: str, purpose: str = "ws") -> None:
         raise bad_request("the SDP offer has no ICE credentials (a=ice-ufrag and a=ice-pwd)")
     if not (session.fingerprint or all(m.fingerprint for m in usable)):
         raise bad_request("the SDP offer has no DTLS fingerprint (a=fingerprint)")
-    if purpose in ("whip", "whep") and not any(m.candidates for m in media):
-        # WHIP/WHEP here take no trickle ICE (PATCH is 405): without candidates in the offer the
-        # session could never connect, and would hold its place under the caps for nothing
-        raise bad_request(
-            f"the SDP offer has no ICE candidates (a=candidate); this server takes no trickle ICE "
-            f"over PATCH: gather candidates before sending the {purpose.upper()} offer"
-        )
+    # an offer without a=candidate is fine: WHIP/WHEP clients trickle theirs by PATCH (RFC 9725
+    # section 4.3), and our answer's candidates let the client's checks reach us (peer reflexive)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 
 from signaling.settings import Settings, SettingsError, load_settings
+from tests.support.harness import start_node
 
 
 def test_the_default_encodes_both_codecs():
@@ -39,3 +40,12 @@ def test_a_wrong_value_names_the_file_and_line(tmp_path, value, words):
 def test_a_value_set_in_code_is_checked_too():
     with pytest.raises(SettingsError, match="encode_codecs"):
         Settings(encode_codecs=["MJPEG"]).validate()
+
+
+@pytest.mark.integration
+async def test_the_media_node_gets_the_setting(tmp_path):
+    node = await start_node(tmp_path / "data", media="local", encode_codecs=["h264"])
+    try:
+        assert node.ctx.media.encode_codecs == ("H264",)
+    finally:
+        await node.stop()

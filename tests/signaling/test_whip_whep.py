@@ -65,13 +65,13 @@ async def test_whip_publisher_is_seen_by_whep_viewer(media_node):
         status, live = await node.call("GET", f"/api/v1/meetings/{meeting['id']}/live")
         kinds = sorted(p["kind"] for p in live["participants"])
         assert kinds == ["whep", "whip"]
-        # a viewer link cannot publish; PATCH (trickle) is not offered
+        # a viewer link cannot publish; PATCH takes trickle ICE fragments only (tests/signaling/test_whip_trickle.py)
         status, _, body = await post_sdp(node, f"/whip/{meeting['id']}", view["token"], pub.localDescription.sdp)
         assert status == 403 and "viewer" in body
         async with node.http.patch(
             node.url + headers["Location"], headers={"Authorization": f"Bearer {link['token']}"}
         ) as r:
-            assert r.status == 405 and "DELETE" in r.headers["Allow"]
+            assert r.status == 415 and "application/trickle-ice-sdpfrag" in await r.text()
         # DELETE ends the session and the publisher leaves the room
         async with node.http.delete(
             node.url + headers["Location"], headers={"Authorization": f"Bearer {link['token']}"}
