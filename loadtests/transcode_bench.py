@@ -133,6 +133,18 @@ def transcode_cpu(s: dict) -> float:
     return sum(v for k, v in s["threads"].items() if k.startswith("transcode"))
 
 
+def transcoder_counts(s: dict) -> dict[str, int]:
+    """Frames the node's transcodes took in, decoded, dropped (behind or undecodable) and
+    encoded, summed over the TranscodePool's stats (mcu.bridge.transcode)."""
+    out = {"frames_in": 0, "decoded": 0, "dropped": 0, "frames_out": 0}
+    for extensions in s.get("extensions", {}).values():
+        for xc in extensions.get("transcode", {}).get("transcodes", []):
+            for key in ("frames_in", "decoded", "dropped"):
+                out[key] += xc[key]
+            out["frames_out"] += sum(t["frames_out"] for t in xc["targets"].values())
+    return out
+
+
 def converted_packets(s: dict) -> tuple[int, int]:
     return sum(c["packets"] for c in s["converted"]), sum(c["forwarded"] for c in s["converted"])
 
@@ -159,6 +171,7 @@ class Window:
         wall = time.monotonic() - t0
         self.track.running.set()
         (p0, fw0), (p1, fw1) = converted_packets(s0), converted_packets(s1)
+        x0, x1 = transcoder_counts(s0), transcoder_counts(s1)
         return {
             "wall_s": wall,
             "frames_sent": self.track._n - n0,
@@ -167,6 +180,7 @@ class Window:
             "received": s1["received"] - s0["received"],
             "forwarded": s1["forwarded"] - s0["forwarded"] + fw1 - fw0,
             "converted_packets": p1 - p0,
+            "transcoder": {k: x1[k] - x0[k] for k in x1},
             "counted": [s.count - c for s, c in zip(self.subs, c0)],
             "frames_decoded": [getattr(s, "frames", 0) - f for s, f in zip(self.subs, f0)],
             "server": s1,
@@ -211,6 +225,7 @@ async def measure(args: argparse.Namespace, http: aiohttp.ClientSession, url: st
     decoded = xc["frames_decoded"][len(light) :]
     psnrs = [best_psnr(x, reference) for d in decoders for x in d.samples]
     frames_sent = max(1, xc["frames_sent"])
+    transcoded = max(1, xc["transcoder"]["frames_out"])
     loop_side = xc["server_cpu_s"] - us_per_packet * 1e-6 * xc["forwarded"]
     pool = [e for m in server.get("extensions", {}).values() for k, e in m.items() if k == "transcode"]
     result = {
@@ -228,12 +243,13 @@ async def measure(args: argparse.Namespace, http: aiohttp.ClientSession, url: st
             "delivered_ratio": sum(fwd["counted"]) / (fwd["received"] * n) if fwd["received"] else 0.0,
         },
         "transcode": xc,
-        "transcode_ms_per_frame": xc["transcode_thread_cpu_s"] / frames_sent * 1e3,
+        "transcode_ms_per_frame": xc["transcode_thread_cpu_s"] / transcoded * 1e3,
         "transcode_cores": xc["transcode_thread_cpu_s"] / xc["wall_s"],
         "server_ms_per_frame_beyond_forwarding": loop_side / frames_sent * 1e3,
         "server_cores": xc["server_cpu_s"] / xc["wall_s"],
         "delivered_ratio": sum(counted) / (xc["converted_packets"] * len(light)) if xc["converted_packets"] else 0.0,
         "frames_ratio_min": min(decoded) / frames_sent if decoded else 0.0,
+        "transcoded_ratio": xc["transcoder"]["frames_out"] / frames_sent,
         "decoded_sizes": [d.sizes for d in decoders],
         "pictures_matched": sum(p >= MATCH_PSNR for p in psnrs),
         "pictures_compared": len(psnrs),
@@ -260,14 +276,17 @@ def table(r: dict) -> str:
             f"1 H.264 720p publisher, {r['subscribers']} subscribers; server loop {r['loop']}, "
             f"load avg {r['load_avg'][0]:.2f} (start) / {r['load_avg_end'][0]:.2f} (end) on {r['cores']} cores",
             f"{'window':<10} {'frames':>6} {'srv cpu s':>9} {'srv cores':>9} {'us/pkt':>7} {'xc ms/fr':>8} "
-            f"{'xc cores':>8} {'deliv%':>7} {'frames%':>7}",
+            f"{'xc cores':>8} {'deliv%':>7} {'xc out%':>7} {'dec fr%':>7}",
             f"{'forward':<10} {f['frames_sent']:>6} {f['server_cpu_s']:>9.2f} {f['server_cpu_s'] / f['wall_s']:>9.2f} "
-            f"{f['us_per_forwarded_packet']:>7.1f} {'-':>8} {'-':>8} {f['delivered_ratio'] * 100:>7.2f} {'-':>7}",
+            f"{f['us_per_forwarded_packet']:>7.1f} {'-':>8} {'-':>8} {f['delivered_ratio'] * 100:>7.2f} {'-':>7} {'-':>7}",
             f"{'transcode':<10} {x['frames_sent']:>6} {x['server_cpu_s']:>9.2f} {r['server_cores']:>9.2f} "
             f"{'-':>7} {r['transcode_ms_per_frame']:>8.2f} {r['transcode_cores']:>8.2f} "
-            f"{r['delivered_ratio'] * 100:>7.2f} {r['frames_ratio_min'] * 100:>7.1f}",
-            f"server CPU per frame beyond forwarding: {r['server_ms_per_frame_beyond_forwarding']:.2f} ms "
-            f"(transcode thread {r['transcode_ms_per_frame']:.2f} ms)",
+            f"{r['delivered_ratio'] * 100:>7.2f} {r['transcoded_ratio'] * 100:>7.1f} {r['frames_ratio_min'] * 100:>7.1f}",
+            "transcoder in the window: {frames_in} frames in, {decoded} decoded, {dropped} dropped, "
+            "{frames_out} encoded (xc ms/fr = its thread's CPU per encoded frame; xc out% = encoded / sent; "
+            "dec fr% = frames the slowest decoding subscriber decoded / sent)".format(**x["transcoder"]),
+            f"server CPU per frame beyond forwarding: {r['server_ms_per_frame_beyond_forwarding']:.2f} ms per sent frame "
+            f"(transcode thread {r['transcode_ms_per_frame']:.2f} ms per encoded frame)",
             f"transcodes: {r['transcodes']} (pool started {r['transcodes_started_by_pool']}); "
             f"RSS {r['rss_before_mib']:.1f} -> {r['rss_after_mib']:.1f} MiB when it started: "
             f"{r['rss_per_transcode_mib']:.1f} MiB per transcoded source "
