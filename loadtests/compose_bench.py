@@ -31,6 +31,7 @@ import os
 import time
 
 from loadtests import loops, procstat
+from mcu.bridge.rendition_streams import expand
 from mcu.compose import Compositor, Layout, Rendition
 from mcu.compose.testsrc import encode_clip
 
@@ -99,15 +100,9 @@ def codec_list(p: argparse.ArgumentParser, text: str) -> list[str]:
 
 
 def renditions_in(codecs: list[str]) -> list[Rendition]:
-    """The ladder in each codec, named as mcu.bridge.rendition_streams names them (VP8 keeps
-    the ladder's names, others carry the codec: ``h264:720p``); the audio rendition once."""
-    out = [
-        Rendition(t.name if c == "vp8" else f"{c}:{t.name}", t.height, t.bitrate, c)
-        for c in codecs
-        for t in RENDITIONS
-        if t.height
-    ]
-    return out + [t for t in RENDITIONS if not t.height]
+    """The ladder in each codec, as the MCU pipeline asks the compositor for it (VP8 keeps the
+    ladder's names, others carry the codec: ``h264:720p``); the audio rendition once."""
+    return expand(RENDITIONS, [c.upper() for c in codecs])
 
 
 async def feeder(comp: Compositor, clips: list[list[tuple[bytes, bool]]], fps: int, cpu: list[float]) -> None:
