@@ -115,7 +115,7 @@ def refusal(media: aiosdp.MediaDescription, served: Sequence[str]) -> str:
         name = codec.name.upper()
         if codec.name.lower() in AUXILIARY:
             continue
-        if name == "H264":
+        if name == "H264" and name in served:  # refused for its format: say which
             p = codec.parameters
             name += f" (profile-level-id {p.get('profile-level-id', '-')}, packetization-mode {p.get('packetization-mode', 0)})"
         if name not in offered:

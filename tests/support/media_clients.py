@@ -16,6 +16,7 @@ from av import AudioFrame, VideoFrame
 
 from endpoints.agent.sources import Paced
 from mcu.peer.bounded_stop import close_pc
+from mcu.peer.codec_choice import prefer_codecs
 from mcu.api import PeerSpec
 from tests.support.harness import WsClient
 
@@ -82,8 +83,10 @@ class Client:
         audio: MediaStreamTrack | None = None,
         recv_video: bool = True,
         recv_audio: bool = True,
+        video_codecs: list[str] | None = None,
     ) -> None:
         self.node = node
+        self.video_codecs = video_codecs  # what its offer lists, in order, like setCodecPreferences (None: all)
         self.spec = PeerSpec(
             meeting_id=meeting,
             endpoint_id=endpoint,
@@ -115,6 +118,9 @@ class Client:
                 self.pc.addTransceiver(track, direction="sendrecv" if recv else "sendonly")
             elif recv:
                 self.pc.addTransceiver(kind, direction="recvonly")
+        for transceiver in self.pc.getTransceivers():
+            if transceiver.kind == "video" and self.video_codecs:
+                prefer_codecs(transceiver, "video", self.video_codecs)
         await self.pc.setLocalDescription(await self.pc.createOffer())
         answer = await self.peer.handle_offer(self.pc.localDescription.sdp)
         await self.pc.setRemoteDescription(RTCSessionDescription(sdp=answer, type="answer"))
