@@ -284,10 +284,12 @@ def table(r: dict) -> str:
 
 
 def side_by_side(results: list[dict]) -> str:
-    """One line per run: the slowest output's fps against the 30 fps target, CPU per composite."""
+    """One line per run: the slowest output's fps against the 30 fps target, CPU per composite,
+    and the cores that CPU needs at the target rate (``cores@fps``: what an idle machine must
+    give; on a shared machine fps falls when the process gets fewer, ``cores``)."""
     lines = [
         f"{'round':>5} {'codecs':<9} {'outputs':>7} {'comp/s':>6} {'min fps':>7} {'(output)':<10} "
-        f"{'CPU ms/comp':>11} {'encode ms':>9} {'scale ms':>8} {'cores':>5} {'dropped':>7} {'load':>4}"
+        f"{'CPU ms/comp':>11} {'encode ms':>9} {'scale ms':>8} {'cores':>5} {'cores@fps':>9} {'dropped':>7} {'load':>4}"
     ]
     for r in results:
         rows, c = r["renditions"], r["cpu_ms_per_composite"]
@@ -295,7 +297,7 @@ def side_by_side(results: list[dict]) -> str:
         lines.append(
             f"{r['round']:>5} {'+'.join(r['config']['codecs']):<9} {len(rows):>7} {r['composite_fps']:>6.1f} "
             f"{rows[slowest]['fps']:>7.1f} {slowest:<10} {c['total']:>11.1f} {c['encode']:>9.1f} "
-            f"{c['scale']:>8.1f} {r['cores_used']:>5.2f} {r['ticks_dropped']:>7} {r['config']['load_avg_1m']:>4.1f}"
+            f"{c['scale']:>8.1f} {r['cores_used']:>5.2f} {c['total'] * r['config']['fps'] / 1000:>9.2f} {r['ticks_dropped']:>7} {r['config']['load_avg_1m']:>4.1f}"
         )
     return "\n".join(lines)
 
