@@ -18,6 +18,7 @@ from endpoints.agent.nack_repeat import repeat_nacks
 from endpoints.agent.sources import Paced
 from mcu.audio import opus_has_lbrr
 from mcu.api import PeerSpec
+from mcu.peer.codec_choice import prefer_codecs
 from tests.support.media_clients import VIDEO_RATE, Client, PatternTrack
 
 
@@ -73,9 +74,18 @@ class MixClient(Client):
     """A ``Client`` with a link class and media mode, keeping what its tracks received."""
 
     def __init__(
-        self, node: Any, meeting: str, endpoint: str, *, link: str = "fibre", mode: str | None = None, **kw: Any
+        self,
+        node: Any,
+        meeting: str,
+        endpoint: str,
+        *,
+        link: str = "fibre",
+        mode: str | None = None,
+        video_codecs: list[str] | None = None,
+        **kw: Any,
     ) -> None:
         super().__init__(node, meeting, endpoint, **kw)
+        self.video_codecs = video_codecs  # what its video lines offer, in order (None: all aiortc has)
         extra = {"media_mode": mode} if mode else {}
         self.spec = PeerSpec(
             meeting_id=meeting,
@@ -100,6 +110,9 @@ class MixClient(Client):
                 self.pc.addTransceiver(track, direction="sendrecv" if recv else "sendonly")
             elif recv:
                 self.pc.addTransceiver(kind, direction="recvonly")
+        for transceiver in self.pc.getTransceivers():
+            if transceiver.kind == "video" and self.video_codecs:
+                prefer_codecs(transceiver, "video", self.video_codecs)  # as a page's setCodecPreferences
         await self.pc.setLocalDescription(await self.pc.createOffer())
         # every client shares the test's one event loop with the node: give its socket the
         # receive buffer a real endpoint's own process would have
@@ -173,6 +186,13 @@ class MixClient(Client):
             return 0.0
         n = sum(1 for t, _ in self.frames.get(track.id, []) if t0 <= t < t1)
         return n / (t1 - t0)
+
+
+def tile_mean(picture: np.ndarray, col: int, row: int) -> float:
+    """Mean grey of the centre of a 2x2 grid tile (labels sit at the tiles' bottom)."""
+    h, w = picture.shape[:2]
+    y0, x0 = row * h // 2, col * w // 2
+    return float(picture[y0 + h // 8 : y0 + h // 4, x0 + w // 8 : x0 + 3 * w // 8].mean())
 
 
 def audio_loss(packets: list[tuple[float, int, bytes]]) -> dict[str, float]:

@@ -7,16 +7,9 @@ import numpy as np
 import pytest
 
 from tests.support.media_clients import PatternTrack, wait_for
-from tests.mcu.bridge.helpers import MixClient, PitchTrack, tone_power
+from tests.mcu.bridge.helpers import MixClient, PitchTrack, tile_mean, tone_power
 
 pytestmark = pytest.mark.integration
-
-
-def tile_mean(picture: np.ndarray, col: int, row: int) -> float:
-    """Mean grey of the centre of a 2x2 grid tile (labels sit at the tiles' bottom)."""
-    h, w = picture.shape[:2]
-    y0, x0 = row * h // 2, col * w // 2
-    return float(picture[y0 + h // 8 : y0 + h // 4, x0 + w // 8 : x0 + 3 * w // 8].mean())
 
 
 async def test_thin_subscriber_gets_composite_and_n_minus_1_mix(local_media_node):
