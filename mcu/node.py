@@ -48,6 +48,7 @@ from mcu.api import (
     PeerSpec,
     RecordingLabels,
 )
+from mcu.bridge.transcode import TranscodePool
 from mcu.cascade.trunk import serve_from_origin
 from mcu.fence import check as check_fence
 from mcu.meeting.contracts import Composer, MeetingHandle
@@ -141,7 +142,15 @@ class LocalMediaNode:
         meeting = self.meetings.get(spec.meeting_id)
         if meeting is None:
             composer = partial(_new_pipeline, codecs=self.encode_codecs)
-            meeting = Meeting(spec.meeting_id, self.audio_slots, media_policy=self.media_policy, composer=composer)
+            transcodes = TranscodePool(self.encode_codecs)  # a source for subscribers of another codec
+            meeting = Meeting(
+                spec.meeting_id,
+                self.audio_slots,
+                media_policy=self.media_policy,
+                composer=composer,
+                convert=transcodes.convert,
+            )
+            meeting.attach(transcodes)
             self.meetings[spec.meeting_id] = meeting
             # signaling passes the room's state: a node that takes over a meeting starts from it
             if spec.extra.get("floor"):
@@ -208,10 +217,11 @@ class LocalMediaNode:
         self.peers.discard(peer)
         if not meeting.peers and self.meetings.get(meeting.meeting_id) is meeting:
             del self.meetings[meeting.meeting_id]
-            if meeting.mcu is not None:  # a recording that still holds it ends with no picture
-                task = asyncio.get_running_loop().create_task(meeting.stop())
-                self._stopping_mcu.add(task)
-                task.add_done_callback(self._stopping_mcu.discard)
+            # its extensions stop: the MCU pipeline (a recording that still holds it ends with no
+            # picture), the transcodes' threads
+            task = asyncio.get_running_loop().create_task(meeting.stop())
+            self._stopping_mcu.add(task)
+            task.add_done_callback(self._stopping_mcu.discard)
 
     async def _ticker(self) -> None:
         ticks = 0
