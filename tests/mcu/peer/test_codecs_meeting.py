@@ -124,3 +124,40 @@ async def test_an_offer_in_codecs_the_meeting_does_not_take_is_refused_in_words(
         await peer.close()
     finally:
         await close_pc(pc, "r")
+
+
+async def test_a_server_offer_lists_the_meetings_codecs_in_order_and_the_clients_answer_decides(local_media_node):
+    node = local_media_node
+    order = {"video_codecs": ["H264", "VP8"]}
+    spec = PeerSpec("o", "presenter", "presenter", "participant", "fibre", True, {**order, "renegotiate": False})
+    presenter = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+    for shade in (VP8_SHADE, H264_SHADE):  # camera, then screen: both VP8 only
+        prefer_codecs(presenter.addTransceiver(PatternTrack(shade), direction="sendonly"), "video", ["VP8"])
+    viewer = Client(node, "o", "viewer", publish=False, recv_audio=False)
+    viewer.spec.extra.update(order)
+    peer = await node.open_peer(spec, ignore)
+    try:
+        await presenter.setLocalDescription(await presenter.createOffer())
+        answer = await peer.handle_offer(presenter.localDescription.sdp)
+        await presenter.setRemoteDescription(RTCSessionDescription(answer, "answer"))
+        await viewer.join()
+        assert await wait_for(lambda: viewer.offers_answered >= 1, timeout=10)  # the screen's slot
+        offer = next(e["sdp"] for e in viewer.events if e["type"] == "offer")
+        last_video = offer.split("m=video")[-1]
+        assert last_video.index("H264/90000") < last_video.index("VP8/90000")
+        slides = next(o for o in node.meetings["o"].peers["viewer"].outputs.values() if o.role == "slides")
+        answered = viewer.pc.localDescription.sdp.split("m=video")[-1]
+        first_pt = int(answered.split("\r\n")[0].split()[2])
+        assert slides.codec == "H264" and slides.payload_types["H264"][0] == first_pt
+        assert await wait_for(  # the VP8 screen reaches it untouched: its line has VP8 too
+            lambda: any(len(f) >= 5 and abs(f[-1][1] - H264_SHADE) < 30 for f in viewer.frames.values()), timeout=15
+        )
+        assert slides.source is stream_of_role(node, "presenter", "screen")
+    finally:
+        await viewer.close()
+        await close_pc(presenter, "presenter")
+        await peer.close()
+
+
+def stream_of_role(node, endpoint: str, source: str):
+    return next(s for s in node.meetings["o"].peers[endpoint].streams.values() if s.source == source)
