@@ -8,7 +8,7 @@ import pytest
 
 from tests.web.firefox import Firefox  # skips this module when firefox-esr is missing
 
-from tests.web.browser import join_in_browser
+from tests.web.browser import PC_STATE, join_in_browser
 from tests.web.codecs import (
     BLUE,
     CODECS_IN_USE,
@@ -35,7 +35,7 @@ async def test_firefox_decodes_an_h264_camera_transcoded_to_vp8(mnode, tmp_path)
         await page.wait_text("#camera", "sẵn sàng", timeout=10)
         await page.click("#join")
         await wait_connected(publisher, "the H.264-only Chromium")
-        await page.wait_for("() => window.giaobanJoin.media.pc.connectionState === 'connected'", timeout=20)
+        await page.wait_for(PC_STATE + " === 'connected'", timeout=20)
         await wait_for_picture(
             lambda: page.call(PROBE, 8),
             lambda video: shows_camera(video, RED, BLUE),
