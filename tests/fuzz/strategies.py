@@ -200,6 +200,24 @@ def sdp_bodies(base: str) -> st.SearchStrategy[str]:
     )
 
 
+def sdpfrag_bodies(base: str) -> st.SearchStrategy[str]:
+    """Trickle ICE PATCH bodies (RFC 8840 fragments): a valid fragment with lines broken, lines
+    of it alone (an end-of-candidates, new credentials: a restart), or junk."""
+    return st.one_of(
+        sdp_mutations(base),
+        sdp_mutations(base),
+        st.lists(st.sampled_from(base.strip().split("\r\n")), min_size=1, max_size=4).map("\r\n".join),
+        nasty_text(20).map(lambda t: f"{base}a=ice-ufrag:new{t}\r\n"),  # an ICE restart
+        nasty_text(200),
+    )
+
+
+def video_codecs_values() -> st.SearchStrategy[Any]:
+    """Values for a meeting's ``video_codecs``: codec names in any case, repeated, unknown, or not a list."""
+    names = st.sampled_from(["VP8", "vp8", "H264", "h264", "H.264", "AV1", "VP9", "OPUS", ""]) | nasty_text(10)
+    return st.one_of(st.lists(names, max_size=4), st.lists(names, max_size=4), json_values(4))
+
+
 # ---- YAML --------------------------------------------------------------------------------------
 @st.composite
 def yaml_mutations(draw: st.DrawFn, base: str) -> str:

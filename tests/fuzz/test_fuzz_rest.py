@@ -14,10 +14,13 @@ from hypothesis import strategies as st
 from schemathesis import GenerationMode
 from schemathesis.openapi import from_dict
 
+from signaling.meetings.model import VIDEO_CODECS
+from tests.fuzz.strategies import video_codecs_values
 from tests.fuzz.support import SCALE, Checker, Failures, draw, record, serves_a_meeting
 
 pytestmark = pytest.mark.timeout(120 * max(1, SCALE))  # SCALE: a longer run by hand
 schemathesis.serializer.alias("application/sdp", "text/plain")  # WHIP/WHEP bodies are SDP text
+schemathesis.serializer.alias("application/trickle-ice-sdpfrag", "text/plain")  # their PATCH bodies too
 PER_OPERATION = 24
 IDENTITIES = ("operator", "endpoint", "viewer", "none", "forged", "generated")
 
@@ -100,3 +103,28 @@ async def test_every_route_with_and_without_auth(fuzz_node, checker: Checker):
                     checker.http(what, resp.status, body, before)
     await serves_a_meeting(node)
     checker.log_clean("the final join")
+
+
+async def test_video_codecs_on_create_and_change(fuzz_node, checker: Checker):
+    """A meeting's video_codecs (#13) on POST and PATCH: refused in words and nothing stored, or
+    stored upper case, each codec once, only codecs the server knows."""
+    node = fuzz_node
+    meeting = await node.schedule("hg-meo-vac", ["tier:commune@hg-meo-vac"], minutes_from_now=60)
+    body = {k: meeting[k] for k in ("title", "chair", "invited", "start", "duration_minutes")}
+    statuses: list[int] = []
+    with Failures() as failures:
+        for value in draw(video_codecs_values(), 60):
+            record("video_codecs", value)
+            with failures.on(value):
+                for method, path, data in (
+                    ("POST", "/api/v1/meetings", {**body, "video_codecs": value}),
+                    ("PATCH", f"/api/v1/meetings/{meeting['id']}", {"video_codecs": value}),
+                ):
+                    before = checker.durable()
+                    status, answer = await node.call(method, path, json=data)
+                    checker.http((method, value), status, answer, before)
+                    statuses.append(status)
+                    if status < 300 and answer["video_codecs"] is not None:
+                        stored = answer["video_codecs"]
+                        assert set(stored) <= set(VIDEO_CODECS) and len(set(stored)) == len(stored) >= 1, answer
+    assert 400 in statuses and (200 in statuses or 201 in statuses), "the generator reaches both answers"

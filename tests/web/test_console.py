@@ -35,14 +35,23 @@ async def test_console_schedules_and_watches_the_live_map(node, page, tmp_path):
     await page.fill("#f-duration", "60")
     await page.select_option("#f-repeat", "WEEKLY")
     await expect(page.locator(f'#f-days input[value="{DAYS[now.weekday()]}"]')).to_be_checked()
+    await expect(page.locator("#f-codecs")).to_have_value("VP8,H264")  # the default order
+    await page.select_option("#f-codecs", "H264,VP8")
     await page.click("#schedule button[type=submit]")
     row = page.locator("#meetings tr", has_text="Giao ban tuần qua trình duyệt")
     await expect(row).to_have_count(1)
+    await expect(row.locator("select.codecs")).to_have_value("H264,VP8")
 
     status, listing = await node.call("GET", "/api/v1/meetings")
     meeting = next(m for m in listing["meetings"] if m["title"] == "Giao ban tuần qua trình duyệt")
     assert meeting["recurrence"] == f"FREQ=WEEKLY;BYDAY={DAYS[now.weekday()]}"
     assert meeting["chair"] == "hg-ubnd" and meeting["duration_minutes"] == 60
+    assert meeting["video_codecs"] == ["H264", "VP8"]
+    await row.locator("select.codecs").select_option("VP8")  # the list changes it in place (PATCH)
+    await expect(page.locator("#msg")).to_contain_text("Đã đổi mã hoá hình")
+    status, changed = await node.call("GET", f"/api/v1/meetings/{meeting['id']}")
+    assert changed["video_codecs"] == ["VP8"] and changed["version"] == meeting["version"] + 1
+    meeting = changed
 
     commune = node.ctx.directory.select(["tier:commune@hg-meo-vac"])[0]
     ws = await WsClient.connect(node, await node.endpoint_token(commune.id))

@@ -1,6 +1,6 @@
-// Operator console (/console): login, meetings list (cancel, join links), schedule form, live view.
+// Operator console (/console): login, meetings list (cancel, join links, video codecs), schedule form, live view.
 import { api, clearSession, login, saveSession, session } from "./api.js";
-import { ScheduleForm } from "./schedule.js";
+import { ScheduleForm, codecSelect } from "./schedule.js";
 import { LiveView } from "./live.js";
 import { loadDirectory } from "./directory.js";
 import { TestRooms } from "./testmode.js";
@@ -91,6 +91,15 @@ async function loadMeetings() {
       const cells = [m.title, m.start.slice(0, 16).replace("T", " "), String(m.duration_minutes), repeatText(m.recurrence),
         chair ? chair.name : m.chair, m.status === "cancelled" ? "đã hủy (cancelled)" : "đã lên lịch (scheduled)"];
       for (const c of cells) { const td = document.createElement("td"); td.textContent = c; tr.append(td); }
+      const codecs = document.createElement("td");
+      if (m.status === "cancelled") codecs.textContent = (m.video_codecs || []).join(", ");
+      else {
+        const select = codecSelect(m.video_codecs);
+        select.className = "codecs";
+        select.dataset.id = m.id;
+        codecs.append(select);
+      }
+      tr.append(codecs);
       const td = document.createElement("td");
       if (m.status !== "cancelled") {
         td.append(button('Theo dõi <span class="en">(Live)</span>', "live", m.id, "primary"), " ",
@@ -102,12 +111,23 @@ async function loadMeetings() {
     }));
     if (!meetings.length) {
       const tr = document.createElement("tr");
-      tr.innerHTML = '<td colspan="7">Chưa có cuộc họp nào. <span class="en">(No meetings yet.)</span></td>';
+      tr.innerHTML = '<td colspan="8">Chưa có cuộc họp nào. <span class="en">(No meetings yet.)</span></td>';
       $("meetings").replaceChildren(tr);
     }
   } catch (e) {
     notify("Không tải được danh sách (Cannot load meetings): " + e.message, "error");
   }
+}
+
+async function changeCodecs(select) {
+  const m = meetings.find((x) => x.id === select.dataset.id);
+  if (!m) return;
+  try {
+    await api("PATCH", `/api/v1/meetings/${encodeURIComponent(m.id)}`,
+      { video_codecs: select.value.split(","), expected_version: m.version });
+    notify(`Đã đổi mã hoá hình của "${m.title}" (Video codecs changed).`, "info");
+  } catch (e) { notify("Không đổi được mã hoá hình (Cannot change the video codecs): " + e.message, "error"); }
+  loadMeetings();
 }
 
 async function meetingAction(act, id) {
@@ -158,6 +178,9 @@ $("login").addEventListener("submit", async (ev) => {
 });
 $("logout").addEventListener("click", () => loggedOut());
 $("reload").addEventListener("click", loadMeetings);
+$("meetings").addEventListener("change", (ev) => {
+  if (ev.target.matches("select.codecs")) changeCodecs(ev.target);
+});
 $("meetings").addEventListener("click", (ev) => {
   const b = ev.target.closest("button[data-act]");
   if (b) meetingAction(b.dataset.act, b.dataset.id);

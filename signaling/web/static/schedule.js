@@ -1,5 +1,6 @@
 // The schedule form: title, chair, invited selectors (text + tree picker, live count via
-// POST /api/v1/directory/select), start in Vietnam time, duration, daily/weekly recurrence.
+// POST /api/v1/directory/select), start in Vietnam time, duration, daily/weekly recurrence,
+// the meeting's video codecs in order of preference (video_codecs).
 import { api } from "./api.js";
 import { loadDirectory } from "./directory.js";
 
@@ -7,6 +8,18 @@ const $ = (id) => document.getElementById(id);
 const DAYS = [["MO", "T2"], ["TU", "T3"], ["WE", "T4"], ["TH", "T5"], ["FR", "T6"], ["SA", "T7"], ["SU", "CN"]];
 const QUICK = [["all", "Tất cả (all)"], ["tier:province", "Cấp tỉnh (province)"], ["tier:district", "Cấp huyện (district)"],
   ["tier:commune", "Cấp xã (commune)"]];
+
+// video_codecs choices (value: the list joined by commas); the meetings list edits with the same select
+const CODEC_CHOICES = [["VP8,H264", "VP8, rồi H.264 (VP8 first)"], ["H264,VP8", "H.264, rồi VP8 (H.264 first)"],
+  ["VP8", "Chỉ VP8 (VP8 only)"], ["H264", "Chỉ H.264 (H.264 only)"]];
+
+export function codecSelect(codecs, id = "") {
+  const select = document.createElement("select");
+  if (id) select.id = id;
+  select.append(...CODEC_CHOICES.map(([v, t]) => new Option(t, v)));
+  select.value = (codecs || ["VP8", "H264"]).join(",");
+  return select;
+}
 
 // Vietnam wall-clock time (UTC+7, no daylight saving) as a datetime-local value, whatever the browser's zone.
 export function vnNow(offsetMinutes = 0) {
@@ -39,6 +52,7 @@ export class ScheduleForm {
     this.countSeq = 0;
     $("f-start").value = vnNow(60).slice(0, 14) + "00";
     $("f-days").replaceChildren(...DAYS.map(([v, t]) => checkbox(v, t)));
+    $("f-codecs").replaceWith(codecSelect(null, "f-codecs"));
     $("f-repeat").addEventListener("change", () => this.repeatChanged());
     $("f-start").addEventListener("change", () => this.repeatChanged());
     $("f-invited").addEventListener("input", () => { this.syncPicker(); this.countSoon(); });
@@ -131,6 +145,7 @@ export class ScheduleForm {
     const body = {
       title: $("f-title").value.trim(), chair: $("f-chair").value, invited: selectors(),
       start: $("f-start").value, duration_minutes: Number($("f-duration").value),
+      video_codecs: $("f-codecs").value.split(","),
     };
     const rule = this.rrule();
     if (rule) body.recurrence = rule;
