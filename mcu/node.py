@@ -31,7 +31,6 @@ m-lines; the HTTP resources (POST -> 201 + Location, DELETE -> ``close``) belong
 from __future__ import annotations
 
 import asyncio
-import inspect
 import logging
 import time
 from functools import partial
@@ -279,6 +278,4 @@ def _new_pipeline(meeting: MeetingHandle, codecs: tuple[str, ...]) -> Composer:
     ``codecs``: those its composite may be encoded in."""
     from mcu.bridge.pipeline import McuPipeline  # PyAV codecs load only for MCU meetings
 
-    # codecs= arrives with helper B1's McuPipeline (#13); until then the pipeline is VP8 only
-    wired: dict[str, Any] = {"codecs": codecs} if "codecs" in inspect.signature(McuPipeline).parameters else {}
-    return McuPipeline(meeting.router, host=meeting, layout=meeting.composite_layout, **wired)
+    return McuPipeline(meeting.router, host=meeting, layout=meeting.composite_layout, codecs=codecs)
