@@ -4,8 +4,10 @@ The rendition ladder (``720p``, ``360p``, ``180p``: ``mcu.bridge.rendition_polic
 each codec the node may encode: VP8 renditions keep their names (``720p``: stream ``mcu:720p``),
 those of another codec carry it (``h264:720p``: stream ``mcu:h264:720p``; libx264 baseline
 zerolatency, see ``mcu.compose.renditions``). Each rendition's encoded frames are packetized once
-(``mcu.bridge.packetize``: RFC 7741 or RFC 6184 mode 1) into its synthetic ``Stream``, which feeds
-every subscriber of that rendition through the SFU's fast path. PLIs of a stream's subscribers
+(``mcu.bridge.packetize``) into its synthetic ``Stream``, which feeds every subscriber of that
+rendition through the SFU's fast path. H.264 is encoded in slices that each fit a packet and sent
+as single NAL units (RFC 6184 packetization mode 0): one stream that receivers of either mode
+decode (room systems often speak mode 0 only), for about 0.2 dB of PSNR at 720p. PLIs of a stream's subscribers
 become merged, rate-limited key-frame requests to that rendition's encoder: the same gate for
 every codec.
 """
@@ -15,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from functools import partial
 
-from mcu.bridge.packetize import Packetizer
+from mcu.bridge.packetize import H264_MAX_PAYLOAD, Packetizer
 from mcu.compose import Compositor, EncodedFrame, Rendition
 from mcu.sfu.stream import Stream
 
@@ -37,7 +39,14 @@ def expand(renditions: Sequence[Rendition], codecs: Iterable[str]) -> list[Rendi
             out.append(r)
         else:
             out += [
-                Rendition(rendition_name(c, r.name), r.height, r.bitrate, codec=ENCODERS[c], speed=r.speed)
+                Rendition(
+                    rendition_name(c, r.name),
+                    r.height,
+                    r.bitrate,
+                    codec=ENCODERS[c],
+                    speed=r.speed,
+                    slice_max=H264_MAX_PAYLOAD if c == "H264" else 0,
+                )
                 for c in codecs
             ]
     return out
@@ -86,7 +95,7 @@ class RenditionStreams:
             return
         ts = frame.pts * 90000 // self.fps
         packetizer = self._packetizers[name]
-        packets = packetizer.h264(frame.data, ts) if frame.codec == "h264" else packetizer.vp8(frame.data, ts)
+        packets = packetizer.h264(frame.data, ts, mode=0) if frame.codec == "h264" else packetizer.vp8(frame.data, ts)
         for packet in packets:
             stream.on_rtp(packet)
 

@@ -31,6 +31,7 @@ class Rendition:
     bitrate: int = 0
     codec: str = "vp8"  # "vp8" (libvpx realtime) or "h264" (libx264 ultrafast zerolatency)
     speed: int = 16  # libvpx cpu-used (4..16; 16 is fastest, about half the CPU of 8)
+    slice_max: int = 0  # H.264: bytes per slice at most (0: no limit); one slice per RTP packet
 
     @property
     def audio_only(self) -> bool:
@@ -128,6 +129,8 @@ def _open_encoder(rendition: Rendition, width: int, height: int, fps: int, threa
             "maxrate": str(rendition.bitrate),
             "bufsize": str(rendition.bitrate),
         }
+        if rendition.slice_max:
+            ctx.options = {**ctx.options, "x264-params": f"slice-max-size={rendition.slice_max}"}
     else:
         raise ValueError(f"rendition {rendition.name}: unknown codec {rendition.codec!r} (use 'vp8' or 'h264')")
     ctx.width, ctx.height, ctx.pix_fmt = width, height, "yuv420p"

@@ -113,6 +113,8 @@ async def test_vp8_and_h264_publishers_in_the_composite_in_both_codecs():
         packetize = Packetizer().vp8 if codec == "VP8" else Packetizer().h264
         publishers[ep] = (stream, [packetize(data, i * 3000) for i, (data, _) in enumerate(clip)])
     got: dict[str, list] = {"360p": [], "h264:360p": []}
+    kinds: set[int] = set()  # H.264 payload types: single NAL units only (packetization mode 0)
+    pipe.rendition_streams["h264:360p"].add_tap(lambda p: kinds.add(p[12] & 0x1F))
     for name, assembler in (("360p", Vp8Assembler()), ("h264:360p", H264Assembler())):
         pipe.rendition_streams[name].add_tap(lambda p, a=assembler, n=name: got[n].append(a.push(p)))
     try:
@@ -132,6 +134,7 @@ async def test_vp8_and_h264_publishers_in_the_composite_in_both_codecs():
             assert picture.shape == (360, 640, 3)
             assert np.abs(tile_colour(picture, 0) - RED).max() < 30, (name, tile_colour(picture, 0))
             assert np.abs(tile_colour(picture, 1) - BLUE).max() < 30, (name, tile_colour(picture, 1))
+        assert kinds == {1, 5, 6, 7, 8}  # slices, SEI, SPS, PPS: no STAP-A or FU-A
         # a PLI of the H.264 subscribers: an IDR through the rendition's merged, rate-limited gate
         await asyncio.sleep(0.55)  # the gate's interval since the first key frame
         got["h264:360p"].clear()
