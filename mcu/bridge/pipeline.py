@@ -14,11 +14,12 @@ through the stream's merged, rate-limited request.
 Output: each video rendition is encoded in each codec the node may encode and some subscriber
 needs, and packetized once into a synthetic ``Stream`` (``mcu:720p``, ``mcu:h264:720p``...:
 ``mcu.bridge.rendition_streams``). Subscribers' ``composite`` outputs are routed to the rendition
-stream in the codec they decode (``Output.codec``), exactly like SFU outputs to a publisher: the fast path rewrites SSRC/seq/timestamp/
-picture id per subscriber, NACKs are answered from the rendition stream's cache, and PLIs become
-merged key-frame requests to that rendition's encoder (``Compositor.request_keyframe``). Changing a
-subscriber's rendition is ``Router.route`` to another rendition stream of its codec: the output
-resumes continuously on that rendition's next key frame. The mixer's output for each listener (N-1, ``thin`` profile with
+stream in the codec they decode (``Output.codec``, else another their line accepts), exactly like
+SFU outputs to a publisher: the fast path rewrites SSRC/seq/timestamp/picture id per subscriber,
+NACKs are answered from the rendition stream's cache, and PLIs become merged key-frame requests
+to that rendition's encoder (``Compositor.request_keyframe``). Changing a subscriber's rendition
+is ``Router.route`` to another rendition stream of its codec: the output resumes continuously on
+that rendition's next key frame. The mixer's output for each listener (N-1, ``thin`` profile with
 in-band FEC for thin/mobile links) is packetized into that listener's own ``mcu:mix:<ep>``
 stream feeding its ``mix`` output.
 """

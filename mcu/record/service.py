@@ -8,7 +8,7 @@ where the callable returns, for a meeting with media running on this node, an ob
 ``compositor`` (``mcu.compose.Compositor``) and ``mixer`` (``mcu.audio.AudioMixer``) attributes,
 and None otherwise. Recording takes the compositor's ``record_rendition`` (VP8, 720p) and a mixer
 listener; HLS takes ``hls_rendition`` (an H.264 rendition, e.g. ``Rendition("hls", 540, 1_200_000,
-codec="h264")``: rendition heights must differ from the VP8 720p one) and another listener. Several
+codec="h264")``: a compositor's renditions differ in height or codec) and another listener. Several
 meetings may record and stream at once; each has its own sinks.
 """
 
