@@ -44,21 +44,25 @@ class Publisher:
             keyframe_interval=0.05,
         )
         self.stream.ssrc = 1234
-        ctx = av.CodecContext.create(ENCODER[codec], "w")
+        self.resize(width, height)
+        self.packetizer = Packetizer()
+        self.n = 0
+        self.key_asked = 0
+        self._force = False
+
+    def resize(self, width: int, height: int) -> None:
+        """A new encoder of another size (a browser adapting to its CPU or bandwidth)."""
+        ctx = av.CodecContext.create(ENCODER[self.codec], "w")
         ctx.width, ctx.height, ctx.pix_fmt = width, height, "yuv420p"
         ctx.time_base = Fraction(1, 30)
         ctx.bit_rate = 600_000
         ctx.gop_size = 1000  # key frames on request only
         ctx.options = (
             {"deadline": "realtime", "lag-in-frames": "0"}
-            if codec == "VP8"
+            if self.codec == "VP8"
             else {"preset": "ultrafast", "tune": "zerolatency", "profile": "baseline"}
         )
         self.ctx = ctx
-        self.packetizer = Packetizer()
-        self.n = 0
-        self.key_asked = 0
-        self._force = False
 
     def _keyframe_asked(self, stream: Stream) -> None:
         self.key_asked += 1
@@ -80,6 +84,12 @@ class Publisher:
             out += self.packetizer.vp8(data, ts) if self.codec == "VP8" else self.packetizer.h264(data, ts)
         return [p[:8] + (1234).to_bytes(4, "big") + p[12:] for p in out]  # the publisher's SSRC
 
+    def burst(self, frames: int) -> None:
+        """Frames encoded first, then handed to the stream at once, as after a stall."""
+        for packets in [self.packets() for _ in range(frames)]:
+            for p in packets:
+                self.stream.on_rtp(p)
+
     async def send(self, frames: int) -> None:
         for _ in range(frames):
             for p in self.packets():
@@ -95,6 +105,7 @@ class Viewer:
         self.assembler = H264Assembler() if stream.codec == "H264" else Vp8Assembler()
         self.decoder = av.CodecContext.create(DECODER[stream.codec], "r")
         self.colours: list[tuple[int, ...]] = []
+        self.sizes: list[tuple[int, int]] = []
         self.keyframes = 0
         stream.add_tap(self)
 
@@ -104,6 +115,7 @@ class Viewer:
             return
         self.keyframes += frame.keyframe
         for picture in self.decoder.decode(av.Packet(frame.payload)):
+            self.sizes.append((picture.width, picture.height))
             rgb = picture.to_ndarray(format="rgb24")[16:, :, :]
             self.colours.append(tuple(int(c) for c in rgb.reshape(-1, 3).mean(axis=0)))
 
@@ -271,3 +283,34 @@ async def test_a_colour_change_comes_through_and_the_stream_stays_one(pool):
     await pub.send(20)
     await until(lambda: viewer.colours and close_to(viewer.colours[-1], BLUE), what="blue arrives")
     assert any(close_to(c, RED) for c in viewer.colours)
+
+
+async def test_a_publisher_changing_its_size_is_transcoded_at_the_new_size(pool):
+    pub = Publisher("VP8", width=320, height=240)
+    out = subscriber("H264")
+    Router(convert=pool.convert).route(out, pub.stream)
+    viewer = Viewer(out.source)
+    await pub.send(10)
+    await until(lambda: (320, 240) in viewer.sizes, what="the first size")
+    pub.resize(160, 120)  # starts with a key frame
+    await pub.send(15)
+    await until(lambda: viewer.sizes[-1] == (160, 120), what="the new size")
+    assert all(close_to(c, RED) for c in viewer.colours)
+    assert len(pool.transcoders) == 1
+
+
+async def test_a_transcode_behind_drops_to_the_next_key_frame_and_recovers(pool):
+    pub = Publisher("H264")
+    out = subscriber("VP8")
+    Router(convert=pool.convert).route(out, pub.stream)
+    viewer = Viewer(out.source)
+    await pub.send(3)
+    await asyncio.sleep(0.1)  # past the stream's merge window of the first request
+    asked = pub.key_asked
+    pub.burst(60)  # far more than the queue holds, faster than any decoder
+    xc = pool.stats()["transcodes"][0]
+    assert xc["dropped"] > 0 and pub.key_asked > asked  # resumes at a key frame asked for
+    pub.colour = BLUE
+    await pub.send(20)
+    await until(lambda: viewer.colours and close_to(viewer.colours[-1], BLUE), what="frames after the drop")
+    assert viewer.assembler.dropped == 0  # what the subscribers got stayed decodable
