@@ -96,7 +96,7 @@ def plan_answer(desc: aiosdp.SessionDescription, video: Sequence[str]) -> dict[s
         where = f"the offer's m={media.kind} line" + (f" (a=mid:{media.rtp.muxId})" if media.rtp.muxId else "")
         if not media.rtp.muxId:
             raise NegotiationError(f"{where} has no a=mid: every m-line needs one (BUNDLE)")
-        if not media.ice.usernameFragment or not media.ice.password:
+        if media.ice is None or not media.ice.usernameFragment or not media.ice.password:
             raise NegotiationError(f"{where} has no ICE credentials: a=ice-ufrag and a=ice-pwd are required")
         if not media.rtcp_mux:
             raise NegotiationError(f"{where} has no a=rtcp-mux: RTP and RTCP must share one port")
