@@ -293,7 +293,7 @@ class McuPipeline:
         if out.role == "composite":
             sub = self.subs.get(ep)
             if sub is None or sub.out is not out:
-                codec = self._codec_for(out)
+                codec = self._codec_for(ep, out)
                 if codec is None:
                     return
                 now = time.monotonic() if now is None else now
@@ -317,7 +317,7 @@ class McuPipeline:
                 self.mixer.listener(ep, audio_profile(peer.spec), partial(self._on_mix, ep))
             self.router.route(out, entry[0])
 
-    def _codec_for(self, out: Output) -> str | None:
+    def _codec_for(self, endpoint_id: str, out: Output) -> str | None:
         """The codec of the composite for ``out``: the one its subscriber decodes, else another its
         line negotiated ("" takes any: VP8 first), if the node may encode it; None (logged once
         per codec) if not."""
@@ -326,7 +326,12 @@ class McuPipeline:
                 return codec
         if out.codec not in self._refused:
             self._refused.add(out.codec)
-            log.warning("composite in %s asked for, but this node encodes only %s", out.codec, self.codecs)
+            log.warning(
+                "no composite for %s: it decodes %s, this node encodes only %s (logged once per codec)",
+                endpoint_id,
+                out.codec,
+                self.codecs,
+            )
         return None
 
     def _update_active(self) -> None:

@@ -81,7 +81,7 @@ async def test_a_codec_the_node_may_not_encode_gets_nothing_and_is_logged_once(c
         for ep in ("h1", "h2"):
             pipe.attach(*composite_subscriber(ep, "H264"))
         assert [r.getMessage() for r in caplog.records] == [
-            "composite in H264 asked for, but this node encodes only ['VP8']"
+            "no composite for h1: it decodes H264, this node encodes only ['VP8'] (logged once per codec)"
         ]
         assert not pipe.subs and pipe.compositor._active == frozenset()
         peer, both = composite_subscriber("b", "H264", also=("VP8",))  # its line takes VP8 too
