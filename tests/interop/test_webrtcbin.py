@@ -1,0 +1,192 @@
+"""GStreamer's webrtcbin, a WebRTC client nobody here wrote, against a whole node over WHIP and WHEP (#13).
+
+webrtcbin runs in the system python3 (tests/interop/gst_webrtc.py, a subprocess); it serves an RSA
+DTLS certificate and, in an offer made before media flows, announces no ``a=ssrc``. What the far
+side decodes is compared bar by bar with the SMPTE 75 % colour bars the publisher sends. Skipped,
+with the reason, where Debian's GStreamer packages are not installed (scripts/setup.sh installs them).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
+
+from tests.support.media_clients import wait_for
+
+SYSTEM_PYTHON = "/usr/bin/python3"
+SCRIPT = Path(__file__).with_name("gst_webrtc.py")
+# SMPTE 75 % bars, left to right: white, yellow, cyan, green, magenta, red, blue
+BARS = [(191, 191, 191), (191, 191, 0), (0, 191, 191), (0, 191, 0), (191, 0, 191), (191, 0, 0), (0, 0, 191)]
+TOLERANCE = 48  # per channel: 4:2:0 chroma and a low bitrate blur the bars' edges, not their centres
+
+
+def gstreamer_missing() -> str:
+    """Why webrtcbin cannot run here, or "" when it can."""
+    if not Path(SYSTEM_PYTHON).exists() or shutil.which("gst-inspect-1.0") is None:
+        return "GStreamer is not installed (scripts/setup.sh installs it)"
+    probe = subprocess.run(
+        [SYSTEM_PYTHON, "-c", "import gi; gi.require_version('GstWebRTC', '1.0'); gi.require_version('Nice', '0.1')"],
+        capture_output=True,
+    )
+    if probe.returncode:
+        return "python3-gst-1.0, gir1.2-gst-plugins-bad-1.0 or gir1.2-nice-0.1 is missing (scripts/setup.sh)"
+    for element in ("webrtcbin", "nicesrc", "x264enc", "avdec_h264", "vp8enc", "vp8dec", "opusenc"):
+        if subprocess.run(["gst-inspect-1.0", element], capture_output=True).returncode:
+            return f"the GStreamer element {element} is missing (scripts/setup.sh)"
+    return ""
+
+
+MISSING = gstreamer_missing() if sys.platform == "linux" else "GStreamer interop runs on Debian only"
+pytestmark = [pytest.mark.integration, pytest.mark.skipif(bool(MISSING), reason=MISSING)]
+
+
+def matches_bars(colours: list, tolerance: int = TOLERANCE) -> bool:
+    return len(colours) == len(BARS) and all(
+        abs(int(got) - want) <= tolerance for colour, bar in zip(colours, BARS) for got, want in zip(colour, bar)
+    )
+
+
+def bar_colours(picture: np.ndarray) -> list[list[int]]:
+    """The mean RGB of a patch at the centre of each bar, halfway down (as gst_webrtc.py measures)."""
+    height, width, _ = picture.shape
+    return [
+        [int(v) for v in picture[height // 2 - 4 : height // 2 + 4, cx - 4 : cx + 4].reshape(-1, 3).mean(axis=0)]
+        for cx in (int((bar + 0.5) * width / len(BARS)) for bar in range(len(BARS)))
+    ]
+
+
+class Webrtcbin:
+    """gst_webrtc.py running as a subprocess; ``report()`` waits for its JSON report (bounded)."""
+
+    def __init__(self, process: asyncio.subprocess.Process, limit: float) -> None:
+        self.process, self.limit = process, limit
+
+    @classmethod
+    async def start(cls, mode: str, url: str, token: str, *options: str, seconds: float = 10) -> "Webrtcbin":
+        process = await asyncio.create_subprocess_exec(
+            SYSTEM_PYTHON,
+            str(SCRIPT),
+            mode,
+            url,
+            token,
+            "--seconds",
+            str(seconds),
+            *options,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        return cls(process, seconds + 15)
+
+    async def report(self) -> dict:
+        try:
+            out, err = await asyncio.wait_for(self.process.communicate(), self.limit)
+        except asyncio.TimeoutError:
+            self.process.kill()
+            await self.process.wait()
+            raise AssertionError(f"webrtcbin did not end within {self.limit} s") from None
+        lines = out.decode().strip().splitlines()
+        assert lines, f"webrtcbin reported nothing: {err.decode()[-2000:]}"
+        return json.loads(lines[-1])
+
+    async def stop(self) -> None:
+        if self.process.returncode is None:
+            self.process.kill()
+            await self.process.wait()
+
+
+async def links(node, meeting_id: str) -> tuple[str, str]:
+    """Tokens of a chair link (publishes over WHIP) and a viewer link (watches over WHEP)."""
+    _, chair = await node.call(
+        "POST", f"/api/v1/meetings/{meeting_id}/links", json={"name": "GStreamer", "role": "chair"}
+    )
+    _, viewer = await node.call("POST", f"/api/v1/meetings/{meeting_id}/links", json={"name": "Xem", "role": "viewer"})
+    return chair["token"], viewer["token"]
+
+
+async def whep_pictures(node, meeting_id: str, token: str, pictures: list) -> RTCPeerConnection:
+    """An aiortc WHEP viewer; each decoded picture is appended to ``pictures`` (RGB arrays)."""
+    pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+    pc.addTransceiver("audio", direction="recvonly")
+    pc.addTransceiver("video", direction="recvonly")
+
+    @pc.on("track")
+    def on_track(track):
+        async def pull():
+            while True:
+                frame = await track.recv()
+                pictures.append(frame.to_ndarray(format="rgb24"))
+
+        if track.kind == "video":
+            asyncio.ensure_future(pull())
+
+    await pc.setLocalDescription(await pc.createOffer())
+    headers = {"Content-Type": "application/sdp", "Authorization": f"Bearer {token}"}
+    async with node.http.post(
+        f"{node.url}/whep/{meeting_id}", data=pc.localDescription.sdp.encode(), headers=headers
+    ) as response:
+        answer = await response.text()
+        assert response.status == 201, answer
+    await pc.setRemoteDescription(RTCSessionDescription(answer, "answer"))
+    return pc
+
+
+@pytest.mark.parametrize(
+    "offer",
+    [
+        pytest.param([], id="actpass-with-candidates"),
+        pytest.param(["--no-candidates"], id="actpass-no-candidates"),
+        pytest.param(["--setup", "active"], id="active"),  # we serve DTLS
+        pytest.param(["--setup", "passive"], id="passive"),  # webrtcbin serves, with its RSA certificate
+    ],
+)
+async def test_webrtcbin_publishes_h264_over_whip_and_a_viewer_sees_its_colour_bars(mnode, offer):
+    meeting = await mnode.schedule(chair="hg-ubnd", invited=["tier:district"])
+    chair, viewer = await links(mnode, meeting["id"])
+    # the viewer first, so that the time to the first picture is the publisher's
+    pictures: list = []
+    pc = await whep_pictures(mnode, meeting["id"], viewer, pictures)
+    publisher = await Webrtcbin.start("publish", f"{mnode.url}/whip/{meeting['id']}", chair, *offer, seconds=6)
+    try:
+        seen = await wait_for(lambda: bool(pictures) and matches_bars(bar_colours(pictures[-1])), timeout=8)
+        seen_at = time.monotonic()
+        report = await publisher.report()
+        assert not report["error"], report["error"]
+        assert "connected" in report["states"], report["states"]
+        assert "a=ssrc:" not in report["offer"] and "a=extmap" not in report["offer"]  # routed by payload type
+        assert ("a=setup:passive" if "active" in offer else "a=setup:active") in report["answer"]
+        if "--no-candidates" in offer:
+            assert "a=candidate" not in report["offer"]
+        assert seen, f"the viewer saw {len(pictures)} pictures, the last bars {pictures and bar_colours(pictures[-1])}"
+        print(f"first picture with the bars {seen_at - report['answered_at']:.2f} s after the 201")
+        assert seen_at - report["answered_at"] < 2.0  # the issue: within 2 s of the 201
+    finally:
+        await publisher.stop()
+        await pc.close()
+
+
+@pytest.mark.parametrize("codec", ["H264", "VP8"])
+async def test_webrtcbin_views_over_whep_and_decodes_the_colour_bars(mnode, codec):
+    meeting = await mnode.schedule(chair="hg-ubnd", invited=["tier:district"])
+    chair, viewer = await links(mnode, meeting["id"])
+    publisher = await Webrtcbin.start(
+        "publish", f"{mnode.url}/whip/{meeting['id']}", chair, "--codec", codec, seconds=14
+    )
+    try:
+        watcher = await Webrtcbin.start(
+            "view", f"{mnode.url}/whep/{meeting['id']}", viewer, "--codec", codec, "--frames", "30", seconds=10
+        )
+        report = await watcher.report()
+        assert not report["error"], report["error"]
+        assert report.get("codec_received") == codec and report["frames"] >= 30, report
+        assert matches_bars(report["bars"]), report["bars"]
+    finally:
+        await publisher.stop()
