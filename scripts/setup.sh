@@ -20,10 +20,10 @@ gst_ready() {
   for name in webrtcbin nicesrc x264enc avdec_h264 vp8enc vp8dec opusenc rtph264pay videotestsrc; do
     gst-inspect-1.0 "$name" >/dev/null 2>&1 || return 1
   done
-  /usr/bin/python3 -c 'import gi; gi.require_version("GstWebRTC", "1.0"); gi.require_version("GstSdp", "1.0")' 2>/dev/null
+  /usr/bin/python3 -c 'import gi; gi.require_version("GstWebRTC", "1.0"); gi.require_version("GstSdp", "1.0"); gi.require_version("Nice", "0.1")' 2>/dev/null
 }
 gst_ready || APT+=(gstreamer1.0-tools gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad
-  gstreamer1.0-plugins-ugly gstreamer1.0-libav gstreamer1.0-nice python3-gst-1.0 gir1.2-gst-plugins-bad-1.0)
+  gstreamer1.0-plugins-ugly gstreamer1.0-libav gstreamer1.0-nice python3-gst-1.0 gir1.2-gst-plugins-bad-1.0 gir1.2-nice-0.1)
 if [ ${#APT[@]} -gt 0 ]; then
   export DEBIAN_FRONTEND=noninteractive
   $SUDO apt-get update -qq
