@@ -2,6 +2,7 @@
 
     .venv/bin/python -m loadtests.sfu_fanout --levels 10,50,100,200 --seconds 5
     .venv/bin/python -m loadtests.sfu_fanout --loop asyncio --bitrate 4000 --publisher paced
+    .venv/bin/python -m loadtests.sfu_fanout --levels 100 --codecs VP8,H264 --rounds 3
 
 The media node runs in its own process (``loadtests.sfu_server``); the publisher and the
 subscribers run here. Subscribers are light: aiortc negotiates ICE and DTLS, then a hook on the
@@ -24,6 +25,12 @@ the machine-wide ``RcvbufErrors`` (includes the stalled subscriber's own drops),
 the server's receiver reports told the publisher. ``--publisher bursty`` sends each frame's
 packets back to back, as aiortc does; ``paced`` spreads them at 2.5x the stream's rate, like
 libwebrtc's pacer.
+
+Codecs (issue #13): ``--codecs VP8,H264`` runs the levels once per codec and ``--rounds`` times, in
+the order VP8, H264, VP8, H264..., each on a server of its own; the same picture is pre-encoded
+with libx264 (constrained baseline) for H.264; the publisher and the subscribers offer only the
+codec under test, so the node forwards it untouched. A last table puts the codecs side by side
+per level: median µs/packet over the rounds and the ratio to the first codec.
 """
 
 from __future__ import annotations
@@ -533,13 +540,16 @@ def main() -> None:
     parser.add_argument(
         "--codecs", default="VP8", help="publisher codecs, comma-separated (VP8,H264): one server each, side by side"
     )
-    parser.add_argument("--rounds", type=int, default=1, help="repeat the codecs in turn (VP8, H264, VP8, H264...)")
+    parser.add_argument(
+        "--rounds", type=int, default=1, help="repeat the codecs in turn (VP8, H264, VP8, H264...), at most 10"
+    )
     parser.add_argument(
         "--stall-report", action="store_true", help="the server prints the stacks its loop was stuck in, at exit"
     )
     args = parser.parse_args()
     args.levels = sorted(int(x) for x in args.levels.split(","))
     args.codecs = [c.strip().upper() for c in args.codecs.split(",")]
+    args.rounds = max(1, min(args.rounds, 10))  # each round starts a server per codec
     if any(c not in CODECS for c in args.codecs):
         parser.error(f"--codecs: each of {', '.join(CODECS)}")
     print(HEADER)
