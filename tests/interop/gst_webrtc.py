@@ -8,7 +8,7 @@ environment has neither), as a subprocess of the tests:
 
 A publisher sends SMPTE 75 % colour bars (``videotestsrc pattern=smpte75``: seven vertical bars)
 with x264enc (constrained baseline) or vp8enc, and an Opus tone. A viewer decodes what it receives
-and measures the colour of each bar. The plain RFC 9725 flow: the offer is POSTed once ICE
+and measures the colours across its middle row. The plain RFC 9725 flow: the offer is POSTed once ICE
 gathering is complete (all candidates in it), or at once with none (``--no-candidates``), and the
 answer is applied. ICE uses 127.0.0.1 only. The last line printed is a JSON report: states reached,
 frames decoded, the bars' colours, the offer and answer.
@@ -34,6 +34,7 @@ gi.require_version("Nice", "0.1")
 from gi.repository import Gst, GstSdp, GstWebRTC, Nice  # noqa: E402
 
 WIDTH, HEIGHT, BARS = 320, 240, 7
+ROW_POINTS = 64
 VIDEO_PT = {"H264": 102, "VP8": 96}
 ENCODE = {
     # constrained baseline at level 3.1, as a broadcast tool publishes; IDR every second
@@ -134,7 +135,9 @@ class Session:
             ok, info = sample.get_buffer().map(Gst.MapFlags.READ)
             if ok:
                 try:
-                    self.report["bars"] = bar_colours(info.data, width, height)
+                    # the centre of each bar of a full-frame picture, and a finer scan for a composite
+                    self.report["bars"] = row_colours(info.data, width, height, BARS)
+                    self.report["row"] = row_colours(info.data, width, height, ROW_POINTS)
                     self.report["size"] = [width, height]
                 finally:
                     sample.get_buffer().unmap(info)
@@ -224,12 +227,12 @@ class Session:
             self.pipeline.set_state(Gst.State.NULL)
 
 
-def bar_colours(data: bytes, width: int, height: int) -> list[list[int]]:
-    """The mean RGB of a patch at the centre of each of the seven bars, halfway down."""
-    colours = []
+def row_colours(data: bytes, width: int, height: int, points: int) -> list[list[int]]:
+    """The mean RGB of 8x8 patches at ``points`` evenly spaced centres across the middle row."""
     stride = (width * 3 + 3) & ~3  # GStreamer pads RGB rows to 4 bytes
-    for bar in range(BARS):
-        cx, cy = int((bar + 0.5) * width / BARS), height // 2
+    colours = []
+    for point in range(points):
+        cx, cy = int((point + 0.5) * width / points), height // 2
         pixels = [
             data[y * stride + x * 3 : y * stride + x * 3 + 3]
             for y in range(cy - 4, cy + 4)

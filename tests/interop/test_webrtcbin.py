@@ -56,10 +56,13 @@ def gstreamer():
         pytest.skip(missing)
 
 
-def matches_bars(colours: list, tolerance: int = TOLERANCE) -> bool:
-    return len(colours) == len(BARS) and all(
-        abs(int(got) - want) <= tolerance for colour, bar in zip(colours, BARS) for got, want in zip(colour, bar)
-    )
+def near(colour, want) -> bool:
+    return all(abs(int(got) - expected) <= TOLERANCE for got, expected in zip(colour, want))
+
+
+def matches_bars(colours: list) -> bool:
+    """The seven samples are the seven bars, in order."""
+    return len(colours) == len(BARS) and all(near(colour, bar) for colour, bar in zip(colours, BARS))
 
 
 def bar_colours(picture: np.ndarray) -> list[list[int]]:
@@ -103,6 +106,17 @@ class Webrtcbin:
         lines = out.decode().strip().splitlines()
         assert lines, f"webrtcbin reported nothing: {err.decode()[-2000:]}"
         return json.loads(lines[-1])
+
+    async def joined(self, node, meeting_id: str) -> None:
+        """Wait until the publisher is in the meeting; if its WHIP POST failed, fail with its error."""
+        for _ in range(100):
+            if self.process.returncode is not None:
+                raise AssertionError(f"the webrtcbin publisher ended: {(await self.report())['error']}")
+            _, live = await node.call("GET", f"/api/v1/meetings/{meeting_id}/live")
+            if any(p["kind"] == "whip" for p in live["participants"]):
+                return
+            await asyncio.sleep(0.05)
+        raise AssertionError("the webrtcbin publisher did not join within 5 s")
 
     async def stop(self) -> None:
         if self.process.returncode is None:
@@ -180,20 +194,43 @@ async def test_webrtcbin_publishes_h264_over_whip_and_a_viewer_sees_its_colour_b
         await pc.close()
 
 
-@pytest.mark.parametrize("codec", ["H264", "VP8"])
-async def test_webrtcbin_views_over_whep_and_decodes_the_colour_bars(mnode, codec):
+@pytest.mark.parametrize(
+    "sent, decoded, view",
+    [
+        ("H264", "H264", ""),  # forwarded untouched
+        ("VP8", "VP8", ""),
+        ("H264", "VP8", ""),  # transcoded for a viewer that decodes only VP8
+        ("VP8", "H264", ""),
+        ("H264", "H264", "composite"),  # the composite, encoded in the viewer's codec
+        ("H264", "VP8", "composite"),
+    ],
+)
+async def test_webrtcbin_views_over_whep_and_decodes_the_colour_bars(mnode, sent, decoded, view):
     meeting = await mnode.schedule(chair="hg-ubnd", invited=["tier:district"])
     chair, viewer = await links(mnode, meeting["id"])
-    publisher = await Webrtcbin.start(
-        "publish", f"{mnode.url}/whip/{meeting['id']}", chair, "--codec", codec, seconds=14
-    )
+    whip, whep = f"{mnode.url}/whip/{meeting['id']}", f"{mnode.url}/whep/{meeting['id']}"
+    publisher = await Webrtcbin.start("publish", whip, chair, "--codec", sent, seconds=14)
     try:
-        watcher = await Webrtcbin.start(
-            "view", f"{mnode.url}/whep/{meeting['id']}", viewer, "--codec", codec, "--frames", "30", seconds=10
-        )
+        await publisher.joined(mnode, meeting["id"])
+        url = f"{whep}?view={view}" if view else whep
+        watcher = await Webrtcbin.start("view", url, viewer, "--codec", decoded, "--frames", "30", seconds=10)
         report = await watcher.report()
         assert not report["error"], report["error"]
-        assert report.get("codec_received") == codec and report["frames"] >= 30, report
-        assert matches_bars(report["bars"]), report["bars"]
+        assert report.get("codec_received") == decoded and report["frames"] >= 30, report
+        if view:  # the publisher's tile, scaled and framed: its bars in order across the middle row
+            assert bar_order(report["row"]) == list(range(len(BARS))), report["row"]
+        else:
+            assert matches_bars(report["bars"]), report["bars"]
     finally:
         await publisher.stop()
+
+
+def bar_order(row: list) -> list[int]:
+    """The bars seen left to right along a row of samples: each sample named by the bar it matches,
+    runs merged; samples of no bar (black surroundings, the edges between bars) are left out."""
+    order: list[int] = []
+    for colour in row:
+        bar = next((i for i, want in enumerate(BARS) if near(colour, want)), None)
+        if bar is not None and (not order or order[-1] != bar):
+            order.append(bar)
+    return order
