@@ -117,6 +117,9 @@ def intercept_srtp(
 # The DTLS suites our side offers as a DTLS client. aiortc 1.16 offers only the ECDSA ones, which a
 # server holding an RSA certificate cannot pick (GStreamer 1.22's webrtcbin, older equipment): the
 # handshake fails with "no shared cipher". Forward secret AEAD first, then CBC, as aiortc orders them.
+# We still answer an actpass offer with a=setup:active (RFC 5763 section 5 recommends it: the handshake
+# starts when ICE completes, not when the answer has reached the offerer); answering passive would not
+# help an offer that says a=setup:passive, which these suites do.
 DTLS_CIPHERS = b":".join(
     f"ECDHE-{key}-{cipher}".encode()
     for cipher in ("AES128-GCM-SHA256", "CHACHA20-POLY1305", "AES128-SHA", "AES256-SHA")
