@@ -21,6 +21,9 @@ the converted stream); delivered ratio (packets counted by the light subscribers
 converted stream x light subscribers) and frames decoded per decoding subscriber / frames sent;
 RSS before and after the first VP8 subscriber joins (the transcode starts) less one subscriber's
 share measured in window 1: memory per transcoded source; the number of transcodes (must be 1).
+``--memory-sources`` (3): then, in this process, that many transcodes of the clip one after the
+other, decoder only and then with a VP8 encoder, all kept open: the RSS step of each, the
+steady cost per source (the server's first transcode also pays one-time costs).
 Prints a table and writes JSON to loadtests/results/.
 """
 
@@ -296,7 +299,48 @@ def table(r: dict) -> str:
             f"decoded: sizes {r['decoded_sizes']}; pictures matching the clip "
             f"{r['pictures_matched']}/{r['pictures_compared']} (median PSNR {r['psnr_median_db'] or 0:.1f} dB)",
         ]
+        + [
+            f"RSS in this process, {what}, per transcode in turn: "
+            + ", ".join(f"+{b - a:.1f}" for a, b in zip(marks, marks[1:]))
+            + " MiB"
+            for what, marks in r.get("memory_in_process_mib", {}).items()
+        ]
     )
+
+
+def rss_mib() -> float:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+async def marginal_memory(sources: int, encode: bool, transcoders: list) -> list[float]:
+    """RSS (MiB) in THIS process before and after each of ``sources`` transcodes
+    (``mcu.bridge.transcoder.Transcoder`` on a Stream fed the clip's RTP, 3 s each): the
+    server's first transcode also pays one-time costs, the next ones show the steady cost.
+    ``encode``: with a VP8 target (decode + encode), else the decoder alone. The transcodes
+    stay open (in ``transcoders``, for the caller to stop): freed memory would be reused."""
+    from mcu.bridge.packetize import Packetizer
+    from mcu.bridge.transcoder import Transcoder
+    from mcu.sfu.stream import Stream
+
+    frames = encoded_frames(codec="H264")
+    marks = [rss_mib()]
+    for k in range(sources):
+        stream = Stream(
+            stream_id=f"m{k}", endpoint_id=f"m{k}", kind="video", source="camera", codec="H264", clock_rate=90000
+        )
+        xc = Transcoder(stream)
+        if encode:
+            xc.target("VP8")
+        transcoders.append(xc)
+        packetizer = Packetizer()
+        for i in range(3 * FPS):
+            for packet in packetizer.h264(frames[i % len(frames)][0], i * 90000 // FPS):
+                stream.on_rtp(packet)
+            await asyncio.sleep(1 / FPS)
+        await asyncio.sleep(0.5)
+        marks.append(rss_mib())
+    return marks
 
 
 async def run(args: argparse.Namespace) -> dict:
@@ -305,6 +349,14 @@ async def run(args: argparse.Namespace) -> dict:
         async with aiohttp.ClientSession() as http:
             loop = (await stats(http, url))["loop"]
             result = await measure(args, http, url)
+    if args.memory_sources:
+        transcoders: list = []
+        result["memory_in_process_mib"] = {
+            "decode only": await marginal_memory(args.memory_sources, False, transcoders),
+            "decode+encode": await marginal_memory(args.memory_sources, True, transcoders),
+        }
+        for xc in transcoders:
+            await xc.stop()
     return {
         "benchmark": "transcode_bench",
         "loop": loop,
@@ -324,11 +376,13 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=8.0, help="per window (max 60)")
     parser.add_argument("--batch", type=int, default=10)
     parser.add_argument("--bitrate", type=int, default=1500, help="kbit/s of the publisher's clip")
+    parser.add_argument("--memory-sources", type=int, default=3, help="transcodes in this process for RSS (0: none)")
     parser.add_argument("--max-seconds", type=float, default=240.0, help="the server exits after this")
     loops.add_option(parser, "the media node (the load clients run asyncio)")
     args = parser.parse_args()
     args.seconds = min(args.seconds, 60.0)
     args.decoders = max(1, args.decoders)
+    args.memory_sources = max(0, min(args.memory_sources, 8))
     result = asyncio.run(asyncio.wait_for(run(args), args.max_seconds))
     print(table(result))
     os.makedirs(RESULTS, exist_ok=True)
