@@ -25,8 +25,11 @@ from mcu.peer.negotiation import AUXILIARY, NegotiationError, rtx_of
 SUPPORTED_VIDEO = ("VP8", "H264")
 DEFAULT_VIDEO_CODECS = ("VP8", "H264")  # PeerExtra["video_codecs"] absent
 AUDIO_CODECS = ("OPUS",)
-# H.264 formats forwarded (RFC 6184 fmtp): what WHIP encoders, room systems and browsers send
-H264_PROFILES = ("42e01f", "42001f", "42001e", "4d001f", "640c1f")
+# H.264 formats forwarded (RFC 6184 fmtp profile-level-id: profile_idc, constraint flags, level_idc):
+# baseline and constrained baseline (42, whatever the flags: x264enc says 42c01f, browsers 42e01f),
+# main (4d) and high (64), levels 1 to 5.2; what WHIP encoders, room systems and browsers send
+H264_PROFILE_IDC = {0x42: "baseline", 0x4D: "main", 0x64: "high"}
+H264_LEVELS = range(0x0A, 0x35)
 H264_MODES = ("0", "1")
 H264_FOR_AIORTC = "level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42e01f"
 # the RTCP feedback the router acts on or sends (mcu.sfu.router, mcu.peer.rtcp)
@@ -58,8 +61,17 @@ def serves(codec: RTCRtpCodecParameters, served: Sequence[str]) -> bool:
         mode = str(codec.parameters.get("packetization-mode", "0"))
         # no profile-level-id: constrained baseline, as browsers and aiortc read it
         profile = str(codec.parameters.get("profile-level-id", "42e01f")).lower()
-        return mode in H264_MODES and profile in H264_PROFILES
+        return mode in H264_MODES and h264_profile_served(profile)
     return True
+
+
+def h264_profile_served(profile_level_id: str) -> bool:
+    """A profile-level-id (6 hex digits) of a baseline, main or high profile this node forwards."""
+    try:
+        value = int(profile_level_id, 16)
+    except ValueError:
+        return False
+    return len(profile_level_id) == 6 and value >> 16 in H264_PROFILE_IDC and value & 0xFF in H264_LEVELS
 
 
 def answer_codecs(media: aiosdp.MediaDescription, served: Sequence[str]) -> list[RTCRtpCodecParameters]:
@@ -122,7 +134,7 @@ def refusal(media: aiosdp.MediaDescription, served: Sequence[str]) -> str:
             offered.append(name)
     takes = ", ".join(served)
     if "H264" in served and any(c.name.upper() == "H264" for c in media.rtp.codecs):
-        takes += f" (H264 with profile-level-id {', '.join(H264_PROFILES)} and packetization-mode 0 or 1)"
+        takes += " (H264 of baseline, constrained baseline, main or high profile, packetization-mode 0 or 1)"
     subject = "meeting" if media.kind == "video" else "server"
     return f"the offer's {media.kind} codecs are {', '.join(offered) or 'none'}; this {subject} takes {takes}"
 
