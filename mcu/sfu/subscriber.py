@@ -34,8 +34,9 @@ from mcu.sfu.srtp_out import MAX_PACKET, pack_picture_id, pack_seq_ts_ssrc, prot
 
 RESEND_INTERVAL = 0.3  # s before the same packet is resent again (receivers repeat NACK lists)
 
-# (seq, timestamp, picture id offsets, VP8?) of an earlier epoch, to render its packets again
-Offsets = tuple[int, int, int, bool]
+# (seq, timestamp, picture id offsets, VP8?, payload type, RTX payload type) of an earlier epoch,
+# to render its packets again as they first went out (a codec switch changes the payload types)
+Offsets = tuple[int, int, int, bool, int, int | None]
 
 
 class Source(Protocol):
@@ -115,9 +116,9 @@ class Output:
         self.next_time = time.monotonic()
         self.pid_off = 0  # VP8 picture id offset (15-bit), same scheme as seq/ts
         self.next_pid = random.randrange(1 << 15)
-        # the previous epoch (source, seq_off, ts_off, pid_off, first seq, last seq): NACKs
-        # for packets sent before a switch are still answered from that source's cache
-        self._prev: tuple[Source, int, int, int, int, int] | None = None
+        # the previous epoch (source, seq_off, ts_off, pid_off, first seq, last seq, pt, rtx pt):
+        # NACKs for packets sent before a switch are still answered from that source's cache
+        self._prev: tuple[Source, int, int, int, int, int, int, int | None] | None = None
         self._resent: dict[int, float] = {}  # out seq -> when it was last retransmitted
         # counters
         self.dropped = 0
@@ -193,7 +194,8 @@ class Output:
         """Remember where the output stands so the next source continues seamlessly."""
         src = self.source
         if self.live and src is not None and src.fwd_time is not None:
-            self._prev = (src, self.seq_off, self.ts_off, self.pid_off, self.epoch_seq, src.last_seq)
+            epoch = (self.seq_off, self.ts_off, self.pid_off, self.epoch_seq, src.last_seq)
+            self._prev = (src, *epoch, self.pt, self.rtx_pt)
             self.packets_before += ((src.last_seq - self.epoch_seq) & 0xFFFF) + 1
             self.next_seq = (src.last_seq + self.seq_off + 1) & 0xFFFF
             self.next_ts = (src.last_ts + self.ts_off + 1) & 0xFFFFFFFF
@@ -217,19 +219,21 @@ class Output:
 
     def render(self, data: bytes, level: int | None = None, offs: Offsets | None = None) -> bytes:
         """Rewrite one source packet for this output (slow path; the router inlines this).
-        ``offs``: (seq, timestamp, picture id offsets, VP8?) of an earlier epoch."""
-        seq_off, ts_off, pid_off, vp8 = offs or (
+        ``offs``: the ``Offsets`` of an earlier epoch."""
+        seq_off, ts_off, pid_off, vp8, pt, _ = offs or (
             self.seq_off,
             self.ts_off,
             self.pid_off,
             self.source is not None and self.source.vp8,
+            self.pt,
+            self.rtx_pt,
         )
         ext_start, ext_end, off, end = payload_bounds(data)
         seq = U16.unpack_from(data, 2)[0]
         ts = SEQ_TS_SSRC.unpack_from(data, 2)[1]
         head = bytearray(12)
         head[0] = 0x80
-        head[1] = (data[1] & 0x80) | self.pt
+        head[1] = (data[1] & 0x80) | pt
         ext = b""
         if self.level_id and level is not None:
             head[0] = 0x90
@@ -249,7 +253,8 @@ class Output:
         plain = self.render(data, offs=offs)
         head = bytearray(plain[:12])
         head[0] = 0x80
-        head[1] = (plain[1] & 0x80) | (self.rtx_pt or 0)
+        rtx_pt = offs[5] if offs else self.rtx_pt
+        head[1] = (plain[1] & 0x80) | (rtx_pt or 0)
         ts = SEQ_TS_SSRC.unpack_from(plain, 2)[1]
         pack_seq_ts_ssrc(head, 2, self.rtx_seq, ts, self.rtx_ssrc or 0)
         self.rtx_seq = (self.rtx_seq + 1) & 0xFFFF
@@ -288,7 +293,7 @@ class Output:
                 data, offs = self._previous(out_seq)
                 if data is None:
                     continue
-            if self.rtx_pt and self.rtx_ssrc:
+            if (offs[5] if offs else self.rtx_pt) and self.rtx_ssrc:
                 packet = self.render_rtx(data, offs)
             else:
                 packet = self.render(data, offs=offs)
@@ -305,11 +310,11 @@ class Output:
         prev = self._prev
         if prev is None or prev[0].closed:
             return None, None
-        src, seq_off, ts_off, pid_off, first, last = prev
+        src, seq_off, ts_off, pid_off, first, last, pt, rtx_pt = prev
         src_seq = (out_seq - seq_off) & 0xFFFF
         if (src_seq - first) & 0xFFFF > (last - first) & 0xFFFF:
             return None, None
-        return src.cached(src_seq), (seq_off, ts_off, pid_off, src.vp8)
+        return src.cached(src_seq), (seq_off, ts_off, pid_off, src.vp8, pt, rtx_pt)
 
     def report_state(self, now: float) -> tuple[int, int] | None:
         """(RTP timestamp for wall-clock ``now``, packets sent) for an RTCP sender report."""
