@@ -180,6 +180,7 @@ class LocalPeer:
         self._install_hooks()
         for mid in [m for m in self.streams if m not in remote or not sends(remote[m].direction)]:
             stream = self.streams.pop(mid)  # the client stopped sending this track
+            self.transport.remove_stream(stream)
             self.meeting.router.remove_stream(stream.stream_id)
         for mid, line in local.items():
             rline = remote.get(mid)

@@ -95,6 +95,24 @@ class PeerTransport:
         if rtx_payload_type is not None:
             self._by_rtx_pt.setdefault(rtx_payload_type, []).append(stream)
 
+    def remove_stream(self, stream: Stream) -> None:
+        """Forget a stream the peer no longer publishes: its SSRCs, MID and payload types route
+        nothing more to it, and a stream added later for the same line can learn its SSRC again."""
+        for ssrc, target in list(self.by_ssrc.items()):
+            if target is stream or (isinstance(target, _Rtx) and target.on_rtp == stream.on_rtx):
+                del self.by_ssrc[ssrc]
+        for mid, target in list(self._by_mid_value.items()):
+            if target is stream:
+                del self._by_mid_value[mid]
+        for by_pt in (self._by_pt, self._by_rtx_pt):
+            for pt, streams in list(by_pt.items()):
+                kept = [s for s in streams if s is not stream]
+                if kept:
+                    by_pt[pt] = kept
+                else:
+                    del by_pt[pt]
+        self._rtx_bound.discard(stream.stream_id)
+
     def add_output(self, out: Output) -> None:
         self.outputs.append(out)
         self.out_by_ssrc[out.ssrc] = out
