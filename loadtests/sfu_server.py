@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import inspect
 import json
 import os
 import resource
@@ -38,15 +37,6 @@ def rss_bytes() -> int:
 
 
 LAG_TICK = 0.005  # s
-
-
-def make_node(codec: str | None) -> LocalMediaNode:
-    """A node whose meetings prefer ``codec`` (None: the node's defaults). Since #13 the codec is negotiated per peer (the
-    clients offer only the codec under test) and the node has ``encode_codecs``; before, it was
-    the node's one ``video_codec``."""
-    if "encode_codecs" in inspect.signature(LocalMediaNode).parameters:
-        return LocalMediaNode(ice_host="127.0.0.1")
-    return LocalMediaNode(ice_host="127.0.0.1", video_codec=codec or "VP8")  # type: ignore[call-arg]
 
 
 async def sample_lag(lags: list[float], watch: StallWatch | None) -> None:
@@ -80,7 +70,7 @@ def converted_streams(node: LocalMediaNode) -> list[dict]:
 
 
 async def main(args: argparse.Namespace) -> None:
-    node = make_node(args.codec)
+    node = LocalMediaNode(ice_host="127.0.0.1")  # forwarding only: the codec is each peer's (--codec)
     await node.start()
     lags: list[float] = []
     watch = StallWatch() if args.stall_report else None
