@@ -110,6 +110,18 @@ def classify(exc: BaseException) -> ApiError | None:
     return None
 
 
+def offer_error(exc: BaseException) -> ApiError | None:
+    """``classify`` for an error on a client's SDP offer, so a client knows whether to offer again:
+    "retry" (409) for an offer that crossed the server's own or met a busy peer (answer the
+    server's offer, then offer again), "offer_refused" (400) for an offer the node cannot serve,
+    with the reason in words (the same offer again would be refused again)."""
+    api = classify(exc)
+    if api is None or api.code != "bad_request":
+        return api
+    reason = str(exc) if isinstance(exc, MediaError) else api.message  # without classify's "media: "
+    return ApiError("offer_refused", reason, 400, api.field)
+
+
 # WebSocket close codes (4000-4999 are for applications, RFC 6455 section 7.4.2).
 WS_CLOSE = {
     "unauthorized": 4401,

@@ -13,7 +13,7 @@ import msgspec
 
 from signaling import metrics
 from signaling.auth import audit
-from signaling.errors import ApiError, bad_request, forbidden, not_found, unavailable
+from signaling.errors import ApiError, bad_request, forbidden, not_found, offer_error, unavailable
 from signaling.guard.ice_candidate import check_candidate
 from mcu.api import MediaRetry, PeerExtra, PeerSpec
 from signaling.guard.offer_check import check_offer
@@ -252,6 +252,16 @@ class MeetingActions:
         await self.deliver(server_msg("media_reset", meeting_id=self.meeting_id, reason=event.get("reason", "")))
 
     async def _on_offer(self, msg: Offer) -> None:
+        """An offer's error says whether to offer again ("retry") or not ("offer_refused")."""
+        try:
+            await self._answer_offer(msg)
+        except Exception as exc:
+            api = offer_error(exc)
+            if api is None:
+                raise
+            raise api from exc
+
+    async def _answer_offer(self, msg: Offer) -> None:
         """The answer goes out before anything the peer sends meanwhile (its own offer for more
         slots, trickled candidates): a client in have-local-offer cannot take an offer yet."""
         check_offer(msg.sdp)  # an offer without usable media would only make a phantom media peer

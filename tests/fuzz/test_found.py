@@ -69,7 +69,7 @@ async def test_an_offer_bundling_an_unknown_mid_is_refused_on_ws_and_whip(media_
     try:
         await ws.send("offer", sdp=broken)
         err = await ws.expect("error", timeout=10)
-        assert err["code"] == "bad_request" and "BUNDLE" in err["message"], err
+        assert err["code"] == "offer_refused" and "BUNDLE" in err["message"], err
     finally:
         await ws.close()
     status, link = await node.call(
@@ -95,7 +95,7 @@ async def test_an_offer_after_a_refused_one_is_answered_not_internal(media_node,
     ws, _ = await joined(node, await node.endpoint_token("hg-meo-vac"))
     try:
         await ws.send("offer", sdp=sdp.replace("a=setup:actpass\r\n", "", 1))
-        assert (await ws.expect("error", timeout=10))["code"] == "bad_request"
+        assert (await ws.expect("error", timeout=10))["code"] == "offer_refused"
         await ws.send("offer", sdp=sdp)
         assert (await ws.expect("answer", timeout=10))["sdp"].startswith("v=0")
     finally:

@@ -66,7 +66,7 @@ async def test_a_good_offer_after_a_refused_one_on_the_same_websocket_is_served(
         room = Client(bridge, meeting["id"], commune, video=PatternTrack(30), audio=ToneTrack())
         clients.append(room)
         await room.join()  # the bad offer is refused, then the client's real offer is answered
-        assert bridge.refusal["code"] == "bad_request" and says in bridge.refusal["message"], bridge.refusal
+        assert bridge.refusal["code"] == "offer_refused" and says in bridge.refusal["message"], bridge.refusal
         chair_ws = await WsClient.connect(node, await node.endpoint_token(district))
         await chair_ws.expect("welcome")
         chair = Client(
@@ -107,7 +107,7 @@ async def test_a_refused_offer_that_breaks_an_established_peer_ends_in_media_res
                 assert (await ws.expect("answer", timeout=10))["sdp"].startswith("v=0")
                 assert await wait_for(lambda: [p for p in node.ctx.media.peers if p.endpoint_id == commune], timeout=5)
                 continue
-            assert (await ws.expect("error", timeout=10))["code"] == "bad_request"
+            assert (await ws.expect("error", timeout=10))["code"] == "offer_refused"
             reset = await ws.expect("media_reset", timeout=10)
             assert "offer again" in reset["reason"], reset
             assert await wait_for(lambda: not node.ctx.media.peers, timeout=5), "the broken peer is still held"
