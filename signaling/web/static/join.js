@@ -59,6 +59,7 @@ const media = new Media({
     if (s === "failed" && state.inRoom) setTimeout(() => state.inRoom && sendJoin(), 2000);
     if (s === "connected") show($("media-notice"), false);
   },
+  onRefused: (reason) => say($("media-notice"), "Không kết nối được hình/tiếng: máy chủ từ chối (The server refused audio/video) — " + reason, "error"),
 });
 
 signal.addEventListener("status", (ev) => {
@@ -167,7 +168,7 @@ const handlers = {
   speaker(msg) { state.speaker = msg.endpoint; labelVideos(); },
   error(msg) {
     if (msg.ref && msg.ref === state.joinRef) return joinFailed(msg);
-    if (media.onError(msg)) return;  // our offer crossed a server offer: offered again
+    if (media.onError(msg)) return;  // our offer's error: offered again (crossed) or shown (refused)
     if (msg.code === "unavailable") {
       say($("media-notice"), "Không có dịch vụ hình/tiếng (No media service): " + msg.message, "warn");
       return;

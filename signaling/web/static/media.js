@@ -2,6 +2,12 @@
 // SDP and ICE travel over the signaling WebSocket: our offer -> answer; server-made offers
 // (renegotiation when other publishers appear) -> our answer. Work is serialised on one chain.
 
+// A crossed offer (error code "retry": the server's own offer was in flight, or the peer was busy)
+// is offered again after the server's offer is answered; a timer covers a lost server offer, at
+// most GLARE_TRIES times, GLARE_BACKOFF_MS doubling. Any other error on our offer is a refusal.
+const GLARE_TRIES = 4;
+const GLARE_BACKOFF_MS = 500;
+
 export class MediaError extends Error {
   constructor(kind, message) { super(message); this.kind = kind; }
 }
@@ -27,14 +33,17 @@ function markSlides(sdp, mid) {
 }
 
 export class Media {
-  constructor({ send, onTrack, onState }) {
+  constructor({ send, onTrack, onState, onRefused }) {
     this.send = send;          // (type, fields) => request id
     this.onTrack = onTrack;    // (stream) => void, for every new remote stream
     this.onState = onState;    // (state) => void: connecting | connected | failed | closed
+    this.onRefused = onRefused;  // (error message) => void: the server will not serve our offer
     this.local = null;         // MediaStream from the camera + microphone
     this.screen = null;        // MediaStreamTrack while sharing the screen
     this.pc = null;
     this.chain = Promise.resolve();
+    this.heldIce = null;       // our candidates while our offer waits for its answer (it may be refused)
+    this.glareTries = 0;
     this.chairMuted = { audio: false, video: false };
     this.userOff = { audio: false, video: false };
   }
@@ -85,9 +94,11 @@ export class Media {
       pc.onicecandidate = (ev) => {
         if (pc !== this.pc) return;
         const c = ev.candidate;
-        this.send("ice", c && c.candidate
+        const fields = c && c.candidate
           ? { candidate: c.candidate, sdp_mid: c.sdpMid, sdp_mline_index: c.sdpMLineIndex }
-          : { candidate: "" });
+          : { candidate: "" };
+        if (this.heldIce) this.heldIce.push(fields);
+        else this.send("ice", fields);
       };
       pc.ontrack = (ev) => {
         const stream = ev.streams[0] || new MediaStream([ev.track]);
@@ -105,6 +116,7 @@ export class Media {
   async _offer() {
     const pc = this.pc;
     this.needOffer = false;
+    this.heldIce = this.heldIce || [];  // sent once a description of the server's is applied
     const offer = await pc.createOffer();
     await pc.setLocalDescription(offer);
     let sdp = pc.localDescription.sdp;
@@ -120,22 +132,47 @@ export class Media {
     });
   }
 
-  // The server refused our offer (it had an offer of its own in flight): its offer comes next;
-  // we answer it and then offer again. A timer covers a lost server offer.
+  // An error on our offer (true) or not ours (false). Crossed: the server's offer comes next; we
+  // answer it and then offer again. Refused (or crossed too often): told through onRefused.
   onError(msg) {
     if (!msg.ref || msg.ref !== this.offerRef) return false;
+    if (msg.code !== "retry" || this.glareTries >= GLARE_TRIES) {
+      this._refused(msg.message);
+      return true;
+    }
+    const delay = GLARE_BACKOFF_MS * 2 ** this.glareTries++;
     this._queue(async () => {
       if (this.pc && this.pc.signalingState === "have-local-offer") await this.pc.setLocalDescription({ type: "rollback" });
       this.needOffer = true;
     });
-    setTimeout(() => { if (this.needOffer) this.renegotiate(); }, 1500);
+    setTimeout(() => { if (this.needOffer) this.renegotiate(); }, delay);
     return true;
+  }
+
+  // A first offer refused leaves no peer on the server: the connection is closed, its candidates
+  // dropped unsent. A refused renegotiation is rolled back; the connection keeps its media.
+  _refused(message) {
+    return this._queue(async () => {
+      this.heldIce = null;
+      this.needOffer = false;
+      if (this.pc && !this.pc.currentRemoteDescription) this._closePc();
+      else if (this.pc && this.pc.signalingState === "have-local-offer") await this.pc.setLocalDescription({ type: "rollback" });
+      if (this.onRefused) this.onRefused(message);
+    });
+  }
+
+  _releaseIce() {
+    const held = this.heldIce || [];
+    this.heldIce = null;
+    for (const fields of held) this.send("ice", fields);
   }
 
   onAnswer(sdp) {
     return this._queue(async () => {
       if (this.pc && this.pc.signalingState === "have-local-offer") {
         await this.pc.setRemoteDescription({ type: "answer", sdp });
+        this.glareTries = 0;
+        this._releaseIce();
         if (this.needOffer) await this._offer();
       }
     });
@@ -149,6 +186,7 @@ export class Media {
       const answer = await this.pc.createAnswer();
       await this.pc.setLocalDescription(answer);
       this.send("answer", { sdp: this.pc.localDescription.sdp });
+      this._releaseIce();
       if (this.needOffer) await this._offer();
     });
   }
@@ -229,6 +267,7 @@ export class Media {
   _closePc() {
     this.screenTx = null;
     this.needOffer = false;
+    this.heldIce = null;
     if (this.pc) {
       this.pc.onicecandidate = this.pc.ontrack = this.pc.onconnectionstatechange = null;
       this.pc.close();
