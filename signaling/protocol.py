@@ -9,7 +9,9 @@ Client -> server
   hello{token}                      first message: authenticates the connection
   join{meeting_id}                  enter the open occurrence of a meeting
   leave{}                           leave it
-  offer{sdp} / answer{sdp}          SDP to the media node (answer: to a server-made offer)
+  offer{sdp} / answer{sdp}          SDP to the media node (answer: to a server-made offer); an offer's
+                                    error is "retry" (crossed the server's offer: answer it, offer
+                                    again) or "offer_refused" (cannot be served; the reason in words)
   ice{candidate, sdp_mid, sdp_mline_index}   trickled candidate (candidate "" = end)
   raise_hand{} / lower_hand{}       ask for / withdraw a floor request
   grant_floor{endpoint_id}          chair/operator: give the floor (revokes the previous holder)
