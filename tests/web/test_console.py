@@ -48,7 +48,7 @@ async def test_console_schedules_and_watches_the_live_map(node, page, tmp_path):
     assert meeting["chair"] == "hg-ubnd" and meeting["duration_minutes"] == 60
     assert meeting["video_codecs"] == ["H264", "VP8"]
     await row.locator("select.codecs").select_option("VP8")  # the list changes it in place (PATCH)
-    await expect(page.locator("#msg")).to_contain_text("Đã đổi mã hoá hình")
+    await expect(page.locator("#msg")).to_contain_text("Đã đổi chuẩn nén video")
     status, changed = await node.call("GET", f"/api/v1/meetings/{meeting['id']}")
     assert changed["video_codecs"] == ["VP8"] and changed["version"] == meeting["version"] + 1
     meeting = changed

@@ -125,8 +125,8 @@ async function changeCodecs(select) {
   try {
     await api("PATCH", `/api/v1/meetings/${encodeURIComponent(m.id)}`,
       { video_codecs: select.value.split(","), expected_version: m.version });
-    notify(`Đã đổi mã hoá hình của "${m.title}" (Video codecs changed).`, "info");
-  } catch (e) { notify("Không đổi được mã hoá hình (Cannot change the video codecs): " + e.message, "error"); }
+    notify(`Đã đổi chuẩn nén video của "${m.title}"; áp dụng cho điểm cầu vào họp từ bây giờ (Video codecs changed; endpoints joining from now on use them).`, "info");
+  } catch (e) { notify("Không đổi được chuẩn nén video (Cannot change the video codecs): " + e.message, "error"); }
   loadMeetings();
 }
 

@@ -11,7 +11,7 @@ const QUICK = [["all", "Tất cả (all)"], ["tier:province", "Cấp tỉnh (pro
 
 // video_codecs choices (value: the list joined by commas); the meetings list edits with the same select
 const CODEC_CHOICES = [["VP8,H264", "VP8, rồi H.264 (VP8 first)"], ["H264,VP8", "H.264, rồi VP8 (H.264 first)"],
-  ["VP8", "Chỉ VP8 (VP8 only)"], ["H264", "Chỉ H.264 (H.264 only)"]];
+  ["VP8", "Chỉ VP8 (VP8 only)"], ["H264", "Chỉ H.264 — Firefox không có H.264 sẽ không vào được (H.264 only: Firefox without H.264 cannot join)"]];
 
 export function codecSelect(codecs, id = "") {
   const select = document.createElement("select");
