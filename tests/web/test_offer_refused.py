@@ -40,6 +40,7 @@ async def test_a_vp8_only_laptop_in_an_h264_only_meeting_is_told_why_once(mnode,
     page = await join_in_browser(browser, mnode, meeting["id"], "Phó Bí thư", codec_only("video/VP8"))
     notice = page.locator("#media-notice")
     await expect(notice).to_contain_text("Không kết nối được hình/tiếng: máy chủ từ chối", timeout=5000)
+    await expect(notice).to_contain_text("Trình duyệt này gửi hình bằng VP8, cuộc họp chỉ nhận H264")
     await expect(notice).to_contain_text("the offer's video codecs are VP8; this meeting takes H264")
     await asyncio.sleep(QUIET_S)  # no second offer, no candidates come after it
     after = server_counts()

@@ -59,7 +59,8 @@ const media = new Media({
     if (s === "failed" && state.inRoom) setTimeout(() => state.inRoom && sendJoin(), 2000);
     if (s === "connected") show($("media-notice"), false);
   },
-  onRefused: (reason) => say($("media-notice"), "Không kết nối được hình/tiếng: máy chủ từ chối (The server refused audio/video) — " + reason, "error"),
+  onRefused: (reason) => say($("media-notice"), "Không kết nối được hình/tiếng: máy chủ từ chối" + refusedWhy(reason) +
+    " (The server refused audio/video) — " + reason, "error"),
 });
 
 signal.addEventListener("status", (ev) => {
@@ -358,3 +359,12 @@ if (!token) {
   signal.start();
   openCamera();
 }
+
+// the refusal the officials meet most (a browser without the meeting's video codec), said in Vietnamese
+function refusedWhy(reason) {
+  const codecs = /the offer's video codecs are (.*); this meeting takes ([A-Z0-9, ]+)/.exec(reason || "");
+  if (!codecs) return ".";
+  return `. Trình duyệt này gửi hình bằng ${codecs[1]}, cuộc họp chỉ nhận ${codecs[2].trim()}: ` +
+    "hãy dùng Chromium hoặc Chrome, hoặc báo cán bộ kỹ thuật đổi chuẩn nén video của cuộc họp.";
+}
+
