@@ -145,9 +145,13 @@ class H264Assembler:
             _, _, off, end = payload_bounds(data)
         except ValueError:
             return None
-        if end <= off:
-            return None
         seq, ts = SEQ_TS.unpack_from(data, 2)
+        if end <= off:  # padding only (a sender's bandwidth probe): no media, but it takes a number
+            done = self._finish() if self._ended else None
+            if self._next_seq is not None and seq != self._next_seq:
+                self._drop()  # a hole before it: the end of this frame, or a whole frame, is lost
+            self._next_seq = (seq + 1) & 0xFFFF
+            return done
         gap = self._next_seq is not None and seq != self._next_seq
         self._next_seq = (seq + 1) & 0xFFFF
         done = None
