@@ -151,6 +151,8 @@ class TrunkLines:
                     rtx_ssrc=sender_rtx_ssrc(t.sender) if line.rtx_payload_type else None,
                     rtx_payload_type=line.rtx_payload_type,
                     audio_level_id=line.audio_level_id,
+                    codec=line.codec,  # what the origin labels this line's stream: never another codec
+                    payload_types=line.payload_types,
                 )
                 self.outputs[t.mid] = out
                 self.transport.add_output(out)
