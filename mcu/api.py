@@ -61,6 +61,11 @@ class CascadeOrigin(TypedDict):
     url: str
 
 
+# the video codecs a media node forwards, decodes and encodes, in the default order of preference
+# (a meeting's PeerExtra["video_codecs"] when it names none; a node's encode_codecs by default)
+VIDEO_CODECS = ("VP8", "H264")
+
+
 class PeerExtra(TypedDict, total=False):
     """A joining endpoint's optional settings; the keys are those of the node-to-node wire."""
 

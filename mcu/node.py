@@ -46,6 +46,7 @@ from mcu.api import (
     NodeLoad,
     PeerSpec,
     RecordingLabels,
+    VIDEO_CODECS,
 )
 from mcu.bridge.transcode import TranscodePool
 from mcu.cascade.trunk import serve_from_origin
@@ -54,7 +55,6 @@ from mcu.meeting.contracts import Composer, MeetingHandle
 from mcu.peer.ice import HostPin, pin_host_addresses
 from mcu.meeting.quality import QualitySampler
 from mcu.meeting.meeting import Meeting
-from mcu.peer.codec_choice import SUPPORTED_VIDEO
 from mcu.peer.peer import LocalPeer
 from mcu.peer.udp_guard import install as install_udp_guard
 from mcu.record.service import RecordingService
@@ -71,7 +71,7 @@ class LocalMediaNode:
         node_id: str = "local",
         *,
         ice_host: str | None = "127.0.0.1",
-        encode_codecs: Sequence[str] = SUPPORTED_VIDEO,
+        encode_codecs: Sequence[str] = VIDEO_CODECS,
         audio_slots: int = 3,
         keyframe_interval: float = 0.5,
         media_policy: dict[str, str] | None = None,
@@ -265,11 +265,11 @@ class LocalMediaNode:
 
 
 def encodable(codecs: Sequence[str]) -> tuple[str, ...]:
-    """``codecs`` upper-cased and checked: a non-empty choice among ``SUPPORTED_VIDEO``."""
+    """``codecs`` upper-cased and checked: a non-empty choice among ``VIDEO_CODECS``."""
     chosen = tuple(dict.fromkeys(str(c).upper() for c in codecs))
-    unknown = [c for c in chosen if c not in SUPPORTED_VIDEO]
+    unknown = [c for c in chosen if c not in VIDEO_CODECS]
     if unknown or not chosen:
-        raise ValueError(f"encode_codecs must be some of {', '.join(SUPPORTED_VIDEO)}, not {list(codecs)!r}")
+        raise ValueError(f"encode_codecs must be some of {', '.join(VIDEO_CODECS)}, not {list(codecs)!r}")
     return chosen
 
 

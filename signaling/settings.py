@@ -11,10 +11,11 @@ from typing import Any
 
 import yaml
 
+from mcu.api import VIDEO_CODECS
 from signaling.guard.client_address import parse_networks
 
 
-ENCODE_CODECS = ("VP8", "H264")
+ENCODE_CODECS = VIDEO_CODECS  # what a media node may encode: by default all it can
 
 
 class SettingsError(ValueError):

@@ -20,10 +20,9 @@ from collections.abc import Iterable, Sequence
 from aiortc import RTCRtpCodecParameters, RTCRtpSender, RTCRtpTransceiver
 from aiortc import sdp as aiosdp
 
+from mcu.api import VIDEO_CODECS
 from mcu.peer.negotiation import AUXILIARY, NegotiationError, rtx_of
 
-SUPPORTED_VIDEO = ("VP8", "H264")
-DEFAULT_VIDEO_CODECS = ("VP8", "H264")  # PeerExtra["video_codecs"] absent
 AUDIO_CODECS = ("OPUS",)
 # H.264 formats forwarded (RFC 6184 fmtp profile-level-id: profile_idc, constraint flags, level_idc):
 # baseline and constrained baseline (42, whatever the flags: x264enc says 42c01f, browsers 42e01f),
@@ -43,9 +42,9 @@ def served_video_codecs(wanted: Iterable[str] | None) -> list[str]:
     served: list[str] = []
     for name in wanted or ():
         upper = str(name).upper()
-        if upper in SUPPORTED_VIDEO and upper not in served:
+        if upper in VIDEO_CODECS and upper not in served:
             served.append(upper)
-    return served or list(DEFAULT_VIDEO_CODECS)
+    return served or list(VIDEO_CODECS)
 
 
 def served_for(kind: str, video: Sequence[str]) -> Sequence[str]:

@@ -13,6 +13,8 @@ from zoneinfo import ZoneInfo
 
 import msgspec
 
+from mcu.api import VIDEO_CODECS
+
 VN = ZoneInfo("Asia/Ho_Chi_Minh")
 MeetingStatus = Literal["scheduled", "cancelled"]
 OccurrenceState = Literal["scheduled", "open", "closed", "cancelled"]
@@ -27,8 +29,7 @@ LOCAL_DATETIME = r"^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2
 Selector = Annotated[str, msgspec.Meta(max_length=200, extra_json_schema={"pattern": SELECTOR})]
 LinkClass = Literal["fibre", "thin", "mobile"]
 MediaMode = Literal["sfu", "mcu", "both"]
-VIDEO_CODECS = ("VP8", "H264")  # what a media node forwards, decodes and can encode
-DEFAULT_VIDEO_CODECS = ["VP8", "H264"]  # PeerExtra's default too: absent means this order
+DEFAULT_VIDEO_CODECS = list(VIDEO_CODECS)  # PeerExtra's default too: absent means this order
 # Every time a client gives (start, end, UNTIL, query windows, occurrence ids) lies in these years:
 # far from datetime's year 1 and 9999, so zone conversions and the 10-year expansion cannot overflow.
 MIN_YEAR, MAX_YEAR = 2000, 2199

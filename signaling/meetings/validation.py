@@ -24,13 +24,13 @@ from datetime import datetime, timedelta
 from typing import get_args
 
 from endpoints.directory import Directory, Endpoint, Tier
+from mcu.api import VIDEO_CODECS
 from signaling.meetings import recurrence
 from signaling.meetings.errors import MeetingError
 from signaling.meetings.model import (
     DEFAULT_VIDEO_CODECS,
     MAX_YEAR,
     MIN_YEAR,
-    VIDEO_CODECS,
     VN,
     LinkClass,
     MediaMode,

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from schemathesis import GenerationMode
 from schemathesis.openapi import from_dict
 
-from signaling.meetings.model import VIDEO_CODECS
+from mcu.api import VIDEO_CODECS
 from tests.fuzz.strategies import video_codecs_values
 from tests.fuzz.support import SCALE, Checker, Failures, draw, record, serves_a_meeting
 
