@@ -3,7 +3,8 @@
 The rendition ladder (``720p``, ``360p``, ``180p``: ``mcu.bridge.rendition_policy``) is encoded in
 each codec the node may encode: VP8 renditions keep their names (``720p``: stream ``mcu:720p``),
 those of another codec carry it (``h264:720p``: stream ``mcu:h264:720p``; libx264 baseline
-zerolatency, see ``mcu.compose.renditions``). Each rendition's encoded frames are packetized once
+zerolatency, see ``mcu.compose.renditions``: these slice-bounded renditions stay on libx264 where
+the GPU's h264_nvenc is chosen). Each rendition's encoded frames are packetized once
 (``mcu.bridge.packetize``) into its synthetic ``Stream``, which feeds every subscriber of that
 rendition through the SFU's fast path. H.264 is encoded in slices that each fit a packet and sent
 as single NAL units (RFC 6184 packetization mode 0): one stream that receivers of either mode

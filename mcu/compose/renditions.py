@@ -2,12 +2,22 @@
 
 Each composite is scaled once per rendition and encoded once per rendition; every subscriber of the
 rendition receives the same `EncodedFrame` object (same bytes). RTP packetization is the SFU's job.
+
+H.264 encoder: the environment variable ``GIAOBAN_H264_ENCODER`` (read once per process, at the
+first H.264 encoder) picks it: ``auto`` (the default) uses ``h264_nvenc`` where it opens (an NVIDIA
+GPU and driver) and libx264 otherwise (PyAV lists h264_nvenc everywhere, opening it fails without a
+driver); ``libx264`` never tries the GPU; ``h264_nvenc`` requires it (an encoder then fails to open,
+naming it, where there is no GPU). The choice is logged once. Renditions whose slices must fit one
+RTP packet (``slice_max``: RFC 6184 mode 0) stay on libx264: FFmpeg's h264_nvenc cannot bound a
+slice's bytes. (h264_nvenc is untested on a GPU so far.)
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -29,7 +39,7 @@ class Rendition:
     name: str
     height: int
     bitrate: int = 0
-    codec: str = "vp8"  # "vp8" (libvpx realtime) or "h264" (libx264 ultrafast zerolatency)
+    codec: str = "vp8"  # "vp8" (libvpx realtime) or "h264" (h264_encoder(): h264_nvenc or libx264)
     speed: int = 16  # libvpx cpu-used (4..16; 16 is fastest, about half the CPU of 8)
     slice_max: int = 0  # H.264: bytes per slice at most (0: no limit); one slice per RTP packet
 
@@ -104,7 +114,87 @@ class KeyframeGate:
         self._deferred = False
 
 
-def _open_encoder(rendition: Rendition, width: int, height: int, fps: int, threads: int) -> av.CodecContext:
+H264_ENCODER_VARIABLE = "GIAOBAN_H264_ENCODER"
+H264_ENCODER_CHOICES = ("auto", "libx264", "h264_nvenc")
+NVENC = "h264_nvenc"
+_h264_choice: str | None = None
+_h264_lock = threading.Lock()  # compositor threads may open their first H.264 encoders together
+
+
+def h264_encoder() -> str:
+    """The H.264 encoder of this process ("h264_nvenc" or "libx264"), decided once (see the module
+    docstring). Raises ValueError for a forced h264_nvenc that cannot open, or an unknown choice."""
+    global _h264_choice
+    with _h264_lock:
+        if _h264_choice is None:
+            _h264_choice = _choose_h264_encoder(os.environ.get(H264_ENCODER_VARIABLE, "auto").strip().lower())
+        return _h264_choice
+
+
+def forget_h264_encoder() -> None:
+    """Decide again at the next H.264 encoder (tests)."""
+    global _h264_choice
+    with _h264_lock:
+        _h264_choice = None
+
+
+def _choose_h264_encoder(wanted: str) -> str:
+    if wanted not in H264_ENCODER_CHOICES:
+        raise ValueError(f"{H264_ENCODER_VARIABLE}={wanted!r}: use one of {', '.join(H264_ENCODER_CHOICES)}")
+    if wanted == "libx264":
+        log.info("H.264 encoder: libx264 (%s=libx264)", H264_ENCODER_VARIABLE)
+        return "libx264"
+    failure = _nvenc_failure()
+    if failure is None:
+        log.info("H.264 encoder: h264_nvenc (%s=%s)", H264_ENCODER_VARIABLE, wanted)
+        return NVENC
+    if wanted == NVENC:
+        raise ValueError(f"{H264_ENCODER_VARIABLE}=h264_nvenc, but h264_nvenc cannot open here: {failure}")
+    log.info("H.264 encoder: libx264 (h264_nvenc cannot open here: %s)", failure)
+    return "libx264"
+
+
+def _nvenc_failure() -> str | None:
+    """Why h264_nvenc cannot encode in this process (None: it opens)."""
+    if NVENC not in av.codecs_available:
+        return "this FFmpeg build has no h264_nvenc"
+    try:
+        _open_encoder(Rendition("nvenc probe", 144, 200_000, codec="h264"), 256, 144, 30, 1, NVENC)
+    except (av.FFmpegError, OSError, ValueError) as exc:  # EPERM without a driver, ENOSYS, ...
+        return f"{type(exc).__name__}: {getattr(exc, 'strerror', None) or exc}"
+    return None
+
+
+def _h264_options(encoder: str, rendition: Rendition) -> dict[str, str]:
+    if encoder == NVENC:
+        return {
+            "preset": "p1",  # fastest
+            "tune": "ull",  # ultra low latency: no B-frames, no lookahead
+            "profile": "baseline",
+            "rc": "cbr",
+            "zerolatency": "1",
+            "delay": "0",
+            "forced-idr": "1",  # a forced key frame is an IDR, which a joining decoder needs
+            "maxrate": str(rendition.bitrate),
+            "bufsize": str(rendition.bitrate),
+        }
+    options = {
+        "preset": "ultrafast",
+        "tune": "zerolatency",
+        "profile": "baseline",
+        "maxrate": str(rendition.bitrate),
+        "bufsize": str(rendition.bitrate),
+    }
+    if rendition.slice_max:
+        options["x264-params"] = f"slice-max-size={rendition.slice_max}"
+    return options
+
+
+def _open_encoder(
+    rendition: Rendition, width: int, height: int, fps: int, threads: int, h264: str | None = None
+) -> av.CodecContext:
+    """``h264``: the H.264 encoder to use (default: libx264 for slice-bounded renditions, else
+    ``h264_encoder()``)."""
     if rendition.codec == "vp8":
         ctx = av.CodecContext.create("libvpx", "w")
         ctx.options = {
@@ -121,16 +211,9 @@ def _open_encoder(rendition: Rendition, width: int, height: int, fps: int, threa
             "bufsize": str(rendition.bitrate),
         }
     elif rendition.codec == "h264":
-        ctx = av.CodecContext.create("libx264", "w")
-        ctx.options = {
-            "preset": "ultrafast",
-            "tune": "zerolatency",
-            "profile": "baseline",
-            "maxrate": str(rendition.bitrate),
-            "bufsize": str(rendition.bitrate),
-        }
-        if rendition.slice_max:
-            ctx.options = {**ctx.options, "x264-params": f"slice-max-size={rendition.slice_max}"}
+        encoder = h264 or ("libx264" if rendition.slice_max else h264_encoder())
+        ctx = av.CodecContext.create(encoder, "w")
+        ctx.options = _h264_options(encoder, rendition)
     else:
         raise ValueError(f"rendition {rendition.name}: unknown codec {rendition.codec!r} (use 'vp8' or 'h264')")
     ctx.width, ctx.height, ctx.pix_fmt = width, height, "yuv420p"
