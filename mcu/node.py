@@ -141,7 +141,8 @@ class LocalMediaNode:
         meeting = self.meetings.get(spec.meeting_id)
         if meeting is None:
             composer = partial(_new_pipeline, codecs=self.encode_codecs)
-            transcodes = TranscodePool(self.encode_codecs)  # a source for subscribers of another codec
+            # a source for subscribers of another codec
+            transcodes = TranscodePool(self.encode_codecs, meeting_id=spec.meeting_id)
             meeting = Meeting(
                 spec.meeting_id,
                 self.audio_slots,

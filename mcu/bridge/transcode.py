@@ -12,11 +12,16 @@ it stops an encoder whose converted stream has fed no output for ``GRACE`` secon
 switching back and forth does not restart encoders), a source's transcode when it has no encoder
 left or the source closed (freeing its thread), and everything on ``stop()``. PyAV loads with
 the first transcode, not with the meeting.
+
+A subscriber whose codec the node may not encode (the server's ``encode_codecs`` setting) gets no
+video from a publisher of another codec: its output pauses. That is logged once per codec and
+meeting, naming a publisher and the setting, and counted in the stats (``not_encodable``).
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
@@ -24,6 +29,8 @@ from mcu.sfu.stream import Stream
 
 if TYPE_CHECKING:
     from mcu.bridge.transcoder import Transcoder
+
+log = logging.getLogger("mcu.bridge.transcode")
 
 GRACE = 5.0  # s an encoder outlives its last output
 SUPPORTED = ("VP8", "H264")  # codecs the transcoder decodes and encodes (mcu.bridge.transcoder)
@@ -38,25 +45,25 @@ class TranscodePool:
         encode_codecs: Iterable[str] = SUPPORTED,
         *,
         grace: float = GRACE,
+        meeting_id: str = "",
     ) -> None:
+        self.meeting_id = meeting_id  # for the logs
         self.encode_codecs = tuple(c.upper() for c in encode_codecs if c.upper() in SUPPORTED)
         self.grace = grace
         self.transcoders: dict[str, Transcoder] = {}  # by source stream id
         self._stopping: set[asyncio.Task[None]] = set()
         self.started = 0  # transcoders started since the pool was made
         self.stopped = False
+        self.not_encodable: dict[str, int] = {}  # codec -> conversions refused by encode_codecs
 
     def convert(self, stream: Stream, codec: str) -> Stream | None:
         """The shared stream of ``stream`` in ``codec``; None when this node does not encode it,
         cannot decode the source, or the source is gone."""
         codec = codec.upper()
-        if (
-            self.stopped
-            or codec not in self.encode_codecs
-            or stream.kind != "video"
-            or stream.codec not in SUPPORTED
-            or stream.closed
-        ):
+        if codec not in self.encode_codecs and stream.kind == "video" and codec != stream.codec:
+            self._not_encodable(stream, codec)
+            return None
+        if self.stopped or stream.kind != "video" or stream.codec not in SUPPORTED or stream.closed:
             return None
         xc = self.transcoders.get(stream.stream_id)
         if xc is not None and (xc.closed or xc.source is not stream):
@@ -70,6 +77,22 @@ class TranscodePool:
         target = xc.target(codec)
         target.idle_since = None
         return target.stream
+
+    def _not_encodable(self, stream: Stream, codec: str) -> None:
+        """A subscriber of ``codec`` cannot get ``stream``: said once per codec (route time, not per packet)."""
+        seen = codec in self.not_encodable
+        self.not_encodable[codec] = self.not_encodable.get(codec, 0) + 1
+        if not seen:
+            log.warning(
+                "meeting %s: subscribers that decode only %s get no video from %s (%s) nor any other "
+                "publisher of another codec: this node may not encode %s (setting encode_codecs = %s)",
+                self.meeting_id or "?",
+                codec,
+                stream.endpoint_id,
+                stream.codec,
+                codec,
+                ", ".join(self.encode_codecs) or "none",
+            )
 
     # -- as a meeting extension ----------------------------------------------------------------
 
@@ -121,4 +144,5 @@ class TranscodePool:
         return {
             "transcodes": [xc.stats() for xc in self.transcoders.values()],
             "started": self.started,
+            "not_encodable": dict(self.not_encodable),
         }

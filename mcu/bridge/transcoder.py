@@ -4,7 +4,8 @@ A ``Transcoder`` taps a publisher ``Stream`` (``Stream.add_tap``: one call per p
 loop), rebuilds its frames (``mcu.bridge.depacketize``) and hands them to its own worker thread
 through a bounded queue. The thread decodes each frame once (PyAV) and gives the picture to every
 ``Target``: one encoder per codec, at the source's resolution (``mcu.compose.renditions``'s encoder
-setup: libvpx realtime for VP8, libx264 zerolatency baseline for H.264), whose frames are packetized
+setup: libvpx realtime for VP8, ``h264_encoder()``'s h264_nvenc or libx264 zerolatency baseline
+for H.264), whose frames are packetized
 (``mcu.bridge.packetize``) and fed, back on the event loop, into the target's converted ``Stream``.
 Every subscriber of that codec is an output of that one stream (the SFU's fast path from there on).
 
@@ -82,6 +83,7 @@ class Target:
         self._size = (0, 0)
         self.frames_out = 0
         self.encode_s = 0.0
+        self.failed = False  # its encoder raised: skipped by the thread until the loop drops it
 
     def _keyframe_wanted(self, stream: Stream) -> None:
         """Merged PLIs of the subscribers (and outputs waiting to start) -> a forced key frame."""
@@ -152,7 +154,8 @@ class Transcoder:
         self.frames_in = 0
         self.decoded = 0
         self.decode_s = 0.0
-        self.dropped = 0  # frames dropped because the thread was behind, or undecodable
+        self.dropped_behind = 0  # frames dropped on the loop: the thread was behind
+        self.undecodable = 0  # frames the decoder refused (counted in the thread: two counters, no race)
         self._thread.start()
         source.add_tap(self._on_packet)
 
@@ -180,7 +183,7 @@ class Transcoder:
         self.frames_in += 1
         if self._skip_to_key:
             if not frame.keyframe:
-                self.dropped += 1
+                self.dropped_behind += 1
                 return
             self._skip_to_key = False
         try:
@@ -197,7 +200,7 @@ class Transcoder:
                 dropped += 1
             except queue.Empty:
                 break
-        self.dropped += dropped
+        self.dropped_behind += dropped
         self._skip_to_key = True
         self.source.request_keyframe()
 
@@ -222,16 +225,41 @@ class Transcoder:
         try:
             pictures = self._decoder.decode(av.Packet(frame.payload))
         except av.FFmpegError:
-            self.dropped += 1
+            self.undecodable += 1
             self._loop.call_soon_threadsafe(self._undecodable)
             return
         self.decode_s += time.thread_time() - t0
         for picture in pictures:
             self.decoded += 1
             for target in list(self.targets.values()):
-                packets = target.encode(picture, frame.timestamp)
+                if target.failed:
+                    continue  # being dropped on the loop
+                try:
+                    packets = target.encode(picture, frame.timestamp)
+                except Exception as exc:  # any encoder failure ends that target only
+                    self._encoder_failed(target, picture, exc)
+                    continue
                 if packets:
                     self._loop.call_soon_threadsafe(target.deliver, packets)
+
+    def _encoder_failed(self, target: Target, picture: av.VideoFrame, exc: Exception) -> None:
+        """Worker thread: an encoder that cannot open or encode would fail on every frame (30 a
+        second) for as long as the source lives; it is dropped instead, with one log line. Its
+        outputs pause; a later ``convert`` of that codec tries a new encoder."""
+        target.failed = True
+        log.error(
+            "transcode of %s to %s at %dx%d stopped, its encoder failed: %s",
+            self.source.stream_id,
+            target.codec,
+            picture.width,
+            picture.height,
+            exc,
+        )
+        self._loop.call_soon_threadsafe(self._drop_failed, target)
+
+    def _drop_failed(self, target: Target) -> None:
+        if self.targets.get(target.codec) is target:  # not already dropped or replaced
+            self.drop_target(target.codec)
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -261,7 +289,9 @@ class Transcoder:
             "codec": self.source.codec,
             "frames_in": self.frames_in,
             "decoded": self.decoded,
-            "dropped": self.dropped,
+            "dropped": self.dropped_behind + self.undecodable,
+            "dropped_behind": self.dropped_behind,
+            "undecodable": self.undecodable,
             "decode_ms_per_frame": round(1000 * self.decode_s / self.decoded, 2) if self.decoded else None,
             "targets": {codec: t.stats() for codec, t in self.targets.items()},
         }

@@ -6,6 +6,7 @@ colours compared with the publisher's."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
 from fractions import Fraction
 
@@ -314,3 +315,42 @@ async def test_a_transcode_behind_drops_to_the_next_key_frame_and_recovers(pool)
     await pub.send(20)
     await until(lambda: viewer.colours and close_to(viewer.colours[-1], BLUE), what="frames after the drop")
     assert viewer.assembler.dropped == 0  # what the subscribers got stayed decodable
+
+
+async def test_a_target_whose_encoder_fails_is_dropped_after_one_log_line(pool, monkeypatch, caplog):
+    from mcu.bridge import transcoder
+
+    monkeypatch.setitem(transcoder.ENCODERS, "H264", "h265")  # an encoder that cannot open (unknown codec)
+    pub = Publisher("VP8")
+    out = subscriber("H264")
+    Router(convert=pool.convert).route(out, pub.stream)
+    converted = out.source
+    with caplog.at_level(logging.DEBUG, logger="mcu.bridge"):
+        await pub.send(30)  # 30 frames: formerly 30 tracebacks
+        await until(lambda: converted.closed, what="the failed target dropped")
+        await pub.send(10)
+    xc = pool.transcoders[pub.stream.stream_id]
+    assert out.source is None and not xc.targets  # its subscriber paused; the next convert retries
+    lines = [r for r in caplog.records if r.name.startswith("mcu.bridge")]
+    assert len(lines) == 1 and lines[0].levelno == logging.ERROR
+    text = lines[0].getMessage()
+    assert "H264" in text and "320x240" in text and "h265" in text and not lines[0].exc_info
+
+
+async def test_a_codec_the_node_may_not_encode_is_said_once_per_codec_and_counted(caplog):
+    vp8_only = TranscodePool(encode_codecs=("VP8",), meeting_id="m-13")
+    router = Router(convert=vp8_only.convert)
+    publishers = [Publisher("VP8"), Publisher("VP8")]
+    publishers[1].stream.endpoint_id = "ep-pub-2"
+    with caplog.at_level(logging.WARNING, logger="mcu.bridge.transcode"):
+        for i, pub in enumerate(publishers):
+            for n in range(3):
+                out = subscriber("H264", 10 * i + n)
+                router.route(out, pub.stream)
+                assert out.source is None  # paused: the node may not encode H.264
+    assert [r.getMessage() for r in caplog.records] == [
+        "meeting m-13: subscribers that decode only H264 get no video from ep-pub (VP8) nor any other "
+        "publisher of another codec: this node may not encode H264 (setting encode_codecs = VP8)"
+    ]
+    assert vp8_only.stats()["not_encodable"] == {"H264": 6} and not vp8_only.transcoders
+    await vp8_only.stop()
