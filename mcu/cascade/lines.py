@@ -1,8 +1,12 @@
 """The lines of a cascade trunk's peer connection to the origin, and their offer/answer.
 
 The edge offers every line itself (the origin makes no server offer on a trunk). Up (sendonly):
-``up-camera``, ``up-screen`` (``a=content:slides``) and ``audio_slots`` ``up-mic`` lines, the msid
-of each naming the endpoint it carries now. Down (recvonly): ``main``, ``slides`` and
+an ``up-camera`` (``a=content:main``) and an ``up-screen`` (``a=content:slides``) line per video
+codec (``UP_VIDEO_CODECS``, each line one codec), and ``audio_slots`` ``up-mic`` lines, the msid
+of each naming the endpoint it carries now. A camera or screen goes up in the line of its own
+codec, forwarded untouched: the origin's ``Stream`` of a line is labelled with the line's codec
+once, and a line never carries another (no transcode at the edge, none at the origin for viewers
+of that codec). Down (recvonly): ``main``, ``slides`` and
 ``audio_slots`` ``audio`` lines, and ``composite`` + ``mix`` (asked for with ``a=content``) once
 an edge subscriber is in MCU mode. The vocabulary is ``mcu.peer.cascade_sdp``'s.
 
@@ -14,7 +18,7 @@ from __future__ import annotations
 
 from aiortc import RTCPeerConnection, RTCRtpTransceiver, RTCSessionDescription
 
-from mcu.api import PeerSpec
+from mcu.api import VIDEO_CODECS, PeerSpec
 from mcu.bridge.rendition_policy import RENDITION_BITRATE
 from mcu.fence import sender_rtx_ssrc, sender_ssrc, set_sender_stream_id
 from mcu.peer.cascade_sdp import CASCADE_ROLE, add_content, encode_label
@@ -42,7 +46,9 @@ DOWN = {
     "composite": ("video", "composite", "composite"),
     "mix": ("audio", "mix", "mix"),
 }
-UP = {"up-camera": ("video", ""), "up-screen": ("video", "slides"), "up-mic": ("audio", "")}
+# a=content:main tells the origin that each camera line is a camera (mcu.peer.lines.publisher_stream)
+UP = {"up-camera": ("video", "main"), "up-screen": ("video", "slides"), "up-mic": ("audio", "")}
+UP_VIDEO_CODECS = VIDEO_CODECS  # one up-camera and one up-screen line of each
 
 
 def origin_spec(meeting_id: str, node_id: str, endpoint_id: str) -> PeerSpec:
@@ -83,7 +89,7 @@ class TrunkLines:
         self.router = router
         self.label = label  # endpoint id of the origin's streams here
         self.endpoint_id = endpoint_id  # the trunk's endpoint id at the origin
-        self.video_codec = video_codec
+        self.video_codec = video_codec  # of the down video lines (the origin transcodes into it)
         self.keyframe_interval = keyframe_interval
         self.roles: dict[RTCRtpTransceiver, str] = {}
         self.streams: dict[str, Stream] = {}  # received from the origin, by mid
@@ -93,17 +99,20 @@ class TrunkLines:
     def open(self, pc: RTCPeerConnection, audio_slots: int) -> None:
         """The connection and the first offer's lines."""
         self.pc = pc
-        for role in ["up-camera", "up-screen"] + ["up-mic"] * audio_slots:
+        for role in ("up-camera", "up-screen"):
+            for codec in UP_VIDEO_CODECS:
+                self._add(role, "sendonly", codec)
+        for role in ["up-mic"] * audio_slots:
             self._add(role, "sendonly")
         for role in ["main", "slides"] + ["audio"] * audio_slots:
             self._add(role, "recvonly")
 
-    def _add(self, role: str, direction: str) -> None:
+    def _add(self, role: str, direction: str, codec: str = "") -> None:
         kind = UP[role][0] if role in UP else DOWN[role][0]
         track = IdleTrack(kind) if direction == "sendonly" else kind
         assert self.pc is not None  # lines are added once open() has the connection
         t = self.pc.addTransceiver(track, direction=direction)
-        prefer_codecs(t, kind, [self.video_codec if kind == "video" else "opus"])
+        prefer_codecs(t, kind, [codec or self.video_codec] if kind == "video" else ["opus"])
         self.roles[t] = role
 
     def down(self, role: str) -> Stream | None:

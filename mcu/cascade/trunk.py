@@ -13,9 +13,10 @@ edge meeting labelled ``cascade:<origin node id>``: the edge's router forwards t
 subscribers like any publisher's (the origin's streams are never decoded here; the edge runs
 no compositor).
 
-Up (edge -> origin): one camera line (the floor holder's camera when the floor is on this
-edge, else the edge-local active speaker's), one screen line (a local share, the floor
-holder's first) and ``audio_slots`` mic lines (the local mics ranked floor, speaker, recently
+Up (edge -> origin): one camera (the floor holder's camera when the floor is on this edge, else
+the edge-local active speaker's) and one screen (a local share, the floor holder's first), each
+in the line of its codec (a camera and a screen line per video codec, forwarded untouched), and
+``audio_slots`` mic lines (the local mics ranked floor, speaker, recently
 loud, like any subscriber's audio slots). The msid of each line names the endpoint it carries
 now; the origin relabels the stream, so its routing treats it as that endpoint's own.
 
@@ -49,7 +50,9 @@ from mcu.meeting.contracts import MeetingExtension, MeetingHandle, Member, Sourc
 from mcu.peer.bounded_stop import close_pc
 from mcu.peer.rtcp import publisher_feedback
 from mcu.peer.transport import PeerTransport
+from mcu.sfu.router import Router
 from mcu.sfu.stream import Stream
+from mcu.sfu.subscriber import Output
 
 log = logging.getLogger("mcu.cascade.trunk")
 
@@ -112,7 +115,7 @@ class CascadeTrunk:
             meeting.router,
             label=self.label,
             endpoint_id=self.endpoint_id,
-            video_codec=node.encode_codecs[0],  # one codec a line: the origin transcodes into it
+            video_codec=node.encode_codecs[0],  # of the down lines: the origin transcodes into it
             keyframe_interval=node.keyframe_interval,
         )
         self._labels: dict[str, str | None] = {}  # mid -> endpoint announced to the origin
@@ -175,10 +178,8 @@ class CascadeTrunk:
         ups = {role: [o for o in outputs.values() if o.role == role] for role in UP}
         cams = [s for s in src.cameras if s.via in local]
         screens = [s for s in src.screens if s.via in local]
-        for out in ups["up-camera"]:
-            router.route(out, _of(cams, floor) or _of(cams, speaker))
-        for out in ups["up-screen"]:
-            router.route(out, _of(screens, floor) or (screens[-1] if screens else None))
+        _route_in_its_codec(router, ups["up-camera"], _of(cams, floor) or _of(cams, speaker))
+        _route_in_its_codec(router, ups["up-screen"], _of(screens, floor) or (screens[-1] if screens else None))
         mics = [s for s in src.mics if s.via in local][: len(ups["up-mic"])]
         self.meeting.assign_audio(ups["up-mic"], mics)
         labels = {mid: o.source.endpoint_id if isinstance(o.source, Stream) else None for mid, o in outputs.items()}
@@ -350,6 +351,19 @@ class CascadeTrunk:
             "offers": self.lines.offers,
             "lost": self.lost,
         }
+
+
+def _route_in_its_codec(router: Router, lines: list[Output], stream: Stream | None) -> None:
+    """``stream`` up the line of its codec (one line per codec: forwarded untouched), the other
+    lines of that role carry nobody. A codec no line has goes up converted in the first line."""
+    chosen = next((o for o in lines if stream is not None and o.accepts(stream.codec)), None)
+    if chosen is None and stream is not None and lines:
+        chosen = lines[0]
+    for out in lines:
+        if out is not chosen:
+            router.route(out, None)
+    if chosen is not None:
+        router.route(chosen, stream)
 
 
 def _of(streams: list[Stream], endpoint_id: str | None) -> Stream | None:

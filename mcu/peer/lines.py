@@ -57,7 +57,9 @@ def role_for_client_mline(peer: LineOwner, line: MLine, roles: list[str]) -> str
 def publisher_stream(peer: LineOwner, mid: str, local: MLine, remote: MLine) -> Stream:
     if local.kind == "audio":
         source = "mic"
-    elif remote.content == "slides" or any(s.source == "camera" for s in peer.streams.values()):
+    elif remote.content == "slides" or (
+        remote.content != "main" and any(s.source == "camera" for s in peer.streams.values())
+    ):  # a=content:main: a camera whatever came first (a cascade trunk has a camera line per codec)
         source = "screen"
     else:
         source = "camera"

@@ -1,0 +1,82 @@
+"""VP8 and H.264 over a cascade trunk: an edge's camera goes up in its own codec, and every
+subscriber on either node decodes it, whichever codec it takes (real aiortc peers on 127.0.0.1)."""
+
+from __future__ import annotations
+
+import pytest
+
+from mcu.cascade.trunk import CascadeTrunk
+from tests.mcu.cascade.helpers import cascade_peers, edge_client
+from tests.support.media_clients import Client, PatternTrack, wait_for
+
+pytestmark = pytest.mark.integration
+
+H264_SHADE, VP8_SHADE = 200, 60
+
+
+async def shows(client: Client, shade: int) -> bool:
+    """The client's latest decoded pictures have the publisher's colour."""
+    return await wait_for(
+        lambda: len(client.video_frames()) >= 6 and all(abs(x - shade) < 30 for _, x in client.video_frames()[-3:]),
+        timeout=20,
+    )
+
+
+def viewer(node, endpoint: str, codec: str, *, edge: bool = False) -> Client:
+    make = edge_client if edge else Client
+    return make(node, "m", endpoint, publish=False, recv_audio=False, video_codecs=[codec])
+
+
+def up_camera(edge) -> object:
+    """The trunk's up-camera output carrying media now."""
+    trunk = edge.meetings["m"].extension(CascadeTrunk)
+    return next(o for o in trunk.lines.outputs.values() if o.role == "up-camera" and o.source is not None)
+
+
+async def test_edge_publishers_reach_subscribers_of_either_codec_on_both_nodes(nodes):
+    origin, edge = nodes
+    h264 = edge_client(
+        edge, "m", "xa-h264", video=PatternTrack(H264_SHADE), recv_video=False, recv_audio=False, video_codecs=["H264"]
+    )
+    vp8 = edge_client(
+        edge, "m", "xa-vp8", video=PatternTrack(VP8_SHADE), recv_video=False, recv_audio=False, video_codecs=["VP8"]
+    )
+    subs = {
+        "origin-vp8": viewer(origin, "origin-vp8", "VP8"),
+        "origin-h264": viewer(origin, "origin-h264", "H264"),
+        "edge-vp8": viewer(edge, "edge-vp8", "VP8", edge=True),
+        "edge-h264": viewer(edge, "edge-h264", "H264", edge=True),
+    }
+    try:
+        for client in (h264, vp8, *subs.values()):
+            await client.join()
+        for node in (origin, edge):  # signaling sets the floor on the origin and every edge
+            await node.set_floor("m", "xa-h264")
+        for name, client in subs.items():
+            assert await shows(client, H264_SHADE), name
+
+        # the H.264 camera went up untouched, under H.264's payload type, labelled H.264 at the origin
+        up = up_camera(edge)
+        published = next(s for s in edge.meetings["m"].peers["xa-h264"].streams.values() if s.kind == "video")
+        assert up.source is published and up.pt == up.payload_types["H264"][0]
+        (cascade,) = cascade_peers(origin, "m")
+        peers = origin.meetings["m"].peers
+        main = {
+            ep: next(o for o in peers[ep].outputs.values() if o.role == "main") for ep in ("origin-vp8", "origin-h264")
+        }
+        arrived = main["origin-h264"].source
+        assert arrived.codec == "H264" and arrived.via == cascade.endpoint_id and arrived.endpoint_id == "xa-h264"
+        assert getattr(main["origin-vp8"].source, "origin", None) is arrived  # transcoded at the origin only
+
+        # a VP8 camera on the edge, seen by the H.264-only subscriber at the origin
+        seen = len(subs["origin-h264"].video_frames())
+        for node in (origin, edge):
+            await node.set_floor("m", "xa-vp8")
+        assert await wait_for(lambda: len(subs["origin-h264"].video_frames()) > seen, 10)
+        for name, client in subs.items():
+            assert await shows(client, VP8_SHADE), name
+        up = up_camera(edge)
+        assert up.source.endpoint_id == "xa-vp8" and up.source.codec == "VP8" and up.pt == up.payload_types["VP8"][0]
+    finally:
+        for client in (*subs.values(), vp8, h264):
+            await client.close()
