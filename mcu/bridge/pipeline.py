@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import Any, Protocol
 
-from mcu.api import PeerSpec
+from mcu.api import VIDEO_CODECS, PeerSpec
 from mcu.audio import AudioMixer
 from mcu.bridge.depacketize import H264Assembler, Vp8Assembler, opus_payload
 from mcu.bridge.packetize import Packetizer
@@ -148,7 +148,7 @@ class McuPipeline:
         renditions: Sequence[Rendition] = (*DEFAULT_RENDITIONS, HLS_RENDITION),
         workers: int = 2,
         layout: Layout | str | None = None,
-        codecs: Sequence[str] = ("VP8", "H264"),
+        codecs: Sequence[str] = VIDEO_CODECS,
     ) -> None:
         self.router = router
         self.codecs = [c for c in codecs if c in ENCODERS]  # the codecs the node may encode

@@ -25,6 +25,7 @@ import logging
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
+from mcu.api import VIDEO_CODECS
 from mcu.sfu.stream import Stream
 
 if TYPE_CHECKING:
@@ -33,7 +34,6 @@ if TYPE_CHECKING:
 log = logging.getLogger("mcu.bridge.transcode")
 
 GRACE = 5.0  # s an encoder outlives its last output
-SUPPORTED = ("VP8", "H264")  # codecs the transcoder decodes and encodes (mcu.bridge.transcoder)
 
 
 class TranscodePool:
@@ -42,13 +42,13 @@ class TranscodePool:
 
     def __init__(
         self,
-        encode_codecs: Iterable[str] = SUPPORTED,
+        encode_codecs: Iterable[str] = VIDEO_CODECS,
         *,
         grace: float = GRACE,
         meeting_id: str = "",
     ) -> None:
         self.meeting_id = meeting_id  # for the logs
-        self.encode_codecs = tuple(c.upper() for c in encode_codecs if c.upper() in SUPPORTED)
+        self.encode_codecs = tuple(c.upper() for c in encode_codecs if c.upper() in VIDEO_CODECS)
         self.grace = grace
         self.transcoders: dict[str, Transcoder] = {}  # by source stream id
         self._stopping: set[asyncio.Task[None]] = set()
@@ -63,7 +63,7 @@ class TranscodePool:
         if codec not in self.encode_codecs and stream.kind == "video" and codec != stream.codec:
             self._not_encodable(stream, codec)
             return None
-        if self.stopped or stream.kind != "video" or stream.codec not in SUPPORTED or stream.closed:
+        if self.stopped or stream.kind != "video" or stream.codec not in VIDEO_CODECS or stream.closed:
             return None
         xc = self.transcoders.get(stream.stream_id)
         if xc is not None and (xc.closed or xc.source is not stream):

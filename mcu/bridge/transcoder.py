@@ -28,7 +28,7 @@ from typing import Any, Callable, cast
 import av
 
 from mcu.bridge.depacketize import Frame, H264Assembler, Vp8Assembler
-from mcu.bridge.packetize import Packetizer
+from mcu.bridge.packetize import H264_MAX_PAYLOAD, Packetizer
 from mcu.compose.meter import CpuMeter
 from mcu.compose.renditions import KeyframeGate, Rendition, RenditionEncoder
 from mcu.sfu.stream import Stream
@@ -107,14 +107,18 @@ class Target:
                 with self._gate_lock:
                     self._gate.emitted()
             if self.codec == "H264":
-                packets += self._packetizer.h264(frame.data, timestamp)
+                packets += self._packetizer.h264(frame.data, timestamp, mode=0)
             else:
                 packets += self._packetizer.vp8(frame.data, timestamp)
             self.frames_out += 1
         return packets
 
     def _open(self, width: int, height: int) -> None:
-        rendition = Rendition(self.codec, height, bitrate_for(width, height), codec=ENCODERS[self.codec])
+        # H.264 in single NAL units (mode 0), like the composite: receivers of either mode decode it
+        slice_max = H264_MAX_PAYLOAD if self.codec == "H264" else 0
+        rendition = Rendition(
+            self.codec, height, bitrate_for(width, height), codec=ENCODERS[self.codec], slice_max=slice_max
+        )
         self._encoder = RenditionEncoder(rendition, width, height, ENCODER_FPS, 1, self._meter)
         self._size = (width, height)
 
