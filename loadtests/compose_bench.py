@@ -8,6 +8,9 @@
 kinds; renditions are named as the MCU pipeline names them (``720p``, ``h264:720p``). When it
 differs from ``--baseline`` (``vp8``), the baseline runs too, in the same process on the same
 clips, first in each of ``--rounds`` rounds, and a side-by-side table ends the output.
+``--h264-encoders libx264,h264_nvenc`` runs ``--codecs`` once per H.264 encoder (where there is no
+NVIDIA GPU, h264_nvenc cannot open and is skipped, said in the output); by default the process's
+choice (``GIAOBAN_H264_ENCODER``, auto: h264_nvenc where it opens, else libx264) runs.
 
 Nine 640x360 30 fps VP8 clips (moving test patterns, distinct colours) are generated at start
 and fed in real time, as the SFU would hand over depacketized frames; each rendition has a few
@@ -33,6 +36,7 @@ import time
 from loadtests import loops, procstat
 from mcu.bridge.rendition_streams import expand
 from mcu.compose import Compositor, Layout, Rendition
+from mcu.compose import renditions as renditions_mod
 from mcu.compose.testsrc import encode_clip
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -83,12 +87,21 @@ def parse() -> argparse.Namespace:
     p.add_argument("--codecs", default="vp8", help="codecs each rendition is encoded in, comma-separated: vp8,h264")
     p.add_argument("--baseline", default="vp8", help="also run these codecs in the same run ('' for none)")
     p.add_argument("--rounds", type=int, default=1, help="baseline then --codecs, this many times")
+    p.add_argument(
+        "--h264-encoders",
+        default="",
+        help="run --codecs once per H.264 encoder, e.g. libx264,h264_nvenc (default: the process's choice, "
+        "GIAOBAN_H264_ENCODER or auto); one that cannot open is skipped",
+    )
     loops.add_option(p)
     a = p.parse_args()
     a.seconds = min(a.seconds, 60.0)
     a.rounds = max(1, min(a.rounds, 5))
     a.codecs = codec_list(p, a.codecs)
     a.baseline = codec_list(p, a.baseline) if a.baseline else []
+    a.h264_encoders = [e.strip() for e in a.h264_encoders.split(",") if e.strip()]
+    if any(e not in renditions_mod.H264_ENCODER_CHOICES for e in a.h264_encoders):
+        p.error(f"--h264-encoders: some of {', '.join(renditions_mod.H264_ENCODER_CHOICES)}")
     return a
 
 
@@ -153,20 +166,44 @@ async def run(a: argparse.Namespace) -> list[dict]:
     t0 = time.perf_counter()
     clips = [encode_clip(COLOURS[i % 9], w, h, a.clip_frames) for i in range(a.sources)]
     gen_s = time.perf_counter() - t0
-    configs = [a.baseline, a.codecs] if a.baseline and a.baseline != a.codecs else [a.codecs]
-    results = []
+    encoders = a.h264_encoders if "h264" in a.codecs and a.h264_encoders else [None]
+    configs: list[tuple[list[str], str | None]] = [(a.codecs, e) for e in encoders]
+    if a.baseline and a.baseline != a.codecs:
+        configs.insert(0, (a.baseline, None))
+    results: list[dict] = []
     for rnd in range(a.rounds):
-        for codecs in configs:
-            r = await run_once(a, clips, codecs)
+        for codecs, encoder in configs:
+            try:
+                r = await run_once(a, clips, codecs, encoder)
+            except ValueError as e:  # a forced h264_nvenc without a GPU: the others still run
+                print(f"round {rnd + 1}, {'+'.join(codecs)} with {encoder}: skipped ({e})\n", flush=True)
+                continue
             r["round"], r["config"]["clip_generation_s"] = rnd + 1, round(gen_s, 2)
             print(table(r) + "\n", flush=True)
             results.append(r)
     return results
 
 
-async def run_once(a: argparse.Namespace, clips: list[list[tuple[bytes, bool]]], codecs: list[str]) -> dict:
+def use_h264_encoder(encoder: str | None) -> str | None:
+    """Make ``encoder`` the process's H.264 encoder (mcu.compose.renditions: chosen once per
+    process from GIAOBAN_H264_ENCODER; forgotten here so the next compositor chooses again)."""
+    if encoder is not None:
+        os.environ[renditions_mod.H264_ENCODER_VARIABLE] = encoder
+        renditions_mod.forget_h264_encoder()
+    return encoder
+
+
+def label(cfg: dict) -> str:
+    """``vp8+h264/libx264``: the codecs, and the H.264 encoder that ran."""
+    return "+".join(cfg["codecs"]) + (f"/{cfg['h264_encoder']}" if cfg.get("h264_encoder") else "")
+
+
+async def run_once(
+    a: argparse.Namespace, clips: list[list[tuple[bytes, bool]]], codecs: list[str], encoder: str | None = None
+) -> dict:
     load_start = os.getloadavg()[0]
     renditions = renditions_in(codecs)
+    use_h264_encoder(encoder)
     comp = Compositor(Layout(a.layout), 1280, 720, a.fps, renditions, workers=a.workers)
     comp.set_sources([f"s{i}" for i in range(a.sources)], {f"s{i}": NAMES[i % 9] for i in range(a.sources)})
     received = {t.name: 0 for t in renditions if t.height}
@@ -218,6 +255,7 @@ async def run_once(a: argparse.Namespace, clips: list[list[tuple[bytes, bool]]],
             **vars(a),
             "canvas": "1280x720",
             "codecs": codecs,
+            "h264_encoder": renditions_mod.h264_encoder() if "h264" in codecs else None,
             "renditions": [(t.name, t.height, t.bitrate, t.codec) for t in renditions],
             "cores_on_machine": os.cpu_count(),
             "load_avg_1m_start": load_start,
@@ -257,7 +295,7 @@ def table(r: dict) -> str:
     c = r["cpu_ms_per_composite"]
     cfg = r["config"]
     lines = [
-        f"{cfg['layout']} composite 1280x720@{cfg['fps']} in {'+'.join(cfg['codecs'])} from {cfg['sources']} "
+        f"{cfg['layout']} composite 1280x720@{cfg['fps']} in {label(cfg)} from {cfg['sources']} "
         f"VP8 {cfg['src_size']} sources, {r['config']['workers']} workers, {r['loop']} loop, "
         f"{r['wall_s']:.1f} s measured (1-min load avg {cfg['load_avg_1m_start']:.1f} -> "
         f"{cfg['load_avg_1m']:.1f} on {r['config']['cores_on_machine']} cores)",
@@ -288,14 +326,14 @@ def side_by_side(results: list[dict]) -> str:
     and the cores that CPU needs at the target rate (``cores@fps``: what an idle machine must
     give; on a shared machine fps falls when the process gets fewer, ``cores``)."""
     lines = [
-        f"{'round':>5} {'codecs':<9} {'outputs':>7} {'comp/s':>6} {'min fps':>7} {'(output)':<10} "
+        f"{'round':>5} {'codecs/encoder':<20} {'outputs':>7} {'comp/s':>6} {'min fps':>7} {'(output)':<10} "
         f"{'CPU ms/comp':>11} {'encode ms':>9} {'scale ms':>8} {'cores':>5} {'cores@fps':>9} {'dropped':>7} {'load':>4}"
     ]
     for r in results:
         rows, c = r["renditions"], r["cpu_ms_per_composite"]
         slowest = min(rows, key=lambda t: rows[t]["fps"])
         lines.append(
-            f"{r['round']:>5} {'+'.join(r['config']['codecs']):<9} {len(rows):>7} {r['composite_fps']:>6.1f} "
+            f"{r['round']:>5} {label(r['config']):<20} {len(rows):>7} {r['composite_fps']:>6.1f} "
             f"{rows[slowest]['fps']:>7.1f} {slowest:<10} {c['total']:>11.1f} {c['encode']:>9.1f} "
             f"{c['scale']:>8.1f} {r['cores_used']:>5.2f} {c['total'] * r['config']['fps'] / 1000:>9.2f} {r['ticks_dropped']:>7} {r['config']['load_avg_1m']:>4.1f}"
         )
