@@ -125,7 +125,7 @@ async def build_context(settings: Settings, serving: bool = True) -> Context:
         if media is not None:
             media.origin_factory = cluster.cascade_origin  # as a cascade edge, it reaches origins so
     elif serving and media is not None:
-        placement = LocalPlacement(media)
+        placement = LocalPlacement(media, list(settings.encode_codecs))
     rooms = RoomHub(store, settings.node_id, registry)
     sessions = SessionRegistry(
         store,

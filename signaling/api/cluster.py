@@ -1,4 +1,5 @@
-"""``GET /api/v1/cluster`` (operator): the live signaling and media nodes, their load, the meeting pins."""
+"""``GET /api/v1/cluster`` (operator): the live signaling and media nodes, their load and the codecs they
+may encode, the meeting pins."""
 
 from __future__ import annotations
 
@@ -24,7 +25,12 @@ def openapi_paths(op, ok) -> dict:
     tag = "cluster"
     return {
         "/api/v1/cluster": {
-            "get": op("Live signaling and media nodes, their load and the meeting pins (operator)", tag, ok("cluster"))
+            "get": op(
+                "Live signaling and media nodes, their load, the codecs each media node may encode "
+                "(setting encode_codecs) and the meeting pins (operator)",
+                tag,
+                ok("cluster"),
+            )
         },
         "/internal/media/peer": {
             "get": op(

@@ -121,6 +121,7 @@ class ClusterPlacement:
             "meetings": load["meetings"],
             "capacity": self.settings.media_capacity,
             "serves": list(self.settings.media_serves),
+            "encode_codecs": list(self.settings.encode_codecs),  # what it may transcode and compose into
         }
 
     # --- node-to-node auth -----------------------------------------------------------------------

@@ -10,9 +10,10 @@ from mcu.api import EventSink, JsonObject, LinkStats, MediaNode, MediaPeer, Peer
 
 
 class LocalPlacement:
-    def __init__(self, local: MediaNode) -> None:
+    def __init__(self, local: MediaNode, encode_codecs: list[str] | None = None) -> None:
         self.local = local
         self.node_id = local.node_id
+        self.encode_codecs = encode_codecs  # the node's setting, for operators (None: not told)
 
     async def start(self) -> None:
         pass
@@ -36,7 +37,10 @@ class LocalPlacement:
         return await self.local.record(meeting_id, on, labels)
 
     async def describe(self) -> JsonObject:
-        return {"clustered": False, "node": self.node_id}
+        view: JsonObject = {"clustered": False, "node": self.node_id}
+        if self.encode_codecs is not None:
+            view["encode_codecs"] = list(self.encode_codecs)
+        return view
 
     def node_lost(self, node_id: str) -> None:
         pass  # the in-process node is never lost

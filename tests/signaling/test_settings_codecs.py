@@ -47,5 +47,7 @@ async def test_the_media_node_gets_the_setting(tmp_path):
     node = await start_node(tmp_path / "data", media="local", encode_codecs=["h264"])
     try:
         assert node.ctx.media.encode_codecs == ("H264",)
+        status, view = await node.call("GET", "/api/v1/cluster")  # what the console shows operators
+        assert status == 200 and view["encode_codecs"] == ["H264"], view
     finally:
         await node.stop()

@@ -48,15 +48,18 @@ export class ClusterView {
   hide() { clearInterval(this.timer); this.timer = null; }
 
   async refresh() {
+    const codecsOf = (n) => (n.encode_codecs || []).map((c) => (c === "H264" ? "H.264" : c)).join(", ") || "–";
     const [doc, list] = await Promise.all([api("GET", "/api/v1/cluster"), api("GET", "/api/v1/meetings")]);
     if (!doc.clustered) {
-      $("c-note").textContent = `Một máy chủ (${doc.node}), kho dữ liệu nhúng. (One server, embedded store: no cluster.)`;
+      const codecs = doc.encode_codecs ? ` Chuẩn nén tạo được: ${codecsOf(doc)}. (Encodes: ${codecsOf(doc)}.)` : "";
+      $("c-note").textContent = `Một máy chủ (${doc.node}), kho dữ liệu nhúng. (One server, embedded store: no cluster.)` + codecs;
       for (const id of ["c-media", "c-signaling", "c-pins"]) $(id).replaceChildren();
       return;
     }
     const media = Object.entries(doc.media_nodes).sort();
     $("c-media").replaceChildren(...media.map(([id, n]) =>
-      row(id, loadBar(n.peers, n.capacity), pct(n.cpu), String(n.meetings), (n.serves || []).join(", ") || "–")));
+      row(id, loadBar(n.peers, n.capacity), pct(n.cpu), String(n.meetings), (n.serves || []).join(", ") || "–",
+        codecsOf(n))));
     const sig = Object.entries(doc.signaling_nodes).sort();
     $("c-signaling").replaceChildren(...sig.map(([id, n]) =>
       row(id, String(n.sessions ?? "–"), pct(n.cpu), new Date(n.started * 1000).toLocaleString("vi-VN"))));
