@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
+from aiortc.mediastreams import MediaStreamError
 
 from tests.support.media_clients import wait_for
 
@@ -65,13 +66,19 @@ def matches_bars(colours: list) -> bool:
     return len(colours) == len(BARS) and all(near(colour, bar) for colour, bar in zip(colours, BARS))
 
 
-def bar_colours(picture: np.ndarray) -> list[list[int]]:
-    """The mean RGB of a patch at the centre of each bar, halfway down (as gst_webrtc.py measures)."""
+def bar_colours(picture: np.ndarray, points: int = len(BARS)) -> list[list[int]]:
+    """The mean RGB of 8x8 patches at ``points`` evenly spaced centres across the middle row (as
+    gst_webrtc.py measures); with the default, one at the centre of each bar."""
     height, width, _ = picture.shape
     return [
         [int(v) for v in picture[height // 2 - 4 : height // 2 + 4, cx - 4 : cx + 4].reshape(-1, 3).mean(axis=0)]
-        for cx in (int((bar + 0.5) * width / len(BARS)) for bar in range(len(BARS)))
+        for cx in (int((point + 0.5) * width / points) for point in range(points))
     ]
+
+
+def shows_tile_of_bars(picture: np.ndarray) -> bool:
+    """A composite with the publisher's tile: its bars in order across the middle row."""
+    return bar_order(bar_colours(picture, min(64, picture.shape[1] // 8))) == list(range(len(BARS)))
 
 
 class Webrtcbin:
@@ -133,8 +140,9 @@ async def links(node, meeting_id: str) -> tuple[str, str]:
     return chair["token"], viewer["token"]
 
 
-async def whep_pictures(node, meeting_id: str, token: str, pictures: list) -> RTCPeerConnection:
-    """An aiortc WHEP viewer; each decoded picture is appended to ``pictures`` (RGB arrays)."""
+async def whep_pictures(node, meeting_id: str, token: str, pictures: list, view: str = "") -> RTCPeerConnection:
+    """An aiortc WHEP viewer (``view``: "" the speaker, "composite" the meeting's composite); each
+    decoded picture is appended to ``pictures`` (RGB arrays)."""
     pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
     pc.addTransceiver("audio", direction="recvonly")
     pc.addTransceiver("video", direction="recvonly")
@@ -143,7 +151,10 @@ async def whep_pictures(node, meeting_id: str, token: str, pictures: list) -> RT
     def on_track(track):
         async def pull():
             while True:
-                frame = await track.recv()
+                try:
+                    frame = await track.recv()
+                except MediaStreamError:  # the connection closed
+                    return
                 pictures.append(frame.to_ndarray(format="rgb24"))
 
         if track.kind == "video":
@@ -151,9 +162,8 @@ async def whep_pictures(node, meeting_id: str, token: str, pictures: list) -> RT
 
     await pc.setLocalDescription(await pc.createOffer())
     headers = {"Content-Type": "application/sdp", "Authorization": f"Bearer {token}"}
-    async with node.http.post(
-        f"{node.url}/whep/{meeting_id}", data=pc.localDescription.sdp.encode(), headers=headers
-    ) as response:
+    url = f"{node.url}/whep/{meeting_id}" + (f"?view={view}" if view else "")
+    async with node.http.post(url, data=pc.localDescription.sdp.encode(), headers=headers) as response:
         answer = await response.text()
         assert response.status == 201, answer
     await pc.setRemoteDescription(RTCSessionDescription(answer, "answer"))
@@ -234,3 +244,42 @@ def bar_order(row: list) -> list[int]:
         if bar is not None and (not order or order[-1] != bar):
             order.append(bar)
     return order
+
+
+async def first_seen(pictures: list, shows, timeout: float) -> float | None:
+    """The monotonic time at which the last picture first ``shows`` what is awaited, or None."""
+    if await wait_for(lambda: bool(pictures) and shows(pictures[-1]), timeout=timeout, step=0.02):
+        return time.monotonic()
+    return None
+
+
+async def test_webrtcbin_publishes_over_whip_and_its_bars_reach_the_composite_and_the_speaker_view_within_2_s(mnode):
+    """The issue: "the publisher's picture appears in the composite AND in the SFU outputs within 2 s of the 201"."""
+    meeting = await mnode.schedule(chair="hg-ubnd", invited=["tier:district"])
+    chair, viewer = await links(mnode, meeting["id"])
+    speaker: list = []
+    composite: list = []
+    # both viewers first, so that each time to the first picture is the publisher's
+    pcs = [
+        await whep_pictures(mnode, meeting["id"], viewer, speaker),
+        await whep_pictures(mnode, meeting["id"], viewer, composite, view="composite"),
+    ]
+    publisher = await Webrtcbin.start("publish", f"{mnode.url}/whip/{meeting['id']}", chair, seconds=6)
+    try:
+        seen = await asyncio.gather(
+            first_seen(speaker, lambda picture: matches_bars(bar_colours(picture)), 8),
+            first_seen(composite, shows_tile_of_bars, 8),
+        )
+        report = await publisher.report()
+        assert not report["error"], report["error"]
+        for name, pictures, at in zip(("speaker", "composite"), (speaker, composite), seen):
+            last = pictures and (pictures[-1].shape, bar_colours(pictures[-1]))
+            assert at is not None, f"the {name} viewer saw {len(pictures)} pictures, the last: {last}"
+            print(
+                f"{name} ({pictures[-1].shape[1]}x{pictures[-1].shape[0]}): first picture with the bars {at - report['answered_at']:.2f} s after the 201"
+            )
+        assert all(at - report["answered_at"] < 2.0 for at in seen)  # type: ignore[operator]
+    finally:
+        await publisher.stop()
+        for pc in pcs:
+            await pc.close()
