@@ -15,17 +15,15 @@ full ICE with all our candidates in it. ICE restarts are not done: a PATCH with 
 gets 422 (RFC 9725: a server that takes trickle ICE but no restarts), and the client starts a new session.
 
 Hardening (#11): an offer without usable media is refused (signaling.guard.offer_check); sessions are
-capped per token and per meeting across the cluster (limits.whip/whep_sessions_per_*); a chair's
+capped per token and per meeting across the cluster (whip_caps.py); a chair's
 ``removed`` and a revocation (SessionRegistry) end a session at once, media first.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import logging
-import random
 import secrets
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -34,8 +32,9 @@ from typing import Any
 from aiohttp import web
 
 from signaling.auth.authenticator import Identity
-from signaling.errors import ApiError, bad_request, busy, forbidden, not_found, too_many_sessions, unavailable
+from signaling.errors import ApiError, bad_request, forbidden, not_found, unavailable
 from signaling.api.http import CTX, ctx_of, identity, read_raw
+from signaling.api.whip_caps import refresh, reserve, token_fingerprint, unreserve
 from signaling.api.trickle import TRICKLE, OfferIce, offer_ice, parse_fragment
 from signaling.guard.offer_check import check_offer
 from signaling.auth.policy import CHAIR_ROLES, admit, media_extra
@@ -46,7 +45,6 @@ log = logging.getLogger("giaoban.whip")
 routes = web.RouteTableDef()
 SDP = "application/sdp"
 MAX_SDP = 60_000
-CAP_LOCK_TTL_S = 5.0  # a node that dies holding a cap's lock frees it after this
 
 
 @dataclass(eq=False)
@@ -143,7 +141,7 @@ async def _open(request: web.Request, kind: str) -> web.Response:
         occurrence.occurrence_id,
         role,
         kind,
-        _token_fingerprint(request),
+        token_fingerprint(request),
         ice=offer_ice(sdp),
     )
     link = str(ident.endpoint.link) if ident.endpoint else "fibre"
@@ -154,11 +152,11 @@ async def _open(request: web.Request, kind: str) -> web.Response:
     # keeps its own id (the floor names it), each viewer gets its own, so several may share a link
     media_id = ident.endpoint_id if kind == "whip" else f"{ident.endpoint_id}~{member.session_id}"
     spec = PeerSpec(meeting.id, media_id, ident.name, role, link, publish=kind == "whip", extra=extra)
-    await _reserve(ctx, member)
+    await reserve(ctx, member)
     try:
         answer = await _start(ctx, member, spec, sdp)
     except BaseException:
-        await _unreserve(ctx, member)
+        await unreserve(ctx, member)
         raise
     try:
         removed = await _removed_meanwhile(ctx, member)
@@ -216,79 +214,6 @@ async def _removed_meanwhile(ctx, member: HttpMediaMember) -> bool:
     return member.endpoint_id in (await ctx.rooms.state(member.occurrence_id))["removed"]
 
 
-# --- session caps: across the cluster, through the store's ephemeral documents -----------
-def _token_fingerprint(request: web.Request) -> str:
-    token = request.headers.get("Authorization", "").partition(" ")[2].strip()
-    return hashlib.sha256(token.encode()).hexdigest()[:32]
-
-
-def _caps(ctx, member: HttpMediaMember) -> list[tuple[str, int, str]]:
-    """(store collection, cap, the cap's setting) for each cap this session counts against."""
-    limits, kind = ctx.settings.limits, member.kind
-    return [
-        (
-            f"{kind}-sessions:token:{member.token_fp}",
-            getattr(limits, f"{kind}_sessions_per_token"),
-            f"{kind}_sessions_per_token",
-        ),
-        (
-            f"{kind}-sessions:meeting:{member.meeting_id}",
-            getattr(limits, f"{kind}_sessions_per_meeting"),
-            f"{kind}_sessions_per_meeting",
-        ),
-    ]
-
-
-async def _reserve(ctx, member: HttpMediaMember) -> None:
-    """Hold a place under each cap, or 429 naming the cap. Count and put under the store's lock
-    of that cap, so requests racing on any node are admitted in turn up to the cap, never beyond."""
-    try:
-        for coll, cap, setting in _caps(ctx, member):
-            async with _cap_lock(ctx, coll, member.session_id):
-                held = len(await ctx.store.list_ephemeral(coll))
-                if held >= cap:
-                    whose = "this token" if ":token:" in coll else f"meeting {member.meeting_id}"
-                    raise too_many_sessions(
-                        f"{whose} already has {held} {member.kind.upper()} sessions, the most "
-                        f"allowed at once (limits.{setting} = {cap}); end one with DELETE first"
-                    )
-                await _hold(ctx, member, coll)
-    except BaseException:  # over a cap, a cap's lock busy (503), the store failing: give back what was taken
-        await _unreserve(ctx, member)
-        raise
-
-
-async def _hold(ctx, member: HttpMediaMember, coll: str) -> None:
-    doc = {"node": ctx.settings.node_id, "endpoint": member.endpoint_id}
-    await ctx.store.put_ephemeral(coll, member.session_id, doc, PRESENCE_TTL_S)  # a dead node's fade out
-
-
-async def _refresh(ctx, member: HttpMediaMember) -> None:
-    for coll, _, _ in _caps(ctx, member):
-        await _hold(ctx, member, coll)
-
-
-@contextlib.asynccontextmanager
-async def _cap_lock(ctx, coll: str, owner: str):
-    """The store's lock of one cap (shared by all nodes), polled with jitter for up to 5 s."""
-    name = f"cap:{coll}"
-    for _ in range(250):
-        if await ctx.store.acquire_lock(name, owner, CAP_LOCK_TTL_S):
-            break
-        await asyncio.sleep(random.uniform(0.005, 0.03))
-    else:
-        raise busy("too many WHIP/WHEP requests at this moment; retry in a few seconds")
-    try:
-        yield
-    finally:
-        await ctx.store.release_lock(name, owner)
-
-
-async def _unreserve(ctx, member: HttpMediaMember) -> None:
-    for coll, _, _ in _caps(ctx, member):
-        await ctx.store.delete_ephemeral(coll, member.session_id)
-
-
 async def _drop_events(event: dict[str, Any]) -> None:
     """WHIP/WHEP have no channel for server-made offers; the node keeps their m-lines fixed."""
 
@@ -303,7 +228,7 @@ async def _keep_alive(app: web.Application, member: HttpMediaMember) -> None:
             except asyncio.TimeoutError:
                 pass
             await ctx.rooms.heartbeat(member.occurrence_id, member.session_id, member.info())
-            await _refresh(ctx, member)
+            await refresh(ctx, member)
     finally:
         app[RESOURCES].pop(member.session_id, None)
         await asyncio.shield(_release(ctx, member))  # a second cancel (shutdown) must not cut it short
@@ -322,7 +247,7 @@ async def _release(ctx, member: HttpMediaMember, reserved: bool = True) -> None:
     if member.identity.kind != "operator":
         await ctx.meetings.record_leave(member.occurrence_id, member.endpoint_id, datetime.now(timezone.utc))
     if reserved:
-        await _unreserve(ctx, member)
+        await unreserve(ctx, member)
     log.info("%s session closed", member.kind, extra={"meeting": member.meeting_id, "endpoint": member.endpoint_id})
 
 
