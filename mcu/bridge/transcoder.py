@@ -50,7 +50,7 @@ def bitrate_for(width: int, height: int) -> int:
 
 class ConvertedStream(Stream):
     """A source transcoded to another codec: same endpoint, kind and source, so that the meeting's
-    policy sees the same publisher; ``origin`` is the source stream."""
+    policy sees the same publisher; ``origin`` (``Stream.origin``) is the source stream."""
 
     def __init__(self, origin: Stream, codec: str, send_keyframe_request: Callable[[Stream], None]) -> None:
         super().__init__(

@@ -188,7 +188,8 @@ class Meeting:
                 for s in streams:
                     if s.endpoint_id == wanted and s.via != me:
                         return s
-        current = getattr(current, "origin", current)  # a transcode of a source counts as the source
+        if isinstance(current, Stream):
+            current = current.origin  # a transcode of a source counts as the source
         kept = next((s for s in streams if s is current), None)  # what the output carries now
         if kept is not None and _foreign(kept, me) and not kept.closed:
             return kept
@@ -246,13 +247,10 @@ class Meeting:
             slides = [o for o in outs if o.role == "slides"]
             audios = [o for o in outs if o.role == "audio"]
             sharing = bool(slides) and bool(self._others(src.screens, me, 1))
-            for out in mains:
-                if peer.congested and sharing:
-                    self.router.route(out, None)  # the slides keep the bandwidth
-                else:
-                    self.router.route(out, self._pick_video(src.cameras, me, out.source))
-            for out in slides:
-                self.router.route(out, self._pick_video(src.screens, me, out.source))
+            # several lines of a role: a cascade trunk's, one per codec (the source goes in its own)
+            camera = None if peer.congested and sharing else self._pick_video(src.cameras, me, _carried(mains))
+            self.router.route_in_its_codec(mains, camera)  # congested and sharing: the slides keep the bandwidth
+            self.router.route_in_its_codec(slides, self._pick_video(src.screens, me, _carried(slides)))
             self.assign_audio(audios, self._others(src.mics, me, self.audio_slots))
             missing = self.missing_roles(peer, src)
             if missing:
@@ -389,3 +387,8 @@ class Meeting:
 def _foreign(stream: Stream, me: str) -> bool:
     """Neither ``me``'s own stream nor one that came up through ``me`` (a cascade trunk)."""
     return stream.endpoint_id != me and stream.via != me
+
+
+def _carried(outs: list[Output]) -> object | None:
+    """What a role's lines carry now (at most one of them carries anything)."""
+    return next((o.source for o in outs if o.source is not None), None)

@@ -28,7 +28,7 @@ from mcu.sfu.rtp_header import (
     vp8_picture_id,
 )
 from mcu.sfu.srtp_out import MAX_PACKET, pack_picture_id, pack_seq_ts_ssrc, protect
-from mcu.sfu.subscriber import Output
+from mcu.sfu.subscriber import H264_ENCODED, H264Format, Output
 
 CACHE_SIZE = 1024  # packets; power of two (about 6 s of 720p video at 1.5 Mbit/s)
 _MASK = CACHE_SIZE - 1
@@ -56,13 +56,18 @@ class Stream:
         send_nack: Callable[["Stream", list[int]], None] | None = None,
         keyframe_interval: float = 0.5,
         priority: int = 0,
+        h264_format: H264Format = H264_ENCODED,
     ) -> None:
         self.stream_id = stream_id
         self.endpoint_id = endpoint_id  # whose media it is ("": nobody's now, never routed)
         self.via = endpoint_id  # the peer it arrives through (a cascade trunk relabels endpoint_id)
+        self.origin: Stream = self  # the publisher's stream it carries (a transcode's is its source)
         self.kind = kind
         self.source = source  # "mic" | "camera" | "screen"
         self.codec = codec.upper()
+        # (packetization mode, profile_idc) it is sent in, if H.264: from its line's fmtp; the
+        # default is what this node encodes (mcu.sfu.subscriber.h264_covers)
+        self.h264_format = h264_format
         self.clock_rate = clock_rate
         self.level_id = audio_level_id
         self.priority = priority
