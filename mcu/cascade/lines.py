@@ -6,9 +6,16 @@ codec (``UP_VIDEO_CODECS``, each line one codec), and ``audio_slots`` ``up-mic``
 of each naming the endpoint it carries now. A camera or screen goes up in the line of its own
 codec, forwarded untouched: the origin's ``Stream`` of a line is labelled with the line's codec
 once, and a line never carries another (no transcode at the edge, none at the origin for viewers
-of that codec). Down (recvonly): ``main``, ``slides`` and
-``audio_slots`` ``audio`` lines, and ``composite`` + ``mix`` (asked for with ``a=content``) once
-an edge subscriber is in MCU mode. The vocabulary is ``mcu.peer.cascade_sdp``'s.
+of that codec). Down (recvonly), the same layout: a ``main`` and a ``slides`` line per video codec
+(``a=content:main``/``slides``; ``alt,main``/``alt,slides`` for the codecs after the edge's
+first), in which the origin forwards each source untouched in its own codec (the edge transcodes
+once, for its subscribers of another codec), ``audio_slots`` ``audio`` lines, and ``composite`` +
+``mix`` (asked for with ``a=content``) once an edge subscriber is in MCU mode: one composite, in
+the edge's first codec (the origin encodes it; one per codec would double its encoders).
+Rolling upgrade: the first codec's pair comes first, so an origin of the version before serves
+it as it did (``main``, ``slides``) and leaves the ``alt`` lines unrouted ("extra"); an edge of
+the version before offers one pair without a=content, which a new origin serves as before.
+The vocabulary is ``mcu.peer.cascade_sdp``'s.
 
 The origin's answer installs an ``Output`` per up line (routed by the trunk) and a ``Stream`` per
 down line the origin sends on, labelled "" until media arrives (the trunk watches them).
@@ -21,7 +28,7 @@ from aiortc import RTCPeerConnection, RTCRtpTransceiver, RTCSessionDescription
 from mcu.api import VIDEO_CODECS, PeerSpec
 from mcu.bridge.rendition_policy import RENDITION_BITRATE
 from mcu.fence import sender_rtx_ssrc, sender_ssrc, set_sender_stream_id
-from mcu.peer.cascade_sdp import CASCADE_ROLE, add_content, encode_label
+from mcu.peer.cascade_sdp import ALT, CASCADE_ROLE, add_content, encode_label
 from mcu.peer.codec_choice import prefer_codecs
 from mcu.peer.negotiation import describe, sends
 from mcu.peer.rtcp import REMB_MAX
@@ -40,8 +47,8 @@ COMPOSITE_RENDITION = "360p"
 REMB_CAPS = {**REMB_MAX, "composite": RENDITION_BITRATE[COMPOSITE_RENDITION] * 6 // 5}
 # role of each line -> (kind, direction, a=content, Stream.source for received lines)
 DOWN = {
-    "main": ("video", "camera", ""),
-    "slides": ("video", "screen", ""),
+    "main": ("video", "camera", "main"),
+    "slides": ("video", "screen", "slides"),
     "audio": ("audio", "mic", ""),
     "composite": ("video", "composite", "composite"),
     "mix": ("audio", "mix", "mix"),
@@ -89,9 +96,10 @@ class TrunkLines:
         self.router = router
         self.label = label  # endpoint id of the origin's streams here
         self.endpoint_id = endpoint_id  # the trunk's endpoint id at the origin
-        self.video_codec = video_codec  # of the down video lines (the origin transcodes into it)
+        self.video_codec = video_codec  # the first down pair's and the composite's (the origin encodes that)
         self.keyframe_interval = keyframe_interval
         self.roles: dict[RTCRtpTransceiver, str] = {}
+        self.codecs: dict[RTCRtpTransceiver, str] = {}  # of the lines of one video codec
         self.streams: dict[str, Stream] = {}  # received from the origin, by mid
         self.outputs: dict[str, Output] = {}  # sent up, by mid
         self.offers = 0  # answered
@@ -104,8 +112,19 @@ class TrunkLines:
                 self._add(role, "sendonly", codec)
         for role in ["up-mic"] * audio_slots:
             self._add(role, "sendonly")
-        for role in ["main", "slides"] + ["audio"] * audio_slots:
+        first, *others = self.down_codecs
+        for role in ["main", "slides"]:
+            self._add(role, "recvonly", first)
+        for role in ["audio"] * audio_slots:
             self._add(role, "recvonly")
+        for codec in others:  # after the first pair: an origin of the version before leaves them "extra"
+            for role in ["main", "slides"]:
+                self._add(role, "recvonly", codec)
+
+    @property
+    def down_codecs(self) -> list[str]:
+        """The codecs of the down main/slides pairs, the edge's first; forwarding needs no encoder."""
+        return [self.video_codec, *(c for c in VIDEO_CODECS if c != self.video_codec)]
 
     def _add(self, role: str, direction: str, codec: str = "") -> None:
         kind = UP[role][0] if role in UP else DOWN[role][0]
@@ -114,6 +133,8 @@ class TrunkLines:
         t = self.pc.addTransceiver(track, direction=direction)
         prefer_codecs(t, kind, [codec or self.video_codec] if kind == "video" else ["opus"])
         self.roles[t] = role
+        if codec:
+            self.codecs[t] = codec
 
     def down(self, role: str) -> Stream | None:
         """The stream the origin sends in the line of that role, once answered."""
@@ -134,10 +155,16 @@ class TrunkLines:
         await self.pc.setLocalDescription(await self.pc.createOffer())
         contents = {}
         for t, role in self.roles.items():
-            content = UP[role][1] if role in UP else DOWN[role][2]
+            content = UP[role][1] if role in UP else self._down_content(t, role)
             if content and t.mid is not None:
                 contents[t.mid] = content
         return add_content(self.pc.localDescription.sdp, contents)
+
+    def _down_content(self, t: RTCRtpTransceiver, role: str) -> str:
+        content = DOWN[role][2]
+        if role in ("main", "slides") and self.codecs.get(t, self.video_codec) != self.video_codec:
+            return f"{ALT},{content}"
+        return content
 
     async def accept(self, answer: str) -> None:
         """Install the origin's answer: an output per up line, a stream per down line it sends on."""

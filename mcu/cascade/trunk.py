@@ -7,11 +7,13 @@ it is a ``LocalPeer`` with ``role="cascade"`` and ``endpoint_id="cascade:<edge n
 lines and their offer/answer are ``mcu.cascade.lines``.
 
 Down (origin -> edge), one copy whatever the number of edge subscribers: the origin's ``main``
-video, a ``slides`` video and ``audio_slots`` audio slots, and, once an edge subscriber is in
-MCU mode, one ``composite`` rendition and the ``mix``. On the edge they are ``Stream``s of the
-edge meeting labelled ``cascade:<origin node id>``: the edge's router forwards them to its local
-subscribers like any publisher's (the origin's streams are never decoded here; the edge runs
-no compositor).
+video and a ``slides`` video, each in the line of its own codec (a main and a slides line per
+video codec, the others of the role paused), ``audio_slots`` audio slots, and, once an edge
+subscriber is in MCU mode, one ``composite`` rendition and the ``mix``. On the edge they are
+``Stream``s of the edge meeting labelled ``cascade:<origin node id>`` while media arrives (of a
+role's lines, the one that started last): the edge's router forwards them to its local
+subscribers like any publisher's, and transcodes once for a subscriber of another codec (the
+edge runs no compositor).
 
 Up (edge -> origin): one camera (the floor holder's camera when the floor is on this edge, else
 the edge-local active speaker's) and one screen (a local share, the floor holder's first), each
@@ -50,9 +52,7 @@ from mcu.meeting.contracts import MeetingExtension, MeetingHandle, Member, Sourc
 from mcu.peer.bounded_stop import close_pc
 from mcu.peer.rtcp import publisher_feedback
 from mcu.peer.transport import PeerTransport
-from mcu.sfu.router import Router
 from mcu.sfu.stream import Stream
-from mcu.sfu.subscriber import Output
 
 log = logging.getLogger("mcu.cascade.trunk")
 
@@ -115,7 +115,7 @@ class CascadeTrunk:
             meeting.router,
             label=self.label,
             endpoint_id=self.endpoint_id,
-            video_codec=node.encode_codecs[0],  # of the down lines: the origin transcodes into it
+            video_codec=node.encode_codecs[0],  # the first down pair's and the composite's
             keyframe_interval=node.keyframe_interval,
         )
         self._labels: dict[str, str | None] = {}  # mid -> endpoint announced to the origin
@@ -124,7 +124,7 @@ class CascadeTrunk:
         self.mcu = False  # composite + mix asked for (kept until the trunk closes)
         self.lost: str | None = None
         self.closed = False
-        self._seen: dict[str, tuple[int, float]] = {}  # mid -> (packets, when they last grew)
+        self._seen: dict[str, tuple[int, float, float]] = {}  # mid -> (packets, last grew, run began)
         self._dirty = asyncio.Event()
         self._stop_task: asyncio.Task[None] | None = None
         self._task = asyncio.get_running_loop().create_task(self._run())
@@ -178,8 +178,8 @@ class CascadeTrunk:
         ups = {role: [o for o in outputs.values() if o.role == role] for role in UP}
         cams = [s for s in src.cameras if s.via in local]
         screens = [s for s in src.screens if s.via in local]
-        _route_in_its_codec(router, ups["up-camera"], _of(cams, floor) or _of(cams, speaker))
-        _route_in_its_codec(router, ups["up-screen"], _of(screens, floor) or (screens[-1] if screens else None))
+        router.route_in_its_codec(ups["up-camera"], _of(cams, floor) or _of(cams, speaker))
+        router.route_in_its_codec(ups["up-screen"], _of(screens, floor) or (screens[-1] if screens else None))
         mics = [s for s in src.mics if s.via in local][: len(ups["up-mic"])]
         self.meeting.assign_audio(ups["up-mic"], mics)
         labels = {mid: o.source.endpoint_id if isinstance(o.source, Stream) else None for mid, o in outputs.items()}
@@ -189,17 +189,30 @@ class CascadeTrunk:
 
     def _watch(self) -> None:
         """An origin slot counts as a source here only while media arrives in it: an empty
-        slot would cost every local subscriber an m-line (and a black tile or silence)."""
+        slot would cost every local subscriber an m-line (and a black tile or silence). Of the
+        lines of a video role (one per codec) only the one that started last counts: the origin
+        has just moved the role's source into it, and the one it left may still be in IDLE_AFTER."""
         now = asyncio.get_running_loop().time()
+        live: dict[str, float] = {}  # mid -> when its media (re)started, of the slots carrying it
+        for mid, stream in self.lines.streams.items():
+            if stream.source not in ("camera", "screen", "mic"):
+                continue
+            packets, grew, began = self._seen.get(mid, (0, now, now))
+            if stream.packets != packets:
+                began = now if not packets or now - grew >= IDLE_AFTER else began
+                grew = now
+                self._seen[mid] = (stream.packets, grew, began)
+            if stream.packets and now - grew < IDLE_AFTER:
+                live[mid] = began
+        latest: dict[str, str] = {}  # video source -> mid of the line that started last
+        for mid in sorted(live, key=live.__getitem__):
+            latest[self.lines.streams[mid].source] = mid
         changed = False
         for mid, stream in self.lines.streams.items():
             if stream.source not in ("camera", "screen", "mic"):
                 continue
-            packets, since = self._seen.get(mid, (0, now))
-            if stream.packets != packets:
-                self._seen[mid] = (stream.packets, now)
-                since = now
-            label = self.label if stream.packets and now - since < IDLE_AFTER else ""
+            counts = mid in live and (stream.source == "mic" or latest.get(stream.source) == mid)
+            label = self.label if counts else ""
             if stream.endpoint_id != label:
                 stream.endpoint_id = label
                 changed = True
@@ -351,19 +364,6 @@ class CascadeTrunk:
             "offers": self.lines.offers,
             "lost": self.lost,
         }
-
-
-def _route_in_its_codec(router: Router, lines: list[Output], stream: Stream | None) -> None:
-    """``stream`` up the line of its codec (one line per codec: forwarded untouched), the other
-    lines of that role carry nobody. A codec no line has goes up converted in the first line."""
-    chosen = next((o for o in lines if stream is not None and o.accepts(stream.codec)), None)
-    if chosen is None and stream is not None and lines:
-        chosen = lines[0]
-    for out in lines:
-        if out is not chosen:
-            router.route(out, None)
-    if chosen is not None:
-        router.route(chosen, stream)
 
 
 def _of(streams: list[Stream], endpoint_id: str | None) -> Stream | None:

@@ -6,7 +6,9 @@ strings cross it). Two facts ride in the edge's offers, in standard attributes:
 
 * ``a=content:`` (RFC 4796) on a receive m-line asks the origin for a slot the first-offer
   rules would not give: ``composite`` (the meeting's composite, one rendition) and ``mix`` (the
-  origin's audio mix). ``slides`` marks the upstream screen share as it does for any client.
+  origin's audio mix). ``slides`` marks the upstream screen share as it does for any client;
+  ``main``/``slides`` (``alt,main``/``alt,slides`` after the first codec) mark the down lines,
+  one per codec and role (``cascade_role``).
 * the msid *stream id* of each upstream (sendonly) m-line names the endpoint whose media the
   edge currently forwards in it (percent-encoded; ``-``: none). The origin relabels the
   matching ``Stream`` (``relabel``) so that floor, speaker, audio slots and composite treat it
@@ -37,6 +39,16 @@ class CascadePeer(Protocol):
 NOBODY = "-"  # msid stream id of an upstream m-line that carries no one now
 CASCADE_ROLE = "cascade"  # PeerSpec.role of a cascade trunk on the origin
 CASCADE_CONTENT = ("composite", "mix")  # receive slots a cascade asks for by a=content
+# a=content of a cascade's down line of another codec than its first ("alt,main", "alt,slides"):
+# one line per codec and role; an origin of the version before reads it as neither (an unrouted
+# "extra" line) and keeps serving the first pair
+ALT = "alt"
+
+
+def cascade_role(content: str) -> str | None:
+    """The role a cascade's receive line asks for by its a=content (RFC 4796: a list of tags)."""
+    tags = content.split(",")
+    return next((role for role in (*CASCADE_CONTENT, "main", "slides") if role in tags), None)
 
 
 def encode_label(endpoint_id: str | None) -> str:

@@ -14,7 +14,7 @@ from typing import Protocol
 from aiortc import RTCPeerConnection
 
 from mcu.api import PeerSpec
-from mcu.peer.cascade_sdp import CASCADE_CONTENT, CASCADE_ROLE
+from mcu.peer.cascade_sdp import CASCADE_CONTENT, CASCADE_ROLE, cascade_role
 from mcu.fence import sender_rtx_ssrc, sender_ssrc
 from mcu.peer.negotiation import MLine
 from mcu.peer.transport import PeerTransport
@@ -39,9 +39,11 @@ class LineOwner(Protocol):
 def role_for_client_mline(peer: LineOwner, line: MLine, roles: list[str]) -> str:
     """The role of a receive line the client offered (``roles``: those it has), from its kind and
     ``a=content``."""
-    if peer.spec.role == CASCADE_ROLE and line.content in CASCADE_CONTENT:
+    cascade = cascade_role(line.content) if peer.spec.role == CASCADE_ROLE else None
+    if cascade in CASCADE_CONTENT:
         peer.media_mode = "both"  # an edge with MCU-mode subscribers: compose for it too
-        return line.content
+    if cascade is not None:
+        return cascade  # a main/slides line per codec: mcu.meeting routes a source in its own
     if peer.media_mode == "mcu":
         role = "mix" if line.kind == "audio" else "composite"
         return role if role not in roles else "extra"
@@ -75,6 +77,7 @@ def publisher_stream(peer: LineOwner, mid: str, local: MLine, remote: MLine) -> 
         send_nack=peer.transport.send_nack,
         keyframe_interval=peer.keyframe_interval,
         priority=1 if source == "screen" else 0,
+        h264_format=local.h264_format,  # the format of our answer's first H.264: the one it sends
     )
 
 
@@ -93,4 +96,5 @@ def subscriber_output(peer: LineOwner, mid: str, line: MLine, role: str) -> Outp
         priority=1 if role == "slides" else 0,
         codec=line.codec,
         payload_types=line.payload_types,
+        h264_formats=line.h264_formats,
     )

@@ -6,8 +6,9 @@ sequence numbers and timestamps continuous; video resumes on a key frame) and ac
 feedback from subscribers: PLI/FIR become (merged, rate-limited) key-frame requests to the
 publisher of the output's current source, NACKs are answered from the source's packet cache.
 
-Codecs: a source in a codec the subscriber's line accepts (``Output.accepts``) is forwarded
-untouched, in that codec's payload type (``Output.use_codec``). Any other source reaches it
+Codecs: a source in a codec the subscriber's line accepts (``Output.accepts``; for H.264 also
+its packetization mode and profile) is forwarded untouched, in that codec's payload type
+(``Output.use_codec``). Any other source reaches it
 converted to ``Output.codec``: the ``convert`` callable (injected by whoever builds the meeting,
 ``mcu.bridge.transcode.TranscodePool.convert``) returns one stream per (source, codec), shared by
 all such outputs, with attribute ``origin`` = the source; None (or no converter) pauses the output.
@@ -62,14 +63,30 @@ class Router:
         if out.source is not None:
             out.source.remove_output(out)
         if stream is not None and not stream.closed:
-            out.use_codec(stream.codec)  # a line that negotiated several codecs: this one's payload type
+            out.use_codec(stream.codec, stream.h264_format)  # a line of several codecs: this one's payload type
             stream.add_output(out)
         return True
 
+    def route_in_its_codec(self, outs: list[Output], stream: Stream | None) -> None:
+        """One source for a subscriber's lines of one role, one line per codec (a cascade trunk's):
+        ``stream`` in the first line that accepts its codec (untouched), the others paused. No such
+        line: the first one, converted. A single line is simply routed."""
+        chosen = next((o for o in outs if stream is not None and o.accepts(stream.codec)), None)
+        if chosen is None and stream is not None and outs:
+            chosen = outs[0]
+        for out in outs:
+            if out is not chosen:
+                self.route(out, None)
+        if chosen is not None:
+            self.route(chosen, stream)
+
     def in_codec_of(self, out: Output, stream: Stream | None) -> Stream | None:
-        """``stream`` itself when ``out``'s subscriber decodes its codec, else its conversion (None:
-        there is none, or no converter: a stream it cannot decode is never sent to it)."""
-        if stream is None or out.kind != "video" or out.accepts(stream.codec):
+        """``stream`` itself when ``out``'s subscriber decodes its codec (for H.264: in the stream's
+        packetization mode and profile), else its conversion (None: there is none, or no converter:
+        a stream it cannot decode is never sent to it). An H.264 subscriber that cannot read an
+        H.264 source as sent gets the shared transcode to H.264 (single NAL units, constrained
+        baseline: every H.264 receiver reads it)."""
+        if stream is None or out.kind != "video" or out.accepts(stream.codec, stream.h264_format):
             return stream
         return self.convert(stream, out.codec) if self.convert is not None else None
 

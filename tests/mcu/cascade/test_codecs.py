@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 
+from mcu.bridge.transcode import TranscodePool
 from mcu.cascade.trunk import CascadeTrunk
 from tests.mcu.cascade.helpers import cascade_peers, edge_client
 from tests.support.media_clients import Client, PatternTrack, wait_for
@@ -80,3 +81,85 @@ async def test_edge_publishers_reach_subscribers_of_either_codec_on_both_nodes(n
     finally:
         for client in (*subs.values(), vp8, h264):
             await client.close()
+
+
+def transcodes(node) -> dict:
+    """The meeting's transcode pool's stats on that node."""
+    return node.meetings["m"].extension(TranscodePool).stats()
+
+
+def main_of(node, endpoint: str):
+    return next(o for o in node.meetings["m"].peers[endpoint].outputs.values() if o.role == "main")
+
+
+async def test_origin_h264_camera_comes_down_untouched_and_the_edge_transcodes_once(nodes):
+    origin, edge = nodes
+    publisher = Client(
+        origin, "m", "o-h264", video=PatternTrack(H264_SHADE), recv_video=False, recv_audio=False, video_codecs=["H264"]
+    )
+    subs = {
+        "edge-h264": viewer(edge, "edge-h264", "H264", edge=True),
+        "edge-vp8": viewer(edge, "edge-vp8", "VP8", edge=True),
+    }
+    try:
+        await publisher.join()
+        for client in subs.values():
+            await client.join()
+        for node in (origin, edge):
+            await node.set_floor("m", "o-h264")
+        for name, client in subs.items():
+            assert await shows(client, H264_SHADE), name
+
+        # the origin forwards its H.264 camera untouched in the trunk's H.264 main line, the VP8 one paused
+        published = next(s for s in origin.meetings["m"].peers["o-h264"].streams.values() if s.kind == "video")
+        (cascade,) = cascade_peers(origin, "m")
+        mains = [o for o in cascade.outputs.values() if o.role == "main"]
+        assert sorted(o.codec for o in mains) == ["H264", "VP8"]
+        assert {o.codec: o.source for o in mains} == {"H264": published, "VP8": None}
+        assert transcodes(origin)["started"] == 0
+
+        # the edge's H.264 viewer gets the trunk's H.264 stream itself; the VP8 one its one transcode
+        trunk = edge.meetings["m"].extension(CascadeTrunk)
+        down = main_of(edge, "edge-h264").source
+        assert down in trunk.lines.streams.values() and down.codec == "H264"
+        assert getattr(main_of(edge, "edge-vp8").source, "origin", None) is down
+        (xc,) = transcodes(edge)["transcodes"]
+        assert xc["source"] == down.stream_id and list(xc["targets"]) == ["VP8"]
+    finally:
+        for client in (*subs.values(), publisher):
+            await client.close()
+
+
+async def test_edge_h264_screen_share_goes_up_in_its_codec(nodes):
+    origin, edge = nodes
+    presenter = edge_client(edge, "m", "xa-share", recv_video=False, recv_audio=False, video_codecs=["H264"])
+    for shade in (VP8_SHADE, H264_SHADE):  # camera, then screen (the second video line)
+        presenter.pc.addTransceiver(PatternTrack(shade), direction="sendonly")
+    subs = {"origin-h264": viewer(origin, "origin-h264", "H264"), "origin-vp8": viewer(origin, "origin-vp8", "VP8")}
+    try:
+        await presenter.join()
+        for client in subs.values():
+            await client.join()
+        for node in (origin, edge):
+            await node.set_floor("m", "xa-share")
+        screen = next(s for s in edge.meetings["m"].peers["xa-share"].streams.values() if s.source == "screen")
+        assert screen.codec == "H264"
+        for name, client in subs.items():  # its slides line decodes the screen's colour
+            assert await wait_for(lambda c=client: _track_shows(c, H264_SHADE), timeout=20), name
+        trunk = edge.meetings["m"].extension(CascadeTrunk)
+        up = next(o for o in trunk.lines.outputs.values() if o.role == "up-screen" and o.source is not None)
+        assert up.source is screen and up.pt == up.payload_types["H264"][0]
+        slides = next(o for o in origin.meetings["m"].peers["origin-h264"].outputs.values() if o.role == "slides")
+        assert slides.source.codec == "H264" and slides.source.endpoint_id == "xa-share"
+        assert slides.source.source == "screen"
+    finally:
+        for client in (*subs.values(), presenter):
+            await client.close()
+
+
+def _track_shows(client: Client, shade: int) -> bool:
+    """One of the client's received tracks decodes ``shade`` in its latest pictures."""
+    for frames in client.frames.values():
+        if len(frames) >= 6 and all(abs(x - shade) < 30 for _, x in frames[-3:]):
+            return True
+    return False
