@@ -50,6 +50,7 @@ from mcu.api import (
 )
 from mcu.bridge.transcode import TranscodePool
 from mcu.cascade.trunk import serve_from_origin
+from mcu.compose.renditions import h264_encoder_setting
 from mcu.fence import check as check_fence
 from mcu.meeting.contracts import Composer, MeetingHandle
 from mcu.peer.ice import HostPin, pin_host_addresses
@@ -105,6 +106,7 @@ class LocalMediaNode:
     async def start(self) -> None:
         if self._started:
             return
+        h264_encoder_setting()  # a wrong GIAOBAN_H264_ENCODER is refused now, not at the first H.264 encoder
         self._started = True
         self._stopping = False
         check_fence()  # the private hooks of aiortc, aioice and pylibsrtp are all there

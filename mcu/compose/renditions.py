@@ -3,9 +3,9 @@
 Each composite is scaled once per rendition and encoded once per rendition; every subscriber of the
 rendition receives the same `EncodedFrame` object (same bytes). RTP packetization is the SFU's job.
 
-H.264 encoder: the environment variable ``GIAOBAN_H264_ENCODER`` (read once per process, at the
-first H.264 encoder) picks it: ``auto`` (the default) uses ``h264_nvenc`` where it opens (an NVIDIA
-GPU and driver) and libx264 otherwise (PyAV lists h264_nvenc everywhere, opening it fails without a
+H.264 encoder: the environment variable ``GIAOBAN_H264_ENCODER`` (checked when the media node
+starts, decided once per process at the first H.264 encoder) picks it: ``auto`` (the default) uses
+``h264_nvenc`` where it opens (an NVIDIA GPU and driver) and libx264 otherwise (PyAV lists h264_nvenc everywhere, opening it fails without a
 driver); ``libx264`` never tries the GPU; ``h264_nvenc`` requires it (an encoder then fails to open,
 naming it, where there is no GPU). The choice is logged once. Renditions whose slices must fit one
 RTP packet (``slice_max``: RFC 6184 mode 0) stay on libx264: FFmpeg's h264_nvenc cannot bound a
@@ -127,8 +127,17 @@ def h264_encoder() -> str:
     global _h264_choice
     with _h264_lock:
         if _h264_choice is None:
-            _h264_choice = _choose_h264_encoder(os.environ.get(H264_ENCODER_VARIABLE, "auto").strip().lower())
+            _h264_choice = _choose_h264_encoder(h264_encoder_setting())
         return _h264_choice
+
+
+def h264_encoder_setting() -> str:
+    """The value of GIAOBAN_H264_ENCODER (default auto). Raises ValueError naming the variable and
+    its choices for any other value: the media node checks it at start, not at its first H.264."""
+    wanted = os.environ.get(H264_ENCODER_VARIABLE, "auto").strip().lower()
+    if wanted not in H264_ENCODER_CHOICES:
+        raise ValueError(f"{H264_ENCODER_VARIABLE}={wanted!r}: use one of {', '.join(H264_ENCODER_CHOICES)}")
+    return wanted
 
 
 def forget_h264_encoder() -> None:
@@ -139,8 +148,6 @@ def forget_h264_encoder() -> None:
 
 
 def _choose_h264_encoder(wanted: str) -> str:
-    if wanted not in H264_ENCODER_CHOICES:
-        raise ValueError(f"{H264_ENCODER_VARIABLE}={wanted!r}: use one of {', '.join(H264_ENCODER_CHOICES)}")
     if wanted == "libx264":
         log.info("H.264 encoder: libx264 (%s=libx264)", H264_ENCODER_VARIABLE)
         return "libx264"
