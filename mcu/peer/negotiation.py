@@ -8,6 +8,7 @@ the one the line sends), their payload types and RTX pairing, header-extension i
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from mcu.api import MediaError
@@ -16,6 +17,7 @@ from aiortc import RTCRtpCodecParameters
 from aiortc import sdp as aiosdp
 
 from mcu.sfu.rtp_header import URI_AUDIO_LEVEL, URI_MID
+from mcu.sfu.subscriber import BASELINE, H264_ENCODED, H264Format
 
 log = logging.getLogger("mcu.peer.negotiation")
 
@@ -52,6 +54,25 @@ class MLine:
     content: str = ""
     # every codec of the line -> (payload type, RTX payload type) of its first format
     payload_types: dict[str, tuple[int, int | None]] = field(default_factory=dict)
+    # every H.264 format of the line (packetization mode, profile_idc) in its order -> its payload types
+    h264_formats: dict[H264Format, tuple[int, int | None]] = field(default_factory=dict)
+
+    @property
+    def h264_format(self) -> H264Format:
+        """The format of the line's first H.264 payload type: the one its sender uses."""
+        return next(iter(self.h264_formats), H264_ENCODED)
+
+
+def h264_format(parameters: Mapping[str, object]) -> H264Format:
+    """(packetization mode, profile_idc) of an H.264 fmtp; RFC 6184's defaults where a parameter is
+    absent (mode 0) and, as browsers read it, baseline where profile-level-id is."""
+    mode = str(parameters.get("packetization-mode", "0")).strip()
+    profile = str(parameters.get("profile-level-id", "")).strip()
+    try:
+        idc = int(profile[:2], 16) if len(profile) == 6 else BASELINE
+    except ValueError:
+        idc = BASELINE
+    return (1 if mode == "1" else 0 if mode == "0" else 2, idc)
 
 
 def explain(what: str, exc: Exception, endpoint_id: str) -> str:
@@ -97,10 +118,14 @@ def describe(sdp_text: str) -> dict[str, MLine]:
         line.content = contents.get(media.rtp.muxId, "")
         for codec in media.rtp.codecs:
             name = codec.name.upper()
-            if codec.name.lower() in AUXILIARY or name in line.payload_types or codec.payloadType is None:
+            if codec.name.lower() in AUXILIARY or codec.payloadType is None:
                 continue
             found = rtx_of(media.rtp.codecs, codec.payloadType)
             rtx = found.payloadType if found is not None else None
+            if name == "H264":
+                line.h264_formats.setdefault(h264_format(codec.parameters), (codec.payloadType, rtx))
+            if name in line.payload_types:
+                continue
             line.payload_types[name] = (codec.payloadType, rtx)
             if not line.codec:
                 line.payload_type, line.rtx_payload_type = codec.payloadType, rtx

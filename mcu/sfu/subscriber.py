@@ -34,6 +34,26 @@ from mcu.sfu.srtp_out import MAX_PACKET, pack_picture_id, pack_seq_ts_ssrc, prot
 
 RESEND_INTERVAL = 0.3  # s before the same packet is resent again (receivers repeat NACK lists)
 
+# An H.264 format: (packetization mode, profile_idc) of a stream, or of one that a line accepts.
+# Levels are left out: the cameras and encodes here stay at or under 720p30 (level 3.1), which
+# every receiver served (42e01f and up) decodes.
+H264Format = tuple[int, int]
+BASELINE = 0x42  # profile_idc of baseline and constrained baseline (read as constrained: what is sent)
+# what this node encodes (composite renditions, transcodes): single NAL units, constrained
+# baseline, which every H.264 receiver reads
+H264_ENCODED: H264Format = (0, BASELINE)
+# a decoder of a profile also decodes those ranked below it: constrained baseline < main < high
+H264_PROFILE_RANK = {BASELINE: 0, 0x4D: 1, 0x64: 2}
+
+
+def h264_covers(accepted: H264Format, source: H264Format) -> bool:
+    """A receiver of format ``accepted`` reads a stream of format ``source`` as it is sent: mode 1
+    (non-interleaved) receivers also read mode 0's single NAL units (RFC 6184 §6.3), a mode 0
+    one reads no STAP-A/FU-A; a profile's decoder reads its own and the ranks below."""
+    mode_ok = source[0] == 0 or source[0] == accepted[0]
+    return mode_ok and H264_PROFILE_RANK.get(source[1], 99) <= H264_PROFILE_RANK.get(accepted[1], -1)
+
+
 # (seq, timestamp, picture id offsets, VP8?, payload type, RTX payload type) of an earlier epoch,
 # to render its packets again as they first went out (a codec switch changes the payload types)
 Offsets = tuple[int, int, int, bool, int, int | None]
@@ -77,6 +97,7 @@ class Output:
         priority: int = 0,
         codec: str = "",
         payload_types: dict[str, tuple[int, int | None]] | None = None,
+        h264_formats: dict[H264Format, tuple[int, int | None]] | None = None,
     ) -> None:
         self.endpoint_id = endpoint_id
         self.kind = kind
@@ -86,6 +107,9 @@ class Output:
         # every codec the subscriber's line negotiated -> (payload type, RTX payload type): a source
         # in any of them is forwarded untouched, in that codec's payload type (``use_codec``)
         self.payload_types = dict(payload_types or {})
+        # the line's H.264 formats in its order -> their payload types: an H.264 source none of
+        # them covers (``h264_covers``) is transcoded; empty: any H.264 (a line that said no more)
+        self.h264_formats = dict(h264_formats or {})
         self.role = role  # "audio" | "main" | "slides"
         self.ssrc = ssrc
         self.pt = payload_type
@@ -175,14 +199,25 @@ class Output:
 
     # -- codec ---------------------------------------------------------------------------
 
-    def accepts(self, codec: str) -> bool:
-        """True if the subscriber decodes ``codec`` as sent (no conversion needed)."""
-        return not self.codec or codec.upper() == self.codec or codec.upper() in self.payload_types
+    def accepts(self, codec: str, h264: H264Format | None = None) -> bool:
+        """True if the subscriber decodes ``codec`` as sent (no conversion needed); for H.264, in
+        format ``h264`` (None: not said, as for what this node encodes, which every format reads)."""
+        name = codec.upper()
+        if self.codec and name != self.codec and name not in self.payload_types:
+            return False
+        return name != "H264" or h264 is None or not self.h264_formats or self._h264_pts(h264) is not None
 
-    def use_codec(self, codec: str) -> None:
-        """Send the payload types the line negotiated for ``codec`` from the next source on. Only
-        while detached: a source groups its live outputs by ``profile``."""
-        pts = self.payload_types.get(codec.upper())
+    def _h264_pts(self, h264: H264Format) -> tuple[int, int | None] | None:
+        """The payload types of the line's first H.264 format that reads ``h264``."""
+        return next((pts for fmt, pts in self.h264_formats.items() if h264_covers(fmt, h264)), None)
+
+    def use_codec(self, codec: str, h264: H264Format | None = None) -> None:
+        """Send the payload types the line negotiated for ``codec`` (for H.264: of a format that
+        reads ``h264``) from the next source on. Only while detached: a source groups its live
+        outputs by ``profile``."""
+        name = codec.upper()
+        pts = self._h264_pts(h264) if name == "H264" and h264 is not None else None
+        pts = pts or self.payload_types.get(name)
         if pts is None or self.source is not None:
             return
         self.pt, self.rtx_pt = pts
