@@ -48,7 +48,7 @@ from mcu.api import (
     RecordingLabels,
     VIDEO_CODECS,
 )
-from mcu.bridge.transcode import TranscodePool
+from mcu.bridge.transcode import TranscodeBudget, TranscodePool
 from mcu.cascade.trunk import serve_from_origin
 from mcu.compose.renditions import h264_encoder_setting
 from mcu.fence import check as check_fence
@@ -77,8 +77,10 @@ class LocalMediaNode:
         keyframe_interval: float = 0.5,
         media_policy: dict[str, str] | None = None,
         recordings: RecordingService | None = None,
+        max_transcodes: int = 16,
     ) -> None:
         self.encode_codecs = encodable(encode_codecs)
+        self.transcode_budget = TranscodeBudget(max_transcodes)  # over all its meetings
         self.node_id = node_id
         self.ice_host = ice_host
         self.audio_slots = audio_slots
@@ -144,7 +146,7 @@ class LocalMediaNode:
         if meeting is None:
             composer = partial(_new_pipeline, codecs=self.encode_codecs)
             # a source for subscribers of another codec
-            transcodes = TranscodePool(self.encode_codecs, meeting_id=spec.meeting_id)
+            transcodes = TranscodePool(self.encode_codecs, meeting_id=spec.meeting_id, budget=self.transcode_budget)
             meeting = Meeting(
                 spec.meeting_id,
                 self.audio_slots,

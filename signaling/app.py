@@ -115,6 +115,7 @@ async def build_context(settings: Settings, serving: bool = True) -> Context:
             ice_host=settings.ice_host or None,
             encode_codecs=tuple(settings.encode_codecs),
             recordings=recordings,
+            max_transcodes=settings.limits.transcodes_per_node,
         )
         recordings.connect_media(media.recording_pipeline, media.recording_release)
     placement: Placement | None = None

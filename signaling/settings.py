@@ -44,6 +44,9 @@ class Limits:
     whip_sessions_per_token: int = 2
     whep_sessions_per_token: int = 4
     whip_sessions_per_meeting: int = 32
+    # sources a media node transcodes at once for subscribers of another codec (each about 0.2 core
+    # and 40 MiB at 720p, loadtests/README.md "Codecs"); past it such subscribers get no video from more
+    transcodes_per_node: int = 16
     whep_sessions_per_meeting: int = 300
 
 

@@ -16,6 +16,10 @@ the first transcode, not with the meeting.
 A subscriber whose codec the node may not encode (the server's ``encode_codecs`` setting) gets no
 video from a publisher of another codec: its output pauses. That is logged once per codec and
 meeting, naming a publisher and the setting, and counted in the stats (``not_encodable``).
+
+A node runs at most ``TranscodeBudget.limit`` transcoded sources over all its meetings (each costs
+a thread, about 0.2 core and 40 MiB at 720p: loadtests/README.md, "Codecs"); past it a subscriber
+of another codec gets no video from a further source, logged once per meeting (``over_budget``).
 """
 
 from __future__ import annotations
@@ -36,6 +40,24 @@ log = logging.getLogger("mcu.bridge.transcode")
 GRACE = 5.0  # s an encoder outlives its last output
 
 
+class TranscodeBudget:
+    """Transcoded sources a node may run at once, over all its meetings (the limits setting
+    ``transcodes_per_node``)."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.used = 0
+
+    def take(self) -> bool:
+        if self.used >= self.limit:
+            return False
+        self.used += 1
+        return True
+
+    def give_back(self) -> None:
+        self.used = max(0, self.used - 1)
+
+
 class TranscodePool:
     name = "transcode"  # its key in the meeting's stats
     remote_origin: str | None = None  # it serves the meeting's own sources
@@ -46,8 +68,11 @@ class TranscodePool:
         *,
         grace: float = GRACE,
         meeting_id: str = "",
+        budget: TranscodeBudget | None = None,
     ) -> None:
         self.meeting_id = meeting_id  # for the logs
+        self.budget = budget  # None: no limit
+        self.over_budget = 0  # sources not transcoded: the node's budget was spent
         self.encode_codecs = tuple(c.upper() for c in encode_codecs if c.upper() in VIDEO_CODECS)
         self.grace = grace
         self.transcoders: dict[str, Transcoder] = {}  # by source stream id
@@ -70,6 +95,9 @@ class TranscodePool:
             self._end(stream.stream_id)  # a stream of the same id that replaced the old one
             xc = None
         if xc is None:
+            if self.budget is not None and not self.budget.take():
+                self._over_budget(stream, codec)
+                return None
             from mcu.bridge.transcoder import Transcoder  # PyAV loads with the first transcode
 
             xc = self.transcoders[stream.stream_id] = Transcoder(stream)
@@ -92,6 +120,21 @@ class TranscodePool:
                 stream.codec,
                 codec,
                 ", ".join(self.encode_codecs) or "none",
+            )
+
+    def _over_budget(self, stream: Stream, codec: str) -> None:
+        self.over_budget += 1
+        if self.over_budget == 1:
+            assert self.budget is not None
+            log.warning(
+                "meeting %s: %s (%s) is not transcoded to %s: this node runs %d transcodes already "
+                "(limits.transcodes_per_node); its subscribers of %s get no video from it",
+                self.meeting_id or "?",
+                stream.endpoint_id,
+                stream.codec,
+                codec,
+                self.budget.limit,
+                codec,
             )
 
     # -- as a meeting extension ----------------------------------------------------------------
@@ -127,6 +170,8 @@ class TranscodePool:
     def _end(self, sid: str) -> None:
         xc = self.transcoders.pop(sid, None)
         if xc is not None:
+            if self.budget is not None:
+                self.budget.give_back()
             xc.close()  # now: its converted streams close with it
             task = asyncio.get_running_loop().create_task(xc.stop())  # the thread's end, awaited
             self._stopping.add(task)
@@ -145,4 +190,5 @@ class TranscodePool:
             "transcodes": [xc.stats() for xc in self.transcoders.values()],
             "started": self.started,
             "not_encodable": dict(self.not_encodable),
+            "over_budget": self.over_budget,
         }

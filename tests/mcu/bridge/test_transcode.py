@@ -16,7 +16,7 @@ import pytest
 
 from mcu.bridge.depacketize import H264Assembler, Vp8Assembler
 from mcu.bridge.packetize import Packetizer
-from mcu.bridge.transcode import TranscodePool
+from mcu.bridge.transcode import TranscodeBudget, TranscodePool
 from mcu.sfu.router import Router
 from mcu.sfu.stream import Stream
 from mcu.sfu.subscriber import Output
@@ -354,3 +354,27 @@ async def test_a_codec_the_node_may_not_encode_is_said_once_per_codec_and_counte
     ]
     assert vp8_only.stats()["not_encodable"] == {"H264": 6} and not vp8_only.transcoders
     await vp8_only.stop()
+
+
+async def test_the_node_budget_caps_transcoded_sources_over_its_meetings_and_frees_a_slot_when_one_ends(caplog):
+    """Two meetings share one budget of 1: the second source gets no transcode (None, logged once,
+    counted) until the first one's transcode ends."""
+    budget = TranscodeBudget(1)
+    first, second = TranscodePool(budget=budget, meeting_id="m1"), TranscodePool(budget=budget, meeting_id="m2")
+    a, b = Publisher("VP8").stream, Publisher("VP8").stream
+    try:
+        assert first.convert(a, "H264") is not None
+        with caplog.at_level(logging.WARNING, logger="mcu.bridge.transcode"):
+            assert second.convert(b, "H264") is None
+            assert second.convert(b, "H264") is None
+        assert second.stats()["over_budget"] == 2
+        assert [r.getMessage() for r in caplog.records if "transcodes_per_node" in r.getMessage()] == [
+            f"meeting m2: {b.endpoint_id} (VP8) is not transcoded to H264: this node runs 1 transcodes already "
+            "(limits.transcodes_per_node); its subscribers of H264 get no video from it"
+        ]
+        a.close()
+        first.reap(0.0)  # the source closed: its transcode ends and gives its slot back
+        assert budget.used == 0 and second.convert(b, "H264") is not None and budget.used == 1
+    finally:
+        await first.stop()
+        await second.stop()
