@@ -480,10 +480,14 @@ async def measure(
                 "stalled_subscriber_drops_at_server": s1["dropped"],
                 "stalled_subscriber_packets_read_in_window": stalled.count - stalled0,
                 "server_tasks": s1["tasks"],
+                # the node must forward untouched: a transcode here would make µs/packet meaningless
+                "transcodes": len(s1.get("converted", [])),
                 **ingress_row(i0, i1, s1),
             }
         )
         print_row(rows[-1])
+        if rows[-1]["transcodes"]:
+            print(f"!! the node transcoded {codec} for these subscribers: not a forwarding figure", flush=True)
         if time.monotonic() > t_end:
             break
     for s in subs + [stalled]:
