@@ -69,11 +69,13 @@ class Router:
 
     def route_in_its_codec(self, outs: list[Output], stream: Stream | None) -> None:
         """One source for a subscriber's lines of one role, one line per codec (a cascade trunk's):
-        ``stream`` in the first line that accepts its codec (untouched), the others paused. No such
-        line: the first one, converted. A single line is simply routed."""
-        chosen = next((o for o in outs if stream is not None and o.accepts(stream.codec)), None)
-        if chosen is None and stream is not None and outs:
-            chosen = outs[0]
+        ``stream`` in the first line that reads it as sent (untouched), the others paused. No such
+        line: converted, in a line of its codec (an H.264 format the line lacks) or the first one.
+        A single line is simply routed."""
+        chosen = None
+        if stream is not None and outs:
+            chosen = next((o for o in outs if o.accepts(stream.codec, stream.h264_format)), None)
+            chosen = chosen or next((o for o in outs if o.accepts(stream.codec)), outs[0])
         for out in outs:
             if out is not chosen:
                 self.route(out, None)
