@@ -126,7 +126,7 @@ async def test_ws_offer_without_media_is_refused_without_a_media_peer(media_node
         for sdp, reason in NO_MEDIA:
             ref = await ws.send("offer", sdp=sdp)
             error = await ws.expect("error", ref=ref)
-            assert error["code"] == "bad_request" and reason in error["message"], error
+            assert error["code"] == "offer_refused" and reason in error["message"], error
         assert not [m for m in ws.received if m["type"] == "answer"]
         assert len(node.ctx.media.peers) == 0
     finally:
