@@ -6,7 +6,6 @@ packets untouched. What each receiver got is read from the RTP packets it was se
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 import pytest
@@ -16,66 +15,23 @@ from mcu.api import PeerSpec
 from mcu.bridge.transcode import TranscodePool
 from mcu.peer.bounded_stop import close_pc
 from mcu.peer.codec_choice import prefer_codecs
-from tests.mcu.peer.test_codecs_meeting import H264_SHADE, ignore, main_output, shows, stream_of, with_h264_fmtp
+from tests.mcu.peer.test_codecs_meeting import (
+    H264_SHADE,
+    h264_pts,
+    ignore,
+    main_output,
+    shows,
+    stream_of,
+    viewer,
+    with_fmtp_of,
+    with_h264_fmtp,
+)
 from tests.support.media_clients import Client, PatternTrack
 
 pytestmark = pytest.mark.integration
 
 STAP_A, FU_A = 24, 28
 SINGLE_NAL = range(1, 24)
-
-
-def h264_pts(sdp: str) -> list[str]:
-    return re.findall(r"a=rtpmap:(\d+) H264/90000", sdp)
-
-
-def with_formats(sdp: str, formats: list[tuple[str, int]]) -> str:
-    """The H.264 payload types of ``sdp`` said, in order, as ``formats`` (profile-level-id, mode),
-    the last repeated: what a device that reads only those would offer."""
-    pts = h264_pts(sdp)
-
-    def fmtp(match: re.Match) -> str:
-        if match[1] not in pts:
-            return match[0]
-        profile, mode = formats[min(pts.index(match[1]), len(formats) - 1)]
-        return f"a=fmtp:{match[1]} level-asymmetry-allowed=1;packetization-mode={mode};profile-level-id={profile}"
-
-    return re.sub(r"a=fmtp:(\d+) [^\r\n]*", fmtp, sdp)
-
-
-def with_fmtp_of(sdp: str, original: str) -> str:
-    """``sdp`` with each payload type's fmtp put back as ``original`` says it (aiortc reads only its own)."""
-    said = dict(re.findall(r"a=fmtp:(\d+) ([^\r\n]*)", original))
-    return re.sub(r"a=fmtp:(\d+) [^\r\n]*", lambda m: f"a=fmtp:{m[1]} {said.get(m[1], m[0][8 + len(m[1]) :])}", sdp)
-
-
-class FormatsNode:
-    """The media node as a client that reads only some H.264 ``formats`` sees it: its offers and
-    answers say those formats; the node's answers are shown to aiortc in its own."""
-
-    def __init__(self, node: Any, formats: list[tuple[str, int]]) -> None:
-        self.node, self.formats = node, formats
-
-    async def open_peer(self, spec: PeerSpec, on_event: Any) -> Any:
-        return FormatsPeer(await self.node.open_peer(spec, on_event), self.formats)
-
-
-class FormatsPeer:
-    def __init__(self, peer: Any, formats: list[tuple[str, int]]) -> None:
-        self.peer, self.formats = peer, formats
-
-    async def handle_offer(self, sdp: str) -> str:
-        return with_fmtp_of(await self.peer.handle_offer(with_formats(sdp, self.formats)), sdp)
-
-    async def handle_answer(self, sdp: str) -> None:
-        await self.peer.handle_answer(with_formats(sdp, self.formats))
-
-    async def close(self) -> None:
-        await self.peer.close()
-
-
-def viewer(node: Any, meeting: str, endpoint: str, formats: list[tuple[str, int]]) -> Client:
-    return Client(FormatsNode(node, formats), meeting, endpoint, publish=False, recv_audio=False, video_codecs=["H264"])
 
 
 def record_packets(client: Client) -> list[tuple[int, int]]:
