@@ -49,13 +49,13 @@ async def sample_lag(lags: list[float], watch: StallWatch | None) -> None:
 
 
 def converted_streams(node: LocalMediaNode) -> list[dict]:
-    """The transcoded streams (those with an ``origin``, mcu.sfu.router) that feed some output,
+    """The transcoded streams (whose ``origin`` is another stream, mcu.sfu.router) that feed some output,
     each once: the codecs, packets in and packets x outputs sent."""
     seen: dict[int, Any] = {}
     for meeting in node.meetings.values():
         for member in meeting.peers.values():
             for out in member.outputs.values():
-                if getattr(out.source, "origin", None) is not None:
+                if out.source is not None and getattr(out.source, "origin", out.source) is not out.source:
                     seen[id(out.source)] = out.source
     return [
         {
