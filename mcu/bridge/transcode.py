@@ -85,7 +85,7 @@ class TranscodePool:
         """The shared stream of ``stream`` in ``codec``; None when this node does not encode it,
         cannot decode the source, or the source is gone."""
         codec = codec.upper()
-        if codec not in self.encode_codecs and stream.kind == "video" and codec != stream.codec:
+        if codec not in self.encode_codecs and stream.kind == "video":  # H.264 to H.264 too (its format)
             self._not_encodable(stream, codec)
             return None
         if self.stopped or stream.kind != "video" or stream.codec not in VIDEO_CODECS or stream.closed:

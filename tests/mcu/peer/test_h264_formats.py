@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import pytest
 
+from mcu.bridge.transcode import TranscodePool
 from mcu.peer.negotiation import describe, h264_format
 from mcu.sfu.router import Router
 from mcu.sfu.stream import Stream
@@ -125,3 +126,11 @@ def test_the_router_sends_an_h264_source_a_subscriber_cannot_read_through_the_sh
     assert router.in_codec_of(browser, high) is high
     assert router.in_codec_of(room_system, converted) is converted  # the transcode itself: mode 0 baseline
     assert asked == [("chrome/1", "H264"), ("hi/1", "H264")]  # keyed by (source, codec): one per source
+
+
+def test_a_node_that_may_not_encode_h264_gives_an_unreadable_h264_source_no_transcode():
+    vp8_only = TranscodePool(encode_codecs=("VP8",))
+    room_system = output({(0, BASELINE): (100, None)})
+    assert not Router(vp8_only.convert).route(room_system, camera("chrome", (1, BASELINE)))
+    assert room_system.source is None and not vp8_only.transcoders  # paused, said and counted
+    assert vp8_only.stats()["not_encodable"] == {"H264": 1}
