@@ -23,6 +23,8 @@ down line the origin sends on, labelled "" until media arrives (the trunk watche
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from aiortc import RTCPeerConnection, RTCRtpTransceiver, RTCSessionDescription
 
 from mcu.api import VIDEO_CODECS, PeerSpec
@@ -36,7 +38,7 @@ from mcu.peer.tracks import IdleTrack
 from mcu.peer.transport import PeerTransport
 from mcu.sfu.router import Router
 from mcu.sfu.stream import Stream
-from mcu.sfu.subscriber import Output
+from mcu.sfu.subscriber import H264_ENCODED, H264_PROFILE_RANK, H264Format, Output
 
 # The composite rendition asked for over the trunk: MCU mode is for thin/mobile communes (their
 # start renditions are 360p/180p); the origin's rendition controller still moves it on the trunk's loss.
@@ -201,6 +203,7 @@ class TrunkLines:
                     codec=line.codec or "OPUS",
                     clock_rate=line.clock_rate,
                     audio_level_id=line.audio_level_id,
+                    h264_format=_widest(line.h264_formats),
                     send_keyframe_request=self.transport.send_keyframe_request,
                     send_nack=self.transport.send_nack,
                     keyframe_interval=self.keyframe_interval,
@@ -211,3 +214,10 @@ class TrunkLines:
                 self.router.add_stream(stream)
         first = self.pc.getTransceivers()[0]
         self.transport.attach(first.receiver.transport, sender_ssrc(first.sender))
+
+
+def _widest(formats: Iterable[H264Format]) -> H264Format:
+    """The H.264 format a down line may carry at most: the origin forwards a source in any format
+    the line negotiated, so the edge's router assumes the most demanding (mode 1 over 0, then the
+    profile) and transcodes for an edge subscriber that cannot read it."""
+    return max(formats, key=lambda f: (f[0], H264_PROFILE_RANK.get(f[1], 0)), default=H264_ENCODED)

@@ -7,6 +7,7 @@ import pytest
 
 from mcu.bridge.transcode import TranscodePool
 from mcu.cascade.trunk import CascadeTrunk
+from mcu.sfu.subscriber import BASELINE
 from tests.mcu.cascade.helpers import cascade_peers, edge_client
 from tests.support.media_clients import Client, PatternTrack, wait_for
 
@@ -92,10 +93,13 @@ def main_of(node, endpoint: str):
     return next(o for o in node.meetings["m"].peers[endpoint].outputs.values() if o.role == "main")
 
 
-async def test_origin_h264_camera_comes_down_untouched_and_the_edge_transcodes_once(nodes):
+async def test_origin_cameras_come_down_untouched_in_their_codec_and_the_edge_transcodes_once(nodes):
     origin, edge = nodes
     publisher = Client(
         origin, "m", "o-h264", video=PatternTrack(H264_SHADE), recv_video=False, recv_audio=False, video_codecs=["H264"]
+    )
+    vp8 = Client(
+        origin, "m", "o-vp8", video=PatternTrack(VP8_SHADE), recv_video=False, recv_audio=False, video_codecs=["VP8"]
     )
     subs = {
         "edge-h264": viewer(edge, "edge-h264", "H264", edge=True),
@@ -123,10 +127,23 @@ async def test_origin_h264_camera_comes_down_untouched_and_the_edge_transcodes_o
         down = main_of(edge, "edge-h264").source
         assert down in trunk.lines.streams.values() and down.codec == "H264"
         assert getattr(main_of(edge, "edge-vp8").source, "origin", None) is down
+        assert down.h264_format == (1, BASELINE)  # the widest the line allows: mode 1 as forwarded
         (xc,) = transcodes(edge)["transcodes"]
         assert xc["source"] == down.stream_id and list(xc["targets"]) == ["VP8"]
+
+        # the floor moves to a VP8 camera at the origin: it comes down in the VP8 line, which the
+        # edge takes at once (the line that started last), and the H.264 line goes quiet
+        await vp8.join()
+        for node in (origin, edge):
+            await node.set_floor("m", "o-vp8")
+        for name, client in subs.items():
+            assert await shows(client, VP8_SHADE), name
+        down_vp8 = main_of(edge, "edge-vp8").source
+        assert down_vp8 in trunk.lines.streams.values() and down_vp8.codec == "VP8"
+        assert main_of(edge, "edge-h264").source.origin is down_vp8
+        assert await wait_for(lambda: down.endpoint_id == "", timeout=5)
     finally:
-        for client in (*subs.values(), publisher):
+        for client in (*subs.values(), vp8, publisher):
             await client.close()
 
 
