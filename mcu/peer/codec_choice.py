@@ -3,7 +3,10 @@
 The video codecs a peer is served are its meeting's (``PeerExtra["video_codecs"]``, in order of
 preference); audio is Opus. For a client offer, each line's answer lists the offered codecs that
 are served, in the MEETING's order, each followed by its RTX, with the offerer's payload types and
-fmtp echoed: the client sends the first, and may receive any of them (``Output.payload_types``).
+fmtp echoed: the client sends the first, and may receive any of them (``Output.payload_types``);
+an H.264 source reaches it untouched only in a packetization mode and profile that one of its
+H.264 formats reads (``MLine.h264_formats``, ``mcu.sfu.subscriber.h264_covers``), else through
+the shared transcode to H.264 (single NAL units, constrained baseline).
 
 aiortc answers only from its own capability table (H.264: packetization-mode 1 with profiles
 42001f/42e01f), so it is shown the offer with every served H.264 format rewritten as one it knows
