@@ -4,9 +4,12 @@
 
 // A crossed offer (error code "retry": the server's own offer was in flight, or the peer was busy)
 // is offered again after the server's offer is answered; a timer covers a lost server offer, at
-// most GLARE_TRIES times, GLARE_BACKOFF_MS doubling. Any other error on our offer is a refusal.
-const GLARE_TRIES = 4;
+// most GLARE_TRIES times, GLARE_BACKOFF_MS doubling up to GLARE_BACKOFF_MAX_MS: about 40 s, long
+// enough for a busy node or a cluster moving the meeting to a live media node. Any other error on
+// our offer is a refusal.
+const GLARE_TRIES = 12;
 const GLARE_BACKOFF_MS = 500;
+const GLARE_BACKOFF_MAX_MS = 4000;
 
 export class MediaError extends Error {
   constructor(kind, message) { super(message); this.kind = kind; }
@@ -140,7 +143,7 @@ export class Media {
       this._refused(msg.message);
       return true;
     }
-    const delay = GLARE_BACKOFF_MS * 2 ** this.glareTries++;
+    const delay = Math.min(GLARE_BACKOFF_MAX_MS, GLARE_BACKOFF_MS * 2 ** this.glareTries++);
     this._queue(async () => {
       if (this.pc && this.pc.signalingState === "have-local-offer") await this.pc.setLocalDescription({ type: "rollback" });
       this.needOffer = true;
