@@ -10,6 +10,7 @@ Format::
     endpoints:                 # required, flat list; parents may appear before or after children
       - {id: tw, name: "Trung ương", tier: central, kind: studio, link: fibre}
       - {id: hg-ubnd, parent: tw, tier: province, ...}
+        # optional per item: sip: {uri: ..., ...} for a SIP room system (see endpoints.sip_yaml)
 
 Credential references: an item's ``credential`` if given, else ``<slug>/<id>`` when the file has a
 slug, else the bare id. Every credential must be unique (see ``endpoints.tree``).
@@ -33,12 +34,13 @@ from endpoints.model import (
     Tier,
     is_valid_id,
 )
+from endpoints.sip_yaml import read_sip
 from endpoints.tree import Placed, check_tree
 from endpoints.yaml_lines import Problems, Stop, as_int, as_list, as_mapping, as_str, compose, entries, line_of
 
 VERSION = 1
 TOP_KEYS = ("version", "name", "slug", "defaults", "endpoints")
-ITEM_KEYS = ("id", "name", "tier", "kind", "link", "parent", "credential")
+ITEM_KEYS = ("id", "name", "tier", "kind", "link", "parent", "credential", "sip")
 DEFAULT_KEYS = ("kind", "link")
 REQUIRED = ("id", "name", "tier", "kind", "link")
 MAX_NAME = 200
@@ -177,6 +179,8 @@ def _item(node: Node, index: int, slug: str | None, defaults: Defaults, problems
     peek = _peek_id(mapping)
     where = f"endpoint {peek[0]!r}" if peek else f"endpoint #{index}"
     fields = {key: (key_node, value) for key, key_node, value in entries(mapping, ITEM_KEYS, where, problems)}
+    sip_field = fields.pop("sip", None)
+    sip = read_sip(sip_field[1], line_of(sip_field[0]), where, problems) if sip_field is not None else None
     values = _item_values(fields, where, problems)
     _fill_missing(values, fields, defaults, line_of(mapping), where, problems)
     ok = {key: value for key, value in values.items() if value is not None}
@@ -185,7 +189,7 @@ def _item(node: Node, index: int, slug: str | None, defaults: Defaults, problems
     ep_id = ok["id"]
     credential = ok.get("credential") or (f"{slug}/{ep_id}" if slug else ep_id)
     endpoint = Endpoint(
-        ep_id, ok["name"], Tier(ok["tier"]), Kind(ok["kind"]), Link(ok["link"]), ok.get("parent"), credential
+        ep_id, ok["name"], Tier(ok["tier"]), Kind(ok["kind"]), Link(ok["link"]), ok.get("parent"), credential, sip
     )
     line_for = {key: line_of(value) for key, (_, value) in fields.items()}
     return Placed(

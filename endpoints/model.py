@@ -72,6 +72,32 @@ class Link(_Choice):
     MOBILE = "mobile"
 
 
+SIP_CODECS = ("PCMU", "PCMA", "G722", "OPUS", "H264", "VP8")
+
+
+@dataclass(frozen=True, slots=True)
+class SipAccess:
+    """How a SIP room system (e.g. a Polycom-class room) reaches this endpoint (#14).
+
+    ``allowed_sources`` are normalised IP networks (text); empty = no address restriction, the
+    SIP credential alone decides. ``codecs`` are upper case, most preferred first; empty = the
+    gateway's own order. No secret lives here: a SIP password belongs in the credential store.
+    """
+
+    uri: str
+    auth_user: str | None = None
+    allowed_sources: tuple[str, ...] = ()
+    codecs: tuple[str, ...] = ()
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "uri": self.uri,
+            "auth_user": self.auth_user,
+            "allowed_sources": list(self.allowed_sources),
+            "codecs": list(self.codecs),
+        }
+
+
 @dataclass(frozen=True, slots=True)
 class Endpoint:
     """One conference endpoint ("điểm cầu"). ``credential`` names its secret in the credential store."""
@@ -83,9 +109,11 @@ class Endpoint:
     link: Link
     parent: str | None
     credential: str
+    sip: SipAccess | None = None  # set for endpoints a SIP room system may stand for
 
-    def to_dict(self) -> dict[str, str | None]:
-        return {
+    def to_dict(self, with_sip: bool = True) -> dict[str, object]:
+        """The endpoint's fields; ``sip`` only when set (and wanted: it names the room's addresses)."""
+        out: dict[str, object] = {
             "id": self.id,
             "name": self.name,
             "tier": str(self.tier),
@@ -94,6 +122,9 @@ class Endpoint:
             "parent": self.parent,
             "credential": self.credential,
         }
+        if with_sip and self.sip is not None:
+            out["sip"] = self.sip.to_dict()
+        return out
 
 
 class DirectoryError(ValueError):

@@ -3,6 +3,8 @@
 Who reads what: operators the whole directory; an endpoint (its own login, or a join link made
 for it) its subtree, itself and everything below it; a guest link (no endpoint) nothing. The
 directory names every room of the province, so a viewer link handed to a guest must not list it.
+An endpoint's ``sip`` block (room system URI, allowed source networks, codecs; no password) is
+shown to operators only: it describes the province's network, which a room terminal need not read.
 """
 
 from __future__ import annotations
@@ -38,18 +40,20 @@ def visible(who: Identity, d: Directory) -> list[Endpoint]:
 async def directory(request: web.Request) -> web.Response:
     d = ctx_of(request).directory
     eps = visible(identity(request), d)
-    return json_response({"name": d.name, "count": len(eps), "endpoints": [ep.to_dict() for ep in eps]})
+    with_sip = identity(request).kind == "operator"
+    return json_response({"name": d.name, "count": len(eps), "endpoints": [ep.to_dict(with_sip) for ep in eps]})
 
 
 @routes.get("/api/v1/directory/endpoints/{endpoint_id}")
 async def endpoint(request: web.Request) -> web.Response:
     d = ctx_of(request).directory
     wanted = request.match_info["endpoint_id"]
+    who = identity(request)
     # out of scope and unknown answer alike, so a caller cannot probe which ids exist
-    ep = next((e for e in visible(identity(request), d) if e.id == wanted), None)
+    ep = next((e for e in visible(who, d) if e.id == wanted), None)
     if ep is None:
         raise not_found(f"no endpoint {wanted!r} in the part of the directory you may read")
-    return json_response(dict(ep.to_dict(), children=[c.id for c in d.children(ep.id)]))
+    return json_response(dict(ep.to_dict(who.kind == "operator"), children=[c.id for c in d.children(ep.id)]))
 
 
 @routes.post("/api/v1/directory/select")

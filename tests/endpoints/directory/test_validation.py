@@ -105,7 +105,7 @@ def test_unknown_top_level_key(tmp_path: Path) -> None:
 
 def test_unknown_item_key(tmp_path: Path) -> None:
     err = mistake(tmp_path, edited(insert={20: "    colour: red"}), 20, "unknown key 'colour'", "endpoint 'hg-meo-vac'")
-    assert "id, name, tier, kind, link, parent or credential" in err.message
+    assert "id, name, tier, kind, link, parent, credential or sip" in err.message
 
 
 def test_duplicate_key_in_item(tmp_path: Path) -> None:
