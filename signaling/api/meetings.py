@@ -18,6 +18,7 @@ from signaling.meetings.model import (
     MediaModes,
     MeetingSpec,
     Minutes,
+    Pin,
     Recurrence,
     Title,
     VideoCodecs,
@@ -43,6 +44,7 @@ class MeetingPatch(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=Tru
     recurrence: Recurrence | None | Unset = UNSET
     media_modes: MediaModes | None | Unset = UNSET
     video_codecs: VideoCodecs | None | Unset = UNSET  # None: back to the default order
+    pin: Pin | None | Unset = UNSET  # None: no PIN asked any more; dial_number cannot change
     expected_version: Annotated[int, msgspec.Meta(ge=1)] | None = None
 
 

@@ -88,6 +88,26 @@ VideoCodecs = Annotated[
     ),
 ]
 
+DIAL_NUMBER = r"^[1-9][0-9]{3,8}$"  # 4-9 digits, no leading 0 (Vietnam's trunk prefix on a PBX)
+PIN = r"^[0-9]{4,8}$"
+DialNumber = Annotated[
+    str,
+    msgspec.Meta(
+        max_length=9,
+        extra_json_schema={"pattern": DIAL_NUMBER},
+        description="number a SIP room system dials (sip:<number>@<server>): 4-9 digits, not starting "
+        "with 0, unique among meetings; assigned (6 digits) when not given; cannot be changed later",
+    ),
+]
+Pin = Annotated[
+    str,
+    msgspec.Meta(
+        max_length=8,
+        extra_json_schema={"pattern": PIN},
+        description="4-8 digits a room system must key in after dialling; none: no PIN asked",
+    ),
+]
+
 
 class MeetingSpec(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     """A meeting as a client schedules it. Checked by ``validation.check_spec`` (MeetingError)."""
@@ -102,6 +122,8 @@ class MeetingSpec(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     description: Description | None = None
     media_modes: MediaModes | None = None
     video_codecs: VideoCodecs | None = None  # None: DEFAULT_VIDEO_CODECS
+    dial_number: DialNumber | None = None  # None: assigned by the service
+    pin: Pin | None = None
 
 
 class Meeting(msgspec.Struct, kw_only=True):
@@ -120,6 +142,9 @@ class Meeting(msgspec.Struct, kw_only=True):
     media_modes: dict[str, str] | None = None  # link class -> sfu | mcu | both (None: the node's policy)
     # upper case, in order of preference; a meeting stored before #13 reads as the default
     video_codecs: list[str] = msgspec.field(default_factory=lambda: list(DEFAULT_VIDEO_CODECS))
+    # "" only in a meeting stored before #14 and not yet read: the service assigns and saves one on read
+    dial_number: str = ""
+    pin: str | None = None  # operators read it (every meeting route is theirs); /me/meetings never shows it
     created_at: datetime
     updated_at: datetime
     version: int = 1

@@ -20,6 +20,7 @@ import msgspec
 
 from endpoints.directory import Directory, Endpoint
 from signaling.meetings import attendance as att
+from signaling.meetings import dialing
 from signaling.meetings import recurrence
 from signaling.meetings.errors import ConflictError, MeetingError, NotFoundError
 from signaling.meetings.model import Meeting, MeetingSpec, Occurrence, iso, occurrence_id, split_occurrence_id
@@ -42,6 +43,7 @@ UPDATABLE = frozenset(
         "recurrence",
         "media_modes",
         "video_codecs",
+        "pin",
     }
 )
 MAX_OCCURRENCES = 1000  # per query: a 400-day window of a daily meeting fits
@@ -121,8 +123,12 @@ class MeetingService:
         now = self.clock()
         c = check_spec(spec, self.directory, now)
         for _ in range(5):  # a random id collision is unlikely; never overwrite one
+            meeting_id = "m-" + secrets.token_hex(4)
+            if c.dial_number is not None:
+                await dialing.claim_given(self.store, c.dial_number, meeting_id)
+            number = c.dial_number or await dialing.claim_any(self.store, meeting_id)
             meeting = Meeting(
-                id="m-" + secrets.token_hex(4),
+                id=meeting_id,
                 title=c.title,
                 chair=c.chair,
                 invited=c.invited,
@@ -132,12 +138,15 @@ class MeetingService:
                 description=c.description,
                 media_modes=spec.media_modes,
                 video_codecs=c.video_codecs,
+                dial_number=number,
+                pin=c.pin,
                 created_at=now,
                 updated_at=now,
             )
             if await self.store.put_if_absent(MEETINGS, meeting.id, meeting.to_dict()):
                 log.info("meeting created", extra={"meeting_id": meeting.id, "chair": meeting.chair})
                 return meeting
+            await dialing.release(self.store, number, meeting_id)
         raise ConflictError("could not allocate a meeting id; try again")
 
     async def get(self, meeting_id: str) -> Meeting:
@@ -148,12 +157,22 @@ class MeetingService:
         doc = await self.store.get(MEETINGS, meeting_id) if isinstance(meeting_id, str) and meeting_id else None
         if doc is None:
             raise NotFoundError(f"no meeting with id {meeting_id!r}")
-        return doc
+        return await dialing.backfill(self.store, MEETINGS, doc)
+
+    async def by_dial_number(self, number: str) -> Meeting:
+        """The meeting a room system reaches by dialling ``number`` (the SIP gateway asks);
+        NotFoundError for any number no meeting holds, malformed ones included."""
+        meeting_id = await dialing.meeting_id_of(self.store, number) if isinstance(number, str) and number else None
+        doc = await self.store.get(MEETINGS, meeting_id) if meeting_id is not None else None
+        if doc is None or doc.get("dial_number") != number:  # a claim whose meeting was never stored
+            raise NotFoundError(f"no meeting with dial number {str(number)[:20]!r}")
+        return Meeting.from_dict(doc)
 
     async def list(self, active_only: bool = False) -> list[Meeting]:
         """All meetings by start; ``active_only``: not cancelled and with an occurrence still to end."""
         now = self.clock()
-        meetings = [Meeting.from_dict(doc) for _, doc in await self.store.list(MEETINGS)]
+        docs = [await dialing.backfill(self.store, MEETINGS, doc) for _, doc in await self.store.list(MEETINGS)]
+        meetings = [Meeting.from_dict(doc) for doc in docs]
         if active_only:
             meetings = [m for m in meetings if has_future(m, now)]
         return sorted(meetings, key=lambda m: (m.start, m.id))
@@ -184,6 +203,7 @@ class MeetingService:
             "description": current.description,
             "media_modes": current.media_modes,
             "video_codecs": current.video_codecs,
+            "pin": current.pin,
         }
         fields |= {k: v for k, v in changes.items() if k not in ("end", "duration_minutes")}
         end, minutes = changes.get("end"), changes.get("duration_minutes")
@@ -205,6 +225,8 @@ class MeetingService:
             exdates=current.exdates,
             media_modes=spec.media_modes,
             video_codecs=c.video_codecs,
+            dial_number=current.dial_number,  # fixed once given: room systems keep it in their address books
+            pin=c.pin,
             created_at=current.created_at,
             updated_at=now,
             version=current.version + 1,

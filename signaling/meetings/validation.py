@@ -10,7 +10,9 @@ Decisions:
 * times lie in the years ``MIN_YEAR``..``MAX_YEAR`` (2000-2199) and a series spans at most
   ``recurrence.HORIZON_YEARS`` (10) years: nothing a client sends can push date maths to year 1 or 9999;
 * titles, names and ids hold no control characters (NUL cannot be stored; the rest is never meant);
-* ``video_codecs`` is read in any case and kept upper case ("vp8" is "VP8"), as mcu names codecs.
+* ``video_codecs`` is read in any case and kept upper case ("vp8" is "VP8"), as mcu names codecs;
+* ``dial_number`` is 4-9 digits not starting with 0 (0 is the trunk prefix a PBX strips or routes out;
+  at most 9 digits, so no Vietnamese phone number (10 digits) can be mistaken for one); ``pin`` 4-8 digits.
 
 The limits of ``model.MeetingSpec`` (lengths, counts) are checked here again, because a spec built in
 code (``MeetingSpec(...)``) skips msgspec's decode-time checks.
@@ -29,7 +31,9 @@ from signaling.meetings import recurrence
 from signaling.meetings.errors import MeetingError
 from signaling.meetings.model import (
     DEFAULT_VIDEO_CODECS,
+    DIAL_NUMBER,
     MAX_YEAR,
+    PIN,
     MIN_YEAR,
     VN,
     LinkClass,
@@ -61,6 +65,8 @@ class Checked:
     recurrence: str | None
     description: str | None
     video_codecs: list[str]
+    dial_number: str | None = None  # None: the service assigns one
+    pin: str | None = None
 
 
 def check_spec(spec: MeetingSpec, directory: Directory, now: datetime, *, check_past: bool = True) -> Checked:
@@ -73,13 +79,15 @@ def check_spec(spec: MeetingSpec, directory: Directory, now: datetime, *, check_
     rule_text = _recurrence(spec.recurrence, start)
     check_media_modes(spec.media_modes)
     video_codecs = check_video_codecs(spec.video_codecs)
+    dial_number = check_digits(spec.dial_number, "dial_number", DIAL_NUMBER, "4-9 digits, not starting with 0")
+    pin = check_digits(spec.pin, "pin", PIN, "4-8 digits")
     if check_past and start < now - PAST_SLACK:
         raise MeetingError(
             "start",
             f"start {start.isoformat()} is in the past (now is "
             f"{now.astimezone(VN):%Y-%m-%dT%H:%M}+07:00); choose a later time",
         )
-    return Checked(title, chair.id, invited, start, end, rule_text, description, video_codecs)
+    return Checked(title, chair.id, invited, start, end, rule_text, description, video_codecs, dial_number, pin)
 
 
 def parse_time(text: object, field: str) -> datetime:
@@ -115,6 +123,15 @@ def check_media_modes(value: object) -> None:
         raise MeetingError(
             "media_modes", f"media_modes maps link classes ({', '.join(links)}) to {', '.join(modes)}; got {value!r}"
         )
+
+
+def check_digits(value: object, field: str, pattern: str, rule: str) -> str | None:
+    """A dial number or PIN as given (None: none given); a room system's keypad sends only digits."""
+    if value is None:
+        return None
+    if not isinstance(value, str) or not re.fullmatch(pattern, value, re.ASCII):
+        raise MeetingError(field, f"{field} must be {rule} (a room system keypad dials it); got {repr(value)[:20]}")
+    return value
 
 
 def check_video_codecs(value: object) -> list[str]:
