@@ -13,6 +13,7 @@ import yaml
 
 from mcu.api import VIDEO_CODECS
 from signaling.guard.client_address import parse_networks
+from signaling.sip_settings import SIP_KEY_CHECKS, SipSettings, check_sip
 
 
 ENCODE_CODECS = VIDEO_CODECS  # what a media node may encode: by default all it can
@@ -88,6 +89,7 @@ class Settings:
     node_key: str = ""
     limits: Limits = field(default_factory=Limits)
     tokens: TokenTtl = field(default_factory=TokenTtl)
+    sip: SipSettings = field(default_factory=SipSettings)  # SIP gateway (#14): off by default
 
     def resolved(self) -> "Settings":
         s = dataclasses.replace(self)
@@ -95,6 +97,7 @@ class Settings:
         s.store = s.store or f"sqlite:{Path(s.data_dir) / 'giaoban.db'}"
         s.node_id = s.node_id or f"{socket.gethostname()}-{s.port}"
         s.media_url = (s.media_url or s.public_url).rstrip("/")
+        s.sip = dataclasses.replace(s.sip, domain=s.sip.domain or s.sip.host)
         return s
 
     def validate(self, where: str = "settings") -> None:
@@ -131,6 +134,10 @@ class Settings:
             parse_networks(self.trusted_proxies)
         except ValueError as exc:
             raise bad(str(exc)) from None
+        try:
+            check_sip(self.sip, self.host, self.port)
+        except ValueError as exc:
+            raise bad(str(exc)) from None
 
     def check_against(self, directory) -> None:
         """Settings that name endpoints must name ones in the directory."""
@@ -154,11 +161,11 @@ def encode_codecs(value: list) -> list[str]:
 
 
 # checks of one key that can name the line it is on (validate() checks them again for the CLI)
-_KEY_CHECKS = {"encode_codecs": encode_codecs}
+_KEY_CHECKS = {"encode_codecs": encode_codecs, **SIP_KEY_CHECKS}
 
 
 def _section_types() -> dict[str, type]:
-    return {"limits": Limits, "tokens": TokenTtl}
+    return {"limits": Limits, "tokens": TokenTtl, "sip": SipSettings}
 
 
 def _apply(target: Any, node: yaml.MappingNode, file: str, prefix: str) -> None:
@@ -185,7 +192,7 @@ def _apply(target: Any, node: yaml.MappingNode, file: str, prefix: str) -> None:
             value = float(value)
         if not isinstance(value, want) or (want is int and isinstance(value, bool)):
             raise SettingsError(file, line, f"{prefix}{key} must be {want.__name__}, got {type(value).__name__}")
-        check = _KEY_CHECKS.get(key) if not prefix else None
+        check = _KEY_CHECKS.get(f"{prefix}{key}")
         if check is not None:
             try:
                 value = check(value)
