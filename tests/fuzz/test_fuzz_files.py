@@ -35,6 +35,17 @@ endpoints:
   - {id: hg-meo-vac, parent: hg-ubnd, tier: district, name: "Mèo Vạc", kind: room_terminal, link: fibre}
   - {id: hg-mv-meo-vac, parent: hg-meo-vac, tier: commune, name: "Thị trấn Mèo Vạc", link: mobile}
   - {id: hg-mv-lung-pu, parent: hg-meo-vac, tier: commune, name: "Lũng Pù", credential: hagiang/lp}
+  - id: hg-stttt
+    parent: tw
+    tier: province
+    name: "Sở TT&TT"
+    kind: room_terminal
+    link: fibre
+    sip:
+      uri: "sip:hg-stttt@10.20.0.16:5060;transport=tcp"
+      auth_user: hg-stttt
+      allowed_sources: [10.20.0.16, 10.20.8.0/24, "fd00::/8"]
+      codecs: [H264, VP8, OPUS, G722, PCMU, PCMA]
 """
 
 SETTINGS = """host: 127.0.0.1
@@ -53,6 +64,14 @@ limits:
   http_max_body_bytes: 262144
 tokens:
   operator_s: 43200
+sip:
+  enabled: true
+  host: 0.0.0.0
+  port: 5060
+  transports: [udp, tcp]
+  tls_cert: ""
+  tls_key: ""
+  domain: hop.hagiang.gov.vn
 """
 
 
@@ -66,6 +85,10 @@ def test_directory_yaml(tmp_path):
         "a: &x [*x]\n",
         "version: 1e999\n",
         "version: !!python/object:os.system x\n",
+        DIRECTORY.replace("10.20.8.0/24", "10.20.8.0/99"),
+        DIRECTORY.replace('"sip:hg-stttt', '"sip:[::zz]'),
+        DIRECTORY.replace("[H264, VP8", "[{H264: 1}, [VP8]"),
+        DIRECTORY.replace("auth_user: hg-stttt", "auth_user: [a, b]"),
     ]
     with Failures() as failures:
         for text in texts:
@@ -90,6 +113,10 @@ def test_settings_yaml(tmp_path):
         "limits: [1]\n",
         "port: 1e999\n",
         "a: &x [*x]\n",
+        "sip: {transports: [{a: 1}, [b]]}\n",
+        "sip: {port: 65536, host: '::1'}\n",
+        "sip: {domain: '\u1ec7.vn'}\n",
+        "sip:\n",
     ]  # found by this fuzz, or close
     with Failures() as failures:
         for text in known + draw(yaml_mutations(SETTINGS) | nasty_text(200), 600):
