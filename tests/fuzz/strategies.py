@@ -218,6 +218,15 @@ def video_codecs_values() -> st.SearchStrategy[Any]:
     return st.one_of(st.lists(names, max_size=4), st.lists(names, max_size=4), json_values(4))
 
 
+def digit_values(max_digits: int = 10) -> st.SearchStrategy[Any]:
+    """Values for a meeting's ``dial_number`` or ``pin`` (#14): digit strings of any length (leading
+    zeros, too short, too long), other digits (Unicode), text, numbers and JSON."""
+    digits = st.text(alphabet="0123456789", max_size=max_digits)
+    return st.one_of(
+        digits, digits, st.text(alphabet="0123456789١٢٣４ \n+#*", max_size=max_digits), nasty_text(10), json_values(2)
+    )
+
+
 # ---- YAML --------------------------------------------------------------------------------------
 @st.composite
 def yaml_mutations(draw: st.DrawFn, base: str) -> str:

@@ -7,6 +7,8 @@ random bearer schemathesis made), and half of the time aimed at real ids so hand
 
 from __future__ import annotations
 
+import re
+
 import pytest
 import schemathesis
 import yarl
@@ -15,7 +17,7 @@ from schemathesis import GenerationMode
 from schemathesis.openapi import from_dict
 
 from mcu.api import VIDEO_CODECS
-from tests.fuzz.strategies import video_codecs_values
+from tests.fuzz.strategies import digit_values, video_codecs_values
 from tests.fuzz.support import SCALE, Checker, Failures, draw, record, serves_a_meeting
 
 pytestmark = pytest.mark.timeout(120 * max(1, SCALE))  # SCALE: a longer run by hand
@@ -128,3 +130,35 @@ async def test_video_codecs_on_create_and_change(fuzz_node, checker: Checker):
                         stored = answer["video_codecs"]
                         assert set(stored) <= set(VIDEO_CODECS) and len(set(stored)) == len(stored) >= 1, answer
     assert 400 in statuses and (200 in statuses or 201 in statuses), "the generator reaches both answers"
+
+
+async def test_dial_number_and_pin_on_create_and_change(fuzz_node, checker: Checker):
+    """A meeting's dial_number and pin (#14) on POST (both) and PATCH (pin; dial_number is fixed):
+    refused in words and nothing stored, or stored as given: ASCII digits of the allowed lengths,
+    and a dial number never given to two meetings."""
+    node = fuzz_node
+    meeting = await node.schedule("hg-meo-vac", ["tier:commune@hg-meo-vac"], minutes_from_now=60)
+    body = {k: meeting[k] for k in ("title", "chair", "invited", "start", "duration_minutes")}
+    rules = {"dial_number": re.compile(r"[1-9][0-9]{3,8}"), "pin": re.compile(r"[0-9]{4,8}")}
+    statuses: list[int] = []
+    numbers: dict[str, str] = {meeting["dial_number"]: meeting["id"]}
+    with Failures() as failures:
+        for field, value in draw(st.tuples(st.sampled_from(sorted(rules)), digit_values()), 80):
+            record(field, value)
+            with failures.on((field, value)):
+                for method, path, data in (
+                    ("POST", "/api/v1/meetings", {**body, field: value}),
+                    ("PATCH", f"/api/v1/meetings/{meeting['id']}", {field: value}),
+                ):
+                    before = checker.durable()
+                    status, answer = await node.call(method, path, json=data)
+                    checker.http((method, field, value), status, answer, before)
+                    statuses.append(status)
+                    if status >= 300:
+                        continue
+                    assert answer[field] is None or rules[field].fullmatch(answer[field]), answer
+                    assert rules["dial_number"].fullmatch(answer["dial_number"]), answer
+                    assert numbers.setdefault(answer["dial_number"], answer["id"]) == answer["id"], answer
+                    if field == "dial_number":
+                        assert method == "POST" and answer[field] == value, answer
+    assert 400 in statuses and 201 in statuses, "the generator reaches both answers"

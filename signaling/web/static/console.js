@@ -88,7 +88,7 @@ async function loadMeetings() {
       const tr = document.createElement("tr");
       tr.dataset.meeting = m.id;
       const chair = dir.byId.get(m.chair);
-      const cells = [m.title, m.start.slice(0, 16).replace("T", " "), String(m.duration_minutes), repeatText(m.recurrence),
+      const cells = [m.title, m.dial_number || "–", m.start.slice(0, 16).replace("T", " "), String(m.duration_minutes), repeatText(m.recurrence),
         chair ? chair.name : m.chair, m.status === "cancelled" ? "đã hủy (cancelled)" : "đã lên lịch (scheduled)"];
       for (const c of cells) { const td = document.createElement("td"); td.textContent = c; tr.append(td); }
       const codecs = document.createElement("td");
@@ -111,7 +111,7 @@ async function loadMeetings() {
     }));
     if (!meetings.length) {
       const tr = document.createElement("tr");
-      tr.innerHTML = '<td colspan="8">Chưa có cuộc họp nào. <span class="en">(No meetings yet.)</span></td>';
+      tr.innerHTML = '<td colspan="9">Chưa có cuộc họp nào. <span class="en">(No meetings yet.)</span></td>';
       $("meetings").replaceChildren(tr);
     }
   } catch (e) {
