@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import os
 import subprocess
+from pathlib import Path
 import time
 from typing import AsyncIterator
 
@@ -29,9 +30,11 @@ def start_process(
     port = free_port()
     options = ["--media", media, "--node-id", node_id, "--log-format", "text", *extra]
     cmd = serve_command(data, port, *options, store=redis_url)
-    proc = subprocess.Popen(
-        cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=ROOT, env=dict(os.environ, PYTHONUNBUFFERED="1")
-    )
+    Path(data).mkdir(parents=True, exist_ok=True)
+    with open(Path(data) / "serve.log", "wb") as log:  # the node's own log, for a failure's why
+        proc = subprocess.Popen(
+            cmd, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT, env=dict(os.environ, PYTHONUNBUFFERED="1")
+        )
     return proc, port
 
 

@@ -2,11 +2,11 @@
 // SDP and ICE travel over the signaling WebSocket: our offer -> answer; server-made offers
 // (renegotiation when other publishers appear) -> our answer. Work is serialised on one chain.
 
-// A crossed offer (error code "retry": the server's own offer was in flight, or the peer was busy)
-// is offered again after the server's offer is answered; a timer covers a lost server offer, at
-// most GLARE_TRIES times, GLARE_BACKOFF_MS doubling up to GLARE_BACKOFF_MAX_MS: about 40 s, long
-// enough for a busy node or a cluster moving the meeting to a live media node. Any other error on
-// our offer is a refusal.
+// An error on our offer other than "offer_refused" is offered again: a crossed offer ("retry": the
+// server's own offer was in flight, or the peer was busy) after the server's offer is answered, a
+// media node unavailable or lost meanwhile after a timer; at most GLARE_TRIES times,
+// GLARE_BACKOFF_MS doubling up to GLARE_BACKOFF_MAX_MS: about 40 s, long enough for a busy node or
+// a cluster moving the meeting to a live media node. "offer_refused" is final and shown.
 const GLARE_TRIES = 12;
 const GLARE_BACKOFF_MS = 500;
 const GLARE_BACKOFF_MAX_MS = 4000;
@@ -139,7 +139,9 @@ export class Media {
   // answer it and then offer again. Refused (or crossed too often): told through onRefused.
   onError(msg) {
     if (!msg.ref || msg.ref !== this.offerRef) return false;
-    if (msg.code !== "retry" || this.glareTries >= GLARE_TRIES) {
+    // only "offer_refused" is final: "retry", and a node unavailable or lost meanwhile (a cluster
+    // moving the meeting after a media node died), are worth offering again
+    if (msg.code === "offer_refused" || this.glareTries >= GLARE_TRIES) {
       this._refused(msg.message);
       return true;
     }
