@@ -38,6 +38,11 @@ class MediaConflict(MediaError):
     """The request contradicts the current state (already recording, not streaming); answered as 409."""
 
 
+class OfferRefused(MediaError):
+    """An offer with nothing this node can use (no common codec); its message (English, naming what
+    was offered and what is taken) becomes a SIP 488's Warning text."""
+
+
 # A media node pushes messages to its client through signaling with this callback: server-made
 # offers for renegotiation ({"type": "offer", "sdp": ...}), trickled ICE candidates
 # ({"type": "ice", ...}), active-speaker changes ({"type": "speaker", "endpoint": ...}).
@@ -79,6 +84,9 @@ class PeerExtra(TypedDict, total=False):
     layout: str | None
     cascade_origin: CascadeOrigin  # set by the cluster's placement: the peer is on an edge node
     cascade_edge: str  # the edge node whose trunk this peer is
+    transport: str  # "rtp": a SIP room system's plain RTP/AVP or RTP/SAVP leg (mcu.rtp); absent: WebRTC
+    codecs: list[str]  # the room's preferred codecs, best first (PCMU PCMA G722 OPUS H264 VP8); absent: ours
+    audio_codec: str  # PCMU | PCMA | G722: the codec of its mix (set by an RTP leg on its own spec copy)
 
 
 @dataclass(frozen=True)
@@ -108,6 +116,10 @@ class MediaPeer(Protocol):
 
     async def set_muted(self, kind: str, muted: bool) -> None:
         """Stop/resume forwarding the endpoint's audio or video (chair mute)."""
+
+    async def request_keyframe(self) -> None:
+        """The client asked for a key frame outside RTCP (SIP INFO picture_fast_update): the
+        sources of its video outputs (the composite's encoder) send one."""
 
     async def close(self) -> None:
         """Release the peer and everything it holds; idempotent."""

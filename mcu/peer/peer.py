@@ -134,6 +134,13 @@ class LocalPeer:
             if stream.kind == kind:
                 stream.set_muted(muted)
 
+    async def request_keyframe(self) -> None:
+        """A key frame asked for outside RTCP: from the sources of its video outputs (merged and
+        rate limited by each source)."""
+        for out in list(self.outputs.values()):
+            if out.kind == "video" and out.source is not None:
+                out.source.request_keyframe()
+
     async def close(self) -> None:
         if self._close_task is None:
             self._close_task = asyncio.get_running_loop().create_task(self._close())

@@ -19,7 +19,7 @@ from typing import Any
 
 from aiohttp import WSMsgType, web
 
-from mcu.api import EventSink, JsonObject, MediaNode, MediaPeer, MediaRetry, PeerSpec
+from mcu.api import EventSink, JsonObject, MediaNode, MediaPeer, MediaRetry, OfferRefused, PeerSpec
 from signaling.api.http import CTX, ctx_of, json_response, read_raw
 from signaling.cluster.cluster_placement import ClusterPlacement
 from signaling.cluster.forward import in_cluster
@@ -95,6 +95,7 @@ async def peer_socket(request: web.Request) -> web.WebSocketResponse:
                 reply = {
                     "error": api.message if api else f"internal error: {exc}",
                     "retry": isinstance(exc, MediaRetry),
+                    "refused": isinstance(exc, OfferRefused),  # a SIP leg's 488
                 }
             await send({"re": req.get("id"), **reply})
     finally:
@@ -144,8 +145,10 @@ async def _serve(media: MediaNode, peer: MediaPeer | None, req: dict[str, Any], 
         await peer.add_ice_candidate(req.get("candidate"))
     elif op == "mute":
         await peer.set_muted(str(req.get("kind")), bool(req.get("muted")))
+    elif op == "keyframe":  # SIP INFO picture_fast_update from a room system
+        await peer.request_keyframe()
     else:
-        raise bad_request(f"unknown op {op!r}; expected open, offer, answer, ice or mute")
+        raise bad_request(f"unknown op {op!r}; expected open, offer, answer, ice, mute or keyframe")
     return {}
 
 

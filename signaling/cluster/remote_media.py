@@ -19,7 +19,7 @@ from typing import Any, Callable
 
 import aiohttp
 
-from mcu.api import EventSink, JsonObject, LinkStats, MediaError, MediaRetry, PeerSpec, RecordingLabels
+from mcu.api import EventSink, JsonObject, LinkStats, MediaError, MediaRetry, OfferRefused, PeerSpec, RecordingLabels
 from signaling.errors import ApiError
 
 log = logging.getLogger("giaoban.cluster")
@@ -128,7 +128,8 @@ class RemotePeer:
         finally:
             self._pending.pop(call_id, None)
         if "error" in reply:
-            raise (MediaRetry if reply.get("retry") else MediaError)(reply["error"])
+            kind = MediaRetry if reply.get("retry") else OfferRefused if reply.get("refused") else MediaError
+            raise kind(reply["error"])
         return reply
 
     async def _read(self) -> None:
@@ -171,6 +172,9 @@ class RemotePeer:
 
     async def set_muted(self, kind: str, muted: bool) -> None:
         await self.call("mute", kind=kind, muted=muted)
+
+    async def request_keyframe(self) -> None:
+        await self.call("keyframe")
 
     @property
     def closed(self) -> bool:
