@@ -27,6 +27,7 @@ from signaling.errors import rate_limited, unauthorized
 from signaling.settings import Limits, TokenTtl
 from signaling.store.base import Store
 from signaling.auth.tokens import Claims, TokenSigner, check_secret, hash_secret, new_secret
+from signaling.auth.sip_digest import ha1_fields
 
 log = logging.getLogger("giaoban.auth")
 MAX_FAILURES = 10  # failed logins per operator or endpoint from one address ...
@@ -235,7 +236,12 @@ class Authenticator:
         await self.store.put(
             "credentials",
             ep.credential,
-            {"endpoint": ep.id, "hash": await asyncio.to_thread(hash_secret, secret), "issued": time.time()},
+            {
+                "endpoint": ep.id,
+                "hash": await asyncio.to_thread(hash_secret, secret),
+                "issued": time.time(),
+                **(ha1_fields(ep.sip.auth_user, secret) if ep.sip and ep.sip.auth_user else {}),  # SIP digest
+            },
         )
         return secret
 
