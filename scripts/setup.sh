@@ -24,6 +24,8 @@ gst_ready() {
 }
 gst_ready || APT+=(gstreamer1.0-tools gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad
   gstreamer1.0-plugins-ugly gstreamer1.0-libav gstreamer1.0-nice python3-gst-1.0 gir1.2-gst-plugins-bad-1.0 gir1.2-nice-0.1)
+# baresip (pulls baresip-ffmpeg): a SIP video room system nobody here wrote, run headless by tests/sip (#14)
+command -v baresip >/dev/null || APT+=(baresip)
 if [ ${#APT[@]} -gt 0 ]; then
   export DEBIAN_FRONTEND=noninteractive
   $SUDO apt-get update -qq
