@@ -1,6 +1,7 @@
 """Opus through PyAV: encoding profiles, a decoder, an encoder, and packet inspection.
 
-Profiles name how a mixed output is encoded for a class of links. ``thin`` turns on libopus
+Profiles name how a mixed output is encoded for a class of links (``fibre``, ``thin``: Opus) or
+for a SIP room system's codec (``pcmu``, ``pcma``, ``g722``: encoded by ``mcu.audio.telephony``). ``thin`` turns on libopus
 in-band FEC (LBRR: each packet also carries a low-bitrate copy of the previous frame, which the
 receiver's decoder uses when a packet is lost) and tells the encoder the expected loss rate.
 The option names are FFmpeg's libopusenc AVOptions (``application``, ``fec``, ``packet_loss``,
@@ -27,9 +28,10 @@ class Profile:
     bitrate: int  # bit/s
     fec: bool = False
     packet_loss: int = 0  # expected loss in %, steers how much FEC libopus spends
-    application: str = "voip"  # voip | audio | lowdelay
+    application: str = "voip"  # voip | audio | lowdelay (Opus only)
     vbr: str = "on"  # on | constrained | off (constrained has no effect in SILK mode)
     extra: dict[str, str] = field(default_factory=dict)
+    codec: str = "OPUS"  # or a telephony codec (PCMU, PCMA, G722: mcu.audio.telephony)
 
     def options(self) -> dict[str, str]:
         opts = {"application": self.application, "vbr": self.vbr}
@@ -46,7 +48,11 @@ class Profile:
 # continuous mix of pure tones (a worst case) ~35 kbit/s. CBR would bound it but starves LBRR.
 FIBRE = Profile("fibre", bitrate=48000, vbr="constrained")
 THIN = Profile("thin", bitrate=20000, fec=True, packet_loss=15)
-PROFILES: dict[str, Profile] = {FIBRE.name: FIBRE, THIN.name: THIN}
+# SIP room systems that take no Opus hear the mix in their G.711/G.722 (mcu.audio.telephony)
+PCMU = Profile("pcmu", bitrate=64000, codec="PCMU")
+PCMA = Profile("pcma", bitrate=64000, codec="PCMA")
+G722 = Profile("g722", bitrate=64000, codec="G722")
+PROFILES: dict[str, Profile] = {p.name: p for p in (FIBRE, THIN, PCMU, PCMA, G722)}
 
 
 class CodecError(Exception):

@@ -11,6 +11,8 @@ Per 20 ms tick (``tick()``, or ``MixerClock`` for the real-time clock):
    for every listener who is not one of them) and one "mix minus me" per selected speaker that
    listens. Each output is encoded once per profile that has a listener for it, so the number
    of encodes per tick depends on speakers and profiles, never on the number of listeners.
+   A profile's codec picks the encoder: Opus, or G.711/G.722 for SIP room systems
+   (``mcu.audio.telephony``; 50 rooms hearing the same mix in PCMU cost one encode).
 3. ``fanout(plan, outputs)`` (event-loop thread): every listener gets the payload of its output
    by reference; listeners with equal output and profile share one ``bytes`` object.
 
@@ -44,11 +46,13 @@ from mcu.audio.jitter import CONCEAL, JitterBuffer, Packet
 from mcu.audio.libopus import LibopusDecoder
 from mcu.audio.libopus import available as libopus_available
 from mcu.audio.select import SpeakerSelector
+from mcu.audio.telephony import TelephonyEncoder
 
 log = logging.getLogger(__name__)
 
 EVERYONE = "*"  # output key of the mix of all selected speakers; other keys are source ids
 SOFT_KNEE = 0.7  # soft-clip starts above this fraction of full scale
+Encoder = OpusEncoder | TelephonyEncoder  # by the profile's codec: encode_frame(48 kHz 20 ms) -> payload
 
 
 def soft_clip(x: np.ndarray) -> np.ndarray:
@@ -168,7 +172,7 @@ class AudioMixer:
         self.sources: dict[str, _Source] = {}
         self.listeners: dict[str, Listener] = {}
         self._by_profile: dict[str, set[str]] = {p: set() for p in self.profiles}
-        self._encoders: dict[tuple[str, str], OpusEncoder] = {}
+        self._encoders: dict[tuple[str, str], Encoder] = {}
         self._silence = np.zeros(self.frame_samples, dtype=np.float32)
         self.tick_count = 0
         self.decodes = 0
@@ -309,9 +313,7 @@ class AudioMixer:
             for pname in sorted(profiles):
                 enc = self._encoders.get((key, pname))
                 if enc is None:
-                    enc = self._encoders[(key, pname)] = OpusEncoder(
-                        self.profiles[pname], self.sample_rate, self.frame_samples
-                    )
+                    enc = self._encoders[(key, pname)] = self._make_encoder(self.profiles[pname])
                 outputs[(key, pname)] = enc.encode_frame(frame)
         for k in [k for k in self._encoders if k not in outputs]:  # speaker left: drop state
             del self._encoders[k]
@@ -319,6 +321,11 @@ class AudioMixer:
         self.last_encodes = len(outputs)
         self.last_outputs = list(outputs)
         return outputs
+
+    def _make_encoder(self, profile: Profile) -> Encoder:
+        if profile.codec == "OPUS":
+            return OpusEncoder(profile, self.sample_rate, self.frame_samples)
+        return TelephonyEncoder(profile.codec, self.sample_rate, self.frame_samples)
 
     def fanout(self, plan: TickPlan, outputs: dict[tuple[str, str], bytes | None]) -> int:
         selected, ts, delivered = plan.selected, plan.timestamp, 0

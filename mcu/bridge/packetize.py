@@ -1,7 +1,8 @@
 """Encoded frames into RTP packets for the MCU outputs (I/O free).
 
 A ``Packetizer`` numbers one synthetic stream (a quality rendition's composite, one listener's mix):
-its own sequence numbers, a 15-bit VP8 picture id per frame. H.264 access units (Annex-B, as
+its own sequence numbers, a 15-bit VP8 picture id per frame. Audio payloads (Opus, G.711, G.722)
+go one per packet, as they come. H.264 access units (Annex-B, as
 libx264 writes them) become RFC 6184 packets: in packetization mode 1, small NAL units (SPS,
 PPS) travel together in a STAP-A, big ones are cut into FU-As, the others go alone; in mode 0
 every NAL unit goes alone (the encoder's slice size keeps them under a packet). The packets carry SSRC 0 and a
@@ -91,10 +92,13 @@ class Packetizer:
         last = len(payloads) - 1
         return [self._head(i == last, timestamp) + p for i, p in enumerate(payloads)]
 
-    def opus(self, payload: bytes, timestamp: int, marker: bool = False) -> bytes:
-        """One Opus packet (RFC 7587: one payload per packet)."""
+    def audio(self, payload: bytes, timestamp: int, marker: bool = False) -> bytes:
+        """One packet of a plain audio payload: Opus (RFC 7587), G.711 or G.722 (RFC 3551), one
+        frame per packet, the timestamp in the codec's RTP clock."""
         self.frames += 1
         return self._head(marker, timestamp) + payload
+
+    opus = audio
 
 
 def _aggregate(nals: list[bytes]) -> list[bytes]:

@@ -20,8 +20,8 @@ NACKs are answered from the rendition stream's cache, and PLIs become merged key
 to that rendition's encoder (``Compositor.request_keyframe``). Changing a subscriber's rendition
 is ``Router.route`` to another rendition stream of its codec: the output resumes continuously on
 that rendition's next key frame. The mixer's output for each listener (N-1, ``thin`` profile with
-in-band FEC for thin/mobile links) is packetized into that listener's own ``mcu:mix:<ep>``
-stream feeding its ``mix`` output.
+in-band FEC for thin/mobile links; G.711/G.722 at an 8 kHz RTP clock for a SIP room that asked
+for it) is packetized into that listener's own ``mcu:mix:<ep>`` stream feeding its ``mix`` output.
 """
 
 from __future__ import annotations
@@ -30,11 +30,12 @@ import logging
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from functools import partial
 from typing import Any, Protocol
 
 from mcu.api import VIDEO_CODECS, PeerSpec
 from mcu.audio import AudioMixer
+from mcu.audio.codec import SAMPLE_RATE as MIX_RATE
+from mcu.audio.telephony import TELEPHONY
 from mcu.bridge.depacketize import H264Assembler, Vp8Assembler, opus_payload
 from mcu.bridge.packetize import Packetizer
 from mcu.bridge.rendition_streams import ENCODERS, RenditionStreams, expand
@@ -109,6 +110,36 @@ class _Sub:
         return min(255, (self.out.nacked - n0) * 256 // sent)
 
 
+class _Mix:
+    """One listener's ``mcu:mix:<ep>`` stream in its profile's codec: Opus at 48 kHz, or G.711/G.722
+    with the RTP clock of 8000 Hz (the mixer's 48 kHz timestamps are converted, across wraps)."""
+
+    def __init__(self, endpoint_id: str, profile: str, codec: str) -> None:
+        tel = TELEPHONY.get(codec)
+        clock = tel.clock_rate if tel is not None else MIX_RATE
+        self.profile = profile
+        self.stream = Stream(
+            stream_id=f"mcu:mix:{endpoint_id}",
+            endpoint_id="mcu",
+            kind="audio",
+            source="mix",
+            codec=codec,
+            clock_rate=clock,
+        )
+        self.packetizer = Packetizer(tel.payload_type) if tel is not None else Packetizer()
+        self.divisor = MIX_RATE // clock
+        self.timestamp = 0
+        self._last: int | None = None  # the mixer's last timestamp (48 kHz)
+
+    def on_packet(self, payload: bytes, mixer_ts: int) -> None:
+        if self.stream.closed:
+            return
+        step = (mixer_ts - self._last) & 0xFFFFFFFF if self._last is not None else mixer_ts
+        self._last = mixer_ts
+        self.timestamp = (self.timestamp + step // self.divisor) & 0xFFFFFFFF
+        self.stream.on_rtp(self.packetizer.audio(payload, self.timestamp))
+
+
 class _Tap:
     """Per publisher stream: depacketizer state and where its media goes."""
 
@@ -168,7 +199,7 @@ class McuPipeline:
         self.rendition_streams = self.rendition_out.streams
         self.renditions = list(self.rendition_streams)
         self._refused: set[str] = set()  # codecs asked for that the node may not encode (logged once)
-        self.mixes: dict[str, tuple[Stream, Packetizer]] = {}
+        self.mixes: dict[str, _Mix] = {}
         self.subs: dict[str, _Sub] = {}
         self.taps: dict[str, _Tap] = {}  # by publisher stream id
         self._scene: tuple[list[str], Layout] | None = None
@@ -196,8 +227,8 @@ class McuPipeline:
         await self.compositor.stop()
         await self.mixer.stop()
         self.rendition_out.close()
-        for stream, _ in self.mixes.values():
-            stream.close()
+        for mix in self.mixes.values():
+            mix.stream.close()
         self.mixes.clear()
         self.subs.clear()
 
@@ -280,11 +311,6 @@ class McuPipeline:
 
     # -- outputs ---------------------------------------------------------------------------
 
-    def _on_mix(self, endpoint_id: str, payload: bytes, timestamp: int) -> None:
-        entry = self.mixes.get(endpoint_id)
-        if entry is not None and not entry[0].closed:
-            entry[0].on_rtp(entry[1].opus(payload, timestamp))
-
     def attach(self, peer: McuSubscriber, out: Output, now: float | None = None) -> None:
         """Route a ``composite`` or ``mix`` output of ``peer`` (idempotent)."""
         if self.stopped or out.closed:
@@ -303,19 +329,14 @@ class McuPipeline:
             if self.router.route(out, self.rendition_out.get(sub.codec, sub.ctl.rendition)):
                 self._update_active()
         elif out.role == "mix":
-            entry = self.mixes.get(ep)
-            if entry is None:
-                stream = Stream(
-                    stream_id=f"mcu:mix:{ep}",
-                    endpoint_id="mcu",
-                    kind="audio",
-                    source="mix",
-                    codec="OPUS",
-                    clock_rate=48000,
-                )
-                entry = self.mixes[ep] = (stream, Packetizer())
-                self.mixer.listener(ep, audio_profile(peer.spec), partial(self._on_mix, ep))
-            self.router.route(out, entry[0])
+            profile = audio_profile(peer.spec)
+            mix = self.mixes.get(ep)
+            if mix is None or mix.profile != profile:  # a re-INVITE may change a room's codec
+                if mix is not None:
+                    mix.stream.close()
+                mix = self.mixes[ep] = _Mix(ep, profile, self.mixer.profiles[profile].codec)
+                self.mixer.listener(ep, profile, mix.on_packet)
+            self.router.route(out, mix.stream)
 
     def _codec_for(self, endpoint_id: str, out: Output) -> str | None:
         """The codec of the composite for ``out``: the one its subscriber decodes, else another its
@@ -347,9 +368,9 @@ class McuPipeline:
                 [n for s in subs if (n := self.rendition_out.name(s.codec, s.ctl.rendition))]
             )
         self.mixer.remove_listener(endpoint_id)
-        entry = self.mixes.pop(endpoint_id, None)
-        if entry is not None:
-            entry[0].close()
+        mix = self.mixes.pop(endpoint_id, None)
+        if mix is not None:
+            mix.stream.close()
 
     # -- renditions -----------------------------------------------------------------------------
 

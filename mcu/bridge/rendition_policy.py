@@ -27,6 +27,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from mcu.audio.telephony import TELEPHONY
+
 MODES = ("sfu", "mcu", "both")
 DEFAULT_POLICY: Mapping[str, str] = {"fibre": "sfu", "thin": "mcu", "mobile": "mcu"}
 SFU_ONLY: Mapping[str, str] = {}
@@ -71,6 +73,11 @@ def start_rendition(spec: Any) -> str:
 
 
 def audio_profile(spec: Any) -> str:
+    """The mixer profile of a listener: its telephony codec's (``extra["audio_codec"]`` PCMU, PCMA
+    or G722, set by a SIP room's RTP leg), else Opus for its link class (FEC on thin links)."""
+    codec = str((getattr(spec, "extra", None) or {}).get("audio_codec", "")).upper()
+    if codec in TELEPHONY:
+        return TELEPHONY[codec].profile
     return "fibre" if getattr(spec, "link", "fibre") == "fibre" else "thin"
 
 
