@@ -25,12 +25,13 @@ import importlib.metadata
 import inspect
 import logging
 import re
+import struct
 from typing import Any, Awaitable, Callable
 
 import aioice.ice
 from aiortc import RTCCertificate, RTCDtlsTransport, RTCIceTransport, RTCRtpReceiver, RTCRtpSender
 from aiortc import RTCRtpCodecParameters, RTCRtpTransceiver
-from pylibsrtp import Session
+from pylibsrtp import Policy, Session
 
 log = logging.getLogger("mcu.fence")
 
@@ -100,6 +101,29 @@ def srtp_buffer(session: Session) -> tuple[memoryview, Any, Any]:
 
     The C pointers stay valid for as long as ``session`` lives: keep a reference to it."""
     return memoryview(session._buffer), session._cdata, session._srtp[0]
+
+
+# libsrtp's srtp_crypto_policy_set_null_cipher_hmac_null, which pylibsrtp does not bind: the six ints
+# of srtp_crypto_policy_t (cipher_type SRTP_NULL_CIPHER, cipher_key_len 30, auth_type SRTP_NULL_AUTH,
+# auth_key_len, auth_tag_len, sec_serv_none), written over the policy pylibsrtp made
+_NULL_CRYPTO_POLICY = struct.pack("=6i", 0, 30, 0, 0, 0, 0)
+
+
+def plain_rtp_session() -> Session:
+    """An outbound libsrtp session with the NULL cipher and NULL auth: its protect leaves a packet
+    byte for byte as it was, so a plain RTP/AVP output (a SIP room system, ``mcu.rtp``) uses the
+    same protect-in-place fast path (``Output.bind_transport``) as an SRTP one."""
+    policy = Policy(key=bytes(30), ssrc_type=Policy.SSRC_ANY_OUTBOUND)
+    for crypto in (policy._policy.rtp, policy._policy.rtcp):
+        _ffi.buffer(_ffi.addressof(crypto))[:] = _NULL_CRYPTO_POLICY
+    policy.allow_repeat_tx = True  # retransmissions resend a sequence number
+    return Session(policy)
+
+
+def _plain_session_unchanged() -> bool:
+    packet = bytes([0x80, 0x60, 0, 1, 0, 0, 0, 5, 0, 0, 0, 7]) + bytes(range(200))
+    session = plain_rtp_session()
+    return session.protect(packet) == packet and session.protect(packet) == packet
 
 
 # -- aiortc: the DTLS transport, senders and receivers -------------------------------------
@@ -272,6 +296,7 @@ _HOOKS: list[tuple[str, str, Callable[[], bool]]] = [
         lambda: len(_ffi.typeof(srtp_protect).args) == 3,
     ),
     ("pylibsrtp", f"Session._buffer/_cdata/_srtp ({SRTP_BUFFER} bytes)", _session_buffer),
+    ("pylibsrtp", "Policy._policy (NULL cipher, NULL auth: protect leaves RTP unchanged)", _plain_session_unchanged),
     (
         "aiortc",
         f"RTCDtlsTransport.{_DTLS_RTP}(data, arrival_time_ms)",
