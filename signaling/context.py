@@ -76,6 +76,14 @@ class ClientRegistry(Protocol):
     async def stop(self) -> None: ...
 
 
+class SipCalls(Protocol):
+    """The SIP gateway as REST drives it (signaling.sip.gateway.SipGateway; #14)."""
+
+    async def call_now(self, occurrence_id: str, endpoint_id: str, by: str) -> None: ...
+    async def hang_up(self, occurrence_id: str, endpoint_id: str, by: str) -> None: ...
+    def call_state(self, occurrence_id: str, endpoint_id: str) -> dict[str, Any] | None: ...
+
+
 @dataclass
 class Context:
     settings: Settings
@@ -89,4 +97,5 @@ class Context:
     media: HostedMediaNode | None = None  # this process's media node, if it runs one
     recordings: Recordings | None = None  # when this node has a media node
     placement: Placement | None = None  # the media node of each peer and meeting (None: no media at all)
+    sip: SipCalls | None = None  # the SIP gateway for room systems, when sip.enabled (#14)
     started: float = field(default_factory=time.time)

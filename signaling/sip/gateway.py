@@ -1,0 +1,347 @@
+"""The SIP gateway (#14): room systems' calls in and out of meetings, on the stack of stack.py.
+
+Dial-in (``_incoming``): find the meeting (admission.find_target), decide who calls
+(admission.claim_of: digest via the stack's challenge, source addresses), admit it like a terminal
+(signaling.auth.policy.admit), open its RTP leg on the meeting's media node
+(``PeerExtra["transport"] = "rtp"``), answer the offer, enter the room (member.enter_room).
+An unknown caller to a meeting with a PIN is answered by a LOBBY leg first (a media room of its
+own: it sees and hears nothing of the meeting), keys the PIN (RFC 4733 or INFO, 20 s), and is
+then moved into the meeting by a re-INVITE without SDP (the room offers, the meeting's leg answers).
+
+Dial-out (``dial``, driven by dialout.py): a DELAYED-OFFER INVITE (no SDP): the room offers in its
+200 and the leg answers in the ACK, so one ``handle_offer`` serves both directions.
+
+While a call lives (``_run_call``): INFO picture_fast_update -> ``peer.request_keyframe()``; the leg's
+``keyframe_wanted`` -> INFO picture_fast_update to the room; ``media_timeout`` -> BYE; a re-INVITE's
+offer (hold, codec change) -> ``peer.handle_offer`` again; the room's BYE, the chair's remove
+(BYE), a revocation and the meeting's close end it. Refusals: admission.SipRefusal (404, 403,
+480, 488 with the leg's OfferRefused text as Warning).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from endpoints.model import Endpoint
+from mcu.api import JsonObject, MediaError, MediaPeer, OfferRefused, PeerExtra, PeerSpec
+from signaling.auth.policy import admit, media_extra
+from signaling.auth.sip_digest import SIP_REALM, stored_ha1
+from signaling.context import Context
+from signaling.errors import ApiError
+from signaling.meetings.model import Meeting
+from signaling.sip import info as sip_info
+from signaling.sip.admission import (
+    SipRefusal,
+    Target,
+    claim_of,
+    endpoint_identity,
+    find_target,
+    from_api_error,
+    guest_identity,
+    not_open,
+    pin_matches,
+    refusal,
+)
+from signaling.sip.member import SipMember, enter_room, keep_in_room, leave_room
+from signaling.sip.stack import SipStack
+
+log = logging.getLogger("giaoban.sip")
+
+
+class CallEvents:
+    """The media leg's events (its EventSink) for one call: DTMF keys, key frame wishes, timeouts."""
+
+    def __init__(self) -> None:
+        self.pin = sip_info.PinEntry()
+        self.on_keyframe_wanted: Callable[[], Awaitable[None]] | None = None
+        self.on_timeout: Callable[[], None] | None = None
+
+    async def __call__(self, event: JsonObject) -> None:
+        kind = event.get("type")
+        if kind == "dtmf" and isinstance(event.get("digit"), str):
+            self.pin.key(str(event["digit"]))
+        elif kind == "keyframe_wanted" and self.on_keyframe_wanted is not None:
+            asyncio.create_task(self.on_keyframe_wanted())  # not on the leg's own task (EventSink rule)
+        elif kind == "media_timeout" and self.on_timeout is not None:
+            self.on_timeout()
+
+
+class SipGateway:
+    def __init__(self, ctx: Context, stack: SipStack | None = None) -> None:
+        self.ctx = ctx
+        self.settings = ctx.settings.sip
+        self.stack = stack or SipStack(self.settings, self._on_invite)
+        self.members: dict[str, SipMember] = {}  # session id -> live call
+        self._tasks: set[asyncio.Task] = set()
+        from signaling.sip.dialout import DialOut  # dialout drives this module's dial()
+
+        self.dialout = DialOut(self)
+
+    async def start(self) -> None:
+        await self.stack.start()
+        log.info("SIP gateway on %s %s:%d", "/".join(self.settings.transports), self.settings.host, self.settings.port)
+        await self.dialout.start()
+
+    async def stop(self) -> None:
+        await self.dialout.stop()
+        for member in list(self.members.values()):
+            member.end("server shutting down")
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.stack.stop()
+
+    # REST (signaling.context.SipCalls) ------------------------------------------------------------
+    async def call_now(self, occurrence_id: str, endpoint_id: str, by: str) -> None:
+        await self.dialout.call_now(occurrence_id, endpoint_id, by)
+
+    async def hang_up(self, occurrence_id: str, endpoint_id: str, by: str) -> None:
+        await self.dialout.hang_up(occurrence_id, endpoint_id, by)
+
+    def call_state(self, occurrence_id: str, endpoint_id: str) -> dict[str, Any] | None:
+        return self.dialout.status(occurrence_id, endpoint_id)
+
+    def _spawn(self, coro: Awaitable[Any], name: str) -> asyncio.Task:
+        task = asyncio.ensure_future(coro)
+        task.set_name(name)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    # dial-in ------------------------------------------------------------------------------------
+    async def _on_invite(self, call: Any) -> None:
+        self._spawn(self._incoming(call), f"sip-in:{call.request_uri_user}")
+
+    async def _incoming(self, call: Any) -> None:
+        try:
+            await self._admit_incoming(call)
+        except SipRefusal as no:
+            log.info("SIP call refused: %s", no, extra={"from": str(call.from_uri)[:80], "to": call.request_uri_user})
+            await _reject(call, no)
+        except Exception:
+            log.exception("SIP call failed", extra={"to": call.request_uri_user})
+            await _reject(call, SipRefusal(500, "Server Internal Error", "giaoban: internal error"))
+
+    async def _admit_incoming(self, call: Any) -> None:
+        ctx = self.ctx
+        target = await find_target(ctx.meetings, ctx.directory, call.request_uri_user)
+        claim = claim_of(ctx.directory, call.from_uri, call.source[0], target)
+        if claim is not None and claim.provable:
+            if not claim.source_ok:
+                raise refusal(
+                    403,
+                    "Forbidden",
+                    f"Địa chỉ {call.source[0]} không được gọi thay điểm cầu {claim.endpoint.id}",
+                    f"source address {call.source[0]} is not in endpoint {claim.endpoint.id}'s allowed_sources",
+                )
+            if claim.auth_user and not await self._digest_ok(call, claim.endpoint):
+                return  # the stack answered the challenge's failure (403) itself
+            member = await self._member(endpoint_identity(claim.endpoint), target.meeting, "in")
+            return await self._answer_and_run(call, member, target.meeting, claim.endpoint)
+        if target.endpoint is not None:
+            raise refusal(
+                403,
+                "Forbidden",
+                f"Chỉ thiết bị của điểm cầu {target.endpoint.id} được gọi số này",
+                f"only endpoint {target.endpoint.id}'s own room system may dial its id",
+            )
+        if not target.meeting.pin:
+            raise refusal(
+                403,
+                "Forbidden",
+                "Thiết bị không có trong danh bạ và cuộc họp không có mã PIN",
+                "caller is not in the directory and the meeting has no PIN",
+            )
+        await self._pin_caller(call, target)
+
+    async def _digest_ok(self, call: Any, endpoint: Endpoint) -> bool:
+        credential = endpoint.credential
+
+        async def ha1(user: str, algorithm: str = "MD5") -> str | None:
+            doc = await self.ctx.store.get("credentials", credential) if credential else None
+            return stored_ha1(doc, user, algorithm) if endpoint.sip and user == endpoint.sip.auth_user else None
+
+        return bool(await self.stack.challenge(call, SIP_REALM, ha1))
+
+    async def _member(self, identity: Any, meeting: Meeting, direction: str) -> SipMember:
+        """Admitted now (invited, not removed, open) or SipRefusal (480 when not open)."""
+        if await self.ctx.meetings.current_occurrence(meeting.id, _now()) is None:
+            raise not_open(f"số {meeting.dial_number}", f"meeting {meeting.id} is not open now")
+        try:
+            meeting, occurrence, role, _ = await admit(self.ctx, identity, meeting.id)
+        except ApiError as exc:
+            raise from_api_error(exc) from None
+        return SipMember(f"sip-{secrets.token_hex(8)}", identity, meeting.id, occurrence.occurrence_id, role, direction)
+
+    async def _answer_and_run(self, call: Any, member: SipMember, meeting: Meeting, endpoint: Endpoint | None) -> None:
+        if not call.offer_sdp:
+            raise refusal(
+                488, "Not Acceptable Here", "Cuộc gọi cần có SDP", "an INVITE without an SDP offer is not served"
+            )
+        events = CallEvents()
+        member.peer = await self._open_leg(self._spec(member, meeting, endpoint), events)
+        answer = await _answer_offer(member.peer, call.offer_sdp)
+        await call.answer(answer)
+        await self._run_call(call, member, events)
+
+    async def _pin_caller(self, call: Any, target: Target) -> None:
+        meeting = target.meeting
+        if await self.ctx.meetings.current_occurrence(meeting.id, _now()) is None:
+            raise not_open(f"số {meeting.dial_number}", f"meeting {meeting.id} is not open now")
+        if not call.offer_sdp:
+            raise refusal(
+                488, "Not Acceptable Here", "Cuộc gọi cần có SDP", "an INVITE without an SDP offer is not served"
+            )
+        events = CallEvents()
+        lobby_id = f"sip-lobby-{secrets.token_hex(6)}"
+        lobby_spec = PeerSpec(lobby_id, lobby_id, "lobby", "participant", "fibre", True, _rtp_extra(None))
+        lobby = await self._open_leg(lobby_spec, events)
+        try:
+            await call.answer(await _answer_offer(lobby, call.offer_sdp))
+            call.on_info = _info_handler(lambda: lobby, events)
+            digits = await _first(events.pin.read(len(str(meeting.pin))), call.ended.wait())
+        finally:
+            await lobby.close()
+        if not isinstance(digits, str) or not pin_matches(meeting, digits):
+            log.info("SIP caller gave no or a wrong PIN", extra={"meeting": meeting.id})
+            await call.hangup()
+            return
+        member = await self._member(guest_identity(meeting, call.from_uri), meeting, "in")
+        member.peer = await self._open_leg(self._spec(member, meeting, None), events)
+        offer = await call.reinvite(None)  # delayed offer: the room offers, our leg answers in the ACK
+        await call.ack(await _answer_offer(member.peer, offer))
+        await self._run_call(call, member, events)
+
+    # dial-out -----------------------------------------------------------------------------------
+    async def dial(self, endpoint: Endpoint, meeting: Meeting, on_member: Callable[[SipMember], None]) -> SipMember:
+        """Call the endpoint's room system into the meeting; returns when the call has ended.
+        SipRefusal / MediaError / the stack's errors when it could not be set up."""
+        assert endpoint.sip is not None
+        member = await self._member(endpoint_identity(endpoint), meeting, "out")
+        on_member(member)
+        events = CallEvents()
+        call = await self.stack.dial(endpoint.sip.uri, from_user=meeting.dial_number or "giaoban", sdp=None)
+        member.call = call
+        try:
+            offer = await _first(call.wait_answered(), member.wake.wait())
+            if not isinstance(offer, str):  # ended (hang-up from the console) while ringing
+                await call.cancel()
+                return member
+            member.peer = await self._open_leg(self._spec(member, meeting, endpoint), events)
+            await call.ack(await _answer_offer(member.peer, offer))
+        except BaseException:
+            if member.peer is not None:
+                await member.peer.close()
+            await _quietly(call.hangup())
+            raise
+        await self._run_call(call, member, events)
+        return member
+
+    # a call in the room -------------------------------------------------------------------------
+    def _spec(self, member: SipMember, meeting: Meeting, endpoint: Endpoint | None) -> PeerSpec:
+        link = str(endpoint.link) if endpoint else "fibre"
+        extra: PeerExtra = {**media_extra(meeting, link), **_rtp_extra(endpoint)}
+        publish = member.role != "viewer"
+        return PeerSpec(meeting.id, member.endpoint_id, member.identity.name, member.role, link, publish, extra)
+
+    async def _open_leg(self, spec: PeerSpec, events: CallEvents) -> MediaPeer:
+        if self.ctx.placement is None:
+            raise refusal(503, "Service Unavailable", "Máy chủ không có media", "this server runs without a media node")
+        return await self.ctx.placement.open_peer(spec, events)
+
+    async def _run_call(self, call: Any, member: SipMember, events: CallEvents) -> None:
+        """Room entry, then until the call or the member ends; media and room released after."""
+        member.call = call
+        peer = member.peer
+        assert peer is not None
+        events.on_keyframe_wanted = lambda: _quietly(
+            call.send_info(sip_info.MEDIA_CONTROL, sip_info.PICTURE_FAST_UPDATE)
+        )
+        events.on_timeout = lambda: member.end("no RTP from the room for 30 s")
+        call.on_info = _info_handler(lambda: peer, events)
+        call.on_reinvite = peer.handle_offer  # hold, codec change: the same leg answers
+        self.members[member.session_id] = member
+        try:
+            await enter_room(self.ctx, member)
+            meeting = await self.ctx.meetings.get(member.meeting_id)
+            occurrence = await self.ctx.meetings.current_occurrence(meeting.id, _now())
+            if occurrence is None or not await self.ctx.scheduler.ensure_open(meeting, occurrence):
+                member.end("meeting closed")
+            log.info("SIP call in meeting", extra={"meeting": member.meeting_id, "endpoint": member.endpoint_id})
+            await _first(keep_in_room(self.ctx, member), call.ended.wait())
+            if not member.ended:
+                member.end("BYE from the room")
+        finally:
+            self.members.pop(member.session_id, None)
+            if not call.ended.is_set():
+                await _quietly(call.hangup())  # removal, revocation, close, timeout: BYE
+            await asyncio.shield(leave_room(self.ctx, member))
+
+
+def _rtp_extra(endpoint: Endpoint | None) -> PeerExtra:
+    extra: PeerExtra = {"via": "sip", "transport": "rtp", "renegotiate": False}
+    if endpoint is not None and endpoint.sip is not None and endpoint.sip.codecs:
+        extra["codecs"] = list(endpoint.sip.codecs)
+    return extra
+
+
+async def _answer_offer(peer: MediaPeer, offer: str) -> str:
+    """The leg's answer; a refused offer becomes 488 with its reason as the Warning text."""
+    try:
+        return await peer.handle_offer(offer)
+    except OfferRefused as exc:
+        await peer.close()
+        raise SipRefusal(488, "Not Acceptable Here", str(exc)) from None
+    except MediaError as exc:
+        await peer.close()
+        raise SipRefusal(488, "Not Acceptable Here", f"SDP not accepted: {exc}") from None
+
+
+def _info_handler(peer_of: Callable[[], MediaPeer], events: CallEvents) -> Callable[[str, str], Awaitable[None]]:
+    async def on_info(content_type: str, body: str) -> None:
+        digit = sip_info.dtmf_digit(content_type, body)
+        if digit is not None:
+            events.pin.key(digit)
+        elif sip_info.wants_keyframe(content_type, body):
+            await peer_of().request_keyframe()
+
+    return on_info
+
+
+async def _reject(call: Any, no: SipRefusal) -> None:
+    try:
+        if call.answered:  # refused after the answer (admission after a PIN): BYE is all there is
+            await call.hangup()
+        else:
+            await call.reject(no.code, no.reason, warning=no.warning or None)
+    except Exception:
+        log.exception("SIP refusal could not be sent")
+
+
+async def _first(*aws: Awaitable[Any]) -> Any:
+    """The result of whichever finishes first; the others are cancelled."""
+    tasks = [asyncio.ensure_future(a) for a in aws]
+    try:
+        done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        return next(iter(done)).result()
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+
+async def _quietly(aw: Awaitable[Any]) -> None:
+    try:
+        await aw
+    except Exception as exc:  # the dialog is gone already: nothing to tell
+        log.debug("SIP request not sent: %s", exc)
+
+
+def _now():
+    from datetime import datetime, timezone
+
+    return datetime.now(timezone.utc)

@@ -1,0 +1,71 @@
+"""SIP INFO bodies the gateway reads and writes, and the PIN a caller keys in (#14).
+
+* DTMF: ``application/dtmf-relay`` (``Signal=5\\r\\nDuration=160``, the form Cisco/Polycom send)
+  and ``application/dtmf`` (the bare digit); RFC 4733 telephone-events reach us from the media leg
+  as ``{"type": "dtmf", "digit": ...}``. Both feed one ``PinEntry``.
+* Key frames: ``application/media_control+xml`` with ``picture_fast_update`` (RFC 5168): a room
+  asking us for one, or us asking the room.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+
+DTMF_RELAY = "application/dtmf-relay"
+DTMF = "application/dtmf"
+MEDIA_CONTROL = "application/media_control+xml"
+DIGITS = "0123456789*#"
+PIN_TIMEOUT_S = 20.0
+PICTURE_FAST_UPDATE = (
+    '<?xml version="1.0" encoding="utf-8" ?>\r\n'
+    "<media_control><vc_primitive><to_encoder><picture_fast_update/></to_encoder></vc_primitive></media_control>\r\n"
+)
+_SIGNAL = re.compile(r"^\s*signal\s*=\s*(\S)", re.IGNORECASE | re.MULTILINE)
+
+
+def dtmf_digit(content_type: str, body: str) -> str | None:
+    """The key an INFO carries, or None when it carries none (or something else)."""
+    ctype = content_type.split(";")[0].strip().lower()
+    if ctype == DTMF_RELAY:
+        match = _SIGNAL.search(body)
+        digit = match.group(1) if match else ""
+    elif ctype == DTMF:
+        digit = body.strip()[:1]
+    else:
+        return None
+    return digit if digit and digit in DIGITS else None
+
+
+def wants_keyframe(content_type: str, body: str) -> bool:
+    ctype = content_type.split(";")[0].strip().lower()
+    return ctype == MEDIA_CONTROL and "picture_fast_update" in body
+
+
+class PinEntry:
+    """Keys from either path, in arrival order; ``read`` returns the digits up to ``#`` (or once
+    as many as the PIN has, for rooms whose users never press ``#``), ``*`` starts over."""
+
+    def __init__(self) -> None:
+        self._keys: asyncio.Queue[str] = asyncio.Queue(maxsize=64)  # more keys than a PIN: dropped
+
+    def key(self, digit: str) -> None:
+        if digit in DIGITS and not self._keys.full():
+            self._keys.put_nowait(digit)
+
+    async def read(self, length: int, timeout_s: float = PIN_TIMEOUT_S) -> str | None:
+        """The PIN keyed in, or None when none came within ``timeout_s`` (for the whole entry)."""
+        try:
+            return await asyncio.wait_for(self._collect(length), timeout_s)
+        except asyncio.TimeoutError:
+            return None
+
+    async def _collect(self, length: int) -> str:
+        digits = ""
+        while True:
+            key = await self._keys.get()
+            if key == "#":
+                return digits
+            digits = "" if key == "*" else digits + key
+            if len(digits) >= length:
+                return digits
