@@ -1,0 +1,183 @@
+"""SIP transactions of the stack (#14): retransmission and its absorption (RFC 3261 §17).
+
+aiosipua sends each request once; over UDP a lost INVITE or BYE would end a call. A
+:class:`ClientTransaction` retransmits its request with Timer A/E (T1 doubling; non-INVITE capped at
+T2), gives up with a synthetic 408 after Timer B/F (64×T1, also over TCP/TLS), ACKs a non-2xx final
+answer to an INVITE itself (§17.1.1.3) and ACKs that answer's retransmissions again.
+
+:class:`ServerTransactions` remembers the last response sent for each request (by Via branch and
+method) for 32 s, so a retransmitted request gets that response again instead of being handled
+twice, and retransmits a non-2xx final answer to an INVITE over UDP (Timer G) until its ACK.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+
+from aiosipua.header_codec import parse_via
+from aiosipua.message import SipRequest, SipResponse
+
+from signaling.sip.transport import Link
+
+log = logging.getLogger(__name__)
+
+T1, T2 = 0.5, 4.0
+TIMEOUT = 64 * T1  # Timer B, F, H
+LINGER = 32.0  # Timer D, J: how long a finished transaction still absorbs retransmissions
+
+
+def branch_of(message: SipRequest | SipResponse) -> str:
+    vias = message.headers.get("via")
+    return (parse_via(vias[0]).branch or "") if vias else ""
+
+
+class ClientTransaction:
+    """One request we sent: retransmitted until answered; ``final`` resolves with the final response."""
+
+    def __init__(
+        self, request: SipRequest, link: Link, on_provisional: Callable[[SipResponse], None] | None = None
+    ) -> None:
+        self.request, self.link, self.on_provisional = request, link, on_provisional
+        self.key = (branch_of(request), request.method.upper())
+        self.final: asyncio.Future[SipResponse] = asyncio.get_running_loop().create_future()
+        self.raw = bytes(request)
+        self._ack: bytes | None = None
+        self._answered = False  # any response: INVITE retransmission stops (Timer A)
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self.link.send(self.raw)
+        self._task = asyncio.get_running_loop().create_task(self._timers())
+
+    async def _timers(self) -> None:
+        interval, waited = T1, 0.0
+        while waited < TIMEOUT and not self.final.done():
+            await asyncio.sleep(min(interval, TIMEOUT - waited))
+            waited += min(interval, TIMEOUT - waited)
+            if self.final.done() or waited >= TIMEOUT:
+                break
+            if not self.link.reliable and not (self._answered and self.key[1] == "INVITE"):
+                self.link.send(self.raw)
+            interval = interval * 2 if self.key[1] == "INVITE" else min(interval * 2, T2)
+        if not self.final.done():
+            timeout = SipResponse(status_code=408, reason_phrase="Request Timeout")
+            self.final.set_result(timeout)
+
+    def receive(self, response: SipResponse) -> None:
+        self._answered = True
+        if response.status_code < 200:
+            if not self.final.done() and self.on_provisional is not None:
+                self.on_provisional(response)
+            return
+        if self.key[1] == "INVITE" and response.status_code >= 300:
+            if self._ack is None:
+                self._ack = bytes(self._ack_for(response))
+            self.link.send(self._ack)  # also for each retransmission of the final
+        if not self.final.done():
+            self.final.set_result(response)
+
+    def _ack_for(self, response: SipResponse) -> SipRequest:
+        """The ACK of a non-2xx final (§17.1.1.3): same branch and Request-URI, To with the answer's tag."""
+        ack = SipRequest(method="ACK", uri=self.request.uri)
+        ack.headers.append("Via", self.request.headers.get("via")[0])
+        for name in ("From", "Call-ID"):
+            ack.headers.set_single(name, self.request.headers.get_first(name) or "")
+        ack.headers.set_single("To", response.headers.get_first("to") or "")
+        seq = self.request.cseq.seq if self.request.cseq else 1
+        ack.headers.set_single("CSeq", f"{seq} ACK")
+        for route in self.request.headers.get("route"):
+            ack.headers.append("Route", route)
+        ack.headers.set_single("Max-Forwards", "70")
+        return ack
+
+    def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+
+
+class ServerTransactions:
+    """The last response to each recent request, keyed by (Via branch, method)."""
+
+    def __init__(self) -> None:
+        self._last: dict[tuple[str, str], tuple[bytes, Link]] = {}
+        self._timer_g: dict[tuple[str, str], asyncio.Task[None]] = {}
+        self._expiry: dict[tuple[str, str], asyncio.TimerHandle] = {}
+
+    @staticmethod
+    def key(request: SipRequest, method: str | None = None) -> tuple[str, str]:
+        return (branch_of(request), (method or request.method).upper())
+
+    def __contains__(self, key: tuple[str, str]) -> bool:
+        return key in self._last
+
+    def __len__(self) -> int:
+        return len(self._last)
+
+    def begin(self, request: SipRequest, link: Link) -> None:
+        """A request being handled: its retransmissions are absorbed (answered with what we sent last)."""
+        self._last[self.key(request)] = (b"", link)
+        self._expire_after(self.key(request), TIMEOUT * 2)  # a handler that never answers
+
+    def retransmitted(self, request: SipRequest) -> bool:
+        """Seen before: the last response (if any) is sent again."""
+        entry = self._last.get(self.key(request))
+        if entry is None:
+            return False
+        raw, link = entry
+        if raw:
+            link.send(raw)
+        return True
+
+    def respond(self, request: SipRequest, response: SipResponse, link: Link) -> None:
+        key = self.key(request)
+        raw = bytes(response)
+        link.send(raw)
+        self._last[key] = (raw, link)
+        code = response.status_code
+        if code >= 200:
+            self._expire_after(key, LINGER)
+        if code >= 300 and key[1] == "INVITE" and not link.reliable:
+            self._timer_g[key] = asyncio.get_running_loop().create_task(self._retransmit(key, raw, link))
+
+    def acked(self, ack: SipRequest) -> bool:
+        """The ACK of a non-2xx final answer (same branch as its INVITE): Timer G stops."""
+        key = self.key(ack, "INVITE")
+        task = self._timer_g.pop(key, None)
+        if task is not None:
+            task.cancel()
+        return key in self._last
+
+    async def _retransmit(self, key: tuple[str, str], raw: bytes, link: Link) -> None:
+        interval, waited = T1, 0.0
+        while waited < TIMEOUT:
+            await asyncio.sleep(interval)
+            waited += interval
+            link.send(raw)
+            interval = min(interval * 2, T2)
+        self._timer_g.pop(key, None)
+
+    def _expire_after(self, key: tuple[str, str], delay: float) -> None:
+        old = self._expiry.pop(key, None)
+        if old is not None:
+            old.cancel()
+        self._expiry[key] = asyncio.get_running_loop().call_later(delay, self._forget, key)
+
+    def _forget(self, key: tuple[str, str]) -> None:
+        self._last.pop(key, None)
+        self._expiry.pop(key, None)
+        task = self._timer_g.pop(key, None)
+        if task is not None:
+            task.cancel()
+
+    def close(self) -> None:
+        for handle in self._expiry.values():
+            handle.cancel()
+        for task in self._timer_g.values():
+            task.cancel()
+        with contextlib.suppress(Exception):
+            self._last.clear()
+        self._expiry.clear()
+        self._timer_g.clear()
