@@ -90,7 +90,7 @@ class TelephonyDecoder:
         for frame in self._cc.decode(av.Packet(payload)):
             self._owed += frame.samples * self._ratio
             parts += [out.to_ndarray()[0] for out in self._up.resample(frame)]
-        pcm = np.concatenate(parts) if parts else np.zeros(0, dtype=np.float32)
+        pcm = parts[0] if len(parts) == 1 else np.concatenate(parts) if parts else np.zeros(0, dtype=np.float32)
         pcm = _pad_front(pcm, self._owed - pcm.size)
         self._owed = max(0, self._owed - pcm.size)
         return pcm
@@ -119,11 +119,15 @@ class TelephonyEncoder:
     def encode_frame(self, frame: av.AudioFrame) -> bytes:
         self.calls += 1
         size = self.codec.samples_per_frame
-        parts = [out.to_ndarray()[0] for out in self._down.resample(frame)]
-        pcm = np.concatenate(parts) if parts else np.zeros(0, dtype=np.int16)
-        pcm = _pad_front(pcm, size - pcm.size)[:size]  # short only at the start (filter delay)
-        out = av.AudioFrame.from_ndarray(pcm[None, :], format="s16", layout="mono")
-        out.sample_rate = self.codec.sample_rate
+        resampled = self._down.resample(frame)
+        if len(resampled) == 1 and resampled[0].samples == size:
+            out = resampled[0]  # every frame but the first: straight to the codec
+        else:  # short only at the start (the filter's delay): zeros in front
+            parts = [f.to_ndarray()[0] for f in resampled]
+            pcm = np.concatenate(parts) if parts else np.zeros(0, dtype=np.int16)
+            pcm = _pad_front(pcm, size - pcm.size)[:size]
+            out = av.AudioFrame.from_ndarray(pcm[None, :], format="s16", layout="mono")
+            out.sample_rate = self.codec.sample_rate
         out.pts = self._pts
         self._pts += size
         return b"".join(bytes(p) for p in self._cc.encode(out))
