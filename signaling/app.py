@@ -15,7 +15,7 @@ from endpoints.directory import load_directory
 from mcu.peer.bounded_stop import finish_all
 from signaling import metrics, web as web_pages
 from signaling.api import auth as api_auth, directory as api_directory, meetings as api_meetings
-from signaling.api import operators as api_operators, recordings as api_recordings, whip
+from signaling.api import operators as api_operators, recordings as api_recordings, sip_calls as api_sip_calls, whip
 from signaling.auth.authenticator import Authenticator
 from signaling.api import cluster as cluster_api
 from signaling.cluster import media_api
@@ -187,6 +187,7 @@ def make_app(ctx: Context) -> web.Application:
         api_operators.routes,
         api_recordings.routes,
         whip.routes,
+        api_sip_calls.routes,
         web_pages.routes,
         cluster_api.routes,
         media_api.routes,
@@ -206,6 +207,12 @@ def make_app(ctx: Context) -> web.Application:
             await ctx.recordings.start()
         await ctx.sessions.start()
         await ctx.scheduler.start()
+        gateway = None
+        if ctx.settings.sip.enabled:  # the SIP gateway for room systems (#14)
+            from signaling.sip.gateway import SipGateway
+
+            ctx.sip = gateway = SipGateway(ctx)
+            await gateway.start()
         lag = asyncio.create_task(_housekeeping(ctx), name="housekeeping")
         log.info(
             "signaling node ready",
@@ -217,6 +224,9 @@ def make_app(ctx: Context) -> web.Application:
         )
         yield
         lag.cancel()
+        if gateway is not None:
+            await gateway.stop()  # its calls leave their rooms before the rooms and media stop
+            ctx.sip = None
         await ctx.scheduler.stop()
         await ctx.sessions.stop()
         await ctx.rooms.stop()

@@ -251,6 +251,23 @@ def _core_paths() -> dict:
                 params=m,
             ),
         },
+        "/api/v1/meetings/{meeting_id}/sip": {
+            "get": _op("Invited SIP room systems, in call or not (operator, chair)", "meetings", _ok("room systems"), params=m)
+        },
+        "/api/v1/meetings/{meeting_id}/sip/{endpoint_id}": {
+            "post": _op(
+                "Call a SIP room system into the open meeting now, again after failures (operator, chair)",
+                "meetings",
+                _ok("calling", "202"),
+                params=["meeting_id", "endpoint_id"],
+            ),
+            "delete": _op(
+                "Hang up a SIP room system and stop calling it this occurrence (operator, chair)",
+                "meetings",
+                _ok("hung up", "202"),
+                params=["meeting_id", "endpoint_id"],
+            ),
+        },
         "/api/v1/me/meetings": {
             "get": _op("Meetings the calling endpoint is invited to, next 7 days", "meetings", _ok("meetings"))
         },

@@ -23,17 +23,16 @@ import asyncio
 import logging
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import Any, Protocol
 
 from endpoints.model import Endpoint
+from signaling.context import Context
 from signaling.meetings.model import Meeting
 from signaling.meetings.scheduler import OPEN_INDEX
 from signaling.sip.admission import SipRefusal
 from signaling.sip.member import SipMember
 from signaling.ws.registry import MEETING_EVENTS
-
-if TYPE_CHECKING:
-    from signaling.sip.gateway import SipGateway
 
 log = logging.getLogger("giaoban.sip.dialout")
 BACKOFF_S = (5.0, 10.0, 20.0, 40.0, 60.0)
@@ -59,8 +58,17 @@ class Dialer:
         return f"{self.occurrence_id}:{self.endpoint.id}"
 
 
+class Caller(Protocol):
+    """What dialling needs of the gateway (signaling.sip.gateway.SipGateway)."""
+
+    ctx: Context
+    members: dict[str, SipMember]  # its live calls, dialled in or out
+
+    async def dial(self, endpoint: Endpoint, meeting: Meeting, on_member: Callable[[SipMember], None]) -> SipMember: ...
+
+
 class DialOut:
-    def __init__(self, gateway: SipGateway) -> None:
+    def __init__(self, gateway: Caller) -> None:
         self.gateway = gateway
         self.ctx = gateway.ctx
         self.node = gateway.ctx.settings.node_id

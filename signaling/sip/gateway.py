@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
+from datetime import datetime, timezone
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -46,10 +47,12 @@ from signaling.sip.admission import (
     pin_matches,
     refusal,
 )
+from signaling.sip.dialout import DialOut
 from signaling.sip.member import SipMember, enter_room, keep_in_room, leave_room
 from signaling.sip.stack import SipStack
 
 log = logging.getLogger("giaoban.sip")
+RING_S = 60.0  # a dialled room that neither answers nor refuses within this is called again later
 
 
 class CallEvents:
@@ -65,7 +68,7 @@ class CallEvents:
         if kind == "dtmf" and isinstance(event.get("digit"), str):
             self.pin.key(str(event["digit"]))
         elif kind == "keyframe_wanted" and self.on_keyframe_wanted is not None:
-            asyncio.create_task(self.on_keyframe_wanted())  # not on the leg's own task (EventSink rule)
+            asyncio.ensure_future(self.on_keyframe_wanted())  # not on the leg's own task (EventSink rule)
         elif kind == "media_timeout" and self.on_timeout is not None:
             self.on_timeout()
 
@@ -76,9 +79,7 @@ class SipGateway:
         self.settings = ctx.settings.sip
         self.stack = stack or SipStack(self.settings, self._on_invite)
         self.members: dict[str, SipMember] = {}  # session id -> live call
-        self._tasks: set[asyncio.Task] = set()
-        from signaling.sip.dialout import DialOut  # dialout drives this module's dial()
-
+        self._tasks: set[asyncio.Task[Any]] = set()
         self.dialout = DialOut(self)
 
     async def start(self) -> None:
@@ -105,16 +106,17 @@ class SipGateway:
     def call_state(self, occurrence_id: str, endpoint_id: str) -> dict[str, Any] | None:
         return self.dialout.status(occurrence_id, endpoint_id)
 
-    def _spawn(self, coro: Awaitable[Any], name: str) -> asyncio.Task:
-        task = asyncio.ensure_future(coro)
-        task.set_name(name)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-        return task
-
     # dial-in ------------------------------------------------------------------------------------
     async def _on_invite(self, call: Any) -> None:
-        self._spawn(self._incoming(call), f"sip-in:{call.request_uri_user}")
+        """The stack runs this as a task per INVITE; tracked here so that stop() waits for it."""
+        task = asyncio.current_task()
+        if task is not None:
+            self._tasks.add(task)
+        try:
+            await self._incoming(call)
+        finally:
+            if task is not None:
+                self._tasks.discard(task)
 
     async def _incoming(self, call: Any) -> None:
         try:
@@ -139,7 +141,7 @@ class SipGateway:
                     f"source address {call.source[0]} is not in endpoint {claim.endpoint.id}'s allowed_sources",
                 )
             if claim.auth_user and not await self._digest_ok(call, claim.endpoint):
-                return  # the stack answered the challenge's failure (403) itself
+                return  # the stack sent 401 (the room retries as a new INVITE) or 403
             member = await self._member(endpoint_identity(claim.endpoint), target.meeting, "in")
             return await self._answer_and_run(call, member, target.meeting, claim.endpoint)
         if target.endpoint is not None:
@@ -161,11 +163,12 @@ class SipGateway:
     async def _digest_ok(self, call: Any, endpoint: Endpoint) -> bool:
         credential = endpoint.credential
 
-        async def ha1(user: str, algorithm: str = "MD5") -> str | None:
-            doc = await self.ctx.store.get("credentials", credential) if credential else None
-            return stored_ha1(doc, user, algorithm) if endpoint.sip and user == endpoint.sip.auth_user else None
+        async def ha1(user: str, realm: str, algorithm: str) -> str | None:
+            if endpoint.sip is None or user != endpoint.sip.auth_user or realm != SIP_REALM or not credential:
+                return None
+            return stored_ha1(await self.ctx.store.get("credentials", credential), user, algorithm)
 
-        return bool(await self.stack.challenge(call, SIP_REALM, ha1))
+        return await self.stack.challenge(call, SIP_REALM, ha1) is not None
 
     async def _member(self, identity: Any, meeting: Meeting, direction: str) -> SipMember:
         """Admitted now (invited, not removed, open) or SipRefusal (480 when not open)."""
@@ -210,10 +213,14 @@ class SipGateway:
             log.info("SIP caller gave no or a wrong PIN", extra={"meeting": meeting.id})
             await call.hangup()
             return
+        move = getattr(call, "reinvite_for_offer", None)  # not in the stack yet: see the module docstring
+        if move is None:
+            log.warning("a right PIN, but the stack cannot move the call into the meeting (no delayed-offer re-INVITE)")
+            await call.hangup()
+            return
         member = await self._member(guest_identity(meeting, call.from_uri), meeting, "in")
-        member.peer = await self._open_leg(self._spec(member, meeting, None), events)
-        offer = await call.reinvite(None)  # delayed offer: the room offers, our leg answers in the ACK
-        await call.ack(await _answer_offer(member.peer, offer))
+        member.peer = peer = await self._open_leg(self._spec(member, meeting, None), events)
+        await move(lambda offer: _answer_offer(peer, offer))  # the room offers, the meeting's leg answers
         await self._run_call(call, member, events)
 
     # dial-out -----------------------------------------------------------------------------------
@@ -227,10 +234,14 @@ class SipGateway:
         call = await self.stack.dial(endpoint.sip.uri, from_user=meeting.dial_number or "giaoban", sdp=None)
         member.call = call
         try:
-            offer = await _first(call.wait_answered(), member.wake.wait())
-            if not isinstance(offer, str):  # ended (hang-up from the console) while ringing
+            offer = await _first(call.wait_answered(timeout=RING_S), member.wake.wait())
+            if member.ended:  # hung up from the console while it rang
                 await call.cancel()
                 return member
+            if not offer:
+                raise refusal(
+                    488, "Not Acceptable Here", "Thiết bị không gửi SDP", "the room's 200 carried no SDP offer"
+                )
             member.peer = await self._open_leg(self._spec(member, meeting, endpoint), events)
             await call.ack(await _answer_offer(member.peer, offer))
         except BaseException:
@@ -314,10 +325,10 @@ def _info_handler(peer_of: Callable[[], MediaPeer], events: CallEvents) -> Calla
 
 async def _reject(call: Any, no: SipRefusal) -> None:
     try:
-        if call.answered:  # refused after the answer (admission after a PIN): BYE is all there is
+        if call.final_sent:  # refused after the answer (admission after a PIN): BYE is all there is
             await call.hangup()
         else:
-            await call.reject(no.code, no.reason, warning=no.warning or None)
+            call.reject(no.code, no.reason, warning=no.warning or None)
     except Exception:
         log.exception("SIP refusal could not be sent")
 
@@ -341,7 +352,5 @@ async def _quietly(aw: Awaitable[Any]) -> None:
         log.debug("SIP request not sent: %s", exc)
 
 
-def _now():
-    from datetime import datetime, timezone
-
+def _now() -> datetime:
     return datetime.now(timezone.utc)
