@@ -86,6 +86,8 @@ class TelephonyDecoder:
     def decode(self, payload: bytes) -> np.ndarray:
         """``payload`` (one RTP packet's, 10/20/30 ms or any length) -> its duration at 48 kHz."""
         self.calls += 1
+        if not payload:  # an empty packet would tell libavcodec the stream ended
+            return np.zeros(0, dtype=np.float32)
         parts = []
         for frame in self._cc.decode(av.Packet(payload)):
             self._owed += frame.samples * self._ratio
