@@ -10,6 +10,7 @@ optional Warning; a CANCEL before the answer gets 487 for the INVITE.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from aiosipua.dialog import create_dialog_from_request
@@ -130,12 +131,19 @@ class IncomingCall(Call):
             return None
         return await asyncio.wait_for(asyncio.shield(pending[2]), timeout)
 
-    def reject(self, code: int, reason: str, warning: str | None = None, headers: dict[str, str] | None = None) -> None:
+    def reject(
+        self,
+        code: int,
+        reason: str,
+        warning: str | None = None,
+        headers: dict[str, str] | None = None,
+        extra: Callable[[SipResponse], None] | None = None,
+    ) -> None:
         """A final error answer (4xx-6xx) with an optional Warning text; the call ends."""
         if self.final_sent:
             return
         self.final_sent = True
-        self.stack.respond(self.invite, code, reason, call=self, warning=warning, headers=headers)
+        self.stack.respond(self.invite, code, reason, call=self, warning=warning, headers=headers, extra=extra)
         self.dialog.terminate()
         self._end("rejected")
 

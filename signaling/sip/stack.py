@@ -59,15 +59,19 @@ from collections import Counter
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from aiosipua.dialog import dialog_matches, remote_cseq_valid
+from aiosipua.header_codec import parse_uri
 from aiosipua.message import SipRequest, SipResponse
+from aiosipua.utils import format_addr
 
-from signaling.sip.calls import Call, DialFailed, Refusal
+from signaling.sip.calls import Call, DialFailed, Refusal, maybe_await
 from signaling.sip.digest import DigestServer, Ha1Lookup
 from signaling.sip.incoming import IncomingCall
 from signaling.sip.limits import SipLimits, TokenBuckets
-from signaling.sip.outgoing import OutgoingCall
-from signaling.sip.transactions import ClientTransaction, ServerTransactions
+from signaling.sip.outgoing import OutgoingCall, build_invite
+from signaling.sip.transactions import LINGER, ClientTransaction, ServerTransactions, branch_of
 from signaling.sip.transport import Link, Transports
+from signaling.sip.wire import BadMessage, capabilities, parse, response, warning_value
 from signaling.sip_settings import SipSettings
 
 log = logging.getLogger(__name__)
@@ -116,28 +120,116 @@ class SipStack:
         return dict(self.transports.bound)
 
     async def start(self) -> None:
-        raise NotImplementedError
+        """Listen on sip.host:sip.port over each of sip.transports (tls on sip.port + 1)."""
+        host, port = self.settings.host, self.settings.port
+        names = self.settings.transports
+        try:
+            if "udp" in names:
+                await self.transports.listen_udp(host, port)
+                port = port or self.transports.bound["udp"][1]  # tests: tcp on the port udp was given
+            if "tcp" in names:
+                await self.transports.listen_stream("tcp", host, port)
+            if "tls" in names:
+                context = server_tls(self.settings.tls_cert, self.settings.tls_key)
+                await self.transports.listen_stream(
+                    "tls", host, self.settings.port + 1 if self.settings.port else 0, context
+                )
+        except BaseException:
+            await self.transports.close()
+            raise
+        log.info("sip: listening on %s", ", ".join(f"{t} {h}:{p}" for t, (h, p) in self.addresses.items()))
 
     async def stop(self) -> None:
-        raise NotImplementedError
+        """BYE (or 503) to every call, then the sockets close. Idempotent, bounded."""
+        calls = list(self.calls.values())
+        for call in calls:
+            if isinstance(call, IncomingCall) and not call.final_sent:
+                call.reject(503, "Service Unavailable")
+        ending = [asyncio.ensure_future(call.hangup()) for call in calls]
+        if ending:
+            await asyncio.wait(ending, timeout=2.0)
+        for call in calls:
+            call.end_reason = "stopped"
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        for txn in self.client.values():
+            txn.stop()
+        self.client.clear()
+        self.server.close()
+        await self.transports.close()
 
     # --- what the gateway calls ---
 
     async def dial(
         self, uri: str, from_user: str, sdp: str | None = None, *, headers: dict[str, str] | None = None
     ) -> OutgoingCall:
-        raise NotImplementedError
+        """INVITE ``uri`` from ``sip:<from_user>@<our domain>``; no ``sdp``: a delayed offer."""
+        if len(self.calls) >= self.limits.max_calls:
+            raise DialFailed(503, "Too Many Calls")
+        link = await self._link_to(uri)
+        dialog, invite = build_invite(self, uri, from_user, link, sdp)
+        for name, value in (headers or {}).items():
+            invite.headers.set_single(name, value)
+        call = OutgoingCall(self, dialog, link, invite, sdp)
+        self.calls[call.call_id] = call
+        self._track(call.txn)
+        call.start()
+        return call
+
+    async def _link_to(self, uri: str) -> Link:
+        try:
+            target = parse_uri(uri.strip("<>"))
+        except (ValueError, IndexError):
+            raise DialFailed(400, f"Bad SIP URI {uri!r}") from None
+        param = str(target.params.get("transport") or "").lower()
+        name = "tls" if target.scheme == "sips" or param == "tls" else (param if param in ("tcp", "udp") else "udp")
+        if name not in self.transports.bound:
+            raise DialFailed(503, f"Transport {name} Not Enabled")
+        port = target.port or (5061 if name == "tls" else 5060)
+        try:
+            infos = await asyncio.get_running_loop().getaddrinfo(target.host.strip("[]"), port, proto=6)
+            peer = (str(infos[0][4][0]), port)
+            if name == "udp":
+                return self.transports.udp_link(peer)
+            tls = (self.tls_client or ssl.create_default_context()) if name == "tls" else None
+            return await self.transports.stream_link(name, peer, tls)
+        except (OSError, TimeoutError, ssl.SSLError) as e:
+            raise DialFailed(503, f"Unreachable {target.host}:{port} ({type(e).__name__})") from None
 
     async def challenge(self, call: IncomingCall, realm: str, ha1_lookup: Ha1Lookup) -> str | None:
-        raise NotImplementedError
+        """The digest-authenticated user of this INVITE, or None after sending it a 401 or 403."""
+        verdict = await self.digest.check(call.header("Authorization"), call.invite.method, realm, ha1_lookup)
+        if verdict.user is not None:
+            call.authenticated_user = verdict.user
+            return verdict.user
+        self.counts[f"refused:{verdict.code}"] += 1
+        if verdict.code != 401:
+            call.reject(verdict.code, verdict.reason)
+            return None
+        offers = self.digest.challenges(realm, stale=verdict.stale)
+
+        def add_challenges(resp: SipResponse) -> None:
+            for value in offers:
+                resp.headers.append("WWW-Authenticate", value)
+
+        call.reject(401, "Unauthorized", extra=add_challenges)
+        return None
 
     # --- what calls use ---
 
     def advertised(self, transport: str) -> tuple[str, int]:
-        raise NotImplementedError
+        """The address our Via and Contact name for ``transport``."""
+        host, port = self.transports.bound.get(transport) or next(iter(self.transports.bound.values()))
+        if host in ("0.0.0.0", "::") and self.settings.domain:
+            host = self.settings.domain
+        return str(host), int(port)
 
     def contact(self, transport: str, user: str = "") -> str:
-        raise NotImplementedError
+        host, port = self.advertised(transport)
+        at = f"{user}@" if user else ""
+        suffix = "" if transport == "udp" else f";transport={transport}"
+        return f"<sip:{at}{format_addr(host, port)}{suffix}>"
 
     def respond(
         self,
@@ -152,21 +244,213 @@ class SipStack:
         headers: dict[str, str] | None = None,
         link: Link | None = None,
     ) -> SipResponse:
-        raise NotImplementedError
+        """Answer ``request`` where it came from, and remember the answer for its retransmissions."""
+        if call is not None and code > 100:
+            resp = call.dialog.create_response(request, code, reason)
+            if code < 300 and request.method.upper() in ("INVITE", "UPDATE", "SUBSCRIBE"):
+                resp.headers.set_single("Contact", self.contact(call.link.transport))
+        else:
+            resp = response(request, code, reason)
+        resp.headers.set_single("Server", self.user_agent)
+        if sdp is not None:
+            resp.text = sdp
+            resp.headers.set_single("Content-Type", "application/sdp")
+        if warning:
+            resp.headers.set_single("Warning", warning_value(code, self.advertised("udp")[0], warning))
+        if code in (503, 486) and reason != "Service Unavailable":
+            resp.headers.set_single("Retry-After", str(self.limits.retry_after_s))
+        for name, value in (headers or {}).items():
+            resp.headers.set_single(name, value)
+        if extra is not None:
+            extra(resp)
+        target = link or (call.link if call is not None else None)
+        assert target is not None, "a response needs a call or a link"
+        self.server.respond(request, resp, target)
+        return resp
 
     async def send_request(self, request: SipRequest, call: Call) -> SipResponse:
-        raise NotImplementedError
+        """Send an in-dialog request (retransmitted over UDP); its final answer, 408 when none came."""
+        call.link = await self._relink(call)
+        txn = ClientTransaction(request, call.link)
+        self._track(txn)
+        txn.start()
+        return await asyncio.shield(txn.final)
+
+    def _track(self, txn: ClientTransaction) -> None:
+        self.client[txn.key] = txn
+
+        def done(final: asyncio.Future[SipResponse]) -> None:
+            linger = txn.key[1] == "INVITE" and final.result().status_code >= 300 and not txn.link.reliable
+            if linger:  # Timer D: absorb retransmissions of the final answer (each ACKed again)
+                asyncio.get_running_loop().call_later(LINGER, self.client.pop, txn.key, None)
+            else:
+                self.client.pop(txn.key, None)
+            txn.stop()
+
+        txn.final.add_done_callback(done)
+
+    async def _relink(self, call: Call) -> Link:
+        """The call's link, or a new connection to its remote target when its stream has closed."""
+        link = call.link
+        writer = self.transports.conns.get((link.transport, link.peer))
+        if link.transport == "udp" or (writer is not None and not writer.is_closing()):
+            return link
+        target = parse_uri(call.dialog.remote_target or call.dialog.remote_uri)
+        peer = (target.host.strip("[]"), target.port or (5061 if link.transport == "tls" else 5060))
+        tls = (self.tls_client or ssl.create_default_context()) if link.transport == "tls" else None
+        return await self.transports.stream_link(link.transport, peer, tls)
 
     def spawn(self, coro: Awaitable[Any]) -> None:
-        raise NotImplementedError
+        task: asyncio.Task[Any] = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+
+    def _task_done(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("sip: task failed", exc_info=task.exception())
 
     def forget(self, call: Call) -> None:
-        raise NotImplementedError
+        if self.calls.get(call.call_id) is call:
+            del self.calls[call.call_id]
+            if isinstance(call, IncomingCall):
+                ip = call.source[0]
+                self._per_ip[ip] -= 1
+                if self._per_ip[ip] <= 0:
+                    del self._per_ip[ip]
 
     # --- what arrives ---
 
     def _deliver(self, data: bytes, link: Link) -> None:
-        raise NotImplementedError
+        """One message from the wire. Nothing a peer sends may raise out of here."""
+        try:
+            if not self._messages.take(link.peer[0]):
+                self.counts["dropped:message rate"] += 1
+                return
+            try:
+                message = parse(data)
+            except BadMessage as e:
+                self._refuse(e, link)
+                return
+            if isinstance(message, SipResponse):
+                self._on_response(message)
+            else:
+                self.counts[message.method.upper()] += 1
+                self._on_request(message, link)
+        except Exception:
+            log.exception("sip: message from %s:%d not handled", *link.peer)
+            self.counts["error"] += 1
+
+    def _refuse(self, e: BadMessage, link: Link) -> None:
+        self.counts[f"refused:{e.reason}"] += 1
+        log.info("sip: %s from %s:%d", e.reason, *link.peer)
+        if e.request is not None and e.request.method.upper() != "ACK":
+            link.send(bytes(response(e.request, e.code, e.reason)))
 
     def _refuse_framing(self, head: bytes, code: int, reason: str, link: Link) -> None:
-        raise NotImplementedError
+        try:
+            request = parse(head.split(b"\r\n\r\n")[0] + b"\r\nContent-Length: 0\r\n\r\n")
+        except BadMessage as e:
+            request = e.request  # type: ignore[assignment]
+        if isinstance(request, SipRequest):
+            self._refuse(BadMessage(reason, request, code), link)
+
+    def _on_response(self, resp: SipResponse) -> None:
+        cseq = resp.cseq
+        method = cseq.method.upper() if cseq else ""
+        txn = self.client.get((branch_of(resp), method))
+        if txn is not None:
+            txn.receive(resp)
+        elif method == "INVITE" and 200 <= resp.status_code < 300:
+            call = self.calls.get(resp.call_id or "")
+            if call is not None:
+                call.retransmitted_2xx(resp)
+
+    def _on_request(self, req: SipRequest, link: Link) -> None:
+        method = req.method.upper()
+        call = self.calls.get(req.call_id or "")
+        if method == "ACK":
+            if not self.server.acked(req) and call is not None and dialog_matches(call.dialog, req):
+                call.ack_received(req)
+            return
+        if self.server.retransmitted(req):
+            return
+        if (req.headers.get_first("max-forwards") or "").strip() == "0":
+            self.respond(req, 483, "Too Many Hops", link=link)
+        elif method == "CANCEL":
+            self._on_cancel(req, call, link)
+        elif req.to_addr is not None and req.to_addr.tag:
+            if call is None or not dialog_matches(call.dialog, req):
+                self.respond(req, 481, "Call/Transaction Does Not Exist", link=link)
+            elif not remote_cseq_valid(call.dialog, req):
+                self.respond(req, 500, "CSeq Out Of Order", link=link)
+            else:
+                self.server.begin(req, link)
+                call.handle(req)
+        elif method == "INVITE":
+            self._new_invite(req, call, link)
+        elif method == "OPTIONS":
+            self.respond(req, 200, "OK", link=link, extra=capabilities)
+        elif method in ("BYE", "INFO", "UPDATE", "PRACK"):
+            self.respond(req, 481, "Call/Transaction Does Not Exist", link=link)
+        else:
+            self.respond(req, 405, "Method Not Allowed", link=link, extra=capabilities)
+
+    def _on_cancel(self, req: SipRequest, call: Call | None, link: Link) -> None:
+        if isinstance(call, IncomingCall) and branch_of(call.invite) == branch_of(req):
+            self.respond(req, 200, "OK", call=call, link=link)
+            call.cancelled()
+        else:
+            self.respond(req, 481, "Call/Transaction Does Not Exist", link=link)
+
+    def _new_invite(self, req: SipRequest, existing: Call | None, link: Link) -> None:
+        ip = link.peer[0]
+        refusal = self._admit(req, existing, ip)
+        if refusal is not None:
+            self.counts[f"refused:{refusal[1]}"] += 1
+            self.respond(req, *refusal, link=link, headers={"Min-SE": str(self.min_se)} if refusal[0] == 422 else None)
+            return
+        call = IncomingCall(self, req, link)
+        self.calls[call.call_id] = call
+        self._per_ip[ip] += 1
+        self.server.begin(req, link)
+        self.respond(req, 100, "Trying", link=link)
+        self.spawn(self._run_on_invite(call))
+
+    def _admit(self, req: SipRequest, existing: Call | None, ip: str) -> tuple[int, str] | None:
+        """Why a new INVITE is refused before anyone sees it, or None."""
+        if existing is not None:
+            return 482, "Loop Detected (Call-ID In Use)"
+        if not self._invites.take(ip):
+            return 503, "Too Many INVITEs From Your Address"
+        if len(self.calls) >= self.limits.max_calls:
+            return 503, "Too Many Calls"
+        if self._per_ip[ip] >= self.limits.calls_per_address:
+            return 503, "Too Many Calls From Your Address"
+        expires = (req.headers.get_first("session-expires") or "").split(";")[0].strip()
+        if self.session_expires is not None and expires.isdigit() and 0 < int(expires) < self.min_se:
+            return 422, "Session Interval Too Small"
+        return None
+
+    async def _run_on_invite(self, call: IncomingCall) -> None:
+        try:
+            await maybe_await(self.on_invite(call))
+        except Exception:
+            log.exception("sip %s: on_invite failed", call.call_id)
+            call.reject(500, "Server Internal Error")
+            return
+        if not call.final_sent:
+            try:
+                await asyncio.wait_for(call.ended.wait(), UNANSWERED_S)
+            except TimeoutError:
+                call.reject(480, "Temporarily Unavailable")
+
+
+def server_tls(cert: str, key: str) -> ssl.SSLContext:
+    """The TLS context of our listener from sip.tls_cert/sip.tls_key (PEM)."""
+    if not cert or not key:
+        raise ValueError("sip.transports has tls: set sip.tls_cert and sip.tls_key")
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.load_cert_chain(cert, key)
+    return context
