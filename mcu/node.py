@@ -58,6 +58,7 @@ from mcu.meeting.quality import QualitySampler
 from mcu.meeting.meeting import Meeting
 from mcu.peer.peer import LocalPeer
 from mcu.peer.udp_guard import install as install_udp_guard
+from mcu.rtp.leg import RtpLeg
 from mcu.record.service import RecordingService
 
 log = logging.getLogger("mcu.node")
@@ -88,7 +89,7 @@ class LocalMediaNode:
         # link class -> "sfu" | "mcu" | "both" (mcu.bridge.rendition_policy; None: DEFAULT_POLICY)
         self.media_policy = media_policy
         self.meetings: dict[str, Meeting] = {}
-        self.peers: set[LocalPeer] = set()
+        self.peers: set[LocalPeer | RtpLeg] = set()
         self._pin: HostPin | None = None
         self._tick_task: asyncio.Task[None] | None = None
         self._stopping_mcu: set[asyncio.Task[None]] = set()
@@ -139,7 +140,7 @@ class LocalMediaNode:
             self._pin = None
         self._started = False
 
-    async def open_peer(self, spec: PeerSpec, events: EventSink) -> LocalPeer:
+    async def open_peer(self, spec: PeerSpec, events: EventSink) -> LocalPeer | RtpLeg:
         if not self._started or self._stopping:
             raise RuntimeError("media node is not running")
         meeting = self.meetings.get(spec.meeting_id)
@@ -161,6 +162,8 @@ class LocalMediaNode:
                 meeting.set_floor(cast(str, spec.extra["floor"]))  # an endpoint id
             if spec.extra.get("layout"):
                 meeting.set_layout(cast(str, spec.extra["layout"]))  # a mcu.compose.Layout value
+        if spec.extra.get("transport") == "rtp":  # a SIP room system (mcu.rtp): plain RTP, no ICE
+            return self._open_leg(meeting, spec, events)
         peer = LocalPeer(
             meeting,
             spec,
@@ -172,6 +175,19 @@ class LocalMediaNode:
         meeting.add_peer(peer)
         serve_from_origin(meeting, self, spec)  # an edge of a meeting whose origin is elsewhere
         return peer
+
+    def _open_leg(self, meeting: Meeting, spec: PeerSpec, events: EventSink) -> RtpLeg:
+        leg = RtpLeg(
+            meeting,
+            spec,
+            events,
+            host=self.ice_host or "0.0.0.0",
+            keyframe_interval=self.keyframe_interval,
+            on_closed=partial(self._forget_peer, meeting=meeting),
+        )
+        self.peers.add(leg)
+        meeting.add_peer(leg)
+        return leg
 
     async def set_floor(self, meeting_id: str, endpoint_id: str | None) -> None:
         meeting = self.meetings.get(meeting_id)
@@ -217,7 +233,7 @@ class LocalMediaNode:
         if meeting is not None:
             meeting.release_mcu("record")
 
-    def _forget_peer(self, peer: LocalPeer, meeting: Meeting) -> None:
+    def _forget_peer(self, peer: LocalPeer | RtpLeg, meeting: Meeting) -> None:
         self.peers.discard(peer)
         if not meeting.peers and self.meetings.get(meeting.meeting_id) is meeting:
             del self.meetings[meeting.meeting_id]

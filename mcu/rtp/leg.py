@@ -1,0 +1,353 @@
+"""A SIP room system's media in a meeting: one more kind of member (implements mcu.api.MediaPeer
+and mcu.meeting.contracts.Member).
+
+``LocalMediaNode.open_peer`` makes one for ``spec.extra["transport"] == "rtp"``; the SIP gateway
+then calls ``answer = await leg.handle_offer(offer)`` for the INVITE's offer (or the 200's, when
+we dialled out with a delayed offer) and again for each re-INVITE (hold, resume, a new address,
+another codec). SDP: ``mcu.rtp.sdp``; per chosen m-line a ``mcu.rtp.line.LegLine`` (sockets, SRTP,
+media in and out). The leg is always in MCU mode: it receives the composite (H.264 mode 0
+constrained baseline, or VP8) and its N-1 mix in its own codec (``spec.extra["audio_codec"]`` on
+the leg's copy of the spec, read by the pipeline's ``audio_profile``); it publishes its camera and
+its microphone (Opus with levels) like any endpoint.
+
+What else it does: the starting composite rendition from the offer's b=AS/b=TIAS (and that
+bandwidth as the output's first estimate, so the rendition controller never climbs above it),
+RTCP (SR/RR and CNAME about once a second, from the node's ticker; PLI/FIR/NACK/RR/TMMBR from the
+room to the router), and events through its sink: ``dtmf`` (once per RFC 4733 event),
+``keyframe_wanted`` (at most every ``KEYFRAME_EVENT_S``; the gateway may send SIP INFO),
+``media_timeout`` (no RTP or RTCP for ``MEDIA_TIMEOUT_S`` while the room is not on hold).
+
+A new codec, a new key or new m-lines in a re-INVITE rebuild the lines' media and take the leg out
+of the meeting and back in (its listener and composite subscription are made anew); the sockets
+of a line index stay, so the answer keeps its ports.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import socket
+import time
+from collections.abc import Mapping
+from functools import partial
+from typing import Any, Awaitable, Callable, Protocol, cast
+
+from mcu.api import MediaError, PeerExtra, PeerSpec
+from mcu.audio.telephony import TELEPHONY
+from mcu.bridge.rendition_policy import RENDITION_BITRATE, VIDEO_RENDITIONS
+from mcu.peer.errors import PeerClosed
+from mcu.peer.owner_task import OwnerTask
+from mcu.rtp.line import LegLine
+from mcu.rtp.ports import RtpPorts
+from mcu.rtp.sdp import Chosen, LocalMedia, RtpOffer, build_answer, choose, parse_offer
+from mcu.sfu.router import Router
+from mcu.sfu.stream import Stream
+from mcu.sfu.subscriber import Output
+
+log = logging.getLogger("mcu.rtp.leg")
+
+MEDIA_TIMEOUT_S = 30.0
+KEYFRAME_EVENT_S = 2.0
+AUDIO_KBPS = 80  # what a room's audio takes of a session-level b=AS
+
+
+class LegHost(Protocol):
+    """What the leg asks of its meeting (``mcu.meeting.meeting.Meeting``)."""
+
+    @property
+    def router(self) -> Router: ...
+
+    def add_peer(self, peer: Any) -> None: ...
+
+    def peer_changed(self, peer: Any) -> None: ...
+
+    def remove_peer(self, peer: Any) -> None: ...
+
+
+class RtpLeg:
+    media_mode = "mcu"  # a room system receives the composite and its mix
+
+    def __init__(
+        self,
+        meeting: LegHost,
+        spec: PeerSpec,
+        events: Callable[[dict[str, Any]], Awaitable[None]],
+        *,
+        host: str,
+        keyframe_interval: float = 0.5,
+        on_closed: Callable[[RtpLeg], None] | None = None,
+    ) -> None:
+        self.meeting = meeting
+        self.spec = dataclasses.replace(spec, extra=cast(PeerExtra, {**spec.extra, "media_mode": "mcu"}))
+        self.endpoint_id = spec.endpoint_id
+        self.events = events
+        self.host = host
+        self.keyframe_interval = keyframe_interval
+        self.on_closed = on_closed
+        self.lines: dict[int, LegLine] = {}  # by the offer's m-line index
+        self._ports: dict[int, RtpPorts] = {}  # kept across re-INVITEs: the answer keeps its ports
+        self.pending_roles: list[str] = []
+        self.refused_roles: list[str] = []
+        self.congested = False
+        self.closed = False
+        self.muted_kinds: set[str] = set()
+        self._session_id = int(time.time())
+        self._version = 0
+        self._joined = False  # its media is in the meeting (taken out and back for a codec change)
+        self._timed_out = False
+        self._video_kbps: int | None = None  # the room's b= for our video
+        self._keyframe_event_at = -1e9
+        self._owner = OwnerTask(spec.endpoint_id)
+        self._close_task: asyncio.Task[None] | None = None
+
+    # -- Member ------------------------------------------------------------------------------
+
+    @property
+    def streams(self) -> Mapping[str, Stream]:
+        if not self.spec.publish:
+            return {}
+        return {str(i): line.published for i, line in self.lines.items() if line.receives}
+
+    @property
+    def outputs(self) -> Mapping[str, Output]:
+        return {str(i): line.output for i, line in self.lines.items()}
+
+    @property
+    def connected(self) -> bool:
+        return not self.closed and any(line.ports.rtp_to is not None for line in self.lines.values())
+
+    def request_slots(self, roles: list[str]) -> None:
+        """Nothing to offer: a room's composite and mix lines are those of its own offer."""
+
+    def post(self, op: Callable[[], Awaitable[Any]], droppable: bool = False) -> None:
+        if not self.closed:
+            self._owner.post(op, droppable)
+
+    def schedule_close(self) -> None:
+        if self._close_task is None and not self.closed:
+            self._close_task = asyncio.get_running_loop().create_task(self._close())
+
+    # -- MediaPeer -----------------------------------------------------------------------------
+
+    async def handle_offer(self, sdp: str) -> str:
+        if self.closed:
+            raise PeerClosed(f"peer {self.endpoint_id} is closed")
+        return cast(str, await self._owner.submit(lambda: self._apply_offer(sdp)))
+
+    async def handle_answer(self, sdp: str) -> None:
+        raise MediaError("a SIP leg makes no offers: send the room's offer to handle_offer")
+
+    async def add_ice_candidate(self, candidate: dict[str, Any] | None) -> None:
+        """Plain RTP has no ICE: nothing to add."""
+
+    async def set_muted(self, kind: str, muted: bool) -> None:
+        (self.muted_kinds.add if muted else self.muted_kinds.discard)(kind)
+        for stream in self.streams.values():
+            if stream.kind == kind:
+                stream.set_muted(muted)
+
+    async def request_keyframe(self) -> None:
+        """SIP INFO picture_fast_update: a key frame of the composite it receives."""
+        for out in self.outputs.values():
+            if out.kind == "video" and out.source is not None:
+                out.source.request_keyframe()
+
+    async def close(self) -> None:
+        if self._close_task is None:
+            self._close_task = asyncio.get_running_loop().create_task(self._close())
+        await asyncio.shield(self._close_task)
+
+    # -- negotiation ---------------------------------------------------------------------------
+
+    async def _apply_offer(self, sdp: str) -> str:
+        offer = parse_offer(sdp)
+        extra = self.spec.extra
+        chosen = choose(offer, extra.get("codecs"), extra.get("video_codecs"))
+        chosen = [None if c is None or c.slides else c for c in chosen]  # slides need BFCP: not served
+        if self._needs_rebuild(chosen):
+            await self._rebuild(offer, chosen)
+        for c in chosen:
+            if c is not None:
+                self.lines[c.index].update(offer.lines[c.index], c.direction)
+        self._timed_out = False
+        if self._joined:
+            self.meeting.peer_changed(self)  # a room that stopped or resumed sending its camera
+        else:
+            self._join()
+        self._version += 1
+        locals_ = [self._local(c) for c in chosen]
+        return build_answer(
+            offer, chosen, locals_, self._address(offer), session_id=self._session_id, version=self._version
+        )
+
+    def _needs_rebuild(self, chosen: list[Chosen | None]) -> bool:
+        current = {i: line.chosen for i, line in self.lines.items()}
+        wanted = {c.index: c for c in chosen if c is not None}
+        if current.keys() != wanted.keys():
+            return True
+        return any(_media_of(current[i]) != _media_of(c) for i, c in wanted.items())
+
+    async def _rebuild(self, offer: RtpOffer, chosen: list[Chosen | None]) -> None:
+        if self._joined:
+            self.meeting.remove_peer(self)  # its listener, mix and composite subscription go
+            self._joined = False
+        old = self.lines
+        self.lines = {}
+        for line in old.values():
+            self._drop_media(line)
+        kept = {c.index for c in chosen if c is not None}
+        for index in [i for i in self._ports if i not in kept]:
+            self._ports.pop(index).close()
+        self._set_audio(chosen, offer)
+        for c in chosen:
+            if c is None:
+                continue
+            ports = self._ports.get(c.index)
+            if ports is None:
+                ports = self._ports[c.index] = RtpPorts(self.host, f"{self.endpoint_id}/{c.index}")
+                await ports.open()
+            previous = old.get(c.index)
+            line = LegLine(
+                self.endpoint_id,
+                c,
+                ports,
+                keyframe_interval=self.keyframe_interval,
+                previous_key=previous.ours if previous is not None else None,
+                on_dtmf=self._on_dtmf,
+                on_keyframe_wanted=self._on_keyframe_wanted,
+            )
+            ports.accept = partial(line.accept, on_feedback=self.meeting.router.on_feedback)
+            ports.on_latched = line.bind
+            if line.kind == "video" and self._video_kbps is not None:
+                line.output.remb = self._video_kbps * 1000  # the room's cap, until it reports
+            self.lines[c.index] = line
+
+    def _set_audio(self, chosen: list[Chosen | None], offer: RtpOffer) -> None:
+        """The leg's spec: its mix's codec, and the composite rendition its bandwidth takes."""
+        extra = cast(dict[str, Any], dict(self.spec.extra))
+        audio = next((c for c in chosen if c is not None and c.kind == "audio"), None)
+        if audio is not None and audio.codec in TELEPHONY:
+            extra["audio_codec"] = audio.codec
+        else:
+            extra.pop("audio_codec", None)
+        video = next((c for c in chosen if c is not None and c.kind == "video"), None)
+        self._video_kbps = _video_kbps(offer, video)
+        if self._video_kbps is not None:
+            extra["start_rendition"] = fitting_rendition(self._video_kbps)
+        self.spec = dataclasses.replace(self.spec, extra=cast(PeerExtra, extra))
+
+    def _join(self) -> None:
+        router = self.meeting.router
+        for line in self.lines.values():
+            router.add_stream(line.published)
+            if line.kind in self.muted_kinds:
+                line.published.set_muted(True)
+        if not self._joined:
+            self.meeting.add_peer(self)
+            self._joined = True
+        self.meeting.peer_changed(self)
+
+    def _drop_media(self, line: LegLine) -> None:
+        router = self.meeting.router
+        router.release(line.output)
+        router.remove_stream(line.published.stream_id)
+        line.received.close()
+
+    def _local(self, c: Chosen | None) -> LocalMedia | None:
+        if c is None:
+            return None
+        line = self.lines[c.index]
+        kbps = None
+        if c.kind == "video":
+            kbps = RENDITION_BITRATE[VIDEO_RENDITIONS[0]] // 1000
+            if self._video_kbps is not None:
+                kbps = min(kbps, self._video_kbps)
+        return LocalMedia(line.ports.port, line.ours, kbps)
+
+    def _address(self, offer: RtpOffer) -> str:
+        """Our address in the answer: the host we bound, or the one that routes to the room."""
+        if self.host not in ("0.0.0.0", "::"):
+            return self.host
+        target = next((m.address for m in offer.lines if m.address), offer.address) or "127.0.0.1"
+        with socket.socket(socket.AF_INET6 if ":" in target else socket.AF_INET, socket.SOCK_DGRAM) as probe:
+            probe.connect((target, 9))  # no packet is sent: the kernel picks the source address
+            return str(probe.getsockname()[0])
+
+    # -- events ----------------------------------------------------------------------------
+
+    def _notify(self, event: dict[str, Any]) -> None:
+        self.post(partial(self.events, event))
+
+    def _on_dtmf(self, digit: str) -> None:
+        self._notify({"type": "dtmf", "digit": digit})
+
+    def _on_keyframe_wanted(self) -> None:
+        now = time.monotonic()
+        if now - self._keyframe_event_at >= KEYFRAME_EVENT_S:
+            self._keyframe_event_at = now
+            self._notify({"type": "keyframe_wanted"})
+
+    # -- the node's ticker -----------------------------------------------------------------
+
+    def update_sender_reports(self) -> None:
+        """The sender reports go out with the receiver reports (``send_publisher_feedback``): one
+        compound RTCP packet per line and second (RFC 3550 §6.1)."""
+
+    def send_publisher_feedback(self, interval: float) -> None:
+        if self.closed or not self.lines:
+            return
+        now = time.monotonic()
+        for line in self.lines.values():
+            line.send_reports(interval, now)
+        held = all(line.chosen.direction == "inactive" for line in self.lines.values())
+        last = max(line.ports.last_rx for line in self.lines.values())
+        if not held and not self._timed_out and now - last > MEDIA_TIMEOUT_S:
+            self._timed_out = True
+            log.info("SIP leg %s: no media from the room for %.0f s", self.endpoint_id, now - last)
+            self._notify({"type": "media_timeout"})
+
+    # -- shutdown ----------------------------------------------------------------------------
+
+    async def _close(self) -> None:
+        self.closed = True
+        if self._joined:
+            self.meeting.remove_peer(self)
+        for line in self.lines.values():
+            self._drop_media(line)
+        for ports in self._ports.values():
+            ports.close()
+        self._ports.clear()
+        await self._owner.stop()
+        if self.on_closed is not None:
+            self.on_closed(self)
+
+    def stats(self) -> dict[str, Any]:
+        return {
+            "endpoint": self.endpoint_id,
+            "transport": "rtp",
+            "lines": [line.stats() for line in self.lines.values()],
+            "streams": [s.stats() for s in self.streams.values()],
+            "outputs": [o.stats() for o in self.outputs.values()],
+        }
+
+
+def _media_of(c: Chosen) -> tuple[Any, ...]:
+    """What a line's media objects depend on (not its direction: hold and resume keep them)."""
+    return (c.kind, c.codec, c.format, c.dtmf, c.crypto)
+
+
+def _video_kbps(offer: RtpOffer, video: Chosen | None) -> int | None:
+    """The room's bandwidth for our video: its video line's b=, else the session's less audio."""
+    if video is not None:
+        kbps = offer.lines[video.index].bandwidth_kbps
+        if kbps:
+            return kbps
+    if offer.bandwidth_kbps:
+        return max(64, offer.bandwidth_kbps - AUDIO_KBPS)
+    return None
+
+
+def fitting_rendition(kbps: int) -> str:
+    """The best composite rendition whose bitrate fits in ``kbps``; the smallest when none does."""
+    return next((r for r in VIDEO_RENDITIONS if RENDITION_BITRATE[r] <= kbps * 1000), VIDEO_RENDITIONS[-1])

@@ -1,0 +1,61 @@
+"""RTCP of a SIP leg that the SFU's helpers (``mcu.sfu.rtp_header``) do not write or read: the
+sender report with its report blocks, SDES CNAME (RFC 3550 §6.1: every compound packet has one;
+some room systems drop packets without it) and TMMBR (RFC 5104 §4.2.1), which room systems send
+instead of REMB to cap what we send them. I/O free."""
+
+from __future__ import annotations
+
+import struct
+
+from mcu.sfu.rtp_header import RTCP_RR, RTCP_RTPFB
+
+RTCP_SR = 200
+RTCP_SDES = 202
+TMMBR_FMT = 3
+
+Block = tuple[int, int, int, int]  # (ssrc, fraction lost 0..255, cumulative lost, extended highest seq)
+
+
+def report_blocks(blocks: list[Block]) -> bytes:
+    return b"".join(
+        struct.pack("!IIIIII", ssrc, (fraction & 0xFF) << 24 | (lost & 0xFFFFFF), high, 0, 0, 0)
+        for ssrc, fraction, lost, high in blocks[:31]
+    )
+
+
+def sender_report(ssrc: int, ntp: int, rtp_ts: int, packets: int, octets: int, blocks: list[Block]) -> bytes:
+    """RTCP SR (RFC 3550 §6.4.1); ``ntp``: 64-bit NTP time."""
+    body = report_blocks(blocks)
+    head = struct.pack("!BBHI", 0x80 | len(blocks[:31]), RTCP_SR, 6 + len(body) // 4, ssrc)
+    info = struct.pack("!QIII", ntp, rtp_ts & 0xFFFFFFFF, packets & 0xFFFFFFFF, octets & 0xFFFFFFFF)
+    return head + info + body
+
+
+def receiver_report(ssrc: int, blocks: list[Block]) -> bytes:
+    body = report_blocks(blocks)
+    return struct.pack("!BBHI", 0x80 | len(blocks[:31]), RTCP_RR, 1 + len(body) // 4, ssrc) + body
+
+
+def sdes_cname(ssrc: int, cname: str) -> bytes:
+    text = cname.encode()[:255]
+    chunk = struct.pack("!IBB", ssrc, 1, len(text)) + text + b"\x00"
+    chunk += b"\x00" * (-len(chunk) % 4)
+    return struct.pack("!BBH", 0x81, RTCP_SDES, len(chunk) // 4) + chunk
+
+
+def tmmbr_limits(data: bytes) -> list[tuple[int, int]]:
+    """(media SSRC, maximum bit/s) of each TMMBR entry in a compound RTCP packet."""
+    out = []
+    pos, n = 0, len(data)
+    while pos + 4 <= n:
+        b0, pt = data[pos], data[pos + 1]
+        end = pos + ((data[pos + 2] << 8 | data[pos + 3]) + 1) * 4
+        if b0 >> 6 != 2 or end > n:
+            break
+        if pt == RTCP_RTPFB and b0 & 0x1F == TMMBR_FMT:
+            for p in range(pos + 12, end - 7, 8):
+                ssrc, word = struct.unpack_from("!II", data, p)
+                exp, mantissa = word >> 26, (word >> 9) & 0x1FFFF
+                out.append((ssrc, mantissa << exp))
+        pos = end
+    return out
