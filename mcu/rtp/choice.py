@@ -37,6 +37,7 @@ AUDIO = {"OPUS": ("OPUS", 48000, 2), "G722": ("G722", 8000, 1), "PCMU": ("PCMU",
 AUDIO_DEFAULT = ("OPUS", "G722", "PCMU", "PCMA")
 VIDEO_ORDER = ("H264", "VP8")  # H.264 first: what room systems decode best; VP8 when it is all
 DTMF = "TELEPHONE-EVENT"
+MAX_OFFERED_TEXT = 300  # characters of the refusal that describe the offer
 ANSWERED_DIRECTION = {"sendrecv": "sendrecv", "sendonly": "recvonly", "recvonly": "sendonly", "inactive": "inactive"}
 
 
@@ -146,7 +147,15 @@ def refusal(offer: RtpOffer, audio_order: Sequence[str]) -> str:
             problems = "; ".join(f"a=crypto:{c.tag} {c.problem}" for c in media.crypto[:3]) or "no a=crypto"
             what += f" without a key we can use ({problems})"
         described.append(what)
-    return f"the offer's audio is {' | '.join(described)}; we take {_takes(audio_order)}"
+    offered = " | ".join(described[:4])
+    if len(offered) > MAX_OFFERED_TEXT:
+        offered = offered[: MAX_OFFERED_TEXT - 3] + "..."
+    return f"the offer's audio is {_printable(offered)}; we take {_takes(audio_order)}"
+
+
+def _printable(text: str) -> str:
+    """ASCII without quotes and backslashes: the text becomes a SIP Warning's quoted string."""
+    return "".join(c if " " <= c <= "~" and c not in '"\\' else "?" for c in text)
 
 
 def _takes(order: Sequence[str]) -> str:

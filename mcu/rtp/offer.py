@@ -44,7 +44,16 @@ STATIC = {
 
 
 class SdpError(MediaError):
-    """An SDP offer we cannot read; the message names the line and what is wrong."""
+    """An SDP offer we cannot read; the message names the line and what is wrong (printable
+    characters only: it may become a SIP header's text)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__("".join(c if c.isprintable() else "?" for c in message))
+
+
+def number(text: str, digits: int) -> int | None:
+    """``text`` as an int when it is 1 to ``digits`` ASCII digits (str.isdigit also takes '²')."""
+    return int(text) if text.isascii() and text.isdigit() and len(text) <= digits else None
 
 
 @dataclass(frozen=True)
@@ -146,6 +155,8 @@ class _Reader:
         self.seen_version = False
 
     def line(self, lineno: int, line: str) -> None:
+        if "\x00" in line or "\r" in line:
+            raise SdpError(f"line {lineno} ({line[:40]!r}) holds a NUL or a lone CR character")
         if len(line) < 2 or line[1] != "=" or not ("a" <= line[0] <= "z"):
             raise SdpError(f"line {lineno} ({line[:40]!r}) is not of the form x=value")
         kind, value = line[0], line[2:].strip()
@@ -172,14 +183,14 @@ class _Reader:
         if len(parts) < 4:
             raise SdpError(f"line {lineno} (m={value[:40]}): an m-line is 'm=<media> <port> <proto> <formats>'")
         kind, port_text, proto, tokens = parts[0].lower(), parts[1].split("/", 1)[0], parts[2], parts[3:]
-        if not port_text.isdigit() or len(port_text) > 5 or int(port_text) > 65535:
+        port = number(port_text, 5)
+        if port is None or port > 65535:
             raise SdpError(f"line {lineno} (m={value[:40]}): the port {port_text[:10]!r} is not 0-65535")
         if len(tokens) > MAX_FORMATS:
             raise SdpError(f"line {lineno}: {len(tokens)} formats, more than {MAX_FORMATS}")
-        media = MediaLine(
-            len(self.offer.lines), lineno, kind[:20], int(port_text), proto[:40], [t[:40] for t in tokens]
-        )
-        if media.rtp and not all(t.isdigit() and int(t) <= 127 for t in tokens):
+        media = MediaLine(len(self.offer.lines), lineno, kind[:20], port, proto[:40], [t[:40] for t in tokens])
+        payload_types = [number(t, 3) for t in tokens]
+        if media.rtp and not all(pt is not None and pt <= 127 for pt in payload_types):
             raise SdpError(f"line {lineno} (m={value[:40]}): RTP formats are payload types 0-127")
         self.media = media
         self.offer.lines.append(media)
@@ -202,10 +213,9 @@ class _Reader:
 
     def _bandwidth(self, value: str) -> None:
         modifier, _, amount = value.partition(":")
-        if not amount.strip().isdigit() or len(amount.strip()) > 12:
-            return  # another or a broken b= line: ignored, the defaults apply
-        kbps = int(amount) if modifier == "AS" else int(amount) // 1000 if modifier == "TIAS" else None
-        if kbps is None:
+        given = number(amount.strip(), 12)
+        kbps = given if modifier == "AS" else given // 1000 if modifier == "TIAS" and given is not None else None
+        if kbps is None:  # another or a broken b= line: ignored, the defaults apply
             return
         if self.media is None:
             self.offer.bandwidth_kbps = kbps
@@ -227,37 +237,40 @@ class _Reader:
             self._rtpmap(rest)
         elif name == "fmtp":
             pt, _, params = rest.partition(" ")
-            if pt.isdigit() and len(pt) <= 3:
+            if number(pt, 3) is not None:
                 self.fmtp[int(pt)] = params.strip()[:500]
         elif name == "rtcp":
             self._rtcp(lineno, rest)
         elif name == "rtcp-mux":
             self.media.rtcp_mux = True
         elif name == "content":
-            self.media.content = tuple(v.strip().lower()[:20] for v in rest.split(",") if v.strip())[:8]
+            self.media.content = tuple(
+                v.strip().lower()[:20] for v in rest.split(",") if v.strip() and v.strip().isprintable()
+            )[:8]
         elif name == "crypto" and len(self.media.crypto) < 16:
             self.media.crypto.append(parse_crypto(rest[:400]))
-        elif name == "label":
+        elif name == "label" and rest.strip().isprintable():
             self.media.label = rest.strip()[:64]
         elif name == "mid":
             self.media.mid = rest.strip()[:64]
-        elif name == "ptime" and rest.strip().isdigit() and len(rest.strip()) <= 4:
-            self.media.ptime = int(rest)
+        elif name == "ptime":
+            self.media.ptime = number(rest.strip(), 4)
         elif name == "rtcp-fb" and len(self.media.feedback) < 32:
             self.media.feedback.append(" ".join(rest.split())[:80])
 
     def _rtpmap(self, rest: str) -> None:
         pt, _, encoding = rest.strip().partition(" ")
         parts = encoding.strip().split("/")
-        if not (pt.isdigit() and len(pt) <= 3 and len(parts) in (2, 3)):
-            return  # unreadable: the format stays unnamed, as if it had no rtpmap
-        clock, channels = parts[1], parts[2] if len(parts) == 3 else "1"
-        if clock.isdigit() and channels.isdigit() and len(clock) <= 7 and len(channels) <= 2:
-            self.rtpmap[int(pt)] = (parts[0].upper()[:40], int(clock), int(channels))
+        payload_type, clock = number(pt, 3), number(parts[1], 7) if len(parts) in (2, 3) else None
+        channels = number(parts[2], 2) if len(parts) == 3 else 1
+        if payload_type is not None and clock is not None and channels is not None:
+            self.rtpmap[payload_type] = (parts[0].upper()[:40], clock, channels)
+        # else unreadable: the format stays unnamed, as if it had no rtpmap
 
     def _rtcp(self, lineno: int, rest: str) -> None:
         parts = rest.split()
-        if not parts or not parts[0].isdigit() or len(parts[0]) > 5 or int(parts[0]) > 65535:
+        port = number(parts[0], 5) if parts else None
+        if port is None or port > 65535:
             raise SdpError(f"line {lineno} (a=rtcp:{rest[:30]}): the RTCP port is not 0-65535")
         address = ""
         if len(parts) == 4 and parts[1] == "IN":
@@ -265,7 +278,7 @@ class _Reader:
                 address = str(ipaddress.ip_address(parts[3]))
             except ValueError:
                 raise SdpError(f"line {lineno} (a=rtcp:{rest[:30]}): {parts[3][:40]!r} is not an IP address") from None
-        self.rtcp = (int(parts[0]), address)
+        self.rtcp = (port, address)
 
     def _close_media(self) -> None:
         """Finish the current m-line: its formats, RTCP, direction and address."""

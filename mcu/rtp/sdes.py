@@ -28,7 +28,7 @@ SUITES = {
 }
 KEY_SALT_BYTES = 30
 MAX_TAG = 999_999_999  # RFC 4568: 1*9DIGIT
-_LIFETIME = re.compile(r"(?:2\^(\d{1,2})|(\d{1,20}))\Z")
+_LIFETIME = re.compile(r"(?:2\^(\d{1,2})|(\d{1,20}))\Z", re.ASCII)
 
 
 @dataclass(frozen=True)
@@ -55,7 +55,7 @@ def parse_crypto(value: str) -> Crypto:
     """The value of an ``a=crypto:`` line (what follows the colon). Never raises."""
     parts = value.split()
     tag_text = parts[0] if parts else ""
-    tag = int(tag_text) if tag_text.isdigit() and len(tag_text) <= 9 else -1
+    tag = int(tag_text) if tag_text.isascii() and tag_text.isdigit() and len(tag_text) <= 9 else -1
     suite = parts[1] if len(parts) > 1 else ""
     if tag < 0:
         return Crypto(tag, suite, problem=f"the tag {tag_text[:20]!r} is not a number of 1 to 9 digits")

@@ -234,3 +234,17 @@ def test_build_answer_needs_one_entry_per_line_and_our_key_on_srtp_lines():
         build_answer(offer, chosen, [], "127.0.0.1")
     with pytest.raises(ValueError, match="needs our a=crypto"):
         build_answer(offer, chosen, [LocalMedia(4000) if c else None for c in chosen], "127.0.0.1")
+
+
+def test_the_refusal_is_one_printable_line_fit_for_a_warning_header():
+    offer = "v=0\r\nc=IN IP4 10.0.0.1\r\n" + "".join(
+        f'm=audio {5000 + i} RTP/AVP 96\r\na=rtpmap:96 X"\\\u00e9{"Z" * 30}/8000\r\n' for i in range(16)
+    )
+    with pytest.raises(OfferRefused) as refused:
+        choose(parse_offer(offer), None, None)
+    message = str(refused.value)
+    assert message.startswith("the offer's audio is X??")
+    assert '"' not in message and "\\" not in message and message.isascii() and len(message) < 500
+    with pytest.raises(SdpError, match=r"line 2 .*holds a NUL or a lone CR") as bad:
+        parse_offer("v=0\r\ns=a\rb\r\n")
+    assert str(bad.value).isprintable()
