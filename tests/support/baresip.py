@@ -129,19 +129,20 @@ class Baresip:
         (self.dir / "contacts").write_text("")
 
     async def start(self, dial: str | None = None) -> "Baresip":
-        """Start it (and dial ``dial`` at once with ``-e``); returns when its control port answers."""
+        """Start it; returns when its control port answers (and it dialled ``dial``, if given: over
+        ctrl_tcp, not ``-e``, so that no call event comes before we listen)."""
         binary = require_baresip()
         self.write_config()
         # stdbuf: its log (stdout to a file) is read while it runs, so no block buffering
         args = ["stdbuf", "-oL", binary, "-f", str(self.dir), "-t", str(self.lifetime_s)]
-        if dial:
-            args += ["-e", f"/dial {dial}"]
         log = self.log_path.open("wb")
         self.proc = await asyncio.create_subprocess_exec(
             *args, stdin=asyncio.subprocess.DEVNULL, stdout=log, stderr=asyncio.subprocess.STDOUT
         )
         log.close()
         await self._connect_control(timeout=10.0)
+        if dial:
+            await self.dial(dial)
         return self
 
     async def _connect_control(self, timeout: float) -> None:

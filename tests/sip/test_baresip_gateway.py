@@ -1,0 +1,156 @@
+"""A real SIP room system nobody here wrote (Debian's baresip 1.0, headless) in a giaoban meeting
+through the SIP gateway (#14), in plain RTP and with SDES-SRTP, asserted at the receiving ends:
+
+* dial-in: baresip calls ``sip:<dial_number>@server``; its red camera decodes in an H.264 WebRTC
+  viewer (forwarded) and in a VP8-only one (transcoded) and shows as a tile of the composite; the
+  composite baresip receives decodes with the viewer's green in it; its 440 Hz tone is the peak of
+  the mix the viewer hears, and the viewer's 660 Hz tone the peak of what baresip hears;
+* dial-out: the server calls baresip (answermode=auto) when the meeting opens and from the REST
+  call endpoint; baresip decodes the composite.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import numpy as np
+import pytest
+
+from tests.sip.meeting import Briefing, find_colour, open_briefing, start_sip_node
+from tests.support.baresip import Baresip, tone_peak_hz
+from tests.support.waiting import until
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
+
+RED, GREEN = (255, 0, 0), (0, 200, 0)
+ROOM = "phong-sip"
+VIEWER_H264, VIEWER_VP8 = "xem-h264", "xem-vp8"
+MODES = [pytest.param(False, id="rtp"), pytest.param(True, id="srtp")]
+
+
+async def briefing_with_room(tmp_path, room_uri: str, **meeting: object) -> Briefing:
+    node, sip_port = await start_sip_node(tmp_path, {ROOM: room_uri}, [VIEWER_H264, VIEWER_VP8])
+    return await open_briefing(node, sip_port, [ROOM, VIEWER_H264, VIEWER_VP8], **meeting)
+
+
+async def no_dial_out(briefing: Briefing) -> None:
+    """The operator hangs the room up before it calls: the server stops dialling it (it would call
+    every invited room with a SIP URI), and the room dials in itself."""
+    status, body = await briefing.node.call("DELETE", f"/api/v1/meetings/{briefing.meeting['id']}/sip/{ROOM}")
+    assert status in (200, 202, 204), (status, body)
+
+
+def peak_of(samples: np.ndarray, rate: int) -> tuple[float, float]:
+    return tone_peak_hz(samples, rate) if np.abs(samples).max() > 0.01 else (0.0, 0.0)
+
+
+async def assert_room_gets_composite(room: Baresip, viewer_colour: tuple[int, int, int]) -> None:
+    """baresip decodes the composite we send: a picture with the viewer's tile in it."""
+    loop = asyncio.get_running_loop()
+    deadline, last = loop.time() + 20, None
+    while loop.time() < deadline:
+        last = await room.received_picture()
+        if last is not None and find_colour(last, viewer_colour):
+            return
+        await asyncio.sleep(0.3)
+    shape = None if last is None else last.shape
+    raise AssertionError(f"baresip never decoded a composite showing {viewer_colour} (last {shape}); {room.log_tail()}")
+
+
+@pytest.mark.parametrize("srtp", MODES)
+async def test_baresip_dials_in_and_is_seen_heard_and_served(tmp_path, baresips, srtp):
+    room = baresips(ROOM, colour=RED, srtp=srtp, answermode="manual")
+    # its directory URI: its user at its address (what proves the caller) on a port nobody listens on
+    briefing = await briefing_with_room(tmp_path, f"sip:{ROOM}@127.0.0.1:9")
+    await no_dial_out(briefing)
+    viewers = []
+    try:
+        h264 = await briefing.viewer(VIEWER_H264, codecs=["H264"], colour=GREEN, tone_hz=660)
+        vp8 = await briefing.viewer(VIEWER_VP8, codecs=["VP8"])
+        viewers = [h264, vp8]
+        await room.start(dial=briefing.dial_uri)
+        established = await room.wait_event("CALL_ESTABLISHED", "CALL_CLOSED", timeout=15)
+        assert established.type == "CALL_ESTABLISHED", established.raw
+        if srtp:
+            await until(lambda: sorted(room.srtp_enabled()) == ["audio", "video"], 5, what="SRTP on both media")
+
+        # (a) its camera: forwarded untouched to the H.264 viewer, transcoded to the VP8-only one, and a tile
+        await until(
+            lambda: h264.sees(RED, role="main", whole=True),
+            20,
+            what=f"H.264 viewer decodes red: {h264.forwarded_roles()}",
+        )
+        await until(
+            lambda: vp8.sees(RED, role="main", whole=True), 20, what=f"VP8 viewer decodes red: {vp8.forwarded_roles()}"
+        )
+        await until(lambda: h264.sees(RED, role="composite"), 20, what="red tile in the composite")
+        # (b) the composite it receives decodes, with the viewer's green in it
+        await assert_room_gets_composite(room, GREEN)
+        # (c) its tone is heard in the mix the H.264 viewer receives (N-1: not its own 660 Hz)
+        await asyncio.sleep(1.0)
+        peak, share = peak_of(h264.heard(1.0, role="mix"), 48000)
+        assert abs(peak - 440) < 15 and share > 0.3, (peak, share)
+
+        assert ROOM in briefing.media_meeting().peers  # its leg, under its endpoint id
+        await room.hangup()
+        await until(
+            lambda: ROOM not in (briefing.media_meeting().peers if briefing.media_meeting() else {}),
+            10,
+            what="the leg closes after BYE",
+        )
+        await room.stop()
+        heard, rate = room.received_audio()  # and the viewer's 660 Hz is what baresip heard
+        peak, share = peak_of(heard[-rate:], rate)
+        assert abs(peak - 660) < 15 and share > 0.3, (peak, share)
+    finally:
+        for viewer in viewers:
+            await viewer.close()
+        await briefing.node.stop()
+
+
+@pytest.mark.parametrize("srtp", MODES)
+async def test_the_server_dials_out_to_baresip_when_the_meeting_opens(tmp_path, baresips, srtp):
+    room = await baresips(ROOM, colour=RED, srtp=srtp, answermode="auto").start()
+    briefing = await briefing_with_room(tmp_path, room.uri)
+    viewer = None
+    try:
+        viewer = await briefing.viewer(VIEWER_H264, codecs=["H264"], colour=GREEN)
+        incoming = await room.wait_event("CALL_ESTABLISHED", timeout=25)
+        assert incoming.raw.get("direction") == "incoming", incoming.raw
+        if srtp:
+            await until(lambda: sorted(room.srtp_enabled()) == ["audio", "video"], 5, what="SRTP on both media")
+        await assert_room_gets_composite(room, GREEN)
+        await until(lambda: viewer.sees(RED, role="main", whole=True), 20, what="the viewer decodes the room's camera")
+    finally:
+        if viewer is not None:
+            await viewer.close()
+        await briefing.node.stop()
+
+
+async def test_the_operator_hangs_the_room_up_and_calls_it_again(tmp_path, baresips):
+    room = await baresips(ROOM, colour=RED, answermode="auto").start()
+    briefing = await briefing_with_room(tmp_path, room.uri)
+    meeting_id = briefing.meeting["id"]
+    viewer = None
+    try:
+        viewer = await briefing.viewer(VIEWER_H264, codecs=["H264"], colour=GREEN)
+        await room.wait_event("CALL_ESTABLISHED", timeout=25)  # the server called it as the meeting opened
+
+        status, body = await briefing.node.call("DELETE", f"/api/v1/meetings/{meeting_id}/sip/{ROOM}")
+        assert (status, body["state"]) == (202, "hung_up"), body
+        await room.wait_event("CALL_CLOSED", timeout=10)  # BYE at the room
+        room.events.clear()
+        await asyncio.sleep(6)  # past the first redial delay: hung up means not called again
+        assert not room.events, [(e.type, e.param) for e in room.events]
+
+        status, body = await briefing.node.call("POST", f"/api/v1/meetings/{meeting_id}/sip/{ROOM}")
+        assert (status, body["state"]) == (202, "calling"), body
+        incoming = await room.wait_event("CALL_ESTABLISHED", timeout=15)
+        assert incoming.raw.get("direction") == "incoming", incoming.raw
+        await assert_room_gets_composite(room, GREEN)
+        status, listed = await briefing.node.call("GET", f"/api/v1/meetings/{meeting_id}/sip")
+        assert [(r["endpoint_id"], r["in_call"]) for r in listed["room_systems"]] == [(ROOM, True)], listed
+    finally:
+        if viewer is not None:
+            await viewer.close()
+        await briefing.node.stop()
