@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import functools
 import os
 import random
 import struct
@@ -45,6 +46,7 @@ DTMF_PT = 101
 SUITE = "AES_CM_128_HMAC_SHA1_80"
 
 
+@functools.lru_cache(maxsize=8)  # 50 light rooms of one colour share one encode
 def encode_camera(colour: tuple[int, int, int], width: int, height: int, fps: int, frames: int) -> list[bytes]:
     """A GOP of a one-colour picture (with a small moving mark) as Annex-B access units, the
     first an IDR: H.264 constrained baseline with slices of at most 1100 bytes (mode 0)."""
@@ -100,12 +102,14 @@ class RtpRoom:
         size: tuple[int, int] = (320, 240),
         fps: int = 15,
         host: str = "127.0.0.1",
+        sdp_port_offset: int = 0,
     ) -> None:
         self.audio_codec = audio.upper()
         self.video, self.srtp, self.light = video, srtp, light
         self.colour, self.tone_hz, self.fps, self.size = colour, tone_hz, fps, size
         self.bandwidth_kbps = bandwidth_kbps
         self.host = host
+        self.sdp_port_offset = sdp_port_offset  # says another port than it sends from (a NAT)
         self.socks: dict[tuple[str, bool], _Socket] = {}
         self.ports: dict[str, int] = {}
         self.remote: dict[str, tuple[str, int]] = {}
@@ -118,12 +122,7 @@ class RtpRoom:
         self._gop: list[bytes] = []
         self._gop_at = 0
         self._video_pkt = Packetizer(VIDEO_PT)
-        tel = TELEPHONY.get(self.audio_codec)
-        self._audio_pt = tel.payload_type if tel else OPUS_PT
-        self._audio_pkt = Packetizer(self._audio_pt)
-        self._encoder: Any = TelephonyEncoder(self.audio_codec) if tel else OpusEncoder(FIBRE)
-        self._audio_step = 160 if tel else 960
-        self._decoder: Any = None if light else TelephonyDecoder(self.audio_codec) if tel else OpusDecoder()
+        self.use_audio(audio)
         self._assembler = H264Assembler()
         self._h264: Any = None if light else av.CodecContext.create("h264", "r")
         self._pcm: list[np.ndarray] = []
@@ -132,6 +131,16 @@ class RtpRoom:
         self.video_packets = self.audio_packets = self.video_bytes = self.rtcp_packets = 0
         self.keyframe_requests = 0
         self.undecryptable = 0
+
+    def use_audio(self, codec: str) -> None:
+        """Send and receive ``codec`` from the next offer on (a re-INVITE's codec change)."""
+        self.audio_codec = codec.upper()
+        tel = TELEPHONY.get(self.audio_codec)
+        self._audio_pt = tel.payload_type if tel else OPUS_PT
+        self._audio_pkt = Packetizer(self._audio_pt)
+        self._encoder: Any = TelephonyEncoder(self.audio_codec) if tel else OpusEncoder(FIBRE)
+        self._audio_step = 160 if tel else 960
+        self._decoder: Any = None if self.light else TelephonyDecoder(self.audio_codec) if tel else OpusDecoder()
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
@@ -165,13 +174,16 @@ class RtpRoom:
         rtpmap = f"{self.audio_codec}/8000" if tel else "opus/48000/2"
         dtmf_clock = 8000 if tel else 48000
         lines += [
-            f"m=audio {self.ports['audio']} {proto} {self._audio_pt} {DTMF_PT}",
+            f"m=audio {self.ports['audio'] + self.sdp_port_offset} {proto} {self._audio_pt} {DTMF_PT}",
             f"a=rtpmap:{self._audio_pt} {rtpmap}",
         ]
         lines += [f"a=rtpmap:{DTMF_PT} telephone-event/{dtmf_clock}", f"a=fmtp:{DTMF_PT} 0-15", "a=ptime:20"]
         lines += self._crypto("audio") + [f"a={direction}"]
         if self.video:
-            lines += [f"m=video {self.ports['video']} {proto} {VIDEO_PT}", f"a=rtpmap:{VIDEO_PT} H264/90000"]
+            lines += [
+                f"m=video {self.ports['video'] + self.sdp_port_offset} {proto} {VIDEO_PT}",
+                f"a=rtpmap:{VIDEO_PT} H264/90000",
+            ]
             lines += [f"a=fmtp:{VIDEO_PT} packetization-mode=0;profile-level-id=42e01f", "a=rtcp-fb:* nack pli"]
             lines += self._crypto("video") + [f"a={direction}"]
         self.sending = direction in ("sendrecv", "sendonly")

@@ -40,9 +40,11 @@ class Events:
         return [e for e in self.seen if e.get("type") == kind]
 
 
-async def join_room(node, room: RtpRoom, events: Events | None = None, **extra: object) -> RtpLeg:
+async def join_room(
+    node, room: RtpRoom, events: Events | None = None, endpoint: str = "room", **extra: object
+) -> RtpLeg:
     await room.start()
-    leg = await node.open_peer(room_spec(**extra), events or Events())
+    leg = await node.open_peer(room_spec(endpoint, **extra), events or Events())
     assert isinstance(leg, RtpLeg)
     await room.apply_answer(await leg.handle_offer(room.offer()))
     return leg

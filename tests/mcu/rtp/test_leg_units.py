@@ -1,0 +1,77 @@
+"""The SIP leg's I/O-free parts: RTCP it writes and reads, DTMF events, the room's audio as Opus
+with levels, whom it may latch to, the rendition a bandwidth takes."""
+
+from __future__ import annotations
+
+import struct
+
+import numpy as np
+import pytest
+
+from mcu.audio.telephony import TelephonyEncoder
+from mcu.audio.codec import make_frame
+from mcu.bridge.depacketize import opus_payload
+from mcu.rtp.leg import fitting_rendition
+from mcu.rtp.ports import may_latch_anywhere
+from mcu.rtp.room_audio import LEVEL_ID, DtmfReceiver, RoomMic
+from mcu.rtp.rtcp import sdes_cname, sender_report, tmmbr_limits
+from mcu.sfu.rtp_header import FEEDBACK_RR, parse_feedback
+
+pytestmark = pytest.mark.unit
+
+
+def rtp(pt: int, seq: int, ts: int, payload: bytes, marker: bool = False) -> bytes:
+    return struct.pack("!BBHII", 0x80, (0x80 if marker else 0) | pt, seq, ts, 0x1234) + payload
+
+
+def test_sender_report_carries_the_blocks_the_room_reads():
+    packet = sender_report(7, 0x0102030405060708, 90000, 100, 120000, [(0xABC, 26, 3, 5000)])
+    assert packet[1] == 200 and len(packet) == 28 + 24 and (packet[0] & 0x1F) == 1
+    assert struct.unpack_from("!QIII", packet, 8) == (0x0102030405060708, 90000, 100, 120000)
+    assert parse_feedback(packet) == [(FEEDBACK_RR, 0xABC, 26)]
+    cname = sdes_cname(7, "room@giaoban")
+    assert len(cname) % 4 == 0 and cname[1] == 202 and b"room@giaoban" in cname
+
+
+def test_tmmbr_is_read_as_a_bitrate_cap():
+    exp, mantissa = 4, 40_000  # 640 kbit/s
+    fci = struct.pack("!II", 0xBEEF, exp << 26 | mantissa << 9 | 40)
+    packet = struct.pack("!BBHII", 0x83, 205, 4, 1, 0) + fci
+    assert tmmbr_limits(packet) == [(0xBEEF, 640_000)]
+    assert tmmbr_limits(b"\x80\xc9\x00") == [] and tmmbr_limits(bytes(40)) == []
+
+
+def test_dtmf_one_digit_per_event_despite_three_end_packets():
+    dtmf = DtmfReceiver()
+    got = []
+    for ts, event in ((1000, 5), (2000, 11)):
+        for end in (False, False, True, True, True):
+            got.append(dtmf.push(rtp(101, 1, ts, struct.pack("!BBH", event, (0x80 if end else 0) | 10, 800))))
+    assert [d for d in got if d] == ["5", "#"]
+    assert dtmf.push(rtp(101, 1, 3000, b"\x05")) is None  # too short
+    assert dtmf.push(rtp(101, 1, 3000, struct.pack("!BBH", 99, 0x80, 800))) is None  # not a digit
+
+
+def test_the_rooms_pcmu_becomes_opus_with_its_level():
+    mic = RoomMic("room", "room/mic", "PCMU")
+    encoder = TelephonyEncoder("PCMU")
+    t = np.arange(960 * 10) / 48000
+    tone = (np.sin(2 * np.pi * 440 * t) * 0.5).astype(np.float32)
+    got: list[bytes] = []
+    mic.stream.add_tap(got.append)
+    for i in range(10):
+        mic.push(rtp(0, i, i * 160, encoder.encode_frame(make_frame(tone[i * 960 : (i + 1) * 960]))))
+    assert len(got) >= 8
+    parsed = opus_payload(got[-1], LEVEL_ID)
+    assert parsed is not None and parsed[3] is not None and parsed[3] < 15  # -dBov of a loud tone
+    assert mic.stream.codec == "OPUS" and mic.stream.packets == len(got)
+
+
+def test_whom_a_leg_may_latch_to():
+    assert may_latch_anywhere("192.168.1.20") and may_latch_anywhere("10.0.0.5") and may_latch_anywhere("100.64.1.1")
+    assert may_latch_anywhere("0.0.0.0")
+    assert not may_latch_anywhere("127.0.0.1") and not may_latch_anywhere("81.2.69.160")
+
+
+def test_the_rendition_that_fits_a_bandwidth():
+    assert [fitting_rendition(k) for k in (2000, 1200, 600, 300, 50)] == ["720p", "720p", "360p", "180p", "180p"]
