@@ -311,8 +311,7 @@ class RtpLeg:
 
     async def _close(self) -> None:
         self.closed = True
-        if self._joined:
-            self.meeting.remove_peer(self)
+        self.meeting.remove_peer(self)  # the node added it before its first offer
         for line in self.lines.values():
             self._drop_media(line)
         for ports in self._ports.values():

@@ -131,6 +131,8 @@ class RtpRoom:
         self.video_packets = self.audio_packets = self.video_bytes = self.rtcp_packets = 0
         self.keyframe_requests = 0
         self.undecryptable = 0
+        self.media_ssrc: dict[str, int] = {}  # the SSRC of what the leg sends us, by kind
+        self.last_seq: dict[str, int] = {}
 
     def use_audio(self, codec: str) -> None:
         """Send and receive ``codec`` from the next offer on (a re-INVITE's codec change)."""
@@ -257,6 +259,12 @@ class RtpRoom:
 
         await self._paced(1 / self.fps, step)
 
+    def send_rtcp(self, kind: str, packet: bytes) -> None:
+        """An RTCP packet (a report, a NACK) to the leg's RTCP port of that m-line."""
+        if self.srtp:
+            packet = self.send_sessions[kind].protect_rtcp(packet)
+        self.socks[kind, True].transport.sendto(packet, self.remote[kind + "/rtcp"])
+
     def send_dtmf(self, digit: str) -> None:
         """One RFC 4733 event: a start packet, one update, three end packets (same timestamp)."""
         event = "0123456789*#ABCD".index(digit)
@@ -283,6 +291,7 @@ class RtpRoom:
                 self.keyframe_requests += 1
                 self._gop_at = 0  # the loop's key frame next
             return
+        self.last_seq[kind], _, self.media_ssrc[kind] = struct.unpack_from("!HII", data, 2)
         if kind == "video":
             self.video_packets += 1
             self.video_bytes += len(data)

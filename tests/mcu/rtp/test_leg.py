@@ -3,6 +3,8 @@ UDP on 127.0.0.1 and a real aiortc laptop, checked by what each receives (colour
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import pytest
 
@@ -64,7 +66,9 @@ def tiles(picture: np.ndarray) -> list[np.ndarray]:
     ]
 
 
-@pytest.mark.parametrize("audio, srtp", [("PCMU", False), ("G722", True)], ids=["pcmu-plain", "g722-srtp"])
+@pytest.mark.parametrize(
+    "audio, srtp", [("PCMU", False), ("G722", True), ("OPUS", False)], ids=["pcmu-plain", "g722-srtp", "opus-plain"]
+)
 async def test_room_and_laptop_see_and_hear_each_other(local_media_node, audio, srtp):
     node = local_media_node
     laptop = MixClient(node, "m", "laptop", video=PatternTrack(200), audio=PitchTrack(660))
@@ -72,7 +76,7 @@ async def test_room_and_laptop_see_and_hear_each_other(local_media_node, audio, 
     try:
         await laptop.join()
         leg = await join_room(node, room)
-        assert leg.spec.extra.get("audio_codec") == audio
+        assert leg.spec.extra.get("audio_codec") == (None if audio == "OPUS" else audio)
         # the laptop (SFU, H.264-capable) gets the room's camera: red
         assert await wait_for(lambda: laptop.track("main") is not None and len(laptop.video_frames()) > 10, 15)
         main = laptop.track("main")
@@ -85,6 +89,12 @@ async def test_room_and_laptop_see_and_hear_each_other(local_media_node, audio, 
         assert await wait_for(lambda: tone_power(room.pcm(1.0), 660) > 0.3, 10)
         assert tone_power(room.pcm(1.0), 440) < 0.05
         assert node.meetings["m"].mcu.mixes["room"].stream.codec == audio
+        # the operator's map: the room is connected and sends sound and picture
+        assert await wait_for(
+            lambda: node.quality.report(node.meetings["m"], time.monotonic())["room"]["sending"]["video"], 3
+        )
+        links = await node.link_stats("m")
+        assert links["room"]["connected"] and links["room"]["sending"]["audio"], links["room"]
     finally:
         await room.stop()
         await laptop.close()

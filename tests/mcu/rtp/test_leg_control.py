@@ -6,11 +6,13 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import struct
 
 import pytest
 
 import mcu.rtp.leg as leg_module
 from mcu.api import OfferRefused
+from mcu.sfu.rtp_header import nack, receiver_report
 from tests.mcu.bridge.helpers import MixClient, tone_power
 from tests.mcu.rtp.test_leg import RED, Events, is_red, join_room, room_spec
 from tests.support.media_clients import PatternTrack, wait_for
@@ -105,6 +107,23 @@ async def test_keyframes_both_ways(local_media_node):
         await room.stop()
 
 
+async def test_the_rooms_rtcp_reaches_the_composite_output(local_media_node):
+    room = RtpRoom(srtp=True)
+    try:
+        leg = await join_room(local_media_node, room)
+        assert await wait_for(lambda: room.frames_decoded > 5, 15)
+        out = leg.outputs["1"]
+        ssrc = room.media_ssrc["video"]
+        assert ssrc == out.ssrc
+        tmmbr = struct.pack("!BBHIIII", 0x83, 205, 4, 1, 0, ssrc, 4 << 26 | 31_250 << 9 | 40)  # 500 kbit/s
+        room.send_rtcp("video", receiver_report(1, [(ssrc, 64, 10, 1000)]) + tmmbr)
+        assert await wait_for(lambda: out.fraction_lost == 64 and out.remb == 500_000, 3)
+        room.send_rtcp("video", receiver_report(1, []) + nack(1, ssrc, [room.last_seq["video"]]))
+        assert await wait_for(lambda: out.retransmitted >= 1, 3)
+    finally:
+        await room.stop()
+
+
 async def test_latching_behind_a_nat_and_datagrams_from_elsewhere(local_media_node):
     room = RtpRoom(sdp_port_offset=100)  # its SDP names a port it does not send from
     stranger = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
@@ -173,3 +192,4 @@ async def test_an_offer_without_a_common_audio_codec_is_refused_in_words(local_m
     with pytest.raises(OfferRefused, match="G729"):
         await leg.handle_offer(offer)
     await leg.close()
+    assert "m" not in local_media_node.meetings  # the leg left: the meeting it opened is gone
