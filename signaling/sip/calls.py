@@ -91,12 +91,15 @@ class Call:
 
     async def hangup(self) -> None:
         """End the call: BYE once it is set up (before that, see IncomingCall/OutgoingCall)."""
+        await self._bye("hangup")
+
+    async def _bye(self, reason: str) -> None:
         if self.dialog.state != DialogState.CONFIRMED or self.ended.is_set():
-            self._end("hangup")
+            self._end(reason)
             return
         bye = self._request("BYE")
         self.dialog.terminate()
-        self._end("hangup")
+        self._end(reason)
         try:
             await self._send(bye)
         except ConnectionError as e:
@@ -221,8 +224,7 @@ class Call:
         if not acked.done():
             log.warning("sip %s: no ACK for our 200 in %.0f s: call released", self.call_id, TIMEOUT)
             acked.set_result(None)
-            await self.hangup()
-            self.end_reason = "ack_timeout"
+            await self._bye("ack_timeout")
 
     def ack_received(self, ack: SipRequest) -> None:
         pending = self._pending_2xx
@@ -295,18 +297,12 @@ class Call:
                 self.send_ack(answer, None)
         if answer.status_code >= 300 and answer.status_code != 491:
             log.warning("sip %s: session refresh got %d: hanging up", self.call_id, answer.status_code)
-            await self.hangup()
-            self.end_reason = "session_expired"
+            await self._bye("session_expired")
 
     def _expired(self) -> None:
         self._timer = None
         log.warning("sip %s: no session refresh from the room: hanging up (RFC 4028 §10)", self.call_id)
-
-        async def bye() -> None:
-            await self.hangup()
-            self.end_reason = "session_expired"
-
-        self._spawn(bye())
+        self._spawn(self._bye("session_expired"))
 
     # --- bookkeeping ---
 

@@ -152,7 +152,7 @@ class IncomingCall(Call):
             self.reject(480, "Temporarily Unavailable")
             self.end_reason = "hangup"
             return
-        await super().hangup()
+        await self._bye("hangup")
 
     def cancelled(self) -> None:
         """A CANCEL matched our INVITE transaction (its 200 is sent by the stack)."""

@@ -107,7 +107,7 @@ class OutgoingCall(Call):
         if self.final is None:
             await self.cancel()
             return
-        await super().hangup()
+        await self._bye("hangup")
 
     def _provisional(self, response: SipResponse) -> None:
         if response.status_code == 100:
@@ -149,7 +149,7 @@ class OutgoingCall(Call):
             self.send_ack(response, None)
             self._start_session_timer()
         if self._cancelling:  # the 200 crossed our CANCEL: the call exists, end it
-            self.stack.spawn(super().hangup())
+            self.stack.spawn(self._bye("cancel"))
 
     def _refresher_name(self, we_refresh: bool) -> str:
         return "uac" if we_refresh else "uas"

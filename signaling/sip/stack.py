@@ -145,9 +145,12 @@ class SipStack:
         for call in calls:
             if isinstance(call, IncomingCall) and not call.final_sent:
                 call.reject(503, "Service Unavailable")
-        ending = [asyncio.ensure_future(call.hangup()) for call in calls]
-        if ending:
-            await asyncio.wait(ending, timeout=2.0)
+        if calls:
+            ending = asyncio.gather(*(call.hangup() for call in calls), return_exceptions=True)
+            try:
+                await asyncio.wait_for(ending, 2.0)
+            except TimeoutError:
+                log.info("sip: %d calls not hung up within 2 s of stop", len(calls))
         for call in calls:
             call.end_reason = "stopped"
         for task in list(self._tasks):
@@ -270,7 +273,11 @@ class SipStack:
 
     async def send_request(self, request: SipRequest, call: Call) -> SipResponse:
         """Send an in-dialog request (retransmitted over UDP); its final answer, 408 when none came."""
-        call.link = await self._relink(call)
+        try:
+            call.link = await self._relink(call)
+        except (OSError, TimeoutError, ssl.SSLError) as e:
+            log.info("sip %s: %s not sent: %s", call.call_id, request.method, e)
+            return SipResponse(status_code=503, reason_phrase="Service Unavailable (No Connection)")
         txn = ClientTransaction(request, call.link)
         self._track(txn)
         txn.start()

@@ -30,7 +30,7 @@ MAX_DATAGRAM = MAX_HEADER_BYTES + MAX_BODY_BYTES
 MESSAGE_DEADLINE_S = 10.0  # a message's bytes after its first one
 IDLE_S = 300.0  # a connection with no message at all for this long is closed
 TLS_HANDSHAKE_S = 10.0
-_CONTENT_LENGTH = re.compile(rb"^(?:content-length|l)[ \t]*:[ \t]*(\S*)[ \t]*$", re.IGNORECASE | re.MULTILINE)
+_CONTENT_LENGTH = re.compile(rb"^(?:content-length|l)[ \t]*:[ \t]*(\S*)[ \t]*\r?$", re.IGNORECASE | re.MULTILINE)
 
 
 @dataclass(frozen=True)
