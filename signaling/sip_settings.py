@@ -1,7 +1,8 @@
-"""The ``sip.*`` server settings (#14): where the SIP gateway for room systems will listen.
+"""The ``sip.*`` server settings (#14): where the SIP gateway for room systems listens.
 
-Off by default; nothing listens yet (the gateway comes in a later step of #14). The checks here
-raise ValueError naming the key; ``signaling.settings`` turns them into file:line errors.
+Off by default. UDP and TCP share sip.port; TLS (``tls`` in sip.transports, with sip.tls_cert and
+sip.tls_key) listens on sip.port + 1 (5061 beside 5060). The checks here raise ValueError naming
+the key; ``signaling.settings`` turns them into file:line errors.
 """
 
 from __future__ import annotations
@@ -12,7 +13,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-SIP_TRANSPORTS = ("udp", "tcp")  # tls comes with the gateway's TLS step
+SIP_TRANSPORTS = ("udp", "tcp", "tls")
+DEFAULT_TRANSPORTS = ("udp", "tcp")  # tls needs a certificate
 DEFAULT_PORT = 5060
 _HOSTNAME = re.compile(
     r"(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*",
@@ -25,8 +27,8 @@ class SipSettings:
     enabled: bool = False
     host: str = "127.0.0.1"  # address the gateway binds; 0.0.0.0 = every interface
     port: int = DEFAULT_PORT
-    transports: list[str] = field(default_factory=lambda: list(SIP_TRANSPORTS))
-    tls_cert: str = ""  # PEM files, both or neither (for sips: once tls is offered)
+    transports: list[str] = field(default_factory=lambda: list(DEFAULT_TRANSPORTS))
+    tls_cert: str = ""  # PEM files, both or neither; required by tls (served on port + 1)
     tls_key: str = ""
     domain: str = ""  # the domain in our own SIP URIs; "" = host
 
@@ -52,8 +54,7 @@ def sip_transports(value: list[Any]) -> list[str]:
     """Lower case, each once, from SIP_TRANSPORTS."""
     names = [t.lower() if isinstance(t, str) else t for t in value]
     if not names or any(t not in SIP_TRANSPORTS for t in names) or len(set(names)) != len(names):
-        later = " (tls is not offered yet)" if "tls" in names else ""
-        raise ValueError(f"sip.transports must list udp and/or tcp, each once (e.g. [udp, tcp]); got {value!r}{later}")
+        raise ValueError(f"sip.transports must list udp, tcp and/or tls, each once (e.g. [udp, tcp]); got {value!r}")
     return names
 
 
@@ -87,6 +88,13 @@ def check_sip(sip: SipSettings, http_host: str, http_port: int) -> None:
         setattr(sip, name, check(getattr(sip, name)))
     if bool(sip.tls_cert) != bool(sip.tls_key):
         raise ValueError("sip.tls_cert and sip.tls_key go together: set both or neither")
+    if "tls" in sip.transports:
+        if not sip.tls_cert:
+            raise ValueError("sip.transports has tls: set sip.tls_cert and sip.tls_key (PEM files)")
+        if sip.port == 65535:
+            raise ValueError("sip.port 65535 leaves no port for tls (served on sip.port + 1)")
+        if sip.enabled and sip.port + 1 == http_port and _same_address(sip.host, http_host):
+            raise ValueError(f"sip.port + 1 = {http_port} (tls) is the HTTP port: move sip.port")
     if sip.enabled and "tcp" in sip.transports and sip.port == http_port and _same_address(sip.host, http_host):
         raise ValueError(f"sip.port {sip.port} is the HTTP port: SIP over tcp needs a port of its own")
 

@@ -36,9 +36,9 @@ def test_a_file_sets_every_key(tmp_path):
         ("  port: '5060'", "sip.port must be int, got str"),
         ("  enabled: yes please", "sip.enabled must be bool, got str"),
         ("  host: giaoban.local", "sip.host must be an IP address"),
-        ("  transports: [udp, tls]", "tls is not offered yet"),
+        ("  transports: [udp, sctp]", "udp, tcp and/or tls"),
         ("  transports: [udp, udp]", "each once"),
-        ("  transports: []", "udp and/or tcp"),
+        ("  transports: []", "udp, tcp and/or tls"),
         ("  transports: udp", "sip.transports must be list, got str"),
         ("  domain: 'bad domain'", "sip.domain must be a DNS name or IP address"),
         ("  listen: 5060", "unknown key sip.'listen'"),
@@ -67,7 +67,13 @@ def test_sip_must_be_a_mapping(tmp_path):
         (SipSettings(enabled=True, port=8080), "sip.port 8080 is the HTTP port"),
         (SipSettings(enabled=True, host="0.0.0.0", port=8080), "sip.port 8080 is the HTTP port"),
         (SipSettings(port=70000), "sip.port must be 1..65535"),
-        (SipSettings(transports=["sctp"]), "udp and/or tcp"),
+        (SipSettings(transports=["sctp"]), "udp, tcp and/or tls"),
+        (SipSettings(transports=["udp", "tls"]), "has tls: set sip.tls_cert and sip.tls_key"),
+        (SipSettings(transports=["tls"], tls_cert="/c", tls_key="/k", port=65535), "no port for tls"),
+        (
+            SipSettings(enabled=True, transports=["tls"], tls_cert="/c", tls_key="/k", port=8079),
+            "tls\\) is the HTTP port",
+        ),
     ],
 )
 def test_settings_made_in_code_are_checked_too(sip, words):
@@ -79,3 +85,9 @@ def test_the_http_port_is_free_for_sip_over_udp_only_or_while_off():
     Settings(port=8080, sip=SipSettings(enabled=True, port=8080, transports=["udp"])).validate()
     Settings(port=8080, sip=SipSettings(port=8080)).validate()
     Settings(host="127.0.0.1", port=8080, sip=SipSettings(enabled=True, host="127.0.0.2", port=8080)).validate()
+
+
+def test_tls_with_a_certificate_is_offered_beside_udp_and_tcp():
+    sip = SipSettings(enabled=True, transports=["UDP", "tcp", "TLS"], tls_cert="/etc/sip.pem", tls_key="/etc/sip.key")
+    Settings(port=8080, sip=sip).validate()
+    assert sip.transports == ["udp", "tcp", "tls"]
