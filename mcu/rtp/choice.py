@@ -11,11 +11,11 @@ Video: what the meeting's composite can be sent as. H.264 in a format that reads
 encodes (single NAL units, constrained baseline: ``mcu.sfu.subscriber.h264_covers``), from a
 baseline, main or high profile in packetization mode 0 or 1 (``mcu.peer.codec_choice``), the first
 such format in the offer's order; VP8 only when that is all the room offers; each only when the
-meeting's ``video_codecs`` has it. The first video line is the camera; a later one with
-``a=content:slides`` (RFC 4796) is chosen like the camera's and marked ``slides`` (the leg may
-refuse it: BFCP is not served). A video line without a common codec, an extra line, a line the
-room disabled (port 0) or any non-RTP line (BFCP, ``m=application``) gets ``None``: answered with
-port 0, the call goes on without it.
+meeting's ``video_codecs`` has it. The first video line not marked ``a=content:slides`` (RFC 4796)
+is the camera; the first one marked so is chosen alike and marked ``slides`` (the leg may refuse
+it: BFCP is not served), never taken as the camera. A video line without a common codec, an extra
+line, a line the room disabled (port 0) or any non-RTP line (BFCP, ``m=application``) gets
+``None``: answered with port 0, the call goes on without it.
 
 An RTP/SAVP line is taken only with an ``a=crypto`` we can use (``mcu.rtp.sdes``), the first in
 the offer's order.
@@ -74,11 +74,13 @@ def choose(offer: RtpOffer, prefs: Iterable[str] | None, video_codecs: Iterable[
         if media.kind == "audio" and not have_audio:
             pick = _choose_line(media, audio_order, _audio_format)
             have_audio = pick is not None
-        elif media.kind == "video" and not (have_camera and (have_slides or not media.slides)):
+        elif media.kind == "video" and media.slides and not have_slides:
             pick = _choose_line(media, video_order, _video_format)
-            if pick is not None and have_camera:
-                pick, have_slides = _as_slides(pick), True
-            have_camera = have_camera or pick is not None
+            pick = pick and _as_slides(pick)
+            have_slides = pick is not None
+        elif media.kind == "video" and not media.slides and not have_camera:
+            pick = _choose_line(media, video_order, _video_format)
+            have_camera = pick is not None
         chosen.append(pick)
     if not have_audio:
         raise OfferRefused(refusal(offer, audio_order))

@@ -248,3 +248,16 @@ def test_the_refusal_is_one_printable_line_fit_for_a_warning_header():
     with pytest.raises(SdpError, match=r"line 2 .*holds a NUL or a lone CR") as bad:
         parse_offer("v=0\r\ns=a\rb\r\n")
     assert str(bad.value).isprintable()
+
+
+def test_a_slides_line_is_never_the_camera():
+    base = "v=0\r\nc=IN IP4 10.0.0.1\r\nm=audio 5004 RTP/AVP 0\r\n"
+    bad_main = (
+        "m=video 5006 RTP/AVP 96\r\na=rtpmap:96 H264/90000\r\na=fmtp:96 packetization-mode=2\r\na=content:main\r\n"
+    )
+    slides = "m=video 5008 RTP/AVP 97\r\na=rtpmap:97 H264/90000\r\na=content:slides\r\n"
+    chosen = choose(parse_offer(base + bad_main + slides), None, None)
+    assert chosen[1] is None and chosen[2] is not None and chosen[2].slides
+    camera = "m=video 5010 RTP/AVP 98\r\na=rtpmap:98 VP8/90000\r\n"
+    chosen = choose(parse_offer(base + slides + camera + slides), None, None)
+    assert [c and (c.codec, c.slides) for c in chosen] == [("PCMU", False), ("H264", True), ("VP8", False), None]
