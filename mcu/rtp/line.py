@@ -19,7 +19,7 @@ from pylibsrtp import Session
 from mcu import fence
 from mcu.rtp.ports import RtpPorts
 from mcu.rtp.room_audio import DtmfReceiver, RoomMic
-from mcu.rtp.rtcp import Block, receiver_report, sdes_cname, sender_report, tmmbr_limits
+from mcu.rtp.rtcp import Block, receiver_report, sdes_cname, sender_report, tmmbn, tmmbr_limits, tmmbr_requests
 from mcu.rtp.sdes import Crypto, answer_crypto, inbound_session, outbound_session
 from mcu.rtp.sdp import Chosen, MediaLine
 from mcu.sfu.rtp_header import FEEDBACK_RR, Feedback, fir, nack, parse_feedback, pli
@@ -171,9 +171,10 @@ class LegLine:
                 items.append(item)
         if items:
             on_feedback(out, items)
-        for ssrc, bitrate in tmmbr_limits(data):
-            if ssrc in (out.ssrc, 0):
-                out.remb = bitrate
+        requests = [r for r in tmmbr_requests(data) if r[1] in (out.ssrc, 0)]
+        if requests:
+            out.remb = min(bitrate for ssrc, bitrate in tmmbr_limits(data) if ssrc in (out.ssrc, 0))
+            self.send_rtcp(receiver_report(out.ssrc, []) + tmmbn(out.ssrc, requests))
 
     # -- out: RTCP -------------------------------------------------------------------------
 

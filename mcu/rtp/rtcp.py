@@ -1,7 +1,7 @@
 """RTCP of a SIP leg that the SFU's helpers (``mcu.sfu.rtp_header``) do not write or read: the
 sender report with its report blocks, SDES CNAME (RFC 3550 §6.1: every compound packet has one;
 some room systems drop packets without it) and TMMBR (RFC 5104 §4.2.1), which room systems send
-instead of REMB to cap what we send them. I/O free."""
+instead of REMB to cap what we send them, and the TMMBN that acknowledges it. I/O free."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from mcu.sfu.rtp_header import RTCP_RR, RTCP_RTPFB
 RTCP_SR = 200
 RTCP_SDES = 202
 TMMBR_FMT = 3
+TMMBN_FMT = 4
 
 Block = tuple[int, int, int, int]  # (ssrc, fraction lost 0..255, cumulative lost, extended highest seq)
 
@@ -43,8 +44,9 @@ def sdes_cname(ssrc: int, cname: str) -> bytes:
     return struct.pack("!BBH", 0x81, RTCP_SDES, len(chunk) // 4) + chunk
 
 
-def tmmbr_limits(data: bytes) -> list[tuple[int, int]]:
-    """(media SSRC, maximum bit/s) of each TMMBR entry in a compound RTCP packet."""
+def tmmbr_requests(data: bytes) -> list[tuple[int, int, int]]:
+    """(requesting SSRC, media SSRC, FCI word: exponent, mantissa, overhead) of each TMMBR entry
+    in a compound RTCP packet."""
     out = []
     pos, n = 0, len(data)
     while pos + 4 <= n:
@@ -52,10 +54,21 @@ def tmmbr_limits(data: bytes) -> list[tuple[int, int]]:
         end = pos + ((data[pos + 2] << 8 | data[pos + 3]) + 1) * 4
         if b0 >> 6 != 2 or end > n:
             break
-        if pt == RTCP_RTPFB and b0 & 0x1F == TMMBR_FMT:
+        if pt == RTCP_RTPFB and b0 & 0x1F == TMMBR_FMT and end - pos >= 12:
+            sender = struct.unpack_from("!I", data, pos + 4)[0]
             for p in range(pos + 12, end - 7, 8):
                 ssrc, word = struct.unpack_from("!II", data, p)
-                exp, mantissa = word >> 26, (word >> 9) & 0x1FFFF
-                out.append((ssrc, mantissa << exp))
+                out.append((sender, ssrc, word))
         pos = end
     return out
+
+
+def tmmbr_limits(data: bytes) -> list[tuple[int, int]]:
+    """(media SSRC, maximum bit/s) of each TMMBR entry in a compound RTCP packet."""
+    return [(ssrc, ((word >> 9) & 0x1FFFF) << (word >> 26)) for _, ssrc, word in tmmbr_requests(data)]
+
+
+def tmmbn(ssrc: int, requests: list[tuple[int, int, int]]) -> bytes:
+    """TMMBN (RFC 5104 §4.2.2) acknowledging ``requests``: each requester's limit is the bounding set."""
+    fci = b"".join(struct.pack("!II", sender, word) for sender, _, word in requests[:32])
+    return struct.pack("!BBHII", 0x80 | TMMBN_FMT, RTCP_RTPFB, 2 + len(fci) // 4, ssrc, 0) + fci

@@ -1,7 +1,7 @@
 """The internal API of a media node, used by the other nodes of a cluster (never by clients).
 
 * ``GET /internal/media/peer`` (WebSocket): one peer; the first request is ``open`` with the
-  PeerSpec, then ``offer``/``answer``/``ice``/``mute``; events are pushed as ``{"event": ...}``;
+  PeerSpec, then ``offer``/``answer``/``ice``/``mute``/``keyframe``; events are pushed as ``{"event": ...}``;
   closing the socket closes the peer.
 * ``POST /internal/media/meetings/{id}/floor|layout|links|record``: floor holder, layout, link
   quality, and the chair's record action (the use case ``signaling.recording.set_recording``).

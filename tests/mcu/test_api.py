@@ -14,8 +14,10 @@ import inspect
 import pytest
 
 from mcu.api import HostedMediaNode, LinkStats, MediaNode, MediaPeer, RecordingFiles, Recordings
+from mcu.meeting.contracts import Member
 from mcu.node import LocalMediaNode
 from mcu.peer.peer import LocalPeer
+from mcu.rtp.leg import RtpLeg
 from mcu.record import RecordingService, RecordingStore
 from signaling.cluster.cluster_placement import ClusterPlacement
 from signaling.cluster.local_placement import LocalPlacement
@@ -30,6 +32,7 @@ def _conforms(
     cluster: ClusterPlacement,
     local_peer: LocalPeer,
     remote_peer: RemotePeer,
+    sip_leg: RtpLeg,
     recording_service: RecordingService,
     recording_store: RecordingStore,
 ) -> None:
@@ -37,10 +40,11 @@ def _conforms(
     nodes: list[MediaNode] = [local, remote]
     hosted: HostedMediaNode = local
     placements: list[Placement] = [one_machine, cluster]
-    peers: list[MediaPeer] = [local_peer, remote_peer]
+    peers: list[MediaPeer] = [local_peer, remote_peer, sip_leg]
+    members: list[Member] = [local_peer, sip_leg]
     recordings: Recordings = recording_service
     files: RecordingFiles = recording_store
-    del nodes, hosted, placements, peers, recordings, files
+    del nodes, hosted, placements, peers, members, recordings, files
 
 
 def _declared(protocol: type) -> dict[str, inspect.Signature]:
@@ -80,6 +84,7 @@ def _differences(implementation: type, protocol: type) -> list[str]:
         (ClusterPlacement, Placement),
         (LocalPeer, MediaPeer),
         (RemotePeer, MediaPeer),
+        (RtpLeg, MediaPeer),
         (RecordingService, Recordings),
         (RecordingStore, RecordingFiles),
     ],

@@ -133,6 +133,7 @@ class RtpRoom:
         self.undecryptable = 0
         self.media_ssrc: dict[str, int] = {}  # the SSRC of what the leg sends us, by kind
         self.last_seq: dict[str, int] = {}
+        self.rtcp_in: list[bytes] = []  # the last compound RTCP packets from the leg, decrypted
 
     def use_audio(self, codec: str) -> None:
         """Send and receive ``codec`` from the next offer on (a re-INVITE's codec change)."""
@@ -287,6 +288,7 @@ class RtpRoom:
                 return
         if rtcp:
             self.rtcp_packets += 1
+            self.rtcp_in = [*self.rtcp_in[-49:], data]
             if any(item[0] in (FEEDBACK_PLI, FEEDBACK_FIR) for item in parse_feedback(data)):
                 self.keyframe_requests += 1
                 self._gop_at = 0  # the loop's key frame next

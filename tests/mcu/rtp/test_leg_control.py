@@ -118,6 +118,8 @@ async def test_the_rooms_rtcp_reaches_the_composite_output(local_media_node):
         tmmbr = struct.pack("!BBHIIII", 0x83, 205, 4, 1, 0, ssrc, 4 << 26 | 31_250 << 9 | 40)  # 500 kbit/s
         room.send_rtcp("video", receiver_report(1, [(ssrc, 64, 10, 1000)]) + tmmbr)
         assert await wait_for(lambda: out.fraction_lost == 64 and out.remb == 500_000, 3)
+        assert await wait_for(lambda: any(b"\x84\xcd" in p for p in room.rtcp_in), 3)  # TMMBN came back
+        assert await wait_for(lambda: any(p[1] == 200 for p in room.rtcp_in), 3)  # and sender reports
         room.send_rtcp("video", receiver_report(1, []) + nack(1, ssrc, [room.last_seq["video"]]))
         assert await wait_for(lambda: out.retransmitted >= 1, 3)
     finally:

@@ -14,7 +14,7 @@ from mcu.bridge.depacketize import opus_payload
 from mcu.rtp.leg import fitting_rendition
 from mcu.rtp.ports import may_latch_anywhere
 from mcu.rtp.room_audio import LEVEL_ID, DtmfReceiver, RoomMic
-from mcu.rtp.rtcp import sdes_cname, sender_report, tmmbr_limits
+from mcu.rtp.rtcp import sdes_cname, sender_report, tmmbn, tmmbr_limits, tmmbr_requests
 from mcu.sfu.rtp_header import FEEDBACK_RR, parse_feedback
 
 pytestmark = pytest.mark.unit
@@ -38,6 +38,8 @@ def test_tmmbr_is_read_as_a_bitrate_cap():
     fci = struct.pack("!II", 0xBEEF, exp << 26 | mantissa << 9 | 40)
     packet = struct.pack("!BBHII", 0x83, 205, 4, 1, 0) + fci
     assert tmmbr_limits(packet) == [(0xBEEF, 640_000)]
+    ack = tmmbn(0xBEEF, tmmbr_requests(packet))  # the bounding set: the requester (SSRC 1) and its limit
+    assert ack[0] & 0x1F == 4 and ack[1] == 205 and ack[12:] == struct.pack("!I", 1) + fci[4:]
     assert tmmbr_limits(b"\x80\xc9\x00") == [] and tmmbr_limits(bytes(40)) == []
 
 
