@@ -97,7 +97,7 @@ def _choose_line(media: MediaLine, order: Sequence[str], match: Callable[[str, F
         fmt = next((f for f in media.formats if match(codec, f)), None)
         if fmt is not None:
             dtmf = next((f for f in media.formats if f.name == DTMF and f.clock == fmt.clock), None)
-            direction = ANSWERED_DIRECTION[media.direction]
+            direction = ANSWERED_DIRECTION[media.sending_direction]
             audio_dtmf = dtmf if media.kind == "audio" else None
             return Chosen(media.index, media.kind, codec, fmt, direction, audio_dtmf, crypto if media.secure else None)
     return None

@@ -106,6 +106,14 @@ class MediaLine:
     def slides(self) -> bool:
         return "slides" in self.content
 
+    @property
+    def sending_direction(self) -> str:
+        """The direction the offer means: a=sendrecv etc., where the old way of holding a call
+        (RFC 3264 8.4: c=0.0.0.0, where nothing can be sent) reads as sendonly (or inactive)."""
+        if self.address not in ("0.0.0.0", "::"):
+            return self.direction
+        return "inactive" if self.direction in ("recvonly", "inactive") else "sendonly"
+
     def format(self, pt: int) -> Format | None:
         return next((f for f in self.formats if f.pt == pt), None)
 

@@ -163,10 +163,12 @@ def test_video_without_a_common_codec_goes_audio_only_and_vp8_when_it_is_all():
 @pytest.mark.parametrize(
     "offered, session, answered_direction",
     [("sendonly", "", "recvonly"), ("recvonly", "", "sendonly"), ("inactive", "", "inactive"),
-     ("", "a=sendonly", "recvonly"), ("sendrecv", "a=inactive", "sendrecv"), ("", "", "sendrecv")],
+     ("", "a=sendonly", "recvonly"), ("sendrecv", "a=inactive", "sendrecv"), ("", "", "sendrecv"),
+     ("c=IN IP4 0.0.0.0", "", "recvonly"), ("c=IN IP4 0.0.0.0\na=recvonly", "", "inactive")],
 )  # fmt: skip
-def test_direction_is_answered_per_rfc_3264(offered, session, answered_direction):
-    text = crlf(f"v=0\nc=IN IP4 10.0.0.1\n{session}\nm=audio 5004 RTP/AVP 0\n" + (f"a={offered}" if offered else ""))
+def test_direction_is_answered_per_rfc_3264_old_style_hold_too(offered, session, answered_direction):
+    media = offered if offered.startswith("c=") else f"a={offered}" if offered else ""
+    text = crlf(f"v=0\nc=IN IP4 10.0.0.1\n{session}\nm=audio 5004 RTP/AVP 0\n{media}")
     chosen, _, answer = answered(text)
     assert chosen[0].direction == answer.lines[0].direction == answered_direction
 
