@@ -80,6 +80,7 @@ class RtpPorts:
         self.foreign = 0  # datagrams from an address we do not take
         self.garbage = 0  # too short, too long, not RTP/RTCP version 2
         self.refused = 0  # refused by accept (unknown payload type, failed SRTP)
+        self.errors = 0  # accept raised (a packet its decoder could not take)
         self.closed = False
 
     async def open(self) -> None:
@@ -132,8 +133,10 @@ class RtpPorts:
             return
         try:
             ok = self.accept(data, rtcp)
-        except Exception:  # one bad packet never ends the socket
-            log.exception("%s: datagram not handled", self.name)
+        except Exception:  # one bad packet never ends the socket (a traceback once: it may be a flood)
+            self.errors += 1
+            if self.errors == 1:
+                log.exception("%s: datagram not handled", self.name)
             ok = False
         if not ok:
             self.refused += 1
@@ -170,6 +173,7 @@ class RtpPorts:
             "foreign": self.foreign,
             "garbage": self.garbage,
             "refused": self.refused,
+            "errors": self.errors,
         }
 
     def close(self) -> None:

@@ -138,9 +138,13 @@ async def test_latching_behind_a_nat_and_datagrams_from_elsewhere(local_media_no
         for junk in (b"", b"\x80", bytes(2000), b"\x80\x60" + bytes(30), b"\x00" * 40):
             stranger.sendto(junk, ("127.0.0.1", port))
             stranger.sendto(junk, ("127.0.0.1", port + 1))
+        audio = leg.lines[0].ports
+        broken = struct.pack("!BBHII", 0x90, 0, 1, 1, 1) + b"\xbe\xde\x00\x64"  # an extension past the end
+        room.socks["audio", False].transport.sendto(broken, ("127.0.0.1", audio.port))  # from the room itself
         frames = room.frames_decoded
         await asyncio.sleep(0.5)
         assert video.ports.foreign + video.ports.garbage >= 8, video.ports.stats()
+        assert audio.errors == 1, audio.stats()
         assert await wait_for(lambda: room.frames_decoded > frames + 3, 5)  # undisturbed
     finally:
         stranger.close()
