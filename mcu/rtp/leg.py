@@ -107,7 +107,7 @@ class RtpLeg:
     def streams(self) -> Mapping[str, Stream]:
         if not self.spec.publish:
             return {}
-        return {str(i): line.published for i, line in self.lines.items() if line.receives}
+        return {str(i): line.published for i, line in self.lines.items() if line.publishes}
 
     @property
     def outputs(self) -> Mapping[str, Output]:
@@ -143,9 +143,9 @@ class RtpLeg:
 
     async def set_muted(self, kind: str, muted: bool) -> None:
         (self.muted_kinds.add if muted else self.muted_kinds.discard)(kind)
-        for stream in self.streams.values():
-            if stream.kind == kind:
-                stream.set_muted(muted)
+        for line in self.lines.values():  # a camera not yet published too
+            if line.kind == kind:
+                line.published.set_muted(muted)
 
     async def request_keyframe(self) -> None:
         """SIP INFO picture_fast_update: a key frame of the composite it receives."""
@@ -216,6 +216,7 @@ class RtpLeg:
                 previous_key=previous.ours if previous is not None else None,
                 on_dtmf=self._on_dtmf,
                 on_keyframe_wanted=self._on_keyframe_wanted,
+                on_first_video=self._on_first_video,
             )
             ports.accept = partial(line.accept, on_feedback=self.meeting.router.on_feedback)
             ports.on_latched = line.bind
@@ -281,6 +282,10 @@ class RtpLeg:
 
     def _on_dtmf(self, digit: str) -> None:
         self._notify({"type": "dtmf", "digit": digit})
+
+    def _on_first_video(self) -> None:
+        if self._joined and not self.closed:
+            self.meeting.peer_changed(self)  # its camera is a source now
 
     def _on_keyframe_wanted(self) -> None:
         now = time.monotonic()

@@ -53,12 +53,14 @@ class LegLine:
         previous_key: Crypto | None,
         on_dtmf: Callable[[str], None],
         on_keyframe_wanted: Callable[[], None],
+        on_first_video: Callable[[], None] = lambda: None,
     ) -> None:
         self.chosen = chosen
         self.kind = chosen.kind
         self.ports = ports
         self.on_dtmf = on_dtmf
         self.on_keyframe_wanted = on_keyframe_wanted
+        self.on_first_video = on_first_video  # its camera is published from its first packet on
         # SRTP: the room's key decrypts, ours (kept across re-INVITEs of the same suite) encrypts
         self.ours: Crypto | None = None
         self.recv: Session | None = None
@@ -114,6 +116,12 @@ class LegLine:
     def receives(self) -> bool:
         return self.chosen.direction in ("sendrecv", "recvonly")
 
+    @property
+    def publishes(self) -> bool:
+        """Its stream is a source of the meeting: the room sends on this line (a camera once its
+        first packet came: a room with its camera off takes no composite tile)."""
+        return self.receives and (self.kind == "audio" or self.received.packets > 0)
+
     def update(self, media: MediaLine, direction: str) -> None:
         """The room's (re-)offer of this line: where it receives, whether we send."""
         self.chosen = _with_direction(self.chosen, direction)
@@ -154,7 +162,10 @@ class LegLine:
                 ssrc = int.from_bytes(data[8:12], "big")
                 if self.received.ssrc != ssrc:  # the first packet, or a room that restarted its encoder
                     self.received.ssrc = ssrc
+                first = not self.received.packets
                 self.received.on_rtp(data)
+                if first and self.received.packets:
+                    self.on_first_video()
             return True
         if self.chosen.dtmf is not None and pt == self.chosen.dtmf.pt:
             digit = self.dtmf.push(data)

@@ -103,6 +103,7 @@ class RtpRoom:
         fps: int = 15,
         host: str = "127.0.0.1",
         sdp_port_offset: int = 0,
+        camera: bool = True,
     ) -> None:
         self.audio_codec = audio.upper()
         self.video, self.srtp, self.light = video, srtp, light
@@ -110,6 +111,7 @@ class RtpRoom:
         self.bandwidth_kbps = bandwidth_kbps
         self.host = host
         self.sdp_port_offset = sdp_port_offset  # says another port than it sends from (a NAT)
+        self.camera = camera  # False: its video line only receives (a camera switched off)
         self.socks: dict[tuple[str, bool], _Socket] = {}
         self.ports: dict[str, int] = {}
         self.remote: dict[str, tuple[str, int]] = {}
@@ -210,7 +212,7 @@ class RtpRoom:
         if not self._tasks:
             loop = asyncio.get_running_loop()
             self._tasks.append(loop.create_task(self._send_audio()))
-            if self.video and "video" in self.remote:
+            if self.video and self.camera and "video" in self.remote:
                 self._tasks.append(loop.create_task(self._send_video()))
 
     # -- sending -------------------------------------------------------------------------------

@@ -165,6 +165,19 @@ async def test_media_timeout_when_the_room_goes_silent(local_media_node, monkeyp
         await room.stop()
 
 
+async def test_a_room_without_camera_takes_no_tile_until_its_first_picture(local_media_node):
+    dark, lit = RtpRoom(camera=False), RtpRoom(colour=RED)
+    try:
+        leg = await join_room(local_media_node, dark, endpoint="dark")
+        assert [s.source for s in leg.streams.values()] == ["mic"]  # its video line only receives
+        await join_room(local_media_node, lit, endpoint="lit")
+        assert await wait_for(lambda: dark.frames_decoded > 5 and is_red(dark.picture), 15)  # one tile: all red
+        assert [s.source for s in leg.streams.values()] == ["mic"]
+    finally:
+        await dark.stop()
+        await lit.stop()
+
+
 async def test_bandwidth_picks_the_starting_rendition(local_media_node):
     room = RtpRoom(bandwidth_kbps=600)
     try:
