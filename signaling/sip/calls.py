@@ -100,10 +100,7 @@ class Call:
         bye = self._request("BYE")
         self.dialog.terminate()
         self._end(reason)
-        try:
-            await self._send(bye)
-        except ConnectionError as e:
-            log.info("sip %s: BYE not sent: %s", self.call_id, e)
+        await self.stack.send_request(bye, self, wait=False)  # retransmitted behind; the call is over for us
 
     async def send_info(self, ctype: str, body: str) -> int:
         """An INFO in the dialog (e.g. picture_fast_update); the status of its answer (408 when none)."""

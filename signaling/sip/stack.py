@@ -271,8 +271,9 @@ class SipStack:
         self.server.respond(request, resp, target)
         return resp
 
-    async def send_request(self, request: SipRequest, call: Call) -> SipResponse:
-        """Send an in-dialog request (retransmitted over UDP); its final answer, 408 when none came."""
+    async def send_request(self, request: SipRequest, call: Call, *, wait: bool = True) -> SipResponse:
+        """Send an in-dialog request (retransmitted over UDP); its final answer, 408 when none came
+        (``wait=False``: returns a 202 placeholder once the first copy is sent, the rest goes on behind)."""
         try:
             call.link = await self._relink(call)
         except (OSError, TimeoutError, ssl.SSLError) as e:
@@ -281,6 +282,8 @@ class SipStack:
         txn = ClientTransaction(request, call.link)
         self._track(txn)
         txn.start()
+        if not wait:
+            return SipResponse(status_code=202, reason_phrase="Sent")
         return await asyncio.shield(txn.final)
 
     def _track(self, txn: ClientTransaction) -> None:

@@ -24,8 +24,11 @@ ACCEPT = "application/sdp, application/media_control+xml, application/dtmf-relay
 SUPPORTED = "timer, 100rel"
 _REQUEST_LINE = re.compile(r"([A-Za-z]{1,32}) (sips?:[^\s]{1,1024}) SIP/2\.0")
 _STATUS_LINE = re.compile(r"SIP/2\.0 ([1-6][0-9][0-9]) ([^\x00-\x08\x0a-\x1f]*)")
+_VIA = re.compile(r"SIP\s*/\s*2\.0\s*/\s*[A-Za-z]{2,5}\s+[\w.:\[\]-]+")
+_ADDRESS = re.compile(r"[^<>]*<(?:sips?|tel):[^<>\s]+>(?:\s*;.*)?|(?:sips?|tel):[^<>\s;]+(?:;.*)?", re.IGNORECASE)
 _TOKEN = re.compile(r"[A-Za-z0-9.!%*_+`'~-]+")
 _PLACEHOLDER = b"OPTIONS sip:invalid SIP/2.0"
+_COPIED = {b"via", b"v", b"from", b"f", b"to", b"t", b"call-id", b"i", b"cseq"}
 
 
 class BadMessage(Exception):
@@ -49,8 +52,8 @@ def parse(data: bytes) -> SipRequest | SipResponse:
     _check_lines(lines)
     try:
         message = SipMessage.parse(data)
-    except ValueError as e:
-        raise BadMessage(f"Unparsable Message: {e}"[:100], _salvage(lines)) from None
+    except (ValueError, IndexError):
+        raise BadMessage("Unparsable Message", _salvage(lines)) from None
     _check_headers(message, is_response)
     _check_length(message, body)
     return message
@@ -58,18 +61,20 @@ def parse(data: bytes) -> SipRequest | SipResponse:
 
 def _check_lines(lines: list[bytes]) -> None:
     if len(lines) > MAX_HEADERS + 1:
-        raise BadMessage("Too Many Headers", _salvage(lines[:MAX_HEADERS]), 513)
+        raise BadMessage("Too Many Headers", _salvage(lines), 513)
     for line in lines[1:]:
         if len(line) > MAX_HEADER_LINE:
-            raise BadMessage("Header Too Long", _salvage([x for x in lines if len(x) <= MAX_HEADER_LINE]), 513)
+            raise BadMessage("Header Too Long", _salvage(lines), 513)
         if b"\x00" in line:
             raise BadMessage("NUL In Headers", _salvage([x for x in lines if b"\x00" not in x]))
 
 
 def _salvage(lines: list[bytes]) -> SipRequest | None:
-    """The headers of a message with a bad start line, under a placeholder one, if a reply can be routed."""
+    """The headers a response copies (Via, From, To, Call-ID, CSeq) of a refused message, under a
+    placeholder request line, if they are there and can route a reply."""
+    kept = [line for line in lines[1:] if line.split(b":", 1)[0].strip().lower() in _COPIED and len(line) <= 1024]
     try:
-        message = SipMessage.parse(b"\r\n".join([_PLACEHOLDER, *lines[1:]]) + b"\r\n\r\n")
+        message = SipMessage.parse(b"\r\n".join([_PLACEHOLDER, *kept[:20]]) + b"\r\n\r\n")
     except (ValueError, IndexError):
         return None
     if not isinstance(message, SipRequest) or not _answerable(message):
@@ -95,17 +100,20 @@ def _check_headers(message: SipMessage, is_response: bool) -> None:
     for name in REQUIRED:
         if not message.headers.get(name):
             raise BadMessage(f"Missing {name}", replyable)
-    try:
-        cseq = parse_cseq(message.headers.get("cseq")[0])
-        via = parse_via(message.headers.get("via")[0])
-        parse_address(message.headers.get("from")[0])
-        parse_address(message.headers.get("to")[0])
-    except (ValueError, IndexError, KeyError) as e:
-        raise BadMessage(f"Bad Header: {e}"[:80], replyable) from None
+    for name, check in (("Via", parse_via), ("CSeq", parse_cseq), ("From", parse_address), ("To", parse_address)):
+        try:
+            check(message.headers.get(name)[0])
+        except (ValueError, IndexError, KeyError, AttributeError):
+            raise BadMessage(f"Bad {name}", replyable if name in ("From", "To") else None) from None
+    cseq = parse_cseq(message.headers.get("cseq")[0])
     if not _TOKEN.fullmatch(cseq.method) or not 0 <= cseq.seq < 2**31:
-        raise BadMessage("Bad CSeq", replyable)
-    if not via.host:
+        raise BadMessage("Bad CSeq", None)
+    if not _VIA.match(message.headers.get("via")[0]):
         raise BadMessage("Bad Via")
+    for name in ("From", "To"):
+        unquoted = re.sub(r'"(?:[^"\\]|\\.)*"', '""', message.headers.get(name)[0])
+        if not _ADDRESS.fullmatch(unquoted.strip()):
+            raise BadMessage(f"Bad {name}", replyable)
     if request is not None and cseq.method.upper() != request.method.upper():
         raise BadMessage("CSeq Method Mismatch", replyable)
 
