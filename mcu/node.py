@@ -182,6 +182,7 @@ class LocalMediaNode:
             spec,
             events,
             host=self.ice_host or "0.0.0.0",
+            encode_codecs=self.encode_codecs,
             keyframe_interval=self.keyframe_interval,
             on_closed=partial(self._forget_peer, meeting=meeting),
         )

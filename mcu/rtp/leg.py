@@ -29,13 +29,14 @@ import dataclasses
 import logging
 import socket
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from functools import partial
 from typing import Any, Awaitable, Callable, Protocol, cast
 
-from mcu.api import MediaError, PeerExtra, PeerSpec
+from mcu.api import VIDEO_CODECS, MediaError, PeerExtra, PeerSpec
 from mcu.audio.telephony import TELEPHONY
 from mcu.bridge.rendition_policy import RENDITION_BITRATE, VIDEO_RENDITIONS
+from mcu.peer.codec_choice import served_video_codecs
 from mcu.peer.errors import PeerClosed
 from mcu.peer.owner_task import OwnerTask
 from mcu.rtp.line import LegLine
@@ -75,6 +76,7 @@ class RtpLeg:
         events: Callable[[dict[str, Any]], Awaitable[None]],
         *,
         host: str,
+        encode_codecs: Sequence[str] = VIDEO_CODECS,
         keyframe_interval: float = 0.5,
         on_closed: Callable[[RtpLeg], None] | None = None,
     ) -> None:
@@ -83,6 +85,9 @@ class RtpLeg:
         self.endpoint_id = spec.endpoint_id
         self.events = events
         self.host = host
+        # what the room may receive: the meeting's video codecs that this node can encode the composite in
+        meeting_codecs = served_video_codecs(spec.extra.get("video_codecs"))
+        self.video_codecs = [c for c in meeting_codecs if c in encode_codecs] or meeting_codecs
         self.keyframe_interval = keyframe_interval
         self.on_closed = on_closed
         self.lines: dict[int, LegLine] = {}  # by the offer's m-line index
@@ -163,7 +168,7 @@ class RtpLeg:
     async def _apply_offer(self, sdp: str) -> str:
         offer = parse_offer(sdp)
         extra = self.spec.extra
-        chosen = choose(offer, extra.get("codecs"), extra.get("video_codecs"))
+        chosen = choose(offer, extra.get("codecs"), self.video_codecs)
         chosen = [None if c is None or c.slides else c for c in chosen]  # slides need BFCP: not served
         if self._needs_rebuild(chosen):
             await self._rebuild(offer, chosen)

@@ -33,7 +33,7 @@ import numpy as np
 
 from mcu.audio.codec import OpusDecoder, OpusEncoder, FIBRE, make_frame
 from mcu.audio.telephony import TELEPHONY, TelephonyDecoder, TelephonyEncoder
-from mcu.bridge.depacketize import H264Assembler
+from mcu.bridge.depacketize import H264Assembler, Vp8Assembler
 from mcu.bridge.packetize import Packetizer
 from mcu.rtp.offer import parse_offer
 from mcu.rtp.sdes import Crypto, inbound_session, outbound_session
@@ -41,6 +41,7 @@ from mcu.sfu.rtp_header import FEEDBACK_FIR, FEEDBACK_PLI, parse_feedback, paylo
 
 _HEAD = struct.Struct("!BBHII")
 VIDEO_PT = 96
+VP8_PT = 97
 OPUS_PT = 111
 DTMF_PT = 101
 SUITE = "AES_CM_128_HMAC_SHA1_80"
@@ -104,6 +105,7 @@ class RtpRoom:
         host: str = "127.0.0.1",
         sdp_port_offset: int = 0,
         camera: bool = True,
+        offer_vp8: bool = False,
     ) -> None:
         self.audio_codec = audio.upper()
         self.video, self.srtp, self.light = video, srtp, light
@@ -112,6 +114,7 @@ class RtpRoom:
         self.host = host
         self.sdp_port_offset = sdp_port_offset  # says another port than it sends from (a NAT)
         self.camera = camera  # False: its video line only receives (a camera switched off)
+        self.offer_vp8 = offer_vp8  # VP8 after H.264 in its offer (it decodes either composite)
         self.socks: dict[tuple[str, bool], _Socket] = {}
         self.ports: dict[str, int] = {}
         self.remote: dict[str, tuple[str, int]] = {}
@@ -125,11 +128,16 @@ class RtpRoom:
         self._gop_at = 0
         self._video_pkt = Packetizer(VIDEO_PT)
         self.use_audio(audio)
-        self._assembler = H264Assembler()
-        self._h264: Any = None if light else av.CodecContext.create("h264", "r")
+        self._assemblers: dict[int, Any] = {VIDEO_PT: H264Assembler(), VP8_PT: Vp8Assembler()}
+        self._decoders: dict[int, Any] = (
+            {}
+            if light
+            else {pt: av.CodecContext.create(name, "r") for pt, name in ((VIDEO_PT, "h264"), (VP8_PT, "libvpx"))}
+        )
         self._pcm: list[np.ndarray] = []
         self.picture: np.ndarray | None = None  # the last composite picture decoded (rgb24)
         self.frames_decoded = 0
+        self.composite_codec = ""  # of the last composite frame decoded
         self.video_packets = self.audio_packets = self.video_bytes = self.rtcp_packets = 0
         self.keyframe_requests = 0
         self.undecryptable = 0
@@ -186,10 +194,12 @@ class RtpRoom:
         lines += self._crypto("audio") + [f"a={direction}"]
         if self.video:
             lines += [
-                f"m=video {self.ports['video'] + self.sdp_port_offset} {proto} {VIDEO_PT}",
+                f"m=video {self.ports['video'] + self.sdp_port_offset} {proto} {VIDEO_PT}"
+                + (f" {VP8_PT}" if self.offer_vp8 else ""),
                 f"a=rtpmap:{VIDEO_PT} H264/90000",
             ]
             lines += [f"a=fmtp:{VIDEO_PT} packetization-mode=0;profile-level-id=42e01f", "a=rtcp-fb:* nack pli"]
+            lines += [f"a=rtpmap:{VP8_PT} VP8/90000"] if self.offer_vp8 else []
             lines += self._crypto("video") + [f"a={direction}"]
         self.sending = direction in ("sendrecv", "sendonly")
         return "\r\n".join(lines) + "\r\n"
@@ -311,11 +321,15 @@ class RtpRoom:
                     del self._pcm[:-250]  # the last 5 s
 
     def _decode_video(self, data: bytes) -> None:
-        frame = self._assembler.push(data)
+        pt = data[1] & 0x7F
+        if pt not in self._assemblers:
+            return
+        frame = self._assemblers[pt].push(data)
         if frame is None:
             return
+        self.composite_codec = "VP8" if pt == VP8_PT else "H264"
         try:
-            pictures = self._h264.decode(av.Packet(frame.payload))
+            pictures = self._decoders[pt].decode(av.Packet(frame.payload))
         except av.error.FFmpegError:
             return
         for picture in pictures:

@@ -12,6 +12,7 @@ import pytest
 
 import mcu.rtp.leg as leg_module
 from mcu.api import OfferRefused
+from mcu.node import LocalMediaNode
 from mcu.sfu.rtp_header import nack, receiver_report
 from tests.mcu.bridge.helpers import MixClient, tone_power
 from tests.mcu.rtp.test_leg import RED, Events, is_red, join_room, room_spec
@@ -203,6 +204,23 @@ async def test_a_vp8_laptop_sees_the_rooms_h264_camera_transcoded(local_media_no
     finally:
         await room.stop()
         await laptop.close()
+
+
+async def test_a_node_that_encodes_only_vp8_sends_the_room_a_vp8_composite():
+    node = LocalMediaNode(ice_host="127.0.0.1", encode_codecs=("VP8",))
+    await node.start()
+    room = RtpRoom(offer_vp8=True, camera=False)
+    try:
+        await room.start()
+        leg = await node.open_peer(room_spec(), Events())
+        answer = await leg.handle_offer(room.offer())
+        assert "a=rtpmap:97 VP8/90000" in answer and "H264" not in answer
+        await room.apply_answer(answer)
+        assert await wait_for(lambda: room.frames_decoded > 3, 15)
+        assert room.composite_codec == "VP8"
+    finally:
+        await room.stop()
+        await node.stop()
 
 
 async def test_an_offer_without_a_common_audio_codec_is_refused_in_words(local_media_node):
