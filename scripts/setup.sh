@@ -26,6 +26,10 @@ gst_ready || APT+=(gstreamer1.0-tools gstreamer1.0-plugins-base gstreamer1.0-plu
   gstreamer1.0-plugins-ugly gstreamer1.0-libav gstreamer1.0-nice python3-gst-1.0 gir1.2-gst-plugins-bad-1.0 gir1.2-nice-0.1)
 # baresip (pulls baresip-ffmpeg): a SIP video room system nobody here wrote, run headless by tests/sip (#14)
 command -v baresip >/dev/null || APT+=(baresip)
+# sipp (sip-tester): SIP load and malformed-message scenarios against the stack (tests/signaling/sip, loadtests/sip_cps.py);
+# kamailio: the proxy/dispatcher in front of several media nodes (#14)
+command -v sipp >/dev/null || APT+=(sip-tester)
+[ -x /usr/sbin/kamailio ] || APT+=(kamailio)
 if [ ${#APT[@]} -gt 0 ]; then
   export DEBIAN_FRONTEND=noninteractive
   $SUDO apt-get update -qq
