@@ -107,8 +107,8 @@ class RtpPorts:
     def expect(self, host: str, port: int, rtcp_port: int | None, srtp: bool) -> None:
         """Where the room's SDP says it receives; latching starts over when it changed."""
         rtp, rtcp = (host, port), (host, rtcp_port or port + 1)
-        if rtp == self.rtp_to and self._sdp_host == host:
-            return
+        if (rtp == self.rtp_to and self._sdp_host == host) or host in ("0.0.0.0", "::"):
+            return  # the same, or the old way to hold (c=0.0.0.0): where it was stays
         self._sdp_host = host
         self._anywhere = srtp or may_latch_anywhere(host)
         self.rtp_to, self.rtcp_to = rtp, rtcp

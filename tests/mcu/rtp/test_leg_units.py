@@ -12,7 +12,7 @@ from mcu.audio.telephony import TelephonyEncoder
 from mcu.audio.codec import make_frame
 from mcu.bridge.depacketize import opus_payload
 from mcu.rtp.leg import fitting_rendition
-from mcu.rtp.ports import may_latch_anywhere
+from mcu.rtp.ports import RtpPorts, may_latch_anywhere
 from mcu.rtp.room_audio import LEVEL_ID, DtmfReceiver, RoomMic
 from mcu.rtp.rtcp import sdes_cname, sender_report, tmmbn, tmmbr_limits, tmmbr_requests
 from mcu.sfu.rtp_header import FEEDBACK_RR, parse_feedback
@@ -77,3 +77,24 @@ def test_whom_a_leg_may_latch_to():
 
 def test_the_rendition_that_fits_a_bandwidth():
     assert [fitting_rendition(k) for k in (2000, 1200, 600, 300, 50)] == ["720p", "720p", "360p", "180p", "180p"]
+
+
+def test_latching_rules_of_a_port_pair():
+    ports = RtpPorts("127.0.0.1", "x")  # not opened: only its bookkeeping
+    ports.accept = lambda data, rtcp: True
+    packet = rtp(0, 1, 160, b"\x00" * 160)
+    ports.expect("81.2.69.160", 4000, 4001, srtp=False)  # a public address: only that host may latch
+    ports.received(packet, ("81.2.69.99", 4000), rtcp=False)
+    assert ports.foreign == 1 and not ports.latched_rtp
+    ports.received(packet, ("81.2.69.160", 5004), rtcp=False)  # its host, another port (a NAT's): taken
+    assert ports.latched_rtp and ports.rtp_to == ("81.2.69.160", 5004)
+    ports.received(packet, ("81.2.69.160", 4000), rtcp=False)  # latched: nothing else
+    assert ports.foreign == 2
+    ports.received(b"\x80", ("81.2.69.160", 5004), rtcp=False)
+    assert ports.garbage == 1
+    ports.expect("0.0.0.0", 4000, 4001, srtp=False)  # held the old way: where it sends stays
+    assert ports.rtp_to == ("81.2.69.160", 5004) and ports.latched_rtp
+    ports.expect("192.168.1.9", 6000, 6001, srtp=False)  # moved behind a NAT: any host may latch, once
+    assert not ports.latched_rtp and ports.rtp_to == ("192.168.1.9", 6000)
+    ports.received(packet, ("81.2.69.7", 7000), rtcp=False)
+    assert ports.rtp_to == ("81.2.69.7", 7000) and ports.rtcp_to == ("81.2.69.7", 7001)
