@@ -124,11 +124,7 @@ class SipStack:
         host, port = self.settings.host, self.settings.port
         names = self.settings.transports
         try:
-            if "udp" in names:
-                await self.transports.listen_udp(host, port)
-                port = port or self.transports.bound["udp"][1]  # tests: tcp on the port udp was given
-            if "tcp" in names:
-                await self.transports.listen_stream("tcp", host, port)
+            await self._listen_udp_tcp(host, port, names)
             if "tls" in names:
                 context = server_tls(self.settings.tls_cert, self.settings.tls_key)
                 await self.transports.listen_stream(
@@ -138,6 +134,20 @@ class SipStack:
             await self.transports.close()
             raise
         log.info("sip: listening on %s", ", ".join(f"{t} {h}:{p}" for t, (h, p) in self.addresses.items()))
+
+    async def _listen_udp_tcp(self, host: str, port: int, names: list[str]) -> None:
+        """UDP and TCP on one port; port 0 (tests): a free one for both, tried a few times."""
+        for attempt in range(8):
+            if "udp" in names:
+                await self.transports.listen_udp(host, port)
+            try:
+                if "tcp" in names:
+                    await self.transports.listen_stream("tcp", host, port or self.transports.bound["udp"][1])
+                return
+            except OSError:
+                if port or "udp" not in names or attempt == 7:
+                    raise
+                await self.transports.close()  # the free UDP port is taken for TCP: another pair
 
     async def stop(self) -> None:
         """BYE (or 503) to every call, then the sockets close. Idempotent, bounded."""

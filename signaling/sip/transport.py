@@ -222,3 +222,5 @@ class Transports:
                 pass
         self.servers.clear()
         self.conns.clear()
+        self.udp = None
+        self.bound.clear()

@@ -24,7 +24,7 @@ ACCEPT = "application/sdp, application/media_control+xml, application/dtmf-relay
 SUPPORTED = "timer, 100rel"
 _REQUEST_LINE = re.compile(r"([A-Za-z]{1,32}) (sips?:[^\s]{1,1024}) SIP/2\.0")
 _STATUS_LINE = re.compile(r"SIP/2\.0 ([1-6][0-9][0-9]) ([^\x00-\x08\x0a-\x1f]*)")
-_VIA = re.compile(r"SIP\s*/\s*2\.0\s*/\s*[A-Za-z]{2,5}\s+[\w.:\[\]-]+")
+_VIA = re.compile(r"SIP\s*/\s*2\.0\s*/\s*[A-Za-z]{2,5}\s+[\w.:\[\]-]+(?:\s*;[\x21-\x7e]*)*")
 _ADDRESS = re.compile(r"[^<>]*<(?:sips?|tel):[^<>\s]+>(?:\s*;.*)?|(?:sips?|tel):[^<>\s;]+(?:;.*)?", re.IGNORECASE)
 _TOKEN = re.compile(r"[A-Za-z0-9.!%*_+`'~-]+")
 _PLACEHOLDER = b"OPTIONS sip:invalid SIP/2.0"
@@ -84,14 +84,14 @@ def _salvage(lines: list[bytes]) -> SipRequest | None:
 
 def _answerable(message: SipMessage) -> bool:
     """A response can be built: a parsable Via and CSeq (the other headers are copied if present)."""
-    try:
-        return (
-            bool(message.headers.get("via"))
-            and parse_via(message.headers.get("via")[0]).host != ""
-            and (message.cseq is not None)
-        )
-    except (ValueError, IndexError, KeyError):
+    vias, cseqs = message.headers.get("via"), message.headers.get("cseq")
+    if not vias or not cseqs or not all(_VIA.fullmatch(v.strip()) for v in vias):
         return False
+    try:
+        cseq = parse_cseq(cseqs[0])
+    except (ValueError, IndexError):
+        return False
+    return bool(_TOKEN.fullmatch(cseq.method))
 
 
 def _check_headers(message: SipMessage, is_response: bool) -> None:
