@@ -3,9 +3,13 @@
 The meeting's mixer, speaker detection and SFU subscribers all take Opus with an RFC 6464
 level in each packet. A room sends G.711/G.722 (decoded with ``mcu.audio.telephony``, buffered
 into 20 ms frames at 48 kHz, encoded once with Opus) or Opus (decoded only for its level; the
-payload is forwarded as it came). Either way the packets are ours: own SSRC-less header (the
-SFU writes each subscriber's), own sequence numbers, timestamps in 48 kHz, the level extension
-with id ``LEVEL_ID`` (the stream's ``audio_level_id``; subscribers' lines carry their own id).
+payload is forwarded as it came). Either way the packets are ours: an SSRC-less header (the SFU
+writes each subscriber's), own sequence numbers, timestamps in 48 kHz, the level extension with
+id ``LEVEL_ID`` (the stream's ``audio_level_id``; subscribers' lines carry their own id).
+
+A quiet room costs little: frames quieter than ``QUIET_DBOV`` are not encoded (a packet of Opus
+silence, encoded once, stands for them), and a G.711 payload of nothing but zero samples (a muted
+room's) is not even decoded.
 
 RFC 4733 telephone-events on the same line become digits (``DtmfReceiver``).
 """
@@ -28,6 +32,10 @@ LEVEL_ID = 1
 FRAME = SAMPLE_RATE // 50  # 20 ms
 _HEAD = struct.Struct("!BBHII")
 DTMF_EVENTS = "0123456789*#ABCD"
+# G.711 payload bytes of a zero sample (µ-law 0xFF/0x7F, A-law 0xD5/0x55): a muted room sends only these
+G711_SILENCE = {"PCMU": b"\xff\x7f", "PCMA": b"\xd5\x55"}
+# frames at or below -60 dBov (a room's muted or gated microphone) are sent as encoded silence
+QUIET_DBOV = 60
 
 
 class RoomMic:
@@ -55,6 +63,7 @@ class RoomMic:
         self._ts = random.randrange(1 << 32)
         self._last = 0.0
         self.undecodable = 0
+        self._silence: bytes | None = None
 
     def push(self, data: bytes) -> None:
         """One RTP packet of the room's audio codec (payload type already checked)."""
@@ -62,7 +71,12 @@ class RoomMic:
         payload = data[off:end]
         if not payload:
             return
-        pcm = self._decoder.decode(payload)
+        silent = G711_SILENCE.get(self.codec)
+        pcm: np.ndarray | None
+        if silent is not None and not payload.strip(silent):  # a muted room's digital silence: no decode
+            pcm = np.zeros(len(payload) * SAMPLE_RATE // 8000, dtype=np.float32)
+        else:
+            pcm = self._decoder.decode(payload)
         if pcm is None or not pcm.size:
             self.undecodable += 1
             return
@@ -72,9 +86,21 @@ class RoomMic:
         self._pcm = np.concatenate([self._pcm, pcm]) if self._pcm.size else pcm
         while self._pcm.size >= FRAME:
             frame, self._pcm = self._pcm[:FRAME], self._pcm[FRAME:]
-            packet = self._encoder.encode(frame)
+            level = dbov(frame)
+            packet = self._quiet_packet() if level >= QUIET_DBOV else self._encoder.encode(frame)
             if packet:
-                self._emit(packet, dbov(frame), FRAME)
+                self._emit(packet, level, FRAME)
+
+    def _quiet_packet(self) -> bytes:
+        """An Opus packet of silence, encoded once: what a quiet room's frames are sent as (most
+        rooms of a big meeting are quiet, and an encode is most of a room's cost)."""
+        if self._silence is None:
+            encoder = OpusEncoder(FIBRE)
+            zeros = np.zeros(FRAME, dtype=np.float32)
+            self._silence = b""
+            for _ in range(5):  # past the encoder's start-up frames
+                self._silence = encoder.encode(zeros) or self._silence
+        return self._silence
 
     def _emit(self, payload: bytes, level: int, samples: int) -> None:
         now = time.monotonic()

@@ -98,3 +98,14 @@ def test_latching_rules_of_a_port_pair():
     assert not ports.latched_rtp and ports.rtp_to == ("192.168.1.9", 6000)
     ports.received(packet, ("81.2.69.7", 7000), rtcp=False)
     assert ports.rtp_to == ("81.2.69.7", 7000) and ports.rtcp_to == ("81.2.69.7", 7001)
+
+
+def test_a_muted_rooms_silence_is_neither_decoded_nor_encoded():
+    mic = RoomMic("room", "room/mic", "PCMU")
+    got: list[bytes] = []
+    mic.stream.add_tap(got.append)
+    for i in range(10):
+        mic.push(rtp(0, i, i * 160, b"\xff" * 160))
+    assert len(got) == 10 and mic._decoder.calls == 0
+    parsed = opus_payload(got[-1], LEVEL_ID)
+    assert parsed is not None and parsed[3] == 127 and len(set(p[24:] for p in got)) == 1  # one silence packet
