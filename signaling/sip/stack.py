@@ -59,19 +59,19 @@ from collections import Counter
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from aiosipua.dialog import dialog_matches, remote_cseq_valid
 from aiosipua.header_codec import parse_uri
 from aiosipua.message import SipRequest, SipResponse
 from aiosipua.utils import format_addr
 
-from signaling.sip.calls import Call, DialFailed, Refusal, maybe_await
+from signaling.sip.calls import Call, DialFailed, Refusal
 from signaling.sip.digest import DigestServer, Ha1Lookup
+from signaling.sip.inbound import Inbound
 from signaling.sip.incoming import IncomingCall
 from signaling.sip.limits import SipLimits, TokenBuckets
 from signaling.sip.outgoing import OutgoingCall, build_invite
-from signaling.sip.transactions import LINGER, ClientTransaction, ServerTransactions, branch_of
+from signaling.sip.transactions import LINGER, ClientTransaction, ServerTransactions
 from signaling.sip.transport import Link, Transports
-from signaling.sip.wire import BadMessage, capabilities, parse, response, warning_value
+from signaling.sip.wire import response, warning_value
 from signaling.sip_settings import SipSettings
 
 log = logging.getLogger(__name__)
@@ -79,7 +79,6 @@ log = logging.getLogger(__name__)
 __all__ = ["SipStack", "IncomingCall", "OutgoingCall", "Call", "Refusal", "DialFailed", "SipLimits"]
 
 OnInvite = Callable[[IncomingCall], Awaitable[None] | None]
-UNANSWERED_S = 180.0  # an INVITE on_invite neither answers nor rejects gets 480 after this
 
 
 class SipStack:
@@ -102,8 +101,9 @@ class SipStack:
         self.calls: dict[str, Call] = {}
         self.counts: Counter[str] = Counter()  # requests received by method, refusals by reason
         self.digest = DigestServer()
+        self.inbound = Inbound(self)
         self.transports = Transports(
-            self._deliver, self._refuse_framing,
+            self.inbound.deliver, self.inbound.refuse_framing,
             max_conns=self.limits.max_conns, max_conns_per_ip=self.limits.max_conns_per_address,
         )  # fmt: skip
         self.server = ServerTransactions()
@@ -338,132 +338,6 @@ class SipStack:
                 self._per_ip[ip] -= 1
                 if self._per_ip[ip] <= 0:
                     del self._per_ip[ip]
-
-    # --- what arrives ---
-
-    def _deliver(self, data: bytes, link: Link) -> None:
-        """One message from the wire. Nothing a peer sends may raise out of here."""
-        try:
-            if not self._messages.take(link.peer[0]):
-                self.counts["dropped:message rate"] += 1
-                return
-            try:
-                message = parse(data)
-            except BadMessage as e:
-                self._refuse(e, link)
-                return
-            if isinstance(message, SipResponse):
-                self._on_response(message)
-            else:
-                self.counts[message.method.upper()] += 1
-                self._on_request(message, link)
-        except Exception:
-            log.exception("sip: message from %s:%d not handled", *link.peer)
-            self.counts["error"] += 1
-
-    def _refuse(self, e: BadMessage, link: Link) -> None:
-        self.counts[f"refused:{e.reason}"] += 1
-        log.info("sip: %s from %s:%d", e.reason, *link.peer)
-        if e.request is not None and e.request.method.upper() != "ACK":
-            link.send(bytes(response(e.request, e.code, e.reason)))
-
-    def _refuse_framing(self, head: bytes, code: int, reason: str, link: Link) -> None:
-        try:
-            request = parse(head.split(b"\r\n\r\n")[0] + b"\r\nContent-Length: 0\r\n\r\n")
-        except BadMessage as e:
-            request = e.request  # type: ignore[assignment]
-        if isinstance(request, SipRequest):
-            self._refuse(BadMessage(reason, request, code), link)
-
-    def _on_response(self, resp: SipResponse) -> None:
-        cseq = resp.cseq
-        method = cseq.method.upper() if cseq else ""
-        txn = self.client.get((branch_of(resp), method))
-        if txn is not None:
-            txn.receive(resp)
-        elif method == "INVITE" and 200 <= resp.status_code < 300:
-            call = self.calls.get(resp.call_id or "")
-            if call is not None:
-                call.retransmitted_2xx(resp)
-
-    def _on_request(self, req: SipRequest, link: Link) -> None:
-        method = req.method.upper()
-        call = self.calls.get(req.call_id or "")
-        if method == "ACK":
-            if not self.server.acked(req) and call is not None and dialog_matches(call.dialog, req):
-                call.ack_received(req)
-            return
-        if self.server.retransmitted(req):
-            return
-        if (req.headers.get_first("max-forwards") or "").strip() == "0":
-            self.respond(req, 483, "Too Many Hops", link=link)
-        elif method == "CANCEL":
-            self._on_cancel(req, call, link)
-        elif req.to_addr is not None and req.to_addr.tag:
-            if call is None or not dialog_matches(call.dialog, req):
-                self.respond(req, 481, "Call/Transaction Does Not Exist", link=link)
-            elif not remote_cseq_valid(call.dialog, req):
-                self.respond(req, 500, "CSeq Out Of Order", link=link)
-            else:
-                self.server.begin(req, link)
-                call.handle(req)
-        elif method == "INVITE":
-            self._new_invite(req, call, link)
-        elif method == "OPTIONS":
-            self.respond(req, 200, "OK", link=link, extra=capabilities)
-        elif method in ("BYE", "INFO", "UPDATE", "PRACK"):
-            self.respond(req, 481, "Call/Transaction Does Not Exist", link=link)
-        else:
-            self.respond(req, 405, "Method Not Allowed", link=link, extra=capabilities)
-
-    def _on_cancel(self, req: SipRequest, call: Call | None, link: Link) -> None:
-        if isinstance(call, IncomingCall) and branch_of(call.invite) == branch_of(req):
-            self.respond(req, 200, "OK", call=call, link=link)
-            call.cancelled()
-        else:
-            self.respond(req, 481, "Call/Transaction Does Not Exist", link=link)
-
-    def _new_invite(self, req: SipRequest, existing: Call | None, link: Link) -> None:
-        ip = link.peer[0]
-        refusal = self._admit(req, existing, ip)
-        if refusal is not None:
-            self.counts[f"refused:{refusal[1]}"] += 1
-            self.respond(req, *refusal, link=link, headers={"Min-SE": str(self.min_se)} if refusal[0] == 422 else None)
-            return
-        call = IncomingCall(self, req, link)
-        self.calls[call.call_id] = call
-        self._per_ip[ip] += 1
-        self.server.begin(req, link)
-        self.respond(req, 100, "Trying", link=link)
-        self.spawn(self._run_on_invite(call))
-
-    def _admit(self, req: SipRequest, existing: Call | None, ip: str) -> tuple[int, str] | None:
-        """Why a new INVITE is refused before anyone sees it, or None."""
-        if existing is not None:
-            return 482, "Loop Detected (Call-ID In Use)"
-        if not self._invites.take(ip):
-            return 503, "Too Many INVITEs From Your Address"
-        if len(self.calls) >= self.limits.max_calls:
-            return 503, "Too Many Calls"
-        if self._per_ip[ip] >= self.limits.calls_per_address:
-            return 503, "Too Many Calls From Your Address"
-        expires = (req.headers.get_first("session-expires") or "").split(";")[0].strip()
-        if self.session_expires is not None and expires.isdigit() and 0 < int(expires) < self.min_se:
-            return 422, "Session Interval Too Small"
-        return None
-
-    async def _run_on_invite(self, call: IncomingCall) -> None:
-        try:
-            await maybe_await(self.on_invite(call))
-        except Exception:
-            log.exception("sip %s: on_invite failed", call.call_id)
-            call.reject(500, "Server Internal Error")
-            return
-        if not call.final_sent:
-            try:
-                await asyncio.wait_for(call.ended.wait(), UNANSWERED_S)
-            except TimeoutError:
-                call.reject(480, "Temporarily Unavailable")
 
 
 def server_tls(cert: str, key: str) -> ssl.SSLContext:

@@ -134,14 +134,15 @@ class Transports:
 
     async def stream_link(self, name: str, peer: tuple[str, int], tls: ssl.SSLContext | None = None) -> Link:
         """A link over the open connection to ``peer``, or a new one (read like an accepted one)."""
-        writer = self.conns.get((name, peer))
-        if writer is None or writer.is_closing():
-            reader, writer = await asyncio.wait_for(
-                asyncio.open_connection(peer[0], peer[1], ssl=tls, limit=MAX_HEADER_BYTES + 4), TLS_HANDSHAKE_S
-            )
-            task = asyncio.get_running_loop().create_task(self._serve(name, reader, writer, outbound=True))
-            self.tasks.add(task)
-            task.add_done_callback(self.tasks.discard)
+        open_writer = self.conns.get((name, peer))
+        if open_writer is not None and not open_writer.is_closing():
+            return self._link(name, peer, open_writer)
+        reader, writer = await asyncio.wait_for(
+            asyncio.open_connection(peer[0], peer[1], ssl=tls, limit=MAX_HEADER_BYTES + 4), TLS_HANDSHAKE_S
+        )
+        task = asyncio.get_running_loop().create_task(self._serve(name, reader, writer, outbound=True))
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
         return self._link(name, peer, writer)
 
     def _link(self, name: str, peer: tuple[str, int], writer: asyncio.StreamWriter) -> Link:

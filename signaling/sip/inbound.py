@@ -1,0 +1,162 @@
+"""What arrives at the SIP stack (#14): each message from the wire, checked, limited and routed.
+
+``_deliver`` never lets a peer's bytes raise out of the listener: a message over the address's
+message rate is dropped, a malformed one refused (400/513 naming the fault, or dropped when no
+response can be routed), a response goes to its client transaction, a request to its server
+transaction (retransmissions), its dialog, or, for a new INVITE, through the per-address limits to
+``on_invite``. One per :class:`signaling.sip.stack.SipStack`, whose state it uses.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import TYPE_CHECKING
+
+from aiosipua.dialog import dialog_matches, remote_cseq_valid
+from aiosipua.message import SipRequest, SipResponse
+
+from signaling.sip.calls import Call, maybe_await
+from signaling.sip.incoming import IncomingCall
+from signaling.sip.transactions import branch_of
+from signaling.sip.transport import Link
+from signaling.sip.wire import BadMessage, capabilities, parse, response
+
+if TYPE_CHECKING:
+    from signaling.sip.stack import SipStack
+
+log = logging.getLogger(__name__)
+UNANSWERED_S = 180.0  # an INVITE on_invite neither answers nor rejects gets 480 after this
+
+
+class Inbound:
+    """The receiving half of a SipStack: its transports hand every message to ``deliver``."""
+
+    def __init__(self, stack: SipStack) -> None:
+        self.stack = stack
+
+    def deliver(self, data: bytes, link: Link) -> None:
+        """One message from the wire. Nothing a peer sends may raise out of here."""
+        try:
+            if not self.stack._messages.take(link.peer[0]):
+                self.stack.counts["dropped:message rate"] += 1
+                return
+            try:
+                message = parse(data)
+            except BadMessage as e:
+                self._refuse(e, link)
+                return
+            if isinstance(message, SipResponse):
+                self._on_response(message)
+            else:
+                self.stack.counts[message.method.upper()] += 1
+                self._on_request(message, link)
+        except Exception:
+            log.exception("sip: message from %s:%d not handled", *link.peer)
+            self.stack.counts["error"] += 1
+
+    def _refuse(self, e: BadMessage, link: Link) -> None:
+        self.stack.counts[f"refused:{e.reason}"] += 1
+        log.info("sip: %s from %s:%d", e.reason, *link.peer)
+        if e.request is not None and e.request.method.upper() != "ACK":
+            link.send(bytes(response(e.request, e.code, e.reason)))
+
+    def refuse_framing(self, head: bytes, code: int, reason: str, link: Link) -> None:
+        try:
+            request = parse(head.split(b"\r\n\r\n")[0] + b"\r\nContent-Length: 0\r\n\r\n")
+        except BadMessage as e:
+            request = e.request  # type: ignore[assignment]
+        if isinstance(request, SipRequest):
+            self._refuse(BadMessage(reason, request, code), link)
+
+    def _on_response(self, resp: SipResponse) -> None:
+        cseq = resp.cseq
+        method = cseq.method.upper() if cseq else ""
+        txn = self.stack.client.get((branch_of(resp), method))
+        if txn is not None:
+            txn.receive(resp)
+        elif method == "INVITE" and 200 <= resp.status_code < 300:
+            call = self.stack.calls.get(resp.call_id or "")
+            if call is not None:
+                call.retransmitted_2xx(resp)
+
+    def _on_request(self, req: SipRequest, link: Link) -> None:
+        method = req.method.upper()
+        call = self.stack.calls.get(req.call_id or "")
+        if method == "ACK":
+            if not self.stack.server.acked(req) and call is not None and dialog_matches(call.dialog, req):
+                call.ack_received(req)
+            return
+        if self.stack.server.retransmitted(req):
+            return
+        if (req.headers.get_first("max-forwards") or "").strip() == "0":
+            self.stack.respond(req, 483, "Too Many Hops", link=link)
+        elif method == "CANCEL":
+            self._on_cancel(req, call, link)
+        elif req.to_addr is not None and req.to_addr.tag:
+            if call is None or not dialog_matches(call.dialog, req):
+                self.stack.respond(req, 481, "Call/Transaction Does Not Exist", link=link)
+            elif not remote_cseq_valid(call.dialog, req):
+                self.stack.respond(req, 500, "CSeq Out Of Order", link=link)
+            else:
+                self.stack.server.begin(req, link)
+                call.handle(req)
+        elif method == "INVITE":
+            self._new_invite(req, call, link)
+        elif method == "OPTIONS":
+            self.stack.respond(req, 200, "OK", link=link, extra=capabilities)
+        elif method in ("BYE", "INFO", "UPDATE", "PRACK"):
+            self.stack.respond(req, 481, "Call/Transaction Does Not Exist", link=link)
+        else:
+            self.stack.respond(req, 405, "Method Not Allowed", link=link, extra=capabilities)
+
+    def _on_cancel(self, req: SipRequest, call: Call | None, link: Link) -> None:
+        if isinstance(call, IncomingCall) and branch_of(call.invite) == branch_of(req):
+            self.stack.respond(req, 200, "OK", call=call, link=link)
+            call.cancelled()
+        else:
+            self.stack.respond(req, 481, "Call/Transaction Does Not Exist", link=link)
+
+    def _new_invite(self, req: SipRequest, existing: Call | None, link: Link) -> None:
+        ip = link.peer[0]
+        refusal = self._admit(req, existing, ip)
+        if refusal is not None:
+            self.stack.counts[f"refused:{refusal[1]}"] += 1
+            self.stack.respond(
+                req, *refusal, link=link, headers={"Min-SE": str(self.stack.min_se)} if refusal[0] == 422 else None
+            )
+            return
+        call = IncomingCall(self.stack, req, link)
+        self.stack.calls[call.call_id] = call
+        self.stack._per_ip[ip] += 1
+        self.stack.server.begin(req, link)
+        self.stack.respond(req, 100, "Trying", link=link)
+        self.stack.spawn(self._run_on_invite(call))
+
+    def _admit(self, req: SipRequest, existing: Call | None, ip: str) -> tuple[int, str] | None:
+        """Why a new INVITE is refused before anyone sees it, or None."""
+        if existing is not None:
+            return 482, "Loop Detected (Call-ID In Use)"
+        if not self.stack._invites.take(ip):
+            return 503, "Too Many INVITEs From Your Address"
+        if len(self.stack.calls) >= self.stack.limits.max_calls:
+            return 503, "Too Many Calls"
+        if self.stack._per_ip[ip] >= self.stack.limits.calls_per_address:
+            return 503, "Too Many Calls From Your Address"
+        expires = (req.headers.get_first("session-expires") or "").split(";")[0].strip()
+        if self.stack.session_expires is not None and expires.isdigit() and 0 < int(expires) < self.stack.min_se:
+            return 422, "Session Interval Too Small"
+        return None
+
+    async def _run_on_invite(self, call: IncomingCall) -> None:
+        try:
+            await maybe_await(self.stack.on_invite(call))
+        except Exception:
+            log.exception("sip %s: on_invite failed", call.call_id)
+            call.reject(500, "Server Internal Error")
+            return
+        if not call.final_sent:
+            try:
+                await asyncio.wait_for(call.ended.wait(), UNANSWERED_S)
+            except TimeoutError:
+                call.reject(480, "Temporarily Unavailable")
