@@ -61,6 +61,7 @@ class LegLine:
         self.on_dtmf = on_dtmf
         self.on_keyframe_wanted = on_keyframe_wanted
         self.on_first_video = on_first_video  # its camera is published from its first packet on
+        self.camera_seen = False
         # SRTP: the room's key decrypts, ours (kept across re-INVITEs of the same suite) encrypts
         self.ours: Crypto | None = None
         self.recv: Session | None = None
@@ -120,7 +121,7 @@ class LegLine:
     def publishes(self) -> bool:
         """Its stream is a source of the meeting: the room sends on this line (a camera once its
         first packet came: a room with its camera off takes no composite tile)."""
-        return self.receives and (self.kind == "audio" or self.received.packets > 0)
+        return self.receives and (self.kind == "audio" or self.camera_seen)
 
     def update(self, media: MediaLine, direction: str) -> None:
         """The room's (re-)offer of this line: where it receives, whether we send."""
@@ -162,10 +163,10 @@ class LegLine:
                 ssrc = int.from_bytes(data[8:12], "big")
                 if self.received.ssrc != ssrc:  # the first packet, or a room that restarted its encoder
                     self.received.ssrc = ssrc
-                first = not self.received.packets
-                self.received.on_rtp(data)
-                if first and self.received.packets:
+                if not self.camera_seen:  # published before its first packet: the composite's tap reads it all
+                    self.camera_seen = True
                     self.on_first_video()
+                self.received.on_rtp(data)
             return True
         if self.chosen.dtmf is not None and pt == self.chosen.dtmf.pt:
             digit = self.dtmf.push(data)
