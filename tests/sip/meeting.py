@@ -27,8 +27,9 @@ from tests.support.redis_server import free_port
 CHAIR = "tw"
 
 
-def sip_directory(path: Path, rooms: dict[str, str], viewers: list[str]) -> Path:
-    """A directory: the central chair, WebRTC ``viewers`` and SIP ``rooms`` (id -> sip.uri), all on fibre."""
+def sip_directory(path: Path, rooms: dict[str, str], viewers: list[str], sources: str = "127.0.0.1") -> Path:
+    """A directory: the central chair, WebRTC ``viewers`` and SIP ``rooms`` (id -> sip.uri, calling
+    from ``sources``), all on fibre."""
     lines = [
         "version: 1",
         'name: "Thử nghiệm SIP"',
@@ -49,7 +50,7 @@ def sip_directory(path: Path, rooms: dict[str, str], viewers: list[str]) -> Path
             f'    name: "Phòng họp {endpoint}"',
             "    sip:",
             f'      uri: "{uri}"',
-            "      allowed_sources: [127.0.0.1]",
+            f"      allowed_sources: [{sources}]",
         ]
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return path

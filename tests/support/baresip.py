@@ -130,17 +130,25 @@ class Baresip:
 
     async def start(self, dial: str | None = None) -> "Baresip":
         """Start it; returns when its control port answers (and it dialled ``dial``, if given: over
-        ctrl_tcp, not ``-e``, so that no call event comes before we listen)."""
+        ctrl_tcp, not ``-e``, so that no call event comes before we listen). A port taken since it
+        was chosen (the SIP or control port) is chosen again: ``uri`` is final once this returns."""
         binary = require_baresip()
-        self.write_config()
-        # stdbuf: its log (stdout to a file) is read while it runs, so no block buffering
-        args = ["stdbuf", "-oL", binary, "-f", str(self.dir), "-t", str(self.lifetime_s)]
-        log = self.log_path.open("wb")
-        self.proc = await asyncio.create_subprocess_exec(
-            *args, stdin=asyncio.subprocess.DEVNULL, stdout=log, stderr=asyncio.subprocess.STDOUT
-        )
-        log.close()
-        await self._connect_control(timeout=10.0)
+        for attempt in range(3):
+            self.write_config()
+            # stdbuf: its log (stdout to a file) is read while it runs, so no block buffering
+            args = ["stdbuf", "-oL", binary, "-f", str(self.dir), "-t", str(self.lifetime_s)]
+            log = self.log_path.open("wb")
+            self.proc = await asyncio.create_subprocess_exec(
+                *args, stdin=asyncio.subprocess.DEVNULL, stdout=log, stderr=asyncio.subprocess.STDOUT
+            )
+            log.close()
+            try:
+                await self._connect_control(timeout=10.0)
+                break
+            except AssertionError:
+                if attempt == 2 or "Address already in use" not in self.log():
+                    raise
+                self.sip_port, self.ctrl_port = free_port(), free_port()
         if dial:
             await self.dial(dial)
         return self
