@@ -37,8 +37,8 @@ from signaling.ws.registry import MEETING_EVENTS
 log = logging.getLogger("giaoban.sip.dialout")
 BACKOFF_S = (5.0, 10.0, 20.0, 40.0, 60.0)
 STEADY_S = 60.0  # a call that lasted this long was a good one: the next failure waits 5 s again
-LOCK_TTL_S = 15.0
-SCAN_S = 3.0
+LOCK_TTL_S = 6.0  # a dead node's calls are taken over within this + SCAN_S (the issue: 10 s)
+SCAN_S = 2.0
 DIAL_STATE = "sip-dial"  # "<occurrence>:<endpoint>" -> {"state": "stopped" | "wanted", "by": ..., "at": ...}
 
 
@@ -192,6 +192,9 @@ class DialOut:
         """One call: 'stop' (removed, closed, hung up) or why to call again."""
         dialer.state = "calling"
         try:
+            people = await self.ctx.rooms.participants(dialer.occurrence_id)
+            if any(p.get("endpoint_id") == dialer.endpoint.id and p.get("kind") == "sip" for p in people):
+                return "it dialled in itself"  # look again after the backoff
             meeting: Meeting = await self.ctx.meetings.get(dialer.meeting_id)
 
             def attach(member: SipMember) -> None:

@@ -1,0 +1,217 @@
+"""The SIP gateway end to end on 127.0.0.1 (#14): a real server (media node local) with SIP on, and
+room systems made of our own stack (signaling.sip.stack as the UA) + tests/support/rtp_room.py.
+
+HOW TO START A SERVER WITH SIP ON (for baresip and other end-to-end tests)::
+
+    node, sip_port = await sip_node(tmp_path, {"room-a": {"allowed_sources": ["127.0.0.1"]}})
+    # a whole server: media local (ICE/RTP on 127.0.0.1), SIP udp+tcp on 127.0.0.1:sip_port, and a
+    # directory with the central chair "tw" and each room given (sip.uri sip:<id>@127.0.0.1 unless
+    # "uri" is given; any other key of the sip: block as given). Then
+    meeting = await node.schedule("tw", ["room-a"], minutes_from_now=1)   # open at once (early join)
+    # dial sip:<meeting["dial_number"]>@127.0.0.1:<sip_port>; node.ctx.sip is the SipGateway.
+    # For the whole sample server: `giaoban --config config/server.yaml serve` (SIP on 127.0.0.1:5060).
+
+Dial-in: a proved endpoint is admitted and listed (kind sip); unknown numbers get 404, a closed
+meeting 480, a source outside allowed_sources 403, an auth_user endpoint a 401 challenge; the chair's
+remove is a BYE at the room. PIN callers: a wrong PIN keyed by RFC 4733 or INFO ends the call.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from signaling.sip.calls import DialFailed
+from signaling.sip.stack import SipStack
+from signaling.sip_settings import SipSettings
+from tests.support.harness import Node, WsClient, start_node
+from tests.support.redis_server import free_port
+from tests.support.rtp_room import RtpRoom
+
+pytestmark = pytest.mark.integration
+CHAIR = "tw"
+
+
+def write_directory(path: Path, rooms: dict[str, dict[str, Any]]) -> Path:
+    lines = [
+        "version: 1",
+        'name: "Thử nghiệm cổng SIP"',
+        "endpoints:",
+        f'  - {{id: {CHAIR}, name: "Trung ương", tier: central, kind: studio, link: fibre}}',
+    ]
+    for endpoint, sip in rooms.items():
+        block = {"uri": f"sip:{endpoint}@127.0.0.1", **sip}
+        lines += [
+            f"  - id: {endpoint}",
+            f"    parent: {CHAIR}",
+            "    tier: province",
+            "    kind: room_terminal",
+            "    link: fibre",
+            f'    name: "Phòng họp {endpoint}"',
+            "    sip:",
+        ]
+        for key, value in block.items():
+            text = "[" + ", ".join(value) + "]" if isinstance(value, list) else f'"{value}"'
+            lines.append(f"      {key}: {text}")
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+async def sip_node(tmp_path: Path, rooms: dict[str, dict[str, Any]], **settings: Any) -> tuple[Node, int]:
+    """A whole server with SIP on a free port (see the module docstring); (node, sip port)."""
+    directory = write_directory(tmp_path / "directory.yaml", rooms)
+    port = free_port()
+    sip = SipSettings(enabled=True, host="127.0.0.1", port=port, transports=["udp", "tcp"])
+    node = await start_node(
+        tmp_path / "data", media="local", ice_host="127.0.0.1", directory=str(directory), sip=sip, **settings
+    )
+    return node, port
+
+
+class RoomSystem:
+    """A SIP room system made of our stack (the UA) and an RtpRoom (its media)."""
+
+    def __init__(self, on_invite=None) -> None:
+        self.stack = SipStack(
+            SipSettings(enabled=True, host="127.0.0.1", port=0, transports=["udp"]), on_invite or _refuse
+        )
+        self.media = RtpRoom(audio="PCMU", video=True, size=(160, 120))
+
+    async def start(self) -> None:
+        await self.stack.start()
+        await self.media.start()
+
+    @property
+    def port(self) -> int:
+        return self.stack.addresses["udp"][1]
+
+    async def dial(self, user: str, sip_port: int, from_user: str):
+        call = await self.stack.dial(f"sip:{user}@127.0.0.1:{sip_port}", from_user=from_user, sdp=self.media.offer())
+        answer = await call.wait_answered(timeout=15)
+        await self.media.apply_answer(answer)
+        return call
+
+    async def stop(self) -> None:
+        await self.media.stop()
+        await self.stack.stop()
+
+
+async def _refuse(call) -> None:
+    call.reject(486, "Busy Here")
+
+
+async def _live(node: Node, meeting_id: str) -> list[dict]:
+    status, body = await node.call("GET", f"/api/v1/meetings/{meeting_id}/live")
+    assert status == 200, body
+    return body.get("participants", [])
+
+
+async def _sip_in(node: Node, meeting_id: str, endpoint_id: str) -> bool:
+    return any(p.get("endpoint_id") == endpoint_id and p.get("kind") == "sip" for p in await _live(node, meeting_id))
+
+
+async def _gone(node: Node, meeting_id: str, endpoint_id: str) -> bool:
+    return not await _sip_in(node, meeting_id, endpoint_id)
+
+
+async def until(check, timeout: float = 10.0) -> bool:
+    """Whether the async ``check()`` came true within ``timeout`` s."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while asyncio.get_running_loop().time() < deadline:
+        if await check():
+            return True
+        await asyncio.sleep(0.1)
+    return False
+
+
+@pytest.fixture
+async def gateway(tmp_path):
+    rooms = {
+        "room-a": {"allowed_sources": ["127.0.0.1"]},
+        "room-far": {"uri": "sip:room-far@10.9.9.9", "allowed_sources": ["10.9.9.9"]},
+        "room-d": {"auth_user": "room-d"},
+    }
+    node, port = await sip_node(tmp_path, rooms)
+    room = RoomSystem()
+    await room.start()
+    yield node, port, room
+    await room.stop()
+    await node.stop()
+
+
+async def test_admitted_call_is_listed_and_its_bye_leaves(gateway):
+    node, port, room = gateway
+    meeting = await node.schedule(CHAIR, ["room-a"])
+    call = await room.dial(meeting["dial_number"], port, from_user="room-a")
+    assert await until(lambda: _sip_in(node, meeting["id"], "room-a"))
+    names = {p["endpoint_id"]: p for p in await _live(node, meeting["id"])}
+    assert names["room-a"]["name"] == "Phòng họp room-a"
+    await call.hangup()
+    assert await until(lambda: _gone(node, meeting["id"], "room-a"))
+
+
+async def test_unknown_number_closed_meeting_and_strangers_are_refused(gateway):
+    node, port, room = gateway
+    with pytest.raises(DialFailed) as unknown:
+        await room.dial("99999999", port, from_user="room-a")
+    assert unknown.value.code == 404
+    later = await node.schedule(CHAIR, ["room-a"], minutes_from_now=600)  # opens in 10 h
+    with pytest.raises(DialFailed) as closed:
+        await room.dial(later["dial_number"], port, from_user="room-a")
+    assert closed.value.code == 480
+    meeting = await node.schedule(CHAIR, ["room-a", "room-far"])
+    with pytest.raises(DialFailed) as far:  # claims room-far, whose allowed_sources exclude 127.0.0.1
+        await room.dial(meeting["dial_number"], port, from_user="room-far")
+    assert far.value.code == 403
+    with pytest.raises(DialFailed) as stranger:  # not in the directory, and the meeting has no PIN
+        await room.dial(meeting["dial_number"], port, from_user="someone")
+    assert stranger.value.code == 403
+    assert not await _sip_in(node, meeting["id"], "room-a")
+
+
+async def test_digest_endpoint_is_challenged(gateway):
+    node, port, room = gateway
+    meeting = await node.schedule(CHAIR, ["room-d"])
+    with pytest.raises(DialFailed) as challenged:
+        await room.dial(meeting["dial_number"], port, from_user="room-d")
+    assert challenged.value.code == 401
+
+
+async def test_chair_remove_sends_bye_to_the_room(gateway):
+    node, port, room = gateway
+    meeting = await node.schedule(CHAIR, ["room-a"])
+    call = await room.dial(meeting["dial_number"], port, from_user="room-a")
+    assert await until(lambda: _sip_in(node, meeting["id"], "room-a"))
+    chair = await WsClient.connect(node, await node.endpoint_token(CHAIR))
+    try:
+        await chair.send("join", meeting_id=meeting["id"])
+        await chair.expect("joined")
+        await chair.send("remove", endpoint_id="room-a")
+        await asyncio.wait_for(call.ended.wait(), 10)
+        assert call.end_reason == "bye"  # the BYE came from the gateway
+        assert await until(lambda: _gone(node, meeting["id"], "room-a"))
+    finally:
+        await chair.close()
+    with pytest.raises(DialFailed) as again:  # removed: it may not come back this occurrence
+        await room.dial(meeting["dial_number"], port, from_user="room-a")
+    assert again.value.code == 403
+
+
+@pytest.mark.parametrize("keyed_by", ["rfc4733", "info"])
+async def test_wrong_pin_ends_the_call(gateway, keyed_by):
+    node, port, room = gateway
+    meeting = await node.schedule(CHAIR, ["room-a"], pin="2468")
+    call = await room.dial(meeting["dial_number"], port, from_user="stranger")
+    await asyncio.sleep(0.5)  # the lobby leg is up
+    for digit in "1357":  # as many keys as the PIN has: checked without a "#"
+        if keyed_by == "rfc4733":
+            room.media.send_dtmf(digit)
+        else:
+            assert await call.send_info("application/dtmf-relay", f"Signal={digit}\r\nDuration=160\r\n") == 200
+        await asyncio.sleep(0.1)
+    await asyncio.wait_for(call.ended.wait(), 10)
+    assert call.end_reason == "bye"
+    assert not any(p.get("kind") == "sip" for p in await _live(node, meeting["id"]))
