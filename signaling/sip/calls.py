@@ -12,7 +12,7 @@ import asyncio
 import inspect
 import logging
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from aiosipua.dialog import Dialog, DialogState
 from aiosipua.header_codec import parse_uri
@@ -22,14 +22,45 @@ from aiosipua.session_timer import SessionTimer, parse_session_expires
 from signaling.sip.transactions import T1, T2, TIMEOUT
 from signaling.sip.transport import Link
 from signaling.sip.wire import capabilities, has_option, sdp_of
-
-if TYPE_CHECKING:
-    from signaling.sip.stack import SipStack
+from signaling.sip_settings import SipSettings
 
 log = logging.getLogger(__name__)
 
 InfoHandler = Callable[[str, str], Any]  # (content type, body) -> None or awaitable
 OfferHandler = Callable[[str | None], Awaitable[str]]  # their offer (None: offerless) -> our SDP
+
+
+class Stack(Protocol):
+    """What a call uses of its SipStack (signaling.sip.stack), without importing it."""
+
+    settings: SipSettings
+    user_agent: str
+    session_expires: int | None
+    min_se: int
+
+    def advertised(self, transport: str) -> tuple[str, int]: ...
+
+    def contact(self, transport: str, user: str = "") -> str: ...
+
+    def respond(
+        self,
+        request: SipRequest,
+        code: int,
+        reason: str,
+        *,
+        call: Call | None = None,
+        sdp: str | None = None,
+        warning: str | None = None,
+        extra: Callable[[SipResponse], None] | None = None,
+        headers: dict[str, str] | None = None,
+        link: Link | None = None,
+    ) -> SipResponse: ...
+
+    async def send_request(self, request: SipRequest, call: Call, *, wait: bool = True) -> SipResponse: ...
+
+    def spawn(self, coro: Awaitable[Any]) -> None: ...
+
+    def forget(self, call: Call) -> None: ...
 
 
 class Refusal(Exception):
@@ -55,7 +86,7 @@ async def maybe_await(value: Any) -> Any:
 class Call:
     """A dialog with a room system: what both directions share once it is set up."""
 
-    def __init__(self, stack: SipStack, dialog: Dialog, link: Link) -> None:
+    def __init__(self, stack: Stack, dialog: Dialog, link: Link) -> None:
         self.stack, self.dialog, self.link = stack, dialog, link
         self.call_id = dialog.call_id
         self.transport = link.transport

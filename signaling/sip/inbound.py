@@ -11,19 +11,34 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import TYPE_CHECKING
+from collections import Counter
+from collections.abc import Callable
+from typing import Any, Protocol
 
 from aiosipua.dialog import dialog_matches, remote_cseq_valid
 from aiosipua.message import SipRequest, SipResponse
 
-from signaling.sip.calls import Call, maybe_await
+from signaling.sip.calls import Call, Stack, maybe_await
 from signaling.sip.incoming import IncomingCall
-from signaling.sip.transactions import branch_of
+from signaling.sip.limits import SipLimits, TokenBuckets
+from signaling.sip.transactions import ClientTransaction, ServerTransactions, branch_of
 from signaling.sip.transport import Link
 from signaling.sip.wire import BadMessage, capabilities, parse, response
 
-if TYPE_CHECKING:
-    from signaling.sip.stack import SipStack
+
+class Receiver(Stack, Protocol):
+    """What the receiving half uses of its SipStack, beyond what calls use."""
+
+    on_invite: Callable[[IncomingCall], Any]
+    limits: SipLimits
+    counts: Counter[str]
+    calls: dict[str, Call]
+    server: ServerTransactions
+    client: dict[tuple[str, str], ClientTransaction]
+    message_buckets: TokenBuckets
+    invite_buckets: TokenBuckets
+    calls_per_ip: Counter[str]
+
 
 log = logging.getLogger(__name__)
 UNANSWERED_S = 180.0  # an INVITE on_invite neither answers nor rejects gets 480 after this
@@ -32,13 +47,13 @@ UNANSWERED_S = 180.0  # an INVITE on_invite neither answers nor rejects gets 480
 class Inbound:
     """The receiving half of a SipStack: its transports hand every message to ``deliver``."""
 
-    def __init__(self, stack: SipStack) -> None:
+    def __init__(self, stack: Receiver) -> None:
         self.stack = stack
 
     def deliver(self, data: bytes, link: Link) -> None:
         """One message from the wire. Nothing a peer sends may raise out of here."""
         try:
-            if not self.stack._messages.take(link.peer[0]):
+            if not self.stack.message_buckets.take(link.peer[0]):
                 self.stack.counts["dropped:message rate"] += 1
                 return
             try:
@@ -128,7 +143,7 @@ class Inbound:
             return
         call = IncomingCall(self.stack, req, link)
         self.stack.calls[call.call_id] = call
-        self.stack._per_ip[ip] += 1
+        self.stack.calls_per_ip[ip] += 1
         self.stack.server.begin(req, link)
         self.stack.respond(req, 100, "Trying", link=link)
         self.stack.spawn(self._run_on_invite(call))
@@ -137,11 +152,11 @@ class Inbound:
         """Why a new INVITE is refused before anyone sees it, or None."""
         if existing is not None:
             return 482, "Loop Detected (Call-ID In Use)"
-        if not self.stack._invites.take(ip):
+        if not self.stack.invite_buckets.take(ip):
             return 503, "Too Many INVITEs From Your Address"
         if len(self.stack.calls) >= self.stack.limits.max_calls:
             return 503, "Too Many Calls"
-        if self.stack._per_ip[ip] >= self.stack.limits.calls_per_address:
+        if self.stack.calls_per_ip[ip] >= self.stack.limits.calls_per_address:
             return 503, "Too Many Calls From Your Address"
         expires = (req.headers.get_first("session-expires") or "").split(";")[0].strip()
         if self.stack.session_expires is not None and expires.isdigit() and 0 < int(expires) < self.stack.min_se:

@@ -11,23 +11,19 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from typing import TYPE_CHECKING
 
 from aiosipua.dialog import create_dialog_from_request
 from aiosipua.header_codec import stringify_uri
 from aiosipua.message import SipRequest, SipResponse
 
-from signaling.sip.calls import Call, allows_update, uri_user
+from signaling.sip.calls import Call, Stack, allows_update, uri_user
 from signaling.sip.transactions import T1, T2, TIMEOUT
 from signaling.sip.transport import Link
 from signaling.sip.wire import capabilities, has_option, sdp_of
 
-if TYPE_CHECKING:
-    from signaling.sip.stack import SipStack
-
 
 class IncomingCall(Call):
-    def __init__(self, stack: SipStack, invite: SipRequest, link: Link) -> None:
+    def __init__(self, stack: Stack, invite: SipRequest, link: Link) -> None:
         super().__init__(stack, create_dialog_from_request(invite), link)
         self.invite = invite
         self.offer_sdp = sdp_of(invite)

@@ -11,25 +11,21 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import TYPE_CHECKING
 
 from aiosipua.dialog import Dialog, DialogState
 from aiosipua.header_codec import stringify_uri
 from aiosipua.message import SipRequest, SipResponse
 from aiosipua.utils import generate_call_id, generate_tag
 
-from signaling.sip.calls import Call, DialFailed, allows_update
+from signaling.sip.calls import Call, Stack, DialFailed, allows_update
 from signaling.sip.transactions import TIMEOUT, ClientTransaction
 from signaling.sip.transport import Link
 from signaling.sip.wire import capabilities, sdp_of
 
-if TYPE_CHECKING:
-    from signaling.sip.stack import SipStack
-
 log = logging.getLogger(__name__)
 
 
-def build_invite(stack: SipStack, uri: str, from_user: str, link: Link, sdp: str | None) -> tuple[Dialog, SipRequest]:
+def build_invite(stack: Stack, uri: str, from_user: str, link: Link, sdp: str | None) -> tuple[Dialog, SipRequest]:
     host, _ = stack.advertised(link.transport)
     domain = stack.settings.domain or host
     dialog = Dialog(
@@ -51,7 +47,7 @@ def build_invite(stack: SipStack, uri: str, from_user: str, link: Link, sdp: str
 
 
 class OutgoingCall(Call):
-    def __init__(self, stack: SipStack, dialog: Dialog, link: Link, invite: SipRequest, offer_sdp: str | None) -> None:
+    def __init__(self, stack: Stack, dialog: Dialog, link: Link, invite: SipRequest, offer_sdp: str | None) -> None:
         super().__init__(stack, dialog, link)
         self.uri = dialog.remote_uri
         self.invite, self.offer_sdp = invite, offer_sdp

@@ -108,9 +108,9 @@ class SipStack:
         )  # fmt: skip
         self.server = ServerTransactions()
         self.client: dict[tuple[str, str], ClientTransaction] = {}
-        self._messages = TokenBuckets(self.limits.message_rate, self.limits.message_burst)
-        self._invites = TokenBuckets(self.limits.invite_rate, self.limits.invite_burst)
-        self._per_ip: Counter[str] = Counter()
+        self.message_buckets = TokenBuckets(self.limits.message_rate, self.limits.message_burst)
+        self.invite_buckets = TokenBuckets(self.limits.invite_rate, self.limits.invite_burst)
+        self.calls_per_ip: Counter[str] = Counter()
         self._tasks: set[asyncio.Task[Any]] = set()
 
     # --- lifecycle ---
@@ -335,9 +335,9 @@ class SipStack:
             del self.calls[call.call_id]
             if isinstance(call, IncomingCall):
                 ip = call.source[0]
-                self._per_ip[ip] -= 1
-                if self._per_ip[ip] <= 0:
-                    del self._per_ip[ip]
+                self.calls_per_ip[ip] -= 1
+                if self.calls_per_ip[ip] <= 0:
+                    del self.calls_per_ip[ip]
 
 
 def server_tls(cert: str, key: str) -> ssl.SSLContext:
