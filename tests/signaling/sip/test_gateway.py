@@ -62,6 +62,7 @@ def write_directory(path: Path, rooms: dict[str, dict[str, Any]]) -> Path:
 
 async def sip_node(tmp_path: Path, rooms: dict[str, dict[str, Any]], **settings: Any) -> tuple[Node, int]:
     """A whole server with SIP on a free port (see the module docstring); (node, sip port)."""
+    tmp_path.mkdir(parents=True, exist_ok=True)
     directory = write_directory(tmp_path / "directory.yaml", rooms)
     port = free_port()
     sip = SipSettings(enabled=True, host="127.0.0.1", port=port, transports=["udp", "tcp"])
