@@ -25,6 +25,8 @@ export class LiveView {
     this.room = { online: new Set(), joined: new Set(), hands: [], floor: null, muted: {}, invited: null, locked: false, media: {} };
     document.querySelectorAll("#chair button[data-act]").forEach((b) => b.addEventListener("click", () => this.act(b.dataset.act)));
     $("roll").addEventListener("click", () => this.rollCall());
+    $("sip-call").addEventListener("click", () => this.sip("POST"));
+    $("sip-hangup").addEventListener("click", () => this.sip("DELETE"));
     $("layout").addEventListener("change", (ev) => this.send("layout", { layout: ev.target.value }));
     $("hands").addEventListener("click", (ev) => {
       const b = ev.target.closest("button[data-endpoint]");
@@ -168,8 +170,27 @@ export class LiveView {
     $("sel-name").textContent = d.name;
     $("sel-state").textContent = d.state + (guest && guest.kind === "link" ? " · qua liên kết (via link)" : "");
     $("sel-media").textContent = d.media;
+    // a SIP room system (the directory's sip block, shown to operators): call it or hang it up
+    const ep = this.dir.byId.get(id);
+    const inCall = this.people.some((p) => p.endpoint_id === id && p.kind === "sip");
+    $("sel-sip").classList.toggle("hidden", !(ep && ep.sip && this.occurrence));
+    $("sip-call").classList.toggle("hidden", inCall);
+    $("sip-hangup").classList.toggle("hidden", !inCall);
+    if (inCall) $("sel-state").textContent += " · qua SIP (via SIP)";
     $("sel").classList.remove("hidden");
     $("sel-none").classList.add("hidden");
+  }
+
+  async sip(method) {
+    const id = this.selected;
+    if (!id || !this.meeting) return;
+    const name = this.map.describe(id, this.room).name;
+    try {
+      await api(method, `/api/v1/meetings/${encodeURIComponent(this.meeting.id)}/sip/${encodeURIComponent(id)}`);
+      this.notify(method === "POST" ? `Đang gọi ${name}… (Calling…)` : `Đã gác máy ${name}. (Hung up.)`, "info");
+    } catch (err) {
+      this.notify(err.message, "error");
+    }
   }
 
   send(type, fields = {}) {
