@@ -57,9 +57,19 @@ async def assert_room_gets_composite(room: Baresip, viewer_colour: tuple[int, in
     raise AssertionError(f"baresip never decoded a composite showing {viewer_colour} (last {shape}); {room.log_tail()}")
 
 
-@pytest.mark.parametrize("srtp", MODES)
-async def test_baresip_dials_in_and_is_seen_heard_and_served(tmp_path, baresips, srtp):
-    room = baresips(ROOM, colour=RED, srtp=srtp, answermode="manual")
+# (SDES-SRTP, what baresip offers for audio, what it dials, the audio codec the call must run)
+DIAL_INS = [
+    pytest.param(False, "PCMU,G722/16000,opus/48000/2", "dial_number", "opus", id="rtp-opus-dial-number"),
+    pytest.param(True, "PCMU", "dial_number", "PCMU", id="srtp-pcmu-dial-number"),
+    pytest.param(False, "G722/16000", "endpoint_id", "G722", id="rtp-g722-endpoint-id"),
+]
+
+
+@pytest.mark.parametrize("srtp, audio_codecs, dials, audio_codec", DIAL_INS)
+async def test_baresip_dials_in_and_is_seen_heard_and_served(
+    tmp_path, baresips, srtp, audio_codecs, dials, audio_codec
+):
+    room = baresips(ROOM, colour=RED, srtp=srtp, answermode="manual", audio_codecs=audio_codecs)
     # its directory URI: its user at its address (what proves the caller) on a port nobody listens on
     briefing = await briefing_with_room(tmp_path, f"sip:{ROOM}@127.0.0.1:9")
     await no_dial_out(briefing)
@@ -68,9 +78,10 @@ async def test_baresip_dials_in_and_is_seen_heard_and_served(tmp_path, baresips,
         h264 = await briefing.viewer(VIEWER_H264, codecs=["H264"], colour=GREEN, tone_hz=660)
         vp8 = await briefing.viewer(VIEWER_VP8, codecs=["VP8"])
         viewers = [h264, vp8]
-        await room.start(dial=briefing.dial_uri)
+        await room.start(dial=briefing.dial_uri if dials == "dial_number" else briefing.endpoint_uri(ROOM))
         established = await room.wait_event("CALL_ESTABLISHED", "CALL_CLOSED", timeout=15)
         assert established.type == "CALL_ESTABLISHED", established.raw
+        await until(lambda: room.call_audio_codecs() == (audio_codec, audio_codec), 5, what=f"{audio_codec} both ways")
         if srtp:
             await until(lambda: sorted(room.srtp_enabled()) == ["audio", "video"], 5, what="SRTP on both media")
 

@@ -71,13 +71,14 @@ class Baresip:
         fps: int = 15,
         lifetime_s: int = 120,
         record_audio: bool = True,
+        ports: tuple[int, int] | None = None,
     ) -> None:
+        """``ports``: its (SIP, control) ports; free ones are chosen when not given."""
         self.dir = workdir
         self.user, self.colour, self.srtp = user, colour, srtp
         self.answermode, self.audio_codecs, self.video_codecs = answermode, audio_codecs, video_codecs
         self.size, self.fps, self.lifetime_s, self.record_audio = size, fps, lifetime_s, record_audio
-        self.sip_port = free_port()
-        self.ctrl_port = free_port()
+        self.sip_port, self.ctrl_port = ports or (free_port(), free_port())
         self.proc: asyncio.subprocess.Process | None = None
         self.events: list[CallEvent] = []
         self._reader: asyncio.StreamReader | None = None
@@ -304,6 +305,13 @@ class Baresip:
     def srtp_enabled(self) -> list[str]:
         """The media its log says run SRTP (``audio``, ``video``)."""
         return re.findall(r"srtp: (\w+): SRTP is Enabled", self.log())
+
+    def call_audio_codecs(self) -> tuple[str, str]:
+        """The audio codecs its log says it encodes and decodes ("PCMU", "G722", "opus"), "" for none yet."""
+        log = self.log()
+        sent = re.findall(r"audio: Set audio encoder: (\S+)", log)
+        received = re.findall(r"audio: Set audio decoder: (\S+)", log)
+        return (sent[-1] if sent else "", received[-1] if received else "")
 
     def bitrates(self) -> dict[str, tuple[int, int]]:
         """The last status line's bit rates: {"audio": (tx, rx), "video": (tx, rx)}."""
