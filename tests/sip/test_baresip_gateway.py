@@ -16,8 +16,9 @@ import asyncio
 import numpy as np
 import pytest
 
-from tests.sip.meeting import Briefing, find_colour, open_briefing, start_sip_node
+from tests.sip.meeting import CHAIR, Briefing, find_colour, open_briefing, start_sip_node
 from tests.support.baresip import Baresip, tone_peak_hz
+from tests.support.harness import WsClient
 from tests.support.waiting import until
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
@@ -164,4 +165,41 @@ async def test_the_operator_hangs_the_room_up_and_calls_it_again(tmp_path, bares
     finally:
         if viewer is not None:
             await viewer.close()
+        await briefing.node.stop()
+
+
+def hears_tone(viewer, hz: float) -> bool:
+    peak, share = peak_of(viewer.heard(0.5, role="mix"), 48000)
+    return abs(peak - hz) < 15 and share > 0.3
+
+
+async def test_the_chair_mutes_and_removes_the_room(tmp_path, baresips):
+    """Chair actions apply to a room system: mute takes its tone out of the mix (and unmute brings it
+    back), remove sends it a BYE and the server does not call it again."""
+    room = await baresips(ROOM, colour=RED, answermode="auto").start()
+    briefing = await briefing_with_room(tmp_path, room.uri)
+    viewer = chair = None
+    try:
+        viewer = await briefing.viewer(VIEWER_H264, codecs=["H264"], colour=GREEN)
+        await room.wait_event("CALL_ESTABLISHED", timeout=25)
+        await until(lambda: hears_tone(viewer, 440), 15, what="the room's tone in the viewer's mix")
+
+        chair = await WsClient.connect(briefing.node, await briefing.node.endpoint_token(CHAIR))
+        await chair.expect("welcome")
+        await chair.send("join", meeting_id=briefing.meeting["id"])
+        await chair.expect("joined")
+        await chair.send("mute", endpoint_id=ROOM, kind="audio", muted=True)
+        await until(lambda: np.abs(viewer.heard(0.5, role="mix")).max() < 0.01, 5, what="muted: silence in the mix")
+        await chair.send("mute", endpoint_id=ROOM, kind="audio", muted=False)
+        await until(lambda: hears_tone(viewer, 440), 5, what="unmuted: the tone back in the mix")
+
+        await chair.send("remove", endpoint_id=ROOM)
+        closed = await room.wait_event("CALL_CLOSED", timeout=5)  # the BYE at the room
+        room.events.clear()
+        await asyncio.sleep(6)  # past the first redial delay: removed means not called again
+        assert not room.events, (closed.param, [(e.type, e.param) for e in room.events])
+    finally:
+        for client in (chair, viewer):
+            if client is not None:
+                await client.close()
         await briefing.node.stop()
