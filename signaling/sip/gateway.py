@@ -6,7 +6,8 @@ Dial-in (``_incoming``): find the meeting (admission.find_target), decide who ca
 (``PeerExtra["transport"] = "rtp"``), answer the offer, enter the room (member.enter_room).
 An unknown caller to a meeting with a PIN is answered by a LOBBY leg first (a media room of its
 own: it sees and hears nothing of the meeting), keys the PIN (RFC 4733 or INFO, 20 s), and is
-then moved into the meeting by a re-INVITE without SDP (the room offers, the meeting's leg answers).
+then moved into the meeting by a re-INVITE without SDP (the room offers, the meeting's leg answers
+in the ACK). A wrong or missing PIN: BYE.
 
 Dial-out (``dial``, driven by dialout.py): a DELAYED-OFFER INVITE (no SDP): the room offers in its
 200 and the leg answers in the ACK, so one ``handle_offer`` serves both directions.
@@ -50,6 +51,7 @@ from signaling.sip.admission import (
 from signaling.sip.dialout import DialOut
 from signaling.sip.member import SipMember, enter_room, keep_in_room, leave_room
 from signaling.sip.stack import SipStack
+from signaling.sip.wire import sdp_of
 
 log = logging.getLogger("giaoban.sip")
 RING_S = 60.0  # a dialled room that neither answers nor refuses within this is called again later
@@ -213,14 +215,13 @@ class SipGateway:
             log.info("SIP caller gave no or a wrong PIN", extra={"meeting": meeting.id})
             await call.hangup()
             return
-        move = getattr(call, "reinvite_for_offer", None)  # not in the stack yet: see the module docstring
-        if move is None:
-            log.warning("a right PIN, but the stack cannot move the call into the meeting (no delayed-offer re-INVITE)")
-            await call.hangup()
-            return
         member = await self._member(guest_identity(meeting, call.from_uri), meeting, "in")
         member.peer = peer = await self._open_leg(self._spec(member, meeting, None), events)
-        await move(lambda offer: _answer_offer(peer, offer))  # the room offers, the meeting's leg answers
+        try:
+            await _reinvite_for_offer(call, lambda offer: _answer_offer(peer, offer))
+        except BaseException:
+            await peer.close()
+            raise
         await self._run_call(call, member, events)
 
     # dial-out -----------------------------------------------------------------------------------
@@ -310,6 +311,29 @@ async def _answer_offer(peer: MediaPeer, offer: str) -> str:
     except MediaError as exc:
         await peer.close()
         raise SipRefusal(488, "Not Acceptable Here", f"SDP not accepted: {exc}") from None
+
+
+async def _reinvite_for_offer(call: Any, answer_of: Callable[[str], Awaitable[str]]) -> None:
+    """A re-INVITE without SDP: the room offers in its 200, ``answer_of`` answers in the ACK (RFC 3261
+    14.1), which moves the call's media to another leg. The stack's API has no such request yet
+    (``Call.reinvite`` takes our offer), so it is built from the stack's dialog parts here."""
+    move = getattr(call, "reinvite_for_offer", None)
+    if move is not None:
+        await move(answer_of)
+        return
+    response = await call.stack.send_request(call._request("INVITE"), call)
+    if response.status_code >= 300:
+        raise SipRefusal(response.status_code, response.reason_phrase, "the room refused the re-INVITE")
+    offer = sdp_of(response)
+    if not offer:
+        call.send_ack(response, None)
+        raise refusal(488, "Not Acceptable Here", "Thiết bị không gửi SDP", "the room's 200 carried no SDP offer")
+    try:
+        answer = await answer_of(offer)
+    except BaseException:
+        call.send_ack(response, None)  # the 200 is acknowledged whatever happens; a BYE follows
+        raise
+    call.send_ack(response, answer)
 
 
 def _info_handler(peer_of: Callable[[], MediaPeer], events: CallEvents) -> Callable[[str, str], Awaitable[None]]:

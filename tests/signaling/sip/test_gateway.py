@@ -26,6 +26,7 @@ import pytest
 
 from signaling.sip.calls import DialFailed
 from signaling.sip.stack import SipStack
+from signaling.sip.wire import sdp_of
 from signaling.sip_settings import SipSettings
 from tests.support.harness import Node, WsClient, start_node
 from tests.support.redis_server import free_port
@@ -216,3 +217,46 @@ async def test_wrong_pin_ends_the_call(gateway, keyed_by):
     await asyncio.wait_for(call.ended.wait(), 10)
     assert call.end_reason == "bye"
     assert not any(p.get("kind") == "sip" for p in await _live(node, meeting["id"]))
+
+
+@pytest.mark.parametrize("keyed_by", ["rfc4733", "info"])
+async def test_right_pin_moves_the_caller_into_the_meeting(gateway, keyed_by):
+    """The caller waits in a lobby leg; after the PIN a re-INVITE without SDP moves it to the
+    meeting's leg: the room offers in its 200, the gateway answers in the ACK."""
+    node, port, room = gateway
+    meeting = await node.schedule(CHAIR, ["room-a"], pin="2468")
+    call = await room.dial(meeting["dial_number"], port, from_user="guest")
+    acked: asyncio.Future = asyncio.get_running_loop().create_future()
+
+    async def offer_again(offer):
+        assert offer is None, "the gateway asks for an offer"
+        return room.media.offer()
+
+    def ack_received(ack, stack_handles=call.ack_received):  # the UA's stack keeps no ACK SDP for us
+        if not acked.done():
+            acked.set_result(sdp_of(ack))
+        stack_handles(ack)
+
+    call.on_reinvite = offer_again
+    call.ack_received = ack_received
+    await asyncio.sleep(0.5)
+    for digit in "2468":
+        if keyed_by == "rfc4733":
+            room.media.send_dtmf(digit)
+        else:
+            assert await call.send_info("application/dtmf", digit) == 200
+        await asyncio.sleep(0.1)
+    assert await until(lambda: _guest_in(node, meeting["id"]), 10), "not in the meeting after the right PIN"
+    answer = await asyncio.wait_for(acked, 10)  # the meeting leg's answer, in the ACK
+    assert answer and "m=audio" in answer
+    await room.media.apply_answer(answer)
+    await call.hangup()
+    assert await until(lambda: _no_guest(node, meeting["id"]), 10)
+
+
+async def _guest_in(node: Node, meeting_id: str) -> bool:
+    return any(p.get("kind") == "sip" and p.get("role") == "participant" for p in await _live(node, meeting_id))
+
+
+async def _no_guest(node: Node, meeting_id: str) -> bool:
+    return not await _guest_in(node, meeting_id)
