@@ -24,6 +24,9 @@ from typing import Any
 
 import pytest
 
+from aiosipua.auth import SipDigestAuth, answer_challenge
+
+from signaling.auth.sip_digest import ha1_fields
 from signaling.sip.calls import DialFailed
 from signaling.sip.stack import SipStack
 from signaling.sip.wire import sdp_of
@@ -174,12 +177,30 @@ async def test_unknown_number_closed_meeting_and_strangers_are_refused(gateway):
     assert not await _sip_in(node, meeting["id"], "room-a")
 
 
-async def test_digest_endpoint_is_challenged(gateway):
+async def test_digest_endpoint_is_challenged_and_admitted_with_its_secret(gateway):
     node, port, room = gateway
     meeting = await node.schedule(CHAIR, ["room-d"])
-    with pytest.raises(DialFailed) as challenged:
-        await room.dial(meeting["dial_number"], port, from_user="room-d")
-    assert challenged.value.code == 401
+    status, body = await node.call("POST", "/api/v1/endpoints/room-d/credentials")  # its SIP password too
+    assert status == 201, body
+    doc = await node.ctx.store.get("credentials", node.ctx.directory.get("room-d").credential)
+    assert doc["sip_user"] == "room-d" and doc["sip_ha1_md5"] == ha1_fields("room-d", body["secret"])["sip_ha1_md5"]
+    uri = f"sip:{meeting['dial_number']}@127.0.0.1:{port}"
+    for password, admitted in (("wrong-secret", False), (body["secret"], True)):
+        first = await room.stack.dial(uri, from_user="room-d", sdp=room.media.offer())
+        with pytest.raises(DialFailed) as challenged:
+            await first.wait_answered(timeout=10)
+        assert challenged.value.code == 401
+        header = answer_challenge(SipDigestAuth("room-d", password), first.final, 401, "INVITE", uri)
+        assert header is not None
+        again = await room.stack.dial(uri, from_user="room-d", sdp=room.media.offer(), headers=dict([header]))
+        if admitted:
+            await room.media.apply_answer(await again.wait_answered(timeout=10))
+            assert await until(lambda: _sip_in(node, meeting["id"], "room-d"))
+            await again.hangup()
+        else:
+            with pytest.raises(DialFailed) as refused:
+                await again.wait_answered(timeout=10)
+            assert refused.value.code == 403
 
 
 async def test_chair_remove_sends_bye_to_the_room(gateway):
