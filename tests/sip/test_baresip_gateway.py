@@ -203,3 +203,51 @@ async def test_the_chair_mutes_and_removes_the_room(tmp_path, baresips):
             if client is not None:
                 await client.close()
         await briefing.node.stop()
+
+
+OPUS_DTMF_GAP = (
+    "baresip 1.0 offers telephone-event/8000 only; when Opus (48 kHz) is chosen the answer carries no "
+    "telephone-event (mcu/rtp/choice.py pairs DTMF with the chosen codec's clock), so its keys are not read"
+)
+
+
+@pytest.mark.parametrize(
+    "audio_codecs, keyed, admitted",
+    [
+        pytest.param("PCMU", "2468", True, id="pcmu-right-pin"),
+        pytest.param("PCMU", "1357", False, id="pcmu-wrong-pin"),
+        pytest.param(
+            "PCMU,G722/16000,opus/48000/2",
+            "2468",
+            True,
+            id="opus-right-pin",
+            marks=pytest.mark.xfail(strict=True, reason=OPUS_DTMF_GAP),
+        ),
+    ],
+)
+async def test_an_unknown_caller_keys_the_meetings_pin_by_dtmf(tmp_path, baresips, audio_codecs, keyed, admitted):
+    """A room system not in the directory dials a meeting that has a PIN: it is answered (a lobby that
+    shows nothing of the meeting), keys the PIN as RFC 4733 events, and is moved into the meeting
+    (its camera reaches the viewer, it decodes the composite), or hears a BYE when the PIN is wrong."""
+    guest = baresips("khach", colour=RED, answermode="manual", audio_codecs=audio_codecs)
+    briefing = await briefing_with_room(tmp_path, f"sip:{ROOM}@127.0.0.1:9", pin="2468")
+    await no_dial_out(briefing)
+    viewer = None
+    try:
+        viewer = await briefing.viewer(VIEWER_H264, codecs=["H264"], colour=GREEN)
+        await guest.start(dial=briefing.dial_uri)
+        await guest.wait_event("CALL_ESTABLISHED", timeout=15)
+        await asyncio.sleep(0.5)
+        assert not viewer.sees(RED, role="main", whole=True)  # the lobby shows the meeting nothing
+        reply = await guest.command("sndcode", keyed)  # RFC 4733 events, one after the other
+        assert reply.get("ok"), reply
+        if not admitted:
+            await guest.wait_event("CALL_CLOSED", timeout=10)  # BYE after the wrong PIN
+            return
+        await until(lambda: viewer.sees(RED, role="main", whole=True), 20, what="the guest's camera in the meeting")
+        await assert_room_gets_composite(guest, GREEN)
+        assert not any(e.type == "CALL_CLOSED" for e in guest.events)
+    finally:
+        if viewer is not None:
+            await viewer.close()
+        await briefing.node.stop()
