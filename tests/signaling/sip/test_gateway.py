@@ -28,6 +28,7 @@ from aiosipua.auth import SipDigestAuth, answer_challenge
 
 from signaling.auth.sip_digest import ha1_fields
 from signaling.sip.calls import DialFailed
+from signaling.sip.info import PICTURE_FAST_UPDATE
 from signaling.sip.stack import SipStack
 from signaling.sip.wire import sdp_of
 from signaling.sip_settings import SipSettings
@@ -154,8 +155,18 @@ async def test_admitted_call_is_listed_and_its_bye_leaves(gateway):
     assert await until(lambda: _sip_in(node, meeting["id"], "room-a"))
     names = {p["endpoint_id"]: p for p in await _live(node, meeting["id"])}
     assert names["room-a"]["name"] == "Phòng họp room-a"
+    status, presence = await node.call("GET", "/api/v1/presence")  # the console's map shows it online
+    assert any(p["endpoint_id"] == "room-a" and p.get("via") == "sip" for p in presence["online"]), presence
+    # a room asking for a key frame by INFO (RFC 5168) is answered 200; the leg's encoder sends one
+    assert await call.send_info("application/media_control+xml", PICTURE_FAST_UPDATE) == 200
     await call.hangup()
     assert await until(lambda: _gone(node, meeting["id"], "room-a"))
+    status, live = await node.call("GET", f"/api/v1/meetings/{meeting['id']}/live")
+    status, record = await node.call(
+        "GET", f"/api/v1/meetings/{meeting['id']}/occurrences/{live['occurrence_id']}/attendance"
+    )
+    row = next(r for r in record["endpoints"] if r["endpoint_id"] == "room-a")
+    assert row["joined"] and not row["present"], row  # came (by SIP) and left
 
 
 async def test_unknown_number_closed_meeting_and_strangers_are_refused(gateway):
