@@ -19,6 +19,7 @@ from aiosipua.header_codec import parse_uri
 from aiosipua.message import SipRequest, SipResponse
 from aiosipua.session_timer import SessionTimer, parse_session_expires
 
+from mcu.api import OfferRefused
 from signaling.sip.transactions import T1, T2, TIMEOUT
 from signaling.sip.transport import Link
 from signaling.sip.wire import capabilities, has_option, sdp_of
@@ -101,6 +102,7 @@ class Call:
         self._session: tuple[int, bool] | None = None  # (interval, we refresh)
         self._reinvite_busy = False
         self._last_ack: bytes | None = None
+        self._acked: asyncio.Future[str | None] | None = None  # the ACK of our last 200: its SDP
         self._pending_2xx: tuple[int, asyncio.Task[None], asyncio.Future[str | None]] | None = None
 
     # --- requests we send in the dialog ---
@@ -147,7 +149,7 @@ class Call:
         self._stamp_session(request)
         answer = await self._send(request)
         if answer.status_code >= 300:
-            raise Refusal(answer.status_code, answer.reason_phrase)
+            raise Refusal(answer.status_code, answer.reason_phrase, answer.headers.get_first("warning"))
         self.local_sdp = sdp
         self.send_ack(answer, None)
         self._refreshed()
@@ -169,6 +171,30 @@ class Call:
         """A 2xx again (our ACK was lost): the same ACK again."""
         if self._last_ack is not None:
             self.link.send(self._last_ack)
+
+    async def reinvite_for_offer(self, answer_of: Callable[[str], Awaitable[str]]) -> None:
+        """A re-INVITE without SDP: the room offers in its 200, ``answer_of(offer)`` answers in the
+        ACK (RFC 3261 §14.1; moves the call's media to another leg). Refusal on a non-2xx or a 200
+        without SDP; whatever ``answer_of`` raises is raised after the 200 is ACKed without a body."""
+        if self.dialog.state != DialogState.CONFIRMED:
+            raise Refusal(481, "Call/Transaction Does Not Exist")
+        request = self._request("INVITE")
+        self._stamp_session(request)
+        response = await self._send(request)
+        if response.status_code >= 300:
+            raise Refusal(response.status_code, response.reason_phrase, "the room refused the re-INVITE")
+        offer = sdp_of(response)
+        if offer is None:
+            self.send_ack(response, None)
+            raise Refusal(488, "Not Acceptable Here", "the room's 200 to our re-INVITE carried no SDP offer")
+        try:
+            answer = await answer_of(offer)
+        except BaseException:
+            self.send_ack(response, None)
+            raise
+        self.local_sdp = answer
+        self.send_ack(response, answer)
+        self._refreshed()
 
     # --- requests the room sends in the dialog ---
 
@@ -222,11 +248,15 @@ class Call:
                 self.stack.respond(request, 200, "OK", call=self, sdp=answer, extra=extra)
             else:
                 self.send_2xx(request, answer, extra)
-        except Refusal as r:
-            self.stack.respond(request, r.code, r.reason, call=self, warning=r.warning)
-        except Exception:
-            log.exception("sip %s: on_reinvite failed", self.call_id)
-            self.stack.respond(request, 500, "Server Internal Error", call=self)
+        except OfferRefused as e:  # the leg takes nothing offered: 488 naming what was offered and what we take
+            self.stack.respond(request, 488, "Not Acceptable Here", call=self, warning=str(e))
+        except Exception as e:
+            code, reason = getattr(e, "code", None), getattr(e, "reason", None)
+            if isinstance(code, int) and 300 <= code < 700 and isinstance(reason, str):  # Refusal or alike
+                self.stack.respond(request, code, reason, call=self, warning=getattr(e, "warning", None) or None)
+            else:
+                log.exception("sip %s: on_reinvite failed", self.call_id)
+                self.stack.respond(request, 500, "Server Internal Error", call=self)
         finally:
             self._reinvite_busy = False
 
@@ -254,11 +284,19 @@ class Call:
             acked.set_result(None)
             await self._bye("ack_timeout")
 
+    async def wait_ack(self, timeout: float = TIMEOUT) -> str | None:
+        """The SDP of the ACK to our latest 200 (the room's answer where our 200 made the offer), None if it had none."""
+        acked = self._pending_2xx[2] if self._pending_2xx is not None else self._acked
+        if acked is None:
+            return None
+        return await asyncio.wait_for(asyncio.shield(acked), timeout)
+
     def ack_received(self, ack: SipRequest) -> None:
         pending = self._pending_2xx
         if pending is None or (ack.cseq is not None and ack.cseq.seq != pending[0]):
             return
         self._pending_2xx = None
+        self._acked = pending[2]
         pending[1].cancel()
         if not pending[2].done():
             pending[2].set_result(sdp_of(ack))

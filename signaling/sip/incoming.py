@@ -120,13 +120,6 @@ class IncomingCall(Call):
     def _refresher_name(self, we_refresh: bool) -> str:
         return "uas" if we_refresh else "uac"
 
-    async def wait_ack(self, timeout: float = TIMEOUT) -> str | None:
-        """After answer(): the ACK's SDP (the room's answer to an offer we made in the 200), None if it had none."""
-        pending = self._pending_2xx
-        if pending is None:
-            return None
-        return await asyncio.wait_for(asyncio.shield(pending[2]), timeout)
-
     def reject(
         self,
         code: int,

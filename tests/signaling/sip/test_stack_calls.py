@@ -12,6 +12,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from mcu.api import OfferRefused
 from signaling.sip.stack import DialFailed, Refusal
 from tests.signaling.sip.conftest import audio_sdp
 
@@ -129,7 +130,39 @@ async def test_reinvite_goes_to_on_reinvite_and_a_refusal_keeps_the_call(stacks)
     with pytest.raises(Refusal) as refused:
         await out.reinvite(audio_sdp(43020) + "m=video 43022 RTP/AVP 96\r\n")
     assert refused.value.code == 488
+    call.on_reinvite = lambda offer: refuse_offer()
+    with pytest.raises(Refusal) as refused:
+        await out.reinvite(audio_sdp(43020))
+    assert refused.value.code == 488 and refused.value.warning.startswith('305 127.0.0.1 "offered G729 only; we take')
     assert not call.ended.is_set() and not out.ended.is_set()
+    await out.hangup()
+
+
+async def refuse_offer():
+    raise OfferRefused("offered G729 only; we take PCMU, PCMA, G722, OPUS")
+
+
+async def test_offerless_reinvite_the_room_offers_in_its_200_and_our_answer_goes_in_the_ack(stacks):
+    uas_side = Answering()
+    uas = await stacks(uas_side)
+    uac = await stacks()
+    out = await uac.dial(uri_of(uas, "tcp"), from_user="gw", sdp=audio_sdp(43030))
+    await out.wait_answered(timeout=5)
+    call = uas_side.calls[0]
+    asked = []
+
+    async def offer_again(offer):
+        asked.append(offer)
+        return audio_sdp(42002)
+
+    call.on_reinvite = offer_again
+
+    async def answer_of(offer):
+        assert offer == audio_sdp(42002)
+        return audio_sdp(43032)
+
+    await out.reinvite_for_offer(answer_of)
+    assert asked == [None] and await call.wait_ack(5) == audio_sdp(43032) and out.local_sdp == audio_sdp(43032)
     await out.hangup()
 
 
