@@ -6,7 +6,8 @@ digest hashing. Its UAS/UAC layer is not used: it sends requests once over UDP, 
 non-2xx answer, ACKs a 2xx before we could put an answer in it (no delayed offer), and has no TLS,
 no INFO, no server-side digest and a lenient parser. Those are this package's: transport.py (UDP,
 TCP, TLS, framing, connection caps), wire.py (strict parsing, 400 naming the fault), transactions.py
-(retransmission, Timer A/B/E/F/G), calls.py/incoming.py/outgoing.py (dialogs), digest.py, limits.py.
+(retransmission, Timer A/B/E/F/G), inbound.py (routing what arrives), calls.py/incoming.py/outgoing.py
+(dialogs, RFC 4028 session timers, 100rel), digest.py (server-side digest), limits.py.
 
 API (what signaling/sip/gateway.py uses)::
 
@@ -29,13 +30,17 @@ API (what signaling/sip/gateway.py uses)::
         ack_sdp = await call.wait_ack()   # the ACK's SDP (the room's answer when offer_sdp was None)
         call.reject(488, "Not Acceptable Here", warning="no common codec: offered G729; we take PCMU ...")
         call.on_reinvite = async def(offer: str | None) -> str   # their re-INVITE/UPDATE offer -> our
-                                  # answer; raise Refusal(488, "...", warning) to refuse it
+                                  # answer; raise Refusal(488, "...", warning), OfferRefused (-> 488 with
+                                  # its text as Warning) or anything with .code/.reason/.warning to refuse;
+                                  # offer None: we offer, their answer is `await call.wait_ack()`
         call.on_info = def(content_type, body)   # INFO (picture_fast_update, dtmf-relay); answered 200
         call.on_bye = def()       # the room hung up
         await call.ended.wait(); call.end_reason   # bye|hangup|cancel|rejected|failed|ack_timeout|session_expired|stopped
         await call.hangup()       # BYE (or 480 if not answered yet)
         await call.send_info("application/media_control+xml", xml)  # -> status of the answer
-        await call.reinvite(sdp)  # our new offer -> their answer (Refusal on a non-2xx)
+        await call.reinvite(sdp)  # our new offer -> their answer (Refusal with their Warning on a non-2xx)
+        await call.reinvite_for_offer(answer_of)  # offerless re-INVITE: their 200 offers, answer_of(offer)
+                                  # -> our answer, sent in the ACK (moves the media to another leg)
 
     out = await stack.dial("sip:room@10.1.2.3:5060;transport=tcp", from_user="7001", sdp=None)
         # INVITE without SDP (delayed offer) unless sdp is given; raises DialFailed(503) if unreachable
@@ -43,6 +48,11 @@ API (what signaling/sip/gateway.py uses)::
     await out.ack(answer_sdp)     # ACK with our answer (with an sdp given to dial, the ACK went at once)
     await out.cancel()            # CANCEL while it rings (wait_answered then raises DialFailed(487))
     out.ringing (Event), and on_reinvite/on_info/on_bye/ended/hangup/send_info/reinvite as above
+
+Session timers: 1800 s asked/granted (min 90, 422 below); we refresh (UPDATE where the room allows
+it, else re-INVITE with our last SDP) when we are the refresher (always when the room lacks
+Supported: timer), and send BYE when its refresh does not come. stack.counts counts requests by
+method and refusals by reason ("refused:<reason>"); "error" must stay 0.
 
 Limits (SipLimits): INVITEs per address per second (503 + Retry-After), messages per address, calls
 per address and overall (503), TCP/TLS connections; malformed messages get 400 with a reason phrase
