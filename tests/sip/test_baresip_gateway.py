@@ -6,7 +6,9 @@ through the SIP gateway (#14), in plain RTP and with SDES-SRTP, asserted at the 
   composite baresip receives decodes with the viewer's green in it; its 440 Hz tone is the peak of
   the mix the viewer hears, and the viewer's 660 Hz tone the peak of what baresip hears;
 * dial-out: the server calls baresip (answermode=auto) when the meeting opens and from the REST
-  call endpoint; baresip decodes the composite.
+  call endpoint; baresip decodes the composite;
+* the chair's mute and remove, an unknown caller keying the meeting's PIN (RFC 4733), and the
+  room's own hold and resume (re-INVITE a=sendonly).
 """
 
 from __future__ import annotations
@@ -244,9 +246,36 @@ async def test_an_unknown_caller_keys_the_meetings_pin_by_dtmf(tmp_path, baresip
         if not admitted:
             await guest.wait_event("CALL_CLOSED", timeout=10)  # BYE after the wrong PIN
             return
-        await until(lambda: viewer.sees(RED, role="main", whole=True), 20, what="the guest's camera in the meeting")
+        await until(lambda: viewer.sees(RED, role="main", whole=True), 10, what="the guest's camera in the meeting")
         await assert_room_gets_composite(guest, GREEN)
         assert not any(e.type == "CALL_CLOSED" for e in guest.events)
+    finally:
+        if viewer is not None:
+            await viewer.close()
+        await briefing.node.stop()
+
+
+async def test_the_room_holds_and_resumes_the_call(tmp_path, baresips):
+    """baresip's hold is a re-INVITE with a=sendonly: the server stops sending it media (its receive
+    bit rates fall to 0) while its camera still reaches the meeting; resume brings the composite back."""
+    room = await baresips(ROOM, colour=RED, answermode="auto").start()
+    briefing = await briefing_with_room(tmp_path, room.uri)
+    viewer = None
+    try:
+        viewer = await briefing.viewer(VIEWER_H264, codecs=["H264"], colour=GREEN)
+        await room.wait_event("CALL_ESTABLISHED", timeout=25)
+        await assert_room_gets_composite(room, GREEN)
+        await until(lambda: min(room.bitrates().get("video", (0, 0))[1], room.bitrates()["audio"][1]) > 0, 10)
+
+        assert (await room.command("hold")).get("ok")
+        await until(
+            lambda: room.bitrates()["video"][1] == room.bitrates()["audio"][1] == 0, 10, what="held: nothing sent"
+        )
+        await until(lambda: viewer.sees(RED, role="main", whole=True), 5, what="its camera still in the meeting")
+
+        assert (await room.command("resume")).get("ok")
+        await until(lambda: min(room.bitrates()["video"][1], room.bitrates()["audio"][1]) > 0, 10, what="resumed")
+        await assert_room_gets_composite(room, GREEN)
     finally:
         if viewer is not None:
             await viewer.close()
