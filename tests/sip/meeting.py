@@ -84,6 +84,10 @@ class Briefing:
     def endpoint_uri(self, endpoint_id: str) -> str:
         return f"sip:{endpoint_id}@127.0.0.1:{self.sip_port}"
 
+    def sip_transports(self) -> list[str]:
+        """How the server's live SIP calls run ("udp", "tcp"), read from its stack."""
+        return sorted(call.transport for call in self.node.ctx.sip.stack.calls.values())
+
     def media_meeting(self) -> Any:
         return self.node.ctx.media.meetings.get(self.meeting["id"])
 

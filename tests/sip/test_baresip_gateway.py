@@ -60,10 +60,11 @@ async def assert_room_gets_composite(room: Baresip, viewer_colour: tuple[int, in
     raise AssertionError(f"baresip never decoded a composite showing {viewer_colour} (last {shape}); {room.log_tail()}")
 
 
-# (SDES-SRTP, what baresip offers for audio, what it dials, the audio codec the call must run)
+# (SDES-SRTP, what baresip offers for audio, what it dials (over UDP unless ;transport=tcp), the
+# audio codec the call must run)
 DIAL_INS = [
     pytest.param(False, "PCMU,G722/16000,opus/48000/2", "dial_number", "opus", id="rtp-opus-dial-number"),
-    pytest.param(True, "PCMU", "dial_number", "PCMU", id="srtp-pcmu-dial-number"),
+    pytest.param(True, "PCMU", "dial_number;transport=tcp", "PCMU", id="srtp-pcmu-dial-number-tcp"),
     pytest.param(False, "G722/16000", "endpoint_id", "G722", id="rtp-g722-endpoint-id"),
 ]
 
@@ -81,10 +82,13 @@ async def test_baresip_dials_in_and_is_seen_heard_and_served(
         h264 = await briefing.viewer(VIEWER_H264, codecs=["H264"], colour=GREEN, tone_hz=660)
         vp8 = await briefing.viewer(VIEWER_VP8, codecs=["VP8"])
         viewers = [h264, vp8]
-        await room.start(dial=briefing.dial_uri if dials == "dial_number" else briefing.endpoint_uri(ROOM))
+        target, _, params = dials.partition(";")
+        uri = briefing.dial_uri if target == "dial_number" else briefing.endpoint_uri(ROOM)
+        await room.start(dial=uri + (f";{params}" if params else ""))
         established = await room.wait_event("CALL_ESTABLISHED", "CALL_CLOSED", timeout=15)
         assert established.type == "CALL_ESTABLISHED", established.raw
         await until(lambda: room.call_audio_codecs() == (audio_codec, audio_codec), 5, what=f"{audio_codec} both ways")
+        assert briefing.sip_transports() == ["tcp" if "transport=tcp" in dials else "udp"]
         if srtp:
             await until(lambda: sorted(room.srtp_enabled()) == ["audio", "video"], 5, what="SRTP on both media")
 
@@ -122,15 +126,23 @@ async def test_baresip_dials_in_and_is_seen_heard_and_served(
         await briefing.node.stop()
 
 
-@pytest.mark.parametrize("srtp", MODES)
-async def test_the_server_dials_out_to_baresip_when_the_meeting_opens(tmp_path, baresips, srtp):
+@pytest.mark.parametrize(
+    "srtp, transport",
+    [
+        pytest.param(False, "udp", id="rtp-udp"),
+        pytest.param(True, "udp", id="srtp-udp"),
+        pytest.param(False, "tcp", id="rtp-tcp"),
+    ],
+)
+async def test_the_server_dials_out_to_baresip_when_the_meeting_opens(tmp_path, baresips, srtp, transport):
     room = await baresips(ROOM, colour=RED, srtp=srtp, answermode="auto").start()
-    briefing = await briefing_with_room(tmp_path, room.uri)
+    briefing = await briefing_with_room(tmp_path, room.uri + (";transport=tcp" if transport == "tcp" else ""))
     viewer = None
     try:
         viewer = await briefing.viewer(VIEWER_H264, codecs=["H264"], colour=GREEN)
         incoming = await room.wait_event("CALL_ESTABLISHED", timeout=25)
         assert incoming.raw.get("direction") == "incoming", incoming.raw
+        assert briefing.sip_transports() == [transport]
         if srtp:
             await until(lambda: sorted(room.srtp_enabled()) == ["audio", "video"], 5, what="SRTP on both media")
         await assert_room_gets_composite(room, GREEN)
