@@ -188,8 +188,8 @@ def hears_tone(viewer, hz: float) -> bool:
 
 
 async def test_the_chair_mutes_and_removes_the_room(tmp_path, baresips):
-    """Chair actions apply to a room system: mute takes its tone out of the mix (and unmute brings it
-    back), remove sends it a BYE and the server does not call it again."""
+    """Chair actions apply to a room system, the active speaker by its tone: mute takes its tone out of
+    the mix (and unmute brings it back), remove sends it a BYE and the server does not call it again."""
     room = await baresips(ROOM, colour=RED, answermode="auto").start()
     briefing = await briefing_with_room(tmp_path, room.uri)
     viewer = chair = None
@@ -197,6 +197,7 @@ async def test_the_chair_mutes_and_removes_the_room(tmp_path, baresips):
         viewer = await briefing.viewer(VIEWER_H264, codecs=["H264"], colour=GREEN)
         await room.wait_event("CALL_ESTABLISHED", timeout=25)
         await until(lambda: hears_tone(viewer, 440), 15, what="the room's tone in the viewer's mix")
+        await until(lambda: briefing.media_meeting().speaker == ROOM, 10, what="the room is the active speaker")
 
         chair = await WsClient.connect(briefing.node, await briefing.node.endpoint_token(CHAIR))
         await chair.expect("welcome")
@@ -288,6 +289,24 @@ async def test_the_room_holds_and_resumes_the_call(tmp_path, baresips):
         assert (await room.command("resume")).get("ok")
         await until(lambda: min(room.bitrates()["video"][1], room.bitrates()["audio"][1]) > 0, 10, what="resumed")
         await assert_room_gets_composite(room, GREEN)
+    finally:
+        if viewer is not None:
+            await viewer.close()
+        await briefing.node.stop()
+
+
+async def test_a_vp8_only_room_system(tmp_path, baresips):
+    """A room system that offers only VP8 receives the composite in VP8, and its VP8 camera reaches an
+    H.264-only viewer through the shared transcode."""
+    room = await baresips(ROOM, colour=RED, answermode="auto", video_codecs="VP8").start()
+    briefing = await briefing_with_room(tmp_path, room.uri)
+    viewer = None
+    try:
+        viewer = await briefing.viewer(VIEWER_H264, codecs=["H264"], colour=GREEN)
+        await room.wait_event("CALL_ESTABLISHED", timeout=25)
+        await assert_room_gets_composite(room, GREEN)
+        assert "Set video decoder: VP8" in room.log() and "Set video encoder: VP8" in room.log()
+        await until(lambda: viewer.sees(RED, role="main", whole=True), 20, what="the H.264 viewer decodes its camera")
     finally:
         if viewer is not None:
             await viewer.close()
