@@ -137,7 +137,7 @@ async def until(check, timeout: float = 10.0) -> bool:
 async def gateway(tmp_path):
     rooms = {
         "room-a": {"allowed_sources": ["127.0.0.1"]},
-        "room-far": {"uri": "sip:room-far@10.9.9.9", "allowed_sources": ["10.9.9.9"]},
+        "room-far": {"allowed_sources": ["10.9.9.9"]},
         "room-d": {"auth_user": "room-d"},
     }
     node, port = await sip_node(tmp_path, rooms)
@@ -169,22 +169,33 @@ async def test_admitted_call_is_listed_and_its_bye_leaves(gateway):
     assert row["joined"] and not row["present"], row  # came (by SIP) and left
 
 
+async def refusal(room: RoomSystem, user: str, port: int, from_user: str) -> tuple[int, str, str]:
+    """(code, reason phrase, Warning header) of a call the gateway refuses."""
+    call = await room.stack.dial(f"sip:{user}@127.0.0.1:{port}", from_user=from_user, sdp=room.media.offer())
+    with pytest.raises(DialFailed):
+        await call.wait_answered(timeout=10)
+    return call.final.status_code, call.final.reason_phrase, call.final.get_header("Warning") or ""
+
+
 async def test_unknown_number_closed_meeting_and_strangers_are_refused(gateway):
     node, port, room = gateway
-    with pytest.raises(DialFailed) as unknown:
-        await room.dial("99999999", port, from_user="room-a")
-    assert unknown.value.code == 404
+    code, reason, warning = await refusal(room, "99999999", port, "room-a")
+    assert (code, reason) == (404, "Not Found") and "Không có cuộc họp số 99999999" in warning
     later = await node.schedule(CHAIR, ["room-a"], minutes_from_now=600)  # opens in 10 h
-    with pytest.raises(DialFailed) as closed:
-        await room.dial(later["dial_number"], port, from_user="room-a")
-    assert closed.value.code == 480
+    code, reason, warning = await refusal(room, later["dial_number"], port, "room-a")
+    assert (code, reason) == (480, "Temporarily Unavailable") and "chưa mở" in warning, warning
     meeting = await node.schedule(CHAIR, ["room-a", "room-far"])
-    with pytest.raises(DialFailed) as far:  # claims room-far, whose allowed_sources exclude 127.0.0.1
-        await room.dial(meeting["dial_number"], port, from_user="room-far")
-    assert far.value.code == 403
-    with pytest.raises(DialFailed) as stranger:  # not in the directory, and the meeting has no PIN
-        await room.dial(meeting["dial_number"], port, from_user="someone")
-    assert stranger.value.code == 403
+    code, _, warning = await refusal(room, meeting["dial_number"], port, "room-far")  # from outside its sources
+    assert code == 403 and "allowed_sources" in warning, warning
+    code, _, warning = await refusal(room, meeting["dial_number"], port, "someone")  # unknown, no PIN
+    assert code == 403 and "no PIN" in warning, warning
+    code, _, warning = await refusal(room, "room-far", port, "someone")  # its endpoint id, from elsewhere
+    assert code == 403 and "room-far" in warning, warning
+    g729 = "v=0\r\no=r 1 1 IN IP4 127.0.0.1\r\ns=r\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 40000 RTP/AVP 18\r\na=rtpmap:18 G729/8000\r\n"
+    call = await room.stack.dial(f"sip:{meeting['dial_number']}@127.0.0.1:{port}", from_user="room-a", sdp=g729)
+    with pytest.raises(DialFailed) as no_codec:
+        await call.wait_answered(timeout=10)
+    assert no_codec.value.code == 488 and "G729" in (call.final.get_header("Warning") or ""), call.final
     assert not await _sip_in(node, meeting["id"], "room-a")
 
 
