@@ -137,9 +137,7 @@ class Inbound:
         refusal = self._admit(req, existing, ip)
         if refusal is not None:
             self.stack.counts[f"refused:{refusal[1]}"] += 1
-            self.stack.respond(
-                req, *refusal, link=link, headers={"Min-SE": str(self.stack.min_se)} if refusal[0] == 422 else None
-            )
+            self.stack.respond(req, *refusal, link=link, headers=self._refusal_headers(refusal[0]))
             return
         call = IncomingCall(self.stack, req, link)
         self.stack.calls[call.call_id] = call
@@ -147,6 +145,11 @@ class Inbound:
         self.stack.server.begin(req, link)
         self.stack.respond(req, 100, "Trying", link=link)
         self.stack.spawn(self._run_on_invite(call))
+
+    def _refusal_headers(self, code: int) -> dict[str, str]:
+        if code == 422:
+            return {"Min-SE": str(self.stack.min_se)}
+        return {"Retry-After": str(self.stack.limits.retry_after_s)} if code == 503 else {}
 
     def _admit(self, req: SipRequest, existing: Call | None, ip: str) -> tuple[int, str] | None:
         """Why a new INVITE is refused before anyone sees it, or None."""

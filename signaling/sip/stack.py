@@ -280,8 +280,6 @@ class SipStack:
             resp.headers.set_single("Content-Type", "application/sdp")
         if warning:
             resp.headers.set_single("Warning", warning_value(code, self.advertised("udp")[0], warning))
-        if code in (503, 486) and reason != "Service Unavailable":
-            resp.headers.set_single("Retry-After", str(self.limits.retry_after_s))
         for name, value in (headers or {}).items():
             resp.headers.set_single(name, value)
         if extra is not None:
