@@ -15,10 +15,14 @@ from tests.signaling.sip.conftest import audio_sdp
 pytestmark = pytest.mark.integration
 
 
-async def test_baresip_answers_an_offerless_invite_with_an_offer_and_takes_our_answer_in_the_ack(stacks, baresips):
+@pytest.mark.parametrize("transport", ["udp", "tcp"])
+async def test_baresip_answers_an_offerless_invite_with_an_offer_and_takes_our_answer_in_the_ack(
+    stacks, baresips, transport
+):
     room = await baresips("room").start()
     stack = await stacks()
-    call = await stack.dial(room.uri, from_user="7001")  # no sdp: delayed offer
+    uri = room.uri + (";transport=tcp" if transport == "tcp" else "")
+    call = await stack.dial(uri, from_user="7001")  # no sdp: delayed offer
     assert "Content-Type" not in str(call.invite.headers.items()) and not call.invite.body
     offer = await call.wait_answered(timeout=15)
     assert offer is not None and "m=audio" in offer, offer  # baresip offered in its 200
@@ -27,7 +31,7 @@ async def test_baresip_answers_an_offerless_invite_with_an_offer_and_takes_our_a
     await asyncio.sleep(0.5)
     await call.hangup()
     await room.wait_event("CALL_CLOSED", timeout=10)
-    assert call.end_reason == "hangup" and not stack.calls
+    assert call.end_reason == "hangup" and not stack.calls and call.transport == transport
 
 
 async def test_baresip_dials_in_gets_our_answer_and_its_bye_ends_the_call(stacks, baresips):

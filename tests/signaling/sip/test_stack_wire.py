@@ -105,6 +105,17 @@ async def test_tcp_framing_faults_close_the_connection_after_a_refusal(stacks, m
     assert stack.counts["error"] == 0
 
 
+async def test_connections_from_one_address_are_capped_and_the_first_still_served(stacks):
+    stack = await stacks(limits=SipLimits(max_conns_per_address=2))
+    target = stack.addresses["tcp"]
+    peers = [await RawPeer.stream(target) for _ in range(3)]
+    await asyncio.wait_for(peers[2]._reader_task, 2)  # the third is closed at once
+    peers[0].send(request("OPTIONS", target, peers[0]))
+    assert (await peers[0].response()).status_code == 200
+    for peer in peers:
+        peer.close()
+
+
 async def test_an_invite_flood_from_one_address_gets_503_with_retry_after(stacks):
     limits = SipLimits(invite_rate=0.1, invite_burst=3, calls_per_address=100)
     stack = await stacks(lambda call: None, limits=limits)
