@@ -188,9 +188,12 @@ class SipGateway:
                 488, "Not Acceptable Here", "Cuộc gọi cần có SDP", "an INVITE without an SDP offer is not served"
             )
         events = CallEvents()
-        member.peer = await self._open_leg(self._spec(member, meeting, endpoint), events)
-        answer = await _answer_offer(member.peer, call.offer_sdp)
-        await call.answer(answer)
+        member.peer = peer = await self._open_leg(self._spec(member, meeting, endpoint), events)
+        try:
+            await call.answer(await _answer_offer(peer, call.offer_sdp))
+        except BaseException:  # refused, or the room cancelled meanwhile: no leg is left behind
+            await peer.close()
+            raise
         await self._run_call(call, member, events)
 
     async def _pin_caller(self, call: Any, target: Target) -> None:
