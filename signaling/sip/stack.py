@@ -284,7 +284,8 @@ class SipStack:
             resp.headers.set_single(name, value)
         if extra is not None:
             extra(resp)
-        target = link or (call.link if call is not None else None)
+        # where the request came from (a room may send its BYE on a new TCP connection), else the call's link
+        target = link or self.server.link_of(request) or (call.link if call is not None else None)
         assert target is not None, "a response needs a call or a link"
         self.server.respond(request, resp, target)
         return resp

@@ -121,6 +121,11 @@ class ServerTransactions:
         self._last[self.key(request)] = (b"", link)
         self._expire_after(self.key(request), TIMEOUT * 2)  # a handler that never answers
 
+    def link_of(self, request: SipRequest) -> Link | None:
+        """The link ``request`` arrived on (its response goes back there), if it is being handled."""
+        entry = self._last.get(self.key(request))
+        return entry[1] if entry is not None else None
+
     def retransmitted(self, request: SipRequest) -> bool:
         """Seen before: the last response (if any) is sent again."""
         entry = self._last.get(self.key(request))

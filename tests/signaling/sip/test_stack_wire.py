@@ -282,3 +282,24 @@ async def test_a_session_interval_below_min_se_gets_422(stacks):
     answer = await peer.response()
     assert (answer.status_code, answer.headers.get_first("min-se")) == (422, "90")
     assert GENEROUS.max_calls == 500
+
+
+async def test_a_bye_on_a_new_tcp_connection_is_answered_on_that_connection(stacks):
+    calls = []
+
+    async def on_invite(call):
+        calls.append(call)
+        await call.answer(audio_sdp())
+
+    stack = await stacks(on_invite)
+    target = stack.addresses["tcp"]
+    first = await RawPeer.stream(target)
+    first.send(request("INVITE", target, first, call_id="moved", body=audio_sdp()))
+    ok = await first.response()
+    first.send(request("ACK", target, first, call_id="moved", to_tag=ok.to_addr.tag))
+    first.close()
+    second = await RawPeer.stream(target)
+    second.send(request("BYE", target, second, call_id="moved", cseq=2, to_tag=ok.to_addr.tag))
+    assert (await second.response()).status_code == 200
+    await asyncio.wait_for(calls[0].ended.wait(), 2)
+    assert calls[0].end_reason == "bye"
