@@ -115,6 +115,8 @@ class Inbound:
                 self.stack.respond(req, 500, "CSeq Out Of Order", link=link)
             else:
                 self.stack.server.begin(req, link)
+                if link.transport == call.link.transport and link.peer[0] == call.link.peer[0]:
+                    call.link = link  # the room's latest connection or NAT binding: our requests follow it
                 call.handle(req)
         elif method == "INVITE":
             self._new_invite(req, call, link)
