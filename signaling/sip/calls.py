@@ -72,6 +72,10 @@ class Refusal(Exception):
         self.code, self.reason, self.warning = code, reason, warning
 
 
+class CallGone(RuntimeError):
+    """answer() on a call that already ended (the room cancelled or hung up while we set up media)."""
+
+
 class DialFailed(Exception):
     """A dial ended without a 2xx: ``code``/``reason`` of the final answer (408 when none came)."""
 

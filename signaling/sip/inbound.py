@@ -18,7 +18,7 @@ from typing import Any, Protocol
 from aiosipua.dialog import dialog_matches, remote_cseq_valid
 from aiosipua.message import SipRequest, SipResponse
 
-from signaling.sip.calls import Call, Stack, maybe_await
+from signaling.sip.calls import Call, CallGone, Stack, maybe_await
 from signaling.sip.incoming import IncomingCall
 from signaling.sip.limits import SipLimits, TokenBuckets
 from signaling.sip.transactions import ClientTransaction, ServerTransactions, branch_of
@@ -171,6 +171,9 @@ class Inbound:
     async def _run_on_invite(self, call: IncomingCall) -> None:
         try:
             await maybe_await(self.stack.on_invite(call))
+        except CallGone as e:  # the room gave up while we were answering: nothing went wrong here
+            log.info("%s", e)
+            return
         except Exception:
             log.exception("sip %s: on_invite failed", call.call_id)
             call.reject(500, "Server Internal Error")

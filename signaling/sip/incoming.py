@@ -16,7 +16,7 @@ from aiosipua.dialog import create_dialog_from_request
 from aiosipua.header_codec import stringify_uri
 from aiosipua.message import SipRequest, SipResponse
 
-from signaling.sip.calls import Call, Stack, allows_update, uri_user
+from signaling.sip.calls import Call, CallGone, Stack, allows_update, uri_user
 from signaling.sip.transactions import T1, T2, TIMEOUT
 from signaling.sip.transport import Link
 from signaling.sip.wire import capabilities, has_option, sdp_of
@@ -86,11 +86,11 @@ class IncomingCall(Call):
     async def answer(self, sdp: str | None) -> None:
         """200 OK with our SDP (our answer, or our offer when the INVITE had none)."""
         if self.final_sent or self.ended.is_set():
-            raise RuntimeError(f"sip {self.call_id}: already answered or ended ({self.end_reason or 'final sent'})")
+            raise CallGone(f"sip {self.call_id}: already answered or ended ({self.end_reason or 'final sent'})")
         if self._prack is not None:
             await asyncio.wait_for(asyncio.shield(self._prack), TIMEOUT)
             if self.final_sent:
-                raise RuntimeError(f"sip {self.call_id}: no PRACK for our reliable 180")
+                raise CallGone(f"sip {self.call_id}: no PRACK for our reliable 180")
         self._negotiate_timer()
         self.final_sent = True
         self.local_sdp = sdp

@@ -27,6 +27,7 @@ API (what signaling/sip/gateway.py uses)::
                                   # as a new INVITE, which on_invite sees again)
         await call.ringing()      # 180 (reliable with PRACK when the room supports 100rel)
         await call.answer(sdp)    # 200 with our SDP, retransmitted until the ACK; session timer negotiated
+                                  # (CallGone if the room cancelled meanwhile: on_invite may let it propagate)
         ack_sdp = await call.wait_ack()   # the ACK's SDP (the room's answer when offer_sdp was None)
         call.reject(488, "Not Acceptable Here", warning="no common codec: offered G729; we take PCMU ...")
         call.on_reinvite = async def(offer: str | None) -> str   # their re-INVITE/UPDATE offer -> our
@@ -73,7 +74,7 @@ from aiosipua.header_codec import parse_uri
 from aiosipua.message import SipRequest, SipResponse
 from aiosipua.utils import format_addr
 
-from signaling.sip.calls import Call, DialFailed, Refusal
+from signaling.sip.calls import Call, CallGone, DialFailed, Refusal
 from signaling.sip.digest import DigestServer, Ha1Lookup
 from signaling.sip.inbound import Inbound
 from signaling.sip.incoming import IncomingCall
@@ -86,7 +87,7 @@ from signaling.sip_settings import SipSettings
 
 log = logging.getLogger(__name__)
 
-__all__ = ["SipStack", "IncomingCall", "OutgoingCall", "Call", "Refusal", "DialFailed", "SipLimits"]
+__all__ = ["SipStack", "IncomingCall", "OutgoingCall", "Call", "CallGone", "Refusal", "DialFailed", "SipLimits"]
 
 OnInvite = Callable[[IncomingCall], Awaitable[None] | None]
 

@@ -249,3 +249,22 @@ async def test_tls_call_with_a_self_signed_certificate(stacks, tmp_path):
     with pytest.raises(DialFailed) as failed:  # the default context checks the certificate
         await untrusting.dial(uri_of(uas, "tls"), from_user="gw")
     assert failed.value.code == 503 and "SSL" in failed.value.reason
+
+
+async def test_a_cancel_while_we_set_up_media_is_no_error(stacks, caplog):
+    slow = []
+
+    async def on_invite(call):
+        slow.append(call)
+        await call.ringing()
+        await asyncio.sleep(0.5)  # opening the media leg
+        await call.answer(audio_sdp())  # CallGone: the room cancelled meanwhile
+
+    uas = await stacks(on_invite)
+    uac = await stacks()
+    out = await uac.dial(uri_of(uas, "udp"), from_user="gw", sdp=audio_sdp())
+    await asyncio.wait_for(out.ringing.wait(), 5)
+    await out.cancel()
+    await asyncio.sleep(0.7)
+    assert slow[0].end_reason == "cancel" and not uas.calls
+    assert not [r for r in caplog.records if r.levelname == "ERROR"]
