@@ -276,6 +276,7 @@ def print_row(row: dict, rows: list[dict]) -> None:
 
 def summary(args: argparse.Namespace, rows: list[dict], joins: list[dict], work: Path) -> dict:
     times = [j["invite_to_first_video_s"] for j in joins]
+    answers = [j["invite_to_answer_s"] for j in joins if "invite_to_answer_s" in j]
     out = {
         "benchmark": "sip_rooms",
         "loop": loops.running(),
@@ -286,12 +287,15 @@ def summary(args: argparse.Namespace, rows: list[dict], joins: list[dict], work:
         "invite_to_first_video_p50_s": pct(times, 0.5),
         "invite_to_first_video_p95_s": pct(times, 0.95),
         "invite_to_first_video_max_s": max(times, default=float("nan")),
+        "invite_to_200_p50_s": pct(answers, 0.5),  # light rooms: the gateway's admission + media leg
+        "invite_to_200_p95_s": pct(answers, 0.95),
         "workdir": str(work),
     }
     print(
         f"INVITE -> first composite frame over {len(times)} calls: p50 {out['invite_to_first_video_p50_s']:.3f} s,"
         f" p95 {out['invite_to_first_video_p95_s']:.3f} s, max {out['invite_to_first_video_max_s']:.3f} s"
-        f" (mean {statistics.fmean(times) if times else float('nan'):.3f} s)"
+        f" (mean {statistics.fmean(times) if times else float('nan'):.3f} s);"
+        f" INVITE -> 200 p50 {out['invite_to_200_p50_s']:.3f} s, p95 {out['invite_to_200_p95_s']:.3f} s"
     )
     RESULTS.mkdir(parents=True, exist_ok=True)
     path = RESULTS / f"sip_rooms_{time.strftime('%Y%m%dT%H%M%S')}.json"
