@@ -15,14 +15,14 @@ from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
 from aiosipua.dialog import Dialog, DialogState
-from aiosipua.header_codec import parse_uri
 from aiosipua.message import SipRequest, SipResponse
 from aiosipua.session_timer import SessionTimer, parse_session_expires
 
 from mcu.api import OfferRefused
 from signaling.sip.transactions import T1, T2, TIMEOUT
 from signaling.sip.transport import Link
-from signaling.sip.wire import capabilities, has_option, sdp_of
+from signaling.sip.refusals import CallGone, DialFailed, Refusal
+from signaling.sip.wire import capabilities, sdp_of
 from signaling.sip_settings import SipSettings
 
 log = logging.getLogger(__name__)
@@ -62,26 +62,6 @@ class Stack(Protocol):
     def spawn(self, coro: Awaitable[Any]) -> None: ...
 
     def forget(self, call: Call) -> None: ...
-
-
-class Refusal(Exception):
-    """Raised by ``on_reinvite`` (or given to ``reject``): answer with this status, reason and Warning."""
-
-    def __init__(self, code: int, reason: str, warning: str | None = None) -> None:
-        super().__init__(f"{code} {reason}")
-        self.code, self.reason, self.warning = code, reason, warning
-
-
-class CallGone(RuntimeError):
-    """answer() on a call that already ended (the room cancelled or hung up while we set up media)."""
-
-
-class DialFailed(Exception):
-    """A dial ended without a 2xx: ``code``/``reason`` of the final answer (408 when none came)."""
-
-    def __init__(self, code: int, reason: str) -> None:
-        super().__init__(f"{code} {reason}")
-        self.code, self.reason = code, reason
 
 
 async def maybe_await(value: Any) -> Any:
@@ -399,15 +379,4 @@ class Call:
                 log.exception("sip %s: on_bye failed", self.call_id)
 
 
-def uri_user(uri: str) -> str:
-    try:
-        return parse_uri(uri.strip("<>")).user or ""
-    except (ValueError, IndexError):
-        return ""
-
-
-def allows_update(message: SipRequest | SipResponse) -> bool:
-    return any("UPDATE" in v.upper() for v in message.headers.get("allow"))
-
-
-__all__ = ["Call", "DialFailed", "Refusal", "has_option", "maybe_await", "uri_user", "allows_update"]
+__all__ = ["Call", "CallGone", "DialFailed", "Refusal", "Stack", "maybe_await"]  # the refusals re-exported

@@ -16,10 +16,10 @@ from aiosipua.dialog import create_dialog_from_request
 from aiosipua.header_codec import stringify_uri
 from aiosipua.message import SipRequest, SipResponse
 
-from signaling.sip.calls import Call, CallGone, Stack, allows_update, uri_user
+from signaling.sip.calls import Call, CallGone, Stack
 from signaling.sip.transactions import T1, T2, TIMEOUT
 from signaling.sip.transport import Link
-from signaling.sip.wire import capabilities, has_option, sdp_of
+from signaling.sip.wire import allows_update, capabilities, has_option, sdp_of, uri_user
 
 
 class IncomingCall(Call):

@@ -17,10 +17,10 @@ from aiosipua.header_codec import stringify_uri
 from aiosipua.message import SipRequest, SipResponse
 from aiosipua.utils import generate_call_id, generate_tag
 
-from signaling.sip.calls import Call, Stack, DialFailed, allows_update
+from signaling.sip.calls import Call, DialFailed, Stack
 from signaling.sip.transactions import TIMEOUT, ClientTransaction
 from signaling.sip.transport import Link
-from signaling.sip.wire import capabilities, sdp_of
+from signaling.sip.wire import allows_update, capabilities, sdp_of
 
 log = logging.getLogger(__name__)
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import re
 
-from aiosipua.header_codec import parse_address, parse_cseq, parse_via
+from aiosipua.header_codec import parse_address, parse_cseq, parse_uri, parse_via
 from aiosipua.message import SipMessage, SipRequest, SipResponse
 from aiosipua.utils import generate_tag
 
@@ -171,3 +171,14 @@ def sdp_of(message: SipMessage) -> str | None:
     if ctype == "application/sdp" and message.body.strip():
         return message.body.decode("utf-8", errors="replace")
     return None
+
+
+def uri_user(uri: str) -> str:
+    try:
+        return parse_uri(uri.strip("<>")).user or ""
+    except (ValueError, IndexError):
+        return ""
+
+
+def allows_update(message: SipRequest | SipResponse) -> bool:
+    return any("UPDATE" in v.upper() for v in message.headers.get("allow"))
