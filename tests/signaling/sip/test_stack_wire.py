@@ -303,3 +303,42 @@ async def test_a_bye_on_a_new_tcp_connection_is_answered_on_that_connection(stac
     assert (await second.response()).status_code == 200
     await asyncio.wait_for(calls[0].ended.wait(), 2)
     assert calls[0].end_reason == "bye"
+
+
+async def test_messages_over_the_address_rate_are_dropped_unread(stacks):
+    stack = await stacks(limits=SipLimits(message_rate=5, message_burst=5))
+    target = stack.addresses["udp"]
+    peer = await RawPeer.udp(target)
+    for _ in range(20):
+        peer.send(request("OPTIONS", target, peer))
+    await asyncio.sleep(0.3)
+    assert peer.queue.qsize() <= 7 and stack.counts["dropped:message rate"] >= 13
+    await asyncio.sleep(1.0)  # the bucket refills: answered again
+    await options_ok(stack)
+
+
+async def test_an_update_with_an_offer_goes_to_on_reinvite_and_its_answer_comes_back(stacks):
+    calls = []
+
+    async def on_invite(call):
+        calls.append(call)
+
+        async def on_reinvite(offer):
+            return audio_sdp(42010) if "a=sendonly" in offer else audio_sdp()
+
+        call.on_reinvite = on_reinvite
+        await call.answer(audio_sdp())
+
+    stack = await stacks(on_invite)
+    target = stack.addresses["udp"]
+    peer = await RawPeer.udp(target)
+    peer.send(request("INVITE", target, peer, call_id="u", body=audio_sdp(44000)))
+    ok = await peer.response()
+    peer.send(request("ACK", target, peer, call_id="u", to_tag=ok.to_addr.tag))
+    held = audio_sdp(44000).replace("sendrecv", "sendonly")
+    peer.send(request("UPDATE", target, peer, call_id="u", cseq=2, to_tag=ok.to_addr.tag, body=held))
+    answer = await peer.response()
+    assert answer.status_code == 200 and answer.body.decode() == audio_sdp(42010)
+    peer.send(request("UPDATE", target, peer, call_id="u", cseq=2, to_tag=ok.to_addr.tag, body=held))
+    assert (await peer.response()).status_code == 500  # CSeq not above the last: refused in words
+    assert not calls[0].ended.is_set()
