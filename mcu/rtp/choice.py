@@ -5,7 +5,7 @@ Audio: OPUS/48000/2, G722/8000, PCMU or PCMA, in the room's order of preference 
 default order (Opus, G.722, PCMU, PCMA): the directory's list orders, it does not forbid. The
 first offered audio line that carries one of them is the call's audio; with none, the whole offer
 is refused (``OfferRefused``, its message the SIP 488's Warning). Its telephone-event format
-(RFC 4733) of the same clock is kept, for DTMF PINs.
+(RFC 4733) is kept for DTMF PINs: the one of the same clock, else any offered.
 
 Video: what the meeting's composite can be sent as. H.264 in a format that reads what this node
 encodes (single NAL units, constrained baseline: ``mcu.sfu.subscriber.h264_covers``), from a
@@ -50,7 +50,7 @@ class Chosen:
     codec: str  # OPUS, G722, PCMU, PCMA, H264, VP8
     format: Format  # the offered format taken: its payload type, clock and fmtp
     direction: str  # the answer's direction (RFC 3264: sendonly -> recvonly, ...)
-    dtmf: Format | None = None  # the offered telephone-event of the audio codec's clock
+    dtmf: Format | None = None  # the offered telephone-event (of the audio codec's clock if offered)
     crypto: Crypto | None = None  # the offered a=crypto taken (RTP/SAVP lines)
     slides: bool = False  # a second video line marked a=content:slides
 
@@ -96,11 +96,19 @@ def _choose_line(media: MediaLine, order: Sequence[str], match: Callable[[str, F
     for codec in order:
         fmt = next((f for f in media.formats if match(codec, f)), None)
         if fmt is not None:
-            dtmf = next((f for f in media.formats if f.name == DTMF and f.clock == fmt.clock), None)
+            dtmf = _telephone_event(media, fmt)
             direction = ANSWERED_DIRECTION[media.sending_direction]
             audio_dtmf = dtmf if media.kind == "audio" else None
             return Chosen(media.index, media.kind, codec, fmt, direction, audio_dtmf, crypto if media.secure else None)
     return None
+
+
+def _telephone_event(media: MediaLine, fmt: Format) -> Format | None:
+    """The offered telephone-event of the codec's clock (RFC 4733 7.1.1), else any offered one:
+    rooms such as baresip offer Opus/48000 with telephone-event/8000 only. We only read event
+    codes and end bits, which mean the same at any clock, so their PIN keys still count."""
+    events = [f for f in media.formats if f.name == DTMF]
+    return next((f for f in events if f.clock == fmt.clock), events[0] if events else None)
 
 
 def _as_slides(pick: Chosen) -> Chosen:

@@ -220,12 +220,6 @@ async def test_the_chair_mutes_and_removes_the_room(tmp_path, baresips):
         await briefing.node.stop()
 
 
-OPUS_DTMF_GAP = (
-    "baresip 1.0 offers telephone-event/8000 only; when Opus (48 kHz) is chosen the answer carries no "
-    "telephone-event (mcu/rtp/choice.py pairs DTMF with the chosen codec's clock), so its keys are not read"
-)
-
-
 @pytest.mark.parametrize(
     "audio_codecs, keyed, admitted",
     [
@@ -236,7 +230,6 @@ OPUS_DTMF_GAP = (
             "2468",
             True,
             id="opus-right-pin",
-            marks=pytest.mark.xfail(strict=True, reason=OPUS_DTMF_GAP),
         ),
     ],
 )

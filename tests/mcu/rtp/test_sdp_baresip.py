@@ -182,7 +182,7 @@ def collect(sip, reply, peer, chosen: list[Chosen], sockets) -> tuple[dict[int, 
 
 @pytest.mark.parametrize(
     "enc, prefs, audio",
-    [("", [], ("OPUS", False)), (";mediaenc=srtp-mand", ["PCMU"], ("PCMU", True))],
+    [("", [], ("OPUS", True)), (";mediaenc=srtp-mand", ["PCMU"], ("PCMU", True))],
     ids=["plain-opus", "srtp-pcmu"],
 )
 def test_baresip_takes_our_answer_and_sends_what_it_says(tmp_path, enc, prefs, audio):
