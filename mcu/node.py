@@ -72,7 +72,7 @@ class LocalMediaNode:
         self,
         node_id: str = "local",
         *,
-        ice_host: str | None = "127.0.0.1",
+        ice_host: str | Sequence[str] | None = "127.0.0.1",
         encode_codecs: Sequence[str] = VIDEO_CODECS,
         audio_slots: int = 3,
         keyframe_interval: float = 0.5,
@@ -83,7 +83,8 @@ class LocalMediaNode:
         self.encode_codecs = encodable(encode_codecs)
         self.transcode_budget = TranscodeBudget(max_transcodes)  # over all its meetings
         self.node_id = node_id
-        self.ice_host = ice_host
+        # ICE host candidates only on these addresses (empty: every interface, aioice's choice)
+        self.ice_addresses = (ice_host,) if isinstance(ice_host, str) else tuple(ice_host or ())
         self.audio_slots = audio_slots
         self.keyframe_interval = keyframe_interval
         # link class -> "sfu" | "mcu" | "both" (mcu.bridge.rendition_policy; None: DEFAULT_POLICY)
@@ -114,8 +115,8 @@ class LocalMediaNode:
         self._stopping = False
         check_fence()  # the private hooks of aiortc, aioice and pylibsrtp are all there
         install_udp_guard()  # hostile datagrams never reach aiortc; sockets sized (#11)
-        if self.ice_host:
-            self._pin = pin_host_addresses([self.ice_host])
+        if self.ice_addresses:
+            self._pin = pin_host_addresses(self.ice_addresses)
         self._tick_task = asyncio.get_running_loop().create_task(self._ticker())
 
     async def stop(self) -> None:
@@ -181,7 +182,8 @@ class LocalMediaNode:
             meeting,
             spec,
             events,
-            host=self.ice_host or "0.0.0.0",
+            # one address: bound there; several or none: every interface, answering with the routed one
+            host=self.ice_addresses[0] if len(self.ice_addresses) == 1 else "0.0.0.0",
             encode_codecs=self.encode_codecs,
             keyframe_interval=self.keyframe_interval,
             on_closed=partial(self._forget_peer, meeting=meeting),

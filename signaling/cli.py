@@ -6,10 +6,12 @@ import argparse
 import asyncio
 import csv
 import getpass
+import logging
 import os
 import sys
 
 from endpoints.directory import DirectoryError, load_directory
+from signaling import addresses
 from signaling.logs import setup_logging
 from signaling.store.redis_store import redact as redact_url
 from signaling.settings import SettingsError, load_settings
@@ -48,11 +50,39 @@ def cmd_serve(args) -> int:
         file=sys.stderr,
         flush=True,
     )  # no Redis password
+    announce(settings, addresses.interface_addresses())
     app = make_app(ctx)
     app.on_shutdown.insert(0, _stop_deadline)
     # web.run_app with a site that limits open connections per address (connection_limits.py)
     run_app(app, settings.host or None, settings.port, loop, shutdown_timeout=10.0)
     return 0
+
+
+def advertised(settings) -> addresses.Advertised:
+    sip = settings.sip
+    transports = "/".join(t for t in sip.transports if t != "tls")
+    tls = f", tls on {sip.port + 1}" if "tls" in sip.transports else ""
+    return addresses.Advertised(
+        host=settings.host,
+        port=settings.port,
+        public_url=settings.public_url,
+        media=settings.ice_host if settings.media == "local" else [],
+        sip=f"{sip.host}:{sip.port} {transports}{tls}, domain {sip.domain}" if sip.enabled else "",
+        sip_host=sip.host,
+    )
+
+
+def announce(settings, interfaces: list[str]) -> None:
+    """Print and log what the server advertises, and a warning for each setting that leaves media
+    or join links unreachable from other machines (#16)."""
+    adv = advertised(settings)
+    log = logging.getLogger("giaoban.serve")
+    for line in addresses.describe(adv):
+        print(f"giaoban: {line}", file=sys.stderr, flush=True)
+        log.info(line)
+    for line in addresses.warnings(adv, interfaces):
+        print(f"giaoban: {line}", file=sys.stderr, flush=True)
+        log.warning(line)
 
 
 # After SIGTERM/SIGINT `giaoban serve` exits within this bound whatever state it is in: requests get

@@ -12,6 +12,7 @@ from typing import Any
 import yaml
 
 from mcu.api import VIDEO_CODECS
+from signaling.addresses import default_public_url, ice_host_list, interface_addresses, is_wildcard, media_addresses
 from signaling.guard.client_address import parse_networks
 from signaling.sip_settings import SIP_KEY_CHECKS, SipSettings, check_sip
 
@@ -62,13 +63,16 @@ class TokenTtl:
 class Settings:
     host: str = "127.0.0.1"
     port: int = 8080
-    public_url: str = ""  # base of join links; default http://host:port
+    public_url: str = ""  # base of join links; default http://host:port (host 0.0.0.0: the first routable address)
     data_dir: str = "var"
     store: str = ""  # default sqlite:<data_dir>/giaoban.db; redis://host:port/db for several nodes
     directory: str = "config/hagiang.yaml"
     node_id: str = ""  # default <hostname>-<port>
     media: str = "local"  # local: an in-process aiortc media node; none: signaling only
-    ice_host: str = "127.0.0.1"  # address for the media node's ICE host candidates; "" = every interface
+    # the media node's ICE host candidates: an address or a list; "" = from host (loopback host: 127.0.0.1,
+    # 0.0.0.0 or ::: every routable interface address, one address: that one); signaling/addresses.py.
+    # Once resolved, the list of addresses advertised
+    ice_host: str | list = ""
     # what the media node may ENCODE (composite renditions, transcodes for subscribers that cannot
     # decode a publisher's codec); forwarding needs none. VP8 and/or H264, upper case once loaded
     encode_codecs: list = field(default_factory=lambda: list(ENCODE_CODECS))
@@ -91,9 +95,14 @@ class Settings:
     tokens: TokenTtl = field(default_factory=TokenTtl)
     sip: SipSettings = field(default_factory=SipSettings)  # SIP gateway (#14): off by default
 
-    def resolved(self) -> "Settings":
+    def resolved(self, interfaces: list[str] | None = None) -> "Settings":
+        """Defaults filled in; ``interfaces``: this machine's addresses (read when None)."""
         s = dataclasses.replace(self)
-        s.public_url = (s.public_url or f"http://{s.host}:{s.port}").rstrip("/")
+        ice = ice_host_list(s.ice_host)
+        if interfaces is None:
+            interfaces = interface_addresses() if is_wildcard(s.host) else []
+        s.ice_host = media_addresses(s.host, ice, interfaces)
+        s.public_url = (s.public_url or default_public_url(s.host, s.port, s.ice_host, interfaces)).rstrip("/")
         s.store = s.store or f"sqlite:{Path(s.data_dir) / 'giaoban.db'}"
         s.node_id = s.node_id or f"{socket.gethostname()}-{s.port}"
         s.media_url = (s.media_url or s.public_url).rstrip("/")
@@ -135,6 +144,10 @@ class Settings:
         except ValueError as exc:
             raise bad(str(exc)) from None
         try:
+            self.ice_host = ice_host_list(self.ice_host)
+        except ValueError as exc:
+            raise bad(str(exc)) from None
+        try:
             check_sip(self.sip, self.host, self.port)
         except ValueError as exc:
             raise bad(str(exc)) from None
@@ -161,7 +174,9 @@ def encode_codecs(value: list) -> list[str]:
 
 
 # checks of one key that can name the line it is on (validate() checks them again for the CLI)
-_KEY_CHECKS = {"encode_codecs": encode_codecs, **SIP_KEY_CHECKS}
+_KEY_CHECKS = {"encode_codecs": encode_codecs, "ice_host": ice_host_list, **SIP_KEY_CHECKS}
+# keys whose check takes more than one type (ice_host: one address or a list)
+_ANY_TYPE = {"ice_host"}
 
 
 def _section_types() -> dict[str, type]:
@@ -190,7 +205,8 @@ def _apply(target: Any, node: yaml.MappingNode, file: str, prefix: str) -> None:
         want = type(current)
         if want is float and isinstance(value, int) and not isinstance(value, bool):
             value = float(value)
-        if not isinstance(value, want) or (want is int and isinstance(value, bool)):
+        typed = isinstance(value, want) and not (want is int and isinstance(value, bool))
+        if not typed and f"{prefix}{key}" not in _ANY_TYPE:
             raise SettingsError(file, line, f"{prefix}{key} must be {want.__name__}, got {type(value).__name__}")
         check = _KEY_CHECKS.get(f"{prefix}{key}")
         if check is not None:

@@ -118,6 +118,7 @@ SIGNALING_LAYERS = [
         "signaling.protocol",
         "signaling.errors",
         "signaling.settings",
+        "signaling.addresses",
         "signaling.sip_settings",
         "signaling.metrics",
         "signaling.logs",
