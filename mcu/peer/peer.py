@@ -35,6 +35,7 @@ from mcu.peer.owner_task import OwnerTask
 from mcu.peer.codec_choice import offer_for_aiortc, plan_answer, prefer_codecs, served_for, served_video_codecs
 from mcu.peer.negotiation import MLine, NegotiationError, check_bundle, describe, explain, receives, sends
 from mcu.peer.lines import publisher_stream, role_for_client_mline, subscriber_output
+from mcu.peer.renegotiation import NegotiatedIds, answer_for_aiortc
 from mcu.peer.rtcp import publisher_feedback, update_sender_reports
 from mcu.sfu.stream import Stream
 from mcu.sfu.subscriber import Output
@@ -110,6 +111,7 @@ class LocalPeer:
         self._offer_outstanding = False
         self._want_offer = False
         self._answered_once = False
+        self.negotiated = NegotiatedIds()  # extension ids and payload types, kept for life (#17)
         self._owner = OwnerTask(spec.endpoint_id)
         self.closed = False
         self.congested = False  # set by the meeting from RTCP receiver reports
@@ -199,6 +201,7 @@ class LocalPeer:
                 role = role_for_client_mline(self, rline, list(self._roles.values()))  # its a=content
                 self._add_output(mid, line, role)
         self._answered_once = True
+        self.negotiated.learn(sdp, self.pc.localDescription.sdp)
         if self.spec.role == CASCADE_ROLE:  # an edge node: who each upstream line carries
             relabel(self, sdp)
         self.meeting.peer_changed(self)
@@ -236,10 +239,11 @@ class LocalPeer:
         if not self._offer_outstanding:
             raise NegotiationError("no server offer is waiting for an answer")
         try:
-            await self.pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="answer"))
+            await self.pc.setRemoteDescription(RTCSessionDescription(sdp=answer_for_aiortc(sdp), type="answer"))
         except Exception as exc:
             raise NegotiationError(explain("answer", exc, self.endpoint_id)) from exc
         self._offer_outstanding = False
+        self.negotiated.learn(self.pc.localDescription.sdp, sdp)
         remote = describe(sdp)
         for mid, role in list(self._roles.items()):
             if mid in self.outputs:
@@ -297,8 +301,8 @@ class LocalPeer:
             kind = "audio" if role in ("audio", "mix") else "video"
             t = self.pc.addTransceiver(IdleTrack(kind), direction="sendonly")
             prefer_codecs(t, kind, served_for(kind, self.video_codecs))  # the answer's first is sent
-        offer = await self.pc.createOffer()
-        await self.pc.setLocalDescription(offer)
+        offer = await self.pc.createOffer()  # aiortc's own ids and payload types: kept as negotiated
+        await self.pc.setLocalDescription(RTCSessionDescription(sdp=self.negotiated.keep(offer.sdp), type="offer"))
         new_mids = [t.mid for t in self.pc.getTransceivers()[-len(missing) :]]
         for mid, role in zip(new_mids, missing):
             self._roles[mid] = role
