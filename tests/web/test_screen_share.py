@@ -7,7 +7,8 @@ code; the page is unchanged); the receiving page must decode a video whose pictu
 
 from __future__ import annotations
 
-from tests.web.browser import PC_STATE, expect, join_in_browser
+from mcu.peer.renegotiation import NegotiatedIds
+from tests.web.browser import PC_STATE, expect, has_class, join_in_browser
 
 SLIDES_RGB = (220, 30, 200)  # magenta: nothing like Chromium's fake camera (green, grey, white)
 
@@ -41,7 +42,7 @@ def _is_slides(rgb: list[int]) -> bool:
     return all(abs(a - b) < 40 for a, b in zip(rgb, SLIDES_RGB))
 
 
-async def test_the_other_laptop_sees_slides_shared_after_both_joined(mnode, browser):
+async def test_the_other_laptop_sees_slides_shared_after_both_joined(mnode, browser, tmp_path):
     meeting = await mnode.schedule(chair="hg-meo-vac", invited=["tree:hg-meo-vac"])
     sharer = await join_in_browser(browser, mnode, meeting["id"], "Chủ tịch UBND huyện", init_script=FAKE_SCREEN)
     viewer = await join_in_browser(browser, mnode, meeting["id"], "Phó Bí thư")
@@ -66,6 +67,27 @@ async def test_the_other_laptop_sees_slides_shared_after_both_joined(mnode, brow
     refused = [line for line in viewer.console_lines if "setRemoteDescription" in line or "Failed to set" in line]
     assert refused == []
     await expect(viewer.locator("#media-notice")).to_be_hidden()
+    await viewer.screenshot(path=str(tmp_path / "slides-received.png"))  # looked at: camera and slides tiles
+    for page in (sharer, viewer):
+        assert page.js_errors == []
+        await page.context.close()
+
+
+async def test_a_server_offer_the_browser_refuses_is_said_on_the_page(mnode, browser, monkeypatch, tmp_path):
+    """Today's bug brought back (the server's offer with aiortc's own ids): Chromium refuses it, and
+    the viewer is told so in Vietnamese instead of a silent console line."""
+    monkeypatch.setattr(NegotiatedIds, "keep", lambda self, offer: offer)
+    meeting = await mnode.schedule(chair="hg-meo-vac", invited=["tree:hg-meo-vac"])
+    sharer = await join_in_browser(browser, mnode, meeting["id"], "Chủ tịch UBND huyện", init_script=FAKE_SCREEN)
+    viewer = await join_in_browser(browser, mnode, meeting["id"], "Phó Bí thư")
+    for page in (sharer, viewer):
+        await page.wait_for_function(PC_STATE + " === 'connected'", timeout=15000)
+    await sharer.locator("#share").click()
+    notice = viewer.locator("#media-notice")
+    await expect(notice).to_contain_text("Không nhận được hình chia sẻ", timeout=15000)
+    await expect(notice).to_contain_text("extension ID reassignment")  # the browser's reason, after ours
+    await expect(notice).to_have_class(has_class("error"))
+    await viewer.screenshot(path=str(tmp_path / "refused-offer-notice.png"))  # looked at: the notice reads in full
     for page in (sharer, viewer):
         assert page.js_errors == []
         await page.context.close()

@@ -61,6 +61,7 @@ const media = new Media({
   },
   onRefused: (reason) => say($("media-notice"), "Không kết nối được hình/tiếng: máy chủ từ chối" + refusedWhy(reason) +
     " (The server refused audio/video) — " + reason, "error"),
+  onOfferFailed: (err) => say($("media-notice"), "Không nhận được hình chia sẻ hoặc hình/tiếng mới: trình duyệt không áp dụng được đề nghị kết nối của máy chủ. Hãy tải lại trang và báo cán bộ điều hành. (Cannot receive the shared screen or new audio/video: the browser could not apply the server's offer. Reload the page and tell the operator.) — " + ((err && err.message) || err), "error"),
 });
 
 signal.addEventListener("status", (ev) => {

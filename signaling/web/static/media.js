@@ -36,11 +36,12 @@ function markSlides(sdp, mid) {
 }
 
 export class Media {
-  constructor({ send, onTrack, onState, onRefused }) {
+  constructor({ send, onTrack, onState, onRefused, onOfferFailed }) {
     this.send = send;          // (type, fields) => request id
     this.onTrack = onTrack;    // (stream) => void, for every new remote stream
     this.onState = onState;    // (state) => void: connecting | connected | failed | closed
     this.onRefused = onRefused;  // (error message) => void: the server will not serve our offer
+    this.onOfferFailed = onOfferFailed;  // (error) => void: the browser could not apply the server's offer
     this.local = null;         // MediaStream from the camera + microphone
     this.screen = null;        // MediaStreamTrack while sharing the screen
     this.pc = null;
@@ -187,7 +188,12 @@ export class Media {
     return this._queue(async () => {
       if (!this.pc) return;
       if (this.pc.signalingState === "have-local-offer") await this.pc.setLocalDescription({ type: "rollback" });
-      await this.pc.setRemoteDescription({ type: "offer", sdp });
+      try {
+        await this.pc.setRemoteDescription({ type: "offer", sdp });
+      } catch (err) {  // new lines (a screen share, another speaker) will not arrive: said on the page
+        if (this.onOfferFailed) this.onOfferFailed(err);
+        throw err;
+      }
       const answer = await this.pc.createAnswer();
       await this.pc.setLocalDescription(answer);
       this.send("answer", { sdp: this.pc.localDescription.sdp });
