@@ -241,6 +241,18 @@ def replace_host_addresses(fn: HostAddresses) -> HostAddresses:
     return previous
 
 
+ComponentCandidates = Callable[..., Awaitable[list[Any]]]
+
+
+def replace_component_candidates(fn: ComponentCandidates) -> ComponentCandidates:
+    """Make every aioice Connection gather a component's candidates with
+    ``fn(connection, component, addresses, timeout=5)`` (the whole process; the public-address
+    mapping of mcu/peer/ice.py wraps the original); returns the function it replaced."""
+    previous: ComponentCandidates = aioice.ice.Connection.get_component_candidates
+    setattr(aioice.ice.Connection, "get_component_candidates", fn)
+    return previous
+
+
 def replace_datagram_handlers(stun: DatagramHandler, mdns: DatagramHandler) -> tuple[DatagramHandler, DatagramHandler]:
     """Route every datagram of aioice's ICE sockets to ``stun(protocol, data, addr)`` and of its
     mDNS socket to ``mdns(...)`` (the whole process); returns the two handlers replaced."""
@@ -369,6 +381,11 @@ _HOOKS: list[tuple[str, str, Callable[[], bool]]] = [
         "aioice",
         "ice.get_host_addresses(use_ipv4, use_ipv6)",
         lambda: _params(_ICE.get_host_addresses, "use_ipv4", "use_ipv6"),
+    ),
+    (
+        "aioice",
+        "ice.Connection.get_component_candidates(component, addresses)",
+        lambda: _params(_ICE.Connection.get_component_candidates, "self", "component", "addresses"),
     ),
     (
         "aioice",

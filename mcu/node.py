@@ -73,6 +73,7 @@ class LocalMediaNode:
         node_id: str = "local",
         *,
         ice_host: str | Sequence[str] | None = "127.0.0.1",
+        public_ip: Sequence[str] = (),
         encode_codecs: Sequence[str] = VIDEO_CODECS,
         audio_slots: int = 3,
         keyframe_interval: float = 0.5,
@@ -85,6 +86,7 @@ class LocalMediaNode:
         self.node_id = node_id
         # ICE host candidates only on these addresses (empty: every interface, aioice's choice)
         self.ice_addresses = (ice_host,) if isinstance(ice_host, str) else tuple(ice_host or ())
+        self.public_ip = tuple(public_ip)  # behind a 1:1 NAT: its public addresses (mcu/peer/ice.py)
         self.audio_slots = audio_slots
         self.keyframe_interval = keyframe_interval
         # link class -> "sfu" | "mcu" | "both" (mcu.bridge.rendition_policy; None: DEFAULT_POLICY)
@@ -116,7 +118,7 @@ class LocalMediaNode:
         check_fence()  # the private hooks of aiortc, aioice and pylibsrtp are all there
         install_udp_guard()  # hostile datagrams never reach aiortc; sockets sized (#11)
         if self.ice_addresses:
-            self._pin = pin_host_addresses(self.ice_addresses)
+            self._pin = pin_host_addresses(self.ice_addresses, self.public_ip)
         self._tick_task = asyncio.get_running_loop().create_task(self._ticker())
 
     async def stop(self) -> None:

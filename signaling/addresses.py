@@ -84,6 +84,21 @@ def ice_host_list(value: str | list) -> list[str]:
     return addresses
 
 
+def public_ip_list(value: str | list) -> list[str]:
+    """The ``public_ip`` setting (a 1:1 NAT's public addresses of this server) as a list; each must
+    be an address another network can reach. A ValueError names the setting."""
+    items = [value] if isinstance(value, str) else value
+    if not isinstance(items, list) or not all(isinstance(x, str) for x in items):
+        raise ValueError(f"public_ip must be an IP address or a list of them, got {value!r}")
+    addresses = [x.strip() for x in items if x.strip()]
+    for text in addresses:
+        if routable([text]) != [text]:
+            raise ValueError(
+                f"public_ip lists the addresses a 1:1 NAT forwards to this server (e.g. 203.0.113.7), got {text!r}"
+            )
+    return addresses
+
+
 def media_addresses(host: str, ice_host: Sequence[str], interfaces: Sequence[str]) -> list[str]:
     """The media node's ICE host addresses for these settings on a machine with ``interfaces``."""
     if ice_host:
@@ -115,6 +130,7 @@ class Advertised:
     port: int
     public_url: str
     media: Sequence[str]  # ICE host addresses; empty: a signaling-only node
+    public_ip: Sequence[str] = ()  # also advertised (server-reflexive) behind a 1:1 NAT
     sip: str = ""  # "host:port transports" when the SIP gateway is on
     sip_host: str = ""
 
@@ -130,7 +146,8 @@ def describe(adv: Advertised) -> list[str]:
     """The start-up lines: where the server listens and what it advertises."""
     lines = [f"HTTP: listening on {adv.host or '0.0.0.0'}:{adv.port}; join links {adv.public_url}"]
     if adv.media:
-        lines.append(f"media: ICE host candidates on {', '.join(adv.media)}")
+        public = f"; behind 1:1 NAT also on {', '.join(adv.public_ip)}" if adv.public_ip else ""
+        lines.append(f"media: ICE host candidates on {', '.join(adv.media)}{public}")
     if adv.sip:
         lines.append(f"SIP: {adv.sip}")
     return lines
@@ -160,6 +177,12 @@ def warnings(adv: Advertised, interfaces: Sequence[str]) -> list[str]:
             f"Cảnh báo: ice_host {', '.join(missing)} không phải địa chỉ của máy này; không gửi được hình "
             f"qua địa chỉ đó. / Warning: ice_host {', '.join(missing)} is not an address of this machine; "
             f"no media can flow through it."
+        )
+    unmatched = [p for p in adv.public_ip if not any((":" in p) == (":" in a) for a in adv.media)]
+    if unmatched:
+        out.append(
+            f"Cảnh báo: public_ip {', '.join(unmatched)} không có địa chỉ media cùng loại (IPv4/IPv6) để ánh xạ. / "
+            f"Warning: public_ip {', '.join(unmatched)} has no media address of its family (IPv4/IPv6) to map."
         )
     link = url_host(adv.public_url)
     if outside and (is_loopback(link) or is_wildcard(link)):

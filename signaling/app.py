@@ -113,6 +113,7 @@ async def build_context(settings: Settings, serving: bool = True) -> Context:
         media = LocalMediaNode(
             settings.node_id,
             ice_host=settings.ice_host or None,
+            public_ip=settings.public_ip,
             encode_codecs=tuple(settings.encode_codecs),
             recordings=recordings,
             max_transcodes=settings.limits.transcodes_per_node,

@@ -67,6 +67,7 @@ def advertised(settings) -> addresses.Advertised:
         port=settings.port,
         public_url=settings.public_url,
         media=settings.ice_host if settings.media == "local" else [],
+        public_ip=settings.public_ip if settings.media == "local" else [],
         sip=f"{sip.host}:{sip.port} {transports}{tls}, domain {sip.domain}" if sip.enabled else "",
         sip_host=sip.host,
     )

@@ -12,7 +12,14 @@ from typing import Any
 import yaml
 
 from mcu.api import VIDEO_CODECS
-from signaling.addresses import default_public_url, ice_host_list, interface_addresses, is_wildcard, media_addresses
+from signaling.addresses import (
+    default_public_url,
+    ice_host_list,
+    interface_addresses,
+    is_wildcard,
+    media_addresses,
+    public_ip_list,
+)
 from signaling.guard.client_address import parse_networks
 from signaling.sip_settings import SIP_KEY_CHECKS, SipSettings, check_sip
 
@@ -73,6 +80,9 @@ class Settings:
     # 0.0.0.0 or ::: every routable interface address, one address: that one); signaling/addresses.py.
     # Once resolved, the list of addresses advertised
     ice_host: str | list = ""
+    # behind a 1:1 NAT: the public address(es) forwarded whole to this server, advertised beside the
+    # host candidates (server-reflexive, same port) so clients outside reach the media node
+    public_ip: str | list = ""
     # what the media node may ENCODE (composite renditions, transcodes for subscribers that cannot
     # decode a publisher's codec); forwarding needs none. VP8 and/or H264, upper case once loaded
     encode_codecs: list = field(default_factory=lambda: list(ENCODE_CODECS))
@@ -102,6 +112,7 @@ class Settings:
         if interfaces is None:
             interfaces = interface_addresses() if is_wildcard(s.host) else []
         s.ice_host = media_addresses(s.host, ice, interfaces)
+        s.public_ip = public_ip_list(s.public_ip)
         s.public_url = (s.public_url or default_public_url(s.host, s.port, s.ice_host, interfaces)).rstrip("/")
         s.store = s.store or f"sqlite:{Path(s.data_dir) / 'giaoban.db'}"
         s.node_id = s.node_id or f"{socket.gethostname()}-{s.port}"
@@ -145,6 +156,7 @@ class Settings:
             raise bad(str(exc)) from None
         try:
             self.ice_host = ice_host_list(self.ice_host)
+            self.public_ip = public_ip_list(self.public_ip)
         except ValueError as exc:
             raise bad(str(exc)) from None
         try:
@@ -174,9 +186,9 @@ def encode_codecs(value: list) -> list[str]:
 
 
 # checks of one key that can name the line it is on (validate() checks them again for the CLI)
-_KEY_CHECKS = {"encode_codecs": encode_codecs, "ice_host": ice_host_list, **SIP_KEY_CHECKS}
-# keys whose check takes more than one type (ice_host: one address or a list)
-_ANY_TYPE = {"ice_host"}
+_KEY_CHECKS = {"encode_codecs": encode_codecs, "ice_host": ice_host_list, "public_ip": public_ip_list, **SIP_KEY_CHECKS}
+# keys whose check takes more than one type (one address or a list)
+_ANY_TYPE = {"ice_host", "public_ip"}
 
 
 def _section_types() -> dict[str, type]:

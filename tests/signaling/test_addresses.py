@@ -141,3 +141,28 @@ def test_url_host_reads_names_addresses_and_brackets():
         "2001:db8::5",
         "10.0.0.1",
     ]
+
+
+def test_public_ip_is_listed_beside_the_media_addresses(tmp_path, capsys):
+    path = tmp_path / "server.yaml"
+    path.write_text("public_ip: 203.0.113.7\n", encoding="utf-8")
+    assert load_settings(path).public_ip == ["203.0.113.7"]
+    lines = startup(capsys, host="0.0.0.0", port=8080, public_ip="203.0.113.7")
+    assert (
+        lines[1]
+        == "media: ICE host candidates on 10.20.0.5, 192.168.1.7, 2001:db8::5; behind 1:1 NAT also on 203.0.113.7"
+    )
+    assert len(lines) == 2  # no warning
+
+
+@pytest.mark.parametrize("value", ["127.0.0.1", "0.0.0.0", "giaoban.vn"])
+def test_public_ip_must_be_reachable_from_another_network(tmp_path, value):
+    path = tmp_path / "server.yaml"
+    path.write_text(f"public_ip: [{value}]\n", encoding="utf-8")
+    with pytest.raises(SettingsError, match="public_ip lists the addresses a 1:1 NAT forwards"):
+        load_settings(path)
+
+
+def test_a_public_ip_of_a_family_without_media_address_is_warned(capsys):
+    lines = startup(capsys, host="10.20.0.5", port=8080, public_ip="2001:db8::99")
+    assert any("Warning: public_ip 2001:db8::99 has no media address of its family" in line for line in lines)
