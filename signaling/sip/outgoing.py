@@ -4,7 +4,10 @@ A dial sends a DELAYED OFFER by default (RFC 3261 §13.2.1: an INVITE without SD
 in its 200 and we answer in the ACK), so one ``handle_offer`` serves dial-in and dial-out. With an
 SDP given, it is a normal offer and the ACK goes at once. Reliable provisionals are PRACKed (RFC
 3262), the 2xx's Session-Expires sets the timer (RFC 4028 §7.2), a non-2xx answer is ACKed by the
-transaction, and ``cancel`` sends CANCEL while it rings (RFC 3261 §9.1).
+transaction, and ``cancel`` sends CANCEL while it rings (RFC 3261 §9.1). A ringing room is never
+timed out by the transaction (Timer B stops at the first 1xx): ``wait_answered(timeout)`` is the
+caller's ring timeout, which CANCELs; with no answer to the CANCEL the transaction is given up, and a
+2xx that still comes (or crossed the CANCEL) is ACKed and BYEd, so no call is left at the room.
 """
 
 from __future__ import annotations
@@ -54,7 +57,7 @@ class OutgoingCall(Call):
         self.ringing = asyncio.Event()
         self.answer_sdp: str | None = None
         self.final: SipResponse | None = None
-        self.txn = ClientTransaction(invite, link, self._provisional)
+        self.txn = ClientTransaction(invite, link, self._provisional, self._late_2xx)
         self._cancelling = False
         self._pracked = 0
 
@@ -63,8 +66,13 @@ class OutgoingCall(Call):
         self.txn.final.add_done_callback(lambda f: self._final(f.result()))
 
     async def wait_answered(self, timeout: float | None = None) -> str | None:
-        """The 200's SDP (the room's offer after a delayed offer, its answer otherwise); DialFailed if refused."""
-        final = await asyncio.wait_for(asyncio.shield(self.txn.final), timeout)
+        """The 200's SDP (the room's offer after a delayed offer, its answer otherwise); DialFailed if
+        refused. After ``timeout`` (the ring timeout) the dial is CANCELled and DialFailed(408) raised."""
+        try:
+            final = await asyncio.wait_for(asyncio.shield(self.txn.final), timeout)
+        except TimeoutError:
+            await self.cancel()
+            raise DialFailed(408, f"No Answer Within {timeout:.0f} s") from None
         if final.status_code >= 300:
             raise DialFailed(final.status_code, final.reason_phrase)
         return self.answer_sdp
@@ -93,11 +101,11 @@ class OutgoingCall(Call):
         cancel.headers.set_single("Max-Forwards", "70")
         for route in self.invite.headers.get("route"):
             cancel.headers.append("Route", route)
-        await self.stack.send_request(cancel, self)
+        await self.stack.send_request(cancel, self, wait=False)  # what counts is the INVITE's final
         try:
             await asyncio.wait_for(asyncio.shield(self.txn.final), TIMEOUT)
-        except TimeoutError:
-            self._end("cancel")
+        except TimeoutError:  # RFC 3261 §9.1: the INVITE transaction is over for us
+            self.txn.give_up("Request Timeout (No Answer To CANCEL)")
 
     async def hangup(self) -> None:
         if self.final is None:
@@ -130,7 +138,7 @@ class OutgoingCall(Call):
         self.final = response
         if response.status_code >= 300:
             self.dialog.terminate()
-            self._end("cancel" if self._cancelling and response.status_code == 487 else "failed")
+            self._end("cancel" if self._cancelling else "failed")
             return
         to = response.to_addr
         if to is not None and to.tag:
@@ -146,6 +154,19 @@ class OutgoingCall(Call):
             self._start_session_timer()
         if self._cancelling:  # the 200 crossed our CANCEL: the call exists, end it
             self.stack.spawn(self._bye("cancel"))
+
+    def _late_2xx(self, response: SipResponse) -> None:
+        """A 2xx after we gave up on the INVITE: the room set a call up, so ACK it (again) and BYE it once."""
+        if self._last_ack is not None:
+            self.retransmitted_2xx(response)
+            return
+        log.info("sip %s: %d came after we gave up: ACK and BYE", self.call_id, response.status_code)
+        to = response.to_addr
+        self.dialog.remote_tag = to.tag if to is not None and to.tag else self.dialog.remote_tag
+        self._take_target(response)
+        self.send_ack(response, None)
+        bye = self._request("BYE")
+        self.stack.spawn(self.stack.send_request(bye, self, wait=False))
 
     def _refresher_name(self, we_refresh: bool) -> str:
         return "uac" if we_refresh else "uas"

@@ -310,8 +310,7 @@ class SipStack:
         self.client[txn.key] = txn
 
         def done(final: asyncio.Future[SipResponse]) -> None:
-            linger = txn.key[1] == "INVITE" and final.result().status_code >= 300 and not txn.link.reliable
-            if linger:  # Timer D: absorb retransmissions of the final answer (each ACKed again)
+            if txn.lingers():  # Timer D: retransmitted finals ACKed again; a 2xx after give_up ACKed and BYEd
                 asyncio.get_running_loop().call_later(LINGER, self.client.pop, txn.key, None)
             else:
                 self.client.pop(txn.key, None)

@@ -3,7 +3,10 @@
 aiosipua sends each request once; over UDP a lost INVITE or BYE would end a call. A
 :class:`ClientTransaction` retransmits its request with Timer A/E (T1 doubling; non-INVITE capped at
 T2), gives up with a synthetic 408 after Timer B/F (64×T1, also over TCP/TLS), ACKs a non-2xx final
-answer to an INVITE itself (§17.1.1.3) and ACKs that answer's retransmissions again.
+answer to an INVITE itself (§17.1.1.3) and ACKs that answer's retransmissions again. An INVITE's
+Timer B stops at its first provisional (§17.1.1.2): a ringing room is ended by the caller (CANCEL),
+and ``give_up`` ends a transaction the room never finishes, whose late 2xx still goes to
+``on_late_2xx`` (the call ACKs and BYEs it) while the transaction lingers.
 
 :class:`ServerTransactions` remembers the last response sent for each request (by Via branch and
 method) for 32 s, so a retransmitted request gets that response again instead of being handled
@@ -38,14 +41,19 @@ class ClientTransaction:
     """One request we sent: retransmitted until answered; ``final`` resolves with the final response."""
 
     def __init__(
-        self, request: SipRequest, link: Link, on_provisional: Callable[[SipResponse], None] | None = None
+        self,
+        request: SipRequest,
+        link: Link,
+        on_provisional: Callable[[SipResponse], None] | None = None,
+        on_late_2xx: Callable[[SipResponse], None] | None = None,
     ) -> None:
-        self.request, self.link, self.on_provisional = request, link, on_provisional
+        self.request, self.link, self.on_provisional, self.on_late_2xx = request, link, on_provisional, on_late_2xx
         self.key = (branch_of(request), request.method.upper())
         self.final: asyncio.Future[SipResponse] = asyncio.get_running_loop().create_future()
         self.raw = bytes(request)
         self._ack: bytes | None = None
-        self._answered = False  # any response: INVITE retransmission stops (Timer A)
+        self._answered = False  # any response: INVITE retransmission and Timer B stop (§17.1.1.2)
+        self.gave_up = False  # final set by give_up, not by the peer
         self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
@@ -54,20 +62,38 @@ class ClientTransaction:
 
     async def _timers(self) -> None:
         interval, waited = T1, 0.0
+        invite = self.key[-1] == "INVITE"
         while waited < TIMEOUT and not self.final.done():
             await asyncio.sleep(min(interval, TIMEOUT - waited))
             waited += min(interval, TIMEOUT - waited)
-            if self.final.done() or waited >= TIMEOUT:
+            if self.final.done() or (invite and self._answered):
+                return  # Proceeding: the caller's own ring timeout ends it (CANCEL, give_up)
+            if waited >= TIMEOUT:
                 break
-            if not self.link.reliable and not (self._answered and self.key[1] == "INVITE"):
+            if not self.link.reliable:
                 self.link.send(self.raw)
-            interval = interval * 2 if self.key[1] == "INVITE" else min(interval * 2, T2)
+            interval = interval * 2 if invite else min(interval * 2, T2)
+        self.give_up("Request Timeout")
+
+    def give_up(self, reason: str = "Request Timeout (No Final Answer)") -> None:
+        """End it with a synthetic 408 (no final answer came); a 2xx later still reaches ``on_late_2xx``."""
         if not self.final.done():
-            timeout = SipResponse(status_code=408, reason_phrase="Request Timeout")
-            self.final.set_result(timeout)
+            self.gave_up = True
+            self.final.set_result(SipResponse(status_code=408, reason_phrase=reason))
+
+    def lingers(self) -> bool:
+        """Whether it must still take responses once finished: a non-2xx over UDP (ACKed again,
+        Timer D) or an INVITE we gave up on (its late 2xx is ACKed and BYEd)."""
+        if self.key[-1] != "INVITE" or not self.final.done():
+            return False
+        return self.gave_up or (self.final.result().status_code >= 300 and not self.link.reliable)
 
     def receive(self, response: SipResponse) -> None:
         self._answered = True
+        if self.gave_up and 200 <= response.status_code < 300:
+            if self.on_late_2xx is not None:
+                self.on_late_2xx(response)
+            return
         if response.status_code < 200:
             if not self.final.done() and self.on_provisional is not None:
                 self.on_provisional(response)
