@@ -33,14 +33,14 @@ from collections.abc import Mapping, Sequence
 from functools import partial
 from typing import Any, Awaitable, Callable, Protocol, cast
 
-from mcu.api import VIDEO_CODECS, MediaError, PeerExtra, PeerSpec
+from mcu.api import VIDEO_CODECS, MediaError, OfferRefused, PeerExtra, PeerSpec
 from mcu.audio.telephony import TELEPHONY
 from mcu.bridge.rendition_policy import RENDITION_BITRATE, VIDEO_RENDITIONS
 from mcu.peer.codec_choice import served_video_codecs
 from mcu.peer.errors import PeerClosed
 from mcu.peer.owner_task import OwnerTask
 from mcu.rtp.line import LegLine
-from mcu.rtp.ports import RtpPorts
+from mcu.rtp.ports import RtpPorts, address_problem
 from mcu.rtp.sdp import Chosen, LocalMedia, RtpOffer, build_answer, choose, parse_offer
 from mcu.sfu.router import Router
 from mcu.sfu.stream import Stream
@@ -92,6 +92,7 @@ class RtpLeg:
         self.on_closed = on_closed
         self.lines: dict[int, LegLine] = {}  # by the offer's m-line index
         self._ports: dict[int, RtpPorts] = {}  # kept across re-INVITEs: the answer keeps its ports
+        self._proven: set[str] = set()  # hosts that sent us a valid packet: where we may send (RtpPorts)
         self.pending_roles: list[str] = []
         self.refused_roles: list[str] = []
         self.congested = False
@@ -120,7 +121,7 @@ class RtpLeg:
 
     @property
     def connected(self) -> bool:
-        return not self.closed and any(line.ports.rtp_to is not None for line in self.lines.values())
+        return not self.closed and any(line.ports.rtp_dest is not None for line in self.lines.values())
 
     def request_slots(self, roles: list[str]) -> None:
         """Nothing to offer: a room's composite and mix lines are those of its own offer."""
@@ -167,6 +168,10 @@ class RtpLeg:
 
     async def _apply_offer(self, sdp: str) -> str:
         offer = parse_offer(sdp)
+        self._check_addresses(offer, {self.host})  # before the route probe: no connect() to a broadcast
+        address = self._address(offer)
+        if address != self.host:
+            self._check_addresses(offer, {self.host, address})
         extra = self.spec.extra
         chosen = choose(offer, extra.get("codecs"), self.video_codecs)
         chosen = [None if c is None or c.slides else c for c in chosen]  # slides need BFCP: not served
@@ -182,9 +187,19 @@ class RtpLeg:
             self._join()
         self._version += 1
         locals_ = [self._local(c) for c in chosen]
-        return build_answer(
-            offer, chosen, locals_, self._address(offer), session_id=self._session_id, version=self._version
-        )
+        return build_answer(offer, chosen, locals_, address, session_id=self._session_id, version=self._version)
+
+    def _check_addresses(self, offer: RtpOffer, ours: set[str]) -> None:
+        """OfferRefused (488) for a c= we never send to, or one of this leg's own ports."""
+        own_ports = {p.port for p in self._ports.values()}
+        for media in offer.lines:
+            if media.port == 0 or not media.address:
+                continue
+            problem = address_problem(media.address, ours)
+            if problem is None and media.address in ours and media.port in own_ports:
+                problem = "this leg's own port"
+            if problem is not None:
+                raise OfferRefused(f"the offer's c= {media.address} is {problem}: no media is sent there")
 
     def _needs_rebuild(self, chosen: list[Chosen | None]) -> bool:
         current = {i: line.chosen for i, line in self.lines.items()}
@@ -210,7 +225,8 @@ class RtpLeg:
                 continue
             ports = self._ports.get(c.index)
             if ports is None:
-                ports = self._ports[c.index] = RtpPorts(self.host, f"{self.endpoint_id}/{c.index}")
+                ports = RtpPorts(self.host, f"{self.endpoint_id}/{c.index}", self._proven)
+                self._ports[c.index] = ports
                 await ports.open()
             previous = old.get(c.index)
             line = LegLine(
@@ -224,7 +240,7 @@ class RtpLeg:
                 on_first_video=self._on_first_video,
             )
             ports.accept = partial(line.accept, on_feedback=self.meeting.router.on_feedback)
-            ports.on_latched = line.bind
+            ports.on_latched = self._bind_lines
             if line.kind == "video" and self._video_kbps is not None:
                 line.output.remb = self._video_kbps * 1000  # the room's cap, until it reports
             self.lines[c.index] = line
@@ -242,6 +258,11 @@ class RtpLeg:
         if self._video_kbps is not None:
             extra["start_rendition"] = fitting_rendition(self._video_kbps)
         self.spec = dataclasses.replace(self.spec, extra=cast(PeerExtra, extra))
+
+    def _bind_lines(self) -> None:
+        """A host proved itself (a valid packet): every line whose room address it is may send."""
+        for line in self.lines.values():
+            line.bind()
 
     def _join(self) -> None:
         router = self.meeting.router

@@ -130,13 +130,15 @@ class LegLine:
         self.bind()
 
     def bind(self) -> None:
-        """Send to where the room receives (latched), or nowhere while it holds the call."""
+        """Send to where the room receives (once proven: ``RtpPorts.rtp_dest``), or nowhere while
+        it holds the call or before its first valid packet."""
         out = self.output
         if out.closed:
             return
-        self.sending = self.chosen.direction in ("sendrecv", "sendonly") and self.ports.rtp_to is not None
+        to = self.ports.rtp_dest
+        self.sending = self.chosen.direction in ("sendrecv", "sendonly") and to is not None
         sock = self.ports.rtp_sock if self.sending else self.discard
-        out.bind_transport(self.send, cast(Any, sock), self.ports.rtp_to or ("0.0.0.0", 9))
+        out.bind_transport(self.send, cast(Any, sock), to or ("0.0.0.0", 9))
 
     # -- in ------------------------------------------------------------------------------
 

@@ -2,14 +2,22 @@
 
 No ICE, no rtcp-mux (RFC 3550 §11; a datagram that looks like RTCP on the RTP port is taken as
 RTCP all the same, as some systems mux without saying). Symmetric RTP (RFC 4961): we send from
-the port we receive on. Latching, for rooms behind NAT: until the room's first valid packet we
-send to the address of its SDP; then to the source address of that packet, per socket (RTP and
-RTCP latch apart). After latching, datagrams from any other address are dropped and counted.
+the port we receive on, and only to an address that has proved itself: nothing goes out before
+the room's first valid packet (an INVITE's SDP may name any address, and a forged INVITE's source
+proves little over UDP). Then RTP goes to the source address of that packet (latching, for rooms
+behind NAT), per socket (RTP and RTCP latch apart); a line that has not latched yet sends to its
+SDP address once that host has sent a valid packet on any line of the leg (``proven``, shared by
+the leg's lines: a room whose camera is off gets the composite once its audio came). After
+latching, datagrams from any other address are dropped and counted.
 
 Who may be latched to: the host of the SDP address (any port: NATs remap ports), any host when
 the SDP address is private, shared, link-local or unspecified (the room is behind a NAT and its
 packets come from the NAT's public address), and any host when the session is SRTP (only the
-holder of the keys gets a packet through ``accept``). A re-INVITE's new address starts over.
+holder of the keys gets a packet through ``accept``). A re-INVITE's new address starts over; one
+that repeats the last SDP address (a session refresh, hold, resume) keeps the latch.
+
+``address_problem`` names an SDP address we never send to (multicast, broadcast, reserved,
+loopback unless we are, our own address).
 
 ``accept(data, rtcp)`` (the line's) decides whether a datagram is valid (a known payload type,
 an SRTP packet that authenticates) before it can latch. Garbage (too short, not version 2, too
@@ -45,6 +53,33 @@ def may_latch_anywhere(sdp_host: str) -> bool:
     return ip.is_private and not ip.is_loopback or ip.is_unspecified or ip.is_link_local or ip in shared
 
 
+def address_problem(sdp_host: str, ours: set[str]) -> str | None:
+    """Why an offer's c= address may not receive our media (None: it may). ``ours``: the addresses
+    this leg binds and answers with. The unspecified address (the old hold) is fine: nothing is sent."""
+    try:
+        ip = ipaddress.ip_address(sdp_host)
+    except ValueError:
+        return None  # a name: nothing is sent to it before a packet proves an address
+    if ip.is_unspecified:
+        return None
+    if ip.is_multicast:
+        return "a multicast address"
+    if ip == ipaddress.IPv4Address("255.255.255.255") or ip.is_reserved:
+        return "a broadcast or reserved address"
+    if ip.is_loopback and not any(_loopback(a) for a in ours):
+        return "a loopback address"
+    if sdp_host in ours and not ip.is_loopback:
+        return "this server's own address"
+    return None
+
+
+def _loopback(text: str) -> bool:
+    try:
+        return ipaddress.ip_address(text).is_loopback
+    except ValueError:
+        return False
+
+
 class _Receiver(asyncio.DatagramProtocol):
     def __init__(self, ports: RtpPorts, rtcp: bool) -> None:
         self.ports = ports
@@ -60,7 +95,7 @@ class _Receiver(asyncio.DatagramProtocol):
 class RtpPorts:
     """The RTP/RTCP socket pair of one m-line, with latching and counters."""
 
-    def __init__(self, host: str, name: str) -> None:
+    def __init__(self, host: str, name: str, proven: set[str] | None = None) -> None:
         self.host = host
         self.name = name
         # (datagram, is_rtcp) -> valid and consumed: the line's (mcu.rtp.line.LegLine.accept)
@@ -69,13 +104,15 @@ class RtpPorts:
         self.rtp_sock: socket.socket | None = None
         self.rtcp_sock: socket.socket | None = None
         self._transports: list[asyncio.BaseTransport] = []
-        self.rtp_to: Address | None = None  # where our RTP goes
+        self.rtp_to: Address | None = None  # where our RTP goes once proven (``rtp_dest``)
         self.rtcp_to: Address | None = None
+        self._sdp: tuple[str, int, int] | None = None  # the last SDP address: host, RTP and RTCP ports
         self._sdp_host = ""
+        self.proven = proven if proven is not None else set()  # hosts that sent a valid packet (leg-wide)
         self._anywhere = False
         self.latched_rtp = False
         self.latched_rtcp = False
-        self.on_latched: Callable[[], None] = lambda: None  # the RTP destination changed
+        self.on_latched: Callable[[], None] = lambda: None  # where we may send changed
         self.last_rx = time.monotonic()
         self.foreign = 0  # datagrams from an address we do not take
         self.garbage = 0  # too short, too long, not RTP/RTCP version 2
@@ -106,10 +143,11 @@ class RtpPorts:
 
     def expect(self, host: str, port: int, rtcp_port: int | None, srtp: bool) -> None:
         """Where the room's SDP says it receives; latching starts over when it changed."""
-        rtp, rtcp = (host, port), (host, rtcp_port or port + 1)
-        if (rtp == self.rtp_to and self._sdp_host == host) or host in ("0.0.0.0", "::"):
-            return  # the same, or the old way to hold (c=0.0.0.0): where it was stays
-        self._sdp_host = host
+        sdp = (host, port, rtcp_port or port + 1)
+        if sdp == self._sdp or host in ("0.0.0.0", "::"):
+            return  # the same (the latch stays), or the old way to hold (c=0.0.0.0): where it was stays
+        self._sdp, self._sdp_host = sdp, host
+        rtp, rtcp = (host, port), (host, sdp[2])
         self._anywhere = srtp or may_latch_anywhere(host)
         self.rtp_to, self.rtcp_to = rtp, rtcp
         self.latched_rtp = self.latched_rtcp = False
@@ -145,23 +183,38 @@ class RtpPorts:
         if not latched:
             self._latch(addr, rtcp)
 
+    @property
+    def rtp_dest(self) -> Address | None:
+        """Where our RTP may go now: the latched address, or the SDP's once its host proved itself."""
+        if self.rtp_to is not None and (self.latched_rtp or self.rtp_to[0] in self.proven):
+            return self.rtp_to
+        return None
+
+    @property
+    def rtcp_dest(self) -> Address | None:
+        if self.rtcp_to is not None and (self.latched_rtcp or self.rtcp_to[0] in self.proven):
+            return self.rtcp_to
+        return None
+
     def _latch(self, addr: Address, rtcp: bool) -> None:
+        self.proven.add(addr[0])
         if rtcp:
             self.latched_rtcp, self.rtcp_to = True, addr
-            return
-        self.latched_rtp = True
-        if addr != self.rtp_to:
-            log.info("%s: RTP latched to %s:%d (SDP said %s)", self.name, addr[0], addr[1], self.rtp_to)
-            self.rtp_to = addr
-            if not self.latched_rtcp and self.rtcp_to is not None and self.rtcp_to[0] != addr[0]:
-                self.rtcp_to = (addr[0], addr[1] + 1)  # behind the same NAT, until its RTCP comes
-            self.on_latched()
+        else:
+            self.latched_rtp = True
+            if addr != self.rtp_to:
+                log.info("%s: RTP latched to %s:%d (SDP said %s)", self.name, addr[0], addr[1], self.rtp_to)
+                self.rtp_to = addr
+                if not self.latched_rtcp and self.rtcp_to is not None and self.rtcp_to[0] != addr[0]:
+                    self.rtcp_to = (addr[0], addr[1] + 1)  # behind the same NAT, until its RTCP comes
+        self.on_latched()  # the leg's lines may send now
 
     def send_rtcp(self, packet: bytes) -> None:
-        if self.closed or self.rtcp_sock is None or self.rtcp_to is None:
+        to = self.rtcp_dest
+        if self.closed or self.rtcp_sock is None or to is None:
             return
         try:
-            self.rtcp_sock.sendto(packet, self.rtcp_to)
+            self.rtcp_sock.sendto(packet, to)
         except OSError:
             pass  # a full buffer or an unreachable room: like a lost packet
 
@@ -170,6 +223,7 @@ class RtpPorts:
             "port": self.port,
             "rtp_to": list(self.rtp_to) if self.rtp_to else None,
             "latched": self.latched_rtp,
+            "sending_to": list(self.rtp_dest) if self.rtp_dest else None,
             "foreign": self.foreign,
             "garbage": self.garbage,
             "refused": self.refused,

@@ -12,7 +12,7 @@ from mcu.audio.telephony import TelephonyEncoder
 from mcu.audio.codec import make_frame
 from mcu.bridge.depacketize import opus_payload
 from mcu.rtp.leg import fitting_rendition
-from mcu.rtp.ports import RtpPorts, may_latch_anywhere
+from mcu.rtp.ports import RtpPorts, address_problem, may_latch_anywhere
 from mcu.rtp.room_audio import LEVEL_ID, DtmfReceiver, RoomMic
 from mcu.rtp.rtcp import sdes_cname, sender_report, tmmbn, tmmbr_limits, tmmbr_requests
 from mcu.sfu.rtp_header import FEEDBACK_RR, parse_feedback
@@ -73,6 +73,44 @@ def test_whom_a_leg_may_latch_to():
     assert may_latch_anywhere("192.168.1.20") and may_latch_anywhere("10.0.0.5") and may_latch_anywhere("100.64.1.1")
     assert may_latch_anywhere("0.0.0.0")
     assert not may_latch_anywhere("127.0.0.1") and not may_latch_anywhere("81.2.69.160")
+
+
+def test_addresses_a_leg_never_sends_to():
+    public = {"81.2.69.1"}
+    assert address_problem("224.0.0.5", public) == "a multicast address"
+    assert address_problem("ff02::1", public) == "a multicast address"
+    assert address_problem("255.255.255.255", public) == "a broadcast or reserved address"
+    assert address_problem("127.0.0.1", public) == "a loopback address"
+    assert address_problem("127.0.0.1", {"0.0.0.0"}) == "a loopback address"
+    assert address_problem("127.0.0.1", {"127.0.0.1"}) is None  # we are on loopback too (tests)
+    assert address_problem("81.2.69.1", public) == "this server's own address"
+    assert address_problem("0.0.0.0", public) is None  # the old hold: nothing is sent
+    assert address_problem("192.168.1.20", public) is None and address_problem("81.2.69.160", public) is None
+
+
+def test_nothing_is_sent_before_the_room_proves_its_address():
+    audio = RtpPorts("127.0.0.1", "a")
+    video = RtpPorts("127.0.0.1", "v", audio.proven)  # the leg's lines share what proved itself
+    audio.accept = video.accept = lambda data, rtcp: True
+    audio.expect("81.2.69.160", 4000, 4001, srtp=False)
+    video.expect("81.2.69.160", 4002, 4003, srtp=False)
+    assert audio.rtp_to == ("81.2.69.160", 4000)
+    assert (audio.rtp_dest, audio.rtcp_dest, video.rtp_dest) == (None, None, None)
+    audio.received(rtp(0, 1, 160, b"\x00" * 160), ("81.2.69.160", 4000), rtcp=False)
+    assert audio.rtp_dest == ("81.2.69.160", 4000) and audio.rtcp_dest == ("81.2.69.160", 4001)
+    assert video.rtp_dest == ("81.2.69.160", 4002)  # a camera that is off still gets the composite
+
+
+def test_a_reinvite_with_the_same_address_keeps_the_latch():
+    ports = RtpPorts("127.0.0.1", "x")
+    ports.accept = lambda data, rtcp: True
+    packet = rtp(0, 1, 160, b"\x00" * 160)
+    ports.expect("192.168.1.9", 6000, 6001, srtp=False)  # behind a NAT
+    ports.received(packet, ("81.2.69.7", 7000), rtcp=False)
+    ports.expect("192.168.1.9", 6000, 6001, srtp=False)  # the session refresh 15 min later
+    assert ports.latched_rtp and ports.rtp_dest == ("81.2.69.7", 7000)
+    ports.received(packet, ("81.2.69.99", 7000), rtcp=False)  # a stranger may not latch again
+    assert ports.foreign == 1 and ports.rtp_dest == ("81.2.69.7", 7000)
 
 
 def test_the_rendition_that_fits_a_bandwidth():
