@@ -8,9 +8,11 @@ Timer B stops at its first provisional (§17.1.1.2): a ringing room is ended by 
 and ``give_up`` ends a transaction the room never finishes, whose late 2xx still goes to
 ``on_late_2xx`` (the call ACKs and BYEs it) while the transaction lingers.
 
-:class:`ServerTransactions` remembers the last response sent for each request (by Via branch and
-method) for 32 s, so a retransmitted request gets that response again instead of being handled
-twice, and retransmits a non-2xx final answer to an INVITE over UDP (Timer G) until its ACK.
+:class:`ServerTransactions` remembers the last response sent for each request (by transaction key)
+for 32 s, so a retransmitted request gets that response again instead of being handled
+twice, and retransmits a non-2xx final answer to an INVITE over UDP (Timer G) until its ACK. Keys
+follow §17.2.3: branch, sent-by and method, or the RFC 2543 fields for a branch without the magic
+cookie; an ACK is absorbed only as the ACK of a final ≥ 300 (a 2xx's ACK goes to its dialog).
 """
 
 from __future__ import annotations
@@ -32,9 +34,31 @@ TIMEOUT = 64 * T1  # Timer B, F, H
 LINGER = 32.0  # Timer D, J: how long a finished transaction still absorbs retransmissions
 
 
+MAGIC_COOKIE = "z9hG4bK"  # an RFC 3261 branch: unique per transaction (§8.1.1.7)
+ServerKey = tuple[str, ...]
+
+
 def branch_of(message: SipRequest | SipResponse) -> str:
     vias = message.headers.get("via")
     return (parse_via(vias[0]).branch or "") if vias else ""
+
+
+def server_key(request: SipRequest, method: str | None = None) -> ServerKey:
+    """What identifies the server transaction of ``request`` (§17.2.3): an RFC 3261 branch with the
+    top Via's sent-by and the method; a branch-less (RFC 2543) request by its Request-URI, From tag,
+    Call-ID, CSeq number and whole top Via. ``method`` "INVITE" finds the INVITE an ACK belongs to."""
+    method = (method or request.method).upper()
+    vias = request.headers.get("via")
+    top = vias[0] if vias else ""
+    via = parse_via(top) if top else None
+    branch = (via.branch or "") if via is not None else ""
+    if branch.startswith(MAGIC_COOKIE):
+        sent_by = f"{via.host}:{via.port or ''}" if via is not None else ""
+        return (branch, sent_by.lower(), method)
+    sender = request.from_addr
+    from_tag = (sender.tag or "") if sender is not None else ""
+    seq = str(request.cseq.seq) if request.cseq is not None else ""
+    return ("rfc2543", request.uri, from_tag, request.call_id or "", seq, top.strip(), method)
 
 
 class ClientTransaction:
@@ -125,18 +149,16 @@ class ClientTransaction:
 
 
 class ServerTransactions:
-    """The last response to each recent request, keyed by (Via branch, method)."""
+    """The last response to each recent request, keyed by ``server_key``."""
 
     def __init__(self) -> None:
-        self._last: dict[tuple[str, str], tuple[bytes, Link]] = {}
-        self._timer_g: dict[tuple[str, str], asyncio.Task[None]] = {}
-        self._expiry: dict[tuple[str, str], asyncio.TimerHandle] = {}
+        self._last: dict[ServerKey, tuple[bytes, Link, int]] = {}  # last response, its link and status
+        self._timer_g: dict[ServerKey, asyncio.Task[None]] = {}
+        self._expiry: dict[ServerKey, asyncio.TimerHandle] = {}
 
-    @staticmethod
-    def key(request: SipRequest, method: str | None = None) -> tuple[str, str]:
-        return (branch_of(request), (method or request.method).upper())
+    key = staticmethod(server_key)
 
-    def __contains__(self, key: tuple[str, str]) -> bool:
+    def __contains__(self, key: ServerKey) -> bool:
         return key in self._last
 
     def __len__(self) -> int:
@@ -144,7 +166,7 @@ class ServerTransactions:
 
     def begin(self, request: SipRequest, link: Link) -> None:
         """A request being handled: its retransmissions are absorbed (answered with what we sent last)."""
-        self._last[self.key(request)] = (b"", link)
+        self._last[self.key(request)] = (b"", link, 0)
         self._expire_after(self.key(request), TIMEOUT * 2)  # a handler that never answers
 
     def link_of(self, request: SipRequest) -> Link | None:
@@ -157,7 +179,7 @@ class ServerTransactions:
         entry = self._last.get(self.key(request))
         if entry is None:
             return False
-        raw, link = entry
+        raw, link, _ = entry
         if raw:
             link.send(raw)
         return True
@@ -166,22 +188,26 @@ class ServerTransactions:
         key = self.key(request)
         raw = bytes(response)
         link.send(raw)
-        self._last[key] = (raw, link)
         code = response.status_code
+        self._last[key] = (raw, link, code)
         if code >= 200:
             self._expire_after(key, LINGER)
-        if code >= 300 and key[1] == "INVITE" and not link.reliable:
+        if code >= 300 and key[-1] == "INVITE" and not link.reliable:
             self._timer_g[key] = asyncio.get_running_loop().create_task(self._retransmit(key, raw, link))
 
     def acked(self, ack: SipRequest) -> bool:
-        """The ACK of a non-2xx final answer (same branch as its INVITE): Timer G stops."""
+        """The ACK of our non-2xx final answer (its INVITE's transaction, §17.2.3): Timer G stops. The
+        ACK of a 2xx is the dialog's (a new transaction, even where a UA reuses the INVITE's branch)."""
         key = self.key(ack, "INVITE")
+        entry = self._last.get(key)
+        if entry is None or entry[2] < 300:
+            return False
         task = self._timer_g.pop(key, None)
         if task is not None:
             task.cancel()
-        return key in self._last
+        return True
 
-    async def _retransmit(self, key: tuple[str, str], raw: bytes, link: Link) -> None:
+    async def _retransmit(self, key: ServerKey, raw: bytes, link: Link) -> None:
         interval, waited = T1, 0.0
         while waited < TIMEOUT:
             await asyncio.sleep(interval)
@@ -190,13 +216,13 @@ class ServerTransactions:
             interval = min(interval * 2, T2)
         self._timer_g.pop(key, None)
 
-    def _expire_after(self, key: tuple[str, str], delay: float) -> None:
+    def _expire_after(self, key: ServerKey, delay: float) -> None:
         old = self._expiry.pop(key, None)
         if old is not None:
             old.cancel()
         self._expiry[key] = asyncio.get_running_loop().call_later(delay, self._forget, key)
 
-    def _forget(self, key: tuple[str, str]) -> None:
+    def _forget(self, key: ServerKey) -> None:
         self._last.pop(key, None)
         self._expiry.pop(key, None)
         task = self._timer_g.pop(key, None)

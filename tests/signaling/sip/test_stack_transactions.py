@@ -10,7 +10,7 @@ import pytest
 from signaling.sip import outgoing, transactions
 from signaling.sip.stack import DialFailed
 from tests.signaling.sip.conftest import audio_sdp
-from tests.signaling.sip.raw import RawPeer
+from tests.signaling.sip.raw import RawPeer, request
 from tests.signaling.sip.test_stack_calls import uri_of
 
 pytestmark = pytest.mark.integration
@@ -90,3 +90,65 @@ async def test_a_200_after_we_gave_up_is_acked_and_byed_once(stacks, monkeypatch
     await room.request("ACK")
     await asyncio.sleep(0.3)
     assert [m.method for m in drained(room) if hasattr(m, "method")] in ([], ["BYE"])  # only BYE retransmissions
+
+
+async def test_an_ack_reusing_the_invites_branch_confirms_the_200(stacks):
+    calls = []
+
+    async def on_invite(call):
+        calls.append(call)
+        await call.answer(audio_sdp())
+
+    stack = await stacks(on_invite)
+    target = stack.addresses["udp"]
+    peer = await RawPeer.udp(target)
+    peer.send(request("INVITE", target, peer, call_id="reuse", branch="z9hG4bKsame", body=audio_sdp()))
+    ok = await peer.response()
+    peer.send(request("ACK", target, peer, call_id="reuse", branch="z9hG4bKsame", to_tag=ok.to_addr.tag))
+    assert await calls[0].wait_ack(2) is None  # the dialog got it: no 200 retransmission, no BYE at 32 s
+    await asyncio.sleep(1.2)
+    assert not [m for m in drained(peer) if getattr(m, "status_code", 0) == 200]
+
+
+async def test_one_branch_from_two_senders_is_two_transactions(stacks):
+    async def busy(call):
+        call.reject(486, f"Busy {call.call_id.split('@')[0]}")
+
+    stack = await stacks(busy)
+    target = stack.addresses["udp"]
+    first, second = await RawPeer.udp(target), await RawPeer.udp(target)
+    for peer, call_id in ((first, "one"), (second, "two")):
+        peer.send(request("INVITE", target, peer, call_id=call_id, branch="z9hG4bKshared", body=audio_sdp()))
+    assert (await first.response()).reason_phrase == "Busy one"
+    assert (await second.response()).reason_phrase == "Busy two"  # not absorbed as a retransmission of "one"
+
+
+def without_branch(text: str) -> str:
+    head, _, rest = text.partition(";branch=")
+    return head + rest[rest.index(";") :]
+
+
+async def test_branchless_rfc2543_invites_are_matched_by_their_fields(stacks):
+    seen = []
+
+    async def busy(call):
+        seen.append(call.call_id)
+        call.reject(486, "Busy Here")
+
+    stack = await stacks(busy)
+    target = stack.addresses["udp"]
+    peer = await RawPeer.udp(target)
+    one = without_branch(request("INVITE", target, peer, call_id="old1", body=audio_sdp()))
+    assert "branch" not in one
+    peer.send(one)
+    assert (await peer.response()).status_code == 486
+    peer.send(one)  # a retransmission: answered again, not a second call
+    assert (await peer.response()).status_code == 486
+    peer.send(without_branch(request("INVITE", target, peer, call_id="old2", body=audio_sdp())))
+    assert (await peer.response()).call_id == "old2@test"
+    assert seen == ["old1@test", "old2@test"]
+    ack = without_branch(request("ACK", target, peer, call_id="old1", to_tag="x"))
+    peer.send(ack)  # the ACK of the 486 (same top Via, From tag, Call-ID, CSeq): Timer G stops for old1
+    drained(peer)
+    await asyncio.sleep(2.0)
+    assert all(m.call_id != "old1@test" for m in drained(peer))
