@@ -39,6 +39,7 @@ from mcu.bridge.rendition_policy import RENDITION_BITRATE, VIDEO_RENDITIONS
 from mcu.peer.codec_choice import served_video_codecs
 from mcu.peer.errors import PeerClosed
 from mcu.peer.owner_task import OwnerTask
+from mcu.rtp.h264_level import decodable_rendition, rendition_ceiling_bps
 from mcu.rtp.line import LegLine
 from mcu.rtp.ports import RtpPorts, address_problem
 from mcu.rtp.sdp import Chosen, LocalMedia, RtpOffer, build_answer, choose, parse_offer
@@ -103,6 +104,7 @@ class RtpLeg:
         self._joined = False  # its media is in the meeting (taken out and back for a codec change)
         self._timed_out = False
         self._video_kbps: int | None = None  # the room's b= for our video
+        self._decodable = VIDEO_RENDITIONS[0]  # the largest composite its H.264 level takes
         self._keyframe_event_at = -1e9
         self._owner = OwnerTask(spec.endpoint_id)
         self._close_task: asyncio.Task[None] | None = None
@@ -241,8 +243,10 @@ class RtpLeg:
             )
             ports.accept = partial(line.accept, on_feedback=self.meeting.router.on_feedback)
             ports.on_latched = self._bind_lines
-            if line.kind == "video" and self._video_kbps is not None:
-                line.output.remb = self._video_kbps * 1000  # the room's cap, until it reports
+            if line.kind == "video":
+                line.remb_ceiling = rendition_ceiling_bps(self._decodable)  # its decoder's level
+                caps = [b for b in (line.remb_ceiling, self._video_kbps and self._video_kbps * 1000) if b]
+                line.output.remb = min(caps) if caps else None  # the room's cap, until it reports
             self.lines[c.index] = line
 
     def _set_audio(self, chosen: list[Chosen | None], offer: RtpOffer) -> None:
@@ -255,8 +259,12 @@ class RtpLeg:
             extra.pop("audio_codec", None)
         video = next((c for c in chosen if c is not None and c.kind == "video"), None)
         self._video_kbps = _video_kbps(offer, video)
-        if self._video_kbps is not None:
-            extra["start_rendition"] = fitting_rendition(self._video_kbps)
+        self._decodable = VIDEO_RENDITIONS[0]
+        if video is not None and video.codec == "H264":
+            self._decodable = decodable_rendition(video.format.params)
+        fitting = fitting_rendition(self._video_kbps) if self._video_kbps is not None else VIDEO_RENDITIONS[0]
+        if self._video_kbps is not None or self._decodable != VIDEO_RENDITIONS[0]:
+            extra["start_rendition"] = max(fitting, self._decodable, key=VIDEO_RENDITIONS.index)  # the smaller
         self.spec = dataclasses.replace(self.spec, extra=cast(PeerExtra, extra))
 
     def _bind_lines(self) -> None:

@@ -77,6 +77,7 @@ class LegLine:
         self._fir_seq = 0
         self.discard = _Discard()
         self.sending = False
+        self.remb_ceiling: int | None = None  # video: what the room's H.264 level decodes (the leg sets it)
         self.mic: RoomMic | None = None
         self.received: Stream  # the room's packets as they arrive (RTCP reception reports)
         self.dtmf = DtmfReceiver()
@@ -187,7 +188,8 @@ class LegLine:
             on_feedback(out, items)
         requests = [r for r in tmmbr_requests(data) if r[1] in (out.ssrc, 0)]
         if requests:
-            out.remb = min(bitrate for ssrc, bitrate in tmmbr_limits(data) if ssrc in (out.ssrc, 0))
+            limits = [bitrate for ssrc, bitrate in tmmbr_limits(data) if ssrc in (out.ssrc, 0)]
+            out.remb = min(limits + ([self.remb_ceiling] if self.remb_ceiling else []))
             self.send_rtcp(receiver_report(out.ssrc, []) + tmmbn(out.ssrc, requests))
 
     # -- out: RTCP -------------------------------------------------------------------------

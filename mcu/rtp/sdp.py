@@ -16,9 +16,9 @@ our own ``a=crypto`` of the suite and tag taken), the chosen format and the tele
 clock (``0-15``), ``a=ptime:20`` for audio, ``b=AS`` (our composite's bitrate cap) for video,
 and the direction RFC 3264 answers (sendonly -> recvonly, inactive -> inactive).
 
-H.264 is answered in the packetization mode the room offered. Its profile-level-id is 42e01f
-(constrained baseline 3.1, what the composite is) for a baseline offer; for a main or high one the
-offered value is repeated, as RFC 6184 8.2.2 asks of an answer without level-asymmetry-allowed:
+H.264 is answered in the packetization mode the room offered. Its profile-level-id is constrained
+baseline (what the composite is) at the offered level, at most 3.1 (``h264_level.answered_baseline``)
+for a baseline offer; for a main or high one the offered value is repeated, as RFC 6184 8.2.2 asks of an answer without level-asymmetry-allowed:
 the room decodes our constrained baseline, a subset of its profile, and we decode what it sends.
 This text was checked against baresip 1.0 (tests/mcu/rtp/test_sdp_baresip.py).
 """
@@ -30,6 +30,7 @@ import random
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from mcu.rtp.h264_level import answered_baseline
 from mcu.rtp.choice import AUDIO, Chosen, choose, h264_format, refusal
 from mcu.rtp.offer import Format, MediaLine, RtpOffer, SdpError, parse_offer
 from mcu.rtp.sdes import Crypto, answer_crypto
@@ -133,7 +134,7 @@ def _fmtp(pick: Chosen) -> str:
         return ""
     mode, profile_idc = h264
     offered = pick.format.params.get("profile-level-id", H264_SENT).lower()
-    profile = H264_SENT if profile_idc == 0x42 else offered
+    profile = answered_baseline(pick.format.params) if profile_idc == 0x42 else offered
     return f"profile-level-id={profile};packetization-mode={mode}"
 
 

@@ -106,6 +106,7 @@ class RtpRoom:
         sdp_port_offset: int = 0,
         camera: bool = True,
         offer_vp8: bool = False,
+        h264_profile: str = "42e01f",
     ) -> None:
         self.audio_codec = audio.upper()
         self.video, self.srtp, self.light = video, srtp, light
@@ -115,6 +116,7 @@ class RtpRoom:
         self.sdp_port_offset = sdp_port_offset  # says another port than it sends from (a NAT)
         self.camera = camera  # False: its video line only receives (a camera switched off)
         self.offer_vp8 = offer_vp8  # VP8 after H.264 in its offer (it decodes either composite)
+        self.h264_fmtp = f"packetization-mode=0;profile-level-id={h264_profile}"  # its decoder's level
         self.socks: dict[tuple[str, bool], _Socket] = {}
         self.ports: dict[str, int] = {}
         self.remote: dict[str, tuple[str, int]] = {}
@@ -198,7 +200,7 @@ class RtpRoom:
                 + (f" {VP8_PT}" if self.offer_vp8 else ""),
                 f"a=rtpmap:{VIDEO_PT} H264/90000",
             ]
-            lines += [f"a=fmtp:{VIDEO_PT} packetization-mode=0;profile-level-id=42e01f", "a=rtcp-fb:* nack pli"]
+            lines += [f"a=fmtp:{VIDEO_PT} {self.h264_fmtp}", "a=rtcp-fb:* nack pli"]
             lines += [f"a=rtpmap:{VP8_PT} VP8/90000"] if self.offer_vp8 else []
             lines += self._crypto("video") + [f"a={direction}"]
         self.sending = direction in ("sendrecv", "sendonly")

@@ -44,3 +44,18 @@ async def test_a_multicast_or_broadcast_address_is_refused(local_media_node, add
         await leg.close()
     finally:
         await room.stop()
+
+
+async def test_a_cif_room_gets_a_composite_its_level_decodes(local_media_node):
+    room = RtpRoom(h264_profile="42e00d")  # level 1.3: CIF at most
+    try:
+        await room.start()
+        leg = await local_media_node.open_peer(room_spec(), Events())
+        answer = await leg.handle_offer(room.offer())
+        assert "profile-level-id=42e00d" in answer  # never above the offered level
+        await room.apply_answer(answer)
+        assert await wait_for(lambda: room.frames_decoded > 5, 15)
+        assert room.picture.shape[:2] == (180, 320)
+        assert local_media_node.meetings["m"].mcu.rendition_of("room") == "180p"
+    finally:
+        await room.stop()

@@ -11,6 +11,7 @@ import pytest
 from mcu.audio.telephony import TelephonyEncoder
 from mcu.audio.codec import make_frame
 from mcu.bridge.depacketize import opus_payload
+from mcu.rtp.h264_level import answered_baseline, decodable_rendition, rendition_ceiling_bps
 from mcu.rtp.leg import fitting_rendition
 from mcu.rtp.ports import RtpPorts, address_problem, may_latch_anywhere
 from mcu.rtp.room_audio import LEVEL_ID, DtmfReceiver, RoomMic
@@ -147,3 +148,26 @@ def test_a_muted_rooms_silence_is_neither_decoded_nor_encoded():
     assert len(got) == 10 and mic._decoder.calls == 0
     parsed = opus_payload(got[-1], LEVEL_ID)
     assert parsed is not None and parsed[3] == 127 and len(set(p[24:] for p in got)) == 1  # one silence packet
+
+
+@pytest.mark.parametrize(
+    "fmtp, rendition",
+    [
+        ({"profile-level-id": "42e00d"}, "180p"),  # CIF, level 1.3
+        ({"profile-level-id": "42e015"}, "180p"),  # level 2.1: 792 macroblocks, 360p needs 920
+        ({"profile-level-id": "42e01e"}, "360p"),  # 4CIF, level 3.0
+        ({"profile-level-id": "42e01f"}, "720p"),
+        ({"profile-level-id": "640028"}, "720p"),
+        ({"profile-level-id": "42e01e", "max-fs": "3600"}, "360p"),  # 720p at 30 fps needs 108000 MB/s
+        ({"profile-level-id": "42e01e", "max-fs": "3600", "max-mbps": "108000"}, "720p"),
+        ({"profile-level-id": "42e00a"}, "180p"),  # too small for any: the smallest
+    ],
+)
+def test_the_largest_composite_a_rooms_h264_level_decodes(fmtp, rendition):
+    assert decodable_rendition(fmtp) == rendition
+
+
+def test_the_answered_h264_level_is_never_above_the_offered_one():
+    levels = [answered_baseline({"profile-level-id": p}) for p in ("42e00d", "42801e", "42e028", "42f00b", "4d001f")]
+    assert levels == ["42e00d", "42e01e", "42e01f", "42f00b", "42e01f"]
+    assert rendition_ceiling_bps("720p") is None and rendition_ceiling_bps("360p") < 1_200_000 * 1.3
