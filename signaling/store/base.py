@@ -30,6 +30,28 @@ class StoreError(Exception):
     """The store could not do what was asked (backend down, corrupt value)."""
 
 
+class StoreBusy(StoreError):
+    """The store is overloaded for the moment (no free connection in time): nothing was done, and
+    the same call may succeed after ``retry_after_s`` seconds. Clients are told "busy", not
+    "internal"."""
+
+    def __init__(self, message: str, retry_after_s: int = 1) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+
+
+class BeatWriter(abc.ABC):
+    """Writes ephemeral documents from a thread of its own, on a connection of its own, so that a
+    busy event loop cannot delay them (node heartbeats: ``signaling.cluster.registry``)."""
+
+    @abc.abstractmethod
+    def put_ephemeral(self, coll: str, key: str, doc: Doc, ttl_s: float) -> None:
+        """As ``Store.put_ephemeral``, blocking; raises StoreError."""
+
+    @abc.abstractmethod
+    def close(self) -> None: ...
+
+
 class Subscription(abc.ABC):
     """Messages published on one channel after ``subscribe`` returned, in publish order.
 
@@ -138,3 +160,9 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     async def subscribe(self, channel: str) -> Subscription: ...
+
+    # heartbeats off the event loop -------------------------------------------------------
+    def beat_writer(self) -> BeatWriter | None:
+        """A writer for a heartbeat thread, on a connection of its own; None when the store has
+        none (the embedded store: one node, whose own liveness nobody else reads)."""
+        return None

@@ -9,10 +9,12 @@ Key layout (``p`` is the prefix, ``gb:`` by default):
 * ``p ephidx:<coll>``         sorted set key -> expiry (ms, Redis server clock), so listing a
   collection needs no SCAN; the string keys' own expiry stays the truth
 * ``p lock:<name>``           string holding the owner, PX expiry
-* ``p ch:<channel>``          pub/sub channel
+* ``p ch:<channel>``          pub/sub channel; every subscription of a store shares one connection
+  (``redis_pubsub``), so subscribers never take connections from the request pool
 
 Atomic steps run as Lua scripts, which use the Redis server's clock so nodes with skewed clocks
-agree. Every Redis failure surfaces as ``StoreError`` naming the server (password removed).
+agree. Every Redis failure surfaces as ``StoreError`` naming the server (password removed); a
+call that finds no free pooled connection in time raises ``StoreBusy`` (clients: "busy, retry").
 """
 
 from __future__ import annotations
@@ -20,15 +22,20 @@ from __future__ import annotations
 import asyncio
 import builtins
 import logging
+import random
 from typing import Any, Awaitable, TypeVar, cast
 from urllib.parse import urlsplit
 
+import redis
 import redis.asyncio as aioredis
 from redis.exceptions import AuthenticationError, RedisError
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 import signaling.store.codec as codec
-from signaling.store.base import Doc, Store, StoreError, Subscription
-from signaling.store.pubsub_local import DEFAULT_QUEUE_SIZE, QueueSubscription
+from signaling.store.base import BeatWriter, Doc, Store, StoreBusy, StoreError, Subscription
+from signaling.store.pubsub_local import DEFAULT_QUEUE_SIZE
+from signaling.store.redis_pubsub import PubSubHub
 
 log = logging.getLogger("giaoban.store.redis")
 T = TypeVar("T")
@@ -93,7 +100,6 @@ _RELEASE = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0
 """
-_SUBSCRIBE_CONFIRM_S = 10.0
 
 
 def redact(url: str) -> str:
@@ -109,21 +115,47 @@ def redact(url: str) -> str:
         return "<unparseable redis URL>"
 
 
-MAX_CONNECTIONS = 64  # per store; each live subscription holds one of them
-POOL_WAIT_S = 10.0
+# The request pool: subscriptions do not use it (redis_pubsub: one connection of their own). A call
+# that finds no free connection within POOL_WAIT_S raises StoreBusy ("busy, retry"); settings
+# store_pool_size and store_pool_wait_s.
+POOL_SIZE = 128
+POOL_WAIT_S = 5.0
+RETRY_AFTER_S = (1, 3)  # told to a client that met a dry pool; spread so that retries do not herd
+
+
+class _PoolDry(RedisConnectionError):
+    """No connection came free within the pool's wait."""
+
+
+class _BlockingPool(aioredis.BlockingConnectionPool):
+    async def get_connection(self, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return await super().get_connection(*args, **kwargs)  # type: ignore[no-untyped-call]
+        except RedisConnectionError as exc:
+            if isinstance(exc.__cause__, asyncio.TimeoutError):  # redis-py's "No connection available."
+                raise _PoolDry(f"no free connection within {self.timeout} s") from exc
+            raise
 
 
 class RedisStore(Store):
     shared = True
 
     def __init__(
-        self, url: str, *, prefix: str = "gb:", queue_size: int = DEFAULT_QUEUE_SIZE, connect_timeout_s: float = 5.0
+        self,
+        url: str,
+        *,
+        prefix: str = "gb:",
+        queue_size: int = DEFAULT_QUEUE_SIZE,
+        connect_timeout_s: float = 5.0,
+        pool_size: int = POOL_SIZE,
+        pool_wait_s: float = POOL_WAIT_S,
     ) -> None:
         self.url, self.prefix = url, prefix
         self._where = redact(url)
         self._queue_size, self._connect_timeout_s = queue_size, connect_timeout_s
+        self.pool_size, self.pool_wait_s = pool_size, pool_wait_s
         self._client: aioredis.Redis | None = None
-        self._subs: set[_RedisSubscription] = set()
+        self._hub: PubSubHub | None = None
         self._state = "new"  # new -> started -> stopped
 
     def __repr__(self) -> str:
@@ -137,15 +169,19 @@ class RedisStore(Store):
             raise StoreError(f"{self!r} was stopped; open a new store instead")
         try:
             # A blocking pool: a burst (200 terminals joining at 07:50) waits for a free
-            # connection instead of failing with "Too many connections".
-            pool = aioredis.BlockingConnectionPool.from_url(
+            # connection instead of failing with "Too many connections", up to pool_wait_s.
+            pool = _BlockingPool.from_url(
                 self.url,
                 decode_responses=True,
                 socket_connect_timeout=self._connect_timeout_s,
-                max_connections=MAX_CONNECTIONS,
-                timeout=POOL_WAIT_S,
+                max_connections=self.pool_size,
+                timeout=self.pool_wait_s,
             )
             client = aioredis.Redis(connection_pool=pool)
+            # pub/sub: a client (and pool) of its own, holding one connection for every channel
+            sub_pool = aioredis.ConnectionPool.from_url(
+                self.url, decode_responses=True, socket_connect_timeout=self._connect_timeout_s, max_connections=1
+            )
         except (ValueError, TypeError, RedisError) as exc:
             raise StoreError(f"bad Redis URL {self._where!r}: {exc}") from exc
         try:
@@ -155,6 +191,7 @@ class RedisStore(Store):
             await pool.disconnect()
             raise StoreError(f"cannot reach Redis at {self._where}: {exc}{_login_hint(exc)}") from exc
         self._client = client
+        self._hub = PubSubHub(aioredis.Redis(connection_pool=sub_pool), self._where, self._queue_size)
         self._cas, self._put_eph = client.register_script(_CAS), client.register_script(_PUT_EPH)
         self._live_eph, self._acquire = client.register_script(_LIVE_EPH), client.register_script(_ACQUIRE)
         self._release, self._incr_eph = client.register_script(_RELEASE), client.register_script(_INCR_EPH)
@@ -164,8 +201,8 @@ class RedisStore(Store):
         if self._state == "stopped":
             return
         self._state = "stopped"
-        for sub in list(self._subs):
-            await sub.stop()
+        if self._hub is not None:
+            await self._hub.stop()
         if self._client is not None:
             await self._client.aclose()
             await self._client.connection_pool.disconnect()
@@ -181,6 +218,9 @@ class RedisStore(Store):
     async def _call(self, awaitable: Awaitable[T]) -> T:
         try:
             return await awaitable
+        except (_PoolDry, RedisTimeoutError) as exc:
+            after = random.randint(*RETRY_AFTER_S)
+            raise StoreBusy(f"Redis at {self._where} is busy ({exc}); retry in {after} s", after) from exc
         except (RedisError, OSError) as exc:
             raise StoreError(f"Redis at {self._where} failed: {exc}") from exc
 
@@ -295,64 +335,41 @@ class RedisStore(Store):
 
     async def subscribe(self, channel: str) -> Subscription:
         codec.check_name("channel", channel)
-        pubsub = self._redis().pubsub()
-        sub = _RedisSubscription(channel, pubsub, self._forget, self._queue_size)
+        self._redis()
+        assert self._hub is not None
+        return await self._hub.subscribe(self._k("ch", channel), channel)
+
+    # heartbeats off the event loop -------------------------------------------------------
+    def beat_writer(self) -> BeatWriter:
+        self._redis()
+        return _SyncBeatWriter(self)
+
+
+class _SyncBeatWriter(BeatWriter):
+    """A synchronous Redis connection for a heartbeat thread; the same ephemeral layout and script
+    as the store's put_ephemeral. Its socket timeout keeps a stuck Redis from holding the thread."""
+
+    def __init__(self, store: RedisStore) -> None:
+        self._store = store
         try:
-            await self._call(sub.open(self._k("ch", channel)))
-        except BaseException:
-            await pubsub.aclose()
-            raise
-        self._subs.add(sub)
-        return sub
+            self._client = redis.Redis.from_url(
+                store.url, decode_responses=True, socket_connect_timeout=2.0, socket_timeout=2.0
+            )
+        except (ValueError, TypeError, RedisError) as exc:
+            raise StoreError(f"bad Redis URL {store._where!r}: {exc}") from exc
+        self._put_eph = self._client.register_script(_PUT_EPH)
 
-    async def _forget(self, sub: QueueSubscription) -> None:
-        self._subs.discard(sub)
-
-
-class _RedisSubscription(QueueSubscription):
-    """One Redis PubSub connection and one reader task feeding the bounded queue."""
-
-    def __init__(self, channel: str, pubsub: Any, forget: Any, queue_size: int) -> None:
-        super().__init__(channel, self._shutdown, queue_size)
-        self._pubsub, self._forget = pubsub, forget
-        self._reader: asyncio.Task[None] | None = None
-
-    async def open(self, redis_channel: str) -> None:
-        await self._pubsub.subscribe(redis_channel)
-        # Wait for Redis to confirm, so that anything published after subscribe() returns
-        # (from any connection) is delivered.
-        async with asyncio.timeout(_SUBSCRIBE_CONFIRM_S):
-            while True:
-                msg = await self._pubsub.get_message(timeout=_SUBSCRIBE_CONFIRM_S)
-                if msg is not None and msg["type"] == "subscribe":
-                    break
-        self._reader = asyncio.create_task(self._read(), name=f"redis-sub:{self.channel}")
-
-    async def _read(self) -> None:
+    def put_ephemeral(self, coll: str, key: str, doc: Doc, ttl_s: float) -> None:
+        _names(coll, key)
+        ttl_ms = max(1, round(codec.check_ttl(ttl_s) * 1000))
+        keys = [self._store._eph_key(coll, key), self._store._k("ephidx", coll)]
         try:
-            async for msg in self._pubsub.listen():
-                if msg["type"] != "message":
-                    continue
-                try:
-                    self.deliver(codec.loads(msg["data"]))
-                except StoreError as exc:  # a foreign publisher sent non-JSON: skip it
-                    log.warning("ignoring message on %r: %s", self.channel, exc)
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:  # connection lost: end the subscription so its reader notices
-            log.error("subscription on %r lost its Redis connection: %s", self.channel, exc)
-            self.close()
-            await self._shutdown(self)
+            self._put_eph(keys=keys, args=[codec.encode_doc(doc), ttl_ms, key])
+        except (RedisError, OSError) as exc:
+            raise StoreError(f"Redis at {self._store._where} failed: {exc}") from exc
 
-    async def _shutdown(self, _sub: QueueSubscription) -> None:
-        if self._reader is not None and self._reader is not asyncio.current_task():
-            self._reader.cancel()
-            await asyncio.gather(self._reader, return_exceptions=True)
-        try:
-            await self._pubsub.aclose()
-        except (RedisError, OSError, RuntimeError):
-            pass  # the connection is going away either way
-        await self._forget(self)
+    def close(self) -> None:
+        self._client.close()
 
 
 def _login_hint(exc: BaseException) -> str:
