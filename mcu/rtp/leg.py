@@ -52,6 +52,7 @@ log = logging.getLogger("mcu.rtp.leg")
 MEDIA_TIMEOUT_S = 30.0
 KEYFRAME_EVENT_S = 2.0
 AUDIO_KBPS = 80  # what a room's audio takes of a session-level b=AS
+CAMERA_KBPS = 1500  # our answer's video b=AS: what we take from the room's camera (RFC 3264 §5)
 
 
 class LegHost(Protocol):
@@ -293,12 +294,7 @@ class RtpLeg:
         if c is None:
             return None
         line = self.lines[c.index]
-        kbps = None
-        if c.kind == "video":
-            kbps = RENDITION_BITRATE[VIDEO_RENDITIONS[0]] // 1000
-            if self._video_kbps is not None:
-                kbps = min(kbps, self._video_kbps)
-        return LocalMedia(line.ports.port, line.ours, kbps)
+        return LocalMedia(line.ports.port, line.ours, CAMERA_KBPS if c.kind == "video" else None)
 
     def _address(self, offer: RtpOffer) -> str:
         """Our address in the answer: the host we bound, or the one that routes to the room."""

@@ -12,6 +12,7 @@ to the RTP socket; while the room holds the call, to ``DISCARD`` instead. RTCP b
 from __future__ import annotations
 
 import random
+import time
 from typing import Any, Callable, cast
 
 from pylibsrtp import Session
@@ -19,7 +20,17 @@ from pylibsrtp import Session
 from mcu import fence
 from mcu.rtp.ports import RtpPorts
 from mcu.rtp.room_audio import DtmfReceiver, RoomMic
-from mcu.rtp.rtcp import Block, receiver_report, sdes_cname, sender_report, tmmbn, tmmbr_limits, tmmbr_requests
+from mcu.rtp.rtcp import (
+    Block,
+    ReceptionTiming,
+    receiver_report,
+    sdes_cname,
+    sender_report,
+    sender_report_times,
+    tmmbn,
+    tmmbr_limits,
+    tmmbr_requests,
+)
 from mcu.rtp.sdes import Crypto, answer_crypto, inbound_session, outbound_session
 from mcu.rtp.sdp import Chosen, MediaLine
 from mcu.sfu.rtp_header import FEEDBACK_RR, Feedback, fir, nack, parse_feedback, pli
@@ -82,6 +93,7 @@ class LegLine:
         self.received: Stream  # the room's packets as they arrive (RTCP reception reports)
         self.dtmf = DtmfReceiver()
         fmt = chosen.format
+        self.timing = ReceptionTiming(fmt.clock)  # jitter and LSR/DLSR: the room measures its RTT
         codec = chosen.codec
         if self.kind == "audio":
             self.mic = RoomMic(endpoint_id, f"{endpoint_id}/mic", codec, keyframe_interval)
@@ -159,6 +171,7 @@ class LegLine:
         if pt == self.chosen.format.pt:
             if not self.receives:
                 return True  # it said it would not send: counted as valid, not published
+            self.timing.packet(int.from_bytes(data[4:8], "big"), time.monotonic())
             if self.mic is not None:
                 self.received.on_rtp(data)
                 self.mic.push(data)
@@ -180,6 +193,9 @@ class LegLine:
 
     def _on_rtcp(self, data: bytes, on_feedback: Callable[[Output, list[Feedback]], None]) -> None:
         out = self.output
+        for ssrc, ntp_middle in sender_report_times(data):
+            if ssrc == self.received.ssrc:
+                self.timing.sender_report(ntp_middle, time.monotonic())
         items = []
         for item in parse_feedback(data):
             if item[1] == out.ssrc or (item[0] != FEEDBACK_RR and item[1] == 0):  # some rooms name no SSRC
@@ -200,7 +216,7 @@ class LegLine:
         report = self.received.reception_report(interval)
         if report is not None and self.received.ssrc is not None:
             fraction, lost, high, _ = report
-            blocks.append((self.received.ssrc, fraction, lost, high))
+            blocks.append((self.received.ssrc, fraction, lost, high, *self.timing.block_tail(now)))
         out = self.output
         state = out.report_state(now) if self.sending else None
         if state is not None and out.source is not None:

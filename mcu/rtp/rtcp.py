@@ -1,7 +1,9 @@
 """RTCP of a SIP leg that the SFU's helpers (``mcu.sfu.rtp_header``) do not write or read: the
 sender report with its report blocks, SDES CNAME (RFC 3550 §6.1: every compound packet has one;
 some room systems drop packets without it) and TMMBR (RFC 5104 §4.2.1), which room systems send
-instead of REMB to cap what we send them, and the TMMBN that acknowledges it. I/O free."""
+instead of REMB to cap what we send them, and the TMMBN that acknowledges it; the NTP time of the
+room's sender reports, for the LSR/DLSR of our report blocks (RFC 3550 §6.4.1: its round-trip
+time). I/O free."""
 
 from __future__ import annotations
 
@@ -14,14 +16,33 @@ RTCP_SDES = 202
 TMMBR_FMT = 3
 TMMBN_FMT = 4
 
-Block = tuple[int, int, int, int]  # (ssrc, fraction lost 0..255, cumulative lost, extended highest seq)
+# (ssrc, fraction lost 0..255, cumulative lost, extended highest seq[, jitter, LSR, DLSR]): absent = 0
+Block = tuple[int, ...]
 
 
 def report_blocks(blocks: list[Block]) -> bytes:
-    return b"".join(
-        struct.pack("!IIIIII", ssrc, (fraction & 0xFF) << 24 | (lost & 0xFFFFFF), high, 0, 0, 0)
-        for ssrc, fraction, lost, high in blocks[:31]
-    )
+    out = b""
+    for block in blocks[:31]:
+        ssrc, fraction, lost, high, jitter, lsr, dlsr = (*block, 0, 0, 0)[:7]
+        word = (fraction & 0xFF) << 24 | (lost & 0xFFFFFF)
+        out += struct.pack("!IIIIII", ssrc, word, high & 0xFFFFFFFF, jitter & 0xFFFFFFFF, lsr, dlsr & 0xFFFFFFFF)
+    return out
+
+
+def sender_report_times(data: bytes) -> list[tuple[int, int]]:
+    """(sender SSRC, middle 32 bits of its NTP time) of each SR in a compound RTCP packet: the LSR."""
+    out = []
+    pos, n = 0, len(data)
+    while pos + 4 <= n:
+        b0, pt = data[pos], data[pos + 1]
+        end = pos + ((data[pos + 2] << 8 | data[pos + 3]) + 1) * 4
+        if b0 >> 6 != 2 or end > n:
+            break
+        if pt == RTCP_SR and end - pos >= 28:
+            ssrc, ntp = struct.unpack_from("!IQ", data, pos + 4)
+            out.append((ssrc, ntp >> 16 & 0xFFFFFFFF))
+        pos = end
+    return out
 
 
 def sender_report(ssrc: int, ntp: int, rtp_ts: int, packets: int, octets: int, blocks: list[Block]) -> bytes:
@@ -72,3 +93,30 @@ def tmmbn(ssrc: int, requests: list[tuple[int, int, int]]) -> bytes:
     """TMMBN (RFC 5104 §4.2.2) acknowledging ``requests``: each requester's limit is the bounding set."""
     fci = b"".join(struct.pack("!II", sender, word) for sender, _, word in requests[:32])
     return struct.pack("!BBHII", 0x80 | TMMBN_FMT, RTCP_RTPFB, 2 + len(fci) // 4, ssrc, 0) + fci
+
+
+class ReceptionTiming:
+    """Interarrival jitter (RFC 3550 §6.4.1, A.8) of the room's packets and the LSR/DLSR of its
+    last sender report: the timing part of the report block about the room's stream."""
+
+    def __init__(self, clock: int) -> None:
+        self.clock = clock
+        self.jitter = 0.0  # in RTP clock units
+        self._transit: float | None = None
+        self._lsr = 0
+        self._lsr_at = 0.0
+
+    def packet(self, rtp_ts: int, arrival: float) -> None:
+        transit = arrival * self.clock - rtp_ts
+        if self._transit is not None:
+            d = abs((transit - self._transit + 2**31) % 2**32 - 2**31)  # across a timestamp wrap
+            self.jitter += (d - self.jitter) / 16
+        self._transit = transit
+
+    def sender_report(self, ntp_middle: int, arrival: float) -> None:
+        self._lsr, self._lsr_at = ntp_middle, arrival
+
+    def block_tail(self, now: float) -> tuple[int, int, int]:
+        """(jitter, LSR, DLSR in 1/65536 s) for a report block sent at ``now``."""
+        dlsr = int((now - self._lsr_at) * 65536) if self._lsr else 0
+        return int(self.jitter), self._lsr, max(0, dlsr)

@@ -13,7 +13,7 @@ dial-out, each re-INVITE's)::
 first offered format; a chosen one with our RTP port, ``a=rtcp`` on the next port (no rtcp-mux,
 even when offered: room systems all take RTCP on port + 1), the offered protocol (RTP/SAVP with
 our own ``a=crypto`` of the suite and tag taken), the chosen format and the telephone-event of its
-clock (``0-15``), ``a=ptime:20`` for audio, ``b=AS`` (our composite's bitrate cap) for video,
+clock (``0-15``), ``a=ptime:20`` for audio, ``b=AS`` (what we take from the room's camera, RFC 3264 §5) for video,
 and the direction RFC 3264 answers (sendonly -> recvonly, inactive -> inactive).
 
 H.264 is answered in the packetization mode the room offered. Its profile-level-id is constrained
@@ -64,7 +64,7 @@ class LocalMedia:
 
     port: int  # our RTP port; RTCP is on port + 1
     crypto: Crypto | None = None  # our key, for an RTP/SAVP line (``answer_crypto(chosen.crypto)``)
-    bandwidth_kbps: int | None = None  # video: the bitrate cap of what we send (b=AS)
+    bandwidth_kbps: int | None = None  # video: what we receive at most (b=AS: the room's camera cap)
 
 
 def build_answer(

@@ -13,6 +13,7 @@ import pytest
 import mcu.rtp.leg as leg_module
 from mcu.api import OfferRefused
 from mcu.node import LocalMediaNode
+from mcu.rtp.rtcp import sender_report
 from mcu.sfu.rtp_header import nack, receiver_report
 from tests.mcu.bridge.helpers import MixClient, tone_power
 from tests.mcu.rtp.test_leg import RED, Events, is_red, join_room, room_spec
@@ -230,3 +231,33 @@ async def test_an_offer_without_a_common_audio_codec_is_refused_in_words(local_m
         await leg.handle_offer(offer)
     await leg.close()
     assert "m" not in local_media_node.meetings  # the leg left: the meeting it opened is gone
+
+
+def report_block_about(packets: list[bytes], ssrc: int) -> tuple[int, ...] | None:
+    """(jitter, LSR, DLSR) of the last report block about ``ssrc`` in the leg's SR/RR packets."""
+    found = None
+    for p in packets:
+        start = {200: 28, 201: 8}.get(p[1])
+        for i in range(p[0] & 0x1F if start else 0):
+            block = struct.unpack_from("!IIIIII", p, start + 24 * i)
+            if block[0] == ssrc:
+                found = block[3:]
+    return found
+
+
+async def test_report_blocks_let_the_room_measure_its_round_trip_and_b_as_is_what_we_take(local_media_node):
+    room = RtpRoom(bandwidth_kbps=600)
+    try:
+        await room.start()
+        leg = await local_media_node.open_peer(room_spec(), Events())
+        answer = await leg.handle_offer(room.offer())
+        assert "m=video" in answer and answer.split("m=video")[1].split("\r\n")[1] == "b=AS:1500"  # its camera's cap
+        await room.apply_answer(answer)
+        assert await wait_for(lambda: leg.lines[1].received.ssrc == room.ssrc["video"], 10)
+        room.send_rtcp("video", sender_report(room.ssrc["video"], 0x0001_2345_6789_0000, 0, 10, 1000, []))
+        assert await wait_for(lambda: (report_block_about(room.rtcp_in, room.ssrc["video"]) or (0, 0))[1], 5)
+        jitter, lsr, dlsr = report_block_about(room.rtcp_in, room.ssrc["video"])
+        assert lsr == 0x23456789 and 0 < dlsr < 2 * 65536  # sent within 2 s of the room's SR
+        assert jitter < 90000  # in clock units: under a second on 127.0.0.1
+    finally:
+        await room.stop()

@@ -15,7 +15,15 @@ from mcu.rtp.h264_level import answered_baseline, decodable_rendition, rendition
 from mcu.rtp.leg import fitting_rendition
 from mcu.rtp.ports import RtpPorts, address_problem, may_latch_anywhere
 from mcu.rtp.room_audio import LEVEL_ID, DtmfReceiver, RoomMic
-from mcu.rtp.rtcp import sdes_cname, sender_report, tmmbn, tmmbr_limits, tmmbr_requests
+from mcu.rtp.rtcp import (
+    ReceptionTiming,
+    sdes_cname,
+    sender_report,
+    sender_report_times,
+    tmmbn,
+    tmmbr_limits,
+    tmmbr_requests,
+)
 from mcu.sfu.rtp_header import FEEDBACK_RR, parse_feedback
 
 pytestmark = pytest.mark.unit
@@ -32,6 +40,19 @@ def test_sender_report_carries_the_blocks_the_room_reads():
     assert parse_feedback(packet) == [(FEEDBACK_RR, 0xABC, 26)]
     cname = sdes_cname(7, "room@giaoban")
     assert len(cname) % 4 == 0 and cname[1] == 202 and b"room@giaoban" in cname
+
+
+def test_report_blocks_carry_jitter_lsr_and_dlsr():
+    timing = ReceptionTiming(8000)
+    for n in range(50):  # 20 ms packets, every other one 10 ms late
+        timing.packet(n * 160, n * 0.02 + (0.01 if n % 2 else 0))
+    sr = sender_report(9, 0x0001_2345_6789_0000, 0, 1, 1, [])
+    assert sender_report_times(sr) == [(9, 0x23456789)]
+    timing.sender_report(0x23456789, 100.0)
+    jitter, lsr, dlsr = timing.block_tail(100.5)
+    assert 60 < jitter <= 80 and lsr == 0x23456789 and dlsr == 32768  # jitter tends to 80 (10 ms)
+    packet = sender_report(7, 0, 0, 0, 0, [(5, 0, 0, 100, jitter, lsr, dlsr)])
+    assert struct.unpack_from("!IIIIII", packet, 28) == (5, 0, 100, jitter, 0x23456789, 32768)
 
 
 def test_tmmbr_is_read_as_a_bitrate_cap():
