@@ -95,7 +95,7 @@ async def build_context(settings: Settings, serving: bool = True) -> Context:
     Path(settings.data_dir).mkdir(parents=True, exist_ok=True)
     directory = load_directory(settings.directory)
     settings.check_against(directory)
-    store = open_store(settings.store)
+    store = open_store(settings.store, pool_size=settings.store_pool_size, pool_wait_s=settings.store_pool_wait_s)
     await store.start()
     signer = await TokenSigner.from_store(store)
     auth = Authenticator(store, directory, signer, settings.tokens, settings.limits)

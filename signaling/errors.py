@@ -14,6 +14,7 @@ from endpoints.directory import DirectoryError, UnknownEndpointError
 from endpoints.selectors import SelectorError
 from mcu.api import MediaConflict, MediaError, MediaRetry, MediaUnavailable
 from signaling.meetings.errors import ConflictError, MeetingError, NotFoundError
+from signaling.store.base import StoreBusy
 
 
 @dataclass
@@ -23,14 +24,17 @@ class ApiError(Exception):
     status: int = 400
     field: str | None = None
     close: bool = False  # HTTP: close the connection after the answer (the request cannot be read on)
+    retry_after: int | None = None  # "busy": seconds to wait before the same request (HTTP Retry-After)
 
     def __str__(self) -> str:
         return self.message
 
     def to_dict(self) -> dict:
-        body = {"code": self.code, "message": self.message}
+        body: dict = {"code": self.code, "message": self.message}
         if self.field:
             body["field"] = self.field
+        if self.retry_after is not None:
+            body["retry_after"] = self.retry_after
         return body
 
 
@@ -83,10 +87,22 @@ def busy(message: str) -> ApiError:
     return ApiError("busy", message, 503)
 
 
+def busy_retry(after_s: int) -> ApiError:
+    """503 "busy" with when to try again (the store had no free connection in time, #18)."""
+    return ApiError(
+        "busy",
+        f"Máy chủ đang bận, xin thử lại sau {after_s} giây. Server busy: retry in {after_s} s.",
+        503,
+        retry_after=after_s,
+    )
+
+
 def classify(exc: BaseException) -> ApiError | None:
     """The ApiError for an exception a user can cause; None for a server fault."""
     if isinstance(exc, ApiError):
         return exc
+    if isinstance(exc, StoreBusy):  # overload, not a fault: the same request works a little later
+        return busy_retry(exc.retry_after_s)
     if isinstance(exc, MediaRetry):
         return ApiError("retry", f"media busy: {exc}; answer the server's offer first, then retry", 409)
     if isinstance(exc, MediaUnavailable):  # recording not enabled, no media for the meeting here

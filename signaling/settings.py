@@ -73,6 +73,10 @@ class Settings:
     public_url: str = ""  # base of join links; default http://host:port (host 0.0.0.0: the first routable address)
     data_dir: str = "var"
     store: str = ""  # default sqlite:<data_dir>/giaoban.db; redis://host:port/db for several nodes
+    # Redis store: connections for requests (subscriptions share one more of their own), and how
+    # long a request waits for a free one before the client is told "busy, retry" (503, Retry-After)
+    store_pool_size: int = 128
+    store_pool_wait_s: float = 5.0
     directory: str = "config/hagiang.yaml"
     node_id: str = ""  # default <hostname>-<port>
     media: str = "local"  # local: an in-process aiortc media node; none: signaling only
@@ -130,6 +134,10 @@ class Settings:
             raise bad(f"media must be 'local' or 'none', got {self.media!r}")
         if self.media_capacity < 1:
             raise bad(f"media_capacity must be >= 1, got {self.media_capacity}")
+        if not 2 <= self.store_pool_size <= 10000:
+            raise bad(f"store_pool_size must be 2..10000, got {self.store_pool_size}")
+        if not 0 < self.store_pool_wait_s <= 60:
+            raise bad(f"store_pool_wait_s must be > 0 and <= 60 s, got {self.store_pool_wait_s}")
         if not all(isinstance(x, str) and x for x in self.media_serves):
             raise bad("media_serves must be a list of endpoint ids")
         if self.log_format not in ("json", "text"):

@@ -40,6 +40,8 @@ def error_response(err: ApiError) -> web.Response:
         resp.force_close()
     if err.status == 401:
         resp.headers["WWW-Authenticate"] = 'Bearer realm="giaoban"'
+    if err.retry_after is not None:
+        resp.headers["Retry-After"] = str(err.retry_after)
     return resp
 
 

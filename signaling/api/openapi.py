@@ -304,7 +304,13 @@ def openapi_document(server_url: str) -> dict:
             "error": {
                 "type": "object",
                 "required": ["code", "message"],
-                "properties": {"code": {"type": "string"}, "message": {"type": "string"}, "field": {"type": "string"}},
+                "properties": {
+                    "code": {"type": "string"},
+                    "message": {"type": "string"},
+                    "field": {"type": "string"},
+                    # with code "busy" (503, and the Retry-After header): seconds before trying again
+                    "retry_after": {"type": "integer", "minimum": 1},
+                },
             }
         },
     }

@@ -9,23 +9,24 @@
 
 from __future__ import annotations
 
-from signaling.store.base import Doc, Store, StoreError, Subscription
-from signaling.store.redis_store import RedisStore
+from signaling.store.base import Doc, Store, StoreBusy, StoreError, Subscription
+from signaling.store.redis_store import POOL_SIZE, POOL_WAIT_S, RedisStore
 from signaling.store.sqlite_store import SqliteStore
 
-__all__ = ["Doc", "Store", "StoreError", "Subscription", "SqliteStore", "RedisStore", "open_store"]
+__all__ = ["Doc", "Store", "StoreBusy", "StoreError", "Subscription", "SqliteStore", "RedisStore", "open_store"]
 
 _REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
 
 
-def open_store(url: str) -> Store:
-    """A not-yet-started store for ``url``; ValueError when the URL names no known backend."""
+def open_store(url: str, *, pool_size: int = POOL_SIZE, pool_wait_s: float = POOL_WAIT_S) -> Store:
+    """A not-yet-started store for ``url``; ValueError when the URL names no known backend.
+    ``pool_size``/``pool_wait_s``: the Redis request pool (settings store_pool_size/_wait_s)."""
     if not isinstance(url, str) or not url.strip():
         raise ValueError("store URL is empty; use sqlite:<path> or redis://host:port/db")
     if url.startswith("sqlite:"):
         return SqliteStore(_sqlite_path(url))
     if url.startswith(_REDIS_SCHEMES):
-        return RedisStore(url)
+        return RedisStore(url, pool_size=pool_size, pool_wait_s=pool_wait_s)
     raise ValueError(
         f"unsupported store URL {url!r}: use sqlite:<path> (sqlite:///abs/path.db, "
         f"sqlite:relative/path.db) or redis://host:port/db"

@@ -119,7 +119,9 @@ class Session(MeetingActions):
         else:
             code, message = exc.code, exc.message
         metrics.WS_ERRORS.labels(code).inc()
-        extra = {"field": exc.field} if isinstance(exc, ApiError) and exc.field else {}
+        extra: dict[str, Any] = {"field": exc.field} if isinstance(exc, ApiError) and exc.field else {}
+        if isinstance(exc, ApiError) and exc.retry_after is not None:
+            extra["retry_after"] = exc.retry_after
         await self.deliver(error_msg(code, message, ref, **extra))
 
     # --- lifecycle -----------------------------------------------------------------------------
