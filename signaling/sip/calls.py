@@ -2,7 +2,9 @@
 
 :class:`Call` is the confirmed dialog: BYE both ways, INFO, re-INVITE/UPDATE (their offer goes to
 ``on_reinvite``, which returns our answer), session timers (RFC 4028) and the 2xx retransmission
-until its ACK. :class:`IncomingCall` (a room dialed us) and :class:`OutgoingCall` (we dialed a room)
+until its ACK. One re-INVITE/UPDATE at a time (RFC 3261 §14): while ours runs a crossing one gets 491
+and a 491 to ours is retried after §14.1's random delay; while we answer theirs (or before the ACK of
+our 2xx) another of theirs gets 500 with Retry-After, and ours waits. :class:`IncomingCall` (a room dialed us) and :class:`OutgoingCall` (we dialed a room)
 add the INVITE transaction of their side; see ``signaling.sip.stack`` for the API as a whole.
 """
 
@@ -11,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
+import random
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
@@ -26,6 +29,8 @@ from signaling.sip.wire import capabilities, sdp_of
 from signaling.sip_settings import SipSettings
 
 log = logging.getLogger(__name__)
+GLARE_TRIES = 3  # our re-INVITE/UPDATE sent again after a 491 at most this often
+GLARE_DELAY_S = {True: (2.1, 4.0), False: (0.0, 2.0)}  # RFC 3261 §14.1, by "we made the Call-ID"
 
 InfoHandler = Callable[[str, str], Any]  # (content type, body) -> None or awaitable
 OfferHandler = Callable[[str | None], Awaitable[str]]  # their offer (None: offerless) -> our SDP
@@ -71,6 +76,8 @@ async def maybe_await(value: Any) -> Any:
 class Call:
     """A dialog with a room system: what both directions share once it is set up."""
 
+    owns_call_id = False  # whether we made the Call-ID (our dial): the longer glare delay (§14.1)
+
     def __init__(self, stack: Stack, dialog: Dialog, link: Link) -> None:
         self.stack, self.dialog, self.link = stack, dialog, link
         self.call_id = dialog.call_id
@@ -84,7 +91,9 @@ class Call:
         self.peer_allows_update = False
         self._timer: SessionTimer | None = None
         self._session: tuple[int, bool] | None = None  # (interval, we refresh)
-        self._reinvite_busy = False
+        self._busy: str | None = None  # "ours" while our re-INVITE/UPDATE runs, "theirs" while we answer one
+        self._idle = asyncio.Event()
+        self._idle.set()
         self._last_ack: bytes | None = None
         self._acked: asyncio.Future[str | None] | None = None  # the ACK of our last 200: its SDP
         self._pending_2xx: tuple[int, asyncio.Task[None], asyncio.Future[str | None]] | None = None
@@ -129,15 +138,44 @@ class Call:
         """Our new offer (hold, codec change) in a re-INVITE; their answer, or Refusal with their status."""
         if self.dialog.state != DialogState.CONFIRMED:
             raise Refusal(481, "Call/Transaction Does Not Exist")
-        request = self._request("INVITE", sdp)
-        self._stamp_session(request)
-        answer = await self._send(request)
-        if answer.status_code >= 300:
-            raise Refusal(answer.status_code, answer.reason_phrase, answer.headers.get_first("warning"))
-        self.local_sdp = sdp
-        self.send_ack(answer, None)
-        self._refreshed()
-        return sdp_of(answer)
+        answer = await self._send_own("INVITE", sdp)
+        try:
+            if answer.status_code >= 300:
+                raise Refusal(answer.status_code, answer.reason_phrase, answer.headers.get_first("warning"))
+            self.local_sdp = sdp
+            self.send_ack(answer, None)
+            self._refreshed()
+            return sdp_of(answer)
+        finally:
+            self._release()
+
+    async def _send_own(self, method: str, sdp: str | None = None) -> SipResponse:
+        """Our re-INVITE/UPDATE once no other runs, the dialog busy meanwhile (a crossing one gets 491);
+        a 491 is retried after §14.1's random delay. Returns still busy: the caller ``_release``s."""
+        for attempt in range(1, GLARE_TRIES + 1):
+            while self._busy is not None:
+                await asyncio.wait_for(self._idle.wait(), TIMEOUT)
+            self._claim("ours")
+            try:
+                request = self._request(method, sdp)
+                self._stamp_session(request)
+                response = await self._send(request)
+            except BaseException:
+                self._release()
+                raise
+            if response.status_code != 491 or attempt == GLARE_TRIES:
+                return response
+            self._release()
+            await asyncio.sleep(random.uniform(*GLARE_DELAY_S[self.owns_call_id]))
+        raise AssertionError("unreachable")
+
+    def _claim(self, who: str) -> None:
+        self._busy = who
+        self._idle.clear()
+
+    def _release(self) -> None:
+        self._busy = None
+        self._idle.set()
 
     def send_ack(self, response: SipResponse, sdp: str | None) -> bytes:
         """The ACK of a 2xx to our INVITE (§13.2.2.4): a new branch, the INVITE's CSeq number."""
@@ -162,23 +200,24 @@ class Call:
         without SDP; whatever ``answer_of`` raises is raised after the 200 is ACKed without a body."""
         if self.dialog.state != DialogState.CONFIRMED:
             raise Refusal(481, "Call/Transaction Does Not Exist")
-        request = self._request("INVITE")
-        self._stamp_session(request)
-        response = await self._send(request)
-        if response.status_code >= 300:
-            raise Refusal(response.status_code, response.reason_phrase, "the room refused the re-INVITE")
-        offer = sdp_of(response)
-        if offer is None:
-            self.send_ack(response, None)
-            raise Refusal(488, "Not Acceptable Here", "the room's 200 to our re-INVITE carried no SDP offer")
+        response = await self._send_own("INVITE")
         try:
-            answer = await answer_of(offer)
-        except BaseException:
-            self.send_ack(response, None)
-            raise
-        self.local_sdp = answer
-        self.send_ack(response, answer)
-        self._refreshed()
+            if response.status_code >= 300:
+                raise Refusal(response.status_code, response.reason_phrase, "the room refused the re-INVITE")
+            offer = sdp_of(response)
+            if offer is None:
+                self.send_ack(response, None)
+                raise Refusal(488, "Not Acceptable Here", "the room's 200 to our re-INVITE carried no SDP offer")
+            try:
+                answer = await answer_of(offer)
+            except BaseException:
+                self.send_ack(response, None)
+                raise
+            self.local_sdp = answer
+            self.send_ack(response, answer)
+            self._refreshed()
+        finally:
+            self._release()
 
     # --- requests the room sends in the dialog ---
 
@@ -191,10 +230,13 @@ class Call:
         elif method == "INFO":
             self._spawn(self._info(request))
         elif method in ("INVITE", "UPDATE"):
-            if self._reinvite_busy:
+            if self._busy == "ours":  # glare (RFC 3261 §14.2, RFC 3311 §5.2)
                 self.stack.respond(request, 491, "Request Pending", call=self)
+            elif self._busy == "theirs" or (method == "INVITE" and self._pending_2xx is not None):
+                retry = {"Retry-After": str(random.randint(1, 10))}  # their INVITE still unanswered or unACKed
+                self.stack.respond(request, 500, "Previous INVITE Pending", call=self, headers=retry)
             else:
-                self._reinvite_busy = True
+                self._claim("theirs")
                 self._spawn(self._offer(request))
         elif method == "OPTIONS":
             self.stack.respond(request, 200, "OK", call=self, extra=capabilities)
@@ -242,7 +284,7 @@ class Call:
                 log.exception("sip %s: on_reinvite failed", self.call_id)
                 self.stack.respond(request, 500, "Server Internal Error", call=self)
         finally:
-            self._reinvite_busy = False
+            self._release()
 
     # --- 2xx to an INVITE we received, retransmitted until its ACK (§13.3.1.4) ---
 
@@ -336,15 +378,12 @@ class Call:
     async def _send_refresh(self) -> None:
         """Our refresh: UPDATE where the room allows it, else a re-INVITE with the same SDP; failure ends the call."""
         if self.peer_allows_update or self.local_sdp is None:
-            request = self._request("UPDATE")
-            self._stamp_session(request)
-            answer = await self._send(request)
+            answer = await self._send_own("UPDATE")
         else:
-            request = self._request("INVITE", self.local_sdp)
-            self._stamp_session(request)
-            answer = await self._send(request)
+            answer = await self._send_own("INVITE", self.local_sdp)
             if answer.status_code < 300:
                 self.send_ack(answer, None)
+        self._release()
         if answer.status_code >= 300 and answer.status_code != 491:
             log.warning("sip %s: session refresh got %d: hanging up", self.call_id, answer.status_code)
             await self._bye("session_expired")

@@ -50,6 +50,8 @@ def build_invite(stack: Stack, uri: str, from_user: str, link: Link, sdp: str | 
 
 
 class OutgoingCall(Call):
+    owns_call_id = True
+
     def __init__(self, stack: Stack, dialog: Dialog, link: Link, invite: SipRequest, offer_sdp: str | None) -> None:
         super().__init__(stack, dialog, link)
         self.uri = dialog.remote_uri
