@@ -285,7 +285,7 @@ class Agent(MediaActions):
             self.want = None
             await self._join_next()
         elif ref is not None and ref == self._offer_ref and self.peer is not None:
-            self.peer.on_error(text)
+            self.peer.on_error(text, msg.get("code"))
         else:
             self.log.warning(f"Máy chủ báo lỗi: {text}", "server error", code=msg.get("code"), meeting=self.want)
 
@@ -355,6 +355,8 @@ class Agent(MediaActions):
             "hand_raised": me in self.hands,
             "muted": dict(self.muted),
             "media": self.peer.stats() if self.peer is not None else None,
+            "screen": self.cfg.screen,
+            "sharing": self.peer is not None and self.peer.screen is not None,
             "connects": self.conn.connects,
             "timings": {k: [round(x, 3) for x in v[-5:]] for k, v in self.timings.items()},
             "last_errors": list(self.log.errors),

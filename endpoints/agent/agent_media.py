@@ -10,7 +10,11 @@ from typing import Any, Awaitable, Callable
 
 from endpoints.agent.connection import NotConnected
 from endpoints.agent.media import MediaError, MeetingPeer
-from endpoints.agent.sources import Sources
+from endpoints.agent.sources import Sources, open_screen
+
+
+class ShareUnavailable(RuntimeError):
+    """Sharing cannot start here (no ``screen`` source set, or it does not open): the operator fixes it."""
 
 
 class MediaActions:
@@ -113,6 +117,27 @@ class MediaActions:
         )
         await self._close_peer()
         await self._open_peer(self.want)
+
+    async def set_sharing(self, on: bool) -> bool:
+        """From the control API: send the ``screen`` source as the meeting's slides, or stop.
+        Runs on the caller's task, not the owner task (which delivers the answer it waits for).
+        Returns whether anything changed."""
+        peer = self.peer
+        if peer is None or peer.connected_at is None:
+            raise NotConnected("not in a meeting with media")
+        if not on:
+            return await peer.stop_share()
+        if self.cfg.screen == "none":
+            raise ShareUnavailable("chưa cấu hình nguồn chia sẻ tài liệu (screen: none) (no screen source is set)")
+        try:
+            gate = open_screen(self.cfg.screen, self.cfg.size, self.cfg.fps)
+        except Exception as exc:
+            self.log.error(
+                f"Không mở được nguồn chia sẻ {self.cfg.screen}: {exc}", "screen source failed", meeting=self.want
+            )
+            raise ShareUnavailable(f"không mở được nguồn chia sẻ {self.cfg.screen} (cannot open it): {exc}") from None
+        await peer.share(gate)
+        return True
 
     async def _on_offer(self, msg: dict[str, Any]) -> None:
         if self.peer is not None:

@@ -7,6 +7,7 @@ Example ``/etc/giaoban-agent.yaml``::
     secret_file: /etc/giaoban-agent.secret
     video: v4l2:/dev/video0          # test | file:<path> | v4l2:<device> | none
     audio: alsa:default              # test | file:<path> | alsa:<device> | pulse:<device> | none
+    screen: v4l2:/dev/video2         # the shared document: none | file:<path> | v4l2:<device> | testsrc:<colour>
     record_dir: /var/lib/giaoban-agent/recordings
     control_port: 8765
     data_dir: /var/lib/giaoban-agent
@@ -24,6 +25,7 @@ import yaml
 
 VIDEO_KINDS = ("test", "file", "v4l2", "none")
 AUDIO_KINDS = ("test", "file", "alsa", "pulse", "none")
+SCREEN_KINDS = ("none", "file", "v4l2", "testsrc")
 
 
 class ConfigError(ValueError):
@@ -38,6 +40,7 @@ class AgentConfig:
     secret_file: str = ""  # a file holding the secret (first line)
     video: str = "test"  # camera source
     audio: str = "test"  # microphone source
+    screen: str = "none"  # second picture shared as slides (document camera, HDMI capture): see SCREEN_KINDS
     video_size: str = "640x360"
     fps: int = 15
     record_dir: str = ""  # record what the terminal receives here ("" = do not record)
@@ -97,6 +100,7 @@ class AgentConfig:
             raise bad(f"endpoint {self.endpoint}: give its secret with secret_file (or secret)")
         _check_source("video", self.video, VIDEO_KINDS, bad)
         _check_source("audio", self.audio, AUDIO_KINDS, bad)
+        _check_screen(self.screen, bad)
         try:
             w, h = self.size
         except ValueError:
@@ -124,6 +128,51 @@ def _check_source(what: str, value: str, kinds: tuple[str, ...], bad) -> None:
         raise bad(f"{what} source {value!r} needs a path or device after '{kind}:'")
     if kind == "file" and not Path(arg).is_file():
         raise bad(f"{what} source file {arg} does not exist")
+
+
+def _check_screen(value: str, bad) -> None:
+    """The shared-document source; the message is Vietnamese first and names the key."""
+    kind, _, arg = value.partition(":")
+    forms = "none | file:<đường dẫn> | v4l2:/dev/videoN | testsrc:<màu>"
+    if kind not in SCREEN_KINDS:
+        raise bad(
+            f"screen (nguồn chia sẻ tài liệu) {value!r} không hợp lệ; dùng {forms} "
+            f"(screen source {value!r} is not one of none, file:<path>, v4l2:<device>, testsrc:<colour>)"
+        )
+    if kind == "none":
+        return
+    if not arg:
+        raise bad(f"screen {value!r}: thiếu đường dẫn, thiết bị hoặc màu sau '{kind}:' (needs a value after '{kind}:')")
+    if kind == "file" and not Path(arg).is_file():
+        raise bad(f"screen: không có tệp {arg} (screen source file {arg} does not exist)")
+    if kind == "testsrc" and parse_colour(arg) is None:
+        raise bad(
+            f"screen: màu {arg!r} không hợp lệ; dùng tên ({', '.join(COLOURS)}) hoặc #rrggbb "
+            f"(testsrc colour {arg!r}: a name or #rrggbb)"
+        )
+
+
+COLOURS = {
+    "red": (220, 30, 30),
+    "green": (30, 180, 60),
+    "blue": (30, 60, 220),
+    "white": (235, 235, 235),
+    "black": (16, 16, 16),
+    "yellow": (230, 200, 30),
+}
+
+
+def parse_colour(text: str) -> tuple[int, int, int] | None:
+    """A testsrc colour: a name from COLOURS or #rrggbb; None when it is neither."""
+    text = text.strip().lower()
+    if text in COLOURS:
+        return COLOURS[text]
+    if len(text) == 7 and text[0] == "#":
+        try:
+            return int(text[1:3], 16), int(text[3:5], 16), int(text[5:7], 16)
+        except ValueError:
+            return None
+    return None
 
 
 def load_config(path: str | os.PathLike | None, overrides: dict[str, Any] | None = None) -> AgentConfig:

@@ -5,6 +5,9 @@ Bound to 127.0.0.1 by default (nothing outside the room PC can reach it)::
     GET  /status       JSON: connected, meeting, floor, hand, muted, media counters, last errors
     POST /raise-hand   ask the chair for the floor   (409 when not in a meeting)
     POST /lower-hand   withdraw the request
+    POST /share        "Chia sẻ tài liệu": send the ``screen`` source as the slides (409: not in a meeting
+                       or no source; 502: the server refused)
+    POST /stop-share   "Dừng chia sẻ"
     GET  /log          the last operator log lines (text)
 """
 
@@ -17,6 +20,11 @@ from aiohttp import web
 
 from endpoints.agent.config import ConfigError
 from endpoints.agent.connection import NotConnected
+from endpoints.agent.agent_media import ShareUnavailable
+from endpoints.agent.media import MediaError
+
+SHARE_LABEL = "Chia sẻ tài liệu"  # the button, as the room sees it
+STOP_SHARE_LABEL = "Dừng chia sẻ"
 from endpoints.agent.oplog import OpLog
 
 
@@ -27,6 +35,7 @@ class Controlled(Protocol):
 
     def status(self) -> dict[str, Any]: ...
     async def set_hand(self, raised: bool) -> None: ...
+    async def set_sharing(self, on: bool) -> bool: ...
 
 
 def _json(body, status: int = 200) -> web.Response:
@@ -45,6 +54,8 @@ class ControlServer:
                 web.get("/status", self._status),
                 web.post("/raise-hand", self._raise),
                 web.post("/lower-hand", self._lower),
+                web.post("/share", self._share),
+                web.post("/stop-share", self._stop_share),
                 web.get("/log", self._log),
             ]
         )
@@ -77,7 +88,9 @@ class ControlServer:
             await runner.cleanup()
 
     async def _status(self, request: web.Request) -> web.Response:
-        return _json(self.agent.status())
+        body = self.agent.status()
+        body["share_button"] = STOP_SHARE_LABEL if body.get("sharing") else SHARE_LABEL
+        return _json(body)
 
     async def _hand(self, raised: bool) -> web.Response:
         try:
@@ -91,6 +104,23 @@ class ControlServer:
 
     async def _lower(self, request: web.Request) -> web.Response:
         return await self._hand(False)
+
+    async def _sharing(self, on: bool) -> web.Response:
+        try:
+            changed = await self.agent.set_sharing(on)
+        except (NotConnected, ConnectionError) as exc:
+            return _json({"ok": False, "message": f"chưa vào cuộc họp hoặc mất kết nối ({exc})"}, 409)
+        except MediaError as exc:
+            return _json({"ok": False, "message": f"máy chủ không nhận chia sẻ tài liệu ({exc})"}, 502)
+        except ShareUnavailable as exc:  # the settings lack a source, or it does not open
+            return _json({"ok": False, "message": str(exc)}, 409)
+        return _json({"ok": True, "sharing": on, "changed": changed, "next": STOP_SHARE_LABEL if on else SHARE_LABEL})
+
+    async def _share(self, request: web.Request) -> web.Response:
+        return await self._sharing(True)
+
+    async def _stop_share(self, request: web.Request) -> web.Response:
+        return await self._sharing(False)
 
     async def _log(self, request: web.Request) -> web.Response:
         lines = "\n".join(f"{e['level']:<7} {e['text']}" for e in self.agent.log.events)

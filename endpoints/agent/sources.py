@@ -7,6 +7,9 @@
 ``alsa:<dev>``    an ALSA microphone, e.g. alsa:default; ``pulse:<dev>`` likewise
 ``none``          nothing is sent for that kind (the terminal still receives it)
 
+The shared document (``screen`` setting, see ``open_screen``) takes ``file:``, ``v4l2:`` or
+``testsrc:<colour>`` (a flat colour: what tests compare on the receiving side).
+
 Every source is wrapped in a ``Gate``: the chair's mute request makes it send black frames or
 silence (the encoder keeps running, so unmuting is instant), and it counts what was sent.
 """
@@ -22,6 +25,8 @@ import av
 import numpy as np
 from aiortc.contrib.media import MediaPlayer
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
+
+from endpoints.agent.config import parse_colour
 
 VIDEO_CLOCK = 90000
 AUDIO_RATE = 48000
@@ -88,6 +93,28 @@ class TestPatternTrack(MediaStreamTrack):
         return frame
 
 
+class ColourTrack(MediaStreamTrack):
+    """A flat colour picture (``testsrc:<colour>``), paced like the test pattern."""
+
+    kind = "video"
+
+    def __init__(self, rgb: tuple[int, int, int], width: int = 640, height: int = 360, fps: int = 15) -> None:
+        super().__init__()
+        self.fps = fps
+        self._pace = Paced(1 / fps)
+        picture = np.full((height, width, 3), rgb, dtype=np.uint8)
+        self._yuv = av.VideoFrame.from_ndarray(picture, format="rgb24").reformat(format="yuv420p").to_ndarray()
+
+    async def recv(self) -> av.VideoFrame:
+        if self.readyState != "live":
+            raise MediaStreamError
+        n = await self._pace.next()
+        frame = av.VideoFrame.from_ndarray(self._yuv, format="yuv420p")
+        frame.pts = n * (VIDEO_CLOCK // self.fps)
+        frame.time_base = fractions.Fraction(1, VIDEO_CLOCK)
+        return frame
+
+
 class ToneTrack(MediaStreamTrack):
     """A 440 Hz sine at about -8 dBFS, 20 ms frames, 48 kHz mono."""
 
@@ -120,16 +147,39 @@ class Gate(MediaStreamTrack):
         self.source = source
         self.muted = False
         self.frames = 0
+        self.busy = False  # inside source.recv(): see retire()
+        self.last_pts: int | None = None  # 90 kHz, with continue_after()
+        self._pts_offset: int | None = None
+        self._pts_floor: int | None = None
         self._on_stop = on_stop
+
+    def continue_after(self, pts: int) -> None:
+        """Timestamps (90 kHz) go on after ``pts``: a sender line that carried another source
+        keeps its encoder, which refuses timestamps going back (and so would the receiver)."""
+        self._pts_floor = pts
 
     async def recv(self):
         if self.readyState != "live":
             raise MediaStreamError
-        frame = await self.source.recv()
+        self.busy = True
+        try:
+            frame = await self.source.recv()
+        finally:
+            self.busy = False
         self.frames += 1
+        if self._pts_floor is not None and frame.pts is not None:
+            frame = self._continued(frame)
         if not self.muted:
             return frame
         return _black(frame) if self.kind == "video" else _silence(frame)
+
+    def _continued(self, frame: av.VideoFrame) -> av.VideoFrame:
+        pts = int(frame.pts * frame.time_base * VIDEO_CLOCK)
+        if self._pts_offset is None:
+            self._pts_offset = (self._pts_floor or 0) + VIDEO_CLOCK // 30 - pts
+        frame.pts, frame.time_base = pts + self._pts_offset, fractions.Fraction(1, VIDEO_CLOCK)
+        self.last_pts = frame.pts
+        return frame
 
     def stop(self) -> None:
         if self.readyState == "live":
@@ -137,6 +187,44 @@ class Gate(MediaStreamTrack):
             self.source.stop()
             if self._on_stop is not None:
                 self._on_stop()
+
+
+async def retire(gate: Gate, bound_s: float = 1.0) -> None:
+    """Stop a gate its sender no longer reads (after ``replaceTrack(None)``). A gate stopped
+    while the sender waits in its ``recv()`` makes that recv raise, which ends aiortc's RTP loop
+    for good: the line could never send again. So wait for that recv to return first."""
+    deadline = time.monotonic() + bound_s
+    while gate.busy and time.monotonic() < deadline:
+        await asyncio.sleep(0.01)
+    gate.stop()
+
+
+def open_screen(spec: str, size: tuple[int, int] = (640, 360), fps: int = 15) -> Gate:
+    """The shared document's picture (``screen`` setting): ``file:``, ``v4l2:``, ``testsrc:<colour>``."""
+    scheme, _, arg = spec.partition(":")
+    if scheme == "testsrc":
+        rgb = parse_colour(arg)
+        if rgb is None:
+            raise ValueError(f"testsrc colour {arg!r} is not a name or #rrggbb")
+        gate = Gate(ColourTrack(rgb, *size, fps=fps))
+    elif scheme in ("file", "v4l2"):
+        gate = Gate(_player_video(spec, size, fps)[0])
+    else:
+        raise ValueError(f"screen source {spec!r} cannot be opened")
+    gate.continue_after(0)  # timestamps in 90 kHz from here, so that a later share can go on after them
+    return gate
+
+
+def _player_video(spec: str, size: tuple[int, int], fps: int) -> tuple[MediaStreamTrack, MediaPlayer]:
+    """A file (looped) or V4L2 device's video track, and the player that owns it."""
+    scheme, _, arg = spec.partition(":")
+    if scheme == "file":
+        player = MediaPlayer(arg, loop=True)
+    else:
+        player = MediaPlayer(arg, format="v4l2", options={"video_size": f"{size[0]}x{size[1]}", "framerate": str(fps)})
+    if player.video is None:
+        raise ValueError(f"{spec} has no video")
+    return player.video, player
 
 
 def _black(frame: av.VideoFrame) -> av.VideoFrame:
@@ -171,12 +259,12 @@ class Sources:
             return None
         if scheme == "test":
             return Gate(TestPatternTrack(*size, fps=fps) if kind == "video" else ToneTrack())
+        if kind == "video" and scheme in ("file", "v4l2"):
+            track, player = _player_video(spec, size, fps)
+            self._players.append(player)
+            return Gate(track)
         if scheme == "file":
             player = MediaPlayer(arg, loop=True)
-        elif scheme == "v4l2":
-            player = MediaPlayer(
-                arg, format="v4l2", options={"video_size": f"{size[0]}x{size[1]}", "framerate": str(fps)}
-            )
         else:  # alsa / pulse
             player = MediaPlayer(arg, format=scheme)
         self._players.append(player)
