@@ -23,7 +23,7 @@ from signaling.sip.incoming import IncomingCall
 from signaling.sip.limits import SipLimits, TokenBuckets
 from signaling.sip.transactions import ClientTransaction, ServerTransactions, branch_of
 from signaling.sip.transport import Link
-from signaling.sip.wire import BadMessage, capabilities, parse, response
+from signaling.sip.wire import BadMessage, capabilities, parse, response, unsupported
 
 
 class Receiver(Stack, Protocol):
@@ -106,6 +106,8 @@ class Inbound:
             return
         if (req.headers.get_first("max-forwards") or "").strip() == "0":
             self.stack.respond(req, 483, "Too Many Hops", link=link)
+        elif method != "CANCEL" and (unknown := unsupported(req)):
+            self.stack.respond(req, 420, "Bad Extension", link=link, headers={"Unsupported": ", ".join(unknown)})
         elif method == "CANCEL":
             self._on_cancel(req, call, link)
         elif req.to_addr is not None and req.to_addr.tag:

@@ -112,9 +112,13 @@ class IncomingCall(Call):
         room_supports = has_option(self.invite, "timer")
         if self.invite.headers.get_first("session-expires"):
             self.negotiate_session(self.invite, fallback_we_refresh=not room_supports)
+        room_min = (self.invite.headers.get_first("min-se") or "").split(";")[0].strip()
+        floor = max(self.stack.min_se, int(room_min) if room_min.isdigit() else 0)  # RFC 4028 §9: theirs too
         if self._session is None:
-            self._session = (max(self.stack.session_expires, self.stack.min_se), True)
-        elif not room_supports:
+            self._session = (max(self.stack.session_expires, floor), True)
+        elif self._session[0] < floor:
+            self._session = (floor, self._session[1])
+        if not room_supports:
             self._session = (self._session[0], True)  # a UA without timers never refreshes
 
     def _refresher_name(self, we_refresh: bool) -> str:

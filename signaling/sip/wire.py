@@ -159,6 +159,13 @@ def capabilities(message: SipMessage) -> None:
     message.headers.set_single("Supported", SUPPORTED)
 
 
+def unsupported(request: SipRequest) -> list[str]:
+    """The option tags of the request's Require we do not support (RFC 3261 §8.2.2.3: 420 names them)."""
+    ours = {t.strip() for t in SUPPORTED.split(",")}
+    tags = [t.strip().lower() for v in request.headers.get("require") for t in v.split(",") if t.strip()]
+    return [t for t in dict.fromkeys(tags) if t not in ours]
+
+
 def has_option(message: SipMessage, token: str) -> bool:
     """``token`` in the message's Supported or Require (e.g. "timer", "100rel")."""
     values = message.headers.get("supported") + message.headers.get("require")
