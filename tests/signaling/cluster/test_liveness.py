@@ -85,6 +85,12 @@ async def test_saturated_loop_stays_listed_and_killed_node_drops_within_ttl(redi
         proc.send_signal(signal.SIGKILL)
         gone_after = await until_async(lambda: listed_none(observer), timeout=3 * TTL_S, step=POLL_S)
         assert gone_after <= TTL_S + 2 * POLL_S, gone_after
+        stamps = sorted({e["seen"] for e in seen if e})
+        widest = max(b - a for a, b in zip(stamps, stamps[1:]))
+        print(
+            f"loop blocked {block_s} s (TTL {TTL_S} s): listed at {len(seen)}/{len(seen)} polls, widest gap "
+            f"between renewals {widest:.2f} s; killed: gone after {gone_after:.2f} s"
+        )
     finally:
         if proc.returncode is None:
             proc.kill()
