@@ -87,6 +87,8 @@ class PeerExtra(TypedDict, total=False):
     transport: str  # "rtp": a SIP room system's plain RTP/AVP or RTP/SAVP leg (mcu.rtp); absent: WebRTC
     codecs: list[str]  # the room's preferred codecs, best first (PCMU PCMA G722 OPUS H264 VP8); absent: ours
     audio_codec: str  # PCMU | PCMA | G722: the codec of its mix (set by an RTP leg on its own spec copy)
+    sdp_origin: list[int]  # RTP leg: [o= session id, version last sent] of its SIP call: it goes on from them
+    audio_only: bool  # RTP leg: video lines answered with port 0 (a PIN lobby: no encoder, no decoder)
 
 
 @dataclass(frozen=True)

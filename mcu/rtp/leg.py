@@ -100,8 +100,10 @@ class RtpLeg:
         self.congested = False
         self.closed = False
         self.muted_kinds: set[str] = set()
-        self._session_id = int(time.time())
-        self._version = 0
+        origin = spec.extra.get("sdp_origin")  # the call's o= when another leg answered it before
+        self._session_id = int(origin[0]) if origin else int(time.time())
+        self._version = int(origin[1]) if origin else 0
+        self._answer = ""  # the last answer: repeated, version and all, while nothing in it changes
         self._joined = False  # its media is in the meeting (taken out and back for a codec change)
         self._timed_out = False
         self._video_kbps: int | None = None  # the room's b= for our video
@@ -178,6 +180,8 @@ class RtpLeg:
         extra = self.spec.extra
         chosen = choose(offer, extra.get("codecs"), self.video_codecs)
         chosen = [None if c is None or c.slides else c for c in chosen]  # slides need BFCP: not served
+        if extra.get("audio_only"):
+            chosen = [c if c is not None and c.kind == "audio" else None for c in chosen]
         if self._needs_rebuild(chosen):
             await self._rebuild(offer, chosen)
         for c in chosen:
@@ -188,9 +192,12 @@ class RtpLeg:
             self.meeting.peer_changed(self)  # a room that stopped or resumed sending its camera
         else:
             self._join()
-        self._version += 1
         locals_ = [self._local(c) for c in chosen]
-        return build_answer(offer, chosen, locals_, address, session_id=self._session_id, version=self._version)
+        answer = build_answer(offer, chosen, locals_, address, session_id=self._session_id, version=self._version + 1)
+        if answer.split("\r\n", 2)[2] != self._answer.split("\r\n", 2)[-1]:  # less v= and o=
+            self._version += 1  # RFC 3264 §8: a changed answer has a higher version, the same one not
+            self._answer = answer
+        return self._answer
 
     def _check_addresses(self, offer: RtpOffer, ours: set[str]) -> None:
         """OfferRefused (488) for a c= we never send to, or one of this leg's own ports."""

@@ -5,7 +5,7 @@ Dial-in (``_incoming``): find the meeting (admission.find_target), decide who ca
 (signaling.auth.policy.admit), open its RTP leg on the meeting's media node
 (``PeerExtra["transport"] = "rtp"``), answer the offer, enter the room (member.enter_room).
 An unknown caller to a meeting with a PIN is answered by a LOBBY leg first (a media room of its
-own: it sees and hears nothing of the meeting), keys the PIN (RFC 4733 or INFO, 20 s), and is
+own, audio only: it sees and hears nothing of the meeting), keys the PIN (RFC 4733 or INFO, 20 s), and is
 then moved into the meeting by a re-INVITE without SDP (the room offers, the meeting's leg answers
 in the ACK). A wrong or missing PIN: BYE.
 
@@ -206,7 +206,9 @@ class SipGateway:
             )
         events = CallEvents()
         lobby_id = f"sip-lobby-{secrets.token_hex(6)}"
-        lobby_spec = PeerSpec(lobby_id, lobby_id, "lobby", "participant", "fibre", True, _rtp_extra(None))
+        origin = secrets.randbelow(2**31) + 1  # the o= session id of both legs of this call (RFC 3264 §8)
+        lobby_extra: PeerExtra = {**_rtp_extra(None), "audio_only": True, "sdp_origin": [origin, 0]}  # no video work
+        lobby_spec = PeerSpec(lobby_id, lobby_id, "lobby", "participant", "fibre", True, lobby_extra)
         lobby = await self._open_leg(lobby_spec, events)
         try:
             await call.answer(await _answer_offer(lobby, call.offer_sdp))
@@ -219,7 +221,9 @@ class SipGateway:
             await call.hangup()
             return
         member = await self._member(guest_identity(meeting, call.from_uri), meeting, "in")
-        member.peer = peer = await self._open_leg(self._spec(member, meeting, None), events)
+        spec = self._spec(member, meeting, None)
+        spec.extra["sdp_origin"] = [origin, _sdp_version(call.local_sdp)]  # its answer goes on from the lobby's
+        member.peer = peer = await self._open_leg(spec, events)
         try:
             await _reinvite_for_offer(call, lambda offer: _answer_offer(peer, offer))
         except BaseException:
@@ -295,6 +299,12 @@ class SipGateway:
             if not call.ended.is_set():
                 await _quietly(call.hangup())  # removal, revocation, close, timeout: BYE
             await asyncio.shield(leave_room(self.ctx, member))
+
+
+def _sdp_version(sdp: str | None) -> int:
+    """The o= version of the SDP we last sent on a call (0 if none)."""
+    fields = next((line.split() for line in (sdp or "").splitlines() if line.startswith("o=")), [])
+    return int(fields[2]) if len(fields) > 2 and fields[2].isdigit() else 0
 
 
 def _rtp_extra(endpoint: Endpoint | None) -> PeerExtra:

@@ -146,6 +146,7 @@ class RtpRoom:
         self.media_ssrc: dict[str, int] = {}  # the SSRC of what the leg sends us, by kind
         self.last_seq: dict[str, int] = {}
         self.rtcp_in: list[bytes] = []  # the last compound RTCP packets from the leg, decrypted
+        self.answers: list[str] = []  # the SDP answers applied, in order
 
     def use_audio(self, codec: str) -> None:
         """Send and receive ``codec`` from the next offer on (a re-INVITE's codec change)."""
@@ -213,6 +214,7 @@ class RtpRoom:
 
     async def apply_answer(self, sdp: str) -> None:
         """Where the leg receives, its keys; starts sending (once)."""
+        self.answers.append(sdp)
         answer = parse_offer(sdp)
         for media in answer.lines:
             if media.port == 0 or media.kind not in self.ports:

@@ -59,3 +59,36 @@ async def test_a_cif_room_gets_a_composite_its_level_decodes(local_media_node):
         assert local_media_node.meetings["m"].mcu.rendition_of("room") == "180p"
     finally:
         await room.stop()
+
+
+def origin(sdp: str) -> tuple[str, str]:
+    fields = next(line for line in sdp.split("\r\n") if line.startswith("o=")).split()
+    return fields[1], fields[2]
+
+
+async def test_the_origin_goes_on_from_the_calls_and_rises_only_when_the_answer_changes(local_media_node):
+    room = RtpRoom(video=False)
+    try:
+        await room.start()
+        leg = await local_media_node.open_peer(room_spec(sdp_origin=[777, 4]), Events())  # a lobby sent 4
+        first = await leg.handle_offer(room.offer())
+        assert origin(first) == ("777", "5")
+        assert await leg.handle_offer(room.offer()) == first  # a session refresh: the same SDP, the same version
+        assert origin(await leg.handle_offer(room.offer("sendonly"))) == ("777", "6")  # hold: a new answer
+        await leg.close()
+    finally:
+        await room.stop()
+
+
+async def test_an_audio_only_leg_answers_video_with_port_0(local_media_node):
+    room = RtpRoom()
+    try:
+        await room.start()
+        leg = await local_media_node.open_peer(room_spec(audio_only=True), Events())
+        answer = await leg.handle_offer(room.offer())
+        assert "\r\nm=video 0 RTP/AVP " in answer and [line.kind for line in leg.lines.values()] == ["audio"]
+        await room.apply_answer(answer)
+        assert await wait_for(lambda: room.audio_packets > 10, 10)
+        assert room.video_packets == 0
+    finally:
+        await room.stop()

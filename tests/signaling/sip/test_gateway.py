@@ -292,9 +292,18 @@ async def test_right_pin_moves_the_caller_into_the_meeting(gateway, keyed_by):
     assert await until(lambda: _guest_in(node, meeting["id"]), 10), "not in the meeting after the right PIN"
     answer = await asyncio.wait_for(acked, 10)  # the meeting leg's answer, in the ACK
     assert answer and "m=audio" in answer
+    lobby = room.media.answers[-1]
+    assert "\r\nm=video 0 " in lobby and "\r\nm=video 0 " not in answer  # the lobby took no video, the meeting does
+    (session, version), (lobby_session, lobby_version) = (_origin(sdp) for sdp in (answer, lobby))
+    assert session == lobby_session and version > lobby_version  # one session: rooms skip an SDP of the same version
     await room.media.apply_answer(answer)
     await call.hangup()
     assert await until(lambda: _no_guest(node, meeting["id"]), 10)
+
+
+def _origin(sdp: str) -> tuple[str, int]:
+    fields = next(line for line in sdp.splitlines() if line.startswith("o=")).split()
+    return fields[1], int(fields[2])
 
 
 async def _guest_in(node: Node, meeting_id: str) -> bool:
