@@ -3,8 +3,11 @@
 aiosipua answers challenges (client side) only; a room system that dials in is challenged here.
 A 401 carries two WWW-Authenticate headers, SHA-256 first and MD5 second (RFC 8760 §2.4: the
 client takes the first it supports), ``qop="auth"``, and a nonce that is its own proof: the time it
-was made and an HMAC of that time under a secret of this process, so no nonce table is kept. A
-nonce older than ``NONCE_TTL_S`` is answered with a fresh challenge marked ``stale=true``.
+was made and an HMAC of that time and of the caller's address under a secret of this process, so a
+nonce is good only from the address it was given to. A nonce older than ``NONCE_TTL_S`` is answered
+with a fresh challenge marked ``stale=true``. Against replay (RFC 7616 §3.4.6, §5.1) the ``uri``
+parameter must be the Request-URI, and each accepted answer's ``nc`` is kept per nonce: a repeated
+or lower count is challenged again. Unknown user and wrong password get the same 403 text.
 
 Who the caller may be is the gateway's business: ``ha1_lookup(user, realm, algorithm)`` returns the
 hex H(user:realm:password) under that algorithm, or None for an unknown user. The expected response
@@ -22,11 +25,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from aiosipua.header_codec import parse_auth
+from aiosipua.header_codec import parse_auth, parse_uri
+from aiosipua.message import SipRequest
 
 from signaling.sip.calls import maybe_await
 
 NONCE_TTL_S = 300
+FORBIDDEN = "Forbidden"  # one text for unknown user and wrong credentials: no user enumeration
 ALGORITHMS = {"SHA-256": hashlib.sha256, "MD5": hashlib.md5}
 Ha1Lookup = Callable[[str, str, str], Any]  # (user, realm, algorithm) -> hex HA1 | None, or an awaitable of it
 
@@ -46,18 +51,20 @@ class DigestServer:
 
     def __init__(self, secret: bytes | None = None) -> None:
         self._secret = secret or os.urandom(32)
+        self._counts: dict[str, int] = {}  # nonce -> the highest nc accepted with it (while it is fresh)
 
-    def nonce(self, now: float | None = None) -> str:
+    def nonce(self, source: str, now: float | None = None) -> str:
+        """A nonce for a caller at ``source`` (its IP address)."""
         stamp = f"{int(time.time() if now is None else now):x}"
-        return f"{stamp}.{self._mac(stamp)}"
+        return f"{stamp}.{self._mac(stamp, source)}"
 
-    def _mac(self, stamp: str) -> str:
-        return hmac.new(self._secret, stamp.encode(), hashlib.sha256).hexdigest()[:32]
+    def _mac(self, stamp: str, source: str) -> str:
+        return hmac.new(self._secret, f"{stamp}|{source}".encode(), hashlib.sha256).hexdigest()[:32]
 
-    def nonce_state(self, nonce: str, now: float | None = None) -> str:
-        """'fresh', 'stale' (ours but old) or 'bad' (not ours)."""
+    def nonce_state(self, nonce: str, source: str, now: float | None = None) -> str:
+        """'fresh', 'stale' (ours but old) or 'bad' (not ours, or given to another address)."""
         stamp, _, mac = nonce.partition(".")
-        if not mac or not hmac.compare_digest(mac, self._mac(stamp)):
+        if not mac or not hmac.compare_digest(mac, self._mac(stamp, source)):
             return "bad"
         try:
             made = int(stamp, 16)
@@ -66,17 +73,18 @@ class DigestServer:
         age = (time.time() if now is None else now) - made
         return "fresh" if -5 <= age <= NONCE_TTL_S else "stale"
 
-    def challenges(self, realm: str, stale: bool = False) -> list[str]:
-        """WWW-Authenticate values, strongest first."""
-        nonce = self.nonce()
+    def challenges(self, realm: str, source: str, stale: bool = False) -> list[str]:
+        """WWW-Authenticate values for a caller at ``source``, strongest first."""
+        nonce = self.nonce(source)
         extra = ", stale=true" if stale else ""
         return [
             f'Digest realm="{_quote(realm)}", nonce="{nonce}", algorithm={name}, qop="auth"{extra}'
             for name in ALGORITHMS
         ]
 
-    async def check(self, authorization: str | None, method: str, realm: str, ha1_lookup: Ha1Lookup) -> Verdict:
-        """The verdict on a request's Authorization header value (None: not sent)."""
+    async def check(self, request: SipRequest, source: str, realm: str, ha1_lookup: Ha1Lookup) -> Verdict:
+        """The verdict on the Authorization of ``request``, which came from the address ``source``."""
+        authorization, method, uri = request.headers.get_first("authorization"), request.method.upper(), request.uri
         if not authorization:
             return Verdict()
         try:
@@ -88,17 +96,54 @@ class DigestServer:
         hasher = ALGORITHMS.get(algorithm)
         if creds.scheme.lower() != "digest" or hasher is None or params.get("realm") != realm:
             return Verdict()  # a scheme, algorithm or realm we did not offer: challenge again
-        state = self.nonce_state(params.get("nonce", ""))
+        nonce = params.get("nonce", "")
+        state = self.nonce_state(nonce, source)
         if state != "fresh":
             return Verdict(stale=state == "stale")
+        if not same_uri(params.get("uri", ""), uri):
+            return Verdict(code=400, reason="Bad Request (Digest URI Is Not The Request-URI)")
+        count = nonce_count(params)
+        if count is None or count <= self._counts.get(nonce, 0):
+            return Verdict()  # a replayed (or malformed) count: a fresh challenge
         user = params.get("username", "")
         ha1 = await maybe_await(ha1_lookup(user, realm, algorithm))
-        if not ha1:
-            return Verdict(code=403, reason="Forbidden (Unknown User)")
-        expected = expected_response(hasher, ha1, method, params)
+        expected = expected_response(hasher, ha1, method, params) if ha1 else None
         if expected is None or not hmac.compare_digest(expected, params.get("response", "").lower()):
-            return Verdict(code=403, reason="Forbidden (Wrong Credentials)")
+            return Verdict(code=403, reason=FORBIDDEN)
+        self._remember(nonce, count)
         return Verdict(user=user)
+
+    def _remember(self, nonce: str, count: int) -> None:
+        """The nc just accepted; counts of nonces past their lifetime are dropped."""
+        if len(self._counts) >= 1024:
+            self._counts = {n: c for n, c in self._counts.items() if self.nonce_age(n) <= NONCE_TTL_S + 5}
+        self._counts[nonce] = count
+
+    @staticmethod
+    def nonce_age(nonce: str) -> float:
+        try:
+            return time.time() - int(nonce.partition(".")[0], 16)
+        except ValueError:
+            return float("inf")
+
+
+def nonce_count(params: dict[str, str]) -> int | None:
+    """The answer's nc as a number (1 where qop is absent: such a nonce serves once); None if malformed."""
+    if not params.get("qop"):
+        return 1
+    raw = params.get("nc", "")
+    return int(raw, 16) if len(raw) == 8 and all(c in "0123456789abcdefABCDEF" for c in raw) else None
+
+
+def same_uri(digest_uri: str, request_uri: str) -> bool:
+    """The Authorization's uri names the Request-URI (RFC 3261 §22.4: compared as URIs)."""
+    if digest_uri == request_uri:
+        return True
+    try:
+        a, b = parse_uri(digest_uri.strip("<>")), parse_uri(request_uri.strip("<>"))
+    except (ValueError, IndexError):
+        return False
+    return (a.scheme, a.user, a.host.lower(), a.port) == (b.scheme, b.user, b.host.lower(), b.port)
 
 
 def expected_response(hasher: Callable[..., Any], ha1: str, method: str, params: dict[str, str]) -> str | None:

@@ -223,7 +223,7 @@ class SipStack:
 
     async def challenge(self, call: IncomingCall, realm: str, ha1_lookup: Ha1Lookup) -> str | None:
         """The digest-authenticated user of this INVITE, or None after sending it a 401 or 403."""
-        verdict = await self.digest.check(call.header("Authorization"), call.invite.method, realm, ha1_lookup)
+        verdict = await self.digest.check(call.invite, call.source[0], realm, ha1_lookup)  # nonces bound to the source
         if verdict.user is not None:
             call.authenticated_user = verdict.user
             return verdict.user
@@ -231,7 +231,7 @@ class SipStack:
         if verdict.code != 401:
             call.reject(verdict.code, verdict.reason)
             return None
-        offers = self.digest.challenges(realm, stale=verdict.stale)
+        offers = self.digest.challenges(realm, call.source[0], stale=verdict.stale)
 
         def add_challenges(resp: SipResponse) -> None:
             for value in offers:

@@ -73,32 +73,65 @@ def test_warning_text_is_quoted_and_coded_for_488():
     assert warning_value(403, "gw", "x").startswith("399 gw ")
 
 
-def verdict_of(server: DigestServer, password: str, challenge: str, lookup, method: str = "INVITE"):
-    creds = build_credentials(SipDigestAuth("room1", password), parse_auth(challenge), "INVITE", "sip:7001@gw")
-    return asyncio.run(server.check(stringify_auth(creds), method, "realm", lookup))
+def signed(challenge: str, password: str = "pw", *, method: str = "INVITE", uri: str = "sip:7001@gw", nc: int = 1):
+    """A request carrying the answer of room1 to ``challenge`` (signed for ``uri`` with count ``nc``)."""
+    creds = build_credentials(SipDigestAuth("room1", password), parse_auth(challenge), "INVITE", uri, nonce_count=nc)
+    text = GOOD.replace("INVITE sip:7001@127.0.0.1", f"{method} sip:7001@gw").replace("1 INVITE", f"1 {method}")
+    return parse(text.replace("Content-Length", f"Authorization: {stringify_auth(creds)}\r\nContent-Length").encode())
+
+
+def verdict_of(server: DigestServer, request, lookup, source: str = "10.0.0.5"):
+    return asyncio.run(server.check(request, source, "realm", lookup))
 
 
 @pytest.mark.parametrize("algorithm", ["SHA-256", "MD5"])
-def test_digest_accepts_the_right_password_and_refuses_the_rest(algorithm):
+def test_digest_accepts_the_right_password_and_refuses_the_rest_alike(algorithm):
     server = DigestServer(secret=b"k" * 32)
-    [offer] = [c for c in server.challenges("realm") if f"algorithm={algorithm}" in c]
-    lookup = {("room1", algorithm): ha1("room1", "realm", "pw", algorithm)}.get
-    assert verdict_of(server, "pw", offer, lambda u, r, a: lookup((u, a))).user == "room1"
-    wrong = verdict_of(server, "nope", offer, lambda u, r, a: lookup((u, a)))
-    assert (wrong.user, wrong.code, wrong.reason) == (None, 403, "Forbidden (Wrong Credentials)")
-    unknown = verdict_of(server, "pw", offer, lambda u, r, a: None)
-    assert unknown.code == 403 and "Unknown User" in unknown.reason
-    replayed_method = verdict_of(server, "pw", offer, lambda u, r, a: lookup((u, a)), method="BYE")
-    assert replayed_method.code == 403  # the response covers the method
+    [offer] = [c for c in server.challenges("realm", "10.0.0.5") if f"algorithm={algorithm}" in c]
+    stored = {("room1", algorithm): ha1("room1", "realm", "pw", algorithm)}.get
+
+    def lookup(u, r, a):
+        return stored((u, a))
+
+    assert verdict_of(server, signed(offer), lookup).user == "room1"
+    wrong = verdict_of(server, signed(offer, "nope", nc=2), lookup)
+    unknown = verdict_of(server, signed(offer, nc=3), lambda u, r, a: None)
+    assert (
+        (wrong.user, wrong.code, wrong.reason)
+        == (None, 403, "Forbidden")
+        == (unknown.user, unknown.code, unknown.reason)
+    )
+    other_method = verdict_of(server, signed(offer, method="BYE", nc=4), lookup)
+    assert other_method.code == 403  # the response covers the method
+
+
+def test_digest_refuses_a_replayed_count_another_uri_and_another_address():
+    server = DigestServer(secret=b"k" * 32)
+    offer = server.challenges("realm", "10.0.0.5")[0]
+    lookup = {("room1", "SHA-256"): ha1("room1", "realm", "pw", "SHA-256")}
+
+    def verdict(request, source="10.0.0.5"):
+        return verdict_of(server, request, lambda u, r, a: lookup.get((u, a)), source)
+
+    assert verdict(signed(offer, nc=1)).user == "room1"
+    replay = verdict(signed(offer, nc=1))
+    assert (replay.user, replay.code, replay.stale) == (None, 401, False)  # challenged again
+    assert verdict(signed(offer, nc=3)).user == "room1" and verdict(signed(offer, nc=2)).code == 401
+    moved = verdict(signed(offer, uri="sip:7002@gw", nc=4))
+    assert (moved.user, moved.code) == (None, 400)
+    assert verdict(signed(offer, nc=5), source="10.0.0.6").code == 401  # the nonce was given to 10.0.0.5
+    assert verdict(signed(offer, nc=5)).user == "room1"
 
 
 def test_digest_nonces_are_ours_fresh_or_stale():
     server, other = DigestServer(secret=b"a" * 32), DigestServer(secret=b"b" * 32)
-    assert server.nonce_state(server.nonce()) == "fresh"
-    assert server.nonce_state(server.nonce(now=1000)) == "stale"
-    assert server.nonce_state(other.nonce()) == "bad" and server.nonce_state("junk") == "bad"
-    offer = server.challenges("realm")[0]
-    stale = offer.replace(offer.split('nonce="')[1].split('"')[0], server.nonce(now=1000))
+    assert server.nonce_state(server.nonce("10.0.0.5"), "10.0.0.5") == "fresh"
+    assert server.nonce_state(server.nonce("10.0.0.5"), "10.0.0.9") == "bad"
+    assert server.nonce_state(server.nonce("10.0.0.5", now=1000), "10.0.0.5") == "stale"
+    assert server.nonce_state(other.nonce("10.0.0.5"), "10.0.0.5") == "bad"
+    assert server.nonce_state("junk", "10.0.0.5") == "bad"
+    offer = server.challenges("realm", "10.0.0.5")[0]
+    stale = offer.replace(offer.split('nonce="')[1].split('"')[0], server.nonce("10.0.0.5", now=1000))
     lookup = {("room1", "SHA-256"): ha1("room1", "realm", "pw", "SHA-256")}
-    verdict = verdict_of(server, "pw", stale, lambda u, r, a: lookup.get((u, a)))
+    verdict = verdict_of(server, signed(stale), lambda u, r, a: lookup.get((u, a)))
     assert (verdict.user, verdict.code, verdict.stale) == (None, 401, True)

@@ -172,17 +172,24 @@ async def test_digest_challenge_then_the_right_answer_is_admitted(stacks):
     assert challenge.status_code == 401 and "algorithm=SHA-256" in offers[0] and "algorithm=MD5" in offers[1]
     assert all('qop="auth"' in o and f'realm="{realm}"' in o for o in offers)
 
-    async def attempt(password: str, offer: str, cseq: int) -> int:
-        uri = f"sip:7001@{target[0]}:{target[1]}"
-        creds = build_credentials(SipDigestAuth("room1", password), parse_auth(offer), "INVITE", uri, nonce_count=1)
+    async def attempt(password: str, offer: str, cseq: int, *, user="room1", call_id="auth", nc=1, uri=""):
+        uri = uri or f"sip:7001@{target[0]}:{target[1]}"
+        creds = build_credentials(SipDigestAuth(user, password), parse_auth(offer), "INVITE", uri, nonce_count=nc)
         auth = {"Authorization": stringify_auth(creds)}
-        peer.send(request("INVITE", target, peer, call_id="auth", cseq=cseq, headers=auth, body=audio_sdp()))
-        return (await peer.response()).status_code
+        peer.send(request("INVITE", target, peer, call_id=call_id, cseq=cseq, headers=auth, body=audio_sdp()))
+        answer = await peer.response()
+        return answer.status_code, answer.reason_phrase
 
-    assert await attempt("wrong", offers[0], 2) == 403
-    assert await attempt("s3cret", offers[1], 3) == 200  # MD5
+    wrong, unknown = await attempt("wrong", offers[0], 2), await attempt("s3cret", offers[0], 3, user="room9")
+    assert wrong == unknown == (403, "Forbidden")  # which auth_user exists is not told
+    assert (await attempt("s3cret", offers[0], 4, uri="sip:7002@elsewhere"))[0] == 400  # uri must be the R-URI
+    assert await attempt("s3cret", offers[1], 5) == (200, "OK")  # MD5
     assert admitted == ["room1"]
-    stale = offers[0].replace(offers[0].split('nonce="')[1].split('"')[0], stack.digest.nonce(now=1_000_000))
+    assert (await attempt("s3cret", offers[1], 1, call_id="replay"))[0] == 401  # the same nc again: a replay
+    assert await attempt("s3cret", offers[1], 2, call_id="replay", nc=2) == (200, "OK")
+    stale = offers[0].replace(
+        offers[0].split('nonce="')[1].split('"')[0], stack.digest.nonce("127.0.0.1", now=1_000_000)
+    )
     # an old nonce of ours, answered rightly, on a new call: challenged again with stale=true
     peer.send(
         request(
