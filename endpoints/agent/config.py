@@ -142,13 +142,15 @@ def _check_screen(value: str, bad) -> None:
     if kind == "none":
         return
     if not arg:
-        raise bad(f"screen {value!r}: thiếu đường dẫn, thiết bị hoặc màu sau '{kind}:' (needs a value after '{kind}:')")
+        raise bad(
+            f"screen {value!r}: thiếu đường dẫn, thiết bị hoặc màu sau '{kind}:' (screen needs a value after '{kind}:')"
+        )
     if kind == "file" and not Path(arg).is_file():
         raise bad(f"screen: không có tệp {arg} (screen source file {arg} does not exist)")
     if kind == "testsrc" and parse_colour(arg) is None:
         raise bad(
             f"screen: màu {arg!r} không hợp lệ; dùng tên ({', '.join(COLOURS)}) hoặc #rrggbb "
-            f"(testsrc colour {arg!r}: a name or #rrggbb)"
+            f"(screen testsrc colour {arg!r}: a name or #rrggbb)"
         )
 
 

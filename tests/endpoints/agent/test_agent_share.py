@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 
+import aiohttp
 import pytest
 
 from endpoints.agent import Agent
@@ -46,6 +47,21 @@ async def _mean_colours(agent: Agent, seconds: float = 1.0) -> dict[str, tuple[i
     return out
 
 
+async def _press(agent: Agent, path: str) -> tuple[int, dict]:
+    """A button of the room's local control page: POST to the agent's control API."""
+    assert agent.control is not None
+    async with aiohttp.ClientSession() as http:
+        async with http.post(agent.control.url + path) as resp:
+            return resp.status, await resp.json()
+
+
+async def _button(agent: Agent) -> str:
+    assert agent.control is not None
+    async with aiohttp.ClientSession() as http:
+        async with http.get(agent.control.url + "/status") as resp:
+            return (await resp.json())["share_button"]
+
+
 async def _both_in(a: Agent, b: Agent) -> None:
     await until(
         lambda: all(x.peer is not None and x.peer.connected_at for x in (a, b)), 15, what="both agents' media up"
@@ -63,9 +79,12 @@ async def test_an_agent_shares_a_document_another_sfu_agent_sees_it_and_sees_it_
     b = await make_agent(mnode, tmp_path, b_id)
     try:
         await _both_in(a, b)
-        assert a.status()["sharing"] is False
-        assert await a.set_sharing(True)
-        assert a.status()["sharing"] is True
+        assert await _button(a) == "Chia sẻ tài liệu"
+        status, body = await _press(b, "/share")  # b has no screen source set
+        assert status == 409 and body["message"].startswith("chưa cấu hình nguồn chia sẻ tài liệu"), body
+        status, body = await _press(a, "/share")
+        assert status == 200 and body["sharing"] and body["next"] == "Dừng chia sẻ", body
+        assert await _button(a) == "Dừng chia sẻ"
 
         async def slides() -> list[str]:
             return [t for t, rgb in (await _mean_colours(b)).items() if _close(rgb)]
@@ -80,7 +99,8 @@ async def test_an_agent_shares_a_document_another_sfu_agent_sees_it_and_sees_it_
         track_id = red[0]
         assert a.peer is not None and a.peer.screen is not None and a.peer.screen.frames > 0
 
-        assert await a.set_sharing(False)
+        status, body = await _press(a, "/stop-share")
+        assert status == 200 and body["changed"] and await _button(a) == "Chia sẻ tài liệu", body
         await asyncio.sleep(0.5)  # frames already in flight
         before = b.peer.received[track_id]["frames"]
         await asyncio.sleep(1.5)
