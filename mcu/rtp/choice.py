@@ -63,10 +63,7 @@ class Chosen:
 def choose(offer: RtpOffer, prefs: Iterable[str] | None, video_codecs: Iterable[str] | None) -> list[Chosen | None]:
     """One entry per offered m-line (None: refused with port 0); raises ``OfferRefused`` when no
     audio line has a codec (and, for RTP/SAVP, a key) we take."""
-    wanted = [str(p).upper() for p in prefs or ()]
-    audio_order = [c for c in wanted if c in AUDIO] + [c for c in AUDIO_DEFAULT if c not in wanted]
-    meeting = served_video_codecs(video_codecs)
-    video_order = [c for c in wanted if c in meeting] + [c for c in VIDEO_ORDER if c in meeting and c not in wanted]
+    audio_order, video_order = codec_orders(prefs, video_codecs)
     chosen: list[Chosen | None] = []
     have_audio = have_camera = have_slides = False
     for media in offer.lines:
@@ -85,6 +82,15 @@ def choose(offer: RtpOffer, prefs: Iterable[str] | None, video_codecs: Iterable[
     if not have_audio:
         raise OfferRefused(refusal(offer, audio_order))
     return chosen
+
+
+def codec_orders(prefs: Iterable[str] | None, video_codecs: Iterable[str] | None) -> tuple[list[str], list[str]]:
+    """The audio and video codecs we take, best first: the room's preferences, then ours."""
+    wanted = [str(p).upper() for p in prefs or ()]
+    audio_order = [c for c in wanted if c in AUDIO] + [c for c in AUDIO_DEFAULT if c not in wanted]
+    meeting = served_video_codecs(video_codecs)
+    video_order = [c for c in wanted if c in meeting] + [c for c in VIDEO_ORDER if c in meeting and c not in wanted]
+    return audio_order, video_order
 
 
 def _choose_line(media: MediaLine, order: Sequence[str], match: Callable[[str, Format], bool]) -> Chosen | None:

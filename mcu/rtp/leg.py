@@ -27,13 +27,12 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
-import socket
 import time
 from collections.abc import Mapping, Sequence
 from functools import partial
 from typing import Any, Awaitable, Callable, Protocol, cast
 
-from mcu.api import VIDEO_CODECS, MediaError, OfferRefused, PeerExtra, PeerSpec
+from mcu.api import VIDEO_CODECS, MediaError, PeerExtra, PeerSpec
 from mcu.audio.telephony import TELEPHONY
 from mcu.bridge.rendition_policy import RENDITION_BITRATE, VIDEO_RENDITIONS
 from mcu.peer.codec_choice import served_video_codecs
@@ -41,7 +40,7 @@ from mcu.peer.errors import PeerClosed
 from mcu.peer.owner_task import OwnerTask
 from mcu.rtp.h264_level import decodable_rendition, rendition_ceiling_bps
 from mcu.rtp.line import LegLine
-from mcu.rtp.ports import RtpPorts, address_problem
+from mcu.rtp.ports import RtpPorts, checked_address
 from mcu.rtp.sdp import Chosen, LocalMedia, RtpOffer, build_answer, choose, parse_offer
 from mcu.sfu.router import Router
 from mcu.sfu.stream import Stream
@@ -173,10 +172,21 @@ class RtpLeg:
 
     async def _apply_offer(self, sdp: str) -> str:
         offer = parse_offer(sdp)
-        self._check_addresses(offer, {self.host})  # before the route probe: no connect() to a broadcast
-        address = self._address(offer)
-        if address != self.host:
-            self._check_addresses(offer, {self.host, address})
+        address = checked_address(offer, self.host, {p.port for p in self._ports.values()})
+        chosen = await self._negotiate(offer)
+        locals_ = [self._local(c) for c in chosen]
+        answer = build_answer(offer, chosen, locals_, address, session_id=self._session_id, version=self._version + 1)
+        return self._sent(answer)
+
+    def _sent(self, sdp: str) -> str:
+        """``sdp`` as we send it: the last one again, version and all, while nothing in it changed."""
+        if sdp.split("\r\n", 2)[2] != self._answer.split("\r\n", 2)[-1]:  # less v= and o=
+            self._version += 1  # RFC 3264 §8: a changed SDP has a higher version, the same one not
+            self._answer = sdp
+        return self._answer
+
+    async def _negotiate(self, offer: RtpOffer) -> list[Chosen | None]:
+        """The lines of the room's offer (or answer to ours): codecs, sockets, where we send; in the meeting."""
         extra = self.spec.extra
         chosen = choose(offer, extra.get("codecs"), self.video_codecs)
         chosen = [None if c is None or c.slides else c for c in chosen]  # slides need BFCP: not served
@@ -192,24 +202,7 @@ class RtpLeg:
             self.meeting.peer_changed(self)  # a room that stopped or resumed sending its camera
         else:
             self._join()
-        locals_ = [self._local(c) for c in chosen]
-        answer = build_answer(offer, chosen, locals_, address, session_id=self._session_id, version=self._version + 1)
-        if answer.split("\r\n", 2)[2] != self._answer.split("\r\n", 2)[-1]:  # less v= and o=
-            self._version += 1  # RFC 3264 §8: a changed answer has a higher version, the same one not
-            self._answer = answer
-        return self._answer
-
-    def _check_addresses(self, offer: RtpOffer, ours: set[str]) -> None:
-        """OfferRefused (488) for a c= we never send to, or one of this leg's own ports."""
-        own_ports = {p.port for p in self._ports.values()}
-        for media in offer.lines:
-            if media.port == 0 or not media.address:
-                continue
-            problem = address_problem(media.address, ours)
-            if problem is None and media.address in ours and media.port in own_ports:
-                problem = "this leg's own port"
-            if problem is not None:
-                raise OfferRefused(f"the offer's c= {media.address} is {problem}: no media is sent there")
+        return chosen
 
     def _needs_rebuild(self, chosen: list[Chosen | None]) -> bool:
         current = {i: line.chosen for i, line in self.lines.items()}
@@ -302,15 +295,6 @@ class RtpLeg:
             return None
         line = self.lines[c.index]
         return LocalMedia(line.ports.port, line.ours, CAMERA_KBPS if c.kind == "video" else None)
-
-    def _address(self, offer: RtpOffer) -> str:
-        """Our address in the answer: the host we bound, or the one that routes to the room."""
-        if self.host not in ("0.0.0.0", "::"):
-            return self.host
-        target = next((m.address for m in offer.lines if m.address), offer.address) or "127.0.0.1"
-        with socket.socket(socket.AF_INET6 if ":" in target else socket.AF_INET, socket.SOCK_DGRAM) as probe:
-            probe.connect((target, 9))  # no packet is sent: the kernel picks the source address
-            return str(probe.getsockname()[0])
 
     # -- events ----------------------------------------------------------------------------
 

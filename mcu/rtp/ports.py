@@ -34,7 +34,9 @@ import time
 from functools import partial
 from typing import Any, Callable
 
+from mcu.api import OfferRefused
 from mcu.peer.udp_guard import size_buffers
+from mcu.rtp.offer import RtpOffer
 
 log = logging.getLogger("mcu.rtp.ports")
 
@@ -71,6 +73,37 @@ def address_problem(sdp_host: str, ours: set[str]) -> str | None:
     if sdp_host in ours and not ip.is_loopback:
         return "this server's own address"
     return None
+
+
+def checked_address(sdp: RtpOffer, host: str, own_ports: set[int]) -> str:
+    """Our address for an answer to ``sdp`` (``our_address``); OfferRefused (the SIP 488) when one of
+    its c= addresses may not receive media (``address_problem``) or is one of ``own_ports``."""
+    _check(sdp, {host}, own_ports)  # before the route probe: no connect() to a broadcast address
+    address = our_address(host, next((m.address for m in sdp.lines if m.address), sdp.address))
+    if address != host:
+        _check(sdp, {host, address}, own_ports)
+    return address
+
+
+def _check(sdp: RtpOffer, ours: set[str], own_ports: set[int]) -> None:
+    for media in sdp.lines:
+        if media.port == 0 or not media.address:
+            continue
+        problem = address_problem(media.address, ours)
+        if problem is None and media.address in ours and media.port in own_ports:
+            problem = "this leg's own port"
+        if problem is not None:
+            raise OfferRefused(f"the SDP's c= {media.address} is {problem}: no media is sent there")
+
+
+def our_address(host: str, target: str) -> str:
+    """Our address in SDP: the host we bound, or the one that routes to ``target`` (the room)."""
+    if host not in ("0.0.0.0", "::"):
+        return host
+    target = target or "127.0.0.1"
+    with socket.socket(socket.AF_INET6 if ":" in target else socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        probe.connect((target, 9))  # no packet is sent: the kernel picks the source address
+        return str(probe.getsockname()[0])
 
 
 def _loopback(text: str) -> bool:
