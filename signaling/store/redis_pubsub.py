@@ -40,6 +40,9 @@ class PubSubHub:
         self._subs: dict[str, set[_HubSubscription]] = {}  # Redis channel -> local subscriptions
         # Redis channel -> resolved once Redis confirmed the SUBSCRIBE (then messages flow)
         self._ready: dict[str, asyncio.Future[None]] = {}
+        # Redis channel -> SUBSCRIBEs sent and not yet confirmed: after a quick leave and come back
+        # (SUBSCRIBE, UNSUBSCRIBE, SUBSCRIBE) the first confirmation must not count for the second
+        self._unconfirmed: dict[str, int] = {}
         self._stopped = False
 
     @property
@@ -57,6 +60,7 @@ class PubSubHub:
         try:
             if ready is None:
                 ready = self._ready[redis_channel] = asyncio.get_running_loop().create_future()
+                self._unconfirmed[redis_channel] = self._unconfirmed.get(redis_channel, 0) + 1
                 await pubsub.subscribe(redis_channel)
             # Wait for Redis to confirm, so that anything published after subscribe() returns
             # (from any connection) is delivered.
@@ -96,6 +100,10 @@ class PubSubHub:
     def _dispatch(self, msg: dict[str, Any]) -> None:
         kind, redis_channel = msg["type"], msg["channel"]
         if kind == "subscribe":
+            left = self._unconfirmed.pop(redis_channel, 1) - 1
+            if left > 0:
+                self._unconfirmed[redis_channel] = left
+                return
             ready = self._ready.get(redis_channel)
             if ready is not None and not ready.done():
                 ready.set_result(None)
@@ -136,6 +144,7 @@ class PubSubHub:
                 ready.set_exception(exc or StoreError("stopped"))
                 ready.exception()  # retrieved: no "never retrieved" warning when nobody waits
         self._ready.clear()
+        self._unconfirmed.clear()
         for sub in subs:
             sub.close()
         if reader is not None and reader is not asyncio.current_task():

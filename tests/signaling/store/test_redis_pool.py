@@ -101,3 +101,46 @@ async def test_lost_pubsub_connection_ends_subscriptions_and_the_next_one_works(
             await probe.aclose()
         finally:
             await store.stop()
+
+
+async def test_subscribers_coming_and_going_on_one_channel(redis_url: str) -> None:
+    """Sessions of one meeting join and leave at once: SUBSCRIBE/UNSUBSCRIBE interleave on the
+    shared connection; every subscribe() that returned hears what is published after it."""
+    store = RedisStore(redis_url, prefix="gbtest-churn:")
+    await store.start()
+    try:
+
+        async def one(i: int) -> dict | None:
+            sub = await store.subscribe("meeting")
+            await store.publish("meeting", {"from": i})
+            while (msg := await sub.get(timeout=5)) is not None and msg != {"from": i}:
+                pass
+            await sub.stop()
+            return msg
+
+        got = await asyncio.gather(*(one(i) for i in range(100)))
+        assert got == [{"from": i} for i in range(100)]
+    finally:
+        await store.stop()
+
+
+async def test_a_subscribe_cancelled_midway_leaves_the_next_one_whole(redis_url: str) -> None:
+    """A join cancelled while its SUBSCRIBE is unconfirmed, then another at once on that channel:
+    the second returns only after its own confirmation, and hears what follows."""
+    store = RedisStore(redis_url, prefix="gbtest-cancel:")
+    await store.start()
+    try:
+        for round_ in range(20):
+            first = asyncio.ensure_future(store.subscribe("ch"))
+            for _ in range(round_ % 4):  # cancelled at different points of the way
+                await asyncio.sleep(0)
+            first.cancel()
+            await asyncio.gather(first, return_exceptions=True)
+            if not first.cancelled():
+                await first.result().stop()
+            second = await store.subscribe("ch")
+            await store.publish("ch", {"round": round_})
+            assert await second.get(timeout=5) == {"round": round_}
+            await second.stop()
+    finally:
+        await store.stop()
