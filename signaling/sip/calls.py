@@ -21,10 +21,9 @@ from aiosipua.dialog import Dialog, DialogState
 from aiosipua.message import SipRequest, SipResponse
 from aiosipua.session_timer import SessionTimer, parse_session_expires
 
-from mcu.api import OfferRefused
 from signaling.sip.transactions import T1, T2, TIMEOUT
 from signaling.sip.transport import Link
-from signaling.sip.refusals import CallGone, DialFailed, Refusal
+from signaling.sip.refusals import CallGone, DialFailed, Refusal, refusal_of
 from signaling.sip.wire import capabilities, sdp_of
 from signaling.sip_settings import SipSettings
 
@@ -274,15 +273,12 @@ class Call:
                 self.stack.respond(request, 200, "OK", call=self, sdp=answer, extra=extra)
             else:
                 self.send_2xx(request, answer, extra)
-        except OfferRefused as e:  # the leg takes nothing offered: 488 naming what was offered and what we take
-            self.stack.respond(request, 488, "Not Acceptable Here", call=self, warning=str(e))
         except Exception as e:
-            code, reason = getattr(e, "code", None), getattr(e, "reason", None)
-            if isinstance(code, int) and 300 <= code < 700 and isinstance(reason, str):  # Refusal or alike
-                self.stack.respond(request, code, reason, call=self, warning=getattr(e, "warning", None) or None)
-            else:
+            no = refusal_of(e)  # OfferRefused: 488 naming what was offered and what we take
+            if no is None:
                 log.exception("sip %s: on_reinvite failed", self.call_id)
-                self.stack.respond(request, 500, "Server Internal Error", call=self)
+                no = Refusal(500, "Server Internal Error")
+            self.stack.respond(request, no.code, no.reason, call=self, warning=no.warning or None)
         finally:
             self._release()
 

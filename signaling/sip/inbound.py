@@ -21,6 +21,7 @@ from aiosipua.message import SipRequest, SipResponse
 from signaling.sip.calls import Call, CallGone, Stack, maybe_await
 from signaling.sip.incoming import IncomingCall
 from signaling.sip.limits import SipLimits, TokenBuckets
+from signaling.sip.refusals import Refusal, refusal_of
 from signaling.sip.transactions import ClientTransaction, ServerTransactions, branch_of
 from signaling.sip.transport import Link
 from signaling.sip.wire import BadMessage, capabilities, parse, response, unsupported
@@ -176,9 +177,12 @@ class Inbound:
         except CallGone as e:  # the room gave up while we were answering: nothing went wrong here
             log.info("%s", e)
             return
-        except Exception:
-            log.exception("sip %s: on_invite failed", call.call_id)
-            call.reject(500, "Server Internal Error")
+        except Exception as e:
+            no = refusal_of(e)  # Refusal, OfferRefused (488): the one mapping, refusals.py
+            if no is None:
+                log.exception("sip %s: on_invite failed", call.call_id)
+                no = Refusal(500, "Server Internal Error")
+            call.reject(no.code, no.reason, warning=no.warning)
             return
         if not call.final_sent:
             try:

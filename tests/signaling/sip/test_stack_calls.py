@@ -268,3 +268,26 @@ async def test_a_cancel_while_we_set_up_media_is_no_error(stacks, caplog):
     await asyncio.sleep(0.7)
     assert slow[0].end_reason == "cancel" and not uas.calls
     assert not [r for r in caplog.records if r.levelname == "ERROR"]
+
+
+@pytest.mark.parametrize(
+    "raised, expected",
+    [
+        (OfferRefused("offered G729 only; we take PCMU, PCMA"), (488, "Not Acceptable Here", "offered G729 only")),
+        (Refusal(403, "Forbidden", "Sai mã PIN (wrong PIN)"), (403, "Forbidden", "Sai mã PIN (wrong PIN)")),
+        (RuntimeError("a bug of ours"), (500, "Server Internal Error", None)),
+    ],
+)
+async def test_what_on_invite_raises_is_the_answer_the_dialer_gets(stacks, raised, expected):
+    async def refuse(call):
+        raise raised
+
+    uas = await stacks(refuse)
+    uac = await stacks()
+    out = await uac.dial(uri_of(uas, "udp"), from_user="gw", sdp=audio_sdp(43000))
+    with pytest.raises(DialFailed) as failed:
+        await out.wait_answered(timeout=5)
+    code, reason, warning = expected
+    assert (failed.value.code, failed.value.reason) == (code, reason)
+    got = out.final.headers.get_first("warning")
+    assert (got is None) if warning is None else (warning in got)
