@@ -2,9 +2,7 @@
 
 :class:`Call` is the confirmed dialog: BYE both ways, INFO, re-INVITE/UPDATE (their offer goes to
 ``on_reinvite``, which returns our answer), session timers (RFC 4028) and the 2xx retransmission
-until its ACK. One re-INVITE/UPDATE at a time (RFC 3261 §14): while ours runs a crossing one gets 491
-and a 491 to ours is retried after §14.1's random delay; while we answer theirs (or before the ACK of
-our 2xx) another of theirs gets 500 with Retry-After, and ours waits. :class:`IncomingCall` (a room dialed us) and :class:`OutgoingCall` (we dialed a room)
+until its ACK. One re-INVITE/UPDATE at a time (RFC 3261 §14; glare: ``signaling.sip.glare``). :class:`IncomingCall` (a room dialed us) and :class:`OutgoingCall` (we dialed a room)
 add the INVITE transaction of their side; see ``signaling.sip.stack`` for the API as a whole.
 """
 
@@ -13,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
-import random
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
@@ -23,13 +20,12 @@ from aiosipua.session_timer import SessionTimer, parse_session_expires
 
 from signaling.sip.transactions import T1, T2, TIMEOUT
 from signaling.sip.transport import Link
+from signaling.sip.glare import OfferTurn
 from signaling.sip.refusals import CallGone, DialFailed, Refusal, refusal_of
 from signaling.sip.wire import capabilities, sdp_of
 from signaling.sip_settings import SipSettings
 
 log = logging.getLogger(__name__)
-GLARE_TRIES = 3  # our re-INVITE/UPDATE sent again after a 491 at most this often
-GLARE_DELAY_S = {True: (2.1, 4.0), False: (0.0, 2.0)}  # RFC 3261 §14.1, by "we made the Call-ID"
 
 InfoHandler = Callable[[str, str], Any]  # (content type, body) -> None or awaitable
 OfferHandler = Callable[[str | None], Awaitable[str]]  # their offer (None: offerless) -> our SDP
@@ -90,9 +86,7 @@ class Call:
         self.peer_allows_update = False
         self._timer: SessionTimer | None = None
         self._session: tuple[int, bool] | None = None  # (interval, we refresh)
-        self._busy: str | None = None  # "ours" while our re-INVITE/UPDATE runs, "theirs" while we answer one
-        self._idle = asyncio.Event()
-        self._idle.set()
+        self.turn = OfferTurn(self.owns_call_id)  # one re-INVITE/UPDATE at a time
         self._last_ack: bytes | None = None
         self._acked: asyncio.Future[str | None] | None = None  # the ACK of our last 200: its SDP
         self._pending_2xx: tuple[int, asyncio.Task[None], asyncio.Future[str | None]] | None = None
@@ -146,35 +140,17 @@ class Call:
             self._refreshed()
             return sdp_of(answer)
         finally:
-            self._release()
+            self.turn.release()
 
     async def _send_own(self, method: str, sdp: str | None = None) -> SipResponse:
-        """Our re-INVITE/UPDATE once no other runs, the dialog busy meanwhile (a crossing one gets 491);
-        a 491 is retried after §14.1's random delay. Returns still busy: the caller ``_release``s."""
-        for attempt in range(1, GLARE_TRIES + 1):
-            while self._busy is not None:
-                await asyncio.wait_for(self._idle.wait(), TIMEOUT)
-            self._claim("ours")
-            try:
-                request = self._request(method, sdp)
-                self._stamp_session(request)
-                response = await self._send(request)
-            except BaseException:
-                self._release()
-                raise
-            if response.status_code != 491 or attempt == GLARE_TRIES:
-                return response
-            self._release()
-            await asyncio.sleep(random.uniform(*GLARE_DELAY_S[self.owns_call_id]))
-        raise AssertionError("unreachable")
+        """Our re-INVITE/UPDATE in its turn (glare.py); returns with the turn taken until our ACK."""
 
-    def _claim(self, who: str) -> None:
-        self._busy = who
-        self._idle.clear()
+        async def send_once() -> SipResponse:
+            request = self._request(method, sdp)
+            self._stamp_session(request)
+            return await self._send(request)
 
-    def _release(self) -> None:
-        self._busy = None
-        self._idle.set()
+        return await self.turn.send(send_once)
 
     def send_ack(self, response: SipResponse, sdp: str | None) -> bytes:
         """The ACK of a 2xx to our INVITE (§13.2.2.4): a new branch, the INVITE's CSeq number."""
@@ -216,7 +192,7 @@ class Call:
             self.send_ack(response, answer)
             self._refreshed()
         finally:
-            self._release()
+            self.turn.release()
 
     # --- requests the room sends in the dialog ---
 
@@ -229,13 +205,11 @@ class Call:
         elif method == "INFO":
             self._spawn(self._info(request))
         elif method in ("INVITE", "UPDATE"):
-            if self._busy == "ours":  # glare (RFC 3261 §14.2, RFC 3311 §5.2)
-                self.stack.respond(request, 491, "Request Pending", call=self)
-            elif self._busy == "theirs" or (method == "INVITE" and self._pending_2xx is not None):
-                retry = {"Retry-After": str(random.randint(1, 10))}  # their INVITE still unanswered or unACKed
-                self.stack.respond(request, 500, "Previous INVITE Pending", call=self, headers=retry)
+            wait = self.turn.refusal(method, awaiting_ack=self._pending_2xx is not None)
+            if wait is not None:  # 491 (glare) or 500 + Retry-After
+                self.stack.respond(request, wait[0], wait[1], call=self, headers=wait[2])
             else:
-                self._claim("theirs")
+                self.turn.take("theirs")
                 self._spawn(self._offer(request))
         elif method == "OPTIONS":
             self.stack.respond(request, 200, "OK", call=self, extra=capabilities)
@@ -280,7 +254,7 @@ class Call:
                 no = Refusal(500, "Server Internal Error")
             self.stack.respond(request, no.code, no.reason, call=self, warning=no.warning or None)
         finally:
-            self._release()
+            self.turn.release()
 
     # --- 2xx to an INVITE we received, retransmitted until its ACK (§13.3.1.4) ---
 
@@ -379,7 +353,7 @@ class Call:
             answer = await self._send_own("INVITE", self.local_sdp)
             if answer.status_code < 300:
                 self.send_ack(answer, None)
-        self._release()
+        self.turn.release()
         if answer.status_code >= 300 and answer.status_code != 491:
             log.warning("sip %s: session refresh got %d: hanging up", self.call_id, answer.status_code)
             await self._bye("session_expired")

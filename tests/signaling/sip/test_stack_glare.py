@@ -7,7 +7,7 @@ import asyncio
 
 import pytest
 
-from signaling.sip import calls as sip_calls
+from signaling.sip import glare
 from tests.signaling.sip.conftest import audio_sdp
 from tests.signaling.sip.raw import RawPeer, request
 from tests.signaling.sip.test_stack_calls import Answering, uri_of
@@ -36,7 +36,7 @@ def answering(port: int, offers: list):
 
 @pytest.mark.parametrize("transport", ["udp", "tcp"])
 async def test_crossing_reinvites_get_491_and_both_go_through_after_the_delay(stacks, monkeypatch, transport):
-    monkeypatch.setattr(sip_calls, "GLARE_DELAY_S", {True: (0.6, 0.7), False: (0.0, 0.2)})
+    monkeypatch.setattr(glare, "DELAY_S", {True: (0.6, 0.7), False: (0.0, 0.2)})
     uac, out, uas, room = await call_between(stacks, transport)
     seen_by_us, seen_by_room = [], []
     out.on_reinvite = answering(43100, seen_by_us)
