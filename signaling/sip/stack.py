@@ -45,7 +45,8 @@ API (what signaling/sip/gateway.py uses)::
 
     out = await stack.dial("sip:room@10.1.2.3:5060;transport=tcp", from_user="7001", sdp=None)
         # INVITE without SDP (delayed offer) unless sdp is given; raises DialFailed(503) if unreachable
-    room_sdp = await out.wait_answered(timeout=60)   # the 200's SDP (its offer); DialFailed(code, reason) if refused
+    room_sdp = await out.wait_answered(timeout=60)   # the 200's SDP (its offer); DialFailed(code, reason) if refused;
+                                  # the timeout is the ring timeout (Timer B stops at a 1xx): CANCEL, DialFailed(408)
     await out.ack(answer_sdp)     # ACK with our answer (with an sdp given to dial, the ACK went at once)
     await out.cancel()            # CANCEL while it rings (wait_answered then raises DialFailed(487))
     out.ringing (Event), and on_reinvite/on_info/on_bye/ended/hangup/send_info/reinvite as above
