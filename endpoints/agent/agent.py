@@ -50,6 +50,7 @@ class Agent(MediaActions):
         self.muted = {"audio": False, "video": False}
         self.participants = 0
         self.peer: MeetingPeer | None = None
+        self.sharing_in: Any = None  # occurrence id while the room shares its document (see set_sharing)
         self.lost_at: float | None = None  # monotonic time of the last connection loss
         self.timings: dict[str, list[float]] = {"join_after_open_s": [], "back_after_loss_s": []}
         self._join_ref: str | None = None

@@ -25,6 +25,8 @@ class MediaActions:
     peer: MeetingPeer | None
     want: str | None
     muted: dict[str, bool]
+    meeting: dict[str, Any] | None
+    sharing_in: Any  # the occurrence whose slides this room sends: shared again after a media rejoin
     lost_at: float | None
     _offer_ref: str | None
     _media_failures: int
@@ -73,6 +75,7 @@ class MediaActions:
                 raise MediaError(f"media not connected within {self.cfg.join_timeout_s:g} s")
             if peer is self.peer:
                 self._media_failures = 0
+                await self._share_again(peer)
         except Exception as exc:  # no answer, refused offer, bad SDP, lost socket: all end in a rejoin
             if peer is self.peer:
                 reason = str(exc) if isinstance(exc, (MediaError, NotConnected)) else f"{type(exc).__name__}: {exc}"
@@ -126,7 +129,17 @@ class MediaActions:
         if peer is None or peer.connected_at is None:
             raise NotConnected("not in a meeting with media")
         if not on:
+            self.sharing_in = None
             return await peer.stop_share()
+        await self._share_on(peer)
+        self.sharing_in = self._occurrence()
+        return True
+
+    def _occurrence(self) -> Any:
+        meeting = self.meeting or {}
+        return meeting.get("occurrence_id") or meeting.get("id")
+
+    async def _share_on(self, peer: MeetingPeer) -> None:
         if self.cfg.screen == "none":
             raise ShareUnavailable("chưa cấu hình nguồn chia sẻ tài liệu (screen: none) (no screen source is set)")
         try:
@@ -137,7 +150,17 @@ class MediaActions:
             )
             raise ShareUnavailable(f"không mở được nguồn chia sẻ {self.cfg.screen} (cannot open it): {exc}") from None
         await peer.share(gate)
-        return True
+
+    async def _share_again(self, peer: MeetingPeer) -> None:
+        """A new peer connection in the occurrence the room was sharing in: share on it too."""
+        if self.sharing_in is None or self.sharing_in != self._occurrence():
+            return
+        self.log.info("Chia sẻ lại tài liệu trên kết nối mới", "sharing resumed", meeting=self.want)
+        try:
+            await self._share_on(peer)
+        except Exception as exc:  # the media stays up without the slides; the room may press again
+            self.sharing_in = None
+            self.log.warning(f"Không chia sẻ lại được tài liệu: {exc}", "sharing not resumed", meeting=self.want)
 
     async def _on_offer(self, msg: dict[str, Any]) -> None:
         if self.peer is not None:

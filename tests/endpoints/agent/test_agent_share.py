@@ -160,3 +160,27 @@ async def test_the_composite_an_mcu_agent_receives_shows_the_shared_document(mno
     finally:
         await a.stop()
         await c.stop()
+
+
+async def test_the_share_comes_back_after_the_media_connection_is_rebuilt(mnode, tmp_path):
+    a_id, b_id = communes(mnode)[4:6]
+    await mnode.schedule(chair=DISTRICT, invited=["tier:commune@hg-meo-vac"], media_modes=_modes("sfu"))
+    a = await make_agent(mnode, tmp_path, a_id, screen="testsrc:red")
+    b = await make_agent(mnode, tmp_path, b_id)
+    try:
+        await _both_in(a, b)
+        assert await a.set_sharing(True)
+        first = a.peer
+        await first.pc.close()  # the media path died: the agent rejoins with a new peer connection
+        await until(
+            lambda: a.peer is not None and a.peer is not first and a.peer.screen is not None, 15, what="shared again"
+        )
+        for _ in range(50):
+            if any(_close(rgb) for rgb in (await _mean_colours(b)).values()):
+                break
+            await asyncio.sleep(0.2)
+        assert any(_close(rgb) for rgb in (await _mean_colours(b)).values()), await _mean_colours(b)
+        assert "(sharing resumed)" in (tmp_path / a_id / "agent.log").read_text(encoding="utf-8")
+    finally:
+        await a.stop()
+        await b.stop()
