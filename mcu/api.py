@@ -89,6 +89,7 @@ class PeerExtra(TypedDict, total=False):
     audio_codec: str  # PCMU | PCMA | G722: the codec of its mix (set by an RTP leg on its own spec copy)
     sdp_origin: list[int]  # RTP leg: [o= session id, version last sent] of its SIP call: it goes on from them
     audio_only: bool  # RTP leg: video lines answered with port 0 (a PIN lobby: no encoder, no decoder)
+    rtp_offer: str  # RTP leg of an INVITE without SDP: the room's address; the leg sends its offer as an event
 
 
 @dataclass(frozen=True)

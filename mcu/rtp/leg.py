@@ -4,7 +4,9 @@ and mcu.meeting.contracts.Member).
 ``LocalMediaNode.open_peer`` makes one for ``spec.extra["transport"] == "rtp"``; the SIP gateway
 then calls ``answer = await leg.handle_offer(offer)`` for the INVITE's offer (or the 200's, when
 we dialled out with a delayed offer) and again for each re-INVITE (hold, resume, a new address,
-another codec). SDP: ``mcu.rtp.sdp``; per chosen m-line a ``mcu.rtp.line.LegLine`` (sockets, SRTP,
+another codec). For an INVITE without SDP the gateway sets ``spec.extra["rtp_offer"]`` (the room's
+address): right after open the leg sends ``{"type": "offer", "sdp": ...}`` to its sink
+(``mcu.rtp.own_offer``), and the room's answer, from the ACK, goes to ``handle_answer``. SDP: ``mcu.rtp.sdp``; per chosen m-line a ``mcu.rtp.line.LegLine`` (sockets, SRTP,
 media in and out). The leg is always in MCU mode: it receives the composite (H.264 mode 0
 constrained baseline, or VP8) and its N-1 mix in its own codec (``spec.extra["audio_codec"]`` on
 the leg's copy of the spec, read by the pipeline's ``audio_profile``); it publishes its camera and
@@ -40,7 +42,9 @@ from mcu.peer.errors import PeerClosed
 from mcu.peer.owner_task import OwnerTask
 from mcu.rtp.h264_level import decodable_rendition, rendition_ceiling_bps
 from mcu.rtp.line import LegLine
-from mcu.rtp.ports import RtpPorts, checked_address
+from mcu.rtp.choice import codec_orders
+from mcu.rtp.own_offer import build_offer
+from mcu.rtp.ports import RtpPorts, checked_address, our_address
 from mcu.rtp.sdp import Chosen, LocalMedia, RtpOffer, build_answer, choose, parse_offer
 from mcu.sfu.router import Router
 from mcu.sfu.stream import Stream
@@ -110,6 +114,10 @@ class RtpLeg:
         self._keyframe_event_at = -1e9
         self._owner = OwnerTask(spec.endpoint_id)
         self._close_task: asyncio.Task[None] | None = None
+        self._offered: int | None = None  # m-lines of our own offer, until the room's answer
+        target = spec.extra.get("rtp_offer")
+        if target is not None:
+            self.post(partial(self._send_offer, target if isinstance(target, str) else ""))
 
     # -- Member ------------------------------------------------------------------------------
 
@@ -146,7 +154,10 @@ class RtpLeg:
         return cast(str, await self._owner.submit(lambda: self._apply_offer(sdp)))
 
     async def handle_answer(self, sdp: str) -> None:
-        raise MediaError("a SIP leg makes no offers: send the room's offer to handle_offer")
+        """The room's answer (its ACK's SDP) to the leg's own offer (``PeerExtra["rtp_offer"]``)."""
+        if self.closed:
+            raise PeerClosed(f"peer {self.endpoint_id} is closed")
+        await self._owner.submit(lambda: self._apply_answer(sdp))
 
     async def add_ice_candidate(self, candidate: dict[str, Any] | None) -> None:
         """Plain RTP has no ICE: nothing to add."""
@@ -177,6 +188,29 @@ class RtpLeg:
         locals_ = [self._local(c) for c in chosen]
         answer = build_answer(offer, chosen, locals_, address, session_id=self._session_id, version=self._version + 1)
         return self._sent(answer)
+
+    async def _send_offer(self, target: str) -> None:
+        """Our offer to a room whose INVITE had none, to the sink as {"type": "offer", "sdp": ...}."""
+        audio_order, video_order = codec_orders(self.spec.extra.get("codecs"), self.video_codecs)
+        kinds = 1 if self.spec.extra.get("audio_only") else 2
+        for index in range(kinds):
+            ports = self._ports[index] = RtpPorts(self.host, f"{self.endpoint_id}/{index}", self._proven)
+            await ports.open()
+        address = our_address(self.host, target)
+        offer = build_offer(
+            [self._ports[i].port for i in range(kinds)], audio_order, video_order, address,
+            session_id=self._session_id, version=self._version + 1, video_kbps=CAMERA_KBPS,
+        )  # fmt: skip
+        self._offered = kinds
+        await self.events({"type": "offer", "sdp": self._sent(offer)})
+
+    async def _apply_answer(self, sdp: str) -> None:
+        answer = parse_offer(sdp)
+        if self._offered is None or len(answer.lines) != self._offered:
+            raise MediaError("not an answer to the leg's offer (it made none, or the m-lines differ)")
+        checked_address(answer, self.host, {p.port for p in self._ports.values()})
+        self._offered = None
+        await self._negotiate(answer)
 
     def _sent(self, sdp: str) -> str:
         """``sdp`` as we send it: the last one again, version and all, while nothing in it changed."""

@@ -3,7 +3,9 @@
 Dial-in (``_incoming``): find the meeting (admission.find_target), decide who calls
 (admission.claim_of: digest via the stack's challenge, source addresses), admit it like a terminal
 (signaling.auth.policy.admit), open its RTP leg on the meeting's media node
-(``PeerExtra["transport"] = "rtp"``), answer the offer, enter the room (member.enter_room).
+(``PeerExtra["transport"] = "rtp"``), answer the offer (an INVITE without SDP: the leg's offer,
+``PeerExtra["rtp_offer"]``, goes in our 200 and the ACK's answer to ``handle_answer``), enter the
+room (member.enter_room).
 An unknown caller to a meeting with a PIN is answered by a LOBBY leg first (a media room of its
 own, audio only: it sees and hears nothing of the meeting), keys the PIN (RFC 4733 or INFO, 20 s), and is
 then moved into the meeting by a re-INVITE without SDP (the room offers, the meeting's leg answers
@@ -55,6 +57,7 @@ from signaling.sip.wire import sdp_of
 
 log = logging.getLogger("giaoban.sip")
 RING_S = 60.0  # a dialled room that neither answers nor refuses within this is called again later
+OFFER_S = 10.0  # the leg's own offer, for an INVITE without SDP
 
 
 class CallEvents:
@@ -64,11 +67,14 @@ class CallEvents:
         self.pin = sip_info.PinEntry()
         self.on_keyframe_wanted: Callable[[], Awaitable[None]] | None = None
         self.on_timeout: Callable[[], None] | None = None
+        self.offer: asyncio.Future[str] = asyncio.get_running_loop().create_future()  # the leg's own offer
 
     async def __call__(self, event: JsonObject) -> None:
         kind = event.get("type")
         if kind == "dtmf" and isinstance(event.get("digit"), str):
             self.pin.key(str(event["digit"]))
+        elif kind == "offer" and isinstance(event.get("sdp"), str) and not self.offer.done():
+            self.offer.set_result(str(event["sdp"]))
         elif kind == "keyframe_wanted" and self.on_keyframe_wanted is not None:
             asyncio.ensure_future(self.on_keyframe_wanted())  # not on the leg's own task (EventSink rule)
         elif kind == "media_timeout" and self.on_timeout is not None:
@@ -183,14 +189,16 @@ class SipGateway:
         return SipMember(f"sip-{secrets.token_hex(8)}", identity, meeting.id, occurrence.occurrence_id, role, direction)
 
     async def _answer_and_run(self, call: Any, member: SipMember, meeting: Meeting, endpoint: Endpoint | None) -> None:
-        if not call.offer_sdp:
-            raise refusal(
-                488, "Not Acceptable Here", "Cuộc gọi cần có SDP", "an INVITE without an SDP offer is not served"
-            )
         events = CallEvents()
-        member.peer = peer = await self._open_leg(self._spec(member, meeting, endpoint), events)
+        spec = self._spec(member, meeting, endpoint)
+        if not call.offer_sdp:  # a delayed offer (CUCM, Expressway trunks): the leg offers in our 200
+            spec.extra["rtp_offer"] = call.source[0]
+        member.peer = peer = await self._open_leg(spec, events)
         try:
-            await call.answer(await _answer_offer(peer, call.offer_sdp))
+            if call.offer_sdp:
+                await call.answer(await _answer_offer(peer, call.offer_sdp))
+            else:
+                await _offer_and_take_answer(call, peer, events)
         except BaseException:  # refused, or the room cancelled meanwhile: no leg is left behind
             await peer.close()
             raise
@@ -324,6 +332,18 @@ async def _answer_offer(peer: MediaPeer, offer: str) -> str:
     except MediaError as exc:
         await peer.close()
         raise SipRefusal(488, "Not Acceptable Here", f"SDP not accepted: {exc}") from None
+
+
+async def _offer_and_take_answer(call: Any, peer: MediaPeer, events: CallEvents) -> None:
+    """An INVITE without SDP (RFC 3261 13.2.1): the leg's offer in our 200, the room's answer in its ACK."""
+    await call.answer(await asyncio.wait_for(asyncio.shield(events.offer), OFFER_S))
+    answer = await call.wait_ack()
+    if not answer:
+        raise refusal(488, "Not Acceptable Here", "Thiết bị không trả lời SDP", "the ACK carried no SDP answer")
+    try:
+        await peer.handle_answer(answer)
+    except (OfferRefused, MediaError) as exc:
+        raise SipRefusal(488, "Not Acceptable Here", f"SDP answer not accepted: {exc}") from None
 
 
 async def _reinvite_for_offer(call: Any, answer_of: Callable[[str], Awaitable[str]]) -> None:
