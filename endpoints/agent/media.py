@@ -167,7 +167,13 @@ class MeetingPeer:
             gate.continue_after(self._screen_pts)
             self.screen = gate
             self._place_screen()
-            await self._renegotiate()
+            try:
+                await self._renegotiate()
+            except BaseException:  # not shared after all: the room's button must not say so
+                self.screen = None
+                self._place_screen()
+                await self._retire(gate)
+                raise
         self.log.info("Đang chia sẻ tài liệu", "sharing started", meeting=self.meeting_id)
 
     async def stop_share(self) -> bool:
@@ -217,7 +223,10 @@ class MeetingPeer:
 
     async def _renegotiate(self) -> None:
         """Offer the current lines; applied locally only with the server's answer (see module doc)."""
-        await asyncio.wait_for(self._answer_applied.wait(), self.answer_timeout_s)
+        try:
+            await asyncio.wait_for(self._answer_applied.wait(), self.answer_timeout_s)
+        except asyncio.TimeoutError:
+            raise MediaError("the first offer is still unanswered") from None
         for attempt in range(RETRY_TRIES):
             async with self._lock:
                 if self._closed:

@@ -14,7 +14,7 @@ import asyncio
 from aiortc import RTCPeerConnection, RTCSessionDescription
 import pytest
 
-from endpoints.agent.media import MeetingPeer, mark_slides
+from endpoints.agent.media import MediaError, MeetingPeer, mark_slides
 from endpoints.agent.oplog import OpLog
 from endpoints.agent.sources import Sources, open_screen
 from tests.support.media_clients import PatternTrack
@@ -83,3 +83,33 @@ def test_mark_slides_marks_only_the_section_named():
     assert marked.count("a=content:slides") == 1
     assert _sections(marked)[2].startswith("video 9 x\r\na=content:slides\r\n")
     assert mark_slides(marked, "\r\na=mid:2\r\n") == marked  # never twice
+
+
+async def test_a_refused_share_leaves_the_room_not_sharing(tmp_path):
+    sent: list[tuple[str, dict]] = []
+
+    async def send(type_: str, **fields) -> None:
+        sent.append((type_, fields))
+
+    sources = Sources("test", "none", (160, 120), fps=10)
+    peer = MeetingPeer("m-1", sources, send, OpLog(tmp_path, "hg-test"), on_failed=lambda reason: None)
+    server = RTCPeerConnection()
+    try:
+        starting = asyncio.create_task(peer.start())
+        await until(lambda: sent, 5, what="the first offer")
+        await server.setRemoteDescription(RTCSessionDescription(sent[0][1]["sdp"], "offer"))
+        await server.setLocalDescription(await server.createAnswer())
+        peer.on_answer(server.localDescription.sdp)
+        await starting
+
+        screen = open_screen("testsrc:blue", (160, 120), 10)
+        sharing = asyncio.create_task(peer.share(screen))
+        await until(lambda: len(sent) == 2, 5, what="the share offer")
+        peer.on_error("media: too many video lines", "offer_refused")
+        with pytest.raises(MediaError, match="too many video lines"):
+            await asyncio.wait_for(sharing, 5)
+        assert peer.screen is None and screen.readyState == "ended" and peer.stats()["sharing"] is False
+        assert peer.pc.signalingState == "stable"  # nothing was applied: no rollback needed
+    finally:
+        await peer.close()
+        await server.close()
