@@ -252,7 +252,9 @@ def _core_paths() -> dict:
             ),
         },
         "/api/v1/meetings/{meeting_id}/sip": {
-            "get": _op("Invited SIP room systems, in call or not (operator, chair)", "meetings", _ok("room systems"), params=m)
+            "get": _op(
+                "Invited SIP room systems, in call or not (operator, chair)", "meetings", _ok("room systems"), params=m
+            )
         },
         "/api/v1/meetings/{meeting_id}/sip/{endpoint_id}": {
             "post": _op(
