@@ -13,6 +13,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from signaling.guard.client_address import parse_networks
+
 SIP_TRANSPORTS = ("udp", "tcp", "tls")
 DEFAULT_TRANSPORTS = ("udp", "tcp")  # tls needs a certificate
 DEFAULT_PORT = 5060
@@ -31,6 +33,11 @@ class SipSettings:
     tls_cert: str = ""  # PEM files, both or neither; required by tls (served on port + 1)
     tls_key: str = ""
     domain: str = ""  # the domain in our own SIP URIs; "" = host
+    # SIP proxies (Kamailio) whose recorded Via we believe: the caller is who they say (proxies.py)
+    trusted_proxies: list[str] = field(default_factory=list)
+    calls_per_address: int = 20  # live calls from one caller address (limits.py)
+    invite_rate: float = 10.0  # new INVITEs per second from one caller address ...
+    invite_burst: int = 20  # ... with this many at once
 
 
 def sip_port(value: int) -> int:
@@ -72,12 +79,35 @@ def _is_host(text: str) -> bool:
         return _HOSTNAME.fullmatch(text) is not None
 
 
+def sip_trusted_proxies(value: list[Any]) -> list[str]:
+    if not all(isinstance(x, str) and x for x in value):
+        raise ValueError(f"sip.trusted_proxies must list IP addresses or CIDRs (e.g. [10.20.0.5]), got {value!r}")
+    try:
+        parse_networks(value)
+    except ValueError as exc:
+        raise ValueError(f"sip.{exc}") from None
+    return value
+
+
+def _bounded(key: str, low: float, high: float) -> Callable[[Any], Any]:
+    def check(value: Any) -> Any:
+        if isinstance(value, bool) or not low <= value <= high:
+            raise ValueError(f"sip.{key} must be {low:g}..{high:g}, got {value!r}")
+        return value
+
+    return check
+
+
 # the checks of one key, run where the key is read so that an error names its line
 SIP_KEY_CHECKS: dict[str, Callable[[Any], Any]] = {
     "sip.host": sip_host,
     "sip.port": sip_port,
     "sip.transports": sip_transports,
     "sip.domain": sip_domain,
+    "sip.trusted_proxies": sip_trusted_proxies,
+    "sip.calls_per_address": _bounded("calls_per_address", 1, 10_000),
+    "sip.invite_rate": _bounded("invite_rate", 0.1, 10_000),
+    "sip.invite_burst": _bounded("invite_burst", 1, 10_000),
 }
 
 

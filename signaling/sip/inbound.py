@@ -18,10 +18,12 @@ from typing import Any, Protocol
 from aiosipua.dialog import dialog_matches, remote_cseq_valid
 from aiosipua.message import SipRequest, SipResponse
 
+from signaling.guard.client_address import Network
 from signaling.sip.calls import Call, CallGone, Stack, maybe_await
 from signaling.sip.incoming import IncomingCall
 from signaling.sip.limits import SipLimits, TokenBuckets
 from signaling.sip.refusals import Refusal, refusal_of
+from signaling.sip.proxies import caller_address
 from signaling.sip.transactions import ClientTransaction, ServerTransactions, branch_of
 from signaling.sip.transport import Link
 from signaling.sip.wire import BadMessage, capabilities, parse, response, unsupported
@@ -39,6 +41,7 @@ class Receiver(Stack, Protocol):
     message_buckets: TokenBuckets
     invite_buckets: TokenBuckets
     calls_per_ip: Counter[str]
+    trusted_proxies: tuple[Network, ...]
 
 
 log = logging.getLogger(__name__)
@@ -138,13 +141,14 @@ class Inbound:
             self.stack.respond(req, 481, "Call/Transaction Does Not Exist", link=link)
 
     def _new_invite(self, req: SipRequest, existing: Call | None, link: Link) -> None:
-        ip = link.peer[0]
+        source = caller_address(req, link.peer, self.stack.trusted_proxies)
+        ip = source[0]  # the caller's: a trusted proxy's calls count against the rooms behind it
         refusal = self._admit(req, existing, ip)
         if refusal is not None:
             self.stack.counts[f"refused:{refusal[1]}"] += 1
             self.stack.respond(req, *refusal, link=link, headers=self._refusal_headers(refusal[0]))
             return
-        call = IncomingCall(self.stack, req, link)
+        call = IncomingCall(self.stack, req, link, source)
         self.stack.calls[call.call_id] = call
         self.stack.calls_per_ip[ip] += 1
         self.stack.server.begin(req, link)

@@ -23,7 +23,7 @@ from signaling.sip.wire import allows_update, capabilities, has_option, sdp_of, 
 
 
 class IncomingCall(Call):
-    def __init__(self, stack: Stack, invite: SipRequest, link: Link) -> None:
+    def __init__(self, stack: Stack, invite: SipRequest, link: Link, source: tuple[str, int] | None = None) -> None:
         super().__init__(stack, create_dialog_from_request(invite), link)
         self.invite = invite
         self.offer_sdp = sdp_of(invite)
@@ -32,7 +32,7 @@ class IncomingCall(Call):
         self.from_uri = stringify_uri(sender.uri) if sender else ""
         self.from_user = (sender.uri.user or "") if sender else ""
         self.from_display = (sender.display_name or "").strip('"') if sender else ""
-        self.source = link.peer
+        self.source = source or link.peer  # the caller's (ip, port): a trusted proxy's record (proxies.py)
         self.authenticated_user: str | None = None  # set by stack.challenge
         self.peer_allows_update = allows_update(invite)
         self.final_sent = False

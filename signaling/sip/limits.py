@@ -3,6 +3,8 @@
 A flood of INVITEs from one address gets 503 with Retry-After once its token bucket is empty
 (``invite_rate`` per second, ``invite_burst`` at once), and any message beyond ``message_rate`` is
 dropped unread; one address holds at most ``calls_per_address`` calls and the stack ``max_calls``.
+Behind a trusted proxy (``sip.trusted_proxies``, proxies.py) "one address" is the caller's address
+the proxy recorded; the first three are settings (``SipLimits.of``).
 The tables are bounded: an address idle long enough has a full bucket again, so it is forgotten.
 """
 
@@ -10,6 +12,8 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+
+from signaling.sip_settings import SipSettings
 
 
 @dataclass(frozen=True)
@@ -23,6 +27,15 @@ class SipLimits:
     retry_after_s: int = 5
     max_conns: int = 1024  # TCP+TLS connections in all ...
     max_conns_per_address: int = 32  # ... and from one address
+
+    @classmethod
+    def of(cls, settings: SipSettings) -> SipLimits:
+        """The defaults with what ``sip.*`` sets (calls_per_address, invite_rate, invite_burst)."""
+        return cls(
+            invite_rate=settings.invite_rate,
+            invite_burst=settings.invite_burst,
+            calls_per_address=settings.calls_per_address,
+        )
 
 
 class TokenBuckets:

@@ -11,7 +11,7 @@ TCP, TLS, framing, connection caps), wire.py (strict parsing, 400 naming the fau
 
 API (what signaling/sip/gateway.py uses)::
 
-    stack = SipStack(settings.sip, on_invite, limits=SipLimits(), session_expires=1800)
+    stack = SipStack(settings.sip, on_invite, limits=None, session_expires=1800)  # None: SipLimits.of(settings.sip)
     await stack.start()          # listens on sip.host:sip.port over sip.transports; tls on port+1
     await stack.stop()           # BYE to every call, then closes the sockets
     stack.addresses              # {"udp": (host, port), "tcp": ..., "tls": ...} as bound
@@ -20,7 +20,8 @@ API (what signaling/sip/gateway.py uses)::
     async def on_invite(call: IncomingCall) -> None   # run as a task per new INVITE (100 Trying sent)
         call.offer_sdp            # str | None (None: the room wants our offer in the 200, its answer in the ACK)
         call.request_uri_user     # "7001" from sip:7001@server (dial number or endpoint id)
-        call.from_uri, call.from_user, call.from_display, call.source (ip, port), call.transport ("udp"|"tcp"|"tls")
+        call.from_uri, call.from_user, call.from_display, call.transport ("udp"|"tcp"|"tls")
+        call.source               # (ip, port) of the caller: the packet's, or the one a trusted proxy recorded
         call.header("User-Agent") # any header of the INVITE
         user = await stack.challenge(call, realm, ha1_lookup)  # str: authenticated user; None: a 401/403
                                   # was sent and this INVITE is over (the room retries with credentials
@@ -75,6 +76,7 @@ from aiosipua.header_codec import parse_uri
 from aiosipua.message import SipRequest, SipResponse
 from aiosipua.utils import format_addr
 
+from signaling.guard.client_address import parse_networks
 from signaling.sip.calls import Call, CallGone, DialFailed, Refusal
 from signaling.sip.digest import DigestServer, Ha1Lookup
 from signaling.sip.inbound import Inbound
@@ -106,7 +108,8 @@ class SipStack:
         tls_client: ssl.SSLContext | None = None,
     ) -> None:
         self.settings, self.on_invite = settings, on_invite
-        self.limits = limits or SipLimits()
+        self.limits = limits or SipLimits.of(settings)
+        self.trusted_proxies = parse_networks(settings.trusted_proxies)  # proxies.py: whose Via we believe
         self.user_agent = user_agent
         self.session_expires, self.min_se = session_expires, min_se
         self.tls_client = tls_client
