@@ -36,11 +36,11 @@ from typing import Any, Awaitable, Callable, Protocol, cast
 
 from mcu.api import VIDEO_CODECS, MediaError, PeerExtra, PeerSpec
 from mcu.audio.telephony import TELEPHONY
-from mcu.bridge.rendition_policy import RENDITION_BITRATE, VIDEO_RENDITIONS
+from mcu.bridge.rendition_policy import VIDEO_RENDITIONS
 from mcu.peer.codec_choice import served_video_codecs
 from mcu.peer.errors import PeerClosed
 from mcu.peer.owner_task import OwnerTask
-from mcu.rtp.h264_level import decodable_rendition, rendition_ceiling_bps
+from mcu.rtp.video_caps import decodable_rendition, fitting_rendition, rendition_ceiling_bps, room_video_kbps
 from mcu.rtp.line import LegLine
 from mcu.rtp.choice import codec_orders
 from mcu.rtp.own_offer import build_offer
@@ -54,7 +54,6 @@ log = logging.getLogger("mcu.rtp.leg")
 
 MEDIA_TIMEOUT_S = 30.0
 KEYFRAME_EVENT_S = 2.0
-AUDIO_KBPS = 80  # what a room's audio takes of a session-level b=AS
 CAMERA_KBPS = 1500  # our answer's video b=AS: what we take from the room's camera (RFC 3264 §5)
 
 
@@ -293,7 +292,7 @@ class RtpLeg:
         else:
             extra.pop("audio_codec", None)
         video = next((c for c in chosen if c is not None and c.kind == "video"), None)
-        self._video_kbps = _video_kbps(offer, video)
+        self._video_kbps = room_video_kbps(offer, video)
         self._decodable = VIDEO_RENDITIONS[0]
         if video is not None and video.codec == "H264":
             self._decodable = decodable_rendition(video.format.params)
@@ -394,19 +393,3 @@ class RtpLeg:
 def _media_of(c: Chosen) -> tuple[Any, ...]:
     """What a line's media objects depend on (not its direction: hold and resume keep them)."""
     return (c.kind, c.codec, c.format, c.dtmf, c.crypto)
-
-
-def _video_kbps(offer: RtpOffer, video: Chosen | None) -> int | None:
-    """The room's bandwidth for our video: its video line's b=, else the session's less audio."""
-    if video is not None:
-        kbps = offer.lines[video.index].bandwidth_kbps
-        if kbps:
-            return kbps
-    if offer.bandwidth_kbps:
-        return max(64, offer.bandwidth_kbps - AUDIO_KBPS)
-    return None
-
-
-def fitting_rendition(kbps: int) -> str:
-    """The best composite rendition whose bitrate fits in ``kbps``; the smallest when none does."""
-    return next((r for r in VIDEO_RENDITIONS if RENDITION_BITRATE[r] <= kbps * 1000), VIDEO_RENDITIONS[-1])

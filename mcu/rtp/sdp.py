@@ -17,7 +17,7 @@ clock (``0-15``), ``a=ptime:20`` for audio, ``b=AS`` (what we take from the room
 and the direction RFC 3264 answers (sendonly -> recvonly, inactive -> inactive).
 
 H.264 is answered in the packetization mode the room offered. Its profile-level-id is constrained
-baseline (what the composite is) at the offered level, at most 3.1 (``h264_level.answered_baseline``)
+baseline (what the composite is) at the offered level, at most 3.1 (``video_caps.answered_baseline``)
 for a baseline offer; for a main or high one the offered value is repeated, as RFC 6184 8.2.2 asks of an answer without level-asymmetry-allowed:
 the room decodes our constrained baseline, a subset of its profile, and we decode what it sends.
 This text was checked against baresip 1.0 (tests/mcu/rtp/test_sdp_baresip.py).
@@ -30,7 +30,7 @@ import random
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from mcu.rtp.h264_level import answered_baseline
+from mcu.rtp.video_caps import answered_baseline
 from mcu.rtp.choice import AUDIO, Chosen, choose, h264_format, refusal
 from mcu.rtp.offer import Format, MediaLine, RtpOffer, SdpError, parse_offer
 from mcu.rtp.sdes import Crypto, answer_crypto

@@ -11,8 +11,7 @@ import pytest
 from mcu.audio.telephony import TelephonyEncoder
 from mcu.audio.codec import make_frame
 from mcu.bridge.depacketize import opus_payload
-from mcu.rtp.h264_level import answered_baseline, decodable_rendition, rendition_ceiling_bps
-from mcu.rtp.leg import fitting_rendition
+from mcu.rtp.video_caps import answered_baseline, decodable_rendition, fitting_rendition, rendition_ceiling_bps
 from mcu.rtp.ports import RtpPorts, address_problem, may_latch_anywhere
 from mcu.rtp.room_audio import LEVEL_ID, DtmfReceiver, RoomMic
 from mcu.rtp.rtcp import (

@@ -1,4 +1,5 @@
-"""What a room's H.264 decoder can take (RFC 6184 8.1, H.264 Annex A): the level of its
+"""What a room system's video takes: the bandwidth its SDP gives our video (b=AS/b=TIAS, the
+starting rendition that fits), and what its H.264 decoder can take (RFC 6184 8.1, Annex A): the level of its
 ``profile-level-id`` raised by ``max-fs`` / ``max-mbps``, turned into the largest composite
 rendition it decodes at the compositor's frame rate, and the level we answer (never above the
 offered one, RFC 6184 8.2.2). A CIF room (level 1.1-2.1) gets 180p, a 4CIF one (2.2, 3.0) 360p,
@@ -9,7 +10,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from mcu.bridge.rendition_policy import RENDITION_BITRATE, UP_HEADROOM, VIDEO_RENDITIONS
+from mcu.rtp.choice import Chosen
+from mcu.rtp.offer import RtpOffer
 
+AUDIO_KBPS = 80  # what a room's audio takes of a session-level b=AS
 COMPOSITE_FPS = 30  # mcu.compose.compositor's default
 DEFAULT_PROFILE = "42e01f"  # read when an offer names none (as mcu.peer.codec_choice reads it)
 SENT_LEVEL = 0x1F  # 3.1: what the composite is encoded at
@@ -68,3 +72,19 @@ def _int(text: str | None) -> int:
         return int(text or 0)
     except ValueError:
         return 0
+
+
+def room_video_kbps(offer: RtpOffer, video: Chosen | None) -> int | None:
+    """The room's bandwidth for our video: its video line's b=, else the session's less audio."""
+    if video is not None:
+        kbps = offer.lines[video.index].bandwidth_kbps
+        if kbps:
+            return kbps
+    if offer.bandwidth_kbps:
+        return max(64, offer.bandwidth_kbps - AUDIO_KBPS)
+    return None
+
+
+def fitting_rendition(kbps: int) -> str:
+    """The best composite rendition whose bitrate fits in ``kbps``; the smallest when none does."""
+    return next((r for r in VIDEO_RENDITIONS if RENDITION_BITRATE[r] <= kbps * 1000), VIDEO_RENDITIONS[-1])
