@@ -1,8 +1,8 @@
 """Light SIP room systems for the load benchmark (#14): calls placed with our own SIP stack, media
 played by tests/support/rtp_room.py's ``RtpRoom`` in light mode (counts what arrives, decodes nothing).
 
-``RoomDialer`` places each call from a client ``SipStack`` of its source address (127.0.0.k: a room
-system is one address, and the gateway's limits are per address), INVITE with the room's offer,
+``RoomDialer`` places each call from a client ``SipStack`` of its source address (one stack per
+address; the benchmark dials every room from 127.0.0.1 and raises the server's per-address limits), INVITE with the room's offer,
 the 200's answer applied, and notes when the first video packet (the first composite frame the
 server sent it) arrived. ``camera=False`` rooms keep their video line but send no camera: they
 receive the composite and their mix and cost the server their audio only, the issue's model of an
