@@ -24,7 +24,7 @@ import logging
 import time
 from dataclasses import dataclass, field
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 from endpoints.model import Endpoint
 from signaling.context import Context
@@ -146,7 +146,8 @@ class DialOut:
                 meeting = await self.ctx.meetings.get(doc["meeting_id"])
             except Exception:
                 continue
-            for endpoint in self.ctx.meetings.invited_endpoints(meeting):
+            # cast: MeetingService's own method ``list`` shadows the builtin in its annotation
+            for endpoint in cast("list[Endpoint]", self.ctx.meetings.invited_endpoints(meeting)):
                 if endpoint.sip is None or f"{occurrence_id}:{endpoint.id}" in self.dialers:
                     continue
                 state = await self.ctx.store.get(DIAL_STATE, f"{occurrence_id}:{endpoint.id}")
