@@ -39,6 +39,7 @@ BACKOFF_S = (5.0, 10.0, 20.0, 40.0, 60.0)
 STEADY_S = 60.0  # a call that lasted this long was a good one: the next failure waits 5 s again
 LOCK_TTL_S = 6.0  # a dead node's calls are taken over within this + SCAN_S (the issue: 10 s)
 SCAN_S = 2.0
+STOP_S = 3.0  # stop() waits this long for the dialers' CANCELs and BYEs, then cuts them off
 DIAL_STATE = "sip-dial"  # "<occurrence>:<endpoint>" -> {"state": "stopped" | "wanted", "by": ..., "at": ...}
 
 
@@ -88,7 +89,11 @@ class DialOut:
         for dialer in list(self.dialers.values()):
             self._finish(dialer, "server shutting down")
         tasks = [d.task for d in self.dialers.values() if d.task]
-        await asyncio.gather(*tasks, return_exceptions=True)
+        if tasks:  # a CANCEL to a room that never answers waits 32 s (Timer B): not at shutdown
+            _, late = await asyncio.wait(tasks, timeout=STOP_S)
+            for task in late:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
         if self._task is not None:
             await asyncio.gather(self._task, return_exceptions=True)
 

@@ -57,6 +57,7 @@ from signaling.sip.wire import sdp_of
 
 log = logging.getLogger("giaoban.sip")
 RING_S = 60.0  # a dialled room that neither answers nor refuses within this is called again later
+HANGUP_S = 2.0  # the CANCEL or BYE of a failed dial-out is sent; its answer is awaited this long
 OFFER_S = 10.0  # the leg's own offer, for an INVITE without SDP
 
 
@@ -263,7 +264,9 @@ class SipGateway:
         except BaseException:
             if member.peer is not None:
                 await member.peer.close()
-            await _quietly(call.hangup())
+            # bounded: a CANCEL to a room that never answers would wait 32 s, and at shutdown this
+            # runs inside a cancelled task
+            await _quietly(asyncio.wait_for(call.hangup(), HANGUP_S))
             raise
         await self._run_call(call, member, events)
         return member

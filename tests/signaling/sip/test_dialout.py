@@ -86,3 +86,26 @@ async def test_rest_names_what_is_wrong(tmp_path):
         assert status == 401, body
     finally:
         await node.stop()
+
+
+async def test_stop_is_prompt_while_a_dial_out_rings_a_room_that_never_answers(tmp_path):
+    """Nothing listens at the room's URI (UDP: no error comes back): stop() does not wait the
+    CANCEL's 32 s."""
+    node, _ = await sip_node(
+        tmp_path, {"room-mute": {"uri": "sip:room-mute@127.0.0.1:9", "allowed_sources": ["127.0.0.1"]}}
+    )
+    stopped = False
+    try:
+        await node.schedule(CHAIR, ["room-mute"])
+        assert await until(lambda: _ringing(node), 10), "the server did not call the room"
+        began = time.monotonic()
+        await node.stop()
+        stopped = True
+        assert time.monotonic() - began < 8
+    finally:
+        if not stopped:
+            await node.stop()
+
+
+async def _ringing(node) -> bool:
+    return any(call.final is None for call in node.ctx.sip.stack.calls.values() if hasattr(call, "final"))
