@@ -6,7 +6,8 @@ The rooms need addresses of their own, so the test runs in a network namespace i
 rooms; nothing leaves it). The outer test re-runs this file's ``test_in_netns_*`` tests in there.
 
 * room-a, whose ``allowed_sources`` is its own address 127.0.0.2, is admitted through Kamailio
-  (the packets come from Kamailio's 127.0.0.1, which is not in that list);
+  (the packets come from Kamailio's 127.0.0.1, which is not in that list); the Via below
+  Kamailio's carries received/rport as kamailio.cfg's force_rport() promises;
 * 25 rooms (5 per address) held at once through Kamailio are all answered: the per-address cap (20)
   counts each room's address, not Kamailio's; a 6th call from one address with the cap set to 5
   is refused by that cap (the limit follows the caller's address, it is not switched off).
@@ -23,7 +24,7 @@ import sys
 import pytest
 
 from signaling.sip.calls import DialFailed
-from signaling.sip.stack import SipStack
+from signaling.sip.stack import IncomingCall, SipStack
 from signaling.sip_settings import SipSettings
 from tests.signaling.sip.conftest import audio_sdp
 from tests.signaling.sip.test_gateway import CHAIR, _sip_in, until, write_directory
@@ -88,6 +89,10 @@ async def test_in_netns_a_room_is_admitted_by_its_own_address_through_kamailio(t
         call = await room.dial(f"sip:{meeting['dial_number']}@127.0.0.1:{kam.port}", "room-a", sdp=audio_sdp())
         assert await call.wait_answered(timeout=15)
         assert await until(lambda: _sip_in(node, meeting["id"], "room-a"), 10)
+        (incoming,) = [c for c in node.ctx.sip.stack.calls.values() if isinstance(c, IncomingCall)]
+        recorded = incoming.invite.via[1]  # below Kamailio's own: force_rport() wrote what it saw
+        assert (recorded.received, recorded.rport) == ("127.0.0.2", str(room.addresses["udp"][1])), recorded
+        assert incoming.source == ("127.0.0.2", room.addresses["udp"][1])
         with pytest.raises(DialFailed) as refused:  # room-far's list is 10.9.9.9: its From is not enough
             far = await room.dial(f"sip:{meeting['dial_number']}@127.0.0.1:{kam.port}", "room-far", sdp=audio_sdp())
             await far.wait_answered(timeout=15)
