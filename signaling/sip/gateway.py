@@ -89,6 +89,7 @@ class SipGateway:
         self.stack = stack or SipStack(self.settings, self._on_invite)
         self.members: dict[str, SipMember] = {}  # session id -> live call
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._leaving: set[asyncio.Future[None]] = set()  # leave_room of ended calls: stop() waits for them
         self.dialout = DialOut(self)
 
     async def start(self) -> None:
@@ -103,6 +104,8 @@ class SipGateway:
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._leaving:  # attendance and presence written before the store closes
+            await asyncio.wait(self._leaving, timeout=HANGUP_S)
         await self.stack.stop()
 
     # REST (signaling.context.SipCalls) ------------------------------------------------------------
@@ -309,7 +312,10 @@ class SipGateway:
             self.members.pop(member.session_id, None)
             if not call.ended.is_set():
                 await _quietly(call.hangup())  # removal, revocation, close, timeout: BYE
-            await asyncio.shield(leave_room(self.ctx, member))
+            leaving = asyncio.ensure_future(leave_room(self.ctx, member))
+            self._leaving.add(leaving)
+            leaving.add_done_callback(self._leaving.discard)
+            await asyncio.shield(leaving)
 
 
 def _sdp_version(sdp: str | None) -> int:
