@@ -37,25 +37,14 @@ from signaling.errors import ApiError
 from signaling.meetings.errors import MeetingError, NotFoundError
 from signaling.meetings.model import Meeting
 from signaling.meetings.service import MeetingService
+from signaling.sip.refusals import Refusal
 
 DIAL_NUMBER = re.compile(r"[0-9]{1,20}", re.ASCII)
 _ANGLE = re.compile(r"<([^>]*)>")
 
 
-@dataclass
-class SipRefusal(Exception):
-    """A final SIP answer refusing a call: code, English reason phrase, Warning text."""
-
-    code: int
-    reason: str
-    warning: str = ""
-
-    def __str__(self) -> str:
-        return f"{self.code} {self.reason}: {self.warning}"
-
-
-def refusal(code: int, reason: str, vietnamese: str, english: str) -> SipRefusal:
-    return SipRefusal(code, reason, f"{vietnamese} ({english})")
+def refusal(code: int, reason: str, vietnamese: str, english: str) -> Refusal:
+    return Refusal(code, reason, f"{vietnamese} ({english})")
 
 
 # ApiError status -> SIP final response (the one mapping of REST errors to SIP)
@@ -67,9 +56,9 @@ _SIP_OF_HTTP = {
 }
 
 
-def from_api_error(exc: ApiError) -> SipRefusal:
+def from_api_error(exc: ApiError) -> Refusal:
     code, reason = _SIP_OF_HTTP.get(exc.status, (403, "Forbidden"))
-    return SipRefusal(code, reason, exc.message)
+    return Refusal(code, reason, exc.message)
 
 
 @dataclass(frozen=True)
@@ -97,7 +86,7 @@ class Target:
 
 
 async def find_target(meetings: MeetingService, directory: Directory, user: str, now: datetime | None = None) -> Target:
-    """The meeting the request-URI's user names; SipRefusal 404 / 480 otherwise."""
+    """The meeting the request-URI's user names; Refusal 404 / 480 otherwise."""
     if DIAL_NUMBER.fullmatch(user or ""):
         try:
             return Target(await meetings.by_dial_number(user))
@@ -128,7 +117,7 @@ async def _open_meeting_of(meetings: MeetingService, endpoint_id: str, now: date
     return min(found, key=lambda pair: pair[0])[1] if found else None
 
 
-def not_open(what_vi: str, what_en: str) -> SipRefusal:
+def not_open(what_vi: str, what_en: str) -> Refusal:
     return refusal(480, "Temporarily Unavailable", f"Cuộc họp của {what_vi} chưa mở", what_en)
 
 

@@ -30,7 +30,7 @@ from endpoints.model import Endpoint
 from signaling.context import Context
 from signaling.meetings.model import Meeting
 from signaling.meetings.scheduler import OPEN_INDEX
-from signaling.sip.admission import SipRefusal
+from signaling.sip.refusals import Refusal
 from signaling.sip.member import SipMember
 from signaling.ws.registry import MEETING_EVENTS
 
@@ -208,7 +208,7 @@ class DialOut:
                 dialer.state = "in_call"
 
             member = await self.gateway.dial(dialer.endpoint, meeting, attach)
-        except SipRefusal as no:
+        except Refusal as no:
             dialer.last_error = str(no)
             return "stop" if no.code in (403, 404, 480) else str(no)  # removed, not invited, closed
         except Exception as exc:

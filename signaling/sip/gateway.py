@@ -17,8 +17,8 @@ Dial-out (``dial``, driven by dialout.py): a DELAYED-OFFER INVITE (no SDP): the 
 While a call lives (``_run_call``): INFO picture_fast_update -> ``peer.request_keyframe()``; the leg's
 ``keyframe_wanted`` -> INFO picture_fast_update to the room; ``media_timeout`` -> BYE; a re-INVITE's
 offer (hold, codec change) -> ``peer.handle_offer`` again; the room's BYE, the chair's remove
-(BYE), a revocation and the meeting's close end it. Refusals: admission.SipRefusal (404, 403,
-480, 488 with the leg's OfferRefused text as Warning).
+(BYE), a revocation and the meeting's close end it. Refusals: refusals.Refusal (404, 403,
+480, 488 with the leg's OfferRefused text as Warning, Vietnamese first).
 """
 
 from __future__ import annotations
@@ -39,7 +39,6 @@ from signaling.errors import ApiError
 from signaling.meetings.model import Meeting
 from signaling.sip import info as sip_info
 from signaling.sip.admission import (
-    SipRefusal,
     Target,
     claim_of,
     endpoint_identity,
@@ -52,8 +51,9 @@ from signaling.sip.admission import (
 )
 from signaling.sip.dialout import DialOut
 from signaling.sip.member import SipMember, enter_room, keep_in_room, leave_room
+from signaling.sip.pin_guard import PinGuard
+from signaling.sip.refusals import Refusal, refusal_of
 from signaling.sip.stack import SipStack
-from signaling.sip.wire import sdp_of
 
 log = logging.getLogger("giaoban.sip")
 RING_S = 60.0  # a dialled room that neither answers nor refuses within this is called again later
@@ -68,6 +68,7 @@ class CallEvents:
         self.pin = sip_info.PinEntry()
         self.on_keyframe_wanted: Callable[[], Awaitable[None]] | None = None
         self.on_timeout: Callable[[], None] | None = None
+        self.tasks: set[asyncio.Task[None]] = set()  # key frame INFOs under way (cancelled by close)
         self.offer: asyncio.Future[str] = asyncio.get_running_loop().create_future()  # the leg's own offer
 
     async def __call__(self, event: JsonObject) -> None:
@@ -77,7 +78,9 @@ class CallEvents:
         elif kind == "offer" and isinstance(event.get("sdp"), str) and not self.offer.done():
             self.offer.set_result(str(event["sdp"]))
         elif kind == "keyframe_wanted" and self.on_keyframe_wanted is not None:
-            asyncio.ensure_future(self.on_keyframe_wanted())  # not on the leg's own task (EventSink rule)
+            task = asyncio.ensure_future(self.on_keyframe_wanted())  # not on the leg's own task (EventSink rule)
+            self.tasks.add(task)
+            task.add_done_callback(self.tasks.discard)
         elif kind == "media_timeout" and self.on_timeout is not None:
             self.on_timeout()
 
@@ -91,6 +94,7 @@ class SipGateway:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._leaving: set[asyncio.Future[None]] = set()  # leave_room of ended calls: stop() waits for them
         self.dialout = DialOut(self)
+        self.pins = PinGuard(ctx.store)
 
     async def start(self) -> None:
         await self.stack.start()
@@ -133,12 +137,16 @@ class SipGateway:
     async def _incoming(self, call: Any) -> None:
         try:
             await self._admit_incoming(call)
-        except SipRefusal as no:
-            log.info("SIP call refused: %s", no, extra={"from": str(call.from_uri)[:80], "to": call.request_uri_user})
+        except Exception as exc:
+            no = _for_room(exc)
+            if no is None:
+                log.exception("SIP call failed", extra={"to": call.request_uri_user})
+                no = refusal(500, "Server Internal Error", "Lỗi máy chủ", "giaoban: internal error")
+            else:
+                log.info(
+                    "SIP call refused: %s", no, extra={"from": str(call.from_uri)[:80], "to": call.request_uri_user}
+                )
             await _reject(call, no)
-        except Exception:
-            log.exception("SIP call failed", extra={"to": call.request_uri_user})
-            await _reject(call, SipRefusal(500, "Server Internal Error", "giaoban: internal error"))
 
     async def _admit_incoming(self, call: Any) -> None:
         ctx = self.ctx
@@ -183,7 +191,7 @@ class SipGateway:
         return await self.stack.challenge(call, SIP_REALM, ha1) is not None
 
     async def _member(self, identity: Any, meeting: Meeting, direction: str) -> SipMember:
-        """Admitted now (invited, not removed, open) or SipRefusal (480 when not open)."""
+        """Admitted now (invited, not removed, open) or Refusal (480 when not open)."""
         if await self.ctx.meetings.current_occurrence(meeting.id, _now()) is None:
             raise not_open(f"số {meeting.dial_number}", f"meeting {meeting.id} is not open now")
         try:
@@ -209,44 +217,53 @@ class SipGateway:
         await self._run_call(call, member, events)
 
     async def _pin_caller(self, call: Any, target: Target) -> None:
-        meeting = target.meeting
+        meeting, source = target.meeting, call.source[0]
         if await self.ctx.meetings.current_occurrence(meeting.id, _now()) is None:
             raise not_open(f"số {meeting.dial_number}", f"meeting {meeting.id} is not open now")
         if not call.offer_sdp:
             raise refusal(
                 488, "Not Acceptable Here", "Cuộc gọi cần có SDP", "an INVITE without an SDP offer is not served"
             )
-        events = CallEvents()
-        lobby_id = f"sip-lobby-{secrets.token_hex(6)}"
-        origin = secrets.randbelow(2**31) + 1  # the o= session id of both legs of this call (RFC 3264 §8)
-        lobby_extra: PeerExtra = {**_rtp_extra(None), "audio_only": True, "sdp_origin": [origin, 0]}  # no video work
-        lobby_spec = PeerSpec(lobby_id, lobby_id, "lobby", "participant", "fibre", True, lobby_extra)
-        lobby = await self._open_leg(lobby_spec, events)
-        try:
-            await call.answer(await _answer_offer(lobby, call.offer_sdp))
-            call.on_info = _info_handler(lambda: lobby, events)
-            digits = await _first(events.pin.read(len(str(meeting.pin))), call.ended.wait())
-        finally:
-            await lobby.close()
+        with self.pins.lobby(source):
+            tries = await self.pins.take_try(source, meeting.id)  # 403 when locked out
+            events = CallEvents()
+            origin = secrets.randbelow(2**31) + 1  # the o= session id of both legs of this call (RFC 3264 §8)
+            digits = await self._lobby(call, events, origin)
         if not isinstance(digits, str) or not pin_matches(meeting, digits):
-            log.info("SIP caller gave no or a wrong PIN", extra={"meeting": meeting.id})
+            log.info("SIP caller gave no or a wrong PIN", extra={"meeting": meeting.id, "source": source})
             await call.hangup()
             return
+        await self.pins.right_pin(tries)
         member = await self._member(guest_identity(meeting, call.from_uri), meeting, "in")
         spec = self._spec(member, meeting, None)
         spec.extra["sdp_origin"] = [origin, _sdp_version(call.local_sdp)]  # its answer goes on from the lobby's
         member.peer = peer = await self._open_leg(spec, events)
         try:
-            await _reinvite_for_offer(call, lambda offer: _answer_offer(peer, offer))
+            await call.reinvite_for_offer(lambda offer: _answer_offer(peer, offer))
         except BaseException:
             await peer.close()
             raise
         await self._run_call(call, member, events)
 
+    async def _lobby(self, call: Any, events: CallEvents, origin: int) -> str | None:
+        """An audio-only leg of its own (nothing of the meeting) while the caller keys the PIN."""
+        lobby_id = f"sip-lobby-{secrets.token_hex(6)}"
+        lobby_extra: PeerExtra = {**_rtp_extra(None), "audio_only": True, "sdp_origin": [origin, 0]}  # no video work
+        lobby = await self._open_leg(
+            PeerSpec(lobby_id, lobby_id, "lobby", "participant", "fibre", True, lobby_extra), events
+        )
+        try:
+            await call.answer(await _answer_offer(lobby, call.offer_sdp))
+            call.on_info = _info_handler(lambda: lobby, events)
+            digits: str | None = await _first(events.pin.read(), call.ended.wait())
+            return digits
+        finally:
+            await lobby.close()
+
     # dial-out -----------------------------------------------------------------------------------
     async def dial(self, endpoint: Endpoint, meeting: Meeting, on_member: Callable[[SipMember], None]) -> SipMember:
         """Call the endpoint's room system into the meeting; returns when the call has ended.
-        SipRefusal / MediaError / the stack's errors when it could not be set up."""
+        Refusal / MediaError / the stack's errors when it could not be set up."""
         assert endpoint.sip is not None
         member = await self._member(endpoint_identity(endpoint), meeting, "out")
         on_member(member)
@@ -296,7 +313,7 @@ class SipGateway:
         )
         events.on_timeout = lambda: member.end("no RTP from the room for 30 s")
         call.on_info = _info_handler(lambda: peer, events)
-        call.on_reinvite = peer.handle_offer  # hold, codec change: the same leg answers
+        call.on_reinvite = _answer_offers(peer)  # hold, codec change: the same leg answers
         self.members[member.session_id] = member
         try:
             await enter_room(self.ctx, member)
@@ -310,6 +327,8 @@ class SipGateway:
                 member.end("BYE from the room")
         finally:
             self.members.pop(member.session_id, None)
+            for task in events.tasks:
+                task.cancel()
             if not call.ended.is_set():
                 await _quietly(call.hangup())  # removal, revocation, close, timeout: BYE
             leaving = asyncio.ensure_future(leave_room(self.ctx, member))
@@ -332,15 +351,35 @@ def _rtp_extra(endpoint: Endpoint | None) -> PeerExtra:
 
 
 async def _answer_offer(peer: MediaPeer, offer: str) -> str:
-    """The leg's answer; a refused offer becomes 488 with its reason as the Warning text."""
+    """The leg's answer; on a refused offer the leg is closed (``_for_room`` makes the 488)."""
     try:
         return await peer.handle_offer(offer)
-    except OfferRefused as exc:
+    except MediaError:
         await peer.close()
-        raise SipRefusal(488, "Not Acceptable Here", str(exc)) from None
-    except MediaError as exc:
-        await peer.close()
-        raise SipRefusal(488, "Not Acceptable Here", f"SDP not accepted: {exc}") from None
+        raise
+
+
+def _answer_offers(peer: MediaPeer) -> Callable[[str], Awaitable[str]]:
+    """The room's re-INVITE offers (hold, codec change) for the same leg; a refusal as the room sees it."""
+
+    async def answer(offer: str) -> str:
+        try:
+            return await peer.handle_offer(offer)
+        except MediaError as exc:
+            raise (_for_room(exc) or exc) from None
+
+    return answer
+
+
+def _for_room(exc: BaseException) -> Refusal | None:
+    """The final answer an exception asks for (the stack's one mapping, ``refusal_of``), its
+    Warning Vietnamese first; None: an error of ours."""
+    no = refusal_of(exc)
+    if isinstance(exc, OfferRefused) and no is not None:
+        return refusal(no.code, no.reason, "Thiết bị và máy chủ không có định dạng media chung", str(exc))
+    if no is None and isinstance(exc, MediaError):  # an SDP the leg cannot read
+        return refusal(488, "Not Acceptable Here", "Máy chủ không đọc được SDP", f"SDP not accepted: {exc}")
+    return no
 
 
 async def _offer_and_take_answer(call: Any, peer: MediaPeer, events: CallEvents) -> None:
@@ -351,31 +390,9 @@ async def _offer_and_take_answer(call: Any, peer: MediaPeer, events: CallEvents)
         raise refusal(488, "Not Acceptable Here", "Thiết bị không trả lời SDP", "the ACK carried no SDP answer")
     try:
         await peer.handle_answer(answer)
-    except (OfferRefused, MediaError) as exc:
-        raise SipRefusal(488, "Not Acceptable Here", f"SDP answer not accepted: {exc}") from None
-
-
-async def _reinvite_for_offer(call: Any, answer_of: Callable[[str], Awaitable[str]]) -> None:
-    """A re-INVITE without SDP: the room offers in its 200, ``answer_of`` answers in the ACK (RFC 3261
-    14.1), which moves the call's media to another leg. The stack's API has no such request yet
-    (``Call.reinvite`` takes our offer), so it is built from the stack's dialog parts here."""
-    move = getattr(call, "reinvite_for_offer", None)
-    if move is not None:
-        await move(answer_of)
-        return
-    response = await call.stack.send_request(call._request("INVITE"), call)
-    if response.status_code >= 300:
-        raise SipRefusal(response.status_code, response.reason_phrase, "the room refused the re-INVITE")
-    offer = sdp_of(response)
-    if not offer:
-        call.send_ack(response, None)
-        raise refusal(488, "Not Acceptable Here", "Thiết bị không gửi SDP", "the room's 200 carried no SDP offer")
-    try:
-        answer = await answer_of(offer)
-    except BaseException:
-        call.send_ack(response, None)  # the 200 is acknowledged whatever happens; a BYE follows
-        raise
-    call.send_ack(response, answer)
+    except MediaError as exc:
+        no = _for_room(exc)
+        raise (no or exc) from None
 
 
 def _info_handler(peer_of: Callable[[], MediaPeer], events: CallEvents) -> Callable[[str, str], Awaitable[None]]:
@@ -389,7 +406,7 @@ def _info_handler(peer_of: Callable[[], MediaPeer], events: CallEvents) -> Calla
     return on_info
 
 
-async def _reject(call: Any, no: SipRefusal) -> None:
+async def _reject(call: Any, no: Refusal) -> None:
     try:
         if call.final_sent:  # refused after the answer (admission after a PIN): BYE is all there is
             await call.hangup()

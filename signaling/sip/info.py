@@ -17,6 +17,8 @@ DTMF = "application/dtmf"
 MEDIA_CONTROL = "application/media_control+xml"
 DIGITS = "0123456789*#"
 PIN_TIMEOUT_S = 20.0
+PIN_PAUSE_S = 3.0  # no key for this long after some digits: the entry is complete
+MAX_DIGITS = 8
 PICTURE_FAST_UPDATE = (
     '<?xml version="1.0" encoding="utf-8" ?>\r\n'
     "<media_control><vc_primitive><to_encoder><picture_fast_update/></to_encoder></vc_primitive></media_control>\r\n"
@@ -43,8 +45,9 @@ def wants_keyframe(content_type: str, body: str) -> bool:
 
 
 class PinEntry:
-    """Keys from either path, in arrival order; ``read`` returns the digits up to ``#`` (or once
-    as many as the PIN has, for rooms whose users never press ``#``), ``*`` starts over."""
+    """Keys from either path, in arrival order; ``read`` returns the digits up to ``#``, or those
+    keyed before a pause of ``pause_s`` (rooms whose users never press ``#``), or MAX_DIGITS of
+    them; ``*`` starts over. It never stops at the PIN's own length: that would tell it."""
 
     def __init__(self) -> None:
         self._keys: asyncio.Queue[str] = asyncio.Queue(maxsize=64)  # more keys than a PIN: dropped
@@ -53,19 +56,22 @@ class PinEntry:
         if digit in DIGITS and not self._keys.full():
             self._keys.put_nowait(digit)
 
-    async def read(self, length: int, timeout_s: float = PIN_TIMEOUT_S) -> str | None:
+    async def read(self, timeout_s: float = PIN_TIMEOUT_S, pause_s: float = PIN_PAUSE_S) -> str | None:
         """The PIN keyed in, or None when none came within ``timeout_s`` (for the whole entry)."""
         try:
-            return await asyncio.wait_for(self._collect(length), timeout_s)
+            return await asyncio.wait_for(self._collect(pause_s), timeout_s)
         except asyncio.TimeoutError:
             return None
 
-    async def _collect(self, length: int) -> str:
+    async def _collect(self, pause_s: float) -> str:
         digits = ""
         while True:
-            key = await self._keys.get()
+            try:
+                key = await asyncio.wait_for(self._keys.get(), pause_s if digits else None)
+            except asyncio.TimeoutError:
+                return digits
             if key == "#":
                 return digits
             digits = "" if key == "*" else digits + key
-            if len(digits) >= length:
+            if len(digits) >= MAX_DIGITS:
                 return digits

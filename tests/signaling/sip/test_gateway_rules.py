@@ -89,17 +89,18 @@ def test_info_bodies():
     assert not info.wants_keyframe("application/dtmf", "picture_fast_update")
 
 
-def test_pin_entry_ends_at_hash_or_length_and_star_starts_over():
-    async def keyed(keys: str, length: int) -> str | None:
+def test_pin_entry_ends_at_hash_pause_or_eight_digits_never_at_the_pins_length():
+    async def keyed(keys: str, timeout_s: float = 0.5) -> str | None:
         entry = info.PinEntry()
         for key in keys:
             entry.key(key)
-        return await entry.read(length, timeout_s=0.2)
+        return await entry.read(timeout_s=timeout_s, pause_s=0.1)
 
-    assert asyncio.run(keyed("12#", 4)) == "12"
-    assert asyncio.run(keyed("9*2468", 4)) == "2468"
-    assert asyncio.run(keyed("246813", 4)) == "2468"
-    assert asyncio.run(keyed("24", 4)) is None  # the time ran out
+    assert asyncio.run(keyed("12#")) == "12"
+    assert asyncio.run(keyed("9*2468#")) == "2468"
+    assert asyncio.run(keyed("246813")) == "246813"  # a pause ends it: the PIN's length plays no part
+    assert asyncio.run(keyed("1234567890")) == "12345678"  # at most MAX_DIGITS
+    assert asyncio.run(keyed("", timeout_s=0.2)) is None  # nothing keyed in time
 
 
 def test_ha1_for_sip_digest_is_stored_beside_the_secret():

@@ -1,0 +1,44 @@
+"""PIN guessing is limited (#14 review 2/3), observed at the room (our stack as the UA): lobbies
+per address are capped (486), and after PER_ADDRESS calls that gave no right PIN the address is
+refused 403 before any answer, the Warning Vietnamese first, the operator told once in the log."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import pytest
+
+from signaling.sip.pin_guard import LOBBIES_PER_ADDRESS, PER_ADDRESS
+from tests.signaling.sip.test_gateway import CHAIR, RoomSystem, refusal, sip_node
+
+pytestmark = pytest.mark.integration
+
+
+async def test_a_guessing_address_is_capped_then_locked_out(tmp_path, caplog):
+    node, port = await sip_node(tmp_path, {"room-a": {"allowed_sources": ["127.0.0.1"]}})
+    room = RoomSystem()
+    await room.start()
+    try:
+        meeting = await node.schedule(CHAIR, ["room-a"], pin="2468")
+        number = meeting["dial_number"]
+        lobbies = [await room.dial(number, port, from_user="guesser") for _ in range(LOBBIES_PER_ADDRESS)]
+        code, reason, warning = await refusal(room, number, port, "guesser")
+        assert (code, reason) == (486, "Busy Here") and "chờ mã PIN" in warning, warning
+        for call in lobbies:  # hung up without a PIN: each spent a try
+            await call.hangup()
+        for _ in range(PER_ADDRESS - LOBBIES_PER_ADDRESS):
+            call = await room.dial(number, port, from_user="guesser")
+            for digit in "1357#":
+                room.media.send_dtmf(digit)
+            await asyncio.wait_for(call.ended.wait(), 10)  # the wrong PIN: BYE
+        with caplog.at_level(logging.WARNING, logger="giaoban.sip"):
+            for _ in range(2):  # refused before any answer, and still refused
+                code, reason, warning = await refusal(room, number, port, "guesser")
+                assert (code, reason) == (403, "Forbidden"), (code, reason)
+                assert warning.index("Nhập sai mã PIN quá nhiều lần") < warning.index("too many wrong PINs")
+        lockouts = [r for r in caplog.records if "SIP PIN lockout" in r.getMessage()]
+        assert len(lockouts) == 1 and "address:127.0.0.1" in lockouts[0].getMessage()
+    finally:
+        await room.stop()
+        await node.stop()
