@@ -13,12 +13,14 @@ import yaml
 
 from mcu.api import VIDEO_CODECS
 from signaling.addresses import (
+    LOOPBACK_FALLBACK,
     default_public_url,
     ice_host_list,
     interface_addresses,
     is_wildcard,
     media_addresses,
     public_ip_list,
+    routable,
 )
 from signaling.guard.client_address import parse_networks
 from signaling.sip_settings import SIP_KEY_CHECKS, SipSettings, check_sip
@@ -113,6 +115,7 @@ class Settings:
         """Defaults filled in; ``interfaces``: this machine's addresses (read when None)."""
         s = dataclasses.replace(self)
         ice = ice_host_list(s.ice_host)
+        given = interfaces
         if interfaces is None:
             interfaces = interface_addresses() if is_wildcard(s.host) else []
         s.ice_host = media_addresses(s.host, ice, interfaces)
@@ -121,6 +124,9 @@ class Settings:
         s.store = s.store or f"sqlite:{Path(s.data_dir) / 'giaoban.db'}"
         s.node_id = s.node_id or f"{socket.gethostname()}-{s.port}"
         s.media_url = (s.media_url or s.public_url).rstrip("/")
+        if not s.sip.domain and is_wildcard(s.sip.host):  # Contact/Via name an address rooms reach, never 0.0.0.0
+            found = routable(interface_addresses() if given is None else given)
+            s.sip = dataclasses.replace(s.sip, domain=found[0] if found else LOOPBACK_FALLBACK)
         s.sip = dataclasses.replace(s.sip, domain=s.sip.domain or s.sip.host)
         return s
 
