@@ -72,6 +72,13 @@ class Kamailio:
         done = self.rpc("htable.sets", "pin", f"s:{user}", f"s:sip:127.0.0.1:{port}")
         assert done.returncode == 0, done.stderr
 
+    def received(self, method: str) -> int:
+        """How many ``method`` requests Kamailio has received so far (core statistics, module kex)."""
+        done = self.rpc("stats.get_statistics", "core:")
+        assert done.returncode == 0, done.stderr
+        counts = dict(line.replace(" ", "").split("=") for line in done.stdout.splitlines() if "=" in line)
+        return int(counts[f"core:rcv_requests_{method.lower()}"])
+
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
             self.proc.terminate()
