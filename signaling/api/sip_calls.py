@@ -90,35 +90,21 @@ async def list_room_systems(request: web.Request) -> web.Response:
 
 @routes.post("/api/v1/meetings/{meeting_id}/sip/{endpoint_id}")
 async def call_room_system(request: web.Request) -> web.Response:
-    ctx, meeting, by = await _meeting(request)
-    gateway = _gateway(ctx)
-    endpoint = _room_system(ctx, meeting, request.match_info["endpoint_id"])
-    occurrence = await _open_occurrence(ctx, meeting)
-    await gateway.call_now(occurrence.occurrence_id, endpoint.id, by)
-    return json_response(
-        {
-            "meeting_id": meeting.id,
-            "occurrence_id": occurrence.occurrence_id,
-            "endpoint_id": endpoint.id,
-            "state": "calling",
-        },
-        202,
-    )
+    return await _act(request, "calling")
 
 
 @routes.delete("/api/v1/meetings/{meeting_id}/sip/{endpoint_id}")
 async def hang_up_room_system(request: web.Request) -> web.Response:
+    return await _act(request, "hung_up")
+
+
+async def _act(request: web.Request, state: str) -> web.Response:
+    """Call the room system now (POST) or hang it up (DELETE) in the meeting's open occurrence."""
     ctx, meeting, by = await _meeting(request)
     gateway = _gateway(ctx)
     endpoint = _room_system(ctx, meeting, request.match_info["endpoint_id"])
     occurrence = await _open_occurrence(ctx, meeting)
-    await gateway.hang_up(occurrence.occurrence_id, endpoint.id, by)
-    return json_response(
-        {
-            "meeting_id": meeting.id,
-            "occurrence_id": occurrence.occurrence_id,
-            "endpoint_id": endpoint.id,
-            "state": "hung_up",
-        },
-        202,
-    )
+    act = gateway.call_now if state == "calling" else gateway.hang_up
+    await act(occurrence.occurrence_id, endpoint.id, by)
+    body = {"meeting_id": meeting.id, "occurrence_id": occurrence.occurrence_id, "endpoint_id": endpoint.id}
+    return json_response({**body, "state": state}, 202)
