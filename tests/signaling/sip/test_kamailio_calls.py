@@ -17,6 +17,8 @@ import asyncio
 
 import pytest
 
+from signaling.sip.calls import DialFailed
+from signaling.sip.limits import TokenBuckets
 from tests.signaling.sip.raw import RawPeer, request
 from tests.signaling.sip.test_gateway import CHAIR, RoomSystem, _gone, _sip_in, sip_node, until
 from tests.support.kamailio import Kamailio, require_kamailio
@@ -99,3 +101,28 @@ async def test_in_dialog_request_to_a_foreign_target_is_answered_404_and_not_rel
     finally:
         caller.close()
         victim.close()
+
+
+async def test_a_flood_503_with_retry_after_is_not_spread_to_the_other_node(tmp_path):
+    require_kamailio()
+    a, port_a = await sip_node(tmp_path / "a", {}, node_id="node-a")
+    b, port_b = await sip_node(tmp_path / "b", {}, node_id="node-b")
+    for node in (a, b):  # one INVITE, then 503 + Retry-After (the flood answer) for the next
+        node.ctx.sip.stack.invite_buckets = TokenBuckets(0.01, 1)
+    kam = Kamailio(tmp_path / "kam", {"node-a": port_a, "node-b": port_b}).start()
+    room = RoomSystem()
+    await room.start()
+    try:
+        with pytest.raises(DialFailed) as first:
+            await room.dial("7002", kam.port, from_user="room")
+        assert first.value.code == 404  # no meeting has it: the node's answer
+        with pytest.raises(DialFailed) as flooded:
+            await room.dial("7002", kam.port, from_user="room")
+        assert flooded.value.code in (500, 503)  # Kamailio turns a 503 into 500 (RFC 3261 16.7)
+        counts = sorted(n.ctx.sip.stack.counts["INVITE"] for n in (a, b))
+        assert counts == [0, 2], counts  # both INVITEs reached the hashed node, none the other
+    finally:
+        await room.stop()
+        kam.stop()
+        await a.stop()
+        await b.stop()
