@@ -9,7 +9,8 @@ room (member.enter_room).
 An unknown caller to a meeting with a PIN is answered by a LOBBY leg first (a media room of its
 own, audio only: it sees and hears nothing of the meeting), keys the PIN (RFC 4733 or INFO, 20 s), and is
 then moved into the meeting by a re-INVITE without SDP (the room offers, the meeting's leg answers
-in the ACK). A wrong or missing PIN: BYE.
+in the ACK). A wrong or missing PIN: BYE. Guessing is limited by pin_guard.PinGuard (tries per
+address and meeting in the store, lobbies per address and node).
 
 Dial-out (``dial``, driven by dialout.py): a DELAYED-OFFER INVITE (no SDP): the room offers in its
 200 and the leg answers in the ACK, so one ``handle_offer`` serves both directions.
@@ -18,7 +19,7 @@ While a call lives (``_run_call``): INFO picture_fast_update -> ``peer.request_k
 ``keyframe_wanted`` -> INFO picture_fast_update to the room; ``media_timeout`` -> BYE; a re-INVITE's
 offer (hold, codec change) -> ``peer.handle_offer`` again; the room's BYE, the chair's remove
 (BYE), a revocation and the meeting's close end it. Refusals: refusals.Refusal (404, 403,
-480, 488 with the leg's OfferRefused text as Warning, Vietnamese first).
+480, 488 with the leg's OfferRefused text as Warning, Vietnamese first: offers.for_room).
 """
 
 from __future__ import annotations
@@ -31,13 +32,14 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from endpoints.model import Endpoint
-from mcu.api import JsonObject, MediaError, MediaPeer, OfferRefused, PeerExtra, PeerSpec
+from mcu.api import MediaPeer, PeerExtra, PeerSpec
 from signaling.auth.policy import admit, media_extra
 from signaling.auth.sip_digest import SIP_REALM, stored_ha1
 from signaling.context import Context
 from signaling.errors import ApiError
 from signaling.meetings.model import Meeting
 from signaling.sip import info as sip_info
+from signaling.sip.info import CallEvents, info_handler
 from signaling.sip.admission import (
     Target,
     claim_of,
@@ -51,38 +53,14 @@ from signaling.sip.admission import (
 )
 from signaling.sip.dialout import DialOut
 from signaling.sip.member import SipMember, enter_room, keep_in_room, leave_room
+from signaling.sip.offers import answer_offer, answer_offers, for_room, offer_and_take_answer, sdp_version
 from signaling.sip.pin_guard import PinGuard
-from signaling.sip.refusals import Refusal, refusal_of
+from signaling.sip.refusals import Refusal
 from signaling.sip.stack import SipStack
 
 log = logging.getLogger("giaoban.sip")
 RING_S = 60.0  # a dialled room that neither answers nor refuses within this is called again later
 HANGUP_S = 2.0  # the CANCEL or BYE of a failed dial-out is sent; its answer is awaited this long
-OFFER_S = 10.0  # the leg's own offer, for an INVITE without SDP
-
-
-class CallEvents:
-    """The media leg's events (its EventSink) for one call: DTMF keys, key frame wishes, timeouts."""
-
-    def __init__(self) -> None:
-        self.pin = sip_info.PinEntry()
-        self.on_keyframe_wanted: Callable[[], Awaitable[None]] | None = None
-        self.on_timeout: Callable[[], None] | None = None
-        self.tasks: set[asyncio.Task[None]] = set()  # key frame INFOs under way (cancelled by close)
-        self.offer: asyncio.Future[str] = asyncio.get_running_loop().create_future()  # the leg's own offer
-
-    async def __call__(self, event: JsonObject) -> None:
-        kind = event.get("type")
-        if kind == "dtmf" and isinstance(event.get("digit"), str):
-            self.pin.key(str(event["digit"]))
-        elif kind == "offer" and isinstance(event.get("sdp"), str) and not self.offer.done():
-            self.offer.set_result(str(event["sdp"]))
-        elif kind == "keyframe_wanted" and self.on_keyframe_wanted is not None:
-            task = asyncio.ensure_future(self.on_keyframe_wanted())  # not on the leg's own task (EventSink rule)
-            self.tasks.add(task)
-            task.add_done_callback(self.tasks.discard)
-        elif kind == "media_timeout" and self.on_timeout is not None:
-            self.on_timeout()
 
 
 class SipGateway:
@@ -138,7 +116,7 @@ class SipGateway:
         try:
             await self._admit_incoming(call)
         except Exception as exc:
-            no = _for_room(exc)
+            no = for_room(exc)
             if no is None:
                 log.exception("SIP call failed", extra={"to": call.request_uri_user})
                 no = refusal(500, "Server Internal Error", "Lỗi máy chủ", "giaoban: internal error")
@@ -208,9 +186,9 @@ class SipGateway:
         member.peer = peer = await self._open_leg(spec, events)
         try:
             if call.offer_sdp:
-                await call.answer(await _answer_offer(peer, call.offer_sdp))
+                await call.answer(await answer_offer(peer, call.offer_sdp))
             else:
-                await _offer_and_take_answer(call, peer, events)
+                await offer_and_take_answer(call, peer, events)
         except BaseException:  # refused, or the room cancelled meanwhile: no leg is left behind
             await peer.close()
             raise
@@ -236,10 +214,10 @@ class SipGateway:
         await self.pins.right_pin(tries)
         member = await self._member(guest_identity(meeting, call.from_uri), meeting, "in")
         spec = self._spec(member, meeting, None)
-        spec.extra["sdp_origin"] = [origin, _sdp_version(call.local_sdp)]  # its answer goes on from the lobby's
+        spec.extra["sdp_origin"] = [origin, sdp_version(call.local_sdp)]  # its answer goes on from the lobby's
         member.peer = peer = await self._open_leg(spec, events)
         try:
-            await call.reinvite_for_offer(lambda offer: _answer_offer(peer, offer))
+            await call.reinvite_for_offer(lambda offer: answer_offer(peer, offer))
         except BaseException:
             await peer.close()
             raise
@@ -253,8 +231,8 @@ class SipGateway:
             PeerSpec(lobby_id, lobby_id, "lobby", "participant", "fibre", True, lobby_extra), events
         )
         try:
-            await call.answer(await _answer_offer(lobby, call.offer_sdp))
-            call.on_info = _info_handler(lambda: lobby, events)
+            await call.answer(await answer_offer(lobby, call.offer_sdp))
+            call.on_info = info_handler(lambda: lobby, events)
             digits: str | None = await _first(events.pin.read(), call.ended.wait())
             return digits
         finally:
@@ -280,7 +258,7 @@ class SipGateway:
                     488, "Not Acceptable Here", "Thiết bị không gửi SDP", "the room's 200 carried no SDP offer"
                 )
             member.peer = await self._open_leg(self._spec(member, meeting, endpoint), events)
-            await call.ack(await _answer_offer(member.peer, offer))
+            await call.ack(await answer_offer(member.peer, offer))
         except BaseException:
             if member.peer is not None:
                 await member.peer.close()
@@ -312,8 +290,8 @@ class SipGateway:
             call.send_info(sip_info.MEDIA_CONTROL, sip_info.PICTURE_FAST_UPDATE)
         )
         events.on_timeout = lambda: member.end("no RTP from the room for 30 s")
-        call.on_info = _info_handler(lambda: peer, events)
-        call.on_reinvite = _answer_offers(peer)  # hold, codec change: the same leg answers
+        call.on_info = info_handler(lambda: peer, events)
+        call.on_reinvite = answer_offers(peer)  # hold, codec change: the same leg answers
         self.members[member.session_id] = member
         try:
             await enter_room(self.ctx, member)
@@ -337,73 +315,11 @@ class SipGateway:
             await asyncio.shield(leaving)
 
 
-def _sdp_version(sdp: str | None) -> int:
-    """The o= version of the SDP we last sent on a call (0 if none)."""
-    fields = next((line.split() for line in (sdp or "").splitlines() if line.startswith("o=")), [])
-    return int(fields[2]) if len(fields) > 2 and fields[2].isdigit() else 0
-
-
 def _rtp_extra(endpoint: Endpoint | None) -> PeerExtra:
     extra: PeerExtra = {"via": "sip", "transport": "rtp", "renegotiate": False}
     if endpoint is not None and endpoint.sip is not None and endpoint.sip.codecs:
         extra["codecs"] = list(endpoint.sip.codecs)
     return extra
-
-
-async def _answer_offer(peer: MediaPeer, offer: str) -> str:
-    """The leg's answer; on a refused offer the leg is closed (``_for_room`` makes the 488)."""
-    try:
-        return await peer.handle_offer(offer)
-    except MediaError:
-        await peer.close()
-        raise
-
-
-def _answer_offers(peer: MediaPeer) -> Callable[[str], Awaitable[str]]:
-    """The room's re-INVITE offers (hold, codec change) for the same leg; a refusal as the room sees it."""
-
-    async def answer(offer: str) -> str:
-        try:
-            return await peer.handle_offer(offer)
-        except MediaError as exc:
-            raise (_for_room(exc) or exc) from None
-
-    return answer
-
-
-def _for_room(exc: BaseException) -> Refusal | None:
-    """The final answer an exception asks for (the stack's one mapping, ``refusal_of``), its
-    Warning Vietnamese first; None: an error of ours."""
-    no = refusal_of(exc)
-    if isinstance(exc, OfferRefused) and no is not None:
-        return refusal(no.code, no.reason, "Thiết bị và máy chủ không có định dạng media chung", str(exc))
-    if no is None and isinstance(exc, MediaError):  # an SDP the leg cannot read
-        return refusal(488, "Not Acceptable Here", "Máy chủ không đọc được SDP", f"SDP not accepted: {exc}")
-    return no
-
-
-async def _offer_and_take_answer(call: Any, peer: MediaPeer, events: CallEvents) -> None:
-    """An INVITE without SDP (RFC 3261 13.2.1): the leg's offer in our 200, the room's answer in its ACK."""
-    await call.answer(await asyncio.wait_for(asyncio.shield(events.offer), OFFER_S))
-    answer = await call.wait_ack()
-    if not answer:
-        raise refusal(488, "Not Acceptable Here", "Thiết bị không trả lời SDP", "the ACK carried no SDP answer")
-    try:
-        await peer.handle_answer(answer)
-    except MediaError as exc:
-        no = _for_room(exc)
-        raise (no or exc) from None
-
-
-def _info_handler(peer_of: Callable[[], MediaPeer], events: CallEvents) -> Callable[[str, str], Awaitable[None]]:
-    async def on_info(content_type: str, body: str) -> None:
-        digit = sip_info.dtmf_digit(content_type, body)
-        if digit is not None:
-            events.pin.key(digit)
-        elif sip_info.wants_keyframe(content_type, body):
-            await peer_of().request_keyframe()
-
-    return on_info
 
 
 async def _reject(call: Any, no: Refusal) -> None:

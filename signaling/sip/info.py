@@ -5,12 +5,17 @@
   as ``{"type": "dtmf", "digit": ...}``. Both feed one ``PinEntry``.
 * Key frames: ``application/media_control+xml`` with ``picture_fast_update`` (RFC 5168): a room
   asking us for one, or us asking the room.
+* ``CallEvents``: the media leg's events of one call (its EventSink), ``info_handler``: the call's
+  INFO requests; both feed the call's PinEntry and key frame requests.
 """
 
 from __future__ import annotations
 
 import asyncio
 import re
+from collections.abc import Awaitable, Callable
+
+from mcu.api import JsonObject, MediaPeer
 
 DTMF_RELAY = "application/dtmf-relay"
 DTMF = "application/dtmf"
@@ -75,3 +80,38 @@ class PinEntry:
             digits = "" if key == "*" else digits + key
             if len(digits) >= MAX_DIGITS:
                 return digits
+
+
+class CallEvents:
+    """The media leg's events (its EventSink) for one call: DTMF keys, key frame wishes, timeouts."""
+
+    def __init__(self) -> None:
+        self.pin = PinEntry()
+        self.on_keyframe_wanted: Callable[[], Awaitable[None]] | None = None
+        self.on_timeout: Callable[[], None] | None = None
+        self.tasks: set[asyncio.Task[None]] = set()  # key frame INFOs under way (cancelled by close)
+        self.offer: asyncio.Future[str] = asyncio.get_running_loop().create_future()  # the leg's own offer
+
+    async def __call__(self, event: JsonObject) -> None:
+        kind = event.get("type")
+        if kind == "dtmf" and isinstance(event.get("digit"), str):
+            self.pin.key(str(event["digit"]))
+        elif kind == "offer" and isinstance(event.get("sdp"), str) and not self.offer.done():
+            self.offer.set_result(str(event["sdp"]))
+        elif kind == "keyframe_wanted" and self.on_keyframe_wanted is not None:
+            task = asyncio.ensure_future(self.on_keyframe_wanted())  # not on the leg's own task (EventSink rule)
+            self.tasks.add(task)
+            task.add_done_callback(self.tasks.discard)
+        elif kind == "media_timeout" and self.on_timeout is not None:
+            self.on_timeout()
+
+
+def info_handler(peer_of: Callable[[], MediaPeer], events: CallEvents) -> Callable[[str, str], Awaitable[None]]:
+    async def on_info(content_type: str, body: str) -> None:
+        digit = dtmf_digit(content_type, body)
+        if digit is not None:
+            events.pin.key(digit)
+        elif wants_keyframe(content_type, body):
+            await peer_of().request_keyframe()
+
+    return on_info

@@ -37,6 +37,11 @@ class PinGuard:
         self.store = store
         self._lobbies: Counter[str] = Counter()  # source address -> lobbies open on this node
 
+    @property
+    def waiting(self) -> int:
+        """Lobbies open on this node now."""
+        return sum(self._lobbies.values())
+
     async def take_try(self, address: str, meeting_id: str) -> list[str]:
         """A try's slots (give them back with ``right_pin``), or a 403 refusal when either
         counter is full (that refused try counts as well)."""
@@ -76,7 +81,7 @@ class PinGuard:
                 f"Địa chỉ {address} đang có {LOBBIES_PER_ADDRESS} cuộc gọi chờ mã PIN",
                 f"{address} already has {LOBBIES_PER_ADDRESS} calls waiting for a PIN",
             )
-        if sum(self._lobbies.values()) >= LOBBIES_PER_NODE:
+        if self.waiting >= LOBBIES_PER_NODE:
             raise refusal(
                 503, "Service Unavailable", "Máy chủ đang bận, hãy gọi lại sau", "too many calls waiting for a PIN"
             )

@@ -10,7 +10,8 @@ import logging
 import pytest
 
 from signaling.sip.pin_guard import LOBBIES_PER_ADDRESS, PER_ADDRESS
-from tests.signaling.sip.test_gateway import CHAIR, RoomSystem, refusal, sip_node
+from tests.signaling.sip.test_gateway import CHAIR, RoomSystem, refusal, sip_node, until
+from tests.support.harness import Node
 
 pytestmark = pytest.mark.integration
 
@@ -27,6 +28,7 @@ async def test_a_guessing_address_is_capped_then_locked_out(tmp_path, caplog):
         assert (code, reason) == (486, "Busy Here") and "chờ mã PIN" in warning, warning
         for call in lobbies:  # hung up without a PIN: each spent a try
             await call.hangup()
+        assert await until(lambda: _no_lobby(node)), "the lobbies stayed open after the BYEs"
         for _ in range(PER_ADDRESS - LOBBIES_PER_ADDRESS):
             call = await room.dial(number, port, from_user="guesser")
             for digit in "1357#":
@@ -42,3 +44,7 @@ async def test_a_guessing_address_is_capped_then_locked_out(tmp_path, caplog):
     finally:
         await room.stop()
         await node.stop()
+
+
+async def _no_lobby(node: Node) -> bool:
+    return node.ctx.sip.pins.waiting == 0
