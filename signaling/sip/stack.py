@@ -277,6 +277,9 @@ class SipStack:
             resp = call.dialog.create_response(request, code, reason)
             if code < 300 and request.method.upper() in ("INVITE", "UPDATE", "SUBSCRIBE"):
                 resp.headers.set_single("Contact", self.contact(call.link.transport))
+            if code < 300 and request.method.upper() == "INVITE":  # the room's route set (RFC 3261 12.1.1):
+                for route in request.headers.get("record-route"):  # its BYE passes the proxies too
+                    resp.headers.append("Record-Route", route)
         else:
             resp = response(request, code, reason)
         resp.headers.set_single("Server", self.user_agent)

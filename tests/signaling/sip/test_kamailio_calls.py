@@ -5,7 +5,7 @@ Kamailio on 127.0.0.1 in front of one giaoban server (tests/support/kamailio.py)
   (it is listed in the meeting, read over REST); an operator's DELETE
   /api/v1/meetings/{id}/sip/{endpoint} ends the call: the server's BYE reaches the room through
   Kamailio (its statistics count it) and the room leaves the participant list.
-* The room's own BYE along the Record-Route (xfail: our 200 carries no Record-Route yet).
+* The room's own BYE along the Record-Route (our 1xx/2xx copy the INVITE's Record-Route).
 * kamailio.cfg is no open relay: an in-dialog request without Route whose request-URI is not one
   of our nodes is answered 404 and its target never receives it. (With a Route naming Kamailio it
   is relayed only from or to a node's address; all share 127.0.0.1 here, so that is not tested.)
@@ -61,11 +61,6 @@ async def test_the_servers_bye_reaches_the_room_through_kamailio(front):
     assert await until(lambda: _gone(node, meeting["id"], "room-a"), 10)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="signaling/sip/wire.response() does not copy the INVITE's Record-Route into the 200 (RFC 3261 12.1.1): "
-    "the room's route set is empty and its BYE bypasses Kamailio",
-)
 async def test_the_rooms_bye_goes_along_the_record_route(front):
     node, kam, room = front
     meeting, call = await _call_through_kamailio(node, kam, room)
