@@ -9,7 +9,9 @@ import logging
 
 import pytest
 
-from signaling.sip.pin_guard import LOBBIES_PER_ADDRESS, PER_ADDRESS
+from signaling.sip.pin_guard import LOBBIES_PER_ADDRESS, PER_ADDRESS, PER_MEETING, PinGuard
+from signaling.sip.refusals import Refusal
+from signaling.store import open_store
 from tests.signaling.sip.test_gateway import CHAIR, RoomSystem, refusal, sip_node, until
 from tests.support.harness import Node
 
@@ -48,3 +50,20 @@ async def test_a_guessing_address_is_capped_then_locked_out(tmp_path, caplog):
 
 async def _no_lobby(node: Node) -> bool:
     return node.ctx.sip.pins.waiting == 0
+
+
+async def test_many_addresses_guessing_one_meeting_lock_it_and_a_right_pin_costs_nothing(tmp_path):
+    store = open_store(f"sqlite:{tmp_path / 'pins.db'}")
+    await store.start()
+    try:
+        guard = PinGuard(store)
+        right = await guard.take_try("10.0.0.1", "m1")
+        await guard.right_pin(right)  # the right PIN gives its try back
+        for n in range(PER_MEETING):
+            await guard.take_try(f"10.0.1.{n}", "m1")
+        with pytest.raises(Refusal) as locked:
+            await guard.take_try("10.0.2.1", "m1")  # a fresh address: the meeting is locked
+        assert locked.value.code == 403 and (locked.value.warning or "").startswith("Nhập sai mã PIN")
+        await guard.take_try("10.0.2.1", "m2")  # another meeting is not
+    finally:
+        await store.stop()
