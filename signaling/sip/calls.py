@@ -108,17 +108,24 @@ class Call:
     async def _send(self, request: SipRequest) -> SipResponse:
         return await self.stack.send_request(request, self)
 
-    async def hangup(self) -> None:
-        """End the call: BYE once it is set up (before that, see IncomingCall/OutgoingCall)."""
-        await self._bye("hangup")
+    async def hangup(self, reason: str | None = None) -> None:
+        """End the call: BYE once it is set up (before that, see IncomingCall/OutgoingCall);
+        ``reason``: a Reason header on the BYE (RFC 3326), e.g. ``SIP;cause=403;text="Sai ma PIN"``."""
+        await self._bye("hangup", reason)
 
-    async def _bye(self, reason: str) -> None:
-        if self.dialog.state != DialogState.CONFIRMED or self.ended.is_set():
-            self._end(reason)
-            return
+    def bye_request(self, reason: str | None = None) -> SipRequest:
         bye = self._request("BYE")
+        if reason:
+            bye.headers.set_single("Reason", reason)
+        return bye
+
+    async def _bye(self, why: str, reason: str | None = None) -> None:
+        if self.dialog.state != DialogState.CONFIRMED or self.ended.is_set():
+            self._end(why)
+            return
+        bye = self.bye_request(reason)
         self.dialog.terminate()
-        self._end(reason)
+        self._end(why)
         await self.stack.send_request(bye, self, wait=False)  # retransmitted behind; the call is over for us
 
     async def send_info(self, ctype: str, body: str) -> int:

@@ -10,7 +10,10 @@ Exactly one node dials an endpoint: the dialer holds the store lock ``sipdial:<o
 ``meeting_opened`` and every ``SCAN_S`` s, so when a node dies its lock expires and another node's
 scan takes the endpoint over and calls the room again (the issue's "back within 10 s" is met by
 the node, from the state in the store: the open occurrence, the invitation and the ``sip-dial``
-document; the room does not need to redial).
+document; the room does not need to redial). While a call is up its dialog is in that document
+(``outgoing.dialog_parts``: Call-ID, tags, target, route set, CSeq, transport, the room's address):
+a node that takes the room over first BYEs that dead node's call, as a room with one line keeps
+it and answers 486 Busy Here, then calls.
 
 Operators and chairs: ``call_now`` (POST /api/v1/meetings/{id}/sip/{endpoint}) clears a hang-up
 and wakes the dialer; ``hang_up`` (DELETE) writes ``stopped`` to the ``sip-dial`` document and
@@ -23,7 +26,7 @@ import asyncio
 import logging
 import time
 from dataclasses import dataclass, field
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any, Protocol, cast
 
 from endpoints.model import Endpoint
@@ -39,8 +42,9 @@ BACKOFF_S = (5.0, 10.0, 20.0, 40.0, 60.0)
 STEADY_S = 60.0  # a call that lasted this long was a good one: the next failure waits 5 s again
 LOCK_TTL_S = 6.0  # a dead node's calls are taken over within this + SCAN_S (the issue: 10 s)
 SCAN_S = 2.0
+ORPHAN_BYE_S = 2.0  # how long a takeover waits for the room's answer to the dead node's BYE
 STOP_S = 3.0  # stop() waits this long for the dialers' CANCELs and BYEs, then cuts them off
-DIAL_STATE = "sip-dial"  # "<occurrence>:<endpoint>" -> {"state": "stopped" | "wanted", "by": ..., "at": ...}
+DIAL_STATE = "sip-dial"  # "<occurrence>:<endpoint>" -> {"state": "stopped" | "wanted", "by", "at", "dialog"}
 
 
 @dataclass(eq=False)
@@ -65,7 +69,15 @@ class Caller(Protocol):
     ctx: Context
     members: dict[str, SipMember]  # its live calls, dialled in or out
 
-    async def dial(self, endpoint: Endpoint, meeting: Meeting, on_member: Callable[[SipMember], None]) -> SipMember: ...
+    async def dial(
+        self,
+        endpoint: Endpoint,
+        meeting: Meeting,
+        on_member: Callable[[SipMember], None],
+        on_up: Callable[[dict[str, Any]], Awaitable[None]] | None = None,
+    ) -> SipMember: ...
+
+    async def bye_dialog(self, parts: dict[str, Any]) -> int: ...
 
 
 class DialOut:
@@ -169,6 +181,7 @@ class DialOut:
         keeper = asyncio.create_task(self._keep_lock(dialer))
         attempt = 0
         try:
+            await self._end_orphan(dialer)
             while dialer.state != "done":
                 if not await self._still_wanted(dialer):
                     break
@@ -207,7 +220,7 @@ class DialOut:
                 dialer.member = member
                 dialer.state = "in_call"
 
-            member = await self.gateway.dial(dialer.endpoint, meeting, attach)
+            member = await self.gateway.dial(dialer.endpoint, meeting, attach, lambda d: self._dialog(dialer, d))
         except Refusal as no:
             dialer.last_error = str(no)
             return "stop" if no.code in (403, 404, 480) else str(no)  # removed, not invited, closed
@@ -216,9 +229,31 @@ class DialOut:
             return dialer.last_error
         finally:
             dialer.member = None
+            await self._dialog(dialer, None)
         if member.removed or dialer.state == "done" or member.ended.startswith("meeting closed"):
             return "stop"
         return member.ended or "ended"
+
+    async def _dialog(self, dialer: Dialer, parts: dict[str, Any] | None) -> None:
+        """Keep the call's dialog in the ``sip-dial`` document while it is up (None: it ended)."""
+        state = await self.ctx.store.get(DIAL_STATE, dialer.key) or {}
+        if parts is None and "dialog" not in state:
+            return
+        state = {k: v for k, v in state.items() if k != "dialog"}
+        await self.ctx.store.put(DIAL_STATE, dialer.key, {**state, "dialog": parts} if parts else state)
+
+    async def _end_orphan(self, dialer: Dialer) -> None:
+        """A dead node's call to this room, still up at the room: BYE it before calling again."""
+        state = await self.ctx.store.get(DIAL_STATE, dialer.key)
+        if not state or not state.get("dialog"):
+            return
+        try:
+            status = await asyncio.wait_for(self.gateway.bye_dialog(state["dialog"]), ORPHAN_BYE_S)
+        except (TimeoutError, KeyError, ValueError, TypeError) as exc:
+            status = 0
+            log.info("BYE of %s's orphaned call not answered (%s)", dialer.endpoint.id, type(exc).__name__)
+        log.info("BYE of the orphaned call to %s: %s", dialer.endpoint.id, status)
+        await self._dialog(dialer, None)
 
     async def _still_wanted(self, dialer: Dialer) -> bool:
         state = await self.ctx.store.get(DIAL_STATE, dialer.key)

@@ -53,6 +53,7 @@ from signaling.sip.admission import (
 )
 from signaling.sip.dialout import DialOut
 from signaling.sip.member import SipMember, enter_room, keep_in_room, leave_room
+from signaling.sip.outgoing import dialog_parts
 from signaling.sip.offers import answer_offer, answer_offers, for_room, offer_and_take_answer, sdp_version
 from signaling.sip.pin_guard import PinGuard
 from signaling.sip.refusals import Refusal
@@ -239,8 +240,15 @@ class SipGateway:
             await lobby.close()
 
     # dial-out -----------------------------------------------------------------------------------
-    async def dial(self, endpoint: Endpoint, meeting: Meeting, on_member: Callable[[SipMember], None]) -> SipMember:
+    async def dial(
+        self,
+        endpoint: Endpoint,
+        meeting: Meeting,
+        on_member: Callable[[SipMember], None],
+        on_up: Callable[[dict[str, Any]], Awaitable[None]] | None = None,
+    ) -> SipMember:
         """Call the endpoint's room system into the meeting; returns when the call has ended.
+        ``on_up`` gets the call's ``dialog_parts`` once it is ACKed (dialout stores them).
         Refusal / MediaError / the stack's errors when it could not be set up."""
         assert endpoint.sip is not None
         member = await self._member(endpoint_identity(endpoint), meeting, "out")
@@ -259,6 +267,8 @@ class SipGateway:
                 )
             member.peer = await self._open_leg(self._spec(member, meeting, endpoint), events)
             await call.ack(await answer_offer(member.peer, offer))
+            if on_up is not None:
+                await on_up(dialog_parts(call))
         except BaseException:
             if member.peer is not None:
                 await member.peer.close()
@@ -268,6 +278,10 @@ class SipGateway:
             raise
         await self._run_call(call, member, events)
         return member
+
+    async def bye_dialog(self, parts: dict[str, Any]) -> int:
+        """BYE a dead node's call (dialout, on taking a room over); the room's answer."""
+        return await self.stack.bye_dialog(parts)
 
     # a call in the room -------------------------------------------------------------------------
     def _spec(self, member: SipMember, meeting: Meeting, endpoint: Endpoint | None) -> PeerSpec:

@@ -140,12 +140,12 @@ class IncomingCall(Call):
         self.dialog.terminate()
         self._end("rejected")
 
-    async def hangup(self) -> None:
+    async def hangup(self, reason: str | None = None) -> None:
         if not self.final_sent:
             self.reject(480, "Temporarily Unavailable")
             self.end_reason = "hangup"
             return
-        await self._bye("hangup")
+        await self._bye("hangup", reason)
 
     def cancelled(self) -> None:
         """A CANCEL matched our INVITE transaction (its 200 is sent by the stack)."""

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from typing import Any
 
 from aiosipua.dialog import Dialog, DialogState
 from aiosipua.header_codec import stringify_uri
@@ -47,6 +48,30 @@ def build_invite(stack: Stack, uri: str, from_user: str, link: Link, sdp: str | 
         invite.text = sdp
         invite.headers.set_single("Content-Type", "application/sdp")
     return dialog, invite
+
+
+CSEQ_GAP = 1000  # an orphan's BYE: above any refresh its dead node sent after its dialog was stored
+
+
+def dialog_parts(call: Call) -> dict[str, Any]:
+    """What another node needs to BYE this call if ours dies (dialout keeps it in the store)."""
+    d = call.dialog
+    return {
+        "call_id": d.call_id, "local_tag": d.local_tag, "remote_tag": d.remote_tag, "local_uri": d.local_uri,
+        "remote_uri": d.remote_uri, "remote_target": d.remote_target, "route_set": list(d.route_set),
+        "cseq": d.local_cseq, "transport": call.link.transport, "peer": list(call.link.peer),
+    }  # fmt: skip
+
+
+def orphan_dialog(parts: dict[str, Any]) -> Dialog:
+    """The confirmed dialog of ``dialog_parts``, for a BYE from another node (RFC 3261 §12: only
+    Call-ID, tags, target, route set and a higher CSeq matter to the room)."""
+    return Dialog(
+        call_id=str(parts["call_id"]), local_tag=str(parts["local_tag"]), remote_tag=str(parts["remote_tag"]),
+        local_uri=str(parts["local_uri"]), remote_uri=str(parts["remote_uri"]),
+        remote_target=str(parts["remote_target"]), route_set=[str(r) for r in parts["route_set"]],
+        local_cseq=int(parts["cseq"]) + CSEQ_GAP, state=DialogState.CONFIRMED,
+    )  # fmt: skip
 
 
 class OutgoingCall(Call):
@@ -109,11 +134,11 @@ class OutgoingCall(Call):
         except TimeoutError:  # RFC 3261 §9.1: the INVITE transaction is over for us
             self.txn.give_up("Request Timeout (No Answer To CANCEL)")
 
-    async def hangup(self) -> None:
+    async def hangup(self, reason: str | None = None) -> None:
         if self.final is None:
             await self.cancel()
             return
-        await self._bye("hangup")
+        await self._bye("hangup", reason)
 
     def _provisional(self, response: SipResponse) -> None:
         if response.status_code == 100:

@@ -82,7 +82,7 @@ from signaling.sip.digest import DigestServer, Ha1Lookup
 from signaling.sip.inbound import Inbound
 from signaling.sip.incoming import IncomingCall
 from signaling.sip.limits import SipLimits, TokenBuckets
-from signaling.sip.outgoing import OutgoingCall, build_invite
+from signaling.sip.outgoing import OutgoingCall, build_invite, orphan_dialog
 from signaling.sip.transactions import LINGER, ClientTransaction, ServerTransactions
 from signaling.sip.transport import Link, Transports
 from signaling.sip.wire import response, warning_value
@@ -217,13 +217,25 @@ class SipStack:
         port = target.port or (5061 if name == "tls" else 5060)
         try:
             infos = await asyncio.get_running_loop().getaddrinfo(target.host.strip("[]"), port, proto=6)
-            peer = (str(infos[0][4][0]), port)
-            if name == "udp":
-                return self.transports.udp_link(peer)
-            tls = (self.tls_client or ssl.create_default_context()) if name == "tls" else None
-            return await self.transports.stream_link(name, peer, tls)
+            return await self._open_link(name, (str(infos[0][4][0]), port))
         except (OSError, TimeoutError, ssl.SSLError) as e:
             raise DialFailed(503, f"Unreachable {target.host}:{port} ({type(e).__name__})") from None
+
+    async def _open_link(self, name: str, peer: tuple[str, int]) -> Link:
+        if name == "udp":
+            return self.transports.udp_link(peer)
+        tls = (self.tls_client or ssl.create_default_context()) if name == "tls" else None
+        return await self.transports.stream_link(name, peer, tls)
+
+    async def bye_dialog(self, parts: dict[str, Any]) -> int:
+        """BYE a call that another node of ours set up and can no longer end (it died), from its
+        ``outgoing.dialog_parts``; the status of the room's answer (408: none, 503: unreachable)."""
+        try:
+            link = await self._open_link(str(parts["transport"]), (str(parts["peer"][0]), int(parts["peer"][1])))
+        except (OSError, TimeoutError, ssl.SSLError):
+            return 503
+        call = Call(self, orphan_dialog(parts), link)
+        return (await self.send_request(call.bye_request(), call)).status_code
 
     async def challenge(self, call: IncomingCall, realm: str, ha1_lookup: Ha1Lookup) -> str | None:
         """The digest-authenticated user of this INVITE, or None after sending it a 401 or 403."""
