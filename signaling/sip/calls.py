@@ -82,6 +82,7 @@ class Call:
         self.on_bye: Callable[[], Any] | None = None
         self.ended = asyncio.Event()
         self.end_reason = ""  # bye | hangup | cancel | rejected | failed | ack_timeout | session_expired | stopped
+        self.bye_reason = ""  # the Reason header (RFC 3326) of the room's BYE, e.g. why a PIN was refused
         self.local_sdp: str | None = None  # the SDP we last sent: a refresh re-INVITE offers it again
         self.peer_allows_update = False
         self._timer: SessionTimer | None = None
@@ -206,6 +207,7 @@ class Call:
     def handle(self, request: SipRequest) -> None:
         method = request.method.upper()
         if method == "BYE":
+            self.bye_reason = request.headers.get_first("reason") or ""
             self.stack.respond(request, 200, "OK", call=self)
             self.dialog.terminate()
             self._end("bye")

@@ -61,6 +61,7 @@ from signaling.sip.stack import SipStack
 
 log = logging.getLogger("giaoban.sip")
 RING_S = 60.0  # a dialled room that neither answers nor refuses within this is called again later
+WRONG_PIN = 'SIP;cause=403;text="Sai ma PIN"'  # the BYE's Reason (RFC 3326): ASCII, as room displays show it
 HANGUP_S = 2.0  # the CANCEL or BYE of a failed dial-out is sent; its answer is awaited this long
 
 
@@ -210,7 +211,7 @@ class SipGateway:
             digits = await self._lobby(call, events, origin)
         if not isinstance(digits, str) or not pin_matches(meeting, digits):
             log.info("SIP caller gave no or a wrong PIN", extra={"meeting": meeting.id, "source": source})
-            await call.hangup()
+            await call.hangup(WRONG_PIN)
             return
         await self.pins.right_pin(tries)
         member = await self._member(guest_identity(meeting, call.from_uri), meeting, "in")

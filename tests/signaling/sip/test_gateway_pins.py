@@ -35,7 +35,8 @@ async def test_a_guessing_address_is_capped_then_locked_out(tmp_path, caplog):
             call = await room.dial(number, port, from_user="guesser")
             for digit in "1357#":
                 room.media.send_dtmf(digit)
-            await asyncio.wait_for(call.ended.wait(), 10)  # the wrong PIN: BYE
+            await asyncio.wait_for(call.ended.wait(), 10)  # the wrong PIN: BYE, saying why (RFC 3326)
+            assert call.bye_reason == 'SIP;cause=403;text="Sai ma PIN"', call.bye_reason
         with caplog.at_level(logging.WARNING, logger="giaoban.sip"):
             for _ in range(2):  # refused before any answer, and still refused
                 code, reason, warning = await refusal(room, number, port, "guesser")
