@@ -37,14 +37,10 @@ from signaling.errors import ApiError
 from signaling.meetings.errors import MeetingError, NotFoundError
 from signaling.meetings.model import Meeting
 from signaling.meetings.service import MeetingService
-from signaling.sip.refusals import Refusal
+from signaling.sip.refusals import Refusal, refusal
 
 DIAL_NUMBER = re.compile(r"[0-9]{1,20}", re.ASCII)
 _ANGLE = re.compile(r"<([^>]*)>")
-
-
-def refusal(code: int, reason: str, vietnamese: str, english: str) -> Refusal:
-    return Refusal(code, reason, f"{vietnamese} ({english})")
 
 
 # ApiError status -> SIP final response (the one mapping of REST errors to SIP)

@@ -22,7 +22,7 @@ from signaling.guard.client_address import Network
 from signaling.sip.calls import Call, CallGone, Stack, maybe_await
 from signaling.sip.incoming import IncomingCall
 from signaling.sip.limits import SipLimits, TokenBuckets
-from signaling.sip.refusals import Refusal, refusal_of
+from signaling.sip.refusals import Refusal, refusal, refusal_of
 from signaling.sip.proxies import caller_address
 from signaling.sip.transactions import ClientTransaction, ServerTransactions, branch_of
 from signaling.sip.transport import Link
@@ -44,6 +44,7 @@ class Receiver(Stack, Protocol):
     trusted_proxies: tuple[Network, ...]
 
 
+BUSY_VI = "Máy chủ đang quá tải, xin gọi lại sau"  # the Warning of every limit's 503 (Retry-After)
 log = logging.getLogger(__name__)
 UNANSWERED_S = 180.0  # an INVITE on_invite neither answers nor rejects gets 480 after this
 
@@ -143,10 +144,11 @@ class Inbound:
     def _new_invite(self, req: SipRequest, existing: Call | None, link: Link) -> None:
         source = caller_address(req, link.peer, self.stack.trusted_proxies)
         ip = source[0]  # the caller's: a trusted proxy's calls count against the rooms behind it
-        refusal = self._admit(req, existing, ip)
-        if refusal is not None:
-            self.stack.counts[f"refused:{refusal[1]}"] += 1
-            self.stack.respond(req, *refusal, link=link, headers=self._refusal_headers(refusal[0]))
+        no = self._admit(req, existing, ip)
+        if no is not None:
+            self.stack.counts[f"refused:{no.reason}"] += 1
+            headers = self._refusal_headers(no.code)
+            self.stack.respond(req, no.code, no.reason, link=link, warning=no.warning, headers=headers)
             return
         call = IncomingCall(self.stack, req, link, source)
         self.stack.calls[call.call_id] = call
@@ -160,19 +162,19 @@ class Inbound:
             return {"Min-SE": str(self.stack.min_se)}
         return {"Retry-After": str(self.stack.limits.retry_after_s)} if code == 503 else {}
 
-    def _admit(self, req: SipRequest, existing: Call | None, ip: str) -> tuple[int, str] | None:
-        """Why a new INVITE is refused before anyone sees it, or None."""
+    def _admit(self, req: SipRequest, existing: Call | None, ip: str) -> Refusal | None:
+        """Why a new INVITE is refused before anyone sees it (the 503s Vietnamese first), or None."""
         if existing is not None:
-            return 482, "Loop Detected (Call-ID In Use)"
+            return Refusal(482, "Loop Detected (Call-ID In Use)")
         if not self.stack.invite_buckets.take(ip):
-            return 503, "Too Many INVITEs From Your Address"
+            return refusal(503, "Too Many INVITEs From Your Address", BUSY_VI, "too many INVITEs from your address")
         if len(self.stack.calls) >= self.stack.limits.max_calls:
-            return 503, "Too Many Calls"
+            return refusal(503, "Too Many Calls", BUSY_VI, "this server has too many calls")
         if self.stack.calls_per_ip[ip] >= self.stack.limits.calls_per_address:
-            return 503, "Too Many Calls From Your Address"
+            return refusal(503, "Too Many Calls From Your Address", BUSY_VI, "too many calls from your address")
         expires = (req.headers.get_first("session-expires") or "").split(";")[0].strip()
         if self.stack.session_expires is not None and expires.isdigit() and 0 < int(expires) < self.stack.min_se:
-            return 422, "Session Interval Too Small"
+            return Refusal(422, "Session Interval Too Small")
         return None
 
     async def _run_on_invite(self, call: IncomingCall) -> None:

@@ -1,7 +1,8 @@
 """How a SIP exchange of the stack (#14) fails, as exceptions the gateway catches or raises.
 
 ``Refusal``: a final 3xx-6xx answer with reason and Warning text (raised by on_invite or on_reinvite
-to refuse, raised by ``Call.reinvite`` when the room refuses ours); ``refusal_of`` is the one place
+to refuse, raised by ``Call.reinvite`` when the room refuses ours; ``refusal`` makes one Vietnamese
+first); ``refusal_of`` is the one place
 that turns what a handler raised into that answer (OfferRefused: 488 with its text as Warning);
 ``DialFailed``: a dial that got no 2xx; ``CallGone``: answering a call the room already ended.
 """
@@ -20,6 +21,12 @@ class Refusal(Exception):
 
     def __str__(self) -> str:
         return f"{self.code} {self.reason}: {self.warning}" if self.warning else f"{self.code} {self.reason}"
+
+
+def refusal(code: int, reason: str, vietnamese: str, english: str) -> Refusal:
+    """A refusal as a room shows it: the reason phrase English (ASCII, shown raw), the Warning
+    Vietnamese first and the English after it (the one place this text is made)."""
+    return Refusal(code, reason, f"{vietnamese} ({english})")
 
 
 def refusal_of(exc: BaseException) -> Refusal | None:

@@ -82,6 +82,7 @@ from signaling.sip.digest import DigestServer, Ha1Lookup
 from signaling.sip.inbound import Inbound
 from signaling.sip.incoming import IncomingCall
 from signaling.sip.limits import SipLimits, TokenBuckets
+from signaling.sip.refusals import refusal
 from signaling.sip.outgoing import OutgoingCall, build_invite, orphan_dialog
 from signaling.sip.transactions import LINGER, ClientTransaction, ServerTransactions
 from signaling.sip.transport import Link, Transports
@@ -244,7 +245,11 @@ class SipStack:
             call.authenticated_user = verdict.user
             return verdict.user
         self.counts[f"refused:{verdict.code}"] += 1
-        if verdict.code != 401:
+        if verdict.code == 403:
+            no = refusal(403, verdict.reason, "Sai tên hoặc mật khẩu SIP của thiết bị", "wrong credentials")
+            call.reject(no.code, no.reason, warning=no.warning)
+            return None
+        if verdict.code != 401:  # 400: a malformed Authorization
             call.reject(verdict.code, verdict.reason)
             return None
         offers = self.digest.challenges(realm, call.source[0], stale=verdict.stale)
@@ -253,7 +258,8 @@ class SipStack:
             for value in offers:
                 resp.headers.append("WWW-Authenticate", value)
 
-        call.reject(401, "Unauthorized", extra=add_challenges)
+        no = refusal(401, "Unauthorized", "Thiết bị cần đăng nhập SIP (digest)", "digest authentication required")
+        call.reject(no.code, no.reason, warning=no.warning, extra=add_challenges)
         return None
 
     # --- what calls use ---

@@ -129,6 +129,8 @@ async def test_an_invite_flood_from_one_address_gets_503_with_retry_after(stacks
     refused = [a for a in answers if a.status_code == 503]
     assert all(a.reason_phrase == "Too Many INVITEs From Your Address" for a in refused)
     assert all(a.headers.get_first("retry-after") == "5" for a in refused)
+    warning = refused[0].headers.get_first("warning") or ""  # Vietnamese first, the English after
+    assert warning.index("Máy chủ đang quá tải") < warning.index("too many INVITEs from your address"), warning
     await options_ok(stack)  # other requests still answered
 
 
@@ -171,6 +173,8 @@ async def test_digest_challenge_then_the_right_answer_is_admitted(stacks):
     offers = challenge.headers.get("www-authenticate")
     assert challenge.status_code == 401 and "algorithm=SHA-256" in offers[0] and "algorithm=MD5" in offers[1]
     assert all('qop="auth"' in o and f'realm="{realm}"' in o for o in offers)
+    warning = challenge.headers.get_first("warning") or ""
+    assert warning.index("Thiết bị cần đăng nhập SIP") < warning.index("digest authentication required"), warning
 
     async def attempt(password: str, offer: str, cseq: int, *, user="room1", call_id="auth", nc=1, uri=""):
         uri = uri or f"sip:7001@{target[0]}:{target[1]}"
