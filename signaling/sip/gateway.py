@@ -49,14 +49,13 @@ from signaling.sip.admission import (
     guest_identity,
     not_open,
     pin_matches,
-    refusal,
 )
 from signaling.sip.dialout import DialOut
 from signaling.sip.member import SipMember, enter_room, keep_in_room, leave_room
 from signaling.sip.outgoing import dialog_parts
 from signaling.sip.offers import answer_offer, answer_offers, for_room, offer_and_take_answer, sdp_version
 from signaling.sip.pin_guard import PinGuard
-from signaling.sip.refusals import Refusal
+from signaling.sip.refusals import Refusal, refusal
 from signaling.sip.stack import SipStack
 
 log = logging.getLogger("giaoban.sip")

@@ -11,9 +11,8 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from mcu.api import MediaError, MediaPeer, OfferRefused
-from signaling.sip.admission import refusal
 from signaling.sip.info import CallEvents
-from signaling.sip.refusals import Refusal, refusal_of
+from signaling.sip.refusals import Refusal, refusal, refusal_of
 
 OFFER_S = 10.0  # the leg's own offer, for an INVITE without SDP
 

@@ -20,7 +20,7 @@ from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from signaling.sip.admission import refusal
+from signaling.sip.refusals import refusal
 from signaling.store.base import Store
 
 log = logging.getLogger("giaoban.sip")
