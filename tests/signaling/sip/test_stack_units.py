@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import json
+from types import SimpleNamespace
 
 import pytest
+from aiosipua.dialog import Dialog, DialogState
 from aiosipua.auth import SipDigestAuth, build_credentials
 from aiosipua.header_codec import parse_auth, stringify_auth
+from aiosipua.message import SipRequest
 
 from signaling.sip.digest import DigestServer, ha1
+from signaling.sip.outgoing import CSEQ_GAP, dialog_parts, orphan_dialog
 from signaling.sip.limits import TokenBuckets
 from signaling.sip.transport import FramingError, content_length
 from signaling.sip.wire import BadMessage, parse, warning_value
@@ -135,3 +140,19 @@ def test_digest_nonces_are_ours_fresh_or_stale():
     lookup = {("room1", "SHA-256"): ha1("room1", "realm", "pw", "SHA-256")}
     verdict = verdict_of(server, signed(stale), lambda u, r, a: lookup.get((u, a)))
     assert (verdict.user, verdict.code, verdict.stale) == (None, 401, True)
+
+
+def test_a_stored_dialog_gives_the_bye_the_room_matches():
+    """dial-out takeover (#14 review 16): the dialog kept in the store (JSON) rebuilds an in-dialog BYE."""
+    dialog = Dialog(
+        call_id="abc@giaoban", local_tag="ours", remote_tag="theirs", local_uri="sip:7001@giaoban",
+        remote_uri="sip:room@10.0.0.5", remote_target="sip:room@10.0.0.5:5062", route_set=["<sip:10.0.0.1;lr>"],
+        local_cseq=3, state=DialogState.CONFIRMED,
+    )  # fmt: skip
+    call = SimpleNamespace(dialog=dialog, link=SimpleNamespace(transport="udp", peer=("10.0.0.5", 5062)))
+    parts = json.loads(json.dumps(dialog_parts(call)))  # as the store keeps it
+    assert parts["peer"] == ["10.0.0.5", 5062] and parts["transport"] == "udp"
+    bye = parse(bytes(orphan_dialog(parts).create_request("BYE", via_host="10.0.0.9", via_port=5060)))
+    assert isinstance(bye, SipRequest) and bye.method == "BYE" and bye.uri == "sip:room@10.0.0.5:5062"
+    assert bye.call_id == "abc@giaoban" and bye.from_addr.tag == "ours" and bye.to_addr.tag == "theirs"
+    assert bye.headers.get("route") == ["<sip:10.0.0.1;lr>"] and bye.cseq.seq == 3 + CSEQ_GAP + 1
