@@ -8,9 +8,9 @@ import pytest
 pytestmark = pytest.mark.integration
 
 SAMPLE_SIP = {
-    "uri": "sip:hg-ubnd@10.20.0.15",
+    "uri": "sip:hg-ubnd@127.0.0.1:5070",
     "auth_user": "hg-ubnd",
-    "allowed_sources": ["10.20.0.15/32", "10.20.8.0/24"],
+    "allowed_sources": ["127.0.0.1/32"],
     "codecs": ["H264", "G722", "PCMU"],
 }
 
